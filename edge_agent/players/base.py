@@ -1,0 +1,78 @@
+"""The one small interface every playback backend obeys.
+
+The core decides; a backend plays what it is told, reports state events, and never decides
+anything itself. Events reach the asyncio loop through `loop.call_soon_threadsafe` — never
+act on a backend from inside its own callback thread (libvlc deadlocks: python-vlc #77).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from loa_contract import BulletinKind, Priority
+
+
+class PlayerState(StrEnum):
+    IDLE = "idle"
+    PLAYING = "playing"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class PlayItem:
+    bulletin_id: str
+    kind: BulletinKind
+    priority: Priority
+    title: str
+    path: Path | None = None  # verified cache file (audio, video, image, synthesized speech)
+    text: str | None = None  # text for a board
+    display_seconds: float = 15.0  # how long a still item stays up
+    start_at_s: float = 0.0
+
+
+class EventType(StrEnum):
+    STARTED = "started"
+    ENDED = "ended"  # reached its natural end
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class PlaybackEvent:
+    type: EventType
+    bulletin_id: str
+    position_s: float
+    detail: str = ""
+
+
+EventSink = Callable[[PlaybackEvent], None]
+
+
+class PlayerError(Exception):
+    pass
+
+
+class Player(Protocol):
+    """A playback backend. `on_event` is called on the asyncio loop's thread only."""
+
+    kinds: frozenset[BulletinKind]
+
+    def set_event_sink(self, sink: EventSink) -> None: ...
+
+    async def play(self, item: PlayItem) -> None:
+        """Start `item`, replacing anything this backend plays; return once it is playing."""
+
+    async def stop(self) -> float:
+        """Stop; return the position (s) it had reached. Never hangs (a stuck backend is reset)."""
+
+    def position(self) -> float: ...
+
+    @property
+    def state(self) -> PlayerState: ...
+
+    async def set_volume(self, volume: int) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,82 @@
+"""Plain values the pure scheduler takes and returns (no I/O, no clocks, no globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from enum import StrEnum
+
+from loa_contract import BroadcastWindow, BulletinKind, DeviceKind, Priority
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A bulletin the device holds and could air now (its media is cached and verified)."""
+
+    id: str
+    title: str
+    priority: Priority
+    kind: BulletinKind
+    valid_from: datetime  # aware
+    valid_until: datetime  # aware
+    times: tuple[time, ...] = ()  # fixed local air times (Asia/Ho_Chi_Minh)
+    repeats: int = 1
+    order: int = 0  # commune's order among priority bulletins, lower first
+
+
+@dataclass(frozen=True)
+class Playing:
+    """What the player is airing right now."""
+
+    bulletin_id: str
+    priority: Priority
+    slot: str  # the slot key it was started for (see Decision.slot)
+    started_at: datetime
+    position_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Suspended:
+    """An item an emergency cut off, to resume afterwards."""
+
+    bulletin_id: str
+    slot: str
+    position_s: float
+
+
+@dataclass(frozen=True)
+class ScheduleInput:
+    now: datetime  # aware
+    device_kind: DeviceKind
+    windows: tuple[BroadcastWindow, ...]
+    candidates: tuple[Candidate, ...]
+    playing: Playing | None = None
+    suspended: Suspended | None = None
+    #: How many times each (bulletin_id, slot) has aired (completed or cut short by a user).
+    aired: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    cancelled: frozenset[str] = frozenset()
+    clock_trusted: bool = True
+    resume_mode: str = "resume"  # "resume" | "restart"
+
+
+class Action(StrEnum):
+    KEEP = "keep"  # leave the current item (or silence) as it is
+    START = "start"  # start `bulletin_id` (stopping whatever plays: see `preempt`)
+    STOP = "stop"  # stop the current item; nothing replaces it
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    bulletin_id: str | None = None
+    #: The slot the start counts against: "emergency", "w:<YYYY-MM-DD>T<HH:MM>" for a window
+    #: opened on that local date at that time, or "t:<YYYY-MM-DD>T<HH:MM>" for a fixed air time.
+    slot: str | None = None
+    #: Seconds into the item to start from (a resumed item).
+    start_at_s: float = 0.0
+    #: True when the current item is cut off by an emergency and must be kept as Suspended.
+    preempt: bool = False
+    #: When to ask again even if nothing happens (next window edge, validity edge, fixed time).
+    next_check: datetime | None = None
+    reason: str = ""

@@ -1,0 +1,393 @@
+"""The hub–agent wire contract: every message that crosses the network, as pydantic models.
+
+Hub and agent both import these; nothing else defines a wire shape. Times on the wire are
+ISO 8601 with an offset; local wall-clock times (broadcast windows, fixed air times) are
+"HH:MM" in Vietnam's time zone (UTC+7, no daylight saving).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta, timezone
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+#: Vietnam has no daylight saving; a fixed offset is exact and needs no tz database.
+VN_TZ = timezone(timedelta(hours=7), "ICT")
+
+CONTRACT_VERSION = 1
+
+
+class WireModel(BaseModel):
+    """Base for wire models: unknown fields are refused so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Priority(StrEnum):
+    """Mức độ ưu tiên của bản tin, high to low."""
+
+    EMERGENCY = "emergency"  # khẩn cấp
+    PRIORITY = "priority"  # ưu tiên
+    NORMAL = "normal"  # thông thường
+
+    @property
+    def rank(self) -> int:
+        """Lower rank plays first."""
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {Priority.EMERGENCY: 0, Priority.PRIORITY: 1, Priority.NORMAL: 2}
+
+
+class BulletinKind(StrEnum):
+    """Hình thức bản tin."""
+
+    TEXT = "text"  # ký tự
+    DOCUMENT = "document"  # văn bản
+    AUDIO = "audio"  # phát thanh
+    IMAGE = "image"  # hình ảnh, infographic
+    VIDEO = "video"
+
+
+class DeviceKind(StrEnum):
+    SPEAKER = "speaker"  # cụm loa truyền thanh ứng dụng CNTT-VT
+    BOARD = "board"  # bảng tin điện tử công cộng
+
+
+#: What each device kind can air. Text on a speaker becomes speech; a board never sounds
+#: unless its hardware profile says it has a loudspeaker.
+KINDS_FOR_DEVICE: dict[DeviceKind, frozenset[BulletinKind]] = {
+    DeviceKind.SPEAKER: frozenset({BulletinKind.TEXT, BulletinKind.DOCUMENT, BulletinKind.AUDIO}),
+    DeviceKind.BOARD: frozenset(
+        {BulletinKind.TEXT, BulletinKind.DOCUMENT, BulletinKind.IMAGE, BulletinKind.VIDEO}
+    ),
+}
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _check_hhmm(value: str) -> str:
+    if not _HHMM.match(value):
+        raise ValueError(f"{value!r} is not a local time HH:MM (00:00–23:59)")
+    return value
+
+
+def _check_sha256(value: str) -> str:
+    if not _SHA256.match(value):
+        raise ValueError("must be 64 lowercase hex digits (sha256)")
+    return value
+
+
+HHMM = Annotated[str, AfterValidator(_check_hhmm)]
+Sha256 = Annotated[str, AfterValidator(_check_sha256)]
+
+
+def parse_hhmm(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+class BroadcastWindow(WireModel):
+    """Khung giờ phát sóng: a daily local time span. An end before the start crosses midnight."""
+
+    start: HHMM
+    end: HHMM
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, data: object) -> object:
+        # The API takes windows as ["05:30", "06:30"] pairs, the way people write them.
+        if isinstance(data, (list, tuple)):
+            if len(data) != 2:
+                raise ValueError("a window is a pair [start, end] of HH:MM times")
+            return {"start": data[0], "end": data[1]}
+        return data
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> BroadcastWindow:
+        if self.start == self.end:
+            raise ValueError("a window's start and end must differ")
+        return self
+
+    @property
+    def start_time(self) -> time:
+        return parse_hhmm(self.start)
+
+    @property
+    def end_time(self) -> time:
+        return parse_hhmm(self.end)
+
+
+class CommuneWindows(WireModel):
+    """A commune's daily windows, one list for its speakers and one for its boards."""
+
+    speaker: list[BroadcastWindow] = Field(default_factory=list)
+    board: list[BroadcastWindow] = Field(default_factory=list)
+
+    def for_kind(self, kind: DeviceKind) -> list[BroadcastWindow]:
+        return self.speaker if kind is DeviceKind.SPEAKER else self.board
+
+
+class MediaRef(WireModel):
+    """A file in the hub's content store, named by its sha256."""
+
+    sha256: Sha256
+    size: int = Field(ge=0)
+    mime: str
+
+
+class Schedule(WireModel):
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime
+    #: Fixed local air times; empty means "in the commune's programme".
+    times: list[HHMM] = Field(default_factory=list)
+    #: How many times it airs per window (speakers) or in all (emergency).
+    repeats: int = Field(default=1, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Schedule:
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        return self
+
+
+class ManifestBulletin(WireModel):
+    """One bulletin as a device must hold it."""
+
+    id: str
+    title: str
+    kind: BulletinKind
+    priority: Priority
+    text: str | None = None
+    media: MediaRef | None = None
+    schedule: Schedule
+    #: Seconds a still item (text, image) stays on a board; audio and video run their length.
+    display_seconds: float = Field(default=15.0, gt=0, le=3600)
+    #: The commune's order among priority bulletins (lower first), when the commune set one.
+    order: int = 0
+    category: str | None = None
+    source_level: Literal["central", "province", "commune"] = "province"
+
+    @model_validator(mode="after")
+    def _content(self) -> ManifestBulletin:
+        if self.kind in (BulletinKind.AUDIO, BulletinKind.IMAGE, BulletinKind.VIDEO):
+            if self.media is None:
+                raise ValueError(f"a {self.kind.value} bulletin needs media")
+        elif self.kind is BulletinKind.TEXT and not (self.text and self.text.strip()):
+            raise ValueError("a text bulletin needs text")
+        elif self.kind is BulletinKind.DOCUMENT and self.media is None and not self.text:
+            raise ValueError("a document bulletin needs text or media")
+        return self
+
+
+class Manifest(WireModel):
+    """Everything one device must hold, signed by the hub. Versions only ever increase."""
+
+    contract: int = CONTRACT_VERSION
+    device_id: str
+    version: int = Field(ge=1)
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime
+    device_kind: DeviceKind
+    commune: str
+    windows: list[BroadcastWindow]
+    volume: int = Field(ge=0, le=100)
+    profile: str
+    #: Resume a pre-empted item where it stopped, or restart it from the top.
+    resume_mode: Literal["resume", "restart"] = "resume"
+    bulletins: list[ManifestBulletin]
+    #: Emergencies the hub has cancelled that the device may still hold from a push.
+    cancelled: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- signed envelopes
+
+
+class SignedEnvelope(WireModel):
+    """Signed bytes. The signature covers `payload` exactly; it is checked before parsing."""
+
+    key_id: str
+    payload: str  # base64 of the UTF-8 JSON document
+    signature: str  # base64 Ed25519 signature over the decoded payload bytes
+
+
+class HubKey(WireModel):
+    key_id: str
+    public_key: str  # base64 raw 32-byte Ed25519 public key
+
+
+# ---------------------------------------------------------------- commands (hub -> device)
+
+
+class _Command(WireModel):
+    command_id: str
+    device_id: str
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime
+
+
+class ManifestReady(_Command):
+    """"Manifest N is ready": the device fetches it over HTTP."""
+
+    type: Literal["manifest_ready"] = "manifest_ready"
+    version: int
+
+
+class EmergencyStart(_Command):
+    """Play this now, whatever plays and whatever the window."""
+
+    type: Literal["emergency_start"] = "emergency_start"
+    bulletin: ManifestBulletin
+
+    @field_validator("bulletin")
+    @classmethod
+    def _is_emergency(cls, bulletin: ManifestBulletin) -> ManifestBulletin:
+        if bulletin.priority is not Priority.EMERGENCY:
+            raise ValueError("emergency_start carries an emergency bulletin")
+        return bulletin
+
+
+class EmergencyCancel(_Command):
+    type: Literal["emergency_cancel"] = "emergency_cancel"
+    bulletin_id: str
+
+
+class SetVolume(_Command):
+    type: Literal["set_volume"] = "set_volume"
+    volume: int = Field(ge=0, le=100)
+
+
+class StopPlayback(_Command):
+    type: Literal["stop"] = "stop"
+
+
+class TestTone(_Command):
+    type: Literal["test_tone"] = "test_tone"
+
+
+class Resync(_Command):
+    type: Literal["resync"] = "resync"
+
+
+Command = Annotated[
+    ManifestReady | EmergencyStart | EmergencyCancel | SetVolume | StopPlayback | TestTone | Resync,
+    Field(discriminator="type"),
+]
+
+
+class CommandDocument(WireModel):
+    """The signed payload of a pushed command."""
+
+    command: Command
+
+
+# ---------------------------------------------------------------- enrollment
+
+
+class EnrollRequest(WireModel):
+    code: str = Field(min_length=6, max_length=64)
+    agent_version: str = "unknown"
+    hostname: str | None = None
+
+
+class EnrollResponse(WireModel):
+    device_id: str
+    device_secret: str
+    device_kind: DeviceKind
+    commune: str
+    profile: str
+    hub_keys: list[HubKey]
+
+
+# ---------------------------------------------------------------- reports (device -> hub)
+
+
+class PlayOutcome(StrEnum):
+    COMPLETED = "completed"
+    PREEMPTED = "preempted"
+    STOPPED = "stopped"  # stopped by an operator or a cancel
+    FAILED = "failed"
+
+
+class ProofOfPlay(WireModel):
+    """One airing of a bulletin (bằng chứng phát)."""
+
+    type: Literal["play"] = "play"
+    seq: int = Field(ge=1)
+    bulletin_id: str
+    priority: Priority
+    kind: BulletinKind
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
+    outcome: PlayOutcome
+    position_s: float = Field(default=0.0, ge=0)
+
+
+class NowPlayingInfo(WireModel):
+    bulletin_id: str
+    priority: Priority
+    kind: BulletinKind
+    title: str
+    started_at: AwareDatetime
+
+
+class HealthSample(WireModel):
+    """A health snapshot. Field names follow Prometheus node_exporter where one exists."""
+
+    type: Literal["health"] = "health"
+    seq: int = Field(ge=1)
+    at: AwareDatetime
+    cpu_percent: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+    filesystem_avail_bytes: int
+    filesystem_size_bytes: int
+    temperature_celsius: float | None = None
+    boot_time_seconds: float
+    network_receive_bytes_total: int = 0
+    network_transmit_bytes_total: int = 0
+    player_state: str
+    now_playing: NowPlayingInfo | None = None
+    volume: int
+    manifest_version: int | None = None
+    cache_bytes: int = 0
+    cache_objects: int = 0
+    outbox_backlog: int = 0
+    clock_offset_seconds: float | None = None
+    clock_trusted: bool = True
+    faults: list[str] = Field(default_factory=list)
+
+
+Report = Annotated[ProofOfPlay | HealthSample, Field(discriminator="type")]
+
+
+class ReportBatch(WireModel):
+    reports: list[Report] = Field(max_length=1000)
+
+
+class ReportAck(WireModel):
+    """Sequence numbers the hub now holds (new or already stored): the agent may forget them."""
+
+    acked: list[int]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+__all__ = ["BroadcastWindow", "BulletinKind", "CONTRACT_VERSION", "Command", "CommandDocument", "CommuneWindows", "DeviceKind", "EmergencyCancel", "EmergencyStart", "EnrollRequest", "EnrollResponse", "HHMM", "HealthSample", "HubKey", "KINDS_FOR_DEVICE", "Manifest", "ManifestBulletin", "ManifestReady", "MediaRef", "NowPlayingInfo", "PlayOutcome", "Priority", "ProofOfPlay", "Report", "ReportAck", "ReportBatch", "Resync", "Schedule", "SetVolume", "Sha256", "SignedEnvelope", "StopPlayback", "TestTone", "VN_TZ", "WireModel", "parse_hhmm", "utcnow"]

@@ -1,0 +1,122 @@
+"""Ed25519 signing of manifests and commands.
+
+The hub signs the exact JSON bytes it sends; the agent checks the signature over those bytes
+against a pinned key *before* parsing them, so nothing unauthenticated reaches a parser.
+More than one hub key may be trusted at once, so keys can rotate.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Iterable
+from typing import TypeVar
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import BaseModel, ValidationError
+
+from .models import HubKey, SignedEnvelope
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class SignatureError(Exception):
+    """The bytes were not signed by a trusted hub key, or are not what they claim to be."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
+        raise SignatureError(f"{what} is not valid base64") from exc
+
+
+def key_id_for(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class HubSigner:
+    """The hub's private signing key."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        self.public_key = private_key.public_key()
+        self.key_id = key_id_for(self.public_key)
+
+    @classmethod
+    def generate(cls) -> HubSigner:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> HubSigner:
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("the hub key must be an Ed25519 private key")
+        return cls(key)
+
+    def to_pem(self) -> bytes:
+        return self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def hub_key(self) -> HubKey:
+        raw = self.public_key.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return HubKey(key_id=self.key_id, public_key=_b64(raw))
+
+    def sign_bytes(self, payload: bytes) -> SignedEnvelope:
+        return SignedEnvelope(
+            key_id=self.key_id, payload=_b64(payload), signature=_b64(self._key.sign(payload))
+        )
+
+    def sign(self, model: BaseModel) -> SignedEnvelope:
+        return self.sign_bytes(model.model_dump_json().encode("utf-8"))
+
+
+class TrustedKeys:
+    """The hub keys an agent pinned at enrollment."""
+
+    def __init__(self, keys: Iterable[HubKey]) -> None:
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        for key in keys:
+            raw = _unb64(key.public_key, "public_key")
+            try:
+                self._keys[key.key_id] = Ed25519PublicKey.from_public_bytes(raw)
+            except ValueError as exc:
+                raise SignatureError(f"hub key {key.key_id} is not an Ed25519 key") from exc
+
+    def verify_bytes(self, envelope: SignedEnvelope) -> bytes:
+        public = self._keys.get(envelope.key_id)
+        if public is None:
+            raise SignatureError(f"signed by an unknown key {envelope.key_id!r}")
+        payload = _unb64(envelope.payload, "payload")
+        signature = _unb64(envelope.signature, "signature")
+        try:
+            public.verify(signature, payload)
+        except InvalidSignature as exc:
+            raise SignatureError("bad signature") from exc
+        return payload
+
+    def open(self, envelope: SignedEnvelope | bytes | str, model: type[M]) -> M:
+        """Verify, then parse. Raises SignatureError for anything not signed and well-formed."""
+        if not isinstance(envelope, SignedEnvelope):
+            try:
+                envelope = SignedEnvelope.model_validate_json(envelope)
+            except ValidationError as exc:
+                raise SignatureError("not a signed envelope") from exc
+        payload = self.verify_bytes(envelope)
+        try:
+            return model.model_validate_json(payload)
+        except ValidationError as exc:
+            raise SignatureError(f"signed payload is not a valid {model.__name__}: {exc}") from exc
