@@ -1,0 +1,18 @@
+# The two entry points a fresh Debian machine needs: `make demo` and `make test`.
+.PHONY: demo test lint bench
+
+demo:
+	@scripts/bootstrap.sh demo
+	.venv/bin/python -m scripts.demo
+
+test:
+	@scripts/bootstrap.sh test
+	.venv/bin/ruff check .
+	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy .venv/bin/pytest -q -p no:cacheprovider
+
+lint:
+	.venv/bin/ruff check .
+
+bench:
+	.venv/bin/python bench/preempt.py
+	.venv/bin/python bench/cold_start.py
