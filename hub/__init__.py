@@ -1,0 +1,1 @@
+"""Loa hub: the provincial source-information hub (HTTTN) that signs and pushes bulletins."""

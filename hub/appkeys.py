@@ -1,0 +1,23 @@
+"""Typed keys for the objects one hub application shares between its handlers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from .config import HubConfig
+from .db import Database
+from .keys import HubKeyring
+from .push import Connections
+
+if TYPE_CHECKING:
+    from .manifests import ManifestCache
+    from .routing import RouteSpec
+
+CONFIG = web.AppKey("config", HubConfig)
+DB = web.AppKey("db", Database)
+KEYRING = web.AppKey("keyring", HubKeyring)
+CONNECTIONS = web.AppKey("connections", Connections)
+MANIFEST_CACHE: web.AppKey[ManifestCache] = web.AppKey("manifest_cache")
+ROUTES: web.AppKey[list[RouteSpec]] = web.AppKey("routes")

@@ -1,0 +1,56 @@
+"""Hub configuration: one pydantic model, passed to `create_app`; nothing is read from globals."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MiB = 1024 * 1024
+
+
+class HubConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path
+    media_max_bytes: int = Field(default=200 * MiB, gt=0)
+    enrollment_ttl: timedelta = timedelta(hours=24)
+    manifest_lifetime: timedelta = timedelta(days=14)
+    #: A device not on the WebSocket counts as online this long after it was last heard from.
+    offline_after: timedelta = timedelta(seconds=150)
+    session_idle: timedelta = timedelta(minutes=30)
+    session_lifetime: timedelta = timedelta(hours=12)
+    #: How long an ordinary pushed command stays valid; emergencies last until valid_until.
+    command_ttl: timedelta = timedelta(minutes=10)
+    #: aiohttp leaves WebSocket heartbeats off by default; dead 3G links must be noticed.
+    ws_heartbeat_s: float = Field(default=30.0, gt=0)
+    #: A slow socket must not hold up a province-wide emergency push.
+    ws_send_timeout_s: float = Field(default=5.0, gt=0)
+    #: scrypt cost (N). 2**14 with r=8 is ~16 MiB and tens of ms; tests may lower it.
+    scrypt_n: int = Field(default=2**14, ge=2)
+    resume_mode: Literal["resume", "restart"] = "resume"
+    #: How often the hub re-signs manifests that passed half their lifetime.
+    refresh_interval: timedelta = timedelta(hours=1)
+    #: Health samples are telemetry: kept this long (the latest stays on the device row).
+    health_retention: timedelta = timedelta(days=30)
+    #: Emergencies cancelled this recently are listed in `Manifest.cancelled`.
+    cancelled_memory: timedelta = timedelta(days=1)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "hub.sqlite3"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / "hub_signing_key.pem"
+
+    @property
+    def extra_keys_dir(self) -> Path:
+        """Public keys (PEM) the agents should also trust: the next key during a rotation."""
+        return self.data_dir / "trusted_keys"

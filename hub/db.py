@@ -1,0 +1,283 @@
+"""SQLite storage: one writer connection behind a lock, one reader connection, WAL.
+
+One writer per file is what keeps "database is locked" away; the reader sees only committed
+data (WAL snapshots), so a request never observes another request's half-done transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+Params = Sequence[Any] | dict[str, Any]
+
+# Each entry migrates from schema version i to i + 1; never edit a released entry.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        unit TEXT,
+        must_change_password INTEGER NOT NULL DEFAULT 0,
+        locked INTEGER NOT NULL DEFAULT 0,
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        password_changed_at TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        last_used_at TEXT NOT NULL,
+        address TEXT
+    );
+    CREATE TABLE communes (
+        code TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        windows_json TEXT NOT NULL,
+        volume INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        commune TEXT NOT NULL REFERENCES communes(code),
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        profile TEXT NOT NULL,
+        enrollment_code_hash TEXT UNIQUE,
+        enrollment_expires_at TEXT,
+        enrollment_used_at TEXT,
+        secret_hash TEXT,
+        enrolled_at TEXT,
+        agent_version TEXT,
+        hostname TEXT,
+        manifest_version INTEGER NOT NULL DEFAULT 1,
+        manifest_signed_version INTEGER,
+        manifest_signed_at TEXT,
+        last_seen TEXT,
+        last_health_at TEXT,
+        last_health_json TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX devices_commune ON devices(commune);
+    CREATE TABLE media (
+        sha256 TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mime TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE bulletins (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        text TEXT,
+        media_sha256 TEXT REFERENCES media(sha256),
+        schedule_json TEXT NOT NULL,
+        valid_from TEXT NOT NULL,
+        valid_until TEXT NOT NULL,
+        display_seconds REAL NOT NULL,
+        category TEXT,
+        source_level TEXT NOT NULL,
+        target_all INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        created_by TEXT,
+        created_at TEXT NOT NULL,
+        published_at TEXT,
+        cancelled_at TEXT
+    );
+    CREATE INDEX bulletins_state ON bulletins(state, valid_until);
+    CREATE TABLE bulletin_communes (
+        bulletin_id TEXT NOT NULL REFERENCES bulletins(id),
+        commune TEXT NOT NULL REFERENCES communes(code),
+        PRIMARY KEY (bulletin_id, commune)
+    );
+    CREATE INDEX bulletin_communes_commune ON bulletin_communes(commune);
+    CREATE TABLE bulletin_devices (
+        bulletin_id TEXT NOT NULL REFERENCES bulletins(id),
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        PRIMARY KEY (bulletin_id, device_id)
+    );
+    CREATE INDEX bulletin_devices_device ON bulletin_devices(device_id);
+    CREATE TABLE plays (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        seq INTEGER NOT NULL,
+        bulletin_id TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        position_s REAL NOT NULL,
+        received_at TEXT NOT NULL,
+        UNIQUE (device_id, seq)
+    );
+    CREATE INDEX plays_bulletin ON plays(bulletin_id);
+    CREATE TABLE health (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        seq INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        json TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        UNIQUE (device_id, seq)
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        address TEXT,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """,
+]
+
+
+def iso(dt: datetime) -> str:
+    """UTC with a fixed shape, so stored times compare correctly as strings."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime")
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), never implicit.
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    await conn.execute("PRAGMA foreign_keys=ON")
+    await conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+class Database:
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await _connect(path)
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")
+            # Acks and enrollments must survive a power cut once answered.
+            await writer.execute("PRAGMA synchronous=FULL")
+            await _migrate(writer)
+            reader = await _connect(path)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader)
+
+    async def close(self) -> None:
+        await self._reader.close()
+        async with self._write_lock:
+            await self._writer.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction; it rolls back on any exception, so bad input changes nothing."""
+        async with self._write_lock:
+            await self._begin()
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            await self._writer.execute("COMMIT")
+
+    async def _begin(self) -> None:
+        try:
+            await self._writer.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "within a transaction" not in str(exc):
+                raise
+            # A task cancelled mid-transaction cannot stop statements already queued to the
+            # SQLite thread; whatever it left open is rolled back here, never committed.
+            log.warning("rolling back a transaction abandoned by a cancelled task")
+            await self._writer.execute("ROLLBACK")
+            await self._writer.execute("BEGIN IMMEDIATE")
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """One write statement in its own transaction; returns the changed row count."""
+        async with self.transaction() as conn:
+            cur = await conn.execute(sql, params)
+            return cur.rowcount
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async with self._reader.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        async with self._reader.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+
+async def _migrate(conn: aiosqlite.Connection) -> None:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    current = int(row[0]) if row else 0
+    for version in range(current, len(MIGRATIONS)):
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split(MIGRATIONS[version]):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version={version + 1}")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+
+def _split(script: str) -> Iterable[str]:
+    """Split a migration into statements; triggers contain ';' so complete_statement decides."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                yield buf.strip()
+            buf = ""
+    if buf.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:60]}")
+
+
+async def audit(
+    conn: aiosqlite.Connection,
+    actor: str,
+    address: str | None,
+    action: str,
+    target: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Append to the audit log inside the caller's transaction: no action without its record."""
+    await conn.execute(
+        "INSERT INTO audit (at, actor, address, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (iso(datetime.now(UTC)), actor, address, action, target, detail),
+    )

@@ -1,0 +1,330 @@
+"""The device-facing API: enrollment, signed manifest, media, WebSocket push, reports.
+
+Devices authenticate with `Authorization: Device <device_id>:<device_secret>`; everything
+they receive that could make a loudspeaker sound is signed (manifest and WebSocket frames).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from datetime import datetime
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field
+
+from loa_contract import (
+    BulletinKind,
+    EmergencyStart,
+    EnrollRequest,
+    EnrollResponse,
+    HealthSample,
+    ManifestReady,
+    PlayOutcome,
+    Priority,
+    ProofOfPlay,
+    ReportAck,
+    ReportBatch,
+    utcnow,
+)
+
+from .db import audit, from_iso, iso
+from .errors import ApiError
+from .manifests import (
+    TARGETS_DEVICE,
+    active_emergencies,
+    current_version,
+    kinds_sql,
+    signed_manifest,
+)
+from .media import file_response
+from .push import command_fields
+from .routing import Ctx, RouteTable
+from .security import code_hash, new_device_secret, sha256_hex
+
+log = logging.getLogger(__name__)
+
+routes = RouteTable("device")
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SIGNED = {"application/json": {"schema": {"$ref": "#/components/schemas/SignedEnvelope"}}}
+
+
+@routes.post(
+    "/api/v1/enroll",
+    summary="Trade a one-time enrollment code for a device identity",
+    auth="public",
+    body=EnrollRequest,
+    response=EnrollResponse,
+    status=201,
+    errors=[403, 410],
+)
+async def enroll(ctx: Ctx) -> EnrollResponse:
+    body: EnrollRequest = ctx.body
+    secret = new_device_secret()
+    now = utcnow()
+    async with ctx.db.transaction() as conn:
+        cur = await conn.execute(
+            "SELECT * FROM devices WHERE enrollment_code_hash = ?", (code_hash(body.code),)
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise ApiError(403, "invalid_code", "unknown enrollment code")
+        if row["enrollment_used_at"] is not None:
+            raise ApiError(
+                410,
+                "code_used",
+                "this enrollment code was already used; ask the hub operator for a new one",
+            )
+        if from_iso(row["enrollment_expires_at"]) <= now:
+            raise ApiError(
+                410,
+                "code_expired",
+                "this enrollment code has expired; ask the hub operator for a new one",
+            )
+        await conn.execute(
+            "UPDATE devices SET enrollment_used_at = ?, secret_hash = ?, enrolled_at = ?,"
+            " agent_version = ?, hostname = ?, last_seen = ? WHERE id = ?",
+            (
+                iso(now),
+                sha256_hex(secret),
+                iso(now),
+                body.agent_version,
+                body.hostname,
+                iso(now),
+                row["id"],
+            ),
+        )
+        await audit(
+            conn,
+            f"device:{row['id']}",
+            ctx.address,
+            "device.enroll",
+            row["id"],
+            f"agent {body.agent_version} host {body.hostname}",
+        )
+    return EnrollResponse(
+        device_id=row["id"],
+        device_secret=secret,
+        device_kind=row["kind"],
+        commune=row["commune"],
+        profile=row["profile"],
+        hub_keys=ctx.keyring.hub_keys(),
+    )
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return etag in tags or "*" in tags
+
+
+@routes.get(
+    "/api/v1/device/manifest",
+    summary="This device's signed manifest (SignedEnvelope of a Manifest); ETag is the version",
+    auth="device",
+    response_content={
+        "200": {"description": "SignedEnvelope whose payload is a Manifest", "content": _SIGNED},
+        "304": {"description": "Not modified (If-None-Match matched the current version)"},
+    },
+)
+async def device_manifest(ctx: Ctx) -> web.StreamResponse:
+    version = await current_version(ctx.app, ctx.device)
+    etag = f'"{version}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if _etag_matches(ctx.request.headers.get("If-None-Match"), etag):
+        return web.Response(status=304, headers=headers)
+    body = await signed_manifest(ctx.app, ctx.device, version)
+    return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+@routes.get(
+    "/api/v1/device/media/{sha256}",
+    summary="A media file of one of this device's bulletins; supports Range for resuming",
+    auth="device",
+    errors=[404],
+    response_content={
+        "200": {
+            "description": "The file",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        "206": {"description": "Partial content (Range)"},
+    },
+)
+async def device_media(ctx: Ctx) -> web.StreamResponse:
+    sha = ctx.path("sha256")
+    device = ctx.device
+    if not _SHA256.match(sha):
+        raise ApiError(404, "not_found", "no such media for this device")
+    row = await ctx.db.fetchone(
+        "SELECT m.mime FROM media m WHERE m.sha256 = :sha AND EXISTS ("
+        " SELECT 1 FROM bulletins b WHERE b.media_sha256 = m.sha256 AND b.state = 'published'"
+        f" AND b.kind IN ({kinds_sql(device.kind)}) AND {TARGETS_DEVICE})",
+        {"sha": sha, "device": device.id, "commune": device.commune},
+    )
+    # The same 404 for "missing" and "not yours": a device learns nothing about others' media.
+    if row is None:
+        raise ApiError(404, "not_found", "no such media for this device")
+    return file_response(ctx.config.media_dir, sha, row["mime"])
+
+
+@routes.get(
+    "/api/v1/device/ws",
+    summary="WebSocket: signed manifest_ready, emergency_start/cancel and operator commands",
+    auth="device",
+    response_content={
+        "101": {
+            "description": "Switching protocols; each text frame is a"
+            " SignedEnvelope of a CommandDocument"
+        }
+    },
+)
+async def device_ws(ctx: Ctx) -> web.StreamResponse:
+    device = ctx.device
+    connections = ctx.connections
+    config = ctx.config
+    db = ctx.db
+    ws = web.WebSocketResponse(heartbeat=config.ws_heartbeat_s)
+    await ws.prepare(ctx.request)
+    conn, old = connections.register(device.id, ws)
+    if old is not None:
+        await old.socket.close(code=4000, message=b"replaced by a newer connection")
+    try:
+        # Registered first, then read: a publish in between is pushed, never missed.
+        row = await db.fetchone("SELECT manifest_version FROM devices WHERE id = ?", (device.id,))
+        version = row["manifest_version"] if row else device.manifest_version
+        now = utcnow()
+        await connections.send_to(
+            conn,
+            connections.sign(
+                ManifestReady(**command_fields(device.id, now, config.command_ttl), version=version)
+            ),
+        )
+        for bulletin in await active_emergencies(db, device.id, device.commune, device.kind, now):
+            await connections.send_to(
+                conn,
+                connections.sign(
+                    EmergencyStart(
+                        **command_fields(device.id, now, bulletin.schedule.valid_until - now),
+                        bulletin=bulletin,
+                    )
+                ),
+            )
+        async for msg in ws:
+            # Devices report over HTTP; anything they send here only proves they are alive.
+            if msg.type == WSMsgType.ERROR:
+                log.info("device %s socket error: %r", device.id, ws.exception())
+    finally:
+        connections.unregister(conn)
+        # aiohttp cancels a WebSocket handler when the peer vanishes; the shield lets this
+        # last write finish (and its transaction close) even then.
+        await asyncio.shield(
+            db.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (iso(utcnow()), device.id))
+        )
+    return ws
+
+
+@routes.post(
+    "/api/v1/device/reports",
+    summary="Proof-of-play and health; idempotent by (device, seq)",
+    auth="device",
+    body=ReportBatch,
+    response=ReportAck,
+)
+async def device_reports(ctx: Ctx) -> ReportAck:
+    batch: ReportBatch = ctx.body
+    device_id = ctx.device.id
+    now = iso(utcnow())
+    plays = [r for r in batch.reports if isinstance(r, ProofOfPlay)]
+    healths = [r for r in batch.reports if isinstance(r, HealthSample)]
+    latest = max(healths, key=lambda h: h.at) if healths else None
+    async with ctx.db.transaction() as conn:
+        await conn.executemany(
+            "INSERT OR IGNORE INTO plays (device_id, seq, bulletin_id, priority, kind, started_at,"
+            " ended_at, outcome, position_s, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    device_id,
+                    p.seq,
+                    p.bulletin_id,
+                    p.priority.value,
+                    p.kind.value,
+                    iso(p.started_at),
+                    iso(p.ended_at),
+                    p.outcome.value,
+                    p.position_s,
+                    now,
+                )
+                for p in plays
+            ],
+        )
+        await conn.executemany(
+            "INSERT OR IGNORE INTO health (device_id, seq, at, json, received_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(device_id, h.seq, iso(h.at), h.model_dump_json(), now) for h in healths],
+        )
+        if latest is not None:
+            # A retried old batch must not overwrite a newer sample.
+            await conn.execute(
+                "UPDATE devices SET last_health_json = ?, last_health_at = ?"
+                " WHERE id = ? AND (last_health_at IS NULL OR last_health_at < ?)",
+                (latest.model_dump_json(), iso(latest.at), device_id, iso(latest.at)),
+            )
+        await conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (now, device_id))
+    return ReportAck(acked=sorted({r.seq for r in batch.reports}))
+
+
+class PlaysQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device: str | None = None
+    bulletin: str | None = None
+    limit: int = Field(default=1000, ge=1, le=100_000)
+
+
+class PlayOut(BaseModel):
+    device_id: str
+    seq: int
+    bulletin_id: str
+    priority: Priority
+    kind: BulletinKind
+    started_at: datetime
+    ended_at: datetime
+    outcome: PlayOutcome
+    position_s: float
+    received_at: datetime
+
+
+@routes.get(
+    "/api/v1/plays", summary="Stored proof-of-play rows", query=PlaysQuery, response=list[PlayOut]
+)
+async def list_plays(ctx: Ctx) -> list[PlayOut]:
+    query: PlaysQuery = ctx.query
+    where, params = [], []
+    if query.device:
+        where.append("device_id = ?")
+        params.append(query.device)
+    if query.bulletin:
+        where.append("bulletin_id = ?")
+        params.append(query.bulletin)
+    sql = "SELECT * FROM plays" + (" WHERE " + " AND ".join(where) if where else "")
+    rows = await ctx.db.fetchall(
+        sql + " ORDER BY started_at, device_id, seq LIMIT ?", [*params, query.limit]
+    )
+    return [
+        PlayOut(
+            device_id=r["device_id"],
+            seq=r["seq"],
+            bulletin_id=r["bulletin_id"],
+            priority=r["priority"],
+            kind=r["kind"],
+            started_at=r["started_at"],
+            ended_at=r["ended_at"],
+            outcome=r["outcome"],
+            position_s=r["position_s"],
+            received_at=r["received_at"],
+        )
+        for r in rows
+    ]

@@ -1,0 +1,284 @@
+"""Device slots (operator side): create with an enrollment code, list the fleet, send commands."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from loa_contract import (
+    Command,
+    DeviceKind,
+    HealthSample,
+    NowPlayingInfo,
+    Resync,
+    SetVolume,
+    StopPlayback,
+    TestTone,
+    utcnow,
+)
+
+from .auth import Permission
+from .db import audit, from_iso, iso
+from .errors import ApiError, field_error
+from .push import command_fields
+from .routing import Ctx, RouteTable
+from .security import code_hash, new_enrollment_code
+
+routes = RouteTable("devices")
+
+#: A firmware profile name (see firmware_profiles/); the kind decides the default.
+Profile = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+DEFAULT_PROFILE = {DeviceKind.SPEAKER: "speaker-cluster", DeviceKind.BOARD: "led-board-p10"}
+
+
+class DeviceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    commune: str
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    kind: DeviceKind
+    profile: Profile | None = None
+
+
+class DeviceCreated(BaseModel):
+    id: str
+    commune: str
+    name: str
+    kind: DeviceKind
+    profile: str
+    enrollment_code: str
+    enrollment_expires_at: datetime
+
+
+class DeviceOut(BaseModel):
+    id: str
+    commune: str
+    name: str
+    kind: DeviceKind
+    profile: str
+    enrolled: bool
+    enrolled_at: datetime | None
+    enrollment_expires_at: datetime | None
+    agent_version: str | None
+    hostname: str | None
+    manifest_version: int
+    last_seen: datetime | None
+    #: On the WebSocket now, or heard from within the hub's offline-after.
+    online: bool
+    connected: bool
+    health: HealthSample | None
+    now_playing: NowPlayingInfo | None
+
+
+class EnrollmentCode(BaseModel):
+    id: str
+    enrollment_code: str
+    enrollment_expires_at: datetime
+
+
+class SetVolumeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["set_volume"]
+    volume: int = Field(ge=0, le=100)
+
+
+class StopIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["stop"]
+
+
+class TestToneIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["test_tone"]
+
+
+class ResyncIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["resync"]
+
+
+CommandIn = Annotated[SetVolumeIn | StopIn | TestToneIn | ResyncIn, Field(discriminator="type")]
+
+
+class CommandResult(BaseModel):
+    command_id: str
+    device_id: str
+    type: str
+    delivered: bool
+
+
+def _device_out(row: sqlite3.Row, connected: bool, offline_after_s: float) -> DeviceOut:
+    now = utcnow()
+    last_seen = from_iso(row["last_seen"]) if row["last_seen"] else None
+    health = (
+        HealthSample.model_validate_json(row["last_health_json"])
+        if row["last_health_json"]
+        else None
+    )
+    enrolled = row["secret_hash"] is not None
+    return DeviceOut(
+        id=row["id"],
+        commune=row["commune"],
+        name=row["name"],
+        kind=DeviceKind(row["kind"]),
+        profile=row["profile"],
+        enrolled=enrolled,
+        enrolled_at=from_iso(row["enrolled_at"]) if row["enrolled_at"] else None,
+        enrollment_expires_at=(
+            from_iso(row["enrollment_expires_at"])
+            if not enrolled and row["enrollment_expires_at"]
+            else None
+        ),
+        agent_version=row["agent_version"],
+        hostname=row["hostname"],
+        manifest_version=row["manifest_version"],
+        last_seen=last_seen,
+        online=connected
+        or (last_seen is not None and (now - last_seen).total_seconds() <= offline_after_s),
+        connected=connected,
+        health=health,
+        now_playing=health.now_playing if health else None,
+    )
+
+
+@routes.post(
+    "/api/v1/devices",
+    summary="Create a device slot and its one-time enrollment code",
+    permission=Permission.DEVICES_WRITE,
+    body=DeviceCreate,
+    response=DeviceCreated,
+    status=201,
+)
+async def create_device(ctx: Ctx) -> DeviceCreated:
+    body: DeviceCreate = ctx.body
+    device_id = str(uuid.uuid4())
+    code = new_enrollment_code()
+    now = utcnow()
+    expires = now + ctx.config.enrollment_ttl
+    profile = body.profile or DEFAULT_PROFILE[body.kind]
+    async with ctx.db.transaction() as conn:
+        cur = await conn.execute("SELECT 1 FROM communes WHERE code = ?", (body.commune,))
+        if await cur.fetchone() is None:
+            raise field_error(422, "unknown_commune", "commune", f"no commune {body.commune!r}")
+        await conn.execute(
+            "INSERT INTO devices (id, commune, name, kind, profile, enrollment_code_hash,"
+            " enrollment_expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                device_id,
+                body.commune,
+                body.name,
+                body.kind.value,
+                profile,
+                code_hash(code),
+                iso(expires),
+                iso(now),
+            ),
+        )
+        await audit(
+            conn,
+            ctx.user.username,
+            ctx.address,
+            "device.create",
+            device_id,
+            f"{body.commune} {body.kind.value} {body.name}",
+        )
+    return DeviceCreated(
+        id=device_id,
+        commune=body.commune,
+        name=body.name,
+        kind=body.kind,
+        profile=profile,
+        enrollment_code=code,
+        enrollment_expires_at=expires,
+    )
+
+
+@routes.get(
+    "/api/v1/devices",
+    summary="The fleet: enrollment, online state, last health",
+    response=list[DeviceOut],
+)
+async def list_devices(ctx: Ctx) -> list[DeviceOut]:
+    rows = await ctx.db.fetchall("SELECT * FROM devices ORDER BY commune, name, id")
+    online = ctx.connections.online_ids()
+    limit = ctx.config.offline_after.total_seconds()
+    return [_device_out(r, r["id"] in online, limit) for r in rows]
+
+
+async def _device_row(ctx: Ctx) -> sqlite3.Row:
+    device_id = ctx.path("id")
+    row = await ctx.db.fetchone("SELECT * FROM devices WHERE id = ?", (device_id,))
+    if row is None:
+        raise ApiError(404, "not_found", f"no device {device_id!r}")
+    return row
+
+
+@routes.get("/api/v1/devices/{id}", summary="One device", response=DeviceOut, errors=[404])
+async def get_device(ctx: Ctx) -> DeviceOut:
+    row = await _device_row(ctx)
+    return _device_out(
+        row, ctx.connections.is_online(row["id"]), ctx.config.offline_after.total_seconds()
+    )
+
+
+@routes.post(
+    "/api/v1/devices/{id}/enrollment",
+    summary="Issue a new enrollment code (replaced SD card); revokes the old secret",
+    permission=Permission.DEVICES_WRITE,
+    response=EnrollmentCode,
+    status=201,
+    errors=[404],
+)
+async def reissue_enrollment(ctx: Ctx) -> EnrollmentCode:
+    row = await _device_row(ctx)
+    code = new_enrollment_code()
+    expires = utcnow() + ctx.config.enrollment_ttl
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            "UPDATE devices SET enrollment_code_hash = ?, enrollment_expires_at = ?,"
+            " enrollment_used_at = NULL, secret_hash = NULL WHERE id = ?",
+            (code_hash(code), iso(expires), row["id"]),
+        )
+        await audit(conn, ctx.user.username, ctx.address, "device.reenroll", row["id"])
+    return EnrollmentCode(id=row["id"], enrollment_code=code, enrollment_expires_at=expires)
+
+
+@routes.post(
+    "/api/v1/devices/{id}/commands",
+    summary="Push a signed command (set_volume, stop, test_tone, resync) if online",
+    permission=Permission.DEVICES_COMMAND,
+    body=CommandIn,
+    response=CommandResult,
+    status=202,
+    errors=[404],
+)
+async def send_command(ctx: Ctx) -> CommandResult:
+    body: SetVolumeIn | StopIn | TestToneIn | ResyncIn = ctx.body
+    row = await _device_row(ctx)
+    fields = command_fields(row["id"], utcnow(), ctx.config.command_ttl)
+    command: Command
+    if isinstance(body, SetVolumeIn):
+        command = SetVolume(**fields, volume=body.volume)
+    elif isinstance(body, StopIn):
+        command = StopPlayback(**fields)
+    elif isinstance(body, TestToneIn):
+        command = TestTone(**fields)
+    else:
+        command = Resync(**fields)
+    delivered = await ctx.connections.send(row["id"], command)
+    async with ctx.db.transaction() as conn:
+        await audit(
+            conn,
+            ctx.user.username,
+            ctx.address,
+            f"device.command.{body.type}",
+            row["id"],
+            f"delivered={delivered}",
+        )
+    return CommandResult(
+        command_id=fields["command_id"], device_id=row["id"], type=body.type, delivered=delivered
+    )

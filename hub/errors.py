@@ -1,0 +1,92 @@
+"""Every error leaves the hub as JSON `{"error": "<short code>", "detail": ...}`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, detail: Any = None) -> None:
+        super().__init__(f"{status} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+def field_error(status: int, error: str, field: str, message: str) -> ApiError:
+    """An error about one input field, in the same shape as a validation error."""
+    return ApiError(status, error, [{"field": field, "message": message}])
+
+
+def loc_to_field(loc: tuple[int | str, ...], prefix: tuple[int | str, ...] = ()) -> str:
+    out = ""
+    for part in (*prefix, *loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def validation_detail(
+    exc: ValidationError, prefix: tuple[int | str, ...] = ()
+) -> list[dict[str, str]]:
+    detail = []
+    for err in exc.errors(include_url=False, include_input=False):
+        # Discriminated unions add the tag to the location ("command.set_volume.volume");
+        # users think in fields, so the tag is kept: it says which variant was checked.
+        message = err["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        detail.append({"field": loc_to_field(tuple(err["loc"]), prefix), "message": message})
+    return detail
+
+
+def json_error(
+    status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return json_error(exc.status, exc.error, exc.detail)
+    except ValidationError as exc:
+        return json_error(422, "validation_error", validation_detail(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {}
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        return json_error(exc.status, code, exc.reason, headers=headers)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_error(500, "internal", "internal error; see the hub log")

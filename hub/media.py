@@ -1,0 +1,221 @@
+"""Content store: files named by their sha256; the type comes from the bytes, not the header."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import hashlib
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from loa_contract import utcnow
+
+from .auth import Permission
+from .db import iso
+from .errors import ApiError
+from .routing import Ctx, RouteTable
+
+routes = RouteTable("media")
+
+_SNIFF_BYTES = 4096
+_WRITE_CHUNK = 1024 * 1024
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def sniff_mime(head: bytes, *, utf8_text: bool) -> str | None:
+    """The media type from magic bytes; `utf8_text` says the whole file decoded as text."""
+    if head.startswith(b"RIFF") and len(head) >= 12:
+        if head[8:12] == b"WAVE":
+            return "audio/wav"
+        if head[8:12] == b"WEBP":
+            return "image/webp"
+        return None
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head.startswith(b"%PDF-"):
+        return "application/pdf"
+    if head.startswith(b"fLaC"):
+        return "audio/flac"
+    if head.startswith(b"OggS"):
+        # The first page names the codec: Theora is video, Opus/Vorbis/FLAC audio.
+        return "video/ogg" if b"\x80theora" in head[:512] else "audio/ogg"
+    if head.startswith(b"ID3"):
+        return "audio/mpeg"
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"M4A ", b"M4B ", b"M4P ", b"F4A "):
+            return "audio/mp4"
+        return "video/mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video/webm" if b"webm" in head[:64] else "video/x-matroska"
+    if _is_mpeg_audio_frame(head):
+        return "audio/mpeg"
+    if utf8_text and head:
+        return "text/plain"
+    return None
+
+
+def _is_mpeg_audio_frame(head: bytes) -> bool:
+    """An MP3 without ID3 starts with a frame header: 11 sync bits, a layer, a bitrate."""
+    if len(head) < 4 or head[0] != 0xFF or (head[1] & 0xE0) != 0xE0:
+        return False
+    version = (head[1] >> 3) & 0b11
+    layer = (head[1] >> 1) & 0b11
+    bitrate = head[2] >> 4
+    rate = (head[2] >> 2) & 0b11
+    # layer 00 is AAC ADTS, version 01 reserved; bitrate 1111 and rate 11 are invalid.
+    return version != 0b01 and layer != 0 and bitrate != 0b1111 and rate != 0b11
+
+
+class _TextCheck:
+    """Decides while streaming whether the whole upload is plain UTF-8 text."""
+
+    _ALLOWED_CONTROLS = frozenset("\t\n\r\f")
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self.ok = True
+
+    def feed(self, chunk: bytes, final: bool = False) -> None:
+        if not self.ok:
+            return
+        try:
+            text = self._decoder.decode(chunk, final)
+        except UnicodeDecodeError:
+            self.ok = False
+            return
+        if any(c < " " and c not in self._ALLOWED_CONTROLS for c in text) or "\x7f" in text:
+            self.ok = False
+
+
+def media_path(media_dir: Path, sha256: str) -> Path:
+    if not _SHA256.match(sha256):
+        raise ValueError("not a sha256")
+    return media_dir / sha256
+
+
+class MediaOut(BaseModel):
+    sha256: str
+    size: int
+    mime: str
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish_file(fh: BinaryIO, tmp: Path, final: Path) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+    fh.close()
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+@routes.post(
+    "/api/v1/media",
+    summary="Upload a media file (raw body); the type is sniffed from the bytes",
+    permission=Permission.MEDIA_WRITE,
+    response=MediaOut,
+    status=201,
+    raw_body=[
+        "application/octet-stream",
+        "audio/*",
+        "image/*",
+        "video/*",
+        "application/pdf",
+        "text/plain",
+    ],
+    errors=[413, 415],
+)
+async def upload_media(ctx: Ctx) -> MediaOut:
+    config = ctx.config
+    limit = config.media_max_bytes
+    request = ctx.request
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", f"media is limited to {limit} bytes")
+    media_dir = config.media_dir
+    tmp_dir = media_dir / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
+    digest = hashlib.sha256()
+    text = _TextCheck()
+    head = b""
+    size = 0
+    fh = await asyncio.to_thread(open, tmp, "wb")
+    moved = False
+    try:
+        pending: list[bytes] = []
+        pending_len = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "too_large", f"media is limited to {limit} bytes")
+            digest.update(chunk)
+            text.feed(chunk)
+            if len(head) < _SNIFF_BYTES:
+                head += chunk[: _SNIFF_BYTES - len(head)]
+            pending.append(chunk)
+            pending_len += len(chunk)
+            if pending_len >= _WRITE_CHUNK:
+                await asyncio.to_thread(fh.write, b"".join(pending))
+                pending, pending_len = [], 0
+        if pending:
+            await asyncio.to_thread(fh.write, b"".join(pending))
+        text.feed(b"", final=True)
+        if size == 0:
+            raise ApiError(422, "empty", "the body is empty")
+        mime = sniff_mime(head, utf8_text=text.ok)
+        if mime is None:
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                "not a recognised audio, image, video, PDF or UTF-8 text file",
+            )
+        sha = digest.hexdigest()
+        final = media_path(media_dir, sha)
+        if final.exists():
+            await asyncio.to_thread(fh.close)
+        else:
+            await asyncio.to_thread(_finish_file, fh, tmp, final)
+            moved = True
+        await ctx.db.execute(
+            "INSERT OR IGNORE INTO media (sha256, size, mime, created_at) VALUES (?, ?, ?, ?)",
+            (sha, size, mime, iso(utcnow())),
+        )
+        return MediaOut(sha256=sha, size=size, mime=mime)
+    finally:
+        if not fh.closed:
+            await asyncio.to_thread(fh.close)
+        if not moved:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+@routes.get("/api/v1/media", summary="List stored media", response=list[MediaOut])
+async def list_media(ctx: Ctx) -> list[MediaOut]:
+    rows = await ctx.db.fetchall("SELECT sha256, size, mime FROM media ORDER BY created_at DESC")
+    return [MediaOut(sha256=r["sha256"], size=r["size"], mime=r["mime"]) for r in rows]
+
+
+def file_response(media_dir: Path, sha256: str, mime: str) -> web.FileResponse:
+    # Named by content, a file never changes: caches may keep it for good.
+    return web.FileResponse(
+        media_path(media_dir, sha256),
+        headers={"Content-Type": mime, "Cache-Control": "private, max-age=31536000, immutable"},
+    )

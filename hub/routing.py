@@ -1,0 +1,317 @@
+"""Route declarations: one decorator says method, path, auth, permission and the pydantic
+models of the request and response. The same declaration validates requests, serializes
+responses and produces the OpenAPI document, so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .appkeys import CONFIG, CONNECTIONS, DB, KEYRING, ROUTES
+from .auth import DeviceAuth, Permission, User, authenticate_device, authenticate_operator, require
+from .config import HubConfig
+from .db import Database
+from .errors import ApiError, validation_detail
+from .keys import HubKeyring
+from .push import Connections
+
+AuthKind = Literal["operator", "device", "public"]
+
+
+class Ctx:
+    """What a handler gets: the request, the validated input and who is calling."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        body: Any,
+        query: Any,
+        user: User | None,
+        device: DeviceAuth | None,
+    ) -> None:
+        self.request = request
+        self.body = body
+        self.query = query
+        self._user = user
+        self._device = device
+
+    @property
+    def app(self) -> web.Application:
+        return self.request.app
+
+    @property
+    def db(self) -> Database:
+        return self.request.app[DB]
+
+    @property
+    def config(self) -> HubConfig:
+        return self.request.app[CONFIG]
+
+    @property
+    def connections(self) -> Connections:
+        return self.request.app[CONNECTIONS]
+
+    @property
+    def keyring(self) -> HubKeyring:
+        return self.request.app[KEYRING]
+
+    @property
+    def user(self) -> User:
+        if self._user is None:
+            raise RuntimeError("not an operator route")
+        return self._user
+
+    @property
+    def device(self) -> DeviceAuth:
+        if self._device is None:
+            raise RuntimeError("not a device route")
+        return self._device
+
+    def path(self, name: str) -> str:
+        return self.request.match_info[name]
+
+    @property
+    def address(self) -> str | None:
+        return self.request.remote
+
+
+HandlerFn = Callable[[Ctx], Awaitable[Any]]
+
+
+@dataclass
+class RouteSpec:
+    method: str
+    path: str
+    handler: HandlerFn
+    summary: str
+    auth: AuthKind
+    permission: Permission | None = None
+    body: type[BaseModel] | Any | None = None
+    query: type[BaseModel] | None = None
+    response: Any = None
+    status: int = 200
+    #: For routes whose body is not JSON: the content types it accepts (raw uploads).
+    raw_body: list[str] | None = None
+    #: Non-JSON responses (files, signed envelopes, WebSocket): described, not modelled.
+    response_content: dict[str, Any] | None = None
+    errors: list[int] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    def endpoint(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        body_adapter = TypeAdapter(self.body) if self.body is not None else None
+        response_adapter = TypeAdapter(self.response) if self.response is not None else None
+
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            user: User | None = None
+            device: DeviceAuth | None = None
+            # Authentication first: an anonymous caller learns nothing from validation errors.
+            if self.auth == "operator":
+                user = await authenticate_operator(request)
+                if self.permission is not None:
+                    require(user, self.permission)
+            elif self.auth == "device":
+                device = await authenticate_device(request)
+            body = None
+            if body_adapter is not None:
+                raw = await request.read()
+                try:
+                    data = json.loads(raw) if raw.strip() else None
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
+                if data is None:
+                    raise ApiError(400, "bad_json", "a JSON body is required")
+                try:
+                    body = body_adapter.validate_python(data)
+                except ValidationError as exc:
+                    raise ApiError(422, "validation_error", validation_detail(exc)) from exc
+            query = None
+            if self.query is not None:
+                try:
+                    query = self.query.model_validate(dict(request.query))
+                except ValidationError as exc:
+                    raise ApiError(422, "validation_error", validation_detail(exc)) from exc
+            result = await self.handler(Ctx(request, body, query, user, device))
+            if isinstance(result, web.StreamResponse):
+                return result
+            if response_adapter is None:
+                raise RuntimeError(f"{self.method} {self.path} returned data but declares none")
+            payload = response_adapter.dump_json(result)
+            return web.Response(body=payload, status=self.status, content_type="application/json")
+
+        endpoint.__name__ = self.handler.__name__
+        return endpoint
+
+
+class RouteTable:
+    """The routes of one module, declared next to their handlers."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.specs: list[RouteSpec] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        auth: AuthKind = "operator",
+        permission: Permission | None = Permission.READ,
+        **kw: Any,
+    ) -> Callable[[HandlerFn], HandlerFn]:
+        def decorate(handler: HandlerFn) -> HandlerFn:
+            self.specs.append(
+                RouteSpec(
+                    method=method,
+                    path=path,
+                    handler=handler,
+                    summary=summary,
+                    auth=auth,
+                    permission=permission if auth == "operator" else None,
+                    tags=[self.tag],
+                    **kw,
+                )
+            )
+            return handler
+
+        return decorate
+
+    def get(self, path: str, **kw: Any) -> Callable[[HandlerFn], HandlerFn]:
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Callable[[HandlerFn], HandlerFn]:
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Callable[[HandlerFn], HandlerFn]:
+        return self.route("PUT", path, **kw)
+
+    def install(self, app: web.Application) -> None:
+        for spec in self.specs:
+            app.router.add_route(spec.method, spec.path, spec.endpoint())
+            app[ROUTES].append(spec)
+
+
+# ---------------------------------------------------------------- OpenAPI
+
+_PATH_PARAM = re.compile(r"{(\w+)}")
+_REF = "#/components/schemas/{model}"
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: Any = None
+
+
+_ERROR_TEXT = {
+    400: "Malformed request (bad JSON)",
+    401: "Missing or invalid credentials",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflicts with the current state",
+    410: "Gone (expired or already used)",
+    413: "Too large",
+    415: "Unsupported media type",
+    422: "Validation error; detail lists {field, message}",
+}
+
+
+def openapi_document(specs: list[RouteSpec], *, title: str, version: str) -> dict[str, Any]:
+    inputs: list[tuple[Any, Literal["validation", "serialization"], TypeAdapter[Any]]] = []
+    for i, spec in enumerate(specs):
+        if spec.body is not None:
+            inputs.append(((i, "body"), "validation", TypeAdapter(spec.body)))
+        if spec.response is not None:
+            inputs.append(((i, "response"), "serialization", TypeAdapter(spec.response)))
+    inputs.append((("error", "body"), "serialization", TypeAdapter(ErrorBody)))
+    mapping, defs = TypeAdapter.json_schemas(inputs, ref_template=_REF)
+    schemas = {key[0]: value for (key, _mode), value in mapping.items()}
+
+    paths: dict[str, dict[str, Any]] = {}
+    for i, spec in enumerate(specs):
+        op: dict[str, Any] = {
+            "operationId": spec.handler.__name__,
+            "summary": spec.summary,
+            "tags": spec.tags,
+        }
+        params: list[dict[str, Any]] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _PATH_PARAM.findall(spec.path)
+        ]
+        if spec.query is not None:
+            qschema = spec.query.model_json_schema(ref_template=_REF)
+            required = set(qschema.get("required", []))
+            for name, prop in qschema.get("properties", {}).items():
+                params.append(
+                    {"name": name, "in": "query", "required": name in required, "schema": prop}
+                )
+        if params:
+            op["parameters"] = params
+        if spec.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": mapping[((i, "body"), "validation")]}},
+            }
+        elif spec.raw_body:
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    ct: {"schema": {"type": "string", "format": "binary"}} for ct in spec.raw_body
+                },
+            }
+        responses: dict[str, Any] = {}
+        if spec.response is not None:
+            responses[str(spec.status)] = {
+                "description": "OK",
+                "content": {
+                    "application/json": {"schema": mapping[((i, "response"), "serialization")]}
+                },
+            }
+        if spec.response_content is not None:
+            responses.update(spec.response_content)
+        if not responses:
+            responses[str(spec.status)] = {"description": "OK"}
+        error_codes = set(spec.errors)
+        if spec.auth != "public":
+            error_codes.add(401)
+        if spec.body is not None:
+            error_codes |= {400, 422}
+        for code in sorted(error_codes):
+            responses[str(code)] = {
+                "description": _ERROR_TEXT.get(code, "Error"),
+                "content": {"application/json": {"schema": schemas["error"]}},
+            }
+        op["responses"] = responses
+        if spec.auth == "operator":
+            op["security"] = [{"bearer": []}]
+        elif spec.auth == "device":
+            op["security"] = [{"device": []}]
+        paths.setdefault(spec.path, {})[spec.method.lower()] = op
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "token from POST /api/v1/auth/login",
+                },
+                "device": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "Device <device_id>:<device_secret>",
+                },
+            },
+        },
+    }

@@ -1,0 +1,178 @@
+"""A real hub on 127.0.0.1 for tests and simulations: real socket, real SQLite, real keys."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientResponse, ClientWebSocketResponse
+from aiohttp.test_utils import TestClient, TestServer
+
+from loa_contract import (
+    CommandDocument,
+    EnrollResponse,
+    Manifest,
+    TrustedKeys,
+)
+
+from .app import create_app
+from .auth import Role, create_user
+from .config import HubConfig
+from .db import Database
+
+ADMIN = "admin"
+ADMIN_PASSWORD = "Chang3-me!now"
+
+
+class HubHarness:
+    def __init__(self, client: TestClient[Any, Any], config: HubConfig) -> None:
+        self.client = client
+        self.config = config
+        self.token: str | None = None
+
+    @property
+    def app(self) -> Any:
+        return self.client.app
+
+    @property
+    def auth(self) -> dict[str, str]:
+        assert self.token is not None
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def login(self, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> str:
+        resp = await self.client.post(
+            "/api/v1/auth/login", json={"username": username, "password": password}
+        )
+        assert resp.status == 200, await resp.text()
+        self.token = (await resp.json())["token"]
+        return self.token
+
+    async def call(
+        self, method: str, path: str, *, expect: int | None = 200, auth: bool = True, **kw: Any
+    ) -> Any:
+        headers = dict(kw.pop("headers", {}))
+        if auth:
+            headers.update(self.auth)
+        resp = await self.client.request(method, path, headers=headers, **kw)
+        body = await resp.json() if resp.content_type == "application/json" else await resp.read()
+        if expect is not None:
+            assert resp.status == expect, f"{method} {path}: {resp.status} {body!r}"
+        return body
+
+    async def commune(self, code: str = "00001", **kw: Any) -> dict[str, Any]:
+        payload = {
+            "code": code,
+            "name": f"Xã {code}",
+            "windows": {
+                "speaker": [["05:30", "06:30"], ["17:00", "18:00"]],
+                "board": [["06:00", "22:00"]],
+            },
+            **kw,
+        }
+        result: dict[str, Any] = await self.call(
+            "POST", "/api/v1/communes", json=payload, expect=201
+        )
+        return result
+
+    async def device(
+        self, commune: str = "00001", kind: str = "speaker", name: str | None = None
+    ) -> dict[str, Any]:
+        payload = {"commune": commune, "name": name or f"{kind} {commune}", "kind": kind}
+        result: dict[str, Any] = await self.call(
+            "POST", "/api/v1/devices", json=payload, expect=201
+        )
+        return result
+
+    async def enroll(self, code: str) -> EnrolledDevice:
+        resp = await self.client.post(
+            "/api/v1/enroll", json={"code": code, "agent_version": "test"}
+        )
+        assert resp.status == 201, await resp.text()
+        return EnrolledDevice(self, EnrollResponse.model_validate(await resp.json()))
+
+    async def new_device(self, commune: str = "00001", kind: str = "speaker") -> EnrolledDevice:
+        slot = await self.device(commune, kind)
+        return await self.enroll(slot["enrollment_code"])
+
+    async def upload(
+        self, data: bytes, content_type: str = "application/octet-stream", expect: int = 201
+    ) -> Any:
+        return await self.call(
+            "POST",
+            "/api/v1/media",
+            data=data,
+            headers={"Content-Type": content_type},
+            expect=expect,
+        )
+
+
+class EnrolledDevice:
+    """The hub-facing half of an agent, enough to test the contract."""
+
+    def __init__(self, hub: HubHarness, enrollment: EnrollResponse) -> None:
+        self.hub = hub
+        self.enrollment = enrollment
+        self.id = enrollment.device_id
+        self.keys = TrustedKeys(enrollment.hub_keys)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Device {self.id}:{self.enrollment.device_secret}"}
+
+    async def get(self, path: str, **kw: Any) -> ClientResponse:
+        headers = {**self.headers, **kw.pop("headers", {})}
+        return await self.hub.client.get(path, headers=headers, **kw)
+
+    async def manifest(self) -> tuple[Manifest, str]:
+        resp = await self.get("/api/v1/device/manifest")
+        assert resp.status == 200, await resp.text()
+        return self.keys.open(await resp.read(), Manifest), resp.headers["ETag"]
+
+    async def report(self, reports: list[dict[str, Any]]) -> tuple[int, Any]:
+        resp = await self.hub.client.post(
+            "/api/v1/device/reports", headers=self.headers, json={"reports": reports}
+        )
+        return resp.status, await resp.json()
+
+    @asynccontextmanager
+    async def socket(self) -> AsyncIterator[DeviceSocket]:
+        ws = await self.hub.client.ws_connect("/api/v1/device/ws", headers=self.headers)
+        try:
+            yield DeviceSocket(ws, self.keys)
+        finally:
+            await ws.close()
+
+
+class DeviceSocket:
+    def __init__(self, ws: ClientWebSocketResponse, keys: TrustedKeys) -> None:
+        self.ws = ws
+        self.keys = keys
+
+    async def command(self) -> Any:
+        """The next pushed command, verified. The time limit only bounds a failing test."""
+        async with asyncio.timeout(5.0):
+            frame = await self.ws.receive_str()
+        return self.keys.open(frame, CommandDocument).command
+
+
+@asynccontextmanager
+async def running_hub(data_dir: Path, **overrides: Any) -> AsyncIterator[HubHarness]:
+    # Low scrypt cost: tests log in often; production keeps the default.
+    config = HubConfig(data_dir=data_dir, **{"scrypt_n": 2**8, **overrides})
+    db = await Database.open(config.db_path)
+    try:
+        await create_user(db, ADMIN, ADMIN_PASSWORD, Role.ADMIN, None, scrypt_n=config.scrypt_n)
+    finally:
+        await db.close()
+    server = TestServer(create_app(config), host="127.0.0.1")
+    client: TestClient[Any, Any] = TestClient(server)
+    await client.start_server()
+    try:
+        harness = HubHarness(client, config)
+        await harness.login()
+        yield harness
+    finally:
+        await client.close()

@@ -1,0 +1,428 @@
+"""Device side: enrollment, signed manifests, media with Range, WebSocket pushes, reports."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.appkeys import DB, KEYRING
+from hub.db import iso
+from hub.testing import EnrolledDevice, HubHarness, running_hub
+from loa_contract import (
+    EmergencyCancel,
+    EmergencyStart,
+    HubSigner,
+    Manifest,
+    ManifestReady,
+    SetVolume,
+    SignatureError,
+    TrustedKeys,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 40
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
+    async with running_hub(tmp_path) as harness:
+        await harness.commune("00001")
+        await harness.commune("00002")
+        yield harness
+
+
+def _schedule() -> dict[str, str]:
+    now = datetime.now(UTC)
+    return {
+        "valid_from": (now - timedelta(minutes=1)).isoformat(),
+        "valid_until": (now + timedelta(days=2)).isoformat(),
+    }
+
+
+async def publish(hub: HubHarness, **kw: Any) -> dict[str, Any]:
+    payload = {
+        "title": "Bản tin",
+        "kind": "text",
+        "priority": "normal",
+        "text": "Xin chào",
+        "targets": {"communes": ["00001"]},
+        "schedule": _schedule(),
+        **kw,
+    }
+    created = await hub.call("POST", "/api/v1/bulletins", json=payload, expect=201)
+    result: dict[str, Any] = await hub.call("POST", f"/api/v1/bulletins/{created['id']}/publish")
+    return result
+
+
+# ---------------------------------------------------------------- enrollment
+
+
+async def test_enroll_is_single_use(hub: HubHarness) -> None:
+    slot = await hub.device(kind="board")
+    # People type codes in lower case and without dashes.
+    dev = await hub.enroll(slot["enrollment_code"].replace("-", "").lower())
+    assert dev.id == slot["id"] and dev.enrollment.device_kind == "board"
+    assert dev.enrollment.commune == "00001" and dev.enrollment.profile == "led-board-p10"
+    assert len(dev.enrollment.device_secret) >= 43  # 32 random bytes, base64url
+    assert dev.enrollment.hub_keys == [hub.app[KEYRING].signer.hub_key()]
+    resp = await hub.client.post("/api/v1/enroll", json={"code": slot["enrollment_code"]})
+    assert resp.status == 410 and (await resp.json())["error"] == "code_used"
+    resp = await hub.client.post("/api/v1/enroll", json={"code": "ZZZZ-ZZZZ-ZZZZ"})
+    assert resp.status == 403 and (await resp.json())["error"] == "invalid_code"
+    resp = await hub.client.post("/api/v1/enroll", json={"code": "x"})
+    assert resp.status == 422
+    row = await hub.app[DB].fetchone("SELECT secret_hash FROM devices WHERE id = ?", (dev.id,))
+    assert row[0] != dev.enrollment.device_secret
+    listed = await hub.call("GET", "/api/v1/devices")
+    assert listed[0]["enrolled"] is True and listed[0]["online"] is True
+
+
+async def test_enroll_code_expires(hub: HubHarness) -> None:
+    slot = await hub.device()
+    await hub.app[DB].execute(
+        "UPDATE devices SET enrollment_expires_at = ?",
+        (iso(datetime.now(UTC) - timedelta(seconds=1)),),
+    )
+    resp = await hub.client.post("/api/v1/enroll", json={"code": slot["enrollment_code"]})
+    assert resp.status == 410 and (await resp.json())["error"] == "code_expired"
+    # A re-issued code works and revokes nothing that was never granted.
+    fresh = await hub.call("POST", f"/api/v1/devices/{slot['id']}/enrollment", expect=201)
+    dev = await hub.enroll(fresh["enrollment_code"])
+    assert dev.id == slot["id"]
+
+
+async def test_reenrollment_revokes_old_secret(hub: HubHarness) -> None:
+    dev = await hub.new_device()
+    assert (await dev.get("/api/v1/device/manifest")).status == 200
+    fresh = await hub.call("POST", f"/api/v1/devices/{dev.id}/enrollment", expect=201)
+    assert (await dev.get("/api/v1/device/manifest")).status == 401
+    again = await hub.enroll(fresh["enrollment_code"])
+    assert (await again.get("/api/v1/device/manifest")).status == 200
+
+
+async def test_wrong_secret_is_refused(hub: HubHarness) -> None:
+    dev = await hub.new_device()
+    resp = await hub.client.get(
+        "/api/v1/device/manifest", headers={"Authorization": f"Device {dev.id}:wrong"}
+    )
+    assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
+
+
+# ---------------------------------------------------------------- manifest
+
+
+async def test_manifest_signed_etag_and_versions(hub: HubHarness) -> None:
+    dev = await hub.new_device()
+    manifest, etag = await dev.manifest()
+    assert etag == f'"{manifest.version}"'
+    assert manifest.device_id == dev.id and manifest.device_kind == "speaker"
+    assert [(w.start, w.end) for w in manifest.windows] == [("05:30", "06:30"), ("17:00", "18:00")]
+    assert manifest.volume == 70 and manifest.bulletins == []
+    assert manifest.expires_at - manifest.issued_at == timedelta(days=14)
+
+    resp = await dev.get("/api/v1/device/manifest")
+    assert "Date" in resp.headers  # the agent's clock-trust source
+    other = TrustedKeys([HubSigner.generate().hub_key()])
+    with pytest.raises(SignatureError):
+        other.open(await resp.read(), Manifest)
+
+    resp = await dev.get("/api/v1/device/manifest", headers={"If-None-Match": etag})
+    assert resp.status == 304 and resp.headers["ETag"] == etag
+
+    bulletin = await publish(hub)
+    published, etag2 = await dev.manifest()
+    assert published.version > manifest.version and etag2 != etag
+    assert [b.id for b in published.bulletins] == [bulletin["id"]]
+    resp = await dev.get("/api/v1/device/manifest", headers={"If-None-Match": etag})
+    assert resp.status == 200
+
+    await hub.call("POST", f"/api/v1/bulletins/{bulletin['id']}/cancel")
+    cancelled, _ = await dev.manifest()
+    assert cancelled.version > published.version and cancelled.bulletins == []
+    assert cancelled.cancelled == []  # only emergencies are listed as cancelled
+
+    await hub.call("PUT", "/api/v1/communes/00001", json={"volume": 30})
+    changed, _ = await dev.manifest()
+    assert changed.version > cancelled.version and changed.volume == 30
+
+
+async def test_manifest_is_cached_per_version(hub: HubHarness) -> None:
+    dev = await hub.new_device()
+    first = await (await dev.get("/api/v1/device/manifest")).read()
+    second = await (await dev.get("/api/v1/device/manifest")).read()
+    assert first == second  # same bytes: not re-signed, not re-issued
+
+
+async def test_manifest_kind_filtering(hub: HubHarness) -> None:
+    speaker = await hub.new_device(kind="speaker")
+    board = await hub.new_device(kind="board")
+    elsewhere = await hub.new_device("00002", kind="speaker")
+    png = (await hub.upload(PNG))["sha256"]
+    wav = (await hub.upload(WAV))["sha256"]
+    text = await publish(hub)
+    audio = await publish(hub, kind="audio", media=wav, text=None)
+    image = await publish(hub, kind="image", media=png, text=None)
+    direct = await publish(hub, targets={"devices": [elsewhere.id]})
+
+    s, _ = await speaker.manifest()
+    b, _ = await board.manifest()
+    e, _ = await elsewhere.manifest()
+    assert {x.id for x in s.bulletins} == {text["id"], audio["id"]}
+    assert {x.id for x in b.bulletins} == {text["id"], image["id"]}
+    assert {x.id for x in e.bulletins} == {direct["id"]}
+    assert [(w.start, w.end) for w in b.windows] == [("06:00", "22:00")]
+    media = {x.id: x.media for x in s.bulletins}
+    assert media[audio["id"]] is not None and media[audio["id"]].sha256 == wav
+    assert media[audio["id"]].size == len(WAV) and media[audio["id"]].mime == "audio/wav"
+
+
+async def test_manifest_reissued_before_expiry(tmp_path: Path) -> None:
+    async with running_hub(tmp_path) as hub:
+        await hub.commune()
+        dev = await hub.new_device()
+        first, etag = await dev.manifest()
+        await hub.app[DB].execute(
+            "UPDATE devices SET manifest_signed_at = ?",
+            (iso(datetime.now(UTC) - timedelta(days=8)),),
+        )
+        resp = await dev.get("/api/v1/device/manifest", headers={"If-None-Match": etag})
+        assert resp.status == 200
+        second = dev.keys.open(await resp.read(), Manifest)
+        assert second.version > first.version and second.expires_at > first.expires_at
+
+
+# ---------------------------------------------------------------- media
+
+
+async def test_media_range_and_resume(hub: HubHarness) -> None:
+    dev = await hub.new_device()
+    sha = (await hub.upload(WAV))["sha256"]
+    await publish(hub, kind="audio", media=sha, text=None)
+    url = f"/api/v1/device/media/{sha}"
+    whole = await dev.get(url)
+    assert whole.status == 200 and await whole.read() == WAV
+    assert whole.headers["Content-Type"] == "audio/wav"
+    head = await dev.get(url, headers={"Range": "bytes=0-999"})
+    assert head.status == 206
+    got = await head.read()
+    assert got == WAV[:1000]
+    # A cut download resumes from what it has and ends with exactly the remaining bytes.
+    rest = await dev.get(url, headers={"Range": f"bytes={len(got)}-"})
+    assert rest.status == 206
+    remaining = await rest.read()
+    assert remaining == WAV[len(got) :]
+    assert hashlib.sha256(got + remaining).hexdigest() == sha
+    assert rest.headers["Content-Range"] == f"bytes 1000-{len(WAV) - 1}/{len(WAV)}"
+
+
+async def test_media_scoped_to_device_bulletins(hub: HubHarness) -> None:
+    speaker = await hub.new_device()
+    board = await hub.new_device(kind="board")
+    elsewhere = await hub.new_device("00002")
+    wav = (await hub.upload(WAV))["sha256"]
+    draft_only = (await hub.upload(PNG))["sha256"]
+    await publish(hub, kind="audio", media=wav, text=None)
+    await hub.call(
+        "POST",
+        "/api/v1/bulletins",
+        expect=201,
+        json={
+            "title": "draft",
+            "kind": "image",
+            "priority": "normal",
+            "media": draft_only,
+            "targets": {"communes": ["00001"]},
+            "schedule": _schedule(),
+        },
+    )
+    assert (await speaker.get(f"/api/v1/device/media/{wav}")).status == 200
+    for dev, sha in (
+        (elsewhere, wav),
+        (board, wav),
+        (board, draft_only),
+        (speaker, "0" * 64),
+        (speaker, "not-a-hash"),
+    ):
+        resp = await dev.get(f"/api/v1/device/media/{sha}")
+        assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+
+
+# ---------------------------------------------------------------- WebSocket
+
+
+async def test_ws_emergency_start_reconnect_and_cancel(hub: HubHarness) -> None:
+    dev: EnrolledDevice = await hub.new_device()
+    board = await hub.new_device(kind="board")
+    async with dev.socket() as ws, board.socket() as board_ws:
+        hello = await ws.command()
+        assert isinstance(hello, ManifestReady) and hello.device_id == dev.id
+        assert isinstance(await board_ws.command(), ManifestReady)
+
+        body = await hub.call(
+            "POST",
+            "/api/v1/emergencies",
+            expect=201,
+            json={
+                "title": "Lũ quét",
+                "text": "Di chuyển lên vùng cao",
+                "targets": {"communes": ["00001"]},
+            },
+        )
+        assert body["pushed"] == 2 and body["targeted"] == 2
+        start = await ws.command()
+        assert isinstance(start, EmergencyStart)
+        assert start.bulletin.id == body["id"] and start.device_id == dev.id
+        assert start.expires_at == start.bulletin.schedule.valid_until
+        ready = await ws.command()
+        assert isinstance(ready, ManifestReady) and ready.version > hello.version
+        assert isinstance(await board_ws.command(), EmergencyStart)  # text plays on boards
+        assert isinstance(await board_ws.command(), ManifestReady)
+
+    listed = {d["id"]: d for d in await hub.call("GET", "/api/v1/devices")}
+    assert listed[dev.id]["online"] is True  # seen moments ago, though disconnected
+
+    async with dev.socket() as ws:
+        ready = await ws.command()
+        assert isinstance(ready, ManifestReady)
+        again = await ws.command()
+        assert isinstance(again, EmergencyStart) and again.bulletin.id == body["id"]
+        assert again.command_id != start.command_id
+        manifest, _ = await dev.manifest()
+        assert manifest.version == ready.version
+        assert [b.id for b in manifest.bulletins] == [body["id"]]
+
+        connected = {d["id"]: d for d in await hub.call("GET", "/api/v1/devices")}
+        assert connected[dev.id]["connected"] is True
+
+        await hub.call("POST", f"/api/v1/bulletins/{body['id']}/cancel")
+        cancel = await ws.command()
+        assert isinstance(cancel, EmergencyCancel) and cancel.bulletin_id == body["id"]
+        assert isinstance(await ws.command(), ManifestReady)
+        manifest, _ = await dev.manifest()
+        assert manifest.bulletins == [] and manifest.cancelled == [body["id"]]
+
+    async with dev.socket() as ws:  # a cancelled emergency is not restarted on reconnect
+        assert isinstance(await ws.command(), ManifestReady)
+        result = await hub.call(
+            "POST",
+            f"/api/v1/devices/{dev.id}/commands",
+            json={"type": "set_volume", "volume": 55},
+            expect=202,
+        )
+        assert result["delivered"] is True
+        command = await ws.command()
+        assert isinstance(command, SetVolume) and command.volume == 55
+        assert command.command_id == result["command_id"]
+
+
+async def test_audio_emergency_skips_boards(hub: HubHarness) -> None:
+    speaker = await hub.new_device()
+    board = await hub.new_device(kind="board")
+    wav = (await hub.upload(WAV))["sha256"]
+    async with speaker.socket() as sws, board.socket() as bws:
+        await sws.command()
+        await bws.command()
+        body = await hub.call(
+            "POST", "/api/v1/emergencies", expect=201, json={"title": "Cháy rừng", "media": wav}
+        )
+        assert body["kind"] == "audio" and body["targeted"] == 1 and body["pushed"] == 1
+        assert isinstance(await sws.command(), EmergencyStart)
+        # The board only receives the next thing sent to it: prove the emergency was skipped.
+        await hub.call(
+            "POST", f"/api/v1/devices/{board.id}/commands", json={"type": "test_tone"}, expect=202
+        )
+        assert (await bws.command()).type == "test_tone"
+
+
+async def test_commune_update_pushes_manifest_ready(hub: HubHarness) -> None:
+    dev = await hub.new_device()
+    async with dev.socket() as ws:
+        first = await ws.command()
+        await hub.call("PUT", "/api/v1/communes/00001", json={"name": "Xã Mới"})
+        nudge = await ws.command()
+        assert isinstance(nudge, ManifestReady) and nudge.version == first.version + 1
+
+
+# ---------------------------------------------------------------- reports
+
+
+def _play(seq: int, bulletin: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "type": "play",
+        "seq": seq,
+        "bulletin_id": bulletin,
+        "priority": "normal",
+        "kind": "text",
+        "started_at": (now - timedelta(seconds=30)).isoformat(),
+        "ended_at": now.isoformat(),
+        "outcome": "completed",
+        "position_s": 30.0,
+    }
+
+
+def _health(seq: int, at: datetime, bulletin: str | None = None) -> dict[str, Any]:
+    now_playing = None
+    if bulletin:
+        now_playing = {
+            "bulletin_id": bulletin,
+            "priority": "normal",
+            "kind": "text",
+            "title": "Bản tin",
+            "started_at": at.isoformat(),
+        }
+    return {
+        "type": "health",
+        "seq": seq,
+        "at": at.isoformat(),
+        "cpu_percent": 3.5,
+        "memory_used_bytes": 1,
+        "memory_total_bytes": 2,
+        "filesystem_avail_bytes": 3,
+        "filesystem_size_bytes": 4,
+        "boot_time_seconds": 5.0,
+        "player_state": "playing",
+        "now_playing": now_playing,
+        "volume": 70,
+    }
+
+
+async def test_reports_are_idempotent(hub: HubHarness) -> None:
+    dev = await hub.new_device()
+    bulletin = await publish(hub)
+    now = datetime.now(UTC)
+    batch = [_play(1, bulletin["id"]), _play(2, bulletin["id"]), _health(3, now, bulletin["id"])]
+    status, ack = await dev.report(batch)
+    assert status == 200 and ack == {"acked": [1, 2, 3]}
+    status, ack = await dev.report(batch)  # the agent retried: nothing is counted twice
+    assert status == 200 and ack == {"acked": [1, 2, 3]}
+    status, ack = await dev.report(
+        [_play(2, bulletin["id"]), _play(4, bulletin["id"]), _health(5, now - timedelta(minutes=5))]
+    )
+    assert ack == {"acked": [2, 4, 5]}
+
+    plays = await hub.call("GET", f"/api/v1/plays?device={dev.id}")
+    assert sorted(p["seq"] for p in plays) == [1, 2, 4]
+    assert await hub.call("GET", f"/api/v1/plays?bulletin={bulletin['id']}") == plays
+    assert await hub.call("GET", "/api/v1/plays?bulletin=other") == []
+    row = await hub.app[DB].fetchone("SELECT COUNT(*) FROM health")
+    assert row[0] == 2
+
+    listed = await hub.call("GET", "/api/v1/devices")
+    assert listed[0]["online"] is True
+    # The older sample (seq 5) arrived later but does not replace the newest.
+    assert listed[0]["health"]["seq"] == 3
+    assert listed[0]["now_playing"]["bulletin_id"] == bulletin["id"]
+
+
+async def test_bad_report_changes_nothing(hub: HubHarness) -> None:
+    dev = await hub.new_device()
+    bad = [_play(1, "b"), {**_play(2, "b"), "outcome": "exploded"}]
+    status, body = await dev.report(bad)
+    assert status == 422 and body["detail"][0]["field"].startswith("reports[1]")
+    assert await hub.call("GET", "/api/v1/plays") == []
