@@ -1,0 +1,322 @@
+"""Audio (and video on boards) through libvlc.
+
+Two libvlc hazards shape this file. libvlc must not be called from inside its own event
+callbacks (python-vlc #77: it deadlocks), so callbacks only hand a note to the asyncio loop
+with `call_soon_threadsafe` and everything happens there. And `stop()` has been seen to hang
+(python-vlc #74), so it runs in a throw-away thread with a deadline; a stop that misses the
+deadline leaves its MediaPlayer behind, a fresh one takes over, and `stuck_stops` counts it
+for the health report.
+
+Every libvlc call other than that stop runs on the loop thread; they are all quick (well under
+a millisecond) once the instance exists, which is what keeps pre-emption in the tens of ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import vlc
+
+from loa_contract import BulletinKind
+
+from .base import EventSink, EventType, PlaybackEvent, PlayerError, PlayerState, PlayItem
+
+log = logging.getLogger(__name__)
+
+_VlcNote = Literal["playing", "ended", "error"]
+
+# A small file cache: media are local verified files, and libvlc's default of 1 s both
+# delays the start and, with outputs that cannot drain (dummy), ends items early.
+_BASE_ARGS = ("--quiet", "--no-video-title-show", "--file-caching=100")
+
+
+class _Slot:
+    """One libvlc MediaPlayer, and the token of the item it was last told to play.
+
+    The token is read from libvlc's event thread: it is only ever changed while that player
+    has no running input (stopped, or before `play`), so a late event carries its own item's
+    token and the loop can tell it is stale.
+    """
+
+    __slots__ = ("abandoned", "active", "finished_stop", "guard", "mp", "token")
+
+    def __init__(self, mp: vlc.MediaPlayer) -> None:
+        self.mp = mp
+        self.token = 0
+        self.active = False  # has an input that must be stopped before reuse
+        self.guard = threading.Lock()
+        self.abandoned = False
+        self.finished_stop = False
+
+
+class VlcPlayer:
+    """A Player on python-vlc: one libvlc instance, one MediaPlayer reused for every item."""
+
+    def __init__(
+        self,
+        vlc_args: Sequence[str] = (),
+        kinds: Iterable[BulletinKind] = (BulletinKind.AUDIO,),
+        *,
+        fullscreen: bool = False,
+        stop_timeout_s: float = 2.0,
+        start_timeout_s: float = 5.0,
+    ) -> None:
+        self.kinds: frozenset[BulletinKind] = frozenset(kinds)
+        video = BulletinKind.VIDEO in self.kinds
+        # Without --no-video an audio-only device would open a window for cover art.
+        args = [*_BASE_ARGS, *(() if video else ("--no-video",)), *vlc_args]
+        instance = vlc.Instance(args)
+        if instance is None:
+            raise PlayerError(f"libvlc could not start with arguments {args!r}")
+        self._instance: vlc.Instance = instance
+        self._fullscreen = fullscreen and video
+        self.stop_timeout_s = stop_timeout_s
+        self.start_timeout_s = start_timeout_s
+        self._sink: EventSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = asyncio.Lock()
+        self._token = 0
+        self._item: PlayItem | None = None
+        self._state = PlayerState.IDLE
+        self._last_position = 0.0
+        self._start_waiter: asyncio.Future[None] | None = None
+        self._volume: int | None = None
+        self._closed = False
+        #: Stops that did not return within `stop_timeout_s` (their player was replaced).
+        self.stuck_stops = 0
+        #: Seconds the last `play()` took from call to libvlc reporting Playing (stop included).
+        self.last_start_s = 0.0
+        #: Seconds the last stop took (the deadline, when it was abandoned).
+        self.last_stop_s = 0.0
+        self._slot = self._new_slot()
+
+    # ------------------------------------------------------------------ libvlc plumbing
+
+    def _new_slot(self) -> _Slot:
+        mp = self._instance.media_player_new()
+        if mp is None:
+            raise PlayerError("libvlc could not create a media player")
+        slot = _Slot(mp)
+        events = mp.event_manager()
+        events.event_attach(vlc.EventType.MediaPlayerPlaying, self._from_vlc, slot, "playing")
+        events.event_attach(vlc.EventType.MediaPlayerEndReached, self._from_vlc, slot, "ended")
+        events.event_attach(
+            vlc.EventType.MediaPlayerEncounteredError, self._from_vlc, slot, "error"
+        )
+        if self._fullscreen:
+            mp.set_fullscreen(True)
+        if self._volume is not None:
+            mp.audio_set_volume(self._volume)
+        return slot
+
+    def _from_vlc(self, _event: Any, slot: _Slot, note: _VlcNote) -> None:
+        # libvlc's own thread: touch nothing of libvlc here, only pass the note on.
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._on_vlc, slot, slot.token, note)
+        except RuntimeError:
+            pass  # the loop closed between the check and the call: nobody is listening
+
+    def _on_vlc(self, slot: _Slot, token: int, note: _VlcNote) -> None:
+        if slot is not self._slot or token != self._token or self._item is None:
+            return  # from an abandoned player or an item already replaced
+        item = self._item
+        waiter = self._start_waiter
+        if note == "playing":
+            if self._state is PlayerState.PLAYING:
+                return  # libvlc repeats Playing after a pause or seek
+            self._state = PlayerState.PLAYING
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            self._emit(EventType.STARTED, item, item.start_at_s)
+            return
+        if note == "ended":
+            length_ms = slot.mp.get_length()
+            played_ms = slot.mp.get_time()
+            self._last_position = max(length_ms or 0, played_ms or 0, 0) / 1000
+            if self._last_position <= 0 and item.start_at_s <= 0:
+                # libvlc "plays" an undecodable file to an immediate end; that is a failure.
+                note = "error"
+        if note == "ended":
+            self._state = PlayerState.IDLE
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            self._emit(EventType.ENDED, item, self._last_position)
+            return
+        detail = f"libvlc could not play {item.path}"
+        if waiter is not None and not waiter.done():
+            # play() is still waiting: it raises, so no ERROR event as well.
+            self._state = PlayerState.ERROR
+            waiter.set_exception(PlayerError(detail))
+            return
+        self._last_position = self._read_position()
+        self._state = PlayerState.ERROR
+        self._emit(EventType.ERROR, item, self._last_position, detail)
+
+    def _emit(self, kind: EventType, item: PlayItem, position: float, detail: str = "") -> None:
+        if self._sink is not None:
+            self._sink(PlaybackEvent(kind, item.bulletin_id, position, detail))
+
+    def _read_position(self) -> float:
+        assert self._item is not None
+        ms = self._slot.mp.get_time()
+        if ms is None or ms <= 0:
+            # libvlc reports 0 until the first output, also after a start-time seek.
+            return self._item.start_at_s
+        return ms / 1000
+
+    # ------------------------------------------------------------------ Player interface
+
+    def set_event_sink(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    @property
+    def state(self) -> PlayerState:
+        return self._state
+
+    def position(self) -> float:
+        if self._state is PlayerState.PLAYING and self._item is not None:
+            return self._read_position()
+        return self._last_position
+
+    async def play(self, item: PlayItem) -> None:
+        if self._closed:
+            raise PlayerError("player is closed")
+        if item.kind not in self.kinds:
+            raise PlayerError(f"this player does not play {item.kind.value}")
+        if item.path is None:
+            raise PlayerError(f"{item.kind.value} item {item.bulletin_id} has no file")
+        if not item.path.is_file():
+            raise PlayerError(f"{item.path} does not exist")
+        self._loop = asyncio.get_running_loop()
+        began = time.perf_counter()
+        async with self._lock:
+            await self._halt()
+            await self._start(item)
+        self.last_start_s = time.perf_counter() - began
+
+    async def _start(self, item: PlayItem) -> None:
+        assert self._loop is not None
+        self._token += 1
+        slot = self._slot
+        slot.token = self._token
+        media = self._instance.media_new_path(str(item.path))
+        if media is None:
+            raise PlayerError(f"libvlc cannot open {item.path}")
+        if item.start_at_s > 0:
+            # Start there directly: a seek after Playing would let the top be heard first.
+            media.add_option(f":start-time={item.start_at_s:.3f}")
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._start_waiter = waiter
+        self._item = item
+        self._last_position = item.start_at_s
+        self._state = PlayerState.IDLE
+        slot.mp.set_media(media)
+        media.release()  # the player holds its own reference
+        slot.active = True
+        if slot.mp.play() != 0:
+            self._start_waiter = None
+            self._state = PlayerState.ERROR
+            raise PlayerError(f"libvlc refused to play {item.path}")
+        try:
+            await asyncio.wait_for(waiter, self.start_timeout_s)
+        except TimeoutError:
+            await self._halt()
+            self._state = PlayerState.ERROR
+            raise PlayerError(
+                f"{item.path} did not start within {self.start_timeout_s:g} s"
+            ) from None
+        finally:
+            self._start_waiter = None
+        if self._volume is not None and self._state is PlayerState.PLAYING:
+            # Some outputs come up at their own level with each new stream.
+            slot.mp.audio_set_volume(self._volume)
+
+    async def stop(self) -> float:
+        async with self._lock:
+            return await self._halt()
+
+    async def _halt(self) -> float:
+        """Stop whatever the current MediaPlayer has; returns the position reached."""
+        if self._state is PlayerState.PLAYING:
+            self._last_position = self._read_position()
+        position = self._last_position
+        # From here on events of the old item are stale, and position() and set_volume()
+        # keep off the player that is being stopped (a hung stop holds its locks).
+        self._token += 1
+        self._state = PlayerState.IDLE
+        slot = self._slot
+        if not slot.active:
+            return position
+        began = time.perf_counter()
+        if not await self._stop_in_thread(slot):
+            with slot.guard:
+                stuck = not slot.finished_stop
+                slot.abandoned = stuck
+            if stuck:
+                self.stuck_stops += 1
+                log.error(
+                    "libvlc stop did not return within %.1f s; player replaced (%d so far)",
+                    self.stop_timeout_s,
+                    self.stuck_stops,
+                )
+                self._slot = self._new_slot()
+        slot.active = False
+        self.last_stop_s = time.perf_counter() - began
+        return position
+
+    async def _stop_in_thread(self, slot: _Slot) -> bool:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finish() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def run() -> None:
+            try:
+                slot.mp.stop()
+            except Exception:  # a dying libvlc must not kill the thread silently
+                log.exception("libvlc stop failed")
+            with slot.guard:
+                slot.finished_stop = True
+                release = slot.abandoned
+            if release:
+                slot.mp.release()  # it came back after all; nobody uses it any more
+                return
+            try:
+                loop.call_soon_threadsafe(finish)
+            except RuntimeError:
+                pass  # loop already closed
+
+        slot.finished_stop = False
+        # A daemon thread per stop: a hung one must never block interpreter exit or
+        # occupy a pool worker the next stop needs.
+        threading.Thread(target=run, name="vlc-stop", daemon=True).start()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), self.stop_timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def set_volume(self, volume: int) -> None:
+        self._volume = max(0, min(100, int(volume)))
+        if self._state is PlayerState.PLAYING:
+            self._slot.mp.audio_set_volume(self._volume)
+        # Otherwise it is applied when the next item starts.
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        async with self._lock:
+            await self._halt()
+            self._closed = True
+            self._slot.mp.release()
+            self._instance.release()

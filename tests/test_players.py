@@ -1,0 +1,465 @@
+"""Real backends: libvlc with a dummy audio output, pygame on SDL's dummy video driver."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import math
+import os
+import threading
+import time
+import wave
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+# Before pygame is imported anywhere: no screen or sound card is needed.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+import pygame
+import pytest
+
+from edge_agent.fonts import find_font
+from edge_agent.players.base import (
+    EventType,
+    PlaybackEvent,
+    PlayerError,
+    PlayerState,
+    PlayItem,
+)
+from edge_agent.players.display import DisplayPlayer
+from edge_agent.players.null import NullPlayer
+from edge_agent.players.router import PlayerRouter
+from edge_agent.players.vlc import VlcPlayer
+from loa_contract import BulletinKind, Priority
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+VIETNAMESE = "Thông báo: Ủy ban nhân dân xã tổ chức tiêm phòng dại cho chó, mèo vào sáng thứ Bảy."
+WAIT_S = 5.0
+
+
+def write_wav(path: Path, seconds: float, frequency: float = 440.0, rate: int = 22050) -> Path:
+    samples = array.array(
+        "h",
+        (
+            int(12000 * math.sin(2 * math.pi * frequency * n / rate))
+            for n in range(int(seconds * rate))
+        ),
+    )
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+class Events:
+    """Collects player events and lets a test await a particular one."""
+
+    def __init__(self) -> None:
+        self.seen: list[PlaybackEvent] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, event: PlaybackEvent) -> None:
+        self.seen.append(event)
+        self._changed.set()
+
+    async def wait_for(
+        self, kind: EventType, bulletin_id: str, within: float = WAIT_S
+    ) -> PlaybackEvent:
+        async def scan() -> PlaybackEvent:
+            while True:
+                for event in self.seen:
+                    if event.type is kind and event.bulletin_id == bulletin_id:
+                        return event
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(scan(), within)
+
+    def kinds_for(self, bulletin_id: str) -> list[EventType]:
+        return [e.type for e in self.seen if e.bulletin_id == bulletin_id]
+
+
+def audio_item(
+    bulletin_id: str,
+    path: Path,
+    *,
+    priority: Priority = Priority.NORMAL,
+    start_at_s: float = 0.0,
+) -> PlayItem:
+    return PlayItem(
+        bulletin_id=bulletin_id,
+        kind=BulletinKind.AUDIO,
+        priority=priority,
+        title=bulletin_id,
+        path=path,
+        start_at_s=start_at_s,
+    )
+
+
+def text_item(
+    bulletin_id: str,
+    text: str = VIETNAMESE,
+    *,
+    title: str = "Thông báo của UBND xã",
+    priority: Priority = Priority.NORMAL,
+    display_seconds: float = 15.0,
+) -> PlayItem:
+    return PlayItem(
+        bulletin_id=bulletin_id,
+        kind=BulletinKind.TEXT,
+        priority=priority,
+        title=title,
+        text=text,
+        display_seconds=display_seconds,
+    )
+
+
+async def until(predicate: Callable[[], bool], within: float = WAIT_S) -> None:
+    """Polls a condition that has no event of its own (a clock position moving)."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture(autouse=True)
+def _artifacts_dir() -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+
+
+@pytest.fixture
+def short_wav(tmp_path: Path) -> Path:
+    return write_wav(tmp_path / "short.wav", 0.5)
+
+
+@pytest.fixture
+def long_wav(tmp_path: Path) -> Path:
+    return write_wav(tmp_path / "long.wav", 2.0, frequency=660.0)
+
+
+@pytest.fixture
+async def vlc_player() -> AsyncIterator[tuple[VlcPlayer, Events]]:
+    player = VlcPlayer(["--aout=dummy"], kinds={BulletinKind.AUDIO}, stop_timeout_s=0.5)
+    events = Events()
+    player.set_event_sink(events)
+    yield player, events
+    await player.close()
+
+
+@pytest.fixture
+async def display() -> AsyncIterator[tuple[DisplayPlayer, Events]]:
+    player = DisplayPlayer((640, 360))
+    events = Events()
+    player.set_event_sink(events)
+    yield player, events
+    await player.close()
+
+
+# ---------------------------------------------------------------------- VLC
+
+
+async def test_vlc_plays_to_the_end(vlc_player: tuple[VlcPlayer, Events], short_wav: Path) -> None:
+    player, events = vlc_player
+    await player.set_volume(80)
+    await player.play(audio_item("b1", short_wav))
+    assert player.state is PlayerState.PLAYING
+    ended = await events.wait_for(EventType.ENDED, "b1")
+    assert events.kinds_for("b1") == [EventType.STARTED, EventType.ENDED]
+    assert ended.position_s == pytest.approx(0.5, abs=0.15)
+    assert player.state is PlayerState.IDLE
+
+
+async def test_vlc_position_advances_and_stop_returns_it(
+    vlc_player: tuple[VlcPlayer, Events], long_wav: Path
+) -> None:
+    player, events = vlc_player
+    await player.play(audio_item("b1", long_wav))
+    await until(lambda: player.position() >= 0.3)
+    position = await player.stop()
+    assert 0.3 <= position < 2.0
+    assert player.state is PlayerState.IDLE
+    assert EventType.ENDED not in events.kinds_for("b1")
+
+
+async def test_vlc_honours_start_at(vlc_player: tuple[VlcPlayer, Events], long_wav: Path) -> None:
+    player, events = vlc_player
+    began = time.monotonic()
+    await player.play(audio_item("b1", long_wav, start_at_s=1.5))
+    assert player.position() >= 1.5
+    ended = await events.wait_for(EventType.ENDED, "b1")
+    # Only the last half second was played, not the whole two.
+    assert time.monotonic() - began < 1.5
+    assert ended.position_s == pytest.approx(2.0, abs=0.15)
+
+
+async def test_vlc_preemption_is_fast_and_late_events_are_not_misreported(
+    vlc_player: tuple[VlcPlayer, Events], long_wav: Path, short_wav: Path
+) -> None:
+    player, events = vlc_player
+    await player.play(audio_item("normal", long_wav))
+    await until(lambda: player.position() >= 0.2)
+    began = time.perf_counter()
+    stopped_at = await player.stop()
+    await player.play(audio_item("emergency", short_wav, priority=Priority.EMERGENCY))
+    latency = time.perf_counter() - began
+    print(f"\nVLC pre-emption (stop + start to Playing): {latency * 1000:.1f} ms")
+    assert latency < 0.5
+    assert stopped_at >= 0.2
+    await events.wait_for(EventType.ENDED, "emergency")
+    assert events.kinds_for("normal") == [EventType.STARTED]
+
+    # play() over a playing item replaces it by itself, too.
+    await player.play(audio_item("a", long_wav))
+    began = time.perf_counter()
+    await player.play(audio_item("b", short_wav))
+    print(f"VLC replace by play(): {(time.perf_counter() - began) * 1000:.1f} ms")
+    await events.wait_for(EventType.ENDED, "b")
+    assert events.kinds_for("a") == [EventType.STARTED]
+
+
+async def test_vlc_stuck_stop_is_abandoned_and_the_player_recovers(
+    vlc_player: tuple[VlcPlayer, Events], long_wav: Path, short_wav: Path
+) -> None:
+    player, events = vlc_player
+    await player.play(audio_item("stuck", long_wav))
+    hung = player._slot.mp
+    release = threading.Event()
+    real_stop = hung.stop
+
+    def blocking_stop() -> None:
+        release.wait(10)  # stands in for libvlc's hang (python-vlc #74)
+        real_stop()
+
+    hung.stop = blocking_stop  # type: ignore[method-assign]
+    try:
+        began = time.perf_counter()
+        await player.stop()
+        assert time.perf_counter() - began < 2.0
+        assert player.stuck_stops == 1
+        assert player._slot.mp is not hung
+        await player.play(audio_item("after", short_wav))
+        await events.wait_for(EventType.ENDED, "after")
+        assert EventType.ENDED not in events.kinds_for("stuck")
+    finally:
+        release.set()
+
+
+async def test_vlc_refuses_what_it_cannot_play(
+    vlc_player: tuple[VlcPlayer, Events], tmp_path: Path
+) -> None:
+    player, events = vlc_player
+    with pytest.raises(PlayerError):
+        await player.play(audio_item("missing", tmp_path / "nope.wav"))
+    with pytest.raises(PlayerError):
+        await player.play(text_item("t"))
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF not really a wave file" * 10)
+    # libvlc opens it and "ends" at once; that must surface as a failure, not a completion.
+    try:
+        await player.play(audio_item("garbage", garbage))
+    except PlayerError:
+        pass
+    else:
+        await events.wait_for(EventType.ERROR, "garbage")
+    assert EventType.ENDED not in events.kinds_for("garbage")
+    assert player.state is not PlayerState.PLAYING
+
+
+# ---------------------------------------------------------------------- display
+
+
+def red_share(surface: pygame.Surface) -> float:
+    width, height = surface.get_size()
+    red = total = 0
+    for x in range(0, width, 4):
+        for y in range(0, height, 4):
+            r, g, b, *_ = surface.get_at((x, y))
+            total += 1
+            if r > 150 and g < 80 and b < 80:
+                red += 1
+    return red / total
+
+
+def distinct_colours(surface: pygame.Surface) -> int:
+    width, height = surface.get_size()
+    return len(
+        {tuple(surface.get_at((x, y))) for x in range(0, width, 3) for y in range(0, height, 3)}
+    )
+
+
+async def test_display_renders_vietnamese_text(display: tuple[DisplayPlayer, Events]) -> None:
+    player, events = display
+    await player.play(text_item("t1"))
+    assert player.state is PlayerState.PLAYING
+    assert events.kinds_for("t1") == [EventType.STARTED]
+    png = player.save_frame(ARTIFACTS / "display-normal.png")
+    saved = pygame.image.load(str(png))
+    assert saved.get_size() == (640, 360)
+    assert distinct_colours(saved) > 10  # text was drawn, antialiased
+    assert red_share(saved) < 0.05
+
+    emergency = player.render_frame(
+        text_item("e1", title="Cảnh báo bão số 3", priority=Priority.EMERGENCY)
+    )
+    pygame.image.save(emergency, str(ARTIFACTS / "display-emergency.png"))
+    assert red_share(emergency) > 0.5
+    # The banner is the yellow strip across the top.
+    assert tuple(emergency.get_at((2, 2)))[:3] == (255, 221, 0)
+
+    small = DisplayPlayer((192, 96), window=False)  # LED P10 board
+    frame = small.render_frame(text_item("p10"))
+    pygame.image.save(frame, str(ARTIFACTS / "display-p10.png"))
+    assert distinct_colours(frame) > 5
+    await small.close()
+
+
+def top_ink_row(surface: pygame.Surface, left: int, right: int) -> int:
+    for y in range(surface.get_height()):
+        if any(surface.get_at((x, y)).a > 64 for x in range(left, right)):
+            return y
+    return surface.get_height()
+
+
+async def test_diacritics_are_really_drawn(display: tuple[DisplayPlayer, Events]) -> None:
+    player, _ = display
+    assert player.font_path == find_font()
+    font = player.font(64)
+    assert all(m is not None for m in font.metrics("ỦẫệỗựĐ"))
+    # One line, one baseline: the plain U on the left, U with its hook above on the right.
+    pair = font.render("UỦ", True, (255, 255, 255))
+    split = font.size("U")[0]
+    plain_top = top_ink_row(pair, 0, split)
+    hooked_top = top_ink_row(pair, split, pair.get_width())
+    # A font lacking the glyph draws tofu (or drops the mark): no ink well above the U.
+    assert hooked_top < plain_top - 5
+    alone = font.render("U", True, (255, 255, 255))
+    tofu_free = font.render("Ủ", True, (255, 255, 255))
+    assert pygame.image.tobytes(alone, "RGBA") != pygame.image.tobytes(tofu_free, "RGBA")
+    # Decomposed input (U + combining hook) is drawn like the precomposed letter.
+    frame_nfd = player.render_frame(text_item("n", text="U\u0309y ban", title=""))
+    frame_nfc = player.render_frame(text_item("n", text="Ủy ban", title=""))
+    assert pygame.image.tobytes(frame_nfd, "RGB") == pygame.image.tobytes(frame_nfc, "RGB")
+
+
+async def test_image_is_letterboxed_not_stretched(tmp_path: Path) -> None:
+    picture = pygame.Surface((400, 100))
+    picture.fill((0, 200, 80))
+    pygame.draw.rect(picture, (255, 255, 255), pygame.Rect(0, 0, 400, 100), 4)
+    path = tmp_path / "wide.png"
+    pygame.image.save(picture, str(path))
+
+    player = DisplayPlayer((320, 320), window=False)
+    item = PlayItem(
+        bulletin_id="img",
+        kind=BulletinKind.IMAGE,
+        priority=Priority.NORMAL,
+        title="Infographic",
+        path=path,
+    )
+    frame = player.render_frame(item)
+    pygame.image.save(frame, str(ARTIFACTS / "display-image.png"))
+    background = frame.get_at((0, 0))
+    xs, ys = [], []
+    for x in range(320):
+        for y in range(320):
+            if frame.get_at((x, y)) != background:
+                xs.append(x)
+                ys.append(y)
+    width = max(xs) - min(xs) + 1
+    height = max(ys) - min(ys) + 1
+    assert width == 320
+    assert width / height == pytest.approx(4.0, rel=0.05)
+    assert abs(min(ys) - (319 - max(ys))) <= 1  # centred vertically
+    await player.close()
+
+
+async def test_still_item_ends_after_display_seconds(display: tuple[DisplayPlayer, Events]) -> None:
+    player, events = display
+    began = asyncio.get_running_loop().time()
+    await player.play(text_item("s", display_seconds=0.2))
+    ended = await events.wait_for(EventType.ENDED, "s")
+    assert asyncio.get_running_loop().time() - began >= 0.19
+    assert ended.position_s == pytest.approx(0.2)
+    assert player.state is PlayerState.IDLE
+
+
+async def test_display_stop_cancels_the_end_and_blanks(
+    display: tuple[DisplayPlayer, Events],
+) -> None:
+    player, events = display
+    await player.play(text_item("s", display_seconds=0.1))
+    shown_at = player.last_frame_at
+    position = await player.stop()
+    assert 0 <= position < 0.1
+    await asyncio.sleep(0.15)  # past the cancelled end: nothing may arrive
+    assert events.kinds_for("s") == [EventType.STARTED]
+    assert distinct_colours(player.frame) == 1
+    assert player.last_frame_at >= shown_at
+
+
+# ---------------------------------------------------------------------- null and router
+
+
+async def test_null_player_keeps_a_players_promises() -> None:
+    events = Events()
+    player = NullPlayer(kinds={BulletinKind.AUDIO}, default_duration_s=0.05, durations={"x": 0.1})
+    player.set_event_sink(events)
+    await player.play(audio_item("x", Path("/nonexistent.wav")))
+    assert player.state is PlayerState.PLAYING
+    await events.wait_for(EventType.ENDED, "x")
+    assert events.kinds_for("x") == [EventType.STARTED, EventType.ENDED]
+    await player.play(audio_item("y", Path("/nonexistent.wav")))
+    assert await player.stop() < 0.05
+    with pytest.raises(PlayerError):
+        await player.play(text_item("t"))
+
+
+async def test_router_sends_each_kind_to_its_backend_and_switches(
+    short_wav: Path, long_wav: Path
+) -> None:
+    audio = VlcPlayer(["--aout=dummy"], kinds={BulletinKind.AUDIO, BulletinKind.VIDEO})
+    screen = DisplayPlayer((320, 180))
+    router = PlayerRouter([audio, screen])
+    events = Events()
+    router.set_event_sink(events)
+    try:
+        assert router.kinds == {
+            BulletinKind.AUDIO,
+            BulletinKind.VIDEO,
+            BulletinKind.TEXT,
+            BulletinKind.DOCUMENT,
+            BulletinKind.IMAGE,
+        }
+        await router.play(audio_item("sound", long_wav))
+        assert router.active is audio
+        assert audio.state is PlayerState.PLAYING
+
+        await router.play(text_item("words", display_seconds=0.2))
+        assert router.active is screen
+        assert audio.state is PlayerState.IDLE  # switching stopped the other backend
+        assert screen.state is PlayerState.PLAYING
+        await events.wait_for(EventType.ENDED, "words")
+
+        await router.play(audio_item("again", short_wav))
+        assert screen.state is PlayerState.IDLE
+        await events.wait_for(EventType.ENDED, "again")
+        assert events.kinds_for("sound") == [EventType.STARTED]
+        assert router.stuck_stops == 0
+    finally:
+        await router.close()
+
+
+async def test_display_heartbeat_keeps_the_frame_fresh() -> None:
+    player = DisplayPlayer((320, 180), heartbeat_s=0.05)
+    try:
+        await player.play(text_item("hb", display_seconds=30))
+        shown_at = player.last_frame_at
+        await until(lambda: player.last_frame_at > shown_at + 0.04)
+        assert player.state is PlayerState.PLAYING
+    finally:
+        await player.close()
