@@ -1,0 +1,417 @@
+"""Content-addressed media cache that a power cut cannot corrupt.
+
+Layout under `root`:
+    objects/<sha256>        complete, verified files; they only ever appear by os.replace
+    partial/<sha256>.part   downloads in progress, kept across restarts to resume with Range
+    derived/<key><suffix>   files made on the device (synthesized speech), named by a key
+
+An object is published only after its size and sha256 match the signed manifest, by an
+atomic rename followed by an fsync of the folder, so after any crash a name in objects/
+either holds the whole verified file or does not exist. The SD card itself can still rot,
+which is why `verify_all()` re-hashes everything at start and for `doctor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import aiohttp
+
+from loa_contract import MediaRef
+
+from .hubclient import HubRejected, HubUnavailable
+
+if TYPE_CHECKING:
+    from .hubclient import HubClient
+
+Progress = Callable[[int, int], None]
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+_SUFFIX = re.compile(r"^(\.[A-Za-z0-9]{1,16})?$")
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+CHUNK = 64 * 1024
+#: How much a power cut may cost a download in progress; fsync is slow on SD cards.
+FSYNC_EVERY = 4 * 1024 * 1024
+HASH_BLOCK = 1024 * 1024
+
+
+class CacheIntegrityError(Exception):
+    """The bytes the hub served do not match the size or sha256 in the signed manifest."""
+
+
+def _valid_sha(sha: str) -> str:
+    # Names become paths: anything but a sha256 could walk out of the cache folder.
+    if not _SHA256.match(sha):
+        raise ValueError(f"{sha!r} is not a sha256")
+    return sha
+
+
+def _valid_key(key: str, suffix: str) -> None:
+    if not _KEY.match(key) or not _SUFFIX.match(suffix):
+        raise ValueError(f"{key!r}{suffix!r} is not a safe derived-file name")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` survive a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def hash_file(path: Path, limit: int | None = None) -> hashlib._Hash:
+    """sha256 of the first `limit` bytes (all if None) of a file."""
+    hasher = hashlib.sha256()
+    remaining = limit
+    with path.open("rb") as f:
+        while remaining is None or remaining > 0:
+            block = f.read(HASH_BLOCK if remaining is None else min(HASH_BLOCK, remaining))
+            if not block:
+                break
+            hasher.update(block)
+            if remaining is not None:
+                remaining -= len(block)
+    return hasher
+
+
+def _discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _open_part(part: Path, offset: int) -> BinaryIO:
+    """The .part file positioned at `offset`, anything after it cut off."""
+    f = os.fdopen(os.open(part, os.O_RDWR | os.O_CREAT, 0o644), "r+b")
+    f.seek(offset)
+    f.truncate()
+    return f
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+@dataclass
+class _Download:
+    """One download in flight, shared by every caller that wants the same sha."""
+
+    task: asyncio.Task[Path] | None = None
+    waiters: int = 0
+    listeners: list[Progress] = field(default_factory=list)
+
+    def report(self, done: int, total: int) -> None:
+        for listener in list(self.listeners):
+            listener(done, total)
+
+
+class MediaCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.partial = root / "partial"
+        self.derived = root / "derived"
+        for folder in (self.objects, self.partial, self.derived):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._inflight: dict[str, _Download] = {}
+        self._writing: set[str] = set()
+        #: Body bytes received from the hub by this cache since it was made.
+        self.bytes_received = 0
+
+    # ------------------------------------------------------------------ lookups
+
+    def path_for(self, sha: str) -> Path | None:
+        path = self.objects / _valid_sha(sha)
+        return path if path.is_file() else None
+
+    def has(self, sha: str) -> bool:
+        return self.path_for(sha) is not None
+
+    def derived_path(self, key: str, suffix: str) -> Path | None:
+        _valid_key(key, suffix)
+        path = self.derived / f"{key}{suffix}"
+        return path if path.is_file() else None
+
+    def usage(self) -> tuple[int, int]:
+        """(files, bytes) held: verified objects and derived files."""
+        count = total = 0
+        for folder in (self.objects, self.derived):
+            for entry in os.scandir(folder):
+                if entry.is_file() and not entry.name.endswith(".tmp"):
+                    count += 1
+                    total += entry.stat().st_size
+        return count, total
+
+    # ------------------------------------------------------------------ upkeep
+
+    async def verify_all(self) -> list[str]:
+        """Re-hash every object; delete bad ones and stray temp files. Returns the bad shas."""
+        return await asyncio.to_thread(
+            self._verify_all_sync, frozenset(self._inflight), frozenset(self._writing)
+        )
+
+    def _verify_all_sync(self, inflight: frozenset[str], writing: frozenset[str]) -> list[str]:
+        bad: list[str] = []
+        for path in self.objects.iterdir():
+            if not _SHA256.match(path.name):
+                # Not something this cache ever publishes (a stray temp or foreign file).
+                self._remove(path)
+                continue
+            try:
+                ok = hash_file(path).hexdigest() == path.name
+            except FileNotFoundError:
+                continue  # evicted meanwhile
+            except OSError:
+                ok = False  # unreadable sectors: treat as corrupt and fetch again
+            if not ok:
+                self._remove(path)
+                bad.append(path.name)
+        for path in self.partial.iterdir():
+            sha = path.name.removesuffix(".part")
+            if sha in inflight:
+                continue
+            if not path.name.endswith(".part") or not _SHA256.match(sha):
+                self._remove(path)
+            elif (self.objects / sha).exists():
+                self._remove(path)  # a finished download whose part outlived a crash
+        for path in self.derived.iterdir():
+            if path.name.endswith(".tmp") and path.name not in writing:
+                self._remove(path)
+        return bad
+
+    @staticmethod
+    def _remove(path: Path) -> int:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def evict(self, keep: set[str]) -> int:
+        """Delete objects (and partial downloads) not in `keep`; returns bytes freed."""
+        freed = 0
+        for path in self.objects.iterdir():
+            if path.name not in keep:
+                freed += self._remove(path)
+        for path in self.partial.iterdir():
+            sha = path.name.removesuffix(".part")
+            if sha not in keep and sha not in self._inflight:
+                freed += self._remove(path)
+        return freed
+
+    # ------------------------------------------------------------------ derived files
+
+    async def put_file(self, src: Path, key: str) -> Path:
+        """Store a file made on the device (e.g. speech) as derived/<key><src suffix>."""
+        suffix = src.suffix
+        _valid_key(key, suffix)
+        dest = self.derived / f"{key}{suffix}"
+        tmp = self.derived / f".{key}{suffix}.{uuid.uuid4().hex}.tmp"
+        self._writing.add(tmp.name)
+        try:
+            await asyncio.to_thread(self._publish_copy, src, tmp, dest)
+        finally:
+            self._writing.discard(tmp.name)
+        return dest
+
+    def _publish_copy(self, src: Path, tmp: Path, dest: Path) -> None:
+        try:
+            with src.open("rb") as reader, tmp.open("wb") as writer:
+                shutil.copyfileobj(reader, writer, HASH_BLOCK)
+                writer.flush()
+                os.fsync(writer.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.derived)
+
+    # ------------------------------------------------------------------ downloads
+
+    async def fetch(
+        self, client: HubClient, media: MediaRef, progress: Progress | None = None
+    ) -> Path:
+        """The verified object for `media`, downloading (or resuming) it if needed.
+
+        Raises CacheIntegrityError if the hub's bytes do not match the signed size and
+        sha256, HubUnavailable/HubRejected if the hub cannot deliver them.
+        """
+        sha = _valid_sha(media.sha256)
+        present = self._present(media)
+        if present is not None:
+            return present
+        entry = self._inflight.get(sha)
+        # A finished task whose clean-up callback has not run yet must not hand its
+        # (possibly failed) result to a caller that asked afterwards.
+        if entry is None or (entry.task is not None and entry.task.done()):
+            entry = _Download()
+            entry.task = asyncio.create_task(self._download(client, media, entry))
+            self._inflight[sha] = entry
+            entry.task.add_done_callback(lambda _task: self._forget(sha, entry))
+        assert entry.task is not None
+        if progress is not None:
+            entry.listeners.append(progress)
+        entry.waiters += 1
+        try:
+            # Shielded: one caller giving up must not cancel what the others wait for.
+            return await asyncio.shield(entry.task)
+        except asyncio.CancelledError:
+            if entry.waiters == 1:
+                entry.task.cancel()  # nobody else wants it; the .part stays for next time
+            raise
+        finally:
+            entry.waiters -= 1
+            if progress is not None:
+                with contextlib.suppress(ValueError):
+                    entry.listeners.remove(progress)
+
+    def _forget(self, sha: str, entry: _Download) -> None:
+        if self._inflight.get(sha) is entry:
+            del self._inflight[sha]
+
+    def _present(self, media: MediaRef) -> Path | None:
+        path = self.objects / media.sha256
+        size = _size(path)
+        if size is None:
+            return None
+        if size != media.size:
+            # Same name, wrong length: the card lost part of it. A cheap check on every use;
+            # the full re-hash is verify_all's job.
+            path.unlink(missing_ok=True)
+            return None
+        return path
+
+    async def _download(self, client: HubClient, media: MediaRef, entry: _Download) -> Path:
+        part = self.partial / f"{media.sha256}.part"
+        # The hub client's one policy decides how often and how patiently; each attempt
+        # resumes from whatever the previous one left in the .part file.
+        async for attempt in client.retrier():
+            with attempt:
+                return await self._download_once(client, media, part, entry)
+        raise AssertionError("unreachable: the retrier re-raises the last error")
+
+    async def _download_once(
+        self, client: HubClient, media: MediaRef, part: Path, entry: _Download
+    ) -> Path:
+        # Bytes kept from an earlier attempt may be what is wrong (a card that lost power
+        # mid-write, rotten sectors): a mismatch after resuming earns one clean restart.
+        fresh_start_used = False
+        for _restart in range(4):
+            offset = _size(part) or 0
+            if offset > media.size:
+                _discard(part)
+                offset = 0
+            # Resuming: the hash must cover the bytes already on disk, so re-read them.
+            hasher = (
+                await asyncio.to_thread(hash_file, part, offset) if offset else hashlib.sha256()
+            )
+            if offset and offset < media.size:
+                async with client.open_media(media.sha256, offset, retrying=False) as response:
+                    if response.status == 416:
+                        # The hub cannot serve from our offset: our part is no use.
+                        _discard(part)
+                        continue
+                    if response.status == 206 and self._range_start(response) != offset:
+                        _discard(part)
+                        continue
+                    if response.status == 200:
+                        # The server ignored the Range and sends the whole file.
+                        offset = 0
+                        hasher = hashlib.sha256()
+                    await self._stream(response, part, offset, hasher, media, entry)
+            elif not offset:
+                async with client.open_media(media.sha256, 0, retrying=False) as response:
+                    if response.status != 200:
+                        raise HubRejected(response.status, "expected the whole file")
+                    await self._stream(response, part, 0, hasher, media, entry)
+            reused = offset > 0
+            try:
+                return await self._publish(part, media, hasher)
+            except CacheIntegrityError:
+                if not reused or fresh_start_used:
+                    raise
+                fresh_start_used = True  # _publish removed the part: next pass starts at 0
+        raise HubUnavailable(f"the hub kept refusing to resume {media.sha256}")
+
+    @staticmethod
+    def _range_start(response: aiohttp.ClientResponse) -> int | None:
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        return int(match.group(1)) if match else None
+
+    async def _stream(
+        self,
+        response: aiohttp.ClientResponse,
+        part: Path,
+        offset: int,
+        hasher: hashlib._Hash,
+        media: MediaRef,
+        entry: _Download,
+    ) -> None:
+        f = await asyncio.to_thread(_open_part, part, offset)
+        try:
+            done = offset
+            unsynced = 0
+            entry.report(done, media.size)
+            try:
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    self.bytes_received += len(chunk)
+                    if done + len(chunk) > media.size:
+                        raise CacheIntegrityError(
+                            f"{media.sha256}: the hub sent more than the signed {media.size} bytes"
+                        )
+                    f.write(chunk)
+                    hasher.update(chunk)
+                    done += len(chunk)
+                    unsynced += len(chunk)
+                    if unsynced >= FSYNC_EVERY:
+                        f.flush()
+                        await asyncio.to_thread(os.fsync, f.fileno())
+                        unsynced = 0
+                    entry.report(done, media.size)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # Keep what arrived, durably, so the next attempt resumes from here.
+                f.flush()
+                await asyncio.to_thread(os.fsync, f.fileno())
+                raise HubUnavailable(
+                    f"download of {media.sha256} cut at {done}/{media.size}: {exc}"
+                ) from exc
+            f.flush()
+            await asyncio.to_thread(os.fsync, f.fileno())
+        except CacheIntegrityError:
+            f.close()
+            _discard(part)
+            raise
+        finally:
+            f.close()
+
+    async def _publish(self, part: Path, media: MediaRef, hasher: hashlib._Hash) -> Path:
+        size = _size(part) or 0
+        digest = hasher.hexdigest()
+        if size != media.size or digest != media.sha256:
+            _discard(part)
+            raise CacheIntegrityError(
+                f"{media.sha256}: got {size} bytes with sha256 {digest}, "
+                f"the manifest signed {media.size} bytes"
+            )
+        dest = self.objects / media.sha256
+        await asyncio.to_thread(self._rename_durably, part, dest)
+        return dest
+
+    def _rename_durably(self, part: Path, dest: Path) -> None:
+        os.replace(part, dest)
+        fsync_dir(self.objects)

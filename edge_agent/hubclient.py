@@ -1,0 +1,321 @@
+"""The agent's one HTTP client to the hub, with the agent's one retry policy.
+
+Policy: exponential back-off with full jitter (so a thousand devices coming back after an
+outage spread out instead of arriving in the same second), retrying connection errors,
+timeouts and 5xx answers, never 4xx (the hub has decided; asking again changes nothing),
+with a bounded number of attempts per call. Callers that run their own loop (the WebSocket
+reconnect loop, the cache's resumable download) pass `retrying=False` or drive `retrier()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from importlib import metadata
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from loa_contract import EnrollRequest, EnrollResponse, ReportAck, ReportBatch
+
+API = "/api/v1"
+
+
+class HubError(Exception):
+    """Base of what HubClient raises."""
+
+
+class HubUnavailable(HubError):
+    """The hub could not be reached or failed (network error, timeout, 5xx) after retries."""
+
+
+class HubRejected(HubError):
+    """The hub answered 4xx: the request itself is wrong or not allowed."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"hub refused with {status}: {body[:300]}")
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True)
+class ManifestFetch:
+    envelope: bytes | None  # None when the hub answered 304 Not Modified
+    etag: str | None
+    hub_date: datetime | None
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:  # RFC 9110 dates are GMT; "-0000" parses as naive
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _agent_version() -> str:
+    try:
+        return metadata.version("loa")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class HubClient:
+    def __init__(
+        self,
+        base_url: str,
+        device_id: str | None = None,
+        secret: str | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 10.0,
+        attempts: int = 4,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        retrying: bool = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.device_id = device_id
+        self._secret = secret
+        self._session = session
+        self._own_session = session is None
+        self.timeout = timeout
+        self.attempts = max(1, attempts)
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.retrying = retrying
+        #: The hub's clock as of the last answer (Date header), and when (monotonic) it came.
+        self.last_hub_date: datetime | None = None
+        self.last_hub_date_monotonic: float | None = None
+        #: When the hub last answered at all (any status below 500).
+        self.last_ok_at: datetime | None = None
+        self.last_ok_monotonic: float | None = None
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None if self._own_session else self._session
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Created lazily: a ClientSession must be born inside the running event loop.
+        if self._session is None or self._session.closed:
+            if not self._own_session:
+                raise RuntimeError("the session given to HubClient is closed")
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"User-Agent": f"loa-edge-agent/{_agent_version()}"}
+        if self.device_id is not None and self._secret is not None:
+            headers["Authorization"] = f"Device {self.device_id}:{self._secret}"
+        if extra:
+            headers.update(extra)
+        return headers
+
+    # ------------------------------------------------------------------ the policy
+
+    def retrier(self, retrying: bool | None = None) -> AsyncRetrying:
+        """The retry policy, for callers that drive their own attempts (`async for`)."""
+        on = self.retrying if retrying is None else retrying
+        return AsyncRetrying(
+            retry=retry_if_exception_type(HubUnavailable),
+            stop=stop_after_attempt(self.attempts if on else 1),
+            wait=wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max),
+            reraise=True,
+        )
+
+    def _observe(self, status: int, headers: Any) -> None:
+        now = time.monotonic()
+        hub_date = parse_http_date(headers.get("Date"))
+        if hub_date is not None:
+            self.last_hub_date = hub_date
+            self.last_hub_date_monotonic = now
+        if status < 500:
+            self.last_ok_at = datetime.now(UTC)
+            self.last_ok_monotonic = now
+
+    def _check(self, status: int, body: bytes | str, ok: tuple[int, ...]) -> None:
+        if status in ok:
+            return
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        if status >= 500:
+            raise HubUnavailable(f"hub answered {status}: {text[:300]}")
+        raise HubRejected(status, text)
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...],
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> _Reply:
+        try:
+            async with self._http().request(
+                method,
+                self.base_url + path,
+                headers=self._headers(headers),
+                data=data,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as resp:
+                # The body is read inside the attempt so a connection cut mid-body is retried.
+                body = await resp.read()
+                self._observe(resp.status, resp.headers)
+                self._check(resp.status, body, ok)
+                return _Reply(resp.status, resp.headers, body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise HubUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        retrying: bool | None = None,
+    ) -> _Reply:
+        async for attempt in self.retrier(retrying):
+            with attempt:
+                return await self._attempt(method, path, ok=ok, headers=headers, data=data)
+        raise AssertionError("unreachable: the retrier re-raises the last error")
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def enroll(
+        self, code: str, hostname: str | None, *, retrying: bool | None = None
+    ) -> EnrollResponse:
+        request = EnrollRequest(code=code, agent_version=_agent_version(), hostname=hostname)
+        reply = await self._call(
+            "POST",
+            f"{API}/enroll",
+            ok=(200, 201),
+            headers={"Content-Type": "application/json"},
+            data=request.model_dump_json().encode(),
+            retrying=retrying,
+        )
+        return EnrollResponse.model_validate_json(reply.body)
+
+    async def fetch_manifest(
+        self, etag: str | None, *, retrying: bool | None = None
+    ) -> ManifestFetch:
+        headers = {"If-None-Match": etag} if etag else None
+        reply = await self._call(
+            "GET", f"{API}/device/manifest", ok=(200, 304), headers=headers, retrying=retrying
+        )
+        hub_date = parse_http_date(reply.headers.get("Date"))
+        if reply.status == 304:
+            return ManifestFetch(None, reply.headers.get("ETag", etag), hub_date)
+        return ManifestFetch(reply.body, reply.headers.get("ETag"), hub_date)
+
+    @asynccontextmanager
+    async def open_media(
+        self, sha256: str, offset: int = 0, *, retrying: bool | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The media response with its body unread: 200, 206 (for a Range) or 416.
+
+        Only reaching the hub and getting the status is retried here; a cut while the caller
+        streams the body surfaces as aiohttp.ClientError, for the caller to resume.
+        """
+        headers = self._headers({"Range": f"bytes={offset}-"} if offset > 0 else None)
+        # No total timeout: a large file on 3G takes minutes. A stalled read still ends.
+        limits = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.timeout, sock_read=self.timeout
+        )
+        path = f"{API}/device/media/{sha256}"
+        response: aiohttp.ClientResponse | None = None
+        async for attempt in self.retrier(retrying):
+            with attempt:
+                response = await self._open_media_once(path, headers, limits)
+        assert response is not None
+        try:
+            yield response
+        finally:
+            response.release()
+
+    async def _open_media_once(
+        self, path: str, headers: dict[str, str], limits: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        response: aiohttp.ClientResponse | None = None
+        try:
+            response = await self._http().get(self.base_url + path, headers=headers, timeout=limits)
+            self._observe(response.status, response.headers)
+            if response.status in (200, 206, 416):
+                return response
+            body = await response.text(errors="replace")
+            self._check(response.status, body, ())
+            raise AssertionError("unreachable: _check raises for any status not allowed")
+        except BaseException as exc:
+            if response is not None:
+                response.release()
+            if isinstance(exc, (aiohttp.ClientError, TimeoutError)):
+                raise HubUnavailable(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+            raise
+
+    async def post_reports(self, reports: list[Any], *, retrying: bool | None = None) -> ReportAck:
+        # Safe to retry: the hub stores each report once by its per-device sequence number.
+        batch = ReportBatch(reports=reports)
+        reply = await self._call(
+            "POST",
+            f"{API}/device/reports",
+            ok=(200, 201),
+            headers={"Content-Type": "application/json"},
+            data=batch.model_dump_json().encode(),
+            retrying=retrying,
+        )
+        return ReportAck.model_validate_json(reply.body)
+
+    async def connect_ws(
+        self, heartbeat: float = 20.0, *, retrying: bool | None = False
+    ) -> aiohttp.ClientWebSocketResponse:
+        """Open the push channel. aiohttp's heartbeat is off by default; here it is always on,
+        so a dead link is noticed in seconds rather than when the OS gives up on TCP."""
+        path = f"{API}/device/ws"
+        ws: aiohttp.ClientWebSocketResponse | None = None
+        async for attempt in self.retrier(retrying):
+            with attempt:
+                try:
+                    # The handshake would otherwise get the session's default 5 minutes.
+                    async with asyncio.timeout(self.timeout):
+                        ws = await self._http().ws_connect(
+                            self.base_url + path,
+                            headers=self._headers(),
+                            heartbeat=heartbeat,
+                            timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout),
+                        )
+                except aiohttp.WSServerHandshakeError as exc:
+                    self._observe(exc.status, exc.headers or {})
+                    self._check(exc.status, exc.message, ())
+                    raise HubUnavailable(f"websocket handshake failed: {exc}") from exc
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise HubUnavailable(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+        assert ws is not None
+        # The handshake answer is the only place the upgrade's Date header is visible.
+        handshake = getattr(ws, "_response", None)
+        self._observe(101, handshake.headers if handshake is not None else {})
+        return ws

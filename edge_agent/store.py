@@ -1,0 +1,636 @@
+"""The agent's durable state: one SQLite file, one writer, surviving kill -9 and power cuts.
+
+Durability choice: the connection runs WAL with `synchronous=FULL` by default, so every
+commit that matters (trusted manifest version, pushed emergencies, command ids, play
+start/finish, acks, settings) is on the SD card before the call returns. Telemetry that may
+be lost without harm (health samples, the heartbeat) is committed with `synchronous=NORMAL`,
+switched per transaction: in WAL mode such a commit can only be lost as the *tail* of the log
+on a power cut, never corrupt the file, and the next FULL commit makes it durable too because
+fsyncing the WAL covers every earlier frame. Because health samples take numbers from the
+same per-device sequence as plays, a NORMAL-committed sample must never leave the device
+before it is durable (else a rolled-back number could be reused by a play, which the hub
+would then drop as a duplicate): `pending()` therefore issues one FULL commit as a barrier
+before handing out anything newer than what is known to be durable.
+
+All access goes through one asyncio lock, so transactions of concurrent coroutines never
+interleave on the single connection ("database is locked" cannot happen inside the agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from loa_contract import (
+    VN_TZ,
+    BulletinKind,
+    HealthSample,
+    Manifest,
+    ManifestBulletin,
+    PlayOutcome,
+    Priority,
+    ProofOfPlay,
+)
+
+from .scheduler_types import Suspended
+
+#: Cancelled emergency ids are kept this long: long enough to outlive any replayed command
+#: (commands carry their own short expiry) and any manifest still listing the bulletin.
+CANCELLED_KEEP = timedelta(days=7)
+#: Expired command ids are forgotten only after this grace, so a clock corrected backwards
+#: by the hub Date header cannot reopen a replay window.
+COMMAND_GRACE = timedelta(days=1)
+#: Air counts are kept this long before the `since` the agent asks for.
+AIRED_KEEP = timedelta(days=7)
+#: Closed and acknowledged plays kept for finish_play idempotency; older ones are pruned.
+CLOSED_PLAYS_KEPT = 1000
+#: An emergency whose validity ended this long before a newer emergency began is dropped.
+EMERGENCY_KEEP = timedelta(days=1)
+
+_SLOT_TIME = re.compile(r"^[wt]:(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})$")
+
+# Each entry moves the schema from version i to i+1; never edit one that has shipped.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO counters (name, value) VALUES
+        ('seq', 0), ('manifest_version', 0), ('synced_seq', 0);
+    -- The sequence and the highest accepted manifest version defend against duplicates and
+    -- replay: the database itself refuses to lower or delete them, whatever the code does.
+    CREATE TRIGGER counters_never_lower BEFORE UPDATE ON counters
+        WHEN NEW.value < OLD.value
+        BEGIN SELECT RAISE(ABORT, 'a counter never goes down'); END;
+    CREATE TRIGGER counters_never_deleted BEFORE DELETE ON counters
+        BEGIN SELECT RAISE(ABORT, 'counters are never deleted'); END;
+    CREATE TABLE manifest (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL,
+        envelope BLOB NOT NULL,
+        manifest TEXT NOT NULL
+    );
+    CREATE TABLE emergencies (
+        id TEXT PRIMARY KEY,
+        bulletin TEXT NOT NULL,
+        valid_until TEXT NOT NULL
+    );
+    CREATE TABLE cancelled (id TEXT PRIMARY KEY, at TEXT NOT NULL);
+    CREATE TABLE commands (id TEXT PRIMARY KEY, expires_at TEXT NOT NULL);
+    CREATE INDEX commands_expiry ON commands (expires_at);
+    CREATE TABLE plays (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        bulletin_id TEXT NOT NULL,
+        slot TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        outcome TEXT,
+        position_s REAL,
+        counts INTEGER,
+        seq INTEGER UNIQUE
+    );
+    CREATE INDEX plays_open ON plays (id) WHERE seq IS NULL;
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY,
+        type TEXT NOT NULL CHECK (type IN ('play', 'health')),
+        body TEXT NOT NULL
+    );
+    CREATE INDEX outbox_type ON outbox (type, seq);
+    CREATE TABLE aired (
+        bulletin_id TEXT NOT NULL,
+        slot TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        slot_time TEXT NOT NULL,
+        PRIMARY KEY (bulletin_id, slot)
+    );
+    CREATE INDEX aired_time ON aired (slot_time);
+    """,
+]
+
+log = logging.getLogger("edge_agent.store")
+
+
+class StaleManifest(Exception):
+    """The manifest's version is not above the highest version ever accepted (a replay)."""
+
+
+class UnknownPlay(LookupError):
+    """finish_play was given an id begin_play never returned (or one long pruned)."""
+
+
+def _iso(value: datetime) -> str:
+    # One fixed UTC format so stored times compare correctly as strings in SQL.
+    if value.tzinfo is None:
+        raise ValueError("the store only takes aware datetimes")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def slot_time(slot: str, aired_at: datetime) -> datetime:
+    """When a slot opened: its local date and time, or the airing itself for "emergency"."""
+    match = _SLOT_TIME.match(slot)
+    if match is None:
+        return aired_at
+    local = datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}").replace(tzinfo=VN_TZ)
+    return local.astimezone(UTC)
+
+
+class AgentStore:
+    """Single writer of `<data>/agent.sqlite3`. Create with `await AgentStore.open(path)`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, max_health: int) -> None:
+        self._db = db
+        self.path = path
+        self.max_health = max_health
+        self._lock = asyncio.Lock()
+        self._synchronous: str | None = None
+        # Highest seq known to be on disk; 0 forces one barrier after every start, since a
+        # kill -9 before this start may have left NORMAL commits in the OS cache only.
+        self._durable_seq = 0
+
+    # ------------------------------------------------------------------ lifetime
+
+    @classmethod
+    async def open(cls, path: Path, *, max_health: int = 10_000) -> AgentStore:
+        if max_health < 1:
+            raise ValueError("max_health must be at least 1")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            await db.execute("PRAGMA busy_timeout = 5000")
+            async with db.execute("PRAGMA journal_mode = WAL") as cursor:
+                row = await cursor.fetchone()
+            if row is None or str(row[0]).lower() != "wal":
+                raise RuntimeError(f"{path}: the file system refused WAL mode")
+            await db.execute("PRAGMA foreign_keys = ON")
+            # Keep the WAL from growing without bound on a small SD card.
+            await db.execute("PRAGMA journal_size_limit = 4194304")
+            store = cls(db, path, max_health)
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        async with self._lock:
+            # Folding the WAL back keeps the next start (often after a power cut) quick.
+            try:
+                await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as exc:
+                # Only an optimisation: a statement a cancelled task left open can block it,
+                # and WAL recovery at the next open does the same work.
+                log.info("WAL checkpoint at close skipped: %s", exc)
+            finally:
+                await self._db.close()
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        current = int(row[0]) if row else 0
+        if current > len(MIGRATIONS):
+            raise RuntimeError(
+                f"{self.path} has schema version {current}, newer than this agent knows "
+                f"({len(MIGRATIONS)}); refusing to touch it"
+            )
+        for version in range(current, len(MIGRATIONS)):
+            await self._set_sync(durable=True)
+            # One script per version: the schema change and the version bump commit together.
+            await self._db.executescript(
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\n"
+                f"PRAGMA user_version = {version + 1};\nCOMMIT;"
+            )
+
+    async def integrity_check(self) -> list[str]:
+        """SQLite's own check, for `doctor`: ["ok"] when the file is sound."""
+        async with self._lock, self._db.execute("PRAGMA integrity_check") as cursor:
+            return [str(row[0]) for row in await cursor.fetchall()]
+
+    # ------------------------------------------------------------------ transactions
+
+    async def _set_sync(self, *, durable: bool) -> None:
+        wanted = "FULL" if durable else "NORMAL"
+        if self._synchronous != wanted:
+            await self._db.execute(f"PRAGMA synchronous = {wanted}")
+            self._synchronous = wanted
+
+    @asynccontextmanager
+    async def _tx(self, *, durable: bool = True) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._set_sync(durable=durable)
+            # IMMEDIATE takes the write lock up front, so a doctor process reading the same
+            # file can never turn this into a mid-transaction "database is locked".
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            yield self._db
+
+    @staticmethod
+    async def _one(db: aiosqlite.Connection, sql: str, args: Iterable[Any] = ()) -> Any:
+        async with db.execute(sql, tuple(args)) as cursor:
+            return await cursor.fetchone()
+
+    @staticmethod
+    async def _all(db: aiosqlite.Connection, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        async with db.execute(sql, tuple(args)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _next_seq(self, db: aiosqlite.Connection) -> int:
+        row = await self._one(
+            db, "UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value"
+        )
+        return int(row[0])
+
+    # ------------------------------------------------------------------ manifest
+
+    async def trusted_manifest(self) -> tuple[Manifest, bytes] | None:
+        async with self._read() as db:
+            row = await self._one(db, "SELECT envelope, manifest FROM manifest WHERE id = 1")
+        if row is None:
+            return None
+        return Manifest.model_validate_json(row["manifest"]), bytes(row["envelope"])
+
+    async def trusted_version(self) -> int:
+        """The highest manifest version ever accepted (0 if none), even if its row was lost."""
+        async with self._read() as db:
+            row = await self._one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")
+        return int(row[0])
+
+    async def save_manifest(self, manifest: Manifest, envelope: bytes) -> None:
+        """Adopt a verified manifest; raises StaleManifest unless its version is new."""
+        async with self._tx() as db:
+            row = await self._one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")
+            highest = int(row[0])
+            if manifest.version <= highest:
+                raise StaleManifest(
+                    f"manifest version {manifest.version} is not above {highest}, "
+                    "the highest ever accepted"
+                )
+            await db.execute(
+                "UPDATE counters SET value = ? WHERE name = 'manifest_version'",
+                (manifest.version,),
+            )
+            await db.execute(
+                "INSERT OR REPLACE INTO manifest (id, version, envelope, manifest) "
+                "VALUES (1, ?, ?, ?)",
+                (manifest.version, bytes(envelope), manifest.model_dump_json()),
+            )
+
+    # ------------------------------------------------------------------ pushed emergencies
+
+    async def save_emergency(self, bulletin: ManifestBulletin) -> None:
+        async with self._tx() as db:
+            # Pruned against the hub's own times, not the device clock, which may be wrong.
+            horizon = bulletin.schedule.valid_from - EMERGENCY_KEEP
+            await db.execute("DELETE FROM emergencies WHERE valid_until < ?", (_iso(horizon),))
+            await db.execute(
+                "INSERT OR REPLACE INTO emergencies (id, bulletin, valid_until) VALUES (?, ?, ?)",
+                (bulletin.id, bulletin.model_dump_json(), _iso(bulletin.schedule.valid_until)),
+            )
+
+    async def emergencies(self) -> list[ManifestBulletin]:
+        async with self._read() as db:
+            rows = await self._all(db, "SELECT bulletin FROM emergencies ORDER BY rowid")
+        return [ManifestBulletin.model_validate_json(row[0]) for row in rows]
+
+    async def cancel(self, bulletin_id: str, *, now: datetime | None = None) -> None:
+        """Remember a cancel and drop the held emergency, so a restart never revives it."""
+        at = now or datetime.now(UTC)
+        async with self._tx() as db:
+            await db.execute("DELETE FROM cancelled WHERE at < ?", (_iso(at - CANCELLED_KEEP),))
+            await db.execute(
+                "INSERT OR REPLACE INTO cancelled (id, at) VALUES (?, ?)", (bulletin_id, _iso(at))
+            )
+            await db.execute("DELETE FROM emergencies WHERE id = ?", (bulletin_id,))
+
+    async def cancelled(self) -> frozenset[str]:
+        async with self._read() as db:
+            rows = await self._all(db, "SELECT id FROM cancelled")
+        return frozenset(row[0] for row in rows)
+
+    # ------------------------------------------------------------------ command replay
+
+    async def command_seen(
+        self, command_id: str, expires_at: datetime, *, now: datetime | None = None
+    ) -> bool:
+        """Record a command id; True if it was already recorded (a replay, to be ignored)."""
+        horizon = (now or datetime.now(UTC)) - COMMAND_GRACE
+        async with self._tx() as db:
+            await db.execute("DELETE FROM commands WHERE expires_at < ?", (_iso(horizon),))
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO commands (id, expires_at) VALUES (?, ?)",
+                (command_id, _iso(expires_at)),
+            )
+            return cursor.rowcount == 0
+
+    # ------------------------------------------------------------------ airings
+
+    async def begin_play(
+        self,
+        bulletin_id: str,
+        slot: str,
+        priority: Priority,
+        kind: BulletinKind,
+        started_at: datetime,
+    ) -> int:
+        """Persist an open play before playback starts, so a crash mid-item is accounted for."""
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "INSERT INTO plays (bulletin_id, slot, priority, kind, started_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    bulletin_id,
+                    slot,
+                    Priority(priority).value,
+                    BulletinKind(kind).value,
+                    _iso(started_at),
+                ),
+            )
+            play_id = cursor.lastrowid
+        assert play_id is not None
+        return int(play_id)
+
+    async def finish_play(
+        self,
+        play_id: int,
+        ended_at: datetime,
+        outcome: PlayOutcome,
+        position_s: float,
+        counts_as_aired: bool,
+    ) -> ProofOfPlay:
+        """Close a play, number it, queue its report and count it — all or nothing.
+
+        Calling it again for the same play returns the first result and changes nothing, so a
+        caller that cannot tell whether the first call committed may simply call again.
+        """
+        async with self._tx() as db:
+            row = await self._one(db, "SELECT * FROM plays WHERE id = ?", (play_id,))
+            if row is None:
+                raise UnknownPlay(f"no play {play_id}")
+            if row["seq"] is not None:
+                return self._proof_from_row(row)
+            proof = await self._close_play(
+                db, row, ended_at, PlayOutcome(outcome), position_s, counts_as_aired
+            )
+        self._mark_durable(proof.seq)
+        return proof
+
+    def _mark_durable(self, seq: int) -> None:
+        # A FULL commit fsyncs the WAL up to itself, earlier NORMAL commits included.
+        self._durable_seq = max(self._durable_seq, seq)
+
+    async def _close_play(
+        self,
+        db: aiosqlite.Connection,
+        row: sqlite3.Row,
+        ended_at: datetime,
+        outcome: PlayOutcome,
+        position_s: float,
+        counts_as_aired: bool,
+    ) -> ProofOfPlay:
+        started = _dt(row["started_at"])
+        # A clock corrected backwards mid-item must not yield an airing that ends before it began.
+        ended = max(ended_at.astimezone(UTC), started)
+        seq = await self._next_seq(db)
+        proof = ProofOfPlay(
+            seq=seq,
+            bulletin_id=row["bulletin_id"],
+            priority=Priority(row["priority"]),
+            kind=BulletinKind(row["kind"]),
+            started_at=started,
+            ended_at=ended,
+            outcome=outcome,
+            position_s=max(0.0, float(position_s)),
+        )
+        await db.execute(
+            "UPDATE plays SET ended_at = ?, outcome = ?, position_s = ?, counts = ?, seq = ? "
+            "WHERE id = ?",
+            (_iso(ended), outcome.value, proof.position_s, int(counts_as_aired), seq, row["id"]),
+        )
+        await db.execute(
+            "INSERT INTO outbox (seq, type, body) VALUES (?, 'play', ?)",
+            (seq, proof.model_dump_json()),
+        )
+        if counts_as_aired:
+            await db.execute(
+                "INSERT INTO aired (bulletin_id, slot, count, slot_time) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (bulletin_id, slot) DO UPDATE SET count = count + 1, "
+                "slot_time = max(slot_time, excluded.slot_time)",
+                (row["bulletin_id"], row["slot"], _iso(slot_time(row["slot"], started))),
+            )
+        return proof
+
+    @staticmethod
+    def _proof_from_row(row: sqlite3.Row) -> ProofOfPlay:
+        return ProofOfPlay(
+            seq=row["seq"],
+            bulletin_id=row["bulletin_id"],
+            priority=Priority(row["priority"]),
+            kind=BulletinKind(row["kind"]),
+            started_at=_dt(row["started_at"]),
+            ended_at=_dt(row["ended_at"]),
+            outcome=PlayOutcome(row["outcome"]),
+            position_s=float(row["position_s"]),
+        )
+
+    async def heartbeat(self, now: datetime) -> None:
+        """Note that the agent is alive; a crash's open plays are closed at the last one."""
+        async with self._tx(durable=False) as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO state (key, value) VALUES ('heartbeat', ?)", (_iso(now),)
+            )
+
+    async def recover_open_plays(self, now: datetime) -> list[ProofOfPlay]:
+        """Close plays a crash left open, as FAILED, ending at the last sign of life.
+
+        They do not count as aired: the listeners did not hear the whole item, and the
+        scheduler should give it its slot again if the slot is still open.
+        """
+        recovered: list[ProofOfPlay] = []
+        async with self._tx() as db:
+            beat = await self._one(db, "SELECT value FROM state WHERE key = 'heartbeat'")
+            last_beat = _dt(beat[0]) if beat is not None else None
+            rows = await self._all(db, "SELECT * FROM plays WHERE seq IS NULL ORDER BY id")
+            for row in rows:
+                started = _dt(row["started_at"])
+                ended = started
+                if last_beat is not None and last_beat > started:
+                    ended = min(last_beat, max(now, started))
+                proof = await self._close_play(
+                    db, row, ended, PlayOutcome.FAILED, (ended - started).total_seconds(), False
+                )
+                recovered.append(proof)
+        if recovered:
+            self._mark_durable(recovered[-1].seq)
+        return recovered
+
+    async def aired_counts(self, since: datetime) -> dict[tuple[str, str], int]:
+        """Airings per (bulletin, slot) for slots from `since` on ("emergency": last airing)."""
+        async with self._tx() as db:
+            await db.execute("DELETE FROM aired WHERE slot_time < ?", (_iso(since - AIRED_KEEP),))
+            rows = await self._all(
+                db,
+                "SELECT bulletin_id, slot, count FROM aired WHERE slot_time >= ?",
+                (_iso(since),),
+            )
+        return {(row[0], row[1]): int(row[2]) for row in rows}
+
+    # ------------------------------------------------------------------ suspended item
+
+    async def save_suspended(self, s: Suspended | None) -> None:
+        async with self._tx() as db:
+            if s is None:
+                await db.execute("DELETE FROM state WHERE key = 'suspended'")
+                return
+            value = json.dumps(
+                {"bulletin_id": s.bulletin_id, "slot": s.slot, "position_s": s.position_s}
+            )
+            await db.execute(
+                "INSERT OR REPLACE INTO state (key, value) VALUES ('suspended', ?)", (value,)
+            )
+
+    async def suspended(self) -> Suspended | None:
+        async with self._read() as db:
+            row = await self._one(db, "SELECT value FROM state WHERE key = 'suspended'")
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return Suspended(data["bulletin_id"], data["slot"], float(data["position_s"]))
+
+    # ------------------------------------------------------------------ outbox
+
+    async def add_health(self, sample_without_seq: dict[str, Any]) -> HealthSample:
+        """Queue a health sample, numbered from the per-device sequence shared with plays."""
+        # Validate before taking the write lock, so a bad sample costs no transaction.
+        draft = HealthSample.model_validate({**sample_without_seq, "seq": 1})
+        async with self._tx(durable=False) as db:
+            sample = draft.model_copy(update={"seq": await self._next_seq(db)})
+            await db.execute(
+                "INSERT INTO outbox (seq, type, body) VALUES (?, 'health', ?)",
+                (sample.seq, sample.model_dump_json()),
+            )
+            await self._thin_health(db)
+        return sample
+
+    async def _thin_health(self, db: aiosqlite.Connection) -> None:
+        row = await self._one(db, "SELECT count(*) FROM outbox WHERE type = 'health'")
+        count = int(row[0])
+        excess = count - self.max_health
+        if excess <= 0:
+            return
+        # Remove a tenth more than needed so thinning runs once per many samples, and take
+        # every other row of the oldest stretch: old history gets coarser instead of vanishing.
+        target = min(count, excess + self.max_health // 10)
+        region = min(count, 2 * target)
+        await db.execute(
+            "DELETE FROM outbox WHERE seq IN ("
+            " SELECT seq FROM ("
+            "  SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM ("
+            "   SELECT seq FROM outbox WHERE type = 'health' ORDER BY seq LIMIT ?))"
+            " WHERE n % 2 = 1)",
+            (region,),
+        )
+        row = await self._one(db, "SELECT count(*) FROM outbox WHERE type = 'health'")
+        still = int(row[0]) - self.max_health
+        if still > 0:
+            await db.execute(
+                "DELETE FROM outbox WHERE seq IN ("
+                " SELECT seq FROM outbox WHERE type = 'health' ORDER BY seq LIMIT ?)",
+                (still,),
+            )
+
+    async def pending(self, limit: int = 200) -> list[ProofOfPlay | HealthSample]:
+        """Reports not yet acknowledged: plays first (they are never dropped), oldest first."""
+        async with self._read() as db:
+            rows = await self._all(
+                db,
+                "SELECT seq, type, body FROM outbox "
+                "ORDER BY CASE type WHEN 'play' THEN 0 ELSE 1 END, seq LIMIT ?",
+                (limit,),
+            )
+        if rows and max(row[0] for row in rows) > self._durable_seq:
+            await self._durability_barrier()
+        reports: list[ProofOfPlay | HealthSample] = []
+        for _seq, kind, body in rows:
+            if kind == "play":
+                reports.append(ProofOfPlay.model_validate_json(body))
+            else:
+                reports.append(HealthSample.model_validate_json(body))
+        return reports
+
+    async def _durability_barrier(self) -> None:
+        # A FULL commit fsyncs the whole WAL, making every earlier NORMAL commit durable too.
+        async with self._tx() as db:
+            row = await self._one(db, "SELECT value FROM counters WHERE name = 'seq'")
+            seq = int(row[0])
+            await db.execute(
+                "UPDATE counters SET value = max(value, ?) WHERE name = 'synced_seq'", (seq,)
+            )
+        self._mark_durable(seq)
+
+    async def acknowledge(self, seqs: Iterable[int]) -> None:
+        """Forget reports the hub now holds."""
+        wanted = sorted({int(seq) for seq in seqs})
+        if not wanted:
+            return
+        async with self._tx() as db:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                await db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)
+            # Old closed plays are only kept for finish_play's idempotency.
+            await db.execute(
+                "DELETE FROM plays WHERE seq IS NOT NULL"
+                " AND id <= (SELECT max(id) FROM plays) - ?"
+                " AND seq NOT IN (SELECT seq FROM outbox)",
+                (CLOSED_PLAYS_KEPT,),
+            )
+
+    async def backlog(self) -> dict[str, int]:
+        async with self._read() as db:
+            rows = await self._all(db, "SELECT type, count(*) FROM outbox GROUP BY type")
+        counts = {"plays": 0, "health": 0}
+        for kind, n in rows:
+            counts["plays" if kind == "play" else "health"] = int(n)
+        return counts
+
+    # ------------------------------------------------------------------ settings
+
+    async def get_setting(self, key: str, default: str | None = None) -> str | None:
+        async with self._read() as db:
+            row = await self._one(db, "SELECT value FROM settings WHERE key = ?", (key,))
+        return default if row is None else str(row[0])
+
+    async def set_setting(self, key: str, value: str | None) -> None:
+        """Store a local setting (volume override, …); None removes it."""
+        async with self._tx() as db:
+            if value is None:
+                await db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            else:
+                await db.execute(
+                    "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value)
+                )
