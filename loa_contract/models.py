@@ -8,7 +8,7 @@ ISO 8601 with an offset; local wall-clock times (broadcast windows, fixed air ti
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -239,7 +239,7 @@ class _Command(WireModel):
 
 
 class ManifestReady(_Command):
-    """"Manifest N is ready": the device fetches it over HTTP."""
+    """ "Manifest N is ready": the device fetches it over HTTP."""
 
     type: Literal["manifest_ready"] = "manifest_ready"
     version: int
@@ -387,7 +387,45 @@ class ReportAck(WireModel):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-__all__ = ["BroadcastWindow", "BulletinKind", "CONTRACT_VERSION", "Command", "CommandDocument", "CommuneWindows", "DeviceKind", "EmergencyCancel", "EmergencyStart", "EnrollRequest", "EnrollResponse", "HHMM", "HealthSample", "HubKey", "KINDS_FOR_DEVICE", "Manifest", "ManifestBulletin", "ManifestReady", "MediaRef", "NowPlayingInfo", "PlayOutcome", "Priority", "ProofOfPlay", "Report", "ReportAck", "ReportBatch", "Resync", "Schedule", "SetVolume", "Sha256", "SignedEnvelope", "StopPlayback", "TestTone", "VN_TZ", "WireModel", "parse_hhmm", "utcnow"]
+__all__ = [
+    "CONTRACT_VERSION",
+    "HHMM",
+    "KINDS_FOR_DEVICE",
+    "VN_TZ",
+    "BroadcastWindow",
+    "BulletinKind",
+    "Command",
+    "CommandDocument",
+    "CommuneWindows",
+    "DeviceKind",
+    "EmergencyCancel",
+    "EmergencyStart",
+    "EnrollRequest",
+    "EnrollResponse",
+    "HealthSample",
+    "HubKey",
+    "Manifest",
+    "ManifestBulletin",
+    "ManifestReady",
+    "MediaRef",
+    "NowPlayingInfo",
+    "PlayOutcome",
+    "Priority",
+    "ProofOfPlay",
+    "Report",
+    "ReportAck",
+    "ReportBatch",
+    "Resync",
+    "Schedule",
+    "SetVolume",
+    "Sha256",
+    "SignedEnvelope",
+    "StopPlayback",
+    "TestTone",
+    "WireModel",
+    "parse_hhmm",
+    "utcnow",
+]

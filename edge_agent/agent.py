@@ -1,0 +1,903 @@
+"""The edge agent: sync, cache, decide, play, report.
+
+The core decides (the pure scheduler); the backends obey (one Player). One task — the
+programme loop — owns everything about what plays: player events, commands and pushes only
+enqueue work and wake it, so no two coroutines ever drive the player at once.
+Many agents can live in one process (the fleet simulator): no module state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict
+
+from loa_contract import (
+    BulletinKind,
+    CommandDocument,
+    DeviceKind,
+    EmergencyCancel,
+    EmergencyStart,
+    Manifest,
+    ManifestBulletin,
+    ManifestReady,
+    MediaRef,
+    NowPlayingInfo,
+    PlayOutcome,
+    Priority,
+    Resync,
+    SetVolume,
+    SignatureError,
+    StopPlayback,
+    TestTone,
+    parse_hhmm,
+)
+
+from .cache import CacheIntegrityError, MediaCache
+from .clock import ClockJudge
+from .health import system_sample
+from .hubclient import HubClient, HubRejected, HubUnavailable
+from .identity import Identity
+from .players.base import EventType, PlaybackEvent, Player, PlayItem
+from .profile import HardwareProfile
+from .scheduler import decide
+from .scheduler_types import (
+    Action,
+    Candidate,
+    Decision,
+    Playing,
+    ScheduleInput,
+    Suspended,
+)
+from .speech import SpeechEngine, speech_key
+from .store import AgentStore, StaleManifest
+from .tone import ensure_test_tone
+
+log = logging.getLogger("edge_agent")
+
+TEST_TONE_ID = "__test_tone__"
+
+
+class AgentConfig(BaseModel):
+    """Run-time settings of one agent (the CLI fills them; tests shorten the intervals)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path
+    http_host: str = "0.0.0.0"
+    #: Local status endpoint; None runs no HTTP server (the fleet simulator).
+    http_port: int | None = 8081
+    poll_interval_s: float = 30.0
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    health_interval_s: float = 60.0
+    report_retry_s: float = 5.0
+    ws_heartbeat_s: float = 20.0
+    require_clock_confirmation: bool = False
+    max_parallel_downloads: int = 2
+
+
+@dataclass
+class _Current:
+    """What the programme loop has started and not yet closed."""
+
+    play_id: int | None  # None for a test tone: it is not a bulletin airing
+    item: PlayItem
+    slot: str
+    started_at: datetime
+    bulletin: ManifestBulletin | None
+
+
+@dataclass
+class Counters:
+    rejected_manifests: int = 0
+    rejected_commands: int = 0
+    rejected_media: int = 0
+    last_rejection: str | None = None
+    downloads: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait for `event` at most `timeout` seconds; True if it was set.
+
+    Not `asyncio.wait_for`: on Python 3.11 it can swallow a cancellation that arrives as the
+    event is set, and a task cancelled at shutdown then runs on for ever.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+            return True
+    return False
+
+
+class Agent:
+    """One device: `await agent.start()`, then it runs until `await agent.stop()`."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        identity: Identity,
+        profile: HardwareProfile,
+        player: Player,
+        *,
+        speech: SpeechEngine | None = None,
+        clock: ClockJudge | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.profile = profile
+        self.player = player
+        self.speech = speech
+        self.clock = clock or ClockJudge(require_confirmation=config.require_clock_confirmation)
+        self.keys = identity.trusted_keys()
+        self.client = HubClient(
+            identity.hub_url, identity.device_id, identity.device_secret, session=session
+        )
+        self.cache = MediaCache(config.data_dir / "cache")
+        self.counters = Counters()
+        self.store: AgentStore | None = None
+
+        self._manifest: Manifest | None = None
+        self._etag: str | None = None
+        self._emergencies: dict[str, ManifestBulletin] = {}
+        self._cancelled: set[str] = set()
+        self._aired: dict[tuple[str, str], int] = {}
+        self._suspended: Suspended | None = None
+        self._current: _Current | None = None
+        self._volume_override: int | None = None
+        self._pending_controls: deque[str] = deque()
+        self._player_events: deque[PlaybackEvent] = deque()
+        self._wake = asyncio.Event()
+        self._report_wake = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._download_tasks: set[asyncio.Task[Any]] = set()
+        self._download_slots = asyncio.Semaphore(config.max_parallel_downloads)
+        self._last_decision: Decision | None = None
+        self._last_sync_at: datetime | None = None
+        self._started = asyncio.Event()
+        #: Every item that starts playing, in order; tests and benchmarks await it.
+        self.play_started: asyncio.Queue[PlayItem] = asyncio.Queue()
+        self._watchers: set[asyncio.Event] = set()
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def start(self) -> None:
+        data = self.config.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self.store = await AgentStore.open(data / "agent.sqlite3")
+        bad = await self.cache.verify_all()
+        for sha in bad:
+            log.warning("cache object %s failed its sha256 check; deleted, will fetch again", sha)
+        now = self.clock.now()
+        for play in await self.store.recover_open_plays(now):
+            log.warning("closed play of %s interrupted by a restart", play.bulletin_id)
+        trusted = await self.store.trusted_manifest()
+        if trusted is not None:
+            self._manifest = trusted[0]
+            self._etag = f'"{trusted[0].version}"'
+        for bulletin in await self.store.emergencies():
+            self._emergencies[bulletin.id] = bulletin
+        self._cancelled = set(await self.store.cancelled())
+        if self._manifest is not None:
+            self._cancelled |= set(self._manifest.cancelled)
+        self._suspended = await self.store.suspended()
+        self._aired = await self.store.aired_counts(now - timedelta(days=2))
+        stored_volume = await self.store.get_setting("volume")
+        self._volume_override = int(stored_volume) if stored_volume is not None else None
+        self.player.set_event_sink(self._on_player_event)
+
+        # The programme starts from cache at once: the hub may be far away or gone.
+        self._spawn(self._programme_loop(), "programme")
+        self._spawn(self._sync_loop(), "sync")
+        self._spawn(self._report_loop(), "reports")
+        self._spawn(self._health_loop(), "health")
+        self._ensure_content()
+        self._started.set()
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *self._download_tasks]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # A shutdown must finish even if some I/O ignores its cancellation.
+            _, stuck = await asyncio.wait(tasks, timeout=5)
+            for task in stuck:
+                log.error("task %s did not stop: %s", task.get_name(), task.get_stack())
+        self._tasks.clear()
+        # Each resource is released even if another one fails: a half-stopped agent would
+        # keep libVLC and SQLite threads alive.
+        if self._current is not None:
+            try:
+                position = await self.player.stop()
+                await self._close_current(PlayOutcome.STOPPED, position, counts_as_aired=False)
+            except Exception:
+                log.exception("closing the current play at shutdown failed")
+        for close in (self.player.close, self.client.close):
+            try:
+                await close()
+            except Exception:
+                log.exception("shutdown step failed")
+        if self.store is not None:
+            await self.store.close()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=f"{self.identity.device_id}:{name}")
+        task.add_done_callback(self._task_died)
+        self._tasks.append(task)
+
+    @staticmethod
+    def _task_died(task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("agent task %s died", task.get_name(), exc_info=task.exception())
+
+    def _changed(self) -> None:
+        for watcher in self._watchers:
+            watcher.set()
+
+    async def wait_until(
+        self, predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0
+    ) -> None:
+        """Wait (on state-change events, not by polling) until `predicate()` holds."""
+        async with asyncio.timeout(timeout):
+            while True:
+                watcher = asyncio.Event()
+                self._watchers.add(watcher)
+                try:
+                    result = predicate()
+                    if inspect.isawaitable(result):
+                        result = await result
+                    if result:
+                        return
+                    await watcher.wait()
+                finally:
+                    self._watchers.discard(watcher)
+
+    # ------------------------------------------------------------------ what plays
+
+    def _on_player_event(self, event: PlaybackEvent) -> None:
+        self._player_events.append(event)
+        self._wake.set()
+
+    def _bulletins(self) -> dict[str, ManifestBulletin]:
+        held: dict[str, ManifestBulletin] = {}
+        if self._manifest is not None:
+            held.update((b.id, b) for b in self._manifest.bulletins)
+        for bulletin_id, bulletin in self._emergencies.items():
+            held.setdefault(bulletin_id, bulletin)
+        return held
+
+    def _play_item(self, bulletin: ManifestBulletin, start_at_s: float = 0.0) -> PlayItem | None:
+        """The item a backend can play for this bulletin on this hardware, if it is ready."""
+        kinds = set(self.profile.kinds)
+        if bulletin.kind not in kinds:
+            return None
+        common = {
+            "bulletin_id": bulletin.id,
+            "priority": bulletin.priority,
+            "title": bulletin.title,
+            "display_seconds": bulletin.display_seconds,
+            "start_at_s": start_at_s,
+        }
+        if bulletin.kind in (BulletinKind.TEXT, BulletinKind.DOCUMENT) and bulletin.text:
+            if self.profile.device_kind is DeviceKind.SPEAKER:
+                if self.speech is None:
+                    return None
+                path = self.cache.derived_path(
+                    speech_key(self.speech.engine_id, bulletin.text), ".wav"
+                )
+                if path is None:
+                    return None
+                return PlayItem(kind=BulletinKind.AUDIO, path=path, **common)
+            return PlayItem(kind=BulletinKind.TEXT, text=bulletin.text, **common)
+        if bulletin.media is not None:
+            if bulletin.kind is BulletinKind.DOCUMENT:
+                return None  # a document file needs a renderer this device lacks
+            path = self.cache.path_for(bulletin.media.sha256)
+            if path is None:
+                return None
+            return PlayItem(kind=bulletin.kind, path=path, **common)
+        return None
+
+    def schedule_input(self) -> ScheduleInput:
+        now = self.clock.now()
+        candidates = []
+        for bulletin in self._bulletins().values():
+            if self._play_item(bulletin) is None:
+                continue
+            schedule = bulletin.schedule
+            candidates.append(
+                Candidate(
+                    id=bulletin.id,
+                    title=bulletin.title,
+                    priority=bulletin.priority,
+                    kind=bulletin.kind,
+                    valid_from=schedule.valid_from,
+                    valid_until=schedule.valid_until,
+                    times=tuple(parse_hhmm(t) for t in schedule.times),
+                    repeats=schedule.repeats,
+                    order=bulletin.order,
+                )
+            )
+        playing = None
+        if self._current is not None:
+            current = self._current
+            playing = Playing(
+                bulletin_id=current.item.bulletin_id,
+                priority=current.item.priority,
+                slot=current.slot,
+                started_at=current.started_at,
+                position_s=self.player.position(),
+            )
+        manifest = self._manifest
+        return ScheduleInput(
+            now=now,
+            device_kind=self.profile.device_kind,
+            windows=tuple(manifest.windows) if manifest else (),
+            candidates=tuple(candidates),
+            playing=playing,
+            suspended=self._suspended,
+            aired=dict(self._aired),
+            cancelled=frozenset(self._cancelled),
+            clock_trusted=self.clock.status().trusted,
+            resume_mode=manifest.resume_mode if manifest else "resume",
+        )
+
+    async def _programme_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            await self._handle_player_events()
+            await self._handle_controls()
+            decision = self._decide()
+            self._last_decision = decision
+            if decision.action is not Action.KEEP:
+                log.info(
+                    "%s %s (%s) slot=%s at=%.1fs: %s",
+                    decision.action.value,
+                    decision.bulletin_id,
+                    "pre-empting" if decision.preempt else "boundary",
+                    decision.slot,
+                    decision.start_at_s,
+                    decision.reason,
+                )
+                await self._apply(decision)
+                self._changed()
+                continue
+            self._changed()
+            timeout = None
+            if decision.next_check is not None:
+                timeout = max(0.0, (decision.next_check - self.clock.now()).total_seconds())
+            await wait_event(self._wake, timeout)
+
+    def _decide(self) -> Decision:
+        inp = self.schedule_input()
+        if self._current is not None and self._current.item.bulletin_id == TEST_TONE_ID:
+            # A technician's test tone runs to its end; only an emergency cuts it.
+            decision = decide(ScheduleInput(**{**inp.__dict__, "playing": None, "suspended": None}))
+            emergency = self._bulletins().get(decision.bulletin_id or "")
+            if (
+                decision.action is Action.START
+                and emergency is not None
+                and (emergency.priority is Priority.EMERGENCY)
+            ):
+                return decision
+            return Decision(Action.KEEP, next_check=decision.next_check, reason="test tone")
+        return decide(inp)
+
+    async def _apply(self, decision: Decision) -> None:
+        if decision.action is Action.STOP:
+            if self._current is not None:
+                position = await self.player.stop()
+                await self._close_current(PlayOutcome.STOPPED, position, counts_as_aired=False)
+            return
+        bulletin = self._bulletins().get(decision.bulletin_id or "")
+        item = self._play_item(bulletin, decision.start_at_s) if bulletin else None
+        if bulletin is None or item is None or decision.slot is None:
+            log.error("scheduler chose %s, which is not playable", decision.bulletin_id)
+            return
+        assert self.store is not None
+        previous = self._current
+        previous_position = 0.0
+        if previous is not None:
+            # Stop first so the emergency is heard at once; book-keeping follows.
+            previous_position = await self.player.stop()
+        resumed = self._suspended is not None and self._suspended.bulletin_id == bulletin.id
+        await self._set_volume_for(bulletin.priority)
+        started_at = self.clock.now()
+        play_id = await self.store.begin_play(
+            bulletin.id, decision.slot, bulletin.priority, bulletin.kind, started_at
+        )
+        self._current = _Current(play_id, item, decision.slot, started_at, bulletin)
+        try:
+            await self.player.play(item)
+        except Exception as exc:
+            log.error("could not play %s: %s", bulletin.id, exc)
+            await self._close_current(PlayOutcome.FAILED, 0.0, counts_as_aired=True)
+        else:
+            self.play_started.put_nowait(item)
+        if previous is not None:
+            outcome = PlayOutcome.PREEMPTED if decision.preempt else PlayOutcome.STOPPED
+            await self._close_play(previous, outcome, previous_position, counts_as_aired=False)
+            if decision.preempt and previous.item.bulletin_id != TEST_TONE_ID:
+                self._suspended = Suspended(
+                    previous.item.bulletin_id, previous.slot, previous_position
+                )
+                await self.store.save_suspended(self._suspended)
+        if resumed:
+            self._suspended = None
+            await self.store.save_suspended(None)
+
+    async def _close_current(
+        self, outcome: PlayOutcome, position: float, *, counts_as_aired: bool
+    ) -> None:
+        current, self._current = self._current, None
+        if current is not None:
+            await self._close_play(current, outcome, position, counts_as_aired=counts_as_aired)
+
+    async def _close_play(
+        self, current: _Current, outcome: PlayOutcome, position: float, *, counts_as_aired: bool
+    ) -> None:
+        if self._current is current:
+            self._current = None
+        if current.play_id is None:
+            return
+        assert self.store is not None
+        await self.store.finish_play(
+            current.play_id, self.clock.now(), outcome, position, counts_as_aired
+        )
+        if counts_as_aired:
+            key = (current.item.bulletin_id, current.slot)
+            self._aired[key] = self._aired.get(key, 0) + 1
+        self._report_wake.set()
+
+    async def _handle_player_events(self) -> None:
+        while self._player_events:
+            event = self._player_events.popleft()
+            current = self._current
+            if current is None or event.bulletin_id != current.item.bulletin_id:
+                continue  # a late event of an item already replaced
+            if event.type is EventType.ENDED:
+                await self._close_current(
+                    PlayOutcome.COMPLETED, event.position_s, counts_as_aired=True
+                )
+            elif event.type is EventType.ERROR:
+                log.error("player failed on %s: %s", event.bulletin_id, event.detail)
+                await self._close_current(
+                    PlayOutcome.FAILED, event.position_s, counts_as_aired=True
+                )
+
+    async def _handle_controls(self) -> None:
+        while self._pending_controls:
+            control = self._pending_controls.popleft()
+            current = self._current
+            if control == "stop" and current is not None:
+                position = await self.player.stop()
+                # An operator's stop counts as aired so the programme does not replay it.
+                await self._close_current(PlayOutcome.STOPPED, position, counts_as_aired=True)
+            elif control == "test_tone":
+                if current is not None and current.item.priority is Priority.EMERGENCY:
+                    log.info("test tone refused: an emergency is on air")
+                    continue
+                if current is not None:
+                    position = await self.player.stop()
+                    await self._close_current(PlayOutcome.STOPPED, position, counts_as_aired=False)
+                tone = await asyncio.to_thread(ensure_test_tone, self.config.data_dir)
+                item = PlayItem(
+                    bulletin_id=TEST_TONE_ID,
+                    kind=BulletinKind.AUDIO,
+                    priority=Priority.NORMAL,
+                    title="Test tone",
+                    path=tone,
+                )
+                await self._set_volume_for(Priority.NORMAL)
+                self._current = _Current(None, item, "test", self.clock.now(), None)
+                await self.player.play(item)
+                self.play_started.put_nowait(item)
+
+    # ------------------------------------------------------------------ volume
+
+    def volume(self) -> int:
+        audio = self.profile.audio
+        wanted = self._volume_override
+        if wanted is None:
+            wanted = self._manifest.volume if self._manifest else 70
+        if audio is None:
+            return wanted
+        return max(audio.volume_min, min(audio.volume_max, wanted))
+
+    async def _set_volume_for(self, priority: Priority) -> None:
+        audio = self.profile.audio
+        if priority is Priority.EMERGENCY and audio is not None:
+            await self.player.set_volume(audio.emergency_volume)
+        else:
+            await self.player.set_volume(self.volume())
+
+    async def set_volume(self, volume: int) -> None:
+        assert self.store is not None
+        self._volume_override = volume
+        await self.store.set_setting("volume", str(volume))
+        if self._current is None or self._current.item.priority is not Priority.EMERGENCY:
+            await self.player.set_volume(self.volume())
+
+    def request(self, control: str) -> None:
+        """Ask the programme loop to "stop" or play a "test_tone" (local page, hub command)."""
+        self._pending_controls.append(control)
+        self._wake.set()
+
+    # ------------------------------------------------------------------ sync with the hub
+
+    async def _sync_loop(self) -> None:
+        backoff = self.config.reconnect_min_s
+        next_poll = 0.0
+        while True:
+            try:
+                ws = await self.client.connect_ws(heartbeat=self.config.ws_heartbeat_s)
+            except (HubUnavailable, HubRejected, aiohttp.ClientError, OSError) as exc:
+                log.debug("push channel unavailable: %s", exc)
+                if time.monotonic() >= next_poll:
+                    # Push is down: fall back to polling, with the ETag so it costs little.
+                    await self._refresh_manifest()
+                    next_poll = time.monotonic() + self.config.poll_interval_s
+                # Full jitter, so a thousand devices do not come back in the same second.
+                await asyncio.sleep(random.uniform(0, backoff))
+                backoff = min(backoff * 2, self.config.reconnect_max_s)
+                continue
+            backoff = self.config.reconnect_min_s
+            self._connected.set()
+            self._report_wake.set()
+            self._changed()
+            try:
+                async for message in ws:
+                    if message.type is aiohttp.WSMsgType.TEXT:
+                        await self._handle_push(message.data)
+                    elif message.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
+                        break
+            except (aiohttp.ClientError, OSError) as exc:
+                log.info("push channel lost: %s", exc)
+            finally:
+                self._connected.clear()
+                self._changed()
+                with contextlib.suppress(Exception):
+                    await ws.close()
+            await asyncio.sleep(random.uniform(0, self.config.reconnect_min_s))
+
+    def _refuse(self, what: str, reason: str) -> None:
+        self.counters.last_rejection = f"{what}: {reason}"
+        log.warning("refused %s: %s", what, reason)
+        self._changed()
+
+    async def _handle_push(self, data: str) -> None:
+        try:
+            command = self.keys.open(data, CommandDocument).command
+        except SignatureError as exc:
+            self.counters.rejected_commands += 1
+            self._refuse("pushed command", str(exc))
+            return
+        if command.device_id != self.identity.device_id:
+            self.counters.rejected_commands += 1
+            self._refuse("pushed command", f"addressed to {command.device_id}")
+            return
+        if command.expires_at <= self.clock.now():
+            self._refuse("pushed command", f"{command.type} expired at {command.expires_at}")
+            return
+        assert self.store is not None
+        if await self.store.command_seen(command.command_id, command.expires_at):
+            return
+        match command:
+            case EmergencyStart(bulletin=bulletin):
+                await self._accept_emergency(bulletin)
+            case EmergencyCancel(bulletin_id=bulletin_id):
+                self._cancelled.add(bulletin_id)
+                await self.store.cancel(bulletin_id)
+                self._wake.set()
+            case ManifestReady(version=version):
+                if self._manifest is None or version > self._manifest.version:
+                    await self._refresh_manifest()
+            case SetVolume(volume=volume):
+                await self.set_volume(volume)
+            case StopPlayback():
+                self.request("stop")
+            case TestTone():
+                self.request("test_tone")
+            case Resync():
+                await self._refresh_manifest(force=True)
+                self._ensure_content(verify=True)
+
+    async def _accept_emergency(self, bulletin: ManifestBulletin) -> None:
+        assert self.store is not None
+        if bulletin.id in self._cancelled:
+            return
+        await self.store.save_emergency(bulletin)
+        self._emergencies[bulletin.id] = bulletin
+        if self._play_item(bulletin) is None:
+            self._ensure_content()  # it plays as soon as its media is here
+        self._wake.set()
+
+    async def _refresh_manifest(self, *, force: bool = False) -> None:
+        started = time.monotonic()
+        try:
+            fetched = await self.client.fetch_manifest(None if force else self._etag)
+        except (HubUnavailable, HubRejected) as exc:
+            log.debug("manifest fetch failed: %s", exc)
+            return
+        if fetched.hub_date is not None:
+            self.clock.observe_hub_date(fetched.hub_date, time.monotonic() - started)
+            self._wake.set()
+        self._last_sync_at = self.clock.now()
+        if fetched.envelope is None:
+            return
+        await self.apply_manifest(fetched.envelope)
+
+    async def apply_manifest(self, envelope: bytes) -> bool:
+        """Verify and adopt a signed manifest; anything wrong leaves the last good one in force."""
+        assert self.store is not None
+        try:
+            manifest = self.keys.open(envelope, Manifest)
+        except SignatureError as exc:
+            self.counters.rejected_manifests += 1
+            self._refuse("manifest", str(exc))
+            return False
+        if manifest.device_id != self.identity.device_id:
+            self.counters.rejected_manifests += 1
+            self._refuse("manifest", f"it is for device {manifest.device_id}")
+            return False
+        if manifest.expires_at <= self.clock.now():
+            self.counters.rejected_manifests += 1
+            self._refuse("manifest", f"version {manifest.version} expired at {manifest.expires_at}")
+            return False
+        try:
+            await self.store.save_manifest(manifest, envelope)
+        except StaleManifest:
+            self.counters.rejected_manifests += 1
+            self._refuse(
+                "manifest",
+                f"version {manifest.version} is not newer than "
+                f"{await self.store.trusted_version()}",
+            )
+            return False
+        self._manifest = manifest
+        self._etag = f'"{manifest.version}"'
+        for bulletin_id in manifest.cancelled:
+            if bulletin_id not in self._cancelled:
+                self._cancelled.add(bulletin_id)
+                await self.store.cancel(bulletin_id)
+        log.info(
+            "manifest version %d adopted (%d bulletins)", manifest.version, len(manifest.bulletins)
+        )
+        self._ensure_content()
+        self._wake.set()
+        self._changed()
+        return True
+
+    # ------------------------------------------------------------------ content
+
+    def _needed_media(self) -> dict[str, MediaRef]:
+        needed: dict[str, MediaRef] = {}
+        kinds = set(self.profile.kinds)
+        for bulletin in self._bulletins().values():
+            if (
+                bulletin.media is not None
+                and bulletin.kind in kinds
+                and bulletin.id not in self._cancelled
+            ):
+                needed[bulletin.media.sha256] = bulletin.media
+        return needed
+
+    def _ensure_content(self, *, verify: bool = False) -> None:
+        task = asyncio.create_task(self._fetch_content(verify))
+        self._download_tasks.add(task)
+        task.add_done_callback(self._download_tasks.discard)
+
+    async def _fetch_content(self, verify: bool) -> None:
+        if verify:
+            for sha in await self.cache.verify_all():
+                log.warning("cache object %s was corrupt; fetching it again", sha)
+        needed = self._needed_media()
+        missing = [ref for sha, ref in needed.items() if not self.cache.has(sha)]
+        results = await asyncio.gather(*(self._fetch_one(ref) for ref in missing))
+        await self._synthesize_speech()
+        if any(results):
+            self._wake.set()
+        self._changed()
+        if self._manifest is not None:
+            # Keep everything a held bulletin still needs; the rest is dead weight on the SD card.
+            freed = self.cache.evict(set(needed))
+            if freed:
+                log.info("cache eviction freed %d bytes", freed)
+
+    async def _fetch_one(self, ref: MediaRef) -> bool:
+        async with self._download_slots:
+
+            def progress(done: int, total: int) -> None:
+                self.counters.downloads[ref.sha256] = (done, total)
+
+            try:
+                await self.cache.fetch(self.client, ref, progress)
+                return True
+            except CacheIntegrityError as exc:
+                self.counters.rejected_media += 1
+                self._refuse(f"media {ref.sha256[:12]}", str(exc))
+            except (HubUnavailable, HubRejected, aiohttp.ClientError, OSError) as exc:
+                log.info("media %s not fetched yet: %s", ref.sha256[:12], exc)
+            finally:
+                self.counters.downloads.pop(ref.sha256, None)
+            return False
+
+    async def _synthesize_speech(self) -> None:
+        if self.speech is None or self.profile.device_kind is not DeviceKind.SPEAKER:
+            return
+        for bulletin in list(self._bulletins().values()):
+            if bulletin.kind not in (BulletinKind.TEXT, BulletinKind.DOCUMENT) or not bulletin.text:
+                continue
+            key = speech_key(self.speech.engine_id, bulletin.text)
+            if self.cache.derived_path(key, ".wav") is not None:
+                continue
+            tmp = self.config.data_dir / f"speech-{key[:16]}.tmp.wav"
+            try:
+                await self.speech.synthesize(bulletin.text, tmp)
+                await self.cache.put_file(tmp, key)
+            except Exception as exc:
+                log.error("speech for %s failed: %s", bulletin.id, exc)
+            finally:
+                tmp.unlink(missing_ok=True)
+            self._wake.set()
+
+    # ------------------------------------------------------------------ reports
+
+    async def _report_loop(self) -> None:
+        assert self.store is not None
+        while True:
+            self._report_wake.clear()
+            pending = await self.store.pending(200)
+            if not pending:
+                await wait_event(self._report_wake, self.config.health_interval_s)
+                continue
+            try:
+                ack = await self.client.post_reports(pending)
+            except (HubUnavailable, HubRejected) as exc:
+                log.debug("reports not delivered: %s", exc)
+                await wait_event(
+                    self._connected, random.uniform(0.5, 1.0) * self.config.report_retry_s
+                )
+                continue
+            await self.store.acknowledge(ack.acked)
+            self._changed()
+
+    async def _health_loop(self) -> None:
+        assert self.store is not None
+        while True:
+            try:
+                await self.store.add_health(await self.health_fields())
+                await self.store.heartbeat(self.clock.now())
+                self._report_wake.set()
+                self._changed()
+            except Exception:
+                log.exception("health sample failed")
+            await asyncio.sleep(self.config.health_interval_s)
+
+    async def health_fields(self) -> dict[str, Any]:
+        assert self.store is not None
+        sample = await asyncio.to_thread(system_sample, self.config.data_dir)
+        objects, size = self.cache.usage()
+        backlog = await self.store.backlog()
+        clock = self.clock.status()
+        faults = []
+        if not clock.trusted:
+            faults.append("clock_untrusted")
+        sample.update(
+            at=self.clock.now(),
+            player_state=self.player.state.value,
+            now_playing=self.now_playing(),
+            volume=self.volume(),
+            manifest_version=self._manifest.version if self._manifest else None,
+            cache_bytes=size,
+            cache_objects=objects,
+            outbox_backlog=sum(backlog.values()),
+            clock_offset_seconds=clock.offset_s,
+            clock_trusted=clock.trusted,
+            faults=faults,
+        )
+        return sample
+
+    # ------------------------------------------------------------------ status
+
+    def now_playing(self) -> NowPlayingInfo | None:
+        current = self._current
+        if current is None:
+            return None
+        return NowPlayingInfo(
+            bulletin_id=current.item.bulletin_id,
+            priority=current.item.priority,
+            kind=current.item.kind if current.bulletin is None else current.bulletin.kind,
+            title=current.item.title,
+            started_at=current.started_at,
+        )
+
+    def upcoming(self, limit: int = 10) -> list[dict[str, Any]]:
+        """What plays next, by asking the scheduler what it would start after each item ends."""
+        inp = self.schedule_input()
+        aired = dict(inp.aired)
+        if self._current is not None:
+            key = (self._current.item.bulletin_id, self._current.slot)
+            aired[key] = aired.get(key, 0) + 1
+        held = self._bulletins()
+        queue: list[dict[str, Any]] = []
+        for _ in range(limit):
+            decision = decide(
+                ScheduleInput(**{**inp.__dict__, "playing": None, "aired": dict(aired)})
+            )
+            if decision.action is not Action.START or decision.bulletin_id is None:
+                break
+            key = (decision.bulletin_id, decision.slot or "")
+            if aired.get(key, 0) > 50:
+                break  # a board loops forever; a short look ahead is enough
+            aired[key] = aired.get(key, 0) + 1
+            bulletin = held[decision.bulletin_id]
+            queue.append(
+                {
+                    "bulletin_id": bulletin.id,
+                    "title": bulletin.title,
+                    "priority": bulletin.priority.value,
+                    "kind": bulletin.kind.value,
+                }
+            )
+            if self.profile.device_kind is DeviceKind.BOARD and len(queue) >= len(held):
+                break
+        return queue
+
+    def manifest_version(self) -> int | None:
+        return self._manifest.version if self._manifest else None
+
+    def status_connected(self) -> bool:
+        return self._connected.is_set()
+
+    def status_reason(self) -> str | None:
+        return self._last_decision.reason if self._last_decision else None
+
+    async def status(self) -> dict[str, Any]:
+        assert self.store is not None
+        now_playing = self.now_playing()
+        clock = self.clock.status()
+        objects, size = self.cache.usage()
+        return {
+            "device_id": self.identity.device_id,
+            "device_kind": self.profile.device_kind.value,
+            "commune": self.identity.commune,
+            "profile": self.profile.name,
+            "hub_url": self.identity.hub_url,
+            "hub_connected": self._connected.is_set(),
+            "manifest_version": self._manifest.version if self._manifest else None,
+            "now_playing": now_playing.model_dump(mode="json") if now_playing else None,
+            "position_s": self.player.position() if now_playing else None,
+            "queue": self.upcoming(),
+            "reason": self._last_decision.reason if self._last_decision else "starting",
+            "windows": [w.model_dump() for w in self._manifest.windows] if self._manifest else [],
+            "volume": self.volume(),
+            "last_sync_at": self._last_sync_at.isoformat() if self._last_sync_at else None,
+            "clock": {"trusted": clock.trusted, "offset_s": clock.offset_s, "reason": clock.reason},
+            "cache": {"objects": objects, "bytes": size},
+            "downloads": {
+                sha: {"done": done, "total": total}
+                for sha, (done, total) in self.counters.downloads.items()
+            },
+            "outbox": await self.store.backlog(),
+            "rejected": {
+                "manifests": self.counters.rejected_manifests,
+                "commands": self.counters.rejected_commands,
+                "media": self.counters.rejected_media,
+                "last": self.counters.last_rejection,
+            },
+        }

@@ -1,0 +1,232 @@
+"""`edge-agent`: enroll, run and inspect a device (messages in Vietnamese unless --lang en)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import socket
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .agent import Agent, AgentConfig
+from .backends import build_player, build_speech
+from .hubclient import HubClient, HubRejected, HubUnavailable
+from .i18n import PRIORITY_NAMES, default_lang, t
+from .identity import Identity, IdentityError
+from .profile import ProfileError, load_profile
+
+PORT_FILE = "agent.port"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-agent", description="Loa edge agent")
+    parser.add_argument("--lang", choices=["vi", "en"], default=default_lang())
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    enroll = sub.add_parser("enroll", help="enroll this device with a hub (one-time code)")
+    enroll.add_argument("--hub", required=True, help="hub URL, e.g. https://hub.example.vn")
+    enroll.add_argument("--code", required=True, help="one-time enrollment code")
+    enroll.add_argument("--data", required=True, type=Path)
+    enroll.add_argument("--profile", help="hardware profile (default: what the hub assigned)")
+
+    run = sub.add_parser("run", help="run the agent")
+    run.add_argument("--data", required=True, type=Path)
+    run.add_argument("--player", choices=["vlc", "null"], default="vlc")
+    run.add_argument("--display", choices=["pygame", "null"], default="pygame")
+    run.add_argument("--http-host", default="0.0.0.0")
+    run.add_argument("--http-port", type=int, default=8081)
+    run.add_argument("--poll-interval", type=float, default=30.0)
+    run.add_argument("--health-interval", type=float, default=60.0)
+    run.add_argument("--vlc-arg", action="append", default=[], help="extra libvlc argument")
+    run.add_argument("-v", "--verbose", action="store_true")
+
+    status = sub.add_parser("status", help="what the agent is doing")
+    status.add_argument("--data", required=True, type=Path)
+    status.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "enroll":
+        return asyncio.run(_enroll(args))
+    if args.command == "run":
+        return _run(args)
+    return _status(args)
+
+
+async def _enroll(args: argparse.Namespace) -> int:
+    lang = args.lang
+    client = HubClient(args.hub)
+    try:
+        answer = await client.enroll(args.code, socket.gethostname())
+    except HubRejected as exc:
+        print(t("enroll_failed", lang, reason=exc), file=sys.stderr)
+        return 2
+    except HubUnavailable as exc:
+        print(t("hub_unreachable", lang, url=args.hub, reason=exc), file=sys.stderr)
+        return 3
+    finally:
+        await client.close()
+    profile_name = args.profile or answer.profile
+    try:
+        load_profile(profile_name)
+    except ProfileError as exc:
+        print(t("profile_bad", lang, reason=exc), file=sys.stderr)
+        return 2
+    identity = Identity(
+        hub_url=args.hub.rstrip("/"),
+        device_id=answer.device_id,
+        device_secret=answer.device_secret,
+        device_kind=answer.device_kind,
+        commune=answer.commune,
+        profile=profile_name,
+        hub_keys=answer.hub_keys,
+    )
+    path = identity.save(args.data)
+    print(
+        t(
+            "enrolled",
+            lang,
+            device_id=identity.device_id,
+            kind=identity.device_kind.value,
+            commune=identity.commune,
+            path=path,
+        )
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    lang = args.lang
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        identity = Identity.load(args.data)
+    except IdentityError as exc:
+        print(t("not_enrolled", lang, reason=exc), file=sys.stderr)
+        return 2
+    try:
+        profile = load_profile(identity.profile)
+    except ProfileError as exc:
+        print(t("profile_bad", lang, reason=exc), file=sys.stderr)
+        return 2
+    config = AgentConfig(
+        data_dir=args.data,
+        http_host=args.http_host,
+        http_port=args.http_port,
+        poll_interval_s=args.poll_interval,
+        health_interval_s=args.health_interval,
+    )
+    try:
+        return asyncio.run(_serve(config, identity, profile, args, lang))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(
+    config: AgentConfig, identity: Identity, profile: Any, args: argparse.Namespace, lang: str
+) -> int:
+    from .local_http import serve_local
+
+    player = build_player(profile, player=args.player, display=args.display, vlc_args=args.vlc_arg)
+    agent = Agent(config, identity, profile, player, speech=build_speech(profile))
+    await agent.start()
+    runner = None
+    port_file = config.data_dir / PORT_FILE
+    if config.http_port is not None:
+        runner = await serve_local(agent, config.http_host, config.http_port)
+        port_file.write_text(str(config.http_port))
+        print(
+            t(
+                "running",
+                lang,
+                device_id=identity.device_id,
+                host=config.http_host,
+                port=config.http_port,
+            ),
+            flush=True,
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print(t("stopping", lang), flush=True)
+    if runner is not None:
+        await runner.cleanup()
+    with contextlib.suppress(FileNotFoundError):
+        port_file.unlink()
+    await agent.stop()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    lang = args.lang
+    port_file = args.data / PORT_FILE
+    status: dict[str, Any] | None = None
+    if port_file.exists():
+        url = f"http://127.0.0.1:{port_file.read_text().strip()}/api/status"
+        with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
+            with urllib.request.urlopen(url, timeout=5) as response:
+                status = json.load(response)
+    if status is None:
+        version = asyncio.run(_stored_version(args.data))
+        if args.json:
+            print(json.dumps({"running": False, "manifest_version": version}))
+        else:
+            print(t("status_offline", lang, version=version if version is not None else "—"))
+        return 1
+    if args.json:
+        print(json.dumps({"running": True, **status}, ensure_ascii=False, indent=2))
+        return 0
+    print(_format_status(status, lang))
+    return 0
+
+
+async def _stored_version(data_dir: Path) -> int | None:
+    from .store import AgentStore
+
+    if not (data_dir / "agent.sqlite3").exists():
+        return None
+    store = await AgentStore.open(data_dir / "agent.sqlite3")
+    try:
+        version = await store.trusted_version()
+        return version or None
+    finally:
+        await store.close()
+
+
+def _format_status(status: dict[str, Any], lang: str) -> str:
+    def item(entry: dict[str, Any] | None) -> str:
+        if not entry:
+            return t("nothing", lang)
+        return f"{entry['title']} [{PRIORITY_NAMES[entry['priority']][lang]}]"
+
+    clock = "trusted" if status["clock"]["trusted"] else "untrusted"
+    device = f"{status['device_id']} ({status['device_kind']}, {status['commune']})"
+    lines = [
+        f"{t('status_line_device', lang)}: {device}",
+        f"{t('status_line_hub', lang)}: {t('yes' if status['hub_connected'] else 'no', lang)}",
+        f"{t('status_line_manifest', lang)}: {status['manifest_version']}",
+        f"{t('status_line_playing', lang)}: {item(status['now_playing'])}",
+        f"{t('status_line_next', lang)}: "
+        + (", ".join(item(q) for q in status["queue"][:5]) or t("nothing", lang)),
+        f"{t('status_line_clock', lang)}: {t(clock, lang)}",
+        f"{t('status_line_outbox', lang)}: {sum(status['outbox'].values())}",
+        f"{t('status_line_reason', lang)}: {status['reason']}",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Hardware profiles (`firmware_profiles/*.toml`): what a device's hardware can do."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from loa_contract import BulletinKind, DeviceKind
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "firmware_profiles"
+
+
+class ProfileError(Exception):
+    pass
+
+
+class AudioProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: libvlc audio output module and device ("alsa" + "hw:0,0", "pulse", ...); None: no audio.
+    output: str | None = "alsa"
+    device: str | None = None
+    volume_min: int = Field(default=0, ge=0, le=100)
+    volume_max: int = Field(default=100, ge=0, le=100)
+    emergency_volume: int = Field(default=100, ge=0, le=100)
+    #: Silence before the first word: HDMI sinks and amplifiers swallow the start of a sound.
+    pre_roll_s: float = Field(default=0.0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _range(self) -> AudioProfile:
+        if self.volume_min > self.volume_max:
+            raise ValueError("volume_min must not exceed volume_max")
+        return self
+
+
+class RelayProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gpio_pin: int = Field(ge=0, le=27)
+    active_high: bool = True
+    #: The amplifier needs this long after power-on before it carries sound.
+    pre_roll_s: float = Field(default=1.5, ge=0, le=30)
+    #: Switch the amplifier off after this long without audio.
+    idle_off_s: float = Field(default=60.0, ge=0, le=3600)
+
+
+class DisplayProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(ge=16, le=7680)
+    height: int = Field(ge=8, le=4320)
+    orientation: Literal["landscape", "portrait"] = "landscape"
+    fullscreen: bool = True
+
+
+class HardwareProfile(BaseModel):
+    """Cấu hình phần cứng: a loudspeaker cluster, an LED or an LCD board."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    device_kind: DeviceKind
+    kinds: list[BulletinKind]
+    audio: AudioProfile | None = None
+    relay: RelayProfile | None = None
+    display: DisplayProfile | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HardwareProfile:
+        sounds = {BulletinKind.AUDIO} & set(self.kinds)
+        if self.device_kind is DeviceKind.SPEAKER and self.audio is None:
+            raise ValueError("a speaker profile needs an [audio] section")
+        if sounds and self.audio is None:
+            raise ValueError("kinds include audio but there is no [audio] section")
+        shows = {BulletinKind.IMAGE, BulletinKind.VIDEO} & set(self.kinds)
+        if (shows or self.device_kind is DeviceKind.BOARD) and self.display is None:
+            raise ValueError("a board profile needs a [display] section")
+        return self
+
+
+def load_profile(name_or_path: str, profiles_dir: Path = PROFILES_DIR) -> HardwareProfile:
+    """Load and validate a profile by name or path; a bad one names the field at fault."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = profiles_dir / f"{name_or_path}.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        known = ", ".join(sorted(p.stem for p in profiles_dir.glob("*.toml")))
+        raise ProfileError(f"no hardware profile {name_or_path!r} (known: {known})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return HardwareProfile.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(profile)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ProfileError(f"{path}: {problems}") from exc

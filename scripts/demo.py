@@ -1,0 +1,313 @@
+"""`make demo`: a hub, a speaker agent and a board agent on this machine, with demo content.
+
+Data lives in ./demo-data (hub in ./demo-data/hub); a second run reuses it. Ctrl-C stops all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from loa_contract import VN_TZ
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "demo-data"
+BIN = Path(sys.executable).parent
+HUB_PORT = int(os.environ.get("LOA_DEMO_HUB_PORT", "8080"))
+HUB = f"http://127.0.0.1:{HUB_PORT}"
+ADMIN = "quantri"
+ADMIN_PASSWORD = "Loa-Demo-2026!"
+COMMUNE = "xa-tan-an"
+
+AUDIO_TEXT = (
+    "Thông báo của Ủy ban nhân dân xã Tân An. Sáng thứ Bảy tuần này, trạm y tế xã tổ chức "
+    "tiêm phòng dại cho chó, mèo tại nhà văn hoá các thôn. Đề nghị bà con đưa vật nuôi đến "
+    "đúng giờ. Xin cảm ơn."
+)
+BOARD_TEXT = (
+    "Lịch cắt điện: 8 giờ đến 11 giờ ngày thứ Năm, thôn Đông và thôn Đoài. "
+    "Bà con chủ động sắp xếp công việc."
+)
+
+
+def api(
+    method: str,
+    path: str,
+    token: str | None = None,
+    body: Any = None,
+    raw: bytes | None = None,
+    content_type: str = "application/json",
+) -> Any:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(f"{HUB}{path}", data=data, method=method)
+    request.add_header("Content-Type", content_type)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(f"hub refused {method} {path}: {exc.code} {exc.read().decode()}") from exc
+
+
+def wait_for_hub(proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("the hub exited at start; see the messages above")
+        try:
+            with urllib.request.urlopen(f"{HUB}/healthz", timeout=1):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise SystemExit("the hub did not answer within 30 s")
+
+
+def make_demo_image(path: Path) -> None:
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    import pygame
+
+    from edge_agent.fonts import find_font
+
+    pygame.init()
+    surface = pygame.Surface((800, 450))
+    surface.fill((12, 70, 140))
+    title = pygame.font.Font(str(find_font()), 54)
+    body = pygame.font.Font(str(find_font()), 34)
+    surface.blit(title.render("Ngày hội Đại đoàn kết", True, (255, 255, 255)), (40, 60))
+    surface.blit(body.render("Thôn Đông · 18/11 · Nhà văn hoá", True, (255, 220, 120)), (40, 170))
+    pygame.draw.circle(surface, (220, 30, 40), (680, 330), 70)
+    pygame.image.save(surface, str(path))
+
+
+def seed(token: str) -> None:
+    now = datetime.now(VN_TZ)
+    # A window around now as well as the usual morning and evening ones, so the demo airs at once.
+    around = [
+        (now - timedelta(minutes=5)).strftime("%H:%M"),
+        (now + timedelta(hours=4)).strftime("%H:%M"),
+    ]
+    api(
+        "POST",
+        "/api/v1/communes",
+        token,
+        {
+            "code": COMMUNE,
+            "name": "Xã Tân An",
+            "windows": {
+                "speaker": [["05:30", "06:30"], ["17:00", "18:00"], around],
+                "board": [["06:00", "22:00"], around],
+            },
+        },
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "thong-bao.wav"
+        subprocess.run(
+            ["espeak-ng", "-v", "vi", "-s", "150", "-w", str(wav), AUDIO_TEXT], check=True
+        )
+        audio = api("POST", "/api/v1/media", token, raw=wav.read_bytes(), content_type="audio/wav")
+        png = Path(tmp) / "ngay-hoi.png"
+        make_demo_image(png)
+        image = api("POST", "/api/v1/media", token, raw=png.read_bytes(), content_type="image/png")
+    schedule = {
+        "valid_from": (now - timedelta(minutes=10)).isoformat(),
+        "valid_until": (now + timedelta(days=30)).isoformat(),
+    }
+    targets = {"communes": [COMMUNE], "devices": []}
+    for bulletin in (
+        {
+            "title": "Tiêm phòng dại cho chó, mèo",
+            "kind": "audio",
+            "priority": "normal",
+            "media": audio["sha256"],
+            "category": "y-te",
+        },
+        {
+            "title": "Lịch cắt điện thôn Đông, thôn Đoài",
+            "kind": "text",
+            "priority": "priority",
+            "text": BOARD_TEXT,
+            "category": "dich-vu-cong",
+        },
+        {
+            "title": "Ngày hội Đại đoàn kết toàn dân tộc",
+            "kind": "image",
+            "priority": "normal",
+            "media": image["sha256"],
+            "category": "van-hoa",
+        },
+    ):
+        created = api(
+            "POST",
+            "/api/v1/bulletins",
+            token,
+            {**bulletin, "targets": targets, "schedule": schedule},
+        )
+        api("POST", f"/api/v1/bulletins/{created['id']}/publish", token)
+
+
+def enroll(token: str, name: str, kind: str, profile: str, data: Path) -> None:
+    if (data / "identity.json").exists():
+        return
+    device = api(
+        "POST",
+        "/api/v1/devices",
+        token,
+        {"commune": COMMUNE, "name": name, "kind": kind, "profile": profile},
+    )
+    subprocess.run(
+        [
+            str(BIN / "edge-agent"),
+            "enroll",
+            "--hub",
+            HUB,
+            "--code",
+            device["enrollment_code"],
+            "--data",
+            str(data),
+        ],
+        check=True,
+    )
+
+
+def main() -> int:
+    DATA.mkdir(exist_ok=True)
+    hub_data = DATA / "hub"
+    children: list[subprocess.Popen[bytes]] = []
+    first_run = not (hub_data / "hub.sqlite3").exists()
+    if first_run:
+        subprocess.run(
+            [
+                str(BIN / "hub"),
+                "user",
+                "add",
+                ADMIN,
+                "--role",
+                "admin",
+                "--password-stdin",
+                "--data",
+                str(hub_data),
+            ],
+            input=ADMIN_PASSWORD.encode(),
+            check=True,
+        )
+    hub = subprocess.Popen(
+        [
+            str(BIN / "hub"),
+            "serve",
+            "--data",
+            str(hub_data),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(HUB_PORT),
+        ]
+    )
+    children.append(hub)
+    try:
+        wait_for_hub(hub)
+        token = api(
+            "POST", "/api/v1/auth/login", body={"username": ADMIN, "password": ADMIN_PASSWORD}
+        )["token"]
+        if not api("GET", "/api/v1/communes", token):
+            seed(token)
+        enroll(token, "Cụm loa thôn Đông", "speaker", "speaker-cluster", DATA / "speaker")
+        enroll(token, "Bảng tin UBND xã", "board", "lcd-board-1080p", DATA / "board")
+
+        vlc_args: list[str] = []
+        if not Path("/dev/snd").exists():
+            print("(no sound card here: audio plays to VLC's dummy output)")
+            vlc_args = ["--vlc-arg=--aout=dummy"]
+        board_env = dict(os.environ)
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            print("(no display here: the board renders offscreen)")
+            board_env["SDL_VIDEODRIVER"] = "dummy"
+            vlc_args_board = [*vlc_args, "--vlc-arg=--vout=dummy"]
+        else:
+            vlc_args_board = vlc_args
+        children.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "edge-agent"),
+                    "run",
+                    "--data",
+                    str(DATA / "speaker"),
+                    "--http-port",
+                    "8081",
+                    "--http-host",
+                    "127.0.0.1",
+                    *vlc_args,
+                ]
+            )
+        )
+        children.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "edge-agent"),
+                    "run",
+                    "--data",
+                    str(DATA / "board"),
+                    "--http-port",
+                    "8082",
+                    "--http-host",
+                    "127.0.0.1",
+                    *vlc_args_board,
+                ],
+                env=board_env,
+            )
+        )
+        login = (
+            f"curl -s {HUB}/api/v1/auth/login "
+            f'-d \'{{"username":"{ADMIN}","password":"{ADMIN_PASSWORD}"}}\''
+            " | python3 -c 'import sys,json; print(json.load(sys.stdin)[\"token\"])'"
+        )
+        fire = (
+            f'curl -s -X POST {HUB}/api/v1/emergencies -H "Authorization: Bearer $({login})" '
+            "-H 'Content-Type: application/json' "
+            '-d \'{"title":"Cảnh báo lũ quét","text":"Khẩn cấp: lũ quét trên sông Cầu, '
+            "bà con di chuyển lên vùng cao ngay.\"}'"
+        )
+        print(
+            f"""
+Loa demo is running.
+  Hub API:            {HUB}/api/v1  (user {ADMIN} / {ADMIN_PASSWORD})
+  Speaker status:     http://127.0.0.1:8081/api/status
+  Board status:       http://127.0.0.1:8082/api/status
+  Fire an emergency:  {fire}
+Ctrl-C stops everything.
+""",
+            flush=True,
+        )
+        stop = {"now": False}
+
+        def on_signal(signum: int, frame: object) -> None:
+            stop["now"] = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        while not stop["now"] and all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        return 0
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in reversed(children):
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""A real hub on 127.0.0.1 and real agents enrolled into it, for end-to-end tests and benches."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from edge_agent.agent import Agent, AgentConfig
+from edge_agent.hubclient import HubClient
+from edge_agent.identity import Identity
+from edge_agent.players.base import Player
+from edge_agent.profile import load_profile
+from edge_agent.speech import SpeechEngine
+from edge_agent.tone import write_tone
+from hub.app import create_app
+from hub.auth import Role, create_user
+from hub.config import HubConfig
+from hub.db import Database
+from loa_contract import VN_TZ
+
+ADMIN = "admin"
+ADMIN_PASSWORD = "Th1s-is-long!"
+
+
+class ApiFailure(AssertionError):
+    pass
+
+
+@dataclass
+class LiveHub:
+    """A hub served on a real socket; `stop()` and `start()` keep its data and its port."""
+
+    data_dir: Path
+    port: int = 0
+    runner: web.AppRunner | None = None
+    token: str | None = None
+    session: aiohttp.ClientSession | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def app(self) -> web.Application:
+        assert self.runner is not None
+        return self.runner.app
+
+    async def start(self) -> None:
+        config = HubConfig(data_dir=self.data_dir, scrypt_n=2**4)
+        if not config.db_path.exists():
+            db = await Database.open(config.db_path)
+            await create_user(db, ADMIN, ADMIN_PASSWORD, Role.ADMIN, "province", scrypt_n=2**4)
+            await db.close()
+        self.runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=1)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        if self.port == 0:
+            self.port = self.runner.addresses[0][1]
+        if self.session is None:
+            self.session = aiohttp.ClientSession()
+        self.token = None
+        login = await self.call(
+            "POST",
+            "/api/v1/auth/login",
+            json={"username": ADMIN, "password": ADMIN_PASSWORD},
+            auth=False,
+        )
+        self.token = login["token"]
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def close(self) -> None:
+        await self.stop()
+        if self.session is not None:
+            await self.session.close()
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: bytes | None = None,
+        content_type: str | None = None,
+        auth: bool = True,
+        expect: int | None = None,
+    ) -> Any:
+        assert self.session is not None
+        headers = {}
+        if auth and self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        async with self.session.request(
+            method, self.url + path, json=json, data=data, headers=headers
+        ) as response:
+            body = await response.json(content_type=None)
+            if expect is not None and response.status != expect:
+                raise ApiFailure(f"{method} {path}: {response.status} {body}")
+            if expect is None and response.status >= 400:
+                raise ApiFailure(f"{method} {path}: {response.status} {body}")
+            return body
+
+    async def upload(self, payload: bytes, mime: str) -> dict[str, Any]:
+        return await self.call("POST", "/api/v1/media", data=payload, content_type=mime)
+
+    async def publish(self, bulletin: dict[str, Any]) -> dict[str, Any]:
+        created = await self.call("POST", "/api/v1/bulletins", json=bulletin)
+        return await self.call("POST", f"/api/v1/bulletins/{created['id']}/publish")
+
+
+def window_around(
+    now: datetime, before: timedelta = timedelta(hours=1), after: timedelta = timedelta(hours=2)
+) -> list[str]:
+    local = now.astimezone(VN_TZ)
+    return [(local - before).strftime("%H:%M"), (local + after).strftime("%H:%M")]
+
+
+def schedule(now: datetime, **extra: Any) -> dict[str, Any]:
+    return {
+        "valid_from": (now - timedelta(minutes=5)).isoformat(),
+        "valid_until": (now + timedelta(days=1)).isoformat(),
+        **extra,
+    }
+
+
+def tone_bytes(tmp: Path, name: str, seconds: float, frequency: float = 440.0) -> bytes:
+    path = write_tone(tmp / f"{name}.wav", frequency=frequency, seconds=seconds)
+    return path.read_bytes()
+
+
+def fast_config(data_dir: Path, **overrides: Any) -> AgentConfig:
+    return AgentConfig(
+        data_dir=data_dir,
+        http_port=None,
+        poll_interval_s=0.5,
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.5,
+        health_interval_s=3600,
+        report_retry_s=0.2,
+        **overrides,
+    )
+
+
+async def enroll_agent(
+    hub: LiveHub,
+    data_dir: Path,
+    *,
+    commune: str,
+    kind: str,
+    profile: str,
+    player: Player,
+    name: str | None = None,
+    speech: SpeechEngine | None = None,
+    start: bool = True,
+    **config: Any,
+) -> Agent:
+    device = await hub.call(
+        "POST",
+        "/api/v1/devices",
+        json={
+            "commune": commune,
+            "name": name or f"{kind} {data_dir.name}",
+            "kind": kind,
+            "profile": profile,
+        },
+    )
+    client = HubClient(hub.url)
+    try:
+        answer = await client.enroll(device["enrollment_code"], "test")
+    finally:
+        await client.close()
+    identity = Identity(
+        hub_url=hub.url,
+        device_id=answer.device_id,
+        device_secret=answer.device_secret,
+        device_kind=answer.device_kind,
+        commune=answer.commune,
+        profile=profile,
+        hub_keys=answer.hub_keys,
+    )
+    identity.save(data_dir)
+    agent = Agent(
+        fast_config(data_dir, **config), identity, load_profile(profile), player, speech=speech
+    )
+    if start:
+        await agent.start()
+    return agent
+
+
+def headless() -> None:
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
