@@ -14,6 +14,7 @@ import inspect
 import logging
 import random
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -166,6 +167,7 @@ class Agent:
         self._tasks: list[asyncio.Task[Any]] = []
         self._download_tasks: set[asyncio.Task[Any]] = set()
         self._download_slots = asyncio.Semaphore(config.max_parallel_downloads)
+        self._content_lock = asyncio.Lock()
         self._last_decision: Decision | None = None
         self._last_sync_at: datetime | None = None
         self._started = asyncio.Event()
@@ -427,6 +429,7 @@ class Agent:
             log.error("could not play %s: %s", bulletin.id, exc)
             await self._close_current(PlayOutcome.FAILED, 0.0, counts_as_aired=True)
         else:
+            log.info("playing %s %r (%s)", bulletin.id, bulletin.title, bulletin.priority.value)
             self.play_started.put_nowait(item)
         if previous is not None:
             outcome = PlayOutcome.PREEMPTED if decision.preempt else PlayOutcome.STOPPED
@@ -702,6 +705,12 @@ class Agent:
         task.add_done_callback(self._download_tasks.discard)
 
     async def _fetch_content(self, verify: bool) -> None:
+        # One sync at a time: a push and a manifest arriving together would otherwise fetch
+        # and synthesize the same things twice, racing on the same files.
+        async with self._content_lock:
+            await self._fetch_content_locked(verify)
+
+    async def _fetch_content_locked(self, verify: bool) -> None:
         if verify:
             for sha in await self.cache.verify_all():
                 log.warning("cache object %s was corrupt; fetching it again", sha)
@@ -745,7 +754,7 @@ class Agent:
             key = speech_key(self.speech.engine_id, bulletin.text)
             if self.cache.derived_path(key, ".wav") is not None:
                 continue
-            tmp = self.config.data_dir / f"speech-{key[:16]}.tmp.wav"
+            tmp = self.config.data_dir / f"speech-{key[:16]}-{uuid.uuid4().hex[:8]}.tmp.wav"
             try:
                 await self.speech.synthesize(bulletin.text, tmp)
                 await self.cache.put_file(tmp, key)
