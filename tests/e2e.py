@@ -141,16 +141,15 @@ def tone_bytes(tmp: Path, name: str, seconds: float, frequency: float = 440.0) -
 
 
 def fast_config(data_dir: Path, **overrides: Any) -> AgentConfig:
-    return AgentConfig(
-        data_dir=data_dir,
-        http_port=None,
-        poll_interval_s=0.5,
-        reconnect_min_s=0.05,
-        reconnect_max_s=0.5,
-        health_interval_s=3600,
-        report_retry_s=0.2,
-        **overrides,
-    )
+    settings: dict[str, Any] = {
+        "http_port": None,
+        "poll_interval_s": 0.5,
+        "reconnect_min_s": 0.05,
+        "reconnect_max_s": 0.5,
+        "health_interval_s": 3600,
+        "report_retry_s": 0.2,
+    }
+    return AgentConfig(data_dir=data_dir, **{**settings, **overrides})
 
 
 async def enroll_agent(
@@ -164,6 +163,7 @@ async def enroll_agent(
     name: str | None = None,
     speech: SpeechEngine | None = None,
     start: bool = True,
+    hub_url: str | None = None,
     **config: Any,
 ) -> Agent:
     device = await hub.call(
@@ -182,7 +182,7 @@ async def enroll_agent(
     finally:
         await client.close()
     identity = Identity(
-        hub_url=hub.url,
+        hub_url=hub_url or hub.url,
         device_id=answer.device_id,
         device_secret=answer.device_secret,
         device_kind=answer.device_kind,
