@@ -8,8 +8,20 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from . import bulletins, communes, device_api, devices, media, sessions
-from .appkeys import CONFIG, CONNECTIONS, DB, KEYRING, MANIFEST_CACHE, ROUTES
+from loa_contract import utcnow
+
+from . import (
+    audit_api,
+    bulletins,
+    categories,
+    communes,
+    device_api,
+    devices,
+    media,
+    sessions,
+    users,
+)
+from .appkeys import CLOCK, CONFIG, CONNECTIONS, DB, KEYRING, MANIFEST_CACHE, ROUTES, Clock
 from .config import HubConfig
 from .db import Database
 from .errors import error_middleware
@@ -17,6 +29,7 @@ from .keys import load_keyring
 from .manifests import ManifestCache, refresher_context
 from .push import Connections
 from .routing import Ctx, RouteTable, openapi_document
+from .web_session import session_middleware
 
 API_TITLE = "Loa hub API"
 API_VERSION = "1"
@@ -47,6 +60,9 @@ async def openapi(ctx: Ctx) -> dict[str, Any]:
 ROUTE_TABLES: list[RouteTable] = [
     meta,
     sessions.routes,
+    users.routes,
+    audit_api.routes,
+    categories.routes,
     communes.routes,
     devices.routes,
     media.routes,
@@ -67,13 +83,14 @@ async def _close_sockets(app: web.Application) -> None:
     await app[CONNECTIONS].close_all()
 
 
-def create_app(config: HubConfig) -> web.Application:
+def create_app(config: HubConfig, *, clock: Clock | None = None) -> web.Application:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     config.media_dir.mkdir(parents=True, exist_ok=True)
     keyring = load_keyring(config.key_path, config.extra_keys_dir)
 
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[error_middleware, session_middleware])
     app[CONFIG] = config
+    app[CLOCK] = clock or utcnow
     app[KEYRING] = keyring
     app[CONNECTIONS] = Connections(keyring.signer, send_timeout_s=config.ws_send_timeout_s)
     app[MANIFEST_CACHE] = ManifestCache()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -21,3 +23,6 @@ KEYRING = web.AppKey("keyring", HubKeyring)
 CONNECTIONS = web.AppKey("connections", Connections)
 MANIFEST_CACHE: web.AppKey[ManifestCache] = web.AppKey("manifest_cache")
 ROUTES: web.AppKey[list[RouteSpec]] = web.AppKey("routes")
+#: The hub's notion of "now" for accounts and sessions; tests pass a clock they can move.
+Clock = Callable[[], datetime]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")

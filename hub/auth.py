@@ -1,24 +1,28 @@
-"""Who is calling: operator sessions (Bearer) and devices (Device id:secret), and `require`.
+"""Who is calling and what they may do: accounts, sessions, devices, roles and units.
 
-Roles and units are stored now; today every logged-in operator may do everything. The
-permission check lives only in `require`, so role and unit scoping extend in one place.
+The permission check lives only in `require` and the unit scope in `User.commune` /
+`User.may_see_commune`, so every handler asks the same two questions the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import re
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+import aiosqlite
 from aiohttp import web
 
 from loa_contract import DeviceKind, utcnow
 
-from .appkeys import CONFIG, DB
-from .db import Database, from_iso, iso
-from .errors import ApiError
+from .appkeys import CLOCK, CONFIG, DB
+from .config import HubConfig
+from .db import Database, audit, from_iso, iso
+from .errors import ApiError, field_error
 from .security import (
     hash_password,
     new_token,
@@ -26,6 +30,9 @@ from .security import (
     sha256_hex,
     verify_password,
 )
+
+#: The unit of province-level accounts (the Sở and its hub operators).
+PROVINCE = "province"
 
 
 class Role(StrEnum):
@@ -39,17 +46,69 @@ class Role(StrEnum):
 
 class Permission(StrEnum):
     READ = "read"
+    #: Devices, their health and proof-of-play: not for contributing agencies.
+    FLEET_READ = "fleet.read"
+    COMMUNES_CREATE = "communes.create"
+    #: A commune's windows, volume and name (a commune operator: its own).
     COMMUNES_WRITE = "communes.write"
     DEVICES_WRITE = "devices.write"
     DEVICES_COMMAND = "devices.command"
     MEDIA_WRITE = "media.write"
+    #: Create, edit and submit one's own unit's bulletins.
     BULLETINS_WRITE = "bulletins.write"
+    #: The province's review (thẩm định): see the queue, edit, return, approve.
+    BULLETINS_REVIEW = "bulletins.review"
     BULLETINS_PUBLISH = "bulletins.publish"
+    #: The commune's running order of priority bulletins.
+    BULLETINS_ORDER = "bulletins.order"
     EMERGENCY = "emergency"
+    USERS_MANAGE = "users.manage"
+    AUDIT_READ = "audit.read"
 
 
-# This issue grants every role everything; the RBAC issue narrows this table only.
-ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {role: frozenset(Permission) for role in Role}
+_P = Permission
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    Role.REVIEWER: frozenset(
+        {
+            _P.READ,
+            _P.FLEET_READ,
+            _P.MEDIA_WRITE,
+            _P.BULLETINS_WRITE,
+            _P.BULLETINS_REVIEW,
+            _P.BULLETINS_PUBLISH,
+            _P.EMERGENCY,
+        }
+    ),
+    Role.CONTRIBUTOR: frozenset({_P.READ, _P.MEDIA_WRITE, _P.BULLETINS_WRITE}),
+    Role.COMMUNE_OPERATOR: frozenset(
+        {
+            _P.READ,
+            _P.FLEET_READ,
+            _P.COMMUNES_WRITE,
+            _P.DEVICES_WRITE,
+            _P.DEVICES_COMMAND,
+            _P.MEDIA_WRITE,
+            _P.BULLETINS_WRITE,
+            _P.BULLETINS_PUBLISH,
+            _P.BULLETINS_ORDER,
+            _P.EMERGENCY,
+        }
+    ),
+    Role.TECHNICIAN: frozenset({_P.READ, _P.FLEET_READ, _P.DEVICES_WRITE, _P.DEVICES_COMMAND}),
+    Role.VIEWER: frozenset({_P.READ, _P.FLEET_READ}),
+}
+
+#: Roles whose unit is always the province.
+PROVINCE_ROLES = frozenset({Role.ADMIN, Role.REVIEWER})
+#: Roles that may belong to the province or to one commune (then confined to it).
+EITHER_ROLES = frozenset({Role.TECHNICIAN, Role.VIEWER})
+
+#: Names that say "a team uses this", which the regulations forbid for admin accounts.
+SHARED_NAMES = frozenset(
+    {"admin", "administrator", "root", "quantri", "quantrivien", "shared", "chung", "test", "sa"}
+)
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 
 # Touching a session or a device's last_seen is a write; once a minute is precise enough.
 _TOUCH_EVERY = timedelta(seconds=60)
@@ -61,8 +120,28 @@ class User:
     id: int
     username: str
     role: Role
-    unit: str | None
+    unit: str
     must_change_password: bool
+    password_expired: bool = False
+
+    @property
+    def commune(self) -> str | None:
+        """The one commune this account is confined to; None when it is not commune-bound."""
+        if self.role is Role.COMMUNE_OPERATOR:
+            return self.unit
+        if self.role in EITHER_ROLES and self.unit != PROVINCE:
+            return self.unit
+        return None
+
+    @property
+    def province_wide(self) -> bool:
+        return self.role in PROVINCE_ROLES or (self.role in EITHER_ROLES and self.unit == PROVINCE)
+
+    def may(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS.get(self.role, frozenset())
+
+    def may_see_commune(self, commune: str) -> bool:
+        return self.commune is None or self.commune == commune
 
 
 @dataclass(frozen=True)
@@ -76,13 +155,63 @@ class DeviceAuth:
     manifest_signed_at: datetime | None
 
 
-def require(user: User, permission: Permission, *, unit: str | None = None) -> None:
-    """Raise 403 unless `user` may do `permission` (on data of `unit`, when given).
-
-    Unit scoping is not enforced yet: `unit` is accepted so callers already pass it.
-    """
-    if permission not in ROLE_PERMISSIONS.get(user.role, frozenset()):
+def require(user: User, permission: Permission, *, commune: str | None = None) -> None:
+    """Raise 403 unless `user` may do `permission` (on data of `commune`, when given)."""
+    if not user.may(permission):
         raise ApiError(403, "forbidden", f"role {user.role.value} may not {permission.value}")
+    if commune is not None and not user.may_see_commune(commune):
+        raise ApiError(403, "out_of_scope", f"commune {commune!r} is outside your unit")
+
+
+# ---------------------------------------------------------------- password policy
+
+
+def password_problems(password: str, username: str | None = None) -> list[str]:
+    problems = []
+    if len(password) < 8:
+        problems.append("at least 8 characters")
+    if not any(c.isupper() for c in password):
+        problems.append("an upper-case letter")
+    if not any(c.islower() for c in password):
+        problems.append("a lower-case letter")
+    if not any(c.isdigit() for c in password):
+        problems.append("a digit")
+    if all(c.isalnum() for c in password):
+        problems.append("a special character")
+    messages = ["needs " + ", ".join(problems)] if problems else []
+    if username and username.lower() in password.lower():
+        messages.append("must not contain the username")
+    return messages
+
+
+def check_password_policy(password: str, username: str | None, field: str = "password") -> None:
+    problems = password_problems(password, username)
+    if problems:
+        raise field_error(422, "weak_password", field, "; ".join(problems))
+
+
+def check_role_unit(role: Role, unit: str | None, field: str = "unit") -> str:
+    """The unit an account of `role` gets; the commune check needs the database (see below)."""
+    if role in PROVINCE_ROLES:
+        if unit not in (None, PROVINCE):
+            raise field_error(422, "bad_unit", field, f"a {role.value} belongs to the province")
+        return PROVINCE
+    if not unit:
+        raise field_error(422, "bad_unit", field, f"a {role.value} needs a unit")
+    if not re.match(r"^[A-Za-z0-9_.-]{1,32}$", unit):
+        raise field_error(422, "bad_unit", field, "letters, digits, '_', '.', '-'; at most 32")
+    return unit
+
+
+async def check_unit_exists(conn: aiosqlite.Connection, role: Role, unit: str) -> None:
+    confined = role is Role.COMMUNE_OPERATOR or (role in EITHER_ROLES and unit != PROVINCE)
+    if confined:
+        cur = await conn.execute("SELECT 1 FROM communes WHERE code = ?", (unit,))
+        if await cur.fetchone() is None:
+            raise field_error(422, "bad_unit", "unit", f"no commune {unit!r}")
+
+
+# ---------------------------------------------------------------- sessions
 
 
 def _bearer(request: web.Request) -> str:
@@ -95,36 +224,54 @@ def _bearer(request: web.Request) -> str:
     return token.strip()
 
 
-async def authenticate_operator(request: web.Request) -> User:
-    token = _bearer(request)
-    db = request.app[DB]
-    config = request.app[CONFIG]
-    token_hash = sha256_hex(token)
-    row = await db.fetchone(
-        "SELECT s.expires_at, s.last_used_at, u.id, u.username, u.role, u.unit, u.locked,"
-        " u.must_change_password FROM sessions s JOIN users u ON u.id = s.user_id"
-        " WHERE s.token_hash = ?",
-        (token_hash,),
-    )
-    now = utcnow()
-    if row is None:
-        raise ApiError(401, "unauthorized", "invalid or expired token")
-    last_used = from_iso(row["last_used_at"])
-    expired = from_iso(row["expires_at"]) <= now or last_used + config.session_idle <= now
-    if expired or row["locked"]:
-        await db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
-        raise ApiError(401, "unauthorized", "invalid or expired token")
-    if now - last_used >= _TOUCH_EVERY:
-        await db.execute(
-            "UPDATE sessions SET last_used_at = ? WHERE token_hash = ?", (iso(now), token_hash)
-        )
+def _user(row: sqlite3.Row, config: HubConfig, now: datetime) -> User:
+    expired = from_iso(row["password_changed_at"]) + config.password_max_age <= now
     return User(
         id=row["id"],
         username=row["username"],
         role=Role(row["role"]),
-        unit=row["unit"],
-        must_change_password=bool(row["must_change_password"]),
+        unit=row["unit"] or PROVINCE,
+        must_change_password=bool(row["must_change_password"]) or expired,
+        password_expired=expired,
     )
+
+
+@dataclass(frozen=True)
+class Session:
+    user: User
+    csrf_token: str | None
+
+
+async def session_for_token(app: web.Application, token: str, kind: str) -> Session | None:
+    """The live session of `token`, or None; ends it when idle, expired or the account is off."""
+    db = app[DB]
+    config = app[CONFIG]
+    now = app[CLOCK]()
+    token_hash = sha256_hex(token)
+    row = await db.fetchone(
+        "SELECT s.expires_at, s.last_used_at, s.csrf_token, u.* FROM sessions s"
+        " JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.kind = ?",
+        (token_hash, kind),
+    )
+    if row is None:
+        return None
+    last_used = from_iso(row["last_used_at"])
+    expired = from_iso(row["expires_at"]) <= now or last_used + config.session_idle <= now
+    if expired or row["locked"] or row["disabled"]:
+        await db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+        return None
+    if now - last_used >= _TOUCH_EVERY:
+        await db.execute(
+            "UPDATE sessions SET last_used_at = ? WHERE token_hash = ?", (iso(now), token_hash)
+        )
+    return Session(_user(row, config, now), row["csrf_token"])
+
+
+async def authenticate_operator(request: web.Request) -> User:
+    session = await session_for_token(request.app, _bearer(request), "bearer")
+    if session is None:
+        raise ApiError(401, "unauthorized", "invalid or expired token")
+    return session.user
 
 
 async def authenticate_device(request: web.Request) -> DeviceAuth:
@@ -155,43 +302,151 @@ async def authenticate_device(request: web.Request) -> DeviceAuth:
     )
 
 
+@dataclass(frozen=True)
+class LoginResult:
+    token: str
+    csrf_token: str | None
+    expires_at: datetime
+    user: User
+
+
 async def login(
     db: Database,
     username: str,
     password: str,
     *,
-    scrypt_n: int,
-    idle: timedelta,
-    lifetime: timedelta,
+    config: HubConfig,
+    now: datetime,
     address: str | None,
-) -> tuple[str, datetime, User]:
+    kind: str = "bearer",
+) -> LoginResult:
+    """Check a password and open a session; failures count towards a temporary lockout.
+
+    An unknown name, a wrong password and a disabled account give the same answer; a locked
+    account says so whatever the password, so guessing during a lockout learns nothing.
+    """
     row = await db.fetchone("SELECT * FROM users WHERE username = ?", (username,))
-    stored = row["password_hash"] if row else _dummy_hash(scrypt_n)
+    stored = row["password_hash"] if row else _dummy_hash(config.scrypt_n)
     ok = await asyncio.to_thread(verify_password, password, stored)
-    if row is None or not ok or row["locked"]:
-        raise ApiError(401, "invalid_credentials", "wrong username or password")
+    failure: ApiError | None = None
     token = new_token()
-    now = utcnow()
-    expires = now + lifetime
+    csrf = new_token() if kind == "cookie" else None
+    expires = now + config.session_lifetime
+    bad = ApiError(401, "invalid_credentials", "wrong username or password")
     async with db.transaction() as conn:
-        await conn.execute(
-            "DELETE FROM sessions WHERE expires_at <= ? OR last_used_at <= ?",
-            (iso(now), iso(now - idle)),
-        )
-        await conn.execute(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_used_at,"
-            " address) VALUES (?, ?, ?, ?, ?, ?)",
-            (sha256_hex(token), row["id"], iso(now), iso(expires), iso(now), address),
-        )
-        await conn.execute("UPDATE users SET failed_logins = 0 WHERE id = ?", (row["id"],))
-    user = User(
-        id=row["id"],
-        username=row["username"],
-        role=Role(row["role"]),
-        unit=row["unit"],
-        must_change_password=bool(row["must_change_password"]),
-    )
-    return token, expires, user
+        if row is None:
+            await audit(
+                conn,
+                username[:100],
+                address,
+                "auth.login_failed",
+                username[:100],
+                "unknown user",
+                at=now,
+            )
+            failure = bad
+        elif row["disabled"]:
+            await audit(
+                conn,
+                row["username"],
+                address,
+                "auth.login_failed",
+                row["username"],
+                "account disabled",
+                unit=row["unit"],
+                at=now,
+            )
+            failure = bad
+        elif row["locked"] or (row["locked_until"] and from_iso(row["locked_until"]) > now):
+            until = None if row["locked"] else row["locked_until"]
+            await audit(
+                conn,
+                row["username"],
+                address,
+                "auth.login_refused",
+                row["username"],
+                "account locked",
+                unit=row["unit"],
+                at=now,
+            )
+            failure = ApiError(
+                401,
+                "account_locked",
+                "the account is locked by an administrator"
+                if until is None
+                else f"too many failed logins; locked until {until}",
+            )
+        elif not ok:
+            cur = await conn.execute(
+                "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?"
+                " RETURNING failed_logins",
+                (row["id"],),
+            )
+            failed = (await cur.fetchone())[0]
+            await audit(
+                conn,
+                row["username"],
+                address,
+                "auth.login_failed",
+                row["username"],
+                f"wrong password ({failed})",
+                unit=row["unit"],
+                at=now,
+            )
+            if failed >= config.max_failed_logins:
+                until = now + config.lockout
+                await conn.execute(
+                    "UPDATE users SET failed_logins = 0, locked_until = ? WHERE id = ?",
+                    (iso(until), row["id"]),
+                )
+                await audit(
+                    conn,
+                    "system",
+                    address,
+                    "auth.lockout",
+                    row["username"],
+                    f"{failed} failed logins",
+                    unit=row["unit"],
+                    after={"locked_until": iso(until)},
+                    at=now,
+                )
+            failure = bad
+        else:
+            await conn.execute(
+                "DELETE FROM sessions WHERE expires_at <= ? OR last_used_at <= ?",
+                (iso(now), iso(now - config.session_idle)),
+            )
+            await conn.execute(
+                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_used_at,"
+                " address, kind, csrf_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sha256_hex(token),
+                    row["id"],
+                    iso(now),
+                    iso(expires),
+                    iso(now),
+                    address,
+                    kind,
+                    csrf,
+                ),
+            )
+            await conn.execute(
+                "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
+                (row["id"],),
+            )
+            await audit(
+                conn,
+                row["username"],
+                address,
+                "auth.login",
+                row["username"],
+                kind,
+                unit=row["unit"],
+                at=now,
+            )
+    if failure is not None or row is None:
+        raise failure or bad
+    return LoginResult(token, csrf, expires, _user(row, config, now))
 
 
 @functools.cache
@@ -200,8 +455,55 @@ def _dummy_hash(n: int) -> str:
     return hash_password("not a password", n)
 
 
-async def logout(db: Database, request: web.Request) -> None:
-    await db.execute("DELETE FROM sessions WHERE token_hash = ?", (sha256_hex(_bearer(request)),))
+async def end_session(
+    db: Database, token: str, user: User, address: str | None, now: datetime
+) -> None:
+    async with db.transaction() as conn:
+        await conn.execute("DELETE FROM sessions WHERE token_hash = ?", (sha256_hex(token),))
+        await audit(
+            conn, user.username, address, "auth.logout", user.username, unit=user.unit, at=now
+        )
+
+
+async def logout(db: Database, request: web.Request, user: User, now: datetime) -> None:
+    await end_session(db, _bearer(request), user, request.remote, now)
+
+
+async def end_all_sessions(conn: aiosqlite.Connection, user_id: int) -> int:
+    cur = await conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+    return cur.rowcount
+
+
+# ---------------------------------------------------------------- accounts
+
+
+async def _history_hashes(conn: aiosqlite.Connection, user_id: int, keep: int) -> list[str]:
+    cur = await conn.execute(
+        "SELECT password_hash FROM password_history WHERE user_id = ? ORDER BY id DESC LIMIT ?",
+        (user_id, keep),
+    )
+    return [r[0] for r in await cur.fetchall()]
+
+
+async def _reused(hashes: list[str], password: str) -> bool:
+    for stored in hashes:
+        if await asyncio.to_thread(verify_password, password, stored):
+            return True
+    return False
+
+
+async def _store_password(
+    conn: aiosqlite.Connection, user_id: int, hashed: str, now: datetime, must_change: bool
+) -> None:
+    await conn.execute(
+        "UPDATE users SET password_hash = ?, password_changed_at = ?, must_change_password = ?,"
+        " failed_logins = 0, locked_until = NULL WHERE id = ?",
+        (hashed, iso(now), int(must_change), user_id),
+    )
+    await conn.execute(
+        "INSERT INTO password_history (user_id, password_hash, changed_at) VALUES (?, ?, ?)",
+        (user_id, hashed, iso(now)),
+    )
 
 
 async def create_user(
@@ -213,16 +515,190 @@ async def create_user(
     *,
     scrypt_n: int,
     must_change_password: bool = False,
+    actor: str = "system",
+    actor_unit: str | None = None,
+    address: str | None = None,
+    now: datetime | None = None,
 ) -> int:
+    """Add an account. The API always passes must_change_password=True (a temporary password
+    chosen by someone else); the command line may not (see `hub user add`)."""
+    if not USERNAME.match(username):
+        raise field_error(
+            422, "bad_username", "username", "2-64 of a-z, 0-9, '.', '_', '-'; lower case"
+        )
+    check_password_policy(password, username)
+    unit = check_role_unit(role, unit)
     hashed = await asyncio.to_thread(hash_password, password, scrypt_n)
-    now = iso(utcnow())
+    at = now or utcnow()
     async with db.transaction() as conn:
         cur = await conn.execute("SELECT 1 FROM users WHERE username = ?", (username,))
         if await cur.fetchone():
             raise ApiError(409, "exists", f"user {username!r} already exists")
+        await check_unit_exists(conn, role, unit)
         cur = await conn.execute(
             "INSERT INTO users (username, password_hash, role, unit, must_change_password,"
             " password_changed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (username, hashed, role.value, unit, int(must_change_password), now, now),
+            (username, hashed, role.value, unit, int(must_change_password), iso(at), iso(at)),
         )
-        return int(cur.lastrowid or 0)
+        user_id = int(cur.lastrowid or 0)
+        await conn.execute(
+            "INSERT INTO password_history (user_id, password_hash, changed_at) VALUES (?, ?, ?)",
+            (user_id, hashed, iso(at)),
+        )
+        await audit(
+            conn,
+            actor,
+            address,
+            "user.create",
+            username,
+            unit=actor_unit,
+            at=at,
+            after={"role": role.value, "unit": unit, "must_change_password": must_change_password},
+        )
+        return user_id
+
+
+async def change_password(
+    db: Database,
+    user: User,
+    old_password: str,
+    new_password: str,
+    *,
+    config: HubConfig,
+    now: datetime,
+    address: str | None,
+) -> None:
+    """The holder's own change: proves the old password, refuses the last N; every session of
+    the account ends (the caller opens a new one)."""
+    row = await db.fetchone("SELECT password_hash FROM users WHERE id = ?", (user.id,))
+    if row is None or not await asyncio.to_thread(
+        verify_password, old_password, row["password_hash"]
+    ):
+        raise field_error(403, "wrong_password", "old_password", "is not the current password")
+    check_password_policy(new_password, user.username, "new_password")
+    hashed = await asyncio.to_thread(hash_password, new_password, config.scrypt_n)
+    async with db.transaction() as conn:
+        history = await _history_hashes(conn, user.id, config.password_history)
+        if await _reused([row["password_hash"], *history], new_password):
+            raise field_error(
+                422,
+                "password_reused",
+                "new_password",
+                f"must differ from the last {config.password_history} passwords",
+            )
+        await _store_password(conn, user.id, hashed, now, must_change=False)
+        ended = await end_all_sessions(conn, user.id)
+        await audit(
+            conn,
+            user.username,
+            address,
+            "user.password_change",
+            user.username,
+            f"{ended} sessions ended",
+            unit=user.unit,
+            at=now,
+        )
+
+
+async def reset_password(
+    db: Database,
+    username: str,
+    password: str,
+    *,
+    config: HubConfig,
+    now: datetime,
+    actor: str,
+    actor_unit: str | None,
+    address: str | None,
+    must_change: bool = True,
+) -> None:
+    """An administrator's reset: a temporary password, a forced change, every session ended."""
+    check_password_policy(password, username)
+    hashed = await asyncio.to_thread(hash_password, password, config.scrypt_n)
+    async with db.transaction() as conn:
+        row = await user_row(conn, username)
+        await _store_password(conn, row["id"], hashed, now, must_change=must_change)
+        ended = await end_all_sessions(conn, row["id"])
+        await audit(
+            conn,
+            actor,
+            address,
+            "user.password_reset",
+            username,
+            f"{ended} sessions ended",
+            unit=actor_unit,
+            at=now,
+            after={"must_change_password": must_change},
+        )
+
+
+async def user_row(conn: aiosqlite.Connection, username: str) -> sqlite3.Row:
+    cur = await conn.execute("SELECT * FROM users WHERE username = ?", (username,))
+    row = await cur.fetchone()
+    if row is None:
+        raise ApiError(404, "not_found", f"no user {username!r}")
+    return row
+
+
+AccountAction = str  # "lock" | "unlock" | "disable"
+
+
+async def set_account_state(
+    db: Database,
+    username: str,
+    action: AccountAction,
+    *,
+    now: datetime,
+    actor: str,
+    actor_unit: str | None,
+    address: str | None,
+) -> sqlite3.Row:
+    """Lock, unlock or disable (for good). Locking and disabling end the account's sessions
+    at once; neither may leave the province without a usable admin."""
+    async with db.transaction() as conn:
+        row = await user_row(conn, username)
+        before = _state(row)
+        if row["disabled"]:
+            raise ApiError(409, "disabled", f"user {username!r} is disabled for good")
+        if action in ("lock", "disable") and row["role"] == Role.ADMIN.value:
+            cur = await conn.execute(
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND locked = 0"
+                " AND id != ?",
+                (row["id"],),
+            )
+            if (await cur.fetchone())[0] == 0:
+                raise ApiError(409, "last_admin", "at least one admin must remain enabled")
+        if action == "lock":
+            await conn.execute("UPDATE users SET locked = 1 WHERE id = ?", (row["id"],))
+        elif action == "unlock":
+            await conn.execute(
+                "UPDATE users SET locked = 0, locked_until = NULL, failed_logins = 0 WHERE id = ?",
+                (row["id"],),
+            )
+        elif action == "disable":
+            await conn.execute("UPDATE users SET disabled = 1 WHERE id = ?", (row["id"],))
+        else:
+            raise ValueError(action)
+        ended = await end_all_sessions(conn, row["id"]) if action != "unlock" else 0
+        row = await user_row(conn, username)
+        await audit(
+            conn,
+            actor,
+            address,
+            f"user.{action}",
+            username,
+            f"{ended} sessions ended" if ended else None,
+            unit=actor_unit,
+            at=now,
+            before=before,
+            after=_state(row),
+        )
+        return row
+
+
+def _state(row: sqlite3.Row) -> dict[str, object]:
+    return {
+        "locked": bool(row["locked"]),
+        "locked_until": row["locked_until"],
+        "disabled": bool(row["disabled"]),
+    }

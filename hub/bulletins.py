@@ -1,4 +1,14 @@
-"""Bulletins (bản tin): create as draft, publish into the devices' manifests, cancel.
+"""Bulletins (bản tin) and their review workflow (kho thông tin nguồn).
+
+    draft ──submit──► submitted ──approve──► published ──cancel──► cancelled
+      ▲                 │   ▲
+      │               return│submit
+      └── edit ──── returned┘
+
+A contributor (agency, newspaper) drafts and submits; a reviewer edits, returns with a
+comment, or approves with targets and schedule. Admins, reviewers and a commune's operator
+(for its own commune) may also publish a draft directly. Every transition is kept in
+`bulletin_events` (who, when, why) and in the audit log.
 
 Publishing an emergency also pushes `emergency_start` to every online device it targets, so it
 plays now; cancelling pushes `emergency_cancel`. Offline devices catch up from the manifest
@@ -7,6 +17,7 @@ and from the pushes sent when their WebSocket reconnects.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from datetime import datetime, timedelta
@@ -34,13 +45,16 @@ from loa_contract import (
     utcnow,
 )
 
-from .auth import Permission
-from .db import audit, from_iso, iso
-from .errors import ApiError
+from .auth import Permission, User
+from .categories import DEFAULT as DEFAULT_CATEGORY
+from .categories import check_category
+from .db import from_iso, iso
+from .errors import ApiError, field_error
 from .manifests import (
     BULLETIN_SELECT,
     EMERGENCY_SLACK,
     bump_versions,
+    commune_device_ids,
     manifest_bulletin,
     targeted_devices,
 )
@@ -50,7 +64,10 @@ routes = RouteTable("bulletins")
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-State = Literal["draft", "published", "cancelled"]
+State = Literal["draft", "submitted", "returned", "published", "cancelled"]
+Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+#: The regulations' length for an agency's text bulletin.
+SUBMIT_WORDS = (300, 500)
 
 
 class TargetsIn(BaseModel):
@@ -134,6 +151,10 @@ class BulletinOut(BaseModel):
     category: str | None
     source_level: str
     state: State
+    #: The unit that owns it: "province", an agency's code or a commune's code.
+    unit: str
+    #: The reviewer's last comment (why it was returned, or a note on approval).
+    review_comment: str | None
     created_by: str | None
     created_at: datetime
     published_at: datetime | None
@@ -149,6 +170,55 @@ class BulletinQuery(BaseModel):
 
     state: State | None = None
     priority: Priority | None = None
+    unit: str | None = Field(default=None, max_length=32)
+
+
+class ReturnIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Comment
+
+
+class ApproveIn(BaseModel):
+    """What the reviewer decides on approval; anything left out keeps the proposal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: Priority | None = None
+    targets: TargetsIn | None = None
+    schedule: ScheduleIn | None = None
+    category: Category | None = None
+    comment: Comment | None = None
+
+
+class EventOut(BaseModel):
+    at: datetime
+    actor: str
+    unit: str | None
+    action: str
+    from_state: State | None
+    to_state: State
+    comment: str | None
+
+
+class DevicePlayState(BaseModel):
+    device_id: str
+    commune: str
+    name: str
+    online: bool
+    #: The device reported playing it (proof-of-play) or reports it as now playing.
+    started: bool
+    started_at: datetime | None
+    now_playing: bool
+    #: The latest proof-of-play outcome (completed, preempted...), once it ended.
+    outcome: str | None
+
+
+class EmergencyStatus(BaseModel):
+    bulletin: BulletinOut
+    targeted: int
+    started: int
+    devices: list[DevicePlayState]
 
 
 def _mime_fits(kind: BulletinKind, mime: str) -> bool:
@@ -170,8 +240,80 @@ def kind_for_mime(mime: str) -> BulletinKind | None:
     return None
 
 
-async def _check(conn: aiosqlite.Connection, body: BulletinCreate) -> list[dict[str, str]]:
+# ---------------------------------------------------------------- who sees what
+
+# A commune-bound account sees its own commune's bulletins, and province bulletins once they
+# are published to it; never another commune's, nor drafts under review.
+_COMMUNE_SEES = """(b.unit = :scope OR (b.state IN ('published', 'cancelled') AND (b.target_all = 1
+    OR EXISTS (SELECT 1 FROM bulletin_communes bc
+               WHERE bc.bulletin_id = b.id AND bc.commune = :scope)
+    OR EXISTS (SELECT 1 FROM bulletin_devices bd JOIN devices d ON d.id = bd.device_id
+               WHERE bd.bulletin_id = b.id AND d.commune = :scope))))"""
+
+
+def scope_sql(user: User) -> tuple[str, dict[str, Any]]:
+    """A condition on bulletins `b` that keeps what `user` may see."""
+    if user.province_wide:
+        return "1 = 1", {}
+    if user.commune is not None:
+        return _COMMUNE_SEES, {"scope": user.commune}
+    # An agency sees its own unit's bulletins.
+    return "b.unit = :scope", {"scope": user.unit}
+
+
+async def _fetch(
+    conn: aiosqlite.Connection, sql: str, params: dict[str, Any]
+) -> sqlite3.Row | None:
+    cur = await conn.execute(sql, params)
+    return await cur.fetchone()
+
+
+async def _visible_row(conn: aiosqlite.Connection, bulletin_id: str, user: User) -> sqlite3.Row:
+    row = await _fetch(conn, f"{BULLETIN_SELECT} WHERE b.id = :id", {"id": bulletin_id})
+    if row is None:
+        raise ApiError(404, "not_found", f"no bulletin {bulletin_id!r}")
+    cond, params = scope_sql(user)
+    seen = await _fetch(
+        conn,
+        f"SELECT 1 FROM bulletins b WHERE b.id = :id AND {cond}",
+        {"id": bulletin_id, **params},
+    )
+    if seen is None:
+        raise ApiError(403, "out_of_scope", "this bulletin belongs to another unit")
+    return row
+
+
+def _require_owner(user: User, row: sqlite3.Row) -> None:
+    if row["unit"] != user.unit:
+        raise ApiError(403, "out_of_scope", f"this bulletin belongs to unit {row['unit']!r}")
+
+
+def _illegal(row: sqlite3.Row, action: str, allowed: str) -> ApiError:
+    return ApiError(
+        409,
+        "illegal_transition",
+        f"cannot {action} a {row['state']} bulletin; only a {allowed} one",
+    )
+
+
+async def _check_target_scope(conn: aiosqlite.Connection, targets: TargetsIn, user: User) -> None:
+    """A commune-bound account targets only its own commune and that commune's devices."""
+    if user.commune is None:
+        return
+    for code in targets.communes:
+        if code != user.commune:
+            raise ApiError(403, "out_of_scope", f"commune {code!r} is outside your unit")
+    for device_id in targets.devices:
+        row = await _fetch(conn, "SELECT commune FROM devices WHERE id = :id", {"id": device_id})
+        if row is None or row["commune"] != user.commune:
+            raise ApiError(403, "out_of_scope", f"device {device_id!r} is outside your unit")
+
+
+async def _check(
+    conn: aiosqlite.Connection, body: BulletinCreate, user: User
+) -> list[dict[str, str]]:
     """Checks that need the database or span fields; all problems at once, each by field."""
+    await _check_target_scope(conn, body.targets, user)
     errors: list[dict[str, str]] = []
 
     def err(field: str, message: str) -> None:
@@ -206,16 +348,11 @@ async def _check(conn: aiosqlite.Connection, body: BulletinCreate) -> list[dict[
             err("media", f"a {body.kind.value} bulletin needs {want} media, not {row['mime']}")
     if body.schedule.valid_until <= utcnow():
         err("schedule.valid_until", "is already in the past")
-    for i, code in enumerate(body.targets.communes):
-        cur = await conn.execute("SELECT 1 FROM communes WHERE code = ?", (code,))
-        if await cur.fetchone() is None:
-            err(f"targets.communes[{i}]", f"unknown commune {code!r}")
-    for i, device_id in enumerate(body.targets.devices):
-        cur = await conn.execute("SELECT 1 FROM devices WHERE id = ?", (device_id,))
-        if await cur.fetchone() is None:
-            err(f"targets.devices[{i}]", f"unknown device {device_id!r}")
+    errors += await _target_errors(conn, body.targets)
+    # A contributor only proposes; the reviewer chooses the targets on approval.
     if (
-        not body.targets.communes
+        user.may(Permission.BULLETINS_PUBLISH)
+        and not body.targets.communes
         and not body.targets.devices
         and body.priority is not Priority.EMERGENCY
     ):
@@ -224,22 +361,99 @@ async def _check(conn: aiosqlite.Connection, body: BulletinCreate) -> list[dict[
             "give at least one commune or device; only an emergency goes to the"
             " whole province without targets",
         )
+    try:
+        check_category(body.category)
+    except ApiError as exc:
+        errors += exc.detail
     return errors
 
 
-async def _insert(
-    conn: aiosqlite.Connection, body: BulletinCreate, actor: str, address: str | None
-) -> str:
-    errors = await _check(conn, body)
+async def _target_errors(conn: aiosqlite.Connection, targets: TargetsIn) -> list[dict[str, str]]:
+    errors = []
+    for i, code in enumerate(targets.communes):
+        cur = await conn.execute("SELECT 1 FROM communes WHERE code = ?", (code,))
+        if await cur.fetchone() is None:
+            errors.append(
+                {"field": f"targets.communes[{i}]", "message": f"unknown commune {code!r}"}
+            )
+    for i, device_id in enumerate(targets.devices):
+        cur = await conn.execute("SELECT 1 FROM devices WHERE id = ?", (device_id,))
+        if await cur.fetchone() is None:
+            errors.append(
+                {"field": f"targets.devices[{i}]", "message": f"unknown device {device_id!r}"}
+            )
+    return errors
+
+
+async def _set_targets(
+    conn: aiosqlite.Connection, bulletin_id: str, targets: TargetsIn, priority: Priority
+) -> None:
+    # Only an emergency left without targets goes to the whole province; a contributor's
+    # proposal without targets reaches nobody until the reviewer chooses.
+    target_all = not targets.communes and not targets.devices and priority is Priority.EMERGENCY
+    await conn.execute("DELETE FROM bulletin_communes WHERE bulletin_id = ?", (bulletin_id,))
+    await conn.execute("DELETE FROM bulletin_devices WHERE bulletin_id = ?", (bulletin_id,))
+    await conn.executemany(
+        "INSERT OR IGNORE INTO bulletin_communes (bulletin_id, commune) VALUES (?, ?)",
+        [(bulletin_id, c) for c in targets.communes],
+    )
+    await conn.executemany(
+        "INSERT OR IGNORE INTO bulletin_devices (bulletin_id, device_id) VALUES (?, ?)",
+        [(bulletin_id, d) for d in targets.devices],
+    )
+    await conn.execute(
+        "UPDATE bulletins SET target_all = ? WHERE id = ?", (int(target_all), bulletin_id)
+    )
+
+
+async def _event(
+    conn: aiosqlite.Connection,
+    ctx: Ctx,
+    bulletin_id: str,
+    action: str,
+    from_state: str | None,
+    to_state: str,
+    comment: str | None = None,
+    detail: str | None = None,
+) -> None:
+    user = ctx.user
+    await conn.execute(
+        "INSERT INTO bulletin_events (bulletin_id, at, actor, unit, action, from_state, to_state,"
+        " comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            bulletin_id,
+            iso(ctx.now),
+            user.username,
+            user.unit,
+            action,
+            from_state,
+            to_state,
+            comment,
+        ),
+    )
+    await ctx.audit(
+        conn,
+        f"bulletin.{action}",
+        bulletin_id,
+        detail or comment,
+        before={"state": from_state} if from_state else None,
+        after={"state": to_state},
+    )
+
+
+async def _insert(conn: aiosqlite.Connection, body: BulletinCreate, ctx: Ctx) -> str:
+    user = ctx.user
+    errors = await _check(conn, body, user)
     if errors:
         raise ApiError(422, "validation_error", errors)
     bulletin_id = str(uuid.uuid4())
     schedule = body.schedule.to_contract()
-    target_all = not body.targets.communes and not body.targets.devices
+    source_level = "commune" if user.role.value == "commune_operator" else "province"
     await conn.execute(
         "INSERT INTO bulletins (id, title, kind, priority, text, media_sha256, schedule_json,"
         " valid_from, valid_until, display_seconds, category, source_level, target_all, state,"
-        " created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
+        " unit, created_by, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 'draft', ?, ?, ?)",
         (
             bulletin_id,
             body.title,
@@ -252,58 +466,81 @@ async def _insert(
             iso(schedule.valid_until),
             body.display_seconds or 15.0,
             body.category,
-            "province",
-            int(target_all),
-            actor,
+            source_level,
+            user.unit,
+            user.username,
             iso(utcnow()),
         ),
     )
-    await conn.executemany(
-        "INSERT OR IGNORE INTO bulletin_communes (bulletin_id, commune) VALUES (?, ?)",
-        [(bulletin_id, c) for c in body.targets.communes],
-    )
-    await conn.executemany(
-        "INSERT OR IGNORE INTO bulletin_devices (bulletin_id, device_id) VALUES (?, ?)",
-        [(bulletin_id, d) for d in body.targets.devices],
-    )
-    await audit(
+    await _set_targets(conn, bulletin_id, body.targets, body.priority)
+    await _event(
         conn,
-        actor,
-        address,
-        "bulletin.create",
+        ctx,
         bulletin_id,
-        f"{body.priority.value} {body.kind.value} {body.title}",
+        "create",
+        None,
+        "draft",
+        detail=f"{body.priority.value} {body.kind.value} {body.title}",
     )
     return bulletin_id
 
 
-async def _row(conn: aiosqlite.Connection, bulletin_id: str) -> sqlite3.Row:
-    cur = await conn.execute(f"{BULLETIN_SELECT} WHERE b.id = ?", (bulletin_id,))
-    row = await cur.fetchone()
-    if row is None:
-        raise ApiError(404, "not_found", f"no bulletin {bulletin_id!r}")
-    return row
+async def _update(conn: aiosqlite.Connection, bulletin_id: str, body: BulletinCreate) -> None:
+    schedule = body.schedule.to_contract()
+    await conn.execute(
+        "UPDATE bulletins SET title = ?, kind = ?, priority = ?, text = ?, media_sha256 = ?,"
+        " schedule_json = ?, valid_from = ?, valid_until = ?, display_seconds = ?, category = ?"
+        " WHERE id = ?",
+        (
+            body.title,
+            body.kind.value,
+            body.priority.value,
+            body.text,
+            body.media,
+            schedule.model_dump_json(),
+            iso(schedule.valid_from),
+            iso(schedule.valid_until),
+            body.display_seconds or 15.0,
+            body.category,
+            bulletin_id,
+        ),
+    )
+    await _set_targets(conn, bulletin_id, body.targets, body.priority)
 
 
 async def _publish(
-    conn: aiosqlite.Connection, bulletin_id: str, actor: str, address: str | None
+    conn: aiosqlite.Connection,
+    ctx: Ctx,
+    bulletin_id: str,
+    action: str = "publish",
+    comment: str | None = None,
 ) -> tuple[ManifestBulletin, dict[str, int]]:
-    row = await _row(conn, bulletin_id)
-    if row["state"] != "draft":
-        raise ApiError(
-            409,
-            "illegal_transition",
-            f"only a draft can be published; this bulletin is {row['state']}",
-        )
+    row = await _fetch(conn, f"{BULLETIN_SELECT} WHERE b.id = :id", {"id": bulletin_id})
+    if row is None:
+        raise ApiError(404, "not_found", f"no bulletin {bulletin_id!r}")
     if from_iso(row["valid_until"]) <= utcnow():
         raise ApiError(409, "expired", "the bulletin's valid_until has passed; edit or recreate it")
-    await conn.execute(
-        "UPDATE bulletins SET state = 'published', published_at = ? WHERE id = ?",
-        (iso(utcnow()), bulletin_id),
+    targets = await _fetch(
+        conn,
+        "SELECT (SELECT COUNT(*) FROM bulletin_communes WHERE bulletin_id = :id)"
+        " + (SELECT COUNT(*) FROM bulletin_devices WHERE bulletin_id = :id)",
+        {"id": bulletin_id},
     )
+    if not row["target_all"] and targets is not None and targets[0] == 0:
+        raise field_error(422, "validation_error", "targets", "choose communes or devices first")
+    await conn.execute(
+        "UPDATE bulletins SET state = 'published', published_at = ?,"
+        " category = COALESCE(category, ?), review_comment = COALESCE(?, review_comment)"
+        " WHERE id = ?",
+        (iso(utcnow()), DEFAULT_CATEGORY, comment, bulletin_id),
+    )
+    row = await _fetch(conn, f"{BULLETIN_SELECT} WHERE b.id = :id", {"id": bulletin_id})
+    assert row is not None
     bulletin = manifest_bulletin(row)
     versions = await bump_versions(conn, await targeted_devices(conn, bulletin_id, bulletin.kind))
-    await audit(conn, actor, address, "bulletin.publish", bulletin_id, f"{len(versions)} devices")
+    await ctx.audit(conn, "bulletin.targets", bulletin_id, f"{len(versions)} devices")
+    previous = "submitted" if action == "approve" else "draft"
+    await _event(conn, ctx, bulletin_id, action, previous, "published", comment)
     return bulletin, versions
 
 
@@ -351,6 +588,8 @@ def _to_out(row: sqlite3.Row, communes: list[str], devices: list[str], **extra: 
         category=b.category,
         source_level=b.source_level,
         state=row["state"],
+        unit=row["unit"],
+        review_comment=row["review_comment"],
         created_by=row["created_by"],
         created_at=from_iso(row["created_at"]),
         published_at=from_iso(row["published_at"]) if row["published_at"] else None,
@@ -359,9 +598,12 @@ def _to_out(row: sqlite3.Row, communes: list[str], devices: list[str], **extra: 
     )
 
 
+# ---------------------------------------------------------------- routes
+
+
 @routes.post(
     "/api/v1/bulletins",
-    summary="Create a bulletin (draft)",
+    summary="Create a bulletin (draft) owned by the caller's unit",
     permission=Permission.BULLETINS_WRITE,
     body=BulletinCreate,
     response=BulletinOut,
@@ -369,26 +611,30 @@ def _to_out(row: sqlite3.Row, communes: list[str], devices: list[str], **extra: 
 )
 async def create_bulletin(ctx: Ctx) -> BulletinOut:
     async with ctx.db.transaction() as conn:
-        bulletin_id = await _insert(conn, ctx.body, ctx.user.username, ctx.address)
+        bulletin_id = await _insert(conn, ctx.body, ctx)
     return await _out(ctx, bulletin_id)
 
 
 @routes.get(
     "/api/v1/bulletins",
-    summary="List bulletins, newest first",
+    summary="List the bulletins the caller may see, newest first (state=submitted: the queue)",
     query=BulletinQuery,
     response=list[BulletinOut],
 )
 async def list_bulletins(ctx: Ctx) -> list[BulletinOut]:
     query: BulletinQuery = ctx.query
-    where, params = [], []
+    cond, params = scope_sql(ctx.user)
+    where = [cond]
     if query.state:
-        where.append("b.state = ?")
-        params.append(query.state)
+        where.append("b.state = :state")
+        params["state"] = query.state
     if query.priority:
-        where.append("b.priority = ?")
-        params.append(query.priority.value)
-    sql = BULLETIN_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        where.append("b.priority = :priority")
+        params["priority"] = query.priority.value
+    if query.unit:
+        where.append("b.unit = :unit")
+        params["unit"] = query.unit
+    sql = BULLETIN_SELECT + " WHERE " + " AND ".join(where)
     rows = await ctx.db.fetchall(sql + " ORDER BY b.created_at DESC", params)
     communes: dict[str, list[str]] = {}
     devices: dict[str, list[str]] = {}
@@ -399,36 +645,249 @@ async def list_bulletins(ctx: Ctx) -> list[BulletinOut]:
     return [_to_out(r, communes.get(r["id"], []), devices.get(r["id"], [])) for r in rows]
 
 
-@routes.get("/api/v1/bulletins/{id}", summary="One bulletin", response=BulletinOut, errors=[404])
+async def _visible(ctx: Ctx, bulletin_id: str) -> sqlite3.Row:
+    """Scope check on the reader connection (no write lock for a GET)."""
+    row = await ctx.db.fetchone(f"{BULLETIN_SELECT} WHERE b.id = ?", (bulletin_id,))
+    if row is None:
+        raise ApiError(404, "not_found", f"no bulletin {bulletin_id!r}")
+    cond, params = scope_sql(ctx.user)
+    seen = await ctx.db.fetchone(
+        f"SELECT 1 FROM bulletins b WHERE b.id = :id AND {cond}", {"id": bulletin_id, **params}
+    )
+    if seen is None:
+        raise ApiError(403, "out_of_scope", "this bulletin belongs to another unit")
+    return row
+
+
+@routes.get(
+    "/api/v1/bulletins/{id}", summary="One bulletin", response=BulletinOut, errors=[403, 404]
+)
 async def get_bulletin(ctx: Ctx) -> BulletinOut:
+    await _visible(ctx, ctx.path("id"))
     return await _out(ctx, ctx.path("id"))
 
 
-@routes.post(
-    "/api/v1/bulletins/{id}/publish",
-    summary="Publish a draft: into manifests now; an emergency plays now",
-    permission=Permission.BULLETINS_PUBLISH,
-    response=BulletinOut,
-    errors=[404, 409],
+@routes.get(
+    "/api/v1/bulletins/{id}/history",
+    summary="Every state change of a bulletin: who, when, why",
+    response=list[EventOut],
+    errors=[403, 404],
 )
-async def publish_bulletin(ctx: Ctx) -> BulletinOut:
+async def bulletin_history(ctx: Ctx) -> list[EventOut]:
+    await _visible(ctx, ctx.path("id"))
+    rows = await ctx.db.fetchall(
+        "SELECT * FROM bulletin_events WHERE bulletin_id = ? ORDER BY id", (ctx.path("id"),)
+    )
+    return [
+        EventOut(
+            at=r["at"],
+            actor=r["actor"],
+            unit=r["unit"],
+            action=r["action"],
+            from_state=r["from_state"],
+            to_state=r["to_state"],
+            comment=r["comment"],
+        )
+        for r in rows
+    ]
+
+
+@routes.put(
+    "/api/v1/bulletins/{id}",
+    summary="Edit a bulletin: its unit while draft or returned, a reviewer while submitted",
+    permission=Permission.BULLETINS_WRITE,
+    body=BulletinCreate,
+    response=BulletinOut,
+    errors=[403, 404, 409],
+)
+async def edit_bulletin(ctx: Ctx) -> BulletinOut:
+    body: BulletinCreate = ctx.body
+    user = ctx.user
     async with ctx.db.transaction() as conn:
-        bulletin, versions = await _publish(conn, ctx.path("id"), ctx.user.username, ctx.address)
+        row = await _visible_row(conn, ctx.path("id"), user)
+        state = row["state"]
+        if state in ("draft", "returned"):
+            if row["unit"] != user.unit and not user.may(Permission.BULLETINS_REVIEW):
+                _require_owner(user, row)
+        elif state == "submitted":
+            if not user.may(Permission.BULLETINS_REVIEW):
+                raise ApiError(409, "illegal_transition", "a submitted bulletin is under review")
+        else:
+            raise _illegal(row, "edit", "draft, returned or submitted")
+        errors = await _check(conn, body, user)
+        if errors:
+            raise ApiError(422, "validation_error", errors)
+        await _update(conn, row["id"], body)
+        await _event(conn, ctx, row["id"], "edit", state, state)
+    return await _out(ctx, row["id"])
+
+
+def _word_count(text: str | None) -> int:
+    return len((text or "").split())
+
+
+@routes.post(
+    "/api/v1/bulletins/{id}/submit",
+    summary="Submit a draft (or a returned bulletin) to the province's review",
+    permission=Permission.BULLETINS_WRITE,
+    response=BulletinOut,
+    errors=[403, 404, 409, 422],
+)
+async def submit_bulletin(ctx: Ctx) -> BulletinOut:
+    user = ctx.user
+    async with ctx.db.transaction() as conn:
+        row = await _visible_row(conn, ctx.path("id"), user)
+        _require_owner(user, row)
+        if row["state"] not in ("draft", "returned"):
+            raise _illegal(row, "submit", "draft or returned")
+        errors = []
+        if not row["category"]:
+            errors.append({"field": "category", "message": "choose the content category"})
+        words = _word_count(row["text"])
+        low, high = SUBMIT_WORDS
+        if row["kind"] == BulletinKind.TEXT.value and not low <= words <= high:
+            errors.append(
+                {"field": "text", "message": f"a text bulletin has {low}-{high} words, not {words}"}
+            )
+        schedule = json.loads(row["schedule_json"])
+        if row["priority"] != Priority.NORMAL.value and not schedule.get("times"):
+            errors.append(
+                {
+                    "field": "schedule.times",
+                    "message": f"propose the air time of a {row['priority']} bulletin",
+                }
+            )
+        if errors:
+            raise ApiError(422, "validation_error", errors)
+        await conn.execute("UPDATE bulletins SET state = 'submitted' WHERE id = ?", (row["id"],))
+        await _event(conn, ctx, row["id"], "submit", row["state"], "submitted")
+    return await _out(ctx, row["id"])
+
+
+@routes.post(
+    "/api/v1/bulletins/{id}/return",
+    summary="Return a submitted bulletin to its unit for edits, with a comment",
+    permission=Permission.BULLETINS_REVIEW,
+    body=ReturnIn,
+    response=BulletinOut,
+    errors=[403, 404, 409],
+)
+async def return_bulletin(ctx: Ctx) -> BulletinOut:
+    body: ReturnIn = ctx.body
+    async with ctx.db.transaction() as conn:
+        row = await _visible_row(conn, ctx.path("id"), ctx.user)
+        if row["state"] != "submitted":
+            raise _illegal(row, "return", "submitted")
+        await conn.execute(
+            "UPDATE bulletins SET state = 'returned', review_comment = ? WHERE id = ?",
+            (body.comment, row["id"]),
+        )
+        await _event(conn, ctx, row["id"], "return", "submitted", "returned", body.comment)
+    return await _out(ctx, row["id"])
+
+
+@routes.post(
+    "/api/v1/bulletins/{id}/approve",
+    summary="Approve a submitted bulletin with the final priority, targets, schedule and"
+    " category, and publish it",
+    permission=Permission.BULLETINS_REVIEW,
+    body=ApproveIn,
+    response=BulletinOut,
+    errors=[403, 404, 409],
+)
+async def approve_bulletin(ctx: Ctx) -> BulletinOut:
+    body: ApproveIn = ctx.body
+    async with ctx.db.transaction() as conn:
+        row = await _visible_row(conn, ctx.path("id"), ctx.user)
+        if row["state"] != "submitted":
+            raise _illegal(row, "approve", "submitted")
+        errors: list[dict[str, str]] = []
+        if body.targets is not None:
+            errors += await _target_errors(conn, body.targets)
+        if body.schedule is not None and body.schedule.valid_until <= utcnow():
+            errors.append({"field": "schedule.valid_until", "message": "is already in the past"})
+        category = body.category or row["category"]
+        if category is None:
+            errors.append({"field": "category", "message": "choose the content category"})
+        else:
+            try:
+                check_category(category)
+            except ApiError as exc:
+                errors += exc.detail
+        if errors:
+            raise ApiError(422, "validation_error", errors)
+        priority = body.priority or Priority(row["priority"])
+        await conn.execute(
+            "UPDATE bulletins SET priority = ?, category = ? WHERE id = ?",
+            (priority.value, category, row["id"]),
+        )
+        if body.schedule is not None:
+            schedule = body.schedule.to_contract()
+            await conn.execute(
+                "UPDATE bulletins SET schedule_json = ?, valid_from = ?, valid_until = ?"
+                " WHERE id = ?",
+                (
+                    schedule.model_dump_json(),
+                    iso(schedule.valid_from),
+                    iso(schedule.valid_until),
+                    row["id"],
+                ),
+            )
+        if body.targets is not None:
+            await _set_targets(conn, row["id"], body.targets, priority)
+        elif priority.value != row["priority"]:
+            current = await _current_targets(conn, row["id"])
+            await _set_targets(conn, row["id"], current, priority)
+        bulletin, versions = await _publish(conn, ctx, row["id"], "approve", body.comment)
     pushed = await _announce_publish(ctx, bulletin, versions)
     return await _out(ctx, bulletin.id, targeted=len(versions), pushed=pushed)
 
 
+async def _current_targets(conn: aiosqlite.Connection, bulletin_id: str) -> TargetsIn:
+    cur = await conn.execute(
+        "SELECT commune FROM bulletin_communes WHERE bulletin_id = ?", (bulletin_id,)
+    )
+    communes = [r[0] for r in await cur.fetchall()]
+    cur = await conn.execute(
+        "SELECT device_id FROM bulletin_devices WHERE bulletin_id = ?", (bulletin_id,)
+    )
+    return TargetsIn(communes=communes, devices=[r[0] for r in await cur.fetchall()])
+
+
 @routes.post(
-    "/api/v1/bulletins/{id}/cancel",
-    summary="Cancel a published bulletin; an emergency stops now",
+    "/api/v1/bulletins/{id}/publish",
+    summary="Publish a draft directly (admin, reviewer; a commune operator its own commune's):"
+    " into manifests now; an emergency plays now",
     permission=Permission.BULLETINS_PUBLISH,
     response=BulletinOut,
-    errors=[404, 409],
+    errors=[403, 404, 409],
 )
-async def cancel_bulletin(ctx: Ctx) -> BulletinOut:
-    bulletin_id = ctx.path("id")
+async def publish_bulletin(ctx: Ctx) -> BulletinOut:
+    user = ctx.user
     async with ctx.db.transaction() as conn:
-        row = await _row(conn, bulletin_id)
+        row = await _visible_row(conn, ctx.path("id"), user)
+        if not user.province_wide:
+            _require_owner(user, row)
+        if row["state"] != "draft":
+            raise ApiError(
+                409,
+                "illegal_transition",
+                f"only a draft can be published directly; this bulletin is {row['state']}"
+                + (" (use approve)" if row["state"] == "submitted" else ""),
+            )
+        bulletin, versions = await _publish(conn, ctx, row["id"])
+    pushed = await _announce_publish(ctx, bulletin, versions)
+    return await _out(ctx, bulletin.id, targeted=len(versions), pushed=pushed)
+
+
+async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> BulletinOut:
+    user = ctx.user
+    async with ctx.db.transaction() as conn:
+        row = await _visible_row(conn, bulletin_id, user)
+        if not user.province_wide:
+            _require_owner(user, row)
+        if emergency_only and row["priority"] != Priority.EMERGENCY.value:
+            raise ApiError(404, "not_found", f"no emergency {bulletin_id!r}")
         if row["state"] != "published":
             raise ApiError(
                 409,
@@ -441,13 +900,14 @@ async def cancel_bulletin(ctx: Ctx) -> BulletinOut:
         )
         kind = BulletinKind(row["kind"])
         versions = await bump_versions(conn, await targeted_devices(conn, bulletin_id, kind))
-        await audit(
+        await _event(
             conn,
-            ctx.user.username,
-            ctx.address,
-            "bulletin.cancel",
+            ctx,
             bulletin_id,
-            f"{len(versions)} devices",
+            "cancel",
+            "published",
+            "cancelled",
+            detail=f"{len(versions)} devices",
         )
     connections = ctx.connections
     pushed = None
@@ -461,15 +921,29 @@ async def cancel_bulletin(ctx: Ctx) -> BulletinOut:
 
 
 @routes.post(
+    "/api/v1/bulletins/{id}/cancel",
+    summary="Cancel a published bulletin; an emergency stops now",
+    permission=Permission.BULLETINS_PUBLISH,
+    response=BulletinOut,
+    errors=[403, 404, 409],
+)
+async def cancel_bulletin(ctx: Ctx) -> BulletinOut:
+    return await _cancel(ctx, ctx.path("id"), emergency_only=False)
+
+
+@routes.post(
     "/api/v1/emergencies",
-    summary="Create and publish an emergency in one call; it plays now",
+    summary="Create and publish an emergency in one call; it plays now. Without targets: the"
+    " whole province (a commune operator: its commune)",
     permission=Permission.EMERGENCY,
     body=EmergencyCreate,
     response=BulletinOut,
     status=201,
+    errors=[403],
 )
 async def create_emergency(ctx: Ctx) -> BulletinOut:
     body: EmergencyCreate = ctx.body
+    user = ctx.user
     now = utcnow()
     kind = BulletinKind.TEXT
     if body.media is not None:
@@ -480,13 +954,16 @@ async def create_emergency(ctx: Ctx) -> BulletinOut:
         raise ApiError(
             422, "validation_error", [{"field": "text", "message": "give text or media"}]
         )
+    targets = body.targets or TargetsIn()
+    if user.commune is not None and not targets.communes and not targets.devices:
+        targets = TargetsIn(communes=[user.commune])
     draft = BulletinCreate(
         title=body.title,
         kind=kind,
         priority=Priority.EMERGENCY,
         text=body.text,
         media=body.media,
-        targets=body.targets or TargetsIn(),
+        targets=targets,
         schedule=ScheduleIn(
             valid_from=now,
             valid_until=now + timedelta(minutes=body.valid_minutes),
@@ -495,7 +972,170 @@ async def create_emergency(ctx: Ctx) -> BulletinOut:
         category=body.category,
     )
     async with ctx.db.transaction() as conn:
-        bulletin_id = await _insert(conn, draft, ctx.user.username, ctx.address)
-        bulletin, versions = await _publish(conn, bulletin_id, ctx.user.username, ctx.address)
+        bulletin_id = await _insert(conn, draft, ctx)
+        bulletin, versions = await _publish(conn, ctx, bulletin_id)
+        await ctx.audit(conn, "emergency.start", bulletin_id, body.title)
     pushed = await _announce_publish(ctx, bulletin, versions)
     return await _out(ctx, bulletin_id, targeted=len(versions), pushed=pushed)
+
+
+@routes.get(
+    "/api/v1/emergencies/{id}",
+    summary="An emergency, device by device: online, started playing (proof-of-play or"
+    " now playing)",
+    permission=Permission.EMERGENCY,
+    response=EmergencyStatus,
+    errors=[403, 404],
+)
+async def emergency_status(ctx: Ctx) -> EmergencyStatus:
+    bulletin_id = ctx.path("id")
+    row = await _visible(ctx, bulletin_id)
+    if row["priority"] != Priority.EMERGENCY.value:
+        raise ApiError(404, "not_found", f"no emergency {bulletin_id!r}")
+    async with ctx.db.transaction() as conn:
+        ids = await targeted_devices(conn, bulletin_id, BulletinKind(row["kind"]))
+    user = ctx.user
+    online = ctx.connections.online_ids()
+    limit = ctx.config.offline_after
+    now = utcnow()
+    devices: list[DevicePlayState] = []
+    for device_id in ids:
+        dev = await ctx.db.fetchone("SELECT * FROM devices WHERE id = ?", (device_id,))
+        if dev is None or not user.may_see_commune(dev["commune"]):
+            continue
+        plays = await ctx.db.fetchone(
+            "SELECT MIN(started_at) AS first, (SELECT outcome FROM plays p2 WHERE p2.device_id = ?"
+            " AND p2.bulletin_id = ? ORDER BY ended_at DESC LIMIT 1) AS outcome"
+            " FROM plays WHERE device_id = ? AND bulletin_id = ?",
+            (device_id, bulletin_id, device_id, bulletin_id),
+        )
+        health = json.loads(dev["last_health_json"]) if dev["last_health_json"] else {}
+        playing = (health.get("now_playing") or {}).get("bulletin_id") == bulletin_id
+        started_at = plays["first"] if plays and plays["first"] else None
+        if started_at is None and playing:
+            started_at = health["now_playing"].get("started_at")
+        last_seen = from_iso(dev["last_seen"]) if dev["last_seen"] else None
+        devices.append(
+            DevicePlayState(
+                device_id=device_id,
+                commune=dev["commune"],
+                name=dev["name"],
+                online=device_id in online or (last_seen is not None and now - last_seen <= limit),
+                started=started_at is not None,
+                started_at=started_at,
+                now_playing=playing,
+                outcome=plays["outcome"] if plays else None,
+            )
+        )
+    return EmergencyStatus(
+        bulletin=await _out(ctx, bulletin_id),
+        targeted=len(devices),
+        started=sum(d.started for d in devices),
+        devices=devices,
+    )
+
+
+@routes.post(
+    "/api/v1/emergencies/{id}/cancel",
+    summary="Cancel an emergency; it stops now on every device",
+    permission=Permission.EMERGENCY,
+    response=BulletinOut,
+    errors=[403, 404, 409],
+)
+async def cancel_emergency(ctx: Ctx) -> BulletinOut:
+    return await _cancel(ctx, ctx.path("id"), emergency_only=True)
+
+
+# ---------------------------------------------------------------- a commune's running order
+
+
+class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Priority bulletins reaching the commune, first to air first; the rest follow.
+    bulletins: list[str] = Field(max_length=1000)
+
+
+class OrderOut(BaseModel):
+    commune: str
+    bulletins: list[str]
+
+
+async def _order(ctx: Ctx, commune: str) -> OrderOut:
+    rows = await ctx.db.fetchall(
+        "SELECT bulletin_id FROM commune_order WHERE commune = ? ORDER BY position", (commune,)
+    )
+    return OrderOut(commune=commune, bulletins=[r[0] for r in rows])
+
+
+@routes.get(
+    "/api/v1/communes/{code}/order",
+    summary="The commune's order of priority bulletins sharing a slot",
+    response=OrderOut,
+    errors=[403],
+)
+async def get_order(ctx: Ctx) -> OrderOut:
+    code = ctx.path("code")
+    if not ctx.user.may_see_commune(code):
+        raise ApiError(403, "out_of_scope", f"commune {code!r} is outside your unit")
+    return await _order(ctx, code)
+
+
+@routes.put(
+    "/api/v1/communes/{code}/order",
+    summary="Set the commune's order of priority bulletins (provincial and its own); its"
+    " devices get a new manifest",
+    permission=Permission.BULLETINS_ORDER,
+    body=OrderIn,
+    response=OrderOut,
+    errors=[403, 404],
+)
+async def set_order(ctx: Ctx) -> OrderOut:
+    body: OrderIn = ctx.body
+    code = ctx.path("code")
+    if not ctx.user.may_see_commune(code):
+        raise ApiError(403, "out_of_scope", f"commune {code!r} is outside your unit")
+    async with ctx.db.transaction() as conn:
+        if await _fetch(conn, "SELECT 1 FROM communes WHERE code = :c", {"c": code}) is None:
+            raise ApiError(404, "not_found", f"no commune {code!r}")
+        errors = []
+        for i, bulletin_id in enumerate(body.bulletins):
+            row = await _fetch(
+                conn,
+                "SELECT b.priority FROM bulletins b WHERE b.id = :id AND b.state = 'published'"
+                " AND (b.target_all = 1 OR EXISTS (SELECT 1 FROM bulletin_communes bc"
+                " WHERE bc.bulletin_id = b.id AND bc.commune = :c) OR EXISTS (SELECT 1 FROM"
+                " bulletin_devices bd JOIN devices d ON d.id = bd.device_id"
+                " WHERE bd.bulletin_id = b.id AND d.commune = :c))",
+                {"id": bulletin_id, "c": code},
+            )
+            if row is None or row["priority"] != Priority.PRIORITY.value:
+                errors.append(
+                    {
+                        "field": f"bulletins[{i}]",
+                        "message": "not a published priority bulletin of this commune",
+                    }
+                )
+        if len(set(body.bulletins)) != len(body.bulletins):
+            errors.append({"field": "bulletins", "message": "a bulletin appears twice"})
+        if errors:
+            raise ApiError(422, "validation_error", errors)
+        cur = await conn.execute(
+            "SELECT bulletin_id FROM commune_order WHERE commune = ? ORDER BY position", (code,)
+        )
+        before = [r[0] for r in await cur.fetchall()]
+        await conn.execute("DELETE FROM commune_order WHERE commune = ?", (code,))
+        await conn.executemany(
+            "INSERT INTO commune_order (commune, bulletin_id, position) VALUES (?, ?, ?)",
+            [(code, b, i + 1) for i, b in enumerate(body.bulletins)],
+        )
+        versions = await bump_versions(conn, await commune_device_ids(conn, code))
+        await ctx.audit(
+            conn,
+            "commune.order",
+            code,
+            before={"bulletins": before},
+            after={"bulletins": body.bulletins},
+        )
+    await ctx.connections.push_manifest_ready(versions, ctx.config.command_ttl)
+    return await _order(ctx, code)

@@ -1,4 +1,11 @@
-"""`hub` command line: run the server, add users."""
+"""`hub` command line: run the server; manage accounts for the first admin and for recovery.
+
+`hub user add` is run at the server's console by the person who will hold the account (the
+first admin) or for them; the password must meet the policy. It is *not* forced to change at
+first login by default, because whoever types it at the console chose it themselves; pass
+`--must-change` when creating an account for someone else. `hub user reset-password` is the
+recovery path and forces a change unless `--no-must-change`.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +19,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from loa_contract import utcnow
+
 from .app import create_app
-from .auth import Role, create_user
+from .auth import SHARED_NAMES, Role, create_user, reset_password, set_account_state
 from .config import HubConfig
 from .db import Database
 from .errors import ApiError
 from .keys import load_or_create_signer
-
-MIN_PASSWORD = 8
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +52,33 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read the password from the first line of stdin",
     )
+    add.add_argument(
+        "--must-change",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="force a password change at first login (default: no, see `hub --help`)",
+    )
     add.add_argument("--data", type=Path, required=True, help="data directory")
+    listing = user_sub.add_parser("list", help="list accounts")
+    listing.add_argument("--data", type=Path, required=True, help="data directory")
+    for action, text in (
+        ("lock", "lock an account; its sessions end"),
+        ("unlock", "unlock an account (also a failed-login lockout)"),
+        ("disable", "disable an account for good; its sessions end"),
+    ):
+        cmd = user_sub.add_parser(action, help=text)
+        cmd.add_argument("name")
+        cmd.add_argument("--data", type=Path, required=True, help="data directory")
+    reset = user_sub.add_parser("reset-password", help="set a new password (recovery)")
+    reset.add_argument("name")
+    reset.add_argument("--password-stdin", action="store_true")
+    reset.add_argument(
+        "--must-change",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="force a change at next login (default: yes)",
+    )
+    reset.add_argument("--data", type=Path, required=True, help="data directory")
 
     key = sub.add_parser("key", help="show the hub's signing key id")
     key.add_argument("--data", type=Path, required=True)
@@ -61,21 +94,77 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
-async def _add_user(args: argparse.Namespace) -> None:
-    password = _read_password(args.password_stdin)
-    if len(password) < MIN_PASSWORD:
-        raise SystemExit(f"the password must have at least {MIN_PASSWORD} characters")
+def _message(exc: ApiError) -> str:
+    if isinstance(exc.detail, list):
+        return "; ".join(f"{d['field']}: {d['message']}" for d in exc.detail)
+    return str(exc.detail)
+
+
+async def _user_command(args: argparse.Namespace) -> None:
     config = HubConfig(data_dir=args.data)
+    if args.user_command == "add" and args.role == Role.ADMIN.value:
+        if args.name.lower() in SHARED_NAMES:
+            raise SystemExit("admin accounts are personal; use the person's name")
+    password = (
+        _read_password(args.password_stdin)
+        if args.user_command in ("add", "reset-password")
+        else ""
+    )
     db = await Database.open(config.db_path)
+    actor = "cli"
     try:
-        await create_user(
-            db, args.name, password, Role(args.role), args.unit, scrypt_n=config.scrypt_n
-        )
+        if args.user_command == "add":
+            await create_user(
+                db,
+                args.name,
+                password,
+                Role(args.role),
+                args.unit,
+                scrypt_n=config.scrypt_n,
+                must_change_password=args.must_change,
+                actor=actor,
+            )
+            print(f"user {args.name} ({args.role}) added")
+        elif args.user_command == "list":
+            for row in await db.fetchall("SELECT * FROM users ORDER BY username"):
+                flags = [
+                    name
+                    for name, on in (
+                        ("locked", row["locked"]),
+                        ("disabled", row["disabled"]),
+                        ("must-change", row["must_change_password"]),
+                    )
+                    if on
+                ]
+                print(f"{row['username']}\t{row['role']}\t{row['unit']}\t{','.join(flags)}")
+        elif args.user_command == "reset-password":
+            await reset_password(
+                db,
+                args.name,
+                password,
+                config=config,
+                now=utcnow(),
+                actor=actor,
+                actor_unit=None,
+                address=None,
+                must_change=args.must_change,
+            )
+            print(f"password of {args.name} reset")
+        else:
+            await set_account_state(
+                db,
+                args.name,
+                args.user_command,
+                now=utcnow(),
+                actor=actor,
+                actor_unit=None,
+                address=None,
+            )
+            print(f"user {args.name}: {args.user_command}")
     except ApiError as exc:
-        raise SystemExit(str(exc.detail)) from exc
+        raise SystemExit(_message(exc)) from exc
     finally:
         await db.close()
-    print(f"user {args.name} ({args.role}) added")
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -98,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         _serve(args)
     elif args.command == "user":
-        asyncio.run(_add_user(args))
+        asyncio.run(_user_command(args))
     elif args.command == "key":
         signer = load_or_create_signer(HubConfig(data_dir=args.data).key_path)
         print(signer.key_id, signer.hub_key().public_key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Annotated
 
@@ -9,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from loa_contract import CommuneWindows, utcnow
 
-from .auth import Permission
-from .db import audit, iso
+from .auth import Permission, require
+from .db import iso
 from .errors import ApiError
 from .manifests import bump_versions, commune_device_ids
 from .routing import Ctx, RouteTable
@@ -83,7 +84,7 @@ async def _get(ctx: Ctx, code: str) -> CommuneOut:
 @routes.post(
     "/api/v1/communes",
     summary="Create a commune with its broadcast windows",
-    permission=Permission.COMMUNES_WRITE,
+    permission=Permission.COMMUNES_CREATE,
     body=CommuneCreate,
     response=CommuneOut,
     status=201,
@@ -101,17 +102,21 @@ async def create_commune(ctx: Ctx) -> CommuneOut:
             " VALUES (?, ?, ?, ?, ?, ?)",
             (body.code, body.name, body.windows.model_dump_json(), body.volume, now, now),
         )
-        await audit(conn, ctx.user.username, ctx.address, "commune.create", body.code)
+        await ctx.audit(conn, "commune.create", body.code, after=body.model_dump(mode="json"))
     return await _get(ctx, body.code)
 
 
 @routes.get("/api/v1/communes", summary="List communes", response=list[CommuneOut])
 async def list_communes(ctx: Ctx) -> list[CommuneOut]:
-    return [_out(r) for r in await ctx.db.fetchall(f"{_SELECT} ORDER BY c.code")]
+    rows = await ctx.db.fetchall(f"{_SELECT} ORDER BY c.code")
+    return [_out(r) for r in rows if ctx.user.may_see_commune(r["code"])]
 
 
-@routes.get("/api/v1/communes/{code}", summary="One commune", response=CommuneOut, errors=[404])
+@routes.get(
+    "/api/v1/communes/{code}", summary="One commune", response=CommuneOut, errors=[403, 404]
+)
 async def get_commune(ctx: Ctx) -> CommuneOut:
+    require(ctx.user, Permission.READ, commune=ctx.path("code"))
     return await _get(ctx, ctx.path("code"))
 
 
@@ -121,11 +126,12 @@ async def get_commune(ctx: Ctx) -> CommuneOut:
     permission=Permission.COMMUNES_WRITE,
     body=CommuneUpdate,
     response=CommuneOut,
-    errors=[404],
+    errors=[403, 404],
 )
 async def update_commune(ctx: Ctx) -> CommuneOut:
     body: CommuneUpdate = ctx.body
     code = ctx.path("code")
+    require(ctx.user, Permission.COMMUNES_WRITE, commune=code)
     async with ctx.db.transaction() as conn:
         cur = await conn.execute("SELECT * FROM communes WHERE code = ?", (code,))
         row = await cur.fetchone()
@@ -143,13 +149,16 @@ async def update_commune(ctx: Ctx) -> CommuneOut:
             ),
         )
         versions = await bump_versions(conn, await commune_device_ids(conn, code))
-        await audit(
+        await ctx.audit(
             conn,
-            ctx.user.username,
-            ctx.address,
             "commune.update",
             code,
-            body.model_dump_json(exclude_none=True),
+            before={
+                "name": row["name"],
+                "windows": json.loads(row["windows_json"]),
+                "volume": row["volume"],
+            },
+            after=body.model_dump(mode="json", exclude_none=True),
         )
     await ctx.connections.push_manifest_ready(versions, ctx.config.command_ttl)
     return await _get(ctx, code)

@@ -22,6 +22,14 @@ class HubConfig(BaseModel):
     offline_after: timedelta = timedelta(seconds=150)
     session_idle: timedelta = timedelta(minutes=30)
     session_lifetime: timedelta = timedelta(hours=12)
+    #: The regulations ask for a new password at least every 6 months.
+    password_max_age: timedelta = timedelta(days=182)
+    #: A new password may not repeat any of this many previous ones (the current included).
+    password_history: int = Field(default=5, ge=1, le=50)
+    max_failed_logins: int = Field(default=5, ge=1)
+    lockout: timedelta = timedelta(minutes=15)
+    #: Secure flag on the console cookie; None sets it when the request came over TLS.
+    cookie_secure: bool | None = None
     #: How long an ordinary pushed command stays valid; emergencies last until valid_until.
     command_ttl: timedelta = timedelta(minutes=10)
     #: aiohttp leaves WebSocket heartbeats off by default; dead 3G links must be noticed.

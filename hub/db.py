@@ -7,6 +7,7 @@ data (WAL snapshots), so a request never observes another request's half-done tr
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -151,6 +152,54 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+    # Accounts (lockout, disable, password history), cookie sessions with CSRF, the audit
+    # record's unit and before/after, the review workflow and the communes' running order.
+    """
+    ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN locked_until TEXT;
+    CREATE TABLE password_history (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        password_hash TEXT NOT NULL,
+        changed_at TEXT NOT NULL
+    );
+    CREATE INDEX password_history_user ON password_history(user_id, id);
+    ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'bearer';
+    ALTER TABLE sessions ADD COLUMN csrf_token TEXT;
+    CREATE INDEX sessions_user ON sessions(user_id);
+    ALTER TABLE audit ADD COLUMN unit TEXT;
+    ALTER TABLE audit ADD COLUMN before_json TEXT;
+    ALTER TABLE audit ADD COLUMN after_json TEXT;
+    CREATE INDEX audit_at ON audit(at);
+    CREATE INDEX audit_actor ON audit(actor, at);
+    CREATE INDEX audit_action ON audit(action, at);
+    CREATE INDEX audit_target ON audit(target, at);
+    ALTER TABLE bulletins ADD COLUMN unit TEXT NOT NULL DEFAULT 'province';
+    ALTER TABLE bulletins ADD COLUMN review_comment TEXT;
+    CREATE INDEX bulletins_unit ON bulletins(unit, state);
+    CREATE TABLE bulletin_events (
+        id INTEGER PRIMARY KEY,
+        bulletin_id TEXT NOT NULL REFERENCES bulletins(id),
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        unit TEXT,
+        action TEXT NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        comment TEXT
+    );
+    CREATE INDEX bulletin_events_bulletin ON bulletin_events(bulletin_id, id);
+    CREATE TRIGGER bulletin_events_no_update BEFORE UPDATE ON bulletin_events
+        BEGIN SELECT RAISE(ABORT, 'the bulletin history is append-only'); END;
+    CREATE TRIGGER bulletin_events_no_delete BEFORE DELETE ON bulletin_events
+        BEGIN SELECT RAISE(ABORT, 'the bulletin history is append-only'); END;
+    CREATE TABLE commune_order (
+        commune TEXT NOT NULL REFERENCES communes(code),
+        bulletin_id TEXT NOT NULL REFERENCES bulletins(id),
+        position INTEGER NOT NULL,
+        PRIMARY KEY (commune, bulletin_id)
+    );
+    """,
 ]
 
 
@@ -275,9 +324,25 @@ async def audit(
     action: str,
     target: str | None = None,
     detail: str | None = None,
+    *,
+    unit: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> None:
     """Append to the audit log inside the caller's transaction: no action without its record."""
     await conn.execute(
-        "INSERT INTO audit (at, actor, address, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (iso(datetime.now(UTC)), actor, address, action, target, detail),
+        "INSERT INTO audit (at, actor, unit, address, action, target, detail, before_json,"
+        " after_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            iso(at or datetime.now(UTC)),
+            actor,
+            unit,
+            address,
+            action,
+            target,
+            detail,
+            json.dumps(before, ensure_ascii=False, default=str) if before is not None else None,
+            json.dumps(after, ensure_ascii=False, default=str) if after is not None else None,
+        ),
     )

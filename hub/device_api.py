@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 from datetime import datetime
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +30,7 @@ from loa_contract import (
     utcnow,
 )
 
+from .auth import Permission
 from .db import audit, from_iso, iso
 from .errors import ApiError
 from .manifests import (
@@ -298,11 +300,20 @@ class PlayOut(BaseModel):
 
 
 @routes.get(
-    "/api/v1/plays", summary="Stored proof-of-play rows", query=PlaysQuery, response=list[PlayOut]
+    "/api/v1/plays",
+    summary="Stored proof-of-play rows (of the caller's communes)",
+    permission=Permission.FLEET_READ,
+    query=PlaysQuery,
+    response=list[PlayOut],
 )
 async def list_plays(ctx: Ctx) -> list[PlayOut]:
     query: PlaysQuery = ctx.query
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
+    commune = ctx.user.commune
+    if commune is not None:
+        where.append("device_id IN (SELECT id FROM devices WHERE commune = ?)")
+        params.append(commune)
     if query.device:
         where.append("device_id = ?")
         params.append(query.device)

@@ -21,8 +21,8 @@ from loa_contract import (
     utcnow,
 )
 
-from .auth import Permission
-from .db import audit, from_iso, iso
+from .auth import Permission, require
+from .db import from_iso, iso
 from .errors import ApiError, field_error
 from .push import command_fields
 from .routing import Ctx, RouteTable
@@ -155,6 +155,7 @@ def _device_out(row: sqlite3.Row, connected: bool, offline_after_s: float) -> De
 )
 async def create_device(ctx: Ctx) -> DeviceCreated:
     body: DeviceCreate = ctx.body
+    require(ctx.user, Permission.DEVICES_WRITE, commune=body.commune)
     device_id = str(uuid.uuid4())
     code = new_enrollment_code()
     now = utcnow()
@@ -178,13 +179,12 @@ async def create_device(ctx: Ctx) -> DeviceCreated:
                 iso(now),
             ),
         )
-        await audit(
+        await ctx.audit(
             conn,
-            ctx.user.username,
-            ctx.address,
             "device.create",
             device_id,
             f"{body.commune} {body.kind.value} {body.name}",
+            after={"commune": body.commune, "kind": body.kind.value, "profile": profile},
         )
     return DeviceCreated(
         id=device_id,
@@ -200,10 +200,15 @@ async def create_device(ctx: Ctx) -> DeviceCreated:
 @routes.get(
     "/api/v1/devices",
     summary="The fleet: enrollment, online state, last health",
+    permission=Permission.FLEET_READ,
     response=list[DeviceOut],
 )
 async def list_devices(ctx: Ctx) -> list[DeviceOut]:
-    rows = await ctx.db.fetchall("SELECT * FROM devices ORDER BY commune, name, id")
+    rows = [
+        r
+        for r in await ctx.db.fetchall("SELECT * FROM devices ORDER BY commune, name, id")
+        if ctx.user.may_see_commune(r["commune"])
+    ]
     online = ctx.connections.online_ids()
     limit = ctx.config.offline_after.total_seconds()
     return [_device_out(r, r["id"] in online, limit) for r in rows]
@@ -214,10 +219,17 @@ async def _device_row(ctx: Ctx) -> sqlite3.Row:
     row = await ctx.db.fetchone("SELECT * FROM devices WHERE id = ?", (device_id,))
     if row is None:
         raise ApiError(404, "not_found", f"no device {device_id!r}")
+    require(ctx.user, Permission.FLEET_READ, commune=row["commune"])
     return row
 
 
-@routes.get("/api/v1/devices/{id}", summary="One device", response=DeviceOut, errors=[404])
+@routes.get(
+    "/api/v1/devices/{id}",
+    summary="One device",
+    permission=Permission.FLEET_READ,
+    response=DeviceOut,
+    errors=[403, 404],
+)
 async def get_device(ctx: Ctx) -> DeviceOut:
     row = await _device_row(ctx)
     return _device_out(
@@ -231,7 +243,7 @@ async def get_device(ctx: Ctx) -> DeviceOut:
     permission=Permission.DEVICES_WRITE,
     response=EnrollmentCode,
     status=201,
-    errors=[404],
+    errors=[403, 404],
 )
 async def reissue_enrollment(ctx: Ctx) -> EnrollmentCode:
     row = await _device_row(ctx)
@@ -243,7 +255,7 @@ async def reissue_enrollment(ctx: Ctx) -> EnrollmentCode:
             " enrollment_used_at = NULL, secret_hash = NULL WHERE id = ?",
             (code_hash(code), iso(expires), row["id"]),
         )
-        await audit(conn, ctx.user.username, ctx.address, "device.reenroll", row["id"])
+        await ctx.audit(conn, "device.reenroll", row["id"], row["commune"])
     return EnrollmentCode(id=row["id"], enrollment_code=code, enrollment_expires_at=expires)
 
 
@@ -254,7 +266,7 @@ async def reissue_enrollment(ctx: Ctx) -> EnrollmentCode:
     body=CommandIn,
     response=CommandResult,
     status=202,
-    errors=[404],
+    errors=[403, 404],
 )
 async def send_command(ctx: Ctx) -> CommandResult:
     body: SetVolumeIn | StopIn | TestToneIn | ResyncIn = ctx.body
@@ -271,13 +283,12 @@ async def send_command(ctx: Ctx) -> CommandResult:
         command = Resync(**fields)
     delivered = await ctx.connections.send(row["id"], command)
     async with ctx.db.transaction() as conn:
-        await audit(
+        await ctx.audit(
             conn,
-            ctx.user.username,
-            ctx.address,
             f"device.command.{body.type}",
             row["id"],
             f"delivered={delivered}",
+            after=body.model_dump(mode="json"),
         )
     return CommandResult(
         command_id=fields["command_id"], device_id=row["id"], type=body.type, delivered=delivered

@@ -76,6 +76,19 @@ async def bulletins_for_device(
         {"now": iso(now), "device": device_id, "commune": commune},
     )
     items = [manifest_bulletin(r) for r in rows]
+    ordered = await db.fetchall(
+        "SELECT bulletin_id, position FROM commune_order WHERE commune = ?", (commune,)
+    )
+    if ordered:
+        # The commune's chosen order first; priority bulletins it has not placed follow.
+        positions = {r["bulletin_id"]: r["position"] for r in ordered}
+        last = max(positions.values()) + 1
+        items = [
+            b.model_copy(update={"order": positions.get(b.id, last)})
+            if b.priority is Priority.PRIORITY
+            else b
+            for b in items
+        ]
     items.sort(key=lambda b: b.priority.rank)  # stable: keeps valid_from order within a rank
     return items
 

@@ -9,15 +9,17 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
+import aiosqlite
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .appkeys import CONFIG, CONNECTIONS, DB, KEYRING, ROUTES
+from .appkeys import CLOCK, CONFIG, CONNECTIONS, DB, KEYRING, ROUTES
 from .auth import DeviceAuth, Permission, User, authenticate_device, authenticate_operator, require
 from .config import HubConfig
-from .db import Database
+from .db import Database, audit
 from .errors import ApiError, validation_detail
 from .keys import HubKeyring
 from .push import Connections
@@ -81,6 +83,34 @@ class Ctx:
     def address(self) -> str | None:
         return self.request.remote
 
+    @property
+    def now(self) -> datetime:
+        return self.request.app[CLOCK]()
+
+    async def audit(
+        self,
+        conn: aiosqlite.Connection,
+        action: str,
+        target: str | None = None,
+        detail: str | None = None,
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> None:
+        """Audit an operator's action: who, from which unit and address, when."""
+        await audit(
+            conn,
+            self.user.username,
+            self.address,
+            action,
+            target,
+            detail,
+            unit=self.user.unit,
+            before=before,
+            after=after,
+            at=self.now,
+        )
+
 
 HandlerFn = Callable[[Ctx], Awaitable[Any]]
 
@@ -103,6 +133,8 @@ class RouteSpec:
     response_content: dict[str, Any] | None = None
     errors: list[int] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    #: Open to an account that must change its password first (everything else answers 403).
+    during_password_change: bool = False
 
     def endpoint(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         body_adapter = TypeAdapter(self.body) if self.body is not None else None
@@ -114,6 +146,12 @@ class RouteSpec:
             # Authentication first: an anonymous caller learns nothing from validation errors.
             if self.auth == "operator":
                 user = await authenticate_operator(request)
+                if user.must_change_password and not self.during_password_change:
+                    raise ApiError(
+                        403,
+                        "password_change_required",
+                        "change the password first: POST /api/v1/auth/password",
+                    )
                 if self.permission is not None:
                     require(user, self.permission)
             elif self.auth == "device":
@@ -280,6 +318,8 @@ def openapi_document(specs: list[RouteSpec], *, title: str, version: str) -> dic
         error_codes = set(spec.errors)
         if spec.auth != "public":
             error_codes.add(401)
+        if spec.auth == "operator":
+            error_codes.add(403)
         if spec.body is not None:
             error_codes |= {400, 422}
         for code in sorted(error_codes):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ from loa_contract import (
     EnrollResponse,
     Manifest,
     TrustedKeys,
+    utcnow,
 )
 
 from .app import create_app
+from .appkeys import Clock
 from .auth import Role, create_user
 from .config import HubConfig
 from .db import Database
@@ -49,6 +52,32 @@ class HubHarness:
         assert resp.status == 200, await resp.text()
         self.token = (await resp.json())["token"]
         return self.token
+
+    async def user(
+        self,
+        username: str,
+        role: str,
+        unit: str | None = None,
+        password: str = "Temp-pass1!",
+        new_password: str = "Own-pass-2!",
+    ) -> HubHarness:
+        """Create an account over the API and return a harness logged in as it, its
+        temporary password already changed (to `new_password`)."""
+        await self.call(
+            "POST",
+            "/api/v1/users",
+            json={"username": username, "role": role, "unit": unit, "password": password},
+            expect=201,
+        )
+        other = HubHarness(self.client, self.config)
+        await other.login(username, password)
+        body = await other.call(
+            "POST",
+            "/api/v1/auth/password",
+            json={"old_password": password, "new_password": new_password},
+        )
+        other.token = body["token"]
+        return other
 
     async def call(
         self, method: str, path: str, *, expect: int | None = 200, auth: bool = True, **kw: Any
@@ -158,16 +187,39 @@ class DeviceSocket:
         return self.keys.open(frame, CommandDocument).command
 
 
+class FakeClock:
+    """A clock tests move by hand, so idle and expiry rules are tested without sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
 @asynccontextmanager
-async def running_hub(data_dir: Path, **overrides: Any) -> AsyncIterator[HubHarness]:
+async def running_hub(
+    data_dir: Path, *, clock: Clock | None = None, **overrides: Any
+) -> AsyncIterator[HubHarness]:
     # Low scrypt cost: tests log in often; production keeps the default.
     config = HubConfig(data_dir=data_dir, **{"scrypt_n": 2**8, **overrides})
     db = await Database.open(config.db_path)
     try:
-        await create_user(db, ADMIN, ADMIN_PASSWORD, Role.ADMIN, None, scrypt_n=config.scrypt_n)
+        await create_user(
+            db,
+            ADMIN,
+            ADMIN_PASSWORD,
+            Role.ADMIN,
+            None,
+            scrypt_n=config.scrypt_n,
+            now=clock() if clock else None,
+        )
     finally:
         await db.close()
-    server = TestServer(create_app(config), host="127.0.0.1")
+    server = TestServer(create_app(config, clock=clock), host="127.0.0.1")
     client: TestClient[Any, Any] = TestClient(server)
     await client.start_server()
     try:

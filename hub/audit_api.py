@@ -1,0 +1,196 @@
+"""Browsing and exporting the append-only audit log (admins). Nothing here writes to it:
+no route edits or deletes an entry, and the database refuses UPDATE and DELETE anyway."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from .auth import Permission
+from .db import iso
+from .routing import Ctx, RouteTable
+
+routes = RouteTable("audit")
+
+_CSV_BATCH = 1000
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str | None = Field(default=None, max_length=100)
+    #: An exact action ("user.lock") or a family ending in a dot ("auth.").
+    action: str | None = Field(default=None, max_length=100)
+    #: The object acted upon: a username, bulletin id, device id or commune code.
+    object: str | None = Field(default=None, max_length=200)
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    #: Newest first; pass the previous page's `next_before` to get older entries.
+    before: int | None = Field(default=None, ge=1)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    unit: str | None
+    address: str | None
+    action: str
+    object: str | None
+    detail: str | None
+    before: Any = None
+    after: Any = None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    #: The `before` for the next (older) page; null on the last page.
+    next_before: int | None
+
+
+def _where(query: AuditQuery) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if query.actor:
+        where.append("actor = ?")
+        params.append(query.actor)
+    if query.action:
+        if query.action.endswith("."):
+            where.append("substr(action, 1, ?) = ?")
+            params += [len(query.action), query.action]
+        else:
+            where.append("action = ?")
+            params.append(query.action)
+    if query.object:
+        where.append("target = ?")
+        params.append(query.object)
+    if query.since:
+        where.append("at >= ?")
+        params.append(iso(query.since))
+    if query.until:
+        where.append("at < ?")
+        params.append(iso(query.until))
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def _entry(row: sqlite3.Row) -> AuditEntry:
+    return AuditEntry(
+        id=row["id"],
+        at=row["at"],
+        actor=row["actor"],
+        unit=row["unit"],
+        address=row["address"],
+        action=row["action"],
+        object=row["target"],
+        detail=row["detail"],
+        before=json.loads(row["before_json"]) if row["before_json"] else None,
+        after=json.loads(row["after_json"]) if row["after_json"] else None,
+    )
+
+
+@routes.get(
+    "/api/v1/audit",
+    summary="The audit log, newest first, filtered and paginated",
+    permission=Permission.AUDIT_READ,
+    query=AuditQuery,
+    response=AuditPage,
+)
+async def list_audit(ctx: Ctx) -> AuditPage:
+    query: AuditQuery = ctx.query
+    where, params = _where(query)
+    if query.before is not None:
+        where += (" AND " if where else " WHERE ") + "id < ?"
+        params.append(query.before)
+    rows = await ctx.db.fetchall(
+        f"SELECT * FROM audit{where} ORDER BY id DESC LIMIT ?", [*params, query.limit + 1]
+    )
+    items = [_entry(r) for r in rows[: query.limit]]
+    more = len(rows) > query.limit
+    return AuditPage(items=items, next_before=items[-1].id if more and items else None)
+
+
+_CSV_COLUMNS = [
+    "id",
+    "at",
+    "actor",
+    "unit",
+    "address",
+    "action",
+    "object",
+    "detail",
+    "before",
+    "after",
+]
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    # A cell starting with = + - @ is a formula to a spreadsheet; the log holds user input.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@routes.get(
+    "/api/v1/audit.csv",
+    summary="The audit log as CSV (same filters, oldest first, unpaginated)",
+    permission=Permission.AUDIT_READ,
+    query=AuditQuery,
+    response_content={
+        "200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
+    },
+)
+async def export_audit(ctx: Ctx) -> web.StreamResponse:
+    query: AuditQuery = ctx.query
+    where, params = _where(query)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": 'attachment; filename="audit.csv"',
+        }
+    )
+    await response.prepare(ctx.request)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    # A BOM so spreadsheet programs read the Vietnamese text as UTF-8.
+    buf.write("\ufeff")
+    writer.writerow(_CSV_COLUMNS)
+    last = 0
+    while True:
+        cond = where + (" AND " if where else " WHERE ") + "id > ?"
+        rows = await ctx.db.fetchall(
+            f"SELECT * FROM audit{cond} ORDER BY id LIMIT ?", [*params, last, _CSV_BATCH]
+        )
+        for row in rows:
+            e = _entry(row)
+            writer.writerow(
+                [
+                    _cell(v)
+                    for v in (
+                        e.id,
+                        iso(e.at),
+                        e.actor,
+                        e.unit,
+                        e.address,
+                        e.action,
+                        e.object,
+                        e.detail,
+                        json.dumps(e.before, ensure_ascii=False) if e.before is not None else None,
+                        json.dumps(e.after, ensure_ascii=False) if e.after is not None else None,
+                    )
+                ]
+            )
+        await response.write(buf.getvalue().encode("utf-8"))
+        buf.seek(0)
+        buf.truncate()
+        if len(rows) < _CSV_BATCH:
+            break
+        last = rows[-1]["id"]
+    await response.write_eof()
+    return response

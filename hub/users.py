@@ -1,0 +1,206 @@
+"""Account administration (admins only): create with a temporary password, lock, unlock,
+disable for good, reset a password. Every change is audited with before and after."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .auth import (
+    SHARED_NAMES,
+    Permission,
+    Role,
+    create_user,
+    reset_password,
+    set_account_state,
+)
+from .db import from_iso
+from .errors import ApiError, field_error
+from .routing import Ctx, RouteTable
+
+routes = RouteTable("users")
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=2, max_length=64)
+    role: Role
+    #: "province", an agency's code, or a commune's code (commune operators).
+    unit: str | None = Field(default=None, max_length=32)
+    #: Temporary: the holder must change it at first login.
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class PasswordReset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserOut(BaseModel):
+    username: str
+    role: Role
+    unit: str
+    locked: bool
+    #: A temporary lockout after failed logins.
+    locked_until: datetime | None
+    disabled: bool
+    must_change_password: bool
+    password_changed_at: datetime
+    password_expires_at: datetime
+    created_at: datetime
+
+
+def _out(ctx: Ctx, row: sqlite3.Row) -> UserOut:
+    changed = from_iso(row["password_changed_at"])
+    until = from_iso(row["locked_until"]) if row["locked_until"] else None
+    return UserOut(
+        username=row["username"],
+        role=Role(row["role"]),
+        unit=row["unit"] or "province",
+        locked=bool(row["locked"]),
+        locked_until=until if until and until > ctx.now else None,
+        disabled=bool(row["disabled"]),
+        must_change_password=bool(row["must_change_password"]),
+        password_changed_at=changed,
+        password_expires_at=changed + ctx.config.password_max_age,
+        created_at=from_iso(row["created_at"]),
+    )
+
+
+async def _get(ctx: Ctx, username: str) -> UserOut:
+    row = await ctx.db.fetchone("SELECT * FROM users WHERE username = ?", (username,))
+    if row is None:
+        raise ApiError(404, "not_found", f"no user {username!r}")
+    return _out(ctx, row)
+
+
+@routes.post(
+    "/api/v1/users",
+    summary="Create an account with a temporary password (changed at first login)",
+    permission=Permission.USERS_MANAGE,
+    body=UserCreate,
+    response=UserOut,
+    status=201,
+    errors=[409],
+)
+async def create_user_route(ctx: Ctx) -> UserOut:
+    body: UserCreate = ctx.body
+    if body.role is Role.ADMIN and body.username.lower() in SHARED_NAMES:
+        raise field_error(
+            422, "shared_account", "username", "admin accounts are personal; use the person's name"
+        )
+    await create_user(
+        ctx.db,
+        body.username,
+        body.password,
+        body.role,
+        body.unit,
+        scrypt_n=ctx.config.scrypt_n,
+        must_change_password=True,
+        actor=ctx.user.username,
+        actor_unit=ctx.user.unit,
+        address=ctx.address,
+        now=ctx.now,
+    )
+    return await _get(ctx, body.username)
+
+
+@routes.get(
+    "/api/v1/users",
+    summary="List accounts",
+    permission=Permission.USERS_MANAGE,
+    response=list[UserOut],
+)
+async def list_users(ctx: Ctx) -> list[UserOut]:
+    rows = await ctx.db.fetchall("SELECT * FROM users ORDER BY username")
+    return [_out(ctx, r) for r in rows]
+
+
+@routes.get(
+    "/api/v1/users/{username}",
+    summary="One account",
+    permission=Permission.USERS_MANAGE,
+    response=UserOut,
+    errors=[404],
+)
+async def get_user(ctx: Ctx) -> UserOut:
+    return await _get(ctx, ctx.path("username"))
+
+
+async def _state_change(ctx: Ctx, action: str) -> UserOut:
+    row = await set_account_state(
+        ctx.db,
+        ctx.path("username"),
+        action,
+        now=ctx.now,
+        actor=ctx.user.username,
+        actor_unit=ctx.user.unit,
+        address=ctx.address,
+    )
+    return _out(ctx, row)
+
+
+@routes.post(
+    "/api/v1/users/{username}/lock",
+    summary="Lock an account until unlocked; its sessions end at once",
+    permission=Permission.USERS_MANAGE,
+    response=UserOut,
+    errors=[404, 409],
+)
+async def lock_user(ctx: Ctx) -> UserOut:
+    return await _state_change(ctx, "lock")
+
+
+@routes.post(
+    "/api/v1/users/{username}/unlock",
+    summary="Unlock an account (also clears a failed-login lockout)",
+    permission=Permission.USERS_MANAGE,
+    response=UserOut,
+    errors=[404, 409],
+)
+async def unlock_user(ctx: Ctx) -> UserOut:
+    return await _state_change(ctx, "unlock")
+
+
+@routes.post(
+    "/api/v1/users/{username}/disable",
+    summary="Disable an account for good (staff change); its sessions end at once",
+    permission=Permission.USERS_MANAGE,
+    response=UserOut,
+    errors=[404, 409],
+)
+async def disable_user(ctx: Ctx) -> UserOut:
+    return await _state_change(ctx, "disable")
+
+
+@routes.post(
+    "/api/v1/users/{username}/password",
+    summary="Reset a password to a temporary one; forces a change, ends every session",
+    permission=Permission.USERS_MANAGE,
+    body=PasswordReset,
+    response=UserOut,
+    errors=[404],
+)
+async def reset_password_route(ctx: Ctx) -> UserOut:
+    body: PasswordReset = ctx.body
+    username = ctx.path("username")
+    row = await ctx.db.fetchone("SELECT disabled FROM users WHERE username = ?", (username,))
+    if row is None:
+        raise ApiError(404, "not_found", f"no user {username!r}")
+    if row["disabled"]:
+        raise ApiError(409, "disabled", f"user {username!r} is disabled for good")
+    await reset_password(
+        ctx.db,
+        username,
+        body.password,
+        config=ctx.config,
+        now=ctx.now,
+        actor=ctx.user.username,
+        actor_unit=ctx.user.unit,
+        address=ctx.address,
+    )
+    return await _get(ctx, username)
