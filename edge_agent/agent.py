@@ -47,12 +47,15 @@ from loa_contract import (
 )
 
 from .cache import CacheIntegrityError, MediaCache
-from .clock import ClockJudge
+from .clock import SETTING_KEY as CLOCK_SETTING
+from .clock import ClockJudge, Confirmation, NtpProbe
 from .health import system_sample
 from .hubclient import HubClient, HubRejected, HubUnavailable
 from .identity import Identity
 from .players.base import EventType, PlaybackEvent, Player, PlayItem
 from .profile import HardwareProfile
+from .relay import NullRelay, Relay
+from .rpi_health import PiHealth
 from .scheduler import decide
 from .scheduler_types import (
     Action,
@@ -62,8 +65,10 @@ from .scheduler_types import (
     ScheduleInput,
     Suspended,
 )
+from .sdnotify import Watchdog
 from .speech import SpeechEngine, speech_key
 from .store import AgentStore, StaleManifest
+from .test_pattern import ensure_test_pattern
 from .tone import ensure_test_tone
 
 log = logging.getLogger("edge_agent")
@@ -86,8 +91,15 @@ class AgentConfig(BaseModel):
     health_interval_s: float = 60.0
     report_retry_s: float = 5.0
     ws_heartbeat_s: float = 20.0
-    require_clock_confirmation: bool = False
+    #: A Pi has no RTC: windowed items wait until the time is trusted (edge_agent/clock.py).
+    require_clock_confirmation: bool = True
+    #: How often NTP status is asked again and a confirmed time persisted.
+    clock_check_interval_s: float = 10.0
     max_parallel_downloads: int = 2
+    #: Spread manifest fetches after a push over this many seconds, so a province-wide
+    #: publish does not bring every device to the hub in the same instant. An emergency
+    #: does not wait for it: its push carries everything needed to play.
+    manifest_fetch_jitter_s: float = 3.0
 
 
 @dataclass
@@ -136,13 +148,27 @@ class Agent:
         speech: SpeechEngine | None = None,
         clock: ClockJudge | None = None,
         session: aiohttp.ClientSession | None = None,
+        relay: Relay | None = None,
+        watchdog: Watchdog | None = None,
+        pi_health: PiHealth | None = None,
     ) -> None:
         self.config = config
+        # Hardware hooks (issue #4): amplifier relay, systemd watchdog, Pi power/SD probes.
+        self.relay: Relay = relay or NullRelay()
+        self.watchdog = watchdog
+        self.pi_health = pi_health
+        self.hardware: dict[str, Any] = {}
         self.identity = identity
         self.profile = profile
         self.player = player
         self.speech = speech
-        self.clock = clock or ClockJudge(require_confirmation=config.require_clock_confirmation)
+        self.clock = clock or ClockJudge(
+            require_confirmation=config.require_clock_confirmation, ntp=NtpProbe()
+        )
+        # Clock trust (issue #4): emergencies pushed while the time is unconfirmed are judged
+        # on the device's own timeline, shifted by (system clock - the command's issue time).
+        self._emergency_shift: dict[str, timedelta] = {}
+        self._clock_saved_at = 0.0
         self.keys = identity.trusted_keys()
         self.client = HubClient(
             identity.hub_url, identity.device_id, identity.device_secret, session=session
@@ -168,6 +194,8 @@ class Agent:
         self._download_tasks: set[asyncio.Task[Any]] = set()
         self._download_slots = asyncio.Semaphore(config.max_parallel_downloads)
         self._content_lock = asyncio.Lock()
+        self._manifest_fetch: asyncio.Task[None] | None = None
+        self._manifest_wanted = False
         self._last_decision: Decision | None = None
         self._last_sync_at: datetime | None = None
         self._started = asyncio.Event()
@@ -181,6 +209,7 @@ class Agent:
         data = self.config.data_dir
         data.mkdir(parents=True, exist_ok=True)
         self.store = await AgentStore.open(data / "agent.sqlite3")
+        await self._restore_clock()
         bad = await self.cache.verify_all()
         for sha in bad:
             log.warning("cache object %s failed its sha256 check; deleted, will fetch again", sha)
@@ -207,6 +236,7 @@ class Agent:
         self._spawn(self._sync_loop(), "sync")
         self._spawn(self._report_loop(), "reports")
         self._spawn(self._health_loop(), "health")
+        self._spawn(self._clock_loop(), "clock")
         self._ensure_content()
         self._started.set()
 
@@ -233,6 +263,10 @@ class Agent:
                 await close()
             except Exception:
                 log.exception("shutdown step failed")
+        try:
+            self.relay.close()
+        except Exception:
+            log.exception("releasing the amplifier relay failed")
         if self.store is not None:
             await self.store.close()
 
@@ -321,14 +355,15 @@ class Agent:
             if self._play_item(bulletin) is None:
                 continue
             schedule = bulletin.schedule
+            shift = self._emergency_shift.get(bulletin.id, timedelta(0))
             candidates.append(
                 Candidate(
                     id=bulletin.id,
                     title=bulletin.title,
                     priority=bulletin.priority,
                     kind=bulletin.kind,
-                    valid_from=schedule.valid_from,
-                    valid_until=schedule.valid_until,
+                    valid_from=schedule.valid_from + shift,
+                    valid_until=schedule.valid_until + shift,
                     times=tuple(parse_hhmm(t) for t in schedule.times),
                     repeats=schedule.repeats,
                     order=bulletin.order,
@@ -360,6 +395,10 @@ class Agent:
 
     async def _programme_loop(self) -> None:
         while True:
+            # The watchdog is fed here so a programme loop stuck on a hung backend gets the
+            # agent restarted by systemd; the relay idles off whenever nothing sounds.
+            if self.watchdog is not None:
+                self.watchdog.feed()
             self._wake.clear()
             await self._handle_player_events()
             await self._handle_controls()
@@ -379,10 +418,19 @@ class Agent:
                 self._changed()
                 continue
             self._changed()
+            if self._current is None or not self._sounds(self._current.item):
+                self.relay.audio_ended()
             timeout = None
             if decision.next_check is not None:
                 timeout = max(0.0, (decision.next_check - self.clock.now()).total_seconds())
+            feed_every = self.watchdog.interval_s if self.watchdog is not None else None
+            if feed_every is not None:
+                timeout = feed_every if timeout is None else min(timeout, feed_every)
             await wait_event(self._wake, timeout)
+
+    def _sounds(self, item: PlayItem) -> bool:
+        audible = item.kind in (BulletinKind.AUDIO, BulletinKind.VIDEO)
+        return audible and self.profile.audio is not None
 
     def _decide(self) -> Decision:
         inp = self.schedule_input()
@@ -424,6 +472,9 @@ class Agent:
         )
         self._current = _Current(play_id, item, decision.slot, started_at, bulletin)
         try:
+            if self._sounds(item):
+                # Returns at once when the amplifier is already on: no pre-roll in that path.
+                await self.relay.before_audio(bulletin.priority is Priority.EMERGENCY)
             await self.player.play(item)
         except Exception as exc:
             log.error("could not play %s: %s", bulletin.id, exc)
@@ -490,23 +541,36 @@ class Agent:
                 position = await self.player.stop()
                 # An operator's stop counts as aired so the programme does not replay it.
                 await self._close_current(PlayOutcome.STOPPED, position, counts_as_aired=True)
-            elif control == "test_tone":
+            elif control in ("test_tone", "test_pattern"):
                 if current is not None and current.item.priority is Priority.EMERGENCY:
-                    log.info("test tone refused: an emergency is on air")
+                    log.info("%s refused: an emergency is on air", control)
                     continue
                 if current is not None:
                     position = await self.player.stop()
                     await self._close_current(PlayOutcome.STOPPED, position, counts_as_aired=False)
-                tone = await asyncio.to_thread(ensure_test_tone, self.config.data_dir)
+                if control == "test_pattern":
+                    # A board's check: colour bars and a frame show dead pixels and cropping.
+                    display = self.profile.display
+                    size = (display.width, display.height) if display else (640, 360)
+                    pattern = await asyncio.to_thread(
+                        ensure_test_pattern, self.config.data_dir, size
+                    )
+                    kind, title, path = BulletinKind.IMAGE, "Test pattern", pattern
+                else:
+                    tone = await asyncio.to_thread(ensure_test_tone, self.config.data_dir)
+                    kind, title, path = BulletinKind.AUDIO, "Test tone", tone
                 item = PlayItem(
                     bulletin_id=TEST_TONE_ID,
-                    kind=BulletinKind.AUDIO,
+                    kind=kind,
                     priority=Priority.NORMAL,
-                    title="Test tone",
-                    path=tone,
+                    title=title,
+                    path=path,
+                    display_seconds=10.0,
                 )
                 await self._set_volume_for(Priority.NORMAL)
                 self._current = _Current(None, item, "test", self.clock.now(), None)
+                if self._sounds(item):
+                    await self.relay.before_audio(False)
                 await self.player.play(item)
                 self.play_started.put_nowait(item)
 
@@ -536,9 +600,68 @@ class Agent:
             await self.player.set_volume(self.volume())
 
     def request(self, control: str) -> None:
-        """Ask the programme loop to "stop" or play a "test_tone" (local page, hub command)."""
+        """Ask the programme loop to "stop", play a "test_tone" or show a "test_pattern", or
+        start a "resync" (local page, hub command)."""
+        if control == "resync":
+            task = asyncio.create_task(self.resync())
+            self._download_tasks.add(task)
+            task.add_done_callback(self._download_tasks.discard)
+            return
         self._pending_controls.append(control)
         self._wake.set()
+
+    # ------------------------------------------------------------------ clock trust (issue #4)
+
+    async def _restore_clock(self) -> None:
+        assert self.store is not None
+        saved = await self.store.get_setting(CLOCK_SETTING)
+        self.clock.restore(Confirmation.from_json(saved) if saved else None)
+        await asyncio.to_thread(self.clock.refresh_ntp)
+
+    async def _hub_time_seen(self, hub_date: datetime, round_trip_s: float) -> None:
+        was_corrected = self.clock.corrected()
+        self.clock.observe_hub_date(hub_date, round_trip_s)
+        if not was_corrected:
+            # The device's own timeline is anchored now: pushed emergencies are judged on it.
+            self._emergency_shift.clear()
+            self._clock_saved_at = 0.0
+        self._wake.set()
+        self._changed()
+        await self._save_clock(every_s=60.0)
+
+    async def _observe_client_date(self) -> None:
+        hub_date = self.client.last_hub_date
+        if hub_date is not None and self.client.last_hub_date_monotonic is not None:
+            age = time.monotonic() - self.client.last_hub_date_monotonic
+            await self._hub_time_seen(hub_date + timedelta(seconds=age), 0.0)
+
+    async def _save_clock(self, *, every_s: float) -> None:
+        # Throttled: a confirmation is worth persisting, an SD write every poll is not.
+        if self.store is None or time.monotonic() - self._clock_saved_at < every_s:
+            return
+        confirmation = self.clock.confirmation()
+        if confirmation is not None:
+            await self.store.set_setting(CLOCK_SETTING, confirmation.to_json())
+            self._clock_saved_at = time.monotonic()
+
+    async def _clock_loop(self) -> None:
+        while True:
+            try:
+                trusted = self.clock.status().trusted
+                await asyncio.to_thread(self.clock.refresh_ntp)
+                if self.clock.status().trusted != trusted:
+                    self._emergency_shift.clear()
+                    self._wake.set()
+                    self._changed()
+                await self._save_clock(every_s=60.0)
+            except Exception:
+                log.exception("clock check failed")
+            await asyncio.sleep(self.config.clock_check_interval_s)
+
+    async def resync(self) -> None:
+        """Fetch the manifest again and re-verify the cache (hub command, local page)."""
+        await self._refresh_manifest(force=True)
+        self._ensure_content(verify=True)
 
     # ------------------------------------------------------------------ sync with the hub
 
@@ -559,6 +682,7 @@ class Agent:
                 backoff = min(backoff * 2, self.config.reconnect_max_s)
                 continue
             backoff = self.config.reconnect_min_s
+            await self._observe_client_date()
             self._connected.set()
             self._report_wake.set()
             self._changed()
@@ -593,7 +717,9 @@ class Agent:
             self.counters.rejected_commands += 1
             self._refuse("pushed command", f"addressed to {command.device_id}")
             return
-        if command.expires_at <= self.clock.now():
+        if command.expires_at <= self.clock.now() and self.clock.corrected():
+            # An unconfirmed clock cannot judge expiry (a Pi booted a day ahead would refuse
+            # every emergency); the signature and the command-id replay check still hold.
             self._refuse("pushed command", f"{command.type} expired at {command.expires_at}")
             return
         assert self.store is not None
@@ -601,6 +727,8 @@ class Agent:
             return
         match command:
             case EmergencyStart(bulletin=bulletin):
+                if not self.clock.corrected():
+                    self._emergency_shift[bulletin.id] = self.clock.now() - command.issued_at
                 await self._accept_emergency(bulletin)
             case EmergencyCancel(bulletin_id=bulletin_id):
                 self._cancelled.add(bulletin_id)
@@ -608,7 +736,7 @@ class Agent:
                 self._wake.set()
             case ManifestReady(version=version):
                 if self._manifest is None or version > self._manifest.version:
-                    await self._refresh_manifest()
+                    self._schedule_manifest_fetch()
             case SetVolume(volume=volume):
                 await self.set_volume(volume)
             case StopPlayback():
@@ -616,8 +744,24 @@ class Agent:
             case TestTone():
                 self.request("test_tone")
             case Resync():
-                await self._refresh_manifest(force=True)
-                self._ensure_content(verify=True)
+                await self.resync()
+
+    def _schedule_manifest_fetch(self) -> None:
+        # A fetch already under way may have its answer already: ask for one more after it,
+        # or a connected device (which does not poll) would sit on an old manifest.
+        self._manifest_wanted = True
+        if self._manifest_fetch is not None and not self._manifest_fetch.done():
+            return
+
+        async def fetch_later() -> None:
+            await asyncio.sleep(random.uniform(0, self.config.manifest_fetch_jitter_s))
+            while self._manifest_wanted:
+                self._manifest_wanted = False
+                await self._refresh_manifest()
+
+        self._manifest_fetch = asyncio.create_task(fetch_later())
+        self._download_tasks.add(self._manifest_fetch)
+        self._manifest_fetch.add_done_callback(self._download_tasks.discard)
 
     async def _accept_emergency(self, bulletin: ManifestBulletin) -> None:
         assert self.store is not None
@@ -637,8 +781,7 @@ class Agent:
             log.debug("manifest fetch failed: %s", exc)
             return
         if fetched.hub_date is not None:
-            self.clock.observe_hub_date(fetched.hub_date, time.monotonic() - started)
-            self._wake.set()
+            await self._hub_time_seen(fetched.hub_date, time.monotonic() - started)
         self._last_sync_at = self.clock.now()
         if fetched.envelope is None:
             return
@@ -806,6 +949,11 @@ class Agent:
         faults = []
         if not clock.trusted:
             faults.append("clock_untrusted")
+        if self.pi_health is not None:
+            values, pi_faults = await asyncio.to_thread(self.pi_health.sample)
+            # The wire sample has no fields for these yet: values go to status, faults out.
+            self.hardware = {**values, "relay_on": self.relay.is_on}
+            faults.extend(pi_faults)
         sample.update(
             at=self.clock.now(),
             player_state=self.player.state.value,
@@ -896,13 +1044,20 @@ class Agent:
             "windows": [w.model_dump() for w in self._manifest.windows] if self._manifest else [],
             "volume": self.volume(),
             "last_sync_at": self._last_sync_at.isoformat() if self._last_sync_at else None,
-            "clock": {"trusted": clock.trusted, "offset_s": clock.offset_s, "reason": clock.reason},
+            "clock": {
+                "trusted": clock.trusted,
+                "offset_s": clock.offset_s,
+                "source": clock.source,
+                "reason": clock.reason,
+            },
             "cache": {"objects": objects, "bytes": size},
             "downloads": {
                 sha: {"done": done, "total": total}
                 for sha, (done, total) in self.counters.downloads.items()
             },
             "outbox": await self.store.backlog(),
+            # Pi power, SD card and relay (issue #4); values the wire HealthSample cannot carry.
+            "hardware": {**self.hardware, "relay_on": self.relay.is_on},
             "rejected": {
                 "manifests": self.counters.rejected_manifests,
                 "commands": self.counters.rejected_commands,

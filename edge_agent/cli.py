@@ -21,6 +21,9 @@ from .hubclient import HubClient, HubRejected, HubUnavailable
 from .i18n import PRIORITY_NAMES, default_lang, t
 from .identity import Identity, IdentityError
 from .profile import ProfileError, load_profile
+from .relay import build_relay
+from .rpi_health import PiHealth
+from .sdnotify import Watchdog, notify
 
 PORT_FILE = "agent.port"
 
@@ -50,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="what the agent is doing")
     status.add_argument("--data", required=True, type=Path)
     status.add_argument("--json", action="store_true")
+
+    doctor = sub.add_parser("doctor", help="check this device and say how to fix what fails")
+    doctor.add_argument("--data", required=True, type=Path)
+    doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("--bundle", type=Path, help="also write a support bundle (tar.gz)")
+    doctor.add_argument("--aout", help="libvlc audio output to test instead of the profile's")
+    doctor.add_argument(
+        "--audio-device", "--alsa-audio-device", dest="audio_device", help="ALSA device"
+    )
+    doctor.add_argument("--pattern-seconds", type=float, default=3.0)
     return parser
 
 
@@ -59,7 +72,30 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_enroll(args))
     if args.command == "run":
         return _run(args)
+    if args.command == "doctor":
+        return _doctor(args)
     return _status(args)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import DoctorOptions, as_json, exit_code, format_text, run_doctor, write_bundle
+
+    opts = DoctorOptions(
+        data_dir=args.data,
+        lang=args.lang,
+        aout=args.aout,
+        audio_device=args.audio_device,
+        pattern_seconds=args.pattern_seconds,
+    )
+    checks = run_doctor(opts)
+    if args.json:
+        print(json.dumps(as_json(checks), ensure_ascii=False, indent=2))
+    else:
+        print(format_text(checks, args.lang))
+    if args.bundle is not None:
+        path = write_bundle(args.bundle, opts, checks)
+        print(t("doc_bundle", args.lang, path=path), file=sys.stderr)
+    return exit_code(checks)
 
 
 async def _enroll(args: argparse.Namespace) -> int:
@@ -139,7 +175,16 @@ async def _serve(
     from .local_http import serve_local
 
     player = build_player(profile, player=args.player, display=args.display, vlc_args=args.vlc_arg)
-    agent = Agent(config, identity, profile, player, speech=build_speech(profile))
+    agent = Agent(
+        config,
+        identity,
+        profile,
+        player,
+        speech=build_speech(profile),
+        relay=build_relay(profile),
+        watchdog=Watchdog(),
+        pi_health=PiHealth(config.data_dir),
+    )
     await agent.start()
     runner = None
     port_file = config.data_dir / PORT_FILE
@@ -160,7 +205,10 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Only now is the unit "started" for systemd (Type=notify): the programme is running.
+    notify("READY=1")
     await stop.wait()
+    notify("STOPPING=1")
     print(t("stopping", lang), flush=True)
     if runner is not None:
         await runner.cleanup()
