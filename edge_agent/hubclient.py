@@ -10,6 +10,7 @@ reconnect loop, the cache's resumable download) pass `retrying=False` or drive `
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -76,6 +77,7 @@ def parse_http_date(value: str | None) -> datetime | None:
     return parsed
 
 
+@functools.cache  # reading package metadata costs ~0.6 ms: once per process is enough
 def _agent_version() -> str:
     try:
         return metadata.version("loa")

@@ -19,6 +19,7 @@ interleave on the single connection ("database is locked" cannot happen inside t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -236,11 +237,15 @@ class AgentStore:
             await self._set_sync(durable=durable)
             # IMMEDIATE takes the write lock up front, so a doctor process reading the same
             # file can never turn this into a mid-transaction "database is locked".
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                # A cancellation can land while BEGIN is still queued in aiosqlite's thread:
+                # the BEGIN runs anyway, so the ROLLBACK is queued after it whatever happened,
+                # and shielded so a second cancellation cannot skip it.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await asyncio.shield(self._db.execute("ROLLBACK"))
                 raise
             await self._db.execute("COMMIT")
 
@@ -617,6 +622,24 @@ class AgentStore:
         for kind, n in rows:
             counts["plays" if kind == "play" else "health"] = int(n)
         return counts
+
+    async def recent_plays(self, limit: int = 20) -> list[ProofOfPlay]:
+        """The last closed plays, newest first (the local page's proof-of-play list)."""
+        async with self._read() as db:
+            rows = await self._all(
+                db, "SELECT * FROM plays WHERE seq IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,)
+            )
+        return [self._proof_from_row(row) for row in rows]
+
+    async def play_starts(self, since: datetime) -> list[tuple[datetime, PlayOutcome]]:
+        """Start time and outcome of every closed play since `since` (for daily charts)."""
+        async with self._read() as db:
+            rows = await self._all(
+                db,
+                "SELECT started_at, outcome FROM plays WHERE seq IS NOT NULL AND started_at >= ?",
+                (_iso(since),),
+            )
+        return [(_dt(row[0]), PlayOutcome(row[1])) for row in rows]
 
     # ------------------------------------------------------------------ settings
 

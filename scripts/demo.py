@@ -25,7 +25,7 @@ DATA = ROOT / "demo-data"
 BIN = Path(sys.executable).parent
 HUB_PORT = int(os.environ.get("LOA_DEMO_HUB_PORT", "8080"))
 HUB = f"http://127.0.0.1:{HUB_PORT}"
-ADMIN = "quantri"
+ADMIN = "nguyenvanan"
 ADMIN_PASSWORD = "Loa-Demo-2026!"
 COMMUNE = "xa-tan-an"
 
