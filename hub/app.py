@@ -15,6 +15,7 @@ from . import (
     bulletins,
     categories,
     communes,
+    console,
     device_api,
     devices,
     media,
@@ -83,7 +84,10 @@ async def _close_sockets(app: web.Application) -> None:
     await app[CONNECTIONS].close_all()
 
 
-def create_app(config: HubConfig, *, clock: Clock | None = None) -> web.Application:
+def create_app(
+    config: HubConfig, *, clock: Clock | None = None, with_console: bool = True
+) -> web.Application:
+    """The hub; `with_console=False` leaves the page paths free (helper tests mount stand-ins)."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     config.media_dir.mkdir(parents=True, exist_ok=True)
     keyring = load_keyring(config.key_path, config.extra_keys_dir)
@@ -97,6 +101,8 @@ def create_app(config: HubConfig, *, clock: Clock | None = None) -> web.Applicat
     app[ROUTES] = []
     for table in ROUTE_TABLES:
         table.install(app)
+    if with_console:
+        console.install(app)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(refresher_context)
     app.on_shutdown.append(_close_sockets)

@@ -386,7 +386,7 @@ async def test_cookie_session_and_csrf(tmp_path: Path, clock: FakeClock) -> None
     db = await Database.open(config.db_path)
     await create_user(db, "an", OWN, Role.VIEWER, "province", scrypt_n=2**4, now=clock())
     await db.close()
-    app = create_app(config, clock=clock)
+    app = create_app(config, clock=clock, with_console=False)
     _console(app)
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()

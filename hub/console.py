@@ -1,0 +1,403 @@
+"""The server-rendered operator console: login, dashboard, fleet, bulletins and emergencies.
+
+Pages call the JSON API's own handlers (with a `Ctx` built for the cookie session's user), so
+the console sees exactly what the API would show the same account: the same unit scope, the
+same permission checks, the same emergency code path and audit trail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, get_args
+
+import jinja2
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from loa_contract import Priority
+from loa_contract.models import VN_TZ
+
+from . import bulletins, communes, devices
+from .appkeys import CLOCK, CONFIG, DB
+from .auth import Permission, User, change_password, require
+from .errors import ApiError
+from .i18n import LANGS, Lang, pick_lang, translate
+from .routing import Ctx, HandlerFn
+from .web_session import (
+    check_csrf,
+    csrf_token,
+    current_session,
+    end_session,
+    page_user,
+    start_session,
+)
+
+HERE = Path(__file__).parent
+LANG_COOKIE = "loa_lang"
+STATES: tuple[str, ...] = get_args(bulletins.State)
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _when(value: datetime | str | None) -> str:
+    """Operators read local (Vietnam) time, whatever the hub stores."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(VN_TZ).strftime("%d/%m/%Y %H:%M")
+
+
+_env.filters["when"] = _when
+
+PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def request_lang(request: web.Request) -> Lang:
+    asked = request.query.get("lang")
+    return pick_lang(asked if asked in LANGS else request.cookies.get(LANG_COOKIE))
+
+
+def _switch_url(request: web.Request, lang: Lang) -> str:
+    query = {k: v for k, v in request.query.items() if k != "lang"}
+    query["lang"] = "vi" if lang == "en" else "en"
+    return str(request.rel_url.with_query(query))
+
+
+async def render(
+    request: web.Request, template: str, *, status: int = 200, **context: Any
+) -> web.Response:
+    lang = request_lang(request)
+    session = await current_session(request)
+    user = session.user if session is not None else None
+    html = _env.get_template(template).render(
+        t=lambda key: translate(key, lang),
+        lang=lang,
+        user=user,
+        csrf=csrf_token(request),
+        path=request.path,
+        switch_url=_switch_url(request, lang),
+        may=(lambda p: user is not None and user.may(Permission(p))),
+        **context,
+    )
+    response = web.Response(text=html, status=status, content_type="text/html")
+    if request.query.get("lang") in LANGS:
+        response.set_cookie(
+            LANG_COOKIE, lang, max_age=365 * 86400, path="/", httponly=True, samesite="Lax"
+        )
+    # Pages carry CSRF tokens and fleet state: never cached, never framed.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'"
+    return response
+
+
+def see_other(location: str) -> web.Response:
+    # 303 so a reload after a POST does not resend the form (an emergency must not fire twice).
+    return web.Response(status=303, headers={"Location": location})
+
+
+_ERROR_KEYS = {
+    "csrf": "err.csrf",
+    "forbidden": "err.forbidden",
+    "out_of_scope": "err.forbidden",
+    "not_found": "err.not_found",
+    "illegal_transition": "err.conflict",
+}
+
+
+def page(handler: PageHandler) -> PageHandler:
+    """API errors raised inside a page become a readable page, not the API's JSON."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            key = _ERROR_KEYS.get(exc.error, "err.generic")
+            return await render(request, "error.html", status=exc.status, message_key=key)
+
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+async def api(
+    request: web.Request,
+    user: User,
+    handler: HandlerFn,
+    permission: Permission | None = Permission.READ,
+    *,
+    body: BaseModel | None = None,
+    query: BaseModel | None = None,
+) -> Any:
+    """Run a JSON API handler for a console user, with the route's own permission check."""
+    if permission is not None:
+        require(user, permission)
+    return await handler(Ctx(request, body, query, user, None))
+
+
+def _safe_next(value: str | None) -> str:
+    # Only a local path: an attacker's link must not turn the login page into a redirector.
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+# ---------------------------------------------------------------- login and password
+
+
+@page
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if await current_session(request) is not None:
+        return see_other("/")
+    return await render(
+        request, "login.html", next=_safe_next(request.query.get("next")), error_key=None
+    )
+
+
+@page
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    check_csrf(request, form)
+    target = _safe_next(str(form.get("next") or ""))
+    response = see_other(target)
+    try:
+        result = await start_session(
+            request, response, str(form.get("username", "")), str(form.get("password", ""))
+        )
+    except ApiError as exc:
+        key = "login.locked" if exc.error == "account_locked" else "login.failed"
+        return await render(request, "login.html", status=401, next=target, error_key=key)
+    if result.user.must_change_password:
+        response.headers["Location"] = "/password"
+    return response
+
+
+@page
+async def password_form(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    return await render(
+        request, "password.html", forced=user.must_change_password, error_key=None, detail=None
+    )
+
+
+_PASSWORD_ERRORS = {
+    "wrong_password": "password.wrong_old",
+    "weak_password": "password.weak",
+    "password_reused": "password.reused",
+}
+
+
+@page
+async def password_submit(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    old, new = str(form.get("old_password", "")), str(form.get("new_password", ""))
+
+    async def again(key: str, status: int) -> web.Response:
+        return await render(
+            request,
+            "password.html",
+            status=status,
+            forced=user.must_change_password,
+            error_key=key,
+        )
+
+    if new != str(form.get("repeat_password", "")):
+        return await again("password.mismatch", 422)
+    app = request.app
+    try:
+        await change_password(
+            app[DB], user, old, new, config=app[CONFIG], now=app[CLOCK](), address=request.remote
+        )
+    except ApiError as exc:
+        return await again(_PASSWORD_ERRORS.get(exc.error, "err.generic"), exc.status)
+    # Every session of the account just ended; the person who proved both passwords goes on.
+    response = see_other("/")
+    await start_session(request, response, user.username, new)
+    return response
+
+
+@page
+async def logout(request: web.Request) -> web.StreamResponse:
+    await page_user(request)
+    check_csrf(request, await request.post())
+    response = see_other("/login")
+    await end_session(request, response)
+    return response
+
+
+# ---------------------------------------------------------------- read-only pages
+
+
+async def _fleet(request: web.Request, user: User) -> list[devices.DeviceOut] | None:
+    if not user.may(Permission.FLEET_READ):
+        return None
+    result: list[devices.DeviceOut] = await api(
+        request, user, devices.list_devices, Permission.FLEET_READ
+    )
+    return result
+
+
+@page
+async def dashboard(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    fleet = await _fleet(request, user)
+    emergencies: list[bulletins.BulletinOut] = await api(
+        request,
+        user,
+        bulletins.list_bulletins,
+        query=bulletins.BulletinQuery(priority=Priority.EMERGENCY),
+    )
+    today = request.app[CLOCK]().astimezone(VN_TZ).date()
+    todays = [b for b in emergencies if b.created_at.astimezone(VN_TZ).date() == today]
+    return await render(
+        request,
+        "dashboard.html",
+        fleet=fleet,
+        online=sum(d.online for d in fleet or []),
+        offline=sum(not d.online for d in fleet or []),
+        playing=[d for d in fleet or [] if d.now_playing is not None],
+        emergencies=todays,
+    )
+
+
+@page
+async def devices_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    fleet = await api(request, user, devices.list_devices, Permission.FLEET_READ)
+    return await render(request, "devices.html", fleet=fleet)
+
+
+@page
+async def bulletins_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    state = request.query.get("state")
+    chosen = state if state in STATES else None
+    rows = await api(
+        request,
+        user,
+        bulletins.list_bulletins,
+        query=bulletins.BulletinQuery(state=chosen),  # type: ignore[arg-type]
+    )
+    return await render(request, "bulletins.html", rows=rows, states=STATES, chosen=chosen)
+
+
+# ---------------------------------------------------------------- emergencies
+
+
+async def _emergency_form(
+    request: web.Request,
+    user: User,
+    *,
+    status: int = 200,
+    error_key: str | None = None,
+    values: dict[str, str] | None = None,
+) -> web.Response:
+    active: list[bulletins.BulletinOut] = await api(
+        request,
+        user,
+        bulletins.list_bulletins,
+        query=bulletins.BulletinQuery(state="published", priority=Priority.EMERGENCY),
+    )
+    choices: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    return await render(
+        request,
+        "emergency.html",
+        status=status,
+        active=active,
+        communes=choices,
+        error_key=error_key,
+        values=values or {"title": "", "text": "", "commune": "", "minutes": "60", "repeats": "1"},
+    )
+
+
+@page
+async def emergency_form(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    require(user, Permission.EMERGENCY)
+    return await _emergency_form(request, user)
+
+
+@page
+async def emergency_submit(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    require(user, Permission.EMERGENCY)
+    values = {
+        key: str(form.get(key, "")).strip()
+        for key in ("title", "text", "commune", "minutes", "repeats")
+    }
+    # The browser's confirm() can be skipped (no JavaScript, a script); the box cannot.
+    if form.get("confirm") != "yes":
+        return await _emergency_form(
+            request, user, status=400, error_key="em.not_confirmed", values=values
+        )
+    commune = values["commune"]
+    try:
+        body = bulletins.EmergencyCreate(
+            title=values["title"],
+            text=values["text"],
+            targets=bulletins.TargetsIn(communes=[commune]) if commune else None,
+            valid_minutes=int(values["minutes"] or 60),
+            repeats=int(values["repeats"] or 1),
+        )
+        if not values["text"]:
+            raise ValueError("text")
+    except (ValidationError, ValueError):
+        return await _emergency_form(
+            request, user, status=422, error_key="em.needs_text", values=values
+        )
+    created: bulletins.BulletinOut = await api(
+        request, user, bulletins.create_emergency, Permission.EMERGENCY, body=body
+    )
+    return see_other(f"/emergency/{created.id}")
+
+
+@page
+async def emergency_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    progress: bulletins.EmergencyStatus = await api(
+        request, user, bulletins.emergency_status, Permission.EMERGENCY
+    )
+    return await render(request, "emergency_status.html", progress=progress)
+
+
+@page
+async def emergency_cancel(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    check_csrf(request, await request.post())
+    await api(request, user, bulletins.cancel_emergency, Permission.EMERGENCY)
+    return see_other(f"/emergency/{request.match_info['id']}")
+
+
+#: Every page: (method, path, handler). Tests walk this list for the session check.
+PAGES: list[tuple[str, str, PageHandler]] = [
+    ("GET", "/login", login_form),
+    ("POST", "/login", login_submit),
+    ("GET", "/password", password_form),
+    ("POST", "/password", password_submit),
+    ("POST", "/logout", logout),
+    ("GET", "/", dashboard),
+    ("GET", "/devices", devices_page),
+    ("GET", "/bulletins", bulletins_page),
+    ("GET", "/emergency", emergency_form),
+    ("POST", "/emergency", emergency_submit),
+    ("GET", "/emergency/{id}", emergency_page),
+    ("POST", "/emergency/{id}/cancel", emergency_cancel),
+]
+
+
+def install(app: web.Application) -> None:
+    for method, path, handler in PAGES:
+        app.router.add_route(method, path, handler)
+    app.router.add_static("/static", HERE / "static")
