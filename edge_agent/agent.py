@@ -47,6 +47,7 @@ from loa_contract import (
 )
 
 from .cache import CacheIntegrityError, MediaCache
+from .clock import ALIVE_KEY as CLOCK_ALIVE
 from .clock import SETTING_KEY as CLOCK_SETTING
 from .clock import ClockJudge, Confirmation, NtpProbe
 from .health import system_sample
@@ -169,6 +170,7 @@ class Agent:
         # on the device's own timeline, shifted by (system clock - the command's issue time).
         self._emergency_shift: dict[str, timedelta] = {}
         self._clock_saved_at = 0.0
+        self._alive_saved_at = -1e9
         self.keys = identity.trusted_keys()
         self.client = HubClient(
             identity.hub_url, identity.device_id, identity.device_secret, session=session
@@ -615,7 +617,13 @@ class Agent:
     async def _restore_clock(self) -> None:
         assert self.store is not None
         saved = await self.store.get_setting(CLOCK_SETTING)
-        self.clock.restore(Confirmation.from_json(saved) if saved else None)
+        boot, alive = self.clock.parse_alive(await self.store.get_setting(CLOCK_ALIVE))
+        # Only an earlier boot's last sign of life says anything about a restored clock.
+        current_boot = self.clock.alive_mark().partition(" ")[0] or None
+        self.clock.restore(
+            Confirmation.from_json(saved) if saved else None,
+            alive if boot != current_boot else None,
+        )
         await asyncio.to_thread(self.clock.refresh_ntp)
 
     async def _hub_time_seen(self, hub_date: datetime, round_trip_s: float) -> None:
@@ -654,6 +662,10 @@ class Agent:
                     self._wake.set()
                     self._changed()
                 await self._save_clock(every_s=60.0)
+                if time.monotonic() - self._alive_saved_at >= self.clock.alive_period_s:
+                    assert self.store is not None
+                    await self.store.set_setting(CLOCK_ALIVE, self.clock.alive_mark())
+                    self._alive_saved_at = time.monotonic()
             except Exception:
                 log.exception("clock check failed")
             await asyncio.sleep(self.config.clock_check_interval_s)

@@ -17,6 +17,7 @@ from typing import Any
 
 from .agent import Agent, AgentConfig
 from .backends import build_player, build_speech
+from .clock import TIMEDATECTL, ClockJudge, NtpProbe
 from .hubclient import HubClient, HubRejected, HubUnavailable
 from .i18n import PRIORITY_NAMES, default_lang, t
 from .identity import Identity, IdentityError
@@ -63,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
         "--audio-device", "--alsa-audio-device", dest="audio_device", help="ALSA device"
     )
     doctor.add_argument("--pattern-seconds", type=float, default=3.0)
+    # The local page's account (issue #4), set at provisioning.
+    local = sub.add_parser("local-user", help="the local page's login account")
+    local_sub = local.add_subparsers(dest="local_command", required=True)
+    local_set = local_sub.add_parser("set", help="create or replace the account")
+    local_set.add_argument("name")
+    local_set.add_argument(
+        "--password-stdin", action="store_true", required=True, help="read the password on stdin"
+    )
+    local_set.add_argument("--data", required=True, type=Path)
     return parser
 
 
@@ -74,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "doctor":
         return _doctor(args)
+    if args.command == "local-user":
+        return asyncio.run(_local_user_set(args))
     return _status(args)
 
 
@@ -96,6 +108,28 @@ def _doctor(args: argparse.Namespace) -> int:
         path = write_bundle(args.bundle, opts, checks)
         print(t("doc_bundle", args.lang, path=path), file=sys.stderr)
     return exit_code(checks)
+
+
+async def _local_user_set(args: argparse.Namespace) -> int:
+    from .local_auth import PasswordRejected, set_local_user
+    from .store import AgentStore
+
+    # Never on the command line: it would sit in the shell history and in `ps`.
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print(t("local_user_no_password", args.lang), file=sys.stderr)
+        return 2
+    args.data.mkdir(parents=True, exist_ok=True)
+    store = await AgentStore.open(args.data / "agent.sqlite3")
+    try:
+        await set_local_user(store, args.name, password)
+    except PasswordRejected as exc:
+        print(t("local_user_bad", args.lang, reason=exc), file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    print(t("local_user_set", args.lang, user=args.name.strip()))
+    return 0
 
 
 async def _enroll(args: argparse.Namespace) -> int:
@@ -181,6 +215,10 @@ async def _serve(
         profile,
         player,
         speech=build_speech(profile),
+        clock=ClockJudge(
+            require_confirmation=config.require_clock_confirmation,
+            ntp=NtpProbe(command=TIMEDATECTL),
+        ),
         relay=build_relay(profile),
         watchdog=Watchdog(),
         pi_health=PiHealth(config.data_dir),

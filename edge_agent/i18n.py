@@ -213,3 +213,197 @@ MESSAGES.update(
         },
     }
 )
+
+
+# ---------------------------------------------------------------- local page (issue #4)
+# Every label of the LAN page and its scripts; the page embeds the "page_" keys for its
+# JavaScript, so nothing visible is written in a template or a script.
+MESSAGES.update(
+    {
+        "page_title": {"vi": "Loa — Thiết bị {device_id}", "en": "Loa — Device {device_id}"},
+        "page_heading": {"vi": "Trạng thái thiết bị", "en": "Device status"},
+        "page_kind_speaker": {"vi": "Cụm loa truyền thanh", "en": "Loudspeaker cluster"},
+        "page_kind_board": {"vi": "Bảng tin điện tử", "en": "Electronic bulletin board"},
+        "page_commune": {"vi": "Xã", "en": "Commune"},
+        "page_online": {"vi": "Đang kết nối hub", "en": "Connected to the hub"},
+        "page_offline": {"vi": "Mất kết nối hub", "en": "Hub offline"},
+        "page_now_playing": {"vi": "Đang phát", "en": "Now playing"},
+        "page_nothing_playing": {"vi": "Không phát gì", "en": "Nothing playing"},
+        "page_elapsed": {"vi": "Đã phát {elapsed}", "en": "Played {elapsed}"},
+        "page_next": {"vi": "Sắp phát", "en": "Up next"},
+        "page_nothing_next": {"vi": "Không có mục nào", "en": "Nothing scheduled"},
+        "page_windows": {"vi": "Khung giờ phát sóng hôm nay", "en": "Today's broadcast windows"},
+        "page_no_windows": {"vi": "Chưa có khung giờ", "en": "No windows set"},
+        "page_window_open": {"vi": "đang mở", "en": "open now"},
+        "page_sync": {"vi": "Đồng bộ với hub", "en": "Sync with the hub"},
+        "page_last_sync": {"vi": "Lần đồng bộ cuối", "en": "Last sync"},
+        "page_never": {"vi": "chưa có", "en": "never"},
+        "page_manifest": {"vi": "Phiên bản kịch bản", "en": "Manifest version"},
+        "page_downloading": {"vi": "Đang tải", "en": "Downloading"},
+        "page_up_to_date": {"vi": "Đã tải đủ nội dung", "en": "All content downloaded"},
+        "page_reports_waiting": {"vi": "Báo cáo chờ gửi", "en": "Reports waiting"},
+        "page_device": {"vi": "Thiết bị", "en": "Device"},
+        "page_cache": {"vi": "Bộ nhớ nội dung", "en": "Content cache"},
+        "page_cache_value": {"vi": "{objects} tệp, {size}", "en": "{objects} files, {size}"},
+        "page_disk": {"vi": "Thẻ nhớ", "en": "SD card"},
+        "page_disk_value": {"vi": "còn trống {free} / {total}", "en": "{free} free of {total}"},
+        "page_temperature": {"vi": "Nhiệt độ", "en": "Temperature"},
+        "page_unknown": {"vi": "không rõ", "en": "unknown"},
+        "page_volume": {"vi": "Âm lượng", "en": "Volume"},
+        "page_uptime": {"vi": "Thời gian chạy", "en": "Uptime"},
+        "page_clock": {"vi": "Đồng hồ", "en": "Clock"},
+        "page_clock_trusted": {"vi": "Tin cậy", "en": "Trusted"},
+        "page_clock_untrusted": {
+            "vi": "Chưa tin cậy — chỉ phát tin khẩn cấp",
+            "en": "Not trusted — only emergencies play",
+        },
+        "page_clock_offset": {"vi": "Lệch so với hub: {offset}", "en": "Off the hub by {offset}"},
+        "page_clock_src_hub": {"vi": "đã đối chiếu giờ với hub", "en": "confirmed by the hub"},
+        "page_clock_src_ntp": {"vi": "đồng bộ qua NTP", "en": "synchronized by NTP"},
+        "page_clock_src_same_boot": {
+            "vi": "đã đối chiếu với hub trước đó, từ lúc khởi động",
+            "en": "confirmed by the hub earlier since boot",
+        },
+        "page_clock_src_plausible": {
+            "vi": "đồng hồ giữ được giờ qua lần mất điện",
+            "en": "the clock kept time across the power cut",
+        },
+        "page_clock_src_system": {"vi": "đồng hồ hệ thống", "en": "system clock"},
+        "page_clock_src_waiting": {
+            "vi": "đang chờ hub hoặc NTP xác nhận giờ",
+            "en": "waiting for the hub or NTP to confirm the time",
+        },
+        "page_clock_src_behind": {
+            "vi": "đồng hồ chậm hơn lần xác nhận gần nhất",
+            "en": "the clock is behind the last confirmed time",
+        },
+        "page_clock_src_ahead": {
+            "vi": "đồng hồ chạy quá xa so với lần xác nhận gần nhất",
+            "en": "the clock ran implausibly far since it was last confirmed",
+        },
+        "page_clock_src_restored": {
+            "vi": "giờ được khôi phục từ lần lưu trước khi mất điện (chậm)",
+            "en": "the time was restored from a save before the power cut (behind)",
+        },
+        "page_clock_src_stepped": {
+            "vi": "giờ hệ thống đã bị chỉnh sau lần xác nhận",
+            "en": "the system time was changed since it was confirmed",
+        },
+        "page_charts": {"vi": "7 ngày qua", "en": "Last 7 days"},
+        "page_chart_plays": {"vi": "Lượt phát mỗi ngày", "en": "Plays per day"},
+        "page_chart_uptime": {"vi": "Số giờ hoạt động mỗi ngày", "en": "Hours running per day"},
+        "page_plays_today": {"vi": "Lượt phát hôm nay: {n}", "en": "Plays today: {n}"},
+        "page_hours": {"vi": "{n} giờ", "en": "{n} h"},
+        "page_recent": {"vi": "Nhật ký phát gần đây", "en": "Recent plays"},
+        "page_col_time": {"vi": "Thời gian", "en": "Time"},
+        "page_col_title": {"vi": "Bản tin", "en": "Bulletin"},
+        "page_col_priority": {"vi": "Mức độ", "en": "Priority"},
+        "page_col_outcome": {"vi": "Kết quả", "en": "Outcome"},
+        "page_outcome_completed": {"vi": "phát trọn", "en": "completed"},
+        "page_outcome_preempted": {"vi": "bị tin khẩn cắt ngang", "en": "pre-empted"},
+        "page_outcome_stopped": {"vi": "đã dừng", "en": "stopped"},
+        "page_outcome_failed": {"vi": "lỗi", "en": "failed"},
+        "page_no_plays": {"vi": "Chưa có lượt phát", "en": "No plays yet"},
+        "page_test_item": {"vi": "Thử thiết bị", "en": "Device test"},
+        "page_priority_emergency": {"vi": "khẩn cấp", "en": "emergency"},
+        "page_priority_priority": {"vi": "ưu tiên", "en": "priority"},
+        "page_priority_normal": {"vi": "thông thường", "en": "normal"},
+        "page_controls": {"vi": "Điều khiển", "en": "Controls"},
+        "page_login_to_control": {
+            "vi": "Đăng nhập để chỉnh âm lượng, dừng phát, thử loa hoặc đồng bộ lại.",
+            "en": "Log in to change the volume, stop playback, test or resync.",
+        },
+        "page_login": {"vi": "Đăng nhập", "en": "Log in"},
+        "page_logout": {"vi": "Đăng xuất", "en": "Log out"},
+        "page_username": {"vi": "Tên đăng nhập", "en": "User name"},
+        "page_password": {"vi": "Mật khẩu", "en": "Password"},
+        "page_logged_in_as": {"vi": "Đã đăng nhập: {user}", "en": "Logged in as {user}"},
+        "page_set_volume": {"vi": "Đặt âm lượng", "en": "Set volume"},
+        "page_stop": {"vi": "Dừng bản tin đang phát", "en": "Stop what is playing"},
+        "page_test_tone": {"vi": "Phát tiếng thử loa", "en": "Play a test tone"},
+        "page_test_pattern": {"vi": "Hiện hình kiểm tra màn hình", "en": "Show a test pattern"},
+        "page_resync": {"vi": "Đồng bộ lại với hub", "en": "Resync with the hub"},
+        "page_back": {"vi": "Về trang trạng thái", "en": "Back to the status page"},
+        "page_lang_other": {"vi": "English", "en": "Tiếng Việt"},
+        "page_updated": {"vi": "Cập nhật lúc {time}", "en": "Updated at {time}"},
+        "page_refresh_failed": {
+            "vi": "Không lấy được trạng thái mới, đang thử lại…",
+            "en": "Could not refresh the status; retrying…",
+        },
+        "page_msg_volume": {"vi": "Đã đặt âm lượng {volume}.", "en": "Volume set to {volume}."},
+        "page_msg_stopped": {"vi": "Đã dừng bản tin.", "en": "Playback stopped."},
+        "page_msg_nothing_to_stop": {"vi": "Không có gì đang phát.", "en": "Nothing is playing."},
+        "page_msg_test_tone": {"vi": "Đang phát tiếng thử loa.", "en": "Test tone playing."},
+        "page_msg_test_pattern": {
+            "vi": "Đang hiện hình kiểm tra màn hình.",
+            "en": "Test pattern on the display.",
+        },
+        "page_msg_resync": {"vi": "Đang đồng bộ lại với hub.", "en": "Resync started."},
+        "page_msg_logged_out": {"vi": "Đã đăng xuất.", "en": "Logged out."},
+        "page_err_emergency": {
+            "vi": "Không dừng được: đây là tin khẩn cấp do tỉnh phát. Chỉ tỉnh mới huỷ được.",
+            "en": "Refused: this is an emergency broadcast fired by the province; only the "
+            "province can cancel it.",
+        },
+        "page_err_emergency_test": {
+            "vi": "Đang phát tin khẩn cấp: không thể thử thiết bị lúc này.",
+            "en": "An emergency is on air: no test now.",
+        },
+        "page_err_login_required": {
+            "vi": "Cần đăng nhập để thực hiện thao tác này.",
+            "en": "Log in to do this.",
+        },
+        "page_err_bad_login": {
+            "vi": "Sai tên đăng nhập hoặc mật khẩu.",
+            "en": "Wrong user name or password.",
+        },
+        "page_err_locked": {
+            "vi": "Đăng nhập sai quá 5 lần: tạm khoá, thử lại sau {minutes} phút.",
+            "en": "Too many failed logins: locked, try again in {minutes} min.",
+        },
+        "page_err_csrf": {
+            "vi": "Biểu mẫu đã hết hạn, hãy tải lại trang và thử lại.",
+            "en": "The form expired; reload the page and try again.",
+        },
+        "page_err_volume": {
+            "vi": "Âm lượng phải là số nguyên từ 0 đến 100.",
+            "en": "The volume must be a whole number from 0 to 100.",
+        },
+        "page_err_field": {
+            "vi": 'Thiếu hoặc sai trường "{name}".',
+            "en": 'Missing or bad field "{name}".',
+        },
+        "page_err_json": {
+            "vi": "Nội dung gửi lên không phải JSON hợp lệ.",
+            "en": "The request body is not valid JSON.",
+        },
+        "page_err_no_audio": {
+            "vi": "Thiết bị này không có loa.",
+            "en": "This device has no speaker.",
+        },
+        "page_err_no_display": {
+            "vi": "Thiết bị này không có màn hình.",
+            "en": "This device has no display.",
+        },
+        # `edge-agent local-user set` (provisioning)
+        "local_user_set": {
+            "vi": 'Đã đặt tài khoản trang thiết bị "{user}".',
+            "en": 'Local page account "{user}" set.',
+        },
+        "local_user_bad": {
+            "vi": "Không đặt được tài khoản: {reason} (mật khẩu ≥ 8 ký tự, có chữ hoa, chữ "
+            "thường, chữ số và ký tự đặc biệt).",
+            "en": "Account not set: {reason} (password ≥ 8 characters with upper, lower, digit "
+            "and special).",
+        },
+        "local_user_no_password": {
+            "vi": "Không đọc được mật khẩu: đưa mật khẩu vào stdin với --password-stdin.",
+            "en": "No password read: pipe it on stdin with --password-stdin.",
+        },
+    }
+)
+
+
+def page_labels(lang: str) -> dict[str, str]:
+    """The local page's labels in one language (embedded for its script)."""
+    return {key: text[lang] for key, text in MESSAGES.items() if key.startswith("page_")}
