@@ -26,7 +26,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 from edge_agent.players.null import NullPlayer  # noqa: E402
 from loa_contract import utcnow  # noqa: E402
-from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes, window_around  # noqa: E402
+from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes  # noqa: E402
 
 AGENT = Path(sys.executable).parent / "edge-agent"
 
@@ -36,15 +36,7 @@ async def prepare(tmp: Path) -> Path:
     hub = LiveHub(tmp / "hub")
     await hub.start()
     now = utcnow()
-    await hub.call(
-        "POST",
-        "/api/v1/communes",
-        json={
-            "code": "bench",
-            "name": "Xã bench",
-            "windows": {"speaker": [window_around(now)], "board": [window_around(now)]},
-        },
-    )
+    await hub.add_commune("bench")
     data = tmp / "speaker"
     # The null player never completes the item, so every cold start below airs it again.
     agent = await enroll_agent(

@@ -27,7 +27,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 from edge_agent.players.vlc import VlcPlayer
 from loa_contract import Priority, utcnow
-from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes, window_around
+from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -42,15 +42,7 @@ async def run(trials: int, aout: str) -> int:
         hub = LiveHub(tmp / "hub")
         await hub.start()
         now = utcnow()
-        await hub.call(
-            "POST",
-            "/api/v1/communes",
-            json={
-                "code": "bench",
-                "name": "Xã bench",
-                "windows": {"speaker": [window_around(now)], "board": [window_around(now)]},
-            },
-        )
+        await hub.add_commune("bench")
         player = VlcPlayer([f"--aout={aout}"])
         agent = await enroll_agent(
             hub,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import random
@@ -438,7 +439,7 @@ class Agent:
         inp = self.schedule_input()
         if self._current is not None and self._current.item.bulletin_id == TEST_TONE_ID:
             # A technician's test tone runs to its end; only an emergency cuts it.
-            decision = decide(ScheduleInput(**{**inp.__dict__, "playing": None, "suspended": None}))
+            decision = decide(dataclasses.replace(inp, playing=None, suspended=None))
             emergency = self._bulletins().get(decision.bulletin_id or "")
             if (
                 decision.action is Action.START
@@ -1005,9 +1006,7 @@ class Agent:
         held = self._bulletins()
         queue: list[dict[str, Any]] = []
         for _ in range(limit):
-            decision = decide(
-                ScheduleInput(**{**inp.__dict__, "playing": None, "aired": dict(aired)})
-            )
+            decision = decide(dataclasses.replace(inp, playing=None, aired=dict(aired)))
             if decision.action is not Action.START or decision.bulletin_id is None:
                 break
             key = (decision.bulletin_id, decision.slot or "")

@@ -22,7 +22,7 @@ from hub.app import create_app
 from hub.auth import Role, create_user
 from hub.config import HubConfig
 from hub.db import Database
-from loa_contract import VN_TZ
+from loa_contract import VN_TZ, utcnow
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "Th1s-is-long!"
@@ -111,6 +111,22 @@ class LiveHub:
             if expect is None and response.status >= 400:
                 raise ApiFailure(f"{method} {path}: {response.status} {body}")
             return body
+
+    async def add_commune(
+        self,
+        code: str,
+        *,
+        speaker: list[list[str]] | None = None,
+        board: list[list[str]] | None = None,
+    ) -> dict[str, Any]:
+        """A commune whose windows (by default) are open now, for speakers and boards."""
+        around = window_around(utcnow())
+        windows = {"speaker": speaker or [around], "board": board or [around]}
+        return await self.call(
+            "POST",
+            "/api/v1/communes",
+            json={"code": code, "name": f"Xã {code}", "windows": windows},
+        )
 
     async def upload(self, payload: bytes, mime: str) -> dict[str, Any]:
         return await self.call("POST", "/api/v1/media", data=payload, content_type=mime)

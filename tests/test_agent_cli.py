@@ -13,7 +13,7 @@ from edge_agent.cli import PORT_FILE, main
 from edge_agent.local_http import serve_local
 from edge_agent.players.null import NullPlayer
 from loa_contract import utcnow
-from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes, window_around
+from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes
 
 
 def _free_port() -> int:
@@ -28,11 +28,7 @@ async def test_status_of_a_running_and_a_stopped_agent(
     hub = LiveHub(tmp_path / "hub")
     await hub.start()
     now = utcnow()
-    await hub.call(
-        "POST",
-        "/api/v1/communes",
-        json={"code": "xa-c", "name": "Xã C", "windows": {"speaker": [window_around(now)]}},
-    )
+    await hub.add_commune("xa-c")
     data = tmp_path / "agent"
     agent = await enroll_agent(
         hub,

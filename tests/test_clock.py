@@ -25,7 +25,7 @@ from loa_contract import (
     Schedule,
     utcnow,
 )
-from tests.e2e import LiveHub, enroll_agent, fast_config, schedule, tone_bytes, window_around
+from tests.e2e import LiveHub, enroll_agent, fast_config, schedule, tone_bytes
 
 T0 = datetime.fromisoformat("2025-03-01T01:00:00+00:00")
 BOOT = "boot-a"
@@ -168,11 +168,7 @@ async def test_a_clock_a_day_off_holds_windowed_items_but_not_emergencies(
     hub: LiveHub, tmp_path: Path
 ) -> None:
     now = utcnow()
-    await hub.call(
-        "POST",
-        "/api/v1/communes",
-        json={"code": "xa-c", "name": "Xã C", "windows": {"speaker": [window_around(now)]}},
-    )
+    await hub.add_commune("xa-c")
     data = tmp_path / "speaker"
     # The previous boot: the agent synced a windowed bulletin and aired it once.
     first = await enroll_agent(

@@ -27,7 +27,7 @@ from edge_agent.rpi_health import (
     soc_temperature,
 )
 from loa_contract import utcnow
-from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes, window_around
+from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes
 
 NAMES = ["profile", "audio", "display", "relay", "hub", "clock", "disk", "power", "cache"]
 NAMES += ["outbox", "service"]
@@ -148,11 +148,7 @@ async def live(tmp_path: Path) -> AsyncIterator[tuple[LiveHub, Agent, Path]]:
     hub = LiveHub(tmp_path / "hub")
     await hub.start()
     now = utcnow()
-    await hub.call(
-        "POST",
-        "/api/v1/communes",
-        json={"code": "xa-d", "name": "Xã D", "windows": {"speaker": [window_around(now)]}},
-    )
+    await hub.add_commune("xa-d")
     data = tmp_path / "agent"
     agent = await enroll_agent(
         hub, data, commune="xa-d", kind="speaker", profile="speaker-cluster", player=NullPlayer()

@@ -49,16 +49,6 @@ async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
     await live.close()
 
 
-async def _commune(
-    hub: LiveHub, code: str, speaker: list[list[str]], board: list[list[str]]
-) -> None:
-    await hub.call(
-        "POST",
-        "/api/v1/communes",
-        json={"code": code, "name": f"Xã {code}", "windows": {"speaker": speaker, "board": board}},
-    )
-
-
 async def next_play(agent: Agent, timeout: float = TIMEOUT) -> PlayItem:
     return await asyncio.wait_for(agent.play_started.get(), timeout)
 
@@ -77,7 +67,7 @@ async def test_normal_audio_airs_only_inside_windows_and_board_renders_vietnames
 ) -> None:
     now = utcnow()
     later = window_around(now + timedelta(hours=5), before=timedelta(0), after=timedelta(hours=1))
-    await _commune(hub, "xa-a", speaker=[later], board=[window_around(now)])
+    await hub.add_commune("xa-a", speaker=[later], board=[window_around(now)])
     speaker = await enroll_agent(
         hub,
         tmp_path / "speaker",
@@ -167,7 +157,7 @@ async def test_normal_audio_airs_only_inside_windows_and_board_renders_vietnames
 
 async def test_emergency_preempts_and_the_normal_item_resumes(hub: LiveHub, tmp_path: Path) -> None:
     now = utcnow()
-    await _commune(hub, "xa-b", speaker=[window_around(now)], board=[window_around(now)])
+    await hub.add_commune("xa-b", speaker=[window_around(now)], board=[window_around(now)])
     player = VlcPlayer(["--aout=dummy"])
     speaker = await enroll_agent(
         hub,
@@ -234,7 +224,7 @@ async def test_agents_play_from_cache_while_the_hub_is_down_and_reports_arrive_o
     hub: LiveHub, tmp_path: Path
 ) -> None:
     now = utcnow()
-    await _commune(hub, "xa-c", speaker=[window_around(now)], board=[window_around(now)])
+    await hub.add_commune("xa-c", speaker=[window_around(now)], board=[window_around(now)])
     display = DisplayPlayer((320, 160), window=True)
     board = await enroll_agent(
         hub,
@@ -285,7 +275,7 @@ async def _drained(agent: Agent) -> bool:
 
 async def test_forged_replayed_and_corrupt_content_is_refused(hub: LiveHub, tmp_path: Path) -> None:
     now = utcnow()
-    await _commune(hub, "xa-d", speaker=[window_around(now)], board=[window_around(now)])
+    await hub.add_commune("xa-d", speaker=[window_around(now)], board=[window_around(now)])
     player = VlcPlayer(["--aout=dummy"])
     speaker = await enroll_agent(
         hub,

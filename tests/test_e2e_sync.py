@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.e2e import LiveHub, enroll_agent, headless, schedule, tone_bytes, window_around
+from tests.e2e import LiveHub, enroll_agent, headless, schedule, tone_bytes
 
 headless()
 
@@ -27,16 +27,7 @@ TIMEOUT = 15.0
 async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
     live = LiveHub(tmp_path / "hub")
     await live.start()
-    now = utcnow()
-    await live.call(
-        "POST",
-        "/api/v1/communes",
-        json={
-            "code": "xa-s",
-            "name": "Xã S",
-            "windows": {"speaker": [window_around(now)], "board": [window_around(now)]},
-        },
-    )
+    await live.add_commune("xa-s")
     yield live
     await live.close()
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.e2e import LiveHub, enroll_agent, headless, schedule, tone_bytes, window_around
+from tests.e2e import LiveHub, enroll_agent, headless, schedule, tone_bytes
 
 headless()
 
@@ -66,12 +66,7 @@ def _free_port() -> int:
 async def device(tmp_path: Path) -> AsyncIterator[Device]:
     hub = LiveHub(tmp_path / "hub")
     await hub.start()
-    now = utcnow()
-    await hub.call(
-        "POST",
-        "/api/v1/communes",
-        json={"code": "xa-l", "name": "Xã L", "windows": {"speaker": [window_around(now)]}},
-    )
+    await hub.add_commune("xa-l")
     agent = await enroll_agent(
         hub,
         tmp_path / "speaker",

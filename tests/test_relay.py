@@ -90,7 +90,7 @@ async def test_the_agent_switches_the_amplifier_around_audio(
 ) -> None:
     from edge_agent.players.null import NullPlayer
     from loa_contract import utcnow
-    from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes, window_around
+    from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes
 
     hub = LiveHub(tmp_path / "hub")
     await hub.start()
@@ -98,11 +98,7 @@ async def test_the_agent_switches_the_amplifier_around_audio(
     agent = None
     try:
         now = utcnow()
-        await hub.call(
-            "POST",
-            "/api/v1/communes",
-            json={"code": "xa-r", "name": "Xã R", "windows": {"speaker": [window_around(now)]}},
-        )
+        await hub.add_commune("xa-r")
         agent = await enroll_agent(
             hub,
             tmp_path / "agent",
