@@ -15,10 +15,10 @@ from . import (
     bulletins,
     categories,
     communes,
-    console,
     device_api,
     devices,
     media,
+    pages,
     sessions,
     users,
 )
@@ -102,7 +102,7 @@ def create_app(
     for table in ROUTE_TABLES:
         table.install(app)
     if with_console:
-        console.install(app)
+        pages.install(app)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(refresher_context)
     app.on_shutdown.append(_close_sockets)

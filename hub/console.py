@@ -270,27 +270,6 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     )
 
 
-@page
-async def devices_page(request: web.Request) -> web.StreamResponse:
-    user = await page_user(request)
-    fleet = await api(request, user, devices.list_devices, Permission.FLEET_READ)
-    return await render(request, "devices.html", fleet=fleet)
-
-
-@page
-async def bulletins_page(request: web.Request) -> web.StreamResponse:
-    user = await page_user(request)
-    state = request.query.get("state")
-    chosen = state if state in STATES else None
-    rows = await api(
-        request,
-        user,
-        bulletins.list_bulletins,
-        query=bulletins.BulletinQuery(state=chosen),  # type: ignore[arg-type]
-    )
-    return await render(request, "bulletins.html", rows=rows, states=STATES, chosen=chosen)
-
-
 # ---------------------------------------------------------------- emergencies
 
 
@@ -380,7 +359,7 @@ async def emergency_cancel(request: web.Request) -> web.StreamResponse:
     return see_other(f"/emergency/{request.match_info['id']}")
 
 
-#: Every page: (method, path, handler). Tests walk this list for the session check.
+#: The core pages: (method, path, handler). `hub.pages` joins them with the other areas'.
 PAGES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/login", login_form),
     ("POST", "/login", login_submit),
@@ -388,16 +367,8 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     ("POST", "/password", password_submit),
     ("POST", "/logout", logout),
     ("GET", "/", dashboard),
-    ("GET", "/devices", devices_page),
-    ("GET", "/bulletins", bulletins_page),
     ("GET", "/emergency", emergency_form),
     ("POST", "/emergency", emergency_submit),
     ("GET", "/emergency/{id}", emergency_page),
     ("POST", "/emergency/{id}/cancel", emergency_cancel),
 ]
-
-
-def install(app: web.Application) -> None:
-    for method, path, handler in PAGES:
-        app.router.add_route(method, path, handler)
-    app.router.add_static("/static", HERE / "static")

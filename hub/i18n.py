@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .labels import admin as labels_admin
+from .labels import bulletins as labels_bulletins
+from .labels import devices as labels_devices
+
 Lang = Literal["vi", "en"]
 LANGS: tuple[Lang, ...] = ("vi", "en")
 DEFAULT_LANG: Lang = "vi"
 
-CATALOGUE: dict[str, dict[Lang, str]] = {
+_CORE: dict[str, dict[Lang, str]] = {
     "app.name": {"vi": "Loa — Bảng điều khiển", "en": "Loa — Console"},
     "app.short": {"vi": "Loa", "en": "Loa"},
     "lang.switch": {"vi": "English", "en": "Tiếng Việt"},
@@ -20,6 +24,11 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
     "nav.devices": {"vi": "Thiết bị", "en": "Devices"},
     "nav.bulletins": {"vi": "Bản tin", "en": "Bulletins"},
     "nav.emergency": {"vi": "Khẩn cấp", "en": "Emergency"},
+    "nav.review": {"vi": "Thẩm định", "en": "Review"},
+    "nav.communes": {"vi": "Xã, phường", "en": "Communes"},
+    "nav.reports": {"vi": "Báo cáo", "en": "Reports"},
+    "nav.users": {"vi": "Tài khoản", "en": "Users"},
+    "nav.audit": {"vi": "Nhật ký", "en": "Audit log"},
     "nav.logout": {"vi": "Đăng xuất", "en": "Log out"},
     "nav.signed_in_as": {"vi": "Đang đăng nhập:", "en": "Signed in as"},
     "login.title": {"vi": "Đăng nhập", "en": "Log in"},
@@ -198,6 +207,25 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
     "err.generic": {"vi": "Đã xảy ra lỗi.", "en": "Something went wrong."},
     "err.home": {"vi": "Về trang tổng quan", "en": "Back to the dashboard"},
 }
+
+
+def _merge(*parts: dict[str, dict[str, str]]) -> dict[str, dict[Lang, str]]:
+    """One catalogue from the per-area label files; a key defined twice is a bug, not a choice."""
+    merged: dict[str, dict[Lang, str]] = {}
+    for part in parts:
+        for key, labels in part.items():
+            if key in merged:
+                raise RuntimeError(f"label {key!r} is defined twice")
+            merged[key] = labels  # type: ignore[assignment]
+    return merged
+
+
+CATALOGUE: dict[str, dict[Lang, str]] = _merge(
+    _CORE,  # type: ignore[arg-type]
+    labels_bulletins.LABELS,
+    labels_admin.LABELS,
+    labels_devices.LABELS,
+)
 
 
 def translate(key: str, lang: Lang) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hub import console
+from hub import console, pages
 from hub.i18n import CATALOGUE, LANGS
 from hub.testing import DeviceSocket, HubHarness, running_hub
 
@@ -47,7 +47,7 @@ def test_catalogue_is_complete_and_templates_use_only_known_keys() -> None:
 
 
 async def test_every_page_needs_a_session(hub: HubHarness) -> None:
-    for method, path, _handler in console.PAGES:
+    for method, path, _handler in pages.PAGES:
         if path == "/login":
             continue
         url = path.replace("{id}", "some-id")

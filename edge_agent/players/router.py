@@ -49,6 +49,17 @@ class PlayerRouter:
     def stuck_stops(self) -> int:
         return sum(getattr(backend, "stuck_stops", 0) for backend in self.backends)
 
+    @property
+    def screen_faults(self) -> list[str]:
+        """Faults a screen backend sees in its own output ("screen_blank", "screen_frozen")."""
+        faults: list[str] = []
+        for backend in self.backends:
+            check = getattr(backend, "screen_fault", None)
+            fault = check() if check is not None else None
+            if fault:
+                faults.append(fault)
+        return faults
+
     def set_event_sink(self, sink: EventSink) -> None:
         self._sink = sink
 

@@ -1,0 +1,1 @@
+"""Console labels by area (vi/en side by side); hub.i18n merges them into one catalogue."""

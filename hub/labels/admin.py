@@ -1,0 +1,3 @@
+"""Labels for communes, users, audit and reports."""
+
+LABELS: dict[str, dict[str, str]] = {}

@@ -1,0 +1,21 @@
+"""Every console page in one list: the session test walks it, `install` mounts it."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import console, console_admin, console_bulletins, console_devices
+from .console import HERE, PageHandler
+
+PAGES: list[tuple[str, str, PageHandler]] = [
+    *console.PAGES,
+    *console_bulletins.PAGES,
+    *console_devices.PAGES,
+    *console_admin.PAGES,
+]
+
+
+def install(app: web.Application) -> None:
+    for method, path, handler in PAGES:
+        app.router.add_route(method, path, handler)
+    app.router.add_static("/static", HERE / "static")
