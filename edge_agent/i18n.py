@@ -23,8 +23,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "not_enrolled": {"vi": "Thiết bị chưa đăng ký: {reason}", "en": "Not enrolled: {reason}"},
     "running": {
-        "vi": "Tác tử {device_id} đang chạy; trang trạng thái: http://{host}:{port}/api/status",
-        "en": "Agent {device_id} running; status: http://{host}:{port}/api/status",
+        "vi": "Tác tử {device_id} đang chạy; trang của thiết bị: http://{host}:{port}/",
+        "en": "Agent {device_id} running; its page: http://{host}:{port}/",
     },
     "stopping": {"vi": "Đang dừng…", "en": "Stopping…"},
     "status_offline": {

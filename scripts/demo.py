@@ -21,13 +21,16 @@ from typing import Any
 from loa_contract import VN_TZ
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "demo-data"
+DATA = Path(os.environ.get("LOA_DEMO_DATA", ROOT / "demo-data"))
 BIN = Path(sys.executable).parent
 HUB_PORT = int(os.environ.get("LOA_DEMO_HUB_PORT", "8080"))
 HUB = f"http://127.0.0.1:{HUB_PORT}"
+SPEAKER_PORT, BOARD_PORT = HUB_PORT + 1, HUB_PORT + 2
 ADMIN = "nguyenvanan"
 ADMIN_PASSWORD = "Loa-Demo-2026!"
 COMMUNE = "xa-tan-an"
+LOCAL_USER = "canboxa"
+LOCAL_PASSWORD = "Loa-Xa-2026!"
 
 AUDIO_TEXT = (
     "Thông báo của Ủy ban nhân dân xã Tân An. Sáng thứ Bảy tuần này, trạm y tế xã tổ chức "
@@ -130,21 +133,21 @@ def seed(token: str) -> None:
             "kind": "audio",
             "priority": "normal",
             "media": audio["sha256"],
-            "category": "y-te",
+            "category": "government_direction",
         },
         {
             "title": "Lịch cắt điện thôn Đông, thôn Đoài",
             "kind": "text",
             "priority": "priority",
             "text": BOARD_TEXT,
-            "category": "dich-vu-cong",
+            "category": "state_management",
         },
         {
             "title": "Ngày hội Đại đoàn kết toàn dân tộc",
             "kind": "image",
             "priority": "normal",
             "media": image["sha256"],
-            "category": "van-hoa",
+            "category": "events_holidays",
         },
     ):
         created = api(
@@ -154,6 +157,93 @@ def seed(token: str) -> None:
             {**bulletin, "targets": targets, "schedule": schedule},
         )
         api("POST", f"/api/v1/bulletins/{created['id']}/publish", token)
+
+
+#: One personal account per role (no shared accounts), each with the demo's first password,
+#: to be changed at first login as the regulations require.
+DEMO_PEOPLE = [
+    ("lethihoa", "reviewer", "province", "Biên tập viên Sở (thẩm định, xuất bản)"),
+    ("tranvanbinh", "contributor", "baotinh", "Báo tỉnh (gửi bản tin)"),
+    ("phamthimai", "commune_operator", COMMUNE, "Cán bộ xã Tân An"),
+    ("dangvankhoa", "technician", "province", "Kỹ thuật viên (thiết bị)"),
+]
+DEMO_FIRST_PASSWORD = "Doi-Ngay-2026!"
+
+#: A newspaper's text bulletin: the regulations ask 300–500 words of an agency's text.
+CONTRIBUTED_TEXT = " ".join(
+    [
+        "Báo tỉnh xin thông tin tới bà con xã Tân An về việc cấp đổi thẻ căn cước.",
+        "Từ ngày 1 tháng 12, bộ phận một cửa của Ủy ban nhân dân xã tiếp nhận hồ sơ cấp đổi",
+        "căn cước vào sáng thứ Bảy hằng tuần, từ 7 giờ 30 đến 11 giờ, để người đi làm ngày",
+        "thường cũng có thể đến làm thủ tục mà không phải xin nghỉ việc.",
+        "Những trường hợp cần làm thủ tục gồm: công dân đủ 14 tuổi chưa được cấp thẻ, người có",
+        "thẻ cũ hết hạn hoặc sắp hết hạn, người bị mất, hỏng thẻ, người thay đổi thông tin về",
+        "họ tên, nơi cư trú hoặc đặc điểm nhận dạng.",
+        "Khi đến, bà con mang theo thẻ căn cước hoặc chứng minh nhân dân cũ nếu còn giữ, giấy",
+        "khai sinh đối với người lần đầu làm thẻ, và các giấy tờ chứng minh thông tin thay đổi",
+        "nếu có. Người cao tuổi, người khuyết tật và người bệnh nặng không tự đi lại được có thể",
+        "đăng ký với trưởng thôn để cán bộ công an xã đến tận nhà thu nhận hồ sơ.",
+        "Lệ phí thực hiện theo quy định của Bộ Tài chính; trường hợp cấp lần đầu và đổi thẻ do",
+        "đến tuổi được miễn lệ phí. Cán bộ không thu bất kỳ khoản tiền nào ngoài quy định, mọi",
+        "khoản thu đều có biên lai. Nếu có người tự xưng làm hộ để lấy tiền, bà con báo ngay cho",
+        "công an xã.",
+        "Sau khi nộp hồ sơ, bà con nhận giấy hẹn trả kết quả. Thẻ mới được trả tại trụ sở Ủy ban",
+        "nhân dân xã hoặc gửi qua bưu điện về tận nhà theo yêu cầu, với cước phí do người nhận",
+        "chi trả. Trong thời gian chờ thẻ, giấy hẹn có giá trị để làm các thủ tục hành chính",
+        "thông thường tại xã.",
+        "Bà con cũng có thể kích hoạt tài khoản định danh điện tử mức độ hai ngay khi làm thủ tục,",
+        "để dùng các dịch vụ công trực tuyến như đăng ký khai sinh, đăng ký thường trú, xin cấp",
+        "phiếu lý lịch tư pháp mà không cần đến trụ sở. Cán bộ đoàn thanh niên hỗ trợ cài đặt",
+        "ứng dụng trên điện thoại cho người chưa quen sử dụng.",
+        "Để tránh phải chờ lâu, các thôn được sắp xếp theo lịch: thôn Đông và thôn Đoài vào thứ",
+        "Bảy tuần đầu tháng, thôn Trung và thôn Bắc vào thứ Bảy tuần thứ hai, các thôn còn lại vào",
+        "hai tuần cuối tháng. Ai bận vào ngày của thôn mình có thể đến vào bất kỳ sáng thứ Bảy",
+        "nào khác trong tháng.",
+        "Báo tỉnh sẽ tiếp tục đưa tin về kết quả thực hiện và những thay đổi mới nhất về thủ tục.",
+        "Xin trân trọng cảm ơn bà con đã theo dõi.",
+    ]
+)
+
+
+def seed_people(token: str) -> None:
+    for username, role, unit, _about in DEMO_PEOPLE:
+        api(
+            "POST",
+            "/api/v1/users",
+            token,
+            {"username": username, "role": role, "unit": unit, "password": DEMO_FIRST_PASSWORD},
+        )
+    # The newspaper's submission, waiting in the reviewers' queue.
+    now = datetime.now(VN_TZ)
+    contributor = api(
+        "POST",
+        "/api/v1/auth/login",
+        body={"username": "tranvanbinh", "password": DEMO_FIRST_PASSWORD},
+    )["token"]
+    own = "Bao-Tinh-2026!"
+    contributor = api(
+        "POST",
+        "/api/v1/auth/password",
+        contributor,
+        {"old_password": DEMO_FIRST_PASSWORD, "new_password": own},
+    )["token"]
+    draft = api(
+        "POST",
+        "/api/v1/bulletins",
+        contributor,
+        {
+            "title": "Làm căn cước vào sáng thứ Bảy",
+            "kind": "text",
+            "priority": "normal",
+            "text": CONTRIBUTED_TEXT,
+            "category": "state_management",
+            "schedule": {
+                "valid_from": now.isoformat(),
+                "valid_until": (now + timedelta(days=14)).isoformat(),
+            },
+        },
+    )
+    api("POST", f"/api/v1/bulletins/{draft['id']}/submit", contributor)
 
 
 def enroll(token: str, name: str, kind: str, profile: str, data: Path) -> None:
@@ -176,6 +266,20 @@ def enroll(token: str, name: str, kind: str, profile: str, data: Path) -> None:
             "--data",
             str(data),
         ],
+        check=True,
+    )
+    # The local page's account for commune staff, set at provisioning on a real device.
+    subprocess.run(
+        [
+            str(BIN / "edge-agent"),
+            "local-user",
+            "set",
+            LOCAL_USER,
+            "--password-stdin",
+            "--data",
+            str(data),
+        ],
+        input=(LOCAL_PASSWORD + "\n").encode(),
         check=True,
     )
 
@@ -221,6 +325,7 @@ def main() -> int:
         )["token"]
         if not api("GET", "/api/v1/communes", token):
             seed(token)
+            seed_people(token)
         enroll(token, "Cụm loa thôn Đông", "speaker", "speaker-cluster", DATA / "speaker")
         enroll(token, "Bảng tin UBND xã", "board", "lcd-board-1080p", DATA / "board")
 
@@ -228,7 +333,12 @@ def main() -> int:
         if not Path("/dev/snd").exists():
             print("(no sound card here: audio plays to VLC's dummy output)")
             vlc_args = ["--vlc-arg=--aout=dummy"]
-        board_env = dict(os.environ)
+        agent_env = dict(os.environ)
+        if not Path("/proc/device-tree/model").exists():
+            # Not a Raspberry Pi: the amplifier relay's GPIO pin is simulated (gpiozero's mock
+            # pins), so the relay logic still runs and shows in status.
+            agent_env.setdefault("GPIOZERO_PIN_FACTORY", "mock")
+        board_env = dict(agent_env)
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             print("(no display here: the board renders offscreen)")
             board_env["SDL_VIDEODRIVER"] = "dummy"
@@ -243,11 +353,12 @@ def main() -> int:
                     "--data",
                     str(DATA / "speaker"),
                     "--http-port",
-                    "8081",
+                    str(SPEAKER_PORT),
                     "--http-host",
                     "127.0.0.1",
                     *vlc_args,
-                ]
+                ],
+                env=agent_env,
             )
         )
         children.append(
@@ -258,7 +369,7 @@ def main() -> int:
                     "--data",
                     str(DATA / "board"),
                     "--http-port",
-                    "8082",
+                    str(BOARD_PORT),
                     "--http-host",
                     "127.0.0.1",
                     *vlc_args_board,
@@ -277,12 +388,17 @@ def main() -> int:
             '-d \'{"title":"Cảnh báo lũ quét","text":"Khẩn cấp: lũ quét trên sông Cầu, '
             "bà con di chuyển lên vùng cao ngay.\"}'"
         )
+        people = ", ".join(f"{name} ({role})" for name, role, _unit, _about in DEMO_PEOPLE)
         print(
             f"""
 Loa demo is running.
-  Hub API:            {HUB}/api/v1  (user {ADMIN} / {ADMIN_PASSWORD})
-  Speaker status:     http://127.0.0.1:8081/api/status
-  Board status:       http://127.0.0.1:8082/api/status
+  Hub console:        {HUB}/  (admin {ADMIN} / {ADMIN_PASSWORD})
+  Other accounts:     {people}
+                      first password {DEMO_FIRST_PASSWORD}, changed at first login
+                      (tranvanbinh already changed it to Bao-Tinh-2026!)
+  Hub API:            {HUB}/api/v1  (OpenAPI at {HUB}/api/v1/openapi.json)
+  Speaker local page: http://127.0.0.1:{SPEAKER_PORT}/  (login {LOCAL_USER} / {LOCAL_PASSWORD})
+  Board local page:   http://127.0.0.1:{BOARD_PORT}/
   Fire an emergency:  {fire}
 Ctrl-C stops everything.
 """,

@@ -1,0 +1,104 @@
+"""`make demo` is the README's first command: run it for real (hub + speaker + board, seeded
+content, every role's account) and check that what it prints is true."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _three_free_ports() -> int:
+    """A port p with p, p+1 and p+2 free (the demo puts its agents next to its hub)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base > 65_000:
+            continue
+        try:
+            for offset in (1, 2):
+                with socket.socket() as other:
+                    other.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no three consecutive free ports")
+
+
+async def _read_until(stream: asyncio.StreamReader, marker: str, seen: list[str]) -> None:
+    while True:
+        line = await stream.readline()
+        if not line:
+            raise AssertionError("the demo ended early:\n" + "".join(seen[-40:]))
+        seen.append(line.decode(errors="replace"))
+        if marker in seen[-1]:
+            return
+
+
+async def test_the_demo_runs_what_it_says(tmp_path: Path) -> None:
+    port = _three_free_ports()
+    env = {
+        **os.environ,
+        "LOA_DEMO_DATA": str(tmp_path / "demo"),
+        "LOA_DEMO_HUB_PORT": str(port),
+        "SDL_VIDEODRIVER": "dummy",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "scripts" / "demo.py"),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    hub = f"http://127.0.0.1:{port}"
+    try:
+        await asyncio.wait_for(_read_until(proc.stdout, "Ctrl-C stops everything", seen), 90)
+        banner = "".join(seen)
+        assert f"{hub}/" in banner and "nguyenvanan" in banner
+        # Both agents come up and start airing the seeded bulletins from their caches.
+        await asyncio.wait_for(_read_until(proc.stdout, " playing ", seen), 60)
+        async with aiohttp.ClientSession() as session:
+            login = await session.post(
+                f"{hub}/api/v1/auth/login",
+                json={"username": "nguyenvanan", "password": "Loa-Demo-2026!"},
+            )
+            token = (await login.json())["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            async with session.get(f"{hub}/api/v1/bulletins", headers=auth) as resp:
+                rows = await resp.json()
+            states = sorted(row["state"] for row in rows)
+            assert states == ["published"] * 3 + ["submitted"], states
+            async with session.get(f"{hub}/api/v1/users", headers=auth) as resp:
+                roles = {row["role"] for row in await resp.json()}
+            assert roles == {"admin", "reviewer", "contributor", "commune_operator", "technician"}
+            async with session.get(f"{hub}/api/v1/devices", headers=auth) as resp:
+                kinds = sorted(row["kind"] for row in await resp.json())
+            assert kinds == ["board", "speaker"]
+            # The console and both local pages answer where the banner says.
+            async with session.get(f"{hub}/login") as resp:
+                assert resp.status == 200 and "Đăng nhập" in await resp.text()
+            for agent_port in (port + 1, port + 2):
+                async with session.get(f"http://127.0.0.1:{agent_port}/api/status") as resp:
+                    status = json.loads(await resp.text())
+                assert status["device_id"], status
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        # Drain so the demo's children never block on a full pipe while stopping.
+        rest, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, "".join(seen[-40:]) + rest.decode(errors="replace")[-4000:]
