@@ -827,8 +827,14 @@ class Agent:
                 f"{await self.store.trusted_version()}",
             )
             return False
+        loudness_before = self.volume()
         self._manifest = manifest
         self._etag = f'"{manifest.version}"'
+        if self.volume() != loudness_before:
+            # The commune turned its loudspeakers up or down: heard now, not at the next item.
+            current = self._current
+            if current is None or current.item.priority is not Priority.EMERGENCY:
+                await self.player.set_volume(self.volume())
         for bulletin_id in manifest.cancelled:
             if bulletin_id not in self._cancelled:
                 self._cancelled.add(bulletin_id)
