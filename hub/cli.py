@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import sqlite3
 import ssl
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from loa_contract import utcnow
 
 from .app import create_app
 from .auth import SHARED_NAMES, Role, create_user, reset_password, set_account_state
+from .backup import BackupError, backup_name, free_space_ok, make_backup, prune, restore_backup
 from .config import HubConfig
 from .db import Database
 from .errors import ApiError
@@ -79,6 +81,27 @@ def _parser() -> argparse.ArgumentParser:
         help="force a change at next login (default: yes)",
     )
     reset.add_argument("--data", type=Path, required=True, help="data directory")
+
+    backup = sub.add_parser(
+        "backup", help="back up the database (online), media and keys into one checked file"
+    )
+    backup.add_argument("--data", type=Path, required=True, help="data directory")
+    where = backup.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", type=Path, help="the backup file to write")
+    where.add_argument(
+        "--to-dir", type=Path, help="a folder: the file is named by the time (for timers)"
+    )
+    backup.add_argument(
+        "--keep", type=int, default=0, help="with --to-dir: keep only the newest N backups"
+    )
+    restore = sub.add_parser("restore", help="check a backup, then make it the hub's data")
+    restore.add_argument("--from", dest="source", type=Path, required=True)
+    restore.add_argument("--data", type=Path, required=True, help="data directory to restore")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing hub there (it is moved aside, not deleted)",
+    )
 
     key = sub.add_parser("key", help="show the hub's signing key id")
     key.add_argument("--data", type=Path, required=True)
@@ -182,8 +205,70 @@ def _serve(args: argparse.Namespace) -> None:
     web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context)
 
 
+class _ProgressLine:
+    """Progress on stderr: one updating line on a terminal, a line per 10 % in a log."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = 100 if total == 0 else done * 100 // total
+        if self.tty:
+            sys.stderr.write(
+                f"\r{self.what}: {percent:3d} % ({done / 1e6:.1f} of {total / 1e6:.1f} MB)"
+            )
+            if done >= total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif percent // 10 > self.shown // 10 or (done >= total and self.shown < 100):
+            print(f"{self.what}: {percent} % ({done} of {total} bytes)", file=sys.stderr)
+        self.shown = percent
+
+
+def _backup(args: argparse.Namespace) -> int:
+    config = HubConfig(data_dir=args.data)
+    if args.to_dir is not None:
+        target = args.to_dir / backup_name(utcnow())
+    else:
+        target = args.to
+    needed = (
+        sum(p.stat().st_size for p in [config.db_path, *config.media_dir.glob("*")] if p.is_file())
+        if config.db_path.exists()
+        else 0
+    )
+    if not free_space_ok(target.parent, needed):
+        print(f"not enough free space in {target.parent} for about {needed} bytes", file=sys.stderr)
+        return 1
+    try:
+        summary = make_backup(config, target, _ProgressLine("backup"))
+    except (BackupError, OSError, sqlite3.Error) as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"backup written: {summary.path} ({summary.files} files, {summary.bytes} bytes)")
+    if args.to_dir is not None and args.keep > 0:
+        for gone in prune(args.to_dir, args.keep):
+            print(f"old backup removed: {gone}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    try:
+        summary = restore_backup(args.source, args.data, _ProgressLine("restore"), force=args.force)
+    except (BackupError, OSError, sqlite3.Error) as exc:
+        print(f"restore failed, nothing changed: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {summary.files} files ({summary.bytes} bytes) into {summary.path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "backup":
+        return _backup(args)
+    if args.command == "restore":
+        return _restore(args)
     if args.command == "serve":
         _serve(args)
     elif args.command == "user":

@@ -208,15 +208,17 @@ async def running_hub(
     config = HubConfig(data_dir=data_dir, **{"scrypt_n": 2**8, **overrides})
     db = await Database.open(config.db_path)
     try:
-        await create_user(
-            db,
-            ADMIN,
-            ADMIN_PASSWORD,
-            Role.ADMIN,
-            None,
-            scrypt_n=config.scrypt_n,
-            now=clock() if clock else None,
-        )
+        # A restored or reused data folder already has its admin.
+        if await db.fetchone("SELECT 1 FROM users WHERE username = ?", (ADMIN,)) is None:
+            await create_user(
+                db,
+                ADMIN,
+                ADMIN_PASSWORD,
+                Role.ADMIN,
+                None,
+                scrypt_n=config.scrypt_n,
+                now=clock() if clock else None,
+            )
     finally:
         await db.close()
     server = TestServer(create_app(config, clock=clock), host="127.0.0.1")

@@ -94,3 +94,37 @@ def test_provision_is_shellcheck_clean() -> None:
         ["shellcheck", str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None and not os.environ.get("CI"),
+    reason="systemd-analyze is not installed",
+)
+def test_units_verify_with_systemd() -> None:
+    """systemd's own parser on every unit; the only complaint allowed is that the venv this
+    machine has no /opt/loa for."""
+    units = sorted((ROOT / "systemd").glob("*.service")) + sorted(
+        (ROOT / "systemd").glob("*.timer")
+    )
+    assert {u.name for u in units} >= {
+        "loa-agent.service",
+        "loa-hub.service",
+        "loa-hub-backup.service",
+        "loa-hub-backup.timer",
+    }
+    for unit in units:
+        result = subprocess.run(
+            ["systemd-analyze", "verify", str(unit)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        complaints = [
+            line
+            for line in (result.stdout + result.stderr).splitlines()
+            if line.strip() and "/opt/loa/venv/bin/" not in line
+        ]
+        assert not complaints, (unit.name, complaints)
+    backup = (ROOT / "systemd" / "loa-hub-backup.service").read_text()
+    assert "hub backup --data /var/lib/loa/hub" in backup and "UMask=0077" in backup
