@@ -348,6 +348,9 @@ async def emergency_page(request: web.Request) -> web.StreamResponse:
     progress: bulletins.EmergencyStatus = await api(
         request, user, bulletins.emergency_status, Permission.EMERGENCY
     )
+    if request.query.get("part") == "live":
+        # Only the counts and the device table: console.js swaps them in every few seconds.
+        return await render(request, "_emergency_live.html", progress=progress)
     return await render(request, "emergency_status.html", progress=progress)
 
 

@@ -51,7 +51,8 @@ async def test_every_page_needs_a_session(hub: HubHarness) -> None:
     for method, path, _handler in pages.PAGES:
         if path == "/login":
             continue
-        url = path.replace("{id}", "some-id")
+        url = re.sub(r"{sha256[^}]*}", "0" * 64, path)
+        url = re.sub(r"{(\w+)(:[^}]*)?}", "some-id", url)
         resp = await hub.client.request(method, url, allow_redirects=False)
         assert resp.status in (302, 303, 401), (method, url, resp.status)
         if resp.status != 401:
@@ -219,10 +220,12 @@ async def test_browser_walkthrough(hub: HubHarness) -> None:
             assert await _next_of(socket, "emergency_start")
 
             # The speaker reports it is playing: the page shows it started, device by device.
+            await expect(page.locator("#started")).to_have_text("0")
             status, _ = await speaker.report([_health(1, emergency_id, "Cảnh báo lũ quét")])
             assert status == 200
-            await page.reload()
-            await expect(page.locator("#started")).to_have_text("1")
+            # No reload: the page's live part fetches itself and shows it within seconds.
+            await expect(page.locator("#started")).to_have_text("1", timeout=10_000)
+            assert await page.locator("#em-live").get_attribute("data-refreshed-at")
             await expect(page.locator("#targeted")).to_have_text("2")
             await page.screenshot(path=ARTIFACTS / "console-emergency-status.png", full_page=True)
 

@@ -55,7 +55,8 @@ async def test_every_served_route_needs_a_session(hub: HubHarness) -> None:
     for method, path in routes:
         if (method, path) in PUBLIC or path == "/static":
             continue
-        url = re.sub(r"{(\w+)(:[^}]*)?}", "x", path)
+        url = re.sub(r"{sha256[^}]*}", "0" * 64, path)
+        url = re.sub(r"{(\w+)(:[^}]*)?}", "x", url)
         resp = await hub.client.request(method, url, allow_redirects=False)
         if path.startswith("/api/"):
             assert resp.status == 401, (method, path, resp.status)
