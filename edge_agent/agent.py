@@ -736,7 +736,10 @@ class Agent:
             self._refuse("pushed command", f"{command.type} expired at {command.expires_at}")
             return
         assert self.store is not None
-        if await self.store.command_seen(command.command_id, command.expires_at):
+        hold = None
+        if isinstance(command, EmergencyStart) and command.bulletin.id not in self._cancelled:
+            hold = command.bulletin
+        if await self.store.command_seen(command.command_id, command.expires_at, hold=hold):
             return
         match command:
             case EmergencyStart(bulletin=bulletin):
@@ -777,10 +780,9 @@ class Agent:
         self._manifest_fetch.add_done_callback(self._download_tasks.discard)
 
     async def _accept_emergency(self, bulletin: ManifestBulletin) -> None:
-        assert self.store is not None
+        """Play `bulletin` now; the store already holds it (saved with its command)."""
         if bulletin.id in self._cancelled:
             return
-        await self.store.save_emergency(bulletin)
         self._emergencies[bulletin.id] = bulletin
         if self._play_item(bulletin) is None:
             self._ensure_content()  # it plays as soon as its media is here

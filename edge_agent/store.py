@@ -309,13 +309,17 @@ class AgentStore:
 
     async def save_emergency(self, bulletin: ManifestBulletin) -> None:
         async with self._tx() as db:
-            # Pruned against the hub's own times, not the device clock, which may be wrong.
-            horizon = bulletin.schedule.valid_from - EMERGENCY_KEEP
-            await db.execute("DELETE FROM emergencies WHERE valid_until < ?", (_iso(horizon),))
-            await db.execute(
-                "INSERT OR REPLACE INTO emergencies (id, bulletin, valid_until) VALUES (?, ?, ?)",
-                (bulletin.id, bulletin.model_dump_json(), _iso(bulletin.schedule.valid_until)),
-            )
+            await self._hold_emergency(db, bulletin)
+
+    @staticmethod
+    async def _hold_emergency(db: aiosqlite.Connection, bulletin: ManifestBulletin) -> None:
+        # Pruned against the hub's own times, not the device clock, which may be wrong.
+        horizon = bulletin.schedule.valid_from - EMERGENCY_KEEP
+        await db.execute("DELETE FROM emergencies WHERE valid_until < ?", (_iso(horizon),))
+        await db.execute(
+            "INSERT OR REPLACE INTO emergencies (id, bulletin, valid_until) VALUES (?, ?, ?)",
+            (bulletin.id, bulletin.model_dump_json(), _iso(bulletin.schedule.valid_until)),
+        )
 
     async def emergencies(self) -> list[ManifestBulletin]:
         async with self._read() as db:
@@ -340,9 +344,18 @@ class AgentStore:
     # ------------------------------------------------------------------ command replay
 
     async def command_seen(
-        self, command_id: str, expires_at: datetime, *, now: datetime | None = None
+        self,
+        command_id: str,
+        expires_at: datetime,
+        *,
+        now: datetime | None = None,
+        hold: ManifestBulletin | None = None,
     ) -> bool:
-        """Record a command id; True if it was already recorded (a replay, to be ignored)."""
+        """Record a command id; True if it was already recorded (a replay, to be ignored).
+
+        `hold`: an emergency the (new) command carries, held in the same commit, so the path
+        from a pushed emergency to the loudspeaker waits for one disk flush, not two.
+        """
         horizon = (now or datetime.now(UTC)) - COMMAND_GRACE
         async with self._tx() as db:
             await db.execute("DELETE FROM commands WHERE expires_at < ?", (_iso(horizon),))
@@ -350,7 +363,10 @@ class AgentStore:
                 "INSERT OR IGNORE INTO commands (id, expires_at) VALUES (?, ?)",
                 (command_id, _iso(expires_at)),
             )
-            return cursor.rowcount == 0
+            replay = cursor.rowcount == 0
+            if hold is not None and not replay:
+                await self._hold_emergency(db, hold)
+            return replay
 
     # ------------------------------------------------------------------ airings
 

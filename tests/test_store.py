@@ -177,6 +177,23 @@ async def test_command_seen_detects_replay_across_restarts(tmp_path: Path) -> No
     await s.close()
 
 
+async def test_an_emergency_command_and_its_bulletin_are_kept_in_one_commit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.sqlite3"
+    s = await AgentStore.open(path)
+    expires = T0 + timedelta(minutes=5)
+    assert await s.command_seen("c1", expires, now=T0, hold=bulletin("e1")) is False
+    await s.close()
+    s = await AgentStore.open(path)
+    assert [b.id for b in await s.emergencies()] == ["e1"]
+    # A replay holds nothing, even after the emergency was cancelled and dropped.
+    await s.cancel("e1", now=T0)
+    assert await s.command_seen("c1", expires, now=T0, hold=bulletin("e1")) is True
+    assert await s.emergencies() == []
+    await s.close()
+
+
 # ---------------------------------------------------------------- plays
 
 
