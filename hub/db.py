@@ -200,6 +200,21 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (commune, bulletin_id)
     );
     """,
+    # Which units uploaded which media: a non-province account may use (and list) its own
+    # unit's uploads. Filled from the audit records of uploads made before this table.
+    """
+    CREATE TABLE media_uploads (
+        sha256 TEXT NOT NULL REFERENCES media(sha256),
+        unit TEXT NOT NULL,
+        first_at TEXT NOT NULL,
+        PRIMARY KEY (sha256, unit)
+    );
+    INSERT OR IGNORE INTO media_uploads (sha256, unit, first_at)
+        SELECT a.target, a.unit, MIN(a.at) FROM audit a
+        JOIN media m ON m.sha256 = a.target
+        WHERE a.action = 'media.upload' AND a.unit IS NOT NULL
+        GROUP BY a.target, a.unit;
+    """,
 ]
 
 

@@ -1,4 +1,9 @@
-"""Content store: files named by their sha256; the type comes from the bytes, not the header."""
+"""Content store: files named by their sha256; the type comes from the bytes, not the header.
+
+Every upload is audited (`media.upload`, the sha256 as target, the uploader's unit) and
+recorded in `media_uploads` by unit, which scopes media: an account that is not province-wide
+lists only its own unit's uploads, and downloads those or the media of a bulletin it may see.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,15 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from loa_contract import utcnow
 
-from .auth import Permission
+from .auth import Permission, User
+from .bulletins import scope_sql
 from .db import iso
 from .errors import ApiError
 from .routing import Ctx, RouteTable
@@ -194,10 +200,19 @@ async def upload_media(ctx: Ctx) -> MediaOut:
         else:
             await asyncio.to_thread(_finish_file, fh, tmp, final)
             moved = True
-        await ctx.db.execute(
-            "INSERT OR IGNORE INTO media (sha256, size, mime, created_at) VALUES (?, ?, ?, ?)",
-            (sha, size, mime, iso(utcnow())),
-        )
+        async with ctx.db.transaction() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO media (sha256, size, mime, created_at) VALUES (?, ?, ?, ?)",
+                (sha, size, mime, iso(utcnow())),
+            )
+            # Also for bytes already stored: the record is what lets this unit use them.
+            await conn.execute(
+                "INSERT OR IGNORE INTO media_uploads (sha256, unit, first_at) VALUES (?, ?, ?)",
+                (sha, ctx.user.unit, iso(utcnow())),
+            )
+            await ctx.audit(
+                conn, "media.upload", sha, after={"sha256": sha, "size": size, "mime": mime}
+            )
         return MediaOut(sha256=sha, size=size, mime=mime)
     finally:
         if not fh.closed:
@@ -207,10 +222,71 @@ async def upload_media(ctx: Ctx) -> MediaOut:
                 tmp.unlink()
 
 
-@routes.get("/api/v1/media", summary="List stored media", response=list[MediaOut])
+#: Media `m` uploaded by the unit `:unit`.
+_UPLOADED_BY_UNIT = """EXISTS (SELECT 1 FROM media_uploads u
+    WHERE u.sha256 = m.sha256 AND u.unit = :unit)"""
+
+
+def uploads_sql(user: User) -> tuple[str, dict[str, str]]:
+    """A condition on media `m`: all of it province-wide, else the caller's unit's uploads."""
+    if user.province_wide:
+        return "1 = 1", {}
+    return _UPLOADED_BY_UNIT, {"unit": user.unit}
+
+
+def readable_sql(user: User) -> tuple[str, dict[str, Any]]:
+    """A condition on media `m` that `user` may fetch: its unit's uploads, or the media of a
+    bulletin it may see (a commune hears what the province published to it)."""
+    if user.province_wide:
+        return "1 = 1", {}
+    bulletin_cond, params = scope_sql(user)
+    cond = (
+        f"({_UPLOADED_BY_UNIT} OR EXISTS (SELECT 1 FROM bulletins b"
+        f" WHERE b.media_sha256 = m.sha256 AND {bulletin_cond}))"
+    )
+    return cond, {"unit": user.unit, **params}
+
+
+@routes.get(
+    "/api/v1/media",
+    summary="List stored media: everything for province-wide accounts, else the unit's uploads",
+    response=list[MediaOut],
+)
 async def list_media(ctx: Ctx) -> list[MediaOut]:
-    rows = await ctx.db.fetchall("SELECT sha256, size, mime FROM media ORDER BY created_at DESC")
+    cond, params = uploads_sql(ctx.user)
+    rows = await ctx.db.fetchall(
+        f"SELECT m.sha256, m.size, m.mime FROM media m WHERE {cond} ORDER BY m.created_at DESC",
+        params,
+    )
     return [MediaOut(sha256=r["sha256"], size=r["size"], mime=r["mime"]) for r in rows]
+
+
+@routes.get(
+    "/api/v1/media/{sha256}",
+    summary="Download a stored file the caller may see (its unit's uploads, or the media of a"
+    " bulletin it may see); supports Range",
+    errors=[404],
+    response_content={
+        "200": {
+            "description": "The file",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        "206": {"description": "Partial content (Range)"},
+    },
+)
+async def get_media(ctx: Ctx) -> web.StreamResponse:
+    sha = ctx.path("sha256")
+    # The same 404 for "missing" and "not yours": nobody learns what other units uploaded.
+    missing = ApiError(404, "not_found", "no such media")
+    if not _SHA256.match(sha):
+        raise missing
+    cond, params = readable_sql(ctx.user)
+    row = await ctx.db.fetchone(
+        f"SELECT m.mime FROM media m WHERE m.sha256 = :sha AND {cond}", {"sha": sha, **params}
+    )
+    if row is None:
+        raise missing
+    return file_response(ctx.config.media_dir, sha, row["mime"])
 
 
 def file_response(media_dir: Path, sha256: str, mime: str) -> web.FileResponse:

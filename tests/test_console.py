@@ -241,7 +241,7 @@ async def test_browser_walkthrough(hub: HubHarness) -> None:
             assert await _next_of(socket, "emergency_cancel")
 
             await page.goto(f"{base}/devices")
-            await page.screenshot(path=ARTIFACTS / "console-devices.png", full_page=True)
+            await page.screenshot(path=ARTIFACTS / "console-devices-phone.png", full_page=True)
             await page.click("a.lang")
             await expect(page.locator("h1")).to_have_text("Devices")
             # The choice sticks (cookie) on the next page without ?lang.

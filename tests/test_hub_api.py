@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hub import console
+from hub import pages
 from hub.appkeys import DB
 from hub.db import iso
 from hub.testing import ADMIN, ADMIN_PASSWORD, HubHarness, running_hub
@@ -21,7 +21,7 @@ WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 64
 PUBLIC = {"/healthz", "/api/v1/openapi.json", "/api/v1/auth/login", "/api/v1/enroll"}
 #: The server-rendered console is not API (no OpenAPI, redirects to /login); its own tests
 #: check every page needs a session.
-CONSOLE = {path for _method, path, _handler in console.PAGES}
+CONSOLE = {path for _method, path, _handler in pages.PAGES}
 
 
 def _console_route(path: str) -> bool:

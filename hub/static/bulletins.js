@@ -1,0 +1,168 @@
+// The bulletin form: live word count, the media upload with a progress bar, and a preview of
+// what will air before anything is saved. The hub re-checks everything; this only helps.
+(() => {
+  "use strict";
+  const form = document.getElementById("bulletin-form");
+  if (!form) {
+    return;
+  }
+  const $ = (id) => document.getElementById(id);
+  const kind = $("kind");
+  const priority = $("priority");
+  const text = $("text");
+  const times = $("times");
+  const textPart = $("text-part");
+  const mediaPart = $("media-part");
+  const file = $("file");
+  const progress = $("upload-progress");
+  const percent = $("upload-percent");
+  const status = $("upload-status");
+  const media = $("media");
+  const mediaMime = $("media-mime");
+  const count = $("word-count");
+  const warning = $("word-warning");
+  const minWords = Number(form.dataset.wordsMin);
+  const maxWords = Number(form.dataset.wordsMax);
+  const preview = {
+    empty: $("preview-empty"),
+    text: $("preview-text"),
+    audio: $("preview-audio"),
+    video: $("preview-video"),
+    image: $("preview-image"),
+    doc: $("preview-doc"),
+  };
+  const TEXT_KINDS = ["text", "document"];
+  const MEDIA_KINDS = ["document", "audio", "image", "video"];
+  const buttons = Array.from(form.querySelectorAll("button[type=submit]"));
+
+  // Python's str.split(): runs of whitespace separate words, as the hub counts them.
+  function words(value) {
+    const trimmed = value.trim();
+    return trimmed ? trimmed.split(/\s+/u).length : 0;
+  }
+
+  function kindOfMime(mime) {
+    for (const prefix of ["audio", "image", "video"]) {
+      if (mime.startsWith(prefix + "/")) {
+        return prefix;
+      }
+    }
+    return mime === "application/pdf" || mime === "text/plain" ? "document" : null;
+  }
+
+  function updateWords() {
+    const n = words(text.value);
+    count.textContent = String(n);
+    warning.hidden = !(kind.value === "text" && (n < minWords || n > maxWords));
+  }
+
+  function setSource(element, url) {
+    const attribute = element.tagName === "A" ? "href" : "src";
+    if (element.getAttribute(attribute) !== url) {
+      element.setAttribute(attribute, url);
+    }
+  }
+
+  function showPreview() {
+    for (const element of Object.values(preview)) {
+      element.hidden = true;
+    }
+    let shown = false;
+    if (MEDIA_KINDS.includes(kind.value) && media.value) {
+      const which = kindOfMime(mediaMime.value);
+      const element = preview[which === "document" || which === null ? "doc" : which];
+      setSource(element, "/bulletins/media/" + media.value);
+      element.hidden = false;
+      shown = true;
+    }
+    if (TEXT_KINDS.includes(kind.value) && text.value.trim()) {
+      preview.text.textContent = text.value;
+      preview.text.hidden = false;
+      shown = true;
+    }
+    preview.empty.hidden = shown;
+  }
+
+  function updateKind() {
+    textPart.hidden = !TEXT_KINDS.includes(kind.value);
+    mediaPart.hidden = !MEDIA_KINDS.includes(kind.value);
+    file.accept = kind.selectedOptions[0].dataset.accept || "";
+    updateWords();
+    showPreview();
+  }
+
+  function updatePriority() {
+    times.required = priority.value === "priority";
+  }
+
+  function setProgress(value) {
+    progress.value = value;
+    percent.textContent = value + " %";
+  }
+
+  function finish(state, message) {
+    mediaPart.dataset.state = state;
+    status.textContent = message;
+    for (const button of buttons) {
+      button.disabled = false;
+    }
+  }
+
+  function upload(chosen) {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", form.dataset.upload);
+    xhr.setRequestHeader("X-CSRF-Token", form.elements.csrf.value);
+    xhr.setRequestHeader("Content-Type", chosen.type || "application/octet-stream");
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable && event.total > 0) {
+        // 100 % only once the hub has stored it and answered.
+        setProgress(Math.min(99, Math.floor((event.loaded * 100) / event.total)));
+      }
+    });
+    xhr.addEventListener("load", () => {
+      const body = xhr.response || {};
+      if (xhr.status === 201 && body.sha256) {
+        media.value = body.sha256;
+        mediaMime.value = body.mime;
+        if (body.kind && body.kind !== kind.value && MEDIA_KINDS.includes(body.kind)) {
+          kind.value = body.kind;
+          updateKind();
+        }
+        setProgress(100);
+        const kib = (body.size / 1024).toFixed(1);
+        finish("done", form.dataset.msgDone + " " + body.mime + ", " + kib + " KiB");
+        showPreview();
+      } else {
+        setProgress(0);
+        finish("failed", body.message || form.dataset.msgFailed);
+      }
+    });
+    xhr.addEventListener("error", () => {
+      setProgress(0);
+      finish("failed", form.dataset.msgFailed);
+    });
+    for (const button of buttons) {
+      button.disabled = true;
+    }
+    mediaPart.dataset.state = "uploading";
+    status.textContent = form.dataset.msgUploading;
+    setProgress(0);
+    xhr.send(chosen);
+  }
+
+  file.addEventListener("change", () => {
+    const chosen = file.files && file.files[0];
+    if (chosen) {
+      upload(chosen);
+    }
+  });
+  kind.addEventListener("change", updateKind);
+  priority.addEventListener("change", updatePriority);
+  text.addEventListener("input", () => {
+    updateWords();
+    showPreview();
+  });
+  updateKind();
+  updatePriority();
+})();
