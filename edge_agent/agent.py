@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict
@@ -57,6 +57,7 @@ from .identity import Identity
 from .players.base import EventType, PlaybackEvent, Player, PlayItem
 from .profile import HardwareProfile
 from .relay import NullRelay, Relay
+from .rpi_health import WIRE_FIELDS as PI_WIRE_FIELDS
 from .rpi_health import PiHealth
 from .scheduler import decide
 from .scheduler_types import (
@@ -121,7 +122,22 @@ class Counters:
     rejected_commands: int = 0
     rejected_media: int = 0
     last_rejection: str | None = None
+    #: Local controls refused because an emergency was on air (see Agent.request).
+    refused_controls: int = 0
     downloads: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+#: Who asked for a control: the commune's LAN page or a technician ("local"), or a command
+#: the hub signed ("hub").
+ControlOrigin = Literal["local", "hub"]
+
+
+class ControlRefused(Exception):
+    """A control the agent will not carry out; `code` is stable, the message is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
@@ -188,7 +204,7 @@ class Agent:
         self._suspended: Suspended | None = None
         self._current: _Current | None = None
         self._volume_override: int | None = None
-        self._pending_controls: deque[str] = deque()
+        self._pending_controls: deque[tuple[str, ControlOrigin]] = deque()
         self._player_events: deque[PlaybackEvent] = deque()
         self._wake = asyncio.Event()
         self._report_wake = asyncio.Event()
@@ -538,8 +554,16 @@ class Agent:
 
     async def _handle_controls(self) -> None:
         while self._pending_controls:
-            control = self._pending_controls.popleft()
+            control, origin = self._pending_controls.popleft()
             current = self._current
+            if control == "stop" and current is not None and origin == "local":
+                # Checked again here, not only in request(): an emergency may have started
+                # between the request and now, and a stop meant for the item before it must
+                # not silence the warning.
+                refusal = self._local_stop_refusal(current.item)
+                if refusal is not None:
+                    self._refuse_control(control, refusal)
+                    continue
             if control == "stop" and current is not None:
                 position = await self.player.stop()
                 # An operator's stop counts as aired so the programme does not replay it.
@@ -602,16 +626,40 @@ class Agent:
         if self._current is None or self._current.item.priority is not Priority.EMERGENCY:
             await self.player.set_volume(self.volume())
 
-    def request(self, control: str) -> None:
+    def request(self, control: str, *, origin: ControlOrigin = "local") -> None:
         """Ask the programme loop to "stop", play a "test_tone" or show a "test_pattern", or
-        start a "resync" (local page, hub command)."""
+        start a "resync".
+
+        A local "stop" of an emergency raises ControlRefused: the province fired it and only
+        the hub's signed cancel or stop ends it (DESIGN.md §2), whoever is logged in on the
+        commune LAN. The default origin is "local" so a caller that forgets to say who asks
+        gets the safe rule.
+        """
         if control == "resync":
             task = asyncio.create_task(self.resync())
             self._download_tasks.add(task)
             task.add_done_callback(self._download_tasks.discard)
             return
-        self._pending_controls.append(control)
+        current = self._current
+        if control == "stop" and origin == "local" and current is not None:
+            refusal = self._local_stop_refusal(current.item)
+            if refusal is not None:
+                self._refuse_control(control, refusal)
+                raise ControlRefused("emergency_on_air", refusal)
+        self._pending_controls.append((control, origin))
         self._wake.set()
+
+    @staticmethod
+    def _local_stop_refusal(item: PlayItem) -> str | None:
+        """Why a local stop of `item` is refused, or None if it may be stopped."""
+        if item.priority is Priority.EMERGENCY:
+            return f"emergency {item.bulletin_id} is on air; only the province's cancel ends it"
+        return None
+
+    def _refuse_control(self, control: str, reason: str) -> None:
+        self.counters.refused_controls += 1
+        log.warning("refused local %s: %s", control, reason)
+        self._changed()
 
     # ------------------------------------------------------------------ clock trust (issue #4)
 
@@ -756,9 +804,10 @@ class Agent:
             case SetVolume(volume=volume):
                 await self.set_volume(volume)
             case StopPlayback():
-                self.request("stop")
+                # Signed by the hub: the province may stop anything, an emergency included.
+                self.request("stop", origin="hub")
             case TestTone():
-                self.request("test_tone")
+                self.request("test_tone", origin="hub")
             case Resync():
                 await self.resync()
 
@@ -962,6 +1011,7 @@ class Agent:
             await asyncio.sleep(self.config.health_interval_s)
 
     async def health_fields(self) -> dict[str, Any]:
+        """One HealthSample's fields (without `seq`, which the outbox assigns)."""
         assert self.store is not None
         sample = await asyncio.to_thread(system_sample, self.config.data_dir)
         objects, size = self.cache.usage()
@@ -972,9 +1022,25 @@ class Agent:
             faults.append("clock_untrusted")
         if self.pi_health is not None:
             values, pi_faults = await asyncio.to_thread(self.pi_health.sample)
-            # The wire sample has no fields for these yet: values go to status, faults out.
             self.hardware = {**values, "relay_on": self.relay.is_on}
+            sample.update({name: values.get(name) for name in PI_WIRE_FIELDS})
+            if sample.get("temperature_celsius") is None:
+                # psutil finds no sensor on some kernels; the thermal zone is the SoC itself.
+                sample["temperature_celsius"] = values.get("soc_temperature_celsius")
             faults.extend(pi_faults)
+        # Any backend may count stops it had to abandon (VlcPlayer, the router's sum); a
+        # player without the counter never had one.
+        stuck = getattr(self.player, "stuck_stops", 0)
+        # A board's screen check (PlayerRouter.screen_faults): "screen_blank", "screen_frozen".
+        # A check that breaks must not cost the rest of the sample.
+        try:
+            screen = list(getattr(self.player, "screen_faults", None) or ())
+        except Exception:
+            log.exception("screen check failed")
+            screen = []
+        for fault in screen:
+            if fault not in faults:
+                faults.append(fault)
         sample.update(
             at=self.clock.now(),
             player_state=self.player.state.value,
@@ -987,6 +1053,9 @@ class Agent:
             clock_offset_seconds=clock.offset_s,
             clock_trusted=clock.trusted,
             faults=faults,
+            # No relay object (NullRelay) means no relay to report, not a relay that is off.
+            relay_on=None if isinstance(self.relay, NullRelay) else self.relay.is_on,
+            player_stuck_stops_total=stuck if isinstance(stuck, int) else 0,
         )
         return sample
 
@@ -1075,7 +1144,7 @@ class Agent:
                 for sha, (done, total) in self.counters.downloads.items()
             },
             "outbox": await self.store.backlog(),
-            # Pi power, SD card and relay (issue #4); values the wire HealthSample cannot carry.
+            # Pi power, SD card and relay (issue #4), with the raw throttled word besides.
             "hardware": {**self.hardware, "relay_on": self.relay.is_on},
             "rejected": {
                 "manifests": self.counters.rejected_manifests,

@@ -33,6 +33,7 @@ from aiohttp import web
 
 from loa_contract import VN_TZ, Priority
 
+from .agent import ControlRefused
 from .i18n import page_labels, t
 from .local_auth import LocalAuth, Session, parse_basic
 
@@ -334,10 +335,12 @@ async def _do_stop(agent: Agent) -> dict[str, Any]:
     current = agent.now_playing()
     if current is None:
         return {"stopped": None, "message_key": "page_msg_nothing_to_stop"}
-    if current.priority is Priority.EMERGENCY:
-        # The province fired it; only the province's cancel ends it (DESIGN.md §2).
-        raise Refused(409, "emergency_on_air", "page_err_emergency")
-    agent.request("stop")
+    try:
+        # The agent enforces the rule itself (an emergency only ends by the province's
+        # cancel, DESIGN.md §2); the page only translates its refusal.
+        agent.request("stop", origin="local")
+    except ControlRefused as refused:
+        raise Refused(409, refused.code, "page_err_emergency") from None
     return {"stopped": current.bulletin_id, "message_key": "page_msg_stopped"}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,18 @@ THROTTLED_SINCE_BOOT = 1 << 18
 
 PROBE_FILE = ".sd-probe.tmp"
 
+#: The keys of `PiHealth.sample()`'s values that are HealthSample fields of the same name.
+WIRE_FIELDS: tuple[str, ...] = (
+    "under_voltage",
+    "under_voltage_since_boot",
+    "throttled",
+    "throttled_since_boot",
+    "filesystem_readonly",
+    "ext4_errors_total",
+    "sd_write_ok",
+    "sd_write_seconds",
+)
+
 
 @dataclass(frozen=True)
 class PowerState:
@@ -35,13 +48,15 @@ class PowerState:
     raw: int | None = None  # the firmware's word, when known
     source: str = "none"
 
+    # Only the firmware's word remembers the past; the rpi_volt alarm knows "now" only, so
+    # without the word the answer is None (cannot tell), not False (it never happened).
     @property
-    def under_voltage_since_boot(self) -> bool:
-        return self.raw is not None and bool(self.raw & UNDER_VOLTAGE_SINCE_BOOT)
+    def under_voltage_since_boot(self) -> bool | None:
+        return None if self.raw is None else bool(self.raw & UNDER_VOLTAGE_SINCE_BOOT)
 
     @property
-    def throttled_since_boot(self) -> bool:
-        return self.raw is not None and bool(self.raw & THROTTLED_SINCE_BOOT)
+    def throttled_since_boot(self) -> bool | None:
+        return None if self.raw is None else bool(self.raw & THROTTLED_SINCE_BOOT)
 
 
 def _from_word(word: int, source: str) -> PowerState:
@@ -162,7 +177,10 @@ class WriteProbe:
 
 def sd_write_probe(data_dir: Path, size: int = 4096) -> WriteProbe:
     """Write a small file, push it to the card, drop it from the page cache, read it back."""
-    path = data_dir / PROBE_FILE
+    # A name per process and thread: `edge-agent doctor` probes the same folder while the
+    # agent runs, and two probes on one file would fail each other's read-back.
+    stem = PROBE_FILE.removesuffix(".tmp")
+    path = data_dir / f"{stem}-{os.getpid()}-{threading.get_ident()}.tmp"
     payload = os.urandom(size)
     began = time.monotonic()
     try:
@@ -199,12 +217,20 @@ class PiHealth:
     _last_probe: WriteProbe | None = None
     _last_probe_at: float | None = None
     _tool: str | None = field(default=None, init=False)
+    # sample() runs in worker threads (asyncio.to_thread); two at once must not both decide
+    # the probe is due.
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self._tool = self.vcgencmd if self.vcgencmd is not None else shutil.which("vcgencmd")
 
     def sample(self) -> tuple[dict[str, Any], list[str]]:
-        """(values for the local status, fault names for the wire HealthSample)."""
+        """(values, fault names). The values' keys are HealthSample's field names, except
+        `throttled_word` and `soc_temperature_celsius`, which only the local status shows."""
+        with self._lock:
+            return self._sample()
+
+    def _sample(self) -> tuple[dict[str, Any], list[str]]:
         faults: list[str] = []
         power = power_state(self.sys_root, self._tool or "")
         if power.under_voltage:

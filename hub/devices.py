@@ -27,6 +27,7 @@ from .errors import ApiError, field_error
 from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_enrollment_code
+from .verdict import Level, device_verdict
 
 routes = RouteTable("devices")
 
@@ -72,6 +73,18 @@ class DeviceOut(BaseModel):
     connected: bool
     health: HealthSample | None
     now_playing: NowPlayingInfo | None
+    #: ok / warning / fault / unknown, from the newest health sample and `online`
+    #: (hub/verdict.py has the rules and thresholds).
+    verdict: Level
+    #: Stable reason codes, worst first ("offline", "under_voltage", "disk_low", …).
+    verdict_reasons: list[str]
+
+
+class DevicesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Only devices with this verdict (`?verdict=fault`: the ones to drive to).
+    verdict: Level | None = None
 
 
 class EnrollmentCode(BaseModel):
@@ -120,6 +133,10 @@ def _device_out(row: sqlite3.Row, connected: bool, offline_after_s: float) -> De
         else None
     )
     enrolled = row["secret_hash"] is not None
+    online = connected or (
+        last_seen is not None and (now - last_seen).total_seconds() <= offline_after_s
+    )
+    verdict = device_verdict(health, online=online, now=now, enrolled=enrolled)
     return DeviceOut(
         id=row["id"],
         commune=row["commune"],
@@ -137,11 +154,12 @@ def _device_out(row: sqlite3.Row, connected: bool, offline_after_s: float) -> De
         hostname=row["hostname"],
         manifest_version=row["manifest_version"],
         last_seen=last_seen,
-        online=connected
-        or (last_seen is not None and (now - last_seen).total_seconds() <= offline_after_s),
+        online=online,
         connected=connected,
         health=health,
         now_playing=health.now_playing if health else None,
+        verdict=verdict.level,
+        verdict_reasons=list(verdict.reasons),
     )
 
 
@@ -199,8 +217,9 @@ async def create_device(ctx: Ctx) -> DeviceCreated:
 
 @routes.get(
     "/api/v1/devices",
-    summary="The fleet: enrollment, online state, last health",
+    summary="The fleet: enrollment, online state, last health and verdict (?verdict=fault)",
     permission=Permission.FLEET_READ,
+    query=DevicesQuery,
     response=list[DeviceOut],
 )
 async def list_devices(ctx: Ctx) -> list[DeviceOut]:
@@ -211,7 +230,14 @@ async def list_devices(ctx: Ctx) -> list[DeviceOut]:
     ]
     online = ctx.connections.online_ids()
     limit = ctx.config.offline_after.total_seconds()
-    return [_device_out(r, r["id"] in online, limit) for r in rows]
+    fleet = [_device_out(r, r["id"] in online, limit) for r in rows]
+    # The console calls this handler directly, without a query.
+    query: DevicesQuery | None = ctx.query
+    if query is not None and query.verdict is not None:
+        # Filtered after computing: the verdict depends on the hub's clock and connections,
+        # not on anything SQL could index.
+        fleet = [d for d in fleet if d.verdict == query.verdict]
+    return fleet
 
 
 async def _device_row(ctx: Ctx) -> sqlite3.Row:

@@ -344,30 +344,77 @@ class NowPlayingInfo(WireModel):
 
 
 class HealthSample(WireModel):
-    """A health snapshot. Field names follow Prometheus node_exporter where one exists."""
+    """A health snapshot. Field names follow Prometheus node_exporter where one exists.
+
+    Everything added after the first release is optional with a default, so a sample from an
+    older agent still validates on a newer hub. `None` always means "this device cannot
+    tell" (no such sensor, not a Pi), never "fine".
+    """
 
     type: Literal["health"] = "health"
     seq: int = Field(ge=1)
     at: AwareDatetime
+    #: node_cpu_seconds_total as a share: busy CPU since the previous sample, 0–100.
     cpu_percent: float
+    #: node_memory_MemTotal_bytes - node_memory_MemAvailable_bytes.
     memory_used_bytes: int
     memory_total_bytes: int
+    #: node_filesystem_avail_bytes / node_filesystem_size_bytes of the agent's data folder.
     filesystem_avail_bytes: int
     filesystem_size_bytes: int
+    #: node_hwmon_temp_celsius / node_thermal_zone_temp of the SoC.
     temperature_celsius: float | None = None
+    #: node_boot_time_seconds (Unix time): uptime is `at` minus this.
     boot_time_seconds: float
+    #: node_network_{receive,transmit}_bytes_total, all interfaces.
     network_receive_bytes_total: int = 0
     network_transmit_bytes_total: int = 0
+    #: The player's state: "idle", "playing" or "error".
     player_state: str
     now_playing: NowPlayingInfo | None = None
+    #: The volume the commune set (0–100); an emergency plays at the profile's own level.
     volume: int
     manifest_version: int | None = None
+    #: Verified media and synthesized speech held on the SD card.
     cache_bytes: int = 0
     cache_objects: int = 0
+    #: Reports (health and proof-of-play) waiting for the hub's acknowledgement.
     outbox_backlog: int = 0
+    #: Hub (or NTP) time minus the system clock when the agent last compared them.
     clock_offset_seconds: float | None = None
+    #: False while windowed items are held because the time is not confirmed.
     clock_trusted: bool = True
+    #: Names of what the agent itself sees wrong ("under_voltage", "sd_read_only",
+    #: "screen_blank", …); the hub's verdict reads them too, so older agents still count.
     faults: list[str] = Field(default_factory=list)
+
+    # -- Raspberry Pi power, from the firmware's throttled word (vcgencmd get_throttled, the
+    # -- firmware's sysfs file) or the kernel's rpi_volt hwmon alarm. A weak supply is the
+    # -- commonest cause of a dead SD card, so it is reported separately from the faults.
+    #: The supply is below ~4.63 V now (node_hwmon_in_lcrit_alarm_volts of rpi_volt).
+    under_voltage: bool | None = None
+    #: Under-voltage happened at some point since boot (bit 16 of the word).
+    under_voltage_since_boot: bool | None = None
+    #: The SoC runs slowed now: throttled, frequency capped or at the soft temperature limit.
+    throttled: bool | None = None
+    #: Throttling happened at some point since boot (bit 18 of the word).
+    throttled_since_boot: bool | None = None
+
+    # -- The SD card holding the data folder.
+    #: node_filesystem_readonly: the kernel remounted it read-only (usually after errors).
+    filesystem_readonly: bool | None = None
+    #: ext4's own error count on that filesystem (/sys/fs/ext4/<dev>/errors_count).
+    ext4_errors_total: int | None = None
+    #: The last periodic write-fsync-read-back probe of a small file succeeded.
+    sd_write_ok: bool | None = None
+    #: How long that probe took; a worn card gets slow before it fails.
+    sd_write_seconds: float | None = Field(default=None, ge=0)
+
+    # -- Audio chain and players.
+    #: The loudspeaker amplifier's relay is switched on (None: this device has no relay).
+    relay_on: bool | None = None
+    #: Stops the player did not finish in time, so the backend was recreated (python-vlc #74).
+    player_stuck_stops_total: int = Field(default=0, ge=0)
 
 
 Report = Annotated[ProofOfPlay | HealthSample, Field(discriminator="type")]

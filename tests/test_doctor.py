@@ -87,7 +87,7 @@ def test_sd_card_read_only_flag_and_ext4_errors(tmp_path: Path) -> None:
 
 def test_write_probe_and_pi_health_faults(tmp_path: Path) -> None:
     assert sd_write_probe(tmp_path).ok
-    assert not (tmp_path / ".sd-probe.tmp").exists()
+    assert not list(tmp_path.glob(".sd-probe*")), "the probe leaves no file behind"
     root = _fake_pi(tmp_path / "pi", word="0x50005", ro=True, errors=2)
     data = tmp_path / "data"
     data.mkdir()
@@ -252,4 +252,6 @@ async def test_pi_faults_reach_the_health_sample(
     assert agent.hardware["under_voltage"] is True and agent.hardware["relay_on"] is False
     assert (await agent.status())["hardware"]["soc_temperature_celsius"] == pytest.approx(48.312)
     assert agent.store is not None
-    await agent.store.add_health(sample)  # the wire model accepts it: faults only
+    # The wire model accepts it, values and faults both.
+    await agent.store.add_health(sample)
+    assert sample["under_voltage"] is True

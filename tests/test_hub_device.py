@@ -426,3 +426,66 @@ async def test_bad_report_changes_nothing(hub: HubHarness) -> None:
     status, body = await dev.report(bad)
     assert status == 422 and body["detail"][0]["field"].startswith("reports[1]")
     assert await hub.call("GET", "/api/v1/plays") == []
+
+
+# ---------------------------------------------------------------- verdict
+
+
+async def test_verdict_from_reported_health(hub: HubHarness) -> None:
+    slot = await hub.device(name="not yet enrolled")
+    old_agent = await hub.new_device()
+    weak_supply = await hub.new_device()
+    now = datetime.now(UTC)
+    # An older agent's sample (none of the Pi fields) still validates and judges "ok".
+    assert (await old_agent.report([_health(1, now)]))[0] == 200
+    status, _ = await weak_supply.report(
+        [
+            {
+                **_health(1, now),
+                "under_voltage": True,
+                "under_voltage_since_boot": True,
+                "throttled": True,
+                "filesystem_readonly": False,
+                "ext4_errors_total": 0,
+                "sd_write_ok": True,
+                "sd_write_seconds": 0.02,
+                "relay_on": True,
+                "player_stuck_stops_total": 0,
+            }
+        ]
+    )
+    assert status == 200
+
+    listed = {d["id"]: d for d in await hub.call("GET", "/api/v1/devices")}
+    assert listed[slot["id"]]["verdict"] == "unknown"
+    assert listed[slot["id"]]["verdict_reasons"] == ["not_enrolled"]
+    assert listed[old_agent.id]["verdict"] == "ok"
+    assert listed[old_agent.id]["verdict_reasons"] == []
+    weak = listed[weak_supply.id]
+    assert weak["verdict"] == "fault"
+    assert weak["verdict_reasons"] == ["under_voltage", "throttled"]
+    assert weak["health"]["under_voltage"] is True and weak["health"]["relay_on"] is True
+    one = await hub.call("GET", f"/api/v1/devices/{weak_supply.id}")
+    assert one["verdict"] == "fault" and one["verdict_reasons"] == weak["verdict_reasons"]
+
+    faults = await hub.call("GET", "/api/v1/devices?verdict=fault")
+    assert [d["id"] for d in faults] == [weak_supply.id]
+    assert [d["id"] for d in await hub.call("GET", "/api/v1/devices?verdict=ok")] == [old_agent.id]
+    body = await hub.call("GET", "/api/v1/devices?verdict=broken", expect=422)
+    assert body["detail"][0]["field"] == "verdict"
+
+    # Silent for longer than the hub's offline-after: offline is a fault, and the last
+    # report's reasons stay as the clue to why.
+    await hub.app[DB].execute(
+        "UPDATE devices SET last_seen = ?", (iso(datetime.now(UTC) - timedelta(hours=1)),)
+    )
+    listed = {d["id"]: d for d in await hub.call("GET", "/api/v1/devices")}
+    assert listed[old_agent.id]["verdict_reasons"] == ["offline"]
+    assert listed[weak_supply.id]["verdict_reasons"] == ["offline", "under_voltage", "throttled"]
+
+
+async def test_health_sample_refuses_unknown_fields(hub: HubHarness) -> None:
+    # The contract stays strict (extra=forbid): a typo in a new field is an error, not lost.
+    dev = await hub.new_device()
+    status, body = await dev.report([{**_health(1, datetime.now(UTC)), "under_voltag": True}])
+    assert status == 422 and "under_voltag" in body["detail"][0]["field"]

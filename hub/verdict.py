@@ -1,0 +1,236 @@
+"""A device's verdict for the fleet view: ok, warning or fault, and the reasons why.
+
+An operator watching hundreds of devices cannot read health samples; a technician needs to
+know which pole to drive to and what to bring. So each device gets one level and a list of
+stable reason codes (the console translates them; scripts match on them):
+
+- "fault": the device does not do its job, or soon will not (offline, under-voltage, SD card
+  read-only or failing its write test, player in error, a blank or frozen screen, the disk
+  or memory almost full, too hot).
+- "warning": it works, but something needs a look (throttled, SD errors counted, a slow
+  card, the clock, a backlog of reports, a player that had to be reset, resources running
+  low, the last report too old).
+- "unknown": there is nothing to judge yet (a slot not enrolled, no report received).
+- "ok": nothing above.
+
+The worst level wins; reasons come worst first, then in the order of `REASON_CODES`.
+A device that is offline keeps the reasons of its last report: they are often the clue to
+why it went away (under-voltage before a brown-out, a full disk before a crash).
+
+Pure: no I/O and no clock of its own, so every rule is a table-driven unit test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from loa_contract import HealthSample
+
+Level = Literal["ok", "warning", "fault", "unknown"]
+#: Worst first: the order reasons are listed in, and the order of a fleet filter.
+LEVELS: tuple[Level, ...] = ("fault", "warning", "unknown", "ok")
+_RANK: dict[Level, int] = {level: rank for rank, level in enumerate(LEVELS)}
+
+# ---------------------------------------------------------------- thresholds
+
+#: Free share of the data filesystem below which new media may not fit (the cache evicts
+#: only what no held bulletin needs) …
+DISK_FREE_WARNING = 0.10
+#: … and below which SQLite's WAL and the next download are likely to fail outright.
+DISK_FREE_FAULT = 0.03
+#: Used share of memory: a Pi swapping to its SD card stutters audio and wears the card;
+#: near the top the kernel's OOM killer picks a process, often the player.
+MEMORY_USED_WARNING = 0.90
+MEMORY_USED_FAULT = 0.97
+#: SoC temperature. A Pi 4 or 5's firmware throttles from 80 °C, so 70 °C is the time to
+#: look at the enclosure and its shade, and 80 °C is too hot to play reliably.
+TEMPERATURE_WARNING_C = 70.0
+TEMPERATURE_FAULT_C = 80.0
+#: |hub time - system clock| beyond which the system clock (NTP) is broken. The agent
+#: corrects its own schedule from the hub, so this is a warning; the agent's ClockJudge
+#: uses the same tolerance.
+CLOCK_OFFSET_WARNING_S = 120.0
+#: Reports waiting for the hub's acknowledgement: at one health sample a minute, 100 is well
+#: over an hour of history not delivered.
+OUTBOX_BACKLOG_WARNING = 100
+#: The agent's 4 KiB write, fsync and read-back; a healthy card takes milliseconds, a worn
+#: one seconds (it is still retiring blocks) before it fails.
+SD_WRITE_SLOW_S = 2.0
+#: An online device whose newest sample is older than this has a stuck health or report
+#: loop (the agent samples every minute by default).
+HEALTH_STALE_AFTER = timedelta(minutes=15)
+
+# ---------------------------------------------------------------- reasons
+
+#: Every reason code this module gives, in listing order within a level, with the level it
+#: has (disk_low, memory_high and temperature_high are a warning or a fault by degree).
+#: A fault name an agent reports that is not here is passed on as a warning under its own
+#: name, after these: a newer agent's findings are never hidden.
+REASON_CODES: dict[str, Level | tuple[Level, Level]] = {
+    "not_enrolled": "unknown",
+    "offline": "fault",
+    "no_health": "unknown",
+    "under_voltage": "fault",
+    "sd_read_only": "fault",
+    "sd_write_failed": "fault",
+    "player_error": "fault",
+    "screen_blank": "fault",
+    "screen_frozen": "fault",
+    "disk_low": ("warning", "fault"),
+    "memory_high": ("warning", "fault"),
+    "temperature_high": ("warning", "fault"),
+    "sd_errors": "warning",
+    "sd_slow": "warning",
+    "throttled": "warning",
+    "under_voltage_since_boot": "warning",
+    "player_stuck": "warning",
+    "clock_untrusted": "warning",
+    "clock_offset": "warning",
+    "outbox_backlog": "warning",
+    "health_stale": "warning",
+}
+_ORDER = {code: index for index, code in enumerate(REASON_CODES)}
+
+#: Reasons only the hub can give: a device saying them of itself is ignored.
+_HUB_ONLY = frozenset({"not_enrolled", "offline", "no_health", "health_stale"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    level: Level
+    #: Stable codes, worst first (see REASON_CODES).
+    reasons: tuple[str, ...] = ()
+
+
+def _graded(value: float, warning: float, fault: float, *, above: bool) -> Level | None:
+    """The level of `value` against two thresholds, crossing upwards (above) or downwards."""
+    if above:
+        return "fault" if value >= fault else "warning" if value >= warning else None
+    return "fault" if value < fault else "warning" if value < warning else None
+
+
+def health_reasons(health: HealthSample, *, online: bool, now: datetime) -> dict[str, Level]:
+    """Each reason a health sample gives, with its level (unordered)."""
+    found: dict[str, Level] = {}
+
+    def add(code: str, level: Level | None) -> None:
+        if level is not None and (code not in found or _RANK[level] < _RANK[found[code]]):
+            found[code] = level
+
+    # Power: under-voltage corrupts SD cards and resets the Pi; throttling slows decoding.
+    if health.under_voltage:
+        add("under_voltage", "fault")
+    elif health.under_voltage_since_boot:
+        add("under_voltage_since_boot", "warning")
+    if health.throttled:
+        add("throttled", "warning")
+
+    # The SD card.
+    if health.filesystem_readonly:
+        add("sd_read_only", "fault")
+    if health.sd_write_ok is False:
+        add("sd_write_failed", "fault")
+    if health.ext4_errors_total:
+        add("sd_errors", "warning")
+    if health.sd_write_seconds is not None and health.sd_write_seconds >= SD_WRITE_SLOW_S:
+        add("sd_slow", "warning")
+    if health.filesystem_size_bytes > 0:
+        free = health.filesystem_avail_bytes / health.filesystem_size_bytes
+        add("disk_low", _graded(free, DISK_FREE_WARNING, DISK_FREE_FAULT, above=False))
+
+    # Machine.
+    if health.memory_total_bytes > 0:
+        used = health.memory_used_bytes / health.memory_total_bytes
+        add("memory_high", _graded(used, MEMORY_USED_WARNING, MEMORY_USED_FAULT, above=True))
+    if health.temperature_celsius is not None:
+        add(
+            "temperature_high",
+            _graded(
+                health.temperature_celsius,
+                TEMPERATURE_WARNING_C,
+                TEMPERATURE_FAULT_C,
+                above=True,
+            ),
+        )
+
+    # Playing.
+    if health.player_state == "error":
+        add("player_error", "fault")
+    if health.player_stuck_stops_total > 0:
+        add("player_stuck", "warning")
+
+    # Time and reports.
+    if not health.clock_trusted:
+        add("clock_untrusted", "warning")
+    offset = health.clock_offset_seconds
+    if offset is not None and abs(offset) > CLOCK_OFFSET_WARNING_S:
+        add("clock_offset", "warning")
+    if health.outbox_backlog >= OUTBOX_BACKLOG_WARNING:
+        add("outbox_backlog", "warning")
+    # Only a trusted device clock makes `at` comparable with the hub's `now`.
+    if online and health.clock_trusted and now - health.at > HEALTH_STALE_AFTER:
+        add("health_stale", "warning")
+
+    # What the agent itself named (an older agent says some things only here): a known
+    # reason at its level (the milder one where graded), anything else as a warning.
+    for name in health.faults:
+        if not name or name in _HUB_ONLY:
+            continue
+        level = REASON_CODES.get(name, "warning")
+        add(name, level if isinstance(level, str) else level[0])
+    return found
+
+
+def device_verdict(
+    health: HealthSample | None, *, online: bool, now: datetime, enrolled: bool = True
+) -> Verdict:
+    """The verdict on one device from its newest health sample and whether it is online.
+
+    `now` is the hub's time; `online` is the hub's own judgement (on the WebSocket, or heard
+    from within its offline-after).
+    """
+    if not enrolled:
+        # A slot waiting for its Pi: anything stored is from a previous card, not this one.
+        return Verdict("unknown", ("not_enrolled",))
+    if health is None:
+        return Verdict("unknown", ("no_health",)) if online else Verdict("fault", ("offline",))
+    found = health_reasons(health, online=online, now=now)
+    if not online:
+        found["offline"] = "fault"
+    if not found:
+        return Verdict("ok")
+    unknown_order = {name: index for index, name in enumerate(health.faults)}
+
+    def key(code: str) -> tuple[int, int, int]:
+        # Unknown agent fault names after the known reasons, in the agent's own order.
+        known = _ORDER.get(code)
+        return (
+            _RANK[found[code]],
+            0 if known is not None else 1,
+            known if known is not None else unknown_order.get(code, 0),
+        )
+
+    reasons = tuple(sorted(found, key=key))
+    return Verdict(found[reasons[0]], reasons)
+
+
+__all__ = [
+    "CLOCK_OFFSET_WARNING_S",
+    "DISK_FREE_FAULT",
+    "DISK_FREE_WARNING",
+    "HEALTH_STALE_AFTER",
+    "LEVELS",
+    "MEMORY_USED_FAULT",
+    "MEMORY_USED_WARNING",
+    "OUTBOX_BACKLOG_WARNING",
+    "REASON_CODES",
+    "SD_WRITE_SLOW_S",
+    "TEMPERATURE_FAULT_C",
+    "TEMPERATURE_WARNING_C",
+    "Level",
+    "Verdict",
+    "device_verdict",
+    "health_reasons",
+]
