@@ -1,23 +1,694 @@
 """Console pages for the fleet: the status table with each device's verdict, a device's page,
-new slots with their one-time enrollment code, and commands."""
+new slots with their one-time enrollment code, and commands.
+
+Like the rest of the console, the pages call the JSON API's own handlers (`devices.*`), so a
+commune operator sees and acts on exactly what the API would let the same account touch.
+Two reads have no API handler yet and are done here, always after `devices.get_device` has
+checked the caller may see the device: its health history (for the chart) and its latest
+proof-of-play rows (the API lists plays oldest first).
+"""
 
 from __future__ import annotations
 
-from aiohttp import web
+import itertools
+import math
+import statistics
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
-from . import devices
-from .auth import Permission
-from .console import PageHandler, api, page, render
-from .web_session import page_user
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from loa_contract import DeviceKind, HealthSample
+from loa_contract.models import VN_TZ
+
+from . import communes, device_api, devices
+from .appkeys import CLOCK, CONFIG, DB
+from .auth import Permission, User, require
+from .console import PageHandler, api, page, render, request_lang, see_other
+from .db import iso
+from .errors import ApiError
+from .i18n import CATALOGUE, Lang, translate
+from .verdict import LEVELS
+from .web_session import check_csrf, page_user
+
+#: Worst first: the order of the summary tiles and of the filter.
+VERDICTS: tuple[str, ...] = LEVELS
+KINDS: tuple[str, ...] = tuple(k.value for k in DeviceKind)
+COMMANDS: tuple[str, ...] = ("set_volume", "stop", "test_tone", "resync")
+#: Seconds between refreshes of the status table (devices.js reads it from the page).
+REFRESH_S = 15
+#: How far back the health chart looks, and how many points it draws at most.
+CHART_WINDOW = timedelta(hours=24)
+CHART_POINTS = 288
+RECENT_PLAYS = 20
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "firmware_profiles"
+#: Where provision.sh puts the agent's state on a Raspberry Pi (see raspberry_pi/).
+AGENT_DATA_DIR = "/var/lib/loa/agent"
+
+_COMMAND_IN: TypeAdapter[Any] = TypeAdapter(devices.CommandIn)
+
+
+# ---------------------------------------------------------------- formatting
+
+
+class Fmt:
+    """Numbers, sizes and durations the way the reader's language writes them.
+
+    Vietnamese writes 1.234,5 where English writes 1,234.5. Labels for codes that come from
+    devices (verdict reasons, faults, player states, new health fields) fall back to the code
+    itself: a newer agent must never break the page.
+    """
+
+    def __init__(self, lang: Lang, now: datetime) -> None:
+        self.lang = lang
+        self.now = now
+
+    def label(self, key: str, fallback: str) -> str:
+        labels = CATALOGUE.get(key)
+        return labels[self.lang] if labels else fallback
+
+    def reason(self, code: str) -> str:
+        return self.label(f"dv.reason.{code}", code)
+
+    def player(self, state: str) -> str:
+        return self.label(f"dv.player.{state}", state)
+
+    def num(self, value: float, digits: int = 0) -> str:
+        text = f"{value:,.{digits}f}"
+        if self.lang == "vi":
+            text = text.replace(",", " ").replace(".", ",").replace(" ", ".")
+        return text
+
+    def size(self, count: float | None) -> str:
+        if count is None:
+            return "—"
+        value = float(count)
+        for unit in ("B", "kB", "MB", "GB"):
+            if abs(value) < 1000:
+                return f"{self.num(value, 0 if unit == 'B' else 1)} {unit}"
+            value /= 1000
+        return f"{self.num(value, 1)} TB"
+
+    def percent(self, value: float | None, digits: int = 0) -> str:
+        return "—" if value is None else f"{self.num(value, digits)} %"
+
+    def share(self, part: float, whole: float) -> float | None:
+        return 100.0 * part / whole if whole > 0 else None
+
+    def celsius(self, value: float | None) -> str:
+        return "—" if value is None else f"{self.num(value, 1)} °C"
+
+    def duration(self, seconds: float) -> str:
+        seconds = max(0, int(seconds))
+        days, rest = divmod(seconds, 86400)
+        hours, rest = divmod(rest, 3600)
+        minutes, secs = divmod(rest, 60)
+        parts = [(days, "d"), (hours, "h"), (minutes, "min"), (secs, "s")]
+        shown = [(n, unit) for n, unit in parts if n][:2] or [(0, "s")]
+        return " ".join(f"{n} {translate('dv.unit.' + unit, self.lang)}" for n, unit in shown)
+
+    def ago(self, value: datetime | None) -> str:
+        if value is None:
+            return ""
+        return translate("dv.ago", self.lang).format(
+            self.duration((self.now - value).total_seconds())
+        )
+
+    def clock(self, value: datetime | None) -> str:
+        """Local time with seconds: when the page or a sample was taken."""
+        if value is None:
+            return "—"
+        return value.astimezone(VN_TZ).strftime("%d/%m/%Y %H:%M:%S")
+
+    def offset(self, seconds: float | None) -> str:
+        if seconds is None:
+            return "—"
+        sign = "+" if seconds >= 0 else "−"
+        return f"{sign}{self.num(abs(seconds), 2)} s"
+
+    def yes_no(self, value: bool) -> str:
+        return translate("dv.yes" if value else "dv.no", self.lang)
+
+
+def _fmt(request: web.Request) -> Fmt:
+    return Fmt(request_lang(request), request.app[CLOCK]())
+
+
+# ---------------------------------------------------------------- the status table
+
+
+def _filters(request: web.Request, places: list[communes.CommuneOut]) -> dict[str, str]:
+    """The table's filters from the query; anything unknown means "all", never an error."""
+    wanted = {
+        "commune": (request.query.get("commune", ""), {c.code for c in places}),
+        "kind": (request.query.get("kind", ""), set(KINDS)),
+        "verdict": (request.query.get("verdict", ""), set(VERDICTS)),
+    }
+    return {name: value if value in allowed else "" for name, (value, allowed) in wanted.items()}
+
+
+def _query(chosen: dict[str, str], **change: str) -> str:
+    merged = {**chosen, **change}
+    return urlencode({k: v for k, v in merged.items() if v})
+
+
+async def _fleet_context(request: web.Request, user: User) -> dict[str, Any]:
+    fleet: list[devices.DeviceOut] = await api(
+        request, user, devices.list_devices, Permission.FLEET_READ
+    )
+    places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    chosen = _filters(request, places)
+    shown = [
+        d
+        for d in fleet
+        if chosen["commune"] in ("", d.commune) and chosen["kind"] in ("", d.kind.value)
+    ]
+    counts = {v: sum(d.verdict == v for d in shown) for v in VERDICTS}
+    rows = [d for d in shown if chosen["verdict"] in ("", d.verdict)]
+    return {
+        "rows": rows,
+        "counts": counts,
+        "total": len(fleet),
+        "chosen": chosen,
+        "communes": places,
+        "commune_names": {c.code: c.name for c in places},
+        "verdicts": VERDICTS,
+        "kinds": KINDS,
+        "query": _query,
+        "fmt": _fmt(request),
+        "refreshed_at": request.app[CLOCK](),
+    }
 
 
 @page
 async def devices_page(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
-    fleet = await api(request, user, devices.list_devices, Permission.FLEET_READ)
-    return await render(request, "devices.html", fleet=fleet)
+    context = await _fleet_context(request, user)
+    # An unattended page stops refreshing after half the idle limit, so its session still ends.
+    idle = int(request.app[CONFIG].session_idle.total_seconds() // 2)
+    return await render(
+        request,
+        "devices.html",
+        refresh_url="/devices/table?" + _query(context["chosen"]),
+        refresh_s=REFRESH_S,
+        idle_s=idle,
+        **context,
+    )
 
 
+@page
+async def devices_table(request: web.Request) -> web.StreamResponse:
+    """The table alone (same filters): what devices.js swaps in every REFRESH_S seconds."""
+    user = await page_user(request)
+    return await render(request, "devices_table.html", **await _fleet_context(request, user))
+
+
+# ---------------------------------------------------------------- new slots and codes
+
+
+@dataclass(frozen=True)
+class ProfileChoice:
+    name: str
+    kind: str
+    description: str
+
+
+def hardware_profiles(directory: Path = PROFILES_DIR) -> list[ProfileChoice]:
+    """The firmware profiles shipped with Loa (name, device kind, description)."""
+    found = []
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        name, kind = data.get("name", path.stem), data.get("device_kind")
+        if isinstance(name, str) and kind in KINDS:
+            found.append(ProfileChoice(name, kind, str(data.get("description", ""))))
+    return found
+
+
+_FIELD_ERRORS = {
+    "commune": "dv.err.commune",
+    "name": "dv.err.name",
+    "kind": "dv.err.kind",
+    "profile": "dv.err.profile",
+}
+
+
+async def _new_form(
+    request: web.Request,
+    user: User,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> web.Response:
+    places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    preset = request.query.get("commune", "") or (user.commune or "")
+    return await render(
+        request,
+        "device_new.html",
+        status=status,
+        communes=places,
+        profiles=hardware_profiles(),
+        defaults=devices.DEFAULT_PROFILE,
+        errors=errors or {},
+        values=values or {"commune": preset, "name": "", "kind": "speaker", "profile": ""},
+    )
+
+
+@page
+async def device_new_form(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    require(user, Permission.DEVICES_WRITE)
+    return await _new_form(request, user)
+
+
+def _slot_errors(values: dict[str, str]) -> tuple[devices.DeviceCreate | None, dict[str, str]]:
+    errors: dict[str, str] = {}
+    if not values["commune"]:
+        errors["commune"] = _FIELD_ERRORS["commune"]
+    known = {p.name: p.kind for p in hardware_profiles()}
+    if values["profile"] in known and values["kind"] in KINDS:
+        if known[values["profile"]] != values["kind"]:
+            errors["profile"] = "dv.err.profile_kind"
+    try:
+        body = devices.DeviceCreate(
+            commune=values["commune"],
+            name=values["name"],
+            kind=values["kind"],  # type: ignore[arg-type]
+            profile=values["profile"] or None,
+        )
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            name = str(err["loc"][0]) if err["loc"] else ""
+            errors.setdefault(name, _FIELD_ERRORS.get(name, "err.generic"))
+        return None, errors
+    return (None if errors else body), errors
+
+
+async def _code_page(
+    request: web.Request,
+    *,
+    device_id: str,
+    name: str,
+    commune: str,
+    profile: str,
+    code: str,
+    expires_at: datetime,
+    reissued: bool,
+    status: int,
+) -> web.Response:
+    hub_url = str(request.url.origin())
+    user = await page_user(request)
+    places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    return await render(
+        request,
+        "device_code.html",
+        status=status,
+        device_id=device_id,
+        name=name,
+        commune_name=next((f"{c.name} ({c.code})" for c in places if c.code == commune), commune),
+        profile=profile,
+        code=code,
+        expires_at=expires_at,
+        reissued=reissued,
+        enroll_command=(f"edge-agent enroll --hub {hub_url} --code {code} --data {AGENT_DATA_DIR}"),
+        provision_command=(
+            f"sudo raspberry_pi/provision.sh --profile {profile} --hub {hub_url} --code {code}"
+        ),
+        fmt=_fmt(request),
+    )
+
+
+@page
+async def device_new_submit(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    require(user, Permission.DEVICES_WRITE)
+    values = {key: str(form.get(key, "")).strip() for key in ("commune", "name", "kind", "profile")}
+    body, errors = _slot_errors(values)
+    if body is None:
+        return await _new_form(request, user, status=422, errors=errors, values=values)
+    try:
+        created: devices.DeviceCreated = await api(
+            request, user, devices.create_device, Permission.DEVICES_WRITE, body=body
+        )
+    except ApiError as exc:
+        if exc.status != 422:
+            raise  # out of scope: the error page
+        fields = [d.get("field", "") for d in exc.detail or [] if isinstance(d, dict)]
+        errors = {f: _FIELD_ERRORS.get(f, "err.generic") for f in fields} or {"": "err.generic"}
+        return await _new_form(request, user, status=422, errors=errors, values=values)
+    return await _code_page(
+        request,
+        device_id=created.id,
+        name=created.name,
+        commune=created.commune,
+        profile=created.profile,
+        code=created.enrollment_code,
+        expires_at=created.enrollment_expires_at,
+        reissued=False,
+        status=201,
+    )
+
+
+@page
+async def device_enrollment(request: web.Request) -> web.StreamResponse:
+    """A new one-time code for a slot (a replaced SD card); the old secret stops working."""
+    user = await page_user(request)
+    check_csrf(request, await request.post())
+    require(user, Permission.DEVICES_WRITE)
+    device: devices.DeviceOut = await api(request, user, devices.get_device, Permission.FLEET_READ)
+    issued: devices.EnrollmentCode = await api(
+        request, user, devices.reissue_enrollment, Permission.DEVICES_WRITE
+    )
+    return await _code_page(
+        request,
+        device_id=device.id,
+        name=device.name,
+        commune=device.commune,
+        profile=device.profile,
+        code=issued.enrollment_code,
+        expires_at=issued.enrollment_expires_at,
+        reissued=True,
+        status=201,
+    )
+
+
+# ---------------------------------------------------------------- one device
+
+
+@dataclass
+class ChartSeries:
+    key: str
+    unit: str
+    colour: str
+    dash: str
+    #: Polylines (one per stretch without a gap) and lone points.
+    lines: list[str] = field(default_factory=list)
+    dots: list[tuple[float, float]] = field(default_factory=list)
+    latest: float | None = None
+    peak: float | None = None
+
+
+@dataclass
+class Chart:
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    series: list[ChartSeries]
+    y_ticks: list[tuple[float, str]]
+    x_ticks: list[tuple[float, str]]
+    samples: int
+
+
+_SERIES = (
+    ("dv.chart.temperature", "celsius", "#c8102e", ""),
+    ("dv.chart.cpu", "percent", "#0b5394", "6 4"),
+    ("dv.chart.memory", "percent", "#1e7b34", "2 3"),
+)
+
+
+async def _health_chart(request: web.Request, device_id: str, now: datetime) -> Chart:
+    """Temperature (°C), CPU and memory (%) over the last day, all on one 0–100 scale."""
+    since = now - CHART_WINDOW
+    rows = await request.app[DB].fetchall(
+        "SELECT at, json_extract(json, '$.temperature_celsius') AS temperature,"
+        " json_extract(json, '$.cpu_percent') AS cpu,"
+        " json_extract(json, '$.memory_used_bytes') AS mem_used,"
+        " json_extract(json, '$.memory_total_bytes') AS mem_total"
+        " FROM health WHERE device_id = ? AND at >= ? AND at <= ? ORDER BY at",
+        (device_id, iso(since), iso(now + timedelta(minutes=5))),
+    )
+    width, height, left, right, top, bottom = 720, 240, 40, 708, 10, 210
+    span = CHART_WINDOW.total_seconds()
+    bucket_s = span / CHART_POINTS
+    times = [datetime.fromisoformat(r["at"]) for r in rows]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    # A longer silence than a few report intervals is the device off: the line breaks there.
+    gap_s = max(300.0, 3 * statistics.median(gaps) if gaps else 0.0) + bucket_s
+
+    def x_of(at: datetime) -> float:
+        return left + (right - left) * min(max((at - since).total_seconds() / span, 0.0), 1.0)
+
+    def y_of(value: float) -> float:
+        return bottom - (bottom - top) * min(max(value, 0.0), 100.0) / 100.0
+
+    series = []
+    for index, (key, unit, colour, dash) in enumerate(_SERIES):
+        buckets: dict[int, list[float]] = {}
+        for at, row in zip(times, rows, strict=True):
+            if index == 0:
+                value = row["temperature"]
+            elif index == 1:
+                value = row["cpu"]
+            else:
+                total = row["mem_total"] or 0
+                value = 100.0 * row["mem_used"] / total if total else None
+            if value is None or not math.isfinite(float(value)):
+                continue
+            slot = min(int((at - since).total_seconds() // bucket_s), CHART_POINTS - 1)
+            buckets.setdefault(slot, []).append(float(value))
+        out = ChartSeries(key, unit, colour, dash)
+        stretch: list[tuple[float, float]] = []
+        previous: int | None = None
+        for slot in sorted(buckets):
+            value = sum(buckets[slot]) / len(buckets[slot])
+            at = since + timedelta(seconds=(slot + 0.5) * bucket_s)
+            if previous is not None and (slot - previous) * bucket_s > gap_s:
+                _close(out, stretch)
+                stretch = []
+            stretch.append((round(x_of(at), 1), round(y_of(value), 1)))
+            previous = slot
+            out.latest = value
+            out.peak = max(out.peak if out.peak is not None else value, *buckets[slot])
+        _close(out, stretch)
+        series.append(out)
+    y_ticks = [(y_of(v), str(v)) for v in (0, 25, 50, 75, 100)]
+    x_ticks = []
+    for i in range(5):
+        at = since + CHART_WINDOW * i / 4
+        x_ticks.append((round(x_of(at), 1), at.astimezone(VN_TZ).strftime("%H:%M")))
+    return Chart(width, height, left, right, top, bottom, series, y_ticks, x_ticks, len(rows))
+
+
+def _close(series: ChartSeries, stretch: list[tuple[float, float]]) -> None:
+    if len(stretch) == 1:
+        series.dots.append(stretch[0])
+    elif stretch:
+        series.lines.append(" ".join(f"{x},{y}" for x, y in stretch))
+
+
+@dataclass(frozen=True)
+class RecentPlay:
+    play: device_api.PlayOut
+    title: str | None
+
+
+async def _recent_plays(request: web.Request, device_id: str) -> list[RecentPlay]:
+    """The device's latest proof-of-play rows, newest first (scope checked by the caller)."""
+    rows = await request.app[DB].fetchall(
+        "SELECT p.*, b.title AS title FROM plays p LEFT JOIN bulletins b ON b.id = p.bulletin_id"
+        " WHERE p.device_id = ? ORDER BY p.started_at DESC, p.seq DESC LIMIT ?",
+        (device_id, RECENT_PLAYS),
+    )
+    return [
+        RecentPlay(
+            device_api.PlayOut(
+                device_id=r["device_id"],
+                seq=r["seq"],
+                bulletin_id=r["bulletin_id"],
+                priority=r["priority"],
+                kind=r["kind"],
+                started_at=r["started_at"],
+                ended_at=r["ended_at"],
+                outcome=r["outcome"],
+                position_s=r["position_s"],
+                received_at=r["received_at"],
+            ),
+            r["title"],
+        )
+        for r in rows
+    ]
+
+
+#: Health fields shown by `_health_rows` itself; any other (newer) field is listed after them.
+_SHOWN = {
+    "type",
+    "seq",
+    "at",
+    "cpu_percent",
+    "memory_used_bytes",
+    "memory_total_bytes",
+    "filesystem_avail_bytes",
+    "filesystem_size_bytes",
+    "temperature_celsius",
+    "boot_time_seconds",
+    "network_receive_bytes_total",
+    "network_transmit_bytes_total",
+    "player_state",
+    "now_playing",
+    "volume",
+    "manifest_version",
+    "cache_bytes",
+    "cache_objects",
+    "outbox_backlog",
+    "clock_offset_seconds",
+    "clock_trusted",
+    "faults",
+}
+
+
+def _health_rows(h: HealthSample, device: devices.DeviceOut, fmt: Fmt) -> list[tuple[str, str]]:
+    """(label, value) rows of a health sample, readable by someone who is not an engineer."""
+    t = fmt.label
+    memory = fmt.share(h.memory_used_bytes, h.memory_total_bytes)
+    free = fmt.share(h.filesystem_avail_bytes, h.filesystem_size_bytes)
+    boot = datetime.fromtimestamp(h.boot_time_seconds, UTC)
+    manifest = "—" if h.manifest_version is None else str(h.manifest_version)
+    if h.manifest_version is not None and h.manifest_version != device.manifest_version:
+        manifest += " " + translate("dv.h.hub_has", fmt.lang).format(device.manifest_version)
+    rows = [
+        (t("dv.h.at", "at"), f"{fmt.clock(h.at)} ({fmt.ago(h.at)})"),
+        (t("dv.h.cpu", "cpu"), fmt.percent(h.cpu_percent, 1)),
+        (
+            t("dv.h.memory", "memory"),
+            f"{fmt.size(h.memory_used_bytes)} / {fmt.size(h.memory_total_bytes)}"
+            f" ({fmt.percent(memory)})",
+        ),
+        (
+            t("dv.h.disk_free", "disk"),
+            f"{fmt.size(h.filesystem_avail_bytes)} / {fmt.size(h.filesystem_size_bytes)}"
+            f" ({fmt.percent(free)})",
+        ),
+        (t("dv.h.temperature", "temperature"), fmt.celsius(h.temperature_celsius)),
+        (t("dv.h.uptime", "uptime"), fmt.duration((h.at - boot).total_seconds())),
+        (
+            t("dv.h.network", "network"),
+            f"↓ {fmt.size(h.network_receive_bytes_total)} · "
+            f"↑ {fmt.size(h.network_transmit_bytes_total)}",
+        ),
+        (t("dv.h.player_state", "player"), fmt.player(h.player_state)),
+        (t("dv.h.volume", "volume"), fmt.percent(h.volume)),
+        (t("dv.h.manifest_version", "manifest"), manifest),
+        (
+            t("dv.h.cache", "cache"),
+            translate("dv.h.cache_value", fmt.lang).format(
+                fmt.size(h.cache_bytes), fmt.num(h.cache_objects)
+            ),
+        ),
+        (t("dv.h.outbox_backlog", "outbox"), fmt.num(h.outbox_backlog)),
+        (t("dv.h.clock_offset", "clock offset"), fmt.offset(h.clock_offset_seconds)),
+        (t("dv.h.clock_trusted", "clock trusted"), fmt.yes_no(h.clock_trusted)),
+        (
+            t("dv.h.faults", "faults"),
+            ", ".join(fmt.reason(code) for code in h.faults) or translate("dv.none", fmt.lang),
+        ),
+        (t("dv.h.seq", "seq"), fmt.num(h.seq)),
+    ]
+    # Fields added to the contract later (power, SD card, relay, …): labelled when known,
+    # shown by name otherwise; None means the device cannot tell, so it is left out.
+    for name, value in h.model_dump(mode="json").items():
+        if name not in _SHOWN and value is not None:
+            rows.append((fmt.label(f"dv.h.{name}", name), _plain(value, fmt)))
+    return rows
+
+
+def _plain(value: Any, fmt: Fmt) -> str:
+    if isinstance(value, bool):
+        return fmt.yes_no(value)
+    if isinstance(value, int):
+        return fmt.num(value)
+    if isinstance(value, float):
+        return fmt.num(value, 3 if abs(value) < 1 else 1)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or translate("dv.none", fmt.lang)
+    return str(value)
+
+
+def _sent_notice(request: web.Request) -> tuple[str, bool] | None:
+    """After a command's 303: which command, and whether the device got it."""
+    sent, delivered = request.query.get("sent"), request.query.get("delivered")
+    if sent in COMMANDS and delivered in ("0", "1"):
+        return f"dv.cmd.{sent}", delivered == "1"
+    return None
+
+
+async def _device_view(
+    request: web.Request,
+    user: User,
+    *,
+    status: int = 200,
+    error_key: str | None = None,
+    volume: str | None = None,
+) -> web.Response:
+    device: devices.DeviceOut = await api(request, user, devices.get_device, Permission.FLEET_READ)
+    places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    fmt = _fmt(request)
+    return await render(
+        request,
+        "device.html",
+        status=status,
+        d=device,
+        commune_name={c.code: c.name for c in places}.get(device.commune, device.commune),
+        health_rows=_health_rows(device.health, device, fmt) if device.health else [],
+        chart=await _health_chart(request, device.id, fmt.now),
+        plays=await _recent_plays(request, device.id),
+        sent=_sent_notice(request),
+        error_key=error_key,
+        volume=volume if volume is not None else str(device.health.volume if device.health else ""),
+        fmt=fmt,
+    )
+
+
+@page
+async def device_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    return await _device_view(request, user)
+
+
+@page
+async def device_command(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    require(user, Permission.DEVICES_COMMAND)
+    kind = str(form.get("type", ""))
+    payload: dict[str, Any] = {"type": kind}
+    if kind == "set_volume":
+        payload["volume"] = str(form.get("volume", "")).strip()
+    try:
+        body: BaseModel = _COMMAND_IN.validate_python(payload)
+    except ValidationError:
+        # Nothing is sent; the page says which field was wrong.
+        key = "dv.err.volume" if kind == "set_volume" else "dv.err.command"
+        return await _device_view(
+            request, user, status=422, error_key=key, volume=payload.get("volume")
+        )
+    result: devices.CommandResult = await api(
+        request, user, devices.send_command, Permission.DEVICES_COMMAND, body=body
+    )
+    query = urlencode({"sent": result.type, "delivered": "1" if result.delivered else "0"})
+    return see_other(f"/devices/{result.device_id}?{query}#commands")
+
+
+#: Fixed paths before "/devices/{id}", so "new" and "table" are never taken for an id.
 PAGES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/devices", devices_page),
+    ("GET", "/devices/table", devices_table),
+    ("GET", "/devices/new", device_new_form),
+    ("POST", "/devices/new", device_new_submit),
+    ("GET", "/devices/{id}", device_page),
+    ("POST", "/devices/{id}/commands", device_command),
+    ("POST", "/devices/{id}/enrollment", device_enrollment),
 ]
