@@ -988,7 +988,9 @@ class Agent:
                 await wait_event(self._report_wake, self.config.health_interval_s)
                 continue
             try:
-                ack = await self.client.post_reports(pending)
+                ack = await self.client.post_reports(
+                    pending, stream=await self.store.report_stream()
+                )
             except (HubUnavailable, HubRejected) as exc:
                 log.debug("reports not delivered: %s", exc)
                 await wait_event(

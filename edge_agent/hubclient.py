@@ -279,9 +279,11 @@ class HubClient:
                 raise HubUnavailable(f"GET {path}: {type(exc).__name__}: {exc}") from exc
             raise
 
-    async def post_reports(self, reports: list[Any], *, retrying: bool | None = None) -> ReportAck:
-        # Safe to retry: the hub stores each report once by its per-device sequence number.
-        batch = ReportBatch(reports=reports)
+    async def post_reports(
+        self, reports: list[Any], *, stream: str = "", retrying: bool | None = None
+    ) -> ReportAck:
+        # Safe to retry: the hub stores each report once by (device, stream, seq).
+        batch = ReportBatch(stream=stream, reports=reports)
         reply = await self._call(
             "POST",
             f"{API}/device/reports",

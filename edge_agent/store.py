@@ -118,6 +118,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX aired_time ON aired (slot_time);
     """,
+    # The report stream: a random name for this database's sequence space. If the file is
+    # lost while the device keeps its identity, the new file's seq starts at 1 again under a
+    # new stream, and the hub keeps both (it stores each report once per device, stream and
+    # seq). A database that already numbered reports keeps the legacy stream "" so reports
+    # sent before the upgrade and retried after it still count once.
+    """
+    INSERT OR IGNORE INTO state (key, value)
+        SELECT 'report_stream',
+               CASE WHEN (SELECT value FROM counters WHERE name = 'seq') = 0
+                    THEN lower(hex(randomblob(16))) ELSE '' END;
+    """,
 ]
 
 log = logging.getLogger("edge_agent.store")
@@ -658,6 +669,12 @@ class AgentStore:
         return [(_dt(row[0]), PlayOutcome(row[1])) for row in rows]
 
     # ------------------------------------------------------------------ settings
+
+    async def report_stream(self) -> str:
+        """The name of this database's report sequence space (see MIGRATIONS)."""
+        async with self._read() as db:
+            row = await self._one(db, "SELECT value FROM state WHERE key = 'report_stream'")
+        return str(row[0]) if row is not None else ""
 
     async def get_setting(self, key: str, default: str | None = None) -> str | None:
         async with self._read() as db:

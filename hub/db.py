@@ -215,6 +215,49 @@ MIGRATIONS: list[str] = [
         WHERE a.action = 'media.upload' AND a.unit IS NOT NULL
         GROUP BY a.target, a.unit;
     """,
+    # Reports are unique per device, stream and seq (see loa_contract ReportBatch.stream):
+    # a device that lost its state file numbers from 1 again under a new stream.
+    """
+    ALTER TABLE plays RENAME TO plays_before_streams;
+    CREATE TABLE plays (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        stream TEXT NOT NULL DEFAULT '',
+        seq INTEGER NOT NULL,
+        bulletin_id TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        position_s REAL NOT NULL,
+        received_at TEXT NOT NULL,
+        UNIQUE (device_id, stream, seq)
+    );
+    INSERT INTO plays (id, device_id, stream, seq, bulletin_id, priority, kind, started_at,
+                       ended_at, outcome, position_s, received_at)
+        SELECT id, device_id, '', seq, bulletin_id, priority, kind, started_at, ended_at,
+               outcome, position_s, received_at
+        FROM plays_before_streams;
+    DROP TABLE plays_before_streams;
+    CREATE INDEX plays_bulletin ON plays(bulletin_id);
+    CREATE INDEX plays_device_started ON plays(device_id, started_at);
+    ALTER TABLE health RENAME TO health_before_streams;
+    CREATE TABLE health (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        stream TEXT NOT NULL DEFAULT '',
+        seq INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        json TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        UNIQUE (device_id, stream, seq)
+    );
+    INSERT INTO health (id, device_id, stream, seq, at, json, received_at)
+        SELECT id, device_id, '', seq, at, json, received_at FROM health_before_streams;
+    DROP TABLE health_before_streams;
+    CREATE INDEX health_device_at ON health(device_id, at);
+    """,
 ]
 
 

@@ -230,7 +230,7 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
 
 @routes.post(
     "/api/v1/device/reports",
-    summary="Proof-of-play and health; idempotent by (device, seq)",
+    summary="Proof-of-play and health; idempotent by (device, stream, seq)",
     auth="device",
     body=ReportBatch,
     response=ReportAck,
@@ -244,11 +244,13 @@ async def device_reports(ctx: Ctx) -> ReportAck:
     latest = max(healths, key=lambda h: h.at) if healths else None
     async with ctx.db.transaction() as conn:
         await conn.executemany(
-            "INSERT OR IGNORE INTO plays (device_id, seq, bulletin_id, priority, kind, started_at,"
-            " ended_at, outcome, position_s, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
+            " started_at, ended_at, outcome, position_s, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     device_id,
+                    batch.stream,
                     p.seq,
                     p.bulletin_id,
                     p.priority.value,
@@ -263,9 +265,12 @@ async def device_reports(ctx: Ctx) -> ReportAck:
             ],
         )
         await conn.executemany(
-            "INSERT OR IGNORE INTO health (device_id, seq, at, json, received_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [(device_id, h.seq, iso(h.at), h.model_dump_json(), now) for h in healths],
+            "INSERT OR IGNORE INTO health (device_id, stream, seq, at, json, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (device_id, batch.stream, h.seq, iso(h.at), h.model_dump_json(), now)
+                for h in healths
+            ],
         )
         if latest is not None:
             # A retried old batch must not overwrite a newer sample.

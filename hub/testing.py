@@ -160,9 +160,11 @@ class EnrolledDevice:
         assert resp.status == 200, await resp.text()
         return self.keys.open(await resp.read(), Manifest), resp.headers["ETag"]
 
-    async def report(self, reports: list[dict[str, Any]]) -> tuple[int, Any]:
+    async def report(self, reports: list[dict[str, Any]], stream: str = "") -> tuple[int, Any]:
         resp = await self.hub.client.post(
-            "/api/v1/device/reports", headers=self.headers, json={"reports": reports}
+            "/api/v1/device/reports",
+            headers=self.headers,
+            json={"stream": stream, "reports": reports},
         )
         return resp.status, await resp.json()
 

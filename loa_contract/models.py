@@ -421,6 +421,10 @@ Report = Annotated[ProofOfPlay | HealthSample, Field(discriminator="type")]
 
 
 class ReportBatch(WireModel):
+    #: The agent database's sequence space: a device whose state file was lost starts its
+    #: seq again under a new stream, so the hub keeps its new reports instead of taking them
+    #: for duplicates. "" for agents from before streams.
+    stream: str = Field(default="", max_length=64, pattern=r"^[0-9a-f]*$")
     reports: list[Report] = Field(max_length=1000)
 
 

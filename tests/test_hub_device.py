@@ -392,6 +392,20 @@ def _health(seq: int, at: datetime, bulletin: str | None = None) -> dict[str, An
     }
 
 
+async def test_a_device_that_lost_its_state_file_keeps_reporting(hub: HubHarness) -> None:
+    """Its seq starts at 1 again under a new stream: new reports are kept, retries are not."""
+    dev = await hub.new_device()
+    bulletin = await publish(hub)
+    first, second = "a1" * 16, "b2" * 16
+    assert (await dev.report([_play(1, bulletin["id"]), _play(2, bulletin["id"])], first))[0] == 200
+    assert (await dev.report([_play(1, bulletin["id"])], second))[0] == 200
+    assert (await dev.report([_play(1, bulletin["id"])], second))[0] == 200  # a retry
+    plays = await hub.call("GET", f"/api/v1/plays?device={dev.id}")
+    assert len(plays) == 3
+    status, body = await dev.report([_play(3, bulletin["id"])], "NOT-HEX")
+    assert status == 422 and body["detail"][0]["field"] == "stream"
+
+
 async def test_reports_are_idempotent(hub: HubHarness) -> None:
     dev = await hub.new_device()
     bulletin = await publish(hub)

@@ -194,6 +194,27 @@ async def test_an_emergency_command_and_its_bulletin_are_kept_in_one_commit(
     await s.close()
 
 
+async def test_report_stream_is_new_per_file_and_legacy_for_old_files(tmp_path: Path) -> None:
+    one = await AgentStore.open(tmp_path / "one.sqlite3")
+    two = await AgentStore.open(tmp_path / "two.sqlite3")
+    stream = await one.report_stream()
+    assert len(stream) == 32 and stream != await two.report_stream()
+    await one.close()
+    one = await AgentStore.open(tmp_path / "one.sqlite3")
+    assert await one.report_stream() == stream, "it is the file's, kept across restarts"
+    await one.close()
+    await two.close()
+    # A file that numbered reports before streams existed keeps "" for them.
+    old = sqlite3.connect(tmp_path / "old.sqlite3")
+    old.executescript(MIGRATIONS[0] + "\nUPDATE counters SET value = 7 WHERE name = 'seq';")
+    old.execute("PRAGMA user_version = 1")
+    old.commit()
+    old.close()
+    upgraded = await AgentStore.open(tmp_path / "old.sqlite3")
+    assert await upgraded.report_stream() == ""
+    await upgraded.close()
+
+
 # ---------------------------------------------------------------- plays
 
 
