@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from loa_contract import utcnow
 
@@ -42,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain")
     serve.add_argument("--tls-key", type=Path, help="PEM private key")
     serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--public-url",
+        help="the hub's address for devices (e.g. https://loa.example.gov.vn), shown in "
+        "enrollment commands; default: the address the browser used",
+    )
 
     user = sub.add_parser("user", help="manage operator accounts")
     user_sub = user.add_subparsers(dest="user_command", required=True)
@@ -201,7 +207,11 @@ def _serve(args: argparse.Namespace) -> None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
-    app = create_app(HubConfig(data_dir=args.data))
+    try:
+        config = HubConfig(data_dir=args.data, public_url=args.public_url)
+    except ValidationError as exc:
+        raise SystemExit(f"--public-url: {exc.errors()[0]['msg']}") from exc
+    app = create_app(config)
     web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context)
 
 

@@ -38,6 +38,9 @@ class HubConfig(BaseModel):
     ws_send_timeout_s: float = Field(default=5.0, gt=0)
     #: scrypt cost (N). 2**14 with r=8 is ~16 MiB and tens of ms; tests may lower it.
     scrypt_n: int = Field(default=2**14, ge=2)
+    #: The address technicians give `edge-agent enroll` (behind a TLS reverse proxy the
+    #: request's own origin is the internal one); None: the console request's origin.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     resume_mode: Literal["resume", "restart"] = "resume"
     #: How often the hub re-signs manifests that passed half their lifetime.
     refresh_interval: timedelta = timedelta(hours=1)

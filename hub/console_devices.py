@@ -304,7 +304,7 @@ async def _code_page(
     reissued: bool,
     status: int,
 ) -> web.Response:
-    hub_url = str(request.url.origin())
+    hub_url = (request.app[CONFIG].public_url or str(request.url.origin())).rstrip("/")
     user = await page_user(request)
     places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
     return await render(

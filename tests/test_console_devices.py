@@ -574,3 +574,21 @@ async def test_browser_devices_walkthrough(hub: HubHarness) -> None:
             await page.screenshot(path=ARTIFACTS / "console-device.png", full_page=True)
         finally:
             await browser_.close()
+
+
+async def test_enrollment_command_uses_the_hubs_public_address(tmp_path: Path) -> None:
+    """Behind a TLS reverse proxy the browser's origin is the internal one: the configured
+    public address is what a technician on the pole must type."""
+    async with running_hub(tmp_path, public_url="https://loa.example.gov.vn/") as hub:
+        await hub.commune("00001")
+        tech = await browser(hub, "kythuat", "technician", "province")
+        try:
+            await tech.get("/devices/new")
+            fields = {"commune": "00001", "name": "Loa", "kind": "speaker", "profile": ""}
+            status, html, _ = await tech.post("/devices/new", fields)
+            assert status == 201
+            found = CODE.search(html)
+            assert found, html
+            assert f"edge-agent enroll --hub https://loa.example.gov.vn --code {found[1]}" in html
+        finally:
+            await tech.close()
