@@ -19,6 +19,7 @@ from . import (
     devices,
     media,
     pages,
+    reports,
     sessions,
     users,
 )
@@ -69,6 +70,7 @@ ROUTE_TABLES: list[RouteTable] = [
     media.routes,
     bulletins.routes,
     device_api.routes,
+    reports.routes,
 ]
 
 

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import sqlite3
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from .auth import Permission
-from .db import iso
+from .db import Database, iso
 from .routing import Ctx, RouteTable
 
 routes = RouteTable("audit")
@@ -131,10 +132,78 @@ _CSV_COLUMNS = [
 ]
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """A CSV cell: None is empty, and text a spreadsheet would run as a formula is defused."""
     text = "" if value is None else str(value)
     # A cell starting with = + - @ is a formula to a spreadsheet; the log holds user input.
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+async def stream_csv(
+    request: web.Request,
+    filename: str,
+    header: list[str] | None,
+    batches: AsyncIterator[list[list[Any]]],
+) -> web.StreamResponse:
+    """The hub's one CSV writer: UTF-8 with a BOM (spreadsheets then read Vietnamese right),
+    every cell through `csv_cell`, streamed batch by batch so a big export stays small in
+    memory. Used by the audit export (API and console) and the reports."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        }
+    )
+    await response.prepare(request)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    buf.write("\ufeff")
+    if header is not None:
+        writer.writerow(header)
+    async for rows in batches:
+        for row in rows:
+            writer.writerow([csv_cell(v) for v in row])
+        await response.write(buf.getvalue().encode("utf-8"))
+        buf.seek(0)
+        buf.truncate()
+    await response.write(buf.getvalue().encode("utf-8"))
+    await response.write_eof()
+    return response
+
+
+def _json_cell(value: Any) -> str | None:
+    return json.dumps(value, ensure_ascii=False) if value is not None else None
+
+
+async def audit_csv_batches(db: Database, query: AuditQuery) -> AsyncIterator[list[list[Any]]]:
+    """The filtered log, oldest first, in batches of rows for `stream_csv`."""
+    where, params = _where(query)
+    last = 0
+    while True:
+        cond = where + (" AND " if where else " WHERE ") + "id > ?"
+        rows = await db.fetchall(
+            f"SELECT * FROM audit{cond} ORDER BY id LIMIT ?", [*params, last, _CSV_BATCH]
+        )
+        entries = [_entry(row) for row in rows]
+        yield [
+            [
+                e.id,
+                iso(e.at),
+                e.actor,
+                e.unit,
+                e.address,
+                e.action,
+                e.object,
+                e.detail,
+                _json_cell(e.before),
+                _json_cell(e.after),
+            ]
+            for e in entries
+        ]
+        if len(rows) < _CSV_BATCH:
+            break
+        last = rows[-1]["id"]
 
 
 @routes.get(
@@ -147,50 +216,6 @@ def _cell(value: Any) -> str:
     },
 )
 async def export_audit(ctx: Ctx) -> web.StreamResponse:
-    query: AuditQuery = ctx.query
-    where, params = _where(query)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": 'attachment; filename="audit.csv"',
-        }
+    return await stream_csv(
+        ctx.request, "audit.csv", _CSV_COLUMNS, audit_csv_batches(ctx.db, ctx.query)
     )
-    await response.prepare(ctx.request)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    # A BOM so spreadsheet programs read the Vietnamese text as UTF-8.
-    buf.write("\ufeff")
-    writer.writerow(_CSV_COLUMNS)
-    last = 0
-    while True:
-        cond = where + (" AND " if where else " WHERE ") + "id > ?"
-        rows = await ctx.db.fetchall(
-            f"SELECT * FROM audit{cond} ORDER BY id LIMIT ?", [*params, last, _CSV_BATCH]
-        )
-        for row in rows:
-            e = _entry(row)
-            writer.writerow(
-                [
-                    _cell(v)
-                    for v in (
-                        e.id,
-                        iso(e.at),
-                        e.actor,
-                        e.unit,
-                        e.address,
-                        e.action,
-                        e.object,
-                        e.detail,
-                        json.dumps(e.before, ensure_ascii=False) if e.before is not None else None,
-                        json.dumps(e.after, ensure_ascii=False) if e.after is not None else None,
-                    )
-                ]
-            )
-        await response.write(buf.getvalue().encode("utf-8"))
-        buf.seek(0)
-        buf.truncate()
-        if len(rows) < _CSV_BATCH:
-            break
-        last = rows[-1]["id"]
-    await response.write_eof()
-    return response

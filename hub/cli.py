@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", type=Path, help="PEM private key")
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
+        "--newspaper-unit",
+        action="append",
+        help="a unit that is the province's newspaper/broadcaster (for its report quota); "
+        "repeat for several; default: baotinh",
+    )
+    serve.add_argument(
         "--public-url",
         help="the hub's address for devices (e.g. https://loa.example.gov.vn), shown in "
         "enrollment commands; default: the address the browser used",
@@ -208,7 +214,8 @@ def _serve(args: argparse.Namespace) -> None:
         ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
     try:
-        config = HubConfig(data_dir=args.data, public_url=args.public_url)
+        extra = {"newspaper_units": frozenset(args.newspaper_unit)} if args.newspaper_unit else {}
+        config = HubConfig(data_dir=args.data, public_url=args.public_url, **extra)
     except ValidationError as exc:
         raise SystemExit(f"--public-url: {exc.errors()[0]['msg']}") from exc
     app = create_app(config)

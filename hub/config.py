@@ -41,6 +41,9 @@ class HubConfig(BaseModel):
     #: The address technicians give `edge-agent enroll` (behind a TLS reverse proxy the
     #: request's own origin is the internal one); None: the console request's origin.
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    #: Units that are the province's newspaper and broadcaster (Báo và Phát thanh, truyền
+    #: hình): their monthly quota in reports is ≥ 4 bulletins of 2–5 minutes.
+    newspaper_units: frozenset[str] = frozenset({"baotinh"})
     resume_mode: Literal["resume", "restart"] = "resume"
     #: How often the hub re-signs manifests that passed half their lifetime.
     refresh_interval: timedelta = timedelta(hours=1)

@@ -1,8 +1,750 @@
 """Console pages for communes (windows, order of priority bulletins), users, the audit log and
-reports with their charts."""
+reports with their charts.
+
+Every read and every change goes through the JSON API's own handler (`console.api`), so the
+unit scope, the permission check and the audit record are the API's. Bad input re-renders the
+form with the field named and changes nothing; a refusal is the console's error page.
+"""
 
 from __future__ import annotations
 
-from .console import PageHandler
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from itertools import zip_longest
+from typing import Any
+from urllib.parse import urlencode
 
-PAGES: list[tuple[str, str, PageHandler]] = []
+from aiohttp import web
+from multidict import MultiDictProxy
+from pydantic import ValidationError
+
+from loa_contract import Priority
+from loa_contract.models import VN_TZ
+
+from . import audit_api, bulletins, communes, devices, reports, users
+from .appkeys import CLOCK
+from .auth import Permission, Role, User, require
+from .console import PageHandler, api, page, render, see_other
+from .errors import ApiError, validation_detail
+from .web_session import check_csrf, page_user
+
+Form = MultiDictProxy[Any]
+WINDOW_KINDS: tuple[str, ...] = ("speaker", "board")
+ROLES: tuple[str, ...] = tuple(r.value for r in Role)
+AUDIT_PAGE = 50
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one form field, as the page shows it."""
+
+    #: The API's field path ("windows.speaker[1].end", "password").
+    field: str
+    #: Label key of the field as the form names it.
+    label: str
+    #: Label key of the explanation.
+    message: str
+    #: The API's own words (English), shown small for the technically minded.
+    detail: str
+    #: For window rows: which list and which row of the form (1-based).
+    kind: str | None = None
+    row: int | None = None
+
+
+def _details(exc: ApiError | ValidationError) -> list[dict[str, str]]:
+    if isinstance(exc, ValidationError):
+        return validation_detail(exc)
+    if isinstance(exc.detail, list):
+        return [d for d in exc.detail if isinstance(d, dict)]
+    return [{"field": "", "message": str(exc.detail or exc.error)}]
+
+
+def _get(form: Form, name: str) -> str:
+    return str(form.get(name, "")).strip()
+
+
+# ================================================================ communes
+
+
+def _window_rows(form: Form, kind: str) -> list[tuple[str, str]]:
+    starts = [str(v).strip() for v in form.getall(f"{kind}_start", [])]
+    ends = [str(v).strip() for v in form.getall(f"{kind}_end", [])]
+    return [(s or "", e or "") for s, e in zip_longest(starts, ends, fillvalue="")]
+
+
+def _windows_payload(
+    rows: dict[str, list[tuple[str, str]]],
+) -> tuple[dict[str, list[list[str]]], dict[tuple[str, int], int]]:
+    """The API's windows from the form's rows (blank rows dropped) and, for error messages, the
+    form row (1-based) of each kept window."""
+    payload: dict[str, list[list[str]]] = {}
+    where: dict[tuple[str, int], int] = {}
+    for kind, pairs in rows.items():
+        kept: list[list[str]] = []
+        for row, (start, end) in enumerate(pairs, start=1):
+            if not start and not end:
+                continue
+            where[(kind, len(kept))] = row
+            kept.append([start, end])
+        payload[kind] = kept
+    return payload, where
+
+
+_COMMUNE_FIELDS = {"code": "cm.code", "name": "cm.name", "volume": "cm.volume"}
+_COMMUNE_MESSAGES = {
+    "code": "cm.err.code",
+    "name": "cm.err.name",
+    "volume": "cm.err.volume",
+    "exists": "cm.err.exists",
+}
+
+
+def _commune_errors(
+    exc: ApiError | ValidationError, where: dict[tuple[str, int], int] | None = None
+) -> list[FieldError]:
+    errors = []
+    for d in _details(exc):
+        field = d.get("field", "")
+        if field.startswith("body."):
+            field = field[len("body.") :]
+        detail = d.get("message", "")
+        if field.startswith("windows."):
+            kind = field.split(".")[1].split("[")[0]
+            index = field.split("[")[1].split("]")[0] if "[" in field else None
+            row = (where or {}).get((kind, int(index))) if index and index.isdigit() else None
+            errors.append(
+                FieldError(
+                    field=field,
+                    label=f"cm.windows_{kind}" if kind in WINDOW_KINDS else "cm.windows",
+                    message="cm.err.window",
+                    detail=detail,
+                    kind=kind,
+                    row=row,
+                )
+            )
+            continue
+        if isinstance(exc, ApiError) and exc.error == "exists":
+            field = "code"
+            message = "cm.err.exists"
+        else:
+            message = _COMMUNE_MESSAGES.get(field, "cm.err.invalid")
+        errors.append(
+            FieldError(
+                field=field or "body",
+                label=_COMMUNE_FIELDS.get(field, "cm.form"),
+                message=message,
+                detail=detail,
+            )
+        )
+    return errors
+
+
+@page
+async def communes_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    return await _communes_list(request, user)
+
+
+async def _communes_list(
+    request: web.Request,
+    user: User,
+    *,
+    status: int = 200,
+    errors: list[FieldError] | None = None,
+    values: dict[str, str] | None = None,
+) -> web.Response:
+    rows: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    return await render(
+        request,
+        "communes.html",
+        status=status,
+        rows=rows,
+        errors=errors or [],
+        values=values or {"code": "", "name": ""},
+    )
+
+
+@page
+async def commune_create(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    require(user, Permission.COMMUNES_CREATE)
+    values = {"code": _get(form, "code"), "name": _get(form, "name")}
+    try:
+        body = communes.CommuneCreate.model_validate(values)
+        created: communes.CommuneOut = await api(
+            request, user, communes.create_commune, Permission.COMMUNES_CREATE, body=body
+        )
+    except ValidationError as exc:
+        return await _communes_list(
+            request, user, status=422, errors=_commune_errors(exc), values=values
+        )
+    except ApiError as exc:
+        if exc.status not in (409, 422):
+            raise
+        return await _communes_list(
+            request, user, status=exc.status, errors=_commune_errors(exc), values=values
+        )
+    return see_other(f"/communes/{created.code}?saved=created")
+
+
+async def _running_order(
+    request: web.Request, user: User, code: str
+) -> list[bulletins.BulletinOut]:
+    """The commune's priority bulletins in the order they air: its chosen order first, then
+    the ones it has not placed, by start of validity (as the manifest orders them)."""
+    stored: bulletins.OrderOut = await api(request, user, bulletins.get_order)
+    published: list[bulletins.BulletinOut] = await api(
+        request,
+        user,
+        bulletins.list_bulletins,
+        query=bulletins.BulletinQuery(state="published", priority=Priority.PRIORITY),
+    )
+    own_devices: set[str] = set()
+    if user.may(Permission.FLEET_READ):
+        fleet: list[devices.DeviceOut] = await api(
+            request, user, devices.list_devices, Permission.FLEET_READ
+        )
+        own_devices = {d.id for d in fleet if d.commune == code}
+    now = request.app[CLOCK]()
+    reaching = {
+        b.id: b
+        for b in published
+        if b.schedule.valid_until > now
+        and (
+            b.targets.all_communes
+            or code in b.targets.communes
+            or own_devices.intersection(b.targets.devices)
+        )
+    }
+    placed = [reaching[i] for i in stored.bulletins if i in reaching]
+    rest = sorted(
+        (b for i, b in reaching.items() if i not in stored.bulletins),
+        key=lambda b: (b.schedule.valid_from, b.created_at),
+    )
+    return placed + rest
+
+
+def _commune_values(commune: communes.CommuneOut) -> dict[str, Any]:
+    return {
+        "name": commune.name,
+        "volume": str(commune.volume),
+        "windows": {
+            kind: [(w.start, w.end) for w in getattr(commune.windows, kind)]
+            for kind in WINDOW_KINDS
+        },
+    }
+
+
+async def _commune_form(
+    request: web.Request,
+    user: User,
+    commune: communes.CommuneOut,
+    *,
+    status: int = 200,
+    errors: list[FieldError] | None = None,
+    values: dict[str, Any] | None = None,
+) -> web.Response:
+    values = values or _commune_values(commune)
+    # One blank row per list: without JavaScript, that is how a window is added.
+    windows = {kind: [*values["windows"][kind], ("", "")] for kind in WINDOW_KINDS}
+    order = await _running_order(request, user, commune.code)
+    bad_rows = {(e.kind, e.row) for e in errors or [] if e.kind and e.row}
+    saved = request.query.get("saved")
+    return await render(
+        request,
+        "communes_detail.html",
+        status=status,
+        commune=commune,
+        values=values,
+        windows=windows,
+        window_kinds=WINDOW_KINDS,
+        bad_rows=bad_rows,
+        errors=errors or [],
+        order=order,
+        saved=saved if saved in ("windows", "order", "created") else None,
+        may_write=user.may(Permission.COMMUNES_WRITE),
+        may_order=user.may(Permission.BULLETINS_ORDER),
+    )
+
+
+@page
+async def commune_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    # The API's scope check: a commune operator opening another commune gets 403 here.
+    commune: communes.CommuneOut = await api(request, user, communes.get_commune)
+    return await _commune_form(request, user, commune)
+
+
+@page
+async def commune_save(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    commune: communes.CommuneOut = await api(request, user, communes.get_commune)
+    require(user, Permission.COMMUNES_WRITE, commune=commune.code)
+    # Blank rows are dropped (that is how a row is removed without JavaScript); the form is
+    # re-rendered as typed, so error row numbers count the kept rows.
+    rows = {kind: [r for r in _window_rows(form, kind) if r[0] or r[1]] for kind in WINDOW_KINDS}
+    windows, where = _windows_payload(rows)
+    volume = _get(form, "volume")
+    values = {"name": _get(form, "name"), "volume": volume, "windows": rows}
+    try:
+        body = communes.CommuneUpdate.model_validate(
+            {"name": values["name"], "windows": windows, "volume": volume or None}
+        )
+        await api(request, user, communes.update_commune, Permission.COMMUNES_WRITE, body=body)
+    except ValidationError as exc:
+        return await _commune_form(
+            request,
+            user,
+            commune,
+            status=422,
+            errors=_commune_errors(exc, where),
+            values=values,
+        )
+    return see_other(f"/communes/{commune.code}?saved=windows")
+
+
+@page
+async def commune_order_move(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    commune: communes.CommuneOut = await api(request, user, communes.get_commune)
+    require(user, Permission.BULLETINS_ORDER, commune=commune.code)
+    order = [b.id for b in await _running_order(request, user, commune.code)]
+    bulletin_id, move = _get(form, "bulletin"), _get(form, "move")
+    if bulletin_id not in order or move not in ("up", "down"):
+        # The list changed under the page (a bulletin expired or was cancelled): reload.
+        return await render(request, "error.html", status=409, message_key="err.conflict")
+    i = order.index(bulletin_id)
+    j = i - 1 if move == "up" else i + 1
+    if 0 <= j < len(order):
+        order[i], order[j] = order[j], order[i]
+    await api(
+        request,
+        user,
+        bulletins.set_order,
+        Permission.BULLETINS_ORDER,
+        body=bulletins.OrderIn(bulletins=order),
+    )
+    return see_other(f"/communes/{commune.code}?saved=order#order")
+
+
+# ================================================================ users
+
+
+_USER_FIELDS = {
+    "username": "us.username",
+    "role": "us.role",
+    "unit": "us.unit",
+    "password": "us.temp_password",
+    "confirm": "us.disable_confirm",
+}
+_USER_MESSAGES = {
+    "weak_password": "us.err.weak_password",
+    "shared_account": "us.err.shared_account",
+    "bad_username": "us.err.bad_username",
+    "bad_unit": "us.err.bad_unit",
+    "exists": "us.err.exists",
+    "last_admin": "us.err.last_admin",
+    "disabled": "us.err.disabled",
+    "not_confirmed": "us.err.not_confirmed",
+}
+#: Errors about the account as a whole, shown against the field that caused them.
+_USER_ERROR_FIELD = {"exists": "username", "last_admin": "username", "disabled": "username"}
+
+
+def _user_errors(exc: ApiError | ValidationError) -> list[FieldError]:
+    code = exc.error if isinstance(exc, ApiError) else "validation_error"
+    errors = []
+    for d in _details(exc):
+        field = d.get("field", "") or _USER_ERROR_FIELD.get(code, "")
+        if field.startswith("body."):
+            field = field[len("body.") :]
+        errors.append(
+            FieldError(
+                field=field or "body",
+                label=_USER_FIELDS.get(field, "us.form"),
+                message=_USER_MESSAGES.get(code, "us.err.invalid"),
+                detail=d.get("message", ""),
+            )
+        )
+    return errors
+
+
+async def _users_list(
+    request: web.Request,
+    user: User,
+    *,
+    status: int = 200,
+    errors: list[FieldError] | None = None,
+    values: dict[str, str] | None = None,
+) -> web.Response:
+    rows: list[users.UserOut] = await api(request, user, users.list_users, Permission.USERS_MANAGE)
+    units: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    return await render(
+        request,
+        "users.html",
+        status=status,
+        rows=rows,
+        roles=ROLES,
+        units=units,
+        errors=errors or [],
+        values=values or {"username": "", "role": "", "unit": ""},
+    )
+
+
+@page
+async def users_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    require(user, Permission.USERS_MANAGE)
+    return await _users_list(request, user)
+
+
+@page
+async def user_create(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    require(user, Permission.USERS_MANAGE)
+    values = {k: _get(form, k) for k in ("username", "role", "unit")}
+    try:
+        body = users.UserCreate.model_validate(
+            {
+                "username": values["username"],
+                "role": values["role"],
+                "unit": values["unit"] or None,
+                # A temporary password is taken exactly as typed: spaces may be part of it.
+                "password": str(form.get("password", "")),
+            }
+        )
+        created: users.UserOut = await api(
+            request, user, users.create_user_route, Permission.USERS_MANAGE, body=body
+        )
+    except ValidationError as exc:
+        return await _users_list(request, user, status=422, errors=_user_errors(exc), values=values)
+    except ApiError as exc:
+        if exc.status not in (409, 422):
+            raise
+        return await _users_list(
+            request, user, status=exc.status, errors=_user_errors(exc), values=values
+        )
+    return see_other(f"/users/{created.username}?done=created")
+
+
+_USER_DONE = ("created", "lock", "unlock", "disable", "password")
+
+
+async def _user_detail(
+    request: web.Request,
+    user: User,
+    *,
+    status: int = 200,
+    errors: list[FieldError] | None = None,
+) -> web.Response:
+    account: users.UserOut = await api(request, user, users.get_user, Permission.USERS_MANAGE)
+    done = request.query.get("done")
+    return await render(
+        request,
+        "users_detail.html",
+        status=status,
+        account=account,
+        errors=errors or [],
+        done=done if done in _USER_DONE else None,
+    )
+
+
+@page
+async def user_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    require(user, Permission.USERS_MANAGE)
+    return await _user_detail(request, user)
+
+
+async def _user_action(request: web.Request, action: str) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    require(user, Permission.USERS_MANAGE)
+    handlers = {
+        "lock": users.lock_user,
+        "unlock": users.unlock_user,
+        "disable": users.disable_user,
+        "password": users.reset_password_route,
+    }
+    try:
+        if action == "disable" and form.get("confirm") != "yes":
+            # The browser's dialog can be skipped; the box cannot.
+            raise ApiError(
+                400,
+                "not_confirmed",
+                [{"field": "confirm", "message": "tick the box to disable for good"}],
+            )
+        body = (
+            users.PasswordReset.model_validate({"password": str(form.get("password", ""))})
+            if action == "password"
+            else None
+        )
+        await api(request, user, handlers[action], Permission.USERS_MANAGE, body=body)
+    except ValidationError as exc:
+        return await _user_detail(request, user, status=422, errors=_user_errors(exc))
+    except ApiError as exc:
+        if exc.status in (403, 404):
+            raise
+        return await _user_detail(request, user, status=exc.status, errors=_user_errors(exc))
+    return see_other(f"/users/{request.match_info['username']}?done={action}")
+
+
+@page
+async def user_lock(request: web.Request) -> web.StreamResponse:
+    return await _user_action(request, "lock")
+
+
+@page
+async def user_unlock(request: web.Request) -> web.StreamResponse:
+    return await _user_action(request, "unlock")
+
+
+@page
+async def user_disable(request: web.Request) -> web.StreamResponse:
+    return await _user_action(request, "disable")
+
+
+@page
+async def user_reset(request: web.Request) -> web.StreamResponse:
+    return await _user_action(request, "password")
+
+
+# ================================================================ audit log
+
+_AUDIT_FILTERS = ("actor", "action", "object", "since", "until")
+
+
+def _local_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), VN_TZ)
+
+
+def _audit_query(
+    params: dict[str, str], *, paged: bool
+) -> tuple[audit_api.AuditQuery | None, list[FieldError]]:
+    """The API's AuditQuery from the page's filters: dates are local days, `until` inclusive."""
+    errors: list[FieldError] = []
+    data: dict[str, Any] = {k: params[k] or None for k in ("actor", "action", "object")}
+    for name in ("since", "until"):
+        raw = params[name]
+        if not raw:
+            continue
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError:
+            errors.append(
+                FieldError(name, f"au.{name}", "au.err.date", f"{raw!r} is not a date YYYY-MM-DD")
+            )
+            continue
+        data[name] = _local_midnight(day + timedelta(days=1 if name == "until" else 0))
+    if paged:
+        data["limit"] = AUDIT_PAGE
+        if params.get("before"):
+            data["before"] = params["before"]
+    if errors:
+        return None, errors
+    try:
+        return audit_api.AuditQuery.model_validate(data), []
+    except ValidationError as exc:
+        return None, [
+            FieldError(
+                d["field"],
+                f"au.{d['field']}" if d["field"] in _AUDIT_FILTERS else "au.filters",
+                "au.err.invalid",
+                d["message"],
+            )
+            for d in validation_detail(exc)
+        ]
+
+
+def _pretty(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+
+
+def _audit_params(request: web.Request) -> dict[str, str]:
+    params = {k: request.query.get(k, "").strip() for k in _AUDIT_FILTERS}
+    params["before"] = request.query.get("before", "").strip()
+    return params
+
+
+@page
+async def audit_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    require(user, Permission.AUDIT_READ)
+    params = _audit_params(request)
+    query, errors = _audit_query(params, paged=True)
+    result: audit_api.AuditPage | None = None
+    if query is not None:
+        result = await api(request, user, audit_api.list_audit, Permission.AUDIT_READ, query=query)
+    filters = {k: params[k] for k in _AUDIT_FILTERS if params[k]}
+    older = (
+        "/audit?" + urlencode({**filters, "before": result.next_before})
+        if result is not None and result.next_before is not None
+        else None
+    )
+    return await render(
+        request,
+        "audit.html",
+        status=422 if errors else 200,
+        values=params,
+        errors=errors,
+        entries=[(e, _pretty(e.before), _pretty(e.after)) for e in result.items]
+        if result is not None
+        else [],
+        older=older,
+        newest="/audit?" + urlencode(filters) if params["before"] else None,
+        csv_url="/audit.csv" + ("?" + urlencode(filters) if filters else ""),
+    )
+
+
+@page
+async def audit_csv(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    require(user, Permission.AUDIT_READ)
+    query, errors = _audit_query(_audit_params(request), paged=False)
+    if query is None:
+        params = _audit_params(request)
+        return await render(
+            request,
+            "audit.html",
+            status=422,
+            values=params,
+            errors=errors,
+            entries=[],
+            older=None,
+            newest=None,
+            csv_url="/audit.csv",
+        )
+    # The API's own export handler: one CSV writer, the same filters, the same permission.
+    response: web.StreamResponse = await api(
+        request, user, audit_api.export_audit, Permission.AUDIT_READ, query=query
+    )
+    return response
+
+
+# ================================================================ reports
+
+
+def _report_query(
+    request: web.Request,
+) -> tuple[reports.ReportQuery | None, list[FieldError], dict[str, str]]:
+    values = {k: request.query.get(k, "").strip() for k in ("month", "commune")}
+    try:
+        query = reports.ReportQuery.model_validate(
+            {"month": values["month"] or None, "commune": values["commune"] or None}
+        )
+    except ValidationError as exc:
+        return (
+            None,
+            [
+                FieldError(
+                    d["field"],
+                    f"rp.{d['field']}" if d["field"] in ("month", "commune") else "rp.form",
+                    "rp.err.month" if d["field"] == "month" else "rp.err.invalid",
+                    d["message"],
+                )
+                for d in validation_detail(exc)
+            ],
+            values,
+        )
+    return query, [], values
+
+
+def _chart(values: Iterable[tuple[str, float]], **kw: Any) -> reports.Chart:
+    return reports.chart_bars(list(values), **kw)
+
+
+@page
+async def reports_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    require(user, Permission.FLEET_READ)
+    query, errors, values = _report_query(request)
+    choices: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    report: reports.MonthlyReport | None = None
+    if query is not None:
+        report = await api(
+            request, user, reports.monthly_report, Permission.FLEET_READ, query=query
+        )
+    charts: dict[str, reports.Chart] = {}
+    if report is not None:
+        values["month"] = values["month"] or report.first_day.strftime("%Y-%m")
+        charts = {
+            "per_day": _chart((str(d.date.day), d.minutes) for d in report.per_day),
+            "priority": _chart(
+                ((t.key, t.minutes) for t in report.by_priority), width=360, height=180
+            ),
+            "uptime": _chart(
+                ((u.name, u.percent or 0.0) for u in report.uptime),
+                width=max(360, min(960, 48 * len(report.uptime))),
+                height=180,
+                scale=100.0,
+            ),
+        }
+    params = {k: v for k, v in values.items() if v}
+    return await render(
+        request,
+        "reports.html",
+        status=422 if errors else 200,
+        report=report,
+        charts=charts,
+        errors=errors,
+        values=values,
+        communes=choices,
+        csv_url="/reports.csv" + ("?" + urlencode(params) if params else ""),
+    )
+
+
+@page
+async def reports_csv(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    require(user, Permission.FLEET_READ)
+    query, errors, values = _report_query(request)
+    if query is None:
+        choices: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+        return await render(
+            request,
+            "reports.html",
+            status=422,
+            report=None,
+            charts={},
+            errors=errors,
+            values=values,
+            communes=choices,
+            csv_url="/reports.csv",
+        )
+    response: web.StreamResponse = await api(
+        request, user, reports.monthly_report_csv, Permission.FLEET_READ, query=query
+    )
+    return response
+
+
+PAGES: list[tuple[str, str, PageHandler]] = [
+    ("GET", "/communes", communes_page),
+    ("POST", "/communes", commune_create),
+    ("GET", "/communes/{code}", commune_page),
+    ("POST", "/communes/{code}", commune_save),
+    ("POST", "/communes/{code}/order", commune_order_move),
+    ("GET", "/users", users_page),
+    ("POST", "/users", user_create),
+    ("GET", "/users/{username}", user_page),
+    ("POST", "/users/{username}/lock", user_lock),
+    ("POST", "/users/{username}/unlock", user_unlock),
+    ("POST", "/users/{username}/disable", user_disable),
+    ("POST", "/users/{username}/password", user_reset),
+    ("GET", "/audit", audit_page),
+    ("GET", "/audit.csv", audit_csv),
+    ("GET", "/reports", reports_page),
+    ("GET", "/reports.csv", reports_csv),
+]

@@ -242,6 +242,7 @@ MIGRATIONS: list[str] = [
     DROP TABLE plays_before_streams;
     CREATE INDEX plays_bulletin ON plays(bulletin_id);
     CREATE INDEX plays_device_started ON plays(device_id, started_at);
+    CREATE INDEX plays_started ON plays(started_at);
     ALTER TABLE health RENAME TO health_before_streams;
     CREATE TABLE health (
         id INTEGER PRIMARY KEY,
@@ -257,6 +258,7 @@ MIGRATIONS: list[str] = [
         SELECT id, device_id, '', seq, at, json, received_at FROM health_before_streams;
     DROP TABLE health_before_streams;
     CREATE INDEX health_device_at ON health(device_id, at);
+    CREATE INDEX health_at ON health(at);
     """,
 ]
 

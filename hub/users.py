@@ -52,9 +52,14 @@ class UserOut(BaseModel):
     password_changed_at: datetime
     password_expires_at: datetime
     created_at: datetime
+    #: The last successful login (API or console), from the audit log; null if never.
+    last_login_at: datetime | None = None
 
 
-def _out(ctx: Ctx, row: sqlite3.Row) -> UserOut:
+_LAST_LOGIN = "SELECT target, MAX(at) AS at FROM audit WHERE action = 'auth.login'"
+
+
+def _out(ctx: Ctx, row: sqlite3.Row, last_login: str | None = None) -> UserOut:
     changed = from_iso(row["password_changed_at"])
     until = from_iso(row["locked_until"]) if row["locked_until"] else None
     return UserOut(
@@ -68,14 +73,20 @@ def _out(ctx: Ctx, row: sqlite3.Row) -> UserOut:
         password_changed_at=changed,
         password_expires_at=changed + ctx.config.password_max_age,
         created_at=from_iso(row["created_at"]),
+        last_login_at=from_iso(last_login) if last_login else None,
     )
+
+
+async def _last_login(ctx: Ctx, username: str) -> str | None:
+    row = await ctx.db.fetchone(f"{_LAST_LOGIN} AND target = ?", (username,))
+    return row["at"] if row is not None else None
 
 
 async def _get(ctx: Ctx, username: str) -> UserOut:
     row = await ctx.db.fetchone("SELECT * FROM users WHERE username = ?", (username,))
     if row is None:
         raise ApiError(404, "not_found", f"no user {username!r}")
-    return _out(ctx, row)
+    return _out(ctx, row, await _last_login(ctx, username))
 
 
 @routes.post(
@@ -117,7 +128,8 @@ async def create_user_route(ctx: Ctx) -> UserOut:
 )
 async def list_users(ctx: Ctx) -> list[UserOut]:
     rows = await ctx.db.fetchall("SELECT * FROM users ORDER BY username")
-    return [_out(ctx, r) for r in rows]
+    logins = {r["target"]: r["at"] for r in await ctx.db.fetchall(f"{_LAST_LOGIN} GROUP BY target")}
+    return [_out(ctx, r, logins.get(r["username"])) for r in rows]
 
 
 @routes.get(
@@ -141,7 +153,7 @@ async def _state_change(ctx: Ctx, action: str) -> UserOut:
         actor_unit=ctx.user.unit,
         address=ctx.address,
     )
-    return _out(ctx, row)
+    return _out(ctx, row, await _last_login(ctx, row["username"]))
 
 
 @routes.post(
