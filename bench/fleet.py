@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import resource
 import subprocess
 import sys
@@ -26,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
-from edge_agent.agent import Agent  # noqa: E402
+from edge_agent.agent import Agent, AgentConfig  # noqa: E402
 from edge_agent.hubclient import HubClient  # noqa: E402
 from edge_agent.identity import Identity  # noqa: E402
 from edge_agent.players.null import NullPlayer  # noqa: E402
@@ -35,7 +37,7 @@ from loa_contract import Priority, utcnow  # noqa: E402
 from tests.e2e import fast_config, tone_bytes, window_around  # noqa: E402
 
 BIN = Path(sys.executable).parent
-ADMIN, PASSWORD = "bench", "Bench-Fleet-2026!"
+ADMIN, PASSWORD = "dodac", "Bench-Fleet-2026!"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -159,6 +161,11 @@ async def run(devices: int, port: int) -> int:
                     poll_interval_s=300,
                     reconnect_min_s=1.0,
                     reconnect_max_s=10.0,
+                    # As in the field: the manifest nudge that follows an emergency is
+                    # answered within a jittered few seconds, not by every device at once.
+                    manifest_fetch_jitter_s=AgentConfig.model_fields[
+                        "manifest_fetch_jitter_s"
+                    ].default,
                 )
                 agents.append(
                     Agent(
@@ -209,10 +216,16 @@ async def run(devices: int, port: int) -> int:
             received: dict[str, float] = {}
             for agent in agents:
                 _time_first_push(agent, received)
+            profiler = cProfile.Profile() if os.environ.get("LOA_BENCH_PROFILE") else None
+            if profiler is not None:
+                profiler.enable()
             fired = time.perf_counter()
             emergency = await _fire(session, url, auth, alarm["sha256"], "Báo động")
             answered = time.perf_counter() - fired
             played = await _all_played(agents, emergency)
+            if profiler is not None:
+                profiler.disable()
+                pstats.Stats(profiler).sort_stats(os.environ.get("LOA_BENCH_PROFILE", "tottime")).print_stats(40)
             latencies = [t - fired for t in played]
             arrivals = [received[a.identity.device_id] - fired for a in agents]
             on_device = [
