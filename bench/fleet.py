@@ -225,7 +225,9 @@ async def run(devices: int, port: int) -> int:
             played = await _all_played(agents, emergency)
             if profiler is not None:
                 profiler.disable()
-                pstats.Stats(profiler).sort_stats(os.environ.get("LOA_BENCH_PROFILE", "tottime")).print_stats(40)
+                pstats.Stats(profiler).sort_stats(
+                    os.environ.get("LOA_BENCH_PROFILE", "tottime")
+                ).print_stats(40)
             latencies = [t - fired for t in played]
             arrivals = [received[a.identity.device_id] - fired for a in agents]
             on_device = [
