@@ -69,7 +69,12 @@ def build_player(
             headless = os.environ.get("SDL_VIDEODRIVER") == "dummy"
             backends.append(
                 DisplayPlayer(
-                    size, fullscreen=profile.display.fullscreen and not headless, kinds=still
+                    size,
+                    fullscreen=profile.display.fullscreen and not headless,
+                    kinds=still,
+                    min_text_px=profile.display.min_text_px,
+                    ticker=profile.display.ticker,
+                    ticker_px_per_s=profile.display.ticker_px_per_s,
                 )
             )
         else:

@@ -54,6 +54,13 @@ class DisplayProfile(BaseModel):
     height: int = Field(ge=8, le=4320)
     orientation: Literal["landscape", "portrait"] = "landscape"
     fullscreen: bool = True
+    #: The smallest letters people can read on this panel from where they stand; text that
+    #: would need smaller ones scrolls as a ticker instead of shrinking. None: 1/30 of height.
+    min_text_px: int | None = Field(default=None, ge=8, le=400)
+    #: How a ticker moves: LED panels crawl one line right to left, LCDs roll the page up.
+    #: None: by size (short panels crawl).
+    ticker: Literal["horizontal", "vertical"] | None = None
+    ticker_px_per_s: float | None = Field(default=None, gt=0, le=2000)
 
 
 class HardwareProfile(BaseModel):

@@ -463,3 +463,127 @@ async def test_display_heartbeat_keeps_the_frame_fresh() -> None:
         assert player.state is PlayerState.PLAYING
     finally:
         await player.close()
+
+
+# ---------------------------------------------------------------------- screen faults, ticker
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_display_reports_a_frozen_screen() -> None:
+    clock = FakeClock()
+    player = DisplayPlayer((320, 180), clock=clock)
+    try:
+        assert player.screen_fault() is None
+        await player.play(text_item("f", display_seconds=600))
+        assert player.screen_fault() is None
+        # No await from here on: the heartbeat gets no turn, just as when it is stuck.
+        clock.now += player.frozen_after_s - 0.1
+        assert player.screen_fault() is None
+        clock.now += 0.2
+        assert player.screen_fault() == "screen_frozen"
+        assert player.screen_faults == ["screen_frozen"]
+        player.refresh()  # what the heartbeat does
+        assert player.screen_fault() is None
+        await player.stop()
+        clock.now += 100
+        assert player.screen_fault() is None, "nothing to show is not a frozen screen"
+    finally:
+        await player.close()
+    # Rendering without a screen (window=False) presents nothing, so it is never "frozen".
+    headless = DisplayPlayer((320, 180), window=False, clock=clock)
+    await headless.play(text_item("h", display_seconds=600))
+    clock.now += 100
+    assert headless.screen_fault() is None
+    await headless.close()
+
+
+async def test_display_reports_a_blank_screen() -> None:
+    player = DisplayPlayer((320, 180))
+    try:
+        await player.play(text_item("ok"))
+        assert player.screen_fault() is None
+        # Text of invisible characters gets past the "has text" check and draws nothing.
+        for invisible in ("\u2800\u2800\u2800", "\u200b"):
+            await player.play(text_item("ghost", text=invisible, title=""))
+            assert player.state is PlayerState.PLAYING
+            assert player.screen_fault() == "screen_blank", repr(invisible)
+        # The screen lost its picture (panel re-initialised, something else drew on it).
+        await player.play(text_item("ok2"))
+        assert player.screen_fault() is None
+        pygame.display.get_surface().fill((0, 0, 0))
+        assert player.screen_fault() == "screen_blank"
+        player.refresh()
+        assert player.screen_fault() is None
+        await player.stop()
+        assert player.screen_fault() is None, "the idle black screen is expected"
+    finally:
+        await player.close()
+
+
+async def test_router_collects_screen_faults() -> None:
+    screen = DisplayPlayer((320, 180))
+    router = PlayerRouter([NullPlayer(kinds={BulletinKind.VIDEO}), screen])
+    try:
+        await router.play(text_item("ghost", text="\u2800", title=""))
+        assert router.screen_faults == ["screen_blank"]
+    finally:
+        await router.close()
+
+
+async def test_stacked_marks_keep_the_baseline() -> None:
+    # SDL_ttf lowers a line that holds a capital with stacked marks (Ủ, Ễ); the display
+    # undoes it, so such a line stands on the same baseline as any other.
+    player = DisplayPlayer((640, 200), window=False)
+    plain = player.layout(text_item("a", text="Xa xa xa", title=""))
+    marked = player.layout(text_item("b", text="Ủy Ễ xa", title=""))
+    assert plain.runs[0].font_px == marked.runs[0].font_px
+    assert marked.runs[0].baseline == plain.runs[0].baseline
+    assert marked.runs[0].rect.top < plain.runs[0].rect.top  # the marks rise above
+    assert marked.runs[0].rect.top >= 0
+
+    # "xa" ends each line: its ink bottom sits on the baseline, equally in both frames.
+    bottoms = []
+    for layout in (plain, marked):
+        run = layout.runs[0]
+        tail = player.font(run.font_px).size(run.text[:-2])[0]
+        frame = layout.frame_at(0)
+        background = frame.get_at((0, 0))
+        column = range(run.rect.left + tail, run.rect.left + run.rect.width)
+        bottom = max(
+            y
+            for y in range(frame.get_height())
+            for x in column
+            if frame.get_at((x, y)) != background
+        )
+        assert abs(bottom - run.baseline) <= 2  # round letters overshoot a little
+        bottoms.append(bottom)
+    assert bottoms[0] == bottoms[1]
+    await player.close()
+
+
+async def test_ticker_runs_live_and_ends_with_its_item() -> None:
+    player = DisplayPlayer((192, 96), heartbeat_s=30, ticker_hold_s=0, ticker_px_per_s=400)
+    events = Events()
+    player.set_event_sink(events)
+    try:
+        item = text_item("tick", text=VIETNAMESE * 3, display_seconds=0.3)
+        assert player.layout(item).ticker is not None
+        await player.play(item)
+        first = pygame.image.tobytes(player.frame, "RGB")
+        presented = player.last_frame_at
+        ended = await events.wait_for(EventType.ENDED, "tick")
+        assert ended.position_s == pytest.approx(0.3)
+        # The heartbeat (30 s) never ran: the ticker's own ticks moved the text meanwhile.
+        assert player.last_frame_at > presented
+        assert pygame.image.tobytes(player.frame, "RGB") != first
+    finally:
+        await player.close()

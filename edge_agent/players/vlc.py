@@ -9,15 +9,22 @@ for the health report.
 
 Every libvlc call other than that stop runs on the loop thread; they are all quick (well under
 a millisecond) once the instance exists, which is what keeps pre-emption in the tens of ms.
+
+On a board, video goes to libvlc's own output (a window over the text screen). A video that
+stops producing pictures while libvlc still says "playing" is a frozen screen; the health
+check sees it in libvlc's per-media statistics (pictures displayed), not in the picture.
+`VideoFrameSink` receives decoded pictures in memory instead (libvlc's vmem): what tests and
+a technician use to prove a file really decodes, down to its pixels.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import vlc
@@ -33,6 +40,87 @@ _VlcNote = Literal["playing", "ended", "error"]
 # A small file cache: media are local verified files, and libvlc's default of 1 s both
 # delays the start and, with outputs that cannot drain (dummy), ends items early.
 _BASE_ARGS = ("--quiet", "--no-video-title-show", "--file-caching=100")
+
+#: Fault names for the health report (the hub's verdict knows them).
+SCREEN_FROZEN = "screen_frozen"
+PLAYER_STUCK = "player_stuck"
+
+
+class VideoFrameSink:
+    """Decoded video pictures delivered to memory (libvlc's vmem) rather than a window.
+
+    libvlc scales every picture to `width` x `height`, 32-bit BGRX ("RV32"), and calls the
+    callbacks below on its video output thread. They only copy and count: no libvlc call
+    (python-vlc #77) and nothing blocking, or the decoder would stall behind them.
+    """
+
+    CHROMA = "RV32"
+
+    def __init__(
+        self, width: int, height: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.width, self.height = int(width), int(height)
+        self.pitch = self.width * 4
+        self._buffer = (ctypes.c_ubyte * (self.pitch * self.height))()
+        self._guard = threading.Lock()
+        self._latest = b""
+        self._clock = clock
+        #: Pictures shown so far (libvlc repeats the last one while paused).
+        self.frames = 0
+        self.last_frame_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._arrived: asyncio.Event | None = None
+        # ctypes keeps no reference to a callback it hands to C: these must live as long as
+        # any player that may call them, so they live on the sink.
+        self._lock_cb = vlc.CallbackDecorators.VideoLockCb(self._lock)
+        self._unlock_cb = vlc.CallbackDecorators.VideoUnlockCb(self._unlock)
+        self._display_cb = vlc.CallbackDecorators.VideoDisplayCb(self._display)
+
+    def attach(self, mp: vlc.MediaPlayer) -> None:
+        mp.video_set_callbacks(self._lock_cb, self._unlock_cb, self._display_cb, None)
+        mp.video_set_format(self.CHROMA, self.width, self.height, self.pitch)
+
+    def _lock(self, _opaque: Any, planes: Any) -> None:
+        planes[0] = ctypes.cast(self._buffer, ctypes.c_void_p)
+
+    def _unlock(self, _opaque: Any, _picture: Any, _planes: Any) -> None:
+        pass
+
+    def _display(self, _opaque: Any, _picture: Any) -> None:
+        with self._guard:
+            self._latest = bytes(self._buffer)
+            self.frames += 1
+            self.last_frame_at = self._clock()
+        loop, arrived = self._loop, self._arrived
+        if loop is not None and arrived is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(arrived.set)
+            except RuntimeError:
+                pass  # the loop closed meanwhile: nobody waits any more
+
+    async def wait_for_frames(self, count: int, timeout: float = 5.0) -> None:
+        """Return once `count` pictures in all have been shown (woken per picture)."""
+        self._loop = asyncio.get_running_loop()
+        arrived = self._arrived = asyncio.Event()
+        async with asyncio.timeout(timeout):
+            while True:
+                arrived.clear()
+                if self.frames >= count:
+                    return
+                await arrived.wait()
+
+    def latest(self) -> bytes:
+        """The last picture, BGRX rows of `pitch` bytes (empty before the first)."""
+        with self._guard:
+            return self._latest
+
+    def rgb_at(self, x: int, y: int) -> tuple[int, int, int]:
+        picture = self.latest()
+        if not picture:
+            raise LookupError("no picture yet")
+        at = y * self.pitch + x * 4
+        blue, green, red = picture[at], picture[at + 1], picture[at + 2]
+        return red, green, blue
 
 
 class _Slot:
@@ -65,6 +153,9 @@ class VlcPlayer:
         fullscreen: bool = False,
         stop_timeout_s: float = 2.0,
         start_timeout_s: float = 5.0,
+        frame_sink: VideoFrameSink | None = None,
+        stall_after_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kinds: frozenset[BulletinKind] = frozenset(kinds)
         video = BulletinKind.VIDEO in self.kinds
@@ -93,6 +184,15 @@ class VlcPlayer:
         self.last_start_s = 0.0
         #: Seconds the last stop took (the deadline, when it was abandoned).
         self.last_stop_s = 0.0
+        self.frame_sink = frame_sink
+        #: A playing video that shows no new picture for this long is a frozen screen.
+        self.stall_after_s = stall_after_s
+        self._clock = clock
+        self._media: vlc.Media | None = None
+        self._progress: int | None = None
+        self._progress_at = clock()
+        # Players whose stop was abandoned and has not returned yet: libvlc still hangs.
+        self._hung: list[_Slot] = []
         self._slot = self._new_slot()
 
     # ------------------------------------------------------------------ libvlc plumbing
@@ -110,6 +210,8 @@ class VlcPlayer:
         )
         if self._fullscreen:
             mp.set_fullscreen(True)
+        if self.frame_sink is not None:
+            self.frame_sink.attach(mp)
         if self._volume is not None:
             mp.audio_set_volume(self._volume)
         return slot
@@ -163,6 +265,45 @@ class VlcPlayer:
     def _emit(self, kind: EventType, item: PlayItem, position: float, detail: str = "") -> None:
         if self._sink is not None:
             self._sink(PlaybackEvent(kind, item.bulletin_id, position, detail))
+
+    def set_frame_sink(self, sink: VideoFrameSink) -> None:
+        """Send the video of items played from now on to `sink` instead of a window."""
+        if self._state is PlayerState.PLAYING:
+            raise PlayerError("set the frame sink before playing")
+        self.frame_sink = sink
+        sink.attach(self._slot.mp)
+
+    def video_frames(self) -> int | None:
+        """Pictures libvlc has shown of the current video (None: no video playing)."""
+        item, media = self._item, self._media
+        if self._state is not PlayerState.PLAYING or item is None or media is None:
+            return None
+        if item.kind is not BulletinKind.VIDEO:
+            return None
+        stats = vlc.MediaStats()
+        if not media.get_stats(stats):
+            return None
+        return int(stats.displayed_pictures)
+
+    def screen_fault(self) -> str | None:
+        """A fault name, if any: "player_stuck" while an abandoned stop still hangs inside
+        libvlc; "screen_frozen" while a video plays but no new picture came for
+        `stall_after_s` (by `clock`).
+
+        Progress is judged between calls (the health sample): the first call after a new
+        picture notes it, a later one without any sees the stall.
+        """
+        self._hung = [slot for slot in self._hung if not slot.finished_stop]
+        if self._hung:
+            return PLAYER_STUCK
+        frames = self.video_frames()
+        if frames is None:
+            return None
+        now = self._clock()
+        if frames != self._progress:
+            self._progress, self._progress_at = frames, now
+            return None
+        return SCREEN_FROZEN if now - self._progress_at > self.stall_after_s else None
 
     def _read_position(self) -> float:
         assert self._item is not None
@@ -218,8 +359,13 @@ class VlcPlayer:
         self._item = item
         self._last_position = item.start_at_s
         self._state = PlayerState.IDLE
+        # Nothing shown yet: a video that never shows a picture is frozen after the deadline.
+        self._progress, self._progress_at = None, self._clock()
         slot.mp.set_media(media)
-        media.release()  # the player holds its own reference
+        # Kept (the player holds its own reference too) for its statistics.
+        previous, self._media = self._media, media
+        if previous is not None:
+            previous.release()
         slot.active = True
         if slot.mp.play() != 0:
             self._start_waiter = None
@@ -262,6 +408,7 @@ class VlcPlayer:
                 slot.abandoned = stuck
             if stuck:
                 self.stuck_stops += 1
+                self._hung.append(slot)
                 log.error(
                     "libvlc stop did not return within %.1f s; player replaced (%d so far)",
                     self.stop_timeout_s,
@@ -319,4 +466,7 @@ class VlcPlayer:
             await self._halt()
             self._closed = True
             self._slot.mp.release()
+            if self._media is not None:
+                self._media.release()
+                self._media = None
             self._instance.release()
