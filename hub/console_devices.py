@@ -502,24 +502,7 @@ async def _recent_plays(request: web.Request, device_id: str) -> list[RecentPlay
         " WHERE p.device_id = ? ORDER BY p.started_at DESC, p.seq DESC LIMIT ?",
         (device_id, RECENT_PLAYS),
     )
-    return [
-        RecentPlay(
-            device_api.PlayOut(
-                device_id=r["device_id"],
-                seq=r["seq"],
-                bulletin_id=r["bulletin_id"],
-                priority=r["priority"],
-                kind=r["kind"],
-                started_at=r["started_at"],
-                ended_at=r["ended_at"],
-                outcome=r["outcome"],
-                position_s=r["position_s"],
-                received_at=r["received_at"],
-            ),
-            r["title"],
-        )
-        for r in rows
-    ]
+    return [RecentPlay(device_api.PlayOut.from_row(r), r["title"]) for r in rows]
 
 
 #: Health fields shown by `_health_rows` itself; any other (newer) field is listed after them.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -303,6 +304,21 @@ class PlayOut(BaseModel):
     position_s: float
     received_at: datetime
 
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> PlayOut:
+        return cls(
+            device_id=r["device_id"],
+            seq=r["seq"],
+            bulletin_id=r["bulletin_id"],
+            priority=r["priority"],
+            kind=r["kind"],
+            started_at=r["started_at"],
+            ended_at=r["ended_at"],
+            outcome=r["outcome"],
+            position_s=r["position_s"],
+            received_at=r["received_at"],
+        )
+
 
 @routes.get(
     "/api/v1/plays",
@@ -329,18 +345,4 @@ async def list_plays(ctx: Ctx) -> list[PlayOut]:
     rows = await ctx.db.fetchall(
         sql + " ORDER BY started_at, device_id, seq LIMIT ?", [*params, query.limit]
     )
-    return [
-        PlayOut(
-            device_id=r["device_id"],
-            seq=r["seq"],
-            bulletin_id=r["bulletin_id"],
-            priority=r["priority"],
-            kind=r["kind"],
-            started_at=r["started_at"],
-            ended_at=r["ended_at"],
-            outcome=r["outcome"],
-            position_s=r["position_s"],
-            received_at=r["received_at"],
-        )
-        for r in rows
-    ]
+    return [PlayOut.from_row(r) for r in rows]

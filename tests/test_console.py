@@ -3,7 +3,6 @@ browser walking login → forced password change → dashboard → emergency →
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -15,17 +14,7 @@ import pytest
 from hub import console, pages
 from hub.i18n import CATALOGUE, LANGS
 from hub.testing import DeviceSocket, HubHarness, running_hub
-
-ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, needs_chromium
 
 
 @pytest.fixture
@@ -159,9 +148,7 @@ async def _next_of(socket: DeviceSocket, kind: str) -> bool:
 
 
 # Under CI a missing browser is a failure, not a skip: the walkthrough must run there.
-@pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium"
-)
+@needs_chromium
 async def test_browser_walkthrough(hub: HubHarness) -> None:
     from playwright.async_api import Dialog, async_playwright, expect
 

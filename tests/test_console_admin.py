@@ -7,71 +7,20 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from hub.appkeys import DB
 from hub.testing import ADMIN, ADMIN_PASSWORD, HubHarness, running_hub
 from loa_contract import VN_TZ
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleSession, needs_chromium
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 OWN_PASSWORD = "Own-pass-2!"
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-class Browser:
-    """A cookie-keeping HTTP client that logs in through the console's own form."""
-
-    def __init__(self, hub: HubHarness) -> None:
-        self.base = str(hub.client.make_url("/")).rstrip("/")
-        # Cookies on 127.0.0.1 need the "unsafe" jar (IP hosts).
-        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        self.csrf = ""
-
-    async def close(self) -> None:
-        await self.session.close()
-
-    async def get(self, path: str, **kw: Any) -> tuple[int, str]:
-        async with self.session.get(self.base + path, **kw) as resp:
-            text = await resp.text()
-        token = CSRF.search(text)
-        if token:
-            self.csrf = token[1]
-        return resp.status, text
-
-    async def post(
-        self, path: str, data: dict[str, Any] | list[tuple[str, str]], *, csrf: bool = True
-    ) -> tuple[int, str, str | None]:
-        """POST a form (with the page's CSRF token unless told not to); returns the status,
-        the body and the redirect target (303s are not followed)."""
-        fields = list(data.items()) if isinstance(data, dict) else list(data)
-        if csrf:
-            fields.append(("csrf", self.csrf))
-        async with self.session.post(self.base + path, data=fields, allow_redirects=False) as resp:
-            return resp.status, await resp.text(), resp.headers.get("Location")
-
-    async def login(self, username: str, password: str) -> None:
-        await self.get("/login")
-        status, body, location = await self.post(
-            "/login", {"username": username, "password": password, "next": "/"}
-        )
-        assert status == 303 and location == "/", body
 
 
 @pytest.fixture
@@ -83,16 +32,18 @@ async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
 
 
 @pytest.fixture
-async def admin(hub: HubHarness) -> AsyncIterator[Browser]:
-    browser = Browser(hub)
+async def admin(hub: HubHarness) -> AsyncIterator[ConsoleSession]:
+    browser = ConsoleSession(hub)
     await browser.login(ADMIN, ADMIN_PASSWORD)
     yield browser
     await browser.close()
 
 
-async def as_user(hub: HubHarness, username: str, role: str, unit: str | None = None) -> Browser:
+async def as_user(
+    hub: HubHarness, username: str, role: str, unit: str | None = None
+) -> ConsoleSession:
     await hub.user(username, role, unit, new_password=OWN_PASSWORD)
-    browser = Browser(hub)
+    browser = ConsoleSession(hub)
     await browser.login(username, OWN_PASSWORD)
     return browser
 
@@ -128,7 +79,7 @@ def assert_csp_clean(html: str) -> None:
 # ================================================================ communes
 
 
-async def test_communes_list_and_create(hub: HubHarness, admin: Browser) -> None:
+async def test_communes_list_and_create(hub: HubHarness, admin: ConsoleSession) -> None:
     status, html = await admin.get("/communes")
     assert status == 200 and "Xã Tân Phước" in html and "Xã Hoà Bình" in html
     assert 'href="/communes/00001"' in html and 'action="/communes"' in html
@@ -146,7 +97,9 @@ async def test_communes_list_and_create(hub: HubHarness, admin: Browser) -> None
     assert (await hub.call("GET", "/api/v1/communes/00003"))["name"] == "Xã Mới"
 
 
-async def test_windows_editor_saves_and_refuses_bad_input(hub: HubHarness, admin: Browser) -> None:
+async def test_windows_editor_saves_and_refuses_bad_input(
+    hub: HubHarness, admin: ConsoleSession
+) -> None:
     status, html = await admin.get("/communes/00001")
     assert status == 200
     assert 'name="speaker_start" value="05:30"' in html and 'name="board_end" value="22:00"' in html
@@ -302,7 +255,7 @@ async def test_running_order_moves_up_and_down(hub: HubHarness) -> None:
 # ================================================================ users
 
 
-async def test_users_create_lock_reset_disable(hub: HubHarness, admin: Browser) -> None:
+async def test_users_create_lock_reset_disable(hub: HubHarness, admin: ConsoleSession) -> None:
     status, html = await admin.get("/users")
     assert status == 200 and 'data-user="admin"' in html and "Quản trị hệ thống" in html
     assert "Ít nhất 8 ký tự" in html  # the policy is shown next to the form
@@ -380,7 +333,7 @@ async def test_users_create_lock_reset_disable(hub: HubHarness, admin: Browser) 
     ]
 
 
-async def test_last_login_is_listed(hub: HubHarness, admin: Browser) -> None:
+async def test_last_login_is_listed(hub: HubHarness, admin: ConsoleSession) -> None:
     await hub.user("tt.lan", "reviewer", new_password=OWN_PASSWORD)
     status, html = await admin.get("/users/tt.lan")
     assert status == 200 and "Chưa đăng nhập" not in html
@@ -419,7 +372,7 @@ async def test_only_admins_open_user_and_audit_pages(hub: HubHarness) -> None:
 # ================================================================ audit
 
 
-async def test_audit_page_filters_pages_and_exports(hub: HubHarness, admin: Browser) -> None:
+async def test_audit_page_filters_pages_and_exports(hub: HubHarness, admin: ConsoleSession) -> None:
     for i in range(55):
         await hub.commune(f"1{i:04d}")
     status, html = await admin.get("/audit?action=commune.create")
@@ -446,7 +399,7 @@ async def test_audit_page_filters_pages_and_exports(hub: HubHarness, admin: Brow
 
     status, html = await admin.get("/audit?action=commune.")
     assert 'href="/audit.csv?action=commune."' in html
-    async with admin.session.get(admin.base + "/audit.csv?action=commune.") as resp:
+    async with admin.http.get(admin.base + "/audit.csv?action=commune.") as resp:
         assert resp.status == 200 and resp.content_type == "text/csv"
         console_csv = await resp.read()
     api_resp = await hub.client.get(
@@ -462,7 +415,7 @@ async def test_audit_page_filters_pages_and_exports(hub: HubHarness, admin: Brow
 # ================================================================ reports
 
 
-async def test_reports_page_draws_charts(hub: HubHarness, admin: Browser) -> None:
+async def test_reports_page_draws_charts(hub: HubHarness, admin: ConsoleSession) -> None:
     device = await hub.new_device("00001")
     started = datetime.now(UTC) - timedelta(minutes=10)
     status, body = await device.report(
@@ -492,7 +445,7 @@ async def test_reports_page_draws_charts(hub: HubHarness, admin: Browser) -> Non
     assert any(h > 0 for h in heights)
     assert 'id="total-minutes">3.0<' in html and 'id="quotas"' in html
     assert f'href="/reports.csv?month={month}"' in html
-    async with admin.session.get(f"{admin.base}/reports.csv?month={month}") as resp:
+    async with admin.http.get(f"{admin.base}/reports.csv?month={month}") as resp:
         assert resp.status == 200 and resp.content_type == "text/csv"
         assert "total,total,1,1,180.0,3.0" in (await resp.text())
     status, html = await admin.get(f"/reports?month={month}&commune=00002")
@@ -514,7 +467,7 @@ async def test_reports_page_draws_charts(hub: HubHarness, admin: Browser) -> Non
         await op.close()
 
 
-async def test_english_labels(hub: HubHarness, admin: Browser) -> None:
+async def test_english_labels(hub: HubHarness, admin: ConsoleSession) -> None:
     for path, heading in (
         ("/communes?lang=en", "Communes"),
         ("/users", "Accounts"),
@@ -530,9 +483,7 @@ async def test_english_labels(hub: HubHarness, admin: Browser) -> None:
 
 
 # Under CI a missing browser is a failure, not a skip: the walkthrough must run there.
-@pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium"
-)
+@needs_chromium
 async def test_browser_admin_walkthrough(hub: HubHarness) -> None:
     from playwright.async_api import async_playwright, expect
 

@@ -5,7 +5,6 @@ A real browser walks contribute → return → edit → resubmit → approve wit
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -19,21 +18,11 @@ from edge_agent.tone import write_tone
 from hub.appkeys import DB
 from hub.testing import HubHarness, running_hub
 from loa_contract.models import VN_TZ
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleSession, needs_chromium
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "Own-pass-2!"
 LONG_TEXT = " ".join(["Thông báo lịch tiêm chủng cho trẻ em trong xã."] * 40)  # 400 words
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 @pytest.fixture
@@ -49,59 +38,18 @@ def tone(tmp_path: Path) -> Path:
     return write_tone(tmp_path / "ban-tin.wav", frequency=440.0, seconds=2.0)
 
 
-class Console:
-    """One person's browser session at the HTTP level: its own cookie jar."""
-
-    def __init__(self, hub: HubHarness) -> None:
-        self.hub = hub
-        self.base = str(hub.client.make_url("/")).rstrip("/")
-        # unsafe: cookies for an IP address host (127.0.0.1).
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        self.csrf = ""
-
-    async def close(self) -> None:
-        await self.http.close()
-
-    async def get(self, path: str, **kw: Any) -> tuple[int, str]:
-        async with self.http.get(self.base + path, **kw) as resp:
-            html = await resp.text(errors="replace")
-            found = _CSRF.search(html)
-            if found:
-                self.csrf = found[1]
-            return resp.status, html
-
-    async def post(
-        self, path: str, data: Any = None, *, csrf: bool = True, **kw: Any
-    ) -> tuple[int, str, str | None]:
-        fields: list[tuple[str, str]] = list(data.items() if isinstance(data, dict) else data or [])
-        if csrf:
-            fields.append(("csrf", self.csrf))
-        async with self.http.post(
-            self.base + path, data=fields, allow_redirects=False, **kw
-        ) as resp:
-            return resp.status, await resp.text(), resp.headers.get("Location")
-
-    async def login(self, username: str, password: str = PASSWORD) -> None:
-        await self.get("/login")
-        status, _, location = await self.post(
-            "/login", {"username": username, "password": password, "next": "/"}
-        )
-        assert status == 303 and location == "/", (status, location)
-        await self.get("/")
-
-
 @pytest.fixture
-async def people(hub: HubHarness) -> AsyncIterator[dict[str, Console]]:
+async def people(hub: HubHarness) -> AsyncIterator[dict[str, ConsoleSession]]:
     await hub.user("bt.soyte", "contributor", "so-yte", new_password=PASSWORD)
     await hub.user("bt.nongnghiep", "contributor", "so-nn", new_password=PASSWORD)
     await hub.user("tt.lan", "reviewer", new_password=PASSWORD)
     await hub.user("xa1.op", "commune_operator", "00001", new_password=PASSWORD)
     await hub.user("xa2.op", "commune_operator", "00002", new_password=PASSWORD)
-    consoles: dict[str, Console] = {}
+    consoles: dict[str, ConsoleSession] = {}
     try:
         for name in ("bt.soyte", "bt.nongnghiep", "tt.lan", "xa1.op", "xa2.op"):
-            consoles[name] = Console(hub)
-            await consoles[name].login(name)
+            consoles[name] = ConsoleSession(hub)
+            await consoles[name].login(name, PASSWORD)
         yield consoles
     finally:
         for console in consoles.values():
@@ -196,7 +144,7 @@ async def test_list_filters_by_state_priority_and_kind_and_links_rows(hub: HubHa
         ),
         expect=201,
     )
-    admin = Console(hub)
+    admin = ConsoleSession(hub)
     try:
         await admin.login("admin", "Chang3-me!now")
         status, html = await admin.get("/bulletins")
@@ -226,7 +174,7 @@ async def test_list_filters_by_state_priority_and_kind_and_links_rows(hub: HubHa
 
 
 async def test_new_form_shows_what_the_role_may_choose(
-    hub: HubHarness, people: dict[str, Console]
+    hub: HubHarness, people: dict[str, ConsoleSession]
 ) -> None:
     status, html = await people["bt.soyte"].get("/bulletins/new")
     assert status == 200
@@ -249,9 +197,9 @@ async def test_new_form_shows_what_the_role_may_choose(
     assert "Đề xuất nơi phát" not in html
     # A viewer may not write bulletins at all.
     await hub.user("xem", "viewer", "province", new_password=PASSWORD)
-    viewer = Console(hub)
+    viewer = ConsoleSession(hub)
     try:
-        await viewer.login("xem")
+        await viewer.login("xem", PASSWORD)
         status, html = await viewer.get("/bulletins/new")
         assert status == 403 and 'role="alert"' in html
     finally:
@@ -259,7 +207,7 @@ async def test_new_form_shows_what_the_role_may_choose(
 
 
 async def test_create_refuses_bad_input_naming_the_field_and_stores_nothing(
-    hub: HubHarness, people: dict[str, Console]
+    hub: HubHarness, people: dict[str, ConsoleSession]
 ) -> None:
     agency = people["bt.soyte"]
     await agency.get("/bulletins/new")
@@ -297,7 +245,7 @@ async def test_create_refuses_bad_input_naming_the_field_and_stores_nothing(
 
 
 async def test_save_as_draft_and_save_and_submit(
-    hub: HubHarness, people: dict[str, Console]
+    hub: HubHarness, people: dict[str, ConsoleSession]
 ) -> None:
     agency = people["bt.soyte"]
     await agency.get("/bulletins/new")
@@ -337,7 +285,7 @@ async def test_save_as_draft_and_save_and_submit(
 
 
 async def test_upload_endpoint_checks_csrf_and_session_and_answers_json(
-    hub: HubHarness, people: dict[str, Console], tone: Path
+    hub: HubHarness, people: dict[str, ConsoleSession], tone: Path
 ) -> None:
     agency = people["bt.soyte"]
     await agency.get("/bulletins/new")
@@ -426,7 +374,7 @@ async def test_commune_hears_province_media_published_to_it(hub: HubHarness) -> 
 
 
 async def test_detail_actions_follow_the_workflow(
-    hub: HubHarness, people: dict[str, Console]
+    hub: HubHarness, people: dict[str, ConsoleSession]
 ) -> None:
     agency, reviewer = people["bt.soyte"], people["tt.lan"]
     await agency.get("/bulletins/new")
@@ -504,7 +452,7 @@ async def test_detail_actions_follow_the_workflow(
 
 
 async def test_commune_operator_publishes_its_own_and_cannot_open_another_communes(
-    hub: HubHarness, people: dict[str, Console]
+    hub: HubHarness, people: dict[str, ConsoleSession]
 ) -> None:
     op1, op2 = people["xa1.op"], people["xa2.op"]
     await op1.get("/bulletins/new")
@@ -529,7 +477,7 @@ async def test_commune_operator_publishes_its_own_and_cannot_open_another_commun
 
 
 async def test_review_queue_is_for_reviewers_oldest_first(
-    hub: HubHarness, people: dict[str, Console]
+    hub: HubHarness, people: dict[str, ConsoleSession]
 ) -> None:
     agency = people["bt.soyte"]
     await agency.get("/bulletins/new")
@@ -559,7 +507,7 @@ async def test_review_queue_is_for_reviewers_oldest_first(
     assert status == 403
 
 
-async def test_pages_switch_to_english(hub: HubHarness, people: dict[str, Console]) -> None:
+async def test_pages_switch_to_english(hub: HubHarness, people: dict[str, ConsoleSession]) -> None:
     agency, reviewer = people["bt.soyte"], people["tt.lan"]
     await agency.get("/bulletins/new")
     _, _, location = await agency.post("/bulletins/new", form(action="submit"))
@@ -595,9 +543,7 @@ async def _audio_duration(page: Any, selector: str) -> float:
 
 
 # Under CI a missing browser is a failure, not a skip: the walkthrough must run there.
-@pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium"
-)
+@needs_chromium
 async def test_browser_contribute_review_return_resubmit_approve(
     hub: HubHarness, tone: Path
 ) -> None:

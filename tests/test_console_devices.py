@@ -5,7 +5,6 @@ unit scope, and a real browser walking through it."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,26 +12,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import aiohttp
 import pytest
-from yarl import URL
 
 from hub import console
 from hub.console_devices import Fmt, hardware_profiles
 from hub.i18n import CATALOGUE
 from hub.testing import ADMIN, ADMIN_PASSWORD, DeviceSocket, EnrolledDevice, HubHarness, running_hub
 from hub.verdict import REASON_CODES
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleSession, needs_chromium
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CODE = re.compile(r'id="enrollment-code">([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})<')
 
 
@@ -42,56 +30,11 @@ async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
         yield harness
 
 
-class Browser:
-    """One person's console session over real HTTP: its own cookie jar, forms with CSRF."""
-
-    def __init__(self, hub: HubHarness) -> None:
-        self.base = URL(str(hub.client.make_url("/")))
-        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        self.token = ""
-
-    async def close(self) -> None:
-        await self.session.close()
-
-    async def get(self, path: str) -> tuple[int, str]:
-        async with self.session.get(self.base.join(URL(path)), allow_redirects=True) as resp:
-            html = await resp.text()
-            found = re.search(r'name="csrf" value="([^"]+)"', html)
-            if found:
-                self.token = found[1]
-            return resp.status, html
-
-    async def post(
-        self, path: str, data: dict[str, str], *, csrf: bool = True
-    ) -> tuple[int, str, str | None]:
-        form = {**data, "csrf": self.token} if csrf else data
-        url = self.base.join(URL(path))
-        async with self.session.post(url, data=form, allow_redirects=False) as resp:
-            return resp.status, await resp.text(), resp.headers.get("Location")
-
-    async def login(self, username: str, password: str, new_password: str | None = None) -> None:
-        await self.get("/login")
-        status, _, location = await self.post(
-            "/login", {"username": username, "password": password, "next": "/"}
-        )
-        assert status == 303, status
-        if location == "/password":
-            assert new_password is not None
-            await self.get("/password")
-            fields = {
-                "old_password": password,
-                "new_password": new_password,
-                "repeat_password": new_password,
-            }
-            status, _, location = await self.post("/password", fields)
-            assert status == 303 and location == "/", (status, location)
-
-
 async def browser(
     hub: HubHarness, username: str = ADMIN, role: str | None = None, unit: str | None = None
-) -> Browser:
+) -> ConsoleSession:
     """A logged-in console session; for another role, the account is created first."""
-    person = Browser(hub)
+    person = ConsoleSession(hub)
     if role is None:
         await person.login(ADMIN, ADMIN_PASSWORD)
         return person
@@ -239,7 +182,7 @@ async def test_status_table_with_verdicts_health_and_filters(hub: HubHarness) ->
         assert status == 200 and "Bảng tin chợ" in everything and "Loa thôn Đông" in everything
 
         # The fragment devices.js fetches: the table alone, same filters, never cached.
-        async with admin.session.get(admin.base.join(URL("/devices/table?kind=board"))) as resp:
+        async with admin.http.get(admin.base + "/devices/table?kind=board") as resp:
             assert resp.status == 200
             assert resp.headers["Cache-Control"] == "no-store"
             fragment = await resp.text()
@@ -287,7 +230,7 @@ async def test_technician_creates_a_slot_and_gets_a_working_code(hub: HubHarness
         found = CODE.search(html)
         assert found, html
         code = found[1]
-        hub_url = str(tech.base).rstrip("/")
+        hub_url = tech.base
         assert f"edge-agent enroll --hub {hub_url} --code {code}" in html
         assert f"--profile speaker-cluster --hub {hub_url} --code {code}" in html
         [slot] = await hub.call("GET", "/api/v1/devices")
@@ -475,9 +418,7 @@ async def test_commune_operator_is_confined_to_its_commune(hub: HubHarness) -> N
 
 
 # Under CI a missing browser is a failure, not a skip.
-@pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium"
-)
+@needs_chromium
 async def test_browser_devices_walkthrough(hub: HubHarness) -> None:
     from playwright.async_api import Dialog, async_playwright, expect
 

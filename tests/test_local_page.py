@@ -24,19 +24,11 @@ from edge_agent.local_http import create_local_app  # noqa: E402
 from edge_agent.players.base import PlayItem  # noqa: E402
 from edge_agent.players.vlc import VlcPlayer  # noqa: E402
 from loa_contract import Priority, utcnow  # noqa: E402
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, needs_chromium  # noqa: E402
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
 USER = "canbo.xa"
 PASSWORD = "Loa-Xa-2025!"
 TIMEOUT = 15.0
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 class FakeTime:
@@ -218,7 +210,7 @@ def _browse(url: str, shots: Path) -> dict[str, Any]:
 
     seen: dict[str, Any] = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(url + "/")
@@ -271,6 +263,7 @@ def _browse(url: str, shots: Path) -> dict[str, Any]:
     return seen
 
 
+@needs_chromium
 async def test_the_page_in_chromium(device: Device, tmp_path: Path) -> None:
     url, agent, hub = device.url, device.agent, device.hub
     published = await hub.publish(
