@@ -64,9 +64,9 @@ async def prepare(tmp: Path) -> Path:
     return data
 
 
-def one_run(data: Path, port: int) -> float:
-    started = time.perf_counter()
-    proc = subprocess.Popen(
+def start_agent(data: Path, port: int) -> subprocess.Popen[str]:
+    """`edge-agent run` as a fresh process (libVLC's dummy audio output); stderr piped."""
+    return subprocess.Popen(
         [
             str(AGENT),
             "run",
@@ -82,6 +82,11 @@ def one_run(data: Path, port: int) -> float:
         stdout=subprocess.DEVNULL,
         text=True,
     )
+
+
+def one_run(data: Path, port: int) -> float:
+    started = time.perf_counter()
+    proc = start_agent(data, port)
     assert proc.stderr is not None
     try:
         for line in proc.stderr:

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-from bench.cold_start import AGENT, prepare  # noqa: E402
+from bench.cold_start import prepare, start_agent  # noqa: E402
 
 TARGET = 1.5
 
@@ -55,22 +55,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 def agent_peak(data: Path, seconds: float) -> tuple[int, int]:
-    proc = subprocess.Popen(
-        [
-            str(AGENT),
-            "run",
-            "--data",
-            str(data),
-            "--http-host",
-            "127.0.0.1",
-            "--http-port",
-            "18291",
-            "--vlc-arg=--aout=dummy",
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = start_agent(data, 18291)
     assert proc.stderr is not None
     try:
         for line in proc.stderr:
