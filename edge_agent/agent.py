@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from loa_contract import (
     BulletinKind,
+    Command,
     CommandDocument,
     DeviceKind,
     EmergencyCancel,
@@ -220,6 +221,9 @@ class Agent:
         self._started = asyncio.Event()
         #: Every item that starts playing, in order; tests and benchmarks await it.
         self.play_started: asyncio.Queue[PlayItem] = asyncio.Queue()
+        #: Called with every verified command addressed to this device, as it arrives (the
+        #: fleet simulator times push arrival with it).
+        self.on_command: Callable[[Command], None] | None = None
         self._watchers: set[asyncio.Event] = set()
 
     # ------------------------------------------------------------------ lifetime
@@ -774,10 +778,12 @@ class Agent:
             self.counters.rejected_commands += 1
             self._refuse("pushed command", str(exc))
             return
-        if command.device_id != self.identity.device_id:
+        if not command.addressed_to(self.identity.device_id, self.commune()):
             self.counters.rejected_commands += 1
-            self._refuse("pushed command", f"addressed to {command.device_id}")
+            self._refuse("pushed command", f"{command.type} is not addressed to this device")
             return
+        if self.on_command is not None:
+            self.on_command(command)
         if command.expires_at <= self.clock.now() and self.clock.corrected():
             # An unconfirmed clock cannot judge expiry (a Pi booted a day ahead would refuse
             # every emergency); the signature and the command-id replay check still hold.
@@ -794,10 +800,13 @@ class Agent:
                 if not self.clock.corrected():
                     self._emergency_shift[bulletin.id] = self.clock.now() - command.issued_at
                 await self._accept_emergency(bulletin)
+                # The hub sends no manifest nudge after an emergency: the start implies it.
+                self._schedule_manifest_fetch()
             case EmergencyCancel(bulletin_id=bulletin_id):
                 self._cancelled.add(bulletin_id)
                 await self.store.cancel(bulletin_id)
                 self._wake.set()
+                self._schedule_manifest_fetch()
             case ManifestReady(version=version):
                 if self._manifest is None or version > self._manifest.version:
                     self._schedule_manifest_fetch()
@@ -1104,6 +1113,10 @@ class Agent:
             if self.profile.device_kind is DeviceKind.BOARD and len(queue) >= len(held):
                 break
         return queue
+
+    def commune(self) -> str:
+        """The commune this device serves: the signed manifest's word, else enrollment's."""
+        return self._manifest.commune if self._manifest else self.identity.commune
 
     def manifest_version(self) -> int | None:
         return self._manifest.version if self._manifest else None

@@ -174,6 +174,7 @@ class AgentStore:
         # Highest seq known to be on disk; 0 forces one barrier after every start, since a
         # kill -9 before this start may have left NORMAL commits in the OS cache only.
         self._durable_seq = 0
+        self._stream: str | None = None
 
     # ------------------------------------------------------------------ lifetime
 
@@ -317,10 +318,6 @@ class AgentStore:
             )
 
     # ------------------------------------------------------------------ pushed emergencies
-
-    async def save_emergency(self, bulletin: ManifestBulletin) -> None:
-        async with self._tx() as db:
-            await self._hold_emergency(db, bulletin)
 
     @staticmethod
     async def _hold_emergency(db: aiosqlite.Connection, bulletin: ManifestBulletin) -> None:
@@ -671,10 +668,13 @@ class AgentStore:
     # ------------------------------------------------------------------ settings
 
     async def report_stream(self) -> str:
-        """The name of this database's report sequence space (see MIGRATIONS)."""
-        async with self._read() as db:
-            row = await self._one(db, "SELECT value FROM state WHERE key = 'report_stream'")
-        return str(row[0]) if row is not None else ""
+        """The name of this database's report sequence space (see MIGRATIONS); fixed for
+        the file's life, so it is read once."""
+        if self._stream is None:
+            async with self._read() as db:
+                row = await self._one(db, "SELECT value FROM state WHERE key = 'report_stream'")
+            self._stream = str(row[0]) if row is not None else ""
+        return self._stream
 
     async def get_setting(self, key: str, default: str | None = None) -> str | None:
         async with self._read() as db:

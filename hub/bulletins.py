@@ -53,6 +53,7 @@ from .errors import ApiError, field_error
 from .manifests import (
     BULLETIN_SELECT,
     EMERGENCY_SLACK,
+    bulletin_scope,
     bump_versions,
     commune_device_ids,
     manifest_bulletin,
@@ -546,14 +547,14 @@ async def _publish(
 
 async def _announce_publish(ctx: Ctx, bulletin: ManifestBulletin, versions: dict[str, int]) -> int:
     connections = ctx.connections
-    pushed = None
     now = utcnow()
     # The emergency first: the manifest nudge can wait, the loudspeaker cannot.
     starts_now = bulletin.schedule.valid_from <= now + EMERGENCY_SLACK
     if bulletin.priority is Priority.EMERGENCY and starts_now:
-        pushed = await connections.push_emergency_start(versions.keys(), bulletin)
-    ready = await connections.push_manifest_ready(versions, ctx.config.command_ttl)
-    return ready if pushed is None else pushed
+        # The start frame also tells each device its manifest changed: no second frame.
+        scope = await bulletin_scope(ctx.db, bulletin.id)
+        return await connections.push_emergency_start(versions.keys(), bulletin, scope)
+    return await connections.push_manifest_ready(versions, ctx.config.command_ttl)
 
 
 async def _out(ctx: Ctx, bulletin_id: str, **extra: Any) -> BulletinOut:
@@ -910,14 +911,14 @@ async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> Bullet
             detail=f"{len(versions)} devices",
         )
     connections = ctx.connections
-    pushed = None
     if row["priority"] == Priority.EMERGENCY.value:
+        # As with the start: the cancel frame also tells each device to fetch its manifest.
         ttl = max(ctx.config.command_ttl, from_iso(row["valid_until"]) - utcnow())
-        pushed = await connections.push_emergency_cancel(versions.keys(), bulletin_id, ttl)
-    ready = await connections.push_manifest_ready(versions, ctx.config.command_ttl)
-    return await _out(
-        ctx, bulletin_id, targeted=len(versions), pushed=ready if pushed is None else pushed
-    )
+        scope = await bulletin_scope(ctx.db, bulletin_id)
+        pushed = await connections.push_emergency_cancel(versions.keys(), bulletin_id, scope, ttl)
+    else:
+        pushed = await connections.push_manifest_ready(versions, ctx.config.command_ttl)
+    return await _out(ctx, bulletin_id, targeted=len(versions), pushed=pushed)
 
 
 @routes.post(

@@ -100,6 +100,12 @@ async def render(
     return response
 
 
+def refresh_idle_s(request: web.Request) -> int:
+    """How long a self-refreshing part (console.js data-refresh) goes on without input: half
+    the idle limit, so an unattended page's session still ends."""
+    return int(request.app[CONFIG].session_idle.total_seconds() // 2)
+
+
 def see_other(location: str) -> web.Response:
     # 303 so a reload after a POST does not resend the form (an emergency must not fire twice).
     return web.Response(status=303, headers={"Location": location})
@@ -351,7 +357,9 @@ async def emergency_page(request: web.Request) -> web.StreamResponse:
     if request.query.get("part") == "live":
         # Only the counts and the device table: console.js swaps them in every few seconds.
         return await render(request, "_emergency_live.html", progress=progress)
-    return await render(request, "emergency_status.html", progress=progress)
+    return await render(
+        request, "emergency_status.html", progress=progress, idle_s=refresh_idle_s(request)
+    )
 
 
 @page

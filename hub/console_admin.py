@@ -613,20 +613,10 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
 async def audit_csv(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
     require(user, Permission.AUDIT_READ)
-    query, errors = _audit_query(_audit_params(request), paged=False)
+    query, _errors = _audit_query(_audit_params(request), paged=False)
     if query is None:
-        params = _audit_params(request)
-        return await render(
-            request,
-            "audit.html",
-            status=422,
-            values=params,
-            errors=errors,
-            entries=[],
-            older=None,
-            newest=None,
-            csv_url="/audit.csv",
-        )
+        # The same filters as the page: it shows what is wrong with them (422).
+        return await audit_page(request)
     # The API's own export handler: one CSV writer, the same filters, the same permission.
     response: web.StreamResponse = await api(
         request, user, audit_api.export_audit, Permission.AUDIT_READ, query=query
@@ -710,20 +700,10 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
 async def reports_csv(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
     require(user, Permission.FLEET_READ)
-    query, errors, values = _report_query(request)
+    query, _errors, _values = _report_query(request)
     if query is None:
-        choices: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
-        return await render(
-            request,
-            "reports.html",
-            status=422,
-            report=None,
-            charts={},
-            errors=errors,
-            values=values,
-            communes=choices,
-            csv_url="/reports.csv",
-        )
+        # The same month and commune as the page: it shows what is wrong with them (422).
+        return await reports_page(request)
     response: web.StreamResponse = await api(
         request, user, reports.monthly_report_csv, Permission.FLEET_READ, query=query
     )

@@ -29,7 +29,7 @@ from loa_contract.models import VN_TZ
 from . import communes, device_api, devices
 from .appkeys import CLOCK, CONFIG, DB
 from .auth import Permission, User, require
-from .console import PageHandler, api, page, render, request_lang, see_other
+from .console import PageHandler, api, page, refresh_idle_s, render, request_lang, see_other
 from .db import iso
 from .errors import ApiError
 from .i18n import CATALOGUE, Lang, translate
@@ -189,14 +189,12 @@ async def _fleet_context(request: web.Request, user: User) -> dict[str, Any]:
 async def devices_page(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
     context = await _fleet_context(request, user)
-    # An unattended page stops refreshing after half the idle limit, so its session still ends.
-    idle = int(request.app[CONFIG].session_idle.total_seconds() // 2)
     return await render(
         request,
         "devices.html",
         refresh_url="/devices/table?" + _query(context["chosen"]),
         refresh_s=REFRESH_S,
-        idle_s=idle,
+        idle_s=refresh_idle_s(request),
         **context,
     )
 

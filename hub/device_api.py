@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loa_contract import (
     BulletinKind,
-    EmergencyStart,
     EnrollRequest,
     EnrollResponse,
     HealthSample,
@@ -37,6 +36,7 @@ from .errors import ApiError
 from .manifests import (
     TARGETS_DEVICE,
     active_emergencies,
+    bulletin_scope,
     current_version,
     kinds_sql,
     signed_manifest,
@@ -206,15 +206,8 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
             ),
         )
         for bulletin in await active_emergencies(db, device.id, device.commune, device.kind, now):
-            await connections.send_to(
-                conn,
-                connections.sign(
-                    EmergencyStart(
-                        **command_fields(device.id, now, bulletin.schedule.valid_until - now),
-                        bulletin=bulletin,
-                    )
-                ),
-            )
+            scope = await bulletin_scope(db, bulletin.id)
+            await connections.send_to(conn, connections.emergency_start_frame(bulletin, scope))
         async for msg in ws:
             # Devices report over HTTP; anything they send here only proves they are alive.
             if msg.type == WSMsgType.ERROR:

@@ -22,6 +22,7 @@ from loa_contract import (
     MediaRef,
     Priority,
     Schedule,
+    Scope,
     utcnow,
 )
 
@@ -117,6 +118,24 @@ async def cancelled_for_device(
         {"since": iso(since), "device": device_id, "commune": commune},
     )
     return [r["id"] for r in rows]
+
+
+async def bulletin_scope(db: Database, bulletin_id: str) -> Scope:
+    """Whom a bulletin targets, as a broadcast command names it."""
+    row = await db.fetchone("SELECT target_all FROM bulletins WHERE id = ?", (bulletin_id,))
+    communes = await db.fetchall(
+        "SELECT commune FROM bulletin_communes WHERE bulletin_id = ? ORDER BY commune",
+        (bulletin_id,),
+    )
+    devices = await db.fetchall(
+        "SELECT device_id FROM bulletin_devices WHERE bulletin_id = ? ORDER BY device_id",
+        (bulletin_id,),
+    )
+    return Scope(
+        province=bool(row and row["target_all"]),
+        communes=[r[0] for r in communes],
+        devices=[r[0] for r in devices],
+    )
 
 
 async def targeted_devices(

@@ -18,6 +18,7 @@ from loa_contract import (
     HubSigner,
     ManifestBulletin,
     ManifestReady,
+    Scope,
     utcnow,
 )
 
@@ -45,12 +46,11 @@ class Connection:
 
 
 def command_fields(device_id: str, now: datetime, ttl: timedelta) -> dict[str, Any]:
-    return {
-        "command_id": str(uuid.uuid4()),
-        "device_id": device_id,
-        "issued_at": now,
-        "expires_at": now + ttl,
-    }
+    return {**broadcast_fields(now, ttl), "device_id": device_id}
+
+
+def broadcast_fields(now: datetime, ttl: timedelta) -> dict[str, Any]:
+    return {"command_id": str(uuid.uuid4()), "issued_at": now, "expires_at": now + ttl}
 
 
 class Connections:
@@ -130,24 +130,39 @@ class Connections:
             lambda d: ManifestReady(**command_fields(d, now, ttl), version=versions[d]),
         )
 
-    async def push_emergency_start(
-        self, device_ids: Iterable[str], bulletin: ManifestBulletin
-    ) -> int:
+    async def broadcast(self, device_ids: Iterable[str], frame: str) -> int:
+        """Send the same signed frame to every online device among `device_ids`."""
+        jobs = []
+        for device_id in device_ids:
+            conn = self._by_device.get(device_id)
+            if conn is None or conn.socket.closed:
+                continue
+            jobs.append(self.send_to(conn, frame))
+        if not jobs:
+            return 0
+        results = await asyncio.gather(*jobs)
+        return sum(1 for ok in results if ok)
+
+    def emergency_start_frame(self, bulletin: ManifestBulletin, scope: Scope) -> str:
+        """One signed frame for every device in `scope`: each checks it is inside."""
         now = utcnow()
         ttl = bulletin.schedule.valid_until - now
-        return await self.push(
-            device_ids,
-            lambda d: EmergencyStart(**command_fields(d, now, ttl), bulletin=bulletin),
+        return self.sign(
+            EmergencyStart(**broadcast_fields(now, ttl), scope=scope, bulletin=bulletin)
         )
 
-    async def push_emergency_cancel(
-        self, device_ids: Iterable[str], bulletin_id: str, ttl: timedelta
+    async def push_emergency_start(
+        self, device_ids: Iterable[str], bulletin: ManifestBulletin, scope: Scope
     ) -> int:
-        now = utcnow()
-        return await self.push(
-            device_ids,
-            lambda d: EmergencyCancel(**command_fields(d, now, ttl), bulletin_id=bulletin_id),
+        return await self.broadcast(device_ids, self.emergency_start_frame(bulletin, scope))
+
+    async def push_emergency_cancel(
+        self, device_ids: Iterable[str], bulletin_id: str, scope: Scope, ttl: timedelta
+    ) -> int:
+        command = EmergencyCancel(
+            **broadcast_fields(utcnow(), ttl), scope=scope, bulletin_id=bulletin_id
         )
+        return await self.broadcast(device_ids, self.sign(command))
 
     async def close_all(self) -> None:
         conns = list(self._by_device.values())

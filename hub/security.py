@@ -62,7 +62,7 @@ def new_device_secret() -> str:
 
 
 def new_enrollment_code() -> str:
-    """12 symbols (60 bits) shown as XXXX-XXXX-XXXX."""
+    """12 symbols (60 bits), shown in three groups of four, e.g. 7KQ2-M9PW-4TRA."""
     raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
     return f"{raw[0:4]}-{raw[4:8]}-{raw[8:12]}"
 

@@ -155,6 +155,11 @@ class Schedule(WireModel):
     times: list[HHMM] = Field(default_factory=list)
     #: How many times it airs per window (speakers) or in all (emergency).
     repeats: int = Field(default=1, ge=1, le=20)
+    #: Emergency on a speaker: seconds from the end of one airing until the next falls due.
+    interval_s: float = Field(default=0.0, ge=0, le=24 * 3600)
+    #: Emergency on a speaker: air every `interval_s` until cancelled or `valid_until`,
+    #: whatever `repeats` says.
+    until_cancelled: bool = False
 
     @model_validator(mode="after")
     def _ordered(self) -> Schedule:
@@ -231,22 +236,53 @@ class HubKey(WireModel):
 # ---------------------------------------------------------------- commands (hub -> device)
 
 
+class Scope(WireModel):
+    """Which devices a broadcast command is for (phạm vi): the whole province, or the listed
+    communes and devices. One signed frame serves every device in it; each device checks that
+    it is inside, so a frame captured in one commune plays nowhere else."""
+
+    province: bool = False
+    communes: list[str] = Field(default_factory=list)
+    devices: list[str] = Field(default_factory=list)
+
+    def includes(self, device_id: str, commune: str) -> bool:
+        return self.province or commune in self.communes or device_id in self.devices
+
+
 class _Command(WireModel):
     command_id: str
-    device_id: str
     issued_at: AwareDatetime
     expires_at: AwareDatetime
 
 
-class ManifestReady(_Command):
+class _DeviceCommand(_Command):
+    """A command for one device, signed for it alone."""
+
+    device_id: str
+
+    def addressed_to(self, device_id: str, commune: str) -> bool:
+        return self.device_id == device_id
+
+
+class _BroadcastCommand(_Command):
+    """A command signed once for every device in its scope (the emergency path)."""
+
+    scope: Scope
+
+    def addressed_to(self, device_id: str, commune: str) -> bool:
+        return self.scope.includes(device_id, commune)
+
+
+class ManifestReady(_DeviceCommand):
     """ "Manifest N is ready": the device fetches it over HTTP."""
 
     type: Literal["manifest_ready"] = "manifest_ready"
     version: int
 
 
-class EmergencyStart(_Command):
-    """Play this now, whatever plays and whatever the window."""
+class EmergencyStart(_BroadcastCommand):
+    """Play this now, whatever plays and whatever the window. The device's manifest has
+    changed with it: the device fetches it in its own jittered time, no nudge follows."""
 
     type: Literal["emergency_start"] = "emergency_start"
     bulletin: ManifestBulletin
@@ -259,25 +295,25 @@ class EmergencyStart(_Command):
         return bulletin
 
 
-class EmergencyCancel(_Command):
+class EmergencyCancel(_BroadcastCommand):
     type: Literal["emergency_cancel"] = "emergency_cancel"
     bulletin_id: str
 
 
-class SetVolume(_Command):
+class SetVolume(_DeviceCommand):
     type: Literal["set_volume"] = "set_volume"
     volume: int = Field(ge=0, le=100)
 
 
-class StopPlayback(_Command):
+class StopPlayback(_DeviceCommand):
     type: Literal["stop"] = "stop"
 
 
-class TestTone(_Command):
+class TestTone(_DeviceCommand):
     type: Literal["test_tone"] = "test_tone"
 
 
-class Resync(_Command):
+class Resync(_DeviceCommand):
     type: Literal["resync"] = "resync"
 
 
@@ -471,6 +507,7 @@ __all__ = [
     "ReportBatch",
     "Resync",
     "Schedule",
+    "Scope",
     "SetVolume",
     "Sha256",
     "SignedEnvelope",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -134,6 +136,17 @@ class LiveHub:
     async def publish(self, bulletin: dict[str, Any]) -> dict[str, Any]:
         created = await self.call("POST", "/api/v1/bulletins", json=bulletin)
         return await self.call("POST", f"/api/v1/bulletins/{created['id']}/publish")
+
+
+@asynccontextmanager
+async def live_hub(data_dir: Path) -> AsyncIterator[LiveHub]:
+    """A started LiveHub, closed (with its client session) however the test ends."""
+    live = LiveHub(data_dir)
+    await live.start()
+    try:
+        yield live
+    finally:
+        await live.close()
 
 
 def window_around(

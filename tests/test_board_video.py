@@ -17,7 +17,7 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from tests.e2e import LiveHub, enroll_agent, headless, schedule
+from tests.e2e import LiveHub, enroll_agent, headless, live_hub, schedule
 
 headless()
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -255,10 +255,8 @@ async def test_a_stop_hanging_in_libvlc_is_reported_until_it_returns(clip: Path)
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
-    live = LiveHub(tmp_path / "hub")
-    await live.start()
-    yield live
-    await live.close()
+    async with live_hub(tmp_path / "hub") as live:
+        yield live
 
 
 async def _completed(hub: LiveHub, agent: Agent, bulletin_id: str) -> bool:

@@ -23,9 +23,10 @@ from loa_contract import (
     EmergencyStart,
     Priority,
     Schedule,
+    Scope,
     utcnow,
 )
-from tests.e2e import LiveHub, enroll_agent, fast_config, schedule, tone_bytes
+from tests.e2e import LiveHub, enroll_agent, fast_config, live_hub, schedule, tone_bytes
 
 T0 = datetime.fromisoformat("2025-03-01T01:00:00+00:00")
 BOOT = "boot-a"
@@ -153,10 +154,8 @@ def test_a_damaged_confirmation_is_ignored() -> None:
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
-    live = LiveHub(tmp_path / "hub")
-    await live.start()
-    yield live
-    await live.close()
+    async with live_hub(tmp_path / "hub") as live:
+        yield live
 
 
 async def _next(agent: Agent) -> str:
@@ -230,7 +229,7 @@ async def test_a_clock_a_day_off_holds_windowed_items_but_not_emergencies(
         )
         command = EmergencyStart(
             command_id=uuid.uuid4().hex,
-            device_id=agent.identity.device_id,
+            scope=Scope(devices=[agent.identity.device_id]),
             issued_at=issued,
             expires_at=issued + timedelta(minutes=5),
             bulletin=alarm,

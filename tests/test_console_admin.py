@@ -448,6 +448,9 @@ async def test_reports_page_draws_charts(hub: HubHarness, admin: ConsoleSession)
     async with admin.http.get(f"{admin.base}/reports.csv?month={month}") as resp:
         assert resp.status == 200 and resp.content_type == "text/csv"
         assert "total,total,1,1,180.0,3.0" in (await resp.text())
+    # A bad month on the export shows the page with the field named, not a file.
+    status, html = await admin.get("/reports.csv?month=2026-13")
+    assert status == 422 and "month" in html and "<h1>" in html
     status, html = await admin.get(f"/reports?month={month}&commune=00002")
     assert status == 200 and 'id="total-minutes">0.0<' in html and 'id="quotas"' not in html
     status, html = await admin.get("/reports?month=2025-13")

@@ -490,6 +490,12 @@ async def test_browser_devices_walkthrough(hub: HubHarness) -> None:
             await page.clock.fast_forward(16_000)
             await expect(rows).to_have_count(4)
             await expect(page.locator("#fleet-table")).to_contain_text("Loa hội trường")
+            # Left alone past half the idle limit it stops, so the session can still idle out;
+            # any input starts it again.
+            await page.clock.fast_forward(901_000)
+            await expect(page.locator("#fleet-paused")).to_be_visible()
+            await page.keyboard.press("Shift")
+            await expect(page.locator("#fleet-paused")).to_be_hidden()
             await page.select_option("select[name=kind]", "board")
             await expect(page).to_have_url(re.compile(r"kind=board"))
             await expect(rows).to_have_count(2)

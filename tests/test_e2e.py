@@ -15,6 +15,7 @@ from tests.e2e import (
     LiveHub,
     enroll_agent,
     headless,
+    live_hub,
     schedule,
     tone_bytes,
     window_around,
@@ -33,6 +34,7 @@ from loa_contract import (  # noqa: E402
     HubSigner,
     Manifest,
     Priority,
+    Scope,
     utcnow,
 )
 
@@ -43,10 +45,8 @@ TIMEOUT = 15.0
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
-    live = LiveHub(tmp_path / "hub")
-    await live.start()
-    yield live
-    await live.close()
+    async with live_hub(tmp_path / "hub") as live:
+        yield live
 
 
 async def next_play(agent: Agent, timeout: float = TIMEOUT) -> PlayItem:
@@ -318,7 +318,7 @@ async def test_forged_replayed_and_corrupt_content_is_refused(hub: LiveHub, tmp_
         assert not await speaker.apply_manifest(impostor.sign(forged).model_dump_json().encode())
         rogue = EmergencyStart(
             command_id="x",
-            device_id=speaker.identity.device_id,
+            scope=Scope(devices=[speaker.identity.device_id]),
             issued_at=now,
             expires_at=now + timedelta(minutes=5),
             bulletin=current.bulletins[0].model_copy(

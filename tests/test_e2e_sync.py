@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.e2e import LiveHub, enroll_agent, headless, schedule, tone_bytes
+from tests.e2e import LiveHub, enroll_agent, headless, live_hub, schedule, tone_bytes
 
 headless()
 
@@ -25,11 +25,9 @@ TIMEOUT = 15.0
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
-    live = LiveHub(tmp_path / "hub")
-    await live.start()
-    await live.add_commune("xa-s")
-    yield live
-    await live.close()
+    async with live_hub(tmp_path / "hub") as live:
+        await live.add_commune("xa-s")
+        yield live
 
 
 async def next_play(agent: Agent) -> PlayItem:

@@ -19,7 +19,7 @@ from edge_agent.players.router import PlayerRouter
 from edge_agent.rpi_health import WIRE_FIELDS, PiHealth
 from hub.appkeys import DB
 from loa_contract import BulletinKind, HealthSample
-from tests.e2e import LiveHub, enroll_agent
+from tests.e2e import LiveHub, enroll_agent, live_hub
 
 COMMUNE = "xa-h"
 
@@ -64,13 +64,9 @@ class OnRelay:
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
-    live = LiveHub(tmp_path / "hub")
-    await live.start()
-    await live.add_commune(COMMUNE)
-    try:
+    async with live_hub(tmp_path / "hub") as live:
+        await live.add_commune(COMMUNE)
         yield live
-    finally:
-        await live.close()
 
 
 async def _agent(hub: LiveHub, data: Path, player: object) -> Agent:

@@ -148,8 +148,9 @@ async def test_manifest_replay_refused_and_highest_version_survives(tmp_path: Pa
 async def test_emergencies_and_cancels_persist(tmp_path: Path) -> None:
     path = tmp_path / "agent.sqlite3"
     s = await AgentStore.open(path)
-    await s.save_emergency(bulletin("e1"))
-    await s.save_emergency(bulletin("e2"))
+    expires = T0 + timedelta(minutes=5)
+    await s.command_seen("c1", expires, now=T0, hold=bulletin("e1"))
+    await s.command_seen("c2", expires, now=T0, hold=bulletin("e2"))
     await s.close()
     s = await AgentStore.open(path)
     assert [b.id for b in await s.emergencies()] == ["e1", "e2"]

@@ -12,17 +12,15 @@ import pytest
 from edge_agent.players.null import NullPlayer
 from edge_agent.profile import load_profile
 from loa_contract import Priority, utcnow
-from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes, window_around
+from tests.e2e import LiveHub, enroll_agent, live_hub, schedule, tone_bytes, window_around
 
 TIMEOUT = 15.0
 
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
-    live = LiveHub(tmp_path / "hub")
-    await live.start()
-    yield live
-    await live.close()
+    async with live_hub(tmp_path / "hub") as live:
+        yield live
 
 
 async def test_volume_follows_commune_profile_and_emergency(hub: LiveHub, tmp_path: Path) -> None:

@@ -8,28 +8,95 @@ document.addEventListener("submit", (event) => {
   }
 });
 
-// Parts of a page that keep themselves current (an emergency's progress, device by device):
-// the element names a URL that answers with its new inner HTML. A lost session reloads the
-// page, which then shows the login; a network blip just waits for the next tick.
+// Parts of a page that keep themselves current (the fleet table, an emergency's progress):
+// an element with data-refresh="URL" is replaced by what URL answers, every data-every
+// seconds. An unattended page stops after data-idle seconds, so the console's idle logout
+// still happens; any input resumes it. Optional notices, by element id: data-paused (shown
+// while stopped), data-stale (shown while the last fetch failed), data-resume (a button).
+// A lost session reloads the page, which then shows the login.
 for (const box of document.querySelectorAll("[data-refresh]")) {
-  const every = Number(box.dataset.refreshSeconds || 5) * 1000;
-  const tick = async () => {
+  const every = Math.max(1, Number(box.dataset.every) || 5) * 1000;
+  const idleLimit = (Number(box.dataset.idle) || 0) * 1000;
+  const byId = (id) => (id ? document.getElementById(id) : null);
+  const paused = byId(box.dataset.paused);
+  const stale = byId(box.dataset.stale);
+  let lastInput = Date.now();
+  let timer = null;
+  let busy = false;
+
+  const pause = () => {
+    window.clearInterval(timer);
+    timer = null;
+    if (paused) {
+      paused.hidden = false;
+    }
+  };
+
+  const refresh = async () => {
+    if (busy || document.hidden) {
+      return;
+    }
+    if (idleLimit && Date.now() - lastInput > idleLimit) {
+      pause();
+      return;
+    }
+    busy = true;
     try {
       const response = await fetch(box.dataset.refresh, {
         credentials: "same-origin",
-        redirect: "manual",
+        cache: "no-store",
+        headers: { Accept: "text/html" },
       });
-      if (response.ok) {
-        box.innerHTML = await response.text();
-        box.dataset.refreshedAt = String(Date.now());
-      } else if (response.type === "opaqueredirect" || response.status === 401) {
+      if (response.redirected || response.status === 401) {
         window.location.reload();
         return;
       }
-    } catch (error) {
-      // Offline for a moment: the next tick tries again.
+      if (!response.ok) {
+        throw new Error(`HTTP ${response.status}`);
+      }
+      box.innerHTML = await response.text();
+      box.dataset.refreshedAt = String(Date.now());
+      if (stale) {
+        stale.hidden = true;
+      }
+    } catch (_error) {
+      // Offline for a moment: say so, and the next tick tries again.
+      if (stale) {
+        stale.hidden = false;
+      }
+    } finally {
+      busy = false;
     }
-    window.setTimeout(tick, every);
   };
-  window.setTimeout(tick, every);
+
+  const start = () => {
+    if (timer === null) {
+      timer = window.setInterval(refresh, every);
+    }
+  };
+
+  const resume = () => {
+    lastInput = Date.now();
+    if (paused) {
+      paused.hidden = true;
+    }
+    if (timer === null) {
+      start();
+      refresh();
+    }
+  };
+
+  for (const name of ["pointerdown", "keydown", "wheel", "touchstart"]) {
+    window.addEventListener(name, resume, { passive: true });
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && timer !== null) {
+      refresh();
+    }
+  });
+  const resumeButton = byId(box.dataset.resume);
+  if (resumeButton) {
+    resumeButton.addEventListener("click", resume);
+  }
+  start();
 }
