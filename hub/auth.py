@@ -322,8 +322,8 @@ async def login(
 ) -> LoginResult:
     """Check a password and open a session; failures count towards a temporary lockout.
 
-    An unknown name, a wrong password and a disabled account give the same answer; a locked
-    account says so whatever the password, so guessing during a lockout learns nothing.
+    An unknown name, a wrong password, a disabled and a locked account give the same answer,
+    whatever the password: guessing learns neither which names exist nor which are locked.
     """
     row = await db.fetchone("SELECT * FROM users WHERE username = ?", (username,))
     stored = row["password_hash"] if row else _dummy_hash(config.scrypt_n)
@@ -332,7 +332,16 @@ async def login(
     token = new_token()
     csrf = new_token() if kind == "cookie" else None
     expires = now + config.session_lifetime
-    bad = ApiError(401, "invalid_credentials", "wrong username or password")
+    minutes = int(config.lockout.total_seconds() // 60)
+    # One answer for an unknown name, a wrong password, a disabled and a locked account: a
+    # different one for "locked" would tell a guesser which names exist. The lockout policy
+    # is stated instead, so a person who is locked out knows how long to wait.
+    bad = ApiError(
+        401,
+        "invalid_credentials",
+        f"wrong username or password, or the account is locked (after"
+        f" {config.max_failed_logins} failures in a row it is locked for {minutes} minutes)",
+    )
     async with db.transaction() as conn:
         if row is None:
             await audit(
@@ -358,24 +367,19 @@ async def login(
             )
             failure = bad
         elif row["locked"] or (row["locked_until"] and from_iso(row["locked_until"]) > now):
-            until = None if row["locked"] else row["locked_until"]
             await audit(
                 conn,
                 row["username"],
                 address,
                 "auth.login_refused",
                 row["username"],
-                "account locked",
+                "locked by an administrator"
+                if row["locked"]
+                else f"locked until {row['locked_until']}",
                 unit=row["unit"],
                 at=now,
             )
-            failure = ApiError(
-                401,
-                "account_locked",
-                "the account is locked by an administrator"
-                if until is None
-                else f"too many failed logins; locked until {until}",
-            )
+            failure = bad
         elif not ok:
             cur = await conn.execute(
                 "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?"

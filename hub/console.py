@@ -178,9 +178,19 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         result = await start_session(
             request, response, str(form.get("username", "")), str(form.get("password", ""))
         )
-    except ApiError as exc:
-        key = "login.locked" if exc.error == "account_locked" else "login.failed"
-        return await render(request, "login.html", status=401, next=target, error_key=key)
+    except ApiError:
+        config = request.app[CONFIG]
+        return await render(
+            request,
+            "login.html",
+            status=401,
+            next=target,
+            error_key="login.failed",
+            error_args={
+                "attempts": config.max_failed_logins,
+                "minutes": int(config.lockout.total_seconds() // 60),
+            },
+        )
     if result.user.must_change_password:
         response.headers["Location"] = "/password"
     return response

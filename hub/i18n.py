@@ -35,13 +35,15 @@ _CORE: dict[str, dict[Lang, str]] = {
     "login.username": {"vi": "Tên đăng nhập", "en": "Username"},
     "login.password": {"vi": "Mật khẩu", "en": "Password"},
     "login.submit": {"vi": "Đăng nhập", "en": "Log in"},
+    # One message for a wrong name, a wrong password and a locked account (names must not be
+    # enumerable); it states the lockout policy so a locked-out person knows how long to wait.
     "login.failed": {
-        "vi": "Sai tên đăng nhập hoặc mật khẩu.",
-        "en": "Wrong username or password.",
-    },
-    "login.locked": {
-        "vi": "Tài khoản tạm khoá do nhập sai nhiều lần. Vui lòng thử lại sau.",
-        "en": "The account is temporarily locked after repeated failures. Try again later.",
+        "vi": "Sai tên đăng nhập hoặc mật khẩu, hoặc tài khoản đang bị tạm khoá. Sau {attempts}"
+        " lần nhập sai liên tiếp, tài khoản bị khoá {minutes} phút; tài khoản bị quản trị viên"
+        " khoá cần được quản trị viên mở lại.",
+        "en": "Wrong username or password, or the account is locked. After {attempts} failures"
+        " in a row an account is locked for {minutes} minutes; an account locked by an"
+        " administrator must be unlocked by one.",
     },
     "password.title": {"vi": "Đổi mật khẩu", "en": "Change password"},
     "password.forced": {

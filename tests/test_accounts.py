@@ -187,8 +187,11 @@ async def test_five_failures_lock_for_fifteen_minutes(hub: HubHarness, clock: Fa
     for _ in range(5):
         body = await login(hub, "binh", "Wrong-pass-1!", expect=401)
         assert body["error"] == "invalid_credentials"
+    # Locked now: the right password gets the very answer a wrong name gets.
     locked = await login(hub, "binh", OWN, expect=401)
-    assert locked["error"] == "account_locked"
+    unknown = await login(hub, "khong-co-ai", OWN, expect=401)
+    assert locked == unknown and locked["error"] == "invalid_credentials"
+    assert "15 minutes" in locked["detail"]
     clock.advance(timedelta(minutes=14))
     await login(hub, "binh", OWN, expect=401)
     clock.advance(timedelta(minutes=2))
@@ -215,7 +218,7 @@ async def test_admin_lock_and_disable_end_sessions(hub: HubHarness) -> None:
     locked = await hub.call("POST", "/api/v1/users/dung/lock")
     assert locked["locked"] is True
     await viewer.call("GET", "/api/v1/bulletins", expect=401)
-    assert (await login(hub, "dung", OWN, expect=401))["error"] == "account_locked"
+    assert (await login(hub, "dung", OWN, expect=401))["error"] == "invalid_credentials"
     await hub.call("POST", "/api/v1/users/dung/unlock")
     viewer = as_token(hub, (await login(hub, "dung", OWN))["token"])
     await viewer.call("GET", "/api/v1/bulletins")
