@@ -195,11 +195,20 @@ async def disable_user(ctx: Ctx) -> UserOut:
     permission=Permission.USERS_MANAGE,
     body=PasswordReset,
     response=UserOut,
-    errors=[404],
+    errors=[403, 404, 409],
 )
 async def reset_password_route(ctx: Ctx) -> UserOut:
     body: PasswordReset = ctx.body
     username = ctx.path("username")
+    if username == ctx.user.username:
+        # A reset skips the old-password check and the history rules; for one's own account
+        # that would let a stolen session take the account over. The own change asks for both.
+        raise ApiError(
+            403,
+            "own_account",
+            "an administrator cannot reset its own password; change it with"
+            " POST /api/v1/auth/password (the current password is asked)",
+        )
     row = await ctx.db.fetchone("SELECT disabled FROM users WHERE username = ?", (username,))
     if row is None:
         raise ApiError(404, "not_found", f"no user {username!r}")

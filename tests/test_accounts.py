@@ -170,6 +170,17 @@ async def test_password_expires_after_max_age(hub: HubHarness, clock: FakeClock)
     await as_token(hub, again["token"]).call("GET", "/api/v1/bulletins")
 
 
+async def test_an_admin_cannot_reset_its_own_password(hub: HubHarness) -> None:
+    me = (await hub.call("GET", "/api/v1/auth/me"))["username"]
+    before = await hub.call("GET", f"/api/v1/users/{me}")
+    refused = await hub.call(
+        "POST", f"/api/v1/users/{me}/password", json={"password": "Reset-pass-9!"}, expect=403
+    )
+    assert refused["error"] == "own_account"
+    assert await hub.call("GET", f"/api/v1/users/{me}") == before  # nothing changed
+    await hub.call("GET", "/api/v1/bulletins")  # and the session still works
+
+
 async def test_admin_reset_forces_change_and_ends_sessions(hub: HubHarness) -> None:
     viewer = await hub.user("tuan", "viewer", "province")
     await hub.call("POST", "/api/v1/users/tuan/password", json={"password": "Reset-pass-9!"})

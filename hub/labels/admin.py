@@ -147,6 +147,10 @@ _USERS: dict[str, dict[str, str]] = {
         "en": "Unlocking also clears a lockout after failed logins.",
     },
     "us.reset_title": {"vi": "Đặt lại mật khẩu", "en": "Reset the password"},
+    "us.reset_own": {
+        "vi": "Mật khẩu của chính bạn không đặt lại ở đây; hãy đổi nó (cần mật khẩu hiện tại):",
+        "en": "Your own password is not reset here; change it (your current one is asked):",
+    },
     "us.reset_help": {
         "vi": "Mọi phiên của tài khoản kết thúc; người dùng phải đổi mật khẩu khi đăng nhập.",
         "en": "Every session of the account ends; the holder must change it at login.",
