@@ -29,6 +29,7 @@ from .db import Database
 from .errors import error_middleware
 from .keys import load_keyring
 from .manifests import ManifestCache, refresher_context
+from .proxy import forwarded_middleware
 from .push import Connections
 from .routing import Ctx, RouteTable, openapi_document
 from .web_session import session_middleware
@@ -94,7 +95,8 @@ def create_app(
     config.media_dir.mkdir(parents=True, exist_ok=True)
     keyring = load_keyring(config.key_path, config.extra_keys_dir)
 
-    app = web.Application(middlewares=[error_middleware, session_middleware])
+    # The proxy's word on scheme and client address comes first: sessions and audit use them.
+    app = web.Application(middlewares=[forwarded_middleware, error_middleware, session_middleware])
     app[CONFIG] = config
     app[CLOCK] = clock or utcnow
     app[KEYRING] = keyring

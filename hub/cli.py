@@ -50,6 +50,19 @@ def _parser() -> argparse.ArgumentParser:
         "repeat for several; default: baotinh",
     )
     serve.add_argument(
+        "--cookie-secure",
+        action="store_true",
+        help="always mark the console cookie Secure (the hub is reached over HTTPS only)",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a reverse proxy (IP address or network) whose X-Forwarded-Proto and"
+        " X-Forwarded-For are believed; repeat for several",
+    )
+    serve.add_argument(
         "--public-url",
         help="the hub's address for devices (e.g. https://loa.example.gov.vn), shown in "
         "enrollment commands; default: the address the browser used",
@@ -215,9 +228,17 @@ def _serve(args: argparse.Namespace) -> None:
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
     try:
         extra = {"newspaper_units": frozenset(args.newspaper_unit)} if args.newspaper_unit else {}
-        config = HubConfig(data_dir=args.data, public_url=args.public_url, **extra)
+        config = HubConfig(
+            data_dir=args.data,
+            public_url=args.public_url,
+            cookie_secure=True if args.cookie_secure else None,
+            trusted_proxies=tuple(args.trusted_proxy),
+            **extra,
+        )
     except ValidationError as exc:
-        raise SystemExit(f"--public-url: {exc.errors()[0]['msg']}") from exc
+        error = exc.errors()[0]
+        option = {"trusted_proxies": "--trusted-proxy"}.get(str(error["loc"][0]), "--public-url")
+        raise SystemExit(f"{option}: {error['msg']}") from exc
     app = create_app(config)
     web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context)
 

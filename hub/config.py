@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MiB = 1024 * 1024
 
@@ -28,8 +32,11 @@ class HubConfig(BaseModel):
     password_history: int = Field(default=5, ge=1, le=50)
     max_failed_logins: int = Field(default=5, ge=1)
     lockout: timedelta = timedelta(minutes=15)
-    #: Secure flag on the console cookie; None sets it when the request came over TLS.
+    #: Secure flag on the console cookie; None sets it when the request came over TLS (as
+    #: the hub itself or a trusted proxy's X-Forwarded-Proto says).
     cookie_secure: bool | None = None
+    #: Reverse proxies (addresses or networks) whose X-Forwarded-Proto/-For are believed.
+    trusted_proxies: tuple[str, ...] = ()
     #: How long an ordinary pushed command stays valid; emergencies last until valid_until.
     command_ttl: timedelta = timedelta(minutes=10)
     #: aiohttp leaves WebSocket heartbeats off by default; dead 3G links must be noticed.
@@ -51,6 +58,20 @@ class HubConfig(BaseModel):
     health_retention: timedelta = timedelta(days=30)
     #: Emergencies cancelled this recently are listed in `Manifest.cancelled`.
     cancelled_memory: timedelta = timedelta(days=1)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not an IP address or network") from exc
+        return values
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in self.trusted_proxies)
 
     @property
     def db_path(self) -> Path:
