@@ -23,7 +23,17 @@ from . import (
     sessions,
     users,
 )
-from .appkeys import CLOCK, CONFIG, CONNECTIONS, DB, KEYRING, MANIFEST_CACHE, ROUTES, Clock
+from .appkeys import (
+    CLOCK,
+    CONFIG,
+    CONNECTIONS,
+    DB,
+    ENROLL_LIMITER,
+    KEYRING,
+    MANIFEST_CACHE,
+    ROUTES,
+    Clock,
+)
 from .config import HubConfig
 from .db import Database
 from .errors import error_middleware
@@ -32,6 +42,7 @@ from .manifests import ManifestCache, refresher_context
 from .proxy import forwarded_middleware
 from .push import Connections
 from .routing import Ctx, RouteTable, openapi_document
+from .security import FailureLimiter
 from .web_session import session_middleware
 
 API_TITLE = "Loa hub API"
@@ -99,6 +110,7 @@ def create_app(
     app = web.Application(middlewares=[forwarded_middleware, error_middleware, session_middleware])
     app[CONFIG] = config
     app[CLOCK] = clock or utcnow
+    app[ENROLL_LIMITER] = FailureLimiter()
     app[KEYRING] = keyring
     app[CONNECTIONS] = Connections(keyring.signer, send_timeout_s=config.ws_send_timeout_s)
     app[MANIFEST_CACHE] = ManifestCache()

@@ -12,6 +12,7 @@ from .config import HubConfig
 from .db import Database
 from .keys import HubKeyring
 from .push import Connections
+from .security import FailureLimiter
 
 if TYPE_CHECKING:
     from .manifests import ManifestCache
@@ -23,6 +24,8 @@ KEYRING = web.AppKey("keyring", HubKeyring)
 CONNECTIONS = web.AppKey("connections", Connections)
 MANIFEST_CACHE: web.AppKey[ManifestCache] = web.AppKey("manifest_cache")
 ROUTES: web.AppKey[list[RouteSpec]] = web.AppKey("routes")
+#: Failed enrollments per address (the route is public: codes must not be guessable).
+ENROLL_LIMITER = web.AppKey("enroll_limiter", FailureLimiter)
 #: The hub's notion of "now" for accounts and sessions; tests pass a clock they can move.
 Clock = Callable[[], datetime]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")

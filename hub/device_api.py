@@ -30,6 +30,7 @@ from loa_contract import (
     utcnow,
 )
 
+from .appkeys import ENROLL_LIMITER
 from .auth import Permission
 from .db import audit, from_iso, iso
 from .errors import ApiError
@@ -61,52 +62,62 @@ _SIGNED = {"application/json": {"schema": {"$ref": "#/components/schemas/SignedE
     body=EnrollRequest,
     response=EnrollResponse,
     status=201,
-    errors=[403, 410],
+    errors=[403, 429],
 )
 async def enroll(ctx: Ctx) -> EnrollResponse:
     body: EnrollRequest = ctx.body
     secret = new_device_secret()
     now = utcnow()
+    limiter = ctx.app[ENROLL_LIMITER]
+    address = ctx.address or "unknown"
+    wait = limiter.retry_after(address, ctx.now)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            f"too many wrong enrollment codes from this address; try again in {wait:.0f} s",
+            headers={"Retry-After": str(int(wait + 0.999))},
+        )
     async with ctx.db.transaction() as conn:
         cur = await conn.execute(
             "SELECT * FROM devices WHERE enrollment_code_hash = ?", (code_hash(body.code),)
         )
         row = await cur.fetchone()
-        if row is None:
-            raise ApiError(403, "invalid_code", "unknown enrollment code")
-        if row["enrollment_used_at"] is not None:
-            raise ApiError(
-                410,
-                "code_used",
-                "this enrollment code was already used; ask the hub operator for a new one",
+        refusal = _enrollment_refusal(row, now)
+        if refusal is None:
+            await conn.execute(
+                "UPDATE devices SET enrollment_used_at = ?, secret_hash = ?, enrolled_at = ?,"
+                " agent_version = ?, hostname = ?, last_seen = ? WHERE id = ?",
+                (
+                    iso(now),
+                    sha256_hex(secret),
+                    iso(now),
+                    body.agent_version,
+                    body.hostname,
+                    iso(now),
+                    row["id"],
+                ),
             )
-        if from_iso(row["enrollment_expires_at"]) <= now:
-            raise ApiError(
-                410,
-                "code_expired",
-                "this enrollment code has expired; ask the hub operator for a new one",
-            )
-        await conn.execute(
-            "UPDATE devices SET enrollment_used_at = ?, secret_hash = ?, enrolled_at = ?,"
-            " agent_version = ?, hostname = ?, last_seen = ? WHERE id = ?",
-            (
-                iso(now),
-                sha256_hex(secret),
-                iso(now),
-                body.agent_version,
-                body.hostname,
-                iso(now),
+            await audit(
+                conn,
+                f"device:{row['id']}",
+                ctx.address,
+                "device.enroll",
                 row["id"],
-            ),
+                f"agent {body.agent_version} host {body.hostname}",
+            )
+    if refusal is not None:
+        # Unknown, used and expired codes get one answer, so guessing learns nothing; the
+        # audit log keeps the real reason for the operator.
+        limiter.failed(address, ctx.now)
+        async with ctx.db.transaction() as conn:
+            await audit(conn, "anonymous", ctx.address, "device.enroll_failed", None, refusal)
+        raise ApiError(
+            403,
+            "invalid_code",
+            "unknown, used or expired enrollment code; ask the hub operator for a new one",
         )
-        await audit(
-            conn,
-            f"device:{row['id']}",
-            ctx.address,
-            "device.enroll",
-            row["id"],
-            f"agent {body.agent_version} host {body.hostname}",
-        )
+    assert row is not None
     return EnrollResponse(
         device_id=row["id"],
         device_secret=secret,
@@ -115,6 +126,17 @@ async def enroll(ctx: Ctx) -> EnrollResponse:
         profile=row["profile"],
         hub_keys=ctx.keyring.hub_keys(),
     )
+
+
+def _enrollment_refusal(row: sqlite3.Row | None, now: datetime) -> str | None:
+    """Why this code cannot enroll a device (for the audit log), or None if it can."""
+    if row is None:
+        return "unknown code"
+    if row["enrollment_used_at"] is not None:
+        return f"code of device {row['id']} already used"
+    if from_iso(row["enrollment_expires_at"]) <= now:
+        return f"code of device {row['id']} expired"
+    return None
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

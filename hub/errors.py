@@ -15,11 +15,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, detail: Any = None) -> None:
+    def __init__(
+        self, status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"{status} {error}: {detail}")
         self.status = status
         self.error = error
         self.detail = detail
+        self.headers = headers
 
 
 def field_error(status: int, error: str, field: str, message: str) -> ApiError:
@@ -68,6 +71,7 @@ _HTTP_CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "validation_error",
+    429: "too_many_requests",
 }
 
 
@@ -76,7 +80,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return json_error(exc.status, exc.error, exc.detail)
+        return json_error(exc.status, exc.error, exc.detail, headers=exc.headers)
     except ValidationError as exc:
         return json_error(422, "validation_error", validation_detail(exc))
     except web.HTTPException as exc:

@@ -1,4 +1,5 @@
-"""Secrets: password hashing (scrypt), session tokens, enrollment codes, device secrets."""
+"""Secrets: password hashing (scrypt), session tokens, enrollment codes, device secrets, and
+the limit on guessing enrollment codes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict, deque
+from datetime import datetime, timedelta
 
 _SCRYPT_R = 8
 _SCRYPT_P = 1
@@ -81,3 +84,40 @@ def secret_matches(secret: str, stored_hash: str | None) -> bool:
     if not stored_hash:
         return False
     return hmac.compare_digest(sha256_hex(secret), stored_hash)
+
+
+class FailureLimiter:
+    """At most `limit` failures per `window` from one address; past that, refuse for a while.
+
+    Guards the public enrollment route against guessing codes. Memory is bounded: at most
+    `max_addresses` are remembered, the least recently failing forgotten first.
+    """
+
+    def __init__(
+        self, limit: int = 10, window: timedelta = timedelta(minutes=1), max_addresses: int = 10_000
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_addresses = max_addresses
+        self._failures: OrderedDict[str, deque[datetime]] = OrderedDict()
+
+    def _recent(self, address: str, now: datetime) -> deque[datetime]:
+        failures = self._failures.get(address, deque())
+        while failures and now - failures[0] >= self.window:
+            failures.popleft()
+        return failures
+
+    def retry_after(self, address: str, now: datetime) -> float | None:
+        """Seconds until `address` may try again, or None if it may try now."""
+        failures = self._recent(address, now)
+        if len(failures) < self.limit:
+            return None
+        return max(1.0, (failures[0] + self.window - now).total_seconds())
+
+    def failed(self, address: str, now: datetime) -> None:
+        failures = self._recent(address, now)
+        failures.append(now)
+        self._failures[address] = failures
+        self._failures.move_to_end(address)
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)

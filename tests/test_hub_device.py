@@ -12,7 +12,7 @@ import pytest
 
 from hub.appkeys import DB, KEYRING
 from hub.db import iso
-from hub.testing import EnrolledDevice, HubHarness, running_hub
+from hub.testing import EnrolledDevice, FakeClock, HubHarness, running_hub
 from loa_contract import (
     EmergencyCancel,
     EmergencyStart,
@@ -70,10 +70,15 @@ async def test_enroll_is_single_use(hub: HubHarness) -> None:
     assert dev.enrollment.commune == "00001" and dev.enrollment.profile == "led-board-p10"
     assert len(dev.enrollment.device_secret) >= 43  # 32 random bytes, base64url
     assert dev.enrollment.hub_keys == [hub.app[KEYRING].signer.hub_key()]
-    resp = await hub.client.post("/api/v1/enroll", json={"code": slot["enrollment_code"]})
-    assert resp.status == 410 and (await resp.json())["error"] == "code_used"
-    resp = await hub.client.post("/api/v1/enroll", json={"code": "ZZZZ-ZZZZ-ZZZZ"})
-    assert resp.status == 403 and (await resp.json())["error"] == "invalid_code"
+    # A used code and an unknown one get the very same answer: guessing learns nothing.
+    used = await hub.client.post("/api/v1/enroll", json={"code": slot["enrollment_code"]})
+    unknown = await hub.client.post("/api/v1/enroll", json={"code": "ZZZZ-ZZZZ-ZZZZ"})
+    assert used.status == unknown.status == 403
+    assert await used.json() == await unknown.json()
+    assert (await used.json())["error"] == "invalid_code"
+    audit = await hub.call("GET", "/api/v1/audit", params={"action": "device.enroll_failed"})
+    reasons = {e["detail"] for e in audit["items"]}
+    assert reasons == {"unknown code", f"code of device {dev.id} already used"}
     resp = await hub.client.post("/api/v1/enroll", json={"code": "x"})
     assert resp.status == 422
     row = await hub.app[DB].fetchone("SELECT secret_hash FROM devices WHERE id = ?", (dev.id,))
@@ -89,10 +94,36 @@ async def test_enroll_code_expires(hub: HubHarness) -> None:
         (iso(datetime.now(UTC) - timedelta(seconds=1)),),
     )
     resp = await hub.client.post("/api/v1/enroll", json={"code": slot["enrollment_code"]})
-    assert resp.status == 410 and (await resp.json())["error"] == "code_expired"
+    assert resp.status == 403 and (await resp.json())["error"] == "invalid_code"
     # A re-issued code works and revokes nothing that was never granted.
     fresh = await hub.call("POST", f"/api/v1/devices/{slot['id']}/enrollment", expect=201)
     dev = await hub.enroll(fresh["enrollment_code"])
+    assert dev.id == slot["id"]
+
+
+async def test_guessing_enrollment_codes_is_slowed_down(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with running_hub(tmp_path / "hub", clock=clock) as hub:
+        await _guess_codes(hub, clock)
+
+
+async def _guess_codes(hub: HubHarness, clock: FakeClock) -> None:
+    await hub.commune()
+    slot = await hub.device()
+    for n in range(10):
+        resp = await hub.client.post("/api/v1/enroll", json={"code": f"GUESS-{n:04d}-0000"})
+        assert resp.status == 403
+    # The eleventh try within the minute is refused before the code is even looked at, so
+    # a right guess does not get through either.
+    resp = await hub.client.post("/api/v1/enroll", json={"code": slot["enrollment_code"]})
+    assert resp.status == 429 and (await resp.json())["error"] == "too_many_attempts"
+    assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    row = await hub.app[DB].fetchone(
+        "SELECT enrollment_used_at FROM devices WHERE id = ?", (slot["id"],)
+    )
+    assert row[0] is None  # nothing changed
+    clock.advance(timedelta(seconds=61))
+    dev = await hub.enroll(slot["enrollment_code"])
     assert dev.id == slot["id"]
 
 
