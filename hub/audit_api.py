@@ -12,7 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from loa_contract import CivilDatetime
 
 from .auth import Permission
 from .db import Database, iso
@@ -31,8 +33,8 @@ class AuditQuery(BaseModel):
     action: str | None = Field(default=None, max_length=100)
     #: The object acted upon: a username, bulletin id, device id or commune code.
     object: str | None = Field(default=None, max_length=200)
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: CivilDatetime | None = None
+    until: CivilDatetime | None = None
     #: Newest first; pass the previous page's `next_before` to get older entries.
     before: int | None = Field(default=None, ge=1)
     limit: int = Field(default=100, ge=1, le=1000)

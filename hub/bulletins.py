@@ -25,7 +25,6 @@ from typing import Annotated, Any, Literal
 
 import aiosqlite
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -37,6 +36,7 @@ from pydantic import (
 from loa_contract import (
     HHMM,
     BulletinKind,
+    CivilDatetime,
     ManifestBulletin,
     MediaRef,
     Priority,
@@ -83,8 +83,8 @@ class ScheduleIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    valid_from: AwareDatetime
-    valid_until: AwareDatetime
+    valid_from: CivilDatetime
+    valid_until: CivilDatetime
     times: list[HHMM] = Field(default_factory=list, max_length=48)
     repeats: int = Field(default=1, ge=1, le=20)
 

@@ -60,7 +60,7 @@ from pydantic import (
 )
 
 from loa_contract import BulletinKind, PlayOutcome, Priority
-from loa_contract.models import VN_TZ
+from loa_contract.models import CIVIL_YEARS, VN_TZ
 
 from .audit_api import stream_csv
 from .auth import Permission
@@ -209,6 +209,8 @@ def month_days(month: str) -> tuple[date, date]:
     if match is None:
         raise ValueError(f"{month!r} is not a month YYYY-MM")
     year, mon = int(match[1]), int(match[2])
+    if year not in CIVIL_YEARS:
+        raise ValueError(f"the year must be between {CIVIL_YEARS.start} and {CIVIL_YEARS.stop - 1}")
     return date(year, mon, 1), date(year, mon, calendar.monthrange(year, mon)[1])
 
 
@@ -621,6 +623,23 @@ class ReportQuery(BaseModel):
     #: Checked even when absent: `start` without `end` names `end`.
     end: date | None = Field(default=None, validate_default=True)
     commune: CommuneCode | None = None
+
+    @field_validator("month")
+    @classmethod
+    def _civil_month(cls, value: str | None) -> str | None:
+        if value is not None:
+            month_days(value)  # its ValueError names the field
+        return value
+
+    @field_validator("start", "end", mode="after")
+    @classmethod
+    def _civil_day(cls, value: date | None) -> date | None:
+        # Period arithmetic adds a day past the end: year 9999 would overflow, year 1 too.
+        if value is not None and value.year not in CIVIL_YEARS:
+            raise ValueError(
+                f"the year must be between {CIVIL_YEARS.start} and {CIVIL_YEARS.stop - 1}"
+            )
+        return value
 
     @field_validator("start")
     @classmethod

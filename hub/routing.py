@@ -163,6 +163,10 @@ class RouteSpec:
                     data = json.loads(raw) if raw.strip() else None
                 except (ValueError, UnicodeDecodeError) as exc:
                     raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
+                except RecursionError as exc:
+                    # No body of ours nests deeper than a few levels; Python's parser gives up
+                    # near a thousand, which must be the sender's problem, not a 500.
+                    raise ApiError(400, "bad_json", "the body's JSON is nested too deeply") from exc
                 if data is None:
                     raise ApiError(400, "bad_json", "a JSON body is required")
                 try:

@@ -90,7 +90,21 @@ def _check_sha256(value: str) -> str:
     return value
 
 
+#: The years a validity or air time may fall in. Beyond them the arithmetic breaks (a year-9999
+#: time with a negative offset overflows when moved to UTC) and no bulletin means them.
+CIVIL_YEARS = range(2000, 2200)
+
+
+def _check_civil(value: datetime) -> datetime:
+    # Judged on the value's own fields: comparing it with a UTC bound could itself overflow.
+    if value.year not in CIVIL_YEARS:
+        raise ValueError(f"must be a time between {CIVIL_YEARS.start} and {CIVIL_YEARS.stop - 1}")
+    return value
+
+
 HHMM = Annotated[str, AfterValidator(_check_hhmm)]
+#: An aware time people or the hub set (validity, expiry), within CIVIL_YEARS.
+CivilDatetime = Annotated[AwareDatetime, AfterValidator(_check_civil)]
 Sha256 = Annotated[str, AfterValidator(_check_sha256)]
 
 
@@ -149,8 +163,8 @@ class MediaRef(WireModel):
 
 
 class Schedule(WireModel):
-    valid_from: AwareDatetime
-    valid_until: AwareDatetime
+    valid_from: CivilDatetime
+    valid_until: CivilDatetime
     #: Fixed local air times; empty means "in the commune's programme".
     times: list[HHMM] = Field(default_factory=list)
     #: How many times it airs per window (speakers) or in all (emergency).
@@ -484,6 +498,7 @@ __all__ = [
     "VN_TZ",
     "BroadcastWindow",
     "BulletinKind",
+    "CivilDatetime",
     "Command",
     "CommandDocument",
     "CommuneWindows",

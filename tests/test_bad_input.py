@@ -1,0 +1,73 @@
+"""Inputs that once answered 500: each now gets a 4xx naming the field and changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hub.testing import HubHarness, running_hub
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
+    async with running_hub(tmp_path) as harness:
+        await harness.commune("00001")
+        yield harness
+
+
+def _fields(body: dict) -> set[str]:
+    return {entry["field"] for entry in body["detail"]}
+
+
+@pytest.mark.parametrize("month", ["0000-01", "0001-01", "9999-12", "1999-12"])
+async def test_report_months_outside_the_civil_years(hub: HubHarness, month: str) -> None:
+    body = await hub.call("GET", "/api/v1/reports/monthly", params={"month": month}, expect=422)
+    assert _fields(body) == {"month"}
+
+
+@pytest.mark.parametrize(
+    ("start", "end"), [("0001-01-01", "0001-01-02"), ("9999-12-30", "9999-12-31")]
+)
+async def test_report_days_outside_the_civil_years(hub: HubHarness, start: str, end: str) -> None:
+    body = await hub.call(
+        "GET", "/api/v1/reports/monthly", params={"start": start, "end": end}, expect=422
+    )
+    assert "start" in _fields(body)
+
+
+async def test_a_month_inside_them_still_works(hub: HubHarness) -> None:
+    report = await hub.call("GET", "/api/v1/reports/monthly", params={"month": "2199-12"})
+    assert report["totals"]["airings"] == 0
+
+
+@pytest.mark.parametrize(
+    "valid_until",
+    ["9999-12-31T23:59:59-14:00", "9999-12-31T23:59:59+00:00", "0001-01-01T00:00:00+14:00"],
+)
+async def test_bulletin_validity_at_the_ends_of_the_calendar(
+    hub: HubHarness, valid_until: str
+) -> None:
+    before = await hub.call("GET", "/api/v1/bulletins")
+    body = await hub.call(
+        "POST",
+        "/api/v1/bulletins",
+        json={
+            "title": "Thông báo",
+            "kind": "text",
+            "priority": "normal",
+            "text": "Lịch tiêm phòng",
+            "targets": {"communes": ["00001"]},
+            "schedule": {"valid_from": "2026-01-01T00:00:00+07:00", "valid_until": valid_until},
+        },
+        expect=422,
+    )
+    assert _fields(body) == {"schedule.valid_until"}
+    assert await hub.call("GET", "/api/v1/bulletins") == before
+
+
+@pytest.mark.parametrize("since", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+async def test_audit_filters_at_the_ends_of_the_calendar(hub: HubHarness, since: str) -> None:
+    body = await hub.call("GET", "/api/v1/audit", params={"since": since}, expect=422)
+    assert _fields(body) == {"since"}
