@@ -209,8 +209,8 @@ def month_days(month: str) -> tuple[date, date]:
     if match is None:
         raise ValueError(f"{month!r} is not a month YYYY-MM")
     year, mon = int(match[1]), int(match[2])
-    if year not in CIVIL_YEARS:
-        raise ValueError(f"the year must be between {CIVIL_YEARS.start} and {CIVIL_YEARS.stop - 1}")
+    if year < 1:
+        raise ValueError("there is no year 0")
     return date(year, mon, 1), date(year, mon, calendar.monthrange(year, mon)[1])
 
 
@@ -612,6 +612,13 @@ Month = Annotated[str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 CommuneCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
 
 
+def _civil_year(day: date) -> date:
+    # Period arithmetic steps a day past either end: year 9999 overflows, and so does year 1.
+    if day.year not in CIVIL_YEARS:
+        raise ValueError(f"the year must be between {CIVIL_YEARS.start} and {CIVIL_YEARS.stop - 1}")
+    return day
+
+
 class ReportQuery(BaseModel):
     """A month (YYYY-MM), or a range of local days `start`..`end` (inclusive); neither: the
     current month. `commune`: one commune (a commune-bound account: its own, the default)."""
@@ -628,18 +635,13 @@ class ReportQuery(BaseModel):
     @classmethod
     def _civil_month(cls, value: str | None) -> str | None:
         if value is not None:
-            month_days(value)  # its ValueError names the field
+            _civil_year(month_days(value)[0])
         return value
 
     @field_validator("start", "end", mode="after")
     @classmethod
     def _civil_day(cls, value: date | None) -> date | None:
-        # Period arithmetic adds a day past the end: year 9999 would overflow, year 1 too.
-        if value is not None and value.year not in CIVIL_YEARS:
-            raise ValueError(
-                f"the year must be between {CIVIL_YEARS.start} and {CIVIL_YEARS.stop - 1}"
-            )
-        return value
+        return value if value is None else _civil_year(value)
 
     @field_validator("start")
     @classmethod
