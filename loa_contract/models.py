@@ -25,13 +25,30 @@ from pydantic import (
 #: Vietnam has no daylight saving; a fixed offset is exact and needs no tz database.
 VN_TZ = timezone(timedelta(hours=7), "ICT")
 
+#: The contract's major version. A hub may add optional fields within a major version and
+#: older agents ignore them; a message of a newer major is refused, for the agent cannot know
+#: what its changed fields mean.
 CONTRACT_VERSION = 1
 
 
 class WireModel(BaseModel):
-    """Base for wire models: unknown fields are refused so a typo never passes silently."""
+    """Base for wire models. Unknown fields are refused, so a typo never passes silently: the
+    hub is strict about what devices send. An agent reads what the hub signed through
+    `TrustedKeys.open`, which ignores unknown fields instead (newer hubs, older agents)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_contract(value: int) -> int:
+    if value > CONTRACT_VERSION:
+        raise ValueError(
+            f"the hub speaks contract {value}; this agent knows {CONTRACT_VERSION}: update it"
+        )
+    return value
+
+
+#: A contract major version this side understands (the current one or an older one).
+ContractVersion = Annotated[int, Field(ge=1), AfterValidator(_check_contract)]
 
 
 class Priority(StrEnum):
@@ -214,7 +231,7 @@ class ManifestBulletin(WireModel):
 class Manifest(WireModel):
     """Everything one device must hold, signed by the hub. Versions only ever increase."""
 
-    contract: int = CONTRACT_VERSION
+    contract: ContractVersion = CONTRACT_VERSION
     device_id: str
     version: int = Field(ge=1)
     issued_at: AwareDatetime
@@ -340,6 +357,7 @@ Command = Annotated[
 class CommandDocument(WireModel):
     """The signed payload of a pushed command."""
 
+    contract: ContractVersion = CONTRACT_VERSION
     command: Command
 
 

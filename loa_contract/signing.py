@@ -109,14 +109,19 @@ class TrustedKeys:
         return payload
 
     def open(self, envelope: SignedEnvelope | bytes | str, model: type[M]) -> M:
-        """Verify, then parse. Raises SignatureError for anything not signed and well-formed."""
+        """Verify, then parse. Raises SignatureError for anything not signed and well-formed.
+
+        Fields this agent does not know are ignored, at any depth: a newer hub may add them
+        and thousands of older agents must keep playing (DESIGN.md §4). What the hub cannot
+        add silently is a newer contract major version: the models refuse that themselves.
+        """
         if not isinstance(envelope, SignedEnvelope):
             try:
-                envelope = SignedEnvelope.model_validate_json(envelope)
+                envelope = SignedEnvelope.model_validate_json(envelope, extra="ignore")
             except ValidationError as exc:
                 raise SignatureError("not a signed envelope") from exc
         payload = self.verify_bytes(envelope)
         try:
-            return model.model_validate_json(payload)
+            return model.model_validate_json(payload, extra="ignore")
         except ValidationError as exc:
             raise SignatureError(f"signed payload is not a valid {model.__name__}: {exc}") from exc
