@@ -206,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
 async def _serve(
     config: AgentConfig, identity: Identity, profile: Any, args: argparse.Namespace, lang: str
 ) -> int:
-    from .local_http import serve_local
+    from .local_server import serve_local
 
     player = build_player(profile, player=args.player, display=args.display, vlc_args=args.vlc_arg)
     agent = Agent(
