@@ -52,40 +52,41 @@ class Reading:
     settle_s: float
 
 
-def _player(proc: psutil.Process) -> psutil.Process:
-    """The process that plays: the deepest descendant (runuser → vlc), or the process itself."""
-    return [proc, *proc.children(recursive=True)][-1]
-
-
-def _has_open(proc: psutil.Process, media: Path) -> bool:
-    try:
-        return any(Path(f.path) == media for f in _player(proc).open_files())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
+def _player(proc: psutil.Process, media: Path) -> psutil.Process | None:
+    """The process that plays: the one holding the media file open (the agent itself; for
+    cvlc started through runuser, its child). Not merely the deepest child: the agent runs
+    short-lived helpers (timedatectl, espeak-ng) that must not be measured in its place."""
+    for candidate in [proc, *proc.children(recursive=True)]:
+        try:
+            if any(Path(f.path) == media for f in candidate.open_files()):
+                return candidate
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return None
 
 
 def measure(proc: psutil.Process, media: Path, seconds: float) -> Reading:
     """Wait for the media to be open and the RSS to settle, then the peak RSS/PSS over `seconds`."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not _has_open(proc, media):
+    while (player := _player(proc, media)) is None:
         if not proc.is_running() or time.monotonic() > deadline:
             raise RuntimeError(f"{proc.name()} never opened {media}")
         time.sleep(PERIOD_S / 5)
     opened = time.monotonic()
     recent: list[int] = []
     while True:
-        recent = [*recent, _player(proc).memory_info().rss][-STEADY_SAMPLES:]
+        recent = [*recent, player.memory_info().rss][-STEADY_SAMPLES:]
         if len(recent) == STEADY_SAMPLES and max(recent) <= recent[0] * (1 + STEADY_GROWTH):
             break
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{proc.name()}'s memory never settled: {recent}")
+            raise RuntimeError(f"{player.name()}'s memory never settled: {recent}")
         time.sleep(PERIOD_S)
     settled = time.monotonic()
     rss = pss = 0
     while time.monotonic() < settled + seconds:
-        if not _has_open(proc, media):
-            raise RuntimeError(f"{proc.name()} stopped playing {media} while measured")
-        info = _player(proc).memory_full_info()
+        if _player(proc, media) != player:
+            raise RuntimeError(f"{player.name()} stopped playing {media} while measured")
+        info = player.memory_full_info()
         rss, pss = max(rss, info.rss), max(pss, getattr(info, "pss", info.rss))
         time.sleep(PERIOD_S)
     return Reading(rss, pss, settled - opened)
