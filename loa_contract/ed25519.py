@@ -23,8 +23,10 @@ _EVP_PKEY_ED25519 = 1087
 
 @cache
 def _libcrypto() -> ctypes.CDLL:
-    names = ["libcrypto.so.3", "libcrypto.so.1.1", ctypes.util.find_library("crypto")]
-    for name in names:
+    # By soname first: the library _ssl linked is already loaded, and find_library runs
+    # `ldconfig -p` in a subprocess.
+    for name in ("libcrypto.so.3", "libcrypto.so.1.1", None):
+        name = name or ctypes.util.find_library("crypto")
         if not name:
             continue
         try:
