@@ -24,9 +24,10 @@ from loa_contract import DeviceKind, HubSigner
 
 #: The CLI, plus a SIGUSR1 handler that prints the modules loaded so far.
 RUN_AGENT = """
-import json, signal, sys
+import json, os, signal, sys
 def tell(*_):
-    print("MODULES", json.dumps(sorted(sys.modules)), flush=True)
+    # os.write, not print: the handler may interrupt a print of the CLI's own.
+    os.write(1, ("MODULES " + json.dumps(sorted(sys.modules)) + "\\n").encode())
 signal.signal(signal.SIGUSR1, tell)
 from edge_agent.cli import main
 sys.exit(main(sys.argv[1:]))
@@ -66,16 +67,19 @@ def _enrolled(data: Path, kind: DeviceKind, profile: str) -> None:
 
 
 class RunningAgent:
-    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
         self.proc = proc
         self.port = port
+        self.log = log
 
     async def line_with(self, text: str) -> str:
         assert self.proc.stdout is not None
         while True:
             raw = await asyncio.wait_for(self.proc.stdout.readline(), 30)
             if not raw:
-                raise AssertionError(f"the agent exited ({await self.proc.wait()})")
+                raise AssertionError(
+                    f"the agent exited ({await self.proc.wait()}): {self.log.read_text()[-3000:]}"
+                )
             line = raw.decode()
             if text in line:
                 return line
@@ -87,23 +91,29 @@ class RunningAgent:
 
     async def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.proc.wait(), 30)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise AssertionError(f"no exit on SIGTERM: {self.log.read_text()[-3000:]}") from None
 
 
 async def _run(data: Path) -> RunningAgent:
     port = _free_port()
+    log = data / "agent.log"
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         RUN_AGENT,
         *("run", "--data", str(data), "--http-host", "127.0.0.1", "--http-port", str(port)),
-        "--vlc-arg=--aout=dummy",
+        *("--vlc-arg=--aout=dummy", "--verbose"),
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=log.open("wb"),
         env=env,
     )
-    agent = RunningAgent(proc, port)
+    agent = RunningAgent(proc, port, log)
     # Printed once the programme runs and the page's port listens.
     await agent.line_with(f"http://127.0.0.1:{port}/")
     return agent
