@@ -2,9 +2,13 @@
 
 Prepares an enrolled speaker with one cached audio bulletin (as bench/cold_start.py does), then
 runs, one after the other, `edge-agent run` (hub unreachable, so it plays from cache) and
-`cvlc` on the very file from the agent's cache, both with libVLC's dummy audio output. Each is
-sampled while it plays; the figure is the peak resident set (RSS, what `top` shows) and the
-proportional set (PSS, shared libraries split between the processes that map them).
+`cvlc` on the very file from the agent's cache, both with libVLC's dummy audio output.
+
+Both are measured the same way: once the process has the media file open (libVLC's input has
+started) its resident set is sampled every 0.25 s until it stops growing (four samples in a row
+within 1 % of each other), and only then the peak over the next `--seconds` is taken. The
+figures are RSS (what `top` shows; the target is stated on it) and PSS (shared libraries split
+between the processes that map them).
 
     .venv/bin/python bench/memory.py [--seconds 5]
 """
@@ -20,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -31,21 +37,62 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 from bench.cold_start import prepare, start_agent  # noqa: E402
 
 TARGET = 1.5
+PERIOD_S = 0.25
+STEADY_SAMPLES = 4
+STEADY_GROWTH = 0.01
+START_TIMEOUT_S = 20.0
+MIB = 1024 * 1024
 
 
-def _peak(proc: psutil.Process, seconds: float) -> tuple[int, int]:
-    """Peak memory of the process that plays: the deepest descendant (runuser → cvlc → vlc)."""
+@dataclass(frozen=True)
+class Reading:
+    rss: int
+    pss: int
+    #: From the first sample with the media file open to the start of the measured window.
+    settle_s: float
+
+
+def _player(proc: psutil.Process, media: Path) -> psutil.Process | None:
+    """The process that plays: the one holding the media file open (the agent itself; for
+    cvlc started through runuser, its child). Not merely the deepest child: the agent runs
+    short-lived helpers (timedatectl, espeak-ng) that must not be measured in its place."""
+    for candidate in [proc, *proc.children(recursive=True)]:
+        try:
+            if any(Path(f.path) == media for f in candidate.open_files()):
+                return candidate
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return None
+
+
+def measure(proc: psutil.Process, media: Path, seconds: float) -> Reading:
+    """Wait for the media to be open and the RSS to settle, then the peak RSS/PSS over `seconds`."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while (player := _player(proc, media)) is None:
+        if not proc.is_running() or time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.name()} never opened {media}")
+        time.sleep(PERIOD_S / 5)
+    opened = time.monotonic()
+    recent: list[int] = []
+    while True:
+        recent = [*recent, player.memory_info().rss][-STEADY_SAMPLES:]
+        if len(recent) == STEADY_SAMPLES and max(recent) <= recent[0] * (1 + STEADY_GROWTH):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{player.name()}'s memory never settled: {recent}")
+        time.sleep(PERIOD_S)
+    settled = time.monotonic()
     rss = pss = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        player = ([proc, *proc.children(recursive=True)])[-1]
+    while time.monotonic() < settled + seconds:
+        if _player(proc, media) != player:
+            raise RuntimeError(f"{player.name()} stopped playing {media} while measured")
         info = player.memory_full_info()
         rss, pss = max(rss, info.rss), max(pss, getattr(info, "pss", info.rss))
-        time.sleep(0.25)
-    return rss, pss
+        time.sleep(PERIOD_S)
+    return Reading(rss, pss, settled - opened)
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def _stop(proc: subprocess.Popen[Any]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=10)
@@ -54,7 +101,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def agent_peak(data: Path, seconds: float) -> tuple[int, int]:
+def agent_reading(data: Path, media: Path, seconds: float) -> Reading:
     proc = start_agent(data, 18291)
     assert proc.stderr is not None
     try:
@@ -63,12 +110,12 @@ def agent_peak(data: Path, seconds: float) -> tuple[int, int]:
                 break
         else:
             raise RuntimeError(f"the agent exited ({proc.wait()}) without playing anything")
-        return _peak(psutil.Process(proc.pid), seconds)
+        return measure(psutil.Process(proc.pid), media, seconds)
     finally:
         _stop(proc)
 
 
-def cvlc_peak(media: Path, seconds: float) -> tuple[int, int]:
+def cvlc_reading(media: Path, seconds: float) -> Reading:
     cvlc = shutil.which("cvlc")
     if cvlc is None:
         raise SystemExit("cvlc is missing: apt-get install vlc-bin vlc-plugin-base")
@@ -79,19 +126,9 @@ def cvlc_peak(media: Path, seconds: float) -> tuple[int, int]:
         if runuser is None:
             raise SystemExit("running as root needs runuser (util-linux) to start cvlc")
         command = [runuser, "-u", "nobody", "--", *command]
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        # cvlc prints nothing when it starts playing; give it the moment the agent's
-        # "playing" line stands for (libVLC open + first buffers) before sampling.
-        time.sleep(1.0)
-        if proc.poll() is not None:
-            raise RuntimeError(f"cvlc exited ({proc.returncode}) at once")
-        return _peak(psutil.Process(proc.pid), seconds)
+        return measure(psutil.Process(proc.pid), media, seconds)
     finally:
         _stop(proc)
 
@@ -103,19 +140,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         data = asyncio.run(prepare(Path(tmp_name)))
         [cached] = [p for p in (data / "cache" / "objects").iterdir() if p.is_file()]
-        # A world-readable copy, for cvlc running as another user (see cvlc_peak).
+        # A world-readable copy, for cvlc running as another user (see cvlc_reading).
         media = Path(tmp_name) / "bulletin.wav"
         shutil.copyfile(cached, media)
         media.chmod(0o644)
         Path(tmp_name).chmod(0o755)
-        agent_rss, agent_pss = agent_peak(data, args.seconds)
-        vlc_rss, vlc_pss = cvlc_peak(media, args.seconds)
-    mib = 1024 * 1024
+        agent = agent_reading(data, cached.resolve(), args.seconds)
+        vlc = cvlc_reading(media.resolve(), args.seconds)
     print("memory while playing the same audio file (libVLC, dummy audio output)")
-    print(f"  cvlc        RSS {vlc_rss / mib:6.1f} MiB  PSS {vlc_pss / mib:6.1f} MiB")
-    print(f"  edge-agent  RSS {agent_rss / mib:6.1f} MiB  PSS {agent_pss / mib:6.1f} MiB")
-    ratio = agent_rss / vlc_rss
+    for name, reading in (("cvlc", vlc), ("edge-agent", agent)):
+        print(
+            f"  {name:<11} RSS {reading.rss / MIB:6.1f} MiB  PSS {reading.pss / MIB:6.1f} MiB"
+            f"  (steady after {reading.settle_s:.1f} s, peak over {args.seconds:g} s)"
+        )
+    ratio = agent.rss / vlc.rss
     print(f"  ratio (RSS) {ratio:.2f} x  (target <= {TARGET} x)")
+    print(f"  ratio (PSS) {agent.pss / vlc.pss:.2f} x")
     met = ratio <= TARGET
     print("  target met" if met else "  TARGET MISSED")
     return 0 if met else 1

@@ -206,8 +206,15 @@ def _run(args: argparse.Namespace) -> int:
 async def _serve(
     config: AgentConfig, identity: Identity, profile: Any, args: argparse.Namespace, lang: str
 ) -> int:
-    from .local_http import serve_local
+    from .local_server import serve_local
 
+    # First of all: a SIGTERM during start-up must stop the agent cleanly, and SDL (a board's
+    # display) only takes SIGTERM over, to turn it into an event nobody reads, while the
+    # signal is still at its default.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     player = build_player(profile, player=args.player, display=args.display, vlc_args=args.vlc_arg)
     agent = Agent(
         config,
@@ -239,10 +246,6 @@ async def _serve(
             ),
             flush=True,
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     # Only now is the unit "started" for systemd (Type=notify): the programme is running.
     notify("READY=1")
     await stop.wait()

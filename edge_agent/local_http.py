@@ -17,7 +17,6 @@ credentials that another site could then ride on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import secrets
@@ -36,6 +35,7 @@ from loa_contract import VN_TZ, Priority
 from .agent import ControlRefused
 from .i18n import page_labels, t
 from .local_auth import LocalAuth, Session, parse_basic
+from .uptime import UptimeBook, kept
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -44,7 +44,6 @@ AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent")
 AUTH_KEY: web.AppKey[LocalAuth] = web.AppKey("auth")
 JINJA_KEY: web.AppKey[jinja2.Environment] = web.AppKey("jinja")
 UPTIME_KEY: web.AppKey[UptimeBook] = web.AppKey("uptime")
-STARTED_KEY: web.AppKey[float] = web.AppKey("started")
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "loa_session"
@@ -52,9 +51,6 @@ LOGIN_CSRF_COOKIE = "loa_login_csrf"
 LANG_COOKIE = "loa_lang"
 LANGS = ("vi", "en")
 CHART_DAYS = 7
-UPTIME_SETTING = "uptime_days"
-#: How often the running time is written to the SD card; the page adds the unwritten part.
-UPTIME_SAVE_S = 300.0
 SECURITY_HEADERS = {
     # Everything is served from the device itself: there is no internet on a commune LAN.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
@@ -135,73 +131,6 @@ PAGE_MESSAGES = {
 }
 
 
-# ---------------------------------------------------------------- uptime per day
-
-
-class UptimeBook:
-    """Seconds the agent ran on each local day, for the page's uptime chart.
-
-    Kept in the store's settings and written every few minutes (not every second: SD wear);
-    time passed while the clock is untrusted is not booked, since its date is unknown.
-    """
-
-    def __init__(self, agent: Agent, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.agent = agent
-        self.monotonic = monotonic
-        self.days: dict[str, float] = {}
-        self._mark = monotonic()
-
-    def _day(self) -> str:
-        return self.agent.clock.now().astimezone(VN_TZ).date().isoformat()
-
-    def _pending(self) -> float:
-        # Capped: a device suspended or a loop stalled for hours is not "running" then.
-        return min(self.monotonic() - self._mark, 2 * UPTIME_SAVE_S)
-
-    async def load(self) -> None:
-        assert self.agent.store is not None
-        raw = await self.agent.store.get_setting(UPTIME_SETTING)
-        with contextlib.suppress(ValueError, TypeError):
-            self.days = {str(k): float(v) for k, v in json.loads(raw or "{}").items()}
-
-    async def save(self) -> None:
-        pending = self._pending()
-        self._mark = self.monotonic()
-        if not self.agent.clock.status().trusted or self.agent.store is None:
-            return
-        day = self._day()
-        self.days[day] = min(86400.0, self.days.get(day, 0.0) + pending)
-        for old in sorted(self.days)[:-14]:
-            del self.days[old]
-        await self.agent.store.set_setting(UPTIME_SETTING, json.dumps(self.days))
-
-    def hours(self, days: list[str]) -> list[float]:
-        live = dict(self.days)
-        if self.agent.clock.status().trusted:
-            today = self._day()
-            live[today] = min(86400.0, live.get(today, 0.0) + self._pending())
-        return [round(live.get(day, 0.0) / 3600, 1) for day in days]
-
-
-async def _uptime_ctx(app: web.Application) -> AsyncIterator[None]:
-    book = app[UPTIME_KEY]
-    await book.load()
-
-    async def keep() -> None:
-        while True:
-            await asyncio.sleep(UPTIME_SAVE_S)
-            with contextlib.suppress(Exception):
-                await book.save()
-
-    task = asyncio.create_task(keep())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    with contextlib.suppress(Exception):
-        await book.save()
-
-
 # ---------------------------------------------------------------- status
 
 
@@ -260,7 +189,7 @@ async def page_status(app: web.Application) -> dict[str, Any]:
                 "disk_free_bytes": disk.free,
                 "disk_total_bytes": disk.total,
                 "temperature_celsius": temperature,
-                "agent_uptime_s": round(time.monotonic() - app[STARTED_KEY], 1),
+                "agent_uptime_s": round(time.monotonic() - app[UPTIME_KEY].started, 1),
             },
             "capabilities": {
                 "audio": agent.profile.audio is not None,
@@ -560,9 +489,19 @@ async def _headers(
     return response
 
 
+async def _uptime_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with kept(app[UPTIME_KEY]):
+        yield
+
+
 def create_local_app(
-    agent: Agent, *, auth_clock: Callable[[], float] = time.monotonic
+    agent: Agent,
+    *,
+    auth_clock: Callable[[], float] = time.monotonic,
+    uptime: UptimeBook | None = None,
 ) -> web.Application:
+    """The page's app. Given no `uptime`, the app keeps its own book while it runs; the agent's
+    listener (edge_agent/local_server.py) passes the one it has kept since the agent started."""
     app = web.Application(middlewares=[_headers], client_max_size=64 * 1024)
     app[AGENT_KEY] = agent
     assert agent.store is not None, "start the agent before serving its page"
@@ -572,9 +511,11 @@ def create_local_app(
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,
     )
-    app[UPTIME_KEY] = UptimeBook(agent)
-    app[STARTED_KEY] = time.monotonic()
-    app.cleanup_ctx.append(_uptime_ctx)
+    if uptime is None:
+        app[UPTIME_KEY] = UptimeBook(agent)
+        app.cleanup_ctx.append(_uptime_ctx)
+    else:
+        app[UPTIME_KEY] = uptime
     app.router.add_get("/", index)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login_post)
@@ -587,11 +528,3 @@ def create_local_app(
         app.router.add_post(f"/api/{name}", _api_action(name))
     app.router.add_static("/static/", HERE / "static", append_version=True, name="static")
     return app
-
-
-async def serve_local(agent: Agent, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(create_local_app(agent), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    return runner

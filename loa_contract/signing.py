@@ -3,6 +3,9 @@
 The hub signs the exact JSON bytes it sends; the agent checks the signature over those bytes
 against a pinned key *before* parsing them, so nothing unauthenticated reaches a parser.
 More than one hub key may be trusted at once, so keys can rotate.
+
+The hub signs with `cryptography`; everyone checks through OpenSSL directly
+(loa_contract/ed25519.py), so an agent never loads cryptography's large binding.
 """
 
 from __future__ import annotations
@@ -11,14 +14,18 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ValidationError
 
+from .ed25519 import Ed25519Key
 from .models import HubKey, SignedEnvelope
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -39,6 +46,8 @@ def _unb64(text: str, what: str) -> bytes:
 
 
 def key_id_for(public: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -53,16 +62,23 @@ class HubSigner:
 
     @classmethod
     def generate(cls) -> HubSigner:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
     def from_pem(cls, pem: bytes) -> HubSigner:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError("the hub key must be an Ed25519 private key")
         return cls(key)
 
     def to_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self._key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -70,6 +86,8 @@ class HubSigner:
         )
 
     def hub_key(self) -> HubKey:
+        from cryptography.hazmat.primitives import serialization
+
         raw = self.public_key.public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
@@ -88,11 +106,11 @@ class TrustedKeys:
     """The hub keys an agent pinned at enrollment."""
 
     def __init__(self, keys: Iterable[HubKey]) -> None:
-        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._keys: dict[str, Ed25519Key] = {}
         for key in keys:
             raw = _unb64(key.public_key, "public_key")
             try:
-                self._keys[key.key_id] = Ed25519PublicKey.from_public_bytes(raw)
+                self._keys[key.key_id] = Ed25519Key(raw)
             except ValueError as exc:
                 raise SignatureError(f"hub key {key.key_id} is not an Ed25519 key") from exc
 
@@ -102,10 +120,8 @@ class TrustedKeys:
             raise SignatureError(f"signed by an unknown key {envelope.key_id!r}")
         payload = _unb64(envelope.payload, "payload")
         signature = _unb64(envelope.signature, "signature")
-        try:
-            public.verify(signature, payload)
-        except InvalidSignature as exc:
-            raise SignatureError("bad signature") from exc
+        if not public.verify(signature, payload):
+            raise SignatureError("bad signature")
         return payload
 
     def open(self, envelope: SignedEnvelope | bytes | str, model: type[M]) -> M:

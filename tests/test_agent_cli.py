@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli import PORT_FILE, main
-from edge_agent.local_http import serve_local
+from edge_agent.local_server import serve_local
 from edge_agent.players.null import NullPlayer
 from loa_contract import utcnow
 from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes

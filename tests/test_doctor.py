@@ -16,7 +16,7 @@ import pytest
 
 from edge_agent.agent import Agent
 from edge_agent.cli import PORT_FILE
-from edge_agent.local_http import serve_local
+from edge_agent.local_server import serve_local
 from edge_agent.players.null import NullPlayer
 from edge_agent.rpi_health import (
     PiHealth,
