@@ -4,8 +4,8 @@ The hub signs the exact JSON bytes it sends; the agent checks the signature over
 against a pinned key *before* parsing them, so nothing unauthenticated reaches a parser.
 More than one hub key may be trusted at once, so keys can rotate.
 
-The hub signs with `cryptography`; everyone checks through OpenSSL directly
-(loa_contract/ed25519.py), so an agent never loads cryptography's large binding.
+The hub signs with `cryptography`; everyone checks through PyNaCl (loa_contract/ed25519.py),
+so an agent never loads cryptography's large binding.
 """
 
 from __future__ import annotations

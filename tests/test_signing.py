@@ -1,4 +1,4 @@
-"""Ed25519 checks through libcrypto (loa_contract/ed25519.py) against the hub's signer."""
+"""Ed25519 checks through PyNaCl (loa_contract/ed25519.py) against the hub's signer."""
 
 from __future__ import annotations
 
