@@ -2,6 +2,13 @@
 
 One writer per file is what keeps "database is locked" away; the reader sees only committed
 data (WAL snapshots), so a request never observes another request's half-done transaction.
+
+Every read is one function run on the reader's thread (execute, fetch, close), never a
+cursor left open across awaits: the reader connection is shared by all requests, and a
+statement left active by one of them holds the connection's read snapshot, so another
+request reading right after its own commit would still see the database as it was before
+(a bulletin just created answered 404). Writes that are many statements can also be one
+function on the writer's thread (`Database.write`), one hop instead of one per statement.
 """
 
 from __future__ import annotations
@@ -10,17 +17,18 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 log = logging.getLogger(__name__)
 
 Params = Sequence[Any] | dict[str, Any]
+T = TypeVar("T")
 
 # Each entry migrates from schema version i to i + 1; never edit a released entry.
 MIGRATIONS: list[str] = [
@@ -339,13 +347,57 @@ class Database:
             cur = await conn.execute(sql, params)
             return cur.rowcount
 
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in one write transaction, all of it on the writer's thread: one hop
+        for any number of statements. It rolls back if `work` raises."""
+        async with self._write_lock:
+            return await _on_thread(self._writer, _in_transaction, work)
+
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        async with self._reader.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return await _on_thread(self._reader, _fetchall, sql, params)
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        async with self._reader.execute(sql, params) as cur:
-            return await cur.fetchone()
+        return await _on_thread(self._reader, _fetchone, sql, params)
+
+
+async def _on_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(sqlite3_connection, *args)` on the connection's own thread, as one step that
+    no other request's statement can interleave with. aiosqlite queues work to that thread
+    with `_execute`; its public execute helpers are built the same way."""
+    return await conn._execute(lambda: fn(conn._conn, *args))  # type: ignore[no-any-return]
+
+
+def _fetchall(conn: sqlite3.Connection, sql: str, params: Params) -> list[sqlite3.Row]:
+    cur = conn.execute(sql, params)
+    try:
+        return cur.fetchall()
+    finally:
+        cur.close()
+
+
+def _fetchone(conn: sqlite3.Connection, sql: str, params: Params) -> sqlite3.Row | None:
+    cur = conn.execute(sql, params)
+    try:
+        row: sqlite3.Row | None = cur.fetchone()
+        return row
+    finally:
+        # Closing resets the statement, which ends its read snapshot before anyone else reads.
+        cur.close()
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    if conn.in_transaction:
+        # Left open by a task cancelled mid-transaction (see Database._begin): never committed.
+        log.warning("rolling back a transaction abandoned by a cancelled task")
+        conn.execute("ROLLBACK")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
 
 
 async def _migrate(conn: aiosqlite.Connection) -> None:

@@ -1,0 +1,62 @@
+"""The hub's Database: a request reads back what it just wrote, whatever else is reading."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hub.db import Database
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "hub.sqlite")
+    try:
+        await database.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        yield database
+    finally:
+        await database.close()
+
+
+async def test_each_writer_reads_its_own_row_while_others_read(db: Database) -> None:
+    # The shape of the bug: a request commits, then reads its row back through the shared
+    # reader connection while other requests' reads are in flight on it. A statement left
+    # open by any of them pinned the reader's snapshot to before the commit.
+    missing: list[int] = []
+
+    async def create(note: int) -> None:
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO notes (id, body) VALUES (?, ?)", (note, "x"))
+        if await db.fetchone("SELECT id FROM notes WHERE id = ?", (note,)) is None:
+            missing.append(note)
+
+    async def browse() -> None:
+        for _ in range(50):
+            await db.fetchone("SELECT id FROM notes ORDER BY id")
+            await db.fetchall("SELECT id FROM notes ORDER BY id DESC LIMIT 5")
+
+    await asyncio.gather(*(create(n) for n in range(1, 601)), *(browse() for _ in range(8)))
+    assert missing == []
+
+
+async def test_write_is_one_transaction_that_rolls_back(db: Database) -> None:
+    def two_rows(conn: sqlite3.Connection) -> int:
+        conn.execute("INSERT INTO notes (id, body) VALUES (1, 'a')")
+        conn.execute("INSERT INTO notes (id, body) VALUES (2, 'b')")
+        return 2
+
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO notes (id, body) VALUES (3, 'c')")
+        conn.execute("INSERT INTO notes (id, body) VALUES (1, 'duplicate')")
+
+    assert await db.write(two_rows) == 2
+    with pytest.raises(sqlite3.IntegrityError):
+        await db.write(half_then_fail)
+    rows = await db.fetchall("SELECT id, body FROM notes ORDER BY id")
+    # The failed batch left nothing behind, and the writer is usable again afterwards.
+    assert await db.execute("UPDATE notes SET body = 'z' WHERE id = 2") == 1
+    assert [tuple(r) for r in rows] == [(1, "a"), (2, "b")]
