@@ -232,48 +232,59 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
 async def device_reports(ctx: Ctx) -> ReportAck:
     batch: ReportBatch = ctx.body
     device_id = ctx.device.id
+    stream = batch.stream
     now = iso(utcnow())
-    plays = [r for r in batch.reports if isinstance(r, ProofOfPlay)]
-    healths = [r for r in batch.reports if isinstance(r, HealthSample)]
-    latest = max(healths, key=lambda h: h.at) if healths else None
-    async with ctx.db.transaction() as conn:
-        await conn.executemany(
+    plays: list[tuple[Any, ...]] = []
+    healths: list[tuple[Any, ...]] = []
+    latest: HealthSample | None = None
+    for r in batch.reports:
+        if isinstance(r, ProofOfPlay):
+            plays.append(
+                (
+                    device_id,
+                    stream,
+                    r.seq,
+                    r.bulletin_id,
+                    # The plain strings: sqlite3 binds an enum member through its slow
+                    # adaptation path, several times dearer than this lookup.
+                    r.priority.value,
+                    r.kind.value,
+                    iso(r.started_at),
+                    iso(r.ended_at),
+                    r.outcome.value,
+                    r.position_s,
+                    now,
+                )
+            )
+        else:
+            healths.append((device_id, stream, r.seq, iso(r.at), r.model_dump_json(), now))
+            if latest is None or r.at > latest.at:
+                latest = r
+    newest = (latest.model_dump_json(), iso(latest.at)) if latest is not None else None
+
+    def store(conn: sqlite3.Connection) -> None:
+        # One function on the writer's thread: the whole batch is one hop, not one per statement.
+        conn.executemany(
             "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
             " started_at, ended_at, outcome, position_s, received_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    device_id,
-                    batch.stream,
-                    p.seq,
-                    p.bulletin_id,
-                    p.priority.value,
-                    p.kind.value,
-                    iso(p.started_at),
-                    iso(p.ended_at),
-                    p.outcome.value,
-                    p.position_s,
-                    now,
-                )
-                for p in plays
-            ],
+            plays,
         )
-        await conn.executemany(
+        conn.executemany(
             "INSERT OR IGNORE INTO health (device_id, stream, seq, at, json, received_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (device_id, batch.stream, h.seq, iso(h.at), h.model_dump_json(), now)
-                for h in healths
-            ],
+            healths,
         )
-        if latest is not None:
+        if newest is not None:
             # A retried old batch must not overwrite a newer sample.
-            await conn.execute(
+            conn.execute(
                 "UPDATE devices SET last_health_json = ?, last_health_at = ?"
                 " WHERE id = ? AND (last_health_at IS NULL OR last_health_at < ?)",
-                (latest.model_dump_json(), iso(latest.at), device_id, iso(latest.at)),
+                (newest[0], newest[1], device_id, newest[1]),
             )
-        await conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (now, device_id))
+        conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (now, device_id))
+
+    await ctx.db.write(store)
     return ReportAck(acked=sorted({r.seq for r in batch.reports}))
 
 

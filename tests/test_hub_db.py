@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from hub.db import Database
+from hub.db import Database, from_iso, iso
 
 
 @pytest.fixture
@@ -60,3 +61,20 @@ async def test_write_is_one_transaction_that_rolls_back(db: Database) -> None:
     # The failed batch left nothing behind, and the writer is usable again afterwards.
     assert await db.execute("UPDATE notes SET body = 'z' WHERE id = 2") == 1
     assert [tuple(r) for r in rows] == [(1, "a"), (2, "b")]
+
+
+@pytest.mark.parametrize("minutes", [-600, -59, 0, 1, 420, 525, 840])
+@pytest.mark.parametrize("micro", [0, 1, 999_999])
+def test_iso_has_one_shape_that_sorts(minutes: int, micro: int) -> None:
+    zone = timezone(timedelta(minutes=minutes))
+    times = [
+        datetime(year, month, 28, hour, 59, 59, micro, tzinfo=zone)
+        for year in (1970, 2026, 9998)
+        for month in (1, 12)
+        for hour in (0, 23)
+    ]
+    for when in times:
+        text = iso(when)
+        assert text == when.astimezone(UTC).isoformat(timespec="microseconds")
+        assert len(text) == 32 and text.endswith("+00:00") and from_iso(text) == when
+    assert sorted(times) == sorted(times, key=iso)
