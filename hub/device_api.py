@@ -42,6 +42,7 @@ from .manifests import (
     signed_manifest,
 )
 from .media import file_response
+from .paging import MAX_CURSOR, MAX_LIMIT, Page, after_key, cut, decode_cursor, key_params
 from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_device_secret, sha256_hex
@@ -291,9 +292,11 @@ async def device_reports(ctx: Ctx) -> ReportAck:
 class PlaysQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    device: str | None = None
-    bulletin: str | None = None
-    limit: int = Field(default=1000, ge=1, le=100_000)
+    device: str | None = Field(default=None, max_length=100)
+    bulletin: str | None = Field(default=None, max_length=100)
+    #: The previous page's X-Next-Before: this page continues after that play.
+    before: str | None = Field(default=None, max_length=MAX_CURSOR)
+    limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT)
 
 
 class PlayOut(BaseModel):
@@ -324,29 +327,40 @@ class PlayOut(BaseModel):
         )
 
 
+#: Newest first, as the audit log; the row id breaks ties between plays that started together.
+_PLAY_ORDER = ("started_at", "id")
+
+
 @routes.get(
     "/api/v1/plays",
-    summary="Stored proof-of-play rows (of the caller's communes)",
+    summary="Stored proof-of-play rows (of the caller's communes), newest first;"
+    " paged: follow the Link header",
     permission=Permission.FLEET_READ,
     query=PlaysQuery,
     response=list[PlayOut],
 )
-async def list_plays(ctx: Ctx) -> list[PlayOut]:
+async def list_plays(ctx: Ctx) -> Page[list[PlayOut]]:
     query: PlaysQuery = ctx.query
     where: list[str] = []
-    params: list[Any] = []
+    params: dict[str, Any] = {}
     commune = ctx.user.commune
     if commune is not None:
-        where.append("device_id IN (SELECT id FROM devices WHERE commune = ?)")
-        params.append(commune)
+        where.append("device_id IN (SELECT id FROM devices WHERE commune = :scope)")
+        params["scope"] = commune
     if query.device:
-        where.append("device_id = ?")
-        params.append(query.device)
+        where.append("device_id = :device")
+        params["device"] = query.device
     if query.bulletin:
-        where.append("bulletin_id = ?")
-        params.append(query.bulletin)
-    sql = "SELECT * FROM plays" + (" WHERE " + " AND ".join(where) if where else "")
+        where.append("bulletin_id = :bulletin")
+        params["bulletin"] = query.bulletin
+    if query.before is not None:
+        where.append(after_key(_PLAY_ORDER, descending=True))
+        params.update(key_params(decode_cursor(query.before, (str, int))))
     rows = await ctx.db.fetchall(
-        sql + " ORDER BY started_at, device_id, seq LIMIT ?", [*params, query.limit]
+        "SELECT * FROM plays"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY started_at DESC, id DESC LIMIT :limit",
+        {**params, "limit": query.limit + 1},
     )
-    return [PlayOut.from_row(r) for r in rows]
+    rows, cursor = cut(rows, query.limit, lambda r: (r["started_at"], r["id"]))
+    return Page([PlayOut.from_row(r) for r in rows], cursor)

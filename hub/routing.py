@@ -21,6 +21,7 @@ from .config import HubConfig
 from .db import Database, audit
 from .errors import ApiError, validation_detail
 from .keys import HubKeyring
+from .paging import PAGE_HEADERS, Page, next_headers
 from .push import Connections
 
 AuthKind = Literal["operator", "device", "public"]
@@ -169,8 +170,14 @@ class RouteSpec:
                 return result
             if response_adapter is None:
                 raise RuntimeError(f"{self.method} {self.path} returned data but declares none")
+            headers: dict[str, str] = {}
+            if isinstance(result, Page):
+                headers = next_headers(request, result.next_before)
+                result = result.body
             payload = response_adapter.dump_json(result)
-            return web.Response(body=payload, status=self.status, content_type="application/json")
+            return web.Response(
+                body=payload, status=self.status, content_type="application/json", headers=headers
+            )
 
         endpoint.__name__ = self.handler.__name__
         return endpoint
@@ -315,6 +322,8 @@ def openapi_document(specs: list[RouteSpec], *, title: str, version: str) -> dic
                     "application/json": {"schema": mapping[((i, "response"), "serialization")]}
                 },
             }
+            if spec.query is not None and "before" in spec.query.model_fields:
+                responses[str(spec.status)]["headers"] = PAGE_HEADERS
         if spec.response_content is not None:
             responses.update(spec.response_content)
         if not responses:
@@ -326,6 +335,8 @@ def openapi_document(specs: list[RouteSpec], *, title: str, version: str) -> dic
             error_codes.add(403)
         if spec.body is not None:
             error_codes |= {400, 422}
+        if spec.query is not None:
+            error_codes.add(422)
         for code in sorted(error_codes):
             responses[str(code)] = {
                 "description": _ERROR_TEXT.get(code, "Error"),
