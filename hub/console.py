@@ -183,7 +183,9 @@ def pager_links(
 ) -> dict[str, str | None]:
     """The pager of a console list: its first page and its next one, same filters (on
     `path` when the list is a fragment of another page)."""
-    here = request.rel_url if path is None else request.rel_url.with_path(path)
+    here = request.rel_url
+    if path is not None:
+        here = here.with_path(path).with_query(here.query)
     first = here.with_query({k: v for k, v in here.query.items() if k != "before"})
     return {
         "first_url": str(first) if "before" in here.query else None,
