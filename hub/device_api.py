@@ -31,7 +31,7 @@ from loa_contract import (
 )
 
 from .auth import Permission
-from .db import audit, from_iso, iso
+from .db import ISO_FROM_PARTS, audit, from_iso, iso, utc_parts
 from .errors import ApiError
 from .manifests import (
     TARGETS_DEVICE,
@@ -250,8 +250,8 @@ async def device_reports(ctx: Ctx) -> ReportAck:
                     # adaptation path, several times dearer than this lookup.
                     r.priority.value,
                     r.kind.value,
-                    iso(r.started_at),
-                    iso(r.ended_at),
+                    *utc_parts(r.started_at),
+                    *utc_parts(r.ended_at),
                     r.outcome.value,
                     r.position_s,
                     now,
@@ -268,7 +268,7 @@ async def device_reports(ctx: Ctx) -> ReportAck:
         conn.executemany(
             "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
             " started_at, ended_at, outcome, position_s, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f" VALUES (?, ?, ?, ?, ?, ?, {ISO_FROM_PARTS}, {ISO_FROM_PARTS}, ?, ?, ?)",
             plays,
         )
         conn.executemany(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.db import Database, from_iso, iso
+from hub.db import ISO_FROM_PARTS, Database, from_iso, iso, utc_parts
 
 
 @pytest.fixture
@@ -78,3 +78,20 @@ def test_iso_has_one_shape_that_sorts(minutes: int, micro: int) -> None:
         assert text == when.astimezone(UTC).isoformat(timespec="microseconds")
         assert len(text) == 32 and text.endswith("+00:00") and from_iso(text) == when
     assert sorted(times) == sorted(times, key=iso)
+
+
+def test_sqlite_writes_the_same_text_as_iso_from_utc_parts() -> None:
+    conn = sqlite3.connect(":memory:")
+    times = [
+        datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone(offset))
+        for year in (1969, 1970, 2026, 9998)
+        for month, day in ((1, 1), (2, 28), (12, 31))
+        for hour, minute, second in ((0, 0, 0), (23, 59, 59), (6, 30, 1))
+        for micro in (0, 1, 500_000, 999_999)
+        for offset in (timedelta(0), timedelta(hours=7), timedelta(hours=-9, minutes=-30))
+    ]
+    for when in times:
+        (text,) = conn.execute(f"SELECT {ISO_FROM_PARTS}", utc_parts(when)).fetchone()
+        assert text == iso(when), when
+    with pytest.raises(ValueError):
+        utc_parts(datetime(2026, 1, 1))
