@@ -172,35 +172,36 @@ def _query(chosen: dict[str, str], **change: str) -> str:
 
 
 async def _fleet_context(request: web.Request, user: User) -> dict[str, Any]:
+    # The tiles and the total count the whole fleet the user may see; the table shows one
+    # page of what the filters leave.
+    fleet: list[devices.DeviceOut] = await api_all(
+        request, user, devices.list_devices, Permission.FLEET_READ, query=devices.DevicesQuery()
+    )
     places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
     chosen = _filters(request, places)
-    where = devices.DevicesQuery(
-        commune=chosen["commune"] or None,
-        kind=DeviceKind(chosen["kind"]) if chosen["kind"] else None,
-    )
-    # The tiles count the whole fleet under the commune and kind filters; the table shows
-    # one page of it.
-    shown: list[devices.DeviceOut] = await api_all(
-        request, user, devices.list_devices, Permission.FLEET_READ, query=where
-    )
+    shown = [
+        d
+        for d in fleet
+        if chosen["commune"] in ("", d.commune) and chosen["kind"] in ("", d.kind.value)
+    ]
     counts = {v: sum(d.verdict == v for d in shown) for v in VERDICTS}
     found: Page[list[devices.DeviceOut]] = await api(
         request,
         user,
         devices.list_devices,
         Permission.FLEET_READ,
-        query=where.model_copy(
-            update={
-                "verdict": chosen["verdict"] or None,
-                "before": page_cursor(request),
-                "limit": PAGE_ROWS,
-            }
+        query=devices.DevicesQuery(
+            commune=chosen["commune"] or None,
+            kind=DeviceKind(chosen["kind"]) if chosen["kind"] else None,
+            verdict=chosen["verdict"] or None,  # type: ignore[arg-type]
+            before=page_cursor(request),
+            limit=PAGE_ROWS,
         ),
     )
     return {
         "rows": found.body,
         "counts": counts,
-        "total": len(shown),
+        "total": len(fleet),
         **pager_links(request, found.next_before, "/devices"),
         "chosen": chosen,
         "communes": places,
