@@ -59,7 +59,7 @@ def decode_cursor(text: str, shape: KeyShape) -> Key:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         values = json.loads(raw)
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         values = None
     if (
         not isinstance(values, list)

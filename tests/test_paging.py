@@ -224,6 +224,7 @@ async def test_bad_cursors_are_422_naming_before(hub: HubHarness, path: str) -> 
         b64(["2026-01-01", 2**63]),
         b64(["x", 9223372036854775808]),
         "A" * 5000,
+        base64.urlsafe_b64encode(b"[" * 700 + b"]" * 700).decode(),
     ]
     for cursor in bad:
         body = await hub.call("GET", path, params={"before": cursor}, expect=422)
