@@ -8,7 +8,8 @@ cursor left open across awaits: the reader connection is shared by all requests,
 statement left active by one of them holds the connection's read snapshot, so another
 request reading right after its own commit would still see the database as it was before
 (a bulletin just created answered 404). Writes that are many statements can also be one
-function on the writer's thread (`Database.write`), one hop instead of one per statement.
+function on the writer's thread (`Database.write`), one hop instead of one per statement,
+committed together with the writes queued behind them (group commit).
 """
 
 from __future__ import annotations
@@ -316,6 +317,8 @@ class Database:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
+        #: Writes waiting for the writer (see `write`): each with the future its caller awaits.
+        self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -368,10 +371,42 @@ class Database:
             return cur.rowcount
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` in one write transaction, all of it on the writer's thread: one hop
-        for any number of statements. It rolls back if `work` raises."""
+        """Run `work` on the writer's thread, all its statements in one hop, and return once
+        it is committed (synchronous=FULL: on disk). If it raises, its changes are rolled
+        back and the exception is raised here.
+
+        Group commit: writes that queue while the writer is busy are committed together, in
+        arrival order, each inside its own savepoint, so one failing write leaves the others
+        alone. Under load one commit (one fsync, the dearest step on an SD card) then serves
+        several requests instead of each paying its own."""
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queued.append((work, done))
         async with self._write_lock:
-            return await _on_thread(self._writer, _in_transaction, work)
+            if not done.done():
+                group, self._queued = self._queued, []
+                # Shielded: should this caller be cancelled, the others still get answers.
+                await asyncio.shield(self._commit_group(group))
+        return await done
+
+    async def _commit_group(
+        self, group: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            outcomes = await _on_thread(self._writer, _in_group, [work for work, _ in group])
+        except Exception as exc:  # the transaction itself failed: nothing was committed
+            outcomes = [(False, exc)] * len(group)
+        except BaseException as exc:  # interrupted: nobody may wait for an answer forever
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(RuntimeError("the write was interrupted"))
+            raise exc
+        for (_, done), (ok, value) in zip(group, outcomes, strict=True):
+            if done.done():  # its caller was cancelled while waiting
+                continue
+            if ok:
+                done.set_result(value)
+            else:
+                done.set_exception(value)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         return await _on_thread(self._reader, _fetchall, sql, params)
@@ -405,19 +440,32 @@ def _fetchone(conn: sqlite3.Connection, sql: str, params: Params) -> sqlite3.Row
         cur.close()
 
 
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+def _in_group(
+    conn: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]
+) -> list[tuple[bool, Any]]:
+    """One transaction for several writes, each in a savepoint: (True, result) or
+    (False, exception) per write, in order."""
     if conn.in_transaction:
         # Left open by a task cancelled mid-transaction (see Database._begin): never committed.
         log.warning("rolling back a transaction abandoned by a cancelled task")
         conn.execute("ROLLBACK")
+    outcomes: list[tuple[bool, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        result = work(conn)
+        for work in works:
+            conn.execute("SAVEPOINT write")
+            try:
+                outcomes.append((True, work(conn)))
+            except Exception as exc:
+                conn.execute("ROLLBACK TO write")
+                outcomes.append((False, exc))
+            conn.execute("RELEASE write")
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
-    return result
+    return outcomes
 
 
 async def _migrate(conn: aiosqlite.Connection) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -95,3 +95,32 @@ def test_sqlite_writes_the_same_text_as_iso_from_utc_parts() -> None:
         assert text == iso(when), when
     with pytest.raises(ValueError):
         utc_parts(datetime(2026, 1, 1))
+
+
+async def test_writes_queued_meanwhile_commit_together_and_fail_alone(
+    db: Database, tmp_path: Path
+) -> None:
+    def insert(note: int) -> Callable[[sqlite3.Connection], int]:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("INSERT INTO notes (id, body) VALUES (?, ?)", (note, f"n{note}"))
+            if note == 7:
+                raise ValueError("note 7 is refused")
+            # What another connection sees: only what earlier groups committed.
+            outside = sqlite3.connect(tmp_path / "hub.sqlite")
+            try:
+                return int(outside.execute("SELECT COUNT(*) FROM notes").fetchone()[0])
+            finally:
+                outside.close()
+
+        return work
+
+    results = await asyncio.gather(
+        *(db.write(insert(n)) for n in range(1, 21)), return_exceptions=True
+    )
+    # The first write ran alone; the 19 queued behind it shared one commit, so none of them
+    # saw another's row committed, and the refused one took only its own row with it.
+    assert results[0] == 0
+    assert isinstance(results[6], ValueError)
+    assert results[1:6] + results[7:] == [1] * 18
+    rows = await db.fetchall("SELECT id FROM notes ORDER BY id")
+    assert [r[0] for r in rows] == [n for n in range(1, 21) if n != 7]
