@@ -8,9 +8,10 @@ of play mixed with health samples, as an agent's outbox sends them):
     synchronous=FULL, one writer connection through aiosqlite);
   - the hub: a real hub on 127.0.0.1 (hub/testing.py) and an enrolled device, every batch
     authenticated, validated against the contract and stored idempotently.
-Each side runs `--rounds` times, interleaved so a busy moment on the machine hits both; the
-best round of each is compared (the least disturbed; the median is printed beside it). The
-process's CPU time per record is printed too: on a shared machine it moves less than the rate.
+Each side runs `--rounds` times, a floor round then a hub round, so a busy moment on the
+machine hits both of a pair; the figure judged is the median over the pairs of hub / floor
+(best rates and the process's CPU time per record are printed beside it: on a shared machine
+the CPU time moves less than the rate).
 
     .venv/bin/python bench/ingest.py [--batches 100] [--batch-size 200] [--concurrency 4]
                                      [--rounds 9]
@@ -220,8 +221,7 @@ async def run(batches: int, size: int, concurrency: int, rounds: int) -> int:
         finally:
             await bare.close()
             await conn.close()
-    floor, ours = max(bare_rates), max(hub_rates)
-    ratio = ours / floor
+    ratio = statistics.median(h / b for h, b in zip(hub_rates, bare_rates, strict=True))
     print(f"report ingest: {records:,} records per round in batches of {size},")
     print(f"  {concurrency} requests in flight, {rounds} rounds each, interleaved")
     for name, rates, cpu in (
@@ -233,8 +233,8 @@ async def run(batches: int, size: int, concurrency: int, rounds: int) -> int:
             f" CPU {min(cpu):.1f} µs per record (least)"
         )
     print(
-        f"  ratio hub / floor: {ratio:.2f} (target ≥ {TARGET});"
-        f" by median {statistics.median(hub_rates) / statistics.median(bare_rates):.2f},"
+        f"  ratio hub / floor, median of the {rounds} pairs: {ratio:.2f} (target ≥ {TARGET});"
+        f" best to best {max(hub_rates) / max(bare_rates):.2f},"
         f" by CPU per record {min(bare_cpu) / min(hub_cpu):.2f}"
     )
     met = ratio >= TARGET
