@@ -18,6 +18,7 @@ from loa_contract import CivilDatetime
 
 from .auth import Permission
 from .db import Database, iso
+from .paging import DEFAULT_LIMIT, MAX_LIMIT, SQLITE_MAX_INT, Page
 from .routing import Ctx, RouteTable
 
 routes = RouteTable("audit")
@@ -35,9 +36,10 @@ class AuditQuery(BaseModel):
     object: str | None = Field(default=None, max_length=200)
     since: CivilDatetime | None = None
     until: CivilDatetime | None = None
-    #: Newest first; pass the previous page's `next_before` to get older entries.
-    before: int | None = Field(default=None, ge=1)
-    limit: int = Field(default=100, ge=1, le=1000)
+    #: Newest first; pass the previous page's `next_before` (also in X-Next-Before) to get
+    #: older entries. Bounded by what SQLite can compare, so no cursor makes the query fail.
+    before: int | None = Field(default=None, ge=1, le=SQLITE_MAX_INT)
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 
 
 class AuditEntry(BaseModel):
@@ -101,12 +103,12 @@ def _entry(row: sqlite3.Row) -> AuditEntry:
 
 @routes.get(
     "/api/v1/audit",
-    summary="The audit log, newest first, filtered and paginated",
+    summary="The audit log, newest first, filtered; paged: next_before, or the Link header",
     permission=Permission.AUDIT_READ,
     query=AuditQuery,
     response=AuditPage,
 )
-async def list_audit(ctx: Ctx) -> AuditPage:
+async def list_audit(ctx: Ctx) -> Page[AuditPage]:
     query: AuditQuery = ctx.query
     where, params = _where(query)
     if query.before is not None:
@@ -116,8 +118,11 @@ async def list_audit(ctx: Ctx) -> AuditPage:
         f"SELECT * FROM audit{where} ORDER BY id DESC LIMIT ?", [*params, query.limit + 1]
     )
     items = [_entry(r) for r in rows[: query.limit]]
-    more = len(rows) > query.limit
-    return AuditPage(items=items, next_before=items[-1].id if more and items else None)
+    next_before = items[-1].id if len(rows) > query.limit else None
+    return Page(
+        AuditPage(items=items, next_before=next_before),
+        str(next_before) if next_before is not None else None,
+    )
 
 
 _CSV_COLUMNS = [

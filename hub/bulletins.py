@@ -59,6 +59,16 @@ from .manifests import (
     manifest_bulletin,
     targeted_devices,
 )
+from .paging import (
+    DEFAULT_LIMIT,
+    MAX_CURSOR,
+    MAX_LIMIT,
+    Page,
+    after_key,
+    cut,
+    decode_cursor,
+    key_params,
+)
 from .routing import Ctx, RouteTable
 
 routes = RouteTable("bulletins")
@@ -171,7 +181,11 @@ class BulletinQuery(BaseModel):
 
     state: State | None = None
     priority: Priority | None = None
+    kind: BulletinKind | None = None
     unit: str | None = Field(default=None, max_length=32)
+    #: The previous page's X-Next-Before: this page continues after that bulletin.
+    before: str | None = Field(default=None, max_length=MAX_CURSOR)
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 
 
 class ReturnIn(BaseModel):
@@ -616,13 +630,18 @@ async def create_bulletin(ctx: Ctx) -> BulletinOut:
     return await _out(ctx, bulletin_id)
 
 
+#: Newest first; the id breaks ties between bulletins created in the same microsecond.
+_BULLETIN_ORDER = ("b.created_at", "b.id")
+
+
 @routes.get(
     "/api/v1/bulletins",
-    summary="List the bulletins the caller may see, newest first (state=submitted: the queue)",
+    summary="List the bulletins the caller may see, newest first (state=submitted: the queue);"
+    " paged: follow the Link header",
     query=BulletinQuery,
     response=list[BulletinOut],
 )
-async def list_bulletins(ctx: Ctx) -> list[BulletinOut]:
+async def list_bulletins(ctx: Ctx) -> Page[list[BulletinOut]]:
     query: BulletinQuery = ctx.query
     cond, params = scope_sql(ctx.user)
     where = [cond]
@@ -632,18 +651,40 @@ async def list_bulletins(ctx: Ctx) -> list[BulletinOut]:
     if query.priority:
         where.append("b.priority = :priority")
         params["priority"] = query.priority.value
+    if query.kind:
+        where.append("b.kind = :kind")
+        params["kind"] = query.kind.value
     if query.unit:
         where.append("b.unit = :unit")
         params["unit"] = query.unit
-    sql = BULLETIN_SELECT + " WHERE " + " AND ".join(where)
-    rows = await ctx.db.fetchall(sql + " ORDER BY b.created_at DESC", params)
+    if query.before is not None:
+        where.append(after_key(_BULLETIN_ORDER, descending=True))
+        params.update(key_params(decode_cursor(query.before, (str, str))))
+    rows = await ctx.db.fetchall(
+        f"{BULLETIN_SELECT} WHERE {' AND '.join(where)}"
+        " ORDER BY b.created_at DESC, b.id DESC LIMIT :limit",
+        {**params, "limit": query.limit + 1},
+    )
+    rows, cursor = cut(rows, query.limit, lambda r: (r["created_at"], r["id"]))
+    # The targets of this page's bulletins only, not of every bulletin ever made.
+    ids = json.dumps([r["id"] for r in rows])
     communes: dict[str, list[str]] = {}
     devices: dict[str, list[str]] = {}
-    for r in await ctx.db.fetchall("SELECT * FROM bulletin_communes ORDER BY commune"):
+    for r in await ctx.db.fetchall(
+        "SELECT * FROM bulletin_communes WHERE bulletin_id IN (SELECT value FROM json_each(?))"
+        " ORDER BY commune",
+        (ids,),
+    ):
         communes.setdefault(r["bulletin_id"], []).append(r["commune"])
-    for r in await ctx.db.fetchall("SELECT * FROM bulletin_devices ORDER BY device_id"):
+    for r in await ctx.db.fetchall(
+        "SELECT * FROM bulletin_devices WHERE bulletin_id IN (SELECT value FROM json_each(?))"
+        " ORDER BY device_id",
+        (ids,),
+    ):
         devices.setdefault(r["bulletin_id"], []).append(r["device_id"])
-    return [_to_out(r, communes.get(r["id"], []), devices.get(r["id"], [])) for r in rows]
+    return Page(
+        [_to_out(r, communes.get(r["id"], []), devices.get(r["id"], [])) for r in rows], cursor
+    )
 
 
 async def _visible(ctx: Ctx, bulletin_id: str) -> sqlite3.Row:

@@ -24,6 +24,7 @@ from .appkeys import CLOCK, CONFIG, DB
 from .auth import Permission, User, change_password, require
 from .errors import ApiError
 from .i18n import LANGS, Lang, pick_lang, translate
+from .paging import MAX_CURSOR, MAX_LIMIT, Page, bad_cursor
 from .routing import Ctx, HandlerFn
 from .web_session import (
     check_csrf,
@@ -149,6 +150,49 @@ async def api(
     return await handler(Ctx(request, body, query, user, None))
 
 
+async def api_all(
+    request: web.Request,
+    user: User,
+    handler: HandlerFn,
+    permission: Permission | None = Permission.READ,
+    *,
+    query: BaseModel,
+) -> list[Any]:
+    """Every row of a paged list handler, page after page: for pages that need the whole list
+    (a summary, a running order), not a screenful of it."""
+    rows: list[Any] = []
+    query = query.model_copy(update={"limit": MAX_LIMIT})
+    while True:
+        page: Page[list[Any]] = await api(request, user, handler, permission, query=query)
+        rows += page.body
+        if page.next_before is None:
+            return rows
+        query = query.model_copy(update={"before": page.next_before})
+
+
+def page_cursor(request: web.Request) -> str | None:
+    """The `before` of a paged console list (the API checks what it names)."""
+    before = request.query.get("before") or None
+    if before is not None and len(before) > MAX_CURSOR:
+        raise bad_cursor()
+    return before
+
+
+def pager_links(
+    request: web.Request, next_before: str | None, path: str | None = None
+) -> dict[str, str | None]:
+    """The pager of a console list: its first page and its next one, same filters (on
+    `path` when the list is a fragment of another page)."""
+    here = request.rel_url
+    if path is not None:
+        here = here.with_path(path).with_query(here.query)
+    first = here.with_query({k: v for k, v in here.query.items() if k != "before"})
+    return {
+        "first_url": str(first) if "before" in here.query else None,
+        "next_url": str(here.update_query(before=next_before)) if next_before else None,
+    }
+
+
 def _safe_next(value: str | None) -> str:
     # Only a local path: an attacker's link must not turn the login page into a redirector.
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
@@ -257,8 +301,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def _fleet(request: web.Request, user: User) -> list[devices.DeviceOut] | None:
     if not user.may(Permission.FLEET_READ):
         return None
-    result: list[devices.DeviceOut] = await api(
-        request, user, devices.list_devices, Permission.FLEET_READ
+    result: list[devices.DeviceOut] = await api_all(
+        request, user, devices.list_devices, Permission.FLEET_READ, query=devices.DevicesQuery()
     )
     return result
 
@@ -267,7 +311,7 @@ async def _fleet(request: web.Request, user: User) -> list[devices.DeviceOut] | 
 async def dashboard(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
     fleet = await _fleet(request, user)
-    emergencies: list[bulletins.BulletinOut] = await api(
+    emergencies: list[bulletins.BulletinOut] = await api_all(
         request,
         user,
         bulletins.list_bulletins,
@@ -297,7 +341,7 @@ async def _emergency_form(
     error_key: str | None = None,
     values: dict[str, str] | None = None,
 ) -> web.Response:
-    active: list[bulletins.BulletinOut] = await api(
+    active: list[bulletins.BulletinOut] = await api_all(
         request,
         user,
         bulletins.list_bulletins,

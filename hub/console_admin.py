@@ -26,7 +26,7 @@ from loa_contract.models import VN_TZ
 from . import audit_api, bulletins, communes, devices, reports, users
 from .appkeys import CLOCK
 from .auth import Permission, Role, User, require
-from .console import PageHandler, api, page, render, see_other
+from .console import PageHandler, api, api_all, page, render, see_other
 from .errors import ApiError, validation_detail
 from .web_session import check_csrf, page_user
 
@@ -197,7 +197,7 @@ async def _running_order(
     """The commune's priority bulletins in the order they air: its chosen order first, then
     the ones it has not placed, by start of validity (as the manifest orders them)."""
     stored: bulletins.OrderOut = await api(request, user, bulletins.get_order)
-    published: list[bulletins.BulletinOut] = await api(
+    published: list[bulletins.BulletinOut] = await api_all(
         request,
         user,
         bulletins.list_bulletins,
@@ -205,8 +205,12 @@ async def _running_order(
     )
     own_devices: set[str] = set()
     if user.may(Permission.FLEET_READ):
-        fleet: list[devices.DeviceOut] = await api(
-            request, user, devices.list_devices, Permission.FLEET_READ
+        fleet: list[devices.DeviceOut] = await api_all(
+            request,
+            user,
+            devices.list_devices,
+            Permission.FLEET_READ,
+            query=devices.DevicesQuery(commune=code),
         )
         own_devices = {d.id for d in fleet if d.commune == code}
     now = request.app[CLOCK]()
@@ -587,7 +591,8 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
     query, errors = _audit_query(params, paged=True)
     result: audit_api.AuditPage | None = None
     if query is not None:
-        result = await api(request, user, audit_api.list_audit, Permission.AUDIT_READ, query=query)
+        page = await api(request, user, audit_api.list_audit, Permission.AUDIT_READ, query=query)
+        result = page.body
     filters = {k: params[k] for k in _AUDIT_FILTERS if params[k]}
     older = (
         "/audit?" + urlencode({**filters, "before": result.next_before})

@@ -24,13 +24,27 @@ from . import bulletins, communes, media
 from .appkeys import CLOCK
 from .auth import Permission, User, require
 from .categories import CATEGORIES
-from .console import STATES, PageHandler, api, page, render, request_lang, see_other
+from .console import (
+    STATES,
+    PageHandler,
+    api,
+    api_all,
+    page,
+    page_cursor,
+    pager_links,
+    render,
+    request_lang,
+    see_other,
+)
 from .errors import ApiError, loc_to_field
 from .i18n import CATALOGUE, translate
+from .paging import Page
 from .routing import Ctx, HandlerFn
 from .web_session import check_csrf, current_session, page_user
 
 KINDS: tuple[str, ...] = tuple(k.value for k in BulletinKind)
+#: Bulletins on one page of the list; "older" links to the next.
+PAGE_ROWS = 50
 PRIORITIES: tuple[str, ...] = tuple(p.value for p in Priority)
 #: What a bulletin form may propose; an emergency goes through the emergency page.
 FORM_PRIORITIES: tuple[str, ...] = (Priority.NORMAL.value, Priority.PRIORITY.value)
@@ -262,25 +276,27 @@ async def bulletins_page(request: web.Request) -> web.StreamResponse:
         "priority": priority if priority in PRIORITIES else "",
         "kind": kind if kind in KINDS else "",
     }
-    rows: list[bulletins.BulletinOut] = await api(
+    found: Page[list[bulletins.BulletinOut]] = await api(
         request,
         user,
         bulletins.list_bulletins,
         query=bulletins.BulletinQuery(
             state=chosen["state"] or None,  # type: ignore[arg-type]
             priority=Priority(chosen["priority"]) if chosen["priority"] else None,
+            kind=BulletinKind(chosen["kind"]) if chosen["kind"] else None,
+            before=page_cursor(request),
+            limit=PAGE_ROWS,
         ),
     )
-    if chosen["kind"]:
-        rows = [b for b in rows if b.kind.value == chosen["kind"]]
     return await render(
         request,
         "bulletins.html",
-        rows=rows,
+        rows=found.body,
         states=STATES,
         priorities=PRIORITIES,
         kinds=KINDS,
         chosen=chosen,
+        **pager_links(request, found.next_before),
     )
 
 
@@ -288,7 +304,7 @@ async def bulletins_page(request: web.Request) -> web.StreamResponse:
 async def review_page(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
     require(user, Permission.BULLETINS_REVIEW)
-    rows: list[bulletins.BulletinOut] = await api(
+    rows: list[bulletins.BulletinOut] = await api_all(
         request,
         user,
         bulletins.list_bulletins,

@@ -29,13 +29,27 @@ from loa_contract.models import VN_TZ
 from . import communes, device_api, devices
 from .appkeys import CLOCK, CONFIG, DB
 from .auth import Permission, User, require
-from .console import PageHandler, api, page, refresh_idle_s, render, request_lang, see_other
+from .console import (
+    PageHandler,
+    api,
+    api_all,
+    page,
+    page_cursor,
+    pager_links,
+    refresh_idle_s,
+    render,
+    request_lang,
+    see_other,
+)
 from .db import iso
 from .errors import ApiError
 from .i18n import CATALOGUE, Lang, translate
+from .paging import Page
 from .verdict import LEVELS
 from .web_session import check_csrf, page_user
 
+#: Devices on one page of the table; "next page" links to the rest.
+PAGE_ROWS = 50
 #: Worst first: the order of the summary tiles and of the filter.
 VERDICTS: tuple[str, ...] = LEVELS
 KINDS: tuple[str, ...] = tuple(k.value for k in DeviceKind)
@@ -158,8 +172,10 @@ def _query(chosen: dict[str, str], **change: str) -> str:
 
 
 async def _fleet_context(request: web.Request, user: User) -> dict[str, Any]:
-    fleet: list[devices.DeviceOut] = await api(
-        request, user, devices.list_devices, Permission.FLEET_READ
+    # The tiles and the total count the whole fleet the user may see; the table shows one
+    # page of what the filters leave.
+    fleet: list[devices.DeviceOut] = await api_all(
+        request, user, devices.list_devices, Permission.FLEET_READ, query=devices.DevicesQuery()
     )
     places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
     chosen = _filters(request, places)
@@ -169,11 +185,24 @@ async def _fleet_context(request: web.Request, user: User) -> dict[str, Any]:
         if chosen["commune"] in ("", d.commune) and chosen["kind"] in ("", d.kind.value)
     ]
     counts = {v: sum(d.verdict == v for d in shown) for v in VERDICTS}
-    rows = [d for d in shown if chosen["verdict"] in ("", d.verdict)]
+    found: Page[list[devices.DeviceOut]] = await api(
+        request,
+        user,
+        devices.list_devices,
+        Permission.FLEET_READ,
+        query=devices.DevicesQuery(
+            commune=chosen["commune"] or None,
+            kind=DeviceKind(chosen["kind"]) if chosen["kind"] else None,
+            verdict=chosen["verdict"] or None,  # type: ignore[arg-type]
+            before=page_cursor(request),
+            limit=PAGE_ROWS,
+        ),
+    )
     return {
-        "rows": rows,
+        "rows": found.body,
         "counts": counts,
         "total": len(fleet),
+        **pager_links(request, found.next_before, "/devices"),
         "chosen": chosen,
         "communes": places,
         "commune_names": {c.code: c.name for c in places},
@@ -192,7 +221,8 @@ async def devices_page(request: web.Request) -> web.StreamResponse:
     return await render(
         request,
         "devices.html",
-        refresh_url="/devices/table?" + _query(context["chosen"]),
+        refresh_url="/devices/table?"
+        + _query(context["chosen"], before=request.query.get("before", "")),
         refresh_s=REFRESH_S,
         idle_s=refresh_idle_s(request),
         **context,

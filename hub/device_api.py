@@ -32,7 +32,7 @@ from loa_contract import (
 
 from .appkeys import ENROLL_LIMITER
 from .auth import Permission
-from .db import audit, from_iso, iso
+from .db import ISO_FROM_PARTS, audit, from_iso, iso, utc_parts
 from .errors import ApiError
 from .manifests import (
     TARGETS_DEVICE,
@@ -43,6 +43,7 @@ from .manifests import (
     signed_manifest,
 )
 from .media import file_response
+from .paging import MAX_CURSOR, MAX_LIMIT, Page, after_key, cut, decode_cursor, key_params
 from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_device_secret, sha256_hex
@@ -254,57 +255,70 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
 async def device_reports(ctx: Ctx) -> ReportAck:
     batch: ReportBatch = ctx.body
     device_id = ctx.device.id
+    stream = batch.stream
     now = iso(utcnow())
-    plays = [r for r in batch.reports if isinstance(r, ProofOfPlay)]
-    healths = [r for r in batch.reports if isinstance(r, HealthSample)]
-    latest = max(healths, key=lambda h: h.at) if healths else None
-    async with ctx.db.transaction() as conn:
-        await conn.executemany(
-            "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
-            " started_at, ended_at, outcome, position_s, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
+    plays: list[tuple[Any, ...]] = []
+    healths: list[tuple[Any, ...]] = []
+    latest: HealthSample | None = None
+    for r in batch.reports:
+        if isinstance(r, ProofOfPlay):
+            plays.append(
                 (
                     device_id,
-                    batch.stream,
-                    p.seq,
-                    p.bulletin_id,
-                    p.priority.value,
-                    p.kind.value,
-                    iso(p.started_at),
-                    iso(p.ended_at),
-                    p.outcome.value,
-                    p.position_s,
+                    stream,
+                    r.seq,
+                    r.bulletin_id,
+                    # The plain strings: sqlite3 binds an enum member through its slow
+                    # adaptation path, several times dearer than this lookup.
+                    r.priority.value,
+                    r.kind.value,
+                    *utc_parts(r.started_at),
+                    *utc_parts(r.ended_at),
+                    r.outcome.value,
+                    r.position_s,
                     now,
                 )
-                for p in plays
-            ],
+            )
+        else:
+            healths.append((device_id, stream, r.seq, iso(r.at), r.model_dump_json(), now))
+            if latest is None or r.at > latest.at:
+                latest = r
+    newest = (latest.model_dump_json(), iso(latest.at)) if latest is not None else None
+
+    def store(conn: sqlite3.Connection) -> None:
+        # One function on the writer's thread: the whole batch is one hop, not one per statement.
+        conn.executemany(
+            "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
+            " started_at, ended_at, outcome, position_s, received_at)"
+            f" VALUES (?, ?, ?, ?, ?, ?, {ISO_FROM_PARTS}, {ISO_FROM_PARTS}, ?, ?, ?)",
+            plays,
         )
-        await conn.executemany(
+        conn.executemany(
             "INSERT OR IGNORE INTO health (device_id, stream, seq, at, json, received_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (device_id, batch.stream, h.seq, iso(h.at), h.model_dump_json(), now)
-                for h in healths
-            ],
+            healths,
         )
-        if latest is not None:
+        if newest is not None:
             # A retried old batch must not overwrite a newer sample.
-            await conn.execute(
+            conn.execute(
                 "UPDATE devices SET last_health_json = ?, last_health_at = ?"
                 " WHERE id = ? AND (last_health_at IS NULL OR last_health_at < ?)",
-                (latest.model_dump_json(), iso(latest.at), device_id, iso(latest.at)),
+                (newest[0], newest[1], device_id, newest[1]),
             )
-        await conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (now, device_id))
+        conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (now, device_id))
+
+    await ctx.db.write(store)
     return ReportAck(acked=sorted({r.seq for r in batch.reports}))
 
 
 class PlaysQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    device: str | None = None
-    bulletin: str | None = None
-    limit: int = Field(default=1000, ge=1, le=100_000)
+    device: str | None = Field(default=None, max_length=100)
+    bulletin: str | None = Field(default=None, max_length=100)
+    #: The previous page's X-Next-Before: this page continues after that play.
+    before: str | None = Field(default=None, max_length=MAX_CURSOR)
+    limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT)
 
 
 class PlayOut(BaseModel):
@@ -335,29 +349,40 @@ class PlayOut(BaseModel):
         )
 
 
+#: Newest first, as the audit log; the row id breaks ties between plays that started together.
+_PLAY_ORDER = ("started_at", "id")
+
+
 @routes.get(
     "/api/v1/plays",
-    summary="Stored proof-of-play rows (of the caller's communes)",
+    summary="Stored proof-of-play rows (of the caller's communes), newest first;"
+    " paged: follow the Link header",
     permission=Permission.FLEET_READ,
     query=PlaysQuery,
     response=list[PlayOut],
 )
-async def list_plays(ctx: Ctx) -> list[PlayOut]:
+async def list_plays(ctx: Ctx) -> Page[list[PlayOut]]:
     query: PlaysQuery = ctx.query
     where: list[str] = []
-    params: list[Any] = []
+    params: dict[str, Any] = {}
     commune = ctx.user.commune
     if commune is not None:
-        where.append("device_id IN (SELECT id FROM devices WHERE commune = ?)")
-        params.append(commune)
+        where.append("device_id IN (SELECT id FROM devices WHERE commune = :scope)")
+        params["scope"] = commune
     if query.device:
-        where.append("device_id = ?")
-        params.append(query.device)
+        where.append("device_id = :device")
+        params["device"] = query.device
     if query.bulletin:
-        where.append("bulletin_id = ?")
-        params.append(query.bulletin)
-    sql = "SELECT * FROM plays" + (" WHERE " + " AND ".join(where) if where else "")
+        where.append("bulletin_id = :bulletin")
+        params["bulletin"] = query.bulletin
+    if query.before is not None:
+        where.append(after_key(_PLAY_ORDER, descending=True))
+        params.update(key_params(decode_cursor(query.before, (str, int))))
     rows = await ctx.db.fetchall(
-        sql + " ORDER BY started_at, device_id, seq LIMIT ?", [*params, query.limit]
+        "SELECT * FROM plays"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY started_at DESC, id DESC LIMIT :limit",
+        {**params, "limit": query.limit + 1},
     )
-    return [PlayOut.from_row(r) for r in rows]
+    rows, cursor = cut(rows, query.limit, lambda r: (r["started_at"], r["id"]))
+    return Page([PlayOut.from_row(r) for r in rows], cursor)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -24,6 +24,16 @@ from loa_contract import (
 from .auth import Permission, require
 from .db import from_iso, iso
 from .errors import ApiError, field_error
+from .paging import (
+    DEFAULT_LIMIT,
+    MAX_CURSOR,
+    MAX_LIMIT,
+    Page,
+    after_key,
+    decode_cursor,
+    encode_cursor,
+    key_params,
+)
 from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_enrollment_code
@@ -85,6 +95,11 @@ class DevicesQuery(BaseModel):
 
     #: Only devices with this verdict (`?verdict=fault`: the ones to drive to).
     verdict: Level | None = None
+    commune: str | None = Field(default=None, max_length=32)
+    kind: DeviceKind | None = None
+    #: The previous page's X-Next-Before: this page continues after that device.
+    before: str | None = Field(default=None, max_length=MAX_CURSOR)
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 
 
 class EnrollmentCode(BaseModel):
@@ -215,29 +230,57 @@ async def create_device(ctx: Ctx) -> DeviceCreated:
     )
 
 
+#: By commune, then name; the id tells apart two devices of one name.
+_DEVICE_ORDER = ("commune", "name", "id")
+
+
 @routes.get(
     "/api/v1/devices",
-    summary="The fleet: enrollment, online state, last health and verdict (?verdict=fault)",
+    summary="The fleet by commune and name: enrollment, online state, last health and verdict"
+    " (?verdict=fault); paged: follow the Link header",
     permission=Permission.FLEET_READ,
     query=DevicesQuery,
     response=list[DeviceOut],
 )
-async def list_devices(ctx: Ctx) -> list[DeviceOut]:
-    rows = [
-        r
-        for r in await ctx.db.fetchall("SELECT * FROM devices ORDER BY commune, name, id")
-        if ctx.user.may_see_commune(r["commune"])
-    ]
+async def list_devices(ctx: Ctx) -> Page[list[DeviceOut]]:
+    query: DevicesQuery = ctx.query
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if ctx.user.commune is not None:
+        where.append("commune = :scope")
+        params["scope"] = ctx.user.commune
+    if query.commune:
+        where.append("commune = :commune")
+        params["commune"] = query.commune
+    if query.kind:
+        where.append("kind = :kind")
+        params["kind"] = query.kind.value
+    key = decode_cursor(query.before, (str, str, str)) if query.before is not None else None
     online = ctx.connections.online_ids()
-    limit = ctx.config.offline_after.total_seconds()
-    fleet = [_device_out(r, r["id"] in online, limit) for r in rows]
-    # The console calls this handler directly, without a query.
-    query: DevicesQuery | None = ctx.query
-    if query is not None and query.verdict is not None:
-        # Filtered after computing: the verdict depends on the hub's clock and connections,
-        # not on anything SQL could index.
-        fleet = [d for d in fleet if d.verdict == query.verdict]
-    return fleet
+    offline_after_s = ctx.config.offline_after.total_seconds()
+    chunk = query.limit + 1
+    fleet: list[DeviceOut] = []
+    while True:
+        conds = [*where, after_key(_DEVICE_ORDER, descending=False)] if key else where
+        rows = await ctx.db.fetchall(
+            "SELECT * FROM devices"
+            + (" WHERE " + " AND ".join(conds) if conds else "")
+            + " ORDER BY commune, name, id LIMIT :chunk",
+            {**params, **(key_params(key) if key else {}), "chunk": chunk},
+        )
+        for r in rows:
+            device = _device_out(r, r["id"] in online, offline_after_s)
+            # The verdict depends on the hub's clock and connections, not on anything SQL
+            # could index: filtered here, reading on until the page is full.
+            if query.verdict is not None and device.verdict != query.verdict:
+                continue
+            if len(fleet) == query.limit:
+                last = fleet[-1]
+                return Page(fleet, encode_cursor((last.commune, last.name, last.id)))
+            fleet.append(device)
+        if len(rows) < chunk:
+            return Page(fleet, None)
+        key = (rows[-1]["commune"], rows[-1]["name"], rows[-1]["id"])
 
 
 async def _device_row(ctx: Ctx) -> sqlite3.Row:

@@ -665,3 +665,56 @@ async def test_browser_contribute_review_return_resubmit_approve(
             await expect(outsider.locator("body")).not_to_contain_text("Thông báo tiêm chủng")
         finally:
             await browser.close()
+
+
+@needs_chromium
+async def test_browser_pages_through_the_list_keeping_its_filters(hub: HubHarness) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from hub.console_bulletins import PAGE_ROWS
+
+    texts = []
+    for i in range(PAGE_ROWS + 3):
+        body = api_body(title=f"Tin số {i:02d}", targets={"communes": ["00001"]})
+        texts.append((await hub.call("POST", "/api/v1/bulletins", json=body, expect=201))["id"])
+    png = (await hub.upload(PNG))["sha256"]
+    image = api_body(title="Ảnh", kind="image", text=None, media=png)
+    image["targets"] = {"communes": ["00001"]}
+    await hub.call("POST", "/api/v1/bulletins", json=image, expect=201)
+    # Two bulletins made in the same microsecond sit across the page break: the id orders them.
+    db = hub.app[DB]
+    tie = (await db.fetchone("SELECT created_at FROM bulletins WHERE id = ?", (texts[3],)))[0]
+    await db.execute("UPDATE bulletins SET created_at = ? WHERE id = ?", (tie, texts[2]))
+    base = str(hub.client.make_url("/")).rstrip("/")
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            page.set_default_timeout(10_000)
+            await page.goto(f"{base}/login")
+            await page.fill("input[name=username]", "admin")
+            await page.fill("input[name=password]", "Chang3-me!now")
+            await page.click("button[type=submit].primary")
+            await expect(page).to_have_url(f"{base}/")
+            await page.goto(f"{base}/bulletins")
+            await page.select_option("select[name=kind]", "text")
+            await page.click("form.filter button[type=submit]")
+            rows = page.locator("a.bn-row-link")
+            await expect(rows).to_have_count(PAGE_ROWS)
+            await expect(page.locator("#first-page")).to_have_count(0)
+            first = await rows.evaluate_all("links => links.map(a => a.getAttribute('href'))")
+            await expect(page.locator("#next-page")).to_have_text("Cũ hơn →")
+            await page.click("#next-page")
+            await expect(page).to_have_url(re.compile(r"/bulletins\?.*kind=text.*&before="))
+            await expect(rows).to_have_count(3)
+            # The filter is still chosen on the next page, and nothing came twice.
+            await expect(page.locator("select[name=kind]")).to_have_value("text")
+            second = await rows.evaluate_all("links => links.map(a => a.getAttribute('href'))")
+            assert sorted(first + second) == sorted(f"/bulletins/{b}" for b in texts)
+            await expect(page.locator("#next-page")).to_have_count(0)
+            await page.click("#first-page")
+            await expect(rows).to_have_count(PAGE_ROWS)
+            await expect(page.locator("select[name=kind]")).to_have_value("text")
+        finally:
+            await browser.close()

@@ -195,6 +195,48 @@ async def test_status_table_with_verdicts_health_and_filters(hub: HubHarness) ->
         await admin.close()
 
 
+async def test_status_table_pages_keeping_filters_and_counting_the_whole_fleet(
+    hub: HubHarness,
+) -> None:
+    from hub.console_devices import PAGE_ROWS
+
+    await hub.commune("00001")
+    await hub.commune("00002")
+    speakers = {
+        (await hub.device("00001", "speaker", name=f"Cụm {i % 7}"))["id"]
+        for i in range(PAGE_ROWS + 4)
+    }
+    await hub.device("00001", "board")
+    await hub.device("00002", "speaker")
+    person = await browser(hub)
+    try:
+        status, html = await person.get("/devices?commune=00001&kind=speaker")
+        assert status == 200
+        first = set(re.findall(r'href="/devices/([0-9a-f-]{36})"', html))
+        assert len(first) == PAGE_ROWS and first <= speakers
+        # The total counts every device, the tiles every one under the filters: not a page.
+        assert f"{PAGE_ROWS}/{PAGE_ROWS + 6}" in html
+        assert re.search(rf'<span class="num">{PAGE_ROWS + 4}</span>', html)
+        found = re.search(r'href="([^"]+)" id="next-page"', html)
+        assert found and 'id="first-page"' not in html
+        next_url = found[1].replace("&amp;", "&")
+        assert next_url.startswith("/devices?") and "commune=00001" in next_url
+        assert "kind=speaker" in next_url and "before=" in next_url
+        # The table refreshes itself from the same page of the same filters.
+        assert 'data-refresh="/devices/table?commune=00001&amp;kind=speaker"' in html
+        _, html = await person.get(next_url)
+        second = set(re.findall(r'href="/devices/([0-9a-f-]{36})"', html))
+        assert first | second == speakers and not first & second
+        assert 'id="next-page"' not in html and 'id="first-page"' in html
+        assert 'data-refresh="/devices/table?commune=00001&amp;kind=speaker&amp;before=' in html
+        _, fragment = await person.get("/devices/table?" + next_url.split("?", 1)[1])
+        assert set(re.findall(r'href="/devices/([0-9a-f-]{36})"', fragment)) == second
+        status, _ = await person.get("/devices?before=not-a-cursor")
+        assert status == 422
+    finally:
+        await person.close()
+
+
 async def test_fragment_without_a_session_sends_to_login(hub: HubHarness) -> None:
     resp = await hub.client.get("/devices/table", allow_redirects=False)
     assert resp.status == 302 and resp.headers["Location"].startswith("/login")
