@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,7 +38,7 @@ from .appkeys import (
 )
 from .config import HubConfig
 from .db import Database
-from .errors import error_middleware
+from .errors import ApiError, error_middleware
 from .keys import load_keyring
 from .manifests import ManifestCache, refresher_context
 from .proxy import forwarded_middleware
@@ -44,6 +46,8 @@ from .push import Connections
 from .routing import Ctx, RouteTable, openapi_document
 from .security import FailureLimiter
 from .web_session import session_middleware
+
+log = logging.getLogger(__name__)
 
 API_TITLE = "Loa hub API"
 API_VERSION = "1"
@@ -55,9 +59,25 @@ class Healthz(BaseModel):
     ok: bool
 
 
-@meta.get("/healthz", summary="Liveness probe", auth="public", response=Healthz)
+#: The tables every request leans on: the probe reads a row of each, so a database whose
+#: pages went bad answers 503 here instead of "ok" beside failing logins.
+_PROBED_TABLES = ("users", "sessions", "communes", "devices", "bulletins")
+
+
+@meta.get(
+    "/healthz",
+    summary="Liveness probe: the hub answers and its database reads",
+    auth="public",
+    response=Healthz,
+    errors=[503],
+)
 async def healthz(ctx: Ctx) -> Healthz:
-    await ctx.db.fetchone("SELECT 1")
+    try:
+        for table in _PROBED_TABLES:
+            await ctx.db.fetchone(f"SELECT * FROM {table} LIMIT 1")
+    except sqlite3.DatabaseError as exc:
+        log.error("health probe: the database fails: %s", exc)
+        raise ApiError(503, "database_failed", f"the database cannot be read: {exc}") from exc
     return Healthz(ok=True)
 
 

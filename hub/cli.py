@@ -27,7 +27,7 @@ from .app import create_app
 from .auth import SHARED_NAMES, Role, create_user, reset_password, set_account_state
 from .backup import BackupError, backup_name, free_space_ok, make_backup, prune, restore_backup
 from .config import HubConfig
-from .db import Database
+from .db import Database, DatabaseDamaged, check_database
 from .errors import ApiError
 from .keys import load_or_create_signer
 
@@ -239,6 +239,8 @@ def _serve(args: argparse.Namespace) -> None:
         error = exc.errors()[0]
         option = {"trusted_proxies": "--trusted-proxy"}.get(str(error["loc"][0]), "--public-url")
         raise SystemExit(f"{option}: {error['msg']}") from exc
+    # Checked before listening: a hub whose database was lost must not come up empty.
+    check_database(config.db_path)
     app = create_app(config)
     web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context)
 
@@ -303,6 +305,14 @@ def _restore(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except DatabaseDamaged as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "backup":
         return _backup(args)
     if args.command == "restore":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -312,6 +313,63 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     return conn
 
 
+class DatabaseDamaged(Exception):
+    """The hub's database is missing, emptied or damaged while the hub held data: the hub does
+    not start (a fresh empty hub would silently forget every account and device)."""
+
+
+def _in_use_marker(path: Path) -> Path:
+    return path.with_name(path.name + ".in-use")
+
+
+def _restore_hint(path: Path) -> str:
+    return (
+        f"restore the last backup: hub restore --from BACKUP.tar --data {path.parent} --force"
+        " (the damaged files are moved aside, not deleted)"
+    )
+
+
+def check_database(path: Path) -> None:
+    """Raise DatabaseDamaged unless `path` is a sound database or a hub's very first start.
+
+    A marker beside the file says the hub has held data there: from then on a missing or
+    zero-length database is a loss to restore, not a new hub to create.
+    """
+    marker = _in_use_marker(path)
+    size = path.stat().st_size if path.exists() else None
+    if not size:
+        if marker.exists():
+            state = "missing" if size is None else "empty (0 bytes)"
+            since = marker.read_text(encoding="utf-8").strip() or "an earlier start"
+            raise DatabaseDamaged(
+                f"the hub database {path} is {state}, but this hub has held data in it since"
+                f" {since}; {_restore_hint(path)}"
+            )
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            verdicts = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseDamaged(
+            f"the hub database {path} cannot be read ({exc}); {_restore_hint(path)}"
+        ) from exc
+    if verdicts != ["ok"]:
+        raise DatabaseDamaged(
+            f"the hub database {path} is damaged ({'; '.join(verdicts)}); {_restore_hint(path)}"
+        )
+
+
+def _mark_in_use(path: Path) -> None:
+    marker = _in_use_marker(path)
+    if not marker.exists():
+        tmp = marker.with_name(marker.name + ".tmp")
+        tmp.write_text(datetime.now(UTC).isoformat(timespec="seconds") + "\n", encoding="utf-8")
+        os.replace(tmp, marker)
+
+
 class Database:
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self._writer = writer
@@ -322,7 +380,10 @@ class Database:
 
     @classmethod
     async def open(cls, path: Path) -> Database:
+        """Open (creating on a first start) the hub's database; DatabaseDamaged if it was lost
+        or is damaged, naming `hub restore`."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(check_database, path)
         writer = await _connect(path)
         try:
             await writer.execute("PRAGMA journal_mode=WAL")
@@ -330,9 +391,13 @@ class Database:
             await writer.execute("PRAGMA synchronous=FULL")
             await _migrate(writer)
             reader = await _connect(path)
+        except sqlite3.DatabaseError as exc:
+            await writer.close()
+            raise DatabaseDamaged(f"the hub database {path}: {exc}; {_restore_hint(path)}") from exc
         except BaseException:
             await writer.close()
             raise
+        await asyncio.to_thread(_mark_in_use, path)
         return cls(writer, reader)
 
     async def close(self) -> None:
