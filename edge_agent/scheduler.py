@@ -71,11 +71,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
 
-from loa_contract import VN_TZ, BroadcastWindow, DeviceKind, Priority
+from loa_contract import VN_TZ, DeviceKind, Priority
 
 from .scheduler_types import (
     Action,
     Candidate,
+    DailyWindow,
     Decision,
     Playing,
     ScheduleInput,
@@ -132,7 +133,7 @@ def _at(day: date, clock: time) -> datetime:
     return datetime.combine(day, clock.replace(second=0, microsecond=0), VN_TZ)
 
 
-def window_spans(days: Iterable[date], windows: Sequence[BroadcastWindow]) -> list[WindowSpan]:
+def window_spans(days: Iterable[date], windows: Sequence[DailyWindow]) -> list[WindowSpan]:
     """Every opening of `windows` on the given local dates, sorted by start."""
     spans: list[WindowSpan] = []
     for day in days:
@@ -151,7 +152,7 @@ def _days_around(now: datetime, before: int, after: int) -> list[date]:
     return [today + timedelta(days=offset) for offset in range(-before, after + 1)]
 
 
-def current_window(now: datetime, windows: Sequence[BroadcastWindow]) -> WindowSpan | None:
+def current_window(now: datetime, windows: Sequence[DailyWindow]) -> WindowSpan | None:
     """The open window `now` falls in (the earliest-opened one if several overlap), or None."""
     # A window lasts under 24 h, so only yesterday's and today's openings can hold `now`.
     spans = window_spans(_days_around(now, 1, 0), windows)
@@ -162,7 +163,7 @@ def current_window(now: datetime, windows: Sequence[BroadcastWindow]) -> WindowS
     return min(open_spans, key=lambda span: (span.start, -span.end.timestamp()))
 
 
-def next_window_edge(now: datetime, windows: Sequence[BroadcastWindow]) -> datetime | None:
+def next_window_edge(now: datetime, windows: Sequence[DailyWindow]) -> datetime | None:
     """The next instant strictly after `now` at which any window opens or closes."""
     edges = [
         edge
@@ -173,7 +174,7 @@ def next_window_edge(now: datetime, windows: Sequence[BroadcastWindow]) -> datet
     return min(edges, default=None)
 
 
-def fixed_time_until(at: datetime, windows: Sequence[BroadcastWindow]) -> datetime | None:
+def fixed_time_until(at: datetime, windows: Sequence[DailyWindow]) -> datetime | None:
     """Until when a fixed air time `at` stays due: the end of the window holding it, or None."""
     ends = [
         span.end
@@ -194,7 +195,7 @@ def _parse_slot(slot: str) -> tuple[str, datetime] | None:
     return prefix, moment.replace(tzinfo=VN_TZ)
 
 
-def slot_is_current(slot: str, now: datetime, windows: Sequence[BroadcastWindow]) -> bool:
+def slot_is_current(slot: str, now: datetime, windows: Sequence[DailyWindow]) -> bool:
     """Whether a suspended item's slot may still be aired: its window has not closed."""
     parsed = _parse_slot(slot)
     if parsed is None:

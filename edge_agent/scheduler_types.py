@@ -6,8 +6,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from enum import StrEnum
+from typing import Protocol
 
-from loa_contract import BroadcastWindow, BulletinKind, DeviceKind, Priority
+from loa_contract import BulletinKind, DeviceKind, Priority
+
+
+class DailyWindow(Protocol):
+    """A daily broadcast window (loa_contract.BroadcastWindow is one)."""
+
+    @property
+    def start_time(self) -> time: ...
+
+    @property
+    def end_time(self) -> time: ...
+
+
+@dataclass(frozen=True)
+class ParsedWindow:
+    """A broadcast window whose HH:MM strings were parsed once, not at every decision."""
+
+    start_time: time
+    end_time: time
 
 
 @dataclass(frozen=True)
@@ -53,7 +72,7 @@ class Suspended:
 class ScheduleInput:
     now: datetime  # aware
     device_kind: DeviceKind
-    windows: tuple[BroadcastWindow, ...]
+    windows: tuple[DailyWindow, ...]
     candidates: tuple[Candidate, ...]
     playing: Playing | None = None
     suspended: Suspended | None = None

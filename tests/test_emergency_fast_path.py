@@ -1,0 +1,195 @@
+"""The agent's path from a verified emergency frame to "playing" (issue #8 point 3): the replay
+check in memory, no disk before the player starts, the durable records right after it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from edge_agent.agent import Agent
+from edge_agent.identity import Identity
+from edge_agent.players.base import PlayItem
+from edge_agent.players.null import NullPlayer
+from edge_agent.profile import load_profile
+from hub.config import HubConfig
+from hub.keys import load_or_create_signer
+from loa_contract import (
+    BulletinKind,
+    CommandDocument,
+    EmergencyCancel,
+    EmergencyStart,
+    ManifestBulletin,
+    Priority,
+    Schedule,
+    Scope,
+    utcnow,
+)
+from tests.e2e import LiveHub, enroll_agent, fast_config, live_hub
+
+TIMEOUT = 15.0
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
+    async with live_hub(tmp_path / "hub") as live:
+        yield live
+
+
+class StoreWitness(NullPlayer):
+    """A null player that notes, as each item starts, what the agent's store already holds."""
+
+    def __init__(self) -> None:
+        super().__init__(default_duration_s=600)
+        self.agent: Agent | None = None
+        #: (bulletin id, command ids on disk, emergencies on disk) at each start.
+        self.seen_at_start: list[tuple[str, set[str], set[str]]] = []
+
+    async def play(self, item: PlayItem) -> None:
+        await super().play(item)
+        assert self.agent is not None and self.agent.store is not None
+        store = self.agent.store
+        commands = set(await store.seen_commands())
+        held = {b.id for b in await store.emergencies()}
+        self.seen_at_start.append((item.bulletin_id, commands, held))
+
+
+def alarm(bulletin_id: str) -> ManifestBulletin:
+    now = utcnow()
+    return ManifestBulletin(
+        id=bulletin_id,
+        title="Cảnh báo lũ",
+        kind=BulletinKind.TEXT,
+        priority=Priority.EMERGENCY,
+        text="Lũ trên sông Hồng",
+        schedule=Schedule(valid_from=now, valid_until=now + timedelta(hours=1)),
+    )
+
+
+def frames(hub: LiveHub, agent: Agent, bulletin: ManifestBulletin) -> tuple[str, str, str]:
+    """A signed start, the same start's id, and a signed cancel, for `agent`."""
+    signer = load_or_create_signer(HubConfig(data_dir=hub.data_dir).key_path)
+    now = utcnow()
+    scope = Scope(devices=[agent.identity.device_id])
+    start = EmergencyStart(
+        command_id=uuid.uuid4().hex,
+        scope=scope,
+        issued_at=now,
+        expires_at=now + timedelta(minutes=5),
+        bulletin=bulletin,
+    )
+    cancel = EmergencyCancel(
+        command_id=uuid.uuid4().hex,
+        scope=scope,
+        issued_at=now,
+        expires_at=now + timedelta(minutes=5),
+        bulletin_id=bulletin.id,
+    )
+    return (
+        signer.sign(CommandDocument(command=start)).model_dump_json(),
+        start.command_id,
+        signer.sign(CommandDocument(command=cancel)).model_dump_json(),
+    )
+
+
+async def test_emergency_plays_before_anything_is_written_then_is_written(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    await hub.add_commune("xa-f")
+    player = StoreWitness()
+    agent = await enroll_agent(
+        hub,
+        tmp_path / "board",
+        commune="xa-f",
+        kind="board",
+        profile="led-board-p10",
+        player=player,
+        start=False,
+    )
+    player.agent = agent
+    await agent.start()
+    try:
+        await agent.wait_until(lambda: agent.manifest_version() is not None, TIMEOUT)
+        bulletin = alarm("alarm-" + uuid.uuid4().hex[:6])
+        start, command_id, _ = frames(hub, agent, bulletin)
+        await agent._handle_push(start)
+        item = await asyncio.wait_for(agent.play_started.get(), TIMEOUT)
+        assert item.bulletin_id == bulletin.id
+        started, commands, held = player.seen_at_start[-1]
+        assert started == bulletin.id
+        assert command_id not in commands and bulletin.id not in held, "disk before playing"
+
+        assert agent.store is not None
+        store = agent.store
+        await agent.wait_until(lambda: _recorded(agent, command_id, bulletin.id), TIMEOUT)
+        assert (await store.emergency_airings(utcnow()))[0] == {bulletin.id}
+
+        # The same frame again is a replay: refused from memory, nothing starts again.
+        await agent._handle_push(start)
+        assert agent.play_started.empty()
+        assert len(player.seen_at_start) == 1
+    finally:
+        await agent.stop()
+
+    # After a restart the replay is still refused (the ids were loaded from the store), and
+    # the emergency, already begun, is not a new arrival any more.
+    again = Agent(
+        fast_config(tmp_path / "board"),
+        Identity.load(tmp_path / "board"),
+        load_profile("led-board-p10"),
+        NullPlayer(default_duration_s=600),
+    )
+    await again.start()
+    try:
+        assert bulletin.id in again.schedule_input().started
+        await again.wait_until(lambda: again.now_playing() is not None, TIMEOUT)
+        plays_before = again.play_started.qsize()
+        await again._handle_push(start)
+        assert again.play_started.qsize() == plays_before
+    finally:
+        await again.stop()
+
+
+async def _recorded(agent: Agent, command_id: str, bulletin_id: str) -> bool:
+    assert agent.store is not None
+    commands = await agent.store.seen_commands()
+    held = {b.id for b in await agent.store.emergencies()}
+    return command_id in commands and bulletin_id in held
+
+
+async def test_a_cancel_before_the_record_never_revives_the_emergency(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    await hub.add_commune("xa-g")
+    agent = await enroll_agent(
+        hub,
+        tmp_path / "board",
+        commune="xa-g",
+        kind="board",
+        profile="led-board-p10",
+        player=NullPlayer(default_duration_s=600),
+    )
+    try:
+        await agent.wait_until(lambda: agent.manifest_version() is not None, TIMEOUT)
+        bulletin = alarm("alarm-" + uuid.uuid4().hex[:6])
+        start, command_id, cancel = frames(hub, agent, bulletin)
+        # Back to back, before the programme loop has had a turn to write the start down.
+        await agent._handle_push(start)
+        await agent._handle_push(cancel)
+        assert agent.store is not None
+        store = agent.store
+        await agent.wait_until(lambda: _has_command(agent, command_id), TIMEOUT)
+        await agent.wait_until(lambda: agent.now_playing() is None, TIMEOUT)
+        assert bulletin.id not in {b.id for b in await store.emergencies()}
+        assert bulletin.id in await store.cancelled()
+    finally:
+        await agent.stop()
+
+
+async def _has_command(agent: Agent, command_id: str) -> bool:
+    assert agent.store is not None
+    return command_id in await agent.store.seen_commands()
