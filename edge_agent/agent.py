@@ -211,10 +211,14 @@ class Agent:
         #: started (`_save_commands`), with the emergency each one carries.
         self._seen_commands: dict[str, datetime] = {}
         self._unsaved_commands: list[tuple[str, datetime, ManifestBulletin | None]] = []
-        #: The scheduler's view of the held bulletins, built once per change of the manifest,
-        #: the held emergencies, the cache or the clock's anchoring (`_held_changed`).
+        #: The scheduler's view of the held bulletins, built again only when the manifest, the
+        #: held emergencies, the cache or the clock's anchoring change (`_held_changed`), and
+        #: then only for the bulletins that changed: bulletin id -> (the bulletin it was built
+        #: from, its validity shift, its Candidate or None while it cannot play here).
         self._candidates: tuple[Candidate, ...] | None = None
+        self._candidate_of: dict[str, tuple[ManifestBulletin, timedelta, Candidate | None]] = {}
         self._windows: tuple[ParsedWindow, ...] = ()
+        self._windows_of: Manifest | None = None  # the manifest `_windows` were parsed from
         self._suspended: Suspended | None = None
         self._current: _Current | None = None
         self._volume_override: int | None = None
@@ -392,45 +396,60 @@ class Agent:
             return PlayItem(kind=bulletin.kind, path=path, **common)
         return None
 
-    def _held_changed(self) -> None:
-        """The manifest, the held emergencies, the cache or the clock's anchoring changed:
-        the scheduler's candidates are built again at the next decision."""
+    def _held_changed(self, *, content: bool = False) -> None:
+        """The manifest, the held emergencies or the clock's anchoring changed (with
+        `content`: what the cache holds changed too): the scheduler's candidates are
+        gathered again at the next decision."""
         self._candidates = None
+        if content:
+            self._candidate_of.clear()  # what is playable may have changed for any of them
         manifest = self._manifest
-        self._windows = (
-            tuple(ParsedWindow(w.start_time, w.end_time) for w in manifest.windows)
-            if manifest
-            else ()
-        )
+        if manifest is not self._windows_of:
+            self._windows_of = manifest
+            self._windows = (
+                tuple(ParsedWindow(w.start_time, w.end_time) for w in manifest.windows)
+                if manifest
+                else ()
+            )
 
-    def _build_candidates(self) -> tuple[Candidate, ...]:
+    def _gather_candidates(self) -> tuple[Candidate, ...]:
+        known = self._candidate_of
+        self._candidate_of = {}
         candidates = []
         for bulletin in self._bulletins().values():
-            if self._play_item(bulletin) is None:
-                continue
-            schedule = bulletin.schedule
             shift = self._emergency_shift.get(bulletin.id, timedelta(0))
-            candidates.append(
-                Candidate(
-                    id=bulletin.id,
-                    title=bulletin.title,
-                    priority=bulletin.priority,
-                    kind=bulletin.kind,
-                    valid_from=schedule.valid_from + shift,
-                    valid_until=schedule.valid_until + shift,
-                    times=tuple(parse_hhmm(t) for t in schedule.times),
-                    repeats=schedule.repeats,
-                    order=bulletin.order,
-                    interval_s=schedule.interval_s,
-                    until_cancelled=schedule.until_cancelled,
-                )
-            )
+            cached = known.get(bulletin.id)
+            if cached is not None and cached[0] is bulletin and cached[1] == shift:
+                candidate = cached[2]
+            else:
+                candidate = self._candidate(bulletin, shift)
+            self._candidate_of[bulletin.id] = (bulletin, shift, candidate)
+            if candidate is not None:
+                candidates.append(candidate)
         return tuple(candidates)
+
+    def _candidate(self, bulletin: ManifestBulletin, shift: timedelta) -> Candidate | None:
+        if self._play_item(bulletin) is None:
+            return None
+        schedule = bulletin.schedule
+        return Candidate(
+            id=bulletin.id,
+            title=bulletin.title,
+            priority=bulletin.priority,
+            kind=bulletin.kind,
+            valid_from=schedule.valid_from + shift,
+            valid_until=schedule.valid_until + shift,
+            times=tuple(parse_hhmm(t) for t in schedule.times),
+            repeats=schedule.repeats,
+            order=bulletin.order,
+            interval_s=schedule.interval_s,
+            until_cancelled=schedule.until_cancelled,
+        )
 
     def schedule_input(self) -> ScheduleInput:
         now = self.clock.now()
         if self._candidates is None:
-            self._candidates = self._build_candidates()
+            self._candidates = self._gather_candidates()
         playing = None
         if self._current is not None:
             current = self._current
@@ -1028,20 +1047,24 @@ class Agent:
             await self._fetch_content_locked(verify)
 
     async def _fetch_content_locked(self, verify: bool) -> None:
+        corrupt: list[str] = []
         if verify:
-            for sha in await self.cache.verify_all():
+            corrupt = await self.cache.verify_all()
+            for sha in corrupt:
                 log.warning("cache object %s was corrupt; fetching it again", sha)
         needed = self._needed_media()
         missing = [ref for sha, ref in needed.items() if not self.cache.has(sha)]
         results = await asyncio.gather(*(self._fetch_one(ref) for ref in missing))
         await self._synthesize_speech()
+        freed = 0
         if self._manifest is not None:
             # Keep everything a held bulletin still needs; the rest is dead weight on the SD card.
             freed = self.cache.evict(set(needed))
             if freed:
                 log.info("cache eviction freed %d bytes", freed)
-        # What is playable may have changed (fetched, synthesized, found corrupt, evicted).
-        self._held_changed()
+        if corrupt or any(results) or freed:
+            # What is playable changed (fetched, found corrupt, evicted).
+            self._held_changed(content=True)
         if any(results):
             self._wake.set()
         self._changed()
@@ -1081,7 +1104,7 @@ class Agent:
                 log.error("speech for %s failed: %s", bulletin.id, exc)
             finally:
                 tmp.unlink(missing_ok=True)
-            self._held_changed()
+            self._held_changed(content=True)
             self._wake.set()
 
     # ------------------------------------------------------------------ reports

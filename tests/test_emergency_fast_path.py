@@ -4,6 +4,8 @@ check in memory, no disk before the player starts, the durable records right aft
 from __future__ import annotations
 
 import asyncio
+import cProfile
+import pstats
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -29,7 +31,7 @@ from loa_contract import (
     Scope,
     utcnow,
 )
-from tests.e2e import LiveHub, enroll_agent, fast_config, live_hub
+from tests.e2e import LiveHub, enroll_agent, fast_config, live_hub, schedule
 
 TIMEOUT = 15.0
 
@@ -193,3 +195,76 @@ async def test_a_cancel_before_the_record_never_revives_the_emergency(
 async def _has_command(agent: Agent, command_id: str) -> bool:
     assert agent.store is not None
     return command_id in await agent.store.seen_commands()
+
+
+class ProfiledPlayer(NullPlayer):
+    """Stops the profiler the moment an emergency is playing: the span measured is exactly
+    frame received -> emergency playing."""
+
+    def __init__(self, profiler: cProfile.Profile) -> None:
+        super().__init__(default_duration_s=600)
+        self.profiler = profiler
+
+    async def play(self, item: PlayItem) -> None:
+        await super().play(item)
+        if item.priority is Priority.EMERGENCY:
+            self.profiler.disable()
+
+
+def _calls(stats: pstats.Stats) -> dict[tuple[str, str], int]:
+    """(file name, function name) -> primitive call count."""
+    return {
+        (Path(file).name, name): counts[0]
+        for (file, _line, name), counts in stats.stats.items()  # type: ignore[attr-defined]
+    }
+
+
+async def test_push_to_playing_reads_no_disk_and_parses_nothing_again(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    await hub.add_commune("xa-h")
+    profiler = cProfile.Profile()
+    agent = await enroll_agent(
+        hub,
+        tmp_path / "board",
+        commune="xa-h",
+        kind="board",
+        profile="led-board-p10",
+        player=ProfiledPlayer(profiler),
+    )
+    try:
+        now = utcnow()
+        for n in range(6):
+            await hub.publish(
+                {
+                    "title": f"Tin {n}",
+                    "kind": "text",
+                    "priority": "normal",
+                    "text": f"Bản tin số {n}",
+                    "targets": {"communes": ["xa-h"]},
+                    # Half with fixed times, which the programme airs only at those times.
+                    "schedule": schedule(now, times=["06:00", "17:30"] if n % 2 else []),
+                }
+            )
+        await agent.wait_until(lambda: len(agent.schedule_input().candidates) == 6, TIMEOUT)
+        await agent.wait_until(lambda: agent.now_playing() is not None, TIMEOUT)
+        agent.schedule_input()  # candidates gathered, as they are between pushes
+        bulletin = alarm("alarm-" + uuid.uuid4().hex[:6])
+        start, _, _ = frames(hub, agent, bulletin)
+
+        profiler.enable()
+        await agent._handle_push(start)
+        while (
+            await asyncio.wait_for(agent.play_started.get(), TIMEOUT)
+        ).bulletin_id != bulletin.id:
+            pass
+        profiler.disable()  # already off if the emergency played; harmless otherwise
+    finally:
+        await agent.stop()
+
+    calls = _calls(pstats.Stats(profiler))
+    store_calls = {name: n for (file, name), n in calls.items() if file == "store.py"}
+    assert store_calls == {}, f"the store was used before playing: {store_calls}"
+    assert calls.get(("models.py", "parse_hhmm"), 0) == 0, "windows or times parsed again"
+    # Only the new emergency is made into a candidate; the held bulletins are reused.
+    assert calls.get(("agent.py", "_candidate"), 0) == 1
