@@ -211,6 +211,7 @@ class Agent:
         #: started (`_save_commands`), with the emergency each one carries.
         self._seen_commands: dict[str, datetime] = {}
         self._unsaved_commands: list[tuple[str, datetime, ManifestBulletin | None]] = []
+        self._manifest_after_play = False
         #: The scheduler's view of the held bulletins, built again only when the manifest, the
         #: held emergencies, the cache or the clock's anchoring change (`_held_changed`), and
         #: then only for the bulletins that changed: bulletin id -> (the bulletin it was built
@@ -498,10 +499,10 @@ class Agent:
                     decision.reason,
                 )
                 await self._apply(decision)
-                await self._save_commands()
+                await self._follow_up()
                 self._changed()
                 continue
-            await self._save_commands()
+            await self._follow_up()
             self._changed()
             if self._current is None or not self._sounds(self._current.item):
                 self.relay.audio_ended()
@@ -879,7 +880,9 @@ class Agent:
                     self._emergency_shift[bulletin.id] = self.clock.now() - command.issued_at
                 await self._accept_emergency(bulletin)
                 # The hub sends no manifest nudge after an emergency: the start implies it.
-                self._schedule_manifest_fetch()
+                # Fetched once the emergency plays (`_follow_up`): a manifest being fetched
+                # and verified must not hold the loop while the player starts.
+                self._manifest_after_play = True
             case EmergencyCancel(bulletin_id=bulletin_id):
                 self._cancelled.add(bulletin_id)
                 await self.store.cancel(bulletin_id)
@@ -909,6 +912,13 @@ class Agent:
         # The programme loop writes them down, after it has acted on them.
         self._wake.set()
         return True
+
+    async def _follow_up(self) -> None:
+        """What a pushed command asks for once the player has acted on it."""
+        await self._save_commands()
+        if self._manifest_after_play:
+            self._manifest_after_play = False
+            self._schedule_manifest_fetch()
 
     async def _save_commands(self) -> None:
         """Make the command ids seen (and the emergencies they brought) durable.
