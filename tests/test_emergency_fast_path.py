@@ -26,6 +26,7 @@ from loa_contract import (
     EmergencyCancel,
     EmergencyStart,
     ManifestBulletin,
+    PlayOutcome,
     Priority,
     Schedule,
     Scope,
@@ -219,6 +220,20 @@ def _calls(stats: pstats.Stats) -> dict[tuple[str, str], int]:
     }
 
 
+#: The steps from a verified frame to the player (other tasks, such as the follow-up writing
+#: earlier commands down, may run in the same span; they are not on this path).
+PUSH_PATH = {"_handle_push", "_first_sight", "_accept_emergency", "_decide", "_apply"}
+
+
+def _store_calls_on_the_path(stats: pstats.Stats) -> dict[str, int]:
+    calls: dict[str, int] = {}
+    for (file, _line, name), entry in stats.stats.items():  # type: ignore[attr-defined]
+        callers = entry[4]
+        if Path(file).name == "store.py" and any(c[2] in PUSH_PATH for c in callers):
+            calls[name] = calls.get(name, 0) + entry[0]
+    return calls
+
+
 async def test_push_to_playing_reads_no_disk_and_parses_nothing_again(
     hub: LiveHub, tmp_path: Path
 ) -> None:
@@ -262,9 +277,85 @@ async def test_push_to_playing_reads_no_disk_and_parses_nothing_again(
     finally:
         await agent.stop()
 
-    calls = _calls(pstats.Stats(profiler))
-    store_calls = {name: n for (file, name), n in calls.items() if file == "store.py"}
+    stats = pstats.Stats(profiler)
+    calls = _calls(stats)
+    assert calls.get(("agent.py", "_handle_push"), 0) == 1
+    store_calls = _store_calls_on_the_path(stats)
     assert store_calls == {}, f"the store was used before playing: {store_calls}"
     assert calls.get(("models.py", "parse_hhmm"), 0) == 0, "windows or times parsed again"
     # Only the new emergency is made into a candidate; the held bulletins are reused.
     assert calls.get(("agent.py", "_candidate"), 0) == 1
+
+
+class CrashAtEmergency(NullPlayer):
+    """Starts the emergency, then the process "dies" (the programme loop's task ends there),
+    before any durable record of the emergency or its play is written."""
+
+    def __init__(self) -> None:
+        super().__init__(default_duration_s=600)
+        self.crashed = asyncio.Event()
+
+    async def play(self, item: PlayItem) -> None:
+        await super().play(item)
+        if item.priority is Priority.EMERGENCY:
+            self.crashed.set()
+            raise asyncio.CancelledError
+
+
+async def _abandon(agent: Agent) -> None:
+    """What kill -9 leaves: no shutdown book-keeping, the files as they are."""
+    tasks = [*agent._tasks, *agent._download_tasks]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await agent.client.close()
+    assert agent.store is not None
+    await agent.store.close()
+
+
+async def test_a_crash_between_playing_and_recording_loses_nothing_and_counts_nothing_twice(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    await hub.add_commune("xa-k")
+    data = tmp_path / "board"
+    first = await enroll_agent(
+        hub,
+        data,
+        commune="xa-k",
+        kind="board",
+        profile="led-board-p10",
+        player=(crashing := CrashAtEmergency()),
+    )
+    await first.wait_until(lambda: first.status_connected(), TIMEOUT)
+    emergency = await hub.call(
+        "POST", "/api/v1/emergencies", json={"title": "Cháy chợ", "text": "Cháy chợ xã"}
+    )
+    await asyncio.wait_for(crashing.crashed.wait(), TIMEOUT)
+    assert crashing.last_item is not None and crashing.last_item.bulletin_id == emergency["id"]
+    await _abandon(first)
+
+    player = NullPlayer(durations={emergency["id"]: 0.3})
+    second = Agent(fast_config(data), Identity.load(data), load_profile("led-board-p10"), player)
+    restarted = utcnow()
+    await second.start()
+    try:
+        # Not lost: the hub sends the active emergency again on reconnecting (the manifest
+        # holds it too); it was never begun on record, so it cuts in as a new arrival.
+        item = await asyncio.wait_for(second.play_started.get(), TIMEOUT)
+        assert item.bulletin_id == emergency["id"]
+        assert second.store is not None
+        store = second.store
+        await second.wait_until(lambda: _completed(second, emergency["id"], 2), TIMEOUT)
+        plays = [p for p in await store.recent_plays(100) if p.bulletin_id == emergency["id"]]
+        # Counted once per airing heard: nothing from before the crash, no recovered play.
+        assert all(p.started_at >= restarted for p in plays)
+        assert {p.outcome for p in plays} <= {PlayOutcome.COMPLETED, PlayOutcome.PREEMPTED}
+    finally:
+        await second.stop()
+
+
+async def _completed(agent: Agent, bulletin_id: str, at_least: int) -> bool:
+    assert agent.store is not None
+    plays = await agent.store.recent_plays(100)
+    done = [p for p in plays if p.bulletin_id == bulletin_id and p.outcome is PlayOutcome.COMPLETED]
+    return len(done) >= at_least
