@@ -1228,6 +1228,7 @@ class Agent:
         # Each imagined airing ends a microsecond after the one before, so the rotation's
         # "longest since it last aired" sees them in order.
         now = inp.now
+        suspended = inp.suspended
 
         def count(bulletin_id: str, slot: str) -> None:
             aired[(bulletin_id, slot)] = aired.get((bulletin_id, slot), 0) + 1
@@ -1249,6 +1250,7 @@ class Agent:
                     inp,
                     now=now,
                     playing=None,
+                    suspended=suspended,
                     aired=dict(aired),
                     started=frozenset(started),
                     last_aired=dict(last_aired),
@@ -1257,6 +1259,8 @@ class Agent:
             if decision.action is not Action.START or decision.bulletin_id is None:
                 break
             count(decision.bulletin_id, decision.slot or "")
+            if suspended is not None and suspended.bulletin_id == decision.bulletin_id:
+                suspended = None  # resumed: as the agent does, it is not kept any longer
             bulletin = held[decision.bulletin_id]
             if bulletin.id in listed and (board or bulletin.priority is Priority.EMERGENCY):
                 if board:

@@ -136,6 +136,10 @@ async def test_newer_commune_alert_cuts_in_then_all_take_turns(
         await hub.call("POST", f"/api/v1/bulletins/{commune}/publish")
         assert await next_play(speaker) == commune
         assert await next_play(board) == commune
+        # Each active emergency is listed once (the symptom: one title five times).
+        for agent in (speaker, board):
+            queue = queue_ids(agent)
+            assert province in queue and len(queue) == len(set(queue)), queue
         for player in (speaker_player, board_player):
             player.durations[province] = 0.4
         for agent in (speaker, board):
