@@ -19,7 +19,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,18 +60,19 @@ from .profile import HardwareProfile
 from .relay import NullRelay, Relay
 from .rpi_health import WIRE_FIELDS as PI_WIRE_FIELDS
 from .rpi_health import PiHealth
-from .scheduler import decide
+from .scheduler import EMERGENCY_SLOT, decide
 from .scheduler_types import (
     Action,
     Candidate,
     Decision,
+    ParsedWindow,
     Playing,
     ScheduleInput,
     Suspended,
 )
 from .sdnotify import Watchdog
 from .speech import SpeechEngine, speech_key
-from .store import AgentStore, StaleManifest
+from .store import COMMAND_GRACE, AgentStore, StaleManifest
 from .test_pattern import ensure_test_pattern
 from .tone import ensure_test_tone
 
@@ -202,6 +203,23 @@ class Agent:
         self._emergencies: dict[str, ManifestBulletin] = {}
         self._cancelled: set[str] = set()
         self._aired: dict[tuple[str, str], int] = {}
+        #: Emergencies begun here, and when each last aired in full (ScheduleInput).
+        self._started_emergencies: set[str] = set()
+        self._last_aired: dict[str, datetime] = {}
+        #: Command ids seen, with their expiry: the replay check, in memory so a pushed
+        #: emergency waits for no disk. `_unsaved_commands` are written after the player
+        #: started (`_save_commands`), with the emergency each one carries.
+        self._seen_commands: dict[str, datetime] = {}
+        self._unsaved_commands: list[tuple[str, datetime, ManifestBulletin | None]] = []
+        self._manifest_after_play = False
+        #: The scheduler's view of the held bulletins, built again only when the manifest, the
+        #: held emergencies, the cache or the clock's anchoring change (`_held_changed`), and
+        #: then only for the bulletins that changed: bulletin id -> (the bulletin it was built
+        #: from, its validity shift, its Candidate or None while it cannot play here).
+        self._candidates: tuple[Candidate, ...] | None = None
+        self._candidate_of: dict[str, tuple[ManifestBulletin, timedelta, Candidate | None]] = {}
+        self._windows: tuple[ParsedWindow, ...] = ()
+        self._windows_of: Manifest | None = None  # the manifest `_windows` were parsed from
         self._suspended: Suspended | None = None
         self._current: _Current | None = None
         self._volume_override: int | None = None
@@ -250,6 +268,10 @@ class Agent:
             self._cancelled |= set(self._manifest.cancelled)
         self._suspended = await self.store.suspended()
         self._aired = await self.store.aired_counts(now - timedelta(days=2))
+        started, self._last_aired = await self.store.emergency_airings(now - timedelta(days=2))
+        self._started_emergencies = set(started)
+        self._seen_commands = await self.store.seen_commands()
+        self._held_changed()
         stored_volume = await self.store.get_setting("volume")
         self._volume_override = int(stored_volume) if stored_volume is not None else None
         self.player.set_event_sink(self._on_player_event)
@@ -273,6 +295,10 @@ class Agent:
             for task in stuck:
                 log.error("task %s did not stop: %s", task.get_name(), task.get_stack())
         self._tasks.clear()
+        try:
+            await self._save_commands()
+        except Exception:
+            log.exception("recording the last commands at shutdown failed")
         # Each resource is released even if another one fails: a half-stopped agent would
         # keep libVLC and SQLite threads alive.
         if self._current is not None:
@@ -371,27 +397,60 @@ class Agent:
             return PlayItem(kind=bulletin.kind, path=path, **common)
         return None
 
-    def schedule_input(self) -> ScheduleInput:
-        now = self.clock.now()
+    def _held_changed(self, *, content: bool = False) -> None:
+        """The manifest, the held emergencies or the clock's anchoring changed (with
+        `content`: what the cache holds changed too): the scheduler's candidates are
+        gathered again at the next decision."""
+        self._candidates = None
+        if content:
+            self._candidate_of.clear()  # what is playable may have changed for any of them
+        manifest = self._manifest
+        if manifest is not self._windows_of:
+            self._windows_of = manifest
+            self._windows = (
+                tuple(ParsedWindow(w.start_time, w.end_time) for w in manifest.windows)
+                if manifest
+                else ()
+            )
+
+    def _gather_candidates(self) -> tuple[Candidate, ...]:
+        known = self._candidate_of
+        self._candidate_of = {}
         candidates = []
         for bulletin in self._bulletins().values():
-            if self._play_item(bulletin) is None:
-                continue
-            schedule = bulletin.schedule
             shift = self._emergency_shift.get(bulletin.id, timedelta(0))
-            candidates.append(
-                Candidate(
-                    id=bulletin.id,
-                    title=bulletin.title,
-                    priority=bulletin.priority,
-                    kind=bulletin.kind,
-                    valid_from=schedule.valid_from + shift,
-                    valid_until=schedule.valid_until + shift,
-                    times=tuple(parse_hhmm(t) for t in schedule.times),
-                    repeats=schedule.repeats,
-                    order=bulletin.order,
-                )
-            )
+            cached = known.get(bulletin.id)
+            if cached is not None and cached[0] is bulletin and cached[1] == shift:
+                candidate = cached[2]
+            else:
+                candidate = self._candidate(bulletin, shift)
+            self._candidate_of[bulletin.id] = (bulletin, shift, candidate)
+            if candidate is not None:
+                candidates.append(candidate)
+        return tuple(candidates)
+
+    def _candidate(self, bulletin: ManifestBulletin, shift: timedelta) -> Candidate | None:
+        if self._play_item(bulletin) is None:
+            return None
+        schedule = bulletin.schedule
+        return Candidate(
+            id=bulletin.id,
+            title=bulletin.title,
+            priority=bulletin.priority,
+            kind=bulletin.kind,
+            valid_from=schedule.valid_from + shift,
+            valid_until=schedule.valid_until + shift,
+            times=tuple(parse_hhmm(t) for t in schedule.times),
+            repeats=schedule.repeats,
+            order=bulletin.order,
+            interval_s=schedule.interval_s,
+            until_cancelled=schedule.until_cancelled,
+        )
+
+    def schedule_input(self) -> ScheduleInput:
+        now = self.clock.now()
+        if self._candidates is None:
+            self._candidates = self._gather_candidates()
         playing = None
         if self._current is not None:
             current = self._current
@@ -406,14 +465,16 @@ class Agent:
         return ScheduleInput(
             now=now,
             device_kind=self.profile.device_kind,
-            windows=tuple(manifest.windows) if manifest else (),
-            candidates=tuple(candidates),
+            windows=self._windows,
+            candidates=self._candidates,
             playing=playing,
             suspended=self._suspended,
             aired=dict(self._aired),
             cancelled=frozenset(self._cancelled),
             clock_trusted=self.clock.status().trusted,
             resume_mode=manifest.resume_mode if manifest else "resume",
+            started=frozenset(self._started_emergencies),
+            last_aired=dict(self._last_aired),
         )
 
     async def _programme_loop(self) -> None:
@@ -438,8 +499,10 @@ class Agent:
                     decision.reason,
                 )
                 await self._apply(decision)
+                await self._follow_up()
                 self._changed()
                 continue
+            await self._follow_up()
             self._changed()
             if self._current is None or not self._sounds(self._current.item):
                 self.relay.audio_ended()
@@ -490,10 +553,9 @@ class Agent:
         resumed = self._suspended is not None and self._suspended.bulletin_id == bulletin.id
         await self._set_volume_for(bulletin.priority)
         started_at = self.clock.now()
-        play_id = await self.store.begin_play(
-            bulletin.id, decision.slot, bulletin.priority, bulletin.kind, started_at
-        )
-        self._current = _Current(play_id, item, decision.slot, started_at, bulletin)
+        current = _Current(None, item, decision.slot, started_at, bulletin)
+        self._current = current
+        failed = False
         try:
             if self._sounds(item):
                 # Returns at once when the amplifier is already on: no pre-roll in that path.
@@ -501,14 +563,30 @@ class Agent:
             await self.player.play(item)
         except Exception as exc:
             log.error("could not play %s: %s", bulletin.id, exc)
+            failed = True
+        else:
+            self.play_started.put_nowait(item)
+        if decision.slot == EMERGENCY_SLOT:
+            self._started_emergencies.add(bulletin.id)
+        # The durable record follows the start, so the disk never delays what is heard. A
+        # crash before it leaves no trace: the item was not heard out and airs again.
+        current.play_id = await self.store.begin_play(
+            bulletin.id, decision.slot, bulletin.priority, bulletin.kind, started_at
+        )
+        if failed:
             await self._close_current(PlayOutcome.FAILED, 0.0, counts_as_aired=True)
         else:
             log.info("playing %s %r (%s)", bulletin.id, bulletin.title, bulletin.priority.value)
-            self.play_started.put_nowait(item)
         if previous is not None:
             outcome = PlayOutcome.PREEMPTED if decision.preempt else PlayOutcome.STOPPED
             await self._close_play(previous, outcome, previous_position, counts_as_aired=False)
-            if decision.preempt and previous.item.bulletin_id != TEST_TONE_ID:
+            # An emergency cut by a newer one is never kept: it airs again, from the top, in
+            # its turn; the Suspended item stays the one the first emergency cut.
+            if (
+                decision.preempt
+                and previous.item.bulletin_id != TEST_TONE_ID
+                and previous.item.priority is not Priority.EMERGENCY
+            ):
                 self._suspended = Suspended(
                     previous.item.bulletin_id, previous.slot, previous_position
                 )
@@ -538,6 +616,8 @@ class Agent:
         if counts_as_aired:
             key = (current.item.bulletin_id, current.slot)
             self._aired[key] = self._aired.get(key, 0) + 1
+            if current.slot == EMERGENCY_SLOT:
+                self._last_aired[current.item.bulletin_id] = self.clock.now()
         self._report_wake.set()
 
     async def _handle_player_events(self) -> None:
@@ -685,6 +765,7 @@ class Agent:
         if not was_corrected:
             # The device's own timeline is anchored now: pushed emergencies are judged on it.
             self._emergency_shift.clear()
+            self._held_changed()
             self._clock_saved_at = 0.0
         self._wake.set()
         self._changed()
@@ -712,6 +793,7 @@ class Agent:
                 await asyncio.to_thread(self.clock.refresh_ntp)
                 if self.clock.status().trusted != trusted:
                     self._emergency_shift.clear()
+                    self._held_changed()
                     self._wake.set()
                     self._changed()
                 await self._save_clock(every_s=60.0)
@@ -790,10 +872,7 @@ class Agent:
             self._refuse("pushed command", f"{command.type} expired at {command.expires_at}")
             return
         assert self.store is not None
-        hold = None
-        if isinstance(command, EmergencyStart) and command.bulletin.id not in self._cancelled:
-            hold = command.bulletin
-        if await self.store.command_seen(command.command_id, command.expires_at, hold=hold):
+        if not self._first_sight(command):
             return
         match command:
             case EmergencyStart(bulletin=bulletin):
@@ -801,7 +880,9 @@ class Agent:
                     self._emergency_shift[bulletin.id] = self.clock.now() - command.issued_at
                 await self._accept_emergency(bulletin)
                 # The hub sends no manifest nudge after an emergency: the start implies it.
-                self._schedule_manifest_fetch()
+                # Fetched once the emergency plays (`_follow_up`): a manifest being fetched
+                # and verified must not hold the loop while the player starts.
+                self._manifest_after_play = True
             case EmergencyCancel(bulletin_id=bulletin_id):
                 self._cancelled.add(bulletin_id)
                 await self.store.cancel(bulletin_id)
@@ -819,6 +900,47 @@ class Agent:
                 self.request("test_tone", origin="hub")
             case Resync():
                 await self.resync()
+
+    def _first_sight(self, command: Command) -> bool:
+        """True the first time a command id is seen (in memory: no disk on this path); its
+        durable record, and the emergency it carries, follow in `_save_commands`."""
+        if command.command_id in self._seen_commands:
+            return False
+        self._seen_commands[command.command_id] = command.expires_at
+        hold = command.bulletin if isinstance(command, EmergencyStart) else None
+        self._unsaved_commands.append((command.command_id, command.expires_at, hold))
+        # The programme loop writes them down, after it has acted on them.
+        self._wake.set()
+        return True
+
+    async def _follow_up(self) -> None:
+        """What a pushed command asks for once the player has acted on it."""
+        await self._save_commands()
+        if self._manifest_after_play:
+            self._manifest_after_play = False
+            self._schedule_manifest_fetch()
+
+    async def _save_commands(self) -> None:
+        """Make the command ids seen (and the emergencies they brought) durable.
+
+        Called by the programme loop right after it started what they asked for. A crash
+        before this loses no emergency for good: the hub sends every active emergency again
+        when the device reconnects, and the manifest holds it. The emergency is not held if
+        it was cancelled meanwhile, so a restart never revives it.
+        """
+        if not self._unsaved_commands:
+            return
+        assert self.store is not None
+        unsaved, self._unsaved_commands = self._unsaved_commands, []
+        for command_id, expires_at, hold in unsaved:
+            if hold is not None and hold.id in self._cancelled:
+                hold = None
+            await self.store.command_seen(command_id, expires_at, hold=hold)
+        # Forgotten on the same terms as the store forgets them.
+        horizon = datetime.now(UTC) - COMMAND_GRACE
+        expired = [cid for cid, expiry in self._seen_commands.items() if expiry < horizon]
+        for command_id in expired:
+            del self._seen_commands[command_id]
 
     def _schedule_manifest_fetch(self) -> None:
         # A fetch already under way may have its answer already: ask for one more after it,
@@ -842,6 +964,7 @@ class Agent:
         if bulletin.id in self._cancelled:
             return
         self._emergencies[bulletin.id] = bulletin
+        self._held_changed()
         if self._play_item(bulletin) is None:
             self._ensure_content()  # it plays as soon as its media is here
         self._wake.set()
@@ -890,6 +1013,7 @@ class Agent:
         loudness_before = self.volume()
         self._manifest = manifest
         self._etag = f'"{manifest.version}"'
+        self._held_changed()
         if self.volume() != loudness_before:
             # The commune turned its loudspeakers up or down: heard now, not at the next item.
             current = self._current
@@ -933,21 +1057,27 @@ class Agent:
             await self._fetch_content_locked(verify)
 
     async def _fetch_content_locked(self, verify: bool) -> None:
+        corrupt: list[str] = []
         if verify:
-            for sha in await self.cache.verify_all():
+            corrupt = await self.cache.verify_all()
+            for sha in corrupt:
                 log.warning("cache object %s was corrupt; fetching it again", sha)
         needed = self._needed_media()
         missing = [ref for sha, ref in needed.items() if not self.cache.has(sha)]
         results = await asyncio.gather(*(self._fetch_one(ref) for ref in missing))
         await self._synthesize_speech()
-        if any(results):
-            self._wake.set()
-        self._changed()
+        freed = 0
         if self._manifest is not None:
             # Keep everything a held bulletin still needs; the rest is dead weight on the SD card.
             freed = self.cache.evict(set(needed))
             if freed:
                 log.info("cache eviction freed %d bytes", freed)
+        if corrupt or any(results) or freed:
+            # What is playable changed (fetched, found corrupt, evicted).
+            self._held_changed(content=True)
+        if any(results):
+            self._wake.set()
+        self._changed()
 
     async def _fetch_one(self, ref: MediaRef) -> bool:
         async with self._download_slots:
@@ -984,6 +1114,7 @@ class Agent:
                 log.error("speech for %s failed: %s", bulletin.id, exc)
             finally:
                 tmp.unlink(missing_ok=True)
+            self._held_changed(content=True)
             self._wake.set()
 
     # ------------------------------------------------------------------ reports
@@ -1085,23 +1216,57 @@ class Agent:
         )
 
     def upcoming(self, limit: int = 10) -> list[dict[str, Any]]:
-        """What plays next, by asking the scheduler what it would start after each item ends."""
+        """What plays next, by asking the scheduler what it would start after each item ends.
+
+        Each active emergency is listed once, however often it will air; a board's list
+        stops when its rotation comes round again.
+        """
         inp = self.schedule_input()
         aired = dict(inp.aired)
+        started = set(inp.started)
+        last_aired = dict(inp.last_aired)
+        # Each imagined airing ends a microsecond after the one before, so the rotation's
+        # "longest since it last aired" sees them in order.
+        now = inp.now
+        suspended = inp.suspended
+
+        def count(bulletin_id: str, slot: str) -> None:
+            aired[(bulletin_id, slot)] = aired.get((bulletin_id, slot), 0) + 1
+            if slot == EMERGENCY_SLOT:
+                started.add(bulletin_id)
+                last_aired[bulletin_id] = now
+
         if self._current is not None:
-            key = (self._current.item.bulletin_id, self._current.slot)
-            aired[key] = aired.get(key, 0) + 1
+            count(self._current.item.bulletin_id, self._current.slot)
         held = self._bulletins()
+        board = self.profile.device_kind is DeviceKind.BOARD
         queue: list[dict[str, Any]] = []
-        for _ in range(limit):
-            decision = decide(dataclasses.replace(inp, playing=None, aired=dict(aired)))
+        listed: set[str] = set()
+        # Bounded: a board or an emergency until cancelled would loop for ever.
+        for _ in range(4 * limit):
+            now += timedelta(microseconds=1)
+            decision = decide(
+                dataclasses.replace(
+                    inp,
+                    now=now,
+                    playing=None,
+                    suspended=suspended,
+                    aired=dict(aired),
+                    started=frozenset(started),
+                    last_aired=dict(last_aired),
+                )
+            )
             if decision.action is not Action.START or decision.bulletin_id is None:
                 break
-            key = (decision.bulletin_id, decision.slot or "")
-            if aired.get(key, 0) > 50:
-                break  # a board loops forever; a short look ahead is enough
-            aired[key] = aired.get(key, 0) + 1
+            count(decision.bulletin_id, decision.slot or "")
+            if suspended is not None and suspended.bulletin_id == decision.bulletin_id:
+                suspended = None  # resumed: as the agent does, it is not kept any longer
             bulletin = held[decision.bulletin_id]
+            if bulletin.id in listed and (board or bulletin.priority is Priority.EMERGENCY):
+                if board:
+                    break
+                continue
+            listed.add(bulletin.id)
             queue.append(
                 {
                     "bulletin_id": bulletin.id,
@@ -1110,7 +1275,7 @@ class Agent:
                     "kind": bulletin.kind.value,
                 }
             )
-            if self.profile.device_kind is DeviceKind.BOARD and len(queue) >= len(held):
+            if len(queue) >= limit:
                 break
         return queue
 

@@ -5,11 +5,29 @@ Rules (DESIGN.md §2), in the order `decide` applies them:
 
 1. Eligibility. A candidate may air only while ``valid_from <= now < valid_until`` and its id
    is not in ``cancelled``. The agent has already filtered out what this device cannot play.
-2. Emergency. Plays at once, whatever the windows or the clock's trust, cutting any
-   non-emergency item (``preempt=True`` so the agent keeps it as Suspended). A speaker airs it
-   ``repeats`` times in all (slot "emergency"); a board keeps it up — restarted each time it
-   ends — until it is cancelled or expires. Several at once: earliest ``valid_from`` first
-   (tie: id). An emergency never cuts another emergency. Fixed ``times`` are ignored.
+2. Emergency. Plays whatever the windows or the clock's trust; fixed ``times`` are ignored.
+   It cuts any non-emergency item (``preempt=True``: the agent keeps that item as Suspended).
+   - What it owes. A speaker airs it ``repeats`` times in all (slot "emergency"), the next
+     airing falling due ``interval_s`` after the end of the last complete one; with
+     ``until_cancelled`` it keeps falling due every ``interval_s`` until it is cancelled or
+     expires. A board keeps every active emergency in its rotation, restarted each time it
+     ends, until it is cancelled or expires (``interval_s`` does not apply to a board).
+   - A new arrival (an emergency never begun here: not in ``started`` and never aired) cuts
+     whatever is on air at once, an older emergency included (``preempt=True``). The cut
+     emergency's airing does not count; it is never Suspended and is no longer new, so it
+     does not cut back: it airs again, from the top, in its turn. One exception keeps
+     arrivals that come together from cutting each other in a cascade: an emergency on its
+     first airing ever (none complete yet) is cut only by a newer arrival (later
+     ``valid_from``, tie: larger id).
+   - A repeat that falls due never cuts an emergency: it waits for the one on air to end.
+   - Order among the due ones: new arrivals first, newest first (latest ``valid_from``, tie:
+     larger id); then a round robin: the one whose last complete airing ended longest ago
+     (never complete: first), then fewer airings, then earliest ``valid_from``, then id. So
+     every due emergency airs before any airs twice and none is starved, whoever sent it;
+     cancelling one only takes it out of the rotation. (Plain "fewest airings first" would
+     let a newcomer air back to back until it caught up with a long-running board alert.)
+   - Between a speaker's airings no emergency is due: the suspended item resumes and the
+     programme runs (windows apply as usual) until the next airing falls due.
 3. Resume. With no emergency due, a suspended item resumes (``resume_mode``) if it is still
    eligible and its slot is still current.
 4. Untrusted clock. Nothing but an emergency may start; a playing non-emergency is stopped.
@@ -43,20 +61,22 @@ Interpretations where the spec is silent (what a broadcast engineer would expect
 - Validity is always judged against ``now``, even when the clock is untrusted: ignoring the
   clock's trust means only that an untrusted clock does not hold an emergency back.
 - ``next_check`` is the earliest instant after ``now`` and at most 48 h ahead at which a window
-  opens or closes, a (non-cancelled) candidate becomes valid or expires, or a fixed time falls.
+  opens or closes, a (non-cancelled) candidate becomes valid or expires, a fixed time falls, or
+  a speaker emergency's next airing falls due.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
 
-from loa_contract import VN_TZ, BroadcastWindow, DeviceKind, Priority
+from loa_contract import VN_TZ, DeviceKind, Priority
 
 from .scheduler_types import (
     Action,
     Candidate,
+    DailyWindow,
     Decision,
     Playing,
     ScheduleInput,
@@ -73,9 +93,11 @@ __all__ = [
     "WindowSpan",
     "current_window",
     "decide",
+    "emergency_due_at",
     "fixed_slot",
     "fixed_time_until",
     "is_eligible",
+    "is_new_arrival",
     "next_check",
     "next_window_edge",
     "slot_is_current",
@@ -111,7 +133,7 @@ def _at(day: date, clock: time) -> datetime:
     return datetime.combine(day, clock.replace(second=0, microsecond=0), VN_TZ)
 
 
-def window_spans(days: Iterable[date], windows: Sequence[BroadcastWindow]) -> list[WindowSpan]:
+def window_spans(days: Iterable[date], windows: Sequence[DailyWindow]) -> list[WindowSpan]:
     """Every opening of `windows` on the given local dates, sorted by start."""
     spans: list[WindowSpan] = []
     for day in days:
@@ -130,7 +152,7 @@ def _days_around(now: datetime, before: int, after: int) -> list[date]:
     return [today + timedelta(days=offset) for offset in range(-before, after + 1)]
 
 
-def current_window(now: datetime, windows: Sequence[BroadcastWindow]) -> WindowSpan | None:
+def current_window(now: datetime, windows: Sequence[DailyWindow]) -> WindowSpan | None:
     """The open window `now` falls in (the earliest-opened one if several overlap), or None."""
     # A window lasts under 24 h, so only yesterday's and today's openings can hold `now`.
     spans = window_spans(_days_around(now, 1, 0), windows)
@@ -141,7 +163,7 @@ def current_window(now: datetime, windows: Sequence[BroadcastWindow]) -> WindowS
     return min(open_spans, key=lambda span: (span.start, -span.end.timestamp()))
 
 
-def next_window_edge(now: datetime, windows: Sequence[BroadcastWindow]) -> datetime | None:
+def next_window_edge(now: datetime, windows: Sequence[DailyWindow]) -> datetime | None:
     """The next instant strictly after `now` at which any window opens or closes."""
     edges = [
         edge
@@ -152,7 +174,7 @@ def next_window_edge(now: datetime, windows: Sequence[BroadcastWindow]) -> datet
     return min(edges, default=None)
 
 
-def fixed_time_until(at: datetime, windows: Sequence[BroadcastWindow]) -> datetime | None:
+def fixed_time_until(at: datetime, windows: Sequence[DailyWindow]) -> datetime | None:
     """Until when a fixed air time `at` stays due: the end of the window holding it, or None."""
     ends = [
         span.end
@@ -173,7 +195,7 @@ def _parse_slot(slot: str) -> tuple[str, datetime] | None:
     return prefix, moment.replace(tzinfo=VN_TZ)
 
 
-def slot_is_current(slot: str, now: datetime, windows: Sequence[BroadcastWindow]) -> bool:
+def slot_is_current(slot: str, now: datetime, windows: Sequence[DailyWindow]) -> bool:
     """Whether a suspended item's slot may still be aired: its window has not closed."""
     parsed = _parse_slot(slot)
     if parsed is None:
@@ -214,17 +236,60 @@ def _ineligible_why(inp: ScheduleInput, bulletin_id: str) -> str:
     return "not yet valid"
 
 
+def _airings(inp: ScheduleInput, candidate: Candidate) -> int:
+    return inp.aired.get((candidate.id, EMERGENCY_SLOT), 0)
+
+
+def is_new_arrival(inp: ScheduleInput, candidate: Candidate) -> bool:
+    """An emergency that has never begun airing on this device."""
+    return candidate.id not in inp.started and _airings(inp, candidate) == 0
+
+
+def emergency_due_at(inp: ScheduleInput, candidate: Candidate) -> datetime | None:
+    """From when emergency `candidate` owes its next airing; None if it owes none any more."""
+    if inp.device_kind is DeviceKind.BOARD:
+        return candidate.valid_from
+    aired = _airings(inp, candidate)
+    if not candidate.until_cancelled and aired >= candidate.repeats:
+        return None
+    last = inp.last_aired.get(candidate.id)
+    if aired == 0 or last is None:
+        return candidate.valid_from
+    return max(candidate.valid_from, last + timedelta(seconds=candidate.interval_s))
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _newest_first(candidate: Candidate) -> tuple[float, str]:
+    # Sorted ascending on this key, then reversed: latest valid_from first, tie larger id.
+    return (candidate.valid_from.timestamp(), candidate.id)
+
+
 def _due_emergencies(inp: ScheduleInput, eligible: Sequence[Candidate]) -> list[Candidate]:
-    due = [
-        c
-        for c in eligible
-        if _is_emergency(c)
-        and (
-            inp.device_kind is DeviceKind.BOARD
-            or inp.aired.get((c.id, EMERGENCY_SLOT), 0) < c.repeats
-        )
-    ]
-    return sorted(due, key=lambda c: (c.valid_from, c.id))
+    """Emergencies owed an airing now, in the order they should air (see rule 2)."""
+    due = []
+    for candidate in eligible:
+        if not _is_emergency(candidate):
+            continue
+        due_at = emergency_due_at(inp, candidate)
+        if due_at is not None and due_at <= inp.now:
+            due.append(candidate)
+    arrivals = sorted((c for c in due if is_new_arrival(inp, c)), key=_newest_first, reverse=True)
+    rotation = sorted(
+        (c for c in due if not is_new_arrival(inp, c)),
+        key=lambda c: (inp.last_aired.get(c.id, _NEVER), _airings(inp, c), c.valid_from, c.id),
+    )
+    return arrivals + rotation
+
+
+def _cuts_in(inp: ScheduleInput, arrival: Candidate, on_air: Candidate) -> bool:
+    """Whether new arrival `arrival` cuts emergency `on_air` off."""
+    if not is_new_arrival(inp, arrival) or arrival.id == on_air.id:
+        return False
+    # Arrivals that came together must not cut each other in turn: an emergency on its
+    # first airing yields only to a newer one.
+    return _airings(inp, on_air) > 0 or _newest_first(arrival) > _newest_first(on_air)
 
 
 def _due_fixed(inp: ScheduleInput, eligible: Sequence[Candidate]) -> list[tuple[Candidate, str]]:
@@ -288,7 +353,11 @@ def next_check(inp: ScheduleInput) -> datetime | None:
         if candidate.id in inp.cancelled:
             continue
         instants.extend((candidate.valid_from, candidate.valid_until))
-        if not _is_emergency(candidate):
+        if _is_emergency(candidate):
+            due_at = emergency_due_at(inp, candidate)
+            if due_at is not None:
+                instants.append(due_at)
+        else:
             instants.extend(_at(day, at) for day in days for at in candidate.times)
     future = [moment for moment in instants if now < moment <= now + HORIZON]
     return _local(min(future)) if future else None
@@ -400,7 +469,18 @@ def decide(inp: ScheduleInput) -> Decision:
 
     if playing is not None:
         if playing.priority is Priority.EMERGENCY:
-            if playing.bulletin_id in by_id:
+            on_air = by_id.get(playing.bulletin_id)
+            if on_air is not None:
+                for arrival in _due_emergencies(inp, eligible):
+                    if _cuts_in(inp, arrival, on_air):
+                        return Decision(
+                            Action.START,
+                            bulletin_id=arrival.id,
+                            slot=EMERGENCY_SLOT,
+                            preempt=True,
+                            next_check=check,
+                            reason="new emergency pre-empts emergency",
+                        )
                 return Decision(Action.KEEP, next_check=check, reason="emergency on air")
             why = f"emergency {_ineligible_why(inp, playing.bulletin_id)}"
         else:

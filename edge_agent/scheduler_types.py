@@ -6,8 +6,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from enum import StrEnum
+from typing import Protocol
 
-from loa_contract import BroadcastWindow, BulletinKind, DeviceKind, Priority
+from loa_contract import BulletinKind, DeviceKind, Priority
+
+
+class DailyWindow(Protocol):
+    """A daily broadcast window (loa_contract.BroadcastWindow is one)."""
+
+    @property
+    def start_time(self) -> time: ...
+
+    @property
+    def end_time(self) -> time: ...
+
+
+@dataclass(frozen=True)
+class ParsedWindow:
+    """A broadcast window whose HH:MM strings were parsed once, not at every decision."""
+
+    start_time: time
+    end_time: time
 
 
 @dataclass(frozen=True)
@@ -23,6 +42,10 @@ class Candidate:
     times: tuple[time, ...] = ()  # fixed local air times (Asia/Ho_Chi_Minh)
     repeats: int = 1
     order: int = 0  # commune's order among priority bulletins, lower first
+    #: Emergency on a speaker: seconds from the end of one airing to when the next falls due.
+    interval_s: float = 0.0
+    #: Emergency on a speaker: airs every `interval_s` until cancelled or expired.
+    until_cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,7 +72,7 @@ class Suspended:
 class ScheduleInput:
     now: datetime  # aware
     device_kind: DeviceKind
-    windows: tuple[BroadcastWindow, ...]
+    windows: tuple[DailyWindow, ...]
     candidates: tuple[Candidate, ...]
     playing: Playing | None = None
     suspended: Suspended | None = None
@@ -58,6 +81,12 @@ class ScheduleInput:
     cancelled: frozenset[str] = frozenset()
     clock_trusted: bool = True
     resume_mode: str = "resume"  # "resume" | "restart"
+    #: Emergencies that have begun airing on this device at least once (one cut short
+    #: included): any other is a new arrival, which cuts in at once.
+    started: frozenset[str] = frozenset()
+    #: When each emergency's last complete airing ended (its repeat interval runs from there,
+    #: and the rotation serves the one that has waited longest).
+    last_aired: Mapping[str, datetime] = field(default_factory=dict)
 
 
 class Action(StrEnum):
@@ -75,7 +104,9 @@ class Decision:
     slot: str | None = None
     #: Seconds into the item to start from (a resumed item).
     start_at_s: float = 0.0
-    #: True when the current item is cut off by an emergency and must be kept as Suspended.
+    #: True when an emergency cuts the current item off mid-way (reported as pre-empted). A
+    #: cut non-emergency is kept as Suspended; a cut emergency is not: it airs again in its
+    #: turn, from the top.
     preempt: bool = False
     #: When to ask again even if nothing happens (next window edge, validity edge, fixed time).
     next_check: datetime | None = None

@@ -43,6 +43,7 @@ from loa_contract import (
     ProofOfPlay,
 )
 
+from .scheduler import EMERGENCY_SLOT
 from .scheduler_types import Suspended
 
 #: Cancelled emergency ids are kept this long: long enough to outlive any replayed command
@@ -128,6 +129,23 @@ MIGRATIONS: list[str] = [
         SELECT 'report_stream',
                CASE WHEN (SELECT value FROM counters WHERE name = 'seq') = 0
                     THEN lower(hex(randomblob(16))) ELSE '' END;
+    """,
+    # Emergencies that have begun airing here (a new arrival cuts in; one that has started
+    # waits its turn) and when each last aired in full (its repeat interval runs from there).
+    # Seeded from what the older schema knew, so an upgrade does not make every held
+    # emergency "new" again.
+    """
+    CREATE TABLE emergency_airings (
+        bulletin_id TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        last_end TEXT
+    );
+    INSERT OR IGNORE INTO emergency_airings (bulletin_id, started_at, last_end)
+        SELECT bulletin_id, min(started_at),
+               max(CASE WHEN counts = 1 THEN ended_at END)
+        FROM plays WHERE slot = 'emergency' GROUP BY bulletin_id;
+    INSERT OR IGNORE INTO emergency_airings (bulletin_id, started_at, last_end)
+        SELECT bulletin_id, slot_time, NULL FROM aired WHERE slot = 'emergency';
     """,
 ]
 
@@ -376,6 +394,13 @@ class AgentStore:
                 await self._hold_emergency(db, hold)
             return replay
 
+    async def seen_commands(self) -> dict[str, datetime]:
+        """Every command id still remembered, with its expiry (the agent checks replays
+        against this in memory and writes each new id with `command_seen`)."""
+        async with self._read() as db:
+            rows = await self._all(db, "SELECT id, expires_at FROM commands")
+        return {row[0]: _dt(row[1]) for row in rows}
+
     # ------------------------------------------------------------------ airings
 
     async def begin_play(
@@ -386,8 +411,18 @@ class AgentStore:
         kind: BulletinKind,
         started_at: datetime,
     ) -> int:
-        """Persist an open play before playback starts, so a crash mid-item is accounted for."""
+        """Persist an open play as soon as playback started, so a crash mid-item is accounted
+        for (a crash before this call leaves no trace: the item was not heard, it airs again).
+
+        An emergency's first start is remembered too (see `emergency_airings`).
+        """
         async with self._tx() as db:
+            if slot == EMERGENCY_SLOT:
+                await db.execute(
+                    "INSERT OR IGNORE INTO emergency_airings (bulletin_id, started_at) "
+                    "VALUES (?, ?)",
+                    (bulletin_id, _iso(started_at)),
+                )
             cursor = await db.execute(
                 "INSERT INTO plays (bulletin_id, slot, priority, kind, started_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -471,6 +506,11 @@ class AgentStore:
                 "slot_time = max(slot_time, excluded.slot_time)",
                 (row["bulletin_id"], row["slot"], _iso(slot_time(row["slot"], started))),
             )
+            if row["slot"] == EMERGENCY_SLOT:
+                await db.execute(
+                    "UPDATE emergency_airings SET last_end = ? WHERE bulletin_id = ?",
+                    (_iso(ended), row["bulletin_id"]),
+                )
         return proof
 
     @staticmethod
@@ -527,6 +567,20 @@ class AgentStore:
                 (_iso(since),),
             )
         return {(row[0], row[1]): int(row[2]) for row in rows}
+
+    async def emergency_airings(
+        self, since: datetime
+    ) -> tuple[frozenset[str], dict[str, datetime]]:
+        """Emergencies begun here, and the end of each one's last complete airing, for those
+        heard of since `since` (older rows are pruned like air counts)."""
+        async with self._tx() as db:
+            await db.execute(
+                "DELETE FROM emergency_airings WHERE coalesce(last_end, started_at) < ?",
+                (_iso(since - AIRED_KEEP),),
+            )
+            rows = await self._all(db, "SELECT bulletin_id, last_end FROM emergency_airings")
+        started = frozenset(row[0] for row in rows)
+        return started, {row[0]: _dt(row[1]) for row in rows if row[1] is not None}
 
     # ------------------------------------------------------------------ suspended item
 

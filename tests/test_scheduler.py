@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -67,6 +67,8 @@ def cand(
     times: tuple[str, ...] = (),
     repeats: int = 1,
     order: int = 0,
+    interval_s: float = 0.0,
+    until_cancelled: bool = False,
 ) -> Candidate:
     # Validity far outside the 48 h horizon so it never shows up in next_check by accident.
     return Candidate(
@@ -79,6 +81,8 @@ def cand(
         times=tuple(time.fromisoformat(t) for t in times),
         repeats=repeats,
         order=order,
+        interval_s=interval_s,
+        until_cancelled=until_cancelled,
     )
 
 
@@ -93,6 +97,8 @@ def make(
     cancelled: frozenset[str] = frozenset(),
     clock_trusted: bool = True,
     resume_mode: str = "resume",
+    started: frozenset[str] = frozenset(),
+    last_aired: dict[str, datetime] | None = None,
 ) -> ScheduleInput:
     return ScheduleInput(
         now=now,
@@ -105,6 +111,8 @@ def make(
         cancelled=cancelled,
         clock_trusted=clock_trusted,
         resume_mode=resume_mode,
+        started=started,
+        last_aired=last_aired or {},
     )
 
 
@@ -115,21 +123,129 @@ def plays(bid: str, priority: Priority = N, slot: str = W_MORNING) -> Playing:
 def run(inp: ScheduleInput, limit: int = 20) -> list[tuple[str, str]]:
     """Play items back to back (each runs to its end) and list (id, slot) in airing order."""
     aired = dict(inp.aired)
+    started_ids = set(inp.started)
+    last = dict(inp.last_aired)
     out: list[tuple[str, str]] = []
     for _ in range(limit):
-        decision = decide(replace(inp, aired=dict(aired), playing=None))
+        decision = decide(
+            replace(
+                inp,
+                aired=dict(aired),
+                playing=None,
+                started=frozenset(started_ids),
+                last_aired=dict(last),
+            )
+        )
         if decision.action is not Action.START:
             break
         assert decision.bulletin_id is not None and decision.slot is not None
         key = (decision.bulletin_id, decision.slot)
         out.append(key)
         aired[key] = aired.get(key, 0) + 1
+        if decision.slot == EMERGENCY_SLOT:
+            # Zero-length airings on a frozen clock: each ends after the one before, by now.
+            started_ids.add(decision.bulletin_id)
+            last[decision.bulletin_id] = inp.now - timedelta(microseconds=limit - len(out))
     return out
 
 
 def started(decision: Decision) -> tuple[str | None, str | None]:
     assert decision.action is Action.START, decision
     return decision.bulletin_id, decision.slot
+
+
+@dataclass
+class OnAir:
+    """Plays `decide` out on a simulated clock as the agent does: an item runs its length
+    unless a decision cuts it; a complete airing counts; a cut non-emergency is Suspended; a
+    started emergency joins `started`; the clock jumps to the next end or `next_check`."""
+
+    inp: ScheduleInput
+    #: Seconds each bulletin runs (default 10).
+    lengths: dict[str, float] = field(default_factory=dict)
+    #: (start instant, bulletin id, slot, start_at_s) of every start, in order.
+    starts: list[tuple[datetime, str, str, float]] = field(default_factory=list)
+    #: (instant, bulletin id) of every item cut off by an emergency.
+    cuts: list[tuple[datetime, str]] = field(default_factory=list)
+    #: (end instant, bulletin id) of every complete airing.
+    ends: list[tuple[datetime, str]] = field(default_factory=list)
+    ends_at: datetime | None = None
+
+    def length(self, bid: str) -> timedelta:
+        return timedelta(seconds=self.lengths.get(bid, 10.0))
+
+    def change(self, **fields: object) -> None:
+        """Change what the agent would learn (a new candidate, a cancel) between decisions."""
+        self.inp = replace(self.inp, **fields)  # type: ignore[arg-type]
+
+    def step(self) -> Decision:
+        """One decision at the current instant, applied."""
+        inp = self.inp
+        decision = decide(inp)
+        playing = inp.playing
+        if decision.action is Action.START:
+            assert decision.bulletin_id is not None and decision.slot is not None
+            suspended = inp.suspended
+            if playing is not None and decision.preempt:
+                self.cuts.append((inp.now, playing.bulletin_id))
+                if playing.priority is not E:
+                    position = (inp.now - playing.started_at).total_seconds() + playing.position_s
+                    suspended = Suspended(playing.bulletin_id, playing.slot, position)
+            if suspended is not None and suspended.bulletin_id == decision.bulletin_id:
+                suspended = None
+            priority = next(c for c in inp.candidates if c.id == decision.bulletin_id).priority
+            started_ids = inp.started
+            if decision.slot == EMERGENCY_SLOT:
+                started_ids = started_ids | {decision.bulletin_id}
+            self.inp = replace(
+                inp,
+                playing=Playing(
+                    decision.bulletin_id,
+                    priority,
+                    decision.slot,
+                    inp.now,
+                    decision.start_at_s,
+                ),
+                suspended=suspended,
+                started=started_ids,
+            )
+            left = self.length(decision.bulletin_id) - timedelta(seconds=decision.start_at_s)
+            self.ends_at = inp.now + max(left, timedelta(0))
+            self.starts.append((inp.now, decision.bulletin_id, decision.slot, decision.start_at_s))
+        elif decision.action is Action.STOP:
+            self.inp = replace(inp, playing=None)
+            self.ends_at = None
+        return decision
+
+    def run_until(self, until: datetime, max_steps: int = 5000) -> None:
+        for _ in range(max_steps):
+            decision = self.step()
+            if decision.action is not Action.KEEP:
+                continue  # decide again at once, as the programme loop does
+            moments = [m for m in (self.ends_at, decision.next_check) if m is not None]
+            following = min(moments, default=until)
+            if following >= until:
+                self.inp = replace(self.inp, now=until)
+                return
+            self.inp = replace(self.inp, now=following)
+            if self.ends_at is not None and following >= self.ends_at:
+                self._complete()
+        raise AssertionError("the simulation did not settle")
+
+    def _complete(self) -> None:
+        playing = self.inp.playing
+        assert playing is not None
+        key = (playing.bulletin_id, playing.slot)
+        aired = {**self.inp.aired, key: self.inp.aired.get(key, 0) + 1}
+        last = dict(self.inp.last_aired)
+        if playing.slot == EMERGENCY_SLOT:
+            last[playing.bulletin_id] = self.inp.now
+        self.ends.append((self.inp.now, playing.bulletin_id))
+        self.inp = replace(self.inp, playing=None, aired=aired, last_aired=last)
+        self.ends_at = None
+
+    def ids(self) -> list[str]:
+        return [bid for _, bid, _, _ in self.starts]
 
 
 # ---------------------------------------------------------------- helpers
@@ -349,32 +465,232 @@ def test_speaker_emergency_airs_repeats_times_then_programme_resumes() -> None:
 @pytest.mark.parametrize(
     ("candidates", "first"),
     [
-        ((cand("b", E, frm=at("05:00")), cand("a", E, frm=at("05:10"))), "b"),
-        ((cand("a", E, frm=at("05:10")), cand("b", E, frm=at("05:00"))), "b"),
-        ((cand("b", E, frm=at("05:00")), cand("a", E, frm=at("05:00"))), "a"),  # tie: id
+        ((cand("b", E, frm=at("05:00")), cand("a", E, frm=at("05:10"))), "a"),
+        ((cand("a", E, frm=at("05:10")), cand("b", E, frm=at("05:00"))), "a"),
+        ((cand("b", E, frm=at("05:00")), cand("a", E, frm=at("05:00"))), "b"),  # tie: id
     ],
 )
-def test_emergencies_earliest_valid_from_first(
-    candidates: tuple[Candidate, ...], first: str
-) -> None:
+def test_new_arrivals_together_newest_first(candidates: tuple[Candidate, ...], first: str) -> None:
     assert decide(make(IN_MORNING, *candidates)).bulletin_id == first
 
 
-def test_speaker_emergencies_air_one_after_another() -> None:
+def test_speaker_emergencies_take_turns() -> None:
     inp = make(at("12:00"), cand("b", E, frm=at("05:00"), repeats=2), cand("a", E, frm=at("05:10")))
-    assert run(inp) == [("b", EMERGENCY_SLOT), ("b", EMERGENCY_SLOT), ("a", EMERGENCY_SLOT)]
+    assert run(inp) == [("a", EMERGENCY_SLOT), ("b", EMERGENCY_SLOT), ("b", EMERGENCY_SLOT)]
 
 
-def test_emergency_never_preempts_emergency() -> None:
+def test_speaker_emergencies_rotate_round_robin() -> None:
+    inp = make(
+        at("12:00"),
+        cand("p", E, frm=at("05:00"), repeats=3),
+        cand("q", E, frm=at("05:05"), repeats=3),
+        cand("c", E, frm=at("05:10"), repeats=2),
+    )
+    assert [bid for bid, _ in run(inp)] == ["c", "q", "p", "c", "q", "p", "q", "p"]
+
+
+def test_emergency_on_air_is_kept_when_others_fall_due() -> None:
     inp = make(
         IN_MORNING,
         cand("late", E, frm=at("05:40")),
         cand("early", E, frm=at("05:00")),
         playing=plays("late", E, EMERGENCY_SLOT),
+        started=frozenset({"late", "early"}),
     )
     decision = decide(inp)
     assert decision.action is Action.KEEP
     assert decision.reason == "emergency on air"
+
+
+@pytest.mark.parametrize("kind", [SPEAKER, BOARD])
+def test_new_arrival_cuts_the_emergency_on_air(kind: DeviceKind) -> None:
+    inp = make(
+        IN_MORNING,
+        cand("province", E, frm=at("05:00"), repeats=3),
+        cand("commune", E, frm=at("05:40")),
+        kind=kind,
+        playing=plays("province", E, EMERGENCY_SLOT),
+        started=frozenset({"province"}),
+        aired={("province", EMERGENCY_SLOT): 1},
+    )
+    decision = decide(inp)
+    assert started(decision) == ("commune", EMERGENCY_SLOT)
+    assert decision.preempt is True
+    assert decision.reason == "new emergency pre-empts emergency"
+
+
+def test_late_arrival_of_an_older_emergency_still_cuts_one_that_has_aired() -> None:
+    inp = make(
+        IN_MORNING,
+        cand("on-air", E, frm=at("05:40")),
+        cand("older", E, frm=at("05:00")),
+        playing=plays("on-air", E, EMERGENCY_SLOT),
+        started=frozenset({"on-air"}),
+        aired={("on-air", EMERGENCY_SLOT): 1},
+    )
+    assert started(decide(inp)) == ("older", EMERGENCY_SLOT)
+
+
+@pytest.mark.parametrize(
+    ("arrival_from", "cuts"),
+    [(at("05:41"), True), (at("05:40"), False), (at("05:00"), False)],
+)
+def test_emergency_on_its_first_airing_yields_only_to_a_newer_arrival(
+    arrival_from: datetime, cuts: bool
+) -> None:
+    # Arrivals that come together do not cut each other in a cascade ("a" < "on-air").
+    inp = make(
+        IN_MORNING,
+        cand("on-air", E, frm=at("05:40")),
+        cand("a", E, frm=arrival_from),
+        playing=plays("on-air", E, EMERGENCY_SLOT),
+        started=frozenset({"on-air"}),
+    )
+    decision = decide(inp)
+    if cuts:
+        assert started(decision) == ("a", EMERGENCY_SLOT) and decision.preempt
+    else:
+        assert decision.action is Action.KEEP
+
+
+def test_cut_emergency_does_not_cut_back() -> None:
+    # "province" was cut on its first airing (not counted, started): it waits its turn.
+    inp = make(
+        IN_MORNING,
+        cand("province", E, frm=at("05:00")),
+        cand("commune", E, frm=at("05:40")),
+        playing=plays("commune", E, EMERGENCY_SLOT),
+        started=frozenset({"province", "commune"}),
+    )
+    assert decide(inp).action is Action.KEEP
+    after = replace(
+        inp,
+        playing=None,
+        aired={("commune", EMERGENCY_SLOT): 1},
+        last_aired={"commune": IN_MORNING},
+    )
+    assert started(decide(after)) == ("province", EMERGENCY_SLOT)
+
+
+def test_repeat_falling_due_waits_for_the_emergency_on_air() -> None:
+    inp = make(
+        IN_MORNING,
+        cand("a", E, frm=at("05:00"), repeats=3, interval_s=60),
+        cand("b", E, frm=at("05:10"), repeats=3),
+        playing=plays("b", E, EMERGENCY_SLOT),
+        started=frozenset({"a", "b"}),
+        aired={("a", EMERGENCY_SLOT): 1},
+        last_aired={"a": IN_MORNING - timedelta(minutes=5)},
+    )
+    assert decide(inp).action is Action.KEEP
+
+
+def test_repeat_falling_due_cuts_a_normal_item() -> None:
+    inp = make(
+        IN_MORNING,
+        cand("e", E, repeats=3, interval_s=60),
+        cand("n"),
+        playing=plays("n"),
+        started=frozenset({"e"}),
+        aired={("e", EMERGENCY_SLOT): 1},
+        last_aired={"e": IN_MORNING - timedelta(seconds=60)},
+    )
+    decision = decide(inp)
+    assert started(decision) == ("e", EMERGENCY_SLOT) and decision.preempt
+
+
+@pytest.mark.parametrize(
+    ("aired", "last_s_ago", "until_cancelled", "due"),
+    [
+        (0, None, False, True),  # the first airing is due at once
+        (1, 59.0, False, False),
+        (1, 60.0, False, True),  # interval measured from the end of the last airing
+        (2, 600.0, False, True),
+        (3, 600.0, False, False),  # repeats done
+        (3, 600.0, True, True),  # until cancelled: repeats do not bound it
+        (50, 10.0, True, False),
+        (50, 60.0, True, True),
+        (1, None, False, True),  # an airing without a known end (older data): due
+    ],
+)
+def test_speaker_emergency_interval_and_repeats(
+    aired: int, last_s_ago: float | None, until_cancelled: bool, due: bool
+) -> None:
+    last = {} if last_s_ago is None else {"e": at("12:00") - timedelta(seconds=last_s_ago)}
+    inp = make(
+        at("12:00"),
+        cand("e", E, repeats=3, interval_s=60, until_cancelled=until_cancelled),
+        started=frozenset({"e"}),
+        aired={("e", EMERGENCY_SLOT): aired},
+        last_aired=last,
+    )
+    decision = decide(inp)
+    if due:
+        assert started(decision) == ("e", EMERGENCY_SLOT)
+    else:
+        assert decision.action is Action.KEEP
+
+
+def test_next_check_includes_the_next_repeat() -> None:
+    inp = make(
+        IN_MORNING,
+        cand("e", E, repeats=3, interval_s=90),
+        started=frozenset({"e"}),
+        aired={("e", EMERGENCY_SLOT): 1},
+        last_aired={"e": IN_MORNING - timedelta(seconds=30)},
+    )
+    assert decide(inp).next_check == IN_MORNING + timedelta(seconds=60)
+    done = replace(inp, aired={("e", EMERGENCY_SLOT): 3})
+    assert decide(done).next_check == at("06:30")  # only the window's end is left
+
+
+def test_board_ignores_interval_and_repeats() -> None:
+    inp = make(
+        IN_MORNING,
+        cand("e", E, repeats=1, interval_s=600),
+        kind=BOARD,
+        started=frozenset({"e"}),
+        aired={("e", EMERGENCY_SLOT): 9},
+        last_aired={"e": IN_MORNING},
+    )
+    assert started(decide(inp)) == ("e", EMERGENCY_SLOT)
+
+
+def test_board_emergencies_alternate() -> None:
+    inp = make(
+        IN_MORNING,
+        cand("p", E, frm=at("05:00")),
+        cand("q", E, frm=at("05:05")),
+        cand("c", E, frm=at("05:10")),
+        cand("n"),
+        kind=BOARD,
+    )
+    assert [bid for bid, _ in run(inp, limit=9)] == ["c", "q", "p"] * 3
+
+
+def test_board_newcomer_does_not_air_back_to_back_to_catch_up() -> None:
+    inp = make(
+        IN_MORNING,
+        cand("p", E, frm=at("05:00")),
+        cand("c", E, frm=at("05:40")),
+        kind=BOARD,
+        started=frozenset({"p"}),
+        aired={("p", EMERGENCY_SLOT): 30},
+        last_aired={"p": IN_MORNING - timedelta(seconds=15)},
+    )
+    assert [bid for bid, _ in run(inp, limit=6)] == ["c", "p", "c", "p", "c", "p"]
+
+
+def test_cancelling_one_emergency_leaves_the_others() -> None:
+    base = make(
+        IN_MORNING,
+        cand("p", E, frm=at("05:00")),
+        cand("q", E, frm=at("05:05")),
+        cand("c", E, frm=at("05:10")),
+        kind=BOARD,
+    )
+    cancelled = replace(base, cancelled=frozenset({"q"}))
+    assert [bid for bid, _ in run(cancelled, limit=4)] == ["c", "p", "c", "p"]
 
 
 @pytest.mark.parametrize(
@@ -459,6 +775,90 @@ def test_board_emergency_restarts_when_it_ends() -> None:
 def test_emergency_ignores_fixed_times() -> None:
     decision = decide(make(at("12:00"), cand("e", E, times=("17:00",))))
     assert started(decision) == ("e", EMERGENCY_SLOT)
+
+
+# ---------------------------------------------------------------- emergencies on a timeline
+
+
+def test_speaker_repeats_interval_apart_and_the_programme_resumes_between() -> None:
+    air = OnAir(make(at("05:31"), cand("n")), lengths={"n": 600, "p": 4})
+    air.run_until(at("05:32"))
+    province = cand("p", E, frm=at("05:32"), repeats=3, interval_s=60)
+    air.change(candidates=(*air.inp.candidates, province))
+    air.run_until(at("05:40"))
+    assert [(t, bid, slot, pos) for t, bid, slot, pos in air.starts] == [
+        (at("05:31"), "n", W_MORNING, 0.0),
+        (at("05:32"), "p", EMERGENCY_SLOT, 0.0),
+        (at("05:32", s=4), "n", W_MORNING, 60.0),  # resumed where it was cut
+        (at("05:33", s=4), "p", EMERGENCY_SLOT, 0.0),  # 60 s after the end of the first
+        (at("05:33", s=8), "n", W_MORNING, 120.0),
+        (at("05:34", s=8), "p", EMERGENCY_SLOT, 0.0),
+        (at("05:34", s=12), "n", W_MORNING, 180.0),
+    ]
+    assert [bid for _, bid in air.cuts] == ["n", "n", "n"]
+
+
+def test_speaker_until_cancelled_airs_every_interval_until_cancelled() -> None:
+    air = OnAir(
+        make(at("12:00"), cand("e", E, repeats=1, interval_s=30, until_cancelled=True)),
+        lengths={"e": 5},
+    )
+    air.run_until(at("12:02"))
+    assert [t for t, *_ in air.starts] == [at("12:00", s=35 * k) for k in range(4)]
+    air.change(cancelled=frozenset({"e"}))
+    air.run_until(at("12:10"))
+    assert len(air.starts) == 4
+
+
+def test_speaker_commune_alert_cuts_province_alert_then_they_take_turns() -> None:
+    province = cand("province", E, frm=at("12:00"), repeats=2, interval_s=30)
+    air = OnAir(make(at("12:00"), province), lengths={"province": 4, "commune": 4})
+    air.run_until(at("12:00", s=2))
+    commune = cand("commune", E, frm=at("12:00", s=2), repeats=2, interval_s=30)
+    air.change(candidates=(province, commune))
+    air.run_until(at("12:05"))
+    assert [(t, bid) for t, bid, *_ in air.starts] == [
+        (at("12:00"), "province"),
+        (at("12:00", s=2), "commune"),  # at once, cutting the province's first airing
+        (at("12:00", s=6), "province"),  # from the top: the cut airing did not count
+        (at("12:00", s=36), "commune"),
+        (at("12:00", s=40), "province"),
+    ]
+    assert air.cuts == [(at("12:00", s=2), "province")]
+    assert air.inp.suspended is None
+
+
+def test_emergency_cutting_an_emergency_keeps_the_suspended_normal_item() -> None:
+    air = OnAir(make(at("05:31"), cand("n")), lengths={"n": 600, "a": 4, "b": 4})
+    air.run_until(at("05:32"))
+    a = cand("a", E, frm=at("05:32"))
+    air.change(candidates=(*air.inp.candidates, a))
+    air.run_until(at("05:32", s=1))
+    air.change(candidates=(*air.inp.candidates, cand("b", E, frm=at("05:32", s=1))))
+    air.step()
+    assert air.inp.suspended == Suspended("n", W_MORNING, 60.0)
+    air.run_until(at("05:34"))
+    assert air.ids() == ["n", "a", "b", "a", "n"]
+    assert air.starts[-1][3] == 60.0
+
+
+def test_board_several_emergencies_alternate_and_a_cancel_leaves_the_rest() -> None:
+    province = cand("province", E, frm=at("05:00"))
+    air = OnAir(make(IN_MORNING, cand("n"), province, kind=BOARD), lengths={"province": 15})
+    air.run_until(IN_MORNING + timedelta(minutes=7))
+    assert set(air.ids()) == {"province"}
+    commune = cand("commune", E, frm=IN_MORNING + timedelta(minutes=7))
+    air.change(candidates=(*air.inp.candidates, commune))
+    air.step()
+    arrived = len(air.starts)
+    assert air.ids()[-1] == "commune"  # at once
+    assert air.cuts == [(IN_MORNING + timedelta(minutes=7), "province")]
+    air.run_until(IN_MORNING + timedelta(minutes=9))
+    assert air.ids()[arrived - 1 :] == ["commune", "province"] * 5
+    air.change(cancelled=frozenset({"province"}))
+    count = len(air.starts)
+    air.run_until(IN_MORNING + timedelta(minutes=10))
+    assert set(air.ids()[count:]) == {"commune"} and len(air.ids()[count:]) >= 5
 
 
 # ---------------------------------------------------------------- resume after an emergency
@@ -942,6 +1342,8 @@ else:
                     times=tuple(draw(st.lists(hhmm, max_size=2))),
                     repeats=draw(st.integers(1, 3)),
                     order=draw(st.integers(0, 2)),
+                    interval_s=draw(st.sampled_from((0.0, 0.0, 30.0, 600.0))),
+                    until_cancelled=draw(st.booleans()),
                 )
             )
         windows = draw(windows_st)
@@ -975,17 +1377,51 @@ else:
             cancelled=frozenset(draw(st.lists(st.sampled_from(IDS), max_size=2))),
             clock_trusted=draw(st.booleans()),
             resume_mode=draw(st.sampled_from(("resume", "restart"))),
+            started=frozenset(draw(st.lists(st.sampled_from(IDS), max_size=5))),
+            last_aired=draw(
+                st.dictionaries(
+                    st.sampled_from(IDS),
+                    st.integers(0, 900).map(lambda s: now - timedelta(seconds=s)),
+                    max_size=5,
+                )
+            ),
         )
 
     def _eligible(inp: ScheduleInput) -> dict[str, Candidate]:
         return {c.id: c for c in inp.candidates if is_eligible(c, inp.now, inp.cancelled)}
 
+    def _airings(inp: ScheduleInput, bid: str) -> int:
+        return inp.aired.get((bid, EMERGENCY_SLOT), 0)
+
+    def _due(inp: ScheduleInput) -> dict[str, Candidate]:
+        """Emergencies owed an airing now, worked out from the rules' text."""
+        due = {}
+        for c in _eligible(inp).values():
+            if c.priority is not E:
+                continue
+            if inp.device_kind is BOARD:
+                due[c.id] = c
+                continue
+            owed = c.until_cancelled or _airings(inp, c.id) < c.repeats
+            last = inp.last_aired.get(c.id)
+            rested = (
+                _airings(inp, c.id) == 0
+                or last is None
+                or inp.now >= last + timedelta(seconds=c.interval_s)
+            )
+            if owed and rested:
+                due[c.id] = c
+        return due
+
+    def _arrivals(inp: ScheduleInput) -> dict[str, Candidate]:
+        return {
+            bid: c
+            for bid, c in _due(inp).items()
+            if bid not in inp.started and _airings(inp, bid) == 0
+        }
+
     def _due_emergency(inp: ScheduleInput) -> bool:
-        return any(
-            c.priority is E
-            and (inp.device_kind is BOARD or inp.aired.get((c.id, EMERGENCY_SLOT), 0) < c.repeats)
-            for c in _eligible(inp).values()
-        )
+        return bool(_due(inp))
 
     PROPERTY = settings(
         max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -998,12 +1434,42 @@ else:
             return
         decision = decide(inp)
         playing = inp.playing
+        arrivals = _arrivals(inp)
         if playing is not None and playing.priority is E and playing.bulletin_id in _eligible(inp):
-            assert decision.action is Action.KEEP
+            on_air = _eligible(inp)[playing.bulletin_id]
+            cutters = [
+                c
+                for c in arrivals.values()
+                if c.id != on_air.id
+                and (
+                    _airings(inp, on_air.id) > 0
+                    or (c.valid_from, c.id) > (on_air.valid_from, on_air.id)
+                )
+            ]
+            if cutters:
+                assert decision.action is Action.START and decision.preempt
+                assert decision.bulletin_id in {c.id for c in cutters}
+            else:
+                assert decision.action is Action.KEEP
         else:
             assert decision.action is Action.START
             assert decision.slot == EMERGENCY_SLOT
-            assert _eligible(inp)[decision.bulletin_id or ""].priority is E
+            assert decision.bulletin_id in _due(inp)
+            if arrivals:
+                # A new arrival goes before any repeat; the newest of them first.
+                newest = max(arrivals.values(), key=lambda c: (c.valid_from, c.id))
+                assert decision.bulletin_id == newest.id
+
+    @PROPERTY
+    @given(inputs())
+    def test_property_never_an_emergency_that_owes_nothing(inp: ScheduleInput) -> None:
+        decision = decide(inp)
+        playing = inp.playing
+        if decision.action is Action.START and decision.slot == EMERGENCY_SLOT:
+            assert decision.bulletin_id in _due(inp)
+        if decision.preempt and playing is not None and playing.priority is E:
+            # Only a new arrival cuts an emergency; a repeat waits its turn.
+            assert decision.bulletin_id in _arrivals(inp)
 
     @PROPERTY
     @given(inputs())
@@ -1026,7 +1492,7 @@ else:
             )
         if decision.preempt:
             assert candidate.priority is E
-            assert inp.playing is not None and inp.playing.priority is not E
+            assert inp.playing is not None
         if decision.start_at_s:
             assert inp.suspended is not None and decision.bulletin_id == inp.suspended.bulletin_id
 
@@ -1040,7 +1506,7 @@ else:
         candidate = _eligible(inp).get(playing.bulletin_id)
         if candidate is None:
             assert decision.action is not Action.KEEP
-        elif playing.priority is E:
+        elif playing.priority is E and not _arrivals(inp):
             assert decision.action is Action.KEEP
         elif (
             candidate.priority is not E
@@ -1064,3 +1530,93 @@ else:
         if not inp.now < later < decision.next_check:
             return
         assert decide(replace(inp, now=later)) == decision
+
+    @st.composite
+    def emergency_scenarios(draw: st.DrawFn) -> tuple[OnAir, list[Candidate], str | None]:
+        """A device airing its programme, 1–4 emergencies arriving one after another in the
+        first minutes, and perhaps one of them cancelled later."""
+        kind = draw(st.sampled_from((SPEAKER, BOARD)))
+        start = at("05:30")
+        lengths = {"n1": 300.0, "n2": 45.0}
+        arrivals: list[Candidate] = []
+        moment = start
+        for n in range(draw(st.integers(1, 4))):
+            moment += timedelta(seconds=draw(st.integers(0, 90)))
+            bid = f"e{n}"
+            lengths[bid] = float(draw(st.integers(3, 30)))
+            arrivals.append(
+                cand(
+                    bid,
+                    E,
+                    frm=moment,
+                    repeats=draw(st.integers(1, 5)),
+                    interval_s=float(draw(st.sampled_from((0, 5, 60, 120)))),
+                    until_cancelled=draw(st.booleans()),
+                )
+            )
+        cancel = draw(st.sampled_from([None, *(c.id for c in arrivals)]))
+        inp = make(start, cand("n1"), cand("n2", P), windows=(win("05:00", "09:00"),), kind=kind)
+        return OnAir(inp, lengths=lengths), arrivals, cancel
+
+    def _arrive_all(air: OnAir, arrivals: list[Candidate]) -> None:
+        """Deliver each emergency at its valid_from; it must start at that very instant."""
+        for arrival in arrivals:
+            air.run_until(arrival.valid_from)
+            air.change(candidates=(*air.inp.candidates, arrival))
+            air.step()
+            assert air.starts[-1][:2] == (arrival.valid_from, arrival.id), "arrival not on air"
+
+    SIMULATION = settings(PROPERTY, max_examples=100)
+
+    @SIMULATION
+    @given(emergency_scenarios())
+    def test_property_every_active_emergency_airs_none_starved(
+        scenario: tuple[OnAir, list[Candidate], str | None],
+    ) -> None:
+        air, arrivals, _ = scenario
+        _arrive_all(air, arrivals)
+        settled = air.inp.now
+        others = {c.id: sum(air.lengths[o.id] for o in arrivals if o.id != c.id) for c in arrivals}
+        air.run_until(settled + timedelta(minutes=20))
+        board = air.inp.device_kind is BOARD
+        for c in arrivals:
+            ends = [t for t, bid in air.ends if bid == c.id and t > settled]
+            starts = [t for t, bid, *_ in air.starts if bid == c.id]
+            if not board and not c.until_cancelled:
+                assert air.inp.aired.get((c.id, EMERGENCY_SLOT), 0) == c.repeats
+            # No starvation: once its airing ends, it is on air again within its interval
+            # plus one airing of every other emergency (a round robin).
+            rest = 0.0 if board else c.interval_s
+            bound = timedelta(seconds=rest + others[c.id] + 0.001)
+            for end in ends:
+                owed = board or c.until_cancelled or end != ends[-1]
+                following = [t for t in starts if t >= end]
+                if owed and end + bound < air.inp.now:
+                    assert following and following[0] - end <= bound, (c.id, end, following)
+                if not board and following:
+                    assert following[0] - end >= timedelta(seconds=c.interval_s)
+
+    @SIMULATION
+    @given(emergency_scenarios())
+    def test_property_cancelling_one_leaves_the_others(
+        scenario: tuple[OnAir, list[Candidate], str | None],
+    ) -> None:
+        air, arrivals, cancel = scenario
+        _arrive_all(air, arrivals)
+        if cancel is None:
+            return
+        air.run_until(air.inp.now + timedelta(seconds=20))
+        air.change(cancelled=frozenset({cancel}))
+        cancelled_at = air.inp.now
+        count = len(air.starts)
+        air.run_until(cancelled_at + timedelta(minutes=20))
+        later = air.ids()[count:]
+        assert cancel not in later
+        board = air.inp.device_kind is BOARD
+        for c in arrivals:
+            if c.id == cancel:
+                continue
+            if board or c.until_cancelled:
+                assert c.id in later, f"{c.id} stopped airing when {cancel} was cancelled"
+            else:
+                assert air.inp.aired.get((c.id, EMERGENCY_SLOT), 0) == c.repeats

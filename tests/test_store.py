@@ -195,6 +195,70 @@ async def test_an_emergency_command_and_its_bulletin_are_kept_in_one_commit(
     await s.close()
 
 
+async def test_seen_commands_are_loaded_with_their_expiry(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sqlite3"
+    s = await AgentStore.open(path)
+    expires = T0 + timedelta(minutes=5)
+    await s.command_seen("c1", expires, now=T0)
+    await s.command_seen("c2", expires + timedelta(minutes=1), now=T0)
+    await s.close()
+    s = await AgentStore.open(path)
+    assert await s.seen_commands() == {"c1": expires, "c2": expires + timedelta(minutes=1)}
+    await s.close()
+
+
+async def test_emergency_airings_remember_the_first_start_and_the_last_full_airing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.sqlite3"
+    s = await AgentStore.open(path)
+    cut = await s.begin_play("e1", "emergency", Priority.EMERGENCY, BulletinKind.TEXT, T0)
+    await s.finish_play(cut, T0 + timedelta(seconds=2), PlayOutcome.PREEMPTED, 2.0, False)
+    assert await s.emergency_airings(T0) == (frozenset({"e1"}), {})
+    full = await s.begin_play(
+        "e1", "emergency", Priority.EMERGENCY, BulletinKind.TEXT, T0 + timedelta(seconds=9)
+    )
+    ended = T0 + timedelta(seconds=13)
+    await s.finish_play(full, ended, PlayOutcome.COMPLETED, 4.0, True)
+    # An ordinary item is no emergency arrival.
+    await s.begin_play("n1", "w:2025-03-01T08:00", Priority.NORMAL, BulletinKind.AUDIO, T0)
+    await s.close()
+    s = await AgentStore.open(path)
+    assert await s.emergency_airings(T0) == (frozenset({"e1"}), {"e1": ended})
+    # Forgotten with the air counts, long after.
+    assert await s.emergency_airings(T0 + timedelta(days=30)) == (frozenset(), {})
+    await s.close()
+
+
+async def test_upgrade_keeps_emergencies_already_begun(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    for script in MIGRATIONS[:2]:
+        old.executescript(script)
+    started, ended = (
+        T0.isoformat(timespec="microseconds"),
+        (T0 + timedelta(seconds=4)).isoformat(timespec="microseconds"),
+    )
+    old.execute(
+        "INSERT INTO plays (bulletin_id, slot, priority, kind, started_at, ended_at, outcome,"
+        " position_s, counts, seq) VALUES ('e1', 'emergency', 'emergency', 'text', ?, ?,"
+        " 'completed', 4.0, 1, 1)",
+        (started, ended),
+    )
+    old.execute(
+        "INSERT INTO aired (bulletin_id, slot, count, slot_time) VALUES ('e2', 'emergency', 1, ?)",
+        (started,),
+    )
+    old.execute("PRAGMA user_version = 2")
+    old.commit()
+    old.close()
+    s = await AgentStore.open(path)
+    started_ids, last = await s.emergency_airings(T0)
+    assert started_ids == frozenset({"e1", "e2"})
+    assert last == {"e1": T0 + timedelta(seconds=4)}
+    await s.close()
+
+
 async def test_report_stream_is_new_per_file_and_legacy_for_old_files(tmp_path: Path) -> None:
     one = await AgentStore.open(tmp_path / "one.sqlite3")
     two = await AgentStore.open(tmp_path / "two.sqlite3")
