@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import aiosqlite
 from aiohttp import web
@@ -94,21 +94,6 @@ async def bulletins_for_device(
     return items
 
 
-async def active_emergencies(
-    db: Database, device_id: str, commune: str, kind: DeviceKind, now: datetime
-) -> list[ManifestBulletin]:
-    """Emergencies that should be sounding on this device right now."""
-    return [
-        b
-        for b in await bulletins_for_device(db, device_id, commune, kind, now)
-        if b.priority is Priority.EMERGENCY and b.schedule.valid_from <= now + EMERGENCY_SLACK
-    ]
-
-
-#: An emergency whose valid_from is this close counts as "now" (clock skew between hub hosts).
-EMERGENCY_SLACK = timedelta(seconds=5)
-
-
 async def cancelled_for_device(
     db: Database, device_id: str, commune: str, since: datetime
 ) -> list[str]:
@@ -120,21 +105,24 @@ async def cancelled_for_device(
     return [r["id"] for r in rows]
 
 
-async def bulletin_scope(db: Database, bulletin_id: str) -> Scope:
-    """Whom a bulletin targets, as a broadcast command names it."""
-    row = await db.fetchone("SELECT target_all FROM bulletins WHERE id = ?", (bulletin_id,))
-    communes = await db.fetchall(
+async def bulletin_scope(conn: aiosqlite.Connection, bulletin_id: str) -> Scope:
+    """Whom a bulletin targets, as a broadcast command names it (inside the caller's
+    transaction, so it is the scope just committed)."""
+    cur = await conn.execute("SELECT target_all FROM bulletins WHERE id = ?", (bulletin_id,))
+    row = await cur.fetchone()
+    cur = await conn.execute(
         "SELECT commune FROM bulletin_communes WHERE bulletin_id = ? ORDER BY commune",
         (bulletin_id,),
     )
-    devices = await db.fetchall(
+    communes = [r[0] for r in await cur.fetchall()]
+    cur = await conn.execute(
         "SELECT device_id FROM bulletin_devices WHERE bulletin_id = ? ORDER BY device_id",
         (bulletin_id,),
     )
     return Scope(
         province=bool(row and row["target_all"]),
-        communes=[r[0] for r in communes],
-        devices=[r[0] for r in devices],
+        communes=communes,
+        devices=[r[0] for r in await cur.fetchall()],
     )
 
 
@@ -167,6 +155,24 @@ async def bump_versions(conn: aiosqlite.Connection, device_ids: Iterable[str]) -
         )
         versions.update({r["id"]: r["manifest_version"] for r in await cur.fetchall()})
     return versions
+
+
+async def bump_targeted(
+    conn: aiosqlite.Connection, bulletin_id: str, kind: BulletinKind
+) -> dict[str, int]:
+    """`bump_versions(targeted_devices(...))` in one statement: a province-wide emergency
+    touches every device row inside its transaction, and the API answers after it."""
+    airing = [k.value for k in DeviceKind if kind in KINDS_FOR_DEVICE[k]]
+    cur = await conn.execute(
+        "UPDATE devices SET manifest_version = manifest_version + 1"
+        f" WHERE kind IN ({','.join('?' * len(airing))}) AND ("
+        " (SELECT target_all FROM bulletins WHERE id = ?) = 1"
+        " OR commune IN (SELECT commune FROM bulletin_communes WHERE bulletin_id = ?)"
+        " OR id IN (SELECT device_id FROM bulletin_devices WHERE bulletin_id = ?))"
+        " RETURNING id, manifest_version",
+        [*airing, bulletin_id, bulletin_id, bulletin_id],
+    )
+    return {r[0]: r[1] for r in await cur.fetchall()}
 
 
 async def commune_device_ids(conn: aiosqlite.Connection, commune: str) -> list[str]:
