@@ -368,6 +368,44 @@ async def test_the_emergency_answer_does_not_wait_for_delivery(hub: HubHarness) 
         assert connections.is_online(dev.id)
 
 
+async def test_active_emergencies_are_resent_after_a_hub_restart(tmp_path: Path) -> None:
+    async with running_hub(tmp_path) as hub:
+        await hub.commune("00001")
+        await hub.commune("00002")
+        here = await hub.new_device("00001")
+        there = await hub.new_device("00002")
+        flood = await hub.call(
+            "POST", "/api/v1/emergencies", expect=201, json={"title": "Lũ", "text": "Sơ tán"}
+        )
+        fire = await hub.call(
+            "POST",
+            "/api/v1/emergencies",
+            expect=201,
+            json={"title": "Cháy", "text": "Tránh xa", "targets": {"communes": ["00001"]}},
+        )
+        stopped = await hub.call(
+            "POST", "/api/v1/emergencies", expect=201, json={"title": "Thử", "text": "Thử"}
+        )
+        await hub.call("POST", f"/api/v1/emergencies/{stopped['id']}/cancel")
+    async with running_hub(tmp_path) as hub:
+        # After the outage each device hears what is in force for it, oldest first; the
+        # cancelled one is not restarted.
+        here, there = EnrolledDevice(hub, here.enrollment), EnrolledDevice(hub, there.enrollment)
+        async with here.socket() as ws:
+            assert isinstance(await ws.command(), ManifestReady)
+            first, second = await ws.command(), await ws.command()
+            assert isinstance(first, EmergencyStart) and isinstance(second, EmergencyStart)
+            assert [first.bulletin.id, second.bulletin.id] == [flood["id"], fire["id"]]
+        async with there.socket() as ws:
+            assert isinstance(await ws.command(), ManifestReady)
+            again = await ws.command()
+            assert isinstance(again, EmergencyStart) and again.bulletin.id == flood["id"]
+            await hub.call(
+                "POST", f"/api/v1/devices/{there.id}/commands", json={"type": "stop"}, expect=202
+            )
+            assert (await ws.command()).type == "stop"  # nothing else came before it
+
+
 async def test_a_long_emergency_frame_arrives_whole(hub: HubHarness) -> None:
     dev = await hub.new_device()
     text = "Khẩn cấp: sơ tán ngay. " * 2000  # 46,000 characters: a frame over 64 KiB

@@ -205,6 +205,34 @@ def test_reconnecting_devices_get_the_kept_start_frames_in_scope() -> None:
     assert len(connections.emergencies) == 1  # expired frames are forgotten
 
 
+async def test_background_pushes_finish_or_are_cancelled_and_failures_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connections = Connections(HubSigner.generate())
+    done: list[str] = []
+
+    async def quick() -> None:
+        await asyncio.sleep(0)
+        done.append("quick")
+
+    async def broken() -> None:
+        raise RuntimeError("no such device")
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    connections.in_background(quick(), "quick push")
+    connections.in_background(broken(), "broken push")
+    connections.in_background(stuck(), "stuck push")
+    with caplog.at_level("WARNING", logger="hub.push"):
+        await connections.finish_background(grace_s=0.2)
+    assert done == ["quick"]
+    failed = [r for r in caplog.records if r.getMessage() == "broken push failed"]
+    assert failed and failed[0].exc_info and "no such device" in str(failed[0].exc_info[1])
+    assert "stuck push still running at shutdown; cancelled" in caplog.messages
+    await connections.finish_background(grace_s=0.2)  # nothing left: returns at once
+
+
 async def test_reconnect_replaces_old_socket() -> None:
     connections = Connections(HubSigner.generate())
     old_conn, _ = connections.register("d", FakeSocket(), FakeTransport())

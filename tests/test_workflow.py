@@ -276,8 +276,9 @@ async def test_commune_emergency_defaults_to_its_commune(hub: HubHarness) -> Non
     )
     assert body["targets"] == {"communes": ["00001"], "devices": [], "all_communes": False}
     assert body["targeted"] == 1 and body["unit"] == "00001"
+    assert body["schedule"]["repeats"] == 2  # a commune's own alert: twice by default
     cancelled = await op.call("POST", f"/api/v1/emergencies/{body['id']}/cancel")
-    assert cancelled["state"] == "cancelled"
+    assert cancelled["state"] == "cancelled" and cancelled["command_id"]
     actions = [
         e["action"]
         for e in (await hub.call("GET", "/api/v1/audit", params={"object": body["id"]}))["items"]
