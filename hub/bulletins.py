@@ -158,9 +158,23 @@ class EmergencyCreate(BaseModel):
     #: None or empty: the whole province.
     targets: TargetsIn | None = None
     valid_minutes: int = Field(default=60, ge=1, le=24 * 60)
-    repeats: int | None = Field(default=None, ge=1, le=20)
-    interval_s: int = Field(default=EMERGENCY_INTERVAL_S, ge=0, le=MAX_INTERVAL_S)
-    until_cancelled: bool = False
+    repeats: int | None = Field(
+        default=None,
+        ge=1,
+        le=20,
+        description="Airings on speakers; left out: 3 for the province, 2 for a commune.",
+    )
+    interval_s: int = Field(
+        default=EMERGENCY_INTERVAL_S,
+        ge=0,
+        le=MAX_INTERVAL_S,
+        description="Seconds from the end of one airing to the next.",
+    )
+    until_cancelled: bool = Field(
+        default=False,
+        description="Air every interval_s until cancelled or valid_minutes have passed,"
+        " whatever repeats says.",
+    )
     category: Category | None = None
 
 
@@ -192,14 +206,22 @@ class BulletinOut(BaseModel):
     created_at: datetime
     published_at: datetime | None
     cancelled_at: datetime | None
-    #: Only in answers to publish/approve/cancel/emergency: devices the change reaches, and
-    #: how many of them were online when the push was queued (it runs after the answer:
-    #: emergency_start, emergency_cancel or manifest_ready). Delivery shows on the status page.
-    targeted: int | None = None
-    pushed: int | None = None
-    #: Only in answers that publish or cancel an emergency: the id of the signed
-    #: emergency_start (on cancel, emergency_cancel) the devices receive.
-    command_id: str | None = None
+    targeted: int | None = Field(
+        default=None,
+        description="Only in answers to publish, approve, cancel and POST /emergencies: the"
+        " devices the change reaches.",
+    )
+    pushed: int | None = Field(
+        default=None,
+        description="Only in those answers: how many of the targeted devices were online when"
+        " the push (emergency_start, emergency_cancel or manifest_ready) was queued. The push"
+        " runs after the answer; delivery shows on GET /api/v1/emergencies/{id}.",
+    )
+    command_id: str | None = Field(
+        default=None,
+        description="Only in answers that publish or cancel an emergency: the command id of"
+        " the signed emergency_start (on cancel, emergency_cancel) the devices receive.",
+    )
 
 
 class BulletinQuery(BaseModel):
@@ -1027,7 +1049,8 @@ async def cancel_bulletin(ctx: Ctx) -> BulletinOut:
 @routes.post(
     "/api/v1/emergencies",
     summary="Create and publish an emergency in one call; it plays now. Without targets: the"
-    " whole province (a commune operator: its commune)",
+    " whole province (a commune operator: its commune). Answers once committed, with the"
+    " start's command id; the push to devices follows",
     permission=Permission.EMERGENCY,
     body=EmergencyCreate,
     response=BulletinOut,
