@@ -56,12 +56,13 @@ from .db import Database, from_iso, iso
 from .errors import ApiError, field_error
 from .manifests import (
     BULLETIN_SELECT,
+    REACHES_DEVICE,
+    airing_kinds_sql,
     bulletin_scope,
     bump_targeted,
     bump_versions,
     commune_device_ids,
     manifest_bulletin,
-    targeted_devices,
 )
 from .push import EMERGENCY_SLACK, Connections
 from .routing import Ctx, RouteTable
@@ -1112,39 +1113,44 @@ async def emergency_status(ctx: Ctx) -> EmergencyStatus:
     row = await _visible(ctx, bulletin_id)
     if row["priority"] != Priority.EMERGENCY.value:
         raise ApiError(404, "not_found", f"no emergency {bulletin_id!r}")
-    async with ctx.db.transaction() as conn:
-        ids = await targeted_devices(conn, bulletin_id, BulletinKind(row["kind"]))
+    # One read for the whole fleet: the console polls this page every few seconds.
+    rows = await ctx.db.fetchall(
+        "WITH first AS (SELECT device_id, MIN(started_at) AS started_at FROM plays"
+        " WHERE bulletin_id = :bulletin GROUP BY device_id),"
+        # SQLite takes the bare column from the row holding the MAX.
+        " last AS (SELECT device_id, outcome, MAX(ended_at) FROM plays"
+        " WHERE bulletin_id = :bulletin GROUP BY device_id)"
+        " SELECT d.id, d.commune, d.name, d.last_seen, d.last_health_json,"
+        " first.started_at AS first, last.outcome AS outcome FROM devices d"
+        " LEFT JOIN first ON first.device_id = d.id LEFT JOIN last ON last.device_id = d.id"
+        f" WHERE d.kind IN ({airing_kinds_sql(BulletinKind(row['kind']))})"
+        f" AND {REACHES_DEVICE} ORDER BY d.id",
+        {"bulletin": bulletin_id},
+    )
     user = ctx.user
     online = ctx.connections.online_ids()
     limit = ctx.config.offline_after
     now = utcnow()
     devices: list[DevicePlayState] = []
-    for device_id in ids:
-        dev = await ctx.db.fetchone("SELECT * FROM devices WHERE id = ?", (device_id,))
-        if dev is None or not user.may_see_commune(dev["commune"]):
+    for dev in rows:
+        if not user.may_see_commune(dev["commune"]):
             continue
-        plays = await ctx.db.fetchone(
-            "SELECT MIN(started_at) AS first, (SELECT outcome FROM plays p2 WHERE p2.device_id = ?"
-            " AND p2.bulletin_id = ? ORDER BY ended_at DESC LIMIT 1) AS outcome"
-            " FROM plays WHERE device_id = ? AND bulletin_id = ?",
-            (device_id, bulletin_id, device_id, bulletin_id),
-        )
         health = json.loads(dev["last_health_json"]) if dev["last_health_json"] else {}
         playing = (health.get("now_playing") or {}).get("bulletin_id") == bulletin_id
-        started_at = plays["first"] if plays and plays["first"] else None
+        started_at = dev["first"]
         if started_at is None and playing:
             started_at = health["now_playing"].get("started_at")
         last_seen = from_iso(dev["last_seen"]) if dev["last_seen"] else None
         devices.append(
             DevicePlayState(
-                device_id=device_id,
+                device_id=dev["id"],
                 commune=dev["commune"],
                 name=dev["name"],
-                online=device_id in online or (last_seen is not None and now - last_seen <= limit),
+                online=dev["id"] in online or (last_seen is not None and now - last_seen <= limit),
                 started=started_at is not None,
                 started_at=started_at,
                 now_playing=playing,
-                outcome=plays["outcome"] if plays else None,
+                outcome=dev["outcome"],
             )
         )
     return EmergencyStatus(

@@ -126,21 +126,6 @@ async def bulletin_scope(conn: aiosqlite.Connection, bulletin_id: str) -> Scope:
     )
 
 
-async def targeted_devices(
-    conn: aiosqlite.Connection, bulletin_id: str, kind: BulletinKind
-) -> list[str]:
-    """Devices a bulletin reaches and can air (inside the caller's transaction)."""
-    cur = await conn.execute(
-        "SELECT d.id, d.kind FROM devices d, bulletins b WHERE b.id = :b AND (b.target_all = 1"
-        " OR d.commune IN (SELECT commune FROM bulletin_communes WHERE bulletin_id = :b)"
-        " OR d.id IN (SELECT device_id FROM bulletin_devices WHERE bulletin_id = :b))"
-        " ORDER BY d.id",
-        {"b": bulletin_id},
-    )
-    rows = await cur.fetchall()
-    return [r["id"] for r in rows if kind in KINDS_FOR_DEVICE[DeviceKind(r["kind"])]]
-
-
 async def bump_versions(conn: aiosqlite.Connection, device_ids: Iterable[str]) -> dict[str, int]:
     """Raise each device's manifest version by one; returns the new versions."""
     ids = list(dict.fromkeys(device_ids))
@@ -157,20 +142,28 @@ async def bump_versions(conn: aiosqlite.Connection, device_ids: Iterable[str]) -
     return versions
 
 
+#: Does bulletin :bulletin reach device `d` (whatever the device's kind)?
+REACHES_DEVICE = """((SELECT target_all FROM bulletins WHERE id = :bulletin) = 1
+    OR d.commune IN (SELECT commune FROM bulletin_communes WHERE bulletin_id = :bulletin)
+    OR d.id IN (SELECT device_id FROM bulletin_devices WHERE bulletin_id = :bulletin))"""
+
+
+def airing_kinds_sql(kind: BulletinKind) -> str:
+    """The device kinds that can air a bulletin kind, as an SQL list."""
+    return ",".join(f"'{k.value}'" for k in DeviceKind if kind in KINDS_FOR_DEVICE[k])
+
+
 async def bump_targeted(
     conn: aiosqlite.Connection, bulletin_id: str, kind: BulletinKind
 ) -> dict[str, int]:
-    """`bump_versions(targeted_devices(...))` in one statement: a province-wide emergency
-    touches every device row inside its transaction, and the API answers after it."""
-    airing = [k.value for k in DeviceKind if kind in KINDS_FOR_DEVICE[k]]
+    """Raise the manifest version of every device a bulletin reaches and can air; returns
+    the new versions. One statement: a province-wide emergency touches every device row
+    inside its transaction, and the API answers after it."""
     cur = await conn.execute(
-        "UPDATE devices SET manifest_version = manifest_version + 1"
-        f" WHERE kind IN ({','.join('?' * len(airing))}) AND ("
-        " (SELECT target_all FROM bulletins WHERE id = ?) = 1"
-        " OR commune IN (SELECT commune FROM bulletin_communes WHERE bulletin_id = ?)"
-        " OR id IN (SELECT device_id FROM bulletin_devices WHERE bulletin_id = ?))"
+        "UPDATE devices AS d SET manifest_version = manifest_version + 1"
+        f" WHERE d.kind IN ({airing_kinds_sql(kind)}) AND {REACHES_DEVICE}"
         " RETURNING id, manifest_version",
-        [*airing, bulletin_id, bulletin_id, bulletin_id],
+        {"bulletin": bulletin_id},
     )
     return {r[0]: r[1] for r in await cur.fetchall()}
 

@@ -381,6 +381,28 @@ async def test_emergency_status_device_by_device(hub: HubHarness) -> None:
     assert by_device[one.id]["started"] is True and by_device[one.id]["outcome"] == "completed"
     assert by_device[two.id]["started"] is False
     assert status["started"] == 1
+    # Aired again (repeats): the first start stays, the outcome is the latest airing's.
+    code, _ = await two.report(
+        [
+            {
+                "type": "play",
+                "seq": seq,
+                "bulletin_id": body["id"],
+                "priority": "emergency",
+                "kind": "text",
+                "started_at": (now + timedelta(seconds=start)).isoformat(),
+                "ended_at": (now + timedelta(seconds=start + 4)).isoformat(),
+                "outcome": outcome,
+            }
+            for seq, start, outcome in ((1, 0, "preempted"), (2, 40, "completed"))
+        ]
+    )
+    assert code == 200
+    status = await hub.call("GET", f"/api/v1/emergencies/{body['id']}")
+    by_device = {d["device_id"]: d for d in status["devices"]}
+    assert by_device[two.id]["outcome"] == "completed"
+    assert datetime.fromisoformat(by_device[two.id]["started_at"]) == now
+    assert status["started"] == 2
     op = await hub.user("xa2.op", "commune_operator", "00002")
     scoped = await op.call("GET", f"/api/v1/emergencies/{body['id']}")
     assert [d["device_id"] for d in scoped["devices"]] == [two.id]
