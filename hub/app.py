@@ -118,6 +118,20 @@ async def _close_sockets(app: web.Application) -> None:
     await app[CONNECTIONS].close_all()
 
 
+#: How long shutdown waits for pushes still running before it cancels them.
+PUSH_GRACE_S = 5.0
+
+
+async def _push(app: web.Application) -> AsyncIterator[None]:
+    """Active emergencies' start frames signed once at start-up (for the devices that
+    reconnect after a restart); at shutdown, the fan-outs still running finish or are
+    cancelled before the database closes."""
+    connections = app[CONNECTIONS]
+    await bulletins.load_active_emergencies(app[DB], connections)
+    yield
+    await connections.finish_background(PUSH_GRACE_S)
+
+
 def create_app(
     config: HubConfig, *, clock: Clock | None = None, with_console: bool = True
 ) -> web.Application:
@@ -132,7 +146,11 @@ def create_app(
     app[CLOCK] = clock or utcnow
     app[ENROLL_LIMITER] = FailureLimiter()
     app[KEYRING] = keyring
-    app[CONNECTIONS] = Connections(keyring.signer, send_timeout_s=config.ws_send_timeout_s)
+    app[CONNECTIONS] = Connections(
+        keyring.signer,
+        max_backlog_bytes=config.ws_max_backlog_bytes,
+        stall_s=config.ws_send_timeout_s,
+    )
     app[MANIFEST_CACHE] = ManifestCache()
     app[ROUTES] = []
     for table in ROUTE_TABLES:
@@ -140,6 +158,7 @@ def create_app(
     if with_console:
         pages.install(app)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_push)
     app.cleanup_ctx.append(refresher_context)
     app.on_shutdown.append(_close_sockets)
     return app

@@ -10,9 +10,12 @@ comment, or approves with targets and schedule. Admins, reviewers and a commune'
 (for its own commune) may also publish a draft directly. Every transition is kept in
 `bulletin_events` (who, when, why) and in the audit log.
 
-Publishing an emergency also pushes `emergency_start` to every online device it targets, so it
-plays now; cancelling pushes `emergency_cancel`. Offline devices catch up from the manifest
-and from the pushes sent when their WebSocket reconnects.
+Publishing an emergency signs one `emergency_start` for its whole scope and pushes it to every
+online device it targets, so it plays now; cancelling does the same with `emergency_cancel`.
+The API answers once the change is committed, with the command id; the push runs after it,
+in the background (`Connections.in_background`), and its progress shows on the emergency's
+status page. Offline devices catch up from the manifest and from the pushes sent when their
+WebSocket reconnects (the start frame of each active emergency is kept for them).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 import sqlite3
 import uuid
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import aiosqlite
 from pydantic import (
@@ -41,6 +44,7 @@ from loa_contract import (
     MediaRef,
     Priority,
     Schedule,
+    Scope,
     Sha256,
     utcnow,
 )
@@ -48,16 +52,17 @@ from loa_contract import (
 from .auth import Permission, User
 from .categories import DEFAULT as DEFAULT_CATEGORY
 from .categories import check_category
-from .db import from_iso, iso
+from .db import Database, from_iso, iso
 from .errors import ApiError, field_error
 from .manifests import (
     BULLETIN_SELECT,
-    EMERGENCY_SLACK,
+    REACHES_DEVICE,
+    airing_kinds_sql,
     bulletin_scope,
+    bump_targeted,
     bump_versions,
     commune_device_ids,
     manifest_bulletin,
-    targeted_devices,
 )
 from .paging import (
     DEFAULT_LIMIT,
@@ -69,6 +74,7 @@ from .paging import (
     decode_cursor,
     key_params,
 )
+from .push import EMERGENCY_SLACK, Connections
 from .routing import Ctx, RouteTable
 
 routes = RouteTable("bulletins")
@@ -79,6 +85,20 @@ State = Literal["draft", "submitted", "returned", "published", "cancelled"]
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 #: The regulations' length for an agency's text bulletin.
 SUBMIT_WORDS = (300, 500)
+#: Airings of an emergency when its sender does not say: a province warning reaches a wide
+#: audience, many of whom miss the first airing (indoors, in the fields, on the road), so it
+#: airs three times (issue #8: spoken once, a flood warning went unheard). A commune's own
+#: alert concerns a small area within earshot of a few speakers, and the commune's staff are
+#: there to follow up in person or fire it again: twice, the first to catch attention, the
+#: second to be understood, without drowning the commune's programme.
+PROVINCE_EMERGENCY_REPEATS = 3
+COMMUNE_EMERGENCY_REPEATS = 2
+#: Seconds between two airings of an emergency by default: long enough for a listener caught
+#: by the first to step outside or quiet the room and hear the next clearly, short enough that
+#: three airings of a short warning are over within about two minutes.
+EMERGENCY_INTERVAL_S = 30
+#: The longest pause between two airings the API accepts: beyond an hour, fire it again.
+MAX_INTERVAL_S = 3600
 
 
 class TargetsIn(BaseModel):
@@ -97,6 +117,9 @@ class ScheduleIn(BaseModel):
     valid_until: CivilDatetime
     times: list[HHMM] = Field(default_factory=list, max_length=48)
     repeats: int = Field(default=1, ge=1, le=20)
+    #: An emergency on a speaker: seconds between airings, and whether it airs until cancelled.
+    interval_s: int = Field(default=0, ge=0, le=MAX_INTERVAL_S)
+    until_cancelled: bool = False
 
     @field_validator("valid_until")
     @classmethod
@@ -112,6 +135,8 @@ class ScheduleIn(BaseModel):
             valid_until=self.valid_until,
             times=self.times,
             repeats=self.repeats,
+            interval_s=self.interval_s,
+            until_cancelled=self.until_cancelled,
         )
 
 
@@ -130,6 +155,12 @@ class BulletinCreate(BaseModel):
 
 
 class EmergencyCreate(BaseModel):
+    """An emergency to air now. On speakers it airs `repeats` times, `interval_s` seconds
+    apart, or with `until_cancelled` every `interval_s` until cancelled or `valid_minutes`
+    have passed; boards keep it in their rotation while it lasts. Left out, `repeats` is 3
+    for the province's emergencies and 2 for a commune's (PROVINCE_EMERGENCY_REPEATS,
+    COMMUNE_EMERGENCY_REPEATS) and `interval_s` is 30 (EMERGENCY_INTERVAL_S)."""
+
     model_config = ConfigDict(extra="forbid")
 
     title: Title
@@ -138,7 +169,23 @@ class EmergencyCreate(BaseModel):
     #: None or empty: the whole province.
     targets: TargetsIn | None = None
     valid_minutes: int = Field(default=60, ge=1, le=24 * 60)
-    repeats: int = Field(default=1, ge=1, le=20)
+    repeats: int | None = Field(
+        default=None,
+        ge=1,
+        le=20,
+        description="Airings on speakers; left out: 3 for the province, 2 for a commune.",
+    )
+    interval_s: int = Field(
+        default=EMERGENCY_INTERVAL_S,
+        ge=0,
+        le=MAX_INTERVAL_S,
+        description="Seconds from the end of one airing to the next.",
+    )
+    until_cancelled: bool = Field(
+        default=False,
+        description="Air every interval_s until cancelled or valid_minutes have passed,"
+        " whatever repeats says.",
+    )
     category: Category | None = None
 
 
@@ -170,10 +217,22 @@ class BulletinOut(BaseModel):
     created_at: datetime
     published_at: datetime | None
     cancelled_at: datetime | None
-    #: Only in answers to publish/cancel/emergency: devices the change reaches, and how many
-    #: of them got the push right now (emergency_start for an emergency publish).
-    targeted: int | None = None
-    pushed: int | None = None
+    targeted: int | None = Field(
+        default=None,
+        description="Only in answers to publish, approve, cancel and POST /emergencies: the"
+        " devices the change reaches.",
+    )
+    pushed: int | None = Field(
+        default=None,
+        description="Only in those answers: how many of the targeted devices were online when"
+        " the push (emergency_start, emergency_cancel or manifest_ready) was queued. The push"
+        " runs after the answer; delivery shows on GET /api/v1/emergencies/{id}.",
+    )
+    command_id: str | None = Field(
+        default=None,
+        description="Only in answers that publish or cancel an emergency: the command id of"
+        " the signed emergency_start (on cancel, emergency_cancel) the devices receive.",
+    )
 
 
 class BulletinQuery(BaseModel):
@@ -523,13 +582,21 @@ async def _update(conn: aiosqlite.Connection, bulletin_id: str, body: BulletinCr
     await _set_targets(conn, bulletin_id, body.targets, body.priority)
 
 
+class Published(NamedTuple):
+    bulletin: ManifestBulletin
+    #: The new manifest version of every device it reaches.
+    versions: dict[str, int]
+    #: For an emergency, whom its start frame names.
+    scope: Scope | None
+
+
 async def _publish(
     conn: aiosqlite.Connection,
     ctx: Ctx,
     bulletin_id: str,
     action: str = "publish",
     comment: str | None = None,
-) -> tuple[ManifestBulletin, dict[str, int]]:
+) -> Published:
     row = await _fetch(conn, f"{BULLETIN_SELECT} WHERE b.id = :id", {"id": bulletin_id})
     if row is None:
         raise ApiError(404, "not_found", f"no bulletin {bulletin_id!r}")
@@ -552,23 +619,61 @@ async def _publish(
     row = await _fetch(conn, f"{BULLETIN_SELECT} WHERE b.id = :id", {"id": bulletin_id})
     assert row is not None
     bulletin = manifest_bulletin(row)
-    versions = await bump_versions(conn, await targeted_devices(conn, bulletin_id, bulletin.kind))
+    versions = await bump_targeted(conn, bulletin_id, bulletin.kind)
     await ctx.audit(conn, "bulletin.targets", bulletin_id, f"{len(versions)} devices")
     previous = "submitted" if action == "approve" else "draft"
     await _event(conn, ctx, bulletin_id, action, previous, "published", comment)
-    return bulletin, versions
+    emergency = bulletin.priority is Priority.EMERGENCY
+    scope = await bulletin_scope(conn, bulletin_id) if emergency else None
+    return Published(bulletin, versions, scope)
 
 
-async def _announce_publish(ctx: Ctx, bulletin: ManifestBulletin, versions: dict[str, int]) -> int:
+async def _announce_publish(ctx: Ctx, published: Published) -> BulletinOut:
+    """Answer a committed publish, then push it in the background: an emergency's start
+    (signed once, kept for reconnecting devices) or each device's manifest_ready."""
     connections = ctx.connections
-    now = utcnow()
-    # The emergency first: the manifest nudge can wait, the loudspeaker cannot.
-    starts_now = bulletin.schedule.valid_from <= now + EMERGENCY_SLACK
-    if bulletin.priority is Priority.EMERGENCY and starts_now:
-        # The start frame also tells each device its manifest changed: no second frame.
-        scope = await bulletin_scope(ctx.db, bulletin.id)
-        return await connections.push_emergency_start(versions.keys(), bulletin, scope)
-    return await connections.push_manifest_ready(versions, ctx.config.command_ttl)
+    bulletin, versions, scope = published
+    command_id = None
+    if scope is not None:
+        start = connections.emergency_start(bulletin, scope)
+        command_id = start.signed.command_id
+    answer = await _out(
+        ctx,
+        bulletin.id,
+        targeted=len(versions),
+        pushed=connections.count_online(versions),
+        command_id=command_id,
+    )
+    # The start frame also tells each device its manifest changed: no second frame. An
+    # emergency approved for later plays from the manifest; devices connecting once it is
+    # due get its start frame.
+    if scope is not None and bulletin.schedule.valid_from <= utcnow() + EMERGENCY_SLACK:
+        connections.in_background(
+            connections.push_emergency_start(list(versions), start),
+            f"emergency_start of {bulletin.id}",
+        )
+    else:
+        connections.in_background(
+            connections.push_manifest_ready(versions, ctx.config.command_ttl),
+            f"manifest_ready for {bulletin.id}",
+        )
+    return answer
+
+
+async def load_active_emergencies(db: Database, connections: Connections) -> int:
+    """Sign the start of every emergency still in force, oldest first (at start-up, so the
+    devices reconnecting after a restart hear the emergencies they may have missed)."""
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            f"{BULLETIN_SELECT} WHERE b.state = 'published' AND b.priority = 'emergency'"
+            " AND b.valid_until > ? ORDER BY b.published_at",
+            (iso(utcnow()),),
+        )
+        for row in await cur.fetchall():
+            connections.emergency_start(
+                manifest_bulletin(row), await bulletin_scope(conn, row["id"])
+            )
+        return len(connections.emergencies)
 
 
 async def _out(ctx: Ctx, bulletin_id: str, **extra: Any) -> BulletinOut:
@@ -880,9 +985,8 @@ async def approve_bulletin(ctx: Ctx) -> BulletinOut:
         elif priority.value != row["priority"]:
             current = await _current_targets(conn, row["id"])
             await _set_targets(conn, row["id"], current, priority)
-        bulletin, versions = await _publish(conn, ctx, row["id"], "approve", body.comment)
-    pushed = await _announce_publish(ctx, bulletin, versions)
-    return await _out(ctx, bulletin.id, targeted=len(versions), pushed=pushed)
+        published = await _publish(conn, ctx, row["id"], "approve", body.comment)
+    return await _announce_publish(ctx, published)
 
 
 async def _current_targets(conn: aiosqlite.Connection, bulletin_id: str) -> TargetsIn:
@@ -917,9 +1021,8 @@ async def publish_bulletin(ctx: Ctx) -> BulletinOut:
                 f"only a draft can be published directly; this bulletin is {row['state']}"
                 + (" (use approve)" if row["state"] == "submitted" else ""),
             )
-        bulletin, versions = await _publish(conn, ctx, row["id"])
-    pushed = await _announce_publish(ctx, bulletin, versions)
-    return await _out(ctx, bulletin.id, targeted=len(versions), pushed=pushed)
+        published = await _publish(conn, ctx, row["id"])
+    return await _announce_publish(ctx, published)
 
 
 async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> BulletinOut:
@@ -940,8 +1043,9 @@ async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> Bullet
             "UPDATE bulletins SET state = 'cancelled', cancelled_at = ? WHERE id = ?",
             (iso(utcnow()), bulletin_id),
         )
-        kind = BulletinKind(row["kind"])
-        versions = await bump_versions(conn, await targeted_devices(conn, bulletin_id, kind))
+        versions = await bump_targeted(conn, bulletin_id, BulletinKind(row["kind"]))
+        emergency = row["priority"] == Priority.EMERGENCY.value
+        scope = await bulletin_scope(conn, bulletin_id) if emergency else None
         await _event(
             conn,
             ctx,
@@ -952,14 +1056,25 @@ async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> Bullet
             detail=f"{len(versions)} devices",
         )
     connections = ctx.connections
-    if row["priority"] == Priority.EMERGENCY.value:
-        # As with the start: the cancel frame also tells each device to fetch its manifest.
-        ttl = max(ctx.config.command_ttl, from_iso(row["valid_until"]) - utcnow())
-        scope = await bulletin_scope(ctx.db, bulletin_id)
-        pushed = await connections.push_emergency_cancel(versions.keys(), bulletin_id, scope, ttl)
-    else:
-        pushed = await connections.push_manifest_ready(versions, ctx.config.command_ttl)
-    return await _out(ctx, bulletin_id, targeted=len(versions), pushed=pushed)
+    pushed = connections.count_online(versions)
+    if scope is None:
+        answer = await _out(ctx, bulletin_id, targeted=len(versions), pushed=pushed)
+        connections.in_background(
+            connections.push_manifest_ready(versions, ctx.config.command_ttl),
+            f"manifest_ready for cancelled {bulletin_id}",
+        )
+        return answer
+    # As with the start: the cancel frame also tells each device to fetch its manifest.
+    ttl = max(ctx.config.command_ttl, from_iso(row["valid_until"]) - utcnow())
+    cancel = connections.emergency_cancel(bulletin_id, scope, ttl)
+    answer = await _out(
+        ctx, bulletin_id, targeted=len(versions), pushed=pushed, command_id=cancel.command_id
+    )
+    connections.in_background(
+        connections.broadcast(list(versions), cancel.frame),
+        f"emergency_cancel of {bulletin_id}",
+    )
+    return answer
 
 
 @routes.post(
@@ -976,7 +1091,8 @@ async def cancel_bulletin(ctx: Ctx) -> BulletinOut:
 @routes.post(
     "/api/v1/emergencies",
     summary="Create and publish an emergency in one call; it plays now. Without targets: the"
-    " whole province (a commune operator: its commune)",
+    " whole province (a commune operator: its commune). Answers once committed, with the"
+    " start's command id; the push to devices follows",
     permission=Permission.EMERGENCY,
     body=EmergencyCreate,
     response=BulletinOut,
@@ -999,6 +1115,9 @@ async def create_emergency(ctx: Ctx) -> BulletinOut:
     targets = body.targets or TargetsIn()
     if user.commune is not None and not targets.communes and not targets.devices:
         targets = TargetsIn(communes=[user.commune])
+    repeats = body.repeats or (
+        COMMUNE_EMERGENCY_REPEATS if user.commune is not None else PROVINCE_EMERGENCY_REPEATS
+    )
     draft = BulletinCreate(
         title=body.title,
         kind=kind,
@@ -1009,16 +1128,17 @@ async def create_emergency(ctx: Ctx) -> BulletinOut:
         schedule=ScheduleIn(
             valid_from=now,
             valid_until=now + timedelta(minutes=body.valid_minutes),
-            repeats=body.repeats,
+            repeats=repeats,
+            interval_s=body.interval_s,
+            until_cancelled=body.until_cancelled,
         ),
         category=body.category,
     )
     async with ctx.db.transaction() as conn:
         bulletin_id = await _insert(conn, draft, ctx)
-        bulletin, versions = await _publish(conn, ctx, bulletin_id)
+        published = await _publish(conn, ctx, bulletin_id)
         await ctx.audit(conn, "emergency.start", bulletin_id, body.title)
-    pushed = await _announce_publish(ctx, bulletin, versions)
-    return await _out(ctx, bulletin_id, targeted=len(versions), pushed=pushed)
+    return await _announce_publish(ctx, published)
 
 
 @routes.get(
@@ -1034,39 +1154,44 @@ async def emergency_status(ctx: Ctx) -> EmergencyStatus:
     row = await _visible(ctx, bulletin_id)
     if row["priority"] != Priority.EMERGENCY.value:
         raise ApiError(404, "not_found", f"no emergency {bulletin_id!r}")
-    async with ctx.db.transaction() as conn:
-        ids = await targeted_devices(conn, bulletin_id, BulletinKind(row["kind"]))
+    # One read for the whole fleet: the console polls this page every few seconds.
+    rows = await ctx.db.fetchall(
+        "WITH first AS (SELECT device_id, MIN(started_at) AS started_at FROM plays"
+        " WHERE bulletin_id = :bulletin GROUP BY device_id),"
+        # SQLite takes the bare column from the row holding the MAX.
+        " last AS (SELECT device_id, outcome, MAX(ended_at) FROM plays"
+        " WHERE bulletin_id = :bulletin GROUP BY device_id)"
+        " SELECT d.id, d.commune, d.name, d.last_seen, d.last_health_json,"
+        " first.started_at AS first, last.outcome AS outcome FROM devices d"
+        " LEFT JOIN first ON first.device_id = d.id LEFT JOIN last ON last.device_id = d.id"
+        f" WHERE d.kind IN ({airing_kinds_sql(BulletinKind(row['kind']))})"
+        f" AND {REACHES_DEVICE} ORDER BY d.id",
+        {"bulletin": bulletin_id},
+    )
     user = ctx.user
     online = ctx.connections.online_ids()
     limit = ctx.config.offline_after
     now = utcnow()
     devices: list[DevicePlayState] = []
-    for device_id in ids:
-        dev = await ctx.db.fetchone("SELECT * FROM devices WHERE id = ?", (device_id,))
-        if dev is None or not user.may_see_commune(dev["commune"]):
+    for dev in rows:
+        if not user.may_see_commune(dev["commune"]):
             continue
-        plays = await ctx.db.fetchone(
-            "SELECT MIN(started_at) AS first, (SELECT outcome FROM plays p2 WHERE p2.device_id = ?"
-            " AND p2.bulletin_id = ? ORDER BY ended_at DESC LIMIT 1) AS outcome"
-            " FROM plays WHERE device_id = ? AND bulletin_id = ?",
-            (device_id, bulletin_id, device_id, bulletin_id),
-        )
         health = json.loads(dev["last_health_json"]) if dev["last_health_json"] else {}
         playing = (health.get("now_playing") or {}).get("bulletin_id") == bulletin_id
-        started_at = plays["first"] if plays and plays["first"] else None
+        started_at = dev["first"]
         if started_at is None and playing:
             started_at = health["now_playing"].get("started_at")
         last_seen = from_iso(dev["last_seen"]) if dev["last_seen"] else None
         devices.append(
             DevicePlayState(
-                device_id=device_id,
+                device_id=dev["id"],
                 commune=dev["commune"],
                 name=dev["name"],
-                online=device_id in online or (last_seen is not None and now - last_seen <= limit),
+                online=dev["id"] in online or (last_seen is not None and now - last_seen <= limit),
                 started=started_at is not None,
                 started_at=started_at,
                 now_playing=playing,
-                outcome=plays["outcome"] if plays else None,
+                outcome=dev["outcome"],
             )
         )
     return EmergencyStatus(

@@ -41,8 +41,11 @@ class HubConfig(BaseModel):
     command_ttl: timedelta = timedelta(minutes=10)
     #: aiohttp leaves WebSocket heartbeats off by default; dead 3G links must be noticed.
     ws_heartbeat_s: float = Field(default=30.0, gt=0)
-    #: A slow socket must not hold up a province-wide emergency push.
+    #: A slow socket must not hold up a province-wide emergency push: a device whose frames
+    #: sit unsent this long, or more than ws_max_backlog_bytes of them, is dropped (it
+    #: reconnects and catches up).
     ws_send_timeout_s: float = Field(default=5.0, gt=0)
+    ws_max_backlog_bytes: int = Field(default=256 * 1024, ge=4096)
     #: scrypt cost (N). 2**14 with r=8 is ~16 MiB and tens of ms; tests may lower it.
     scrypt_n: int = Field(default=2**14, ge=2)
     #: The address technicians give `edge-agent enroll` (behind a TLS reverse proxy the

@@ -8,6 +8,7 @@ same permission checks, the same emergency code path and audit trail.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, get_args
@@ -22,7 +23,7 @@ from loa_contract.models import VN_TZ
 from . import bulletins, communes, devices
 from .appkeys import CLOCK, CONFIG, DB
 from .auth import Permission, User, change_password, require
-from .errors import ApiError
+from .errors import ApiError, field_error, validation_detail
 from .i18n import LANGS, Lang, pick_lang, translate
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, bad_cursor
 from .routing import Ctx, HandlerFn
@@ -60,6 +61,32 @@ def _when(value: datetime | str | None) -> str:
 _env.filters["when"] = _when
 
 PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one form field, as the page shows it."""
+
+    #: The API's field path ("windows.speaker[1].end", "password").
+    field: str
+    #: Label key of the field as the form names it.
+    label: str
+    #: Label key of the explanation.
+    message: str
+    #: The API's own words (English), shown small for the technically minded.
+    detail: str
+    #: For window rows: which list and which row of the form (1-based).
+    kind: str | None = None
+    row: int | None = None
+
+
+def error_details(exc: ApiError | ValidationError) -> list[dict[str, str]]:
+    """An API error's or a validation error's problems, each naming its field."""
+    if isinstance(exc, ValidationError):
+        return validation_detail(exc)
+    if isinstance(exc.detail, list):
+        return [d for d in exc.detail if isinstance(d, dict)]
+    return [{"field": "", "message": str(exc.detail or exc.error)}]
 
 
 def request_lang(request: web.Request) -> Lang:
@@ -333,12 +360,58 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------------------- emergencies
 
 
+#: The emergency form's fields, each with the label key the page shows it under.
+_EMERGENCY_FIELDS = {
+    "title": "em.headline",
+    "text": "em.text",
+    "targets": "em.target",
+    "valid_minutes": "em.minutes",
+    "repeats": "em.repeats",
+    "interval_s": "em.interval",
+    "until_cancelled": "em.until_cancelled",
+}
+
+
+def _emergency_defaults(user: User) -> dict[str, str]:
+    repeats = (
+        bulletins.COMMUNE_EMERGENCY_REPEATS
+        if user.commune is not None
+        else bulletins.PROVINCE_EMERGENCY_REPEATS
+    )
+    return {
+        "title": "",
+        "text": "",
+        "commune": "",
+        "minutes": "60",
+        "repeats": str(repeats),
+        "interval_s": str(bulletins.EMERGENCY_INTERVAL_S),
+        "until_cancelled": "",
+    }
+
+
+def _emergency_errors(exc: ApiError | ValidationError) -> list[FieldError]:
+    errors = []
+    for d in error_details(exc):
+        field = d.get("field", "").removeprefix("body.")
+        name = field.split(".")[0].split("[")[0]
+        errors.append(
+            FieldError(
+                field=field or "body",
+                label=_EMERGENCY_FIELDS.get(name, "em.title"),
+                message="em.err.invalid",
+                detail=d.get("message", ""),
+            )
+        )
+    return errors
+
+
 async def _emergency_form(
     request: web.Request,
     user: User,
     *,
     status: int = 200,
     error_key: str | None = None,
+    errors: list[FieldError] | None = None,
     values: dict[str, str] | None = None,
 ) -> web.Response:
     active: list[bulletins.BulletinOut] = await api_all(
@@ -355,7 +428,9 @@ async def _emergency_form(
         active=active,
         communes=choices,
         error_key=error_key,
-        values=values or {"title": "", "text": "", "commune": "", "minutes": "60", "repeats": "1"},
+        errors=errors or [],
+        errors_title="em.errors_title",
+        values=values or _emergency_defaults(user),
     )
 
 
@@ -366,6 +441,17 @@ async def emergency_form(request: web.Request) -> web.StreamResponse:
     return await _emergency_form(request, user)
 
 
+def _whole_number(values: dict[str, str], key: str, field: str) -> int | None:
+    """A number field as typed; an empty one takes the API's default."""
+    text = values[key]
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise field_error(422, "validation_error", field, "a whole number") from None
+
+
 @page
 async def emergency_submit(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
@@ -374,31 +460,41 @@ async def emergency_submit(request: web.Request) -> web.StreamResponse:
     require(user, Permission.EMERGENCY)
     values = {
         key: str(form.get(key, "")).strip()
-        for key in ("title", "text", "commune", "minutes", "repeats")
+        for key in ("title", "text", "commune", "minutes", "repeats", "interval_s")
     }
+    values["until_cancelled"] = "yes" if form.get("until_cancelled") == "yes" else ""
     # The browser's confirm() can be skipped (no JavaScript, a script); the box cannot.
     if form.get("confirm") != "yes":
         return await _emergency_form(
             request, user, status=400, error_key="em.not_confirmed", values=values
         )
+    if not values["title"] or not values["text"]:
+        return await _emergency_form(
+            request, user, status=422, error_key="em.needs_text", values=values
+        )
     commune = values["commune"]
     try:
+        fields: dict[str, Any] = {
+            "valid_minutes": _whole_number(values, "minutes", "valid_minutes"),
+            "repeats": _whole_number(values, "repeats", "repeats"),
+            "interval_s": _whole_number(values, "interval_s", "interval_s"),
+        }
         body = bulletins.EmergencyCreate(
             title=values["title"],
             text=values["text"],
             targets=bulletins.TargetsIn(communes=[commune]) if commune else None,
-            valid_minutes=int(values["minutes"] or 60),
-            repeats=int(values["repeats"] or 1),
+            until_cancelled=bool(values["until_cancelled"]),
+            **{k: v for k, v in fields.items() if v is not None},
         )
-        if not values["text"]:
-            raise ValueError("text")
-    except (ValidationError, ValueError):
+        created: bulletins.BulletinOut = await api(
+            request, user, bulletins.create_emergency, Permission.EMERGENCY, body=body
+        )
+    except (ValidationError, ApiError) as exc:
+        if isinstance(exc, ApiError) and exc.status != 422:
+            raise
         return await _emergency_form(
-            request, user, status=422, error_key="em.needs_text", values=values
+            request, user, status=422, errors=_emergency_errors(exc), values=values
         )
-    created: bulletins.BulletinOut = await api(
-        request, user, bulletins.create_emergency, Permission.EMERGENCY, body=body
-    )
     return see_other(f"/emergency/{created.id}")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from itertools import zip_longest
 from typing import Any
@@ -26,7 +25,16 @@ from loa_contract.models import VN_TZ
 from . import audit_api, bulletins, communes, devices, reports, users
 from .appkeys import CLOCK
 from .auth import Permission, Role, User, require
-from .console import PageHandler, api, api_all, page, render, see_other
+from .console import (
+    FieldError,
+    PageHandler,
+    api,
+    api_all,
+    error_details,
+    page,
+    render,
+    see_other,
+)
 from .errors import ApiError, validation_detail
 from .web_session import check_csrf, page_user
 
@@ -34,31 +42,6 @@ Form = MultiDictProxy[Any]
 WINDOW_KINDS: tuple[str, ...] = ("speaker", "board")
 ROLES: tuple[str, ...] = tuple(r.value for r in Role)
 AUDIT_PAGE = 50
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One problem with one form field, as the page shows it."""
-
-    #: The API's field path ("windows.speaker[1].end", "password").
-    field: str
-    #: Label key of the field as the form names it.
-    label: str
-    #: Label key of the explanation.
-    message: str
-    #: The API's own words (English), shown small for the technically minded.
-    detail: str
-    #: For window rows: which list and which row of the form (1-based).
-    kind: str | None = None
-    row: int | None = None
-
-
-def _details(exc: ApiError | ValidationError) -> list[dict[str, str]]:
-    if isinstance(exc, ValidationError):
-        return validation_detail(exc)
-    if isinstance(exc.detail, list):
-        return [d for d in exc.detail if isinstance(d, dict)]
-    return [{"field": "", "message": str(exc.detail or exc.error)}]
 
 
 def _get(form: Form, name: str) -> str:
@@ -105,7 +88,7 @@ def _commune_errors(
     exc: ApiError | ValidationError, where: dict[tuple[str, int], int] | None = None
 ) -> list[FieldError]:
     errors = []
-    for d in _details(exc):
+    for d in error_details(exc):
         field = d.get("field", "")
         if field.startswith("body."):
             field = field[len("body.") :]
@@ -366,7 +349,7 @@ _USER_ERROR_FIELD = {"exists": "username", "last_admin": "username", "disabled":
 def _user_errors(exc: ApiError | ValidationError) -> list[FieldError]:
     code = exc.error if isinstance(exc, ApiError) else "validation_error"
     errors = []
-    for d in _details(exc):
+    for d in error_details(exc):
         field = d.get("field", "") or _USER_ERROR_FIELD.get(code, "")
         if field.startswith("body."):
             field = field[len("body.") :]

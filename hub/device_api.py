@@ -36,8 +36,6 @@ from .db import ISO_FROM_PARTS, audit, from_iso, iso, utc_parts
 from .errors import ApiError
 from .manifests import (
     TARGETS_DEVICE,
-    active_emergencies,
-    bulletin_scope,
     current_version,
     kinds_sql,
     signed_manifest,
@@ -212,25 +210,35 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
     connections = ctx.connections
     config = ctx.config
     db = ctx.db
-    ws = web.WebSocketResponse(heartbeat=config.ws_heartbeat_s)
+    # Uncompressed: the hub writes its frames to the transport itself (see hub.push).
+    ws = web.WebSocketResponse(heartbeat=config.ws_heartbeat_s, compress=False)
     await ws.prepare(ctx.request)
-    conn, old = connections.register(device.id, ws)
+    transport = ctx.request.transport
+    if transport is None:  # the device hung up during the handshake
+        return ws
+    conn, old = connections.register(device.id, ws, transport)
     if old is not None:
-        await old.socket.close(code=4000, message=b"replaced by a newer connection")
+        # Not awaited here: a dead old socket would hold the new one's catch-up for the
+        # close handshake's timeout.
+        connections.in_background(
+            old.socket.close(code=4000, message=b"replaced by a newer connection"),
+            f"closing the replaced socket of {device.id}",
+        )
     try:
         # Registered first, then read: a publish in between is pushed, never missed.
         row = await db.fetchone("SELECT manifest_version FROM devices WHERE id = ?", (device.id,))
         version = row["manifest_version"] if row else device.manifest_version
         now = utcnow()
-        await connections.send_to(
+        connections.write(
             conn,
             connections.sign(
                 ManifestReady(**command_fields(device.id, now, config.command_ttl), version=version)
-            ),
+            ).frame,
         )
-        for bulletin in await active_emergencies(db, device.id, device.commune, device.kind, now):
-            scope = await bulletin_scope(db, bulletin.id)
-            await connections.send_to(conn, connections.emergency_start_frame(bulletin, scope))
+        # Each active emergency's start as signed once for its scope: a reconnection storm
+        # signs nothing more, and a device that heard it already knows its command id.
+        for start in connections.emergencies.due_for(device.id, device.commune, device.kind, now):
+            connections.write(conn, start.frame)
         async for msg in ws:
             # Devices report over HTTP; anything they send here only proves they are alive.
             if msg.type == WSMsgType.ERROR:

@@ -350,7 +350,7 @@ async def send_command(ctx: Ctx) -> CommandResult:
         command = TestTone(**fields)
     else:
         command = Resync(**fields)
-    delivered = await ctx.connections.send(row["id"], command)
+    delivered = ctx.connections.send(row["id"], command)
     async with ctx.db.transaction() as conn:
         await ctx.audit(
             conn,

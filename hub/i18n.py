@@ -153,6 +153,28 @@ _CORE: dict[str, dict[Lang, str]] = {
     "em.own_commune": {"vi": "Toàn bộ xã của bạn", "en": "Your whole commune"},
     "em.minutes": {"vi": "Hiệu lực (phút)", "en": "Valid for (minutes)"},
     "em.repeats": {"vi": "Số lần phát", "en": "Times to play"},
+    "em.interval": {"vi": "Cách nhau (giây)", "en": "Seconds between airings"},
+    "em.until_cancelled": {
+        "vi": "Phát lặp lại cho đến khi dừng (trong thời gian hiệu lực)",
+        "en": "Repeat until stopped (within the valid time)",
+    },
+    "em.airings_help": {
+        "vi": "Loa phát tin theo số lần đã chọn, cách nhau số giây đã chọn; bảng tin hiển thị"
+        " tin suốt thời gian hiệu lực.",
+        "en": "Loudspeakers air it the chosen number of times, that many seconds apart; boards"
+        " show it for as long as it is valid.",
+    },
+    "em.airings": {"vi": "Phát trên loa", "en": "On loudspeakers"},
+    "em.times": {"vi": "lần", "en": "times"},
+    "em.until_cancelled_short": {"vi": "lặp lại đến khi dừng", "en": "until stopped"},
+    "em.every": {"vi": "cách nhau", "en": "every"},
+    "em.seconds": {"vi": "giây", "en": "seconds"},
+    "em.valid_until": {"vi": "hiệu lực đến", "en": "valid until"},
+    "em.errors_title": {"vi": "Chưa phát được, hãy sửa:", "en": "Not broadcast; please fix:"},
+    "em.err.invalid": {
+        "vi": "Giá trị không hợp lệ.",
+        "en": "This value is not valid.",
+    },
     "em.confirm_box": {
         "vi": "Tôi xác nhận đây là tin khẩn cấp và cần phát ngay.",
         "en": "I confirm this is an emergency to broadcast now.",

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import aiosqlite
 from aiohttp import web
@@ -94,21 +94,6 @@ async def bulletins_for_device(
     return items
 
 
-async def active_emergencies(
-    db: Database, device_id: str, commune: str, kind: DeviceKind, now: datetime
-) -> list[ManifestBulletin]:
-    """Emergencies that should be sounding on this device right now."""
-    return [
-        b
-        for b in await bulletins_for_device(db, device_id, commune, kind, now)
-        if b.priority is Priority.EMERGENCY and b.schedule.valid_from <= now + EMERGENCY_SLACK
-    ]
-
-
-#: An emergency whose valid_from is this close counts as "now" (clock skew between hub hosts).
-EMERGENCY_SLACK = timedelta(seconds=5)
-
-
 async def cancelled_for_device(
     db: Database, device_id: str, commune: str, since: datetime
 ) -> list[str]:
@@ -120,37 +105,25 @@ async def cancelled_for_device(
     return [r["id"] for r in rows]
 
 
-async def bulletin_scope(db: Database, bulletin_id: str) -> Scope:
-    """Whom a bulletin targets, as a broadcast command names it."""
-    row = await db.fetchone("SELECT target_all FROM bulletins WHERE id = ?", (bulletin_id,))
-    communes = await db.fetchall(
+async def bulletin_scope(conn: aiosqlite.Connection, bulletin_id: str) -> Scope:
+    """Whom a bulletin targets, as a broadcast command names it (inside the caller's
+    transaction, so it is the scope just committed)."""
+    cur = await conn.execute("SELECT target_all FROM bulletins WHERE id = ?", (bulletin_id,))
+    row = await cur.fetchone()
+    cur = await conn.execute(
         "SELECT commune FROM bulletin_communes WHERE bulletin_id = ? ORDER BY commune",
         (bulletin_id,),
     )
-    devices = await db.fetchall(
+    communes = [r[0] for r in await cur.fetchall()]
+    cur = await conn.execute(
         "SELECT device_id FROM bulletin_devices WHERE bulletin_id = ? ORDER BY device_id",
         (bulletin_id,),
     )
     return Scope(
         province=bool(row and row["target_all"]),
-        communes=[r[0] for r in communes],
-        devices=[r[0] for r in devices],
+        communes=communes,
+        devices=[r[0] for r in await cur.fetchall()],
     )
-
-
-async def targeted_devices(
-    conn: aiosqlite.Connection, bulletin_id: str, kind: BulletinKind
-) -> list[str]:
-    """Devices a bulletin reaches and can air (inside the caller's transaction)."""
-    cur = await conn.execute(
-        "SELECT d.id, d.kind FROM devices d, bulletins b WHERE b.id = :b AND (b.target_all = 1"
-        " OR d.commune IN (SELECT commune FROM bulletin_communes WHERE bulletin_id = :b)"
-        " OR d.id IN (SELECT device_id FROM bulletin_devices WHERE bulletin_id = :b))"
-        " ORDER BY d.id",
-        {"b": bulletin_id},
-    )
-    rows = await cur.fetchall()
-    return [r["id"] for r in rows if kind in KINDS_FOR_DEVICE[DeviceKind(r["kind"])]]
 
 
 async def bump_versions(conn: aiosqlite.Connection, device_ids: Iterable[str]) -> dict[str, int]:
@@ -167,6 +140,32 @@ async def bump_versions(conn: aiosqlite.Connection, device_ids: Iterable[str]) -
         )
         versions.update({r["id"]: r["manifest_version"] for r in await cur.fetchall()})
     return versions
+
+
+#: Does bulletin :bulletin reach device `d` (whatever the device's kind)?
+REACHES_DEVICE = """((SELECT target_all FROM bulletins WHERE id = :bulletin) = 1
+    OR d.commune IN (SELECT commune FROM bulletin_communes WHERE bulletin_id = :bulletin)
+    OR d.id IN (SELECT device_id FROM bulletin_devices WHERE bulletin_id = :bulletin))"""
+
+
+def airing_kinds_sql(kind: BulletinKind) -> str:
+    """The device kinds that can air a bulletin kind, as an SQL list."""
+    return ",".join(f"'{k.value}'" for k in DeviceKind if kind in KINDS_FOR_DEVICE[k])
+
+
+async def bump_targeted(
+    conn: aiosqlite.Connection, bulletin_id: str, kind: BulletinKind
+) -> dict[str, int]:
+    """Raise the manifest version of every device a bulletin reaches and can air; returns
+    the new versions. One statement: a province-wide emergency touches every device row
+    inside its transaction, and the API answers after it."""
+    cur = await conn.execute(
+        "UPDATE devices AS d SET manifest_version = manifest_version + 1"
+        f" WHERE d.kind IN ({airing_kinds_sql(kind)}) AND {REACHES_DEVICE}"
+        " RETURNING id, manifest_version",
+        {"bulletin": bulletin_id},
+    )
+    return {r[0]: r[1] for r in await cur.fetchall()}
 
 
 async def commune_device_ids(conn: aiosqlite.Connection, commune: str) -> list[str]:

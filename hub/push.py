@@ -1,18 +1,35 @@
-"""Connected device sockets and signed pushes to them."""
+"""Connected device sockets and signed pushes to them.
+
+Fan-out is a plain loop of synchronous writes: no task, lock or timer per send. aiohttp's
+`send_str` on an uncompressed socket is a synchronous `transport.write` of the frame followed,
+only once more than its writer limit has gone out and the transport is paused, by an awaited
+drain; the coroutine and the drain are all it adds. So the hub writes the WebSocket frame to
+the connection's transport itself, encoded once per broadcast (a server's frames are unmasked:
+the bytes are the same for every device), and does its own flow control: a device whose
+unsent backlog exceeds a bound, or stays unsent longer than a stall limit, is dropped (its
+transport aborted). It reconnects with back-off and catches up: on connect the hub sends
+manifest_ready and the start frame of every active emergency. Writes to one transport happen
+in call order, so each connection keeps its order; a slow socket only grows its own buffer.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import struct
+import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from loa_contract import (
+    KINDS_FOR_DEVICE,
+    BulletinKind,
     Command,
     CommandDocument,
+    DeviceKind,
     EmergencyCancel,
     EmergencyStart,
     HubSigner,
@@ -24,6 +41,25 @@ from loa_contract import (
 
 log = logging.getLogger(__name__)
 
+#: Per-device signatures (manifest_ready) between two yields to the event loop, so a
+#: province-wide publish does not hold up an emergency or a request for long.
+SIGNING_BATCH = 200
+
+#: An emergency whose valid_from is this close counts as "now" (clock skew between hub hosts).
+EMERGENCY_SLACK = timedelta(seconds=5)
+
+
+class Transport(Protocol):
+    """The part of asyncio's WriteTransport a connection writes through."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def is_closing(self) -> bool: ...
+
+    def abort(self) -> None: ...
+
 
 class Socket(Protocol):
     """The part of aiohttp's WebSocketResponse the registry uses (tests pass fakes)."""
@@ -31,18 +67,37 @@ class Socket(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    async def send_str(self, data: str, compress: int | None = None) -> None: ...
-
     async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
 
 
+def text_frame(payload: str) -> bytes:
+    """One final, unmasked, uncompressed WebSocket text frame (RFC 6455 §5.2), as a server
+    sends it. The socket is prepared with compression off, so no extension bit applies."""
+    data = payload.encode("utf-8")
+    size = len(data)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + data
+
+
 class Connection:
-    def __init__(self, device_id: str, socket: Socket) -> None:
+    __slots__ = ("backlog_since", "connected_at", "device_id", "socket", "transport")
+
+    def __init__(self, device_id: str, socket: Socket, transport: Transport) -> None:
         self.device_id = device_id
         self.socket = socket
-        # One sender at a time keeps a manifest_ready from overtaking the emergency before it.
-        self.lock = asyncio.Lock()
+        self.transport = transport
         self.connected_at = utcnow()
+        #: Monotonic time since when bytes have sat unsent in the transport; None: none do.
+        self.backlog_since: float | None = None
+
+    @property
+    def open(self) -> bool:
+        return not self.socket.closed and not self.transport.is_closing()
 
 
 def command_fields(device_id: str, now: datetime, ttl: timedelta) -> dict[str, Any]:
@@ -53,27 +108,110 @@ def broadcast_fields(now: datetime, ttl: timedelta) -> dict[str, Any]:
     return {"command_id": str(uuid.uuid4()), "issued_at": now, "expires_at": now + ttl}
 
 
-class Connections:
-    """Registry of live device WebSockets; one per device (a reconnect replaces the old one)."""
+@dataclass(frozen=True, slots=True)
+class SignedFrame:
+    """A signed command ready to write, and its id (what the API answers, what devices see)."""
 
-    def __init__(self, signer: HubSigner, send_timeout_s: float = 5.0) -> None:
+    command_id: str
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyFrame:
+    """The signed start of an active emergency, kept for devices that (re)connect."""
+
+    bulletin_id: str
+    kind: BulletinKind
+    scope: Scope
+    valid_from: datetime
+    valid_until: datetime
+    signed: SignedFrame
+
+    def due_for(self, device_id: str, commune: str, device_kind: DeviceKind, now: datetime) -> bool:
+        return (
+            self.valid_from <= now + EMERGENCY_SLACK
+            and now < self.valid_until
+            and self.kind in KINDS_FOR_DEVICE[device_kind]
+            and self.scope.includes(device_id, commune)
+        )
+
+
+class ActiveEmergencies:
+    """Start frames of published emergencies, oldest first, each signed once.
+
+    A reconnection storm after an outage then costs a dictionary walk per device, not a
+    query and a signature per emergency per device; and a device that saw the frame before
+    sees the same command id again, which it knows."""
+
+    def __init__(self) -> None:
+        self._frames: dict[str, EmergencyFrame] = {}
+
+    def __contains__(self, bulletin_id: object) -> bool:
+        return bulletin_id in self._frames
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def add(self, frame: EmergencyFrame) -> None:
+        self._frames[frame.bulletin_id] = frame
+
+    def forget(self, bulletin_id: str) -> None:
+        self._frames.pop(bulletin_id, None)
+
+    def due_for(
+        self, device_id: str, commune: str, device_kind: DeviceKind, now: datetime
+    ) -> list[SignedFrame]:
+        """What a device connecting now must hear, oldest first (the newest arrives last)."""
+        for gone in [k for k, f in self._frames.items() if f.valid_until <= now]:
+            del self._frames[gone]
+        return [
+            f.signed
+            for f in self._frames.values()
+            if f.due_for(device_id, commune, device_kind, now)
+        ]
+
+
+class Connections:
+    """Registry of live device WebSockets (one per device: a reconnect replaces the old one),
+    the one send path to them, and the background fan-outs the API leaves running."""
+
+    def __init__(
+        self,
+        signer: HubSigner,
+        *,
+        max_backlog_bytes: int = 256 * 1024,
+        stall_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._signer = signer
-        self._send_timeout_s = send_timeout_s
+        self._max_backlog = max_backlog_bytes
+        self._stall_s = stall_s
+        self._monotonic = monotonic
         self._by_device: dict[str, Connection] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self.emergencies = ActiveEmergencies()
 
     def __len__(self) -> int:
         return len(self._by_device)
 
+    def connection(self, device_id: str) -> Connection | None:
+        return self._by_device.get(device_id)
+
     def is_online(self, device_id: str) -> bool:
         conn = self._by_device.get(device_id)
-        return conn is not None and not conn.socket.closed
+        return conn is not None and conn.open
 
     def online_ids(self) -> set[str]:
-        return {d for d, c in self._by_device.items() if not c.socket.closed}
+        return {d for d, c in self._by_device.items() if c.open}
 
-    def register(self, device_id: str, socket: Socket) -> tuple[Connection, Connection | None]:
+    def count_online(self, device_ids: Iterable[str]) -> int:
+        return sum(1 for d in device_ids if self.is_online(d))
+
+    def register(
+        self, device_id: str, socket: Socket, transport: Transport
+    ) -> tuple[Connection, Connection | None]:
         """Returns the new connection and the one it replaced (the caller closes that)."""
-        conn = Connection(device_id, socket)
+        conn = Connection(device_id, socket, transport)
         old = self._by_device.get(device_id)
         self._by_device[device_id] = conn
         return conn, old
@@ -82,91 +220,143 @@ class Connections:
         if self._by_device.get(conn.device_id) is conn:
             del self._by_device[conn.device_id]
 
-    def sign(self, command: Command) -> str:
-        envelope = self._signer.sign(CommandDocument(command=command))
-        return envelope.model_dump_json()
+    # ------------------------------------------------------------ the send path
 
-    async def send_to(self, conn: Connection, frame: str) -> bool:
+    def write(self, conn: Connection, frame: bytes) -> bool:
+        """Write one encoded frame now, or drop a connection that has stopped draining."""
+        if not conn.open:
+            return False
+        transport = conn.transport
+        backlog = transport.get_write_buffer_size()
+        if not backlog:
+            conn.backlog_since = None
+        elif backlog > self._max_backlog or (
+            conn.backlog_since is not None
+            and self._monotonic() - conn.backlog_since > self._stall_s
+        ):
+            self.drop(conn, f"{backlog} bytes unsent")
+            return False
         try:
-            async with conn.lock:
-                if conn.socket.closed:
-                    return False
-                await asyncio.wait_for(conn.socket.send_str(frame), self._send_timeout_s)
-            return True
-        except (ConnectionError, RuntimeError, TimeoutError) as exc:
-            log.info("push to %s failed: %r; dropping the socket", conn.device_id, exc)
-            self.unregister(conn)
-            with contextlib.suppress(Exception):
-                await conn.socket.close()
+            transport.write(frame)
+        except (ConnectionError, RuntimeError) as exc:
+            self.drop(conn, repr(exc))
             return False
+        if conn.backlog_since is None and transport.get_write_buffer_size():
+            conn.backlog_since = self._monotonic()
+        return True
 
-    async def send(self, device_id: str, command: Command) -> bool:
+    def drop(self, conn: Connection, why: str) -> None:
+        """Forget a connection and abort its transport: no close handshake with a peer that
+        is not reading. Its handler sees the socket end and records last_seen."""
+        log.info("dropping the socket of %s: %s", conn.device_id, why)
+        self.unregister(conn)
+        conn.transport.abort()
+
+    def sign(self, command: Command) -> SignedFrame:
+        envelope = self._signer.sign(CommandDocument(command=command))
+        return SignedFrame(command.command_id, text_frame(envelope.model_dump_json()))
+
+    def send(self, device_id: str, command: Command) -> bool:
         conn = self._by_device.get(device_id)
-        if conn is None or conn.socket.closed:
+        if conn is None or not conn.open:
             return False
-        return await self.send_to(conn, self.sign(command))
+        return self.write(conn, self.sign(command).frame)
 
-    async def push(self, device_ids: Iterable[str], build: Callable[[str], Command]) -> int:
-        """Sign one command per online device and send them all concurrently.
-
-        Signing is per device because each command names its device: a captured command
-        cannot be replayed to another loudspeaker.
-        """
-        jobs = []
+    async def broadcast(self, device_ids: Iterable[str], frame: bytes) -> int:
+        """Write the same frame to every online device among `device_ids`, all in one go
+        (a coroutine only so that it can run after the API has answered)."""
+        sent = 0
         for device_id in device_ids:
             conn = self._by_device.get(device_id)
-            if conn is None or conn.socket.closed:
-                continue
-            jobs.append(self.send_to(conn, self.sign(build(device_id))))
-        if not jobs:
-            return 0
-        results = await asyncio.gather(*jobs)
-        return sum(1 for ok in results if ok)
+            if conn is not None and self.write(conn, frame):
+                sent += 1
+        return sent
 
     async def push_manifest_ready(self, versions: dict[str, int], ttl: timedelta) -> int:
+        """Tell each online device its new version. Signed per device (the version differs,
+        and the command names its device: it cannot be replayed to another loudspeaker)."""
         now = utcnow()
-        return await self.push(
-            versions,
-            lambda d: ManifestReady(**command_fields(d, now, ttl), version=versions[d]),
-        )
-
-    async def broadcast(self, device_ids: Iterable[str], frame: str) -> int:
-        """Send the same signed frame to every online device among `device_ids`."""
-        jobs = []
-        for device_id in device_ids:
+        sent = 0
+        signed = 0
+        for device_id, version in versions.items():
             conn = self._by_device.get(device_id)
-            if conn is None or conn.socket.closed:
+            if conn is None or not conn.open:
                 continue
-            jobs.append(self.send_to(conn, frame))
-        if not jobs:
-            return 0
-        results = await asyncio.gather(*jobs)
-        return sum(1 for ok in results if ok)
+            ready = ManifestReady(**command_fields(device_id, now, ttl), version=version)
+            if self.write(conn, self.sign(ready).frame):
+                sent += 1
+            signed += 1
+            if signed % SIGNING_BATCH == 0:
+                await asyncio.sleep(0)
+        return sent
 
-    def emergency_start_frame(self, bulletin: ManifestBulletin, scope: Scope) -> str:
-        """One signed frame for every device in `scope`: each checks it is inside."""
+    # ------------------------------------------------------------ emergencies
+
+    def emergency_start(self, bulletin: ManifestBulletin, scope: Scope) -> EmergencyFrame:
+        """Sign the start once for every device in `scope` (each checks it is inside) and
+        keep it for devices that connect while the emergency lasts."""
         now = utcnow()
-        ttl = bulletin.schedule.valid_until - now
-        return self.sign(
-            EmergencyStart(**broadcast_fields(now, ttl), scope=scope, bulletin=bulletin)
+        start = EmergencyStart(
+            **broadcast_fields(now, bulletin.schedule.valid_until - now),
+            scope=scope,
+            bulletin=bulletin,
         )
+        frame = EmergencyFrame(
+            bulletin_id=bulletin.id,
+            kind=bulletin.kind,
+            scope=scope,
+            valid_from=bulletin.schedule.valid_from,
+            valid_until=bulletin.schedule.valid_until,
+            signed=self.sign(start),
+        )
+        self.emergencies.add(frame)
+        return frame
 
-    async def push_emergency_start(
-        self, device_ids: Iterable[str], bulletin: ManifestBulletin, scope: Scope
-    ) -> int:
-        return await self.broadcast(device_ids, self.emergency_start_frame(bulletin, scope))
-
-    async def push_emergency_cancel(
-        self, device_ids: Iterable[str], bulletin_id: str, scope: Scope, ttl: timedelta
-    ) -> int:
-        command = EmergencyCancel(
+    def emergency_cancel(self, bulletin_id: str, scope: Scope, ttl: timedelta) -> SignedFrame:
+        """Forget the start (reconnecting devices learn the cancel from their manifest) and
+        sign the cancel once for the whole scope."""
+        self.emergencies.forget(bulletin_id)
+        cancel = EmergencyCancel(
             **broadcast_fields(utcnow(), ttl), scope=scope, bulletin_id=bulletin_id
         )
-        return await self.broadcast(device_ids, self.sign(command))
+        return self.sign(cancel)
+
+    async def push_emergency_start(self, device_ids: Iterable[str], start: EmergencyFrame) -> int:
+        # A cancel may have been committed since the start was queued: never start it after.
+        if start.bulletin_id not in self.emergencies:
+            return 0
+        return await self.broadcast(device_ids, start.signed.frame)
+
+    # ------------------------------------------------------------ background fan-out
+
+    def in_background(self, work: Coroutine[Any, Any, Any], what: str) -> None:
+        """Run a fan-out after the API has answered. The app waits for it (or cancels it)
+        at shutdown; a failure is logged with what it was doing."""
+        task = asyncio.get_running_loop().create_task(work, name=what)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    async def finish_background(self, grace_s: float) -> None:
+        """Let running fan-outs finish for up to `grace_s`, then cancel what is left."""
+        pending = set(self._background)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=grace_s)
+        for task in late:
+            log.warning("%s still running at shutdown; cancelled", task.get_name())
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
 
     async def close_all(self) -> None:
         conns = list(self._by_device.values())
         self._by_device.clear()
-        for conn in conns:
-            with contextlib.suppress(Exception):
-                await conn.socket.close(code=1001, message=b"hub shutting down")
+        await asyncio.gather(
+            *(c.socket.close(code=1001, message=b"hub shutting down") for c in conns),
+            return_exceptions=True,
+        )

@@ -101,6 +101,9 @@ async def test_commune_operator_sees_only_its_commune(hub: HubHarness) -> None:
     # A commune operator's emergency defaults to its commune, never the province.
     form = await (await client.get("/emergency")).text()
     assert "Toàn bộ xã của bạn" in form
+    # A commune's alert airs twice, 30 s apart, unless the operator says otherwise.
+    assert 'name="repeats" type="number" min="1" max="20" value="2"' in form
+    assert 'name="interval_s" type="number" min="0" max="3600" value="30"' in form
     token = re.search(r'name="csrf" value="([^"]+)"', form)
     assert token is not None
     fields = {"title": "Lũ", "text": "Di dời ngay", "csrf": token[1]}
@@ -108,10 +111,20 @@ async def test_commune_operator_sees_only_its_commune(hub: HubHarness) -> None:
     unconfirmed = await client.post("/emergency", data=fields)
     assert unconfirmed.status == 400
     assert await hub.call("GET", "/api/v1/bulletins") == []
+    # Out-of-range airings are refused by field, the form kept as typed, nothing sent.
+    wrong = await client.post(
+        "/emergency", data={**fields, "confirm": "yes", "repeats": "2", "interval_s": "9000"}
+    )
+    assert wrong.status == 422
+    page = await wrong.text()
+    assert '<code class="field">interval_s</code>' in page and "Cách nhau (giây)" in page
+    assert 'value="9000"' in page
+    assert await hub.call("GET", "/api/v1/bulletins") == []
     sent = await client.post("/emergency", data={**fields, "confirm": "yes"}, allow_redirects=False)
     assert sent.status == 303
     [emergency] = await hub.call("GET", "/api/v1/bulletins")
     assert emergency["targets"]["communes"] == ["00001"]
+    assert emergency["schedule"]["repeats"] == 2 and emergency["schedule"]["interval_s"] == 30
     assert sent.headers["Location"] == f"/emergency/{emergency['id']}"
 
 
@@ -139,12 +152,13 @@ def _health(seq: int, bulletin_id: str, title: str) -> dict[str, Any]:
     }
 
 
-async def _next_of(socket: DeviceSocket, kind: str) -> bool:
+async def _next_of(socket: DeviceSocket, kind: str) -> Any:
     """Skip manifest nudges: only the emergency commands matter here."""
     for _ in range(10):
-        if (await socket.command()).type == kind:
-            return True
-    return False
+        command = await socket.command()
+        if command.type == kind:
+            return command
+    raise AssertionError(f"no {kind} among the next 10 commands")
 
 
 # Under CI a missing browser is a failure, not a skip: the walkthrough must run there.
@@ -191,6 +205,12 @@ async def test_browser_walkthrough(hub: HubHarness) -> None:
             await page.goto(f"{base}/emergency")
             await page.fill("input[name=title]", "Cảnh báo lũ quét")
             await page.fill("textarea[name=text]", "Bà con khẩn trương di dời đến nơi an toàn.")
+            # The province's default is three airings, 30 s apart; this one repeats until
+            # stopped, a minute apart.
+            await expect(page.locator("input[name=repeats]")).to_have_value("3")
+            await expect(page.locator("input[name=interval_s]")).to_have_value("30")
+            await page.fill("input[name=interval_s]", "60")
+            await page.check("input[name=until_cancelled]")
             await page.check("input[name=confirm]")
             await page.screenshot(path=ARTIFACTS / "console-emergency.png", full_page=True)
             dialogs: list[str] = []
@@ -204,7 +224,12 @@ async def test_browser_walkthrough(hub: HubHarness) -> None:
             await expect(page).to_have_url(re.compile(r"/emergency/[0-9a-f-]+$"))
             assert dialogs == ["Phát tin khẩn cấp ngay bây giờ?"]
             emergency_id = page.url.rsplit("/", 1)[1]
-            assert await _next_of(socket, "emergency_start")
+            start = await _next_of(socket, "emergency_start")
+            assert start.bulletin.id == emergency_id
+            assert start.bulletin.schedule.until_cancelled
+            assert start.bulletin.schedule.interval_s == 60
+            await expect(page.locator("#airings")).to_contain_text("lặp lại đến khi dừng")
+            await expect(page.locator("#airings")).to_contain_text("60")
 
             # The speaker reports it is playing: the page shows it started, device by device.
             await expect(page.locator("#started")).to_have_text("0")
@@ -225,7 +250,7 @@ async def test_browser_walkthrough(hub: HubHarness) -> None:
             await page.click("#cancel")
             await expect(page.locator(".state-cancelled")).to_be_visible()
             assert len(dialogs) == 2
-            assert await _next_of(socket, "emergency_cancel")
+            await _next_of(socket, "emergency_cancel")
 
             await page.goto(f"{base}/devices")
             await page.screenshot(path=ARTIFACTS / "console-devices-phone.png", full_page=True)

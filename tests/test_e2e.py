@@ -190,7 +190,8 @@ async def test_emergency_preempts_and_the_normal_item_resumes(hub: LiveHub, tmp_
         emergency = await hub.call(
             "POST",
             "/api/v1/emergencies",
-            json={"title": "Cảnh báo lũ", "media": alarm["sha256"]},
+            # Aired once: the point is the cut-in and the resume, not the repeats.
+            json={"title": "Cảnh báo lũ", "media": alarm["sha256"], "repeats": 1},
             expect=201,
         )
         cut_in = await next_play(speaker)

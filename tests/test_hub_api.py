@@ -430,6 +430,9 @@ async def test_emergency_without_targets_is_province_wide(hub: HubHarness) -> No
     assert body["targeted"] == 2 and body["pushed"] == 0  # nobody is connected
     until = datetime.fromisoformat(body["schedule"]["valid_until"])
     assert timedelta(minutes=59) < until - datetime.now(UTC) <= timedelta(minutes=60)
+    # The province's warning airs three times, half a minute apart, unless told otherwise.
+    assert body["schedule"]["repeats"] == 3 and body["schedule"]["interval_s"] == 30
+    assert body["schedule"]["until_cancelled"] is False
     bad = await hub.call("POST", "/api/v1/emergencies", json={"title": "x"}, expect=422)
     assert fields(bad) == ["text"]
     bad = await hub.call(
@@ -440,3 +443,36 @@ async def test_emergency_without_targets_is_province_wide(hub: HubHarness) -> No
     )
     assert fields(bad) == ["targets.communes[0]"]
     assert await count(hub, "bulletins") == 1
+
+
+async def test_emergency_airings_are_chosen_and_bounded(hub: HubHarness) -> None:
+    await hub.commune("00001")
+    body = await hub.call(
+        "POST",
+        "/api/v1/emergencies",
+        expect=201,
+        json={"title": "Cháy rừng", "text": "Tránh xa", "repeats": 5, "interval_s": 120},
+    )
+    assert body["schedule"]["repeats"] == 5 and body["schedule"]["interval_s"] == 120
+    body = await hub.call(
+        "POST",
+        "/api/v1/emergencies",
+        expect=201,
+        json={"title": "Đê vỡ", "text": "Sơ tán", "until_cancelled": True, "interval_s": 0},
+    )
+    assert body["schedule"]["until_cancelled"] is True and body["schedule"]["interval_s"] == 0
+    for wrong, field in (
+        ({"repeats": 0}, "repeats"),
+        ({"repeats": 21}, "repeats"),
+        ({"interval_s": -1}, "interval_s"),
+        ({"interval_s": 3601}, "interval_s"),
+        ({"until_cancelled": "maybe"}, "until_cancelled"),
+    ):
+        bad = await hub.call(
+            "POST",
+            "/api/v1/emergencies",
+            expect=422,
+            json={"title": "x", "text": "y", **wrong},
+        )
+        assert fields(bad) == [field], wrong
+    assert await count(hub, "bulletins") == 2

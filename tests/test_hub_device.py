@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from hub.appkeys import DB, KEYRING
+from hub.appkeys import CONNECTIONS, DB, KEYRING
 from hub.db import iso
+from hub.push import command_fields
 from hub.testing import EnrolledDevice, FakeClock, HubHarness, running_hub
 from loa_contract import (
     EmergencyCancel,
@@ -19,9 +21,11 @@ from loa_contract import (
     HubSigner,
     Manifest,
     ManifestReady,
+    Resync,
     SetVolume,
     SignatureError,
     TrustedKeys,
+    utcnow,
 )
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -308,6 +312,7 @@ async def test_ws_emergency_start_reconnect_and_cancel(hub: HubHarness) -> None:
         start = await ws.command()
         assert isinstance(start, EmergencyStart)
         assert start.bulletin.id == body["id"] and start.scope.communes == ["00001"]
+        assert start.command_id == body["command_id"]
         assert start.addressed_to(dev.id, "00001") and not start.addressed_to(dev.id, "00002")
         assert start.expires_at == start.bulletin.schedule.valid_until
         # The board gets the very same signed frame (text plays on boards), and neither gets
@@ -331,7 +336,8 @@ async def test_ws_emergency_start_reconnect_and_cancel(hub: HubHarness) -> None:
         assert isinstance(ready, ManifestReady) and ready.version > hello.version
         again = await ws.command()
         assert isinstance(again, EmergencyStart) and again.bulletin.id == body["id"]
-        assert again.command_id != start.command_id
+        # The frame signed at publish, kept: nothing re-signed, and the device knows the id.
+        assert again.command_id == start.command_id
         manifest, _ = await dev.manifest()
         assert manifest.version == ready.version
         assert [b.id for b in manifest.bulletins] == [body["id"]]
@@ -339,9 +345,10 @@ async def test_ws_emergency_start_reconnect_and_cancel(hub: HubHarness) -> None:
         connected = {d["id"]: d for d in await hub.call("GET", "/api/v1/devices")}
         assert connected[dev.id]["connected"] is True
 
-        await hub.call("POST", f"/api/v1/bulletins/{body['id']}/cancel")
+        cancelled = await hub.call("POST", f"/api/v1/bulletins/{body['id']}/cancel")
         cancel = await ws.command()
         assert isinstance(cancel, EmergencyCancel) and cancel.bulletin_id == body["id"]
+        assert cancel.command_id == cancelled["command_id"]
         manifest, _ = await dev.manifest()
         assert manifest.bulletins == [] and manifest.cancelled == [body["id"]]
 
@@ -357,6 +364,90 @@ async def test_ws_emergency_start_reconnect_and_cancel(hub: HubHarness) -> None:
         command = await ws.command()
         assert isinstance(command, SetVolume) and command.volume == 55
         assert command.command_id == result["command_id"]
+
+
+async def test_the_emergency_answer_does_not_wait_for_delivery(hub: HubHarness) -> None:
+    dev = await hub.new_device()
+    connections = hub.app[CONNECTIONS]
+    async with dev.socket() as ws:
+        assert isinstance(await ws.command(), ManifestReady)
+        # The device stops reading (a stalled 3G link): small socket buffers on both ends, and
+        # the hub's own buffer for it filled, so nothing written to it now can arrive yet.
+        ws.ws.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn = connections.connection(dev.id)
+        assert conn is not None
+        conn.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+        )
+        filler = connections.sign(Resync(**command_fields(dev.id, utcnow(), timedelta(minutes=1))))
+        for _ in range(100_000):
+            if conn.transport.get_write_buffer_size() > 100_000:
+                break
+            assert connections.write(conn, filler.frame)
+        assert conn.transport.get_write_buffer_size() > 100_000
+
+        body = await hub.call(
+            "POST", "/api/v1/emergencies", expect=201, json={"title": "Lũ", "text": "Sơ tán"}
+        )
+        assert body["pushed"] == 1 and body["command_id"]
+        # Released: the device reads again, and behind the backlog comes the start the
+        # answer named.
+        command = await ws.command()
+        while isinstance(command, Resync):
+            command = await ws.command()
+        assert isinstance(command, EmergencyStart) and command.command_id == body["command_id"]
+        assert connections.is_online(dev.id)
+
+
+async def test_active_emergencies_are_resent_after_a_hub_restart(tmp_path: Path) -> None:
+    async with running_hub(tmp_path) as hub:
+        await hub.commune("00001")
+        await hub.commune("00002")
+        here = await hub.new_device("00001")
+        there = await hub.new_device("00002")
+        flood = await hub.call(
+            "POST", "/api/v1/emergencies", expect=201, json={"title": "Lũ", "text": "Sơ tán"}
+        )
+        fire = await hub.call(
+            "POST",
+            "/api/v1/emergencies",
+            expect=201,
+            json={"title": "Cháy", "text": "Tránh xa", "targets": {"communes": ["00001"]}},
+        )
+        stopped = await hub.call(
+            "POST", "/api/v1/emergencies", expect=201, json={"title": "Thử", "text": "Thử"}
+        )
+        await hub.call("POST", f"/api/v1/emergencies/{stopped['id']}/cancel")
+    async with running_hub(tmp_path) as hub:
+        # After the outage each device hears what is in force for it, oldest first; the
+        # cancelled one is not restarted.
+        here, there = EnrolledDevice(hub, here.enrollment), EnrolledDevice(hub, there.enrollment)
+        async with here.socket() as ws:
+            assert isinstance(await ws.command(), ManifestReady)
+            first, second = await ws.command(), await ws.command()
+            assert isinstance(first, EmergencyStart) and isinstance(second, EmergencyStart)
+            assert [first.bulletin.id, second.bulletin.id] == [flood["id"], fire["id"]]
+        async with there.socket() as ws:
+            assert isinstance(await ws.command(), ManifestReady)
+            again = await ws.command()
+            assert isinstance(again, EmergencyStart) and again.bulletin.id == flood["id"]
+            await hub.call(
+                "POST", f"/api/v1/devices/{there.id}/commands", json={"type": "stop"}, expect=202
+            )
+            assert (await ws.command()).type == "stop"  # nothing else came before it
+
+
+async def test_a_long_emergency_frame_arrives_whole(hub: HubHarness) -> None:
+    dev = await hub.new_device()
+    text = "Khẩn cấp: sơ tán ngay. " * 2000  # 46,000 characters: a frame over 64 KiB
+    async with dev.socket() as ws:
+        await ws.command()
+        body = await hub.call(
+            "POST", "/api/v1/emergencies", expect=201, json={"title": "Bão", "text": text}
+        )
+        start = await ws.command()
+        assert isinstance(start, EmergencyStart) and start.bulletin.text == text
+        assert start.command_id == body["command_id"]
 
 
 async def test_audio_emergency_skips_boards(hub: HubHarness) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import io
 import stat
 import struct
-import time
 import wave
 import zlib
 from datetime import timedelta
@@ -24,9 +23,11 @@ from hub.testing import running_hub
 from loa_contract import (
     BulletinKind,
     CommandDocument,
+    DeviceKind,
     EmergencyStart,
     HubSigner,
     ManifestBulletin,
+    MediaRef,
     Priority,
     Schedule,
     Scope,
@@ -37,30 +38,69 @@ from loa_contract import (
 
 class FakeSocket:
     def __init__(self) -> None:
-        self.frames: list[str] = []
         self.closed = False
-
-    async def send_str(self, data: str, compress: int | None = None) -> None:
-        self.frames.append(data)
 
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
         self.closed = True
         return True
 
 
-class StuckSocket(FakeSocket):
-    async def send_str(self, data: str, compress: int | None = None) -> None:
-        await asyncio.Event().wait()
+class FakeTransport:
+    """A transport whose peer reads everything at once (the kernel takes every write)."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.frames.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
 
 
-def _emergency() -> ManifestBulletin:
+class StuckTransport(FakeTransport):
+    """A peer that stopped reading: every byte stays in the transport's buffer."""
+
+    def get_write_buffer_size(self) -> int:
+        return sum(len(f) for f in self.frames)
+
+
+class Monotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _payload(frame: bytes) -> str:
+    """The text of one server WebSocket frame (RFC 6455 §5.2), checked as a client would."""
+    assert frame[0] == 0x81  # final text frame, no extension bits
+    size, offset = frame[1], 2
+    assert size & 0x80 == 0  # a server never masks
+    if size == 126:
+        (size,), offset = struct.unpack("!H", frame[2:4]), 4
+    elif size == 127:
+        (size,), offset = struct.unpack("!Q", frame[2:10]), 10
+    assert len(frame) == offset + size
+    return frame[offset:].decode("utf-8")
+
+
+def _emergency(text: str = "Sơ tán") -> ManifestBulletin:
     now = utcnow()
     return ManifestBulletin(
         id="b1",
         title="Bão",
         kind=BulletinKind.TEXT,
         priority=Priority.EMERGENCY,
-        text="Sơ tán",
+        text=text,
         schedule=Schedule(valid_from=now, valid_until=now + timedelta(hours=1)),
     )
 
@@ -68,41 +108,135 @@ def _emergency() -> ManifestBulletin:
 async def test_one_signed_frame_serves_every_targeted_device() -> None:
     signer = HubSigner.generate()
     connections = Connections(signer)
-    sockets = {f"dev-{i}": FakeSocket() for i in range(1000)}
-    for device_id, sock in sockets.items():
-        connections.register(device_id, sock)
-    bulletin = _emergency()
+    transports = {f"dev-{i}": FakeTransport() for i in range(1000)}
+    for device_id, transport in transports.items():
+        connections.register(device_id, FakeSocket(), transport)
     scope = Scope(communes=["xa-a"])
-    started = time.perf_counter()
-    delivered = await connections.push_emergency_start(sockets, bulletin, scope)
-    elapsed = time.perf_counter() - started
-    assert delivered == 1000
-    assert elapsed < 0.5, f"1,000 pushes took {elapsed:.3f} s"
+    start = connections.emergency_start(_emergency(), scope)
+    # No task, lock, timer or drain per send: the whole fan-out runs without yielding once.
+    fan_out = connections.push_emergency_start([*transports, "absent"], start)
+    with pytest.raises(StopIteration) as done:
+        fan_out.send(None)
+    assert done.value.value == 1000
     # Signed once: every device gets the very same bytes, naming the scope, not a device.
-    frames = {s.frames[0] for s in sockets.values()}
-    assert len(frames) == 1
-    command = TrustedKeys([signer.hub_key()]).open(frames.pop(), CommandDocument).command
+    frames = {t.frames[0] for t in transports.values()}
+    assert frames == {start.signed.frame}
+    command = TrustedKeys([signer.hub_key()]).open(_payload(frames.pop()), CommandDocument).command
     assert isinstance(command, EmergencyStart) and command.scope == scope
+    assert command.command_id == start.signed.command_id
     assert command.addressed_to("dev-7", "xa-a")
     assert not command.addressed_to("dev-7", "xa-b")
 
 
 async def test_a_stuck_socket_does_not_hold_up_the_rest() -> None:
-    connections = Connections(HubSigner.generate(), send_timeout_s=0.05)
-    good, stuck = FakeSocket(), StuckSocket()
-    connections.register("good", good)
-    connections.register("stuck", stuck)
-    delivered = await connections.push_emergency_start(
-        ["good", "stuck", "absent"], _emergency(), Scope(province=True)
+    clock = Monotonic()
+    connections = Connections(HubSigner.generate(), stall_s=5.0, monotonic=clock)
+    good, stuck = FakeTransport(), StuckTransport()
+    connections.register("good", FakeSocket(), good)
+    connections.register("stuck", FakeSocket(), stuck)
+    first = connections.emergency_start(_emergency(), Scope(province=True))
+    assert await connections.push_emergency_start(["good", "stuck", "absent"], first) == 2
+    # Its frame sits unsent; within the stall limit the socket is kept (a slow 3G link).
+    clock.now += 4.0
+    cancel = connections.emergency_cancel("b1", Scope(province=True), timedelta(minutes=10))
+    assert await connections.broadcast(["good", "stuck"], cancel.frame) == 2
+    # Nothing has left it for longer than the limit: dropped, aborted, not waited for.
+    clock.now += 2.0
+    again = connections.emergency_start(_emergency(), Scope(province=True))
+    assert await connections.push_emergency_start(["good", "stuck"], again) == 1
+    assert stuck.aborted and not connections.is_online("stuck")
+    assert len(stuck.frames) == 2
+    assert good.frames == [first.signed.frame, cancel.frame, again.signed.frame]
+
+
+async def test_a_socket_over_its_backlog_bound_is_dropped_at_once() -> None:
+    connections = Connections(HubSigner.generate(), max_backlog_bytes=16384, monotonic=Monotonic())
+    good, stuck = FakeTransport(), StuckTransport()
+    connections.register("good", FakeSocket(), good)
+    connections.register("stuck", FakeSocket(), stuck)
+    # A long warning: each start frame is over half the bound.
+    start = connections.emergency_start(_emergency("Sơ tán " * 700), Scope(province=True))
+    assert 8192 < len(start.signed.frame) < 16384
+    sent = [await connections.push_emergency_start(["good", "stuck"], start) for _ in range(3)]
+    assert sent == [2, 2, 1]  # the third write finds more than 16 KiB unsent
+    assert stuck.aborted and not connections.is_online("stuck")
+    assert len(good.frames) == 3
+
+
+async def test_a_cancelled_emergency_is_not_started_by_a_late_push() -> None:
+    connections = Connections(HubSigner.generate())
+    transport = FakeTransport()
+    connections.register("d", FakeSocket(), transport)
+    start = connections.emergency_start(_emergency(), Scope(province=True))
+    connections.emergency_cancel("b1", Scope(province=True), timedelta(minutes=10))
+    assert await connections.push_emergency_start(["d"], start) == 0
+    assert transport.frames == []
+    assert connections.emergencies.due_for("d", "xa-a", DeviceKind.SPEAKER, utcnow()) == []
+
+
+def test_reconnecting_devices_get_the_kept_start_frames_in_scope() -> None:
+    connections = Connections(HubSigner.generate())
+    flood = connections.emergency_start(_emergency(), Scope(province=True))
+    now = utcnow()
+    later = now + timedelta(hours=2)
+    fire = _emergency().model_copy(
+        update={
+            "id": "b2",
+            "schedule": Schedule(valid_from=later, valid_until=later + timedelta(minutes=5)),
+        }
     )
-    assert delivered == 1 and len(good.frames) == 1
-    assert stuck.closed and not connections.is_online("stuck")
+    audio = _emergency().model_copy(
+        update={
+            "id": "b3",
+            "kind": BulletinKind.AUDIO,
+            "text": None,
+            "media": MediaRef(sha256="a" * 64, size=1, mime="audio/wav"),
+        }
+    )
+    fire_frame = connections.emergency_start(fire, Scope(communes=["xa-a"]))
+    audio_frame = connections.emergency_start(audio, Scope(devices=["spk"]))
+    due = connections.emergencies.due_for
+    assert due("spk", "xa-b", DeviceKind.SPEAKER, now) == [flood.signed, audio_frame.signed]
+    assert due("brd", "xa-a", DeviceKind.BOARD, now) == [flood.signed]  # a board airs no audio
+    # The commune's fire alert starts in two hours, when the flood warning has expired.
+    at_fire = later + timedelta(seconds=1)
+    assert due("brd", "xa-a", DeviceKind.BOARD, at_fire) == [fire_frame.signed]
+    assert due("brd", "xa-b", DeviceKind.BOARD, at_fire) == []
+    assert len(connections.emergencies) == 1  # expired frames are forgotten
+
+
+async def test_background_pushes_finish_or_are_cancelled_and_failures_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connections = Connections(HubSigner.generate())
+    done: list[str] = []
+
+    async def quick() -> None:
+        await asyncio.sleep(0)
+        done.append("quick")
+
+    async def broken() -> None:
+        raise RuntimeError("no such device")
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    connections.in_background(quick(), "quick push")
+    connections.in_background(broken(), "broken push")
+    connections.in_background(stuck(), "stuck push")
+    with caplog.at_level("WARNING", logger="hub.push"):
+        await connections.finish_background(grace_s=0.2)
+    assert done == ["quick"]
+    failed = [r for r in caplog.records if r.getMessage() == "broken push failed"]
+    assert failed and failed[0].exc_info and "no such device" in str(failed[0].exc_info[1])
+    assert "stuck push still running at shutdown; cancelled" in caplog.messages
+    await connections.finish_background(grace_s=0.2)  # nothing left: returns at once
 
 
 async def test_reconnect_replaces_old_socket() -> None:
     connections = Connections(HubSigner.generate())
-    old_conn, _ = connections.register("d", FakeSocket())
-    new_conn, replaced = connections.register("d", FakeSocket())
+    old_conn, _ = connections.register("d", FakeSocket(), FakeTransport())
+    new_conn, replaced = connections.register("d", FakeSocket(), FakeTransport())
     assert replaced is old_conn
     connections.unregister(old_conn)  # the old handler ending must not drop the new socket
     assert connections.is_online("d") and len(connections) == 1

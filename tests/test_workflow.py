@@ -276,8 +276,9 @@ async def test_commune_emergency_defaults_to_its_commune(hub: HubHarness) -> Non
     )
     assert body["targets"] == {"communes": ["00001"], "devices": [], "all_communes": False}
     assert body["targeted"] == 1 and body["unit"] == "00001"
+    assert body["schedule"]["repeats"] == 2  # a commune's own alert: twice by default
     cancelled = await op.call("POST", f"/api/v1/emergencies/{body['id']}/cancel")
-    assert cancelled["state"] == "cancelled"
+    assert cancelled["state"] == "cancelled" and cancelled["command_id"]
     actions = [
         e["action"]
         for e in (await hub.call("GET", "/api/v1/audit", params={"object": body["id"]}))["items"]
@@ -380,6 +381,28 @@ async def test_emergency_status_device_by_device(hub: HubHarness) -> None:
     assert by_device[one.id]["started"] is True and by_device[one.id]["outcome"] == "completed"
     assert by_device[two.id]["started"] is False
     assert status["started"] == 1
+    # Aired again (repeats): the first start stays, the outcome is the latest airing's.
+    code, _ = await two.report(
+        [
+            {
+                "type": "play",
+                "seq": seq,
+                "bulletin_id": body["id"],
+                "priority": "emergency",
+                "kind": "text",
+                "started_at": (now + timedelta(seconds=start)).isoformat(),
+                "ended_at": (now + timedelta(seconds=start + 4)).isoformat(),
+                "outcome": outcome,
+            }
+            for seq, start, outcome in ((1, 0, "preempted"), (2, 40, "completed"))
+        ]
+    )
+    assert code == 200
+    status = await hub.call("GET", f"/api/v1/emergencies/{body['id']}")
+    by_device = {d["device_id"]: d for d in status["devices"]}
+    assert by_device[two.id]["outcome"] == "completed"
+    assert datetime.fromisoformat(by_device[two.id]["started_at"]) == now
+    assert status["started"] == 2
     op = await hub.user("xa2.op", "commune_operator", "00002")
     scoped = await op.call("GET", f"/api/v1/emergencies/{body['id']}")
     assert [d["device_id"] for d in scoped["devices"]] == [two.id]
