@@ -118,7 +118,7 @@ class ScheduleIn(BaseModel):
     times: list[HHMM] = Field(default_factory=list, max_length=48)
     repeats: int = Field(default=1, ge=1, le=20)
     #: An emergency on a speaker: seconds between airings, and whether it airs until cancelled.
-    interval_s: int = Field(default=0, ge=0, le=MAX_INTERVAL_S)
+    interval_s: float = Field(default=0, ge=0, le=MAX_INTERVAL_S, allow_inf_nan=False)
     until_cancelled: bool = False
 
     @field_validator("valid_until")
@@ -175,8 +175,9 @@ class EmergencyCreate(BaseModel):
         le=20,
         description="Airings on speakers; left out: 3 for the province, 2 for a commune.",
     )
-    interval_s: int = Field(
+    interval_s: float = Field(
         default=EMERGENCY_INTERVAL_S,
+        allow_inf_nan=False,
         ge=0,
         le=MAX_INTERVAL_S,
         description="Seconds from the end of one airing to the next.",

@@ -9,7 +9,6 @@ times, and cancelling the first switched to another province alert, not the comm
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import pytest
 from edge_agent.agent import Agent
 from edge_agent.players.null import NullPlayer
 from edge_agent.speech import EspeakEngine
-from hub.appkeys import DB
 from loa_contract import PlayOutcome, ProofOfPlay, utcnow
 from tests.e2e import LiveHub, enroll_agent, live_hub, schedule
 
@@ -50,21 +48,11 @@ async def draft_emergency(hub: LiveHub, title: str, communes: list[str] | None) 
         "kind": "text",
         "priority": "emergency",
         "text": title,
-        "schedule": schedule(utcnow(), repeats=REPEATS),
+        "schedule": schedule(utcnow(), repeats=REPEATS, interval_s=INTERVAL_S),
     }
     if communes is not None:
         body["targets"] = {"communes": communes}
     created = await hub.call("POST", "/api/v1/bulletins", json=body)
-    # This branch's bulletin API does not take interval_s yet (the hub side of issue #8 adds
-    # it): the test puts it into the stored schedule, which the manifest and the signed
-    # emergency_start carry as they are.
-    db = hub.app[DB]
-    row = await db.fetchone("SELECT schedule_json FROM bulletins WHERE id = ?", (created["id"],))
-    assert row is not None
-    stored = {**json.loads(row["schedule_json"]), "interval_s": INTERVAL_S}
-    await db.execute(
-        "UPDATE bulletins SET schedule_json = ? WHERE id = ?", (json.dumps(stored), created["id"])
-    )
     return created["id"]
 
 
