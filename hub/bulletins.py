@@ -1003,8 +1003,9 @@ async def _current_targets(conn: aiosqlite.Connection, bulletin_id: str) -> Targ
 
 @routes.post(
     "/api/v1/bulletins/{id}/publish",
-    summary="Publish a draft directly (admin, reviewer; a commune operator its own commune's):"
-    " into manifests now; an emergency plays now",
+    summary="Publish one's own unit's draft directly (admin, reviewer, a commune operator): into"
+    " manifests now; an emergency plays now. Another unit's draft must be submitted, then"
+    " approved",
     permission=Permission.BULLETINS_PUBLISH,
     response=BulletinOut,
     errors=[403, 404, 409],
@@ -1021,6 +1022,15 @@ async def publish_bulletin(ctx: Ctx) -> BulletinOut:
                 "illegal_transition",
                 f"only a draft can be published directly; this bulletin is {row['state']}"
                 + (" (use approve)" if row["state"] == "submitted" else ""),
+            )
+        if row["unit"] != user.unit:
+            # Another unit's draft was never submitted: publishing it would skip the submit
+            # checks (word count, proposed time) and the agency's own say that it is ready.
+            raise ApiError(
+                409,
+                "not_submitted",
+                f"this draft belongs to unit {row['unit']!r} and was never submitted; it is"
+                " published by approving it after its unit submits it",
             )
         published = await _publish(conn, ctx, row["id"])
     return await _announce_publish(ctx, published)

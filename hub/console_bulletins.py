@@ -556,7 +556,8 @@ def _actions(user: User, b: bulletins.BulletinOut) -> dict[str, bool]:
         ),
         "submit": write and own and b.state in ("draft", "returned"),
         "review": review and b.state == "submitted",
-        "publish": publish and b.state == "draft",
+        # Only one's own unit's draft: another unit's must be submitted, then approved.
+        "publish": publish and own and b.state == "draft",
         "cancel": publish and b.state == "published",
     }
 

@@ -65,6 +65,15 @@ async def test_contribute_return_resubmit_approve(hub: HubHarness) -> None:
     bid = draft["id"]
     # Agencies propose; they neither publish nor cancel.
     await agency.call("POST", f"/api/v1/bulletins/{bid}/publish", expect=403)
+    # Nor may a reviewer publish a draft the agency never submitted: that skips its checks.
+    skipped = await reviewer.call("POST", f"/api/v1/bulletins/{bid}/publish", expect=409)
+    assert skipped["error"] == "not_submitted"
+    assert (await reviewer.call("GET", f"/api/v1/bulletins/{bid}"))["state"] == "draft"
+    # The reviewer's own draft it may publish directly.
+    own = await reviewer.call(
+        "POST", "/api/v1/bulletins", json=bulletin(targets={"communes": ["00001"]}), expect=201
+    )
+    await reviewer.call("POST", f"/api/v1/bulletins/{own['id']}/publish")
     await reviewer.call(
         "POST", f"/api/v1/bulletins/{bid}/return", json={"comment": "x"}, expect=409
     )
