@@ -7,6 +7,7 @@ they receive that could make a loudspeaker sound is signed (manifest and WebSock
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import sqlite3
@@ -31,7 +32,7 @@ from loa_contract import (
 )
 
 from .appkeys import ENROLL_LIMITER
-from .auth import Permission
+from .auth import DeviceAuth, Permission
 from .db import ISO_FROM_PARTS, audit, from_iso, iso, utc_parts
 from .errors import ApiError
 from .manifests import (
@@ -44,6 +45,7 @@ from .manifests import (
 )
 from .media import file_response
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, after_key, cut, decode_cursor, key_params
+from .play_evidence import SQLITE_MAX_INTEGER, SentBulletin, refusal
 from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_device_secret, sha256_hex
@@ -247,52 +249,122 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
 
 @routes.post(
     "/api/v1/device/reports",
-    summary="Proof-of-play and health; idempotent by (device, stream, seq)",
+    summary="Proof-of-play and health; idempotent by (device, stream, seq). A proof of play the"
+    " hub cannot believe is refused: kept with its reason, acknowledged, never counted",
     auth="device",
     body=ReportBatch,
     response=ReportAck,
+    errors=[422],
 )
 async def device_reports(ctx: Ctx) -> ReportAck:
     batch: ReportBatch = ctx.body
-    device_id = ctx.device.id
+    device = ctx.device
+    device_id = device.id
     stream = batch.stream
-    now = iso(utcnow())
-    plays: list[tuple[Any, ...]] = []
+    now = utcnow()
+    received = iso(now)
+    proofs: list[ProofOfPlay] = []
     healths: list[tuple[Any, ...]] = []
     latest: HealthSample | None = None
-    for r in batch.reports:
-        if isinstance(r, ProofOfPlay):
-            plays.append(
-                (
-                    device_id,
-                    stream,
-                    r.seq,
-                    r.bulletin_id,
-                    # The plain strings: sqlite3 binds an enum member through its slow
-                    # adaptation path, several times dearer than this lookup.
-                    r.priority.value,
-                    r.kind.value,
-                    *utc_parts(r.started_at),
-                    *utc_parts(r.ended_at),
-                    r.outcome.value,
-                    r.position_s,
-                    now,
-                )
+    unstorable: list[dict[str, str]] = []
+    for i, r in enumerate(batch.reports):
+        if r.seq > SQLITE_MAX_INTEGER:
+            # Not a refusal: a row that cannot be stored cannot be acknowledged either.
+            unstorable.append(
+                {"field": f"reports[{i}].seq", "message": f"at most {SQLITE_MAX_INTEGER}"}
             )
+        elif isinstance(r, ProofOfPlay):
+            proofs.append(r)
         else:
-            healths.append((device_id, stream, r.seq, iso(r.at), r.model_dump_json(), now))
+            try:
+                at = iso(r.at)
+            except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
+                unstorable.append({"field": f"reports[{i}].at", "message": "out of range"})
+                continue
+            healths.append((device_id, stream, r.seq, at, r.model_dump_json(), received))
             if latest is None or r.at > latest.at:
                 latest = r
+    if unstorable:
+        raise ApiError(422, "validation_error", unstorable)
     newest = (latest.model_dump_json(), iso(latest.at)) if latest is not None else None
 
-    def store(conn: sqlite3.Connection) -> None:
-        # One function on the writer's thread: the whole batch is one hop, not one per statement.
+    def store(conn: sqlite3.Connection) -> int:
+        # One function on the writer's thread: the whole batch is one hop, not one per
+        # statement, and the bulletins it is checked against are read in the same transaction.
+        plays: list[tuple[Any, ...]] = []
+        refused: list[tuple[Any, ...]] = []
+        if proofs:
+            sent = _sent_bulletins(conn, device, {p.bulletin_id for p in proofs})
+            row = conn.execute("SELECT enrolled_at FROM devices WHERE id = ?", (device_id,))
+            enrolled = row.fetchone()[0]
+            enrolled_at = from_iso(enrolled) if enrolled else None
+            for p in proofs:
+                why = refusal(
+                    p,
+                    sent.get(p.bulletin_id),
+                    device_kind=device.kind,
+                    enrolled_at=enrolled_at,
+                    now=now,
+                )
+                if why is None:
+                    plays.append(
+                        (
+                            device_id,
+                            stream,
+                            p.seq,
+                            p.bulletin_id,
+                            # The plain strings: sqlite3 binds an enum member through its
+                            # slow adaptation path, several times dearer than this lookup.
+                            p.priority.value,
+                            p.kind.value,
+                            *utc_parts(p.started_at),
+                            *utc_parts(p.ended_at),
+                            p.outcome.value,
+                            p.position_s,
+                            received,
+                        )
+                    )
+                else:
+                    refused.append(
+                        (
+                            device_id,
+                            stream,
+                            p.seq,
+                            p.bulletin_id,
+                            why.reason,
+                            why.detail,
+                            p.model_dump_json(),
+                            received,
+                        )
+                    )
+        # One verdict per (device, stream, seq): a retry is judged again, but whichever table
+        # holds the first answer keeps it.
         conn.executemany(
             "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
             " started_at, ended_at, outcome, position_s, received_at)"
-            f" VALUES (?, ?, ?, ?, ?, ?, {ISO_FROM_PARTS}, {ISO_FROM_PARTS}, ?, ?, ?)",
+            f" SELECT ?1, ?2, ?3, ?4, ?5, ?6, {ISO_FROM_PARTS}, {ISO_FROM_PARTS}, ?, ?, ?"
+            " WHERE NOT EXISTS (SELECT 1 FROM refused_reports"
+            " WHERE device_id = ?1 AND stream = ?2 AND seq = ?3)",
             plays,
         )
+        newly_refused = 0
+        if refused:
+            newly_refused = conn.executemany(
+                "INSERT OR IGNORE INTO refused_reports (device_id, stream, seq, bulletin_id,"
+                " reason, detail, report_json, received_at)"
+                " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS (SELECT 1 FROM plays"
+                " WHERE device_id = ?1 AND stream = ?2 AND seq = ?3)",
+                refused,
+            ).rowcount
+        if newly_refused > 0:
+            conn.execute(
+                "UPDATE devices SET refused_reports = refused_reports + ?2,"
+                " (last_refused_at, last_refused_reason, last_refused_detail) = ("
+                "  SELECT received_at, reason, detail FROM refused_reports"
+                "  WHERE device_id = ?1 ORDER BY id DESC LIMIT 1)"
+                " WHERE id = ?1",
+                (device_id, newly_refused),
+            )
         conn.executemany(
             "INSERT OR IGNORE INTO health (device_id, stream, seq, at, json, received_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -305,10 +377,43 @@ async def device_reports(ctx: Ctx) -> ReportAck:
                 " WHERE id = ? AND (last_health_at IS NULL OR last_health_at < ?)",
                 (newest[0], newest[1], device_id, newest[1]),
             )
-        conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (now, device_id))
+        conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (received, device_id))
+        return newly_refused
 
-    await ctx.db.write(store)
+    newly_refused = await ctx.db.write(store)
+    if newly_refused:
+        log.info("device %s: %d proof-of-play reports refused", device_id, newly_refused)
     return ReportAck(acked=sorted({r.seq for r in batch.reports}))
+
+
+def _sent_bulletins(
+    conn: sqlite3.Connection, device: DeviceAuth, ids: set[str]
+) -> dict[str, SentBulletin]:
+    """The named bulletins that exist, each marked whether it was ever sent to `device`."""
+    rows = conn.execute(
+        "SELECT b.id, b.kind, b.priority, b.valid_from, b.valid_until, b.published_at,"
+        " b.cancelled_at, b.display_seconds, b.text,"
+        f" b.state IN ('published', 'cancelled') AND b.kind IN ({kinds_sql(device.kind)})"
+        f" AND {TARGETS_DEVICE} AS sent"
+        " FROM bulletins b WHERE b.id IN (SELECT value FROM json_each(:ids))",
+        {"ids": json.dumps(sorted(ids)), "device": device.id, "commune": device.commune},
+    ).fetchall()
+    found: dict[str, SentBulletin] = {}
+    for r in rows:
+        valid_from, valid_until = from_iso(r["valid_from"]), from_iso(r["valid_until"])
+        published = from_iso(r["published_at"]) if r["published_at"] else valid_from
+        cancelled = from_iso(r["cancelled_at"]) if r["cancelled_at"] else valid_until
+        found[r["id"]] = SentBulletin(
+            id=r["id"],
+            kind=BulletinKind(r["kind"]),
+            priority=Priority(r["priority"]),
+            sent_to_device=bool(r["sent"]),
+            held_from=max(valid_from, published),
+            held_until=min(valid_until, cancelled),
+            display_seconds=r["display_seconds"],
+            words=len(r["text"].split()) if r["text"] else 0,
+        )
+    return found
 
 
 class PlaysQuery(BaseModel):
@@ -386,3 +491,77 @@ async def list_plays(ctx: Ctx) -> Page[list[PlayOut]]:
     )
     rows, cursor = cut(rows, query.limit, lambda r: (r["started_at"], r["id"]))
     return Page([PlayOut.from_row(r) for r in rows], cursor)
+
+
+class RefusedQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device: str | None = Field(default=None, max_length=100)
+    #: A reason code of hub/play_evidence.py ("too_long", "not_sent_to_device", …).
+    reason: str | None = Field(default=None, max_length=64)
+    #: The previous page's X-Next-Before: this page continues after that report.
+    before: str | None = Field(default=None, max_length=MAX_CURSOR)
+    limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT)
+
+
+class RefusedReportOut(BaseModel):
+    device_id: str
+    stream: str
+    seq: int
+    bulletin_id: str
+    #: Stable code (hub/play_evidence.py REASONS) and the sentence for the operator.
+    reason: str
+    detail: str
+    #: The proof of play as the device sent it.
+    report: dict[str, Any]
+    received_at: datetime
+
+
+@routes.get(
+    "/api/v1/refused-reports",
+    summary="Proof-of-play reports the hub refused (of the caller's communes), each with its"
+    " reason and the row as sent, newest first; paged: follow the Link header",
+    permission=Permission.FLEET_READ,
+    query=RefusedQuery,
+    response=list[RefusedReportOut],
+)
+async def list_refused_reports(ctx: Ctx) -> Page[list[RefusedReportOut]]:
+    query: RefusedQuery = ctx.query
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    commune = ctx.user.commune
+    if commune is not None:
+        where.append("device_id IN (SELECT id FROM devices WHERE commune = :scope)")
+        params["scope"] = commune
+    if query.device:
+        where.append("device_id = :device")
+        params["device"] = query.device
+    if query.reason:
+        where.append("reason = :reason")
+        params["reason"] = query.reason
+    if query.before is not None:
+        where.append(after_key(("id",), descending=True))
+        params.update(key_params(decode_cursor(query.before, (int,))))
+    rows = await ctx.db.fetchall(
+        "SELECT * FROM refused_reports"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY id DESC LIMIT :limit",
+        {**params, "limit": query.limit + 1},
+    )
+    rows, cursor = cut(rows, query.limit, lambda r: (r["id"],))
+    return Page(
+        [
+            RefusedReportOut(
+                device_id=r["device_id"],
+                stream=r["stream"],
+                seq=r["seq"],
+                bulletin_id=r["bulletin_id"],
+                reason=r["reason"],
+                detail=r["detail"],
+                report=json.loads(r["report_json"]),
+                received_at=r["received_at"],
+            )
+            for r in rows
+        ],
+        cursor,
+    )
