@@ -288,7 +288,7 @@ MIGRATIONS: list[str] = [
         UNIQUE (device_id, stream, seq)
     );
     CREATE INDEX refused_reports_device ON refused_reports(device_id, id);
-    ALTER TABLE devices ADD COLUMN refused_reports INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN refused_reports_total INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE devices ADD COLUMN last_refused_at TEXT;
     ALTER TABLE devices ADD COLUMN last_refused_reason TEXT;
     ALTER TABLE devices ADD COLUMN last_refused_detail TEXT;

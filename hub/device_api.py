@@ -45,7 +45,13 @@ from .manifests import (
 )
 from .media import file_response
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, after_key, cut, decode_cursor, key_params
-from .play_evidence import SQLITE_MAX_INTEGER, SentBulletin, refusal
+from .play_evidence import (
+    SQLITE_MAX_INTEGER,
+    SentBulletin,
+    device_bounds,
+    refusal,
+    sent_bulletin,
+)
 from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_device_secret, sha256_hex
@@ -297,15 +303,9 @@ async def device_reports(ctx: Ctx) -> ReportAck:
             sent = _sent_bulletins(conn, device, {p.bulletin_id for p in proofs})
             row = conn.execute("SELECT enrolled_at FROM devices WHERE id = ?", (device_id,))
             enrolled = row.fetchone()[0]
-            enrolled_at = from_iso(enrolled) if enrolled else None
+            bounds = device_bounds(from_iso(enrolled) if enrolled else None, now)
             for p in proofs:
-                why = refusal(
-                    p,
-                    sent.get(p.bulletin_id),
-                    device_kind=device.kind,
-                    enrolled_at=enrolled_at,
-                    now=now,
-                )
+                why = refusal(p, sent.get(p.bulletin_id), bounds)
                 if why is None:
                     plays.append(
                         (
@@ -358,7 +358,7 @@ async def device_reports(ctx: Ctx) -> ReportAck:
             ).rowcount
         if newly_refused > 0:
             conn.execute(
-                "UPDATE devices SET refused_reports = refused_reports + ?2,"
+                "UPDATE devices SET refused_reports_total = refused_reports_total + ?2,"
                 " (last_refused_at, last_refused_reason, last_refused_detail) = ("
                 "  SELECT received_at, reason, detail FROM refused_reports"
                 "  WHERE device_id = ?1 ORDER BY id DESC LIMIT 1)"
@@ -403,15 +403,16 @@ def _sent_bulletins(
         valid_from, valid_until = from_iso(r["valid_from"]), from_iso(r["valid_until"])
         published = from_iso(r["published_at"]) if r["published_at"] else valid_from
         cancelled = from_iso(r["cancelled_at"]) if r["cancelled_at"] else valid_until
-        found[r["id"]] = SentBulletin(
-            id=r["id"],
-            kind=BulletinKind(r["kind"]),
-            priority=Priority(r["priority"]),
+        found[r["id"]] = sent_bulletin(
+            r["id"],
+            BulletinKind(r["kind"]),
+            Priority(r["priority"]),
             sent_to_device=bool(r["sent"]),
             held_from=max(valid_from, published),
             held_until=min(valid_until, cancelled),
-            display_seconds=r["display_seconds"],
+            device_kind=device.kind,
             words=len(r["text"].split()) if r["text"] else 0,
+            display_seconds=r["display_seconds"],
         )
     return found
 

@@ -184,7 +184,7 @@ def _device_out(row: sqlite3.Row, connected: bool, offline_after_s: float) -> De
         now_playing=health.now_playing if health else None,
         verdict=verdict.level,
         verdict_reasons=list(verdict.reasons),
-        refused_reports=row["refused_reports"],
+        refused_reports=row["refused_reports_total"],
         last_refused_at=last_refused,
         last_refused_reason=row["last_refused_reason"],
         last_refused_detail=row["last_refused_detail"],

@@ -25,7 +25,6 @@ Pure: plain values in, a refusal or None out; the handler does the I/O.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -70,7 +69,8 @@ _SPOKEN = frozenset({BulletinKind.TEXT, BulletinKind.DOCUMENT})
 
 @dataclass(frozen=True)
 class SentBulletin:
-    """What the hub knows of a bulletin a device asks to be credited with."""
+    """What the hub knows of a bulletin a device asks to be credited with (see
+    `sent_bulletin`, which fills the bounds)."""
 
     id: str
     kind: BulletinKind
@@ -81,9 +81,21 @@ class SentBulletin:
     held_from: datetime
     #: When it stopped being valid: valid_until or its cancellation, the earlier.
     held_until: datetime
-    display_seconds: float
-    #: Words of its text (spoken on a speaker), 0 when it has none.
-    words: int
+    #: The longest an airing of it can last on this device, slack included.
+    longest: timedelta
+    #: An airing must start within these: `held_from` and `held_until` with the clock slack.
+    earliest_start: datetime
+    latest_start: datetime
+
+
+@dataclass(frozen=True)
+class DeviceBounds:
+    """The times any airing of one device must lie within, for one batch."""
+
+    #: Its enrollment less the clock slack (None: not known).
+    earliest_start: datetime | None
+    #: The hub's now plus the clock slack.
+    latest_end: datetime
 
 
 @dataclass(frozen=True)
@@ -92,13 +104,21 @@ class Refusal:
     detail: str
 
 
-def content_seconds(bulletin: SentBulletin, device_kind: DeviceKind) -> float:
+def content_seconds(
+    kind: BulletinKind,
+    device_kind: DeviceKind,
+    *,
+    words: int,
+    display_seconds: float,
+    held_from: datetime,
+    held_until: datetime,
+) -> float:
     """The longest the bulletin's content can run on this kind of device, before slack."""
-    if bulletin.kind in _SPOKEN and device_kind is DeviceKind.SPEAKER:
-        return bulletin.words * SPOKEN_SECONDS_PER_WORD
-    if bulletin.kind in _STILL:
-        return bulletin.display_seconds
-    window = (bulletin.held_until - bulletin.held_from).total_seconds()
+    if kind in _SPOKEN and device_kind is DeviceKind.SPEAKER:
+        return words * SPOKEN_SECONDS_PER_WORD
+    if kind in _STILL:
+        return display_seconds
+    window = (held_until - held_from).total_seconds()
     return max(0.0, min(window, MEDIA_CAP.total_seconds()))
 
 
@@ -106,24 +126,64 @@ def with_slack(seconds: float) -> float:
     return seconds + max(CONTENT_SLACK.total_seconds(), seconds * CONTENT_SLACK_SHARE)
 
 
-def refusal(
-    play: ProofOfPlay,
-    bulletin: SentBulletin | None,
+def sent_bulletin(
+    id: str,
+    kind: BulletinKind,
+    priority: Priority,
     *,
+    sent_to_device: bool,
+    held_from: datetime,
+    held_until: datetime,
     device_kind: DeviceKind,
-    enrolled_at: datetime | None,
-    now: datetime,
+    words: int,
+    display_seconds: float,
+) -> SentBulletin:
+    """A bulletin's facts with its bounds worked out once (a batch checks many airings)."""
+    content = content_seconds(
+        kind,
+        device_kind,
+        words=words,
+        display_seconds=display_seconds,
+        held_from=held_from,
+        held_until=held_until,
+    )
+    return SentBulletin(
+        id=id,
+        kind=kind,
+        priority=priority,
+        sent_to_device=sent_to_device,
+        held_from=held_from,
+        held_until=held_until,
+        longest=timedelta(seconds=with_slack(content)),
+        earliest_start=held_from - CLOCK_SLACK,
+        latest_start=held_until + CLOCK_SLACK,
+    )
+
+
+def device_bounds(enrolled_at: datetime | None, now: datetime) -> DeviceBounds:
+    return DeviceBounds(
+        earliest_start=enrolled_at - CLOCK_SLACK if enrolled_at is not None else None,
+        latest_end=now + CLOCK_SLACK,
+    )
+
+
+def refusal(
+    play: ProofOfPlay, bulletin: SentBulletin | None, device: DeviceBounds
 ) -> Refusal | None:
     """Why the hub refuses this reported airing, or None when it is credible."""
     started, ended = play.started_at, play.ended_at
     if ended < started:
         return Refusal("ends_before_start", f"ended_at {ended} is before started_at {started}")
-    if ended > now + CLOCK_SLACK:
-        return Refusal("in_future", f"ended_at {ended} is after the hub's time {now}")
-    if enrolled_at is not None and started < enrolled_at - CLOCK_SLACK:
+    if ended > device.latest_end:
+        return Refusal(
+            "in_future",
+            f"ended_at {ended} is after the hub's time ({device.latest_end} with slack)",
+        )
+    if device.earliest_start is not None and started < device.earliest_start:
         return Refusal(
             "before_enrollment",
-            f"started_at {started} is before the device was enrolled ({enrolled_at})",
+            f"started_at {started} is before the device was enrolled"
+            f" ({device.earliest_start} with slack)",
         )
     if bulletin is None:
         what = "the test tone" if play.bulletin_id == TEST_TONE_ID else "no bulletin"
@@ -132,31 +192,33 @@ def refusal(
         return Refusal(
             "not_sent_to_device", f"bulletin {bulletin.id!r} was never sent to this device"
         )
-    if play.kind != bulletin.kind:
+    if play.kind is not bulletin.kind:
         return Refusal(
-            "kind_mismatch", f"reported as {play.kind.value}, the bulletin is {bulletin.kind.value}"
+            "kind_mismatch",
+            f"reported as {play.kind.value}, the bulletin is {bulletin.kind.value}",
         )
-    if play.priority != bulletin.priority:
+    if play.priority is not bulletin.priority:
         return Refusal(
             "priority_mismatch",
             f"reported as {play.priority.value}, the bulletin is {bulletin.priority.value}",
         )
-    if started < bulletin.held_from - CLOCK_SLACK or started > bulletin.held_until + CLOCK_SLACK:
+    if started < bulletin.earliest_start or started > bulletin.latest_start:
         return Refusal(
             "outside_validity",
             f"started_at {started} is outside the time the bulletin was valid for the device"
             f" ({bulletin.held_from} to {bulletin.held_until})",
         )
-    limit = with_slack(content_seconds(bulletin, device_kind))
-    lasted = (ended - started).total_seconds()
-    if lasted > limit:
+    longest = bulletin.longest
+    if ended - started > longest:
         return Refusal(
             "too_long",
-            f"the airing lasted {lasted:.0f} s; its content allows at most {limit:.0f} s",
+            f"the airing lasted {(ended - started).total_seconds():.0f} s; its content allows"
+            f" at most {longest.total_seconds():.0f} s",
         )
-    if not math.isfinite(play.position_s) or play.position_s > limit:
+    position = play.position_s
+    if not position <= longest.total_seconds():  # also refuses inf and nan
         return Refusal(
             "bad_position",
-            f"position_s {play.position_s} is beyond the content's {limit:.0f} s",
+            f"position_s {position} is beyond the content's {longest.total_seconds():.0f} s",
         )
     return None

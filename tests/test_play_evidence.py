@@ -16,7 +16,9 @@ from hub.play_evidence import (
     SPOKEN_SECONDS_PER_WORD,
     SentBulletin,
     content_seconds,
+    device_bounds,
     refusal,
+    sent_bulletin,
     with_slack,
 )
 from loa_contract import BulletinKind, DeviceKind, Priority, ProofOfPlay
@@ -28,7 +30,7 @@ HELD_UNTIL = NOW + timedelta(days=10)
 S = timedelta(seconds=1)
 
 
-def bulletin(**change: Any) -> SentBulletin:
+def bulletin(device_kind: DeviceKind = DeviceKind.SPEAKER, **change: Any) -> SentBulletin:
     base: dict[str, Any] = {
         "id": "b1",
         "kind": BulletinKind.AUDIO,
@@ -39,7 +41,7 @@ def bulletin(**change: Any) -> SentBulletin:
         "display_seconds": 15.0,
         "words": 0,
     }
-    return SentBulletin(**{**base, **change})
+    return sent_bulletin(**{**base, **change}, device_kind=device_kind)
 
 
 def play(lasted: float = 120.0, **change: Any) -> ProofOfPlay:
@@ -58,13 +60,9 @@ def play(lasted: float = 120.0, **change: Any) -> ProofOfPlay:
 
 
 def judge(
-    p: ProofOfPlay,
-    b: SentBulletin | None = None,
-    *,
-    kind: DeviceKind = DeviceKind.SPEAKER,
-    enrolled: datetime | None = ENROLLED,
+    p: ProofOfPlay, b: SentBulletin | None = None, *, enrolled: datetime | None = ENROLLED
 ) -> str | None:
-    found = refusal(p, b, device_kind=kind, enrolled_at=enrolled, now=NOW)
+    found = refusal(p, b, device_bounds(enrolled, NOW))
     if found is not None:
         assert found.reason in REASONS and found.detail
     return found.reason if found else None
@@ -193,21 +191,23 @@ def test_content_length_by_kind(
     window: int,
     expected: float,
 ) -> None:
-    b = bulletin(
-        kind=kind,
-        words=words,
-        display_seconds=display,
-        held_until=HELD_FROM + timedelta(seconds=window),
-    )
-    assert content_seconds(b, device) == expected
+    facts: dict[str, Any] = {
+        "words": words,
+        "display_seconds": display,
+        "held_from": HELD_FROM,
+        "held_until": HELD_FROM + timedelta(seconds=window),
+    }
+    assert content_seconds(kind, device, **facts) == expected
+    b = bulletin(device, kind=kind, **facts)
     limit = with_slack(expected)
+    assert b.longest == timedelta(seconds=limit)
     start = HELD_FROM + timedelta(minutes=1)
     fits = play(limit, kind=kind, started_at=start, position_s=0.0)
     over = play(limit + 1, kind=kind, started_at=start, position_s=0.0)
-    assert judge(fits, b, kind=device) is None
-    assert judge(over, b, kind=device) == "too_long"
+    assert judge(fits, b) is None
+    assert judge(over, b) == "too_long"
     past = play(10.0, kind=kind, started_at=start, position_s=limit + 1)
-    assert judge(past, b, kind=device) == "bad_position"
+    assert judge(past, b) == "bad_position"
 
 
 def test_slack_is_the_larger_of_a_floor_and_a_share() -> None:
