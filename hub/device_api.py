@@ -33,7 +33,7 @@ from loa_contract import (
 
 from .appkeys import ENROLL_LIMITER
 from .auth import DeviceAuth, Permission
-from .db import ISO_FROM_PARTS, audit, from_iso, iso, utc_parts
+from .db import ISO_FROM_PARTS, Database, audit, from_iso, iso, utc_parts
 from .errors import ApiError
 from .manifests import (
     TARGETS_DEVICE,
@@ -47,6 +47,7 @@ from .media import file_response
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, after_key, cut, decode_cursor, key_params
 from .play_evidence import (
     SQLITE_MAX_INTEGER,
+    DeviceBounds,
     SentBulletin,
     device_bounds,
     refusal,
@@ -61,6 +62,9 @@ log = logging.getLogger(__name__)
 routes = RouteTable("device")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: The enum member of a stored value, by a dict lookup: calling the enum is several times dearer.
+_KIND = {k.value: k for k in BulletinKind}
+_PRIORITY = {p.value: p for p in Priority}
 _SIGNED = {"application/json": {"schema": {"$ref": "#/components/schemas/SignedEnvelope"}}}
 
 
@@ -294,58 +298,68 @@ async def device_reports(ctx: Ctx) -> ReportAck:
         raise ApiError(422, "validation_error", unstorable)
     newest = (latest.model_dump_json(), iso(latest.at)) if latest is not None else None
 
+    plays: list[tuple[Any, ...]] = []
+    refused: list[tuple[Any, ...]] = []
+    if proofs:
+        # Judged here on the event loop, not inside the write: Python on the writer's thread
+        # contends for the GIL with the loop and stretched each batch's write several times.
+        sent, bounds = await _evidence(ctx.db, device, {p.bulletin_id for p in proofs}, now)
+        for p in proofs:
+            why = refusal(p, sent.get(p.bulletin_id), bounds)
+            if why is None:
+                plays.append(
+                    (
+                        device_id,
+                        stream,
+                        p.seq,
+                        p.bulletin_id,
+                        # The plain strings: sqlite3 binds an enum member through its slow
+                        # adaptation path, several times dearer than this lookup.
+                        p.priority.value,
+                        p.kind.value,
+                        *utc_parts(p.started_at),
+                        *utc_parts(p.ended_at),
+                        p.outcome.value,
+                        p.position_s,
+                        received,
+                    )
+                )
+            else:
+                refused.append(
+                    (
+                        device_id,
+                        stream,
+                        p.seq,
+                        p.bulletin_id,
+                        why.reason,
+                        why.detail,
+                        p.model_dump_json(),
+                        received,
+                    )
+                )
+
+    play_seqs = json.dumps([row[2] for row in plays])
+
     def store(conn: sqlite3.Connection) -> int:
         # One function on the writer's thread: the whole batch is one hop, not one per
-        # statement, and the bulletins it is checked against are read in the same transaction.
-        plays: list[tuple[Any, ...]] = []
-        refused: list[tuple[Any, ...]] = []
-        if proofs:
-            sent = _sent_bulletins(conn, device, {p.bulletin_id for p in proofs})
-            row = conn.execute("SELECT enrolled_at FROM devices WHERE id = ?", (device_id,))
-            enrolled = row.fetchone()[0]
-            bounds = device_bounds(from_iso(enrolled) if enrolled else None, now)
-            for p in proofs:
-                why = refusal(p, sent.get(p.bulletin_id), bounds)
-                if why is None:
-                    plays.append(
-                        (
-                            device_id,
-                            stream,
-                            p.seq,
-                            p.bulletin_id,
-                            # The plain strings: sqlite3 binds an enum member through its
-                            # slow adaptation path, several times dearer than this lookup.
-                            p.priority.value,
-                            p.kind.value,
-                            *utc_parts(p.started_at),
-                            *utc_parts(p.ended_at),
-                            p.outcome.value,
-                            p.position_s,
-                            received,
-                        )
-                    )
-                else:
-                    refused.append(
-                        (
-                            device_id,
-                            stream,
-                            p.seq,
-                            p.bulletin_id,
-                            why.reason,
-                            why.detail,
-                            p.model_dump_json(),
-                            received,
-                        )
-                    )
-        # One verdict per (device, stream, seq): a retry is judged again, but whichever table
-        # holds the first answer keeps it.
+        # statement; little but SQL runs there. One verdict per (device, stream, seq): a retry
+        # is judged again, but whichever table holds the first answer keeps it. (One query
+        # for the batch, not a NOT EXISTS per row: that made each stored play twice as dear.)
+        accepted = plays
+        if plays:
+            earlier = conn.execute(
+                "SELECT seq FROM refused_reports WHERE device_id = ? AND stream = ?"
+                " AND seq IN (SELECT value FROM json_each(?))",
+                (device_id, stream, play_seqs),
+            ).fetchall()
+            if earlier:
+                refused_before = {r[0] for r in earlier}
+                accepted = [row for row in plays if row[2] not in refused_before]
         conn.executemany(
             "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
             " started_at, ended_at, outcome, position_s, received_at)"
-            f" SELECT ?1, ?2, ?3, ?4, ?5, ?6, {ISO_FROM_PARTS}, {ISO_FROM_PARTS}, ?, ?, ?"
-            " WHERE NOT EXISTS (SELECT 1 FROM refused_reports"
-            " WHERE device_id = ?1 AND stream = ?2 AND seq = ?3)",
-            plays,
+            f" VALUES (?, ?, ?, ?, ?, ?, {ISO_FROM_PARTS}, {ISO_FROM_PARTS}, ?, ?, ?)",
+            accepted,
         )
         newly_refused = 0
         if refused:
@@ -386,35 +400,43 @@ async def device_reports(ctx: Ctx) -> ReportAck:
     return ReportAck(acked=sorted({r.seq for r in batch.reports}))
 
 
-def _sent_bulletins(
-    conn: sqlite3.Connection, device: DeviceAuth, ids: set[str]
-) -> dict[str, SentBulletin]:
-    """The named bulletins that exist, each marked whether it was ever sent to `device`."""
-    rows = conn.execute(
-        "SELECT b.id, b.kind, b.priority, b.valid_from, b.valid_until, b.published_at,"
-        " b.cancelled_at, b.display_seconds, b.text,"
+async def _evidence(
+    db: Database, device: DeviceAuth, ids: set[str], now: datetime
+) -> tuple[dict[str, SentBulletin], DeviceBounds]:
+    """What the named bulletins are to `device` (those that exist, each marked whether it was
+    ever sent to it) and the bounds of its airings: one read."""
+    rows = await db.fetchall(
+        "SELECT d.enrolled_at, b.id, b.kind, b.priority, b.display_seconds, b.text,"
+        # Stored times share iso()'s one shape, so they compare as text: the device could hold
+        # it from its publication or valid_from (the later) until valid_until or its
+        # cancellation (the earlier).
+        " max(b.valid_from, coalesce(b.published_at, b.valid_from)) AS held_from,"
+        " min(b.valid_until, coalesce(b.cancelled_at, b.valid_until)) AS held_until,"
         f" b.state IN ('published', 'cancelled') AND b.kind IN ({kinds_sql(device.kind)})"
         f" AND {TARGETS_DEVICE} AS sent"
-        " FROM bulletins b WHERE b.id IN (SELECT value FROM json_each(:ids))",
+        # The device's row even when no bulletin matches: it carries the enrollment.
+        " FROM devices d LEFT JOIN bulletins b ON b.id IN (SELECT value FROM json_each(:ids))"
+        " WHERE d.id = :device",
         {"ids": json.dumps(sorted(ids)), "device": device.id, "commune": device.commune},
-    ).fetchall()
+    )
+    enrolled = rows[0]["enrolled_at"] if rows else None
+    bounds = device_bounds(from_iso(enrolled) if enrolled else None, now)
     found: dict[str, SentBulletin] = {}
     for r in rows:
-        valid_from, valid_until = from_iso(r["valid_from"]), from_iso(r["valid_until"])
-        published = from_iso(r["published_at"]) if r["published_at"] else valid_from
-        cancelled = from_iso(r["cancelled_at"]) if r["cancelled_at"] else valid_until
+        if r["id"] is None:
+            continue
         found[r["id"]] = sent_bulletin(
             r["id"],
-            BulletinKind(r["kind"]),
-            Priority(r["priority"]),
+            _KIND[r["kind"]],
+            _PRIORITY[r["priority"]],
             sent_to_device=bool(r["sent"]),
-            held_from=max(valid_from, published),
-            held_until=min(valid_until, cancelled),
+            held_from=from_iso(r["held_from"]),
+            held_until=from_iso(r["held_until"]),
             device_kind=device.kind,
             words=len(r["text"].split()) if r["text"] else 0,
             display_seconds=r["display_seconds"],
         )
-    return found
+    return found, bounds
 
 
 class PlaysQuery(BaseModel):
