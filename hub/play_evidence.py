@@ -187,7 +187,8 @@ def refusal(
         )
     if bulletin is None:
         what = "the test tone" if play.bulletin_id == TEST_TONE_ID else "no bulletin"
-        return Refusal("unknown_bulletin", f"{play.bulletin_id!r} is {what}, not a bulletin")
+        # The id as sent is in the stored row; the sentence quotes only its start.
+        return Refusal("unknown_bulletin", f"{play.bulletin_id[:80]!r} is {what}, not a bulletin")
     if not bulletin.sent_to_device:
         return Refusal(
             "not_sent_to_device", f"bulletin {bulletin.id!r} was never sent to this device"

@@ -251,6 +251,13 @@ async def test_a_value_that_cannot_be_stored_is_a_422_naming_it(hub: HubHarness)
     ):
         status, body = await dev.report(reports)
         assert status == 422 and body["detail"][0]["field"] == field, body
+    # Times at the calendar's ends are stored as refusals, not errors.
+    edges = [
+        {**play(3, just, mine), "ended_at": "9999-12-31T23:59:59-14:00"},
+        {**play(4, just, mine), "started_at": "0001-01-01T00:00:00+14:00"},
+    ]
+    assert (await dev.report(edges))[0] == 200
+    assert await refused_rows(hub, dev.id) == {3: "in_future", 4: "before_enrollment"}
     # The largest seq SQLite stores is taken.
     status, ack = await dev.report([play(2**63 - 1, just, mine)])
     assert status == 200 and ack == {"acked": [2**63 - 1]}
