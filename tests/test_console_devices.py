@@ -21,7 +21,6 @@ from hub.testing import ADMIN, ADMIN_PASSWORD, DeviceSocket, EnrolledDevice, Hub
 from hub.verdict import REASON_CODES
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleSession, needs_chromium
 from tests.test_hub_device import publish
-from tests.test_ingest import history
 
 CODE = re.compile(r'id="enrollment-code">([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})<')
 
@@ -330,7 +329,7 @@ async def test_device_page_health_chart_plays_and_commands(hub: HubHarness) -> N
         for i in range(6)
     ] + [health(20, faults=["under_voltage", "flux_capacitor"])]
     schedule = await publish(hub, title="Lịch tiêm chủng", priority="priority", text="lịch " * 150)
-    await history(hub, now - timedelta(hours=1), speaker.id, schedule["id"])
+    await hub.backdate(now - timedelta(hours=1), speaker.id, schedule["id"])
     play = {
         "type": "play",
         "seq": 30,

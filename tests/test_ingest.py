@@ -16,6 +16,7 @@ from hub.db import iso
 from hub.testing import HubHarness, running_hub
 from loa_contract import VN_TZ, utcnow
 from tests.test_hub_device import WAV, publish
+from tests.test_paging import walk
 
 
 @pytest.fixture
@@ -24,18 +25,6 @@ async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
         await harness.commune("00001")
         await harness.commune("00002")
         yield harness
-
-
-async def history(hub: HubHarness, since: datetime, device: str, *bulletins: str) -> None:
-    """Move a device's enrollment and bulletins' publication back to `since`: the hub's API
-    only makes them now, and some airings to judge happened long before."""
-    db = hub.app[DB]
-    await db.execute("UPDATE devices SET enrolled_at = ? WHERE id = ?", (iso(since), device))
-    for bulletin in bulletins:
-        await db.execute(
-            "UPDATE bulletins SET valid_from = ?, published_at = ? WHERE id = ?",
-            (iso(since), iso(since), bulletin),
-        )
 
 
 def play(
@@ -75,7 +64,7 @@ async def test_report_times_are_stored_in_one_utc_shape(hub: HubHarness) -> None
     dev = await hub.new_device()
     bulletin = await publish(hub)
     local = datetime(2026, 5, 1, 8, 0, 0, tzinfo=VN_TZ)
-    await history(hub, local - timedelta(days=1), dev.id, bulletin["id"])
+    await hub.backdate(local - timedelta(days=1), dev.id, bulletin["id"])
     reports = [play(1, local, bulletin["id"]), health(2, local + timedelta(minutes=1))]
     status, ack = await dev.report(reports)
     assert status == 200 and ack == {"acked": [1, 2]}
@@ -232,7 +221,7 @@ async def test_a_retry_is_judged_once(hub: HubHarness) -> None:
         (iso(utcnow() + timedelta(hours=1)), dev.id),
     )
     assert (await dev.report([play(1, just, mine)]))[0] == 200
-    await history(hub, just - timedelta(hours=1), dev.id)
+    await hub.backdate(just - timedelta(hours=1), dev.id)
     assert (await dev.report([play(2, just, mine)]))[0] == 200
     plays = await hub.app[DB].fetchall("SELECT seq, stream FROM plays ORDER BY seq")
     assert [tuple(p) for p in plays] == [(1, ""), (2, "ab" * 16)]
@@ -274,7 +263,7 @@ async def test_airings_while_valid_count_after_a_cancel_or_expiry(hub: HubHarnes
     expired = (await publish(hub))["id"]
     long_valid = (await publish(hub))["id"]
     now = utcnow()
-    await history(hub, now - timedelta(days=60), dev.id, cancelled, expired, long_valid)
+    await hub.backdate(now - timedelta(days=60), dev.id, cancelled, expired, long_valid)
     db = hub.app[DB]
     hour_ago = iso(now - timedelta(hours=1))
     await db.execute("UPDATE bulletins SET cancelled_at = ? WHERE id = ?", (hour_ago, cancelled))
@@ -297,3 +286,22 @@ async def test_airings_while_valid_count_after_a_cancel_or_expiry(hub: HubHarnes
         4: "outside_validity",
         5: "too_long",
     }
+
+
+async def test_refused_reports_are_paged_and_scoped_to_the_callers_communes(
+    hub: HubHarness,
+) -> None:
+    one = await hub.new_device("00001")
+    two = await hub.new_device("00002")
+    just = utcnow() - timedelta(seconds=40)
+    assert (await one.report([play(s, just, "ghost") for s in range(1, 6)]))[0] == 200
+    assert (await two.report([play(1, just, "ghost")]))[0] == 200
+    pages = await walk(hub, "/api/v1/refused-reports?limit=2")
+    assert [len(p) for p in pages] == [2, 2, 2]
+    seen = [(r["device_id"], r["seq"]) for p in pages for r in p]
+    # Newest first: the second device reported last.
+    assert seen == [(two.id, 1), *((one.id, s) for s in range(5, 0, -1))]
+    op = await hub.user("xa2.op", "commune_operator", "00002")
+    theirs = await op.call("GET", "/api/v1/refused-reports")
+    assert [(r["device_id"], r["reason"]) for r in theirs] == [(two.id, "unknown_bulletin")]
+    assert await op.call("GET", f"/api/v1/refused-reports?device={one.id}") == []

@@ -20,7 +20,6 @@ from hub.paging import decode_cursor, encode_cursor
 from hub.testing import HubHarness, running_hub
 from loa_contract import VN_TZ
 from tests.test_hub_device import publish
-from tests.test_ingest import history
 
 LONG_TEXT = " ".join(["Thông báo lịch tiêm chủng cho trẻ em trong xã."] * 40)
 LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
@@ -176,7 +175,7 @@ async def test_plays_page_newest_first_and_audit_follows_its_link(hub: HubHarnes
     # The hub credits airings only of what a device was sent while it was valid.
     b1 = (await publish(hub, targets={"communes": ["00001", "00002"]}))["id"]
     for dev in (one, two):
-        await history(hub, t0 - timedelta(days=1), dev.id, b1)
+        await hub.backdate(t0 - timedelta(days=1), dev.id, b1)
     for dev in (one, two):
         reports = [
             {
@@ -215,7 +214,7 @@ async def test_plays_page_newest_first_and_audit_follows_its_link(hub: HubHarnes
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v1/bulletins", "/api/v1/devices", "/api/v1/plays"],
+    ["/api/v1/bulletins", "/api/v1/devices", "/api/v1/plays", "/api/v1/refused-reports"],
 )
 async def test_bad_cursors_are_422_naming_before(hub: HubHarness, path: str) -> None:
     def b64(value: Any) -> str:
@@ -229,6 +228,7 @@ async def test_bad_cursors_are_422_naming_before(hub: HubHarness, path: str) -> 
         b64([1, 2]),
         b64(["2026-01-01", 2**63]),
         b64(["x", 9223372036854775808]),
+        b64([9223372036854775808]),
         "A" * 5000,
         base64.urlsafe_b64encode(b"[" * 700 + b"]" * 700).decode(),
     ]

@@ -37,7 +37,6 @@ from hub.reports import (
 from hub.testing import EnrolledDevice, FakeClock, HubHarness, running_hub
 from loa_contract import VN_TZ
 from tests.test_hub_device import WAV, publish
-from tests.test_ingest import history
 
 LONG_TEXT = " ".join(["Thông báo lịch tiêm chủng cho trẻ em trong xã."] * 40)  # 400 words
 T0 = datetime(2025, 3, 1, tzinfo=VN_TZ)  # local midnight, 2025-02-28 17:00 UTC
@@ -619,7 +618,7 @@ async def _aired(
     bulletin = (await publish(hub, kind=kind, targets={"communes": [commune]}, **kw))["id"]
     since = datetime.now(UTC) - timedelta(days=1)
     for device in devices:
-        await history(hub, since, device.id, bulletin)
+        await hub.backdate(since, device.id, bulletin)
     return bulletin
 
 
