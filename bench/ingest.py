@@ -40,8 +40,7 @@ from aiohttp.test_utils import TestServer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hub.appkeys import DB  # noqa: E402
-from hub.db import Database, iso  # noqa: E402
+from hub.db import Database  # noqa: E402
 from hub.testing import HubHarness, running_hub  # noqa: E402
 
 TARGET = 0.8
@@ -150,11 +149,7 @@ async def published_bulletins(hub: HubHarness, device_id: str, since: datetime) 
         )
         await hub.call("POST", f"/api/v1/bulletins/{created['id']}/publish")
         ids.append(created["id"])
-    db = hub.app[DB]
-    await db.execute(
-        "UPDATE bulletins SET valid_from = :since, published_at = :since", {"since": iso(since)}
-    )
-    await db.execute("UPDATE devices SET enrolled_at = ? WHERE id = ?", (iso(since), device_id))
+    await hub.backdate(since, device_id, *ids)
     return ids
 
 
