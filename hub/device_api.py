@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loa_contract import (
     BulletinKind,
+    DeviceKind,
     EnrollRequest,
     EnrollResponse,
     HealthSample,
@@ -32,7 +33,7 @@ from loa_contract import (
 )
 
 from .appkeys import ENROLL_LIMITER
-from .auth import DeviceAuth, Permission
+from .auth import Permission
 from .db import ISO_FROM_PARTS, Database, audit, from_iso, iso, utc_parts
 from .errors import ApiError
 from .manifests import (
@@ -47,7 +48,6 @@ from .media import file_response
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, after_key, cut, decode_cursor, key_params
 from .play_evidence import (
     SQLITE_MAX_INTEGER,
-    DeviceBounds,
     SentBulletin,
     device_bounds,
     refusal,
@@ -65,6 +65,14 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: The enum member of a stored value, by a dict lookup: calling the enum is several times dearer.
 _KIND = {k.value: k for k in BulletinKind}
 _PRIORITY = {p.value: p for p in Priority}
+#: Count refusals newly stored for device ?1 (?2 of them) and name the newest on the device.
+_COUNT_REFUSED = (
+    "UPDATE devices SET refused_reports_total = refused_reports_total + ?2,"
+    " (last_refused_at, last_refused_reason, last_refused_detail) = ("
+    "  SELECT received_at, reason, detail FROM refused_reports"
+    "  WHERE device_id = ?1 ORDER BY id DESC LIMIT 1)"
+    " WHERE id = ?1"
+)
 _SIGNED = {"application/json": {"schema": {"$ref": "#/components/schemas/SignedEnvelope"}}}
 
 
@@ -303,7 +311,9 @@ async def device_reports(ctx: Ctx) -> ReportAck:
     if proofs:
         # Judged here on the event loop, not inside the write: Python on the writer's thread
         # contends for the GIL with the loop and stretched each batch's write several times.
-        sent, bounds = await _evidence(ctx.db, device, {p.bulletin_id for p in proofs}, now)
+        ids = {p.bulletin_id for p in proofs}
+        sent, enrolled_at = await _evidence(ctx.db, device.id, device.commune, device.kind, ids)
+        bounds = device_bounds(enrolled_at, now)
         for p in proofs:
             why = refusal(p, sent.get(p.bulletin_id), bounds)
             if why is None:
@@ -372,11 +382,7 @@ async def device_reports(ctx: Ctx) -> ReportAck:
             ).rowcount
         if newly_refused > 0:
             conn.execute(
-                "UPDATE devices SET refused_reports_total = refused_reports_total + ?2,"
-                " (last_refused_at, last_refused_reason, last_refused_detail) = ("
-                "  SELECT received_at, reason, detail FROM refused_reports"
-                "  WHERE device_id = ?1 ORDER BY id DESC LIMIT 1)"
-                " WHERE id = ?1",
+                _COUNT_REFUSED,
                 (device_id, newly_refused),
             )
         conn.executemany(
@@ -401,10 +407,10 @@ async def device_reports(ctx: Ctx) -> ReportAck:
 
 
 async def _evidence(
-    db: Database, device: DeviceAuth, ids: set[str], now: datetime
-) -> tuple[dict[str, SentBulletin], DeviceBounds]:
-    """What the named bulletins are to `device` (those that exist, each marked whether it was
-    ever sent to it) and the bounds of its airings: one read."""
+    db: Database, device_id: str, commune: str, kind: DeviceKind, ids: set[str]
+) -> tuple[dict[str, SentBulletin], datetime | None]:
+    """What the named bulletins are to the device (those that exist, each marked whether it
+    was ever sent to it) and when it was enrolled: one read."""
     rows = await db.fetchall(
         "SELECT d.enrolled_at, b.id, b.kind, b.priority, b.display_seconds, b.text,"
         # Stored times share iso()'s one shape, so they compare as text: the device could hold
@@ -412,15 +418,14 @@ async def _evidence(
         # cancellation (the earlier).
         " max(b.valid_from, coalesce(b.published_at, b.valid_from)) AS held_from,"
         " min(b.valid_until, coalesce(b.cancelled_at, b.valid_until)) AS held_until,"
-        f" b.state IN ('published', 'cancelled') AND b.kind IN ({kinds_sql(device.kind)})"
+        f" b.state IN ('published', 'cancelled') AND b.kind IN ({kinds_sql(kind)})"
         f" AND {TARGETS_DEVICE} AS sent"
         # The device's row even when no bulletin matches: it carries the enrollment.
         " FROM devices d LEFT JOIN bulletins b ON b.id IN (SELECT value FROM json_each(:ids))"
         " WHERE d.id = :device",
-        {"ids": json.dumps(sorted(ids)), "device": device.id, "commune": device.commune},
+        {"ids": json.dumps(sorted(ids)), "device": device_id, "commune": commune},
     )
     enrolled = rows[0]["enrolled_at"] if rows else None
-    bounds = device_bounds(from_iso(enrolled) if enrolled else None, now)
     found: dict[str, SentBulletin] = {}
     for r in rows:
         if r["id"] is None:
@@ -432,11 +437,91 @@ async def _evidence(
             sent_to_device=bool(r["sent"]),
             held_from=from_iso(r["held_from"]),
             held_until=from_iso(r["held_until"]),
-            device_kind=device.kind,
+            device_kind=kind,
             words=len(r["text"].split()) if r["text"] else 0,
             display_seconds=r["display_seconds"],
         )
-    return found, bounds
+    return found, from_iso(enrolled) if enrolled else None
+
+
+async def recheck_stored_plays(db: Database, *, apply: bool) -> dict[str, int]:
+    """Judge the plays stored before the hub checked proof of play by today's rules; with
+    `apply`, move those it refuses to refused_reports (reason and all, counted on the device)
+    so reports stop counting them. Returns the count per reason.
+
+    Each play is judged as of when it was received. The enrollment bound is left out: a device
+    re-enrolled since (a new SD card) has a later enrollment than its older plays."""
+    counts: dict[str, int] = {}
+    devices = await db.fetchall("SELECT id, commune, kind FROM devices ORDER BY id")
+    for device in devices:
+        rows = await db.fetchall(
+            "SELECT * FROM plays WHERE device_id = ? ORDER BY id", (device["id"],)
+        )
+        if not rows:
+            continue
+        kind = DeviceKind(device["kind"])
+        sent, _ = await _evidence(
+            db, device["id"], device["commune"], kind, {r["bulletin_id"] for r in rows}
+        )
+        moved: list[tuple[int, tuple[Any, ...]]] = []
+        for r in rows:
+            out = PlayOut.from_row(r)
+            play = ProofOfPlay(
+                seq=out.seq,
+                bulletin_id=out.bulletin_id,
+                priority=out.priority,
+                kind=out.kind,
+                started_at=out.started_at,
+                ended_at=out.ended_at,
+                outcome=out.outcome,
+                position_s=out.position_s,
+            )
+            why = refusal(play, sent.get(play.bulletin_id), device_bounds(None, out.received_at))
+            if why is None:
+                continue
+            counts[why.reason] = counts.get(why.reason, 0) + 1
+            moved.append(
+                (
+                    r["id"],
+                    (
+                        device["id"],
+                        r["stream"],
+                        play.seq,
+                        play.bulletin_id,
+                        why.reason,
+                        f"rechecked after storing: {why.detail}",
+                        play.model_dump_json(),
+                        r["received_at"],
+                    ),
+                )
+            )
+        if apply and moved:
+            await _move_to_refused(db, device["id"], moved)
+    return counts
+
+
+async def _move_to_refused(
+    db: Database, device_id: str, moved: list[tuple[int, tuple[Any, ...]]]
+) -> None:
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "INSERT OR IGNORE INTO refused_reports (device_id, stream, seq, bulletin_id, reason,"
+            " detail, report_json, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [row for _, row in moved],
+        )
+        await conn.executemany("DELETE FROM plays WHERE id = ?", [(i,) for i, _ in moved])
+        await conn.execute(
+            _COUNT_REFUSED,
+            (device_id, len(moved)),
+        )
+        await audit(
+            conn,
+            "cli",
+            None,
+            "plays.recheck",
+            device_id,
+            f"{len(moved)} stored plays moved to the refused reports",
+        )
 
 
 class PlaysQuery(BaseModel):

@@ -4,6 +4,7 @@ kept with their reason, acknowledged, counted on the device and never in reports
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 
 from hub.appkeys import DB
+from hub.cli import main
 from hub.db import iso
+from hub.device_api import recheck_stored_plays
 from hub.testing import HubHarness, running_hub
 from loa_contract import VN_TZ, utcnow
 from tests.test_hub_device import WAV, publish
@@ -305,3 +308,55 @@ async def test_refused_reports_are_paged_and_scoped_to_the_callers_communes(
     theirs = await op.call("GET", "/api/v1/refused-reports")
     assert [(r["device_id"], r["reason"]) for r in theirs] == [(two.id, "unknown_bulletin")]
     assert await op.call("GET", f"/api/v1/refused-reports?device={one.id}") == []
+
+
+async def test_plays_stored_before_the_checks_are_rechecked_on_demand(
+    hub: HubHarness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`hub recheck-plays` judges plays an older hub stored unchecked; --apply moves the ones
+    it refuses out of the reports, onto the device's refused count."""
+    dev = await hub.new_device("00001")
+    mine = (await publish(hub))["id"]
+    theirs = (await publish(hub, targets={"communes": ["00002"]}))["id"]
+    now = utcnow()
+    await hub.backdate(now - timedelta(days=40), dev.id, mine, theirs)
+    db = hub.app[DB]
+    legacy = [
+        # seq, bulletin, started, seconds: the November case, a stranger's, a ghost, a good one
+        (1, mine, now - timedelta(seconds=2_591_999), 2_591_999),
+        (2, theirs, now - timedelta(hours=1), 20),
+        (3, "ghost", now - timedelta(hours=1), 20),
+        (4, mine, now - timedelta(hours=1), 20),
+    ]
+    for seq, bulletin, started, seconds in legacy:
+        await db.execute(
+            "INSERT INTO plays (device_id, seq, bulletin_id, priority, kind, started_at,"
+            " ended_at, outcome, position_s, received_at)"
+            " VALUES (?, ?, ?, 'normal', 'text', ?, ?, 'completed', ?, ?)",
+            (
+                dev.id,
+                seq,
+                bulletin,
+                iso(started),
+                iso(started + timedelta(seconds=seconds)),
+                seconds,
+                iso(now),
+            ),
+        )
+    expected = {"too_long": 1, "not_sent_to_device": 1, "unknown_bulletin": 1}
+    # The command line runs its own event loop, so from this test it runs on a thread.
+    assert await asyncio.to_thread(main, ["recheck-plays", "--data", str(hub.config.data_dir)]) == 0
+    assert "3 stored plays would be refused (use --apply)" in capsys.readouterr().out
+    assert await stored_seqs(hub, dev.id) == [1, 2, 3, 4]  # a dry run changes nothing
+
+    assert await recheck_stored_plays(db, apply=True) == expected
+    assert await stored_seqs(hub, dev.id) == [4]
+    assert await refused_rows(hub, dev.id) == {
+        1: "too_long",
+        2: "not_sent_to_device",
+        3: "unknown_bulletin",
+    }
+    device = await hub.call("GET", f"/api/v1/devices/{dev.id}")
+    assert device["refused_reports"] == 3
+    assert device["last_refused_detail"].startswith("rechecked after storing:")
+    assert await recheck_stored_plays(db, apply=True) == {}  # nothing left to move
