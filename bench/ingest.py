@@ -7,7 +7,10 @@ of play mixed with health samples, as an agent's outbox sends them):
     plays and health rows into the hub's own schema, with the hub's SQLite settings (WAL,
     synchronous=FULL, one writer connection through aiosqlite);
   - the hub: a real hub on 127.0.0.1 (hub/testing.py) and an enrolled device, every batch
-    authenticated, validated against the contract and stored idempotently.
+    authenticated, validated against the contract, each proof of play checked against the
+    bulletins the device was sent (hub/play_evidence.py) and stored idempotently. The device
+    was enrolled, and its 37 bulletins published, a month before the airings reported; every
+    airing is credible, so the hub stores what the floor stores.
 Each side runs `--rounds` times, a floor round then a hub round, so a busy moment on the
 machine hits both of a pair; the figure judged is the median over the pairs of hub / floor
 (best rates and the process's CPU time per record are printed beside it: on a shared machine
@@ -38,23 +41,30 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hub.db import Database  # noqa: E402
-from hub.testing import running_hub  # noqa: E402
+from hub.testing import HubHarness, running_hub  # noqa: E402
 
 TARGET = 0.8
 #: One health sample in this many reports; the rest are proof of play.
 HEALTH_EVERY = 20
 
 
-def report_batches(batches: int, size: int, first_seq: int) -> list[bytes]:
+#: How many bulletins the airings are of, and the seconds between two airings' starts (the
+#: reports of a run span three weeks, all before the hub's now).
+BULLETINS = 37
+SPACING_S = 10
+
+
+def report_batches(
+    batches: int, size: int, first_seq: int, t0: datetime, bulletins: list[str]
+) -> list[bytes]:
     """Request bodies as an agent sends them, with seq numbers no earlier run used."""
-    t0 = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
     bodies = []
     seq = first_seq
     for _ in range(batches):
         reports: list[dict[str, Any]] = []
         for _ in range(size):
             # Agents stamp with the clock's microseconds, as utcnow() gives them.
-            at = t0 + timedelta(seconds=seq * 30, microseconds=seq * 7919 % 1_000_000 or 1)
+            at = t0 + timedelta(seconds=seq * SPACING_S, microseconds=seq * 7919 % 1_000_000 or 1)
             if seq % HEALTH_EVERY == 0:
                 reports.append(
                     {
@@ -79,7 +89,7 @@ def report_batches(batches: int, size: int, first_seq: int) -> list[bytes]:
                     {
                         "type": "play",
                         "seq": seq,
-                        "bulletin_id": f"bulletin-{seq % 37}",
+                        "bulletin_id": bulletins[seq % len(bulletins)],
                         "priority": "normal",
                         "kind": "audio",
                         "started_at": at.isoformat(),
@@ -115,6 +125,32 @@ async def send_all(
         start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(sender() for _ in range(concurrency)))
         return time.perf_counter() - start, time.process_time() - cpu
+
+
+async def published_bulletins(hub: HubHarness, device_id: str, since: datetime) -> list[str]:
+    """BULLETINS audio bulletins for the device's commune, published through the API, then
+    moved back with the device's enrollment to `since` (the API makes them now)."""
+    media = await hub.upload(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(256), "audio/wav")
+    valid = {"valid_from": datetime.now(UTC).isoformat(), "valid_until": "2100-01-01T00:00:00Z"}
+    ids = []
+    for n in range(BULLETINS):
+        created = await hub.call(
+            "POST",
+            "/api/v1/bulletins",
+            json={
+                "title": f"Bản tin {n}",
+                "kind": "audio",
+                "priority": "normal",
+                "media": media["sha256"],
+                "targets": {"communes": ["00001"]},
+                "schedule": valid,
+            },
+            expect=201,
+        )
+        await hub.call("POST", f"/api/v1/bulletins/{created['id']}/publish")
+        ids.append(created["id"])
+    await hub.backdate(since, device_id, *ids)
+    return ids
 
 
 # ---------------------------------------------------------------- the floor
@@ -199,16 +235,18 @@ async def run(batches: int, size: int, concurrency: int, rounds: int) -> int:
             async with running_hub(tmp / "hub") as hub:
                 await hub.commune()
                 device = await hub.new_device()
+                t0 = datetime.now(UTC) - timedelta(days=30)
+                bulletins = await published_bulletins(hub, device.id, t0 - timedelta(days=1))
                 hub_url = str(hub.client.make_url("/api/v1/device/reports"))
                 bare_url = str(bare.make_url("/reports"))
                 seq = 1
                 # Warm-up (not timed): connections, statement caches, first pages of the file.
-                warm = report_batches(10, size, seq)
+                warm = report_batches(10, size, seq, t0, bulletins)
                 seq += 10 * size
                 await send_all(bare_url, {}, warm, concurrency)
                 await send_all(hub_url, device.headers, warm, concurrency)
                 for _ in range(rounds):
-                    bodies = report_batches(batches, size, seq)
+                    bodies = report_batches(batches, size, seq, t0, bulletins)
                     seq += records
                     seconds, cpu = await send_all(bare_url, {}, bodies, concurrency)
                     bare_rates.append(records / seconds)
@@ -218,6 +256,8 @@ async def run(batches: int, size: int, concurrency: int, rounds: int) -> int:
                     hub_cpu.append(cpu / records * 1e6)
                 stored = await hub.call("GET", f"/api/v1/plays?device={device.id}&limit=1")
                 assert stored, "the hub stored no proof of play"
+                refused = await hub.call("GET", f"/api/v1/refused-reports?device={device.id}")
+                assert not refused, f"the hub refused credible airings: {refused[:3]}"
         finally:
             await bare.close()
             await conn.close()

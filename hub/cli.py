@@ -28,6 +28,7 @@ from .auth import SHARED_NAMES, Role, create_user, reset_password, set_account_s
 from .backup import BackupError, backup_name, free_space_ok, make_backup, prune, restore_backup
 from .config import HubConfig
 from .db import Database, DatabaseDamaged, check_database
+from .device_api import recheck_stored_plays
 from .errors import ApiError
 from .keys import load_or_create_signer
 
@@ -126,6 +127,16 @@ def _parser() -> argparse.ArgumentParser:
         "--force",
         action="store_true",
         help="replace an existing hub there (it is moved aside, not deleted)",
+    )
+
+    recheck = sub.add_parser(
+        "recheck-plays",
+        help="judge stored proof of play by today's rules (plays stored before the hub checked"
+        " them); --apply moves the refused ones out of the reports",
+    )
+    recheck.add_argument("--data", type=Path, required=True, help="data directory")
+    recheck.add_argument(
+        "--apply", action="store_true", help="move them (default: only count them)"
     )
 
     key = sub.add_parser("key", help="show the hub's signing key id")
@@ -303,6 +314,20 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _recheck_plays(args: argparse.Namespace) -> int:
+    db = await Database.open(HubConfig(data_dir=args.data).db_path)
+    try:
+        counts = await recheck_stored_plays(db, apply=args.apply)
+    finally:
+        await db.close()
+    total = sum(counts.values())
+    verb = "moved to the refused reports" if args.apply else "would be refused (use --apply)"
+    print(f"{total} stored plays {verb}")
+    for reason, count in sorted(counts.items()):
+        print(f"  {reason}: {count}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -317,6 +342,8 @@ def _run(args: argparse.Namespace) -> int:
         return _backup(args)
     if args.command == "restore":
         return _restore(args)
+    if args.command == "recheck-plays":
+        return asyncio.run(_recheck_plays(args))
     if args.command == "serve":
         _serve(args)
     elif args.command == "user":

@@ -89,6 +89,9 @@ class Fmt:
     def reason(self, code: str) -> str:
         return self.label(f"dv.reason.{code}", code)
 
+    def refused(self, code: str | None) -> str:
+        return self.label(f"dv.refused.{code}", code or "—")
+
     def player(self, state: str) -> str:
         return self.label(f"dv.player.{state}", state)
 

@@ -270,6 +270,29 @@ MIGRATIONS: list[str] = [
     CREATE INDEX health_device_at ON health(device_id, at);
     CREATE INDEX health_at ON health(at);
     """,
+    # Proof of play the hub refused (hub/play_evidence.py): kept with its reason and the row
+    # as sent, acknowledged so the device's outbox moves on, never counted as an airing. One
+    # verdict per (device, stream, seq): a retry finds it here or in plays. The device keeps
+    # the running count and the latest reason for its status and verdict.
+    """
+    CREATE TABLE refused_reports (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        stream TEXT NOT NULL DEFAULT '',
+        seq INTEGER NOT NULL,
+        bulletin_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        report_json TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        UNIQUE (device_id, stream, seq)
+    );
+    CREATE INDEX refused_reports_device ON refused_reports(device_id, id);
+    ALTER TABLE devices ADD COLUMN refused_reports_total INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN last_refused_at TEXT;
+    ALTER TABLE devices ADD COLUMN last_refused_reason TEXT;
+    ALTER TABLE devices ADD COLUMN last_refused_detail TEXT;
+    """,
 ]
 
 

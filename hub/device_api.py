@@ -7,6 +7,7 @@ they receive that could make a loudspeaker sound is signed (manifest and WebSock
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import sqlite3
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loa_contract import (
     BulletinKind,
+    DeviceKind,
     EnrollRequest,
     EnrollResponse,
     HealthSample,
@@ -32,7 +34,7 @@ from loa_contract import (
 
 from .appkeys import ENROLL_LIMITER
 from .auth import Permission
-from .db import ISO_FROM_PARTS, audit, from_iso, iso, utc_parts
+from .db import ISO_FROM_PARTS, Database, audit, from_iso, iso, utc_parts
 from .errors import ApiError
 from .manifests import (
     TARGETS_DEVICE,
@@ -42,6 +44,13 @@ from .manifests import (
 )
 from .media import file_response
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, after_key, cut, decode_cursor, key_params
+from .play_evidence import (
+    SQLITE_MAX_INTEGER,
+    SentBulletin,
+    device_bounds,
+    refusal,
+    sent_bulletin,
+)
 from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_device_secret, sha256_hex
@@ -51,6 +60,17 @@ log = logging.getLogger(__name__)
 routes = RouteTable("device")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: The enum member of a stored value, by a dict lookup: calling the enum is several times dearer.
+_KIND = {k.value: k for k in BulletinKind}
+_PRIORITY = {p.value: p for p in Priority}
+#: Count refusals newly stored for device ?1 (?2 of them) and name the newest on the device.
+_COUNT_REFUSED = (
+    "UPDATE devices SET refused_reports_total = refused_reports_total + ?2,"
+    " (last_refused_at, last_refused_reason, last_refused_detail) = ("
+    "  SELECT received_at, reason, detail FROM refused_reports"
+    "  WHERE device_id = ?1 ORDER BY id DESC LIMIT 1)"
+    " WHERE id = ?1"
+)
 _SIGNED = {"application/json": {"schema": {"$ref": "#/components/schemas/SignedEnvelope"}}}
 
 
@@ -255,52 +275,124 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
 
 @routes.post(
     "/api/v1/device/reports",
-    summary="Proof-of-play and health; idempotent by (device, stream, seq)",
+    summary="Proof-of-play and health; idempotent by (device, stream, seq). A proof of play the"
+    " hub cannot believe is refused: kept with its reason, acknowledged, never counted",
     auth="device",
     body=ReportBatch,
     response=ReportAck,
+    errors=[422],
 )
 async def device_reports(ctx: Ctx) -> ReportAck:
     batch: ReportBatch = ctx.body
-    device_id = ctx.device.id
+    device = ctx.device
+    device_id = device.id
     stream = batch.stream
-    now = iso(utcnow())
-    plays: list[tuple[Any, ...]] = []
+    now = utcnow()
+    received = iso(now)
+    proofs: list[ProofOfPlay] = []
     healths: list[tuple[Any, ...]] = []
     latest: HealthSample | None = None
-    for r in batch.reports:
-        if isinstance(r, ProofOfPlay):
-            plays.append(
-                (
-                    device_id,
-                    stream,
-                    r.seq,
-                    r.bulletin_id,
-                    # The plain strings: sqlite3 binds an enum member through its slow
-                    # adaptation path, several times dearer than this lookup.
-                    r.priority.value,
-                    r.kind.value,
-                    *utc_parts(r.started_at),
-                    *utc_parts(r.ended_at),
-                    r.outcome.value,
-                    r.position_s,
-                    now,
-                )
+    unstorable: list[dict[str, str]] = []
+    for i, r in enumerate(batch.reports):
+        if r.seq > SQLITE_MAX_INTEGER:
+            # Not a refusal: a row that cannot be stored cannot be acknowledged either.
+            unstorable.append(
+                {"field": f"reports[{i}].seq", "message": f"at most {SQLITE_MAX_INTEGER}"}
             )
+        elif isinstance(r, ProofOfPlay):
+            proofs.append(r)
         else:
-            healths.append((device_id, stream, r.seq, iso(r.at), r.model_dump_json(), now))
+            try:
+                at = iso(r.at)
+            except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
+                unstorable.append({"field": f"reports[{i}].at", "message": "out of range"})
+                continue
+            healths.append((device_id, stream, r.seq, at, r.model_dump_json(), received))
             if latest is None or r.at > latest.at:
                 latest = r
+    if unstorable:
+        raise ApiError(422, "validation_error", unstorable)
     newest = (latest.model_dump_json(), iso(latest.at)) if latest is not None else None
 
-    def store(conn: sqlite3.Connection) -> None:
-        # One function on the writer's thread: the whole batch is one hop, not one per statement.
+    plays: list[tuple[Any, ...]] = []
+    refused: list[tuple[Any, ...]] = []
+    if proofs:
+        # Judged here on the event loop, not inside the write: Python on the writer's thread
+        # contends for the GIL with the loop and stretched each batch's write several times.
+        ids = {p.bulletin_id for p in proofs}
+        sent, enrolled_at = await _evidence(ctx.db, device.id, device.commune, device.kind, ids)
+        bounds = device_bounds(enrolled_at, now)
+        for p in proofs:
+            why = refusal(p, sent.get(p.bulletin_id), bounds)
+            if why is None:
+                plays.append(
+                    (
+                        device_id,
+                        stream,
+                        p.seq,
+                        p.bulletin_id,
+                        # The plain strings: sqlite3 binds an enum member through its slow
+                        # adaptation path, several times dearer than this lookup.
+                        p.priority.value,
+                        p.kind.value,
+                        *utc_parts(p.started_at),
+                        *utc_parts(p.ended_at),
+                        p.outcome.value,
+                        p.position_s,
+                        received,
+                    )
+                )
+            else:
+                refused.append(
+                    (
+                        device_id,
+                        stream,
+                        p.seq,
+                        p.bulletin_id,
+                        why.reason,
+                        why.detail,
+                        p.model_dump_json(),
+                        received,
+                    )
+                )
+
+    play_seqs = json.dumps([row[2] for row in plays])
+
+    def store(conn: sqlite3.Connection) -> int:
+        # One function on the writer's thread: the whole batch is one hop, not one per
+        # statement; little but SQL runs there. One verdict per (device, stream, seq): a retry
+        # is judged again, but whichever table holds the first answer keeps it. (One query
+        # for the batch, not a NOT EXISTS per row: that made each stored play twice as dear.)
+        accepted = plays
+        if plays:
+            earlier = conn.execute(
+                "SELECT seq FROM refused_reports WHERE device_id = ? AND stream = ?"
+                " AND seq IN (SELECT value FROM json_each(?))",
+                (device_id, stream, play_seqs),
+            ).fetchall()
+            if earlier:
+                refused_before = {r[0] for r in earlier}
+                accepted = [row for row in plays if row[2] not in refused_before]
         conn.executemany(
             "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
             " started_at, ended_at, outcome, position_s, received_at)"
             f" VALUES (?, ?, ?, ?, ?, ?, {ISO_FROM_PARTS}, {ISO_FROM_PARTS}, ?, ?, ?)",
-            plays,
+            accepted,
         )
+        newly_refused = 0
+        if refused:
+            newly_refused = conn.executemany(
+                "INSERT OR IGNORE INTO refused_reports (device_id, stream, seq, bulletin_id,"
+                " reason, detail, report_json, received_at)"
+                " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS (SELECT 1 FROM plays"
+                " WHERE device_id = ?1 AND stream = ?2 AND seq = ?3)",
+                refused,
+            ).rowcount
+        if newly_refused > 0:
+            conn.execute(
+                _COUNT_REFUSED,
+                (device_id, newly_refused),
+            )
         conn.executemany(
             "INSERT OR IGNORE INTO health (device_id, stream, seq, at, json, received_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -313,10 +405,131 @@ async def device_reports(ctx: Ctx) -> ReportAck:
                 " WHERE id = ? AND (last_health_at IS NULL OR last_health_at < ?)",
                 (newest[0], newest[1], device_id, newest[1]),
             )
-        conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (now, device_id))
+        conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (received, device_id))
+        return newly_refused
 
-    await ctx.db.write(store)
+    newly_refused = await ctx.db.write(store)
+    if newly_refused:
+        log.info("device %s: %d proof-of-play reports refused", device_id, newly_refused)
     return ReportAck(acked=sorted({r.seq for r in batch.reports}))
+
+
+async def _evidence(
+    db: Database, device_id: str, commune: str, kind: DeviceKind, ids: set[str]
+) -> tuple[dict[str, SentBulletin], datetime | None]:
+    """What the named bulletins are to the device (those that exist, each marked whether it
+    was ever sent to it) and when it was enrolled: one read."""
+    rows = await db.fetchall(
+        "SELECT d.enrolled_at, b.id, b.kind, b.priority, b.display_seconds, b.text,"
+        # Stored times share iso()'s one shape, so they compare as text: the device could hold
+        # it from its publication or valid_from (the later) until valid_until or its
+        # cancellation (the earlier).
+        " max(b.valid_from, coalesce(b.published_at, b.valid_from)) AS held_from,"
+        " min(b.valid_until, coalesce(b.cancelled_at, b.valid_until)) AS held_until,"
+        f" b.state IN ('published', 'cancelled') AND b.kind IN ({kinds_sql(kind)})"
+        f" AND {TARGETS_DEVICE} AS sent"
+        # The device's row even when no bulletin matches: it carries the enrollment.
+        " FROM devices d LEFT JOIN bulletins b ON b.id IN (SELECT value FROM json_each(:ids))"
+        " WHERE d.id = :device",
+        {"ids": json.dumps(sorted(ids)), "device": device_id, "commune": commune},
+    )
+    enrolled = rows[0]["enrolled_at"] if rows else None
+    found: dict[str, SentBulletin] = {}
+    for r in rows:
+        if r["id"] is None:
+            continue
+        found[r["id"]] = sent_bulletin(
+            r["id"],
+            _KIND[r["kind"]],
+            _PRIORITY[r["priority"]],
+            sent_to_device=bool(r["sent"]),
+            held_from=from_iso(r["held_from"]),
+            held_until=from_iso(r["held_until"]),
+            device_kind=kind,
+            words=len(r["text"].split()) if r["text"] else 0,
+            display_seconds=r["display_seconds"],
+        )
+    return found, from_iso(enrolled) if enrolled else None
+
+
+async def recheck_stored_plays(db: Database, *, apply: bool) -> dict[str, int]:
+    """Judge the plays stored before the hub checked proof of play by today's rules; with
+    `apply`, move those it refuses to refused_reports (reason and all, counted on the device)
+    so reports stop counting them. Returns the count per reason.
+
+    Each play is judged as of when it was received. The enrollment bound is left out: a device
+    re-enrolled since (a new SD card) has a later enrollment than its older plays."""
+    counts: dict[str, int] = {}
+    devices = await db.fetchall("SELECT id, commune, kind FROM devices ORDER BY id")
+    for device in devices:
+        rows = await db.fetchall(
+            "SELECT * FROM plays WHERE device_id = ? ORDER BY id", (device["id"],)
+        )
+        if not rows:
+            continue
+        kind = DeviceKind(device["kind"])
+        sent, _ = await _evidence(
+            db, device["id"], device["commune"], kind, {r["bulletin_id"] for r in rows}
+        )
+        moved: list[tuple[int, tuple[Any, ...]]] = []
+        for r in rows:
+            out = PlayOut.from_row(r)
+            play = ProofOfPlay(
+                seq=out.seq,
+                bulletin_id=out.bulletin_id,
+                priority=out.priority,
+                kind=out.kind,
+                started_at=out.started_at,
+                ended_at=out.ended_at,
+                outcome=out.outcome,
+                position_s=out.position_s,
+            )
+            why = refusal(play, sent.get(play.bulletin_id), device_bounds(None, out.received_at))
+            if why is None:
+                continue
+            counts[why.reason] = counts.get(why.reason, 0) + 1
+            moved.append(
+                (
+                    r["id"],
+                    (
+                        device["id"],
+                        r["stream"],
+                        play.seq,
+                        play.bulletin_id,
+                        why.reason,
+                        f"rechecked after storing: {why.detail}",
+                        play.model_dump_json(),
+                        r["received_at"],
+                    ),
+                )
+            )
+        if apply and moved:
+            await _move_to_refused(db, device["id"], moved)
+    return counts
+
+
+async def _move_to_refused(
+    db: Database, device_id: str, moved: list[tuple[int, tuple[Any, ...]]]
+) -> None:
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "INSERT OR IGNORE INTO refused_reports (device_id, stream, seq, bulletin_id, reason,"
+            " detail, report_json, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [row for _, row in moved],
+        )
+        await conn.executemany("DELETE FROM plays WHERE id = ?", [(i,) for i, _ in moved])
+        await conn.execute(
+            _COUNT_REFUSED,
+            (device_id, len(moved)),
+        )
+        await audit(
+            conn,
+            "cli",
+            None,
+            "plays.recheck",
+            device_id,
+            f"{len(moved)} stored plays moved to the refused reports",
+        )
 
 
 class PlaysQuery(BaseModel):
@@ -394,3 +607,77 @@ async def list_plays(ctx: Ctx) -> Page[list[PlayOut]]:
     )
     rows, cursor = cut(rows, query.limit, lambda r: (r["started_at"], r["id"]))
     return Page([PlayOut.from_row(r) for r in rows], cursor)
+
+
+class RefusedQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device: str | None = Field(default=None, max_length=100)
+    #: A reason code of hub/play_evidence.py ("too_long", "not_sent_to_device", …).
+    reason: str | None = Field(default=None, max_length=64)
+    #: The previous page's X-Next-Before: this page continues after that report.
+    before: str | None = Field(default=None, max_length=MAX_CURSOR)
+    limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT)
+
+
+class RefusedReportOut(BaseModel):
+    device_id: str
+    stream: str
+    seq: int
+    bulletin_id: str
+    #: Stable code (hub/play_evidence.py REASONS) and the sentence for the operator.
+    reason: str
+    detail: str
+    #: The proof of play as the device sent it.
+    report: dict[str, Any]
+    received_at: datetime
+
+
+@routes.get(
+    "/api/v1/refused-reports",
+    summary="Proof-of-play reports the hub refused (of the caller's communes), each with its"
+    " reason and the row as sent, newest first; paged: follow the Link header",
+    permission=Permission.FLEET_READ,
+    query=RefusedQuery,
+    response=list[RefusedReportOut],
+)
+async def list_refused_reports(ctx: Ctx) -> Page[list[RefusedReportOut]]:
+    query: RefusedQuery = ctx.query
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    commune = ctx.user.commune
+    if commune is not None:
+        where.append("device_id IN (SELECT id FROM devices WHERE commune = :scope)")
+        params["scope"] = commune
+    if query.device:
+        where.append("device_id = :device")
+        params["device"] = query.device
+    if query.reason:
+        where.append("reason = :reason")
+        params["reason"] = query.reason
+    if query.before is not None:
+        where.append(after_key(("id",), descending=True))
+        params.update(key_params(decode_cursor(query.before, (int,))))
+    rows = await ctx.db.fetchall(
+        "SELECT * FROM refused_reports"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY id DESC LIMIT :limit",
+        {**params, "limit": query.limit + 1},
+    )
+    rows, cursor = cut(rows, query.limit, lambda r: (r["id"],))
+    return Page(
+        [
+            RefusedReportOut(
+                device_id=r["device_id"],
+                stream=r["stream"],
+                seq=r["seq"],
+                bulletin_id=r["bulletin_id"],
+                reason=r["reason"],
+                detail=r["detail"],
+                report=json.loads(r["report_json"]),
+                received_at=r["received_at"],
+            )
+            for r in rows
+        ],
+        cursor,
+    )

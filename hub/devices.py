@@ -88,6 +88,12 @@ class DeviceOut(BaseModel):
     verdict: Level
     #: Stable reason codes, worst first ("offline", "under_voltage", "disk_low", …).
     verdict_reasons: list[str]
+    #: Proof-of-play reports the hub refused from this device (hub/play_evidence.py), and the
+    #: newest refusal: when, its reason code and the sentence for the operator.
+    refused_reports: int = 0
+    last_refused_at: datetime | None = None
+    last_refused_reason: str | None = None
+    last_refused_detail: str | None = None
 
 
 class DevicesQuery(BaseModel):
@@ -151,7 +157,10 @@ def _device_out(row: sqlite3.Row, connected: bool, offline_after_s: float) -> De
     online = connected or (
         last_seen is not None and (now - last_seen).total_seconds() <= offline_after_s
     )
-    verdict = device_verdict(health, online=online, now=now, enrolled=enrolled)
+    last_refused = from_iso(row["last_refused_at"]) if row["last_refused_at"] else None
+    verdict = device_verdict(
+        health, online=online, now=now, enrolled=enrolled, last_refused_at=last_refused
+    )
     return DeviceOut(
         id=row["id"],
         commune=row["commune"],
@@ -175,6 +184,10 @@ def _device_out(row: sqlite3.Row, connected: bool, offline_after_s: float) -> De
         now_playing=health.now_playing if health else None,
         verdict=verdict.level,
         verdict_reasons=list(verdict.reasons),
+        refused_reports=row["refused_reports_total"],
+        last_refused_at=last_refused,
+        last_refused_reason=row["last_refused_reason"],
+        last_refused_detail=row["last_refused_detail"],
     )
 
 

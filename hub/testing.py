@@ -21,10 +21,10 @@ from loa_contract import (
 )
 
 from .app import create_app
-from .appkeys import Clock
+from .appkeys import DB, Clock
 from .auth import Role, create_user
 from .config import HubConfig
-from .db import Database
+from .db import Database, iso
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "Chang3-me!now"
@@ -125,6 +125,18 @@ class HubHarness:
     async def new_device(self, commune: str = "00001", kind: str = "speaker") -> EnrolledDevice:
         slot = await self.device(commune, kind)
         return await self.enroll(slot["enrollment_code"])
+
+    async def backdate(self, since: datetime, device_id: str, *bulletin_ids: str) -> None:
+        """Move a device's enrollment and bulletins' publication and valid_from back to
+        `since`: the API only makes them now, and the hub credits a device only with airings
+        made after its enrollment of bulletins valid at the time (hub/play_evidence.py)."""
+        db: Database = self.app[DB]
+        await db.execute("UPDATE devices SET enrolled_at = ? WHERE id = ?", (iso(since), device_id))
+        for bulletin_id in bulletin_ids:
+            await db.execute(
+                "UPDATE bulletins SET valid_from = ?, published_at = ? WHERE id = ?",
+                (iso(since), iso(since), bulletin_id),
+            )
 
     async def upload(
         self, data: bytes, content_type: str = "application/octet-stream", expect: int = 201

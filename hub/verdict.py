@@ -9,7 +9,7 @@ stable reason codes (the console translates them; scripts match on them):
   or memory almost full, too hot).
 - "warning": it works, but something needs a look (throttled, SD errors counted, a slow
   card, the clock, a backlog of reports, a player that had to be reset, resources running
-  low, the last report too old).
+  low, the last report too old, proof of play the hub refused lately).
 - "unknown": there is nothing to judge yet (a slot not enrolled, no report received).
 - "ok": nothing above.
 
@@ -61,6 +61,10 @@ SD_WRITE_SLOW_S = 2.0
 #: An online device whose newest sample is older than this has a stuck health or report
 #: loop (the agent samples every minute by default).
 HEALTH_STALE_AFTER = timedelta(minutes=15)
+#: A device whose proof of play the hub refused (hub/play_evidence.py) within this long is a
+#: warning: a wrong clock or a confused agent inflates or hides air time. Once it reports
+#: cleanly again the warning lapses; the count stays on its page.
+REPORTS_REFUSED_RECENT = timedelta(days=7)
 
 # ---------------------------------------------------------------- reasons
 
@@ -90,11 +94,12 @@ REASON_CODES: dict[str, Level | tuple[Level, Level]] = {
     "clock_offset": "warning",
     "outbox_backlog": "warning",
     "health_stale": "warning",
+    "reports_refused": "warning",
 }
 _ORDER = {code: index for index, code in enumerate(REASON_CODES)}
 
 #: Reasons only the hub can give: a device saying them of itself is ignored.
-_HUB_ONLY = frozenset({"not_enrolled", "offline", "no_health", "health_stale"})
+_HUB_ONLY = frozenset({"not_enrolled", "offline", "no_health", "health_stale", "reports_refused"})
 
 
 @dataclass(frozen=True)
@@ -184,21 +189,32 @@ def health_reasons(health: HealthSample, *, online: bool, now: datetime) -> dict
 
 
 def device_verdict(
-    health: HealthSample | None, *, online: bool, now: datetime, enrolled: bool = True
+    health: HealthSample | None,
+    *,
+    online: bool,
+    now: datetime,
+    enrolled: bool = True,
+    last_refused_at: datetime | None = None,
 ) -> Verdict:
     """The verdict on one device from its newest health sample and whether it is online.
 
     `now` is the hub's time; `online` is the hub's own judgement (on the WebSocket, or heard
-    from within its offline-after).
+    from within its offline-after); `last_refused_at` when the hub last refused a proof of
+    play from it.
     """
     if not enrolled:
         # A slot waiting for its Pi: anything stored is from a previous card, not this one.
         return Verdict("unknown", ("not_enrolled",))
+    refused = last_refused_at is not None and now - last_refused_at <= REPORTS_REFUSED_RECENT
     if health is None:
-        return Verdict("unknown", ("no_health",)) if online else Verdict("fault", ("offline",))
+        if not online:
+            return Verdict("fault", ("offline",))
+        return Verdict("unknown", ("no_health", "reports_refused") if refused else ("no_health",))
     found = health_reasons(health, online=online, now=now)
     if not online:
         found["offline"] = "fault"
+    if refused:
+        found["reports_refused"] = "warning"
     if not found:
         return Verdict("ok")
     unknown_order = {name: index for index, name in enumerate(health.faults)}
@@ -226,6 +242,7 @@ __all__ = [
     "MEMORY_USED_WARNING",
     "OUTBOX_BACKLOG_WARNING",
     "REASON_CODES",
+    "REPORTS_REFUSED_RECENT",
     "SD_WRITE_SLOW_S",
     "TEMPERATURE_FAULT_C",
     "TEMPERATURE_WARNING_C",

@@ -20,6 +20,7 @@ from hub.i18n import CATALOGUE
 from hub.testing import ADMIN, ADMIN_PASSWORD, DeviceSocket, EnrolledDevice, HubHarness, running_hub
 from hub.verdict import REASON_CODES
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleSession, needs_chromium
+from tests.test_hub_device import publish
 
 CODE = re.compile(r'id="enrollment-code">([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})<')
 
@@ -327,17 +328,21 @@ async def test_device_page_health_chart_plays_and_commands(hub: HubHarness) -> N
         )
         for i in range(6)
     ] + [health(20, faults=["under_voltage", "flux_capacitor"])]
+    schedule = await publish(hub, title="Lịch tiêm chủng", priority="priority", text="lịch " * 150)
+    await hub.backdate(now - timedelta(hours=1), speaker.id, schedule["id"])
     play = {
         "type": "play",
         "seq": 30,
-        "bulletin_id": "b-lich",
+        "bulletin_id": schedule["id"],
         "priority": "priority",
         "kind": "text",
         "started_at": (now - timedelta(minutes=10)).isoformat(),
         "ended_at": (now - timedelta(minutes=8)).isoformat(),
         "outcome": "completed",
     }
-    status, _ = await speaker.report([*samples, play])
+    # Not a bulletin this device was sent: refused, and said so on its page.
+    forged = {**play, "seq": 31, "bulletin_id": "b-hacked"}
+    status, _ = await speaker.report([*samples, play, forged])
     assert status == 200
     admin = await browser(hub)
     try:
@@ -360,7 +365,14 @@ async def test_device_page_health_chart_plays_and_commands(hub: HubHarness) -> N
         assert len(temperature) + len(dots) == 2, chart
         assert "Nhiệt độ (°C)" in html
         # Proof of play, newest first.
-        assert "b-lich" in html and "Đã phát xong" in html and "2 phút" in html
+        plays = html[html.index('id="plays"') :]
+        assert "Lịch tiêm chủng" in plays and "Đã phát xong" in plays and "2 phút" in plays
+        assert "b-hacked" not in plays
+        refused = html[html.index('id="refused-reports"') :]
+        refused = refused[: refused.index("</p>")]
+        assert "Bằng chứng phát bị từ chối: 1, lần gần nhất" in refused
+        assert "không phải bản tin nào" in refused and "&#39;b-hacked&#39;" in refused
+        assert 'data-reason="reports_refused"' in html
         assert 'id="cmd-test-tone"' in html and 'id="cmd-resync"' in html
         assert re.search(
             r'data-confirm="[^"]+"[^>]*>\s*<input[^>]*>\s*<input[^>]*value="stop"', html

@@ -1,37 +1,48 @@
-"""Report ingest over a real hub: times in one UTC shape, the batch stored as one write."""
+"""Report ingest over a real hub: times in one UTC shape, the batch stored as one write, and
+proof of play checked against what the device was sent (hub/play_evidence.py): refused rows
+kept with their reason, acknowledged, counted on the device and never in reports."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hub.appkeys import DB
+from hub.cli import main
+from hub.db import iso
+from hub.device_api import recheck_stored_plays
 from hub.testing import HubHarness, running_hub
-from loa_contract import VN_TZ
+from loa_contract import VN_TZ, utcnow
+from tests.test_hub_device import WAV, publish
+from tests.test_paging import walk
 
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
     async with running_hub(tmp_path) as harness:
         await harness.commune("00001")
+        await harness.commune("00002")
         yield harness
 
 
-def play(seq: int, started: datetime) -> dict[str, Any]:
+def play(
+    seq: int, started: datetime, bulletin: str = "b1", seconds: float = 30.0
+) -> dict[str, Any]:
     return {
         "type": "play",
         "seq": seq,
-        "bulletin_id": "b1",
+        "bulletin_id": bulletin,
         "priority": "normal",
         "kind": "text",
         "started_at": started.isoformat(),
-        "ended_at": (started + timedelta(seconds=30, microseconds=250)).isoformat(),
+        "ended_at": (started + timedelta(seconds=seconds, microseconds=250)).isoformat(),
         "outcome": "completed",
-        "position_s": 30.0,
+        "position_s": max(0.0, seconds),
     }
 
 
@@ -54,8 +65,11 @@ def health(seq: int, at: datetime) -> dict[str, Any]:
 async def test_report_times_are_stored_in_one_utc_shape(hub: HubHarness) -> None:
     """Times arrive in any offset; the hub stores iso()'s UTC text, so they sort as text."""
     dev = await hub.new_device()
+    bulletin = await publish(hub)
     local = datetime(2026, 5, 1, 8, 0, 0, tzinfo=VN_TZ)
-    status, ack = await dev.report([play(1, local), health(2, local + timedelta(minutes=1))])
+    await hub.backdate(local - timedelta(days=1), dev.id, bulletin["id"])
+    reports = [play(1, local, bulletin["id"]), health(2, local + timedelta(minutes=1))]
+    status, ack = await dev.report(reports)
     assert status == 200 and ack == {"acked": [1, 2]}
     db = hub.app[DB]
     row = await db.fetchone("SELECT started_at, ended_at, received_at FROM plays")
@@ -81,3 +95,268 @@ async def test_invalid_json_is_400_and_a_bad_report_422_storing_nothing(hub: Hub
     status, body = await dev.report([play(1, datetime(2026, 5, 1, tzinfo=VN_TZ)), bad])
     assert status == 422 and body["detail"][0]["field"] == "reports[1].play.started_at"
     assert (await hub.app[DB].fetchone("SELECT COUNT(*) FROM plays"))[0] == 0
+
+
+async def refused_rows(hub: HubHarness, device: str) -> dict[int, str]:
+    rows = await hub.call("GET", f"/api/v1/refused-reports?device={device}")
+    return {r["seq"]: r["reason"] for r in rows}
+
+
+async def stored_seqs(hub: HubHarness, device: str) -> list[int]:
+    return sorted(p["seq"] for p in await hub.call("GET", f"/api/v1/plays?device={device}"))
+
+
+async def test_a_batch_of_good_and_unbelievable_plays(hub: HubHarness) -> None:
+    """Good rows are stored, the others refused with their reasons, all acknowledged."""
+    dev = await hub.new_device("00001")
+    board = await hub.new_device("00001", kind="board")
+    mine = (await publish(hub))["id"]
+    theirs = (await publish(hub, targets={"communes": ["00002"]}))["id"]
+    elsewhere = await hub.new_device("00002")
+    direct = (await publish(hub, targets={"devices": [elsewhere.id]}))["id"]
+    wav = (await hub.upload(WAV))["sha256"]
+    audio = (await publish(hub, kind="audio", media=wav, text=None))["id"]
+    draft = await hub.call(
+        "POST",
+        "/api/v1/bulletins",
+        json={
+            "title": "Chưa duyệt",
+            "kind": "text",
+            "priority": "normal",
+            "text": "Bản nháp",
+            "targets": {"communes": ["00001"]},
+            "schedule": {
+                "valid_from": utcnow().isoformat(),
+                "valid_until": (utcnow() + timedelta(days=1)).isoformat(),
+            },
+        },
+        expect=201,
+    )
+    emergency = await hub.call(
+        "POST", "/api/v1/emergencies", json={"title": "Lũ quét", "text": "Sơ tán ngay"}, expect=201
+    )
+    now = utcnow()
+    just = now - timedelta(seconds=40)
+    reports = [
+        play(1, just, mine),
+        {**play(2, just, emergency["id"]), "priority": "emergency"},
+        play(3, just, theirs),  # another commune's bulletin
+        play(4, just, direct),  # another device's own bulletin
+        play(5, just, draft["id"]),  # never published
+        play(6, just, "no-such-bulletin"),
+        play(7, just, "__test_tone__"),
+        play(8, just, mine, seconds=-10),  # ends before it starts
+        play(9, now + timedelta(days=365), mine),  # a year ahead
+        play(10, datetime(1970, 1, 1, tzinfo=UTC), mine),
+        {**play(11, just, mine), "position_s": 1e308},
+        {**play(12, just, mine), "position_s": float("inf")},
+        play(13, now - timedelta(minutes=4), mine, seconds=200),  # "Xin chào" is 2 words
+        {**play(14, just, mine), "priority": "emergency"},  # claims more than it was
+        {**play(15, just, mine), "kind": "audio"},
+        {**play(16, just, audio), "kind": "audio"},
+        health(17, now),
+    ]
+    status, ack = await dev.report(reports)
+    assert status == 200 and ack == {"acked": list(range(1, 18))}
+    assert await stored_seqs(hub, dev.id) == [1, 2, 16]
+    assert await refused_rows(hub, dev.id) == {
+        3: "not_sent_to_device",
+        4: "not_sent_to_device",
+        5: "not_sent_to_device",
+        6: "unknown_bulletin",
+        7: "unknown_bulletin",
+        8: "ends_before_start",
+        9: "in_future",
+        10: "before_enrollment",
+        11: "bad_position",
+        12: "bad_position",
+        13: "too_long",
+        14: "priority_mismatch",
+        15: "kind_mismatch",
+    }
+    # A board holds no audio: it was never sent one.
+    status, ack = await board.report([{**play(1, just, audio), "kind": "audio"}])
+    assert status == 200 and ack == {"acked": [1]}
+    assert await refused_rows(hub, board.id) == {1: "not_sent_to_device"}
+
+    # Each refused row keeps the row as sent and a sentence saying why.
+    rows = await hub.call("GET", f"/api/v1/refused-reports?device={dev.id}&reason=too_long")
+    assert [r["seq"] for r in rows] == [13]
+    assert rows[0]["report"]["bulletin_id"] == mine and rows[0]["report"]["position_s"] == 200
+    assert "lasted 200 s" in rows[0]["detail"]
+
+    # The device's status counts them and names the last; the verdict warns.
+    device = await hub.call("GET", f"/api/v1/devices/{dev.id}")
+    assert device["refused_reports"] == 13
+    assert device["last_refused_reason"] == "kind_mismatch"
+    assert "audio" in device["last_refused_detail"]
+    assert device["verdict"] == "warning" and "reports_refused" in device["verdict_reasons"]
+
+    # The month's report counts the two credible airings only.
+    month = now.astimezone(VN_TZ).strftime("%Y-%m")
+    report = await hub.call("GET", f"/api/v1/reports/monthly?month={month}&commune=00001")
+    assert report["totals"]["airings"] == 3  # 1, 2 and 16 (the audio airing of 30 s)
+    assert report["totals"]["seconds"] < 100
+
+
+async def test_a_retry_is_judged_once(hub: HubHarness) -> None:
+    """Idempotence by (device, stream, seq) holds for refused rows too: a retried batch
+    counts nothing twice, and a seq keeps its first verdict."""
+    dev = await hub.new_device()
+    mine = (await publish(hub))["id"]
+    just = utcnow() - timedelta(seconds=40)
+    batch = [play(1, just, mine), play(2, just, "ghost"), play(3, just, "ghost")]
+    for _ in range(2):
+        status, ack = await dev.report(batch)
+        assert status == 200 and ack == {"acked": [1, 2, 3]}
+    assert await stored_seqs(hub, dev.id) == [1]
+    assert await refused_rows(hub, dev.id) == {2: "unknown_bulletin", 3: "unknown_bulletin"}
+    assert (await hub.call("GET", f"/api/v1/devices/{dev.id}"))["refused_reports"] == 2
+    # Another stream is another sequence space: its seq 2 is a new airing.
+    assert (await dev.report([play(2, just, mine)], "ab" * 16))[0] == 200
+    assert await stored_seqs(hub, dev.id) == [1, 2]
+
+    # A seq keeps its first verdict. Seq 1 was stored: after the device is re-enrolled (its
+    # airings now predate its enrollment) a retry does not refuse it. Seq 2 was refused: the
+    # same seq naming a good bulletin is not stored.
+    await hub.app[DB].execute(
+        "UPDATE devices SET enrolled_at = ? WHERE id = ?",
+        (iso(utcnow() + timedelta(hours=1)), dev.id),
+    )
+    assert (await dev.report([play(1, just, mine)]))[0] == 200
+    await hub.backdate(just - timedelta(hours=1), dev.id)
+    assert (await dev.report([play(2, just, mine)]))[0] == 200
+    plays = await hub.app[DB].fetchall("SELECT seq, stream FROM plays ORDER BY seq")
+    assert [tuple(p) for p in plays] == [(1, ""), (2, "ab" * 16)]
+    assert await refused_rows(hub, dev.id) == {2: "unknown_bulletin", 3: "unknown_bulletin"}
+    assert (await hub.call("GET", f"/api/v1/devices/{dev.id}"))["refused_reports"] == 2
+
+
+async def test_a_value_that_cannot_be_stored_is_a_422_naming_it(hub: HubHarness) -> None:
+    dev = await hub.new_device()
+    mine = (await publish(hub))["id"]
+    just = utcnow() - timedelta(seconds=40)
+    for reports, field in (
+        ([play(1, just, mine), play(2**63, just, mine)], "reports[1].seq"),
+        ([health(2**63, just)], "reports[0].seq"),
+        ([{**health(1, just), "at": "9999-12-31T23:59:59-14:00"}], "reports[0].at"),
+    ):
+        status, body = await dev.report(reports)
+        assert status == 422 and body["detail"][0]["field"] == field, body
+    # Times at the calendar's ends are stored as refusals, not errors.
+    edges = [
+        {**play(3, just, mine), "ended_at": "9999-12-31T23:59:59-14:00"},
+        {**play(4, just, mine), "started_at": "0001-01-01T00:00:00+14:00"},
+    ]
+    assert (await dev.report(edges))[0] == 200
+    assert await refused_rows(hub, dev.id) == {3: "in_future", 4: "before_enrollment"}
+    # The largest seq SQLite stores is taken.
+    status, ack = await dev.report([play(2**63 - 1, just, mine)])
+    assert status == 200 and ack == {"acked": [2**63 - 1]}
+    assert await stored_seqs(hub, dev.id) == [2**63 - 1]
+    assert (await hub.app[DB].fetchone("SELECT COUNT(*) FROM health"))[0] == 0
+
+
+async def test_airings_while_valid_count_after_a_cancel_or_expiry(hub: HubHarness) -> None:
+    """A bulletin cancelled or expired since is credited for the airings made while it was
+    valid, not after; an airing stretched over a clock correction is refused."""
+    dev = await hub.new_device()
+    cancelled = (await publish(hub))["id"]
+    await hub.call("POST", f"/api/v1/bulletins/{cancelled}/cancel")
+    expired = (await publish(hub))["id"]
+    long_valid = (await publish(hub))["id"]
+    now = utcnow()
+    await hub.backdate(now - timedelta(days=60), dev.id, cancelled, expired, long_valid)
+    db = hub.app[DB]
+    hour_ago = iso(now - timedelta(hours=1))
+    await db.execute("UPDATE bulletins SET cancelled_at = ? WHERE id = ?", (hour_ago, cancelled))
+    await db.execute("UPDATE bulletins SET valid_until = ? WHERE id = ?", (hour_ago, expired))
+    before, after = now - timedelta(hours=2), now - timedelta(minutes=30)
+    jumped = now - timedelta(seconds=2_591_999)
+    status, ack = await dev.report(
+        [
+            play(1, before, cancelled),
+            play(2, after, cancelled),
+            play(3, before, expired),
+            play(4, after, expired),
+            play(5, jumped, long_valid, seconds=2_591_999 - 60),
+        ]
+    )
+    assert status == 200 and ack == {"acked": [1, 2, 3, 4, 5]}
+    assert await stored_seqs(hub, dev.id) == [1, 3]
+    assert await refused_rows(hub, dev.id) == {
+        2: "outside_validity",
+        4: "outside_validity",
+        5: "too_long",
+    }
+
+
+async def test_refused_reports_are_paged_and_scoped_to_the_callers_communes(
+    hub: HubHarness,
+) -> None:
+    one = await hub.new_device("00001")
+    two = await hub.new_device("00002")
+    just = utcnow() - timedelta(seconds=40)
+    assert (await one.report([play(s, just, "ghost") for s in range(1, 6)]))[0] == 200
+    assert (await two.report([play(1, just, "ghost")]))[0] == 200
+    pages = await walk(hub, "/api/v1/refused-reports?limit=2")
+    assert [len(p) for p in pages] == [2, 2, 2]
+    seen = [(r["device_id"], r["seq"]) for p in pages for r in p]
+    # Newest first: the second device reported last.
+    assert seen == [(two.id, 1), *((one.id, s) for s in range(5, 0, -1))]
+    op = await hub.user("xa2.op", "commune_operator", "00002")
+    theirs = await op.call("GET", "/api/v1/refused-reports")
+    assert [(r["device_id"], r["reason"]) for r in theirs] == [(two.id, "unknown_bulletin")]
+    assert await op.call("GET", f"/api/v1/refused-reports?device={one.id}") == []
+
+
+async def test_plays_stored_before_the_checks_are_rechecked_on_demand(
+    hub: HubHarness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`hub recheck-plays` judges plays an older hub stored unchecked; --apply moves the ones
+    it refuses out of the reports, onto the device's refused count."""
+    dev = await hub.new_device("00001")
+    mine = (await publish(hub))["id"]
+    theirs = (await publish(hub, targets={"communes": ["00002"]}))["id"]
+    now = utcnow()
+    await hub.backdate(now - timedelta(days=40), dev.id, mine, theirs)
+    db = hub.app[DB]
+    legacy = [
+        # seq, bulletin, started, seconds: the November case, a stranger's, a ghost, a good one
+        (1, mine, now - timedelta(seconds=2_591_999), 2_591_999),
+        (2, theirs, now - timedelta(hours=1), 20),
+        (3, "ghost", now - timedelta(hours=1), 20),
+        (4, mine, now - timedelta(hours=1), 20),
+    ]
+    for seq, bulletin, started, seconds in legacy:
+        await db.execute(
+            "INSERT INTO plays (device_id, seq, bulletin_id, priority, kind, started_at,"
+            " ended_at, outcome, position_s, received_at)"
+            " VALUES (?, ?, ?, 'normal', 'text', ?, ?, 'completed', ?, ?)",
+            (
+                dev.id,
+                seq,
+                bulletin,
+                iso(started),
+                iso(started + timedelta(seconds=seconds)),
+                seconds,
+                iso(now),
+            ),
+        )
+    expected = {"too_long": 1, "not_sent_to_device": 1, "unknown_bulletin": 1}
+    # The command line runs its own event loop, so from this test it runs on a thread.
+    assert await asyncio.to_thread(main, ["recheck-plays", "--data", str(hub.config.data_dir)]) == 0
+    assert "3 stored plays would be refused (use --apply)" in capsys.readouterr().out
+    assert await stored_seqs(hub, dev.id) == [1, 2, 3, 4]  # a dry run changes nothing
+
+    assert await recheck_stored_plays(db, apply=True) == expected
+    assert await stored_seqs(hub, dev.id) == [4]
+    assert await refused_rows(hub, dev.id) == {
+        1: "too_long",
+        2: "not_sent_to_device",
+        3: "unknown_bulletin",
+    }
+    device = await hub.call("GET", f"/api/v1/devices/{dev.id}")
+    assert device["refused_reports"] == 3
+    assert device["last_refused_detail"].startswith("rechecked after storing:")
+    assert await recheck_stored_plays(db, apply=True) == {}  # nothing left to move

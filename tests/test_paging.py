@@ -19,6 +19,7 @@ from hub.appkeys import DB
 from hub.paging import decode_cursor, encode_cursor
 from hub.testing import HubHarness, running_hub
 from loa_contract import VN_TZ
+from tests.test_hub_device import publish
 
 LONG_TEXT = " ".join(["Thông báo lịch tiêm chủng cho trẻ em trong xã."] * 40)
 LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
@@ -171,12 +172,16 @@ async def test_plays_page_newest_first_and_audit_follows_its_link(hub: HubHarnes
     one = await hub.new_device("00001")
     two = await hub.new_device("00002")
     t0 = datetime(2026, 5, 1, 1, 0, tzinfo=UTC)
+    # The hub credits airings only of what a device was sent while it was valid.
+    b1 = (await publish(hub, targets={"communes": ["00001", "00002"]}))["id"]
+    for dev in (one, two):
+        await hub.backdate(t0 - timedelta(days=1), dev.id, b1)
     for dev in (one, two):
         reports = [
             {
                 "type": "play",
                 "seq": seq,
-                "bulletin_id": "b1",
+                "bulletin_id": b1,
                 "priority": "normal",
                 "kind": "text",
                 # Ten plays start in each minute: equal started_at across both devices.
@@ -209,7 +214,7 @@ async def test_plays_page_newest_first_and_audit_follows_its_link(hub: HubHarnes
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v1/bulletins", "/api/v1/devices", "/api/v1/plays"],
+    ["/api/v1/bulletins", "/api/v1/devices", "/api/v1/plays", "/api/v1/refused-reports"],
 )
 async def test_bad_cursors_are_422_naming_before(hub: HubHarness, path: str) -> None:
     def b64(value: Any) -> str:
@@ -223,6 +228,7 @@ async def test_bad_cursors_are_422_naming_before(hub: HubHarness, path: str) -> 
         b64([1, 2]),
         b64(["2026-01-01", 2**63]),
         b64(["x", 9223372036854775808]),
+        b64([9223372036854775808]),
         "A" * 5000,
         base64.urlsafe_b64encode(b"[" * 700 + b"]" * 700).decode(),
     ]

@@ -36,6 +36,7 @@ from hub.reports import (
 )
 from hub.testing import EnrolledDevice, FakeClock, HubHarness, running_hub
 from loa_contract import VN_TZ
+from tests.test_hub_device import WAV, publish
 
 LONG_TEXT = " ".join(["Thông báo lịch tiêm chủng cho trẻ em trong xã."] * 40)  # 400 words
 T0 = datetime(2025, 3, 1, tzinfo=VN_TZ)  # local midnight, 2025-02-28 17:00 UTC
@@ -604,34 +605,61 @@ def _month_of(moment: datetime) -> str:
     return moment.astimezone(VN_TZ).strftime("%Y-%m")
 
 
+async def _aired(
+    hub: HubHarness, devices: list[EnrolledDevice], commune: str, kind: str = "text", **kw: Any
+) -> str:
+    """A bulletin published for `commune` a day ago, to the devices enrolled since: the hub
+    credits a device only with airings of what it was sent, while it was valid. Its text runs
+    150 words (up to 3 minutes spoken)."""
+    if kind == "audio":
+        kw.update(media=(await hub.upload(WAV))["sha256"], text=None)
+    else:
+        kw.setdefault("text", "lời " * 150)
+    bulletin = (await publish(hub, kind=kind, targets={"communes": [commune]}, **kw))["id"]
+    since = datetime.now(UTC) - timedelta(days=1)
+    for device in devices:
+        await hub.backdate(since, device.id, bulletin)
+    return bulletin
+
+
 async def test_monthly_report_counts_airings_by_scope(hub: HubHarness) -> None:
     one = await hub.new_device("00001")
     two = await hub.new_device("00002")
+    b1 = await _aired(hub, [one], "00001", priority="priority")
+    b2 = await _aired(hub, [one], "00001")
+    b3 = await _aired(hub, [two], "00002", kind="audio")
     started = datetime.now(UTC) - timedelta(minutes=30)
     await _report(
         one,
         [
-            _play_report(1, "b-1", started, 120, priority="priority"),
-            _play_report(2, "b-1", started + timedelta(minutes=5), 120, priority="priority"),
-            _play_report(3, "b-2", started + timedelta(minutes=10), 60, outcome="failed"),
+            _play_report(1, b1, started, 120, priority="priority"),
+            _play_report(2, b1, started + timedelta(minutes=5), 120, priority="priority"),
+            _play_report(3, b2, started + timedelta(minutes=10), 60, outcome="failed"),
             _health(4, started),
         ],
     )
-    await _report(two, [_play_report(1, "b-3", started, 90, kind="audio")])
+    await _report(two, [_play_report(1, b3, started, 90, kind="audio")])
     # A retried batch is stored once: the report must not double-count it.
-    await _report(two, [_play_report(1, "b-3", started, 90, kind="audio")])
+    await _report(two, [_play_report(1, b3, started, 90, kind="audio")])
+    # A play stored before the hub checked proof of play, of a bulletin it does not hold.
+    await hub.app[DB].execute(
+        "INSERT INTO plays (device_id, seq, bulletin_id, priority, kind, started_at, ended_at,"
+        " outcome, position_s, received_at) VALUES (?, 99, 'gone', 'normal', 'text', ?, ?,"
+        " 'completed', 0, ?)",
+        (one.id, iso(started), iso(started + timedelta(seconds=40)), iso(started)),
+    )
     month = _month_of(started)
     report = await hub.call("GET", "/api/v1/reports/monthly", params={"month": month})
     assert report["scope"] == "province" and report["commune"] is None
-    assert report["totals"]["airings"] == 3 and report["totals"]["seconds"] == 330
-    assert report["totals"]["bulletins"] == 2 and report["failed_airings"] == 1
+    assert report["totals"]["airings"] == 4 and report["totals"]["seconds"] == 370
+    assert report["totals"]["bulletins"] == 3 and report["failed_airings"] == 1
     priority = {t["key"]: t for t in report["by_priority"]}
     assert priority["priority"]["airings"] == 2 and priority["priority"]["minutes"] == 4.0
     assert {t["key"]: t["airings"] for t in report["by_kind"]}["audio"] == 1
     # Bulletins the hub does not hold are "unknown" sources, never dropped.
-    assert {t["key"]: t["airings"] for t in report["by_source_level"]}["unknown"] == 3
+    assert {t["key"]: t["airings"] for t in report["by_source_level"]}["unknown"] == 1
     day = started.astimezone(VN_TZ).date().isoformat()
-    assert {d["date"]: d["seconds"] for d in report["per_day"]}[day] == 330
+    assert {d["date"]: d["seconds"] for d in report["per_day"]}[day] == 370
     assert {u["device_id"] for u in report["uptime"]} == {one.id, two.id}
     assert all(u["up_slots"] >= 1 and u["percent"] > 0 for u in report["uptime"])
     assert report["quotas"][0]["unit"] == "province"
@@ -647,9 +675,11 @@ async def test_monthly_report_counts_airings_by_scope(hub: HubHarness) -> None:
 async def test_commune_operator_sees_only_its_commune(hub: HubHarness) -> None:
     one = await hub.new_device("00001")
     two = await hub.new_device("00002")
-    started = datetime.now(UTC) - timedelta(minutes=5)
-    await _report(one, [_play_report(1, "b-1", started, 60)])
-    await _report(two, [_play_report(1, "b-2", started, 600)])
+    b1 = await _aired(hub, [one], "00001")
+    b2 = await _aired(hub, [two], "00002", kind="audio")
+    started = datetime.now(UTC) - timedelta(minutes=15)
+    await _report(one, [_play_report(1, b1, started, 60)])
+    await _report(two, [_play_report(1, b2, started, 600, kind="audio")])
     op = await hub.user("xa1.op", "commune_operator", "00001")
     month = _month_of(started)
     mine = await op.call("GET", "/api/v1/reports/monthly", params={"month": month})
@@ -781,8 +811,9 @@ async def test_quotas_from_published_bulletins(hub: HubHarness) -> None:
 
 async def test_csv_export(hub: HubHarness) -> None:
     device = await hub.new_device("00001")
+    bulletin = await _aired(hub, [device], "00001")
     started = datetime.now(UTC) - timedelta(minutes=5)
-    await _report(device, [_play_report(1, "=cmd|' /C calc'!A0", started, 60)])
+    await _report(device, [_play_report(1, bulletin, started, 60)])
     month = _month_of(started)
     resp = await hub.client.get(
         "/api/v1/reports/monthly.csv", params={"month": month}, headers=hub.auth

@@ -13,6 +13,7 @@ from hub.verdict import (
     LEVELS,
     OUTBOX_BACKLOG_WARNING,
     REASON_CODES,
+    REPORTS_REFUSED_RECENT,
     SD_WRITE_SLOW_S,
     TEMPERATURE_FAULT_C,
     TEMPERATURE_WARNING_C,
@@ -245,3 +246,26 @@ def test_every_reason_code_has_a_level() -> None:
         levels = level if isinstance(level, tuple) else (level,)
         assert code and all(lv in LEVELS for lv in levels), code
     assert LEVELS == ("fault", "warning", "unknown", "ok")
+
+
+def test_proof_of_play_refused_lately_is_a_warning_that_lapses() -> None:
+    lately = NOW - REPORTS_REFUSED_RECENT
+    long_ago = lately - timedelta(seconds=1)
+
+    def refused(at: datetime, health: HealthSample | None = None, online: bool = True) -> Verdict:
+        return device_verdict(health, online=online, now=NOW, last_refused_at=at)
+
+    assert refused(lately, sample()) == Verdict("warning", ("reports_refused",))
+    assert refused(long_ago, sample()) == Verdict("ok", ())
+    # After the device's own warnings, in REASON_CODES order; a fault still wins.
+    assert refused(lately, sample(throttled=True)) == Verdict(
+        "warning", ("throttled", "reports_refused")
+    )
+    assert refused(lately, sample(under_voltage=True)).reasons == (
+        "under_voltage",
+        "reports_refused",
+    )
+    assert refused(lately) == Verdict("unknown", ("no_health", "reports_refused"))
+    assert refused(lately, online=False) == Verdict("fault", ("offline",))
+    # A device cannot clear or claim it: the hub alone says it.
+    assert judge(sample(faults=["reports_refused"])) == Verdict("ok", ())

@@ -85,6 +85,49 @@ LABELS: dict[str, dict[str, str]] = {
         "vi": "Đã từng thiếu điện áp từ lúc khởi động",
         "en": "Under-voltage since the last boot",
     },
+    "dv.reason.reports_refused": {
+        "vi": "Máy chủ từ chối bằng chứng phát gần đây",
+        "en": "Proof of play refused lately",
+    },
+    # ---- proof of play the hub refused (codes from hub/play_evidence.py)
+    "dv.refused": {
+        "vi": "Bằng chứng phát bị từ chối: {count}, lần gần nhất {when}: {reason}",
+        "en": "Refused proof-of-play: {count}, last {when}: {reason}",
+    },
+    "dv.refused.ends_before_start": {
+        "vi": "kết thúc trước khi bắt đầu",
+        "en": "ends before it starts",
+    },
+    "dv.refused.in_future": {"vi": "thời gian ở tương lai", "en": "time in the future"},
+    "dv.refused.before_enrollment": {
+        "vi": "trước khi thiết bị được đăng ký",
+        "en": "before the device was enrolled",
+    },
+    "dv.refused.unknown_bulletin": {
+        "vi": "không phải bản tin nào",
+        "en": "not a bulletin",
+    },
+    "dv.refused.not_sent_to_device": {
+        "vi": "bản tin không được gửi tới thiết bị này",
+        "en": "bulletin never sent to this device",
+    },
+    "dv.refused.kind_mismatch": {"vi": "sai hình thức bản tin", "en": "wrong bulletin kind"},
+    "dv.refused.priority_mismatch": {
+        "vi": "sai mức độ ưu tiên",
+        "en": "wrong priority",
+    },
+    "dv.refused.outside_validity": {
+        "vi": "phát ngoài thời gian hiệu lực của bản tin",
+        "en": "aired outside the bulletin's validity",
+    },
+    "dv.refused.too_long": {
+        "vi": "thời lượng dài hơn nội dung",
+        "en": "longer than its content",
+    },
+    "dv.refused.bad_position": {
+        "vi": "vị trí phát không hợp lệ",
+        "en": "impossible play position",
+    },
     # ---- one device
     "dv.back": {"vi": "← Danh sách thiết bị", "en": "← All devices"},
     "dv.identity": {"vi": "Thông tin thiết bị", "en": "Device details"},

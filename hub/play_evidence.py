@@ -1,0 +1,225 @@
+"""Proof of play is evidence, not a claim to believe: the rules a reported airing must meet.
+
+A device reports each airing (bulletin, start, end, outcome, position). The hub stores it as
+a play, and monthly reports add up plays, only when it could have happened:
+
+- the bulletin exists, was sent to this device (its manifest or an emergency push: published
+  or later cancelled, aimed at the device, its commune or the province, of a kind the device
+  can air), and the report names its real priority and kind;
+- the airing began while the device could hold the bulletin: from its publication (or
+  valid_from, whichever is later) until its valid_until or cancellation, give or take the
+  clock slack; a bulletin expired or cancelled since is still reported for the airings made
+  while it was valid;
+- times are sane: not before the device was enrolled, not after the hub's now, and the end
+  not before the start (all with the clock slack);
+- the airing lasts no longer than its content can: a still item (text, image) its
+  display_seconds, spoken text its words at the slowest speech rate, audio and video (whose
+  length the hub does not measure) the bulletin's validity window and at most MEDIA_CAP;
+  plus CONTENT_SLACK; the position inside the content likewise, and finite.
+
+Anything else is refused with a stable reason code and a sentence for the operator; refused
+reports are kept (never silently dropped) and the device's status counts them.
+
+Pure: plain values in, a refusal or None out; the handler does the I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from loa_contract import BulletinKind, DeviceKind, Priority, ProofOfPlay
+
+#: How far a device's clock may be from the hub's: the agent corrects its own time from the
+#: hub within seconds, and trusts a clock within 120 s of it; beyond this a time is wrong.
+CLOCK_SLACK = timedelta(minutes=5)
+#: Above a content's length an airing may also run the amplifier's pre-roll, the player's
+#: start and a slow stop: the larger of this and CONTENT_SLACK_SHARE of the length.
+CONTENT_SLACK = timedelta(seconds=30)
+CONTENT_SLACK_SHARE = 0.10
+#: The longest single airing of an audio or video file the hub accepts while it does not know
+#: the file's length (a recorded commune meeting runs a few hours).
+MEDIA_CAP = timedelta(hours=6)
+#: Speech: espeak-ng's slowest rate is 80 words a minute (0.75 s a word); a second a word
+#: leaves room for the pauses at punctuation.
+SPOKEN_SECONDS_PER_WORD = 1.0
+#: The largest integer SQLite stores (a seq beyond it cannot be kept, so it cannot be acked).
+SQLITE_MAX_INTEGER = 2**63 - 1
+#: The test tone's pseudo-id on the agent (edge_agent/agent.py TEST_TONE_ID); the agent does
+#: not report it, and a report of it is refused like any id that is not a bulletin.
+TEST_TONE_ID = "__test_tone__"
+
+#: Every reason code, in the order the rules are checked (the first that applies is given).
+REASONS: tuple[str, ...] = (
+    "ends_before_start",
+    "in_future",
+    "before_enrollment",
+    "unknown_bulletin",
+    "not_sent_to_device",
+    "kind_mismatch",
+    "priority_mismatch",
+    "outside_validity",
+    "too_long",
+    "bad_position",
+)
+
+_STILL = frozenset({BulletinKind.TEXT, BulletinKind.DOCUMENT, BulletinKind.IMAGE})
+_SPOKEN = frozenset({BulletinKind.TEXT, BulletinKind.DOCUMENT})
+
+
+@dataclass(frozen=True)
+class SentBulletin:
+    """What the hub knows of a bulletin a device asks to be credited with (see
+    `sent_bulletin`, which fills the bounds)."""
+
+    id: str
+    kind: BulletinKind
+    priority: Priority
+    #: Sent to this device: published or cancelled since, aimed at it, of a kind it airs.
+    sent_to_device: bool
+    #: When the device could first hold it: its publication or valid_from, the later.
+    held_from: datetime
+    #: When it stopped being valid: valid_until or its cancellation, the earlier.
+    held_until: datetime
+    #: The longest an airing of it can last on this device, slack included.
+    longest: timedelta
+    #: An airing must start within these: `held_from` and `held_until` with the clock slack.
+    earliest_start: datetime
+    latest_start: datetime
+
+
+@dataclass(frozen=True)
+class DeviceBounds:
+    """The times any airing of one device must lie within, for one batch."""
+
+    #: Its enrollment less the clock slack (None: not known).
+    earliest_start: datetime | None
+    #: The hub's now plus the clock slack.
+    latest_end: datetime
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    detail: str
+
+
+def content_seconds(
+    kind: BulletinKind,
+    device_kind: DeviceKind,
+    *,
+    words: int,
+    display_seconds: float,
+    held_from: datetime,
+    held_until: datetime,
+) -> float:
+    """The longest the bulletin's content can run on this kind of device, before slack."""
+    if kind in _SPOKEN and device_kind is DeviceKind.SPEAKER:
+        return words * SPOKEN_SECONDS_PER_WORD
+    if kind in _STILL:
+        return display_seconds
+    window = (held_until - held_from).total_seconds()
+    return max(0.0, min(window, MEDIA_CAP.total_seconds()))
+
+
+def with_slack(seconds: float) -> float:
+    return seconds + max(CONTENT_SLACK.total_seconds(), seconds * CONTENT_SLACK_SHARE)
+
+
+def sent_bulletin(
+    id: str,
+    kind: BulletinKind,
+    priority: Priority,
+    *,
+    sent_to_device: bool,
+    held_from: datetime,
+    held_until: datetime,
+    device_kind: DeviceKind,
+    words: int,
+    display_seconds: float,
+) -> SentBulletin:
+    """A bulletin's facts with its bounds worked out once (a batch checks many airings)."""
+    content = content_seconds(
+        kind,
+        device_kind,
+        words=words,
+        display_seconds=display_seconds,
+        held_from=held_from,
+        held_until=held_until,
+    )
+    return SentBulletin(
+        id=id,
+        kind=kind,
+        priority=priority,
+        sent_to_device=sent_to_device,
+        held_from=held_from,
+        held_until=held_until,
+        longest=timedelta(seconds=with_slack(content)),
+        earliest_start=held_from - CLOCK_SLACK,
+        latest_start=held_until + CLOCK_SLACK,
+    )
+
+
+def device_bounds(enrolled_at: datetime | None, now: datetime) -> DeviceBounds:
+    return DeviceBounds(
+        earliest_start=enrolled_at - CLOCK_SLACK if enrolled_at is not None else None,
+        latest_end=now + CLOCK_SLACK,
+    )
+
+
+def refusal(
+    play: ProofOfPlay, bulletin: SentBulletin | None, device: DeviceBounds
+) -> Refusal | None:
+    """Why the hub refuses this reported airing, or None when it is credible."""
+    started, ended = play.started_at, play.ended_at
+    if ended < started:
+        return Refusal("ends_before_start", f"ended_at {ended} is before started_at {started}")
+    if ended > device.latest_end:
+        return Refusal(
+            "in_future",
+            f"ended_at {ended} is after the hub's time ({device.latest_end} with slack)",
+        )
+    if device.earliest_start is not None and started < device.earliest_start:
+        return Refusal(
+            "before_enrollment",
+            f"started_at {started} is before the device was enrolled"
+            f" ({device.earliest_start} with slack)",
+        )
+    if bulletin is None:
+        what = "the test tone" if play.bulletin_id == TEST_TONE_ID else "no bulletin"
+        # The id as sent is in the stored row; the sentence quotes only its start.
+        return Refusal("unknown_bulletin", f"{play.bulletin_id[:80]!r} is {what}, not a bulletin")
+    if not bulletin.sent_to_device:
+        return Refusal(
+            "not_sent_to_device", f"bulletin {bulletin.id!r} was never sent to this device"
+        )
+    if play.kind is not bulletin.kind:
+        return Refusal(
+            "kind_mismatch",
+            f"reported as {play.kind.value}, the bulletin is {bulletin.kind.value}",
+        )
+    if play.priority is not bulletin.priority:
+        return Refusal(
+            "priority_mismatch",
+            f"reported as {play.priority.value}, the bulletin is {bulletin.priority.value}",
+        )
+    if started < bulletin.earliest_start or started > bulletin.latest_start:
+        return Refusal(
+            "outside_validity",
+            f"started_at {started} is outside the time the bulletin was valid for the device"
+            f" ({bulletin.held_from} to {bulletin.held_until})",
+        )
+    longest = bulletin.longest
+    if ended - started > longest:
+        return Refusal(
+            "too_long",
+            f"the airing lasted {(ended - started).total_seconds():.0f} s; its content allows"
+            f" at most {longest.total_seconds():.0f} s",
+        )
+    position = play.position_s
+    if not position <= longest.total_seconds():  # also refuses inf and nan
+        return Refusal(
+            "bad_position",
+            f"position_s {position} is beyond the content's {longest.total_seconds():.0f} s",
+        )
+    return None
