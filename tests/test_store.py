@@ -111,7 +111,7 @@ async def test_schema_is_versioned_and_refuses_newer(tmp_path: Path) -> None:
 async def test_manifest_replay_refused_and_highest_version_survives(tmp_path: Path) -> None:
     path = tmp_path / "agent.sqlite3"
     s = await AgentStore.open(path)
-    assert await s.trusted_manifest() is None
+    assert await s.stored_manifest() is None
     assert await s.trusted_version() == 0
     await s.save_manifest(manifest(5), b'{"envelope": 5}')
     with pytest.raises(StaleManifest):
@@ -121,7 +121,7 @@ async def test_manifest_replay_refused_and_highest_version_survives(tmp_path: Pa
     await s.close()
 
     s = await AgentStore.open(path)
-    got = await s.trusted_manifest()
+    got = await s.stored_manifest()
     assert got is not None
     assert got[0] == manifest(5)
     assert got[1] == b'{"envelope": 5}'
@@ -133,7 +133,7 @@ async def test_manifest_replay_refused_and_highest_version_survives(tmp_path: Pa
         with pytest.raises(sqlite3.IntegrityError):
             db.execute("UPDATE counters SET value = 1 WHERE name = 'manifest_version'")
     s = await AgentStore.open(path)
-    assert await s.trusted_manifest() is None
+    assert await s.stored_manifest() is None
     assert await s.trusted_version() == 5
     with pytest.raises(StaleManifest):
         await s.save_manifest(manifest(3), b"old")
