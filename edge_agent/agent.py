@@ -901,9 +901,12 @@ class Agent:
             try:
                 async for message in ws:
                     if message.type is aiohttp.WSMsgType.TEXT:
-                        round_trip = time.monotonic() - connecting if first_frame else None
-                        first_frame = False
-                        await self._handle_push(message.data, round_trip_s=round_trip)
+                        if first_frame:
+                            first_frame = False
+                            await self._connect_time_seen(
+                                message.data, time.monotonic() - connecting
+                            )
+                        await self._handle_push(message.data)
                     elif message.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                         break
             except (aiohttp.ClientError, OSError) as exc:
@@ -920,9 +923,21 @@ class Agent:
         log.warning("refused %s: %s", what, reason)
         self._changed()
 
-    async def _handle_push(self, data: str, *, round_trip_s: float | None = None) -> None:
-        """Act on one signed frame; `round_trip_s` bounds its age if it is the frame the hub
-        sends as a connection opens (then its issue time is evidence of the time)."""
+    async def _connect_time_seen(self, data: str, round_trip_s: float) -> None:
+        """The first frame of a push connection: signed as the socket opened, so its issue
+        time is at most `round_trip_s` old. Checked like any frame (signature, address, not
+        seen before) before its time is believed; `_handle_push` then acts on it."""
+        try:
+            command = self.keys.open(data, CommandDocument).command
+        except SignatureError:
+            return  # `_handle_push` refuses and counts it
+        if (
+            command.addressed_to(self.identity.device_id, self.commune())
+            and command.command_id not in self._seen_commands
+        ):
+            await self._signed_time_seen(command.issued_at, round_trip_s)
+
+    async def _handle_push(self, data: str) -> None:
         try:
             command = self.keys.open(data, CommandDocument).command
         except SignatureError as exc:
@@ -969,8 +984,6 @@ class Agent:
                 self.request("test_tone", origin="hub")
             case Resync():
                 await self.resync()
-        if round_trip_s is not None:
-            await self._signed_time_seen(command.issued_at, round_trip_s)
 
     def _first_sight(self, command: Command, frame: str) -> bool:
         """True the first time a command id is seen (in memory: no disk on this path); its

@@ -218,7 +218,7 @@ class ReplayFloor:
                 "commands": self.commands,
             }
         )
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write(body)
             fh.flush()
