@@ -82,6 +82,8 @@ TEST_TONE_ID = "__test_tone__"
 #: Faults about state found damaged or altered stay in health this long after the event, so
 #: the hub sees them whatever its sampling interval.
 STATE_FAULT_SHOWN_S = 24 * 3600.0
+#: The longest pause between attempts to fetch media that is still missing.
+MISSING_MEDIA_PAUSE_MAX_S = 15 * 60.0
 
 
 class AgentConfig(BaseModel):
@@ -260,7 +262,9 @@ class Agent:
     async def start(self) -> None:
         data = self.config.data_dir
         data.mkdir(parents=True, exist_ok=True)
-        self.store = await AgentStore.open(data / "agent.sqlite3")
+        self.store = await AgentStore.open(
+            data / "agent.sqlite3", device_id=self.identity.device_id
+        )
         if self.store.rebuilt is not None:
             self._state_fault("state_rebuilt", self.store.rebuilt)
         await self._restore_clock()
@@ -847,21 +851,30 @@ class Agent:
         """Notice cached objects changed since verified (cheap), re-hash everything now and
         then (not cheap, in a thread): neither is on the path to the loudspeaker."""
         rehashed_at = time.monotonic()
+        # Media still missing (deleted as corrupt while the hub was away, a download that
+        # failed) is asked for again with a growing pause, so a file the hub keeps serving
+        # wrong does not cost a 3G link its size every few seconds.
+        retry_missing_at = 0.0
+        missing_pause = self.config.cache_check_interval_s
         while True:
             await asyncio.sleep(self.config.cache_check_interval_s)
             try:
                 if self._content_lock.locked():
                     continue  # a sync is under way; it sees the same files
-                if time.monotonic() - rehashed_at >= self.config.cache_rehash_interval_s:
-                    rehashed_at = time.monotonic()
+                now = time.monotonic()
+                if now - rehashed_at >= self.config.cache_rehash_interval_s:
+                    rehashed_at = now
                     self._ensure_content(verify=True)
                     continue
                 changed = self.cache.changed_objects()
                 if changed:
                     self._held_changed(content=True)
-                # Also what is still missing (deleted as corrupt while the hub was away, a
-                # download that failed): fetched again once the hub can serve it.
-                if changed or any(not self.cache.has(sha) for sha in self._needed_media()):
+                    self._ensure_content()
+                elif not any(not self.cache.has(sha) for sha in self._needed_media()):
+                    missing_pause = self.config.cache_check_interval_s
+                elif now >= retry_missing_at:
+                    retry_missing_at = now + missing_pause
+                    missing_pause = min(missing_pause * 2, MISSING_MEDIA_PAUSE_MAX_S)
                     self._ensure_content()
             except Exception:
                 log.exception("cache check failed")
@@ -1173,12 +1186,9 @@ class Agent:
         missing = [ref for sha, ref in needed.items() if not self.cache.has(sha)]
         found_before = self.cache.corrupt_found
         results = await asyncio.gather(*(self._fetch_one(ref) for ref in missing))
-        if self.cache.corrupt_found > found_before:
-            corrupt.append("changed on disk")
-            self._state_fault(
-                "cache_corrupt",
-                f"{self.cache.corrupt_found - found_before} cached objects changed on disk",
-            )
+        changed_on_disk = self.cache.corrupt_found - found_before
+        if changed_on_disk:
+            self._state_fault("cache_corrupt", f"{changed_on_disk} cached objects changed on disk")
         await self._synthesize_speech()
         freed = 0
         if self._manifest is not None:
@@ -1186,7 +1196,7 @@ class Agent:
             freed = self.cache.evict(set(needed))
             if freed:
                 log.info("cache eviction freed %d bytes", freed)
-        if corrupt or any(results) or freed:
+        if corrupt or changed_on_disk or any(results) or freed:
             # What is playable changed (fetched, found corrupt, evicted).
             self._held_changed(content=True)
         if any(results):

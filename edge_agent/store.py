@@ -193,6 +193,9 @@ class ReplayFloor:
     manifest_version: int = 0
     manifest_envelope: str | None = None
     commands: dict[str, str] = field(default_factory=dict)  # command id -> expires_at (ISO)
+    #: The device it belongs to: a data folder enrolled again as another device must not
+    #: inherit the old device's version floor (its manifests would all look like replays).
+    device_id: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> ReplayFloor | None:
@@ -203,6 +206,7 @@ class ReplayFloor:
                 manifest_version=int(raw["manifest_version"]),
                 manifest_envelope=raw.get("manifest_envelope"),
                 commands={str(k): str(v) for k, v in dict(raw.get("commands", {})).items()},
+                device_id=raw.get("device_id"),
             )
         except FileNotFoundError:
             return None
@@ -216,6 +220,7 @@ class ReplayFloor:
                 "manifest_version": self.manifest_version,
                 "manifest_envelope": self.manifest_envelope,
                 "commands": self.commands,
+                "device_id": self.device_id,
             }
         )
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -318,7 +323,9 @@ class AgentStore:
     # ------------------------------------------------------------------ lifetime
 
     @classmethod
-    async def open(cls, path: Path, *, max_health: int = 10_000) -> AgentStore:
+    async def open(
+        cls, path: Path, *, max_health: int = 10_000, device_id: str | None = None
+    ) -> AgentStore:
         """Open (or create) the database; a damaged one is moved aside and rebuilt.
 
         "Damaged" is what SQLite itself calls corrupt or not a database, at open or in a
@@ -326,12 +333,17 @@ class AgentStore:
         this device held state. The damaged file is kept as `<name>.damaged-<UTC time>` for a
         technician; `rebuilt` then says why, for the agent to report. The replay floor is
         merged in either way, so a lost database never lowers the replay-protection version.
+        `device_id` (the agent's identity) sets aside a floor left by another device.
         """
         if max_health < 1:
             raise ValueError("max_health must be at least 1")
         path.parent.mkdir(parents=True, exist_ok=True)
         floor_path = path.parent / FLOOR_FILE
         floor = await asyncio.to_thread(ReplayFloor.load, floor_path)
+        if floor is not None and device_id is not None:
+            if floor.device_id not in (None, device_id):
+                log.warning("%s belongs to device %s; not used", floor_path, floor.device_id)
+                floor = None
         rebuilt: str | None = None
         if floor is not None and floor.manifest_version > 0:
             size = await asyncio.to_thread(_size_or_none, path)
@@ -350,7 +362,7 @@ class AgentStore:
             log.error("%s: %s; rebuilt from identity, cache and replay floor", path, rebuilt)
         store.rebuilt = rebuilt
         store._floor_path = floor_path
-        await store._merge_floor(floor)
+        await store._merge_floor(floor, device_id)
         return store
 
     @classmethod
@@ -379,9 +391,10 @@ class AgentStore:
             raise
         return store
 
-    async def _merge_floor(self, floor: ReplayFloor | None) -> None:
+    async def _merge_floor(self, floor: ReplayFloor | None, device_id: str | None) -> None:
         """Take the higher of the database and the floor file; write both back."""
         self._floor = floor or ReplayFloor()
+        self._floor.device_id = device_id or self._floor.device_id
         async with self._tx() as db:
             row = await self._one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")
             highest = int(row[0])

@@ -646,13 +646,14 @@ async def test_the_replay_floor_outlives_a_lost_emptied_or_damaged_database(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "agent.sqlite3"
-    s = await AgentStore.open(path)
+    s = await AgentStore.open(path, device_id="dev-1")
     assert s.rebuilt is None
     await s.save_manifest(manifest(7), signed(manifest(7)))
     await s.command_seen("c1", T0 + timedelta(minutes=5), now=T0)
     await s.close()
     floor = json.loads((tmp_path / FLOOR_FILE).read_text())
     assert floor["manifest_version"] == 7 and "c1" in floor["commands"]
+    assert floor["device_id"] == "dev-1"
 
     for damage in ("empty", "missing", "scribbled"):
         if damage == "empty":
@@ -662,7 +663,7 @@ async def test_the_replay_floor_outlives_a_lost_emptied_or_damaged_database(
         else:
             with path.open("r+b") as f:
                 f.write(b"\0" * 100)  # the header: "file is not a database"
-        s = await AgentStore.open(path)
+        s = await AgentStore.open(path, device_id="dev-1")
         assert s.rebuilt is not None, damage
         assert await s.trusted_version() == 7, damage
         assert await s.command_seen("c1", T0 + timedelta(minutes=5), now=T0) is True
@@ -673,9 +674,21 @@ async def test_the_replay_floor_outlives_a_lost_emptied_or_damaged_database(
     kept = [n for n in os.listdir(tmp_path) if n.startswith("agent.sqlite3.damaged-")]
     assert len([n for n in kept if n.endswith("Z")]) == 2  # the empty and the scribbled file
 
+    # The folder enrolled again as another device: the old device's floor is not inherited
+    # (the old database would be, as before; a technician removes it when re-enrolling).
+    path.unlink()
+    s = await AgentStore.open(path, device_id="dev-2")
+    assert await s.trusted_version() == 0
+    await s.close()
+    path.unlink()
+    (tmp_path / FLOOR_FILE).unlink()
+    s = await AgentStore.open(path, device_id="dev-1")
+    await s.save_manifest(manifest(7), signed(manifest(7)))
+    await s.close()
+
     # A damaged floor file costs nothing while the database holds the same.
     (tmp_path / FLOOR_FILE).write_text("{not json")
-    s = await AgentStore.open(path)
+    s = await AgentStore.open(path, device_id="dev-1")
     assert s.rebuilt is None and await s.trusted_version() == 7
     await s.close()
     assert json.loads((tmp_path / FLOOR_FILE).read_text())["manifest_version"] == 7
