@@ -275,6 +275,11 @@ def _dt(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _blob(value: bytes | str) -> bytes:
+    # A hand edit (sqlite3 shell) may have stored an envelope as text.
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 def _size_or_none(path: Path) -> int | None:
     try:
         return path.stat().st_size
@@ -410,7 +415,7 @@ class AgentStore:
                 )
                 self._floor.manifest_version = highest
                 self._floor.manifest_envelope = (
-                    bytes(stored[0]).decode("utf-8", "replace") if stored else None
+                    _blob(stored[0]).decode("utf-8", "replace") if stored else None
                 )
             for command_id, expires_at in self._floor.commands.items():
                 await db.execute(
@@ -544,9 +549,7 @@ class AgentStore:
         highest = int(counter[0])
         copies: list[tuple[str, bytes, str | None]] = []
         if row is not None:
-            raw = row["envelope"]  # a hand edit may have stored it as text
-            stored = raw.encode() if isinstance(raw, str) else bytes(raw)
-            copies.append(("database", stored, str(row["manifest"])))
+            copies.append(("database", _blob(row["envelope"]), str(row["manifest"])))
         if self._floor.manifest_envelope:
             copies.append((FLOOR_FILE, self._floor.manifest_envelope.encode(), None))
         refused: list[str] = []
