@@ -79,6 +79,11 @@ from .tone import ensure_test_tone
 log = logging.getLogger("edge_agent")
 
 TEST_TONE_ID = "__test_tone__"
+#: Faults about state found damaged or altered stay in health this long after the event, so
+#: the hub sees them whatever its sampling interval.
+STATE_FAULT_SHOWN_S = 24 * 3600.0
+#: The longest pause between attempts to fetch media that is still missing.
+MISSING_MEDIA_PAUSE_MAX_S = 15 * 60.0
 
 
 class AgentConfig(BaseModel):
@@ -105,6 +110,11 @@ class AgentConfig(BaseModel):
     #: publish does not bring every device to the hub in the same instant. An emergency
     #: does not wait for it: its push carries everything needed to play.
     manifest_fetch_jitter_s: float = 3.0
+    #: How often cached objects are checked for a changed identity (one stat() each), and
+    #: how often every object is hashed again in the background (bits rotting on the card
+    #: change no metadata). See edge_agent/cache.py.
+    cache_check_interval_s: float = 10.0
+    cache_rehash_interval_s: float = 6 * 3600.0
 
 
 @dataclass
@@ -210,7 +220,7 @@ class Agent:
         #: emergency waits for no disk. `_unsaved_commands` are written after the player
         #: started (`_save_commands`), with the emergency each one carries.
         self._seen_commands: dict[str, datetime] = {}
-        self._unsaved_commands: list[tuple[str, datetime, ManifestBulletin | None]] = []
+        self._unsaved_commands: list[tuple[str, datetime, ManifestBulletin | None, str]] = []
         self._manifest_after_play = False
         #: The scheduler's view of the held bulletins, built again only when the manifest, the
         #: held emergencies, the cache or the clock's anchoring change (`_held_changed`), and
@@ -243,25 +253,42 @@ class Agent:
         #: fleet simulator times push arrival with it).
         self.on_command: Callable[[Command], None] | None = None
         self._watchers: set[asyncio.Event] = set()
+        #: Faults about damaged or altered state ("state_rebuilt", "manifest_tampered",
+        #: "emergency_tampered", "cache_corrupt") -> when (monotonic) last seen.
+        self._state_faults: dict[str, float] = {}
 
     # ------------------------------------------------------------------ lifetime
 
     async def start(self) -> None:
         data = self.config.data_dir
         data.mkdir(parents=True, exist_ok=True)
-        self.store = await AgentStore.open(data / "agent.sqlite3")
+        self.store = await AgentStore.open(
+            data / "agent.sqlite3", device_id=self.identity.device_id
+        )
+        if self.store.rebuilt is not None:
+            self._state_fault("state_rebuilt", self.store.rebuilt)
         await self._restore_clock()
         bad = await self.cache.verify_all()
         for sha in bad:
             log.warning("cache object %s failed its sha256 check; deleted, will fetch again", sha)
+        if bad:
+            self._state_fault("cache_corrupt", f"{len(bad)} cached objects failed their sha256")
         now = self.clock.now()
         for play in await self.store.recover_open_plays(now):
             log.warning("closed play of %s interrupted by a restart", play.bulletin_id)
-        trusted = await self.store.trusted_manifest()
-        if trusted is not None:
-            self._manifest = trusted[0]
-            self._etag = f'"{trusted[0].version}"'
-        for bulletin in await self.store.emergencies():
+        # Only what verifies again against the pinned keys is obeyed, never a parsed copy.
+        verified = await self.store.verified_manifest(self.keys, self.identity.device_id)
+        if verified.manifest is not None:
+            self._manifest = verified.manifest
+            self._etag = f'"{verified.manifest.version}"'
+        if verified.refused:
+            self._state_fault("manifest_tampered", "; ".join(verified.refused))
+        held, refused = await self.store.verified_emergencies(
+            self.keys, self.identity.device_id, self.commune()
+        )
+        if refused:
+            self._state_fault("emergency_tampered", "; ".join(refused))
+        for bulletin in held:
             self._emergencies[bulletin.id] = bulletin
         self._cancelled = set(await self.store.cancelled())
         if self._manifest is not None:
@@ -282,7 +309,10 @@ class Agent:
         self._spawn(self._report_loop(), "reports")
         self._spawn(self._health_loop(), "health")
         self._spawn(self._clock_loop(), "clock")
+        self._spawn(self._cache_loop(), "cache")
         self._ensure_content()
+        if verified.refused:
+            self._schedule_manifest_fetch()  # a fresh signed copy replaces the refused one
         self._started.set()
 
     async def stop(self) -> None:
@@ -332,6 +362,17 @@ class Agent:
     def _changed(self) -> None:
         for watcher in self._watchers:
             watcher.set()
+
+    def _state_fault(self, fault: str, detail: str) -> None:
+        """Damaged or altered state was found and set aside: say so in the log and, for a
+        day, in every health sample."""
+        log.error("%s: %s", fault, detail)
+        self._state_faults[fault] = time.monotonic()
+        self._changed()
+
+    def state_faults(self) -> list[str]:
+        horizon = time.monotonic() - STATE_FAULT_SHOWN_S
+        return sorted(f for f, at in self._state_faults.items() if at >= horizon)
 
     async def wait_until(
         self, predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0
@@ -543,6 +584,10 @@ class Agent:
         item = self._play_item(bulletin, decision.start_at_s) if bulletin else None
         if bulletin is None or item is None or decision.slot is None:
             log.error("scheduler chose %s, which is not playable", decision.bulletin_id)
+            # Typically its cached file changed since it was verified: it is hashed again
+            # (or fetched again) off this path, and the scheduler picks without it meanwhile.
+            self._held_changed(content=True)
+            self._ensure_content()
             return
         assert self.store is not None
         previous = self._current
@@ -759,9 +804,12 @@ class Agent:
         )
         await asyncio.to_thread(self.clock.refresh_ntp)
 
-    async def _hub_time_seen(self, hub_date: datetime, round_trip_s: float) -> None:
+    async def _signed_time_seen(self, issued_at: datetime, round_trip_s: float) -> None:
+        """The hub signed `issued_at` at most `round_trip_s` ago (see `_sync_loop` and
+        `_refresh_manifest`): the only time the agent believes from the hub. The HTTP `Date`
+        header is not signed; a proxy shifting it froze manifests as expired."""
         was_corrected = self.clock.corrected()
-        self.clock.observe_hub_date(hub_date, round_trip_s)
+        self.clock.observe_signed_time(issued_at, round_trip_s)
         if not was_corrected:
             # The device's own timeline is anchored now: pushed emergencies are judged on it.
             self._emergency_shift.clear()
@@ -770,12 +818,6 @@ class Agent:
         self._wake.set()
         self._changed()
         await self._save_clock(every_s=60.0)
-
-    async def _observe_client_date(self) -> None:
-        hub_date = self.client.last_hub_date
-        if hub_date is not None and self.client.last_hub_date_monotonic is not None:
-            age = time.monotonic() - self.client.last_hub_date_monotonic
-            await self._hub_time_seen(hub_date + timedelta(seconds=age), 0.0)
 
     async def _save_clock(self, *, every_s: float) -> None:
         # Throttled: a confirmation is worth persisting, an SD write every poll is not.
@@ -805,6 +847,38 @@ class Agent:
                 log.exception("clock check failed")
             await asyncio.sleep(self.config.clock_check_interval_s)
 
+    async def _cache_loop(self) -> None:
+        """Notice cached objects changed since verified (cheap), re-hash everything now and
+        then (not cheap, in a thread): neither is on the path to the loudspeaker."""
+        rehashed_at = time.monotonic()
+        # Media still missing (deleted as corrupt while the hub was away, a download that
+        # failed) is asked for again with a growing pause, so a file the hub keeps serving
+        # wrong does not cost a 3G link its size every few seconds.
+        retry_missing_at = 0.0
+        missing_pause = self.config.cache_check_interval_s
+        while True:
+            await asyncio.sleep(self.config.cache_check_interval_s)
+            try:
+                if self._content_lock.locked():
+                    continue  # a sync is under way; it sees the same files
+                now = time.monotonic()
+                if now - rehashed_at >= self.config.cache_rehash_interval_s:
+                    rehashed_at = now
+                    self._ensure_content(verify=True)
+                    continue
+                changed = self.cache.changed_objects()
+                if changed:
+                    self._held_changed(content=True)
+                    self._ensure_content()
+                elif not any(not self.cache.has(sha) for sha in self._needed_media()):
+                    missing_pause = self.config.cache_check_interval_s
+                elif now >= retry_missing_at:
+                    retry_missing_at = now + missing_pause
+                    missing_pause = min(missing_pause * 2, MISSING_MEDIA_PAUSE_MAX_S)
+                    self._ensure_content()
+            except Exception:
+                log.exception("cache check failed")
+
     async def resync(self) -> None:
         """Fetch the manifest again and re-verify the cache (hub command, local page)."""
         await self._refresh_manifest(force=True)
@@ -816,6 +890,7 @@ class Agent:
         backoff = self.config.reconnect_min_s
         next_poll = 0.0
         while True:
+            connecting = time.monotonic()
             try:
                 ws = await self.client.connect_ws(heartbeat=self.config.ws_heartbeat_s)
             except (HubUnavailable, HubRejected, aiohttp.ClientError, OSError) as exc:
@@ -829,13 +904,21 @@ class Agent:
                 backoff = min(backoff * 2, self.config.reconnect_max_s)
                 continue
             backoff = self.config.reconnect_min_s
-            await self._observe_client_date()
             self._connected.set()
             self._report_wake.set()
             self._changed()
+            # The hub signs a manifest_ready the moment the socket opens: its issue time is
+            # at most one connect round trip old, so it sets the clock. Later frames may
+            # have waited in buffers for any time: they do not.
+            first_frame = True
             try:
                 async for message in ws:
                     if message.type is aiohttp.WSMsgType.TEXT:
+                        if first_frame:
+                            first_frame = False
+                            await self._connect_time_seen(
+                                message.data, time.monotonic() - connecting
+                            )
                         await self._handle_push(message.data)
                     elif message.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                         break
@@ -852,6 +935,20 @@ class Agent:
         self.counters.last_rejection = f"{what}: {reason}"
         log.warning("refused %s: %s", what, reason)
         self._changed()
+
+    async def _connect_time_seen(self, data: str, round_trip_s: float) -> None:
+        """The first frame of a push connection: signed as the socket opened, so its issue
+        time is at most `round_trip_s` old. Checked like any frame (signature, address, not
+        seen before) before its time is believed; `_handle_push` then acts on it."""
+        try:
+            command = self.keys.open(data, CommandDocument).command
+        except SignatureError:
+            return  # `_handle_push` refuses and counts it
+        if (
+            command.addressed_to(self.identity.device_id, self.commune())
+            and command.command_id not in self._seen_commands
+        ):
+            await self._signed_time_seen(command.issued_at, round_trip_s)
 
     async def _handle_push(self, data: str) -> None:
         try:
@@ -872,7 +969,7 @@ class Agent:
             self._refuse("pushed command", f"{command.type} expired at {command.expires_at}")
             return
         assert self.store is not None
-        if not self._first_sight(command):
+        if not self._first_sight(command, data):
             return
         match command:
             case EmergencyStart(bulletin=bulletin):
@@ -901,14 +998,14 @@ class Agent:
             case Resync():
                 await self.resync()
 
-    def _first_sight(self, command: Command) -> bool:
+    def _first_sight(self, command: Command, frame: str) -> bool:
         """True the first time a command id is seen (in memory: no disk on this path); its
         durable record, and the emergency it carries, follow in `_save_commands`."""
         if command.command_id in self._seen_commands:
             return False
         self._seen_commands[command.command_id] = command.expires_at
         hold = command.bulletin if isinstance(command, EmergencyStart) else None
-        self._unsaved_commands.append((command.command_id, command.expires_at, hold))
+        self._unsaved_commands.append((command.command_id, command.expires_at, hold, frame))
         # The programme loop writes them down, after it has acted on them.
         self._wake.set()
         return True
@@ -932,10 +1029,11 @@ class Agent:
             return
         assert self.store is not None
         unsaved, self._unsaved_commands = self._unsaved_commands, []
-        for command_id, expires_at, hold in unsaved:
+        for command_id, expires_at, hold, frame in unsaved:
             if hold is not None and hold.id in self._cancelled:
                 hold = None
-            await self.store.command_seen(command_id, expires_at, hold=hold)
+            # The emergency is kept with the signed frame it came in: verified at each start.
+            await self.store.command_seen(command_id, expires_at, hold=hold, frame=frame)
         # Forgotten on the same terms as the store forgets them.
         horizon = datetime.now(UTC) - COMMAND_GRACE
         expired = [cid for cid, expiry in self._seen_commands.items() if expiry < horizon]
@@ -970,18 +1068,32 @@ class Agent:
         self._wake.set()
 
     async def _refresh_manifest(self, *, force: bool = False) -> None:
+        assert self.store is not None
+        trusted_before = await self.store.trusted_version()
         started = time.monotonic()
         try:
             fetched = await self.client.fetch_manifest(None if force else self._etag)
         except (HubUnavailable, HubRejected) as exc:
             log.debug("manifest fetch failed: %s", exc)
             return
-        if fetched.hub_date is not None:
-            await self._hub_time_seen(fetched.hub_date, time.monotonic() - started)
+        round_trip = time.monotonic() - started
         self._last_sync_at = self.clock.now()
         if fetched.envelope is None:
             return
-        await self.apply_manifest(fetched.envelope)
+        adopted = await self.apply_manifest(fetched.envelope)
+        manifest = self._manifest
+        if (
+            adopted
+            and manifest is not None
+            and manifest.version > trusted_before
+            and not self.clock.corrected()
+        ):
+            # The hub signs a device's manifest when that version is first fetched, so a new
+            # version's issue time is about one round trip old: time enough for a device
+            # that cannot keep a push channel open. Not for a clock already set by the
+            # hub's push or NTP, which a copy signed earlier (a lost answer) would pull back.
+            await self._signed_time_seen(manifest.issued_at, round_trip)
+            self._last_sync_at = self.clock.now()
 
     async def apply_manifest(self, envelope: bytes) -> bool:
         """Verify and adopt a signed manifest; anything wrong leaves the last good one in force."""
@@ -996,12 +1108,16 @@ class Agent:
             self.counters.rejected_manifests += 1
             self._refuse("manifest", f"it is for device {manifest.device_id}")
             return False
-        if manifest.expires_at <= self.clock.now():
+        if manifest.expires_at <= self.clock.now() and self.clock.status().trusted:
+            # An untrusted clock cannot judge expiry (a Pi booted a month ahead would refuse
+            # every manifest and never learn the time from one); the version floor still holds.
             self.counters.rejected_manifests += 1
             self._refuse("manifest", f"version {manifest.version} expired at {manifest.expires_at}")
             return False
         try:
-            await self.store.save_manifest(manifest, envelope)
+            # With no verified manifest held (refused at start, or lost with the database),
+            # the hub's signed copy of the trusted version itself is taken back.
+            await self.store.save_manifest(manifest, envelope, reinstate=self._manifest is None)
         except StaleManifest:
             self.counters.rejected_manifests += 1
             self._refuse(
@@ -1062,9 +1178,17 @@ class Agent:
             corrupt = await self.cache.verify_all()
             for sha in corrupt:
                 log.warning("cache object %s was corrupt; fetching it again", sha)
+            if corrupt:
+                self._state_fault("cache_corrupt", f"{len(corrupt)} objects failed their sha256")
         needed = self._needed_media()
+        # `has` is False too for an object changed since it was verified: `fetch` hashes it
+        # again and keeps it, or deletes it and downloads it again.
         missing = [ref for sha, ref in needed.items() if not self.cache.has(sha)]
+        found_before = self.cache.corrupt_found
         results = await asyncio.gather(*(self._fetch_one(ref) for ref in missing))
+        changed_on_disk = self.cache.corrupt_found - found_before
+        if changed_on_disk:
+            self._state_fault("cache_corrupt", f"{changed_on_disk} cached objects changed on disk")
         await self._synthesize_speech()
         freed = 0
         if self._manifest is not None:
@@ -1072,7 +1196,7 @@ class Agent:
             freed = self.cache.evict(set(needed))
             if freed:
                 log.info("cache eviction freed %d bytes", freed)
-        if corrupt or any(results) or freed:
+        if corrupt or changed_on_disk or any(results) or freed:
             # What is playable changed (fetched, found corrupt, evicted).
             self._held_changed(content=True)
         if any(results):
@@ -1180,7 +1304,7 @@ class Agent:
         except Exception:
             log.exception("screen check failed")
             screen = []
-        for fault in screen:
+        for fault in [*screen, *self.state_faults()]:
             if fault not in faults:
                 faults.append(fault)
         sample.update(

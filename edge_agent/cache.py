@@ -9,6 +9,16 @@ An object is published only after its size and sha256 match the signed manifest,
 atomic rename followed by an fsync of the folder, so after any crash a name in objects/
 either holds the whole verified file or does not exist. The SD card itself can still rot,
 which is why `verify_all()` re-hashes everything at start and for `doctor`.
+
+Between hashes, what is played is what was verified (DESIGN.md §6), without hashing on the
+emergency path: hashing a 50 MB video on a Pi takes seconds, far over the 100 ms budget. So
+each verification records the file's identity (inode, size, mtime_ns, ctime_ns), and
+`path_for` (the player's only way to an object) hands out a path only while the file still
+has that identity: one stat(), microseconds. Any write, truncation, replacement or
+`touch` changes it (ctime cannot be set back from user space), and the object is then
+unplayable until re-hashed: `fetch` re-hashes it (off the event loop) and keeps it if the
+bytes are right, else deletes it and downloads it again. What changes no metadata -- bits
+rotting on the card -- is caught by the periodic background `verify_all`.
 """
 
 from __future__ import annotations
@@ -106,6 +116,25 @@ def _size(path: Path) -> int | None:
         return None
 
 
+#: A file's identity as of its last verification: (inode, size, mtime_ns, ctime_ns).
+Stamp = tuple[int, int, int, int]
+
+
+def _stamp(path: Path) -> Stamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _hash_with_stamp(path: Path) -> tuple[str, Stamp | None]:
+    """The file's sha256 and its identity, or no identity if it changed while hashed."""
+    before = _stamp(path)
+    digest = hash_file(path).hexdigest()
+    return digest, before if _stamp(path) == before else None
+
+
 @dataclass
 class _Download:
     """One download in flight, shared by every caller that wants the same sha."""
@@ -129,17 +158,42 @@ class MediaCache:
             folder.mkdir(parents=True, exist_ok=True)
         self._inflight: dict[str, _Download] = {}
         self._writing: set[str] = set()
+        #: Objects verified by hash, with the identity each had then (see the module doc).
+        self._verified: dict[str, Stamp] = {}
+        #: Objects found changed since they were verified and not yet dealt with.
+        self.changed: set[str] = set()
+        #: Objects found with the wrong bytes outside `verify_all` (which returns its own).
+        self.corrupt_found = 0
         #: Body bytes received from the hub by this cache since it was made.
         self.bytes_received = 0
 
     # ------------------------------------------------------------------ lookups
 
     def path_for(self, sha: str) -> Path | None:
+        """The object's path if it is present and unchanged since its bytes were verified."""
         path = self.objects / _valid_sha(sha)
-        return path if path.is_file() else None
+        stamp = _stamp(path)
+        if stamp is None:
+            return None
+        if self._verified.get(sha) != stamp:
+            if sha not in self.changed:
+                self.changed.add(sha)
+            return None
+        return path
 
     def has(self, sha: str) -> bool:
         return self.path_for(sha) is not None
+
+    def changed_objects(self) -> set[str]:
+        """Verified objects whose identity changed since (one stat() each): unplayable now,
+        for `fetch` to re-hash or replace."""
+        for sha, stamp in list(self._verified.items()):
+            current = _stamp(self.objects / sha)
+            if current is None:
+                del self._verified[sha]
+            elif current != stamp:
+                self.changed.add(sha)
+        return set(self.changed)
 
     def derived_path(self, key: str, suffix: str) -> Path | None:
         _valid_key(key, suffix)
@@ -160,26 +214,39 @@ class MediaCache:
 
     async def verify_all(self) -> list[str]:
         """Re-hash every object; delete bad ones and stray temp files. Returns the bad shas."""
-        return await asyncio.to_thread(
+        bad, stamps = await asyncio.to_thread(
             self._verify_all_sync, frozenset(self._inflight), frozenset(self._writing)
         )
+        for sha in bad:
+            self._verified.pop(sha, None)
+            self.changed.discard(sha)
+        for sha, stamp in stamps.items():
+            self._verified[sha] = stamp
+            self.changed.discard(sha)
+        return bad
 
-    def _verify_all_sync(self, inflight: frozenset[str], writing: frozenset[str]) -> list[str]:
+    def _verify_all_sync(
+        self, inflight: frozenset[str], writing: frozenset[str]
+    ) -> tuple[list[str], dict[str, Stamp]]:
         bad: list[str] = []
+        stamps: dict[str, Stamp] = {}
         for path in self.objects.iterdir():
             if not _SHA256.match(path.name):
                 # Not something this cache ever publishes (a stray temp or foreign file).
                 self._remove(path)
                 continue
             try:
-                ok = hash_file(path).hexdigest() == path.name
+                digest, stamp = _hash_with_stamp(path)
+                ok = digest == path.name
             except FileNotFoundError:
                 continue  # evicted meanwhile
             except OSError:
-                ok = False  # unreadable sectors: treat as corrupt and fetch again
+                ok, stamp = False, None  # unreadable sectors: treat as corrupt, fetch again
             if not ok:
                 self._remove(path)
                 bad.append(path.name)
+            elif stamp is not None:
+                stamps[path.name] = stamp
         for path in self.partial.iterdir():
             sha = path.name.removesuffix(".part")
             if sha in inflight:
@@ -191,7 +258,7 @@ class MediaCache:
         for path in self.derived.iterdir():
             if path.name.endswith(".tmp") and path.name not in writing:
                 self._remove(path)
-        return bad
+        return bad, stamps
 
     @staticmethod
     def _remove(path: Path) -> int:
@@ -252,7 +319,7 @@ class MediaCache:
         sha256, HubUnavailable/HubRejected if the hub cannot deliver them.
         """
         sha = _valid_sha(media.sha256)
-        present = self._present(media)
+        present = await self._present(media)
         if present is not None:
             return present
         entry = self._inflight.get(sha)
@@ -284,17 +351,33 @@ class MediaCache:
         if self._inflight.get(sha) is entry:
             del self._inflight[sha]
 
-    def _present(self, media: MediaRef) -> Path | None:
-        path = self.objects / media.sha256
+    async def _present(self, media: MediaRef) -> Path | None:
+        """The object if its bytes are verified: unchanged since its last hash, or hashed
+        again now (off the event loop) because it changed. A wrong one is deleted."""
+        sha = media.sha256
+        path = self.objects / sha
+        if self.path_for(sha) is not None:
+            return path
         size = _size(path)
         if size is None:
+            self.changed.discard(sha)
             return None
-        if size != media.size:
-            # Same name, wrong length: the card lost part of it. A cheap check on every use;
-            # the full re-hash is verify_all's job.
-            path.unlink(missing_ok=True)
-            return None
-        return path
+        digest, stamp = (None, None)
+        if size == media.size:
+            try:
+                digest, stamp = await asyncio.to_thread(_hash_with_stamp, path)
+            except OSError:
+                digest = None
+        if digest == sha and stamp is not None:
+            self._verified[sha] = stamp
+            self.changed.discard(sha)
+            return path
+        # Wrong length or wrong bytes: never played, fetched again.
+        self._verified.pop(sha, None)
+        self.changed.discard(sha)
+        self.corrupt_found += 1
+        path.unlink(missing_ok=True)
+        return None
 
     async def _download(self, client: HubClient, media: MediaRef, entry: _Download) -> Path:
         part = self.partial / f"{media.sha256}.part"
@@ -409,9 +492,14 @@ class MediaCache:
                 f"the manifest signed {media.size} bytes"
             )
         dest = self.objects / media.sha256
-        await asyncio.to_thread(self._rename_durably, part, dest)
+        stamp = await asyncio.to_thread(self._rename_durably, part, dest)
+        # The bytes were hashed as they arrived: the identity after the rename is verified.
+        if stamp is not None:
+            self._verified[dest.name] = stamp
+            self.changed.discard(dest.name)
         return dest
 
-    def _rename_durably(self, part: Path, dest: Path) -> None:
+    def _rename_durably(self, part: Path, dest: Path) -> Stamp | None:
         os.replace(part, dest)
         fsync_dir(self.objects)
+        return _stamp(dest)

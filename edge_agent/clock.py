@@ -2,8 +2,12 @@
 
 Policy (issue #4). The device's time is *trusted* when any of these holds, checked in order:
 
-1. ``hub``: the hub's HTTP ``Date`` has been seen in this run. "Now" is then the system clock
-   corrected by the measured offset, so even a clock a day off plays the right programme.
+1. ``hub``: a time the hub *signed* has been seen in this run, with a bound on its age: the
+   ``issued_at`` of the command the hub signs as a push connection opens, or of a newly
+   issued manifest, plus half the round trip. Never the HTTP ``Date`` header: it is not
+   signed, and a proxy shifting it by 30 days froze every manifest as expired. "Now" is then
+   the system clock corrected by the measured offset, so even a clock a day off plays the
+   right programme.
 2. ``ntp``: the system says NTP is synchronized (systemd-timesyncd's
    ``/run/systemd/timesync/synchronized``, or ``timedatectl show -p NTPSynchronized``).
 3. ``same_boot``: the agent restarted without a reboot, and the last confirmation (1 or 2)
@@ -44,7 +48,7 @@ from pathlib import Path
 
 from loa_contract import utcnow
 
-#: The Date header has one-second resolution; smaller offsets are noise, not drift.
+#: A signed time is at most a round trip old; offsets this small are noise, not drift.
 _MIN_CORRECTION_S = 2.0
 #: systemd-timesyncd creates this file once the kernel clock is synchronized.
 TIMESYNCD_FLAG = Path("/run/systemd/timesync/synchronized")
@@ -178,9 +182,9 @@ class ClockJudge:
 
     # ------------------------------------------------------------------ evidence
 
-    def observe_hub_date(self, hub_date: datetime, round_trip_s: float = 0.0) -> None:
-        """Record the hub's time as seen in a response that took `round_trip_s`."""
-        estimated_hub_now = hub_date + timedelta(seconds=round_trip_s / 2)
+    def observe_signed_time(self, issued_at: datetime, round_trip_s: float = 0.0) -> None:
+        """Record a time the hub signed, received within `round_trip_s` of asking for it."""
+        estimated_hub_now = issued_at + timedelta(seconds=round_trip_s / 2)
         self._offset_s = (estimated_hub_now - self._system()).total_seconds()
 
     def refresh_ntp(self) -> bool:

@@ -53,9 +53,11 @@ class HubRejected(HubError):
 
 @dataclass(frozen=True)
 class ManifestFetch:
+    """A manifest answer. No time comes with it: the HTTP `Date` header is not signed (a proxy
+    may rewrite it), so the agent takes the time only from what the hub signed."""
+
     envelope: bytes | None  # None when the hub answered 304 Not Modified
     etag: str | None
-    hub_date: datetime | None
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class _Reply:
 
 
 def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP date, for diagnostics only (`doctor` shows it): never a source of trust."""
     if not value:
         return None
     try:
@@ -109,9 +112,6 @@ class HubClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.retrying = retrying
-        #: The hub's clock as of the last answer (Date header), and when (monotonic) it came.
-        self.last_hub_date: datetime | None = None
-        self.last_hub_date_monotonic: float | None = None
         #: When the hub last answered at all (any status below 500).
         self.last_ok_at: datetime | None = None
         self.last_ok_monotonic: float | None = None
@@ -149,15 +149,10 @@ class HubClient:
             reraise=True,
         )
 
-    def _observe(self, status: int, headers: Any) -> None:
-        now = time.monotonic()
-        hub_date = parse_http_date(headers.get("Date"))
-        if hub_date is not None:
-            self.last_hub_date = hub_date
-            self.last_hub_date_monotonic = now
+    def _observe(self, status: int) -> None:
         if status < 500:
             self.last_ok_at = datetime.now(UTC)
-            self.last_ok_monotonic = now
+            self.last_ok_monotonic = time.monotonic()
 
     def _check(self, status: int, body: bytes | str, ok: tuple[int, ...]) -> None:
         if status in ok:
@@ -186,7 +181,7 @@ class HubClient:
             ) as resp:
                 # The body is read inside the attempt so a connection cut mid-body is retried.
                 body = await resp.read()
-                self._observe(resp.status, resp.headers)
+                self._observe(resp.status)
                 self._check(resp.status, body, ok)
                 return _Reply(resp.status, resp.headers, body)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -230,10 +225,9 @@ class HubClient:
         reply = await self._call(
             "GET", f"{API}/device/manifest", ok=(200, 304), headers=headers, retrying=retrying
         )
-        hub_date = parse_http_date(reply.headers.get("Date"))
         if reply.status == 304:
-            return ManifestFetch(None, reply.headers.get("ETag", etag), hub_date)
-        return ManifestFetch(reply.body, reply.headers.get("ETag"), hub_date)
+            return ManifestFetch(None, reply.headers.get("ETag", etag))
+        return ManifestFetch(reply.body, reply.headers.get("ETag"))
 
     @asynccontextmanager
     async def open_media(
@@ -266,7 +260,7 @@ class HubClient:
         response: aiohttp.ClientResponse | None = None
         try:
             response = await self._http().get(self.base_url + path, headers=headers, timeout=limits)
-            self._observe(response.status, response.headers)
+            self._observe(response.status)
             if response.status in (200, 206, 416):
                 return response
             body = await response.text(errors="replace")
@@ -313,13 +307,11 @@ class HubClient:
                             timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout),
                         )
                 except aiohttp.WSServerHandshakeError as exc:
-                    self._observe(exc.status, exc.headers or {})
+                    self._observe(exc.status)
                     self._check(exc.status, exc.message, ())
                     raise HubUnavailable(f"websocket handshake failed: {exc}") from exc
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     raise HubUnavailable(f"GET {path}: {type(exc).__name__}: {exc}") from exc
         assert ws is not None
-        # The handshake answer is the only place the upgrade's Date header is visible.
-        handshake = getattr(ws, "_response", None)
-        self._observe(101, handshake.headers if handshake is not None else {})
+        self._observe(101)
         return ws

@@ -22,10 +22,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,12 +37,16 @@ import aiosqlite
 from loa_contract import (
     VN_TZ,
     BulletinKind,
+    CommandDocument,
+    EmergencyStart,
     HealthSample,
     Manifest,
     ManifestBulletin,
     PlayOutcome,
     Priority,
     ProofOfPlay,
+    SignatureError,
+    TrustedKeys,
 )
 
 from .scheduler import EMERGENCY_SLOT
@@ -147,9 +153,107 @@ MIGRATIONS: list[str] = [
     INSERT OR IGNORE INTO emergency_airings (bulletin_id, started_at, last_end)
         SELECT bulletin_id, slot_time, NULL FROM aired WHERE slot = 'emergency';
     """,
+    # A held emergency keeps the signed command frame it came in, so a start can verify it
+    # again (a row edited at rest is refused). Rows held before this have none: they are
+    # dropped at the next start, and the hub pushes every active emergency again.
+    """
+    ALTER TABLE emergencies ADD COLUMN frame TEXT;
+    """,
 ]
 
 log = logging.getLogger("edge_agent.store")
+
+#: Beside the database: the replay-protection state that must outlive it (see ReplayFloor).
+FLOOR_FILE = "replay-floor.json"
+#: SQLite's own words for "this file is damaged": only these move a database aside. Any other
+#: error (a full disk, permissions, a lock) leaves the file alone and fails the start.
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class ReplayFloor:
+    """What replay protection needs if `agent.sqlite3` is lost, emptied or damaged: the
+    highest manifest version ever accepted, that manifest's signed envelope (so a rebuilt
+    agent keeps playing its cached programme), and the command ids still remembered.
+
+    A small JSON file written atomically (temp, fsync, os.replace, fsync of the folder)
+    *before* the database commits the same change, so it is never behind the database: the
+    store takes the higher of the two at every open. The envelope is verified like any
+    other before it is believed; the file only has to survive, not to be trusted.
+    """
+
+    manifest_version: int = 0
+    manifest_envelope: str | None = None
+    commands: dict[str, str] = field(default_factory=dict)  # command id -> expires_at (ISO)
+    #: The device it belongs to: a data folder enrolled again as another device must not
+    #: inherit the old device's version floor (its manifests would all look like replays).
+    device_id: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> ReplayFloor | None:
+        """The floor kept at `path`, or None if there is none (or it is unreadable)."""
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                manifest_version=int(raw["manifest_version"]),
+                manifest_envelope=raw.get("manifest_envelope"),
+                commands={str(k): str(v) for k, v in dict(raw.get("commands", {})).items()},
+                device_id=raw.get("device_id"),
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("%s is damaged (%s); the database's copy is used", path, exc)
+            return None
+
+    def write(self, path: Path) -> None:
+        body = json.dumps(
+            {
+                "manifest_version": self.manifest_version,
+                "manifest_envelope": self.manifest_envelope,
+                "commands": self.commands,
+                "device_id": self.device_id,
+            }
+        )
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class VerifiedManifest:
+    """What `verified_manifest` found: the manifest to obey (None if none verifies) and
+    every stored copy it refused, with why."""
+
+    manifest: Manifest | None
+    envelope: bytes | None
+    refused: list[str]
+
+
+@dataclass(frozen=True)
+class HeldEmergency:
+    bulletin: ManifestBulletin
+    frame: str  # the signed CommandDocument it came in
+
+
+def _damaged(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        getattr(exc, "sqlite_errorcode", None) in _DAMAGED
+        or "malformed" in str(exc)
+        or "not a database" in str(exc)
+    )
 
 
 class StaleManifest(Exception):
@@ -169,6 +273,29 @@ def _iso(value: datetime) -> str:
 
 def _dt(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def _blob(value: bytes | str) -> bytes:
+    # A hand edit (sqlite3 shell) may have stored an envelope as text.
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _size_or_none(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def _move_aside(path: Path) -> None:
+    """Rename a damaged database (and its WAL and shared memory, which must never be applied
+    to a new file) to `<name>.damaged-<UTC time>`, keeping it for a technician."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            os.replace(source, path.with_name(f"{path.name}.damaged-{stamp}{suffix}"))
+    _fsync_dir(path.parent)
 
 
 def slot_time(slot: str, aired_at: datetime) -> datetime:
@@ -193,14 +320,58 @@ class AgentStore:
         # kill -9 before this start may have left NORMAL commits in the OS cache only.
         self._durable_seq = 0
         self._stream: str | None = None
+        #: Why this file was rebuilt at open (moved aside as damaged, or found lost), if it was.
+        self.rebuilt: str | None = None
+        self._floor = ReplayFloor()
+        self._floor_path: Path | None = None
 
     # ------------------------------------------------------------------ lifetime
 
     @classmethod
-    async def open(cls, path: Path, *, max_health: int = 10_000) -> AgentStore:
+    async def open(
+        cls, path: Path, *, max_health: int = 10_000, device_id: str | None = None
+    ) -> AgentStore:
+        """Open (or create) the database; a damaged one is moved aside and rebuilt.
+
+        "Damaged" is what SQLite itself calls corrupt or not a database, at open or in a
+        `quick_check`, and also a file that is missing or empty while the replay floor says
+        this device held state. The damaged file is kept as `<name>.damaged-<UTC time>` for a
+        technician; `rebuilt` then says why, for the agent to report. The replay floor is
+        merged in either way, so a lost database never lowers the replay-protection version.
+        `device_id` (the agent's identity) sets aside a floor left by another device.
+        """
         if max_health < 1:
             raise ValueError("max_health must be at least 1")
         path.parent.mkdir(parents=True, exist_ok=True)
+        floor_path = path.parent / FLOOR_FILE
+        floor = await asyncio.to_thread(ReplayFloor.load, floor_path)
+        if floor is not None and device_id is not None:
+            if floor.device_id not in (None, device_id):
+                log.warning("%s belongs to device %s; not used", floor_path, floor.device_id)
+                floor = None
+        rebuilt: str | None = None
+        if floor is not None and floor.manifest_version > 0:
+            size = await asyncio.to_thread(_size_or_none, path)
+            if size is None or size == 0:
+                rebuilt = "the database was missing" if size is None else "the database was empty"
+                await asyncio.to_thread(_move_aside, path)
+        try:
+            store = await cls._open(path, max_health)
+        except Exception as exc:
+            if not _damaged(exc):
+                raise
+            rebuilt = f"the database was damaged: {exc}"
+            await asyncio.to_thread(_move_aside, path)
+            store = await cls._open(path, max_health)
+        if rebuilt is not None:
+            log.error("%s: %s; rebuilt from identity, cache and replay floor", path, rebuilt)
+        store.rebuilt = rebuilt
+        store._floor_path = floor_path
+        await store._merge_floor(floor, device_id)
+        return store
+
+    @classmethod
+    async def _open(cls, path: Path, max_health: int) -> AgentStore:
         db = await aiosqlite.connect(path, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
@@ -212,12 +383,58 @@ class AgentStore:
             await db.execute("PRAGMA foreign_keys = ON")
             # Keep the WAL from growing without bound on a small SD card.
             await db.execute("PRAGMA journal_size_limit = 4194304")
+            # Reads every page once (milliseconds for this small file): a scribbled or cut
+            # file is found now, at start, not by a query in the middle of an emergency.
+            async with db.execute("PRAGMA quick_check") as cursor:
+                verdict = [str(r[0]) for r in await cursor.fetchall()]
+            if verdict != ["ok"]:
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {verdict[:3]}")
             store = cls(db, path, max_health)
             await store._migrate()
         except BaseException:
             await db.close()
             raise
         return store
+
+    async def _merge_floor(self, floor: ReplayFloor | None, device_id: str | None) -> None:
+        """Take the higher of the database and the floor file; write both back."""
+        self._floor = floor or ReplayFloor()
+        self._floor.device_id = device_id or self._floor.device_id
+        async with self._tx() as db:
+            row = await self._one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")
+            highest = int(row[0])
+            if self._floor.manifest_version > highest:
+                await db.execute(
+                    "UPDATE counters SET value = ? WHERE name = 'manifest_version'",
+                    (self._floor.manifest_version,),
+                )
+            elif highest > self._floor.manifest_version:
+                # A database from before the floor file (or a lost file): the file catches up.
+                stored = await self._one(
+                    db, "SELECT envelope FROM manifest WHERE version = ?", (highest,)
+                )
+                self._floor.manifest_version = highest
+                self._floor.manifest_envelope = (
+                    _blob(stored[0]).decode("utf-8", "replace") if stored else None
+                )
+            for command_id, expires_at in self._floor.commands.items():
+                await db.execute(
+                    "INSERT OR IGNORE INTO commands (id, expires_at) VALUES (?, ?)",
+                    (command_id, expires_at),
+                )
+            rows = await self._all(db, "SELECT id, expires_at FROM commands")
+            self._floor.commands = {r[0]: r[1] for r in rows}
+            await self._write_floor()
+
+    async def _write_floor(self) -> None:
+        # Called inside the transaction that makes the same change, before its COMMIT.
+        if self._floor_path is None:
+            return
+        try:
+            await asyncio.to_thread(self._floor.write, self._floor_path)
+        except OSError as exc:
+            # The database still holds it; only the protection against its loss is weaker.
+            log.error("replay floor %s not written: %s", self._floor_path, exc)
 
     async def close(self) -> None:
         async with self._lock:
@@ -302,12 +519,79 @@ class AgentStore:
 
     # ------------------------------------------------------------------ manifest
 
-    async def trusted_manifest(self) -> tuple[Manifest, bytes] | None:
+    async def stored_manifest(self) -> tuple[Manifest, bytes] | None:
+        """The manifest row as stored, NOT verified: for tests and `doctor` to look at. The
+        agent obeys only `verified_manifest`."""
         async with self._read() as db:
             row = await self._one(db, "SELECT envelope, manifest FROM manifest WHERE id = 1")
         if row is None:
             return None
         return Manifest.model_validate_json(row["manifest"]), bytes(row["envelope"])
+
+    async def verified_manifest(self, keys: TrustedKeys, device_id: str) -> VerifiedManifest:
+        """The manifest to obey after a start: the stored signed envelope verified again
+        against the pinned keys, never the parsed column alone.
+
+        Two copies are kept, the database row and the replay floor's. A copy is refused if
+        its signature fails, it is for another device, the row's parsed column disagrees with
+        its envelope, or its version is above the trusted version. The one obeyed is the copy
+        at the trusted version; one below it is a replay at rest (or a crash between the
+        floor and the database commit, when the floor's copy is the newer) and is not obeyed.
+        A good floor copy repairs a bad or missing row.
+        """
+        async with self._read() as db:
+            row = await self._one(
+                db, "SELECT version, envelope, manifest FROM manifest WHERE id = 1"
+            )
+            counter = await self._one(
+                db, "SELECT value FROM counters WHERE name = 'manifest_version'"
+            )
+        highest = int(counter[0])
+        copies: list[tuple[str, bytes, str | None]] = []
+        if row is not None:
+            copies.append(("database", _blob(row["envelope"]), str(row["manifest"])))
+        if self._floor.manifest_envelope:
+            copies.append((FLOOR_FILE, self._floor.manifest_envelope.encode(), None))
+        refused: list[str] = []
+        chosen: tuple[Manifest, bytes, str] | None = None
+        older: list[str] = []
+        for where, envelope, parsed in copies:
+            try:
+                manifest = keys.open(envelope, Manifest)
+            except SignatureError as exc:
+                refused.append(f"{where}: {exc}")
+                continue
+            if manifest.device_id != device_id:
+                refused.append(f"{where}: it is for device {manifest.device_id}")
+                continue
+            if parsed is not None:
+                try:
+                    agrees = Manifest.model_validate_json(parsed) == manifest
+                except ValueError:
+                    agrees = False
+                if not agrees:
+                    refused.append(f"{where}: the stored copy differs from the signed one")
+                    continue
+            if manifest.version > highest:
+                refused.append(f"{where}: version {manifest.version} above the trusted {highest}")
+            elif manifest.version < highest:
+                older.append(f"{where}: version {manifest.version} below the trusted {highest}")
+            elif chosen is None:
+                chosen = (manifest, envelope, where)
+        if chosen is None:
+            refused.extend(older)
+            if highest > 0 and not copies:
+                refused.append(f"version {highest} was trusted and no copy of it is left")
+            return VerifiedManifest(None, None, refused)
+        manifest, envelope, where = chosen
+        if where != "database":  # the row was refused, older or missing: repaired
+            async with self._tx() as db:
+                await db.execute(
+                    "INSERT OR REPLACE INTO manifest (id, version, envelope, manifest) "
+                    "VALUES (1, ?, ?, ?)",
+                    (manifest.version, envelope, manifest.model_dump_json()),
+                )
+        return VerifiedManifest(manifest, envelope, refused)
 
     async def trusted_version(self) -> int:
         """The highest manifest version ever accepted (0 if none), even if its row was lost."""
@@ -315,12 +599,19 @@ class AgentStore:
             row = await self._one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")
         return int(row[0])
 
-    async def save_manifest(self, manifest: Manifest, envelope: bytes) -> None:
-        """Adopt a verified manifest; raises StaleManifest unless its version is new."""
+    async def save_manifest(
+        self, manifest: Manifest, envelope: bytes, *, reinstate: bool = False
+    ) -> None:
+        """Adopt a verified manifest; raises StaleManifest unless its version is new.
+
+        `reinstate`: the agent holds no manifest it could verify (its copy was refused or
+        lost), so the hub's signed copy of the trusted version itself is taken back. Equal
+        is no replay: the hub signs one manifest per version and device.
+        """
         async with self._tx() as db:
             row = await self._one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")
             highest = int(row[0])
-            if manifest.version <= highest:
+            if manifest.version < highest or (manifest.version == highest and not reinstate):
                 raise StaleManifest(
                     f"manifest version {manifest.version} is not above {highest}, "
                     "the highest ever accepted"
@@ -334,23 +625,72 @@ class AgentStore:
                 "VALUES (1, ?, ?, ?)",
                 (manifest.version, bytes(envelope), manifest.model_dump_json()),
             )
+            self._floor.manifest_version = manifest.version
+            self._floor.manifest_envelope = bytes(envelope).decode("utf-8")
+            await self._write_floor()
 
     # ------------------------------------------------------------------ pushed emergencies
 
     @staticmethod
-    async def _hold_emergency(db: aiosqlite.Connection, bulletin: ManifestBulletin) -> None:
+    async def _hold_emergency(
+        db: aiosqlite.Connection, bulletin: ManifestBulletin, frame: str | None
+    ) -> None:
         # Pruned against the hub's own times, not the device clock, which may be wrong.
         horizon = bulletin.schedule.valid_from - EMERGENCY_KEEP
         await db.execute("DELETE FROM emergencies WHERE valid_until < ?", (_iso(horizon),))
         await db.execute(
-            "INSERT OR REPLACE INTO emergencies (id, bulletin, valid_until) VALUES (?, ?, ?)",
-            (bulletin.id, bulletin.model_dump_json(), _iso(bulletin.schedule.valid_until)),
+            "INSERT OR REPLACE INTO emergencies (id, bulletin, valid_until, frame) "
+            "VALUES (?, ?, ?, ?)",
+            (bulletin.id, bulletin.model_dump_json(), _iso(bulletin.schedule.valid_until), frame),
         )
 
     async def emergencies(self) -> list[ManifestBulletin]:
+        """The held emergencies as stored, NOT verified (tests, `doctor`); the agent obeys
+        `verified_emergencies`."""
         async with self._read() as db:
             rows = await self._all(db, "SELECT bulletin FROM emergencies ORDER BY rowid")
         return [ManifestBulletin.model_validate_json(row[0]) for row in rows]
+
+    async def verified_emergencies(
+        self, keys: TrustedKeys, device_id: str, commune: str
+    ) -> tuple[list[ManifestBulletin], list[str]]:
+        """Held emergencies whose signed command frame verifies again, is addressed here and
+        carries exactly the stored bulletin; the others are deleted and listed as refused.
+        Rows held before frames were kept (no frame) are dropped without a fault: the hub
+        pushes every active emergency again when the device reconnects."""
+        async with self._read() as db:
+            rows = await self._all(db, "SELECT id, bulletin, frame FROM emergencies ORDER BY rowid")
+        held: list[ManifestBulletin] = []
+        refused: list[str] = []
+        dropped: list[str] = []
+        for row in rows:
+            if row["frame"] is None:
+                log.info("held emergency %s has no signed frame (older agent); dropped", row["id"])
+                dropped.append(row["id"])
+                continue
+            reason = None
+            try:
+                command = keys.open(row["frame"], CommandDocument).command
+                stored = ManifestBulletin.model_validate_json(row["bulletin"])
+            except (SignatureError, ValueError) as exc:
+                reason = str(exc)
+            else:
+                if not isinstance(command, EmergencyStart):
+                    reason = f"the frame is a {command.type}, not an emergency start"
+                elif not command.addressed_to(device_id, commune):
+                    reason = "the frame is not addressed to this device"
+                elif command.bulletin != stored or stored.id != row["id"]:
+                    reason = "the stored bulletin differs from the signed one"
+                else:
+                    held.append(stored)
+            if reason is not None:
+                refused.append(f"emergency {row['id']}: {reason}")
+                dropped.append(row["id"])
+        if dropped:
+            async with self._tx() as db:
+                for emergency_id in dropped:
+                    await db.execute("DELETE FROM emergencies WHERE id = ?", (emergency_id,))
+        return held, refused
 
     async def cancel(self, bulletin_id: str, *, now: datetime | None = None) -> None:
         """Remember a cancel and drop the held emergency, so a restart never revives it."""
@@ -376,11 +716,13 @@ class AgentStore:
         *,
         now: datetime | None = None,
         hold: ManifestBulletin | None = None,
+        frame: str | None = None,
     ) -> bool:
         """Record a command id; True if it was already recorded (a replay, to be ignored).
 
-        `hold`: an emergency the (new) command carries, held in the same commit, so the path
-        from a pushed emergency to the loudspeaker waits for one disk flush, not two.
+        `hold`: an emergency the (new) command carries, held in the same commit with `frame`,
+        the signed command it came in (verified again at every start), so the path from a
+        pushed emergency to the loudspeaker waits for one disk flush, not two.
         """
         horizon = (now or datetime.now(UTC)) - COMMAND_GRACE
         async with self._tx() as db:
@@ -390,8 +732,14 @@ class AgentStore:
                 (command_id, _iso(expires_at)),
             )
             replay = cursor.rowcount == 0
-            if hold is not None and not replay:
-                await self._hold_emergency(db, hold)
+            if not replay:
+                if hold is not None:
+                    await self._hold_emergency(db, hold, frame)
+                commands = self._floor.commands
+                for old_id in [c for c, e in commands.items() if e < _iso(horizon)]:
+                    del commands[old_id]
+                commands[command_id] = _iso(expires_at)
+                await self._write_floor()
             return replay
 
     async def seen_commands(self) -> dict[str, datetime]:

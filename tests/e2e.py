@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,55 @@ class LiveHub:
     async def publish(self, bulletin: dict[str, Any]) -> dict[str, Any]:
         created = await self.call("POST", "/api/v1/bulletins", json=bulletin)
         return await self.call("POST", f"/api/v1/bulletins/{created['id']}/publish")
+
+
+class NoUpgradeProxy:
+    """A reverse proxy that passes plain HTTP but refuses WebSocket upgrades, as some
+    carrier proxies on 3G do: the agent must fall back to polling."""
+
+    def __init__(self, upstream: str, *, date_shift: timedelta | None = None) -> None:
+        self.upstream = upstream
+        #: Shift the hub's `Date` header by this much (a lying proxy); None passes it as is.
+        self.date_shift = date_shift
+        self.refused_upgrades = 0
+        self.runner: web.AppRunner | None = None
+        self.session = aiohttp.ClientSession(auto_decompress=False)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            self.refused_upgrades += 1
+            return web.Response(status=403, text="upgrades not allowed")
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with self.session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            headers=headers,
+            data=await request.read(),
+        ) as upstream:
+            body = await upstream.read()
+            passed = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
+            }
+            if self.date_shift is not None and "Date" in passed:
+                hub_date = parsedate_to_datetime(passed["Date"])
+                passed["Date"] = format_datetime(hub_date + self.date_shift, usegmt=True)
+            return web.Response(status=upstream.status, body=body, headers=passed)
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.session.close()
 
 
 @asynccontextmanager

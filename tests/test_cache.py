@@ -286,3 +286,36 @@ async def test_derived_files(tmp_path: Path) -> None:
         await cache.put_file(src, "../escape")
     with pytest.raises(ValueError):
         cache.path_for("../../etc/passwd")
+
+
+async def test_an_object_changed_since_verified_is_not_handed_out_until_hashed_again(
+    tmp_path: Path, hub
+) -> None:
+    fake, client = hub
+    data = payload(20_000, 3)
+    ref = fake.add(data)
+    cache = MediaCache(tmp_path / "cache")
+    path = await cache.fetch(client, ref)
+    assert cache.path_for(ref.sha256) == path
+    served = len(fake.ranges)
+
+    # Touched but the same bytes: unplayable until re-hashed, then kept without a download.
+    os.utime(path, ns=(1, 1))
+    assert cache.path_for(ref.sha256) is None
+    assert cache.changed_objects() == {ref.sha256}
+    assert await cache.fetch(client, ref) == path
+    assert cache.path_for(ref.sha256) == path and len(fake.ranges) == served
+    assert cache.corrupt_found == 0
+
+    # Overwritten with other bytes of the same size: never handed out, fetched again.
+    path.write_bytes(bytes(b ^ 0xFF for b in data))
+    assert cache.path_for(ref.sha256) is None
+    assert (await cache.fetch(client, ref)).read_bytes() == data
+    assert cache.corrupt_found == 1 and len(fake.ranges) == served + 1
+    assert cache.path_for(ref.sha256) == path
+
+    # A fresh cache (a restart) trusts nothing it has not hashed in this run.
+    again = MediaCache(tmp_path / "cache")
+    assert again.path_for(ref.sha256) is None
+    assert await again.verify_all() == []
+    assert again.path_for(ref.sha256) == path

@@ -67,7 +67,7 @@ def test_an_unconfirmed_clock_is_untrusted_until_the_hub_is_seen() -> None:
     judge.refresh_ntp()
     assert not judge.status().trusted and judge.status().source == "waiting"
     assert judge.confirmation() is None
-    judge.observe_hub_date(T0, round_trip_s=0.2)
+    judge.observe_signed_time(T0, round_trip_s=0.2)
     status = judge.status()
     assert status.trusted and status.source == "hub"
     assert status.offset_s == pytest.approx(-86400 + 0.1)
@@ -86,7 +86,7 @@ def test_ntp_synchronized_is_trusted_without_correction() -> None:
 def test_a_restart_in_the_same_boot_keeps_the_hub_offset() -> None:
     fake = Fake(T0 + timedelta(hours=3))
     first = fake.judge()
-    first.observe_hub_date(T0)
+    first.observe_signed_time(T0)
     saved = first.confirmation()
     assert saved is not None
     fake.advance(600)  # the agent restarts ten minutes later, same kernel

@@ -150,8 +150,15 @@ async def live(tmp_path: Path) -> AsyncIterator[tuple[LiveHub, Agent, Path]]:
     now = utcnow()
     await hub.add_commune("xa-d")
     data = tmp_path / "agent"
+    # The agent's own cache check would heal the rotten object this test plants for doctor.
     agent = await enroll_agent(
-        hub, data, commune="xa-d", kind="speaker", profile="speaker-cluster", player=NullPlayer()
+        hub,
+        data,
+        commune="xa-d",
+        kind="speaker",
+        profile="speaker-cluster",
+        player=NullPlayer(),
+        cache_check_interval_s=3600,
     )
     port = _free_port()
     runner = await serve_local(agent, "127.0.0.1", port)

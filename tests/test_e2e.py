@@ -288,7 +288,7 @@ async def test_forged_replayed_and_corrupt_content_is_refused(hub: LiveHub, tmp_
     )
     try:
         await speaker.wait_until(lambda: speaker.manifest_version() is not None, TIMEOUT)
-        old_envelope = (await speaker.store.trusted_manifest())[1]
+        old_envelope = (await speaker.store.stored_manifest())[1]
         old_version = speaker.manifest_version()
 
         # A bulletin whose stored bytes no longer match their sha256.
@@ -314,7 +314,7 @@ async def test_forged_replayed_and_corrupt_content_is_refused(hub: LiveHub, tmp_
 
         # A manifest and an emergency signed by someone else's key.
         impostor = HubSigner.generate()
-        current = Manifest.model_validate((await speaker.store.trusted_manifest())[0].model_dump())
+        current = Manifest.model_validate((await speaker.store.stored_manifest())[0].model_dump())
         forged = current.model_copy(update={"version": current.version + 100})
         assert not await speaker.apply_manifest(impostor.sign(forged).model_dump_json().encode())
         rogue = EmergencyStart(

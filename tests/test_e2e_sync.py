@@ -6,11 +6,17 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-from tests.e2e import LiveHub, enroll_agent, headless, live_hub, schedule, tone_bytes
+from tests.e2e import (
+    LiveHub,
+    NoUpgradeProxy,
+    enroll_agent,
+    headless,
+    live_hub,
+    schedule,
+    tone_bytes,
+)
 
 headless()
 
@@ -32,50 +38,6 @@ async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
 
 async def next_play(agent: Agent) -> PlayItem:
     return await asyncio.wait_for(agent.play_started.get(), TIMEOUT)
-
-
-class NoUpgradeProxy:
-    """A reverse proxy that passes plain HTTP but refuses WebSocket upgrades, as some
-    carrier proxies on 3G do: the agent must fall back to polling."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.refused_upgrades = 0
-        self.runner: web.AppRunner | None = None
-        self.session = aiohttp.ClientSession(auto_decompress=False)
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            self.refused_upgrades += 1
-            return web.Response(status=403, text="upgrades not allowed")
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-        async with self.session.request(
-            request.method,
-            self.upstream + request.path_qs,
-            headers=headers,
-            data=await request.read(),
-        ) as upstream:
-            body = await upstream.read()
-            passed = {
-                k: v
-                for k, v in upstream.headers.items()
-                if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
-            }
-            return web.Response(status=upstream.status, body=body, headers=passed)
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        return f"http://127.0.0.1:{self.runner.addresses[0][1]}"
-
-    async def close(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-        await self.session.close()
 
 
 async def test_without_push_the_agent_polls_and_still_gets_bulletins(

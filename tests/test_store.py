@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -17,17 +18,22 @@ from pathlib import Path
 import pytest
 
 from edge_agent.scheduler_types import Suspended
-from edge_agent.store import MIGRATIONS, AgentStore, StaleManifest, UnknownPlay
+from edge_agent.store import FLOOR_FILE, MIGRATIONS, AgentStore, StaleManifest, UnknownPlay
 from loa_contract import (
     BulletinKind,
+    CommandDocument,
     DeviceKind,
+    EmergencyStart,
     HealthSample,
+    HubSigner,
     Manifest,
     ManifestBulletin,
     PlayOutcome,
     Priority,
     ProofOfPlay,
     Schedule,
+    Scope,
+    TrustedKeys,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +117,7 @@ async def test_schema_is_versioned_and_refuses_newer(tmp_path: Path) -> None:
 async def test_manifest_replay_refused_and_highest_version_survives(tmp_path: Path) -> None:
     path = tmp_path / "agent.sqlite3"
     s = await AgentStore.open(path)
-    assert await s.trusted_manifest() is None
+    assert await s.stored_manifest() is None
     assert await s.trusted_version() == 0
     await s.save_manifest(manifest(5), b'{"envelope": 5}')
     with pytest.raises(StaleManifest):
@@ -121,7 +127,7 @@ async def test_manifest_replay_refused_and_highest_version_survives(tmp_path: Pa
     await s.close()
 
     s = await AgentStore.open(path)
-    got = await s.trusted_manifest()
+    got = await s.stored_manifest()
     assert got is not None
     assert got[0] == manifest(5)
     assert got[1] == b'{"envelope": 5}'
@@ -133,7 +139,7 @@ async def test_manifest_replay_refused_and_highest_version_survives(tmp_path: Pa
         with pytest.raises(sqlite3.IntegrityError):
             db.execute("UPDATE counters SET value = 1 WHERE name = 'manifest_version'")
     s = await AgentStore.open(path)
-    assert await s.trusted_manifest() is None
+    assert await s.stored_manifest() is None
     assert await s.trusted_version() == 5
     with pytest.raises(StaleManifest):
         await s.save_manifest(manifest(3), b"old")
@@ -578,3 +584,145 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(tmp_path: Path) -> N
     closed, still_open = check_integrity(db_path, finished)
     assert still_open == 0
     assert closed >= len(finished)
+
+
+# ---------------------------------------------------------------- issue #9: verified state
+
+
+SIGNER = HubSigner.generate()
+KEYS = TrustedKeys([SIGNER.hub_key()])
+
+
+def signed(m: Manifest) -> bytes:
+    return SIGNER.sign(m).model_dump_json().encode()
+
+
+async def test_the_manifest_obeyed_is_the_verified_envelope_not_the_parsed_copy(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.sqlite3"
+    s = await AgentStore.open(path)
+    await s.save_manifest(manifest(3), signed(manifest(3)))
+    got = await s.verified_manifest(KEYS, "dev-1")
+    assert got.manifest == manifest(3) and got.refused == []
+    # Another device's key, or another device's id, verify nothing.
+    assert (
+        await s.verified_manifest(TrustedKeys([HubSigner.generate().hub_key()]), "dev-1")
+    ).manifest is None
+    assert (await s.verified_manifest(KEYS, "dev-2")).manifest is None
+    await s.close()
+
+    # The parsed copy is edited: refused, and the floor file's signed copy repairs it.
+    forged = manifest(3).model_copy(update={"volume": 100})
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE manifest SET manifest = ?", (forged.model_dump_json(),))
+    s = await AgentStore.open(path)
+    got = await s.verified_manifest(KEYS, "dev-1")
+    assert got.manifest == manifest(3)
+    assert got.refused and "differs" in got.refused[0]
+    stored = await s.stored_manifest()
+    assert stored is not None and stored[0] == manifest(3)
+    await s.close()
+
+    # An older, genuinely signed manifest put back at rest is a replay: not obeyed.
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE manifest SET version = 2, envelope = ?, manifest = ?",
+            (signed(manifest(2)), manifest(2).model_dump_json()),
+        )
+    (tmp_path / FLOOR_FILE).unlink()
+    s = await AgentStore.open(path)
+    got = await s.verified_manifest(KEYS, "dev-1")
+    assert got.manifest is None and "below the trusted 3" in got.refused[0]
+    # The hub's signed copy of the trusted version is taken back only when reinstating.
+    with pytest.raises(StaleManifest):
+        await s.save_manifest(manifest(3), signed(manifest(3)))
+    await s.save_manifest(manifest(3), signed(manifest(3)), reinstate=True)
+    assert (await s.verified_manifest(KEYS, "dev-1")).manifest == manifest(3)
+    await s.close()
+
+
+async def test_the_replay_floor_outlives_a_lost_emptied_or_damaged_database(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.sqlite3"
+    s = await AgentStore.open(path, device_id="dev-1")
+    assert s.rebuilt is None
+    await s.save_manifest(manifest(7), signed(manifest(7)))
+    await s.command_seen("c1", T0 + timedelta(minutes=5), now=T0)
+    await s.close()
+    floor = json.loads((tmp_path / FLOOR_FILE).read_text())
+    assert floor["manifest_version"] == 7 and "c1" in floor["commands"]
+    assert floor["device_id"] == "dev-1"
+
+    for damage in ("empty", "missing", "scribbled"):
+        if damage == "empty":
+            os.truncate(path, 0)
+        elif damage == "missing":
+            path.unlink()
+        else:
+            with path.open("r+b") as f:
+                f.write(b"\0" * 100)  # the header: "file is not a database"
+        s = await AgentStore.open(path, device_id="dev-1")
+        assert s.rebuilt is not None, damage
+        assert await s.trusted_version() == 7, damage
+        assert await s.command_seen("c1", T0 + timedelta(minutes=5), now=T0) is True
+        with pytest.raises(StaleManifest):
+            await s.save_manifest(manifest(6), signed(manifest(6)))
+        assert (await s.verified_manifest(KEYS, "dev-1")).manifest == manifest(7)
+        await s.close()
+    kept = [n for n in os.listdir(tmp_path) if n.startswith("agent.sqlite3.damaged-")]
+    assert len([n for n in kept if n.endswith("Z")]) == 2  # the empty and the scribbled file
+
+    # The folder enrolled again as another device: the old device's floor is not inherited
+    # (the old database would be, as before; a technician removes it when re-enrolling).
+    path.unlink()
+    s = await AgentStore.open(path, device_id="dev-2")
+    assert await s.trusted_version() == 0
+    await s.close()
+    path.unlink()
+    (tmp_path / FLOOR_FILE).unlink()
+    s = await AgentStore.open(path, device_id="dev-1")
+    await s.save_manifest(manifest(7), signed(manifest(7)))
+    await s.close()
+
+    # A damaged floor file costs nothing while the database holds the same.
+    (tmp_path / FLOOR_FILE).write_text("{not json")
+    s = await AgentStore.open(path, device_id="dev-1")
+    assert s.rebuilt is None and await s.trusted_version() == 7
+    await s.close()
+    assert json.loads((tmp_path / FLOOR_FILE).read_text())["manifest_version"] == 7
+
+
+async def test_a_held_emergency_is_kept_only_with_its_signed_frame(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sqlite3"
+    s = await AgentStore.open(path)
+    expires = T0 + timedelta(minutes=5)
+    frames = {}
+    for bid in ("e1", "e2", "e3"):
+        command = EmergencyStart(
+            command_id=f"c-{bid}",
+            scope=Scope(devices=["dev-1"]),
+            issued_at=T0,
+            expires_at=expires,
+            bulletin=bulletin(bid),
+        )
+        frames[bid] = SIGNER.sign(CommandDocument(command=command)).model_dump_json()
+    await s.command_seen("c-e1", expires, now=T0, hold=bulletin("e1"), frame=frames["e1"])
+    await s.command_seen("c-e2", expires, now=T0, hold=bulletin("e2"), frame=frames["e2"])
+    await s.command_seen("c-e3", expires, now=T0, hold=bulletin("e3"))  # no frame: unverifiable
+    await s.close()
+    edited = bulletin("e2").model_copy(update={"text": "HACKED"})
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE emergencies SET bulletin = ? WHERE id = 'e2'", (edited.model_dump_json(),)
+        )
+    s = await AgentStore.open(path)
+    held, refused = await s.verified_emergencies(KEYS, "dev-1", "xa-a")
+    assert [b.id for b in held] == ["e1"]
+    assert len(refused) == 1 and "e2" in refused[0]
+    assert [b.id for b in await s.emergencies()] == ["e1"]
+    # Addressed elsewhere: refused too.
+    held, refused = await s.verified_emergencies(KEYS, "dev-9", "xa-z")
+    assert held == [] and refused
+    await s.close()
