@@ -82,6 +82,9 @@ REASON_CODES: dict[str, Level | tuple[Level, Level]] = {
     "player_error": "fault",
     "screen_blank": "fault",
     "screen_frozen": "fault",
+    # Something at rest on the device was altered and refused (it plays only what verifies).
+    "manifest_tampered": "fault",
+    "emergency_tampered": "fault",
     "disk_low": ("warning", "fault"),
     "memory_high": ("warning", "fault"),
     "temperature_high": ("warning", "fault"),
@@ -90,6 +93,9 @@ REASON_CODES: dict[str, Level | tuple[Level, Level]] = {
     "throttled": "warning",
     "under_voltage_since_boot": "warning",
     "player_stuck": "warning",
+    # Recovered by the device itself, but a sign of a failing SD card or of tampering.
+    "cache_corrupt": "warning",
+    "state_rebuilt": "warning",
     "clock_untrusted": "warning",
     "clock_offset": "warning",
     "outbox_backlog": "warning",

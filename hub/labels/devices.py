@@ -69,6 +69,22 @@ LABELS: dict[str, dict[str, str]] = {
     "dv.reason.screen_blank": {"vi": "Màn hình không hiển thị", "en": "Screen blank"},
     "dv.reason.screen_frozen": {"vi": "Màn hình bị đứng hình", "en": "Screen frozen"},
     "dv.reason.player_error": {"vi": "Trình phát báo lỗi", "en": "Player error"},
+    "dv.reason.manifest_tampered": {
+        "vi": "Lịch phát lưu trên thiết bị bị sửa, đã từ chối",
+        "en": "Programme stored on the device was altered; refused",
+    },
+    "dv.reason.emergency_tampered": {
+        "vi": "Tin khẩn cấp lưu trên thiết bị bị sửa, đã từ chối",
+        "en": "Emergency stored on the device was altered; refused",
+    },
+    "dv.reason.cache_corrupt": {
+        "vi": "Tệp nội dung trên thẻ nhớ bị hỏng, đã tải lại",
+        "en": "A cached file was damaged; fetched again",
+    },
+    "dv.reason.state_rebuilt": {
+        "vi": "Cơ sở dữ liệu thiết bị hỏng, đã dựng lại",
+        "en": "Device database was damaged; rebuilt",
+    },
     "dv.reason.no_health": {
         "vi": "Chưa nhận được số liệu sức khoẻ",
         "en": "No health report received yet",
