@@ -19,6 +19,7 @@ from . import (
     devices,
     media,
     pages,
+    process_api,
     reports,
     sessions,
     users,
@@ -71,6 +72,7 @@ ROUTE_TABLES: list[RouteTable] = [
     bulletins.routes,
     device_api.routes,
     reports.routes,
+    process_api.routes,
 ]
 
 
