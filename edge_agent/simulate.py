@@ -622,11 +622,8 @@ class ChildFleet:
 
 def _raise_file_limit() -> None:
     # One socket (and a SQLite file) per simulated device: the default 1,024 is far too few.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        resource.setrlimit(
-            resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard)
-        )
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 20), hard))
 
 
 def _reply(message: dict[str, Any]) -> None:
