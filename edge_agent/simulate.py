@@ -82,6 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=None, help="health: how long (s)")
     parser.add_argument("--emergencies", type=int, default=3, help="emergency: how many")
     parser.add_argument("--restart-cmd", default=None, help="outage: shell command restarting it")
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=None,
+        help="start the agents over S seconds (default: the health interval for health, one"
+        " second per 100 devices otherwise)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="longest wait for a step")
 
 
@@ -126,6 +133,18 @@ def peak_cpu(samples: Sequence[dict[str, Any]]) -> float | None:
     return max(values) if values else None
 
 
+def ramp_seconds(args: argparse.Namespace) -> float:
+    """Over how long the agents start. Real devices boot at scattered times, and thousands of
+    simulated ones starting in the same second would measure the simulator's own start-up
+    (every agent opening its SQLite file, checking its cache) rather than the hub. Health
+    spreads them over one interval so their reports do not align."""
+    if args.ramp is not None:
+        return float(args.ramp)
+    if args.scenario == "health":
+        return float(args.interval)
+    return args.devices / 100.0
+
+
 def ms(seconds: float) -> float:
     return round(seconds * 1000.0, 1)
 
@@ -144,6 +163,8 @@ def check_options(args: argparse.Namespace) -> tuple[str, dict[str, Any]] | None
         return "sim_bad_arg", {"name": "--duration", "reason": "> 0"}
     if args.emergencies < 1:
         return "sim_bad_arg", {"name": "--emergencies", "reason": ">= 1"}
+    if args.ramp is not None and args.ramp < 0:
+        return "sim_bad_arg", {"name": "--ramp", "reason": ">= 0"}
     if args.timeout <= 0:
         return "sim_bad_arg", {"name": "--timeout", "reason": "> 0"}
     if not args.commune.strip():
@@ -988,7 +1009,7 @@ async def simulate(
         settings = {
             "interval": args.interval,
             "timeout": args.timeout,
-            "stagger_s": args.interval if args.scenario == "health" else 0.0,
+            "stagger_s": ramp_seconds(args),
         }
         say(t("sim_starting", args.lang, devices=args.devices, procs=args.procs))
         started = time.time()

@@ -21,6 +21,7 @@ from edge_agent.simulate import (
     format_summary,
     peak_cpu,
     percentile,
+    ramp_seconds,
     shares,
 )
 from hub.testing import HubHarness, running_hub
@@ -92,6 +93,7 @@ def _args(*extra: str) -> argparse.Namespace:
         (["--emergencies", "0"], "--emergencies"),
         (["--hub", "127.0.0.1:8080"], "--hub"),
         (["--commune", " "], "--commune"),
+        (["--ramp", "-1"], "--ramp"),
     ],
 )
 def test_bad_options_are_named(extra: list[str], name: str) -> None:
@@ -99,6 +101,13 @@ def test_bad_options_are_named(extra: list[str], name: str) -> None:
     assert bad is not None
     assert bad[0] == "sim_bad_arg" and bad[1]["name"] == name
     assert check_options(_args("--procs", "4")) is None
+
+
+def test_agents_start_over_a_ramp() -> None:
+    assert ramp_seconds(_args("--devices", "5000")) == 50.0
+    assert ramp_seconds(_args("--ramp", "0")) == 0.0
+    health = _args("--scenario", "health", "--interval", "60")
+    assert ramp_seconds(health) == 60.0
 
 
 def test_summary_reads_in_vietnamese_and_english() -> None:
