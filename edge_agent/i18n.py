@@ -459,9 +459,10 @@ MESSAGES.update(
             "en": "No device played the emergency.",
         },
         "sim_round": {
-            "vi": "Khẩn cấp {n}/{total}: p99 đến nay {p99} ms ({idle} thiết bị chưa về trạng "
-            "thái chờ).",
-            "en": "Emergency {n}/{total}: p99 so far {p99} ms ({idle} devices not back to idle).",
+            "vi": "Khẩn cấp {n}/{total}: p99 đến nay {p99} ms ({idle} thiết bị chưa tải lại kịch "
+            "bản sau lệnh hủy).",
+            "en": "Emergency {n}/{total}: p99 so far {p99} ms ({idle} devices had not fetched "
+            "their manifest after the cancel).",
         },
         "sim_hub_restarted": {
             "vi": "Hub đã khởi động lại trong lúc đo; kết quả không dùng được.",
@@ -502,6 +503,10 @@ MESSAGES.update(
         "sim_missed": {
             "vi": "CẢNH BÁO: {missed} lượt thiết bị không phát bản tin khẩn cấp kịp thời.",
             "en": "WARNING: {missed} device-emergencies were not played in time.",
+        },
+        "sim_cancel_missed": {
+            "vi": "CẢNH BÁO: {cancel_missed} lượt thiết bị không nhận được lệnh hủy khẩn cấp.",
+            "en": "WARNING: {cancel_missed} device-emergencies never received the cancel.",
         },
         "sim_health": {
             "vi": "Báo cáo sức khỏe mỗi {interval_s} s trong {duration_s} s, {connected} thiết bị"

@@ -56,6 +56,8 @@ STATE_FILE = "simulate.json"
 DEVICES_DIR = "devices"
 REPORTS_PATH = "/api/v1/device/reports"
 MANIFEST_PATH = "/api/v1/device/manifest"
+#: After a cancel, how long each device gets to fetch its new manifest before the next round.
+SETTLE_S = 30.0
 
 
 def default_data_dir() -> Path:
@@ -595,21 +597,29 @@ class ChildFleet:
         }
 
     async def idle(self, bulletin_id: str, timeout: float) -> dict[str, Any]:
-        """Every agent has the cancel, plays nothing and has fetched its manifest since, so
-        the next emergency is timed on a quiet fleet."""
+        """Every agent has the cancel and plays nothing; and, within SETTLE_S more, has
+        fetched its manifest since, so the next emergency is timed on a quiet fleet. A device
+        that never got the cancel counts as `not_cancelled`; one whose manifest fetch did not
+        come back in time only as `unsettled` (the fetch is jittered and may be retried)."""
         cancelled = self.recorder.cancelled[bulletin_id]
         answered = self.recorder.manifest_answered
 
-        async def one(agent: Any) -> bool:
+        async def one(agent: Any) -> str:
             d = agent.identity.device_id
-            if not await self.recorder.until(
-                lambda: d in cancelled and answered.get(d, 0.0) > cancelled[d], timeout
-            ):
-                return False
-            return await self._wait(agent, lambda: agent.now_playing() is None, timeout)
+            if not await self.recorder.until(lambda: d in cancelled, timeout):
+                return "not_cancelled"
+            if not await self._wait(agent, lambda: agent.now_playing() is None, timeout):
+                return "not_cancelled"
+            settled = await self.recorder.until(
+                lambda: answered.get(d, 0.0) > cancelled[d], SETTLE_S
+            )
+            return "idle" if settled else "unsettled"
 
         results = await asyncio.gather(*(one(a) for a in self.agents))
-        return {"missing": len(results) - sum(results)}
+        return {
+            "not_cancelled": results.count("not_cancelled"),
+            "unsettled": results.count("unsettled"),
+        }
 
     def health(self, reset: bool) -> dict[str, Any]:
         out = {
@@ -795,8 +805,8 @@ async def run_emergency(
     to_playing: list[float] = []
     to_arrival: list[float] = []
     answers: list[float] = []
-    missing = 0
-    # Round 0 warms up (alarm cached everywhere, connections open) and is not counted.
+    missing = cancel_missed = unsettled = 0
+    # Round 0 warms up (alarm cached everywhere, connections open) and is not timed.
     for n in range(args.emergencies + 1):
         title = f"Báo động mô phỏng {n}" if n else "Báo động mô phỏng (khởi động)"
         fired = time.time()
@@ -806,16 +816,18 @@ async def run_emergency(
         # An emergency never cuts another: clear it off the air, then let the fleet settle.
         await admin.cancel(bulletin)
         quiet = await fleet.ask({"cmd": "idle", "id": bulletin, "timeout": args.timeout})
+        cancel_missed += sum(int(r["not_cancelled"]) for r in quiet)
+        round_unsettled = sum(int(r["unsettled"]) for r in quiet)
+        unsettled += round_unsettled
         if n == 0:
-            if sum(r["missing"] for r in replies):
-                raise SimulationFailed(
-                    "sim_warmup_failed", missing=sum(r["missing"] for r in replies)
-                )
+            warm_missed = sum(int(r["missing"]) for r in replies)
+            if warm_missed:
+                raise SimulationFailed("sim_warmup_failed", missing=warm_missed)
             continue
         answers.append(answered)
         to_playing += [at - fired for at in _merged(replies, "played")]
         to_arrival += [at - fired for at in _merged(replies, "arrived")]
-        missing += sum(r["missing"] for r in replies)
+        missing += sum(int(r["missing"]) for r in replies)
         say(
             t(
                 "sim_round",
@@ -823,7 +835,7 @@ async def run_emergency(
                 n=n,
                 total=args.emergencies,
                 p99=ms(percentile(to_playing, 99)) if to_playing else "—",
-                idle=sum(r["missing"] for r in quiet),
+                idle=round_unsettled,
             )
         )
     if not to_playing:
@@ -836,6 +848,8 @@ async def run_emergency(
         "arrival_p50_ms": ms(percentile(to_arrival, 50)) if to_arrival else None,
         "arrival_p99_ms": ms(percentile(to_arrival, 99)) if to_arrival else None,
         "api_p50_ms": ms(percentile(answers, 50)),
+        "cancel_missed": cancel_missed,
+        "unsettled": unsettled,
         "api_max_ms": ms(max(answers)),
         "missed": missing,
     }
@@ -958,6 +972,8 @@ def format_summary(result: dict[str, Any], lang: str) -> str:
         lines.append(t("sim_emergency", lang, **{k: _n(v) for k, v in result.items()}))
         if result["missed"]:
             lines.append(t("sim_missed", lang, missed=result["missed"]))
+        if result["cancel_missed"]:
+            lines.append(t("sim_cancel_missed", lang, cancel_missed=result["cancel_missed"]))
     elif scenario == "health":
         values = {k: _n(v) for k, v in result.items()}
         per_device = result["hub_rss_per_device_bytes"]
@@ -1077,7 +1093,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, ensure_ascii=False))
     else:
         print(format_summary(result, lang))
-    return 1 if result.get("missed") else 0
+    return 1 if result.get("missed") or result.get("cancel_missed") else 0
 
 
 if __name__ == "__main__":
