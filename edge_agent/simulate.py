@@ -189,8 +189,17 @@ class SimulationFailed(Exception):
 class HubAdmin:
     """The operator's side: sign in, set up the commune, fire and cancel, read hub figures."""
 
-    def __init__(self, url: str, user: str, password: str, session: aiohttp.ClientSession):
+    def __init__(
+        self,
+        url: str,
+        user: str,
+        password: str,
+        session: aiohttp.ClientSession,
+        timeout_s: float = 300.0,
+    ) -> None:
         self.url = url.rstrip("/")
+        #: A hub under a storm may answer late; how late is itself a figure, not a failure.
+        self.timeout_s = timeout_s
         self.user = user
         self._password = password
         self.session = session
@@ -219,7 +228,7 @@ class HubAdmin:
                 json=json_body,
                 data=data,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=30),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             ) as response:
                 text = await response.text()
                 status = response.status
@@ -1007,7 +1016,7 @@ async def simulate(
     root: Path = args.data
     state = load_state(root)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-        admin = HubAdmin(args.hub, args.user, password, session)
+        admin = HubAdmin(args.hub, args.user, password, session, args.timeout)
         await admin.login()
         await admin.ensure_commune(args.commune)
         alarm = (
