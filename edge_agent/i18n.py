@@ -446,6 +446,12 @@ MESSAGES.update(
             "vi": "Chỉ {connected}/{devices} thiết bị kết nối được hub; dừng mô phỏng.",
             "en": "Only {connected}/{devices} devices reached the hub; stopping.",
         },
+        "sim_partly_connected": {
+            "vi": "CẢNH BÁO: chỉ {connected}/{devices} thiết bị kết nối được hub; số liệu dưới đây"
+            " tính trên các thiết bị đã kết nối.",
+            "en": "WARNING: only {connected}/{devices} devices reached the hub; the figures below"
+            " are for those connected.",
+        },
         "sim_child_died": {
             "vi": "Một tiến trình mô phỏng đã dừng bất thường (mã {code}).",
             "en": "A simulator process died (exit code {code}).",

@@ -118,6 +118,7 @@ def test_summary_reads_in_vietnamese_and_english() -> None:
         "devices": 100,
         "procs": 2,
         "reused": 100,
+        "never_connected": 0,
         "interval_s": 60.0,
         "duration_s": 180.0,
         "connected": 100,
@@ -138,6 +139,9 @@ def test_summary_reads_in_vietnamese_and_english() -> None:
     assert "Ước tính cho 10.000 thiết bị" in vi and "100% một lõi" in vi and "188 MB" in vi
     en = format_summary(result, "en")
     assert "10 KB of memory per device" in en and "Estimate for 10,000 devices" in en
+    assert "only" not in en
+    partly = format_summary({**result, "never_connected": 7}, "en")
+    assert "WARNING: only 93/100 devices reached the hub" in partly
 
 
 # ---------------------------------------------------------------------------- real runs
