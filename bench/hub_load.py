@@ -42,7 +42,7 @@ async def run(devices: int, procs: int, interval: float, duration: float) -> int
             result = await simulate(
                 url, Path(devices_dir), "--devices", str(devices), "--procs", str(procs),
                 "--scenario", "health", "--interval", str(interval), "--duration", str(duration),
-                "--timeout", str(max(600.0, 2 * interval)),
+                "--timeout", str(max(300.0, 2 * interval)),
             )  # fmt: skip
     per_device = result["hub_rss_per_device_bytes"]
     kb = per_device / 1024 if per_device is not None else float("inf")
