@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", required=True, help="read the password on stdin"
     )
     local_set.add_argument("--data", required=True, type=Path)
+
+    from .simulate import add_arguments
+
+    add_arguments(sub.add_parser("simulate", help="a simulated fleet against a hub (sizing)"))
     return parser
 
 
@@ -86,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         return _doctor(args)
     if args.command == "local-user":
         return asyncio.run(_local_user_set(args))
+    if args.command == "simulate":
+        from .simulate import run
+
+        return run(args)
     return _status(args)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -115,6 +115,9 @@ class HubClient:
         #: When the hub last answered at all (any status below 500).
         self.last_ok_at: datetime | None = None
         self.last_ok_monotonic: float | None = None
+        #: Called after each answered request with (method, path, status, seconds): the
+        #: fleet simulator times health reports with it. None costs nothing.
+        self.on_reply: Callable[[str, str, int, float], None] | None = None
 
     async def close(self) -> None:
         if self._own_session and self._session is not None and not self._session.closed:
@@ -171,6 +174,7 @@ class HubClient:
         headers: dict[str, str] | None = None,
         data: bytes | None = None,
     ) -> _Reply:
+        started = time.perf_counter()
         try:
             async with self._http().request(
                 method,
@@ -182,6 +186,8 @@ class HubClient:
                 # The body is read inside the attempt so a connection cut mid-body is retried.
                 body = await resp.read()
                 self._observe(resp.status)
+                if self.on_reply is not None:
+                    self.on_reply(method, path, resp.status, time.perf_counter() - started)
                 self._check(resp.status, body, ok)
                 return _Reply(resp.status, resp.headers, body)
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -407,3 +407,144 @@ MESSAGES.update(
 def page_labels(lang: str) -> dict[str, str]:
     """The local page's labels in one language (embedded for its script)."""
     return {key: text[lang] for key, text in MESSAGES.items() if key.startswith("page_")}
+
+
+# ---------------------------------------------------------------- `edge-agent simulate` (issue #8)
+MESSAGES.update(
+    {
+        "sim_bad_arg": {
+            "vi": "Tham số {name} không hợp lệ: cần {reason}.",
+            "en": "Bad argument {name}: expected {reason}.",
+        },
+        "sim_no_password": {
+            "vi": "Chưa nhập mật khẩu: đưa mật khẩu vào đầu vào chuẩn (--password-stdin).",
+            "en": "No password: give it on standard input (--password-stdin).",
+        },
+        "sim_login_failed": {
+            "vi": "Hub từ chối đăng nhập của tài khoản {user}: sai tên hoặc mật khẩu, "
+            "hoặc tài khoản bị khóa.",
+            "en": "The hub refused the sign-in of {user}: wrong name or password, or the "
+            "account is locked.",
+        },
+        "sim_api_failed": {
+            "vi": "Hub trả lời {status} cho {call}: {body}",
+            "en": "The hub answered {status} to {call}: {body}",
+        },
+        "sim_enrolling": {
+            "vi": "Đã đăng ký {done}/{total} thiết bị mô phỏng…",
+            "en": "Enrolled {done}/{total} simulated devices…",
+        },
+        "sim_starting": {
+            "vi": "Khởi động {devices} tác tử trong {procs} tiến trình…",
+            "en": "Starting {devices} agents in {procs} processes…",
+        },
+        "sim_connected": {
+            "vi": "{devices} thiết bị đã kết nối hub sau {seconds} s.",
+            "en": "{devices} devices connected to the hub in {seconds} s.",
+        },
+        "sim_not_connected": {
+            "vi": "Chỉ {connected}/{devices} thiết bị kết nối được hub; dừng mô phỏng.",
+            "en": "Only {connected}/{devices} devices reached the hub; stopping.",
+        },
+        "sim_partly_connected": {
+            "vi": "CẢNH BÁO: chỉ {connected}/{devices} thiết bị kết nối được hub; số liệu dưới đây"
+            " tính trên các thiết bị đã kết nối.",
+            "en": "WARNING: only {connected}/{devices} devices reached the hub; the figures below"
+            " are for those connected.",
+        },
+        "sim_child_died": {
+            "vi": "Một tiến trình mô phỏng đã dừng bất thường (mã {code}).",
+            "en": "A simulator process died (exit code {code}).",
+        },
+        "sim_warmup_failed": {
+            "vi": "Lần khẩn cấp khởi động không đến được {missing} thiết bị; dừng mô phỏng.",
+            "en": "The warm-up emergency did not reach {missing} devices; stopping.",
+        },
+        "sim_nothing_played": {
+            "vi": "Không thiết bị nào phát bản tin khẩn cấp.",
+            "en": "No device played the emergency.",
+        },
+        "sim_round": {
+            "vi": "Khẩn cấp {n}/{total}: p99 đến nay {p99} ms ({idle} thiết bị chưa tải lại kịch "
+            "bản sau lệnh hủy).",
+            "en": "Emergency {n}/{total}: p99 so far {p99} ms ({idle} devices had not fetched "
+            "their manifest after the cancel).",
+        },
+        "sim_hub_restarted": {
+            "vi": "Hub đã khởi động lại trong lúc đo; kết quả không dùng được.",
+            "en": "The hub restarted during the measurement; the figures are void.",
+        },
+        "sim_restarting": {
+            "vi": "Khởi động lại hub bằng: {cmd}",
+            "en": "Restarting the hub with: {cmd}",
+        },
+        "sim_waiting_restart": {
+            "vi": "Đang chờ: hãy khởi động lại hub ngay bây giờ (các thiết bị đang theo dõi).",
+            "en": "Waiting: restart the hub now (the devices are watching).",
+        },
+        "sim_restart_failed": {
+            "vi": "Lệnh khởi động lại hub thất bại (mã {code}): {cmd}",
+            "en": "The hub restart command failed (exit code {code}): {cmd}",
+        },
+        "sim_no_outage": {
+            "vi": "Không thiết bị nào thấy hub mất kết nối rồi trở lại.",
+            "en": "No device saw the hub go away and come back.",
+        },
+        "sim_head": {
+            "vi": "Mô phỏng {devices} thiết bị ({procs} tiến trình, {reused} dùng lại) trên hub "
+            "{hub}, xã {commune}.",
+            "en": "Simulated {devices} devices ({procs} processes, {reused} reused) on hub {hub},"
+            " commune {commune}.",
+        },
+        "sim_emergency": {
+            "vi": "Khẩn cấp ({emergencies} lần): từ lệnh API đến khi loa phát: trung vị {p50_ms}"
+            " ms, p99 {p99_ms} ms, chậm nhất {max_ms} ms. Lệnh đến thiết bị: trung vị "
+            "{arrival_p50_ms} ms, p99 {arrival_p99_ms} ms. API trả lời sau {api_p50_ms} ms "
+            "(chậm nhất {api_max_ms} ms).",
+            "en": "Emergency ({emergencies} times): API call to speaker playing: median {p50_ms}"
+            " ms, p99 {p99_ms} ms, slowest {max_ms} ms. Command reaching the device: median "
+            "{arrival_p50_ms} ms, p99 {arrival_p99_ms} ms. The API answered in {api_p50_ms} ms "
+            "(slowest {api_max_ms} ms).",
+        },
+        "sim_missed": {
+            "vi": "CẢNH BÁO: {missed} lượt thiết bị không phát bản tin khẩn cấp kịp thời.",
+            "en": "WARNING: {missed} device-emergencies were not played in time.",
+        },
+        "sim_cancel_missed": {
+            "vi": "CẢNH BÁO: {cancel_missed} lượt thiết bị không nhận được lệnh hủy khẩn cấp.",
+            "en": "WARNING: {cancel_missed} device-emergencies never received the cancel.",
+        },
+        "sim_health": {
+            "vi": "Báo cáo sức khỏe mỗi {interval_s} s trong {duration_s} s, {connected} thiết bị"
+            " kết nối: hub dùng {hub_cpu_percent}% một lõi CPU (đỉnh {hub_cpu_peak_percent}%),"
+            " {kb} KB bộ nhớ mỗi thiết bị ({mb} MB tổng). Gửi báo cáo: trung vị "
+            "{health_p50_ms} ms, p99 {health_p99_ms} ms ({health_reports} lần, "
+            "{health_failures} lỗi).",
+            "en": "Health every {interval_s} s for {duration_s} s, {connected} devices connected:"
+            " the hub used {hub_cpu_percent}% of one CPU core (peak {hub_cpu_peak_percent}%), "
+            "{kb} KB of memory per device ({mb} MB in all). Health reports: median "
+            "{health_p50_ms} ms, p99 {health_p99_ms} ms ({health_reports} sent, "
+            "{health_failures} failed).",
+        },
+        "sim_health_10k": {
+            "vi": "Ước tính cho 10.000 thiết bị báo cáo mỗi 60 s (ngoại suy tuyến tính): {cpu}% "
+            "một lõi CPU, {mb} MB bộ nhớ.",
+            "en": "Estimate for 10,000 devices reporting every 60 s (linear extrapolation): {cpu}% "
+            "of one CPU core, {mb} MB of memory.",
+        },
+        "sim_outage": {
+            "vi": "Hub khởi động lại: {reconnected} thiết bị kết nối lại, tất cả sau "
+            "{all_back_after_hub_up_s} s kể từ khi hub hoạt động lại ({all_back_after_loss_s} s"
+            " kể từ khi mất kết nối; trung vị {back_p50_after_loss_s} s). CPU hub cao nhất "
+            "{hub_cpu_peak_percent}% một lõi trong lúc kết nối lại.",
+            "en": "Hub restarted: {reconnected} devices reconnected, all of them "
+            "{all_back_after_hub_up_s} s after the hub was back ({all_back_after_loss_s} s after"
+            " the loss; median {back_p50_after_loss_s} s). Hub CPU peaked at "
+            "{hub_cpu_peak_percent}% of one core during the reconnection.",
+        },
+        "sim_missed_outage": {
+            "vi": "CẢNH BÁO: {missed} thiết bị không kết nối lại trong thời gian chờ.",
+            "en": "WARNING: {missed} devices did not reconnect within the timeout.",
+        },
+    }
+)

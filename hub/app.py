@@ -21,6 +21,7 @@ from . import (
     devices,
     media,
     pages,
+    process_api,
     reports,
     sessions,
     users,
@@ -103,6 +104,7 @@ ROUTE_TABLES: list[RouteTable] = [
     bulletins.routes,
     device_api.routes,
     reports.routes,
+    process_api.routes,
 ]
 
 

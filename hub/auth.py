@@ -64,6 +64,8 @@ class Permission(StrEnum):
     EMERGENCY = "emergency"
     USERS_MANAGE = "users.manage"
     AUDIT_READ = "audit.read"
+    #: The hub process's CPU, memory and connection figures (capacity planning).
+    HUB_PROCESS = "hub.process"
 
 
 _P = Permission

@@ -1,0 +1,264 @@
+"""What the fleet benches share: a real `hub serve` process, `edge-agent simulate` as an
+operator runs it, and the bare-aiohttp floor (a WebSocket server and its clients, each in its
+own process, as the hub and the simulated devices are)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN, PASSWORD = "dodac", "Bench-Fleet-2026!"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+FRAME_BYTES = 1024
+
+
+def raise_file_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 20), hard))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    from edge_agent.simulate import percentile as nearest_rank
+
+    return nearest_rank(values, q)
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@asynccontextmanager
+async def hub_process(tmp: Path) -> AsyncIterator[str]:
+    """`hub serve` in its own process, with an admin account; yields its URL."""
+    data = tmp / "hub"
+    subprocess.run(
+        [sys.executable, "-m", "hub.cli", "user", "add", ADMIN, "--role", "admin",
+         "--password-stdin", "--data", str(data)],
+        input=PASSWORD.encode(), check=True, stdout=subprocess.DEVNULL, env=ENV,
+    )  # fmt: skip
+    port = free_port()
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "serve", "--data", str(data), "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        env=ENV,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                try:
+                    async with session.get(f"{url}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise SystemExit("the hub did not start")
+        yield url
+    finally:
+        hub.terminate()
+        hub.wait(timeout=60)
+
+
+async def simulate(url: str, data: Path, *args: str) -> dict[str, Any]:
+    """`edge-agent simulate ... --json` in its own process; its progress goes to our stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge_agent.cli", "--lang", "en", "simulate", "--hub", url,
+        "--user", ADMIN, "--password-stdin", "--data", str(data), "--json", *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=ENV,
+    )  # fmt: skip
+    out, _ = await process.communicate(f"{PASSWORD}\n".encode())
+    if not out.strip():
+        raise SystemExit(f"edge-agent simulate failed (exit {process.returncode})")
+    return dict(json.loads(out))
+
+
+# ---------------------------------------------------------------------------- the floor
+
+
+async def _serve_floor() -> None:
+    """The floor's server: accepts WebSockets; on stdin "round R" broadcasts one 1 KB text
+    frame stamped with its send time, the bare aiohttp way; "stats" prints RSS and count."""
+    clients: set[web.WebSocketResponse] = set()
+
+    async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=20.0)
+        await ws.prepare(request)
+        clients.add(ws)
+        try:
+            async for _ in ws:
+                pass
+        finally:
+            clients.discard(ws)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", ws_handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(runner.addresses[0][1], flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().split():
+        if line[0] == "round":
+            sent = time.time()
+            frame = f"{int(line[1]):06d} {sent:.6f} ".ljust(FRAME_BYTES, "x")
+            for ws in list(clients):
+                await ws.send_str(frame)
+            print(json.dumps({"sent": sent}), flush=True)
+        elif line[0] == "stats":
+            print(json.dumps({"rss": rss_bytes(os.getpid()), "clients": len(clients)}), flush=True)
+    await runner.cleanup()
+
+
+async def _floor_clients(url: str, count: int) -> None:
+    """`count` WebSocket clients of the floor server; after each round, one line: the
+    latencies (receive - send, seconds) of every client."""
+    raise_file_limit()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    arrivals: dict[int, list[float]] = {}
+    done = asyncio.Event()
+
+    async def client() -> None:
+        async with session.ws_connect(url, heartbeat=20.0) as ws:
+            ready.append(1)
+            if len(ready) == count:
+                print(json.dumps({"ready": count}), flush=True)
+            async for message in ws:
+                now = time.time()
+                text = message.data
+                got = arrivals.setdefault(int(text[:6]), [])
+                got.append(now - float(text[7:24]))
+                if len(got) == count:
+                    print(json.dumps({"round": int(text[:6]), "latencies": got}), flush=True)
+                if done.is_set():
+                    break
+
+    ready: list[int] = []
+    tasks = [asyncio.create_task(client()) for _ in range(count)]
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    await reader.readline()  # any line, or EOF: stop
+    done.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await session.close()
+
+
+class Floor:
+    """A bare aiohttp WebSocket server with `devices` clients spread over `procs` processes."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.subprocess.Process | None = None
+        self.clients: list[asyncio.subprocess.Process] = []
+        self.rounds = 0  # the clients count arrivals by round number: never reused
+
+    async def _line(self, process: asyncio.subprocess.Process) -> dict[str, Any]:
+        assert process.stdout is not None
+        line = await process.stdout.readline()
+        if not line:
+            raise SystemExit("a floor process died")
+        return dict(json.loads(line))
+
+    async def start(self, devices: int, procs: int) -> None:
+        from edge_agent.simulate import shares
+
+        self.server = await _spawn("serve")
+        assert self.server.stdout is not None
+        port = int(await self.server.stdout.readline())
+        url = f"http://127.0.0.1:{port}/ws"
+        for share in shares(devices, procs) if devices else []:
+            self.clients.append(await _spawn("clients", url, str(len(share))))
+        await asyncio.gather(*(self._line(c) for c in self.clients))
+
+    async def broadcast(self, rounds: int) -> list[float]:
+        assert self.server is not None and self.server.stdin is not None
+        latencies: list[float] = []
+        for _ in range(rounds):
+            self.rounds += 1
+            self.server.stdin.write(f"round {self.rounds}\n".encode())
+            await self.server.stdin.drain()
+            await self._line(self.server)
+            for reply in await asyncio.gather(*(self._line(c) for c in self.clients)):
+                latencies += reply["latencies"]
+        return latencies
+
+    async def stats(self) -> dict[str, Any]:
+        assert self.server is not None and self.server.stdin is not None
+        self.server.stdin.write(b"stats\n")
+        await self.server.stdin.drain()
+        return await self._line(self.server)
+
+    async def close(self) -> None:
+        for process in [*self.clients, self.server]:
+            if process is not None and process.stdin is not None:
+                process.stdin.close()
+        for process in [*self.clients, self.server]:
+            if process is not None:
+                try:
+                    await asyncio.wait_for(process.wait(), 30)
+                except TimeoutError:
+                    process.kill()
+
+
+async def _spawn(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, str(Path(__file__).resolve()), *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=ENV, limit=1 << 24,
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def floor(devices: int, procs: int) -> AsyncIterator[Floor]:
+    running = Floor()
+    try:
+        await running.start(devices, procs)
+        yield running
+    finally:
+        await running.close()
+
+
+def temp_dirs() -> tuple[tempfile.TemporaryDirectory[str], tempfile.TemporaryDirectory[str]]:
+    """The hub's data on disk; the simulated devices' state on tmpfs where there is one."""
+    shm = Path("/dev/shm")
+    return (
+        tempfile.TemporaryDirectory(),
+        tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None),
+    )
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.setswitchinterval(0.0005)
+    if sys.argv[1] == "serve":
+        asyncio.run(_serve_floor())
+    else:
+        asyncio.run(_floor_clients(sys.argv[2], int(sys.argv[3])))
