@@ -27,6 +27,7 @@ from loa_contract import (
     ProofOfPlay,
     ReportAck,
     ReportBatch,
+    SignedEnvelope,
     utcnow,
 )
 
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 routes = RouteTable("device")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_SIGNED = {"application/json": {"schema": {"$ref": "#/components/schemas/SignedEnvelope"}}}
+_SIGNED = {"application/json": {"schema": SignedEnvelope}}
 
 
 @routes.post(
