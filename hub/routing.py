@@ -255,7 +255,6 @@ class RouteTable:
 
 _PATH_PARAM = re.compile(r"{(\w+)}")
 _REF = "#/components/schemas/{model}"
-_PATH_PARAM_SCHEMA = {"type": "string", "minLength": 1}
 
 
 class ErrorBody(BaseModel):
@@ -263,7 +262,7 @@ class ErrorBody(BaseModel):
     detail: Any = None
 
 
-#: What aiohttp reads of a JSON body before it answers 413 (web.Application's default).
+#: The hub's client_max_size: what aiohttp reads of a JSON body before it answers 413.
 JSON_BODY_MAX_BYTES = 1024**2
 
 _ERROR_TEXT = {
@@ -357,7 +356,12 @@ def openapi_document(specs: list[RouteSpec], *, title: str, version: str) -> dic
         params: list[dict[str, Any]] = [
             # Never empty: `/bulletins//submit` is no bulletin's path, and a client that
             # collapses the slashes reaches another route (`/bulletins/{id}` with id "submit").
-            {"name": name, "in": "path", "required": True, "schema": _PATH_PARAM_SCHEMA}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1},
+            }
             for name in _PATH_PARAM.findall(spec.path)
         ]
         if spec.query is not None:
