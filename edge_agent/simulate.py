@@ -708,7 +708,7 @@ def child_main() -> int:
     # Thousands of agents in one process hop between the loop and their SQLite threads all the
     # time; at the default 5 ms GIL switch interval each hop can wait that long, a cost of
     # simulating many devices in one process, not of one device.
-    sys.setswitchinterval(0.0005)
+    sys.setswitchinterval(float(os.environ.get("LOA_SIM_SWITCH", "0.0005")))
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
@@ -716,7 +716,17 @@ def child_main() -> int:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         return await _child(reader)
 
-    return asyncio.run(main())
+    profile_dir = os.environ.get("LOA_SIM_PROFILE")
+    if not profile_dir:
+        return asyncio.run(main())
+    # Where a simulated fleet spends its CPU, for whoever makes the agent faster.
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(asyncio.run, main())
+    finally:
+        profiler.dump_stats(Path(profile_dir) / f"child-{os.getpid()}.prof")
 
 
 # ---------------------------------------------------------------------------- the parent

@@ -44,7 +44,7 @@ from .keys import load_keyring
 from .manifests import ManifestCache, refresher_context
 from .proxy import forwarded_middleware
 from .push import Connections
-from .routing import Ctx, RouteTable, openapi_document
+from .routing import JSON_BODY_MAX_BYTES, Ctx, RouteTable, openapi_document
 from .security import FailureLimiter
 from .web_session import session_middleware
 
@@ -143,7 +143,10 @@ def create_app(
     keyring = load_keyring(config.key_path, config.extra_keys_dir)
 
     # The proxy's word on scheme and client address comes first: sessions and audit use them.
-    app = web.Application(middlewares=[forwarded_middleware, error_middleware, session_middleware])
+    app = web.Application(
+        middlewares=[forwarded_middleware, error_middleware, session_middleware],
+        client_max_size=JSON_BODY_MAX_BYTES,
+    )
     app[CONFIG] = config
     app[CLOCK] = clock or utcnow
     app[ENROLL_LIMITER] = FailureLimiter()

@@ -29,6 +29,7 @@ from loa_contract import (
     ProofOfPlay,
     ReportAck,
     ReportBatch,
+    SignedEnvelope,
     utcnow,
 )
 
@@ -71,7 +72,7 @@ _COUNT_REFUSED = (
     "  WHERE device_id = ?1 ORDER BY id DESC LIMIT 1)"
     " WHERE id = ?1"
 )
-_SIGNED = {"application/json": {"schema": {"$ref": "#/components/schemas/SignedEnvelope"}}}
+_SIGNED = {"application/json": {"schema": SignedEnvelope}}
 
 
 @routes.post(

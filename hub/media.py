@@ -147,7 +147,7 @@ def _finish_file(fh: BinaryIO, tmp: Path, final: Path) -> None:
         "application/pdf",
         "text/plain",
     ],
-    errors=[413, 415],
+    errors=[413, 415, 422],
 )
 async def upload_media(ctx: Ctx) -> MediaOut:
     config = ctx.config

@@ -185,11 +185,15 @@ class RouteSpec:
 
 def _parse_body(adapter: TypeAdapter[Any], raw: bytes) -> Any:
     """Parse and validate in one pass (pydantic's own JSON parser: a report batch of 200 is
-    parsed twice as fast as json.loads then validate_python, with the same errors)."""
+    parsed twice as fast as json.loads then validate_python, with the same errors).
+
+    Strict: a value must already have its documented JSON type. `false` is not a volume of 0
+    nor `"5"` a count, so what the OpenAPI says a body is, is exactly what is accepted (JSON
+    strings still carry dates, times and enum values; an integer is still a number)."""
     if not raw.strip() or raw.strip() == b"null":
         raise ApiError(400, "bad_json", "a JSON body is required")
     try:
-        return adapter.validate_json(raw)
+        return adapter.validate_json(raw, strict=True)
     except ValidationError as exc:
         bad_json = [e for e in exc.errors(include_url=False) if e["type"] == "json_invalid"]
         if bad_json:
@@ -258,29 +262,89 @@ class ErrorBody(BaseModel):
     detail: Any = None
 
 
+#: The hub's client_max_size: what aiohttp reads of a JSON body before it answers 413.
+JSON_BODY_MAX_BYTES = 1024**2
+
 _ERROR_TEXT = {
-    400: "Malformed request (bad JSON)",
+    400: "Malformed request: a body that is not JSON, or (as text/plain, before any route"
+    " runs) an HTTP message the server cannot parse, such as a request line or a header over"
+    " 8 KiB",
     401: "Missing or invalid credentials",
     403: "Not allowed",
     404: "Not found",
     409: "Conflicts with the current state",
     410: "Gone (expired or already used)",
-    413: "Too large",
+    413: f"Too large (a JSON body is limited to {JSON_BODY_MAX_BYTES} bytes)",
     415: "Unsupported media type",
     422: "Validation error; detail lists {field, message}",
+    429: "Too many requests; Retry-After says when to try again",
+    503: "Unavailable",
 }
+
+
+def _error_codes(spec: RouteSpec) -> set[int]:
+    """Every status the route machinery itself may answer for `spec`, and the route's own."""
+    codes = {*spec.errors, 400}  # any request: the HTTP parser's refusal comes first
+    if spec.auth != "public":
+        codes.add(401)
+    if spec.auth == "operator":
+        codes.add(403)  # a missing permission, or a password that must be changed first
+    if spec.body is not None:
+        codes |= {413, 422}
+    if spec.query is not None:
+        codes.add(422)
+    return codes
+
+
+def _content_models(content: dict[str, Any]) -> list[type[BaseModel]]:
+    """The pydantic models that `response_content` names as schemas."""
+    return [
+        media["schema"]
+        for response in content.values()
+        for media in response.get("content", {}).values()
+        if isinstance(media.get("schema"), type) and issubclass(media["schema"], BaseModel)
+    ]
+
+
+def _resolve_models(
+    content: dict[str, Any], schema_of: Callable[[type[BaseModel]], dict[str, Any]]
+) -> dict[str, Any]:
+    """`response_content` with each model replaced by its schema (a $ref to a component)."""
+    out: dict[str, Any] = {}
+    for status, response in content.items():
+        if "content" in response:
+            response = {
+                **response,
+                "content": {
+                    ctype: (
+                        {**media, "schema": schema_of(media["schema"])}
+                        if isinstance(media.get("schema"), type)
+                        else media
+                    )
+                    for ctype, media in response["content"].items()
+                },
+            }
+        out[status] = response
+    return out
 
 
 def openapi_document(specs: list[RouteSpec], *, title: str, version: str) -> dict[str, Any]:
     inputs: list[tuple[Any, Literal["validation", "serialization"], TypeAdapter[Any]]] = []
+    content_models: dict[type[BaseModel], None] = {}
     for i, spec in enumerate(specs):
         if spec.body is not None:
             inputs.append(((i, "body"), "validation", TypeAdapter(spec.body)))
         if spec.response is not None:
             inputs.append(((i, "response"), "serialization", TypeAdapter(spec.response)))
+        content_models.update(dict.fromkeys(_content_models(spec.response_content or {})))
+    for model in content_models:
+        inputs.append(((model, "content"), "serialization", TypeAdapter(model)))
     inputs.append((("error", "body"), "serialization", TypeAdapter(ErrorBody)))
     mapping, defs = TypeAdapter.json_schemas(inputs, ref_template=_REF)
     schemas = {key[0]: value for (key, _mode), value in mapping.items()}
+
+    def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+        return mapping[((model, "content"), "serialization")]
 
     paths: dict[str, dict[str, Any]] = {}
     for i, spec in enumerate(specs):
@@ -290,7 +354,14 @@ def openapi_document(specs: list[RouteSpec], *, title: str, version: str) -> dic
             "tags": spec.tags,
         }
         params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            # Never empty: `/bulletins//submit` is no bulletin's path, and a client that
+            # collapses the slashes reaches another route (`/bulletins/{id}` with id "submit").
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1},
+            }
             for name in _PATH_PARAM.findall(spec.path)
         ]
         if spec.query is not None:
@@ -325,22 +396,16 @@ def openapi_document(specs: list[RouteSpec], *, title: str, version: str) -> dic
             if spec.query is not None and "before" in spec.query.model_fields:
                 responses[str(spec.status)]["headers"] = PAGE_HEADERS
         if spec.response_content is not None:
-            responses.update(spec.response_content)
+            responses.update(_resolve_models(spec.response_content, schema_of))
         if not responses:
             responses[str(spec.status)] = {"description": "OK"}
-        error_codes = set(spec.errors)
-        if spec.auth != "public":
-            error_codes.add(401)
-        if spec.auth == "operator":
-            error_codes.add(403)
-        if spec.body is not None:
-            error_codes |= {400, 422}
-        if spec.query is not None:
-            error_codes.add(422)
-        for code in sorted(error_codes):
+        for code in sorted(_error_codes(spec)):
+            content: dict[str, Any] = {"application/json": {"schema": schemas["error"]}}
+            if code == 400:
+                content["text/plain"] = {"schema": {"type": "string"}}
             responses[str(code)] = {
                 "description": _ERROR_TEXT.get(code, "Error"),
-                "content": {"application/json": {"schema": schemas["error"]}},
+                "content": content,
             }
         op["responses"] = responses
         if spec.auth == "operator":

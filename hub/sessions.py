@@ -60,6 +60,7 @@ class PasswordIn(BaseModel):
     auth="public",
     body=LoginIn,
     response=LoginOut,
+    errors=[401],
 )
 async def login_route(ctx: Ctx) -> LoginOut:
     body: LoginIn = ctx.body

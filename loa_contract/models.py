@@ -394,7 +394,8 @@ class ProofOfPlay(WireModel):
 
     type: Literal["play"] = "play"
     seq: int = Field(ge=1)
-    bulletin_id: str
+    #: Never empty: an empty id names no bulletin (and, in a URL, another route).
+    bulletin_id: str = Field(min_length=1)
     priority: Priority
     kind: BulletinKind
     started_at: AwareDatetime
