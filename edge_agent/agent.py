@@ -252,6 +252,9 @@ class Agent:
         #: Called with every verified command addressed to this device, as it arrives (the
         #: fleet simulator times push arrival with it).
         self.on_command: Callable[[Command], None] | None = None
+        #: Called as each pushed frame arrives, before it is verified (the simulator times
+        #: the hub's delivery with it).
+        self.on_frame: Callable[[], None] | None = None
         self._watchers: set[asyncio.Event] = set()
         #: Faults about damaged or altered state ("state_rebuilt", "manifest_tampered",
         #: "emergency_tampered", "cache_corrupt") -> when (monotonic) last seen.
@@ -914,6 +917,12 @@ class Agent:
             try:
                 async for message in ws:
                     if message.type is aiohttp.WSMsgType.TEXT:
+                        if self.on_frame is not None:
+                            self.on_frame()
+                        # One loop turn before the work on it: where many agents share a
+                        # process (the fleet simulator), every one reads its frame first, so
+                        # the hub's delivery is timed apart from the agents' own CPU.
+                        await asyncio.sleep(0)
                         if first_frame:
                             first_frame = False
                             await self._connect_time_seen(

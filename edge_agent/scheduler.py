@@ -69,6 +69,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import NamedTuple
 
 from loa_contract import VN_TZ, DeviceKind, Priority
@@ -135,16 +136,24 @@ def _at(day: date, clock: time) -> datetime:
 
 def window_spans(days: Iterable[date], windows: Sequence[DailyWindow]) -> list[WindowSpan]:
     """Every opening of `windows` on the given local dates, sorted by start."""
-    spans: list[WindowSpan] = []
-    for day in days:
-        for window in windows:
-            start_t, end_t = window.start_time, window.end_time
-            start = _at(day, start_t)
-            # An end not after the start is tomorrow's: the window crosses midnight.
-            end_day = day if end_t > start_t else day + timedelta(days=1)
-            spans.append(WindowSpan(window_slot(day, start_t), start, _at(end_day, end_t)))
+    key = tuple(windows)
+    spans = [span for day in days for span in _day_spans(day, key)]
     spans.sort(key=lambda span: (span.start, span.end))
     return spans
+
+
+@lru_cache(maxsize=256)
+def _day_spans(day: date, windows: tuple[DailyWindow, ...]) -> tuple[WindowSpan, ...]:
+    # A pure function of its arguments, remembered: every decision asks for the same few
+    # days of the same windows, and building them was most of a decision's cost.
+    spans = []
+    for window in windows:
+        start_t, end_t = window.start_time, window.end_time
+        start = _at(day, start_t)
+        # An end not after the start is tomorrow's: the window crosses midnight.
+        end_day = day if end_t > start_t else day + timedelta(days=1)
+        spans.append(WindowSpan(window_slot(day, start_t), start, _at(end_day, end_t)))
+    return tuple(spans)
 
 
 def _days_around(now: datetime, before: int, after: int) -> list[date]:
