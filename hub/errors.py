@@ -91,6 +91,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers["Allow"] = ",".join(sorted(exc.allowed_methods))
         code = _HTTP_CODES.get(exc.status, "http_error")
         return json_error(exc.status, code, exc.reason, headers=headers)
+    except ConnectionResetError:
+        # The client went away mid-request (a device losing its 3G link, a reconnection
+        # storm): nothing failed on the hub's side and nobody is left to answer.
+        log.info("client %s went away during %s %s", request.remote, request.method, request.path)
+        return json_error(400, "client_gone", "the connection was closed by the client")
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_error(500, "internal", "internal error; see the hub log")
