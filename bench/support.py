@@ -5,6 +5,8 @@ own process, as the hub and the simulated devices are)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import os
 import resource
@@ -173,6 +175,54 @@ async def _floor_clients(url: str, count: int) -> None:
     await session.close()
 
 
+async def _device_clients(url: str, listing: str) -> None:
+    """The floor's clients, but each an enrolled device on the hub's push socket (the
+    identities in the folders listed in `listing`): they stamp a frame as it arrives and
+    only then look inside, so the hub's delivery is timed as the floor's is, with the same
+    client code, not with the agents' CPU. Lines on stdin: "report BID" answers the
+    arrival times of bulletin BID's emergency_start once every client has it (or 30 s)."""
+    raise_file_limit()
+    folders = [Path(line) for line in Path(listing).read_text().split()]
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    arrivals: dict[str, list[float]] = {}
+    changed = asyncio.Event()
+    ready: list[int] = []
+
+    async def client(folder: Path) -> None:
+        identity = json.loads((folder / "identity.json").read_text())
+        auth = f"Device {identity['device_id']}:{identity['device_secret']}"
+        async with session.ws_connect(
+            url, headers={"Authorization": auth}, heartbeat=20.0, compress=0
+        ) as ws:
+            ready.append(1)
+            if len(ready) == len(folders):
+                print(json.dumps({"ready": len(folders)}), flush=True)
+            async for message in ws:
+                now = time.time()
+                payload = base64.b64decode(json.loads(message.data)["payload"])
+                command = json.loads(payload)["command"]
+                if command["type"] == "emergency_start":
+                    arrivals.setdefault(command["bulletin"]["id"], []).append(now)
+                    changed.set()
+
+    tasks = [asyncio.create_task(client(folder)) for folder in folders]
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().split():
+        bulletin = line[1]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                while len(arrivals.get(bulletin, [])) < len(folders):
+                    changed.clear()
+                    await changed.wait()
+        print(json.dumps({"at": arrivals.get(bulletin, [])}), flush=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await session.close()
+
+
 class Floor:
     """A bare aiohttp WebSocket server with `devices` clients spread over `procs` processes."""
 
@@ -255,10 +305,71 @@ def temp_dirs() -> tuple[tempfile.TemporaryDirectory[str], tempfile.TemporaryDir
     )
 
 
+async def push_arrivals(
+    url: str, devices_dir: Path, procs: int, emergencies: int, commune: str
+) -> list[float]:
+    """API call -> emergency_start received (seconds) on every device of `devices_dir`, over
+    `procs` processes of the floor's kind of client, for `emergencies` emergencies."""
+    from edge_agent.simulate import shares
+
+    folders = sorted(str(p.parent) for p in devices_dir.glob("**/identity.json"))
+    clients = []
+    latencies: list[float] = []
+    try:
+        for share in shares(len(folders), procs):
+            listing = devices_dir / f"listing-{len(clients)}.txt"
+            listing.write_text("\n".join(folders[i] for i in share) + "\n")
+            ws_url = url.replace("http", "ws", 1) + "/api/v1/device/ws"
+            clients.append(await _spawn("devices", ws_url, str(listing)))
+        for process in clients:
+            assert process.stdout is not None
+            await process.stdout.readline()  # {"ready": n}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{url}/api/v1/auth/login", json={"username": ADMIN, "password": PASSWORD}
+            ) as r:
+                auth = {"Authorization": f"Bearer {(await r.json())['token']}"}
+            for n in range(emergencies + 1):  # the first is a warm-up
+                sent = time.time()
+                async with http.post(
+                    f"{url}/api/v1/emergencies",
+                    headers=auth,
+                    json={
+                        "title": f"Thử báo động {n}",
+                        "text": "Đây là bản tin thử nghiệm hệ thống cảnh báo.",
+                        "targets": {"communes": [commune]},
+                        "repeats": 1,
+                    },
+                ) as r:
+                    bulletin = (await r.json())["id"]
+                got: list[float] = []
+                for process in clients:
+                    assert process.stdin is not None and process.stdout is not None
+                    process.stdin.write(f"report {bulletin}\n".encode())
+                    await process.stdin.drain()
+                    got += json.loads(await process.stdout.readline())["at"]
+                if n > 0:
+                    latencies += [at - sent for at in got]
+                    latencies += [float("inf")] * (len(folders) - len(got))  # never arrived
+                async with http.post(
+                    f"{url}/api/v1/emergencies/{bulletin}/cancel", headers=auth
+                ) as r:
+                    assert r.status == 200, await r.text()
+    finally:
+        for process in clients:
+            if process.stdin is not None:
+                process.stdin.close()
+        for process in clients:
+            await process.wait()
+    return latencies
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     sys.setswitchinterval(0.0005)
     if sys.argv[1] == "serve":
         asyncio.run(_serve_floor())
+    elif sys.argv[1] == "devices":
+        asyncio.run(_device_clients(sys.argv[2], sys.argv[3]))
     else:
         asyncio.run(_floor_clients(sys.argv[2], int(sys.argv[3])))
