@@ -110,6 +110,10 @@ class AgentConfig(BaseModel):
     #: publish does not bring every device to the hub in the same instant. An emergency
     #: does not wait for it: its push carries everything needed to play.
     manifest_fetch_jitter_s: float = 3.0
+    #: The same after an emergency start or cancel, spread wider: the device already holds
+    #: what matters (the signed bulletin, or the cancel), and a province-wide emergency must
+    #: not bring thousands of devices to the hub for their manifests in the same 3 seconds.
+    emergency_manifest_jitter_s: float = 30.0
     #: How often cached objects are checked for a changed identity (one stat() each), and
     #: how often every object is hashed again in the background (bits rotting on the card
     #: change no metadata). See edge_agent/cache.py.
@@ -993,7 +997,7 @@ class Agent:
                 self._cancelled.add(bulletin_id)
                 await self.store.cancel(bulletin_id)
                 self._wake.set()
-                self._schedule_manifest_fetch()
+                self._schedule_manifest_fetch(self.config.emergency_manifest_jitter_s)
             case ManifestReady(version=version):
                 if self._manifest is None or version > self._manifest.version:
                     self._schedule_manifest_fetch()
@@ -1024,7 +1028,7 @@ class Agent:
         await self._save_commands()
         if self._manifest_after_play:
             self._manifest_after_play = False
-            self._schedule_manifest_fetch()
+            self._schedule_manifest_fetch(self.config.emergency_manifest_jitter_s)
 
     async def _save_commands(self) -> None:
         """Make the command ids seen (and the emergencies they brought) durable.
@@ -1049,15 +1053,16 @@ class Agent:
         for command_id in expired:
             del self._seen_commands[command_id]
 
-    def _schedule_manifest_fetch(self) -> None:
+    def _schedule_manifest_fetch(self, jitter_s: float | None = None) -> None:
         # A fetch already under way may have its answer already: ask for one more after it,
         # or a connected device (which does not poll) would sit on an old manifest.
         self._manifest_wanted = True
         if self._manifest_fetch is not None and not self._manifest_fetch.done():
             return
+        spread = self.config.manifest_fetch_jitter_s if jitter_s is None else jitter_s
 
         async def fetch_later() -> None:
-            await asyncio.sleep(random.uniform(0, self.config.manifest_fetch_jitter_s))
+            await asyncio.sleep(random.uniform(0, spread))
             while self._manifest_wanted:
                 self._manifest_wanted = False
                 await self._refresh_manifest()

@@ -228,6 +228,7 @@ def fast_config(data_dir: Path, **overrides: Any) -> AgentConfig:
         "health_interval_s": 3600,
         "report_retry_s": 0.2,
         "manifest_fetch_jitter_s": 0.0,
+        "emergency_manifest_jitter_s": 0.0,
     }
     return AgentConfig(data_dir=data_dir, **{**settings, **overrides})
 
