@@ -201,6 +201,32 @@ def _schedule() -> dict[str, Any]:
     }
 
 
+async def _aired_bulletins(
+    hub: HubHarness, device_id: str, priorities: tuple[str, ...], since: datetime
+) -> list[str]:
+    """Published text bulletins for commune 00001, valid and the device enrolled since `since`:
+    the hub credits proof of play only for what it sent, while it was valid."""
+    ids = []
+    for n, priority in enumerate(priorities):
+        created = await hub.call(
+            "POST",
+            "/api/v1/bulletins",
+            json={
+                "title": f"Bản tin {n}",
+                "kind": "text",
+                "priority": priority,
+                "text": " ".join(["thông báo"] * 200),  # long enough to read for minutes
+                "targets": {"communes": ["00001"]},
+                "schedule": _schedule(),
+            },
+            expect=201,
+        )
+        await hub.call("POST", f"/api/v1/bulletins/{created['id']}/publish")
+        ids.append(created["id"])
+    await hub.backdate(since - timedelta(hours=1), device_id, *ids)
+    return ids
+
+
 async def test_running_order_moves_up_and_down(hub: HubHarness) -> None:
     op = await as_user(hub, "xa1.op", "commune_operator", "00001")
     opapi = HubHarness(hub.client, hub.config)
@@ -418,12 +444,13 @@ async def test_audit_page_filters_pages_and_exports(hub: HubHarness, admin: Cons
 async def test_reports_page_draws_charts(hub: HubHarness, admin: ConsoleSession) -> None:
     device = await hub.new_device("00001")
     started = datetime.now(UTC) - timedelta(minutes=10)
+    (aired,) = await _aired_bulletins(hub, device.id, ("priority",), started)
     status, body = await device.report(
         [
             {
                 "type": "play",
                 "seq": 1,
-                "bulletin_id": "b-1",
+                "bulletin_id": aired,
                 "priority": "priority",
                 "kind": "text",
                 "started_at": started.isoformat(),
@@ -493,12 +520,14 @@ async def test_browser_admin_walkthrough(hub: HubHarness) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     speaker = await hub.new_device("00001")
     started = datetime.now(UTC) - timedelta(minutes=20)
+    priorities = ("normal", "priority", "normal")
+    aired = await _aired_bulletins(hub, speaker.id, priorities, started)
     status, body = await speaker.report(
         [
             {
                 "type": "play",
                 "seq": i + 1,
-                "bulletin_id": f"b-{i}",
+                "bulletin_id": aired[i],
                 "priority": priority,
                 "kind": "text",
                 "started_at": (started + timedelta(minutes=4 * i)).isoformat(),
@@ -506,7 +535,7 @@ async def test_browser_admin_walkthrough(hub: HubHarness) -> None:
                 "outcome": "completed",
                 "position_s": 120,
             }
-            for i, priority in enumerate(("normal", "priority", "normal"))
+            for i, priority in enumerate(priorities)
         ]
     )
     assert status == 200, body
