@@ -92,6 +92,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " second per 100 devices otherwise)",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="longest wait for a step")
+    parser.add_argument(
+        "--manifest-jitter",
+        type=float,
+        default=None,
+        help="spread of the manifest fetches after an emergency start or cancel (s);"
+        " default: the agent's own",
+    )
 
 
 # ---------------------------------------------------------------------------- pure figures
@@ -540,10 +547,12 @@ class ChildFleet:
             identity = Identity.load(directory)
             if identity.profile not in profiles:
                 profiles[identity.profile] = load_profile(identity.profile)
+            jitter = self.settings.get("manifest_jitter_s")
             config = AgentConfig(
                 data_dir=directory,
                 http_port=None,
                 health_interval_s=self.settings["interval"],
+                **({} if jitter is None else {"emergency_manifest_jitter_s": jitter}),
             )
             agent = Agent(
                 config,
@@ -628,7 +637,8 @@ class ChildFleet:
             if not await self._wait(agent, lambda: agent.now_playing() is None, timeout):
                 return "not_cancelled"
             settled = await self.recorder.until(
-                lambda: answered.get(d, 0.0) > cancelled[d], SETTLE_S
+                lambda: answered.get(d, 0.0) > cancelled[d],
+                SETTLE_S + agent.config.emergency_manifest_jitter_s,
             )
             return "idle" if settled else "unsettled"
 
@@ -1058,6 +1068,7 @@ async def simulate(
             "interval": args.interval,
             "timeout": args.timeout,
             "stagger_s": ramp_seconds(args),
+            "manifest_jitter_s": args.manifest_jitter,
         }
         say(t("sim_starting", args.lang, devices=args.devices, procs=args.procs))
         started = time.time()

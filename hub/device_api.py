@@ -571,6 +571,20 @@ class PlayOut(BaseModel):
         )
 
 
+def _device_rows(ctx: Ctx, device: str | None) -> tuple[list[str], dict[str, Any]]:
+    """WHERE terms (and their parameters) for rows about devices: the caller's scope (a
+    commune's account sees its own devices only) and, if asked, one device."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if ctx.user.commune is not None:
+        where.append("device_id IN (SELECT id FROM devices WHERE commune = :scope)")
+        params["scope"] = ctx.user.commune
+    if device:
+        where.append("device_id = :device")
+        params["device"] = device
+    return where, params
+
+
 #: Newest first, as the audit log; the row id breaks ties between plays that started together.
 _PLAY_ORDER = ("started_at", "id")
 
@@ -585,15 +599,7 @@ _PLAY_ORDER = ("started_at", "id")
 )
 async def list_plays(ctx: Ctx) -> Page[list[PlayOut]]:
     query: PlaysQuery = ctx.query
-    where: list[str] = []
-    params: dict[str, Any] = {}
-    commune = ctx.user.commune
-    if commune is not None:
-        where.append("device_id IN (SELECT id FROM devices WHERE commune = :scope)")
-        params["scope"] = commune
-    if query.device:
-        where.append("device_id = :device")
-        params["device"] = query.device
+    where, params = _device_rows(ctx, query.device)
     if query.bulletin:
         where.append("bulletin_id = :bulletin")
         params["bulletin"] = query.bulletin
@@ -644,15 +650,7 @@ class RefusedReportOut(BaseModel):
 )
 async def list_refused_reports(ctx: Ctx) -> Page[list[RefusedReportOut]]:
     query: RefusedQuery = ctx.query
-    where: list[str] = []
-    params: dict[str, Any] = {}
-    commune = ctx.user.commune
-    if commune is not None:
-        where.append("device_id IN (SELECT id FROM devices WHERE commune = :scope)")
-        params["scope"] = commune
-    if query.device:
-        where.append("device_id = :device")
-        params["device"] = query.device
+    where, params = _device_rows(ctx, query.device)
     if query.reason:
         where.append("reason = :reason")
         params["reason"] = query.reason

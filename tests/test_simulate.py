@@ -191,7 +191,10 @@ async def _simulate(
 
 async def test_emergency_over_two_processes_then_the_same_devices_again(tmp_path: Path) -> None:
     async with live_hub(tmp_path / "hub") as hub:
-        common = ["--hub", hub.url, "--procs", "2", "--scenario", "emergency", "--json"]
+        common = [
+            "--hub", hub.url, "--procs", "2", "--scenario", "emergency", "--json",
+            "--manifest-jitter", "0.5",
+        ]  # fmt: skip
         data = ["--data", str(tmp_path / "sim"), "--commune", "xa-mo-phong"]
         code, out, err = await _simulate(*common, *data, "--devices", "20", "--emergencies", "2")
         assert code == 0, err
