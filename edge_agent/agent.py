@@ -1005,6 +1005,9 @@ class Agent:
                 await self.set_volume(volume)
             case StopPlayback():
                 # Signed by the hub: the province may stop anything, an emergency included.
+                # A stop ends the airing on air now and cancels nothing: an emergency still
+                # active airs again at its next turn (a board, which keeps every active
+                # emergency up, at once). Taking an emergency off the air is its cancel.
                 self.request("stop", origin="hub")
             case TestTone():
                 self.request("test_tone", origin="hub")
