@@ -201,6 +201,24 @@ class DeviceSocket:
         return self.keys.open(frame, CommandDocument).command
 
 
+def health_report(seq: int, at: datetime, **fields: Any) -> dict[str, Any]:
+    """A minimal health sample as a device sends it; `fields` add to or replace its values."""
+    return {
+        "type": "health",
+        "seq": seq,
+        "at": at.isoformat(),
+        "cpu_percent": 3.5,
+        "memory_used_bytes": 1,
+        "memory_total_bytes": 2,
+        "filesystem_avail_bytes": 3,
+        "filesystem_size_bytes": 4,
+        "boot_time_seconds": 5.0,
+        "player_state": "idle",
+        "volume": 70,
+        **fields,
+    }
+
+
 class FakeClock:
     """A clock tests move by hand, so idle and expiry rules are tested without sleeping."""
 

@@ -14,7 +14,7 @@ import pytest
 from hub.appkeys import CONNECTIONS, DB, KEYRING
 from hub.db import iso
 from hub.push import command_fields
-from hub.testing import EnrolledDevice, FakeClock, HubHarness, running_hub
+from hub.testing import EnrolledDevice, FakeClock, HubHarness, health_report, running_hub
 from loa_contract import (
     EmergencyCancel,
     EmergencyStart,
@@ -497,29 +497,16 @@ def _play(seq: int, bulletin: str) -> dict[str, Any]:
 
 
 def _health(seq: int, at: datetime, bulletin: str | None = None) -> dict[str, Any]:
-    now_playing = None
-    if bulletin:
-        now_playing = {
-            "bulletin_id": bulletin,
-            "priority": "normal",
-            "kind": "text",
-            "title": "Bản tin",
-            "started_at": at.isoformat(),
-        }
-    return {
-        "type": "health",
-        "seq": seq,
-        "at": at.isoformat(),
-        "cpu_percent": 3.5,
-        "memory_used_bytes": 1,
-        "memory_total_bytes": 2,
-        "filesystem_avail_bytes": 3,
-        "filesystem_size_bytes": 4,
-        "boot_time_seconds": 5.0,
-        "player_state": "playing",
-        "now_playing": now_playing,
-        "volume": 70,
+    if not bulletin:
+        return health_report(seq, at, player_state="playing")
+    now_playing = {
+        "bulletin_id": bulletin,
+        "priority": "normal",
+        "kind": "text",
+        "title": "Bản tin",
+        "started_at": at.isoformat(),
     }
+    return health_report(seq, at, player_state="playing", now_playing=now_playing)
 
 
 async def test_a_device_that_lost_its_state_file_keeps_reporting(hub: HubHarness) -> None:

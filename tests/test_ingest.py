@@ -16,7 +16,7 @@ from hub.appkeys import DB
 from hub.cli import main
 from hub.db import iso
 from hub.device_api import recheck_stored_plays
-from hub.testing import HubHarness, running_hub
+from hub.testing import HubHarness, health_report, running_hub
 from loa_contract import VN_TZ, utcnow
 from tests.test_hub_device import WAV, publish
 from tests.test_paging import walk
@@ -46,29 +46,13 @@ def play(
     }
 
 
-def health(seq: int, at: datetime) -> dict[str, Any]:
-    return {
-        "type": "health",
-        "seq": seq,
-        "at": at.isoformat(),
-        "cpu_percent": 3.5,
-        "memory_used_bytes": 1,
-        "memory_total_bytes": 2,
-        "filesystem_avail_bytes": 3,
-        "filesystem_size_bytes": 4,
-        "boot_time_seconds": 5.0,
-        "player_state": "idle",
-        "volume": 70,
-    }
-
-
 async def test_report_times_are_stored_in_one_utc_shape(hub: HubHarness) -> None:
     """Times arrive in any offset; the hub stores iso()'s UTC text, so they sort as text."""
     dev = await hub.new_device()
     bulletin = await publish(hub)
     local = datetime(2026, 5, 1, 8, 0, 0, tzinfo=VN_TZ)
     await hub.backdate(local - timedelta(days=1), dev.id, bulletin["id"])
-    reports = [play(1, local, bulletin["id"]), health(2, local + timedelta(minutes=1))]
+    reports = [play(1, local, bulletin["id"]), health_report(2, local + timedelta(minutes=1))]
     status, ack = await dev.report(reports)
     assert status == 200 and ack == {"acked": [1, 2]}
     db = hub.app[DB]
@@ -154,7 +138,7 @@ async def test_a_batch_of_good_and_unbelievable_plays(hub: HubHarness) -> None:
         {**play(14, just, mine), "priority": "emergency"},  # claims more than it was
         {**play(15, just, mine), "kind": "audio"},
         {**play(16, just, audio), "kind": "audio"},
-        health(17, now),
+        health_report(17, now),
     ]
     status, ack = await dev.report(reports)
     assert status == 200 and ack == {"acked": list(range(1, 18))}
@@ -238,8 +222,8 @@ async def test_a_value_that_cannot_be_stored_is_a_422_naming_it(hub: HubHarness)
     just = utcnow() - timedelta(seconds=40)
     for reports, field in (
         ([play(1, just, mine), play(2**63, just, mine)], "reports[1].seq"),
-        ([health(2**63, just)], "reports[0].seq"),
-        ([{**health(1, just), "at": "9999-12-31T23:59:59-14:00"}], "reports[0].at"),
+        ([health_report(2**63, just)], "reports[0].seq"),
+        ([{**health_report(1, just), "at": "9999-12-31T23:59:59-14:00"}], "reports[0].at"),
     ):
         status, body = await dev.report(reports)
         assert status == 422 and body["detail"][0]["field"] == field, body

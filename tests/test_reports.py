@@ -34,7 +34,7 @@ from hub.reports import (
     slot_index,
     tally_by,
 )
-from hub.testing import EnrolledDevice, FakeClock, HubHarness, running_hub
+from hub.testing import EnrolledDevice, FakeClock, HubHarness, health_report, running_hub
 from loa_contract import VN_TZ
 from tests.test_hub_device import WAV, publish
 
@@ -580,22 +580,6 @@ def _play_report(
     }
 
 
-def _health(seq: int, at: datetime) -> dict[str, Any]:
-    return {
-        "type": "health",
-        "seq": seq,
-        "at": at.isoformat(),
-        "cpu_percent": 1.0,
-        "memory_used_bytes": 1,
-        "memory_total_bytes": 2,
-        "filesystem_avail_bytes": 3,
-        "filesystem_size_bytes": 4,
-        "boot_time_seconds": 5.0,
-        "player_state": "idle",
-        "volume": 70,
-    }
-
-
 async def _report(device: EnrolledDevice, items: list[dict[str, Any]]) -> None:
     status, body = await device.report(items)
     assert status == 200, body
@@ -635,7 +619,7 @@ async def test_monthly_report_counts_airings_by_scope(hub: HubHarness) -> None:
             _play_report(1, b1, started, 120, priority="priority"),
             _play_report(2, b1, started + timedelta(minutes=5), 120, priority="priority"),
             _play_report(3, b2, started + timedelta(minutes=10), 60, outcome="failed"),
-            _health(4, started),
+            health_report(4, started),
         ],
     )
     await _report(two, [_play_report(1, b3, started, 90, kind="audio")])
@@ -753,7 +737,7 @@ async def test_sql_slots_agree_with_the_pure_arithmetic(tmp_path: Path) -> None:
             end,  # April: outside
             start - timedelta(microseconds=1),  # February: outside
         ]
-        await _report(device, [_health(i + 1, m) for i, m in enumerate(moments)])
+        await _report(device, [health_report(i + 1, m) for i, m in enumerate(moments)])
         report = await hub.call("GET", "/api/v1/reports/monthly", params={"month": "2024-03"})
         [uptime] = report["uptime"]
         expected = {s for s in reports.report_slots(moments, start) if 0 <= s < 31 * 288}
