@@ -53,13 +53,13 @@ async def run(trials: int, aout: str) -> int:
             player=player,
         )
         received: list[float] = []
-        original = agent._handle_push
+        original = agent.sync.handle_push
 
         async def timed_push(data: str) -> None:
             received.append(time.perf_counter())
             await original(data)
 
-        agent._handle_push = timed_push  # type: ignore[method-assign]
+        agent.sync.handle_push = timed_push  # type: ignore[method-assign]
         try:
             normal = await hub.upload(tone_bytes(tmp, "normal", 600.0, 330.0), "audio/wav")
             alarm = await hub.upload(tone_bytes(tmp, "alarm", 3.0, 880.0), "audio/wav")

@@ -269,6 +269,32 @@ class MediaCache:
             return 0
         return size
 
+    def objects_on_disk(self) -> list[tuple[str, int]]:
+        """(sha256, size) of every object file present, verified or not."""
+        found = []
+        for entry in os.scandir(self.objects):
+            if _SHA256.match(entry.name):
+                with contextlib.suppress(FileNotFoundError):
+                    found.append((entry.name, entry.stat().st_size))
+        return found
+
+    def partial_size(self, sha: str) -> int:
+        """Bytes of `sha` already downloaded and kept for resuming."""
+        return _size(self.partial / f"{_valid_sha(sha)}.part") or 0
+
+    def discard_partial(self, sha: str) -> int:
+        """Delete what was downloaded of `sha` so far (unless a download is writing it)."""
+        entry = self._inflight.get(sha)
+        if entry is not None and entry.task is not None and not entry.task.done():
+            return 0
+        return self._remove(self.partial / f"{_valid_sha(sha)}.part")
+
+    def remove(self, sha: str) -> int:
+        """Delete the object `sha` (to make room); returns the bytes freed."""
+        self._verified.pop(sha, None)
+        self.changed.discard(sha)
+        return self._remove(self.objects / _valid_sha(sha))
+
     def evict(self, keep: set[str]) -> int:
         """Delete objects (and partial downloads) not in `keep`; returns bytes freed."""
         freed = 0

@@ -147,7 +147,7 @@ async def page_status(app: web.Application) -> dict[str, Any]:
     agent = app[AGENT_KEY]
     assert agent.store is not None
     status = await agent.status()
-    held = agent._bulletins()
+    held = agent.bulletins()
     now = agent.clock.now().astimezone(VN_TZ)
     days = [(now.date() - timedelta(days=n)).isoformat() for n in range(CHART_DAYS - 1, -1, -1)]
     since = datetime.combine(now.date() - timedelta(days=CHART_DAYS - 1), datetime.min.time())

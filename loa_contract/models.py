@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -456,6 +457,12 @@ class HealthSample(WireModel):
     #: Names of what the agent itself sees wrong ("under_voltage", "sd_read_only",
     #: "screen_blank", …); the hub's verdict reads them too, so older agents still count.
     faults: list[str] = Field(default_factory=list)
+    #: Why, for the faults that have a reason to give: fault name -> what the agent saw
+    #: ("media 3f2a… (150.0 MiB) does not fit: 40.0 MiB free", "reports: OSError: …").
+    fault_details: dict[
+        Annotated[str, StringConstraints(max_length=64)],
+        Annotated[str, StringConstraints(max_length=500)],
+    ] = Field(default_factory=dict, max_length=64)
 
     # -- Raspberry Pi power, from the firmware's throttled word (vcgencmd get_throttled, the
     # -- firmware's sysfs file) or the kernel's rpi_volt hwmon alarm. A weak supply is the

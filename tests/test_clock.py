@@ -191,7 +191,7 @@ async def test_a_clock_a_day_off_holds_windowed_items_but_not_emergencies(
     )
     try:
         assert await _next(first) == normal["id"]
-        manifest = first._manifest
+        manifest = first.manifest
         assert manifest is not None
     finally:
         await first.stop()
@@ -234,7 +234,9 @@ async def test_a_clock_a_day_off_holds_windowed_items_but_not_emergencies(
             expires_at=issued + timedelta(minutes=5),
             bulletin=alarm,
         )
-        await agent._handle_push(signer.sign(CommandDocument(command=command)).model_dump_json())
+        await agent.sync.handle_push(
+            signer.sign(CommandDocument(command=command)).model_dump_json()
+        )
         assert await _next(agent) == alarm.id
         await agent.wait_until(lambda: agent.now_playing() is None, TIMEOUT)
         assert agent.status_reason() == "clock not trusted"

@@ -326,7 +326,8 @@ async def test_forged_replayed_and_corrupt_content_is_refused(hub: LiveHub, tmp_
                 update={"priority": Priority.EMERGENCY, "id": "rogue"}
             ),
         )
-        await speaker._handle_push(impostor.sign(CommandDocument(command=rogue)).model_dump_json())
+        forged = impostor.sign(CommandDocument(command=rogue)).model_dump_json()
+        await speaker.sync.handle_push(forged)
 
         assert speaker.counters.rejected_manifests >= 2
         assert speaker.counters.rejected_commands >= 1

@@ -119,7 +119,7 @@ async def test_emergency_plays_before_anything_is_written_then_is_written(
         await agent.wait_until(lambda: agent.manifest_version() is not None, TIMEOUT)
         bulletin = alarm("alarm-" + uuid.uuid4().hex[:6])
         start, command_id, _ = frames(hub, agent, bulletin)
-        await agent._handle_push(start)
+        await agent.sync.handle_push(start)
         item = await asyncio.wait_for(agent.play_started.get(), TIMEOUT)
         assert item.bulletin_id == bulletin.id
         started, commands, held = player.seen_at_start[-1]
@@ -132,7 +132,7 @@ async def test_emergency_plays_before_anything_is_written_then_is_written(
         assert (await store.emergency_airings(utcnow()))[0] == {bulletin.id}
 
         # The same frame again is a replay: refused from memory, nothing starts again.
-        await agent._handle_push(start)
+        await agent.sync.handle_push(start)
         assert agent.play_started.empty()
         assert len(player.seen_at_start) == 1
     finally:
@@ -151,7 +151,7 @@ async def test_emergency_plays_before_anything_is_written_then_is_written(
         assert bulletin.id in again.schedule_input().started
         await again.wait_until(lambda: again.now_playing() is not None, TIMEOUT)
         plays_before = again.play_started.qsize()
-        await again._handle_push(start)
+        await again.sync.handle_push(start)
         assert again.play_started.qsize() == plays_before
     finally:
         await again.stop()
@@ -181,8 +181,8 @@ async def test_a_cancel_before_the_record_never_revives_the_emergency(
         bulletin = alarm("alarm-" + uuid.uuid4().hex[:6])
         start, command_id, cancel = frames(hub, agent, bulletin)
         # Back to back, before the programme loop has had a turn to write the start down.
-        await agent._handle_push(start)
-        await agent._handle_push(cancel)
+        await agent.sync.handle_push(start)
+        await agent.sync.handle_push(cancel)
         assert agent.store is not None
         store = agent.store
         await agent.wait_until(lambda: _has_command(agent, command_id), TIMEOUT)
@@ -222,7 +222,7 @@ def _calls(stats: pstats.Stats) -> dict[tuple[str, str], int]:
 
 #: The steps from a verified frame to the player (other tasks, such as the follow-up writing
 #: earlier commands down, may run in the same span; they are not on this path).
-PUSH_PATH = {"_handle_push", "_first_sight", "_accept_emergency", "_decide", "_apply"}
+PUSH_PATH = {"handle_push", "_first_sight", "_accept_emergency", "_decide", "_apply"}
 
 
 def _store_calls_on_the_path(stats: pstats.Stats) -> dict[str, int]:
@@ -268,7 +268,7 @@ async def test_push_to_playing_reads_no_disk_and_parses_nothing_again(
         start, _, _ = frames(hub, agent, bulletin)
 
         profiler.enable()
-        await agent._handle_push(start)
+        await agent.sync.handle_push(start)
         while (
             await asyncio.wait_for(agent.play_started.get(), TIMEOUT)
         ).bulletin_id != bulletin.id:
@@ -279,12 +279,12 @@ async def test_push_to_playing_reads_no_disk_and_parses_nothing_again(
 
     stats = pstats.Stats(profiler)
     calls = _calls(stats)
-    assert calls.get(("agent.py", "_handle_push"), 0) == 1
+    assert calls.get(("sync.py", "handle_push"), 0) == 1
     store_calls = _store_calls_on_the_path(stats)
     assert store_calls == {}, f"the store was used before playing: {store_calls}"
     assert calls.get(("models.py", "parse_hhmm"), 0) == 0, "windows or times parsed again"
     # Only the new emergency is made into a candidate; the held bulletins are reused.
-    assert calls.get(("agent.py", "_candidate"), 0) == 1
+    assert calls.get(("programme.py", "_candidate"), 0) == 1
 
 
 class CrashAtEmergency(NullPlayer):
@@ -304,10 +304,7 @@ class CrashAtEmergency(NullPlayer):
 
 async def _abandon(agent: Agent) -> None:
     """What kill -9 leaves: no shutdown book-keeping, the files as they are."""
-    tasks = [*agent._tasks, *agent._download_tasks]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await agent.halt_tasks()
     await agent.client.close()
     assert agent.store is not None
     await agent.store.close()

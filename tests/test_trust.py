@@ -137,7 +137,7 @@ async def test_a_manifest_edited_at_rest_is_refused_and_a_signed_copy_obeyed(
     await agent.start()
     try:
         assert "manifest_tampered" in (await agent.health_fields())["faults"]
-        assert "hacked" not in agent._bulletins()
+        assert "hacked" not in agent.bulletins()
         assert agent.manifest_version() == version
         # The verified copy (the replay floor's) is obeyed and repairs the row.
         assert await next_play(agent) == genuine["id"]
@@ -174,7 +174,7 @@ async def test_a_held_emergency_edited_at_rest_is_refused(hub: LiveHub, tmp_path
     ids = ["alarm-kept", "alarm-edited"]
     try:
         assert await next_play(agent) == genuine["id"]
-        manifest = agent._manifest
+        manifest = agent.manifest
         assert manifest is not None
         issued = utcnow()
         for emergency_id in ids:
@@ -195,7 +195,7 @@ async def test_a_held_emergency_edited_at_rest_is_refused(hub: LiveHub, tmp_path
                 expires_at=issued + timedelta(minutes=5),
                 bulletin=alarm,
             )
-            await agent._handle_push(
+            await agent.sync.handle_push(
                 signer.sign(CommandDocument(command=command)).model_dump_json()
             )
 
@@ -217,7 +217,7 @@ async def test_a_held_emergency_edited_at_rest_is_refused(hub: LiveHub, tmp_path
     agent = restart(data)
     await agent.start()
     try:
-        assert set(agent._emergencies) == {"alarm-kept"}
+        assert set(agent.emergencies) == {"alarm-kept"}
         assert "emergency_tampered" in agent.state_faults()
         assert await next_play(agent) == "alarm-kept"
         assert {b.id for b in await agent.store.emergencies()} == {"alarm-kept"}
@@ -236,7 +236,7 @@ async def test_a_cached_file_changed_on_disk_is_never_played_and_comes_back(
     genuine = await publish_audio(hub, tmp_path, "Lịch tiêm phòng")
     try:
         assert await next_play(agent) == genuine["id"]
-        bulletin = agent._bulletins()[genuine["id"]]
+        bulletin = agent.bulletins()[genuine["id"]]
         assert bulletin.media is not None
         sha = bulletin.media.sha256
         path = agent.cache.path_for(sha)
@@ -290,9 +290,9 @@ async def test_a_damaged_database_is_moved_aside_and_the_cache_plays_on(
         assert old is not None
         old_envelope = old[1]
         second = await publish_audio(hub, tmp_path, "Tin hai")
-        await agent.wait_until(lambda: second["id"] in agent._bulletins(), TIMEOUT)
+        await agent.wait_until(lambda: second["id"] in agent.bulletins(), TIMEOUT)
         await agent.wait_until(
-            lambda: agent._play_item(agent._bulletins()[second["id"]]) is not None
+            lambda: agent.programme.play_item(agent.bulletins()[second["id"]]) is not None
         )
         version = await agent.store.trusted_version()
         assert version > old[0].version

@@ -1,0 +1,212 @@
+"""Reporting (báo cáo): proof of play and health samples to the hub, and the agent's status.
+
+Reports wait in the store's outbox until the hub acknowledges them, so none is lost to a cut
+link or a restart. When the store itself cannot be written (a full card, a failing one), a
+health sample still goes out, straight from memory under a stream of its own, because that
+is exactly when the province must hear from the device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from loa_contract import HealthSample
+
+from .disk import free_bytes, mib
+from .health import system_sample
+from .hubclient import HubRejected, HubUnavailable
+from .parts import AgentPart, wait_event
+from .relay import NullRelay
+from .rpi_health import WIRE_FIELDS as PI_WIRE_FIELDS
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+log = logging.getLogger("edge_agent")
+
+
+class Reporting(AgentPart):
+    def __init__(self, agent: Agent) -> None:
+        super().__init__(agent)
+        #: Samples the store could not take, sent from memory under `_volatile_stream` (a
+        #: sequence space of this process alone, so the hub never takes them for repeats).
+        self._volatile_stream = uuid.uuid4().hex
+        self._volatile_seq = 0
+        self._volatile: HealthSample | None = None
+
+    async def run_reports(self) -> None:
+        agent = self.agent
+        store = self.store
+        while True:
+            agent.supervisor.beat("reports")
+            agent.report_wake.clear()
+            if self._volatile is not None:
+                await self._send_volatile()
+            pending = await store.pending(200)
+            if not pending:
+                await wait_event(agent.report_wake, agent.config.health_interval_s)
+                continue
+            try:
+                ack = await agent.client.post_reports(pending, stream=await store.report_stream())
+            except (HubUnavailable, HubRejected) as exc:
+                log.debug("reports not delivered: %s", exc)
+                await wait_event(
+                    agent.sync.connected, random.uniform(0.5, 1.0) * agent.config.report_retry_s
+                )
+                continue
+            await store.acknowledge(ack.acked)
+            agent.changed()
+
+    async def _send_volatile(self) -> None:
+        sample = self._volatile
+        if sample is None:
+            return
+        try:
+            await self.agent.client.post_reports([sample], stream=self._volatile_stream)
+        except (HubUnavailable, HubRejected) as exc:
+            log.debug("health from memory not delivered: %s", exc)
+            return
+        if self._volatile is sample:
+            self._volatile = None
+
+    async def run_health(self) -> None:
+        agent = self.agent
+        while True:
+            agent.supervisor.beat("health")
+            fields = await self.health_fields()
+            try:
+                await self.store.add_health(fields)
+                await self.store.heartbeat(agent.clock.now())
+            except (sqlite3.Error, OSError) as exc:
+                # The outbox cannot take it: the hub hears from memory, with the reason.
+                agent.write_failed("health sample", exc)
+                self._volatile_seq += 1
+                try:
+                    self._volatile = HealthSample.model_validate(
+                        {**fields, "seq": self._volatile_seq}
+                    )
+                except ValidationError:
+                    log.exception("health sample does not fit the contract")
+            agent.report_wake.set()
+            agent.changed()
+            await asyncio.sleep(agent.config.health_interval_s)
+
+    async def health_fields(self) -> dict[str, Any]:
+        """One HealthSample's fields (without `seq`, which the outbox assigns)."""
+        agent = self.agent
+        sample = await asyncio.to_thread(system_sample, agent.config.data_dir)
+        objects, size = agent.cache.usage()
+        try:
+            backlog = sum((await self.store.backlog()).values())
+        except (sqlite3.Error, OSError) as exc:
+            agent.write_failed("outbox count", exc)
+            backlog = 0
+        clock = agent.clock.status()
+        details: dict[str, str] = {}
+        if not clock.trusted:
+            details["clock_untrusted"] = clock.reason or ""
+        if agent.pi_health is not None:
+            values, pi_faults = await asyncio.to_thread(agent.pi_health.sample)
+            agent.hardware = {**values, "relay_on": agent.relay.is_on}
+            sample.update({name: values.get(name) for name in PI_WIRE_FIELDS})
+            if sample.get("temperature_celsius") is None:
+                # psutil finds no sensor on some kernels; the thermal zone is the SoC itself.
+                sample["temperature_celsius"] = values.get("soc_temperature_celsius")
+            for fault in pi_faults:
+                details.setdefault(fault, "")
+        player = agent.player
+        # Any backend may count stops it had to abandon (VlcPlayer, the router's sum).
+        stuck = getattr(player, "stuck_stops", 0)
+        try:
+            # A board's screen check (PlayerRouter.screen_faults): "screen_blank", …
+            for fault in getattr(player, "screen_faults", None) or ():
+                details.setdefault(fault, "")
+        except Exception as exc:
+            log.exception("screen check failed")
+            details.setdefault("screen_check_failed", str(exc)[:200])
+        for fault, detail in agent.active_faults().items():
+            details.setdefault(fault, detail)
+        free = await asyncio.to_thread(free_bytes, agent.config.data_dir)
+        reserve = agent.config.disk_reserve_bytes
+        if free < reserve:
+            details.setdefault("disk_low", f"{mib(free)} free, {mib(reserve)} wanted in reserve")
+        manifest = agent.manifest
+        sample.update(
+            at=agent.clock.now(),
+            player_state=player.state.value,
+            now_playing=agent.programme.now_playing(),
+            volume=agent.programme.volume(),
+            manifest_version=manifest.version if manifest else None,
+            cache_bytes=size,
+            cache_objects=objects,
+            outbox_backlog=backlog,
+            clock_offset_seconds=clock.offset_s,
+            clock_trusted=clock.trusted,
+            faults=list(details),
+            fault_details={name: why for name, why in details.items() if why},
+            # No relay object (NullRelay) means no relay to report, not a relay that is off.
+            relay_on=None if isinstance(agent.relay, NullRelay) else agent.relay.is_on,
+            player_stuck_stops_total=stuck if isinstance(stuck, int) else 0,
+        )
+        return sample
+
+    async def status(self) -> dict[str, Any]:
+        agent = self.agent
+        programme = agent.programme
+        now_playing = programme.now_playing()
+        clock = agent.clock.status()
+        objects, size = agent.cache.usage()
+        manifest = agent.manifest
+        decision = programme.last_decision
+        counters = agent.counters
+        try:
+            outbox = await self.store.backlog()
+        except (sqlite3.Error, OSError) as exc:
+            agent.write_failed("outbox count", exc)
+            outbox = {}
+        return {
+            "device_id": agent.identity.device_id,
+            "device_kind": agent.profile.device_kind.value,
+            "commune": agent.identity.commune,
+            "profile": agent.profile.name,
+            "hub_url": agent.identity.hub_url,
+            "hub_connected": agent.sync.connected.is_set(),
+            "manifest_version": manifest.version if manifest else None,
+            "now_playing": now_playing.model_dump(mode="json") if now_playing else None,
+            "position_s": agent.player.position() if now_playing else None,
+            "queue": programme.upcoming(),
+            "reason": decision.reason if decision else "starting",
+            "windows": [w.model_dump() for w in manifest.windows] if manifest else [],
+            "volume": programme.volume(),
+            "last_sync_at": (
+                agent.sync.last_sync_at.isoformat() if agent.sync.last_sync_at else None
+            ),
+            "clock": {
+                "trusted": clock.trusted,
+                "offset_s": clock.offset_s,
+                "source": clock.source,
+                "reason": clock.reason,
+            },
+            "cache": {"objects": objects, "bytes": size},
+            "downloads": {
+                sha: {"done": done, "total": total}
+                for sha, (done, total) in counters.downloads.items()
+            },
+            "outbox": outbox,
+            # Pi power, SD card and relay (issue #4), with the raw throttled word besides.
+            "hardware": {**agent.hardware, "relay_on": agent.relay.is_on},
+            "rejected": {
+                "manifests": counters.rejected_manifests,
+                "commands": counters.rejected_commands,
+                "media": counters.rejected_media,
+                "last": counters.last_rejection,
+            },
+            "faults": agent.active_faults(),
+        }

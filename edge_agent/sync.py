@@ -1,0 +1,347 @@
+"""Sync with the hub (đồng bộ): the push channel, signed commands and signed manifests.
+
+Nothing is obeyed that does not verify against the pinned keys, is not addressed to this
+device, or was seen before (the command-id replay check, kept in memory so a pushed
+emergency waits for no disk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from loa_contract import (
+    Command,
+    CommandDocument,
+    EmergencyCancel,
+    EmergencyStart,
+    Manifest,
+    ManifestBulletin,
+    ManifestReady,
+    Resync,
+    SetVolume,
+    SignatureError,
+    StopPlayback,
+    TestTone,
+)
+
+from .hubclient import HubRejected, HubUnavailable
+from .parts import AgentPart
+from .store import COMMAND_GRACE, StaleManifest
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+log = logging.getLogger("edge_agent")
+
+
+class HubSync(AgentPart):
+    def __init__(self, agent: Agent) -> None:
+        super().__init__(agent)
+        self.etag: str | None = None
+        #: Set while the push channel is open.
+        self.connected = asyncio.Event()
+        self.last_sync_at: datetime | None = None
+        #: Command ids seen, with their expiry: the replay check, in memory so a pushed
+        #: emergency waits for no disk. `_unsaved_commands` are written after the player
+        #: started (`save_commands`), with the emergency each one carries.
+        self.seen_commands: dict[str, datetime] = {}
+        self._unsaved_commands: list[tuple[str, datetime, ManifestBulletin | None, str]] = []
+        self._manifest_after_play = False
+        self._manifest_fetch: asyncio.Task[None] | None = None
+        self._manifest_wanted = False
+
+    # ------------------------------------------------------------------ the push channel
+
+    async def run(self) -> None:
+        agent = self.agent
+        config = agent.config
+        backoff = config.reconnect_min_s
+        next_poll = 0.0
+        while True:
+            connecting = time.monotonic()
+            try:
+                ws = await agent.client.connect_ws(heartbeat=config.ws_heartbeat_s)
+            except (HubUnavailable, HubRejected, aiohttp.ClientError, OSError) as exc:
+                log.debug("push channel unavailable: %s", exc)
+                if time.monotonic() >= next_poll:
+                    # Push is down: fall back to polling, with the ETag so it costs little.
+                    await self.refresh_manifest()
+                    next_poll = time.monotonic() + config.poll_interval_s
+                # Full jitter, so a thousand devices do not come back in the same second.
+                await asyncio.sleep(random.uniform(0, backoff))
+                backoff = min(backoff * 2, config.reconnect_max_s)
+                continue
+            backoff = config.reconnect_min_s
+            self.connected.set()
+            agent.report_wake.set()
+            agent.changed()
+            # The hub signs a manifest_ready the moment the socket opens: its issue time is
+            # at most one connect round trip old, so it sets the clock. Later frames may
+            # have waited in buffers for any time: they do not.
+            first_frame = True
+            try:
+                async for message in ws:
+                    if message.type is aiohttp.WSMsgType.TEXT:
+                        if agent.on_frame is not None:
+                            agent.on_frame()
+                        # One loop turn before the work on it: where many agents share a
+                        # process (the fleet simulator), every one reads its frame first, so
+                        # the hub's delivery is timed apart from the agents' own CPU.
+                        await asyncio.sleep(0)
+                        if first_frame:
+                            first_frame = False
+                            await self._connect_time_seen(
+                                message.data, time.monotonic() - connecting
+                            )
+                        await self.handle_push(message.data)
+                    elif message.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
+                        break
+            except (aiohttp.ClientError, OSError) as exc:
+                log.info("push channel lost: %s", exc)
+            finally:
+                self.connected.clear()
+                agent.changed()
+                with contextlib.suppress(Exception):
+                    await ws.close()
+            await asyncio.sleep(random.uniform(0, config.reconnect_min_s))
+
+    def refuse(self, what: str, reason: str) -> None:
+        counters = self.agent.counters
+        counters.last_rejection = f"{what}: {reason}"
+        log.warning("refused %s: %s", what, reason)
+        self.agent.changed()
+
+    async def _connect_time_seen(self, data: str, round_trip_s: float) -> None:
+        """The first frame of a push connection: signed as the socket opened, so its issue
+        time is at most `round_trip_s` old. Checked like any frame (signature, address, not
+        seen before) before its time is believed; `handle_push` then acts on it."""
+        agent = self.agent
+        try:
+            command = agent.keys.open(data, CommandDocument).command
+        except SignatureError:
+            return  # `handle_push` refuses and counts it
+        if (
+            command.addressed_to(agent.identity.device_id, agent.commune())
+            and command.command_id not in self.seen_commands
+        ):
+            await agent.timekeeping.signed_time_seen(command.issued_at, round_trip_s)
+
+    async def handle_push(self, data: str) -> None:
+        agent = self.agent
+        counters = agent.counters
+        try:
+            command = agent.keys.open(data, CommandDocument).command
+        except SignatureError as exc:
+            counters.rejected_commands += 1
+            self.refuse("pushed command", str(exc))
+            return
+        if not command.addressed_to(agent.identity.device_id, agent.commune()):
+            counters.rejected_commands += 1
+            self.refuse("pushed command", f"{command.type} is not addressed to this device")
+            return
+        if agent.on_command is not None:
+            agent.on_command(command)
+        if command.expires_at <= agent.clock.now() and agent.clock.corrected():
+            # An unconfirmed clock cannot judge expiry (a Pi booted a day ahead would refuse
+            # every emergency); the signature and the command-id replay check still hold.
+            self.refuse("pushed command", f"{command.type} expired at {command.expires_at}")
+            return
+        if not self._first_sight(command, data):
+            return
+        match command:
+            case EmergencyStart(bulletin=bulletin):
+                if not agent.clock.corrected():
+                    agent.emergency_shift[bulletin.id] = agent.clock.now() - command.issued_at
+                self._accept_emergency(bulletin)
+                # The hub sends no manifest nudge after an emergency: the start implies it.
+                # Fetched once the emergency plays (`follow_up`): a manifest being fetched
+                # and verified must not hold the loop while the player starts.
+                self._manifest_after_play = True
+            case EmergencyCancel(bulletin_id=bulletin_id):
+                agent.cancelled.add(bulletin_id)
+                await self.store.cancel(bulletin_id)
+                agent.programme.wake.set()
+                self.schedule_manifest_fetch(agent.config.emergency_manifest_jitter_s)
+            case ManifestReady(version=version):
+                if agent.manifest is None or version > agent.manifest.version:
+                    self.schedule_manifest_fetch()
+            case SetVolume(volume=volume):
+                await agent.programme.set_volume(volume)
+            case StopPlayback():
+                # Signed by the hub: the province may stop anything, an emergency included.
+                # A stop ends the airing on air now and cancels nothing: an emergency still
+                # active airs again at its next turn (a board, which keeps every active
+                # emergency up, at once). Taking an emergency off the air is its cancel.
+                agent.request("stop", origin="hub")
+            case TestTone():
+                agent.request("test_tone", origin="hub")
+            case Resync():
+                await self.resync()
+
+    def _first_sight(self, command: Command, frame: str) -> bool:
+        """True the first time a command id is seen (in memory: no disk on this path); its
+        durable record, and the emergency it carries, follow in `save_commands`."""
+        if command.command_id in self.seen_commands:
+            return False
+        self.seen_commands[command.command_id] = command.expires_at
+        hold = command.bulletin if isinstance(command, EmergencyStart) else None
+        self._unsaved_commands.append((command.command_id, command.expires_at, hold, frame))
+        # The programme loop writes them down, after it has acted on them.
+        self.agent.programme.wake.set()
+        return True
+
+    def _accept_emergency(self, bulletin: ManifestBulletin) -> None:
+        """Play `bulletin` now; the store holds it once its command is saved."""
+        agent = self.agent
+        if bulletin.id in agent.cancelled:
+            return
+        agent.emergencies[bulletin.id] = bulletin
+        agent.programme.held_changed()
+        if agent.programme.play_item(bulletin) is None:
+            agent.content.ensure()  # it plays as soon as its media is here
+        agent.programme.wake.set()
+
+    async def follow_up(self) -> None:
+        """What a pushed command asks for once the player has acted on it."""
+        await self.save_commands()
+        if self._manifest_after_play:
+            self._manifest_after_play = False
+            self.schedule_manifest_fetch(self.agent.config.emergency_manifest_jitter_s)
+
+    async def save_commands(self) -> None:
+        """Make the command ids seen (and the emergencies they brought) durable.
+
+        Called by the programme loop right after it started what they asked for. A crash
+        before this loses no emergency for good: the hub sends every active emergency again
+        when the device reconnects, and the manifest holds it. The emergency is not held if
+        it was cancelled meanwhile, so a restart never revives it.
+        """
+        if not self._unsaved_commands:
+            return
+        store = self.store
+        unsaved, self._unsaved_commands = self._unsaved_commands, []
+        cancelled = self.agent.cancelled
+        for command_id, expires_at, hold, frame in unsaved:
+            if hold is not None and hold.id in cancelled:
+                hold = None
+            # The emergency is kept with the signed frame it came in: verified at each start.
+            await store.command_seen(command_id, expires_at, hold=hold, frame=frame)
+        # Forgotten on the same terms as the store forgets them.
+        horizon = datetime.now(UTC) - COMMAND_GRACE
+        expired = [cid for cid, expiry in self.seen_commands.items() if expiry < horizon]
+        for command_id in expired:
+            del self.seen_commands[command_id]
+
+    # ------------------------------------------------------------------ manifests
+
+    def schedule_manifest_fetch(self, jitter_s: float | None = None) -> None:
+        # A fetch already under way may have its answer already: ask for one more after it,
+        # or a connected device (which does not poll) would sit on an old manifest.
+        self._manifest_wanted = True
+        if self._manifest_fetch is not None and not self._manifest_fetch.done():
+            return
+        config = self.agent.config
+        spread = config.manifest_fetch_jitter_s if jitter_s is None else jitter_s
+
+        async def fetch_later() -> None:
+            await asyncio.sleep(random.uniform(0, spread))
+            while self._manifest_wanted:
+                self._manifest_wanted = False
+                await self.refresh_manifest()
+
+        self._manifest_fetch = self.agent.background(fetch_later(), "manifest")
+
+    async def resync(self) -> None:
+        """Fetch the manifest again and re-verify the cache (hub command, local page)."""
+        await self.refresh_manifest(force=True)
+        self.agent.content.ensure(verify=True)
+
+    async def refresh_manifest(self, *, force: bool = False) -> None:
+        agent = self.agent
+        trusted_before = await self.store.trusted_version()
+        started = time.monotonic()
+        try:
+            fetched = await agent.client.fetch_manifest(None if force else self.etag)
+        except (HubUnavailable, HubRejected) as exc:
+            log.debug("manifest fetch failed: %s", exc)
+            return
+        round_trip = time.monotonic() - started
+        self.last_sync_at = agent.clock.now()
+        if fetched.envelope is None:
+            return
+        adopted = await self.apply_manifest(fetched.envelope)
+        manifest = agent.manifest
+        if (
+            adopted
+            and manifest is not None
+            and manifest.version > trusted_before
+            and not agent.clock.corrected()
+        ):
+            # The hub signs a device's manifest when that version is first fetched, so a new
+            # version's issue time is about one round trip old: time enough for a device
+            # that cannot keep a push channel open. Not for a clock already set by the
+            # hub's push or NTP, which a copy signed earlier (a lost answer) would pull back.
+            await agent.timekeeping.signed_time_seen(manifest.issued_at, round_trip)
+            self.last_sync_at = agent.clock.now()
+
+    async def apply_manifest(self, envelope: bytes) -> bool:
+        """Verify and adopt a signed manifest; anything wrong leaves the last good one in force."""
+        agent = self.agent
+        counters = agent.counters
+        store = self.store
+        try:
+            manifest = agent.keys.open(envelope, Manifest)
+        except SignatureError as exc:
+            counters.rejected_manifests += 1
+            self.refuse("manifest", str(exc))
+            return False
+        if manifest.device_id != agent.identity.device_id:
+            counters.rejected_manifests += 1
+            self.refuse("manifest", f"it is for device {manifest.device_id}")
+            return False
+        if manifest.expires_at <= agent.clock.now() and agent.clock.status().trusted:
+            # An untrusted clock cannot judge expiry (a Pi booted a month ahead would refuse
+            # every manifest and never learn the time from one); the version floor still holds.
+            counters.rejected_manifests += 1
+            self.refuse("manifest", f"version {manifest.version} expired at {manifest.expires_at}")
+            return False
+        try:
+            # With no verified manifest held (refused at start, or lost with the database),
+            # the hub's signed copy of the trusted version itself is taken back.
+            await store.save_manifest(manifest, envelope, reinstate=agent.manifest is None)
+        except StaleManifest:
+            counters.rejected_manifests += 1
+            self.refuse(
+                "manifest",
+                f"version {manifest.version} is not newer than {await store.trusted_version()}",
+            )
+            return False
+        loudness_before = agent.programme.volume()
+        self.adopt(manifest)
+        if agent.programme.volume() != loudness_before:
+            await agent.programme.volume_changed()
+        for bulletin_id in manifest.cancelled:
+            if bulletin_id not in agent.cancelled:
+                agent.cancelled.add(bulletin_id)
+                await store.cancel(bulletin_id)
+        log.info(
+            "manifest version %d adopted (%d bulletins)", manifest.version, len(manifest.bulletins)
+        )
+        agent.content.ensure()
+        agent.programme.wake.set()
+        agent.changed()
+        return True
+
+    def adopt(self, manifest: Manifest) -> None:
+        """`manifest` (verified) is the one in force from now on."""
+        self.agent.manifest = manifest
+        self.etag = f'"{manifest.version}"'
+        self.agent.programme.held_changed()
