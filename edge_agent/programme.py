@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sqlite3
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from loa_contract import (
     BulletinKind,
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge_agent")
 
 TEST_TONE_ID = "__test_tone__"
+T = TypeVar("T")
 
 #: Who asked for a control: the commune's LAN page or a technician ("local"), or a command
 #: the hub signed ("hub").
@@ -65,7 +68,7 @@ class ControlRefused(Exception):
 class Current:
     """What the programme loop has started and not yet closed."""
 
-    play_id: int | None  # None for a test tone: it is not a bulletin airing
+    play_id: int | None  # None for a test tone, or when its start could not be recorded
     item: PlayItem
     slot: str
     started_at: datetime
@@ -334,8 +337,11 @@ class Programme(AgentPart):
             self.started_emergencies.add(bulletin.id)
         # The durable record follows the start, so the disk never delays what is heard. A
         # crash before it leaves no trace: the item was not heard out and airs again.
-        current.play_id = await store.begin_play(
-            bulletin.id, decision.slot, bulletin.priority, bulletin.kind, started_at
+        current.play_id = await self._recorded(
+            "the start of a play",
+            store.begin_play(
+                bulletin.id, decision.slot, bulletin.priority, bulletin.kind, started_at
+            ),
         )
         if failed:
             await self.close_current(PlayOutcome.FAILED, 0.0, counts_as_aired=True)
@@ -354,10 +360,10 @@ class Programme(AgentPart):
                 self.suspended = Suspended(
                     previous.item.bulletin_id, previous.slot, previous_position
                 )
-                await store.save_suspended(self.suspended)
+                await self._recorded("the item cut", store.save_suspended(self.suspended))
         if resumed:
             self.suspended = None
-            await store.save_suspended(None)
+            await self._recorded("the item resumed", store.save_suspended(None))
 
     async def close_current(
         self, outcome: PlayOutcome, position: float, *, counts_as_aired: bool
@@ -371,16 +377,29 @@ class Programme(AgentPart):
     ) -> None:
         if self.current is current:
             self.current = None
-        if current.play_id is None:
-            return
+        if current.bulletin is None:
+            return  # a test tone: not an airing of anything
         now = self.agent.clock.now()
-        await self.store.finish_play(current.play_id, now, outcome, position, counts_as_aired)
+        if current.play_id is not None:  # None: its start could not be recorded
+            await self._recorded(
+                "the end of a play",
+                self.store.finish_play(current.play_id, now, outcome, position, counts_as_aired),
+            )
         if counts_as_aired:
             key = (current.item.bulletin_id, current.slot)
             self.aired[key] = self.aired.get(key, 0) + 1
             if current.slot == EMERGENCY_SLOT:
                 self.last_aired[current.item.bulletin_id] = now
         self.agent.report_wake.set()
+
+    async def _recorded(self, what: str, write: Awaitable[T]) -> T | None:
+        """Await a store write; if the card cannot take it, the programme goes on (what is
+        heard matters more than its record) and the failure is reported with its reason."""
+        try:
+            return await write
+        except (sqlite3.Error, OSError) as exc:
+            self.agent.write_failed(what, exc)
+            return None
 
     async def _handle_player_events(self) -> None:
         while self._player_events:

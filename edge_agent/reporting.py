@@ -40,6 +40,8 @@ class Reporting(AgentPart):
         self._volatile_stream = uuid.uuid4().hex
         self._volatile_seq = 0
         self._volatile: HealthSample | None = None
+        #: Samples the hub acknowledged that way.
+        self.delivered_from_memory = 0
 
     async def run_reports(self) -> None:
         agent = self.agent
@@ -73,8 +75,10 @@ class Reporting(AgentPart):
         except (HubUnavailable, HubRejected) as exc:
             log.debug("health from memory not delivered: %s", exc)
             return
+        self.delivered_from_memory += 1
         if self._volatile is sample:
             self._volatile = None
+        self.agent.changed()
 
     async def run_health(self) -> None:
         agent = self.agent

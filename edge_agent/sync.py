@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -229,11 +230,18 @@ class HubSync(AgentPart):
         store = self.store
         unsaved, self._unsaved_commands = self._unsaved_commands, []
         cancelled = self.agent.cancelled
-        for command_id, expires_at, hold, frame in unsaved:
+        for index, (command_id, expires_at, hold, frame) in enumerate(unsaved):
             if hold is not None and hold.id in cancelled:
                 hold = None
-            # The emergency is kept with the signed frame it came in: verified at each start.
-            await store.command_seen(command_id, expires_at, hold=hold, frame=frame)
+            try:
+                # The emergency is kept with the signed frame it came in: verified at each
+                # start.
+                await store.command_seen(command_id, expires_at, hold=hold, frame=frame)
+            except (sqlite3.Error, OSError) as exc:
+                # Kept in memory (the replay check holds) and written at the next chance.
+                self._unsaved_commands[:0] = unsaved[index:]
+                self.agent.write_failed("a command seen", exc)
+                return
         # Forgotten on the same terms as the store forgets them.
         horizon = datetime.now(UTC) - COMMAND_GRACE
         expired = [cid for cid, expiry in self.seen_commands.items() if expiry < horizon]

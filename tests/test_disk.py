@@ -1,0 +1,395 @@
+"""Issue #9 point 2: a full card. Downloads are checked against the free space before they
+start; what does not fit (keeping a reserve for speech, SQLite and the logs) is refused and
+reported as `disk_full` with its reason, never half-written; room is made from expired
+content (least recently aired first) and, for an emergency, from lower content; the agent
+recovers by itself when space returns.
+
+The small card is a real tmpfs of a few MiB mounted for the test (this needs root, as CI
+and `make test` run it), grown with `mount -o remount,size=` when "space returns".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent.agent import Agent
+from edge_agent.disk import CachedObject, free_bytes, plan_room
+from edge_agent.players.null import NullPlayer
+from edge_agent.speech import EspeakEngine
+from loa_contract import Priority, utcnow
+from tests.e2e import LiveHub, enroll_agent, live_hub, schedule
+
+TIMEOUT = 20.0
+MiB = 1024 * 1024
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- the pure choice
+
+
+def obj(
+    sha: str,
+    size: int,
+    priority: Priority | None = Priority.NORMAL,
+    *,
+    expired: bool = False,
+    aired_min: int | None = None,
+) -> CachedObject:
+    aired = None if aired_min is None else T0 + timedelta(minutes=aired_min)
+    return CachedObject(sha, size, priority, expired, aired)
+
+
+def test_what_fits_evicts_nothing() -> None:
+    plan = plan_room(
+        need_bytes=10, free=100, reserve=90, for_priority=Priority.NORMAL, cached=[obj("a", 5)]
+    )
+    assert plan.fits and plan.evict == ()
+
+
+def test_unused_then_expired_least_recently_aired_first() -> None:
+    cached = [
+        obj("live", 50),
+        obj("expired-recent", 10, expired=True, aired_min=30),
+        obj("expired-old", 10, expired=True, aired_min=5),
+        obj("expired-never", 10, expired=True),
+        obj("unused", 10, None),
+    ]
+    plan = plan_room(need_bytes=25, free=10, reserve=0, for_priority=Priority.NORMAL, cached=cached)
+    assert plan.fits
+    assert plan.evict == ("unused", "expired-never")
+    plan = plan_room(need_bytes=40, free=10, reserve=0, for_priority=Priority.NORMAL, cached=cached)
+    assert plan.evict == ("unused", "expired-never", "expired-old")
+
+
+def test_an_emergency_may_evict_lower_live_content_but_a_normal_item_may_not() -> None:
+    cached = [
+        obj("normal-recent", 30, aired_min=50),
+        obj("normal-old", 30, aired_min=1),
+        obj("priority", 30, Priority.PRIORITY, aired_min=0),
+        obj("other-emergency", 30, Priority.EMERGENCY),
+    ]
+    normal = plan_room(
+        need_bytes=40, free=10, reserve=0, for_priority=Priority.NORMAL, cached=cached
+    )
+    assert not normal.fits and normal.evict == () and normal.short_by == 30
+    emergency = plan_room(
+        need_bytes=40, free=10, reserve=0, for_priority=Priority.EMERGENCY, cached=cached
+    )
+    assert emergency.fits and emergency.evict == ("normal-old",)
+    emergency = plan_room(
+        need_bytes=90, free=10, reserve=0, for_priority=Priority.EMERGENCY, cached=cached
+    )
+    # Normal content goes before priority content; an emergency never evicts another.
+    assert emergency.evict == ("normal-old", "normal-recent", "priority")
+    assert not plan_room(
+        need_bytes=200, free=10, reserve=0, for_priority=Priority.EMERGENCY, cached=cached
+    ).fits
+
+
+def test_what_is_on_air_is_never_evicted() -> None:
+    cached = [obj("on-air", 100, expired=True), obj("other", 10, expired=True)]
+    plan = plan_room(
+        need_bytes=50,
+        free=0,
+        reserve=0,
+        for_priority=Priority.EMERGENCY,
+        cached=cached,
+        keep=frozenset({"on-air"}),
+    )
+    assert not plan.fits and plan.evict == () and plan.short_by == 40
+
+
+def test_negative_sizes_are_refused() -> None:
+    with pytest.raises(ValueError):
+        plan_room(need_bytes=-1, free=0, reserve=0, for_priority=Priority.NORMAL, cached=[])
+
+
+objects = st.lists(
+    st.builds(
+        CachedObject,
+        sha256=st.uuids().map(str),
+        size=st.integers(0, 1000),
+        priority=st.sampled_from([None, *Priority]),
+        expired=st.booleans(),
+        last_aired=st.one_of(
+            st.none(), st.integers(0, 10_000).map(lambda m: T0 + timedelta(minutes=m))
+        ),
+    ),
+    max_size=12,
+    unique_by=lambda o: o.sha256,
+)
+
+
+@given(
+    cached=objects,
+    need=st.integers(0, 3000),
+    free=st.integers(0, 3000),
+    reserve=st.integers(0, 500),
+    priority=st.sampled_from(list(Priority)),
+    keep_first=st.booleans(),
+)
+def test_plan_room_properties(
+    cached: list[CachedObject],
+    need: int,
+    free: int,
+    reserve: int,
+    priority: Priority,
+    keep_first: bool,
+) -> None:
+    keep = frozenset({cached[0].sha256}) if keep_first and cached else frozenset()
+    plan = plan_room(
+        need_bytes=need, free=free, reserve=reserve, for_priority=priority, cached=cached, keep=keep
+    )
+    by_sha = {o.sha256: o for o in cached}
+    rank = {Priority.NORMAL: 0, Priority.PRIORITY: 1, Priority.EMERGENCY: 2}
+    if not plan.fits:
+        assert plan.evict == () and plan.short_by > 0
+        return
+    freed = sum(by_sha[s].size for s in plan.evict)
+    assert need <= free - reserve + freed
+    assert len(set(plan.evict)) == len(plan.evict)
+    for sha in plan.evict:
+        victim = by_sha[sha]
+        assert sha not in keep
+        # Only unused or expired content, or live content of a lower priority.
+        assert victim.priority is None or victim.expired or rank[victim.priority] < rank[priority]
+    if plan.evict:
+        # Minimal in order: without the last one chosen it would not fit.
+        assert need > free - reserve + freed - by_sha[plan.evict[-1]].size
+
+
+# ---------------------------------------------------------------- a real small card
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size_mib: int) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs as the agent's card needs root (CI runs as root)")
+    path.mkdir(parents=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(path)], check=True
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def grow(path: Path, size_mib: int) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size_mib}m", str(path)], check=True)
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
+    async with live_hub(tmp_path / "hub") as live:
+        await live.add_commune("xa-d")
+        yield live
+
+
+def noise(size: int) -> bytes:
+    """Bytes nothing compresses, in a PNG wrapper the hub accepts as an image."""
+    header = b"\x89PNG\r\n\x1a\n"
+    return header + os.urandom(size - len(header))
+
+
+async def publish_image(hub: LiveHub, title: str, size: int, priority: str = "normal") -> dict:
+    media = await hub.upload(noise(size), "image/png")
+    body = {
+        "title": title,
+        "kind": "image",
+        "priority": priority,
+        "media": media["sha256"],
+        "targets": {"communes": ["xa-d"]},
+        "schedule": schedule(utcnow(), repeats=20),
+        "display_seconds": 0.2,
+    }
+    if priority == "emergency":
+        return await hub.call(
+            "POST",
+            "/api/v1/emergencies",
+            json={"title": title, "media": media["sha256"]},
+        )
+    return await hub.publish(body)
+
+
+async def test_a_download_that_does_not_fit_is_refused_reported_and_fetched_when_room_returns(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    card = tmp_path / "card"
+    with small_disk(card, 12):
+        agent = await enroll_agent(
+            hub,
+            card / "board",
+            commune="xa-d",
+            kind="board",
+            profile="led-board-p10",
+            player=NullPlayer(default_duration_s=0.2),
+            require_clock_confirmation=False,
+            disk_reserve_bytes=2 * MiB,
+            cache_check_interval_s=0.05,
+        )
+        try:
+            small = await publish_image(hub, "Thông báo nhỏ", 1 * MiB)
+            await agent.wait_until(lambda: small["id"] in _playable(agent), TIMEOUT)
+            big = await publish_image(hub, "Bản đồ ngập lụt", 14 * MiB)
+            await agent.wait_until(lambda: "disk_full" in agent.active_faults(), TIMEOUT)
+            reason = agent.active_faults()["disk_full"]
+            assert "does not fit" in reason and "14.0 MiB" in reason
+            # Refused before a byte was written: no partial file takes the reserve.
+            assert list((card / "board" / "cache" / "partial").iterdir()) == []
+            assert free_bytes(card) > 2 * MiB
+            health = await agent.health_fields()
+            assert "disk_full" in health["faults"]
+            assert "does not fit" in health["fault_details"]["disk_full"]
+            # What fits keeps playing.
+            assert small["id"] in _playable(agent)
+
+            grow(card, 40)  # a technician clears space / the card is replaced by a bigger one
+            await agent.wait_until(lambda: big["id"] in _playable(agent), TIMEOUT)
+            assert "disk_full" not in agent.active_faults()
+        finally:
+            await agent.stop()
+
+
+async def test_an_emergency_evicts_normal_content_to_get_on_air(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    card = tmp_path / "card"
+    with small_disk(card, 12):
+        agent = await enroll_agent(
+            hub,
+            card / "board",
+            commune="xa-d",
+            kind="board",
+            profile="led-board-p10",
+            player=NullPlayer(default_duration_s=0.2),
+            require_clock_confirmation=False,
+            disk_reserve_bytes=2 * MiB,
+        )
+        try:
+            first = await publish_image(hub, "Lịch tiêm phòng", 4 * MiB)
+            second = await publish_image(hub, "Lịch thu thuế", 4 * MiB)
+            await agent.wait_until(lambda: {first["id"], second["id"]} <= _playable(agent), TIMEOUT)
+            emergency = await publish_image(hub, "Cháy rừng", 4 * MiB, priority="emergency")
+            await agent.wait_until(lambda: emergency["id"] in _playable(agent), TIMEOUT)
+            # One normal item made room, the least recently aired; the other still plays.
+            assert len({first["id"], second["id"]} & _playable(agent)) == 1
+            assert "disk_full" not in agent.active_faults()
+        finally:
+            await agent.stop()
+
+
+@pytest.mark.skipif(
+    shutil.which("espeak-ng") is None and not os.environ.get("CI"),
+    reason="needs espeak-ng (Debian package espeak-ng)",
+)
+async def test_speech_is_not_made_into_the_last_of_the_card_and_says_why(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    card = tmp_path / "card"
+    with small_disk(card, 8):
+        agent = await enroll_agent(
+            hub,
+            card / "speaker",
+            commune="xa-d",
+            kind="speaker",
+            profile="speaker-cluster",
+            player=NullPlayer(default_duration_s=0.2),
+            speech=EspeakEngine(),
+            require_clock_confirmation=False,
+            disk_reserve_bytes=4 * MiB,
+            cache_check_interval_s=0.05,
+        )
+        filler = card / "filler"
+        try:
+            await agent.wait_until(agent.status_connected, TIMEOUT)
+            # Something else on the card (logs, a technician's copy) leaves < 1 MiB.
+            filler.write_bytes(b"\0" * (free_bytes(card) - MiB // 2))
+            notice = await hub.publish(
+                {
+                    "title": "Họp dân",
+                    "kind": "text",
+                    "priority": "normal",
+                    "text": "Mời bà con dự họp tại nhà văn hoá thôn lúc bảy giờ tối.",
+                    "targets": {"communes": ["xa-d"]},
+                    "schedule": schedule(utcnow(), repeats=5),
+                }
+            )
+            await agent.wait_until(lambda: "disk_full" in agent.active_faults(), TIMEOUT)
+            assert "speech for " + notice["id"] in agent.active_faults()["disk_full"]
+            assert notice["id"] not in _playable(agent)
+
+            filler.unlink()
+            item = await asyncio.wait_for(agent.play_started.get(), TIMEOUT)
+            assert item.bulletin_id == notice["id"]
+            assert "disk_full" not in agent.active_faults()
+        finally:
+            await agent.stop()
+
+
+def _playable(agent: Agent) -> set[str]:
+    return {b.id for b in agent.bulletins().values() if agent.programme.play_item(b) is not None}
+
+
+async def test_a_card_too_full_for_sqlite_keeps_playing_and_the_hub_hears_why(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    card = tmp_path / "card"
+    with small_disk(card, 8):
+        agent = await enroll_agent(
+            hub,
+            card / "board",
+            commune="xa-d",
+            kind="board",
+            profile="led-board-p10",
+            player=NullPlayer(default_duration_s=0.05),
+            require_clock_confirmation=False,
+            disk_reserve_bytes=MiB,
+            health_interval_s=0.1,
+        )
+        filler = card / "filler"
+        try:
+            notice = await publish_image(hub, "Thông báo", 64 * 1024)
+            await agent.wait_until(lambda: notice["id"] in _playable(agent), TIMEOUT)
+            # Something else takes every last byte: SQLite cannot record a thing.
+            with contextlib.suppress(OSError), filler.open("wb") as f:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            assert free_bytes(card) < 65536
+            await agent.wait_until(lambda: "not recorded" in _disk_full(agent), TIMEOUT)
+            # The board plays on from its cache.
+            before = agent.play_started.qsize()
+            await agent.wait_until(lambda: agent.play_started.qsize() > before + 2, TIMEOUT)
+
+            # The hub hears it, from memory, with the reason.
+            await agent.wait_until(lambda: agent.reporting.delivered_from_memory > 0, TIMEOUT)
+            device = await hub.call("GET", f"/api/v1/devices/{agent.identity.device_id}")
+            assert "not recorded" in device["health"]["fault_details"]["disk_full"]
+            assert "disk_full" in device["verdict_reasons"]
+
+            filler.unlink()  # space returns: records are written again, nobody needed
+            plays_before = len(await agent.store.recent_plays(1000))
+            await agent.wait_until(lambda: _more_plays(agent, plays_before), TIMEOUT)
+        finally:
+            await agent.stop()
+
+
+def _disk_full(agent: Agent) -> str:
+    return agent.active_faults().get("disk_full", "")
+
+
+async def _more_plays(agent: Agent, count: int) -> bool:
+    assert agent.store is not None
+    return len(await agent.store.recent_plays(1000)) > count
