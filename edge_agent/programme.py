@@ -11,9 +11,10 @@ import asyncio
 import dataclasses
 import logging
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -73,6 +74,12 @@ class Current:
     slot: str
     started_at: datetime
     bulletin: ManifestBulletin | None
+    #: The monotonic clock at the start: how long it played is measured on it, so a clock
+    #: correction mid-airing (NTP, the hub's signed time) never stretches a proof of play.
+    started_mono: float = field(default_factory=time.monotonic)
+
+    def ended_at(self) -> datetime:
+        return self.started_at + timedelta(seconds=time.monotonic() - self.started_mono)
 
 
 class Programme(AgentPart):
@@ -381,9 +388,12 @@ class Programme(AgentPart):
             return  # a test tone: not an airing of anything
         now = self.agent.clock.now()
         if current.play_id is not None:  # None: its start could not be recorded
+            ended_at = current.ended_at()
             await self._recorded(
                 "the end of a play",
-                self.store.finish_play(current.play_id, now, outcome, position, counts_as_aired),
+                self.store.finish_play(
+                    current.play_id, ended_at, outcome, position, counts_as_aired
+                ),
             )
         if counts_as_aired:
             key = (current.item.bulletin_id, current.slot)

@@ -250,3 +250,57 @@ async def test_a_clock_a_day_off_holds_windowed_items_but_not_emergencies(
         assert status["clock"]["offset_s"] == pytest.approx(-86400, abs=5)
     finally:
         await agent.stop()
+
+
+async def test_a_clock_jump_mid_airing_does_not_stretch_the_proof_of_play(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    """Issue #9 point 5: how long an item played is measured on the monotonic clock. The
+    system clock leaps a day ahead while a 0.3 s item airs; the proof says about 0.3 s."""
+    jump = timedelta(0)
+
+    def system() -> datetime:
+        return utcnow() + jump
+
+    await hub.add_commune("xa-c")
+    player = NullPlayer(default_duration_s=0.3)
+    agent = await enroll_agent(
+        hub,
+        tmp_path / "speaker",
+        commune="xa-c",
+        kind="speaker",
+        profile="speaker-cluster",
+        player=player,
+        start=False,
+        require_clock_confirmation=False,
+    )
+    agent.clock = ClockJudge(system, require_confirmation=False, ntp=lambda: None)
+    await agent.start()
+    try:
+        audio = await hub.upload(tone_bytes(tmp_path, "t", 0.3), "audio/wav")
+        item = await hub.publish(
+            {
+                "title": "Lịch cắt điện",
+                "kind": "audio",
+                "priority": "normal",
+                "media": audio["sha256"],
+                "targets": {"communes": ["xa-c"]},
+                "schedule": schedule(
+                    utcnow(), repeats=1, valid_until=(utcnow() + timedelta(days=3)).isoformat()
+                ),
+            }
+        )
+        assert await _next(agent) == item["id"]
+        jump = timedelta(days=1)  # the same hour of a valid day: it plays on
+        assert agent.store is not None
+        store = agent.store
+
+        async def closed() -> bool:
+            return any(p.bulletin_id == item["id"] for p in await store.recent_plays(100))
+
+        await agent.wait_until(closed, TIMEOUT)
+        proof = next(p for p in await store.recent_plays(100) if p.bulletin_id == item["id"])
+        seconds = (proof.ended_at - proof.started_at).total_seconds()
+        assert 0.25 <= seconds < 5.0, seconds
+    finally:
+        await agent.stop()
