@@ -307,7 +307,7 @@ class VlcPlayer:
 
     def _read_position(self) -> float:
         assert self._item is not None
-        ms = self._slot.mp.get_time()
+        ms: int | None = self._slot.mp.get_time()
         if ms is None or ms <= 0:
             # libvlc reports 0 until the first output, also after a start-time seek.
             return self._item.start_at_s
