@@ -8,6 +8,7 @@ demo:
 test:
 	@scripts/bootstrap.sh test
 	.venv/bin/ruff check .
+	.venv/bin/mypy hub edge_agent loa_contract
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy .venv/bin/pytest -q -p no:cacheprovider
 
 lint:

@@ -151,15 +151,16 @@ class _VlcLog:
 
         # va_list is passed by reference (x86-64, aarch64) or is one pointer (armhf), so a
         # void pointer hands it on to vsnprintf intact on every Pi and on the test machine.
-        @vlc.CallbackDecorators.LogCb  # type: ignore[misc]
-        def callback(_data: Any, level: int, _ctx: Any, fmt: bytes, args: Any) -> None:
+        def on_log(_data: Any, level: int, _ctx: Any, fmt: bytes, args: Any) -> None:
             if level < LIBVLC_ERROR:
                 return
             buf = ctypes.create_string_buffer(512)
             vsnprintf(buf, len(buf), fmt, args)
             self.errors.append(buf.value.decode("utf-8", "replace"))
 
-        self.callback = callback  # kept referenced: libvlc calls it from its own threads
+        # Kept referenced: libvlc calls it from its own threads. (Wrapped by a call, not a
+        # decorator: python-vlc is untyped, and a decorator would erase `on_log`'s types.)
+        self.callback = vlc.CallbackDecorators.LogCb(on_log)
 
     def audio_errors(self) -> list[str]:
         words = ("audio", "alsa", "pulse", "sound", "device")

@@ -68,9 +68,9 @@ def find_font(*, bold: bool = False) -> Path:
         if path.is_file():
             return path
     for family in _FC_FAMILIES:
-        path = _fc_match(family, bold)
-        if path is not None:
-            return path
+        matched = _fc_match(family, bold)
+        if matched is not None:
+            return matched
     if bold:
         # A regular face still draws every letter; a missing bold must not blank the board.
         return find_font(bold=False)

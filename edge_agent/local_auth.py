@@ -133,8 +133,12 @@ class LocalAuth:
         record = json.loads(raw) if raw else None
         # The hash runs even without an account, so timing does not say whether one exists.
         encoded = record["hash"] if record else hash_password("not the password", n=2**4)
-        ok = verify_password(password, encoded) and record is not None
-        ok = ok and hmac.compare_digest(record["username"].lower().encode(), key.encode())
+        verified = verify_password(password, encoded)
+        ok = (
+            verified
+            and record is not None
+            and hmac.compare_digest(record["username"].lower().encode(), key.encode())
+        )
         if ok:
             self.failures.pop(key, None)
             return True

@@ -371,9 +371,7 @@ def _render(request: web.Request, template: str, status: int = 200, **context: A
             device_id=agent.identity.device_id,
             device_kind=agent.profile.device_kind.value,
             commune=agent.identity.commune,
-            static_url=lambda name: str(
-                request.app.router["static"].url_for(filename=name)  # type: ignore[attr-defined]
-            ),
+            static_url=lambda name: str(request.app.router["static"].url_for(filename=name)),
             **context,
         )
     )

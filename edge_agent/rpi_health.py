@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loa_contract import Fault
+
 #: Bits of the firmware's throttled word (vcgencmd get_throttled; the Pi documentation).
 UNDER_VOLTAGE_NOW = 1 << 0
 FREQ_CAPPED_NOW = 1 << 1
@@ -224,32 +226,32 @@ class PiHealth:
     def __post_init__(self) -> None:
         self._tool = self.vcgencmd if self.vcgencmd is not None else shutil.which("vcgencmd")
 
-    def sample(self) -> tuple[dict[str, Any], list[str]]:
+    def sample(self) -> tuple[dict[str, Any], list[Fault]]:
         """(values, fault names). The values' keys are HealthSample's field names, except
         `throttled_word` and `soc_temperature_celsius`, which only the local status shows."""
         with self._lock:
             return self._sample()
 
-    def _sample(self) -> tuple[dict[str, Any], list[str]]:
-        faults: list[str] = []
+    def _sample(self) -> tuple[dict[str, Any], list[Fault]]:
+        faults: list[Fault] = []
         power = power_state(self.sys_root, self._tool or "")
         if power.under_voltage:
-            faults.append("under_voltage")
+            faults.append(Fault.UNDER_VOLTAGE)
         if power.throttled:
-            faults.append("throttled")
+            faults.append(Fault.THROTTLED)
         mount = mount_of(self.data_dir, self.proc_root)
         errors = ext4_errors(mount.device, self.sys_root) if mount else None
         if mount is not None and mount.read_only:
-            faults.append("sd_read_only")
+            faults.append(Fault.SD_READ_ONLY)
         if errors:
-            faults.append("sd_errors")
+            faults.append(Fault.SD_ERRORS)
         now = time.monotonic()
         if self._last_probe_at is None or now - self._last_probe_at >= self.probe_every_s:
             if mount is None or not mount.read_only:
                 self._last_probe = sd_write_probe(self.data_dir)
             self._last_probe_at = now
         if self._last_probe is not None and not self._last_probe.ok:
-            faults.append("sd_write_failed")
+            faults.append(Fault.SD_WRITE_FAILED)
         values: dict[str, Any] = {
             "under_voltage": power.under_voltage,
             "under_voltage_since_boot": power.under_voltage_since_boot,

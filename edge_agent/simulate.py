@@ -132,7 +132,7 @@ def cpu_percent(before: dict[str, Any], after: dict[str, Any]) -> float | None:
     used = (after["cpu_user_s"] + after["cpu_system_s"]) - (
         before["cpu_user_s"] + before["cpu_system_s"]
     )
-    return 100.0 * used / (after["at"] - before["at"])
+    return 100.0 * float(used) / float(after["at"] - before["at"])
 
 
 def peak_cpu(samples: Sequence[dict[str, Any]]) -> float | None:
@@ -151,7 +151,7 @@ def ramp_seconds(args: argparse.Namespace) -> float:
         return float(args.ramp)
     if args.scenario == "health":
         return float(args.interval)
-    return args.devices / 100.0
+    return float(args.devices) / 100.0
 
 
 def ms(seconds: float) -> float:

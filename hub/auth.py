@@ -388,7 +388,9 @@ async def login(
                 " RETURNING failed_logins",
                 (row["id"],),
             )
-            failed = (await cur.fetchone())[0]
+            counted = await cur.fetchone()
+            assert counted is not None  # RETURNING of a row read in this transaction
+            failed = counted[0]
             await audit(
                 conn,
                 row["username"],
@@ -672,7 +674,9 @@ async def set_account_state(
                 " AND id != ?",
                 (row["id"],),
             )
-            if (await cur.fetchone())[0] == 0:
+            others = await cur.fetchone()
+            assert others is not None  # COUNT(*) always answers one row
+            if others[0] == 0:
                 raise ApiError(409, "last_admin", "at least one admin must remain enabled")
         if action == "lock":
             await conn.execute("UPDATE users SET locked = 1 WHERE id = ?", (row["id"],))

@@ -26,7 +26,7 @@ from loa_contract import utcnow
 from .app import create_app
 from .auth import SHARED_NAMES, Role, create_user, reset_password, set_account_state
 from .backup import BackupError, backup_name, free_space_ok, make_backup, prune, restore_backup
-from .config import HubConfig
+from .config import NEWSPAPER_UNITS, HubConfig
 from .db import Database, DatabaseDamaged, check_database
 from .device_api import recheck_stored_plays
 from .errors import ApiError
@@ -238,13 +238,12 @@ def _serve(args: argparse.Namespace) -> None:
         ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
     try:
-        extra = {"newspaper_units": frozenset(args.newspaper_unit)} if args.newspaper_unit else {}
         config = HubConfig(
             data_dir=args.data,
             public_url=args.public_url,
             cookie_secure=True if args.cookie_secure else None,
             trusted_proxies=tuple(args.trusted_proxy),
-            **extra,
+            newspaper_units=frozenset(args.newspaper_unit or NEWSPAPER_UNITS),
         )
     except ValidationError as exc:
         error = exc.errors()[0]

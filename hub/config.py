@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MiB = 1024 * 1024
+#: The province's newspaper and broadcaster unless `hub serve --newspaper-unit` names others.
+NEWSPAPER_UNITS = frozenset({"baotinh"})
 
 
 class HubConfig(BaseModel):
@@ -53,7 +55,7 @@ class HubConfig(BaseModel):
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     #: Units that are the province's newspaper and broadcaster (Báo và Phát thanh, truyền
     #: hình): their monthly quota in reports is ≥ 4 bulletins of 2–5 minutes.
-    newspaper_units: frozenset[str] = frozenset({"baotinh"})
+    newspaper_units: frozenset[str] = NEWSPAPER_UNITS
     resume_mode: Literal["resume", "restart"] = "resume"
     #: How often the hub re-signs manifests that passed half their lifetime.
     refresh_interval: timedelta = timedelta(hours=1)

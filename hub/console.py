@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, TypedDict, get_args
 
 import jinja2
 from aiohttp import web
@@ -205,9 +205,16 @@ def page_cursor(request: web.Request) -> str | None:
     return before
 
 
+class PagerLinks(TypedDict):
+    """A list page's pager, as template variables."""
+
+    first_url: str | None
+    next_url: str | None
+
+
 def pager_links(
     request: web.Request, next_before: str | None, path: str | None = None
-) -> dict[str, str | None]:
+) -> PagerLinks:
     """The pager of a console list: its first page and its next one, same filters (on
     `path` when the list is a fragment of another page)."""
     here = request.rel_url

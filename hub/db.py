@@ -19,11 +19,11 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -507,7 +507,9 @@ async def _on_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
     """Run `fn(sqlite3_connection, *args)` on the connection's own thread, as one step that
     no other request's statement can interleave with. aiosqlite queues work to that thread
     with `_execute`; its public execute helpers are built the same way."""
-    return await conn._execute(lambda: fn(conn._conn, *args))  # type: ignore[no-any-return]
+    # aiosqlite leaves `_execute` unannotated; this is the type it has.
+    execute = cast(Callable[[Callable[[], T]], Awaitable[T]], conn._execute)
+    return await execute(lambda: fn(conn._conn, *args))
 
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: Params) -> list[sqlite3.Row]:

@@ -104,7 +104,7 @@ async def enroll(ctx: Ctx) -> EnrollResponse:
         )
         row = await cur.fetchone()
         refusal = _enrollment_refusal(row, now)
-        if refusal is None:
+        if row is not None and refusal is None:
             await conn.execute(
                 "UPDATE devices SET enrollment_used_at = ?, secret_hash = ?, enrolled_at = ?,"
                 " agent_version = ?, hostname = ?, last_seen = ? WHERE id = ?",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
+from typing import TypedDict
 
 from aiohttp import web
 
@@ -56,6 +57,13 @@ def forwarded_client(
     return scheme, client
 
 
+class _Forwarded(TypedDict, total=False):
+    """What a trusted proxy may change of a request (keywords of `Request.clone`)."""
+
+    scheme: str
+    remote: str
+
+
 @web.middleware
 async def forwarded_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     networks = request.app[CONFIG].trusted_proxy_networks
@@ -67,7 +75,7 @@ async def forwarded_middleware(request: web.Request, handler: Handler) -> web.St
     )
     if scheme is None and client is None:
         return await handler(request)
-    changes: dict[str, str] = {}
+    changes: _Forwarded = {}
     if scheme is not None:
         changes["scheme"] = scheme
     if client is not None:

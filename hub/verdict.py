@@ -5,15 +5,18 @@ know which pole to drive to and what to bring. So each device gets one level and
 stable reason codes (the console translates them; scripts match on them):
 
 - "fault": the device does not do its job, or soon will not (offline, under-voltage, SD card
-  read-only or failing its write test, player in error, a blank or frozen screen, the disk
-  or memory almost full, too hot).
+  read-only or failing its write test, player in error, a blank or frozen screen, stored
+  state altered, no room for new content, the disk or memory almost full, too hot).
 - "warning": it works, but something needs a look (throttled, SD errors counted, a slow
-  card, the clock, a backlog of reports, a player that had to be reset, resources running
-  low, the last report too old, proof of play the hub refused lately).
+  card, the clock, a backlog of reports, a player that had to be reset or could not check
+  itself, a task that died and was restarted, state the device repaired itself, resources
+  running low, the last report too old, proof of play the hub refused lately).
 - "unknown": there is nothing to judge yet (a slot not enrolled, no report received).
 - "ok": nothing above.
 
-The worst level wins; reasons come worst first, then in the order of `REASON_CODES`.
+The reasons are `loa_contract.Fault` members, plus any name a newer agent reports that this
+hub does not know (kept verbatim). The worst level wins; reasons come worst first, then in
+the order of `REASON_CODES`.
 A device that is offline keeps the reasons of its last report: they are often the clue to
 why it went away (under-voltage before a brown-out, a full disk before a crash).
 
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from loa_contract import HealthSample
+from loa_contract import Fault, HealthSample, known_fault
 
 Level = Literal["ok", "warning", "fault", "unknown"]
 #: Worst first: the order reasons are listed in, and the order of a fleet filter.
@@ -68,51 +71,60 @@ REPORTS_REFUSED_RECENT = timedelta(days=7)
 
 # ---------------------------------------------------------------- reasons
 
-#: Every reason code this module gives, in listing order within a level, with the level it
-#: has (disk_low, memory_high and temperature_high are a warning or a fault by degree).
-#: A fault name an agent reports that is not here is passed on as a warning under its own
-#: name, after these: a newer agent's findings are never hidden.
-REASON_CODES: dict[str, Level | tuple[Level, Level]] = {
-    "not_enrolled": "unknown",
-    "offline": "fault",
-    "no_health": "unknown",
-    "under_voltage": "fault",
-    "sd_read_only": "fault",
-    "sd_write_failed": "fault",
-    "player_error": "fault",
-    "screen_blank": "fault",
-    "screen_frozen": "fault",
+#: The level of every Fault, in listing order within a level (disk_low, memory_high and
+#: temperature_high are a warning or a fault by degree; an agent naming one itself gets the
+#: milder). A fault name an agent reports that is not a Fault is passed on as a warning
+#: under its own name, after these: a newer agent's findings are never hidden.
+REASON_CODES: dict[Fault, Level | tuple[Level, Level]] = {
+    Fault.NOT_ENROLLED: "unknown",
+    Fault.OFFLINE: "fault",
+    Fault.NO_HEALTH: "unknown",
+    Fault.UNDER_VOLTAGE: "fault",
+    Fault.SD_READ_ONLY: "fault",
+    Fault.SD_WRITE_FAILED: "fault",
+    Fault.PLAYER_ERROR: "fault",
+    Fault.SCREEN_BLANK: "fault",
+    Fault.SCREEN_FROZEN: "fault",
     # Something at rest on the device was altered and refused (it plays only what verifies).
-    "manifest_tampered": "fault",
-    "emergency_tampered": "fault",
-    "disk_low": ("warning", "fault"),
-    "memory_high": ("warning", "fault"),
-    "temperature_high": ("warning", "fault"),
-    "sd_errors": "warning",
-    "sd_slow": "warning",
-    "throttled": "warning",
-    "under_voltage_since_boot": "warning",
-    "player_stuck": "warning",
-    # Recovered by the device itself, but a sign of a failing SD card or of tampering.
-    "cache_corrupt": "warning",
-    "state_rebuilt": "warning",
-    "clock_untrusted": "warning",
-    "clock_offset": "warning",
-    "outbox_backlog": "warning",
-    "health_stale": "warning",
-    "reports_refused": "warning",
+    Fault.MANIFEST_TAMPERED: "fault",
+    Fault.EMERGENCY_TAMPERED: "fault",
+    # New content cannot be stored: the programme goes stale until space returns.
+    Fault.DISK_FULL: "fault",
+    Fault.DISK_LOW: ("warning", "fault"),
+    Fault.MEMORY_HIGH: ("warning", "fault"),
+    Fault.TEMPERATURE_HIGH: ("warning", "fault"),
+    Fault.SD_ERRORS: "warning",
+    Fault.SD_SLOW: "warning",
+    Fault.THROTTLED: "warning",
+    Fault.UNDER_VOLTAGE_SINCE_BOOT: "warning",
+    Fault.PLAYER_STUCK: "warning",
+    Fault.PLAYER_CHECK_FAILED: "warning",
+    # Recovered by the device itself, but a sign of a bug, a failing SD card or tampering.
+    Fault.TASK_DIED: "warning",
+    Fault.CACHE_CORRUPT: "warning",
+    Fault.STATE_REBUILT: "warning",
+    Fault.CLOCK_UNTRUSTED: "warning",
+    Fault.CLOCK_OFFSET: "warning",
+    Fault.OUTBOX_BACKLOG: "warning",
+    Fault.HEALTH_STALE: "warning",
+    Fault.REPORTS_REFUSED: "warning",
 }
 _ORDER = {code: index for index, code in enumerate(REASON_CODES)}
 
 #: Reasons only the hub can give: a device saying them of itself is ignored.
-_HUB_ONLY = frozenset({"not_enrolled", "offline", "no_health", "health_stale", "reports_refused"})
+_HUB_ONLY = frozenset(
+    {Fault.NOT_ENROLLED, Fault.OFFLINE, Fault.NO_HEALTH, Fault.HEALTH_STALE, Fault.REPORTS_REFUSED}
+)
+
+#: A reason: a Fault, or the verbatim name of one a newer agent reported.
+Reason = Fault | str
 
 
 @dataclass(frozen=True)
 class Verdict:
     level: Level
     #: Stable codes, worst first (see REASON_CODES).
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[Reason, ...] = ()
 
 
 def _graded(value: float, warning: float, fault: float, *, above: bool) -> Level | None:
@@ -122,42 +134,42 @@ def _graded(value: float, warning: float, fault: float, *, above: bool) -> Level
     return "fault" if value < fault else "warning" if value < warning else None
 
 
-def health_reasons(health: HealthSample, *, online: bool, now: datetime) -> dict[str, Level]:
+def health_reasons(health: HealthSample, *, online: bool, now: datetime) -> dict[Reason, Level]:
     """Each reason a health sample gives, with its level (unordered)."""
-    found: dict[str, Level] = {}
+    found: dict[Reason, Level] = {}
 
-    def add(code: str, level: Level | None) -> None:
+    def add(code: Reason, level: Level | None) -> None:
         if level is not None and (code not in found or _RANK[level] < _RANK[found[code]]):
             found[code] = level
 
     # Power: under-voltage corrupts SD cards and resets the Pi; throttling slows decoding.
     if health.under_voltage:
-        add("under_voltage", "fault")
+        add(Fault.UNDER_VOLTAGE, "fault")
     elif health.under_voltage_since_boot:
-        add("under_voltage_since_boot", "warning")
+        add(Fault.UNDER_VOLTAGE_SINCE_BOOT, "warning")
     if health.throttled:
-        add("throttled", "warning")
+        add(Fault.THROTTLED, "warning")
 
     # The SD card.
     if health.filesystem_readonly:
-        add("sd_read_only", "fault")
+        add(Fault.SD_READ_ONLY, "fault")
     if health.sd_write_ok is False:
-        add("sd_write_failed", "fault")
+        add(Fault.SD_WRITE_FAILED, "fault")
     if health.ext4_errors_total:
-        add("sd_errors", "warning")
+        add(Fault.SD_ERRORS, "warning")
     if health.sd_write_seconds is not None and health.sd_write_seconds >= SD_WRITE_SLOW_S:
-        add("sd_slow", "warning")
+        add(Fault.SD_SLOW, "warning")
     if health.filesystem_size_bytes > 0:
         free = health.filesystem_avail_bytes / health.filesystem_size_bytes
-        add("disk_low", _graded(free, DISK_FREE_WARNING, DISK_FREE_FAULT, above=False))
+        add(Fault.DISK_LOW, _graded(free, DISK_FREE_WARNING, DISK_FREE_FAULT, above=False))
 
     # Machine.
     if health.memory_total_bytes > 0:
         used = health.memory_used_bytes / health.memory_total_bytes
-        add("memory_high", _graded(used, MEMORY_USED_WARNING, MEMORY_USED_FAULT, above=True))
+        add(Fault.MEMORY_HIGH, _graded(used, MEMORY_USED_WARNING, MEMORY_USED_FAULT, above=True))
     if health.temperature_celsius is not None:
         add(
-            "temperature_high",
+            Fault.TEMPERATURE_HIGH,
             _graded(
                 health.temperature_celsius,
                 TEMPERATURE_WARNING_C,
@@ -168,29 +180,33 @@ def health_reasons(health: HealthSample, *, online: bool, now: datetime) -> dict
 
     # Playing.
     if health.player_state == "error":
-        add("player_error", "fault")
+        add(Fault.PLAYER_ERROR, "fault")
     if health.player_stuck_stops_total > 0:
-        add("player_stuck", "warning")
+        add(Fault.PLAYER_STUCK, "warning")
 
     # Time and reports.
     if not health.clock_trusted:
-        add("clock_untrusted", "warning")
+        add(Fault.CLOCK_UNTRUSTED, "warning")
     offset = health.clock_offset_seconds
     if offset is not None and abs(offset) > CLOCK_OFFSET_WARNING_S:
-        add("clock_offset", "warning")
+        add(Fault.CLOCK_OFFSET, "warning")
     if health.outbox_backlog >= OUTBOX_BACKLOG_WARNING:
-        add("outbox_backlog", "warning")
+        add(Fault.OUTBOX_BACKLOG, "warning")
     # Only a trusted device clock makes `at` comparable with the hub's `now`.
     if online and health.clock_trusted and now - health.at > HEALTH_STALE_AFTER:
-        add("health_stale", "warning")
+        add(Fault.HEALTH_STALE, "warning")
 
     # What the agent itself named (an older agent says some things only here): a known
-    # reason at its level (the milder one where graded), anything else as a warning.
+    # fault at its level (the milder one where graded), any other name as a warning.
     for name in health.faults:
-        if not name or name in _HUB_ONLY:
+        if not name:
             continue
-        level = REASON_CODES.get(name, "warning")
-        add(name, level if isinstance(level, str) else level[0])
+        fault = known_fault(name)
+        if fault is None:
+            add(name, "warning")
+        elif fault not in _HUB_ONLY:
+            level = REASON_CODES[fault]
+            add(fault, level if isinstance(level, str) else level[0])
     return found
 
 
@@ -210,29 +226,29 @@ def device_verdict(
     """
     if not enrolled:
         # A slot waiting for its Pi: anything stored is from a previous card, not this one.
-        return Verdict("unknown", ("not_enrolled",))
+        return Verdict("unknown", (Fault.NOT_ENROLLED,))
     refused = last_refused_at is not None and now - last_refused_at <= REPORTS_REFUSED_RECENT
     if health is None:
         if not online:
-            return Verdict("fault", ("offline",))
-        return Verdict("unknown", ("no_health", "reports_refused") if refused else ("no_health",))
+            return Verdict("fault", (Fault.OFFLINE,))
+        if refused:
+            return Verdict("unknown", (Fault.NO_HEALTH, Fault.REPORTS_REFUSED))
+        return Verdict("unknown", (Fault.NO_HEALTH,))
     found = health_reasons(health, online=online, now=now)
     if not online:
-        found["offline"] = "fault"
+        found[Fault.OFFLINE] = "fault"
     if refused:
-        found["reports_refused"] = "warning"
+        found[Fault.REPORTS_REFUSED] = "warning"
     if not found:
         return Verdict("ok")
     unknown_order = {name: index for index, name in enumerate(health.faults)}
 
-    def key(code: str) -> tuple[int, int, int]:
+    def key(code: Reason) -> tuple[int, int, int]:
         # Unknown agent fault names after the known reasons, in the agent's own order.
-        known = _ORDER.get(code)
-        return (
-            _RANK[found[code]],
-            0 if known is not None else 1,
-            known if known is not None else unknown_order.get(code, 0),
-        )
+        rank = _RANK[found[code]]
+        if isinstance(code, Fault):
+            return (rank, 0, _ORDER[code])
+        return (rank, 1, unknown_order.get(code, 0))
 
     reasons = tuple(sorted(found, key=key))
     return Verdict(found[reasons[0]], reasons)
@@ -253,6 +269,7 @@ __all__ = [
     "TEMPERATURE_FAULT_C",
     "TEMPERATURE_WARNING_C",
     "Level",
+    "Reason",
     "Verdict",
     "device_verdict",
     "health_reasons",

@@ -1,7 +1,16 @@
 """The one place that owns the hub–agent wire contract."""
 
+from .faults import Fault, known_fault
 from .models import *  # noqa: F403
-from .models import __all__ as _models_all  # type: ignore[attr-defined]
+from .models import __all__ as _models_all
 from .signing import HubSigner, SignatureError, TrustedKeys, key_id_for
 
-__all__ = [*_models_all, "HubSigner", "SignatureError", "TrustedKeys", "key_id_for"]
+__all__ = [
+    *_models_all,
+    "Fault",
+    "HubSigner",
+    "SignatureError",
+    "TrustedKeys",
+    "key_id_for",
+    "known_fault",
+]

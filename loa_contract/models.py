@@ -454,8 +454,10 @@ class HealthSample(WireModel):
     clock_offset_seconds: float | None = None
     #: False while windowed items are held because the time is not confirmed.
     clock_trusted: bool = True
-    #: Names of what the agent itself sees wrong ("under_voltage", "sd_read_only",
+    #: What the agent itself sees wrong, as `Fault` values ("under_voltage", "sd_read_only",
     #: "screen_blank", …); the hub's verdict reads them too, so older agents still count.
+    #: Plain strings on the wire: a newer agent's name an older hub does not know is shown
+    #: as it is, never refused.
     faults: list[str] = Field(default_factory=list)
     #: Why, for the faults that have a reason to give: fault name -> what the agent saw
     #: ("media 3f2a… (150.0 MiB) does not fit: 40.0 MiB free", "reports: OSError: …").

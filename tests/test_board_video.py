@@ -28,11 +28,11 @@ import vlc  # noqa: E402
 
 from edge_agent.agent import Agent  # noqa: E402
 from edge_agent.backends import build_player  # noqa: E402
-from edge_agent.players.base import PlayerState, PlayItem  # noqa: E402
+from edge_agent.players.base import PlayerHealth, PlayerState, PlayItem  # noqa: E402
 from edge_agent.players.router import PlayerRouter  # noqa: E402
 from edge_agent.players.vlc import VideoFrameSink, VlcPlayer  # noqa: E402
 from edge_agent.profile import load_profile  # noqa: E402
-from loa_contract import BulletinKind, Priority, utcnow  # noqa: E402
+from loa_contract import BulletinKind, Fault, Priority, utcnow  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 RED = (220, 30, 40)
@@ -217,8 +217,10 @@ async def test_a_video_that_stops_showing_pictures_is_a_frozen_screen(tmp_path: 
         assert player.state is PlayerState.PLAYING
         clock.now += player.stall_after_s + 1
         assert player.screen_fault() == "screen_frozen"
+        assert player.health() == PlayerHealth(PlayerState.PLAYING, 0, (Fault.SCREEN_FROZEN,))
         await player.stop()
         assert player.screen_fault() is None, "a stopped video is no fault"
+        assert player.health() == PlayerHealth(PlayerState.IDLE, 0, ())
     finally:
         await player.close()
 
@@ -240,11 +242,12 @@ async def test_a_stop_hanging_in_libvlc_is_reported_until_it_returns(clip: Path)
         await player.stop()
         assert player.stuck_stops == 1
         assert player.screen_fault() == "player_stuck"
+        assert player.health() == PlayerHealth(PlayerState.IDLE, 1, (Fault.PLAYER_STUCK,))
         release.set()
         for thread in [t for t in threading.enumerate() if t.name == "vlc-stop"]:
             await asyncio.to_thread(thread.join, 5)
         assert player.screen_fault() is None, "the hung stop returned: nothing hangs now"
-        assert player.stuck_stops == 1, "the count stays for the health report"
+        assert player.health() == PlayerHealth(PlayerState.IDLE, 1, ()), "the count stays"
     finally:
         release.set()
         await player.close()
@@ -306,7 +309,7 @@ async def test_video_bulletin_plays_through_vlc_on_the_lcd_board(
         await until_colour(sink, BLUE)
         assert video.position() > started_at, "the video moves on"
         assert (video.video_frames() or 0) > 0
-        assert player.screen_faults == []
+        assert player.health() == PlayerHealth(PlayerState.PLAYING, 0, ())
         save_picture(sink, "board-lcd-board-1080p-video-e2e.png")
 
         # It plays to its end and the hub gets the proof of play.

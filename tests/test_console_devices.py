@@ -17,8 +17,10 @@ import pytest
 from hub import console
 from hub.console_devices import Fmt, hardware_profiles
 from hub.i18n import CATALOGUE
+from hub.labels.devices import REASONS
 from hub.testing import ADMIN, ADMIN_PASSWORD, DeviceSocket, EnrolledDevice, HubHarness, running_hub
 from hub.verdict import REASON_CODES
+from loa_contract import Fault
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleSession, needs_chromium
 from tests.test_hub_device import publish
 
@@ -113,9 +115,12 @@ def test_reason_labels_fall_back_to_the_code() -> None:
     assert en.reason("sd_read_only") == "SD card has gone read-only"
     for code in ("offline", "not_enrolled", "disk_low", "clock_offset", "screen_frozen"):
         assert vi.reason(code) != code and en.reason(code) != code
-    # Every reason the hub's verdict can give has a label in both languages …
-    for code in REASON_CODES:
-        assert f"dv.reason.{code}" in CATALOGUE, code
+    # Every Fault (so every reason the hub's verdict can give) has a label in both
+    # languages …
+    assert set(REASON_CODES) <= set(REASONS) == set(Fault)
+    for fault in Fault:
+        labels = CATALOGUE[f"dv.reason.{fault}"]
+        assert labels["vi"] and labels["en"] and labels["vi"] != labels["en"], fault
     # … but a newer hub or agent may name something this console has no label for yet.
     assert vi.reason("flux_capacitor") == "flux_capacitor"
     assert vi.num(1234.5, 1) == "1.234,5" and en.num(1234.5, 1) == "1,234.5"

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edge_agent.agent import Agent
+from edge_agent.players.base import PlayerHealth
 from edge_agent.players.null import NullPlayer
 from edge_agent.players.router import PlayerRouter
 from edge_agent.rpi_health import WIRE_FIELDS, PiHealth
 from hub.appkeys import DB
-from loa_contract import BulletinKind, HealthSample
+from loa_contract import BulletinKind, Fault, HealthSample
 from tests.e2e import LiveHub, enroll_agent, live_hub
 
 COMMUNE = "xa-h"
@@ -40,11 +43,17 @@ def fake_pi(root: Path, *, word: str, errors: int = 0, read_only: bool = False) 
     return root
 
 
-class ScreenStub(NullPlayer):
-    """A screen backend whose own output check found the panel blank."""
+class AilingPlayer(NullPlayer):
+    """A backend whose own checks found something (a null player otherwise)."""
 
-    def screen_fault(self) -> str | None:
-        return "screen_blank"
+    def __init__(
+        self, *, stuck_stops: int = 0, faults: tuple[Fault, ...] = (), **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.found = PlayerHealth(self.state, stuck_stops, faults)
+
+    def health(self) -> PlayerHealth:
+        return replace(self.found, state=self.state)
 
 
 class OnRelay:
@@ -84,9 +93,11 @@ async def _agent(hub: LiveHub, data: Path, player: object) -> Agent:
 async def test_agent_sample_carries_pi_player_and_relay_state_to_the_hub(
     hub: LiveHub, tmp_path: Path
 ) -> None:
-    audio = NullPlayer(kinds=[BulletinKind.AUDIO, BulletinKind.VIDEO])
-    audio.stuck_stops = 2  # two stops the backend had to abandon
-    screen = ScreenStub(kinds=[BulletinKind.TEXT, BulletinKind.IMAGE])
+    # Two stops the sound backend had to abandon; the screen's own check found it blank.
+    audio = AilingPlayer(kinds=[BulletinKind.AUDIO, BulletinKind.VIDEO], stuck_stops=2)
+    screen = AilingPlayer(
+        kinds=[BulletinKind.TEXT, BulletinKind.IMAGE], faults=(Fault.SCREEN_BLANK,)
+    )
     data = tmp_path / "agent"
     agent = await _agent(hub, data, PlayerRouter([audio, screen]))
     # 0x50005: under-voltage and throttled now, and both since boot (the firmware's bits).

@@ -25,6 +25,7 @@ from edge_agent.players.base import (
     EventType,
     PlaybackEvent,
     PlayerError,
+    PlayerHealth,
     PlayerState,
     PlayItem,
 )
@@ -32,7 +33,7 @@ from edge_agent.players.display import DisplayPlayer
 from edge_agent.players.null import NullPlayer
 from edge_agent.players.router import PlayerRouter
 from edge_agent.players.vlc import VlcPlayer
-from loa_contract import BulletinKind, Priority
+from loa_contract import BulletinKind, Fault, Priority
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 VIETNAMESE = "Thông báo: Ủy ban nhân dân xã tổ chức tiêm phòng dại cho chó, mèo vào sáng thứ Bảy."
@@ -118,6 +119,12 @@ def text_item(
     )
 
 
+async def join_vlc_stops() -> None:
+    """Wait for the threads of abandoned libvlc stops to return (once their hang ends)."""
+    for thread in [t for t in threading.enumerate() if t.name == "vlc-stop"]:
+        await asyncio.to_thread(thread.join, WAIT_S)
+
+
 async def until(predicate: Callable[[], bool], within: float = WAIT_S) -> None:
     """Polls a condition that has no event of its own (a clock position moving)."""
     deadline = time.monotonic() + within
@@ -168,10 +175,12 @@ async def test_vlc_plays_to_the_end(vlc_player: tuple[VlcPlayer, Events], short_
     await player.set_volume(80)
     await player.play(audio_item("b1", short_wav))
     assert player.state is PlayerState.PLAYING
+    assert player.health() == PlayerHealth(PlayerState.PLAYING, 0, ())
     ended = await events.wait_for(EventType.ENDED, "b1")
     assert events.kinds_for("b1") == [EventType.STARTED, EventType.ENDED]
     assert ended.position_s == pytest.approx(0.5, abs=0.15)
     assert player.state is PlayerState.IDLE
+    assert player.health() == PlayerHealth(PlayerState.IDLE, 0, ())
 
 
 async def test_vlc_position_advances_and_stop_returns_it(
@@ -240,11 +249,16 @@ async def test_vlc_stuck_stop_is_abandoned_and_the_player_recovers(
         began = time.perf_counter()
         await player.stop()
         assert time.perf_counter() - began < 2.0
-        assert player.stuck_stops == 1
+        assert player.health() == PlayerHealth(PlayerState.IDLE, 1, (Fault.PLAYER_STUCK,))
         assert player._slot.mp is not hung
         await player.play(audio_item("after", short_wav))
         await events.wait_for(EventType.ENDED, "after")
         assert EventType.ENDED not in events.kinds_for("stuck")
+        # The replacement plays, but the old one still hangs in libvlc.
+        assert player.health().faults == (Fault.PLAYER_STUCK,)
+        release.set()
+        await join_vlc_stops()
+        assert player.health() == PlayerHealth(PlayerState.IDLE, 1, ()), "the count stays"
     finally:
         release.set()
 
@@ -411,8 +425,10 @@ async def test_null_player_keeps_a_players_promises() -> None:
     player.set_event_sink(events)
     await player.play(audio_item("x", Path("/nonexistent.wav")))
     assert player.state is PlayerState.PLAYING
+    assert player.health() == PlayerHealth(PlayerState.PLAYING, 0, ())
     await events.wait_for(EventType.ENDED, "x")
     assert events.kinds_for("x") == [EventType.STARTED, EventType.ENDED]
+    assert player.health() == PlayerHealth(PlayerState.IDLE, 0, ())
     await player.play(audio_item("y", Path("/nonexistent.wav")))
     assert await player.stop() < 0.05
     with pytest.raises(PlayerError):
@@ -449,7 +465,7 @@ async def test_router_sends_each_kind_to_its_backend_and_switches(
         assert screen.state is PlayerState.IDLE
         await events.wait_for(EventType.ENDED, "again")
         assert events.kinds_for("sound") == [EventType.STARTED]
-        assert router.stuck_stops == 0
+        assert router.health() == PlayerHealth(PlayerState.IDLE, 0, ())
     finally:
         await router.close()
 
@@ -490,9 +506,10 @@ async def test_display_reports_a_frozen_screen() -> None:
         assert player.screen_fault() is None
         clock.now += 0.2
         assert player.screen_fault() == "screen_frozen"
-        assert player.screen_faults == ["screen_frozen"]
+        assert player.health() == PlayerHealth(PlayerState.PLAYING, 0, (Fault.SCREEN_FROZEN,))
         player.refresh()  # what the heartbeat does
         assert player.screen_fault() is None
+        assert player.health() == PlayerHealth(PlayerState.PLAYING, 0, ())
         await player.stop()
         clock.now += 100
         assert player.screen_fault() is None, "nothing to show is not a frozen screen"
@@ -521,10 +538,12 @@ async def test_display_reports_a_blank_screen() -> None:
         assert player.screen_fault() is None
         pygame.display.get_surface().fill((0, 0, 0))
         assert player.screen_fault() == "screen_blank"
+        assert player.health() == PlayerHealth(PlayerState.PLAYING, 0, (Fault.SCREEN_BLANK,))
         player.refresh()
         assert player.screen_fault() is None
         await player.stop()
         assert player.screen_fault() is None, "the idle black screen is expected"
+        assert player.health() == PlayerHealth(PlayerState.IDLE, 0, ())
     finally:
         await player.close()
 
@@ -534,9 +553,71 @@ async def test_router_collects_screen_faults() -> None:
     router = PlayerRouter([NullPlayer(kinds={BulletinKind.VIDEO}), screen])
     try:
         await router.play(text_item("ghost", text="\u2800", title=""))
-        assert router.screen_faults == ["screen_blank"]
+        assert router.health() == PlayerHealth(PlayerState.PLAYING, 0, (Fault.SCREEN_BLANK,))
+        # What edge_agent/agent.py reads until it calls health().
+        assert router.screen_faults == ["screen_blank"] and router.stuck_stops == 0
     finally:
         await router.close()
+
+
+async def test_router_health_sums_stuck_stops_and_merges_faults(
+    long_wav: Path, short_wav: Path
+) -> None:
+    audio = VlcPlayer(["--aout=dummy"], kinds={BulletinKind.AUDIO}, stop_timeout_s=0.3)
+    screen = DisplayPlayer((320, 180))
+    router = PlayerRouter([audio, screen])
+    release = threading.Event()
+    try:
+        await router.play(audio_item("stuck", long_wav))
+        hung = audio._slot.mp
+        real_stop = hung.stop
+
+        def blocking_stop() -> None:
+            release.wait(10)  # stands in for libvlc's hang (python-vlc #74)
+            real_stop()
+
+        hung.stop = blocking_stop  # type: ignore[method-assign]
+        # Switching to the screen stops the sound, and that stop hangs; what goes up is blank.
+        await router.play(text_item("ghost", text="\u2800", title=""))
+        expected = (Fault.PLAYER_STUCK, Fault.SCREEN_BLANK)
+        assert router.health() == PlayerHealth(PlayerState.PLAYING, 1, expected)
+        assert router.screen_faults == ["player_stuck", "screen_blank"]
+        assert router.stuck_stops == 1
+        release.set()
+        await join_vlc_stops()
+        await router.play(audio_item("after", short_wav))
+        assert router.health() == PlayerHealth(PlayerState.PLAYING, 1, ())
+    finally:
+        release.set()
+        await router.close()
+
+
+class ProbeRaises(DisplayPlayer):
+    """A screen whose output probe itself breaks (a driver call raising mid-check)."""
+
+    def screen_fault(self) -> Fault | None:
+        raise RuntimeError("the probe broke")
+
+
+class HealthRaises(NullPlayer):
+    """A backend that breaks the Player promise: its health() raises."""
+
+    def health(self) -> PlayerHealth:
+        raise RuntimeError("health broke")
+
+
+async def test_a_check_that_raises_is_a_fault_not_a_lost_sample(short_wav: Path) -> None:
+    screen = ProbeRaises((320, 180))
+    try:
+        await screen.play(text_item("t"))
+        failed = (Fault.PLAYER_CHECK_FAILED,)
+        assert screen.health() == PlayerHealth(PlayerState.PLAYING, 0, failed)
+        router = PlayerRouter([HealthRaises(kinds={BulletinKind.AUDIO}), screen])
+        assert router.health() == PlayerHealth(PlayerState.IDLE, 0, failed)
+        await router.play(text_item("t2"))
+        assert router.health() == PlayerHealth(PlayerState.PLAYING, 0, failed)
+    finally:
+        await screen.close()
 
 
 async def test_stacked_marks_keep_the_baseline() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +22,7 @@ from hub.verdict import (
     Verdict,
     device_verdict,
 )
-from loa_contract import HealthSample
+from loa_contract import Fault, HealthSample, known_fault
 
 NOW = datetime(2025, 6, 1, 3, 0, tzinfo=UTC)
 GIB = 1 << 30
@@ -131,6 +133,21 @@ GRADED: list[tuple[str, dict[str, Any], str, str]] = [
     ("ext4 fault name", {"faults": ["sd_errors"]}, "warning", "sd_errors"),
     ("throttled fault name", {"faults": ["throttled"]}, "warning", "throttled"),
     ("clock fault name", {"faults": ["clock_untrusted"]}, "warning", "clock_untrusted"),
+    ("stuck player fault name", {"faults": ["player_stuck"]}, "warning", "player_stuck"),
+    ("disk low fault name", {"faults": ["disk_low"]}, "warning", "disk_low"),
+    # Said only by the agent, in its fault names.
+    ("programme altered at rest", {"faults": ["manifest_tampered"]}, "fault", "manifest_tampered"),
+    (
+        "emergency altered at rest",
+        {"faults": ["emergency_tampered"]},
+        "fault",
+        "emergency_tampered",
+    ),
+    ("no room for new content", {"faults": ["disk_full"]}, "fault", "disk_full"),
+    ("cached file damaged", {"faults": ["cache_corrupt"]}, "warning", "cache_corrupt"),
+    ("database rebuilt", {"faults": ["state_rebuilt"]}, "warning", "state_rebuilt"),
+    ("a task died", {"faults": ["task_died"]}, "warning", "task_died"),
+    ("player check raised", {"faults": ["player_check_failed"]}, "warning", "player_check_failed"),
     # A newer agent's finding this hub does not know yet is shown, not swallowed.
     ("unknown fault name", {"faults": ["fan_stopped"]}, "warning", "fan_stopped"),
 ]
@@ -164,7 +181,19 @@ JUST_FINE: list[tuple[str, dict[str, Any]]] = [
         "old sample, clock untrusted",
         {"at": NOW - timedelta(days=2), "clock_trusted": False},
     ),
-    ("a device cannot call itself offline", {"faults": ["offline", "not_enrolled", ""]}),
+    (
+        "a device cannot give the hub's own reasons",
+        {
+            "faults": [
+                "offline",
+                "not_enrolled",
+                "no_health",
+                "health_stale",
+                "reports_refused",
+                "",
+            ]
+        },
+    ),
 ]
 
 
@@ -241,11 +270,28 @@ def test_warnings_only_give_a_warning() -> None:
     assert verdict == Verdict("warning", ("throttled", "clock_offset", "outbox_backlog"))
 
 
-def test_every_reason_code_has_a_level() -> None:
+def test_every_fault_has_a_level() -> None:
+    assert set(REASON_CODES) == set(Fault), "a Fault the verdict cannot rank"
     for code, level in REASON_CODES.items():
         levels = level if isinstance(level, tuple) else (level,)
         assert code and all(lv in LEVELS for lv in levels), code
     assert LEVELS == ("fault", "warning", "unknown", "ok")
+
+
+def test_fault_names_travel_as_plain_strings_and_unknown_ones_pass() -> None:
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", fault.value) for fault in Fault)
+    assert known_fault("screen_blank") is Fault.SCREEN_BLANK
+    assert known_fault("fan_stopped") is None
+    # A producer hands members; the wire carries their names, and one this version does not
+    # know is kept as it is (a newer agent's), never refused.
+    health = sample(faults=[Fault.SCREEN_BLANK, "fan_stopped"])
+    assert json.loads(health.model_dump_json())["faults"] == ["screen_blank", "fan_stopped"]
+
+
+def test_reasons_are_faults_and_unknown_names_stay_verbatim() -> None:
+    verdict = judge(sample(under_voltage=True, faults=["fan_stopped", "screen_blank"]))
+    assert verdict.reasons == ("under_voltage", "screen_blank", "fan_stopped")
+    assert [type(r) for r in verdict.reasons] == [Fault, Fault, str]
 
 
 def test_proof_of_play_refused_lately_is_a_warning_that_lapses() -> None:

@@ -3,17 +3,23 @@
 The core decides; a backend plays what it is told, reports state events, and never decides
 anything itself. Events reach the asyncio loop through `loop.call_soon_threadsafe` — never
 act on a backend from inside its own callback thread (libvlc deadlocks: python-vlc #77).
+
+Each backend also says how it is (`health()`): the agent's health sample takes the player's
+part from there, never from a backend's private attributes.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from loa_contract import BulletinKind, Priority
+from loa_contract import BulletinKind, Fault, Priority
+
+log = logging.getLogger(__name__)
 
 
 class PlayerState(StrEnum):
@@ -55,6 +61,29 @@ class PlayerError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class PlayerHealth:
+    """A player's part of the health sample."""
+
+    state: PlayerState
+    #: Stops that missed their deadline so the backend was replaced, since the player was
+    #: made (python-vlc #74); the wire's `player_stuck_stops_total`.
+    stuck_stops: int = 0
+    #: What the player finds wrong with its own output now, each once, in a stable order.
+    faults: tuple[Fault, ...] = ()
+
+
+def self_check(check: Callable[[], Fault | None], backend: str) -> tuple[Fault, ...]:
+    """The fault `check` finds, if any. A check that raises is a fault of its own (and
+    logged): a broken probe must never cost the rest of the health sample."""
+    try:
+        fault = check()
+    except Exception:
+        log.exception("%s: its self-check failed", backend)
+        return (Fault.PLAYER_CHECK_FAILED,)
+    return (fault,) if fault is not None else ()
+
+
 class Player(Protocol):
     """A playback backend. `on_event` is called on the asyncio loop's thread only."""
 
@@ -74,5 +103,8 @@ class Player(Protocol):
     def state(self) -> PlayerState: ...
 
     async def set_volume(self, volume: int) -> None: ...
+
+    def health(self) -> PlayerHealth:
+        """How the player is now. Never raises: a check that fails is reported as a fault."""
 
     async def close(self) -> None: ...

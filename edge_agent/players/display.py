@@ -30,10 +30,19 @@ from typing import Literal
 
 import pygame
 
-from loa_contract import BulletinKind, Priority
+from loa_contract import BulletinKind, Fault, Priority
 
 from ..fonts import VIETNAMESE_LETTERS, find_font
-from .base import EventSink, EventType, PlaybackEvent, PlayerError, PlayerState, PlayItem
+from .base import (
+    EventSink,
+    EventType,
+    PlaybackEvent,
+    PlayerError,
+    PlayerHealth,
+    PlayerState,
+    PlayItem,
+    self_check,
+)
 
 Colour = tuple[int, int, int]
 TickerDirection = Literal["horizontal", "vertical"]
@@ -41,10 +50,6 @@ TickerDirection = Literal["horizontal", "vertical"]
 EMERGENCY_LABEL = "KHẨN CẤP"
 PRIORITY_LABEL = "ƯU TIÊN"
 IDLE_BACKGROUND: Colour = (0, 0, 0)
-
-#: Fault names for the health report (the hub's verdict knows them).
-SCREEN_BLANK = "screen_blank"
-SCREEN_FROZEN = "screen_frozen"
 
 
 @dataclass(frozen=True)
@@ -290,8 +295,6 @@ class DisplayPlayer:
         self._tick_timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
         self._closed = False
-        #: Always 0: kept so health code can read it from any backend.
-        self.stuck_stops = 0
         self._frame = pygame.Surface(self.size)
         self._frame.fill(IDLE_BACKGROUND)
         #: clock() when a frame last reached the screen (or was rendered, headless).
@@ -728,28 +731,26 @@ class DisplayPlayer:
 
     # ------------------------------------------------------------------ health
 
-    def screen_fault(self) -> str | None:
+    def screen_fault(self) -> Fault | None:
         """What is wrong with the screen while an item should be on it, if anything.
 
-        "screen_frozen": no frame reached the screen for `frozen_after_s` (the heartbeat or
-        the loop behind it is stuck; only a real display presents). "screen_blank": what the
+        SCREEN_FROZEN: no frame reached the screen for `frozen_after_s` (the heartbeat or
+        the loop behind it is stuck; only a real display presents). SCREEN_BLANK: what the
         screen shows is one flat colour although an item plays.
         """
         if self._closed or self._state is not PlayerState.PLAYING:
             return None
         if self._screen is not None and self._clock() - self.last_frame_at > self.frozen_after_s:
-            return SCREEN_FROZEN
+            return Fault.SCREEN_FROZEN
         try:
             shown = self._screen if self._screen is not None else self._frame
-            return SCREEN_BLANK if _is_uniform(shown) else None
+            return Fault.SCREEN_BLANK if _is_uniform(shown) else None
         except pygame.error:
-            return SCREEN_BLANK  # the display surface is gone: nothing can be showing
+            return Fault.SCREEN_BLANK  # the display surface is gone: nothing can be showing
 
-    @property
-    def screen_faults(self) -> list[str]:
-        """The same for an agent whose only player is this screen (a board without video)."""
-        fault = self.screen_fault()
-        return [fault] if fault else []
+    def health(self) -> PlayerHealth:
+        # A screen's stop only cancels timers and blanks: it cannot hang.
+        return PlayerHealth(self._state, 0, self_check(self.screen_fault, "screen"))
 
     # ------------------------------------------------------------------ Player interface
 

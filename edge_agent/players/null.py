@@ -11,7 +11,15 @@ from collections.abc import Iterable, Mapping
 
 from loa_contract import BulletinKind
 
-from .base import EventSink, EventType, PlaybackEvent, PlayerError, PlayerState, PlayItem
+from .base import (
+    EventSink,
+    EventType,
+    PlaybackEvent,
+    PlayerError,
+    PlayerHealth,
+    PlayerState,
+    PlayItem,
+)
 
 _ALL_KINDS = frozenset(BulletinKind)
 _STILL = frozenset({BulletinKind.TEXT, BulletinKind.DOCUMENT, BulletinKind.IMAGE})
@@ -36,8 +44,6 @@ class NullPlayer:
         self.durations: dict[str, float] = dict(durations or {})
         self.volume = 100
         self.play_count = 0
-        #: Always 0: kept so health code can read it from any backend.
-        self.stuck_stops = 0
         self.last_item: PlayItem | None = None
         self._sink: EventSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -106,6 +112,10 @@ class NullPlayer:
 
     async def set_volume(self, volume: int) -> None:
         self.volume = max(0, min(100, int(volume)))
+
+    def health(self) -> PlayerHealth:
+        # Nothing real to go wrong: it never hangs and has no output to check.
+        return PlayerHealth(self._state)
 
     async def close(self) -> None:
         await self.stop()

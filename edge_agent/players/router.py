@@ -6,11 +6,22 @@ A board plays text and images on its screen (DisplayPlayer) and video or sound t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
-from loa_contract import BulletinKind
+from loa_contract import BulletinKind, Fault
 
-from .base import EventSink, PlaybackEvent, Player, PlayerError, PlayerState, PlayItem
+from .base import (
+    EventSink,
+    PlaybackEvent,
+    Player,
+    PlayerError,
+    PlayerHealth,
+    PlayerState,
+    PlayItem,
+)
+
+log = logging.getLogger(__name__)
 
 
 class PlayerRouter:
@@ -45,20 +56,32 @@ class PlayerRouter:
     def active(self) -> Player | None:
         return self._active
 
+    def health(self) -> PlayerHealth:
+        """The state on air, every backend's stuck stops summed and their faults merged."""
+        stuck = 0
+        faults: list[Fault] = []
+        for backend in self.backends:
+            try:
+                part = backend.health()
+            except Exception:  # the Player promise is broken; the sample must still go out
+                log.exception("%s.health() failed", type(backend).__name__)
+                found: tuple[Fault, ...] = (Fault.PLAYER_CHECK_FAILED,)
+            else:
+                stuck += part.stuck_stops
+                found = part.faults
+            faults.extend(fault for fault in found if fault not in faults)
+        return PlayerHealth(self.state, stuck, tuple(faults))
+
+    # Read by edge_agent/agent.py through getattr until it calls health() itself.
     @property
     def stuck_stops(self) -> int:
-        return sum(getattr(backend, "stuck_stops", 0) for backend in self.backends)
+        """Deprecated: `health().stuck_stops`."""
+        return self.health().stuck_stops
 
     @property
     def screen_faults(self) -> list[str]:
-        """Faults a screen backend sees in its own output ("screen_blank", "screen_frozen")."""
-        faults: list[str] = []
-        for backend in self.backends:
-            check = getattr(backend, "screen_fault", None)
-            fault = check() if check is not None else None
-            if fault:
-                faults.append(fault)
-        return faults
+        """Deprecated: `health().faults`."""
+        return list(self.health().faults)
 
     def set_event_sink(self, sink: EventSink) -> None:
         self._sink = sink

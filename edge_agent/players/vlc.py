@@ -5,7 +5,7 @@ callbacks (python-vlc #77: it deadlocks), so callbacks only hand a note to the a
 with `call_soon_threadsafe` and everything happens there. And `stop()` has been seen to hang
 (python-vlc #74), so it runs in a throw-away thread with a deadline; a stop that misses the
 deadline leaves its MediaPlayer behind, a fresh one takes over, and `stuck_stops` counts it
-for the health report.
+for the health report (`health()`).
 
 Every libvlc call other than that stop runs on the loop thread; they are all quick (well under
 a millisecond) once the instance exists, which is what keeps pre-emption in the tens of ms.
@@ -29,9 +29,18 @@ from typing import Any, Literal
 
 import vlc
 
-from loa_contract import BulletinKind
+from loa_contract import BulletinKind, Fault
 
-from .base import EventSink, EventType, PlaybackEvent, PlayerError, PlayerState, PlayItem
+from .base import (
+    EventSink,
+    EventType,
+    PlaybackEvent,
+    PlayerError,
+    PlayerHealth,
+    PlayerState,
+    PlayItem,
+    self_check,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +49,6 @@ _VlcNote = Literal["playing", "ended", "error"]
 # A small file cache: media are local verified files, and libvlc's default of 1 s both
 # delays the start and, with outputs that cannot drain (dummy), ends items early.
 _BASE_ARGS = ("--quiet", "--no-video-title-show", "--file-caching=100")
-
-#: Fault names for the health report (the hub's verdict knows them).
-SCREEN_FROZEN = "screen_frozen"
-PLAYER_STUCK = "player_stuck"
 
 
 class VideoFrameSink:
@@ -285,9 +290,9 @@ class VlcPlayer:
             return None
         return int(stats.displayed_pictures)
 
-    def screen_fault(self) -> str | None:
-        """A fault name, if any: "player_stuck" while an abandoned stop still hangs inside
-        libvlc; "screen_frozen" while a video plays but no new picture came for
+    def screen_fault(self) -> Fault | None:
+        """What is wrong, if anything: PLAYER_STUCK while an abandoned stop still hangs
+        inside libvlc; SCREEN_FROZEN while a video plays but no new picture came for
         `stall_after_s` (by `clock`).
 
         Progress is judged between calls (the health sample): the first call after a new
@@ -295,7 +300,7 @@ class VlcPlayer:
         """
         self._hung = [slot for slot in self._hung if not slot.finished_stop]
         if self._hung:
-            return PLAYER_STUCK
+            return Fault.PLAYER_STUCK
         frames = self.video_frames()
         if frames is None:
             return None
@@ -303,11 +308,11 @@ class VlcPlayer:
         if frames != self._progress:
             self._progress, self._progress_at = frames, now
             return None
-        return SCREEN_FROZEN if now - self._progress_at > self.stall_after_s else None
+        return Fault.SCREEN_FROZEN if now - self._progress_at > self.stall_after_s else None
 
     def _read_position(self) -> float:
         assert self._item is not None
-        ms = self._slot.mp.get_time()
+        ms: int | None = self._slot.mp.get_time()
         if ms is None or ms <= 0:
             # libvlc reports 0 until the first output, also after a start-time seek.
             return self._item.start_at_s
@@ -458,6 +463,9 @@ class VlcPlayer:
         if self._state is PlayerState.PLAYING:
             self._slot.mp.audio_set_volume(self._volume)
         # Otherwise it is applied when the next item starts.
+
+    def health(self) -> PlayerHealth:
+        return PlayerHealth(self._state, self.stuck_stops, self_check(self.screen_fault, "libvlc"))
 
     async def close(self) -> None:
         if self._closed:

@@ -1,5 +1,96 @@
 """Labels for the device fleet: status, verdicts, slots, enrollment codes and commands."""
 
+from loa_contract import Fault
+
+#: Why a device is not OK: every Fault (the hub's verdict reasons and the agent's own fault
+#: names), shown as `dv.reason.<fault>`. A name a newer agent sends that is not a Fault is
+#: shown as it is.
+REASONS: dict[Fault, dict[str, str]] = {
+    Fault.OFFLINE: {"vi": "Mất kết nối", "en": "Offline"},
+    Fault.NOT_ENROLLED: {"vi": "Chưa đăng ký", "en": "Not enrolled"},
+    Fault.UNDER_VOLTAGE: {
+        "vi": "Nguồn điện yếu (thiếu áp)",
+        "en": "Power supply too weak (under-voltage)",
+    },
+    Fault.THROTTLED: {
+        "vi": "Bộ xử lý bị giảm tốc (quá nhiệt hoặc thiếu điện)",
+        "en": "CPU throttled (heat or power)",
+    },
+    Fault.SD_READ_ONLY: {
+        "vi": "Thẻ nhớ chỉ đọc được, không ghi được",
+        "en": "SD card has gone read-only",
+    },
+    Fault.SD_ERRORS: {"vi": "Thẻ nhớ báo lỗi", "en": "SD card reports errors"},
+    Fault.SD_WRITE_FAILED: {
+        "vi": "Ghi thử thẻ nhớ thất bại",
+        "en": "SD card write test failed",
+    },
+    Fault.DISK_LOW: {"vi": "Sắp hết bộ nhớ", "en": "Disk almost full"},
+    Fault.MEMORY_HIGH: {"vi": "RAM gần đầy", "en": "Memory almost full"},
+    Fault.TEMPERATURE_HIGH: {"vi": "Nhiệt độ cao", "en": "Running hot"},
+    Fault.CLOCK_UNTRUSTED: {
+        "vi": "Đồng hồ chưa được xác thực",
+        "en": "Clock not trusted yet",
+    },
+    Fault.CLOCK_OFFSET: {"vi": "Đồng hồ bị lệch", "en": "Clock is off"},
+    Fault.OUTBOX_BACKLOG: {
+        "vi": "Báo cáo tồn đọng chưa gửi được",
+        "en": "Reports piling up unsent",
+    },
+    Fault.PLAYER_STUCK: {"vi": "Trình phát bị treo", "en": "Player stuck"},
+    Fault.SCREEN_BLANK: {"vi": "Màn hình không hiển thị", "en": "Screen blank"},
+    Fault.SCREEN_FROZEN: {"vi": "Màn hình bị đứng hình", "en": "Screen frozen"},
+    Fault.PLAYER_ERROR: {"vi": "Trình phát báo lỗi", "en": "Player error"},
+    Fault.MANIFEST_TAMPERED: {
+        "vi": "Lịch phát lưu trên thiết bị bị sửa, đã từ chối",
+        "en": "Programme stored on the device was altered; refused",
+    },
+    Fault.EMERGENCY_TAMPERED: {
+        "vi": "Tin khẩn cấp lưu trên thiết bị bị sửa, đã từ chối",
+        "en": "Emergency stored on the device was altered; refused",
+    },
+    Fault.CACHE_CORRUPT: {
+        "vi": "Tệp nội dung trên thẻ nhớ bị hỏng, đã tải lại",
+        "en": "A cached file was damaged; fetched again",
+    },
+    Fault.STATE_REBUILT: {
+        "vi": "Cơ sở dữ liệu thiết bị hỏng, đã dựng lại",
+        "en": "Device database was damaged; rebuilt",
+    },
+    Fault.NO_HEALTH: {
+        "vi": "Chưa nhận được số liệu sức khoẻ",
+        "en": "No health report received yet",
+    },
+    Fault.HEALTH_STALE: {
+        "vi": "Số liệu sức khoẻ đã cũ",
+        "en": "Last health report is old",
+    },
+    Fault.SD_SLOW: {
+        "vi": "Thẻ nhớ ghi chậm (sắp hỏng?)",
+        "en": "SD card slow (wearing out?)",
+    },
+    Fault.UNDER_VOLTAGE_SINCE_BOOT: {
+        "vi": "Đã từng thiếu điện áp từ lúc khởi động",
+        "en": "Under-voltage since the last boot",
+    },
+    Fault.REPORTS_REFUSED: {
+        "vi": "Máy chủ từ chối bằng chứng phát gần đây",
+        "en": "Proof of play refused lately",
+    },
+    Fault.TASK_DIED: {
+        "vi": "Một tác vụ của thiết bị bị dừng đột ngột, đã tự khởi động lại",
+        "en": "A task of the device died; restarted",
+    },
+    Fault.DISK_FULL: {
+        "vi": "Hết bộ nhớ, không tải được nội dung mới",
+        "en": "Disk full; new content refused",
+    },
+    Fault.PLAYER_CHECK_FAILED: {
+        "vi": "Trình phát không tự kiểm tra được",
+        "en": "Player could not check itself",
+    },
+}
+
 LABELS: dict[str, dict[str, str]] = {
     # ---- the status table
     "dv.new": {"vi": "Thêm thiết bị", "en": "Add a device"},
@@ -33,78 +124,6 @@ LABELS: dict[str, dict[str, str]] = {
     "dv.disk_free": {"vi": "Bộ nhớ trống", "en": "Disk free"},
     "dv.volume": {"vi": "Âm lượng", "en": "Volume"},
     "dv.connected_now": {"vi": "Đang kết nối", "en": "Connected now"},
-    # ---- why a device is not OK (codes from the hub's verdict and the agent's faults)
-    "dv.reason.offline": {"vi": "Mất kết nối", "en": "Offline"},
-    "dv.reason.not_enrolled": {"vi": "Chưa đăng ký", "en": "Not enrolled"},
-    "dv.reason.under_voltage": {
-        "vi": "Nguồn điện yếu (thiếu áp)",
-        "en": "Power supply too weak (under-voltage)",
-    },
-    "dv.reason.throttled": {
-        "vi": "Bộ xử lý bị giảm tốc (quá nhiệt hoặc thiếu điện)",
-        "en": "CPU throttled (heat or power)",
-    },
-    "dv.reason.sd_read_only": {
-        "vi": "Thẻ nhớ chỉ đọc được, không ghi được",
-        "en": "SD card has gone read-only",
-    },
-    "dv.reason.sd_errors": {"vi": "Thẻ nhớ báo lỗi", "en": "SD card reports errors"},
-    "dv.reason.sd_write_failed": {
-        "vi": "Ghi thử thẻ nhớ thất bại",
-        "en": "SD card write test failed",
-    },
-    "dv.reason.disk_low": {"vi": "Sắp hết bộ nhớ", "en": "Disk almost full"},
-    "dv.reason.memory_high": {"vi": "RAM gần đầy", "en": "Memory almost full"},
-    "dv.reason.temperature_high": {"vi": "Nhiệt độ cao", "en": "Running hot"},
-    "dv.reason.clock_untrusted": {
-        "vi": "Đồng hồ chưa được xác thực",
-        "en": "Clock not trusted yet",
-    },
-    "dv.reason.clock_offset": {"vi": "Đồng hồ bị lệch", "en": "Clock is off"},
-    "dv.reason.outbox_backlog": {
-        "vi": "Báo cáo tồn đọng chưa gửi được",
-        "en": "Reports piling up unsent",
-    },
-    "dv.reason.player_stuck": {"vi": "Trình phát bị treo", "en": "Player stuck"},
-    "dv.reason.screen_blank": {"vi": "Màn hình không hiển thị", "en": "Screen blank"},
-    "dv.reason.screen_frozen": {"vi": "Màn hình bị đứng hình", "en": "Screen frozen"},
-    "dv.reason.player_error": {"vi": "Trình phát báo lỗi", "en": "Player error"},
-    "dv.reason.manifest_tampered": {
-        "vi": "Lịch phát lưu trên thiết bị bị sửa, đã từ chối",
-        "en": "Programme stored on the device was altered; refused",
-    },
-    "dv.reason.emergency_tampered": {
-        "vi": "Tin khẩn cấp lưu trên thiết bị bị sửa, đã từ chối",
-        "en": "Emergency stored on the device was altered; refused",
-    },
-    "dv.reason.cache_corrupt": {
-        "vi": "Tệp nội dung trên thẻ nhớ bị hỏng, đã tải lại",
-        "en": "A cached file was damaged; fetched again",
-    },
-    "dv.reason.state_rebuilt": {
-        "vi": "Cơ sở dữ liệu thiết bị hỏng, đã dựng lại",
-        "en": "Device database was damaged; rebuilt",
-    },
-    "dv.reason.no_health": {
-        "vi": "Chưa nhận được số liệu sức khoẻ",
-        "en": "No health report received yet",
-    },
-    "dv.reason.health_stale": {
-        "vi": "Số liệu sức khoẻ đã cũ",
-        "en": "Last health report is old",
-    },
-    "dv.reason.sd_slow": {
-        "vi": "Thẻ nhớ ghi chậm (sắp hỏng?)",
-        "en": "SD card slow (wearing out?)",
-    },
-    "dv.reason.under_voltage_since_boot": {
-        "vi": "Đã từng thiếu điện áp từ lúc khởi động",
-        "en": "Under-voltage since the last boot",
-    },
-    "dv.reason.reports_refused": {
-        "vi": "Máy chủ từ chối bằng chứng phát gần đây",
-        "en": "Proof of play refused lately",
-    },
     # ---- proof of play the hub refused (codes from hub/play_evidence.py)
     "dv.refused": {
         "vi": "Bằng chứng phát bị từ chối: {count}, lần gần nhất {when}: {reason}",
@@ -183,7 +202,7 @@ LABELS: dict[str, dict[str, str]] = {
     "dv.h.outbox_backlog": {"vi": "Báo cáo chờ gửi", "en": "Reports waiting to be sent"},
     "dv.h.clock_offset": {"vi": "Độ lệch đồng hồ", "en": "Clock offset"},
     "dv.h.clock_trusted": {"vi": "Đồng hồ đã xác thực", "en": "Clock trusted"},
-    "dv.h.faults": {"vi": "Lỗi phần cứng", "en": "Hardware faults"},
+    "dv.h.faults": {"vi": "Lỗi thiết bị tự báo", "en": "Faults the device reports"},
     "dv.h.under_voltage": {"vi": "Thiếu điện áp (hiện tại)", "en": "Under-voltage now"},
     "dv.h.under_voltage_since_boot": {
         "vi": "Đã từng thiếu điện áp từ lúc khởi động",
@@ -361,4 +380,5 @@ LABELS: dict[str, dict[str, str]] = {
         " Check it with: edge-agent doctor.",
     },
     "dv.open_device": {"vi": "Mở trang thiết bị", "en": "Open the device page"},
+    **{f"dv.reason.{fault}": labels for fault, labels in REASONS.items()},
 }
