@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel, ConfigDict
 
-from loa_contract import Command, Manifest, ManifestBulletin, NowPlayingInfo
+from loa_contract import Command, Fault, Manifest, ManifestBulletin, NowPlayingInfo
 
 from .cache import MediaCache
 from .clock import ClockJudge, NtpProbe
@@ -178,7 +178,7 @@ class Agent:
         self._watchers: set[asyncio.Event] = set()
         #: Faults about damaged or altered state ("state_rebuilt", "manifest_tampered", …)
         #: -> (when, monotonic; what was found).
-        self._state_faults: dict[str, tuple[float, str]] = {}
+        self._state_faults: dict[Fault, tuple[float, str]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
         self.supervisor = Supervisor(
@@ -202,13 +202,13 @@ class Agent:
             data / "agent.sqlite3", device_id=self.identity.device_id
         )
         if store.rebuilt is not None:
-            self.state_fault("state_rebuilt", store.rebuilt)
+            self.state_fault(Fault.STATE_REBUILT, store.rebuilt)
         await self.timekeeping.restore()
         bad = await self.cache.verify_all()
         for sha in bad:
             log.warning("cache object %s failed its sha256 check; deleted, will fetch again", sha)
         if bad:
-            self.state_fault("cache_corrupt", f"{len(bad)} cached objects failed their sha256")
+            self.state_fault(Fault.CACHE_CORRUPT, f"{len(bad)} cached objects failed their sha256")
         now = self.clock.now()
         for play in await store.recover_open_plays(now):
             log.warning("closed play of %s interrupted by a restart", play.bulletin_id)
@@ -217,12 +217,12 @@ class Agent:
         if verified.manifest is not None:
             self.sync.adopt(verified.manifest)
         if verified.refused:
-            self.state_fault("manifest_tampered", "; ".join(verified.refused))
+            self.state_fault(Fault.MANIFEST_TAMPERED, "; ".join(verified.refused))
         held, refused = await store.verified_emergencies(
             self.keys, self.identity.device_id, self.commune()
         )
         if refused:
-            self.state_fault("emergency_tampered", "; ".join(refused))
+            self.state_fault(Fault.EMERGENCY_TAMPERED, "; ".join(refused))
         for bulletin in held:
             self.emergencies[bulletin.id] = bulletin
         self.cancelled = set(await store.cancelled())
@@ -301,9 +301,9 @@ class Agent:
         if exc is not None:
             log.error("agent job %s failed", task.get_name(), exc_info=exc)
             if is_disk_full(exc):
-                self.state_fault("disk_full", f"{task.get_name()}: {exc}")
+                self.state_fault(Fault.DISK_FULL, f"{task.get_name()}: {exc}")
             else:
-                self.state_fault("task_died", f"{task.get_name()}: {type(exc).__name__}: {exc}")
+                self.state_fault(Fault.TASK_DIED, f"{task.get_name()}: {type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ faults and watchers
 
@@ -311,7 +311,7 @@ class Agent:
         for watcher in self._watchers:
             watcher.set()
 
-    def state_fault(self, fault: str, detail: str) -> None:
+    def state_fault(self, fault: Fault, detail: str) -> None:
         """Something was found damaged, altered or failing: say so in the log and, for a
         day, in every health sample."""
         log.error("%s: %s", fault, detail)
@@ -321,31 +321,33 @@ class Agent:
     def write_failed(self, what: str, exc: BaseException) -> None:
         """The store could not record `what`: the device goes on, and says why."""
         self.counters.write_failures += 1
-        fault = "disk_full" if is_disk_full(exc) else "state_write_failed"
+        fault = Fault.DISK_FULL if is_disk_full(exc) else Fault.STATE_WRITE_FAILED
         self.state_fault(fault, f"{what} not recorded: {type(exc).__name__}: {exc}")
 
-    def state_faults(self) -> list[str]:
+    def state_faults(self) -> list[Fault]:
         horizon = time.monotonic() - STATE_FAULT_SHOWN_S
         return sorted(f for f, (at, _) in self._state_faults.items() if at >= horizon)
 
-    def active_faults(self) -> dict[str, str]:
+    def active_faults(self) -> dict[Fault, str]:
         """Every fault the agent sees now, with its reason (fault -> reason)."""
         horizon = time.monotonic() - STATE_FAULT_SHOWN_S
-        found = {f: why for f, (at, why) in self._state_faults.items() if at >= horizon}
+        found: dict[Fault, str] = {
+            f: why for f, (at, why) in self._state_faults.items() if at >= horizon
+        }
         died = self.supervisor.died_recently()
         if died:
-            found["task_died"] = "; ".join(died.values())
+            found[Fault.TASK_DIED] = "; ".join(died.values())
         stalled = self.supervisor.stalled_problems()
         if stalled:
-            found["task_stalled"] = "; ".join(stalled.values())
+            found[Fault.TASK_STALLED] = "; ".join(stalled.values())
         room = self.content.refused_for_room
         if room:
             first = next(iter(room.values()))
             more = f" (+{len(room) - 1} more)" if len(room) > 1 else ""
-            found["disk_full"] = first + more
+            found[Fault.DISK_FULL] = first + more
         speech = self.content.speech_failures
         if speech:
-            found["speech_failed"] = "; ".join(f"{b}: {why}" for b, why in speech.items())[:500]
+            found[Fault.SPEECH_FAILED] = "; ".join(f"{b}: {why}" for b, why in speech.items())[:500]
         return found
 
     async def wait_until(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from loa_contract import BulletinKind, DeviceKind, MediaRef, Priority
+from loa_contract import BulletinKind, DeviceKind, Fault, MediaRef, Priority
 
 from .cache import CacheIntegrityError
 from .disk import CachedObject, free_bytes, mib, plan_room
@@ -167,7 +167,9 @@ class Content(AgentPart):
             for sha in corrupt:
                 log.warning("cache object %s was corrupt; fetching it again", sha)
             if corrupt:
-                agent.state_fault("cache_corrupt", f"{len(corrupt)} objects failed their sha256")
+                agent.state_fault(
+                    Fault.CACHE_CORRUPT, f"{len(corrupt)} objects failed their sha256"
+                )
         needed = self.needed_media()
         # `has` is False too for an object changed since it was verified: `fetch` hashes it
         # again and keeps it, or deletes it and downloads it again.
@@ -182,7 +184,9 @@ class Content(AgentPart):
         results = await asyncio.gather(*(self._fetch_one(ref, p) for ref, p in missing))
         changed_on_disk = cache.corrupt_found - found_before
         if changed_on_disk:
-            agent.state_fault("cache_corrupt", f"{changed_on_disk} cached objects changed on disk")
+            agent.state_fault(
+                Fault.CACHE_CORRUPT, f"{changed_on_disk} cached objects changed on disk"
+            )
         await self._synthesize_speech()
         freed = 0
         if agent.manifest is not None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from loa_contract import HealthSample
+from loa_contract import Fault, HealthSample
 
 from .disk import free_bytes, mib
 from .health import system_sample
@@ -113,9 +113,9 @@ class Reporting(AgentPart):
             agent.write_failed("outbox count", exc)
             backlog = 0
         clock = agent.clock.status()
-        details: dict[str, str] = {}
+        details: dict[Fault, str] = {}
         if not clock.trusted:
-            details["clock_untrusted"] = clock.reason or ""
+            details[Fault.CLOCK_UNTRUSTED] = clock.reason or ""
         if agent.pi_health is not None:
             values, pi_faults = await asyncio.to_thread(agent.pi_health.sample)
             agent.hardware = {**values, "relay_on": agent.relay.is_on}
@@ -125,22 +125,15 @@ class Reporting(AgentPart):
                 sample["temperature_celsius"] = values.get("soc_temperature_celsius")
             for fault in pi_faults:
                 details.setdefault(fault, "")
-        player = agent.player
-        # Any backend may count stops it had to abandon (VlcPlayer, the router's sum).
-        stuck = getattr(player, "stuck_stops", 0)
-        try:
-            # A board's screen check (PlayerRouter.screen_faults): "screen_blank", …
-            for fault in getattr(player, "screen_faults", None) or ():
-                details.setdefault(fault, "")
-        except Exception as exc:
-            log.exception("screen check failed")
-            details.setdefault("screen_check_failed", str(exc)[:200])
+        player = agent.player.health()
+        for fault in player.faults:
+            details.setdefault(fault, "")
         for fault, detail in agent.active_faults().items():
             details.setdefault(fault, detail)
         free = await asyncio.to_thread(free_bytes, agent.config.data_dir)
         reserve = agent.config.disk_reserve_bytes
         if free < reserve:
-            details.setdefault("disk_low", f"{mib(free)} free, {mib(reserve)} wanted in reserve")
+            details.setdefault(Fault.DISK_LOW, f"{mib(free)} free, {mib(reserve)} kept in reserve")
         manifest = agent.manifest
         sample.update(
             at=agent.clock.now(),
@@ -157,7 +150,7 @@ class Reporting(AgentPart):
             fault_details={name: why for name, why in details.items() if why},
             # No relay object (NullRelay) means no relay to report, not a relay that is off.
             relay_on=None if isinstance(agent.relay, NullRelay) else agent.relay.is_on,
-            player_stuck_stops_total=stuck if isinstance(stuck, int) else 0,
+            player_stuck_stops_total=player.stuck_stops,
         )
         return sample
 

@@ -560,6 +560,7 @@ _SHOWN = {
     "clock_offset_seconds",
     "clock_trusted",
     "faults",
+    "fault_details",
 }
 
 
@@ -606,7 +607,14 @@ def _health_rows(h: HealthSample, device: devices.DeviceOut, fmt: Fmt) -> list[t
         (t("dv.h.clock_trusted", "clock trusted"), fmt.yes_no(h.clock_trusted)),
         (
             t("dv.h.faults", "faults"),
-            ", ".join(fmt.reason(code) for code in h.faults) or translate("dv.none", fmt.lang),
+            # Each fault in the console's words, then the device's own reason where it gave
+            # one ("media 3f2a… (150.0 MiB) does not fit: 40.0 MiB free").
+            "; ".join(
+                fmt.reason(code)
+                + (f" ({h.fault_details[code]})" if h.fault_details.get(code) else "")
+                for code in h.faults
+            )
+            or translate("dv.none", fmt.lang),
         ),
         (t("dv.h.seq", "seq"), fmt.num(h.seq)),
     ]

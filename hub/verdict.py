@@ -90,6 +90,11 @@ REASON_CODES: dict[Fault, Level | tuple[Level, Level]] = {
     Fault.EMERGENCY_TAMPERED: "fault",
     # New content cannot be stored: the programme goes stale until space returns.
     Fault.DISK_FULL: "fault",
+    # The loudspeaker may be silent while the rest looks fine; systemd restarts it.
+    Fault.TASK_STALLED: "fault",
+    Fault.STATE_WRITE_FAILED: "fault",
+    # A text bulletin the commune expects to hear is not aired.
+    Fault.SPEECH_FAILED: "fault",
     Fault.DISK_LOW: ("warning", "fault"),
     Fault.MEMORY_HIGH: ("warning", "fault"),
     Fault.TEMPERATURE_HIGH: ("warning", "fault"),

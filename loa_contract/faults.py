@@ -63,6 +63,15 @@ class Fault(StrEnum):
     DISK_FULL = "disk_full"
     """Hết bộ nhớ: a download was refused for lack of space (keeping the reserve for speech,
     SQLite and logs), or a write failed with ENOSPC."""
+    TASK_STALLED = "task_stalled"
+    """A supervised task (the programme loop above all: a hung backend) made no progress
+    within its limit; systemd's watchdog is no longer fed, so the agent is restarted."""
+    STATE_WRITE_FAILED = "state_write_failed"
+    """Không ghi được dữ liệu: the agent's database refused a write for a reason other than
+    a full card (a failing SD card); playing goes on, the record named is lost."""
+    SPEECH_FAILED = "speech_failed"
+    """Không tạo được giọng đọc: a text bulletin's speech could not be made (engine missing
+    or crashing), so a speaker cannot air it."""
     DISK_LOW = "disk_low"
     """Sắp hết bộ nhớ: the data filesystem is nearly full. The agent names it as it nears
     its reserve; the hub also grades it from the filesystem's free share."""

@@ -332,7 +332,13 @@ async def test_device_page_health_chart_plays_and_commands(hub: HubHarness) -> N
             10 + i, now - timedelta(hours=9 - i), cpu_percent=10.0 + i, temperature_celsius=40.0 + i
         )
         for i in range(6)
-    ] + [health(20, faults=["under_voltage", "flux_capacitor"])]
+    ] + [
+        health(
+            20,
+            faults=["under_voltage", "flux_capacitor", "disk_full"],
+            fault_details={"disk_full": "media 3f2a (150.0 MiB) does not fit: 40.0 MiB free"},
+        )
+    ]
     schedule = await publish(hub, title="Lịch tiêm chủng", priority="priority", text="lịch " * 150)
     await hub.backdate(now - timedelta(hours=1), speaker.id, schedule["id"])
     play = {
@@ -360,7 +366,9 @@ async def test_device_page_health_chart_plays_and_commands(hub: HubHarness) -> N
         assert "Nhiệt độ bộ xử lý" in html and "48,5 °C" in html
         assert "12,3 GB / 31,0 GB (40 %)" in html
         assert "2 ngày 3 giờ" in html
-        assert "Nguồn điện yếu (thiếu áp), flux_capacitor" in html
+        assert "Nguồn điện yếu (thiếu áp); flux_capacitor; Hết bộ nhớ" in html
+        # The device's own reason, next to the fault it explains.
+        assert "(media 3f2a (150.0 MiB) does not fit: 40.0 MiB free)" in html
         # The chart: inline SVG, a break where the device was silent.
         chart = html[html.index("<svg") : html.index("</svg>")]
         temperature = re.findall(

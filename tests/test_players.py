@@ -554,8 +554,6 @@ async def test_router_collects_screen_faults() -> None:
     try:
         await router.play(text_item("ghost", text="\u2800", title=""))
         assert router.health() == PlayerHealth(PlayerState.PLAYING, 0, (Fault.SCREEN_BLANK,))
-        # What edge_agent/agent.py reads until it calls health().
-        assert router.screen_faults == ["screen_blank"] and router.stuck_stops == 0
     finally:
         await router.close()
 
@@ -581,8 +579,6 @@ async def test_router_health_sums_stuck_stops_and_merges_faults(
         await router.play(text_item("ghost", text="\u2800", title=""))
         expected = (Fault.PLAYER_STUCK, Fault.SCREEN_BLANK)
         assert router.health() == PlayerHealth(PlayerState.PLAYING, 1, expected)
-        assert router.screen_faults == ["player_stuck", "screen_blank"]
-        assert router.stuck_stops == 1
         release.set()
         await join_vlc_stops()
         await router.play(audio_item("after", short_wav))

@@ -72,17 +72,6 @@ class PlayerRouter:
             faults.extend(fault for fault in found if fault not in faults)
         return PlayerHealth(self.state, stuck, tuple(faults))
 
-    # Read by edge_agent/agent.py through getattr until it calls health() itself.
-    @property
-    def stuck_stops(self) -> int:
-        """Deprecated: `health().stuck_stops`."""
-        return self.health().stuck_stops
-
-    @property
-    def screen_faults(self) -> list[str]:
-        """Deprecated: `health().faults`."""
-        return list(self.health().faults)
-
     def set_event_sink(self, sink: EventSink) -> None:
         self._sink = sink
 

@@ -85,6 +85,18 @@ REASONS: dict[Fault, dict[str, str]] = {
         "vi": "Hết bộ nhớ, không tải được nội dung mới",
         "en": "Disk full; new content refused",
     },
+    Fault.TASK_STALLED: {
+        "vi": "Thiết bị bị treo (không còn tiến triển), sẽ tự khởi động lại",
+        "en": "Device hung (no progress); it will restart itself",
+    },
+    Fault.STATE_WRITE_FAILED: {
+        "vi": "Không ghi được dữ liệu lên thẻ nhớ",
+        "en": "Cannot write to the SD card",
+    },
+    Fault.SPEECH_FAILED: {
+        "vi": "Không tạo được giọng đọc cho bản tin văn bản",
+        "en": "Speech for a text bulletin could not be made",
+    },
     Fault.PLAYER_CHECK_FAILED: {
         "vi": "Trình phát không tự kiểm tra được",
         "en": "Player could not check itself",
