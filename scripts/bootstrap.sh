@@ -42,9 +42,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "==> installing Python packages ($purpose)"
   .venv/bin/pip install -q --upgrade pip
   if [ "$purpose" = test ]; then
-    .venv/bin/pip install -q -e '.[agent,test]'
+    .venv/bin/pip install -q -e '.[hub,agent,test]'
   else
-    .venv/bin/pip install -q -e '.[agent]'
+    .venv/bin/pip install -q -e '.[hub,agent]'
   fi
   touch "$stamp"
 fi
