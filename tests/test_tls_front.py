@@ -33,7 +33,7 @@ from edge_agent.agent import Agent
 from edge_agent.cli import main as agent_cli
 from edge_agent.doctor import DoctorOptions, _Context, check_hub
 from edge_agent.hubclient import tls_context
-from edge_agent.identity import HUB_CA_FILE, IDENTITY_FILE, Identity
+from edge_agent.identity import HUB_CA_FILE, IDENTITY_FILE, Identity, IdentityError, pin_hub_ca
 from edge_agent.players.base import PlayItem
 from edge_agent.players.null import NullPlayer
 from edge_agent.profile import load_profile
@@ -568,3 +568,24 @@ async def test_enroll_refuses_a_ca_it_cannot_use_before_contacting_the_hub(
     assert await _enroll(data, plain, "123456", not_pem) == 2
     assert "--ca chỉ dùng với địa chỉ hub https://" in capsys.readouterr().err
     assert not data.exists() or not any(data.iterdir())
+
+
+def test_a_pinned_ca_that_went_missing_fails_closed(tmp_path: Path) -> None:
+    """Falling back to the system's CA store would trust more than enrollment pinned."""
+    pki = make_pki(tmp_path / "pki", "province")
+    data = tmp_path / "agent"
+    identity = Identity(
+        hub_url="https://127.0.0.1:1",
+        device_id="dev-1",
+        device_secret="s3cret",
+        device_kind="speaker",
+        commune="xa-tls",
+        profile="speaker-cluster",
+        hub_keys=[],
+        hub_ca=pin_hub_ca(data, pki.ca.read_bytes()),
+    )
+    identity.save(data)
+    assert Identity.load(data).ca_file(data) == data / HUB_CA_FILE
+    (data / HUB_CA_FILE).unlink()
+    with pytest.raises(IdentityError, match="pinned at enrollment"):
+        Identity.load(data)
