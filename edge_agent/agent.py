@@ -152,7 +152,11 @@ class Agent:
         )
         self.keys = identity.trusted_keys()
         self.client = HubClient(
-            identity.hub_url, identity.device_id, identity.device_secret, session=session
+            identity.hub_url,
+            identity.device_id,
+            identity.device_secret,
+            session=session,
+            ca_file=identity.ca_file(config.data_dir),
         )
         self.cache = MediaCache(config.data_dir / "cache")
         self.counters = Counters()

@@ -17,6 +17,23 @@ MESSAGES: dict[str, dict[str, str]] = {
         "vi": "Không kết nối được hub {url}: {reason}",
         "en": "Cannot reach the hub {url}: {reason}",
     },
+    "hub_untrusted": {
+        "vi": "Không tin được hub {url}: chứng chỉ TLS của nó không do CA {ca} cấp (hoặc không "
+        "đúng tên máy). Kiểm tra địa chỉ hub và tệp CA (--ca) do Sở VHTTDL cấp; kiểm tra cả "
+        "đồng hồ thiết bị. Chưa lưu gì. Chi tiết: {reason}",
+        "en": "Not trusting the hub {url}: its TLS certificate is not issued by the CA {ca} (or "
+        "not for that host name). Check the hub address and the CA file (--ca) from the "
+        "provincial operators, and the device clock. Nothing was saved. Detail: {reason}",
+    },
+    "system_ca_store": {"vi": "của hệ thống", "en": "in the system's store"},
+    "ca_needs_https": {
+        "vi": "--ca chỉ dùng với địa chỉ hub https://, không phải {url}",
+        "en": "--ca goes with an https:// hub address, not {url}",
+    },
+    "ca_bad": {
+        "vi": "Tệp CA {path} không dùng được (cần chứng chỉ PEM): {reason}",
+        "en": "The CA file {path} cannot be used (a PEM certificate is needed): {reason}",
+    },
     "profile_bad": {
         "vi": "Cấu hình phần cứng không hợp lệ: {reason}",
         "en": "Bad hardware profile: {reason}",
@@ -150,6 +167,12 @@ MESSAGES.update(
             "chứng chỉ của hub.",
             "en": "TLS failed: check the device clock (certificate expired / not yet valid) "
             "and the hub's certificate.",
+        },
+        "doc_fix_ca": {
+            "vi": "Tệp CA của hub ({path}) không đọc được: đăng ký lại với --ca và tệp CA do "
+            "Sở VHTTDL cấp.",
+            "en": "The hub's CA file ({path}) cannot be read: enroll again with --ca and the CA "
+            "file from the provincial operators.",
         },
         "doc_fix_auth": {
             "vi": "Hub từ chối khoá thiết bị: thiết bị có thể đã bị thu hồi; xin mã mới và đăng "
