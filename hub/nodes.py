@@ -90,6 +90,24 @@ async def versions_of(db: Database, device_ids: set[str]) -> dict[str, int]:
     return {r["id"]: r["manifest_version"] for r in rows if r["id"] in device_ids}
 
 
+#: A change of nodes is not urgent: this node's connected devices are told in this many
+#: slices spread over `spread_s`, so ten thousand do not come for a manifest in one moment
+#: (a node's death is announced just after its devices moved to the survivors).
+TELL_SLICES = 10
+
+
+async def tell_connected(app: web.Application, spread_s: float) -> None:
+    """Tell the devices connected to this node their new manifest version."""
+    connections = app[CONNECTIONS]
+    versions = await versions_of(app[DB], connections.online_ids())
+    ids = sorted(versions)
+    for part in range(TELL_SLICES):
+        chunk = {device_id: versions[device_id] for device_id in ids[part::TELL_SLICES]}
+        if chunk:
+            await connections.push_manifest_ready(chunk, app[CONFIG].command_ttl)
+        await asyncio.sleep(spread_s / TELL_SLICES)
+
+
 async def nodes_context(app: web.Application) -> AsyncIterator[None]:
     """Register this node before it serves, keep it alive while it runs, and tell this node's
     connected devices when the announced nodes change (whichever node announced it)."""
@@ -109,9 +127,7 @@ async def nodes_context(app: web.Application) -> AsyncIterator[None]:
                 now_listed = await hub_urls(db)
                 if now_listed != listed:
                     listed = now_listed
-                    connections = app[CONNECTIONS]
-                    versions = await versions_of(db, connections.online_ids())
-                    await connections.push_manifest_ready(versions, config.command_ttl)
+                    await tell_connected(app, config.node_heartbeat.total_seconds())
             except Exception:
                 log.exception("hub node heartbeat failed; retrying at the next one")
 
