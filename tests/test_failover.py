@@ -42,8 +42,11 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 #: A personal name: `hub user add` refuses shared admin names.
 OPERATOR = "nguyenvanan"
-#: The issue's bound on a fail-over; this run is expected to take a few seconds.
+#: The issue's bound on a fail-over (DESIGN.md §5) ...
 FAILOVER_LIMIT_S = 30.0
+#: ... and what this run must stay under: at the devices' own reconnect pace (one jittered
+#: wait of up to 1 s, a refused connect, a poll of the survivor, another wait) it takes 1–2 s.
+FAILOVER_EXPECTED_S = 10.0
 DEVICE_DEFAULTS = AgentConfig.model_fields
 
 # ---------------------------------------------------------------- the order of nodes
@@ -376,7 +379,7 @@ async def test_devices_fail_over_to_the_surviving_node_and_return(tmp_path: Path
         )
         failover_s = time.monotonic() - killed_at
         print(f"all {len(agents)} devices on the surviving node {failover_s:.2f} s after kill -9")
-        assert failover_s < FAILOVER_LIMIT_S
+        assert failover_s < FAILOVER_EXPECTED_S
         status = await agents[0].status()
         assert status["hub_url"] == node_b.url and status["hub_home"] == node_a.url
 
