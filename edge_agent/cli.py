@@ -334,9 +334,13 @@ def _format_status(status: dict[str, Any], lang: str) -> str:
 
     clock = "trusted" if status["clock"]["trusted"] else "untrusted"
     device = f"{status['device_id']} ({status['device_kind']}, {status['commune']})"
+    hub = status["hub_url"]
+    if hub != status["hub_home"]:
+        hub += f", {t('status_line_standby', lang)}"
     lines = [
         f"{t('status_line_device', lang)}: {device}",
-        f"{t('status_line_hub', lang)}: {t('yes' if status['hub_connected'] else 'no', lang)}",
+        f"{t('status_line_hub', lang)}: {t('yes' if status['hub_connected'] else 'no', lang)}"
+        f" ({hub})",
         f"{t('status_line_manifest', lang)}: {status['manifest_version']}",
         f"{t('status_line_playing', lang)}: {item(status['now_playing'])}",
         f"{t('status_line_next', lang)}: "

@@ -160,6 +160,27 @@ class HubClient:
         #: fleet simulator times health reports with it. None costs nothing.
         self.on_reply: Callable[[str, str, int, float], None] | None = None
 
+    def switch_to(self, base_url: str) -> None:
+        """Talk to another hub node from the next request on (WebSocket, manifest, media and
+        reports alike). Requests under way finish where they started; a cut download's next
+        attempt resumes on the new node, for media is named by its sha256 on every node."""
+        self.base_url = base_url.rstrip("/")
+
+    async def answers(self, base_url: str) -> bool:
+        """Whether the hub node at `base_url` is up and reads its database (its /healthz), in
+        one attempt: the agent asks its enrolled hub this while another node serves it."""
+        try:
+            async with self._http().get(
+                base_url.rstrip("/") + "/healthz",
+                # A public route: the device's secret is not sent with it.
+                headers={"User-Agent": f"loa-edge-agent/{_agent_version()}"},
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as resp:
+                await resp.read()
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
     async def close(self) -> None:
         if self._own_session and self._session is not None and not self._session.closed:
             await self._session.close()
