@@ -175,6 +175,9 @@ class HubClient:
                 # A public route: the device's secret is not sent with it.
                 headers={"User-Agent": f"loa-edge-agent/{_agent_version()}"},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
+                # The pinned CA holds here too, or a device behind the province's own CA
+                # could never tell its home hub is back.
+                ssl=self._tls,
             ) as resp:
                 await resp.read()
                 return resp.status == 200
