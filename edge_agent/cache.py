@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -55,10 +56,22 @@ CHUNK = 64 * 1024
 #: How much a power cut may cost a download in progress; fsync is slow on SD cards.
 FSYNC_EVERY = 4 * 1024 * 1024
 HASH_BLOCK = 1024 * 1024
+#: Free space a download must leave on the data disk: SQLite (its WAL and the outbox), speech
+#: being synthesized and the logs must still fit, or the device falls silent (issue #9).
+DISK_RESERVE = 16 * 1024 * 1024
 
 
 class CacheIntegrityError(Exception):
     """The bytes the hub served do not match the size or sha256 in the signed manifest."""
+
+
+class DiskFull(OSError):
+    """A download that would not fit beside the reserve: refused before a byte is written
+    (or, if the disk filled meanwhile, its partial file removed). An OSError, ENOSPC, so the
+    callers that retry a failed fetch later treat it like any other disk error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOSPC, message)
 
 
 def _valid_sha(sha: str) -> str:
@@ -149,8 +162,9 @@ class _Download:
 
 
 class MediaCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, reserve: int = DISK_RESERVE) -> None:
         self.root = root
+        self.reserve = reserve
         self.objects = root / "objects"
         self.partial = root / "partial"
         self.derived = root / "derived"
@@ -425,6 +439,7 @@ class MediaCache:
             if offset > media.size:
                 _discard(part)
                 offset = 0
+            self._check_room(media, offset)
             # Resuming: the hash must cover the bytes already on disk, so re-read them.
             hasher = (
                 await asyncio.to_thread(hash_file, part, offset) if offset else hashlib.sha256()
@@ -456,6 +471,15 @@ class MediaCache:
                     raise
                 fresh_start_used = True  # _publish removed the part: next pass starts at 0
         raise HubUnavailable(f"the hub kept refusing to resume {media.sha256}")
+
+    def _check_room(self, media: MediaRef, offset: int) -> None:
+        """Refuse a download whose remaining bytes would eat into the reserve."""
+        free = shutil.disk_usage(self.partial).free
+        if free - (media.size - offset) < self.reserve:
+            raise DiskFull(
+                f"{media.sha256}: {media.size - offset} more bytes do not fit in"
+                f" {free} free with {self.reserve} kept in reserve"
+            )
 
     @staticmethod
     def _range_start(response: aiohttp.ClientResponse) -> int | None:
@@ -505,6 +529,14 @@ class MediaCache:
             f.close()
             _discard(part)
             raise
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            # Something else filled the disk meanwhile: a part that keeps it full would
+            # silence the device (no SQLite write, no speech). Its bytes are fetched again.
+            f.close()
+            _discard(part)
+            raise DiskFull(f"{media.sha256}: the disk filled at {done} bytes") from exc
         finally:
             f.close()
 

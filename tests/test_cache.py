@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from edge_agent.cache import CacheIntegrityError, MediaCache
+from edge_agent.cache import CacheIntegrityError, DiskFull, MediaCache
 from edge_agent.hubclient import HubClient, HubRejected
 from loa_contract import MediaRef
 
@@ -319,3 +321,20 @@ async def test_an_object_changed_since_verified_is_not_handed_out_until_hashed_a
     assert again.path_for(ref.sha256) is None
     assert await again.verify_all() == []
     assert again.path_for(ref.sha256) == path
+
+
+async def test_a_download_that_would_eat_the_reserve_is_refused_unwritten(
+    tmp_path: Path, hub
+) -> None:
+    # A full data disk silences the device (no SQLite write, no speech): issue #9.
+    fake, client = hub
+    ref = fake.add(payload(64 * 1024))
+    free = shutil.disk_usage(tmp_path).free
+    cache = MediaCache(tmp_path / "cache", reserve=free - 32 * 1024)
+    with pytest.raises(DiskFull) as refused:
+        await cache.fetch(client, ref)
+    assert refused.value.errno == errno.ENOSPC and isinstance(refused.value, OSError)
+    assert fake.ranges == [] and listing(cache.partial) == [] and not cache.has(ref.sha256)
+    cache.reserve = 0  # space returned
+    path = await cache.fetch(client, ref)
+    assert path.read_bytes() == fake.files[ref.sha256]
