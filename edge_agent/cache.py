@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -40,6 +40,7 @@ import aiohttp
 
 from loa_contract import MediaRef
 
+from .disk import free_bytes
 from .hubclient import HubRejected, HubUnavailable
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ class MediaCache:
         count = total = 0
         for folder in (self.objects, self.derived):
             for entry in os.scandir(folder):
-                if entry.is_file() and not entry.name.endswith(".tmp"):
+                if entry.is_file() and ".tmp" not in entry.name:
                     count += 1
                     total += entry.stat().st_size
         return count, total
@@ -270,7 +271,9 @@ class MediaCache:
             elif (self.objects / sha).exists():
                 self._remove(path)  # a finished download whose part outlived a crash
         for path in self.derived.iterdir():
-            if path.name.endswith(".tmp") and path.name not in writing:
+            # Scratch files (speech being made, a copy being published, and what espeak-ng
+            # writes beside them) all carry ".tmp" in their names; a kill leaves them here.
+            if ".tmp" in path.name and path.name not in writing:
                 self._remove(path)
         return bad, stamps
 
@@ -322,6 +325,19 @@ class MediaCache:
         return freed
 
     # ------------------------------------------------------------------ derived files
+
+    @contextlib.contextmanager
+    def scratch(self, suffix: str) -> Iterator[Path]:
+        """A scratch path in derived/ for a file being made (speech): kept from the sweep
+        while in use, removed after, and swept at the next start if a kill left it."""
+        path = self.derived / f".{uuid.uuid4().hex}.tmp{suffix}"
+        self._writing.add(path.name)
+        try:
+            yield path
+        finally:
+            self._writing.discard(path.name)
+            for leftover in self.derived.glob(f"{path.name}*"):
+                leftover.unlink(missing_ok=True)
 
     async def put_file(self, src: Path, key: str) -> Path:
         """Store a file made on the device (e.g. speech) as derived/<key><src suffix>."""
@@ -474,7 +490,9 @@ class MediaCache:
 
     def _check_room(self, media: MediaRef, offset: int) -> None:
         """Refuse a download whose remaining bytes would eat into the reserve."""
-        free = shutil.disk_usage(self.partial).free
+        # The last guard, at the moment of writing: edge_agent/content.py plans room (and
+        # evicts for it) before it asks for a download; this catches what changed since.
+        free = free_bytes(self.partial)
         if free - (media.size - offset) < self.reserve:
             raise DiskFull(
                 f"{media.sha256}: {media.size - offset} more bytes do not fit in"

@@ -12,7 +12,6 @@ import asyncio
 import errno
 import logging
 import time
-import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -150,7 +149,7 @@ class Content(AgentPart):
     async def _room_returned(self) -> bool:
         free = await asyncio.to_thread(free_bytes, self.agent.cache.root)
         smallest = min(self._room_wanted.values())
-        return free - self.agent.config.disk_reserve_bytes >= smallest
+        return free - self.agent.disk_reserve >= smallest
 
     async def _fetch(self, verify: bool) -> None:
         # One sync at a time: a push and a manifest arriving together would otherwise fetch
@@ -236,7 +235,7 @@ class Content(AgentPart):
         """True when `ref` may be downloaded: it fits, or was made to fit by evicting."""
         agent = self.agent
         cache = agent.cache
-        reserve = agent.config.disk_reserve_bytes
+        reserve = agent.disk_reserve
         need = ref.size - cache.partial_size(ref.sha256)
         # Other downloads running now will take their remaining bytes too.
         promised = sum(
@@ -309,7 +308,7 @@ class Content(AgentPart):
             if bulletin_id not in texts:
                 del self.speech_failures[bulletin_id]
         # A quarter of the reserve stays for the database and the logs whatever speech needs.
-        floor = agent.config.disk_reserve_bytes // 4
+        floor = agent.disk_reserve // 4
         for bulletin_id, text in texts.items():
             key = speech_key(speech.engine_id, text)
             if cache.derived_path(key, ".wav") is not None:
@@ -324,10 +323,10 @@ class Content(AgentPart):
                     f"{mib(floor)} kept for the database and logs",
                 )
                 continue
-            tmp = agent.config.data_dir / f"speech-{key[:16]}-{uuid.uuid4().hex[:8]}.tmp.wav"
             try:
-                await speech.synthesize(text, tmp)
-                await cache.put_file(tmp, key)
+                with cache.scratch(".wav") as tmp:
+                    await speech.synthesize(text, tmp)
+                    await cache.put_file(tmp, key)
             except Exception as exc:
                 if is_disk_full(exc):
                     self._refuse_for_room(
@@ -338,8 +337,6 @@ class Content(AgentPart):
                     self.speech_failures[bulletin_id] = str(exc)[:300]
                     agent.changed()
                 continue
-            finally:
-                tmp.unlink(missing_ok=True)
             self._clear_room_refusal(room_key)
             self.speech_failures.pop(bulletin_id, None)
             agent.programme.held_changed(content=True)

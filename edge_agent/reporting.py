@@ -131,7 +131,7 @@ class Reporting(AgentPart):
         for fault, detail in agent.active_faults().items():
             details.setdefault(fault, detail)
         free = await asyncio.to_thread(free_bytes, agent.config.data_dir)
-        reserve = agent.config.disk_reserve_bytes
+        reserve = agent.disk_reserve
         if free < reserve:
             details.setdefault(Fault.DISK_LOW, f"{mib(free)} free, {mib(reserve)} kept in reserve")
         manifest = agent.manifest

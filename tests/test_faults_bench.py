@@ -186,9 +186,7 @@ async def test_a_short_run_of_kills_finds_nothing(tmp_path: Path) -> None:
     bench = Bench(tmp_path, seed=7, blackhole_s=1.0)
     try:
         await bench.setup()
-        # Not "speech": a kill -9 while espeak-ng runs leaves its temporary files in the
-        # data folder for good (edge_agent/agent.py; bench/faults.py counts them).
-        await bench.agent_kills(2, phases=("download", "item start"))
+        await bench.agent_kills(3, phases=("download", "speech", "item start"))
         await bench.hub_kills(1)
         await bench.close_the_day()
         found = audit(bench)
