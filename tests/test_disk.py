@@ -314,7 +314,8 @@ async def test_speech_is_not_made_into_the_last_of_the_card_and_says_why(
         filler = card / "filler"
         try:
             await agent.wait_until(agent.status_connected, TIMEOUT)
-            # Something else on the card (logs, a technician's copy) leaves 150 KiB: room for SQLite, not for speech.
+            # Something else on the card (logs, a technician's copy) leaves 150 KiB: room
+            # for SQLite, not for speech.
             filler.write_bytes(b"\0" * (free_bytes(card) - 150 * 1024))
             notice = await hub.publish(
                 {
