@@ -133,6 +133,8 @@ class Content(AgentPart):
                 continue
             if self._room_wanted and await self._room_returned():
                 log.info("room on the card came back; fetching what was refused")
+                # A manifest the card could not take while full is asked for again too.
+                agent.sync.schedule_manifest_fetch()
                 self.ensure()
                 continue
             changed = agent.cache.changed_objects()

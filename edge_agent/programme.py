@@ -105,6 +105,8 @@ class Programme(AgentPart):
         self._windows_of: object = None  # the manifest `_windows` were parsed from
         self._pending_controls: deque[tuple[str, ControlOrigin]] = deque()
         self._player_events: deque[PlaybackEvent] = deque()
+        #: Plays whose end the store could not record yet (a full card), oldest first.
+        self._unfinished: list[tuple[int, datetime, PlayOutcome, float, bool]] = []
         self.wake = asyncio.Event()
 
     async def restore(self, now: datetime) -> None:
@@ -254,6 +256,8 @@ class Programme(AgentPart):
             # loop stuck on a hung backend gets the agent restarted.
             agent.supervisor.beat("programme")
             self.wake.clear()
+            if self._unfinished:
+                await self._finish_unfinished()
             await self._handle_player_events()
             await self._handle_controls()
             decision = self._decide()
@@ -387,13 +391,24 @@ class Programme(AgentPart):
         if current.bulletin is None:
             return  # a test tone: not an airing of anything
         now = self.agent.clock.now()
-        if current.play_id is not None:  # None: its start could not be recorded
-            ended_at = current.ended_at()
-            await self._recorded(
-                "the end of a play",
-                self.store.finish_play(
-                    current.play_id, ended_at, outcome, position, counts_as_aired
-                ),
+        ended_at = current.ended_at()
+        if current.play_id is not None:
+            close = (current.play_id, ended_at, outcome, position, counts_as_aired)
+            if not await self._finish(close):
+                # Its open row waits; written as soon as the card takes writes again, so
+                # neither lost nor, after a restart, reported twice.
+                self._unfinished.append(close)
+        else:
+            # Its start could not be recorded (a full card): the proof goes to the hub from
+            # memory rather than nowhere.
+            self.agent.reporting.proof_from_memory(
+                current.item.bulletin_id,
+                current.item.priority,
+                current.bulletin.kind,
+                current.started_at,
+                ended_at,
+                outcome,
+                position,
             )
         if counts_as_aired:
             key = (current.item.bulletin_id, current.slot)
@@ -401,6 +416,23 @@ class Programme(AgentPart):
             if current.slot == EMERGENCY_SLOT:
                 self.last_aired[current.item.bulletin_id] = now
         self.agent.report_wake.set()
+
+    async def _finish(self, close: tuple[int, datetime, PlayOutcome, float, bool]) -> bool:
+        play_id, ended_at, outcome, position, counts_as_aired = close
+        try:
+            await self.store.finish_play(play_id, ended_at, outcome, position, counts_as_aired)
+        except (sqlite3.Error, OSError) as exc:
+            self.agent.write_failed("the end of a play", exc)
+            return False
+        return True
+
+    async def _finish_unfinished(self) -> None:
+        """Close, in order, the plays whose end the store could not take before."""
+        while self._unfinished:
+            if not await self._finish(self._unfinished[0]):
+                return
+            self._unfinished.pop(0)
+            self.agent.report_wake.set()
 
     async def _recorded(self, what: str, write: Awaitable[T]) -> T | None:
         """Await a store write; if the card cannot take it, the programme goes on (what is

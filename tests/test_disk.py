@@ -369,18 +369,28 @@ async def test_a_card_too_full_for_sqlite_keeps_playing_and_the_hub_hears_why(
                     f.write(b"\0" * 65536)
                     f.flush()
             assert free_bytes(card) < 65536
+            full_since = utcnow()
             await agent.wait_until(lambda: "not recorded" in _disk_full(agent), TIMEOUT)
             # The board plays on from its cache.
             before = agent.play_started.qsize()
             await agent.wait_until(lambda: agent.play_started.qsize() > before + 2, TIMEOUT)
+            # A bulletin published now cannot be stored on the card: the old programme holds.
+            later = await publish_image(hub, "Lịch họp", 1024)
 
-            # The hub hears it, from memory, with the reason.
-            await agent.wait_until(lambda: agent.reporting.delivered_from_memory > 0, TIMEOUT)
-            device = await hub.call("GET", f"/api/v1/devices/{agent.identity.device_id}")
+            # The hub hears it, from memory, with the reason, and the airings themselves.
+            await agent.wait_until(lambda: agent.reporting.delivered_from_memory > 2, TIMEOUT)
+            device_id = agent.identity.device_id
+            device = await hub.call("GET", f"/api/v1/devices/{device_id}")
             assert "not recorded" in device["health"]["fault_details"]["disk_full"]
             assert "disk_full" in device["verdict_reasons"]
+            plays = await hub.call("GET", f"/api/v1/plays?device={device_id}&limit=200")
+            while_full = [p for p in plays if p["started_at"] > full_since.isoformat()]
+            assert while_full, "the airings made while the card was full reached the hub"
+            assert later["id"] not in agent.bulletins()
 
-            filler.unlink()  # space returns: records are written again, nobody needed
+            filler.unlink()  # space returns: nobody needed
+            # The manifest the card could not take is fetched again, and records resume.
+            await agent.wait_until(lambda: later["id"] in _playable(agent), TIMEOUT)
             plays_before = len(await agent.store.recent_plays(1000))
             await agent.wait_until(lambda: _more_plays(agent, plays_before), TIMEOUT)
         finally:
