@@ -126,6 +126,26 @@ _EMOJI_STRIKE_PX = 109
 _EMOJI_CACHE_LIMIT = 512
 
 
+def has_glyph(font: pygame.font.Font, ch: str) -> bool:
+    """Whether `font` has a glyph for `ch`. SDL_ttf answers a character it lacks with the
+    font's "missing" box and that box's metrics, never with an error; astral characters
+    (emoji) it cannot measure at all."""
+    if ord(ch) > 0xFFFF:
+        return False
+    metrics = font.metrics(ch)
+    if not metrics or metrics[0] is None:
+        return False
+    missing = "\uffff"  # a noncharacter: no font has it, every font shows its box for it
+    if metrics != font.metrics(missing):
+        return True
+    try:
+        drawn = font.render(ch, True, (255, 255, 255))
+    except pygame.error:
+        return True  # zero width (a joiner, a space): nothing to draw, nothing missing
+    box = font.render(missing, True, (255, 255, 255))
+    return pygame.image.tobytes(drawn, "RGBA") != pygame.image.tobytes(box, "RGBA")
+
+
 def _joins_emoji(ch: str) -> bool:
     """A character that belongs to the emoji before it: a presentation selector, a keycap,
     a skin tone, a tag (subdivision flags)."""
@@ -556,14 +576,12 @@ class DisplayPlayer:
             raise _Abandoned
 
     def _drawable(self, ch: str) -> bool:
-        """Whether the text font has a glyph for `ch` (astral characters: never, for
-        SDL_ttf's metrics stop at the first plane and emoji live beyond it)."""
+        """Whether the text font has a glyph for `ch` (`has_glyph`), remembered."""
         known = self._drawable_chars.get(ch)
         if known is None:
             if len(self._drawable_chars) >= 4096:
                 self._drawable_chars.clear()
-            metrics = self.font(24).metrics(ch) if ord(ch) <= 0xFFFF else [None]
-            known = self._drawable_chars[ch] = bool(metrics) and metrics[0] is not None
+            known = self._drawable_chars[ch] = has_glyph(self.font(24), ch)
         return known
 
     def runs(self, text: str) -> list[tuple[str, bool]]:
@@ -705,8 +723,7 @@ class DisplayPlayer:
     @staticmethod
     def _missing_glyphs(path: Path) -> str:
         font = pygame.font.Font(str(path), 24)
-        metrics = font.metrics(VIETNAMESE_LETTERS)
-        return "".join(ch for ch, m in zip(VIETNAMESE_LETTERS, metrics, strict=True) if m is None)
+        return "".join(ch for ch in VIETNAMESE_LETTERS if not has_glyph(font, ch))
 
     def _units(self, word: str) -> list[str]:
         """The pieces a word too long for a line may be cut between: letters, whole emoji."""
