@@ -570,9 +570,17 @@ class DisplayPlayer:
         return self.font(px, bold=bold).get_linesize() + self.rise(px, bold=bold)
 
     def _checkpoint(self) -> None:
-        """Give up a layout in a worker when its item has been replaced (an emergency cut
-        in): the next layout, the emergency's, waits for the lock this one holds."""
-        if self._job_token is not None and self._job_token != self._token:
+        """In a worker: let the event loop's thread have the GIL if it wants it, and give
+        up when the item has been replaced (an emergency cut in: its layout waits for the
+        lock this one holds).
+
+        A thread busy in Python keeps the GIL for up to 5 ms (sys.getswitchinterval) each
+        time the loop asks for it back, and the loop asks at every system call; yielding at
+        each step keeps an emergency's path from paying that again and again."""
+        if self._job_token is None:
+            return
+        time.sleep(0)
+        if self._job_token != self._token:
             raise _Abandoned
 
     def _drawable(self, ch: str) -> bool:
@@ -736,9 +744,9 @@ class DisplayPlayer:
         """Greedy word wrap at `px`; a word wider than the line is cut between letters."""
         lines: list[str] = []
         for paragraph in text.split("\n"):
-            self._checkpoint()
             line = ""
             for word in paragraph.split():
+                self._checkpoint()
                 candidate = f"{line} {word}" if line else word
                 if self.measure(candidate, px, bold=bold) <= width:
                     line = candidate
@@ -866,7 +874,9 @@ class DisplayPlayer:
         elif item.kind is BulletinKind.IMAGE:
             if item.path is None:
                 raise PlayerError(f"image item {item.bulletin_id} has no file")
-            _place(base, _load_picture(item.path), box)
+            picture = _load_picture(item.path)
+            self._checkpoint()
+            _place(base, picture, box)
         else:
             if not item.text or not item.text.strip():
                 raise PlayerError(f"{item.kind.value} item {item.bulletin_id} has no text to show")
