@@ -28,7 +28,11 @@ import pygame  # noqa: E402
 import pytest  # noqa: E402
 
 from edge_agent.agent import Agent  # noqa: E402
-from edge_agent.airing import document_airing_seconds, page_seconds  # noqa: E402
+from edge_agent.airing import (  # noqa: E402
+    document_airing_seconds,
+    page_seconds,
+    text_airing_seconds,
+)
 from edge_agent.content import NO_WORDS  # noqa: E402
 from edge_agent.players.base import (  # noqa: E402
     EventType,
@@ -86,9 +90,14 @@ def pdf(tmp_path: Path) -> Path:
 
 
 def quick_pages(display: DisplayProfile, seconds: float = 0.4) -> DisplayProfile:
-    """The same panel with pages that turn fast enough for a test."""
+    """The same panel with pages that turn, and text that rolls, fast enough for a test."""
     return display.model_copy(
-        update={"page_min_s": seconds, "page_max_s": seconds, "reading_chars_per_s": 1e6}
+        update={
+            "page_min_s": seconds,
+            "page_max_s": seconds,
+            "reading_chars_per_s": 1e6,
+            "ticker_px_per_s": 4000.0,
+        }
     )
 
 
@@ -468,6 +477,28 @@ async def test_a_pdf_airs_on_a_board_page_by_page_and_is_proved_whole(
         assert (ended - started).total_seconds() >= 1.2
         status = await board.status()
         assert status["unplayable"] == {}
+
+        # A notice too long for the screen airs until it has rolled by whole, and its proof
+        # of play says how long that was, not the 1 s it was given.
+        notice = await hub.publish(
+            {
+                "title": "Thông báo",
+                "kind": "text",
+                "priority": "normal",
+                "text": LONG_NOTICE,
+                "targets": {"communes": ["xa-pdf"]},
+                "schedule": schedule(utcnow()),
+                "display_seconds": 1,
+            }
+        )
+        whole = text_airing_seconds(LONG_NOTICE, display, title="Thông báo", display_seconds=1)
+        assert whole > 1.5
+        await board.wait_until(lambda: _completed(hub, board, notice["id"]), TIMEOUT + whole)
+        play = await _completed(hub, board, notice["id"])
+        assert play is not None and play["position_s"] == pytest.approx(whole)
+        started = datetime.fromisoformat(str(play["started_at"]))
+        ended = datetime.fromisoformat(str(play["ended_at"]))
+        assert (ended - started).total_seconds() >= whole
     finally:
         await board.stop()
 
