@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import concurrent.futures
 import functools
 import itertools
 import re
@@ -506,6 +507,12 @@ class DisplayPlayer:
         self._page_timer: asyncio.TimerHandle | None = None
         #: Work in worker threads (layouts, the next page), waited for at close.
         self._work: set[asyncio.Future[Any]] = set()
+        #: The board's own workers: its layouts never queue behind a cache re-hash or a
+        #: document being rendered in the loop's default executor. Three: a layout being
+        #: abandoned, the emergency's, and a page being composed.
+        self._workers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=3, thread_name_prefix="board-layout"
+        )
         #: Set once the current item's first frame is on screen (or it failed).
         self._shown = asyncio.Event()
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -1245,7 +1252,7 @@ class DisplayPlayer:
 
     def _in_worker(self, job: Callable[..., _Result], *args: object) -> asyncio.Future[_Result]:
         assert self._loop is not None
-        work = self._loop.run_in_executor(None, job, *args)
+        work = self._loop.run_in_executor(self._workers, job, *args)
         self._work.add(work)
         work.add_done_callback(self._work_done)
         return work
@@ -1357,6 +1364,7 @@ class DisplayPlayer:
         if self._work:
             # A layout gives up at its next step; none may run on once the display is gone.
             await asyncio.wait(set(self._work), timeout=10)
+        self._workers.shutdown(wait=False)
         if self._screen is not None:
             self._screen = None
             pygame.display.quit()
