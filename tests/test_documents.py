@@ -42,6 +42,7 @@ from edge_agent.players.base import (  # noqa: E402
     still_seconds,
 )
 from edge_agent.players.display import DisplayPlayer  # noqa: E402
+from edge_agent.players.null import NullPlayer  # noqa: E402
 from edge_agent.players.vlc import VlcPlayer  # noqa: E402
 from edge_agent.profile import DisplayProfile, load_profile  # noqa: E402
 from edge_agent.renditions import (  # noqa: E402
@@ -561,3 +562,52 @@ async def test_a_pdf_is_spoken_by_a_speaker_and_a_scan_says_why_it_cannot_be(
         assert speaker.programme.play_item(speaker.bulletins()[silent["id"]]) is None
     finally:
         await speaker.stop()
+
+
+async def test_a_small_led_panel_crawls_a_pdf_s_text_and_says_why_a_scan_cannot(
+    hub: LiveHub, tmp_path: Path, pdf: Path
+) -> None:
+    await hub.add_commune("xa-led")
+    led = await enroll_agent(
+        hub,
+        tmp_path / "led",
+        commune="xa-led",
+        kind="board",
+        profile="led-board-p10",
+        player=NullPlayer(default_duration_s=0.2),
+    )
+    try:
+        media = await hub.upload(await asyncio.to_thread(pdf.read_bytes), "application/pdf")
+        notice = await hub.publish(
+            {
+                "title": "Lịch tiêm phòng",
+                "kind": "document",
+                "priority": "normal",
+                "media": media["sha256"],
+                "targets": {"communes": ["xa-led"]},
+                "schedule": schedule(utcnow()),
+            }
+        )
+        item = await asyncio.wait_for(led.play_started.get(), TIMEOUT)
+        assert item.bulletin_id == notice["id"] and item.kind is BulletinKind.TEXT
+        assert item.text is not None and item.text.startswith(PAGES[0]) and item.slides == ()
+
+        scan = scanned_pdf(tmp_path / "scan.pdf", [RED])
+        scanned = await hub.upload(await asyncio.to_thread(scan.read_bytes), "application/pdf")
+        silent = await hub.publish(
+            {
+                "title": "Bản chụp",
+                "kind": "document",
+                "priority": "normal",
+                "media": scanned["sha256"],
+                "targets": {"communes": ["xa-led"]},
+                "schedule": schedule(utcnow()),
+            }
+        )
+
+        async def says_why() -> bool:
+            return NO_WORDS in (await led.status())["unplayable"].get(silent["id"], "")
+
+        await led.wait_until(says_why, TIMEOUT)
+    finally:
+        await led.stop()
