@@ -58,6 +58,8 @@ MAX_DOCUMENT_PAGES = 200
 TOOL_TIMEOUT_S = 120.0
 #: Bytes of a file looked at to tell a PDF (its header may follow some junk) from text.
 _SNIFF_BYTES = 1024
+#: The EXIF tag saying how a camera held the picture.
+_ORIENTATION = 0x0112
 
 _PAGE_SIZE = re.compile(r"^Page\s+(\d+)\s+size:\s+([\d.]+)\s+x\s+([\d.]+)", re.MULTILINE)
 _PAGE_ROT = re.compile(r"^Page\s+(\d+)\s+rot:\s+(\d+)", re.MULTILINE)
@@ -339,9 +341,12 @@ def make_image(
                 return _animation(image, key, out_dir, screen)
             photo = image.format in ("JPEG", "MPO", "WEBP", "HEIF", "AVIF")
             # JPEG decodes at 1/2, 1/4 or 1/8 scale for next to nothing: a 50-megapixel
-            # photo then costs what the screen does. Either side may end up across.
-            longest = max(screen)
-            image.draft("RGB", (longest, longest))
+            # photo then costs about what the screen does. Asked in the stored orientation
+            # (EXIF turns it after), never below the size it will be shown at.
+            width, height = image.size
+            turned = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+            shown_w, shown_h = fit((height, width) if turned else (width, height), screen)
+            image.draft("RGB", (shown_h, shown_w) if turned else (shown_w, shown_h))
             _check_pixels(image.size)
             upright = ImageOps.exif_transpose(image)
             assert upright is not None  # in_place=False always returns the picture
