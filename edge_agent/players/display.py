@@ -454,10 +454,10 @@ class DisplayPlayer:
         #: Each emoji as the font draws it (None: it has no picture for it), and scaled.
         self._emoji_drawn: dict[str, pygame.Surface | None] = {}
         self._emoji_scaled: dict[tuple[str, int], pygame.Surface | None] = {}
-        #: One layout at a time: fonts and these caches are shared. The token of the item a
-        #: worker is laying out, for it to notice that the item was replaced.
+        #: One layout at a time: fonts and these caches are shared. Per worker thread, the
+        #: token of the item it lays out, for it to notice that the item was replaced.
         self._layout_lock = threading.Lock()
-        self._job_token: int | None = None
+        self._job = threading.local()
         missing = self._missing_glyphs(self.font_path) or self._missing_glyphs(self.bold_font_path)
         if missing:
             raise PlayerError(
@@ -584,10 +584,11 @@ class DisplayPlayer:
         A thread busy in Python keeps the GIL for up to 5 ms (sys.getswitchinterval) each
         time the loop asks for it back, and the loop asks at every system call; yielding at
         each step keeps an emergency's path from paying that again and again."""
-        if self._job_token is None:
+        token = getattr(self._job, "token", None)
+        if token is None:
             return
         time.sleep(0)
-        if self._job_token != self._token:
+        if token != self._token:
             raise _Abandoned
 
     def _drawable(self, ch: str) -> bool:
@@ -857,14 +858,15 @@ class DisplayPlayer:
         with self._layout_lock:
             return self._layout_locked(item)
 
-    def _layout_locked(self, item: PlayItem) -> Layout:
+    def _layout_locked(self, item: PlayItem, picture: pygame.Surface | None = None) -> Layout:
         if self._cached is not None and self._cached[0] == item:
             return self._cached[1]
-        layout = self._lay_out(item)
+        layout = self._lay_out(item, picture)
         self._cached = (item, layout)
         return layout
 
-    def _lay_out(self, item: PlayItem) -> Layout:
+    def _lay_out(self, item: PlayItem, picture: pygame.Surface | None = None) -> Layout:
+        """`item` laid out; a still picture's decoded file may come with it (`picture`)."""
         style = STYLES[item.priority]
         base = pygame.Surface(self.size)
         base.fill(style.background)
@@ -881,9 +883,7 @@ class DisplayPlayer:
         elif item.kind is BulletinKind.IMAGE:
             if item.path is None:
                 raise PlayerError(f"image item {item.bulletin_id} has no file")
-            picture = _load_picture(item.path)
-            self._checkpoint()
-            _place(base, picture, box)
+            _place(base, picture or _load_picture(item.path), box)
         else:
             if not item.text or not item.text.strip():
                 raise PlayerError(f"{item.kind.value} item {item.bulletin_id} has no text to show")
@@ -1265,15 +1265,22 @@ class DisplayPlayer:
     def _lay_out_for(self, item: PlayItem, token: int) -> tuple[Layout, pygame.Surface]:
         """In a worker: the item's layout and its first frame (a resumed ticker carries on
         from where it was cut off, a resumed document from its page)."""
+        # A picture is decoded before taking the lock (no font is involved, and pygame lets
+        # go of the GIL meanwhile): an emergency's layout never waits for a photo to load.
+        picture = None
+        if item.kind is BulletinKind.IMAGE and not item.slides and item.path is not None:
+            picture = _load_picture(item.path)
         with self._layout_lock:
-            self._job_token = token
+            self._job.token = token
             try:
                 self._checkpoint()
-                layout = self._layout_locked(item)
-                self._checkpoint()
-                return layout, layout.frame_at(item.start_at_s)
+                layout = self._layout_locked(item, picture)
             finally:
-                self._job_token = None
+                self._job.token = None
+        if token != self._token:
+            raise _Abandoned
+        # Surfaces only from here: no lock (a document's page is loaded and placed).
+        return layout, layout.frame_at(item.start_at_s)
 
     def _laid_out(
         self, item: PlayItem, token: int, work: asyncio.Future[tuple[Layout, pygame.Surface]]
