@@ -3,7 +3,9 @@
 Layout under `root`:
     objects/<sha256>        complete, verified files; they only ever appear by os.replace
     partial/<sha256>.part   downloads in progress, kept across restarts to resume with Range
-    derived/<key><suffix>   files made on the device (synthesized speech), named by a key
+    derived/<key><suffix>   files made on the device (synthesized speech, a document's pages,
+                            a picture fitted to the screen), named by a key
+    work/<id>/              renditions being made; moved into derived/ when whole
 
 An object is published only after its size and sha256 match the signed manifest, by an
 atomic rename followed by an fsync of the folder, so after any crash a name in objects/
@@ -85,6 +87,19 @@ def _valid_sha(sha: str) -> str:
 def _valid_key(key: str, suffix: str) -> None:
     if not _KEY.match(key) or not _SUFFIX.match(suffix):
         raise ValueError(f"{key!r}{suffix!r} is not a safe derived-file name")
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    stem, dot, suffix = name.partition(".")
+    return stem, f"{dot}{suffix}" if dot else ""
+
+
+#: A part number at the end of a derived file's key: a page ("-p3") or a frame ("-f12").
+_PART = re.compile(r"-[pf]\d+$")
+
+
+def _derived_key(name: str) -> str:
+    return _PART.sub("", name.partition(".")[0])
 
 
 def fsync_dir(path: Path) -> None:
@@ -169,7 +184,8 @@ class MediaCache:
         self.objects = root / "objects"
         self.partial = root / "partial"
         self.derived = root / "derived"
-        for folder in (self.objects, self.partial, self.derived):
+        self.work = root / "work"
+        for folder in (self.objects, self.partial, self.derived, self.work):
             folder.mkdir(parents=True, exist_ok=True)
         self._inflight: dict[str, _Download] = {}
         self._writing: set[str] = set()
@@ -275,6 +291,9 @@ class MediaCache:
             # writes beside them) all carry ".tmp" in their names; a kill leaves them here.
             if ".tmp" in path.name and path.name not in writing:
                 self._remove(path)
+        for path in self.work.iterdir():
+            if path.name not in writing:
+                shutil.rmtree(path, ignore_errors=True)  # a rendition cut short by a crash
         return bad, stamps
 
     @staticmethod
@@ -324,20 +343,53 @@ class MediaCache:
                 freed += self._remove(path)
         return freed
 
+    def evict_derived(self, keep: set[str]) -> int:
+        """Delete derived files whose key is not in `keep`; returns bytes freed. A file's key
+        is its name up to the first dot (speech) or to its part number ("-p3", "-f12")."""
+        freed = 0
+        for entry in os.scandir(self.derived):
+            name = entry.name
+            if name.startswith(".") or not entry.is_file():
+                continue  # a file being written (".<key>….tmp")
+            if _derived_key(name) not in keep:
+                freed += self._remove(Path(entry.path))
+        return freed
+
     # ------------------------------------------------------------------ derived files
 
     @contextlib.contextmanager
-    def scratch(self, suffix: str) -> Iterator[Path]:
-        """A scratch path in derived/ for a file being made (speech): kept from the sweep
-        while in use, removed after, and swept at the next start if a kill left it."""
-        path = self.derived / f".{uuid.uuid4().hex}.tmp{suffix}"
+    def work_dir(self) -> Iterator[Path]:
+        """A private folder to make a rendition in, on the cache's filesystem (so its files
+        move into derived/ by a rename); removed afterwards, or at the next start after a
+        crash."""
+        path = self.work / uuid.uuid4().hex
+        path.mkdir()
         self._writing.add(path.name)
         try:
             yield path
         finally:
             self._writing.discard(path.name)
-            for leftover in self.derived.glob(f"{path.name}*"):
-                leftover.unlink(missing_ok=True)
+            shutil.rmtree(path, ignore_errors=True)
+
+    def adopt(self, folder: Path, names: list[str], index: tuple[str, bytes]) -> None:
+        """Move `names` from `folder` (a work_dir) into derived/, each durably, then write
+        `index` (name, bytes) last: its presence says every other file is whole. Blocking."""
+        for name in names:
+            _valid_key(*_split_suffix(name))
+            source = folder / name
+            with source.open("rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(source, self.derived / name)
+        index_name, data = index
+        _valid_key(*_split_suffix(index_name))
+        staged = folder / index_name
+        with staged.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        fsync_dir(self.derived)  # the parts are there before the index names them
+        os.replace(staged, self.derived / index_name)
+        fsync_dir(self.derived)
 
     async def put_file(self, src: Path, key: str) -> Path:
         """Store a file made on the device (e.g. speech) as derived/<key><src suffix>."""

@@ -28,8 +28,10 @@ from loa_contract import (
     parse_hhmm,
 )
 
+from .airing import page_seconds
 from .parts import AgentPart, wait_event
-from .players.base import EventType, PlaybackEvent, PlayItem
+from .players.base import EventType, PlaybackEvent, PlayItem, Slide
+from .renditions import Rendition
 from .scheduler import EMERGENCY_SLOT, decide
 from .scheduler_types import (
     Action,
@@ -133,7 +135,11 @@ class Programme(AgentPart):
         self.wake.set()
 
     def play_item(self, bulletin: ManifestBulletin, start_at_s: float = 0.0) -> PlayItem | None:
-        """The item a backend can play for this bulletin on this hardware, if it is ready."""
+        """The item a backend can play for this bulletin on this hardware, if it is ready.
+
+        On the emergency path: it reads nothing but what is in memory and, for audio and
+        video, one stat() of the verified file. A document or a picture plays only once
+        its rendition (content.py) is made; a text a speaker airs, once its speech is."""
         agent = self.agent
         profile = agent.profile
         if bulletin.kind not in set(profile.kinds):
@@ -145,25 +151,53 @@ class Programme(AgentPart):
             "display_seconds": bulletin.display_seconds,
             "start_at_s": start_at_s,
         }
-        if bulletin.kind in (BulletinKind.TEXT, BulletinKind.DOCUMENT) and bulletin.text:
+        content = agent.content
+        kind = bulletin.kind
+        media = bulletin.media
+        if kind in (BulletinKind.IMAGE, BulletinKind.DOCUMENT) and media is not None:
+            # Made from verified bytes, and airs only while they are held and unchanged (an
+            # evicted file takes its bulletin off the air as it always did).
+            rendition = content.rendition(bulletin) if agent.cache.has(media.sha256) else None
+            if rendition is not None and (rendition.pages or rendition.image or rendition.frames):
+                return self._picture_item(rendition, common)
+            if kind is BulletinKind.IMAGE:
+                return None
+        if kind in (BulletinKind.TEXT, BulletinKind.DOCUMENT):
+            words = content.words(bulletin)
+            if not words or not words.strip():
+                return None
             if profile.device_kind is DeviceKind.SPEAKER:
                 if agent.speech is None:
                     return None
-                path = agent.cache.derived_path(
-                    speech_key(agent.speech.engine_id, bulletin.text), ".wav"
-                )
+                path = agent.cache.derived_path(speech_key(agent.speech.engine_id, words), ".wav")
                 if path is None:
                     return None
                 return PlayItem(kind=BulletinKind.AUDIO, path=path, **common)
-            return PlayItem(kind=BulletinKind.TEXT, text=bulletin.text, **common)
+            return PlayItem(kind=BulletinKind.TEXT, text=words, **common)
         if bulletin.media is not None:
-            if bulletin.kind is BulletinKind.DOCUMENT:
-                return None  # a document file needs a renderer this device lacks
             path = agent.cache.path_for(bulletin.media.sha256)
             if path is None:
                 return None
             return PlayItem(kind=bulletin.kind, path=path, **common)
         return None
+
+    def _picture_item(self, rendition: Rendition, common: dict[str, Any]) -> PlayItem:
+        """A board's item for a document's pages, an animation's frames or a still picture,
+        all made at cache time at this screen's size."""
+        derived = self.agent.cache.derived
+        display = self.agent.profile.display
+        if rendition.pages:
+            assert display is not None  # pages are made only for boards with a display
+            pages = tuple(
+                Slide(derived / page.file, page_seconds(page.chars, display))
+                for page in rendition.pages
+            )
+            return PlayItem(kind=BulletinKind.DOCUMENT, slides=pages, **common)
+        if rendition.frames:
+            frames = tuple(Slide(derived / f.file, f.ms / 1000) for f in rendition.frames)
+            return PlayItem(kind=BulletinKind.IMAGE, slides=frames, **common)
+        assert rendition.image is not None
+        return PlayItem(kind=BulletinKind.IMAGE, path=derived / rendition.image, **common)
 
     def held_changed(self, *, content: bool = False) -> None:
         """The manifest, the held emergencies or the clock's anchoring changed (with
@@ -486,7 +520,7 @@ class Programme(AgentPart):
                 if control == "test_pattern":
                     # A board's check: colour bars and a frame show dead pixels and cropping.
                     display = agent.profile.display
-                    size = (display.width, display.height) if display else (640, 360)
+                    size = display.screen_size if display else (640, 360)
                     pattern = await asyncio.to_thread(ensure_test_pattern, data_dir, size)
                     kind, title, path = BulletinKind.IMAGE, "Test pattern", pattern
                 else:

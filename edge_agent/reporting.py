@@ -245,4 +245,6 @@ class Reporting(AgentPart):
                 "last": counters.last_rejection,
             },
             "faults": agent.active_faults(),
+            # Held bulletins that cannot air on this device, each with the reason.
+            "unplayable": agent.content.unplayable(),
         }

@@ -448,6 +448,7 @@ async def _evidence(
             held_until=from_iso(r["held_until"]),
             device_kind=kind,
             words=len(r["text"].split()) if r["text"] else 0,
+            chars=len(r["text"]) if r["text"] else 0,
             display_seconds=r["display_seconds"],
         )
     return found, from_iso(enrolled) if enrolled else None
