@@ -422,6 +422,12 @@ class Database:
             # Acks and enrollments must survive a power cut once answered.
             await writer.execute("PRAGMA synchronous=FULL")
             await _migrate(writer)
+            # Each grouped write runs in a savepoint, whose statement journal (the pages it
+            # changed) SQLite spills to a temporary file past 64 KiB: a report batch's
+            # inserts went there and back, a third of the write's cost. The writer never
+            # sorts a large result (reads go through the reader), so its temporary storage
+            # is memory; set after the migrations, whose index builds may sort a whole table.
+            await writer.execute("PRAGMA temp_store=MEMORY")
             reader = await _connect(path)
         except sqlite3.DatabaseError as exc:
             await writer.close()
