@@ -523,12 +523,61 @@ class Recorder:
             self.note()
 
 
+class EmergencyWindows:
+    """`LOA_SIM_PROFILE=DIR`: where a child spends its CPU on the emergency path only, from
+    the first of its agents verifying an emergency's start to the last of them playing it
+    (summed over the emergencies): a cProfile (`child-PID.prof`) and the process's CPU
+    seconds (all threads) per device and emergency (`child-PID.json`). Start-up, health and
+    the manifest fetches between the emergencies are left out."""
+
+    def __init__(self, directory: Path) -> None:
+        import cProfile
+
+        self.directory = directory
+        self.profiler = cProfile.Profile()
+        self._open: set[str] = set()
+        self._cpu_at = 0.0
+        self.cpu_s = 0.0
+        self.windows = 0
+
+    def started(self, bulletin_id: str) -> None:
+        if bulletin_id in self._open:
+            return
+        if not self._open:
+            self._cpu_at = time.process_time()
+            self.profiler.enable()
+        self._open.add(bulletin_id)
+
+    def all_played(self, bulletin_id: str) -> None:
+        if bulletin_id not in self._open:
+            return
+        self._open.discard(bulletin_id)
+        self.windows += 1
+        if not self._open:
+            self.profiler.disable()
+            self.cpu_s += time.process_time() - self._cpu_at
+
+    def dump(self, devices: int) -> None:
+        pid = os.getpid()
+        self.profiler.dump_stats(self.directory / f"child-{pid}.prof")
+        per_device = 1000.0 * self.cpu_s / max(1, self.windows) / max(1, devices)
+        figures = {"devices": devices, "emergencies": self.windows, "cpu_s": self.cpu_s}
+        figures["cpu_ms_per_device_and_emergency"] = round(per_device, 3)
+        (self.directory / f"child-{pid}.json").write_text(json.dumps(figures))
+
+
 class ChildFleet:
     """The agents of one child process, sharing one HTTP connection pool."""
 
-    def __init__(self, directories: list[Path], settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        directories: list[Path],
+        settings: dict[str, Any],
+        windows: EmergencyWindows | None = None,
+    ) -> None:
         self.directories = directories
         self.settings = settings
+        self.windows = windows
         self.recorder = Recorder()
         self.agents: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -562,7 +611,7 @@ class ChildFleet:
                 session=self.session,
             )
             device_id = identity.device_id
-            agent.on_command = lambda c, d=device_id: recorder.command_seen(d, c)
+            agent.on_command = lambda c, d=device_id: self._command_seen(d, c)
             agent.on_frame = lambda d=device_id: recorder.frame_seen(d)
             agent.client.on_reply = lambda m, p, s, took, d=device_id: recorder.reply_seen(
                 d, m, p, s, took
@@ -579,13 +628,21 @@ class ChildFleet:
 
         await asyncio.gather(*(start_one(i, a) for i, a in enumerate(self.agents)))
 
+    def _command_seen(self, device_id: str, command: Command) -> None:
+        self.recorder.command_seen(device_id, command)
+        if self.windows is not None and isinstance(command, EmergencyStart):
+            self.windows.started(command.bulletin.id)
+
     async def _watch_plays(self, agent: Any) -> None:
         device_id = agent.identity.device_id
         while True:
             item = await agent.play_started.get()
             if item.priority is Priority.EMERGENCY:
-                self.recorder.played[item.bulletin_id].setdefault(device_id, time.time())
+                played = self.recorder.played[item.bulletin_id]
+                played.setdefault(device_id, time.time())
                 self.recorder.note()
+                if self.windows is not None and len(played) == len(self.agents):
+                    self.windows.all_played(item.bulletin_id)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -689,9 +746,9 @@ def _reply(message: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-async def _child(reader: asyncio.StreamReader) -> int:
+async def _child(reader: asyncio.StreamReader, windows: EmergencyWindows | None) -> int:
     first = json.loads(await reader.readline())
-    fleet = ChildFleet([Path(p) for p in first["directories"]], first)
+    fleet = ChildFleet([Path(p) for p in first["directories"]], first, windows)
     await fleet.start()
     _reply(await fleet.connected(first["timeout"]))
     try:
@@ -715,6 +772,8 @@ async def _child(reader: asyncio.StreamReader) -> int:
                 _reply({"error": f"unknown order {what!r}"})
     finally:
         await fleet.stop()
+        if windows is not None:
+            windows.dump(len(fleet.agents))
     _reply({"stopped": True})
     return 0
 
@@ -729,23 +788,16 @@ def child_main() -> int:
     # 0.7 s, 20 ms 0.63 s. A cost of packing devices into one process, not of one device.
     sys.setswitchinterval(float(os.environ.get("LOA_SIM_SWITCH", "0.02")))
 
+    profile_dir = os.environ.get("LOA_SIM_PROFILE")
+    windows = EmergencyWindows(Path(profile_dir)) if profile_dir else None
+
     async def main() -> int:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=1 << 24)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        return await _child(reader)
+        return await _child(reader, windows)
 
-    profile_dir = os.environ.get("LOA_SIM_PROFILE")
-    if not profile_dir:
-        return asyncio.run(main())
-    # Where a simulated fleet spends its CPU, for whoever makes the agent faster.
-    import cProfile
-
-    profiler = cProfile.Profile()
-    try:
-        return profiler.runcall(asyncio.run, main())
-    finally:
-        profiler.dump_stats(Path(profile_dir) / f"child-{os.getpid()}.prof")
+    return asyncio.run(main())
 
 
 # ---------------------------------------------------------------------------- the parent
