@@ -12,8 +12,10 @@ before it is durable (else a rolled-back number could be reused by a play, which
 would then drop as a duplicate): `pending()` therefore issues one FULL commit as a barrier
 before handing out anything newer than what is known to be durable.
 
-All access goes through one asyncio lock, so transactions of concurrent coroutines never
-interleave on the single connection ("database is locked" cannot happen inside the agent).
+Every operation is one function run on the connection's own thread, in one hop (see
+`_write`): the thread runs them one at a time in the order they were asked for, so the
+transactions of concurrent coroutines never interleave on the single connection ("database
+is locked" cannot happen inside the agent).
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aiosqlite
 
@@ -243,6 +245,16 @@ class VerifiedManifest:
     refused: list[str]
 
 
+class SeenCommand(NamedTuple):
+    """A pushed command's id to remember (replay defence), with the emergency it brought
+    (`hold`, None for other commands) and the signed frame it came in."""
+
+    command_id: str
+    expires_at: datetime
+    hold: ManifestBulletin | None = None
+    frame: str | None = None
+
+
 @dataclass(frozen=True)
 class HeldEmergency:
     bulletin: ManifestBulletin
@@ -315,7 +327,6 @@ class AgentStore:
         self._db = db
         self.path = path
         self.max_health = max_health
-        self._lock = asyncio.Lock()
         self._synchronous: str | None = None
         # Highest seq known to be on disk; 0 forces one barrier after every start, since a
         # kill -9 before this start may have left NORMAL commits in the OS cache only.
@@ -439,16 +450,16 @@ class AgentStore:
             log.error("replay floor %s not written: %s", self._floor_path, exc)
 
     async def close(self) -> None:
-        async with self._lock:
-            # Folding the WAL back keeps the next start (often after a power cut) quick.
-            try:
-                await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.OperationalError as exc:
-                # Only an optimisation: a statement a cancelled task left open can block it,
-                # and WAL recovery at the next open does the same work.
-                log.info("WAL checkpoint at close skipped: %s", exc)
-            finally:
-                await self._db.close()
+        # Queued after every operation already asked for, which the thread finishes first.
+        # Folding the WAL back keeps the next start (often after a power cut) quick.
+        try:
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as exc:
+            # Only an optimisation: a reader (doctor) holding the file can block it, and WAL
+            # recovery at the next open does the same work.
+            log.info("WAL checkpoint at close skipped: %s", exc)
+        finally:
+            await self._db.close()
 
     async def _migrate(self) -> None:
         async with self._db.execute("PRAGMA user_version") as cursor:
@@ -480,15 +491,13 @@ class AgentStore:
         an aiosqlite call per statement was a thread hand-off each (two GIL hand-overs, a
         wake-up of the loop), the dearest part of a play's bookkeeping where many agents share
         a process. `work` runs SQL and little else; if it raises, its changes are rolled back.
-
-        The lock keeps the calls in their order and lets `close` wait for them."""
-        async with self._lock:
-            return await self._on_thread(self._in_transaction, work, durable)
+        Queued at once: a caller cancelled while it waits does not stop a transaction the
+        thread has been given (each is whole, committed or rolled back, either way)."""
+        return await self._on_thread(self._in_transaction, work, durable)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` (reads only) on the database's thread, in one hop."""
-        async with self._lock:
-            return await self._on_thread(work)
+        return await self._on_thread(work)
 
     async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
         conn = self._db._conn  # aiosqlite's sqlite3 connection, used only on its thread
@@ -735,28 +744,44 @@ class AgentStore:
         the signed command it came in (verified again at every start), so the path from a
         pushed emergency to the loudspeaker waits for one disk flush, not two.
         """
+        record = self._recorder([SeenCommand(command_id, expires_at, hold, frame)], now)
+        return (await self._write(record))[0]
+
+    def _recorder(
+        self, seen: Sequence[SeenCommand], now: datetime | None
+    ) -> Callable[[sqlite3.Connection], list[bool]]:
+        """The work that records `seen` (see `command_seen`): True for each replay. The JSON
+        of what is held is made here, on the caller's side, not on the database's thread."""
         horizon = _iso((now or datetime.now(UTC)) - COMMAND_GRACE)
-        expires = _iso(expires_at)
-        hold_json = hold.model_dump_json() if hold is not None else ""
+        rows = [
+            (c, _iso(c.expires_at), c.hold.model_dump_json() if c.hold is not None else "")
+            for c in seen
+        ]
 
-        def record(db: sqlite3.Connection) -> bool:
+        def record(db: sqlite3.Connection) -> list[bool]:
             db.execute("DELETE FROM commands WHERE expires_at < ?", (horizon,))
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO commands (id, expires_at) VALUES (?, ?)",
-                (command_id, expires),
-            )
-            if cursor.rowcount == 0:
-                return True  # a replay
-            if hold is not None:
-                self._hold_emergency(db, hold, frame, hold_json)
-            commands = self._floor.commands
-            for old_id in [c for c, e in commands.items() if e < horizon]:
-                del commands[old_id]
-            commands[command_id] = expires
-            self._write_floor()
-            return False
+            replays = []
+            new: dict[str, str] = {}
+            for command, expires, hold_json in rows:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO commands (id, expires_at) VALUES (?, ?)",
+                    (command.command_id, expires),
+                )
+                replays.append(cursor.rowcount == 0)
+                if replays[-1]:
+                    continue
+                if command.hold is not None:
+                    self._hold_emergency(db, command.hold, command.frame, hold_json)
+                new[command.command_id] = expires
+            if new:
+                kept = self._floor.commands
+                for old_id in [c for c, e in kept.items() if e < horizon]:
+                    del kept[old_id]
+                kept.update(new)
+                self._write_floor()
+            return replays
 
-        return await self._write(record)
+        return record
 
     async def seen_commands(self) -> dict[str, datetime]:
         """Every command id still remembered, with its expiry (the agent checks replays
@@ -773,14 +798,19 @@ class AgentStore:
         priority: Priority,
         kind: BulletinKind,
         started_at: datetime,
+        *,
+        seen: Sequence[SeenCommand] = (),
     ) -> int:
         """Persist an open play as soon as playback started, so a crash mid-item is accounted
         for (a crash before this call leaves no trace: the item was not heard, it airs again).
 
-        An emergency's first start is remembered too (see `emergency_airings`).
+        An emergency's first start is remembered too (see `emergency_airings`). `seen`: the
+        command ids that started it (and the emergencies they brought), recorded as by
+        `command_seen` in the same commit, so a pushed emergency costs one disk flush.
         """
         started = _iso(started_at)
         row = (bulletin_id, slot, Priority(priority).value, BulletinKind(kind).value, started)
+        record = self._recorder(seen, None) if seen else None
 
         def begin(db: sqlite3.Connection) -> int:
             if slot == EMERGENCY_SLOT:
@@ -795,6 +825,8 @@ class AgentStore:
                 row,
             )
             assert cursor.lastrowid is not None
+            if record is not None:
+                record(db)  # last: it writes the replay floor, just before the COMMIT
             return int(cursor.lastrowid)
 
         return await self._write(begin)
