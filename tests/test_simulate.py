@@ -237,6 +237,7 @@ async def test_emergency_over_two_processes_then_the_same_devices_again(tmp_path
         for f in figures:
             assert f["emergencies"] >= 1 and f["cpu_s"] > 0
             assert f["cpu_ms_per_device_and_emergency"] > 0
+            assert set(f["gc"]) == {"gen0", "gen1", "gen2"}
         stats = pstats.Stats(str(next(profiles.glob("child-*.prof"))))
         assert any(name == "_handle_push" for _, _, name in stats.stats)  # type: ignore[attr-defined]
 
