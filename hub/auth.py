@@ -155,6 +155,8 @@ class DeviceAuth:
     manifest_version: int
     manifest_signed_version: int | None
     manifest_signed_at: datetime | None
+    #: When the device last enrolled (None: not recorded): no airing of it is older.
+    enrolled_at: datetime | None
 
 
 def require(user: User, permission: Permission, *, commune: str | None = None) -> None:
@@ -301,6 +303,7 @@ async def authenticate_device(request: web.Request) -> DeviceAuth:
         manifest_signed_at=(
             from_iso(row["manifest_signed_at"]) if row["manifest_signed_at"] else None
         ),
+        enrolled_at=from_iso(row["enrolled_at"]) if row["enrolled_at"] else None,
     )
 
 

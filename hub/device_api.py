@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import sqlite3
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -33,9 +34,9 @@ from loa_contract import (
     utcnow,
 )
 
-from .appkeys import ENROLL_LIMITER
-from .auth import Permission
-from .db import ISO_FROM_PARTS, Database, audit, from_iso, iso, utc_parts
+from .appkeys import ENROLL_LIMITER, SENT_CACHE
+from .auth import DeviceAuth, Permission
+from .db import Database, audit, epoch_us, from_iso, iso, iso_from_epoch_us
 from .errors import ApiError
 from .manifests import (
     TARGETS_DEVICE,
@@ -320,11 +321,11 @@ async def device_reports(ctx: Ctx) -> ReportAck:
     if proofs:
         # Judged here on the event loop, not inside the write: Python on the writer's thread
         # contends for the GIL with the loop and stretched each batch's write several times.
-        ids = {p.bulletin_id for p in proofs}
-        sent, enrolled_at = await _evidence(ctx.db, device.id, device.commune, device.kind, ids)
-        bounds = device_bounds(enrolled_at, now)
+        sent = await _sent_to(ctx, device, {p.bulletin_id for p in proofs})
+        bounds = device_bounds(device.enrolled_at, now)
         for p in proofs:
-            why = refusal(p, sent.get(p.bulletin_id), bounds)
+            started_us, ended_us = epoch_us(p.started_at), epoch_us(p.ended_at)
+            why = refusal(p, started_us, ended_us, sent.get(p.bulletin_id), bounds)
             if why is None:
                 plays.append(
                     (
@@ -336,8 +337,8 @@ async def device_reports(ctx: Ctx) -> ReportAck:
                         # adaptation path, several times dearer than this lookup.
                         p.priority.value,
                         p.kind.value,
-                        *utc_parts(p.started_at),
-                        *utc_parts(p.ended_at),
+                        started_us,
+                        ended_us,
                         p.outcome.value,
                         p.position_s,
                         received,
@@ -377,7 +378,8 @@ async def device_reports(ctx: Ctx) -> ReportAck:
         conn.executemany(
             "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
             " started_at, ended_at, outcome, position_s, received_at)"
-            f" VALUES (?, ?, ?, ?, ?, ?, {ISO_FROM_PARTS}, {ISO_FROM_PARTS}, ?, ?, ?)",
+            f" VALUES (?1, ?2, ?3, ?4, ?5, ?6, {iso_from_epoch_us(7)}, {iso_from_epoch_us(8)},"
+            " ?9, ?10, ?11)",
             accepted,
         )
         newly_refused = 0
@@ -415,13 +417,26 @@ async def device_reports(ctx: Ctx) -> ReportAck:
     return ReportAck(acked=sorted({r.seq for r in batch.reports}))
 
 
+async def _sent_to(ctx: Ctx, device: DeviceAuth, ids: set[str]) -> Mapping[str, SentBulletin]:
+    """What the named bulletins are to the device, those kept from its earlier batches at its
+    current manifest version (hub/play_evidence.py SentCache) and the others looked up."""
+    cache = ctx.app[SENT_CACHE]
+    known = cache.known(device.id, device.manifest_version)
+    missing = ids - known.keys()
+    if not missing:
+        return known
+    found = await _evidence(ctx.db, device.id, device.commune, device.kind, missing)
+    cache.add(device.id, device.manifest_version, found)
+    return {**known, **found}
+
+
 async def _evidence(
     db: Database, device_id: str, commune: str, kind: DeviceKind, ids: set[str]
-) -> tuple[dict[str, SentBulletin], datetime | None]:
-    """What the named bulletins are to the device (those that exist, each marked whether it
-    was ever sent to it) and when it was enrolled: one read."""
+) -> dict[str, SentBulletin]:
+    """What the named bulletins are to the device: those that exist, each marked whether it
+    was ever sent to it. One read."""
     rows = await db.fetchall(
-        "SELECT d.enrolled_at, b.id, b.kind, b.priority, b.display_seconds, b.text,"
+        "SELECT b.id, b.kind, b.priority, b.display_seconds, b.text,"
         # Stored times share iso()'s one shape, so they compare as text: the device could hold
         # it from its publication or valid_from (the later) until valid_until or its
         # cancellation (the earlier).
@@ -429,17 +444,11 @@ async def _evidence(
         " min(b.valid_until, coalesce(b.cancelled_at, b.valid_until)) AS held_until,"
         f" b.state IN ('published', 'cancelled') AND b.kind IN ({kinds_sql(kind)})"
         f" AND {TARGETS_DEVICE} AS sent"
-        # The device's row even when no bulletin matches: it carries the enrollment.
-        " FROM devices d LEFT JOIN bulletins b ON b.id IN (SELECT value FROM json_each(:ids))"
-        " WHERE d.id = :device",
+        " FROM bulletins b WHERE b.id IN (SELECT value FROM json_each(:ids))",
         {"ids": json.dumps(sorted(ids)), "device": device_id, "commune": commune},
     )
-    enrolled = rows[0]["enrolled_at"] if rows else None
-    found: dict[str, SentBulletin] = {}
-    for r in rows:
-        if r["id"] is None:
-            continue
-        found[r["id"]] = sent_bulletin(
+    return {
+        r["id"]: sent_bulletin(
             r["id"],
             _KIND[r["kind"]],
             _PRIORITY[r["priority"]],
@@ -451,7 +460,8 @@ async def _evidence(
             chars=len(r["text"]) if r["text"] else 0,
             display_seconds=r["display_seconds"],
         )
-    return found, from_iso(enrolled) if enrolled else None
+        for r in rows
+    }
 
 
 async def recheck_stored_plays(db: Database, *, apply: bool) -> dict[str, int]:
@@ -470,7 +480,7 @@ async def recheck_stored_plays(db: Database, *, apply: bool) -> dict[str, int]:
         if not rows:
             continue
         kind = DeviceKind(device["kind"])
-        sent, _ = await _evidence(
+        sent = await _evidence(
             db, device["id"], device["commune"], kind, {r["bulletin_id"] for r in rows}
         )
         moved: list[tuple[int, tuple[Any, ...]]] = []
@@ -486,7 +496,13 @@ async def recheck_stored_plays(db: Database, *, apply: bool) -> dict[str, int]:
                 outcome=out.outcome,
                 position_s=out.position_s,
             )
-            why = refusal(play, sent.get(play.bulletin_id), device_bounds(None, out.received_at))
+            why = refusal(
+                play,
+                epoch_us(play.started_at),
+                epoch_us(play.ended_at),
+                sent.get(play.bulletin_id),
+                device_bounds(None, out.received_at),
+            )
             if why is None:
                 continue
             counts[why.reason] = counts.get(why.reason, 0) + 1
