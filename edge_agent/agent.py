@@ -287,6 +287,8 @@ class Agent:
             await self.programme.shutdown()
         except Exception:
             log.exception("closing the current play at shutdown failed")
+        # Proofs the card could not take (a full card) are otherwise lost with the process.
+        await self.reporting.flush_from_memory(timeout_s=3.0)
         for close in (self.player.close, self.client.close):
             try:
                 await close()

@@ -9,6 +9,7 @@ is exactly when the province must hear from the device.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import sqlite3
@@ -73,6 +74,33 @@ class Reporting(AgentPart):
         # Bounded: a card full for weeks must not grow the agent without end.
         self._volatile_plays = [*self._volatile_plays, proof][-MEMORY_PLAYS_MAX:]
         self.agent.report_wake.set()
+
+    async def outbox(self) -> dict[str, int]:
+        """Reports waiting for the hub's acknowledgement, by type: the store's outbox and
+        those held in memory while the store could not take them."""
+        try:
+            waiting = dict(await self.store.backlog())
+        except (sqlite3.Error, OSError) as exc:
+            self.agent.write_failed("outbox count", exc)
+            waiting = {}
+        if self._volatile_plays:
+            waiting["plays"] = waiting.get("plays", 0) + len(self._volatile_plays)
+        if self._volatile is not None:
+            waiting["health"] = waiting.get("health", 0) + 1
+        return waiting
+
+    async def flush_from_memory(self, timeout_s: float) -> None:
+        """At shutdown: one last try to hand the hub what only memory holds."""
+        if not self._volatile_plays and self._volatile is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._send_volatile()
+        if self._volatile_plays:
+            log.error(
+                "%d proofs of play held in memory could not be delivered before shutdown",
+                len(self._volatile_plays),
+            )
 
     async def run_reports(self) -> None:
         agent = self.agent
@@ -142,11 +170,7 @@ class Reporting(AgentPart):
         agent = self.agent
         sample = await asyncio.to_thread(system_sample, agent.config.data_dir)
         objects, size = agent.cache.usage()
-        try:
-            backlog = sum((await self.store.backlog()).values())
-        except (sqlite3.Error, OSError) as exc:
-            agent.write_failed("outbox count", exc)
-            backlog = 0
+        backlog = sum((await self.outbox()).values())
         clock = agent.clock.status()
         details: dict[Fault, str] = {}
         if not clock.trusted:
@@ -198,11 +222,7 @@ class Reporting(AgentPart):
         manifest = agent.manifest
         decision = programme.last_decision
         counters = agent.counters
-        try:
-            outbox = await self.store.backlog()
-        except (sqlite3.Error, OSError) as exc:
-            agent.write_failed("outbox count", exc)
-            outbox = {}
+        outbox = await self.outbox()
         return {
             "device_id": agent.identity.device_id,
             "device_kind": agent.profile.device_kind.value,
