@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-import aiosqlite
 from aiohttp import web
 
 from loa_contract import DeviceKind, utcnow
 
 from .appkeys import CLOCK, CONFIG, DB
 from .config import HubConfig
-from .db import Database, audit, from_iso, iso
+from .db import Database, from_iso, iso
 from .errors import ApiError, field_error
 from .security import (
     hash_password,
@@ -30,6 +29,8 @@ from .security import (
     sha256_hex,
     verify_password,
 )
+from .store import audit as audit_log
+from .store.sql import Row, Tx
 
 #: The unit of province-level accounts (the Sở and its hub operators).
 PROVINCE = "province"
@@ -205,11 +206,11 @@ def check_role_unit(role: Role, unit: str | None, field: str = "unit") -> str:
     return unit
 
 
-async def check_unit_exists(conn: aiosqlite.Connection, role: Role, unit: str) -> None:
+async def check_unit_exists(conn: Tx, role: Role, unit: str) -> None:
     confined = role is Role.COMMUNE_OPERATOR or (role in EITHER_ROLES and unit != PROVINCE)
     if confined:
-        cur = await conn.execute("SELECT 1 FROM communes WHERE code = ?", (unit,))
-        if await cur.fetchone() is None:
+        cur = await conn.fetchone("SELECT 1 FROM communes WHERE code = ?", (unit,))
+        if cur is None:
             raise field_error(422, "bad_unit", "unit", f"no commune {unit!r}")
 
 
@@ -346,7 +347,7 @@ async def login(
     )
     async with db.transaction() as conn:
         if row is None:
-            await audit(
+            await audit_log.append(
                 conn,
                 username[:100],
                 address,
@@ -357,7 +358,7 @@ async def login(
             )
             failure = bad
         elif row["disabled"]:
-            await audit(
+            await audit_log.append(
                 conn,
                 row["username"],
                 address,
@@ -369,7 +370,7 @@ async def login(
             )
             failure = bad
         elif row["locked"] or (row["locked_until"] and from_iso(row["locked_until"]) > now):
-            await audit(
+            await audit_log.append(
                 conn,
                 row["username"],
                 address,
@@ -383,15 +384,15 @@ async def login(
             )
             failure = bad
         elif not ok:
-            cur = await conn.execute(
+            cur = await conn.fetchone(
                 "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?"
                 " RETURNING failed_logins",
                 (row["id"],),
             )
-            counted = await cur.fetchone()
+            counted = cur
             assert counted is not None  # RETURNING of a row read in this transaction
             failed = counted[0]
-            await audit(
+            await audit_log.append(
                 conn,
                 row["username"],
                 address,
@@ -407,7 +408,7 @@ async def login(
                     "UPDATE users SET failed_logins = 0, locked_until = ? WHERE id = ?",
                     (iso(until), row["id"]),
                 )
-                await audit(
+                await audit_log.append(
                     conn,
                     "system",
                     address,
@@ -442,7 +443,7 @@ async def login(
                 "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
                 (row["id"],),
             )
-            await audit(
+            await audit_log.append(
                 conn,
                 row["username"],
                 address,
@@ -468,7 +469,7 @@ async def end_session(
 ) -> None:
     async with db.transaction() as conn:
         await conn.execute("DELETE FROM sessions WHERE token_hash = ?", (sha256_hex(token),))
-        await audit(
+        await audit_log.append(
             conn, user.username, address, "auth.logout", user.username, unit=user.unit, at=now
         )
 
@@ -477,20 +478,20 @@ async def logout(db: Database, request: web.Request, user: User, now: datetime) 
     await end_session(db, _bearer(request), user, request.remote, now)
 
 
-async def end_all_sessions(conn: aiosqlite.Connection, user_id: int) -> int:
+async def end_all_sessions(conn: Tx, user_id: int) -> int:
     cur = await conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
-    return cur.rowcount
+    return cur
 
 
 # ---------------------------------------------------------------- accounts
 
 
-async def _history_hashes(conn: aiosqlite.Connection, user_id: int, keep: int) -> list[str]:
-    cur = await conn.execute(
+async def _history_hashes(conn: Tx, user_id: int, keep: int) -> list[str]:
+    cur = await conn.fetchall(
         "SELECT password_hash FROM password_history WHERE user_id = ? ORDER BY id DESC LIMIT ?",
         (user_id, keep),
     )
-    return [r[0] for r in await cur.fetchall()]
+    return [r[0] for r in cur]
 
 
 async def _reused(hashes: list[str], password: str) -> bool:
@@ -501,7 +502,7 @@ async def _reused(hashes: list[str], password: str) -> bool:
 
 
 async def _store_password(
-    conn: aiosqlite.Connection, user_id: int, hashed: str, now: datetime, must_change: bool
+    conn: Tx, user_id: int, hashed: str, now: datetime, must_change: bool
 ) -> None:
     await conn.execute(
         "UPDATE users SET password_hash = ?, password_changed_at = ?, must_change_password = ?,"
@@ -539,21 +540,22 @@ async def create_user(
     hashed = await asyncio.to_thread(hash_password, password, scrypt_n)
     at = now or utcnow()
     async with db.transaction() as conn:
-        cur = await conn.execute("SELECT 1 FROM users WHERE username = ?", (username,))
-        if await cur.fetchone():
+        cur = await conn.fetchone("SELECT 1 FROM users WHERE username = ?", (username,))
+        if cur:
             raise ApiError(409, "exists", f"user {username!r} already exists")
         await check_unit_exists(conn, role, unit)
-        cur = await conn.execute(
-            "INSERT INTO users (username, password_hash, role, unit, must_change_password,"
-            " password_changed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (username, hashed, role.value, unit, int(must_change_password), iso(at), iso(at)),
+        user_id = int(
+            await conn.fetchval(
+                "INSERT INTO users (username, password_hash, role, unit, must_change_password,"
+                " password_changed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (username, hashed, role.value, unit, int(must_change_password), iso(at), iso(at)),
+            )
         )
-        user_id = int(cur.lastrowid or 0)
         await conn.execute(
             "INSERT INTO password_history (user_id, password_hash, changed_at) VALUES (?, ?, ?)",
             (user_id, hashed, iso(at)),
         )
-        await audit(
+        await audit_log.append(
             conn,
             actor,
             address,
@@ -596,7 +598,7 @@ async def change_password(
             )
         await _store_password(conn, user.id, hashed, now, must_change=False)
         ended = await end_all_sessions(conn, user.id)
-        await audit(
+        await audit_log.append(
             conn,
             user.username,
             address,
@@ -627,7 +629,7 @@ async def reset_password(
         row = await user_row(conn, username)
         await _store_password(conn, row["id"], hashed, now, must_change=must_change)
         ended = await end_all_sessions(conn, row["id"])
-        await audit(
+        await audit_log.append(
             conn,
             actor,
             address,
@@ -640,9 +642,8 @@ async def reset_password(
         )
 
 
-async def user_row(conn: aiosqlite.Connection, username: str) -> sqlite3.Row:
-    cur = await conn.execute("SELECT * FROM users WHERE username = ?", (username,))
-    row = await cur.fetchone()
+async def user_row(conn: Tx, username: str) -> Row:
+    row = await conn.fetchone("SELECT * FROM users WHERE username = ?", (username,))
     if row is None:
         raise ApiError(404, "not_found", f"no user {username!r}")
     return row
@@ -660,7 +661,7 @@ async def set_account_state(
     actor: str,
     actor_unit: str | None,
     address: str | None,
-) -> sqlite3.Row:
+) -> Row:
     """Lock, unlock or disable (for good). Locking and disabling end the account's sessions
     at once; neither may leave the province without a usable admin."""
     async with db.transaction() as conn:
@@ -669,12 +670,12 @@ async def set_account_state(
         if row["disabled"]:
             raise ApiError(409, "disabled", f"user {username!r} is disabled for good")
         if action in ("lock", "disable") and row["role"] == Role.ADMIN.value:
-            cur = await conn.execute(
+            cur = await conn.fetchone(
                 "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND locked = 0"
                 " AND id != ?",
                 (row["id"],),
             )
-            others = await cur.fetchone()
+            others = cur
             assert others is not None  # COUNT(*) always answers one row
             if others[0] == 0:
                 raise ApiError(409, "last_admin", "at least one admin must remain enabled")
@@ -691,7 +692,7 @@ async def set_account_state(
             raise ValueError(action)
         ended = await end_all_sessions(conn, row["id"]) if action != "unlock" else 0
         row = await user_row(conn, username)
-        await audit(
+        await audit_log.append(
             conn,
             actor,
             address,
@@ -706,7 +707,7 @@ async def set_account_state(
         return row
 
 
-def _state(row: sqlite3.Row) -> dict[str, object]:
+def _state(row: Row) -> dict[str, object]:
     return {
         "locked": bool(row["locked"]),
         "locked_until": row["locked_until"],

@@ -21,12 +21,10 @@ WebSocket reconnects (the start frame of each active emergency is kept for them)
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, NamedTuple
 
-import aiosqlite
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -76,6 +74,7 @@ from .paging import (
 )
 from .push import EMERGENCY_SLACK, Connections
 from .routing import Ctx, RouteTable
+from .store.sql import Row, Tx
 
 routes = RouteTable("bulletins")
 
@@ -336,14 +335,11 @@ def scope_sql(user: User) -> tuple[str, dict[str, Any]]:
     return "b.unit = :scope", {"scope": user.unit}
 
 
-async def _fetch(
-    conn: aiosqlite.Connection, sql: str, params: dict[str, Any]
-) -> sqlite3.Row | None:
-    cur = await conn.execute(sql, params)
-    return await cur.fetchone()
+async def _fetch(conn: Tx, sql: str, params: dict[str, Any]) -> Row | None:
+    return await conn.fetchone(sql, params)
 
 
-async def _visible_row(conn: aiosqlite.Connection, bulletin_id: str, user: User) -> sqlite3.Row:
+async def _visible_row(conn: Tx, bulletin_id: str, user: User) -> Row:
     row = await _fetch(conn, f"{BULLETIN_SELECT} WHERE b.id = :id", {"id": bulletin_id})
     if row is None:
         raise ApiError(404, "not_found", f"no bulletin {bulletin_id!r}")
@@ -358,12 +354,12 @@ async def _visible_row(conn: aiosqlite.Connection, bulletin_id: str, user: User)
     return row
 
 
-def _require_owner(user: User, row: sqlite3.Row) -> None:
+def _require_owner(user: User, row: Row) -> None:
     if row["unit"] != user.unit:
         raise ApiError(403, "out_of_scope", f"this bulletin belongs to unit {row['unit']!r}")
 
 
-def _illegal(row: sqlite3.Row, action: str, allowed: str) -> ApiError:
+def _illegal(row: Row, action: str, allowed: str) -> ApiError:
     return ApiError(
         409,
         "illegal_transition",
@@ -371,7 +367,7 @@ def _illegal(row: sqlite3.Row, action: str, allowed: str) -> ApiError:
     )
 
 
-async def _check_target_scope(conn: aiosqlite.Connection, targets: TargetsIn, user: User) -> None:
+async def _check_target_scope(conn: Tx, targets: TargetsIn, user: User) -> None:
     """A commune-bound account targets only its own commune and that commune's devices."""
     if user.commune is None:
         return
@@ -384,9 +380,7 @@ async def _check_target_scope(conn: aiosqlite.Connection, targets: TargetsIn, us
             raise ApiError(403, "out_of_scope", f"device {device_id!r} is outside your unit")
 
 
-async def _check(
-    conn: aiosqlite.Connection, body: BulletinCreate, user: User
-) -> list[dict[str, str]]:
+async def _check(conn: Tx, body: BulletinCreate, user: User) -> list[dict[str, str]]:
     """Checks that need the database or span fields; all problems at once, each by field."""
     await _check_target_scope(conn, body.targets, user)
     errors: list[dict[str, str]] = []
@@ -409,8 +403,8 @@ async def _check(
     elif body.media is None:
         err("media", f"a {body.kind.value} bulletin needs media")
     if body.media is not None:
-        cur = await conn.execute("SELECT mime FROM media WHERE sha256 = ?", (body.media,))
-        row = await cur.fetchone()
+        cur = await conn.fetchone("SELECT mime FROM media WHERE sha256 = ?", (body.media,))
+        row = cur
         if row is None:
             err("media", f"no uploaded media {body.media}; POST it to /api/v1/media first")
         elif body.kind is not BulletinKind.TEXT and not _mime_fits(body.kind, row["mime"]):
@@ -443,26 +437,24 @@ async def _check(
     return errors
 
 
-async def _target_errors(conn: aiosqlite.Connection, targets: TargetsIn) -> list[dict[str, str]]:
+async def _target_errors(conn: Tx, targets: TargetsIn) -> list[dict[str, str]]:
     errors = []
     for i, code in enumerate(targets.communes):
-        cur = await conn.execute("SELECT 1 FROM communes WHERE code = ?", (code,))
-        if await cur.fetchone() is None:
+        cur = await conn.fetchone("SELECT 1 FROM communes WHERE code = ?", (code,))
+        if cur is None:
             errors.append(
                 {"field": f"targets.communes[{i}]", "message": f"unknown commune {code!r}"}
             )
     for i, device_id in enumerate(targets.devices):
-        cur = await conn.execute("SELECT 1 FROM devices WHERE id = ?", (device_id,))
-        if await cur.fetchone() is None:
+        cur = await conn.fetchone("SELECT 1 FROM devices WHERE id = ?", (device_id,))
+        if cur is None:
             errors.append(
                 {"field": f"targets.devices[{i}]", "message": f"unknown device {device_id!r}"}
             )
     return errors
 
 
-async def _set_targets(
-    conn: aiosqlite.Connection, bulletin_id: str, targets: TargetsIn, priority: Priority
-) -> None:
+async def _set_targets(conn: Tx, bulletin_id: str, targets: TargetsIn, priority: Priority) -> None:
     # Only an emergency left without targets goes to the whole province; a contributor's
     # proposal without targets reaches nobody until the reviewer chooses.
     target_all = not targets.communes and not targets.devices and priority is Priority.EMERGENCY
@@ -482,7 +474,7 @@ async def _set_targets(
 
 
 async def _event(
-    conn: aiosqlite.Connection,
+    conn: Tx,
     ctx: Ctx,
     bulletin_id: str,
     action: str,
@@ -516,7 +508,7 @@ async def _event(
     )
 
 
-async def _insert(conn: aiosqlite.Connection, body: BulletinCreate, ctx: Ctx) -> str:
+async def _insert(conn: Tx, body: BulletinCreate, ctx: Ctx) -> str:
     user = ctx.user
     errors = await _check(conn, body, user)
     if errors:
@@ -560,7 +552,7 @@ async def _insert(conn: aiosqlite.Connection, body: BulletinCreate, ctx: Ctx) ->
     return bulletin_id
 
 
-async def _update(conn: aiosqlite.Connection, bulletin_id: str, body: BulletinCreate) -> None:
+async def _update(conn: Tx, bulletin_id: str, body: BulletinCreate) -> None:
     schedule = body.schedule.to_contract()
     await conn.execute(
         "UPDATE bulletins SET title = ?, kind = ?, priority = ?, text = ?, media_sha256 = ?,"
@@ -592,7 +584,7 @@ class Published(NamedTuple):
 
 
 async def _publish(
-    conn: aiosqlite.Connection,
+    conn: Tx,
     ctx: Ctx,
     bulletin_id: str,
     action: str = "publish",
@@ -665,12 +657,12 @@ async def load_active_emergencies(db: Database, connections: Connections) -> int
     """Sign the start of every emergency still in force, oldest first (at start-up, so the
     devices reconnecting after a restart hear the emergencies they may have missed)."""
     async with db.transaction() as conn:
-        cur = await conn.execute(
+        cur = await conn.fetchall(
             f"{BULLETIN_SELECT} WHERE b.state = 'published' AND b.priority = 'emergency'"
             " AND b.valid_until > ? ORDER BY b.published_at",
             (iso(utcnow()),),
         )
-        for row in await cur.fetchall():
+        for row in cur:
             connections.emergency_start(
                 manifest_bulletin(row), await bulletin_scope(conn, row["id"])
             )
@@ -692,7 +684,7 @@ async def _out(ctx: Ctx, bulletin_id: str, **extra: Any) -> BulletinOut:
     return _to_out(row, [r[0] for r in communes], [r[0] for r in devices], **extra)
 
 
-def _to_out(row: sqlite3.Row, communes: list[str], devices: list[str], **extra: Any) -> BulletinOut:
+def _to_out(row: Row, communes: list[str], devices: list[str], **extra: Any) -> BulletinOut:
     b = manifest_bulletin(row)
     return BulletinOut(
         id=b.id,
@@ -793,7 +785,7 @@ async def list_bulletins(ctx: Ctx) -> Page[list[BulletinOut]]:
     )
 
 
-async def _visible(ctx: Ctx, bulletin_id: str) -> sqlite3.Row:
+async def _visible(ctx: Ctx, bulletin_id: str) -> Row:
     """Scope check on the reader connection (no write lock for a GET)."""
     row = await ctx.db.fetchone(f"{BULLETIN_SELECT} WHERE b.id = ?", (bulletin_id,))
     if row is None:
@@ -990,15 +982,15 @@ async def approve_bulletin(ctx: Ctx) -> BulletinOut:
     return await _announce_publish(ctx, published)
 
 
-async def _current_targets(conn: aiosqlite.Connection, bulletin_id: str) -> TargetsIn:
-    cur = await conn.execute(
+async def _current_targets(conn: Tx, bulletin_id: str) -> TargetsIn:
+    cur = await conn.fetchall(
         "SELECT commune FROM bulletin_communes WHERE bulletin_id = ?", (bulletin_id,)
     )
-    communes = [r[0] for r in await cur.fetchall()]
-    cur = await conn.execute(
+    communes = [r[0] for r in cur]
+    cur = await conn.fetchall(
         "SELECT device_id FROM bulletin_devices WHERE bulletin_id = ?", (bulletin_id,)
     )
-    return TargetsIn(communes=communes, devices=[r[0] for r in await cur.fetchall()])
+    return TargetsIn(communes=communes, devices=[r[0] for r in cur])
 
 
 @routes.post(
@@ -1298,10 +1290,10 @@ async def set_order(ctx: Ctx) -> OrderOut:
             errors.append({"field": "bulletins", "message": "a bulletin appears twice"})
         if errors:
             raise ApiError(422, "validation_error", errors)
-        cur = await conn.execute(
+        cur = await conn.fetchall(
             "SELECT bulletin_id FROM commune_order WHERE commune = ? ORDER BY position", (code,)
         )
-        before = [r[0] for r in await cur.fetchall()]
+        before = [r[0] for r in cur]
         await conn.execute("DELETE FROM commune_order WHERE commune = ?", (code,))
         await conn.executemany(
             "INSERT INTO commune_order (commune, bulletin_id, position) VALUES (?, ?, ?)",

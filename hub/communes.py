@@ -94,8 +94,8 @@ async def create_commune(ctx: Ctx) -> CommuneOut:
     body: CommuneCreate = ctx.body
     now = iso(utcnow())
     async with ctx.db.transaction() as conn:
-        cur = await conn.execute("SELECT 1 FROM communes WHERE code = ?", (body.code,))
-        if await cur.fetchone():
+        cur = await conn.fetchone("SELECT 1 FROM communes WHERE code = ?", (body.code,))
+        if cur:
             raise ApiError(409, "exists", f"commune {body.code!r} already exists")
         await conn.execute(
             "INSERT INTO communes (code, name, windows_json, volume, created_at, updated_at)"
@@ -133,8 +133,8 @@ async def update_commune(ctx: Ctx) -> CommuneOut:
     code = ctx.path("code")
     require(ctx.user, Permission.COMMUNES_WRITE, commune=code)
     async with ctx.db.transaction() as conn:
-        cur = await conn.execute("SELECT * FROM communes WHERE code = ?", (code,))
-        row = await cur.fetchone()
+        cur = await conn.fetchone("SELECT * FROM communes WHERE code = ?", (code,))
+        row = cur
         if row is None:
             raise ApiError(404, "not_found", f"no commune {code!r}")
         await conn.execute(

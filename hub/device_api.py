@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +36,7 @@ from loa_contract import (
 
 from .appkeys import ENROLL_LIMITER
 from .auth import Permission
-from .db import ISO_FROM_PARTS, Database, audit, from_iso, iso, utc_parts
+from .db import ISO_FROM_PARTS, Database, from_iso, iso, utc_parts
 from .errors import ApiError
 from .manifests import (
     TARGETS_DEVICE,
@@ -55,6 +56,7 @@ from .play_evidence import (
 from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_device_secret, sha256_hex
+from .store import audit as audit_log
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +101,10 @@ async def enroll(ctx: Ctx) -> EnrollResponse:
             headers={"Retry-After": str(int(wait + 0.999))},
         )
     async with ctx.db.transaction() as conn:
-        cur = await conn.execute(
+        cur = await conn.fetchone(
             "SELECT * FROM devices WHERE enrollment_code_hash = ?", (code_hash(body.code),)
         )
-        row = await cur.fetchone()
+        row = cur
         refusal = _enrollment_refusal(row, now)
         if row is not None and refusal is None:
             await conn.execute(
@@ -118,20 +120,23 @@ async def enroll(ctx: Ctx) -> EnrollResponse:
                     row["id"],
                 ),
             )
-            await audit(
+            await audit_log.append(
                 conn,
                 f"device:{row['id']}",
                 ctx.address,
                 "device.enroll",
                 row["id"],
                 f"agent {body.agent_version} host {body.hostname}",
+                at=now,
             )
     if refusal is not None:
         # Unknown, used and expired codes get one answer, so guessing learns nothing; the
         # audit log keeps the real reason for the operator.
         limiter.failed(address, ctx.now)
         async with ctx.db.transaction() as conn:
-            await audit(conn, "anonymous", ctx.address, "device.enroll_failed", None, refusal)
+            await audit_log.append(
+                conn, "anonymous", ctx.address, "device.enroll_failed", None, refusal, at=now
+            )
         raise ApiError(
             403,
             "invalid_code",
@@ -453,7 +458,9 @@ async def _evidence(
     return found, from_iso(enrolled) if enrolled else None
 
 
-async def recheck_stored_plays(db: Database, *, apply: bool) -> dict[str, int]:
+async def recheck_stored_plays(
+    db: Database, *, apply: bool, clock: Callable[[], datetime] = utcnow
+) -> dict[str, int]:
     """Judge the plays stored before the hub checked proof of play by today's rules; with
     `apply`, move those it refuses to refused_reports (reason and all, counted on the device)
     so reports stop counting them. Returns the count per reason.
@@ -505,12 +512,12 @@ async def recheck_stored_plays(db: Database, *, apply: bool) -> dict[str, int]:
                 )
             )
         if apply and moved:
-            await _move_to_refused(db, device["id"], moved)
+            await _move_to_refused(db, device["id"], moved, clock())
     return counts
 
 
 async def _move_to_refused(
-    db: Database, device_id: str, moved: list[tuple[int, tuple[Any, ...]]]
+    db: Database, device_id: str, moved: list[tuple[int, tuple[Any, ...]]], now: datetime
 ) -> None:
     async with db.transaction() as conn:
         await conn.executemany(
@@ -523,13 +530,14 @@ async def _move_to_refused(
             _COUNT_REFUSED,
             (device_id, len(moved)),
         )
-        await audit(
+        await audit_log.append(
             conn,
             "cli",
             None,
             "plays.recheck",
             device_id,
             f"{len(moved)} stored plays moved to the refused reports",
+            at=now,
         )
 
 

@@ -208,8 +208,8 @@ async def create_device(ctx: Ctx) -> DeviceCreated:
     expires = now + ctx.config.enrollment_ttl
     profile = body.profile or DEFAULT_PROFILE[body.kind]
     async with ctx.db.transaction() as conn:
-        cur = await conn.execute("SELECT 1 FROM communes WHERE code = ?", (body.commune,))
-        if await cur.fetchone() is None:
+        cur = await conn.fetchone("SELECT 1 FROM communes WHERE code = ?", (body.commune,))
+        if cur is None:
             raise field_error(422, "unknown_commune", "commune", f"no commune {body.commune!r}")
         await conn.execute(
             "INSERT INTO devices (id, commune, name, kind, profile, enrollment_code_hash,"

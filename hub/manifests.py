@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 
-import aiosqlite
 from aiohttp import web
 
 from loa_contract import (
@@ -29,6 +27,7 @@ from loa_contract import (
 from .appkeys import CONFIG, CONNECTIONS, DB, KEYRING, MANIFEST_CACHE
 from .auth import DeviceAuth
 from .db import Database, from_iso, iso
+from .store.sql import Row, Tx
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ BULLETIN_SELECT = """SELECT b.*, m.size AS media_size, m.mime AS media_mime
 _RANK = {p.value: p.rank for p in Priority}
 
 
-def manifest_bulletin(row: sqlite3.Row) -> ManifestBulletin:
+def manifest_bulletin(row: Row) -> ManifestBulletin:
     media = None
     if row["media_sha256"]:
         media = MediaRef(sha256=row["media_sha256"], size=row["media_size"], mime=row["media_mime"])
@@ -105,40 +104,38 @@ async def cancelled_for_device(
     return [r["id"] for r in rows]
 
 
-async def bulletin_scope(conn: aiosqlite.Connection, bulletin_id: str) -> Scope:
+async def bulletin_scope(conn: Tx, bulletin_id: str) -> Scope:
     """Whom a bulletin targets, as a broadcast command names it (inside the caller's
     transaction, so it is the scope just committed)."""
-    cur = await conn.execute("SELECT target_all FROM bulletins WHERE id = ?", (bulletin_id,))
-    row = await cur.fetchone()
-    cur = await conn.execute(
+    row = await conn.fetchone("SELECT target_all FROM bulletins WHERE id = ?", (bulletin_id,))
+    communes = await conn.fetchall(
         "SELECT commune FROM bulletin_communes WHERE bulletin_id = ? ORDER BY commune",
         (bulletin_id,),
     )
-    communes = [r[0] for r in await cur.fetchall()]
-    cur = await conn.execute(
+    devices = await conn.fetchall(
         "SELECT device_id FROM bulletin_devices WHERE bulletin_id = ? ORDER BY device_id",
         (bulletin_id,),
     )
     return Scope(
         province=bool(row and row["target_all"]),
-        communes=communes,
-        devices=[r[0] for r in await cur.fetchall()],
+        communes=[r[0] for r in communes],
+        devices=[r[0] for r in devices],
     )
 
 
-async def bump_versions(conn: aiosqlite.Connection, device_ids: Iterable[str]) -> dict[str, int]:
+async def bump_versions(conn: Tx, device_ids: Iterable[str]) -> dict[str, int]:
     """Raise each device's manifest version by one; returns the new versions."""
     ids = list(dict.fromkeys(device_ids))
     versions: dict[str, int] = {}
     for start in range(0, len(ids), 500):  # SQLite caps bound parameters per statement
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        cur = await conn.execute(
+        cur = await conn.fetchall(
             f"UPDATE devices SET manifest_version = manifest_version + 1 WHERE id IN ({marks})"
             " RETURNING id, manifest_version",
             chunk,
         )
-        versions.update({r["id"]: r["manifest_version"] for r in await cur.fetchall()})
+        versions.update({r["id"]: r["manifest_version"] for r in cur})
     return versions
 
 
@@ -153,24 +150,22 @@ def airing_kinds_sql(kind: BulletinKind) -> str:
     return ",".join(f"'{k.value}'" for k in DeviceKind if kind in KINDS_FOR_DEVICE[k])
 
 
-async def bump_targeted(
-    conn: aiosqlite.Connection, bulletin_id: str, kind: BulletinKind
-) -> dict[str, int]:
+async def bump_targeted(conn: Tx, bulletin_id: str, kind: BulletinKind) -> dict[str, int]:
     """Raise the manifest version of every device a bulletin reaches and can air; returns
     the new versions. One statement: a province-wide emergency touches every device row
     inside its transaction, and the API answers after it."""
-    cur = await conn.execute(
+    cur = await conn.fetchall(
         "UPDATE devices AS d SET manifest_version = manifest_version + 1"
         f" WHERE d.kind IN ({airing_kinds_sql(kind)}) AND {REACHES_DEVICE}"
         " RETURNING id, manifest_version",
         {"bulletin": bulletin_id},
     )
-    return {r[0]: r[1] for r in await cur.fetchall()}
+    return {r[0]: r[1] for r in cur}
 
 
-async def commune_device_ids(conn: aiosqlite.Connection, commune: str) -> list[str]:
-    cur = await conn.execute("SELECT id FROM devices WHERE commune = ?", (commune,))
-    return [r["id"] for r in await cur.fetchall()]
+async def commune_device_ids(conn: Tx, commune: str) -> list[str]:
+    cur = await conn.fetchall("SELECT id FROM devices WHERE commune = ?", (commune,))
+    return [r["id"] for r in cur]
 
 
 class ManifestCache:
@@ -249,12 +244,12 @@ async def refresh_stale_manifests(app: web.Application) -> int:
     config = app[CONFIG]
     cutoff = utcnow() - config.manifest_lifetime / 2
     async with app[DB].transaction() as conn:
-        cur = await conn.execute(
+        cur = await conn.fetchall(
             "SELECT id FROM devices WHERE manifest_signed_version = manifest_version"
             " AND manifest_signed_at < ?",
             (iso(cutoff),),
         )
-        ids = [r["id"] for r in await cur.fetchall()]
+        ids = [r["id"] for r in cur]
         versions = await bump_versions(conn, ids) if ids else {}
     if versions:
         await app[CONNECTIONS].push_manifest_ready(versions, config.command_ttl)

@@ -3,7 +3,6 @@ disable for good, reset a password. Every change is audited with before and afte
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +18,7 @@ from .auth import (
 from .db import from_iso
 from .errors import ApiError, field_error
 from .routing import Ctx, RouteTable
+from .store.sql import Row
 
 routes = RouteTable("users")
 
@@ -59,7 +59,7 @@ class UserOut(BaseModel):
 _LAST_LOGIN = "SELECT target, MAX(at) AS at FROM audit WHERE action = 'auth.login'"
 
 
-def _out(ctx: Ctx, row: sqlite3.Row, last_login: str | None = None) -> UserOut:
+def _out(ctx: Ctx, row: Row, last_login: str | None = None) -> UserOut:
     changed = from_iso(row["password_changed_at"])
     until = from_iso(row["locked_until"]) if row["locked_until"] else None
     return UserOut(
