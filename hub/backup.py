@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from loa_contract import utcnow
+
 from .config import HubConfig
 
 FORMAT = "loa-hub-backup"
@@ -82,9 +84,10 @@ def make_backup(
     target: Path,
     progress: Progress | None = None,
     *,
-    now: datetime | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> BackupSummary:
-    """Write a backup of the hub in `config.data_dir` to `target` (atomically)."""
+    """Write a backup of the hub in `config.data_dir` to `target` (atomically); `clock`
+    dates it."""
     if not config.db_path.exists():
         raise BackupError(f"no hub database at {config.db_path}")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +123,7 @@ def make_backup(
                 {
                     "format": FORMAT,
                     "version": VERSION,
-                    "created_at": (now or datetime.now(UTC)).isoformat(),
+                    "created_at": clock().isoformat(),
                     "files": listed,
                 },
                 indent=1,
@@ -165,7 +168,12 @@ def _read_index(archive: tarfile.TarFile) -> list[dict[str, object]]:
 
 
 def restore_backup(
-    source: Path, data_dir: Path, progress: Progress | None = None, *, force: bool = False
+    source: Path,
+    data_dir: Path,
+    progress: Progress | None = None,
+    *,
+    force: bool = False,
+    clock: Callable[[], datetime] = utcnow,
 ) -> BackupSummary:
     """Check every file of `source`, then make `data_dir` the hub it holds.
 
@@ -226,7 +234,7 @@ def restore_backup(
         if verdict != "ok":
             raise BackupError(f"the database in the backup fails its integrity check: {verdict}")
         if data_dir.exists() and any(data_dir.iterdir()):
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            stamp = clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
             aside = data_dir.with_name(f"{data_dir.name}.before-restore-{stamp}")
             data_dir.rename(aside)
         elif data_dir.exists():

@@ -25,6 +25,7 @@ from .appkeys import DB, Clock
 from .auth import Role, create_user
 from .config import HubConfig
 from .db import Database, iso
+from .store import accounts
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "Chang3-me!now"
@@ -238,10 +239,11 @@ async def running_hub(
 ) -> AsyncIterator[HubHarness]:
     # Low scrypt cost: tests log in often; production keeps the default.
     config = HubConfig(data_dir=data_dir, **{"scrypt_n": 2**8, **overrides})
-    db = await Database.open(config.db_path)
+    clock = clock or utcnow
+    db = await Database.open(config.db_path, clock=clock)
     try:
         # A restored or reused data folder already has its admin.
-        if await db.fetchone("SELECT 1 FROM users WHERE username = ?", (ADMIN,)) is None:
+        if await accounts.by_username(db, ADMIN) is None:
             await create_user(
                 db,
                 ADMIN,
@@ -249,7 +251,7 @@ async def running_hub(
                 Role.ADMIN,
                 None,
                 scrypt_n=config.scrypt_n,
-                now=clock() if clock else None,
+                now=clock(),
             )
     finally:
         await db.close()
