@@ -47,6 +47,17 @@ class Tx(Reader, Protocol):
         ...
 
 
+def after_key(columns: tuple[str, ...], *, descending: bool) -> str:
+    """The condition 'comes after the cursor row in this order', on named parameters
+    :before0, :before1, … (`key_params`): a row-value comparison, served from the index."""
+    names = ", ".join(f":before{i}" for i in range(len(columns)))
+    return f"({', '.join(columns)}) {'<' if descending else '>'} ({names})"
+
+
+def key_params(key: Sequence[Any]) -> dict[str, Any]:
+    return {f"before{i}": value for i, value in enumerate(key)}
+
+
 def marks(count: int) -> str:
     """`?, ?, …` for an `IN (…)` list of `count` positional parameters."""
     return ", ".join("?" * count)
