@@ -129,7 +129,7 @@ async def _push(app: web.Application) -> AsyncIterator[None]:
     reconnect after a restart); at shutdown, the fan-outs still running finish or are
     cancelled before the database closes."""
     connections = app[CONNECTIONS]
-    await bulletins.load_active_emergencies(app[DB], connections)
+    await bulletins.load_active_emergencies(app[DB], connections, app[CLOCK]())
     yield
     await connections.finish_background(PUSH_GRACE_S)
 

@@ -89,10 +89,10 @@ _SIGNED = {"application/json": {"schema": SignedEnvelope}}
 async def enroll(ctx: Ctx) -> EnrollResponse:
     body: EnrollRequest = ctx.body
     secret = new_device_secret()
-    now = utcnow()
+    now = ctx.now
     limiter = ctx.app[ENROLL_LIMITER]
     address = ctx.address or "unknown"
-    wait = limiter.retry_after(address, ctx.now)
+    wait = limiter.retry_after(address, now)
     if wait is not None:
         raise ApiError(
             429,
@@ -132,7 +132,7 @@ async def enroll(ctx: Ctx) -> EnrollResponse:
     if refusal is not None:
         # Unknown, used and expired codes get one answer, so guessing learns nothing; the
         # audit log keeps the real reason for the operator.
-        limiter.failed(address, ctx.now)
+        limiter.failed(address, now)
         async with ctx.db.transaction() as conn:
             await audit_log.append(
                 conn, "anonymous", ctx.address, "device.enroll_failed", None, refusal, at=now

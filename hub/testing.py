@@ -24,8 +24,8 @@ from .app import create_app
 from .appkeys import DB, Clock
 from .auth import Role, create_user
 from .config import HubConfig
-from .db import Database, iso
-from .store import accounts
+from .db import Database
+from .store import accounts, bulletins, devices
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "Chang3-me!now"
@@ -132,12 +132,10 @@ class HubHarness:
         `since`: the API only makes them now, and the hub credits a device only with airings
         made after its enrollment of bulletins valid at the time (hub/play_evidence.py)."""
         db: Database = self.app[DB]
-        await db.execute("UPDATE devices SET enrolled_at = ? WHERE id = ?", (iso(since), device_id))
-        for bulletin_id in bulletin_ids:
-            await db.execute(
-                "UPDATE bulletins SET valid_from = ?, published_at = ? WHERE id = ?",
-                (iso(since), iso(since), bulletin_id),
-            )
+        async with db.transaction() as tx:
+            await devices.backdate_enrollment(tx, device_id, since)
+            for bulletin_id in bulletin_ids:
+                await bulletins.backdate(tx, bulletin_id, since)
 
     async def upload(
         self, data: bytes, content_type: str = "application/octet-stream", expect: int = 201

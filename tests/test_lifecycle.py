@@ -6,9 +6,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import get_args
 
 import pytest
 
+from hub.bulletins import State
 from hub.domain.lifecycle import (
     LIFE_CYCLE,
     Action,
@@ -168,6 +170,10 @@ def test_who_refusals_name_the_unit() -> None:
     with pytest.raises(OutOfScope):
         check_actor(A.CANCEL, agency, "province")
     check_actor(A.CANCEL, reviewer, "so-yte")
+
+
+def test_the_api_spells_out_the_states_of_the_table() -> None:
+    assert get_args(State) == tuple(s.value for s in BulletinState)
 
 
 def test_a_bulletin_is_published_only_while_valid() -> None:

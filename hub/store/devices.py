@@ -158,3 +158,14 @@ async def new_enrollment_code(tx: Tx, device_id: str, code_hash: str, expires_at
         " enrollment_used_at = NULL, secret_hash = NULL WHERE id = ?",
         (code_hash, iso(expires_at), device_id),
     )
+
+
+async def ids_in_commune(db: Reader, commune: str) -> list[str]:
+    rows = await db.fetchall("SELECT id FROM devices WHERE commune = ?", (commune,))
+    return [r[0] for r in rows]
+
+
+async def backdate_enrollment(tx: Tx, device_id: str, at: datetime) -> None:
+    """Move a device's enrollment back to `at` (tests and simulations of airings made in the
+    past)."""
+    await tx.execute("UPDATE devices SET enrolled_at = ? WHERE id = ?", (iso(at), device_id))

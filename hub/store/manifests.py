@@ -1,0 +1,89 @@
+"""Which bulletins reach which devices and communes (written here once, for the manifest, the
+emergency push, the scope of commune accounts and the evidence of play), and the devices'
+manifest versions.
+
+A bulletin reaches a device when it targets the whole province (`target_all`), the device
+itself (`bulletin_devices`) or the device's commune (`bulletin_communes`); it reaches a commune
+when it targets the province, the commune, or any device in it. Whether the device can air
+the bulletin's kind is a separate condition (`device_kinds_for`, `bulletin_kinds_for`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from loa_contract import KINDS_FOR_DEVICE, BulletinKind, DeviceKind
+
+from .sql import Tx, chunks, marks
+
+
+def reaches_device(bulletin: str, *, target_all: str, device: str, commune: str) -> str:
+    """SQL: the bulletin (an id expression, its target_all expression) reaches the device (an
+    id expression) in the commune (a commune code expression)."""
+    return (
+        f"({target_all} = 1"
+        " OR EXISTS (SELECT 1 FROM bulletin_devices bd"
+        f" WHERE bd.bulletin_id = {bulletin} AND bd.device_id = {device})"
+        " OR EXISTS (SELECT 1 FROM bulletin_communes bc"
+        f" WHERE bc.bulletin_id = {bulletin} AND bc.commune = {commune}))"
+    )
+
+
+def reaches_commune(bulletin: str, *, target_all: str, commune: str) -> str:
+    """SQL: the bulletin reaches the commune (a commune code expression) or a device of it."""
+    return (
+        f"({target_all} = 1"
+        " OR EXISTS (SELECT 1 FROM bulletin_communes bc"
+        f" WHERE bc.bulletin_id = {bulletin} AND bc.commune = {commune})"
+        " OR EXISTS (SELECT 1 FROM bulletin_devices bd JOIN devices dc ON dc.id = bd.device_id"
+        f" WHERE bd.bulletin_id = {bulletin} AND dc.commune = {commune}))"
+    )
+
+
+#: Bulletin `b` reaches the device :device of the commune :commune.
+B_REACHES_DEVICE = reaches_device(
+    "b.id", target_all="b.target_all", device=":device", commune=":commune"
+)
+#: The bulletin :bulletin reaches device `d`.
+REACHES_D = reaches_device(
+    ":bulletin",
+    target_all="(SELECT target_all FROM bulletins WHERE id = :bulletin)",
+    device="d.id",
+    commune="d.commune",
+)
+
+
+def bulletin_kinds_for(kind: DeviceKind) -> str:
+    """SQL list of the bulletin kinds a device of `kind` airs."""
+    return ",".join(f"'{k.value}'" for k in sorted(KINDS_FOR_DEVICE[kind]))
+
+
+def device_kinds_for(kind: BulletinKind) -> str:
+    """SQL list of the device kinds that can air a bulletin of `kind`."""
+    return ",".join(f"'{k.value}'" for k in DeviceKind if kind in KINDS_FOR_DEVICE[k])
+
+
+async def bump_versions(tx: Tx, device_ids: Iterable[str]) -> dict[str, int]:
+    """Raise each device's manifest version by one; returns the new versions."""
+    versions: dict[str, int] = {}
+    for chunk in chunks(list(dict.fromkeys(device_ids))):
+        rows = await tx.fetchall(
+            "UPDATE devices SET manifest_version = manifest_version + 1"
+            f" WHERE id IN ({marks(len(chunk))}) RETURNING id, manifest_version",
+            chunk,
+        )
+        versions.update({r["id"]: r["manifest_version"] for r in rows})
+    return versions
+
+
+async def bump_reached(tx: Tx, bulletin_id: str, kind: BulletinKind) -> dict[str, int]:
+    """Raise the manifest version of every device a bulletin reaches and can air; returns
+    the new versions. One statement: a province-wide emergency touches every device row
+    inside its transaction, and the API answers after it."""
+    rows = await tx.fetchall(
+        "UPDATE devices AS d SET manifest_version = manifest_version + 1"
+        f" WHERE d.kind IN ({device_kinds_for(kind)}) AND {REACHES_D}"
+        " RETURNING id, manifest_version",
+        {"bulletin": bulletin_id},
+    )
+    return {r[0]: r[1] for r in rows}
