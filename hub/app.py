@@ -46,6 +46,7 @@ from .proxy import forwarded_middleware
 from .push import Connections
 from .routing import JSON_BODY_MAX_BYTES, Ctx, RouteTable, openapi_document
 from .security import FailureLimiter
+from .store.liveness import probe
 from .web_session import session_middleware
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,6 @@ class Healthz(BaseModel):
     ok: bool
 
 
-#: The tables every request leans on: the probe reads a row of each, so a database whose
-#: pages went bad answers 503 here instead of "ok" beside failing logins.
-_PROBED_TABLES = ("users", "sessions", "communes", "devices", "bulletins")
-
-
 @meta.get(
     "/healthz",
     summary="Liveness probe: the hub answers and its database reads",
@@ -74,8 +70,7 @@ _PROBED_TABLES = ("users", "sessions", "communes", "devices", "bulletins")
 )
 async def healthz(ctx: Ctx) -> Healthz:
     try:
-        for table in _PROBED_TABLES:
-            await ctx.db.fetchone(f"SELECT * FROM {table} LIMIT 1")
+        await probe(ctx.db)
     except sqlite3.DatabaseError as exc:
         log.error("health probe: the database fails: %s", exc)
         raise ApiError(503, "database_failed", f"the database cannot be read: {exc}") from exc

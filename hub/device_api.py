@@ -45,7 +45,7 @@ from .manifests import (
     signed_manifest,
 )
 from .media import file_response
-from .paging import MAX_CURSOR, MAX_LIMIT, Page, after_key, cut, decode_cursor, key_params
+from .paging import MAX_CURSOR, MAX_LIMIT, Page, cut, decode_cursor
 from .play_evidence import (
     SQLITE_MAX_INTEGER,
     SentBulletin,
@@ -57,6 +57,8 @@ from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_device_secret, sha256_hex
 from .store import audit as audit_log
+from .store import reports
+from .store.reports import Play
 
 log = logging.getLogger(__name__)
 
@@ -564,6 +566,21 @@ class PlayOut(BaseModel):
     received_at: datetime
 
     @classmethod
+    def of(cls, play: Play) -> PlayOut:
+        return cls(
+            device_id=play.device_id,
+            seq=play.seq,
+            bulletin_id=play.bulletin_id,
+            priority=play.priority,
+            kind=play.kind,
+            started_at=play.started_at,
+            ended_at=play.ended_at,
+            outcome=play.outcome,
+            position_s=play.position_s,
+            received_at=play.received_at,
+        )
+
+    @classmethod
     def from_row(cls, r: sqlite3.Row) -> PlayOut:
         return cls(
             device_id=r["device_id"],
@@ -579,24 +596,6 @@ class PlayOut(BaseModel):
         )
 
 
-def _device_rows(ctx: Ctx, device: str | None) -> tuple[list[str], dict[str, Any]]:
-    """WHERE terms (and their parameters) for rows about devices: the caller's scope (a
-    commune's account sees its own devices only) and, if asked, one device."""
-    where: list[str] = []
-    params: dict[str, Any] = {}
-    if ctx.user.commune is not None:
-        where.append("device_id IN (SELECT id FROM devices WHERE commune = :scope)")
-        params["scope"] = ctx.user.commune
-    if device:
-        where.append("device_id = :device")
-        params["device"] = device
-    return where, params
-
-
-#: Newest first, as the audit log; the row id breaks ties between plays that started together.
-_PLAY_ORDER = ("started_at", "id")
-
-
 @routes.get(
     "/api/v1/plays",
     summary="Stored proof-of-play rows (of the caller's communes), newest first;"
@@ -607,21 +606,20 @@ _PLAY_ORDER = ("started_at", "id")
 )
 async def list_plays(ctx: Ctx) -> Page[list[PlayOut]]:
     query: PlaysQuery = ctx.query
-    where, params = _device_rows(ctx, query.device)
-    if query.bulletin:
-        where.append("bulletin_id = :bulletin")
-        params["bulletin"] = query.bulletin
+    before = None
     if query.before is not None:
-        where.append(after_key(_PLAY_ORDER, descending=True))
-        params.update(key_params(decode_cursor(query.before, (str, int))))
-    rows = await ctx.db.fetchall(
-        "SELECT * FROM plays"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY started_at DESC, id DESC LIMIT :limit",
-        {**params, "limit": query.limit + 1},
+        started_at, play_id = decode_cursor(query.before, (str, int))
+        before = (started_at, play_id)
+    rows = await reports.plays_page(
+        ctx.db,
+        commune=ctx.user.commune,
+        device=query.device,
+        bulletin=query.bulletin,
+        before=before,
+        limit=query.limit + 1,
     )
-    rows, cursor = cut(rows, query.limit, lambda r: (r["started_at"], r["id"]))
-    return Page([PlayOut.from_row(r) for r in rows], cursor)
+    rows, cursor = cut(rows, query.limit, reports.play_key)
+    return Page([PlayOut.of(r) for r in rows], cursor)
 
 
 class RefusedQuery(BaseModel):
@@ -658,31 +656,29 @@ class RefusedReportOut(BaseModel):
 )
 async def list_refused_reports(ctx: Ctx) -> Page[list[RefusedReportOut]]:
     query: RefusedQuery = ctx.query
-    where, params = _device_rows(ctx, query.device)
-    if query.reason:
-        where.append("reason = :reason")
-        params["reason"] = query.reason
+    before = None
     if query.before is not None:
-        where.append(after_key(("id",), descending=True))
-        params.update(key_params(decode_cursor(query.before, (int,))))
-    rows = await ctx.db.fetchall(
-        "SELECT * FROM refused_reports"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY id DESC LIMIT :limit",
-        {**params, "limit": query.limit + 1},
+        (before,) = decode_cursor(query.before, (int,))
+    rows = await reports.refused_page(
+        ctx.db,
+        commune=ctx.user.commune,
+        device=query.device,
+        reason=query.reason,
+        before=before,
+        limit=query.limit + 1,
     )
-    rows, cursor = cut(rows, query.limit, lambda r: (r["id"],))
+    rows, cursor = cut(rows, query.limit, lambda r: (r.id,))
     return Page(
         [
             RefusedReportOut(
-                device_id=r["device_id"],
-                stream=r["stream"],
-                seq=r["seq"],
-                bulletin_id=r["bulletin_id"],
-                reason=r["reason"],
-                detail=r["detail"],
-                report=json.loads(r["report_json"]),
-                received_at=r["received_at"],
+                device_id=r.device_id,
+                stream=r.stream,
+                seq=r.seq,
+                bulletin_id=r.bulletin_id,
+                reason=r.reason,
+                detail=r.detail,
+                report=r.report,
+                received_at=r.received_at,
             )
             for r in rows
         ],
