@@ -150,6 +150,7 @@ def create_app(
         keyring.signer,
         max_backlog_bytes=config.ws_max_backlog_bytes,
         stall_s=config.ws_send_timeout_s,
+        clock=app[CLOCK],
     )
     app[MANIFEST_CACHE] = ManifestCache()
     app[ROUTES] = []
