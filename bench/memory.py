@@ -10,6 +10,10 @@ within 1 % of each other), and only then the peak over the next `--seconds` is t
 figures are RSS (what `top` shows; the target is stated on it) and PSS (shared libraries split
 between the processes that map them).
 
+A third process is measured as well: the stack floor, Python with the libraries the agent is
+built on playing the same file through python-vlc and nothing else. It shows how much of the
+ratio is the agent's own code and how much the chosen stack costs before any of it runs.
+
     .venv/bin/python bench/memory.py [--seconds 5]
 """
 
@@ -133,6 +137,32 @@ def cvlc_reading(media: Path, seconds: float) -> Reading:
         _stop(proc)
 
 
+#: The floor of the brief's own stack: Python with the libraries the agent must use (aiohttp,
+#: aiosqlite, pydantic, psutil, python-vlc over libVLC), playing the same file and doing
+#: nothing else. What the agent adds is its own cost; what this adds over cvlc is the stack's.
+STACK_FLOOR = """
+import sys, time
+import aiohttp, aiosqlite, psutil, pydantic, vlc
+instance = vlc.Instance(["--aout=dummy", "--no-video"])
+player = instance.media_player_new()
+player.set_media(instance.media_new(sys.argv[1]))
+player.play()
+time.sleep(3600)
+"""
+
+
+def stack_reading(media: Path, seconds: float) -> Reading:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STACK_FLOOR, str(media)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        return measure(psutil.Process(proc.pid), media, seconds)
+    finally:
+        _stop(proc)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -147,8 +177,9 @@ def main() -> int:
         Path(tmp_name).chmod(0o755)
         agent = agent_reading(data, cached.resolve(), args.seconds)
         vlc = cvlc_reading(media.resolve(), args.seconds)
+        stack = stack_reading(media.resolve(), args.seconds)
     print("memory while playing the same audio file (libVLC, dummy audio output)")
-    for name, reading in (("cvlc", vlc), ("edge-agent", agent)):
+    for name, reading in (("cvlc", vlc), ("stack floor", stack), ("edge-agent", agent)):
         print(
             f"  {name:<11} RSS {reading.rss / MIB:6.1f} MiB  PSS {reading.pss / MIB:6.1f} MiB"
             f"  (steady after {reading.settle_s:.1f} s, peak over {args.seconds:g} s)"
@@ -156,6 +187,10 @@ def main() -> int:
     ratio = agent.rss / vlc.rss
     print(f"  ratio (RSS) {ratio:.2f} x  (target <= {TARGET} x)")
     print(f"  ratio (PSS) {agent.pss / vlc.pss:.2f} x")
+    # The stack floor is Python + aiohttp + aiosqlite + pydantic + psutil + python-vlc playing
+    # the file and nothing else: the part of the ratio no agent on this stack can avoid.
+    print(f"  stack floor / cvlc (RSS) {stack.rss / vlc.rss:.2f} x  (the libraries alone)")
+    print(f"  edge-agent / stack floor (RSS) {agent.rss / stack.rss:.2f} x  (the agent's own)")
     met = ratio <= TARGET
     print("  target met" if met else "  TARGET MISSED")
     return 0 if met else 1

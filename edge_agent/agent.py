@@ -73,6 +73,9 @@ class AgentConfig(BaseModel):
     poll_interval_s: float = 30.0
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
+    #: While another hub node serves it, how often the agent asks its enrolled hub whether
+    #: it is back (jittered by up to half).
+    home_probe_s: float = 60.0
     health_interval_s: float = 60.0
     report_retry_s: float = 5.0
     ws_heartbeat_s: float = 20.0
@@ -152,7 +155,11 @@ class Agent:
         )
         self.keys = identity.trusted_keys()
         self.client = HubClient(
-            identity.hub_url, identity.device_id, identity.device_secret, session=session
+            identity.hub_url,
+            identity.device_id,
+            identity.device_secret,
+            session=session,
+            ca_file=identity.ca_file(config.data_dir),
         )
         self.cache = MediaCache(config.data_dir / "cache")
         self.counters = Counters()
@@ -216,6 +223,7 @@ class Agent:
         verified = await store.verified_manifest(self.keys, self.identity.device_id)
         if verified.manifest is not None:
             self.sync.adopt(verified.manifest)
+        await self.sync.restore_hub_list()
         if verified.refused:
             self.state_fault(Fault.MANIFEST_TAMPERED, "; ".join(verified.refused))
         held, refused = await store.verified_emergencies(

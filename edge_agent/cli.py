@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import socket
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -18,9 +19,9 @@ from typing import Any
 from .agent import Agent, AgentConfig
 from .backends import build_player, build_speech
 from .clock import TIMEDATECTL, ClockJudge, NtpProbe
-from .hubclient import HubClient, HubRejected, HubUnavailable
+from .hubclient import HubClient, HubRejected, HubUnavailable, HubUntrusted
 from .i18n import PRIORITY_NAMES, default_lang, t
-from .identity import Identity, IdentityError
+from .identity import Identity, IdentityError, pin_hub_ca
 from .profile import ProfileError, load_profile
 from .relay import build_relay
 from .rpi_health import PiHealth
@@ -39,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument("--code", required=True, help="one-time enrollment code")
     enroll.add_argument("--data", required=True, type=Path)
     enroll.add_argument("--profile", help="hardware profile (default: what the hub assigned)")
+    enroll.add_argument(
+        "--ca",
+        type=Path,
+        help="the hub's CA certificate (PEM): trust only it for the hub's TLS, from enrollment "
+        "on; it is copied into --data (default: the system's CA store)",
+    )
 
     run = sub.add_parser("run", help="run the agent")
     run.add_argument("--data", required=True, type=Path)
@@ -142,12 +149,26 @@ async def _local_user_set(args: argparse.Namespace) -> int:
 
 async def _enroll(args: argparse.Namespace) -> int:
     lang = args.lang
-    client = HubClient(args.hub)
+    if args.ca is not None and not args.hub.lower().startswith("https://"):
+        print(t("ca_needs_https", lang, url=args.hub), file=sys.stderr)
+        return 2
+    try:
+        pem = args.ca.read_bytes() if args.ca is not None else None
+        # Enrollment itself goes over the pinned trust: the code and the answer (the device's
+        # secret, the hub's signing key) must not pass through anyone else.
+        client = HubClient(args.hub, ca_file=args.ca)
+    except (OSError, ssl.SSLError) as exc:
+        print(t("ca_bad", lang, path=args.ca, reason=exc), file=sys.stderr)
+        return 2
     try:
         answer = await client.enroll(args.code, socket.gethostname())
     except HubRejected as exc:
         print(t("enroll_failed", lang, reason=exc), file=sys.stderr)
         return 2
+    except HubUntrusted as exc:
+        ca = args.ca if args.ca is not None else t("system_ca_store", lang)
+        print(t("hub_untrusted", lang, url=args.hub, ca=ca, reason=exc), file=sys.stderr)
+        return 4
     except HubUnavailable as exc:
         print(t("hub_unreachable", lang, url=args.hub, reason=exc), file=sys.stderr)
         return 3
@@ -159,6 +180,7 @@ async def _enroll(args: argparse.Namespace) -> int:
     except ProfileError as exc:
         print(t("profile_bad", lang, reason=exc), file=sys.stderr)
         return 2
+    hub_ca = pin_hub_ca(args.data, pem)
     identity = Identity(
         hub_url=args.hub.rstrip("/"),
         device_id=answer.device_id,
@@ -167,6 +189,7 @@ async def _enroll(args: argparse.Namespace) -> int:
         commune=answer.commune,
         profile=profile_name,
         hub_keys=answer.hub_keys,
+        hub_ca=hub_ca,
     )
     path = identity.save(args.data)
     print(
@@ -311,9 +334,13 @@ def _format_status(status: dict[str, Any], lang: str) -> str:
 
     clock = "trusted" if status["clock"]["trusted"] else "untrusted"
     device = f"{status['device_id']} ({status['device_kind']}, {status['commune']})"
+    hub = status["hub_url"]
+    if hub != status["hub_home"]:
+        hub += f", {t('status_line_standby', lang)}"
     lines = [
         f"{t('status_line_device', lang)}: {device}",
-        f"{t('status_line_hub', lang)}: {t('yes' if status['hub_connected'] else 'no', lang)}",
+        f"{t('status_line_hub', lang)}: {t('yes' if status['hub_connected'] else 'no', lang)}"
+        f" ({hub})",
         f"{t('status_line_manifest', lang)}: {status['manifest_version']}",
         f"{t('status_line_playing', lang)}: {item(status['now_playing'])}",
         f"{t('status_line_next', lang)}: "

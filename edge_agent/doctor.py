@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import psutil
 
-from .hubclient import parse_http_date
+from .hubclient import parse_http_date, tls_context
 from .i18n import t
 from .identity import IDENTITY_FILE, Identity, IdentityError
 from .profile import PROFILES_DIR, HardwareProfile, ProfileError, load_profile
@@ -355,12 +355,17 @@ def check_hub(ctx: _Context) -> Check:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         return Check("hub", "fail", f"DNS {host}: {exc}", ctx.msg("doc_fix_dns", host=host))
+    # The same trust as the agent's own client: the CA pinned at enrollment, if any.
+    ca_file = identity.ca_file(ctx.opts.data_dir)
+    try:
+        context = tls_context(ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        return Check("hub", "fail", f"CA {ca_file}: {exc}", ctx.msg("doc_fix_ca", path=ca_file))
     try:
         raw = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         fix = ctx.msg("doc_fix_tcp", host=host, port=port)
         return Check("hub", "fail", f"TCP {host}:{port}: {exc}", fix)
-    context = ssl.create_default_context()
     try:
         if tls:
             try:

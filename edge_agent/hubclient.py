@@ -5,12 +5,18 @@ outage spread out instead of arriving in the same second), retrying connection e
 timeouts and 5xx answers, never 4xx (the hub has decided; asking again changes nothing),
 with a bounded number of attempts per call. Callers that run their own loop (the WebSocket
 reconnect loop, the cache's resumable download) pass `retrying=False` or drive `retrier()`.
+
+Trust: TLS is always verified, host name included. A device enrolled with `--ca FILE` trusts
+only that CA (the province's own, pinned at enrollment), not the system's store: a
+certificate any public CA would sign for the hub's name is not enough. A certificate that
+fails is `HubUntrusted`, never retried by the policy: asking again changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,13 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from multidict import CIMultiDictProxy
 from tenacity import (
     AsyncRetrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_random_exponential,
 )
@@ -42,6 +49,11 @@ class HubUnavailable(HubError):
     """The hub could not be reached or failed (network error, timeout, 5xx) after retries."""
 
 
+class HubUntrusted(HubUnavailable):
+    """Something answered at the hub's address but its certificate did not verify against the
+    trusted CAs (or not for the hub's name): as far as the device knows, the hub is not there."""
+
+
 class HubRejected(HubError):
     """The hub answered 4xx: the request itself is wrong or not allowed."""
 
@@ -49,6 +61,30 @@ class HubRejected(HubError):
         super().__init__(f"hub refused with {status}: {body[:300]}")
         self.status = status
         self.body = body
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The TLS trust for the hub: only the CA in `ca_file` when given, else the system store.
+
+    Certificates and host names are checked either way. OSError or ssl.SSLError when the file
+    cannot be read or holds no certificate.
+    """
+    if ca_file is None:
+        return ssl.create_default_context()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname on
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+def _unreachable(what: str, exc: BaseException) -> HubUnavailable:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return HubUntrusted(f"{what}: certificate not trusted: {exc.certificate_error}")
+    return HubUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    return isinstance(exc, HubUnavailable) and not isinstance(exc, HubUntrusted)
 
 
 @dataclass(frozen=True)
@@ -101,8 +137,13 @@ class HubClient:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         retrying: bool = True,
+        ca_file: Path | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # Without a pinned CA, aiohttp's own default context (the system store) is shared by
+        # every client: a fleet simulator builds thousands of clients and must not load the
+        # store thousands of times.
+        self._tls: ssl.SSLContext | bool = tls_context(ca_file) if ca_file is not None else True
         self.device_id = device_id
         self._secret = secret
         self._session = session
@@ -118,6 +159,30 @@ class HubClient:
         #: Called after each answered request with (method, path, status, seconds): the
         #: fleet simulator times health reports with it. None costs nothing.
         self.on_reply: Callable[[str, str, int, float], None] | None = None
+
+    def switch_to(self, base_url: str) -> None:
+        """Talk to another hub node from the next request on (WebSocket, manifest, media and
+        reports alike). Requests under way finish where they started; a cut download's next
+        attempt resumes on the new node, for media is named by its sha256 on every node."""
+        self.base_url = base_url.rstrip("/")
+
+    async def answers(self, base_url: str) -> bool:
+        """Whether the hub node at `base_url` is up and reads its database (its /healthz), in
+        one attempt: the agent asks its enrolled hub this while another node serves it."""
+        try:
+            async with self._http().get(
+                base_url.rstrip("/") + "/healthz",
+                # A public route: the device's secret is not sent with it.
+                headers={"User-Agent": f"loa-edge-agent/{_agent_version()}"},
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                # The pinned CA holds here too, or a device behind the province's own CA
+                # could never tell its home hub is back.
+                ssl=self._tls,
+            ) as resp:
+                await resp.read()
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
     async def close(self) -> None:
         if self._own_session and self._session is not None and not self._session.closed:
@@ -146,7 +211,7 @@ class HubClient:
         """The retry policy, for callers that drive their own attempts (`async for`)."""
         on = self.retrying if retrying is None else retrying
         return AsyncRetrying(
-            retry=retry_if_exception_type(HubUnavailable),
+            retry=retry_if_exception(_worth_retrying),
             stop=stop_after_attempt(self.attempts if on else 1),
             wait=wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max),
             reraise=True,
@@ -182,6 +247,7 @@ class HubClient:
                 headers=self._headers(headers),
                 data=data,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
+                ssl=self._tls,
             ) as resp:
                 # The body is read inside the attempt so a connection cut mid-body is retried.
                 body = await resp.read()
@@ -191,7 +257,7 @@ class HubClient:
                 self._check(resp.status, body, ok)
                 return _Reply(resp.status, resp.headers, body)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise HubUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise _unreachable(f"{method} {path}", exc) from exc
 
     async def _call(
         self,
@@ -265,7 +331,9 @@ class HubClient:
     ) -> aiohttp.ClientResponse:
         response: aiohttp.ClientResponse | None = None
         try:
-            response = await self._http().get(self.base_url + path, headers=headers, timeout=limits)
+            response = await self._http().get(
+                self.base_url + path, headers=headers, timeout=limits, ssl=self._tls
+            )
             self._observe(response.status)
             if response.status in (200, 206, 416):
                 return response
@@ -276,7 +344,7 @@ class HubClient:
             if response is not None:
                 response.release()
             if isinstance(exc, (aiohttp.ClientError, TimeoutError)):
-                raise HubUnavailable(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+                raise _unreachable(f"GET {path}", exc) from exc
             raise
 
     async def post_reports(
@@ -311,13 +379,14 @@ class HubClient:
                             headers=self._headers(),
                             heartbeat=heartbeat,
                             timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout),
+                            ssl=self._tls,
                         )
                 except aiohttp.WSServerHandshakeError as exc:
                     self._observe(exc.status)
                     self._check(exc.status, exc.message, ())
                     raise HubUnavailable(f"websocket handshake failed: {exc}") from exc
                 except (aiohttp.ClientError, TimeoutError) as exc:
-                    raise HubUnavailable(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+                    raise _unreachable(f"GET {path}", exc) from exc
         assert ws is not None
         self._observe(101)
         return ws

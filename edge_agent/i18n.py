@@ -17,6 +17,23 @@ MESSAGES: dict[str, dict[str, str]] = {
         "vi": "Không kết nối được hub {url}: {reason}",
         "en": "Cannot reach the hub {url}: {reason}",
     },
+    "hub_untrusted": {
+        "vi": "Không tin được hub {url}: chứng chỉ TLS của nó không do CA {ca} cấp (hoặc không "
+        "đúng tên máy). Kiểm tra địa chỉ hub và tệp CA (--ca) do Sở VHTTDL cấp; kiểm tra cả "
+        "đồng hồ thiết bị. Chưa lưu gì. Chi tiết: {reason}",
+        "en": "Not trusting the hub {url}: its TLS certificate is not issued by the CA {ca} (or "
+        "not for that host name). Check the hub address and the CA file (--ca) from the "
+        "provincial operators, and the device clock. Nothing was saved. Detail: {reason}",
+    },
+    "system_ca_store": {"vi": "của hệ thống", "en": "in the system's store"},
+    "ca_needs_https": {
+        "vi": "--ca chỉ dùng với địa chỉ hub https://, không phải {url}",
+        "en": "--ca goes with an https:// hub address, not {url}",
+    },
+    "ca_bad": {
+        "vi": "Tệp CA {path} không dùng được (cần chứng chỉ PEM): {reason}",
+        "en": "The CA file {path} cannot be used (a PEM certificate is needed): {reason}",
+    },
     "profile_bad": {
         "vi": "Cấu hình phần cứng không hợp lệ: {reason}",
         "en": "Bad hardware profile: {reason}",
@@ -34,6 +51,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "status_line_device": {"vi": "Thiết bị", "en": "Device"},
     "status_line_hub": {"vi": "Kết nối hub", "en": "Hub connection"},
+    "status_line_standby": {"vi": "máy dự phòng", "en": "standby node"},
     "status_line_manifest": {"vi": "Phiên bản kịch bản", "en": "Manifest version"},
     "status_line_playing": {"vi": "Đang phát", "en": "Now playing"},
     "status_line_next": {"vi": "Tiếp theo", "en": "Next"},
@@ -151,6 +169,12 @@ MESSAGES.update(
             "en": "TLS failed: check the device clock (certificate expired / not yet valid) "
             "and the hub's certificate.",
         },
+        "doc_fix_ca": {
+            "vi": "Tệp CA của hub ({path}) không đọc được: đăng ký lại với --ca và tệp CA do "
+            "Sở VHTTDL cấp.",
+            "en": "The hub's CA file ({path}) cannot be read: enroll again with --ca and the CA "
+            "file from the provincial operators.",
+        },
         "doc_fix_auth": {
             "vi": "Hub từ chối khoá thiết bị: thiết bị có thể đã bị thu hồi; xin mã mới và đăng "
             "ký lại.",
@@ -236,6 +260,11 @@ MESSAGES.update(
         "page_no_windows": {"vi": "Chưa có khung giờ", "en": "No windows set"},
         "page_window_open": {"vi": "đang mở", "en": "open now"},
         "page_sync": {"vi": "Đồng bộ với hub", "en": "Sync with the hub"},
+        "page_hub": {"vi": "Máy chủ hub", "en": "Hub node"},
+        "page_hub_standby": {
+            "vi": "{url} (máy dự phòng; hub chính {home} chưa trả lời)",
+            "en": "{url} (a standby node; the enrolled hub {home} does not answer)",
+        },
         "page_last_sync": {"vi": "Lần đồng bộ cuối", "en": "Last sync"},
         "page_never": {"vi": "chưa có", "en": "never"},
         "page_manifest": {"vi": "Phiên bản kịch bản", "en": "Manifest version"},

@@ -1,4 +1,5 @@
-"""What enrollment leaves on the device: who it is and which hub keys it trusts."""
+"""What enrollment leaves on the device: who it is, which hub keys it trusts and, when the
+hub is behind TLS with the province's own CA, that CA (pinned beside the identity)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from loa_contract import DeviceKind, HubKey, TrustedKeys
 
 IDENTITY_FILE = "identity.json"
+#: The hub's CA as given to `edge-agent enroll --ca`, copied into the data directory so the
+#: device does not depend on where the technician's file was.
+HUB_CA_FILE = "hub-ca.pem"
 
 
 class IdentityError(Exception):
@@ -29,27 +33,20 @@ class Identity(BaseModel):
     commune: str
     profile: str
     hub_keys: list[HubKey]
+    #: The pinned CA's file name in the data directory; None: the system's CA store.
+    hub_ca: str | None = None
 
     def trusted_keys(self) -> TrustedKeys:
         return TrustedKeys(self.hub_keys)
 
+    def ca_file(self, data_dir: Path) -> Path | None:
+        return data_dir / self.hub_ca if self.hub_ca is not None else None
+
     def save(self, data_dir: Path) -> Path:
         """Write atomically with mode 0600: the secret must never be world-readable."""
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path = data_dir / IDENTITY_FILE
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(self.model_dump_json(indent=2))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(data_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return path
+        return _write_durably(
+            data_dir / IDENTITY_FILE, self.model_dump_json(indent=2).encode(), 0o600
+        )
 
     @classmethod
     def load(cls, data_dir: Path) -> Identity:
@@ -62,6 +59,43 @@ class Identity(BaseModel):
                 f"--data {data_dir})"
             ) from exc
         try:
-            return cls.model_validate(json.loads(raw))
+            identity = cls.model_validate(json.loads(raw))
         except (ValueError, ValidationError) as exc:
             raise IdentityError(f"{path} is damaged: {exc}") from exc
+        ca = identity.ca_file(data_dir)
+        # Fail closed: falling back to the system store would trust more than was pinned.
+        if ca is not None and not ca.is_file():
+            raise IdentityError(
+                f"{ca} (the hub's CA pinned at enrollment) is missing: put it back or enroll "
+                f"again with --ca"
+            )
+        return identity
+
+
+def pin_hub_ca(data_dir: Path, pem: bytes | None) -> str | None:
+    """Keep the hub's CA beside the identity (None removes an earlier one); the file name to
+    record in the identity. Called before the identity is saved: the identity commits."""
+    path = data_dir / HUB_CA_FILE
+    if pem is None:
+        path.unlink(missing_ok=True)
+        return None
+    _write_durably(path, pem, 0o644)
+    return HUB_CA_FILE
+
+
+def _write_durably(path: Path, data: bytes, mode: int) -> Path:
+    """Temp file, fsync, os.replace, fsync of the folder: whole or not at all after a cut."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path

@@ -173,7 +173,11 @@ class Reporting(AgentPart):
             "device_kind": agent.profile.device_kind.value,
             "commune": agent.identity.commune,
             "profile": agent.profile.name,
-            "hub_url": agent.identity.hub_url,
+            # The hub node in use, the enrolled one (preferred whenever it answers), and every
+            # node this device may fail over to, in the order it tries them.
+            "hub_url": agent.client.base_url,
+            "hub_home": agent.sync.home,
+            "hub_urls": agent.sync.hub_order,
             "hub_connected": agent.sync.connected.is_set(),
             "manifest_version": manifest.version if manifest else None,
             "now_playing": now_playing.model_dump(mode="json") if now_playing else None,

@@ -34,6 +34,7 @@ from loa_contract import (
 )
 
 from .hubclient import HubRejected, HubUnavailable
+from .hubs import after_failure, failover_order
 from .parts import AgentPart
 from .store import COMMAND_GRACE, StaleManifest
 
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from .agent import Agent
 
 log = logging.getLogger("edge_agent")
+
+#: The setting holding the signed envelope of the last manifest that named hub nodes.
+HUB_LIST_SETTING = "hub_nodes_manifest"
 
 
 class HubSync(AgentPart):
@@ -58,32 +62,65 @@ class HubSync(AgentPart):
         self._manifest_after_play = False
         self._manifest_fetch: asyncio.Task[None] | None = None
         self._manifest_wanted = False
+        #: The hub nodes the verified manifest names, and the order this device tries them
+        #: in: its enrolled hub first (see edge_agent/hubs.py).
+        self.listed_hubs: list[str] = []
+        self.hub_order: list[str] = failover_order(
+            agent.identity.hub_url, [], agent.identity.device_id
+        )
+        #: The nodes of the manifest kept in the settings (HUB_LIST_SETTING).
+        self._kept_hubs: list[str] = []
 
     # ------------------------------------------------------------------ the push channel
 
     async def run(self) -> None:
         agent = self.agent
         config = agent.config
+        client = agent.client
         backoff = config.reconnect_min_s
         next_poll = 0.0
+        next_home_check = 0.0
+        failures = 0
         while True:
             connecting = time.monotonic()
             try:
-                ws = await agent.client.connect_ws(heartbeat=config.ws_heartbeat_s)
+                ws = await client.connect_ws(heartbeat=config.ws_heartbeat_s)
             except (HubUnavailable, HubRejected, aiohttp.ClientError, OSError) as exc:
-                log.debug("push channel unavailable: %s", exc)
+                log.debug("push channel unavailable at %s: %s", client.base_url, exc)
+                round_failed = True
+                if not isinstance(exc, HubRejected):
+                    # Down or failing, not merely refusing the upgrade (a carrier proxy does):
+                    # the next node is tried, and the back-off grows once all have failed.
+                    failures += 1
+                    following, round_failed = after_failure(
+                        self.hub_order, client.base_url, failures
+                    )
+                    self._use_hub(following, f"{client.base_url} unreachable: {exc}")
+                elif client.base_url != self.home and time.monotonic() >= next_home_check:
+                    # Polling another node: go back home as soon as home answers.
+                    next_home_check = time.monotonic() + config.home_probe_s
+                    if await client.answers(self.home):
+                        self._use_hub(self.home, "the enrolled hub answers again")
                 if time.monotonic() >= next_poll:
                     # Push is down: fall back to polling, with the ETag so it costs little.
                     await self.refresh_manifest()
                     next_poll = time.monotonic() + config.poll_interval_s
                 # Full jitter, so a thousand devices do not come back in the same second.
                 await asyncio.sleep(random.uniform(0, backoff))
-                backoff = min(backoff * 2, config.reconnect_max_s)
+                if round_failed:
+                    backoff = min(backoff * 2, config.reconnect_max_s)
                 continue
+            failures = 0
             backoff = config.reconnect_min_s
             self.connected.set()
             agent.report_wake.set()
             agent.changed()
+            # Served by another node: ask now and then whether home is back.
+            homeward = (
+                None
+                if client.base_url == self.home
+                else asyncio.create_task(self._return_home(ws), name="return-home")
+            )
             # The hub signs a manifest_ready the moment the socket opens: its issue time is
             # at most one connect round trip old, so it sets the clock. Later frames may
             # have waited in buffers for any time: they do not.
@@ -108,11 +145,83 @@ class HubSync(AgentPart):
             except (aiohttp.ClientError, OSError) as exc:
                 log.info("push channel lost: %s", exc)
             finally:
+                if homeward is not None:
+                    homeward.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await homeward
                 self.connected.clear()
                 agent.changed()
                 with contextlib.suppress(Exception):
                     await ws.close()
             await asyncio.sleep(random.uniform(0, config.reconnect_min_s))
+
+    async def _return_home(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """While another node serves this device, ask the enrolled hub every `home_probe_s`
+        (jittered, so a fleet does not return in one second) whether it answers; when it
+        does, end this node's socket: the push loop then connects home."""
+        config = self.agent.config
+        while True:
+            await asyncio.sleep(random.uniform(0.5, 1.0) * config.home_probe_s)
+            if await self.agent.client.answers(self.home):
+                self._use_hub(self.home, "the enrolled hub answers again")
+                with contextlib.suppress(Exception):
+                    await ws.close()
+                return
+
+    # ------------------------------------------------------------------ hub nodes
+
+    @property
+    def home(self) -> str:
+        """The hub this device was enrolled with: preferred whenever it answers."""
+        return self.hub_order[0]
+
+    def _use_hub(self, url: str, why: str) -> None:
+        client = self.agent.client
+        if url == client.base_url:
+            return
+        log.warning("switching hub from %s to %s: %s", client.base_url, url, why)
+        client.switch_to(url)
+        self.agent.changed()
+
+    def _hold_hub_list(self, listed: list[str]) -> None:
+        identity = self.agent.identity
+        self.listed_hubs = list(listed)
+        self.hub_order = failover_order(identity.hub_url, listed, identity.device_id)
+
+    async def restore_hub_list(self) -> None:
+        """The nodes known before this start: those of the manifest in force, else those of
+        the last verified manifest that named any, kept in the settings as the signed
+        envelope and verified again now (nothing unsigned chooses where the agent connects)."""
+        agent = self.agent
+        kept = await self.store.get_setting(HUB_LIST_SETTING)
+        if kept is not None:
+            try:
+                signed = agent.keys.open(kept, Manifest)
+            except SignatureError as exc:
+                # Also what a key rotation does to an old copy: the next manifest replaces it.
+                log.warning("the kept list of hub nodes is not used: %s", exc)
+            else:
+                if signed.device_id == agent.identity.device_id:
+                    self._kept_hubs = signed.hub_urls
+        manifest = agent.manifest
+        self._hold_hub_list(
+            manifest.hub_urls if manifest is not None and manifest.hub_urls else self._kept_hubs
+        )
+
+    async def _keep_hub_list(self, manifest: Manifest, envelope: bytes) -> None:
+        """Hold the nodes a newly verified manifest names, and keep them across restarts. A
+        manifest naming none (from a hub of one node, or older) leaves the known ones."""
+        if not manifest.hub_urls:
+            return
+        self._hold_hub_list(manifest.hub_urls)
+        if manifest.hub_urls == self._kept_hubs:
+            return
+        try:
+            await self.store.set_setting(HUB_LIST_SETTING, bytes(envelope).decode("utf-8"))
+        except (sqlite3.Error, OSError) as exc:
+            self.agent.write_failed("the list of hub nodes", exc)
+            return
+        self._kept_hubs = manifest.hub_urls
 
     def refuse(self, what: str, reason: str) -> None:
         counters = self.agent.counters
@@ -334,6 +443,7 @@ class HubSync(AgentPart):
             return False
         loudness_before = agent.programme.volume()
         self.adopt(manifest)
+        await self._keep_hub_list(manifest, envelope)
         if agent.programme.volume() != loudness_before:
             await agent.programme.volume_changed()
         for bulletin_id in manifest.cancelled:

@@ -42,6 +42,7 @@ from .db import Database
 from .errors import ApiError, error_middleware
 from .keys import load_keyring
 from .manifests import ManifestCache, refresher_context
+from .nodes import nodes_context
 from .proxy import forwarded_middleware
 from .push import Connections
 from .routing import JSON_BODY_MAX_BYTES, Ctx, RouteTable, openapi_document
@@ -159,6 +160,8 @@ def create_app(
     if with_console:
         pages.install(app)
     app.cleanup_ctx.append(_database)
+    # Registered before serving: the first manifest signed here already lists this node.
+    app.cleanup_ctx.append(nodes_context)
     app.cleanup_ctx.append(_push)
     app.cleanup_ctx.append(refresher_context)
     app.on_shutdown.append(_close_sockets)

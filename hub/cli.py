@@ -67,8 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--public-url",
-        help="the hub's address for devices (e.g. https://loa.example.gov.vn), shown in "
-        "enrollment commands; default: the address the browser used",
+        help="this node's address for devices (e.g. https://loa1.example.gov.vn), shown in "
+        "enrollment commands and, when several nodes share the database, listed in every "
+        "manifest for devices to fail over to; default: the address the browser used (and "
+        "devices do not fail over to this node)",
     )
 
     user = sub.add_parser("user", help="manage operator accounts")

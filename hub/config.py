@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from loa_contract import HubUrl
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MiB = 1024 * 1024
@@ -52,7 +54,9 @@ class HubConfig(BaseModel):
     scrypt_n: int = Field(default=2**14, ge=2)
     #: The address technicians give `edge-agent enroll` (behind a TLS reverse proxy the
     #: request's own origin is the internal one); None: the console request's origin.
-    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    #: It is also this node's address in `Manifest.hub_urls` when several nodes share the
+    #: database (hub/nodes.py); a node without one serves, but devices do not fail over to it.
+    public_url: HubUrl | None = None
     #: Units that are the province's newspaper and broadcaster (Báo và Phát thanh, truyền
     #: hình): their monthly quota in reports is ≥ 4 bulletins of 2–5 minutes.
     newspaper_units: frozenset[str] = NEWSPAPER_UNITS
@@ -63,6 +67,10 @@ class HubConfig(BaseModel):
     health_retention: timedelta = timedelta(days=30)
     #: Emergencies cancelled this recently are listed in `Manifest.cancelled`.
     cancelled_memory: timedelta = timedelta(days=1)
+    #: How often a node says it is alive in the shared database, and how long after it was
+    #: last heard from it is taken for gone (dropped from the hub_urls devices are given).
+    node_heartbeat: timedelta = timedelta(seconds=30)
+    node_fresh: timedelta = timedelta(minutes=3)
 
     @field_validator("trusted_proxies")
     @classmethod

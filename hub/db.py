@@ -295,6 +295,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE devices ADD COLUMN last_refused_reason TEXT;
     ALTER TABLE devices ADD COLUMN last_refused_detail TEXT;
     """,
+    # Hub nodes sharing this database (hub/nodes.py): each node's public URL and when it was
+    # last alive; `announced` marks the set devices' manifests list (hub_urls), so a change
+    # of nodes re-issues the manifests once.
+    """
+    CREATE TABLE hub_nodes (
+        url TEXT PRIMARY KEY,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        announced INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 

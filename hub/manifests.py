@@ -27,6 +27,7 @@ from loa_contract import (
 from .appkeys import CONFIG, CONNECTIONS, DB, KEYRING, MANIFEST_CACHE
 from .auth import DeviceAuth
 from .db import Database, from_iso, iso
+from .nodes import hub_urls
 from .store.sql import Row, Tx
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,7 @@ async def signed_manifest(app: web.Application, device: DeviceAuth, version: int
         cancelled=await cancelled_for_device(
             db, device.id, device.commune, now - config.cancelled_memory
         ),
+        hub_urls=await hub_urls(db),
     )
     body = app[KEYRING].signer.sign(manifest).model_dump_json().encode("utf-8")
     cache.put(device.id, version, body)

@@ -120,6 +120,14 @@ def _check_civil(value: datetime) -> datetime:
     return value
 
 
+#: A hub node's address as devices use it: http or https, a host (and port), perhaps a path
+#: (a node behind a proxy's prefix); no query, fragment or credentials, for the agent appends
+#: the API's paths to it. Bounded: it is signed into every manifest.
+HUB_URL_PATTERN = r"^https?://[^\s/?#@]+(/[^\s?#]*)?$"
+HubUrl = Annotated[str, StringConstraints(max_length=256, pattern=HUB_URL_PATTERN)]
+#: The most hub nodes one manifest names (a hub lists no more, or its manifests are refused).
+MAX_HUB_URLS = 32
+
 HHMM = Annotated[str, AfterValidator(_check_hhmm)]
 #: An aware time people or the hub set (validity, expiry), within CIVIL_YEARS.
 CivilDatetime = Annotated[AwareDatetime, AfterValidator(_check_civil)]
@@ -247,6 +255,9 @@ class Manifest(WireModel):
     bulletins: list[ManifestBulletin]
     #: Emergencies the hub has cancelled that the device may still hold from a push.
     cancelled: list[str] = Field(default_factory=list)
+    #: Every hub node this device may use (each node's public URL, sorted): when its own hub
+    #: does not answer, the device tries these. Empty from a hub that names no nodes.
+    hub_urls: list[HubUrl] = Field(default_factory=list, max_length=MAX_HUB_URLS)
 
 
 # ---------------------------------------------------------------- signed envelopes
@@ -522,7 +533,9 @@ def utcnow() -> datetime:
 __all__ = [
     "CONTRACT_VERSION",
     "HHMM",
+    "HUB_URL_PATTERN",
     "KINDS_FOR_DEVICE",
+    "MAX_HUB_URLS",
     "VN_TZ",
     "BroadcastWindow",
     "BulletinKind",
@@ -537,6 +550,7 @@ __all__ = [
     "EnrollResponse",
     "HealthSample",
     "HubKey",
+    "HubUrl",
     "Manifest",
     "ManifestBulletin",
     "ManifestReady",

@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 purpose="${1:-demo}"
 
 # What libvlc, speech, fonts and the browser tests need from Debian.
-debs=(vlc-bin vlc-plugin-base libvlc5 espeak-ng fonts-dejavu-core fonts-noto-core python3-venv)
+debs=(vlc-bin vlc-plugin-base libvlc5 espeak-ng fonts-dejavu-core fonts-noto-core fonts-noto-color-emoji poppler-utils python3-venv)
 if [ "$purpose" = test ]; then
-  debs+=(chromium sox shellcheck systemd nginx-light postgresql postgresql-client)
+  debs+=(chromium sox shellcheck systemd nginx-light postgresql postgresql-client ffmpeg)
 fi
 
 missing=()
@@ -42,9 +42,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "==> installing Python packages ($purpose)"
   .venv/bin/pip install -q --upgrade pip
   if [ "$purpose" = test ]; then
-    .venv/bin/pip install -q -e '.[agent,test]'
+    .venv/bin/pip install -q -e '.[hub,agent,test]'
   else
-    .venv/bin/pip install -q -e '.[agent]'
+    .venv/bin/pip install -q -e '.[hub,agent]'
   fi
   touch "$stamp"
 fi

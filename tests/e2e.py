@@ -69,13 +69,18 @@ class LiveHub:
         await site.start()
         if self.port == 0:
             self.port = self.runner.addresses[0][1]
+        await self.login()
+
+    async def login(self, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> None:
+        """Sign in (as the admin by default); also how a test talks to a hub node run as its
+        own process."""
         if self.session is None:
             self.session = aiohttp.ClientSession()
         self.token = None
         login = await self.call(
             "POST",
             "/api/v1/auth/login",
-            json={"username": ADMIN, "password": ADMIN_PASSWORD},
+            json={"username": username, "password": password},
             auth=False,
         )
         self.token = login["token"]

@@ -59,6 +59,7 @@ async def test_status_of_a_running_and_a_stopped_agent(
         text = capsys.readouterr().out
         assert "Đang phát: Tiêm phòng dại [thông thường]" in text
         assert f"Thiết bị: {agent.identity.device_id}" in text
+        assert f"({hub.url})" in text  # the hub node in use, the enrolled one
 
         code = await asyncio.to_thread(
             main, ["--lang", "en", "status", "--data", str(data), "--json"]

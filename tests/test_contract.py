@@ -25,6 +25,7 @@ from edge_agent.profile import load_profile
 from hub.testing import HubHarness, running_hub
 from loa_contract import (
     CONTRACT_VERSION,
+    MAX_HUB_URLS,
     CommandDocument,
     EnrollRequest,
     EnrollResponse,
@@ -42,6 +43,8 @@ GOLDEN = Path(__file__).parent / "golden"
 #: Messages the hub signs or sends, and what the agent reads them as.
 FROM_HUB: dict[str, type[BaseModel]] = {
     "manifest": Manifest,
+    # The same from a hub of several nodes: the hub URLs a device may fail over to.
+    "manifest_hub_urls": Manifest,
     "enroll_response": EnrollResponse,
     "report_ack": ReportAck,
     **{p.stem: CommandDocument for p in GOLDEN.glob("command_*.json")},
@@ -97,6 +100,31 @@ def test_a_newer_contract_major_version_is_refused(name: str) -> None:
     document = golden(name) | {"contract": CONTRACT_VERSION + 1}
     with pytest.raises(SignatureError, match="update it"):
         TrustedKeys([signer.hub_key()]).open(signed(signer, document), FROM_HUB[name])
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        ["ftp://hub.example.gov.vn"],
+        ["https://hub.example.gov.vn?next=evil"],
+        ["https://user:secret@hub.example.gov.vn"],
+        ["https://hub.example.gov.vn/" + "x" * 300],
+        [f"https://hub{i}.example.gov.vn" for i in range(MAX_HUB_URLS + 1)],
+    ],
+)
+def test_a_manifest_naming_bad_hub_urls_is_refused_whole(urls: list[str]) -> None:
+    """The agent connects to these and sends its secret there: only plain http(s) node
+    addresses, and not too many, even when signed."""
+    signer = HubSigner.generate()
+    document = golden("manifest_hub_urls") | {"hub_urls": urls}
+    with pytest.raises(SignatureError, match="hub_urls"):
+        TrustedKeys([signer.hub_key()]).open(signed(signer, document), Manifest)
+
+
+def test_a_manifest_from_a_hub_before_hub_urls_names_none() -> None:
+    assert Manifest.model_validate(golden("manifest")).hub_urls == []
+    listed = Manifest.model_validate(golden("manifest_hub_urls")).hub_urls
+    assert listed == sorted(listed) and len(listed) == 2
 
 
 @pytest.mark.parametrize("name", sorted(FROM_DEVICE))

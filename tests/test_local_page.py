@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -217,6 +218,8 @@ def _browse(url: str, shots: Path) -> dict[str, Any]:
             expect(page.locator("h1")).to_have_text("Trạng thái thiết bị")
             expect(page.locator("#now-title")).not_to_be_empty()
             expect(page.locator("#clock-badge")).to_have_text("Tin cậy")
+            # The hub node in use: the enrolled one, so no standby note.
+            expect(page.locator("#hub")).to_have_text(re.compile(r"^http://127\.0\.0\.1:\d+$"))
             # Read-only: no controls without a login, and the API refuses them.
             expect(page.locator("#stop-button")).to_have_count(0)
             seen["refused"] = page.evaluate(

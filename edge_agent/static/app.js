@@ -76,6 +76,7 @@
 
   function render(s) {
     badge("online", s.hub_connected ? tr("page_online") : tr("page_offline"), s.hub_connected ? "ok" : "bad");
+    setText("hub", s.hub_url === s.hub_home ? s.hub_url : tr("page_hub_standby", { url: s.hub_url, home: s.hub_home }));
     setText("last-sync", s.last_sync_at ? clockTime(s.last_sync_at) : tr("page_never"));
     setText("manifest", s.manifest_version === null ? "—" : String(s.manifest_version));
     setText("outbox", String((s.outbox.plays || 0) + (s.outbox.health || 0)));

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from loa_contract import KINDS_FOR_DEVICE, BulletinKind, DeviceKind
 
-from .sql import Tx, chunks, marks
+from .sql import Reader, Tx, chunks, marks
 
 
 def reaches_device(bulletin: str, *, target_all: str, device: str, commune: str) -> str:
@@ -87,3 +87,22 @@ async def bump_reached(tx: Tx, bulletin_id: str, kind: BulletinKind) -> dict[str
         {"bulletin": bulletin_id},
     )
     return {r[0]: r[1] for r in rows}
+
+
+async def bump_every_version(tx: Tx) -> dict[str, int]:
+    """Raise every device's manifest version by one; returns the new versions."""
+    rows = await tx.fetchall(
+        "UPDATE devices SET manifest_version = manifest_version + 1 RETURNING id, manifest_version"
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+async def versions_of(db: Reader, device_ids: Iterable[str]) -> dict[str, int]:
+    """The current manifest version of each of `device_ids` (those that exist)."""
+    versions: dict[str, int] = {}
+    for chunk in chunks(sorted(set(device_ids))):
+        rows = await db.fetchall(
+            f"SELECT id, manifest_version FROM devices WHERE id IN ({marks(len(chunk))})", chunk
+        )
+        versions.update({r[0]: r[1] for r in rows})
+    return versions
