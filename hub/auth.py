@@ -15,11 +15,11 @@ from enum import StrEnum
 
 from aiohttp import web
 
-from loa_contract import DeviceKind, utcnow
+from loa_contract import DeviceKind
 
 from .appkeys import CLOCK, CONFIG, DB
 from .config import HubConfig
-from .db import Database, from_iso, iso
+from .db import Database, iso
 from .errors import ApiError, field_error
 from .security import (
     hash_password,
@@ -28,7 +28,7 @@ from .security import (
     sha256_hex,
     verify_password,
 )
-from .store import accounts, communes
+from .store import accounts, communes, devices
 from .store import audit as audit_log
 from .store.accounts import Account
 from .store.sql import Reader
@@ -279,24 +279,23 @@ async def authenticate_device(request: web.Request) -> DeviceAuth:
     if scheme != "Device" or not sep or not device_id or not secret:
         raise ApiError(401, "unauthorized", "send Authorization: Device <device_id>:<secret>")
     db = request.app[DB]
-    row = await db.fetchone("SELECT * FROM devices WHERE id = ?", (device_id,))
+    found = await devices.credentials(db, device_id)
     # Compare even for an unknown id so timing does not reveal which ids exist.
-    if not secret_matches(secret, row["secret_hash"] if row else sha256_hex("")) or row is None:
+    stored = found.secret_hash if found is not None else sha256_hex("")
+    if not secret_matches(secret, stored) or found is None:
         raise ApiError(401, "unauthorized", "unknown device or wrong secret")
-    now = utcnow()
-    last_seen = from_iso(row["last_seen"]) if row["last_seen"] else None
-    if last_seen is None or now - last_seen >= _DEVICE_TOUCH_EVERY:
-        await db.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (iso(now), device_id))
+    now = request.app[CLOCK]()
+    if found.last_seen is None or now - found.last_seen >= _DEVICE_TOUCH_EVERY:
+        async with db.transaction() as tx:
+            await devices.touch_seen(tx, device_id, now)
     return DeviceAuth(
-        id=row["id"],
-        commune=row["commune"],
-        kind=DeviceKind(row["kind"]),
-        profile=row["profile"],
-        manifest_version=row["manifest_version"],
-        manifest_signed_version=row["manifest_signed_version"],
-        manifest_signed_at=(
-            from_iso(row["manifest_signed_at"]) if row["manifest_signed_at"] else None
-        ),
+        id=found.id,
+        commune=found.commune,
+        kind=found.kind,
+        profile=found.profile,
+        manifest_version=found.manifest_version,
+        manifest_signed_version=found.manifest_signed_version,
+        manifest_signed_at=found.manifest_signed_at,
     )
 
 

@@ -11,10 +11,10 @@ from loa_contract import CommuneWindows
 from .auth import Permission, require
 from .db import iso
 from .errors import ApiError
-from .manifests import bump_versions, commune_device_ids
 from .routing import Ctx, RouteTable
-from .store import communes
+from .store import communes, devices
 from .store.communes import Commune
+from .store.manifests import bump_versions
 
 routes = RouteTable("communes")
 
@@ -133,7 +133,7 @@ async def update_commune(ctx: Ctx) -> CommuneOut:
             volume=body.volume if body.volume is not None else current.volume,
             at=ctx.now,
         )
-        versions = await bump_versions(tx, await commune_device_ids(tx, code))
+        versions = await bump_versions(tx, await devices.ids_in_commune(tx, code))
         await ctx.audit(
             tx,
             "commune.update",

@@ -7,12 +7,11 @@ they receive that could make a loudspeaker sound is signed (manifest and WebSock
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -36,14 +35,9 @@ from loa_contract import (
 
 from .appkeys import ENROLL_LIMITER
 from .auth import Permission
-from .db import ISO_FROM_PARTS, Database, from_iso, iso, utc_parts
+from .db import Database, iso
 from .errors import ApiError
-from .manifests import (
-    TARGETS_DEVICE,
-    current_version,
-    kinds_sql,
-    signed_manifest,
-)
+from .manifests import current_version, signed_manifest
 from .media import file_response
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, cut, decode_cursor
 from .play_evidence import (
@@ -57,7 +51,8 @@ from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_device_secret, sha256_hex
 from .store import audit as audit_log
-from .store import reports
+from .store import devices, manifests, media, reports
+from .store.devices import EnrollmentSlot
 from .store.reports import Play
 
 log = logging.getLogger(__name__)
@@ -65,17 +60,6 @@ log = logging.getLogger(__name__)
 routes = RouteTable("device")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-#: The enum member of a stored value, by a dict lookup: calling the enum is several times dearer.
-_KIND = {k.value: k for k in BulletinKind}
-_PRIORITY = {p.value: p for p in Priority}
-#: Count refusals newly stored for device ?1 (?2 of them) and name the newest on the device.
-_COUNT_REFUSED = (
-    "UPDATE devices SET refused_reports_total = refused_reports_total + ?2,"
-    " (last_refused_at, last_refused_reason, last_refused_detail) = ("
-    "  SELECT received_at, reason, detail FROM refused_reports"
-    "  WHERE device_id = ?1 ORDER BY id DESC LIMIT 1)"
-    " WHERE id = ?1"
-)
 _SIGNED = {"application/json": {"schema": SignedEnvelope}}
 
 
@@ -102,32 +86,24 @@ async def enroll(ctx: Ctx) -> EnrollResponse:
             f"too many wrong enrollment codes from this address; try again in {wait:.0f} s",
             headers={"Retry-After": str(int(wait + 0.999))},
         )
-    async with ctx.db.transaction() as conn:
-        cur = await conn.fetchone(
-            "SELECT * FROM devices WHERE enrollment_code_hash = ?", (code_hash(body.code),)
-        )
-        row = cur
-        refusal = _enrollment_refusal(row, now)
-        if row is not None and refusal is None:
-            await conn.execute(
-                "UPDATE devices SET enrollment_used_at = ?, secret_hash = ?, enrolled_at = ?,"
-                " agent_version = ?, hostname = ?, last_seen = ? WHERE id = ?",
-                (
-                    iso(now),
-                    sha256_hex(secret),
-                    iso(now),
-                    body.agent_version,
-                    body.hostname,
-                    iso(now),
-                    row["id"],
-                ),
+    async with ctx.db.transaction() as tx:
+        slot = await devices.slot_for_code(tx, code_hash(body.code))
+        refusal = _enrollment_refusal(slot, now)
+        if slot is not None and refusal is None:
+            await devices.mark_enrolled(
+                tx,
+                slot.id,
+                secret_hash=sha256_hex(secret),
+                at=now,
+                agent_version=body.agent_version,
+                hostname=body.hostname,
             )
             await audit_log.append(
-                conn,
-                f"device:{row['id']}",
+                tx,
+                f"device:{slot.id}",
                 ctx.address,
                 "device.enroll",
-                row["id"],
+                slot.id,
                 f"agent {body.agent_version} host {body.hostname}",
                 at=now,
             )
@@ -135,34 +111,34 @@ async def enroll(ctx: Ctx) -> EnrollResponse:
         # Unknown, used and expired codes get one answer, so guessing learns nothing; the
         # audit log keeps the real reason for the operator.
         limiter.failed(address, now)
-        async with ctx.db.transaction() as conn:
+        async with ctx.db.transaction() as tx:
             await audit_log.append(
-                conn, "anonymous", ctx.address, "device.enroll_failed", None, refusal, at=now
+                tx, "anonymous", ctx.address, "device.enroll_failed", None, refusal, at=now
             )
         raise ApiError(
             403,
             "invalid_code",
             "unknown, used or expired enrollment code; ask the hub operator for a new one",
         )
-    assert row is not None
+    assert slot is not None
     return EnrollResponse(
-        device_id=row["id"],
+        device_id=slot.id,
         device_secret=secret,
-        device_kind=row["kind"],
-        commune=row["commune"],
-        profile=row["profile"],
+        device_kind=slot.kind,
+        commune=slot.commune,
+        profile=slot.profile,
         hub_keys=ctx.keyring.hub_keys(),
     )
 
 
-def _enrollment_refusal(row: sqlite3.Row | None, now: datetime) -> str | None:
+def _enrollment_refusal(slot: EnrollmentSlot | None, now: datetime) -> str | None:
     """Why this code cannot enroll a device (for the audit log), or None if it can."""
-    if row is None:
+    if slot is None:
         return "unknown code"
-    if row["enrollment_used_at"] is not None:
-        return f"code of device {row['id']} already used"
-    if from_iso(row["enrollment_expires_at"]) <= now:
-        return f"code of device {row['id']} expired"
+    if slot.used_at is not None:
+        return f"code of device {slot.id} already used"
+    if slot.expires_at <= now:
+        return f"code of device {slot.id} expired"
     return None
 
 
@@ -210,16 +186,11 @@ async def device_media(ctx: Ctx) -> web.StreamResponse:
     device = ctx.device
     if not _SHA256.match(sha):
         raise ApiError(404, "not_found", "no such media for this device")
-    row = await ctx.db.fetchone(
-        "SELECT m.mime FROM media m WHERE m.sha256 = :sha AND EXISTS ("
-        " SELECT 1 FROM bulletins b WHERE b.media_sha256 = m.sha256 AND b.state = 'published'"
-        f" AND b.kind IN ({kinds_sql(device.kind)}) AND {TARGETS_DEVICE})",
-        {"sha": sha, "device": device.id, "commune": device.commune},
-    )
+    mime = await media.device_media_mime(ctx.db, sha, device.id, device.commune, device.kind)
     # The same 404 for "missing" and "not yours": a device learns nothing about others' media.
-    if row is None:
+    if mime is None:
         raise ApiError(404, "not_found", "no such media for this device")
-    return file_response(ctx.config.media_dir, sha, row["mime"])
+    return file_response(ctx.config.media_dir, sha, mime)
 
 
 @routes.get(
@@ -254,9 +225,9 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
         )
     try:
         # Registered first, then read: a publish in between is pushed, never missed.
-        row = await db.fetchone("SELECT manifest_version FROM devices WHERE id = ?", (device.id,))
-        version = row["manifest_version"] if row else device.manifest_version
-        now = utcnow()
+        versions = await manifests.versions_of(db, [device.id])
+        version = versions.get(device.id, device.manifest_version)
+        now = ctx.now
         connections.write(
             conn,
             connections.sign(
@@ -275,10 +246,13 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
         connections.unregister(conn)
         # aiohttp cancels a WebSocket handler when the peer vanishes; the shield lets this
         # last write finish (and its transaction close) even then.
-        await asyncio.shield(
-            db.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (iso(utcnow()), device.id))
-        )
+        await asyncio.shield(_seen(db, device.id, ctx.now))
     return ws
+
+
+async def _seen(db: Database, device_id: str, now: datetime) -> None:
+    async with db.transaction() as tx:
+        await devices.touch_seen(tx, device_id, now)
 
 
 @routes.post(
@@ -295,11 +269,9 @@ async def device_reports(ctx: Ctx) -> ReportAck:
     device = ctx.device
     device_id = device.id
     stream = batch.stream
-    now = utcnow()
-    received = iso(now)
+    now = ctx.now
     proofs: list[ProofOfPlay] = []
-    healths: list[tuple[Any, ...]] = []
-    latest: HealthSample | None = None
+    healths: list[tuple[HealthSample, str]] = []
     unstorable: list[dict[str, str]] = []
     for i, r in enumerate(batch.reports):
         if r.seq > SQLITE_MAX_INTEGER:
@@ -315,15 +287,12 @@ async def device_reports(ctx: Ctx) -> ReportAck:
             except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
                 unstorable.append({"field": f"reports[{i}].at", "message": "out of range"})
                 continue
-            healths.append((device_id, stream, r.seq, at, r.model_dump_json(), received))
-            if latest is None or r.at > latest.at:
-                latest = r
+            healths.append((r, at))
     if unstorable:
         raise ApiError(422, "validation_error", unstorable)
-    newest = (latest.model_dump_json(), iso(latest.at)) if latest is not None else None
 
-    plays: list[tuple[Any, ...]] = []
-    refused: list[tuple[Any, ...]] = []
+    credible: list[ProofOfPlay] = []
+    refused: list[tuple[ProofOfPlay, str, str]] = []
     if proofs:
         # Judged here on the event loop, not inside the write: Python on the writer's thread
         # contends for the GIL with the loop and stretched each batch's write several times.
@@ -333,90 +302,13 @@ async def device_reports(ctx: Ctx) -> ReportAck:
         for p in proofs:
             why = refusal(p, sent.get(p.bulletin_id), bounds)
             if why is None:
-                plays.append(
-                    (
-                        device_id,
-                        stream,
-                        p.seq,
-                        p.bulletin_id,
-                        # The plain strings: sqlite3 binds an enum member through its slow
-                        # adaptation path, several times dearer than this lookup.
-                        p.priority.value,
-                        p.kind.value,
-                        *utc_parts(p.started_at),
-                        *utc_parts(p.ended_at),
-                        p.outcome.value,
-                        p.position_s,
-                        received,
-                    )
-                )
+                credible.append(p)
             else:
-                refused.append(
-                    (
-                        device_id,
-                        stream,
-                        p.seq,
-                        p.bulletin_id,
-                        why.reason,
-                        why.detail,
-                        p.model_dump_json(),
-                        received,
-                    )
-                )
-
-    play_seqs = json.dumps([row[2] for row in plays])
-
-    def store(conn: sqlite3.Connection) -> int:
-        # One function on the writer's thread: the whole batch is one hop, not one per
-        # statement; little but SQL runs there. One verdict per (device, stream, seq): a retry
-        # is judged again, but whichever table holds the first answer keeps it. (One query
-        # for the batch, not a NOT EXISTS per row: that made each stored play twice as dear.)
-        accepted = plays
-        if plays:
-            earlier = conn.execute(
-                "SELECT seq FROM refused_reports WHERE device_id = ? AND stream = ?"
-                " AND seq IN (SELECT value FROM json_each(?))",
-                (device_id, stream, play_seqs),
-            ).fetchall()
-            if earlier:
-                refused_before = {r[0] for r in earlier}
-                accepted = [row for row in plays if row[2] not in refused_before]
-        conn.executemany(
-            "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
-            " started_at, ended_at, outcome, position_s, received_at)"
-            f" VALUES (?, ?, ?, ?, ?, ?, {ISO_FROM_PARTS}, {ISO_FROM_PARTS}, ?, ?, ?)",
-            accepted,
-        )
-        newly_refused = 0
-        if refused:
-            newly_refused = conn.executemany(
-                "INSERT OR IGNORE INTO refused_reports (device_id, stream, seq, bulletin_id,"
-                " reason, detail, report_json, received_at)"
-                " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS (SELECT 1 FROM plays"
-                " WHERE device_id = ?1 AND stream = ?2 AND seq = ?3)",
-                refused,
-            ).rowcount
-        if newly_refused > 0:
-            conn.execute(
-                _COUNT_REFUSED,
-                (device_id, newly_refused),
-            )
-        conn.executemany(
-            "INSERT OR IGNORE INTO health (device_id, stream, seq, at, json, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            healths,
-        )
-        if newest is not None:
-            # A retried old batch must not overwrite a newer sample.
-            conn.execute(
-                "UPDATE devices SET last_health_json = ?, last_health_at = ?"
-                " WHERE id = ? AND (last_health_at IS NULL OR last_health_at < ?)",
-                (newest[0], newest[1], device_id, newest[1]),
-            )
-        conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (received, device_id))
-        return newly_refused
-
-    newly_refused = await ctx.db.write(store)
+                refused.append((p, why.reason, why.detail))
+    rows = reports.report_rows(
+        device_id, stream, now, credible=credible, refused=refused, healths=healths
+    )
+    newly_refused = await ctx.db.write(partial(reports.write_reports, rows=rows))
     if newly_refused:
         log.info("device %s: %d proof-of-play reports refused", device_id, newly_refused)
     return ReportAck(acked=sorted({r.seq for r in batch.reports}))
@@ -425,39 +317,24 @@ async def device_reports(ctx: Ctx) -> ReportAck:
 async def _evidence(
     db: Database, device_id: str, commune: str, kind: DeviceKind, ids: set[str]
 ) -> tuple[dict[str, SentBulletin], datetime | None]:
-    """What the named bulletins are to the device (those that exist, each marked whether it
-    was ever sent to it) and when it was enrolled: one read."""
-    rows = await db.fetchall(
-        "SELECT d.enrolled_at, b.id, b.kind, b.priority, b.display_seconds, b.text,"
-        # Stored times share iso()'s one shape, so they compare as text: the device could hold
-        # it from its publication or valid_from (the later) until valid_until or its
-        # cancellation (the earlier).
-        " max(b.valid_from, coalesce(b.published_at, b.valid_from)) AS held_from,"
-        " min(b.valid_until, coalesce(b.cancelled_at, b.valid_until)) AS held_until,"
-        f" b.state IN ('published', 'cancelled') AND b.kind IN ({kinds_sql(kind)})"
-        f" AND {TARGETS_DEVICE} AS sent"
-        # The device's row even when no bulletin matches: it carries the enrollment.
-        " FROM devices d LEFT JOIN bulletins b ON b.id IN (SELECT value FROM json_each(:ids))"
-        " WHERE d.id = :device",
-        {"ids": json.dumps(sorted(ids)), "device": device_id, "commune": commune},
-    )
-    enrolled = rows[0]["enrolled_at"] if rows else None
-    found: dict[str, SentBulletin] = {}
-    for r in rows:
-        if r["id"] is None:
-            continue
-        found[r["id"]] = sent_bulletin(
-            r["id"],
-            _KIND[r["kind"]],
-            _PRIORITY[r["priority"]],
-            sent_to_device=bool(r["sent"]),
-            held_from=from_iso(r["held_from"]),
-            held_until=from_iso(r["held_until"]),
+    """What the named bulletins are to the device (each with its bounds worked out once: a
+    batch checks many airings) and when it was enrolled."""
+    found, enrolled_at = await reports.evidence(db, device_id, commune, kind, ids)
+    sent = {
+        e.id: sent_bulletin(
+            e.id,
+            e.kind,
+            e.priority,
+            sent_to_device=e.sent,
+            held_from=e.held_from,
+            held_until=e.held_until,
             device_kind=kind,
-            words=len(r["text"].split()) if r["text"] else 0,
-            display_seconds=r["display_seconds"],
+            words=len(e.text.split()) if e.text else 0,
+            display_seconds=e.display_seconds,
         )
-    return found, from_iso(enrolled) if enrolled else None
+        for e in found.values()
+    }
+    return sent, enrolled_at
 
 
 async def recheck_stored_plays(
@@ -470,77 +347,59 @@ async def recheck_stored_plays(
     Each play is judged as of when it was received. The enrollment bound is left out: a device
     re-enrolled since (a new SD card) has a later enrollment than its older plays."""
     counts: dict[str, int] = {}
-    devices = await db.fetchall("SELECT id, commune, kind FROM devices ORDER BY id")
-    for device in devices:
-        rows = await db.fetchall(
-            "SELECT * FROM plays WHERE device_id = ? ORDER BY id", (device["id"],)
-        )
-        if not rows:
+    for device in sorted(await reports.devices_of(db, None), key=lambda d: d.id):
+        plays = await reports.plays_of_device(db, device.id)
+        if not plays:
             continue
-        kind = DeviceKind(device["kind"])
+        kind = DeviceKind(device.kind)
         sent, _ = await _evidence(
-            db, device["id"], device["commune"], kind, {r["bulletin_id"] for r in rows}
+            db, device.id, device.commune, kind, {p.bulletin_id for p in plays}
         )
         moved: list[tuple[int, tuple[Any, ...]]] = []
-        for r in rows:
-            out = PlayOut.from_row(r)
+        for stored in plays:
             play = ProofOfPlay(
-                seq=out.seq,
-                bulletin_id=out.bulletin_id,
-                priority=out.priority,
-                kind=out.kind,
-                started_at=out.started_at,
-                ended_at=out.ended_at,
-                outcome=out.outcome,
-                position_s=out.position_s,
+                seq=stored.seq,
+                bulletin_id=stored.bulletin_id,
+                priority=stored.priority,
+                kind=stored.kind,
+                started_at=stored.started_at,
+                ended_at=stored.ended_at,
+                outcome=stored.outcome,
+                position_s=stored.position_s,
             )
-            why = refusal(play, sent.get(play.bulletin_id), device_bounds(None, out.received_at))
+            bounds = device_bounds(None, stored.received_at)
+            why = refusal(play, sent.get(play.bulletin_id), bounds)
             if why is None:
                 continue
             counts[why.reason] = counts.get(why.reason, 0) + 1
             moved.append(
                 (
-                    r["id"],
+                    stored.id,
                     (
-                        device["id"],
-                        r["stream"],
+                        device.id,
+                        stored.stream,
                         play.seq,
                         play.bulletin_id,
                         why.reason,
                         f"rechecked after storing: {why.detail}",
                         play.model_dump_json(),
-                        r["received_at"],
+                        iso(stored.received_at),
                     ),
                 )
             )
         if apply and moved:
-            await _move_to_refused(db, device["id"], moved, clock())
+            async with db.transaction() as tx:
+                await reports.move_plays_to_refused(tx, device.id, moved)
+                await audit_log.append(
+                    tx,
+                    "cli",
+                    None,
+                    "plays.recheck",
+                    device.id,
+                    f"{len(moved)} stored plays moved to the refused reports",
+                    at=clock(),
+                )
     return counts
-
-
-async def _move_to_refused(
-    db: Database, device_id: str, moved: list[tuple[int, tuple[Any, ...]]], now: datetime
-) -> None:
-    async with db.transaction() as conn:
-        await conn.executemany(
-            "INSERT OR IGNORE INTO refused_reports (device_id, stream, seq, bulletin_id, reason,"
-            " detail, report_json, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [row for _, row in moved],
-        )
-        await conn.executemany("DELETE FROM plays WHERE id = ?", [(i,) for i, _ in moved])
-        await conn.execute(
-            _COUNT_REFUSED,
-            (device_id, len(moved)),
-        )
-        await audit_log.append(
-            conn,
-            "cli",
-            None,
-            "plays.recheck",
-            device_id,
-            f"{len(moved)} stored plays moved to the refused reports",
-            at=now,
-        )
 
 
 class PlaysQuery(BaseModel):
@@ -578,21 +437,6 @@ class PlayOut(BaseModel):
             outcome=play.outcome,
             position_s=play.position_s,
             received_at=play.received_at,
-        )
-
-    @classmethod
-    def from_row(cls, r: sqlite3.Row) -> PlayOut:
-        return cls(
-            device_id=r["device_id"],
-            seq=r["seq"],
-            bulletin_id=r["bulletin_id"],
-            priority=r["priority"],
-            kind=r["kind"],
-            started_at=r["started_at"],
-            ended_at=r["ended_at"],
-            outcome=r["outcome"],
-            position_s=r["position_s"],
-            received_at=r["received_at"],
         )
 
 

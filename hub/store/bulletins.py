@@ -12,18 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from loa_contract import (
-    BulletinKind,
-    ManifestBulletin,
-    MediaRef,
-    Priority,
-    Schedule,
-    Scope,
-)
+from loa_contract import BulletinKind, ManifestBulletin, Priority, Schedule, Scope
 
 from ..db import from_iso, iso
 from ..domain.lifecycle import BulletinState
-from .manifests import REACHES_D, device_kinds_for, reaches_commune
+from .manifests import (
+    CONTENT_COLUMNS,
+    CONTENT_FROM,
+    REACHES_D,
+    device_kinds_for,
+    manifest_bulletin,
+    reaches_commune,
+)
 from .sql import Reader, Row, Tx, after_key, chunks, key_params, marks
 
 
@@ -47,13 +47,10 @@ class Bulletin:
         return self.content.id
 
 
-_COLUMNS = (
-    "b.id, b.title, b.kind, b.priority, b.text, b.media_sha256, b.schedule_json,"
-    " b.display_seconds, b.category, b.source_level, b.target_all, b.state, b.unit,"
-    " b.review_comment, b.created_by, b.created_at, b.published_at, b.cancelled_at,"
-    " m.size AS media_size, m.mime AS media_mime"
+_SELECT = (
+    f"SELECT {CONTENT_COLUMNS}, b.target_all, b.state, b.unit, b.review_comment, b.created_by,"
+    f" b.created_at, b.published_at, b.cancelled_at FROM {CONTENT_FROM}"
 )
-_SELECT = f"SELECT {_COLUMNS} FROM bulletins b LEFT JOIN media m ON m.sha256 = b.media_sha256"
 
 
 def _time(text: str | None) -> datetime | None:
@@ -61,22 +58,8 @@ def _time(text: str | None) -> datetime | None:
 
 
 def _bulletin(row: Row) -> Bulletin:
-    media = None
-    if row["media_sha256"]:
-        media = MediaRef(sha256=row["media_sha256"], size=row["media_size"], mime=row["media_mime"])
     return Bulletin(
-        content=ManifestBulletin(
-            id=row["id"],
-            title=row["title"],
-            kind=BulletinKind(row["kind"]),
-            priority=Priority(row["priority"]),
-            text=row["text"],
-            media=media,
-            schedule=Schedule.model_validate_json(row["schedule_json"]),
-            display_seconds=row["display_seconds"],
-            category=row["category"],
-            source_level=row["source_level"],
-        ),
+        content=manifest_bulletin(row),
         state=BulletinState(row["state"]),
         unit=row["unit"],
         target_all=bool(row["target_all"]),
@@ -507,6 +490,14 @@ async def running_order(db: Reader, commune: str) -> list[str]:
         "SELECT bulletin_id FROM commune_order WHERE commune = ? ORDER BY position", (commune,)
     )
     return [r[0] for r in rows]
+
+
+async def running_positions(db: Reader, commune: str) -> dict[str, int]:
+    """The place of each priority bulletin the commune has placed (1: airs first)."""
+    rows = await db.fetchall(
+        "SELECT bulletin_id, position FROM commune_order WHERE commune = ?", (commune,)
+    )
+    return {r[0]: r[1] for r in rows}
 
 
 async def set_running_order(tx: Tx, commune: str, bulletin_ids: list[str]) -> None:

@@ -169,3 +169,97 @@ async def backdate_enrollment(tx: Tx, device_id: str, at: datetime) -> None:
     """Move a device's enrollment back to `at` (tests and simulations of airings made in the
     past)."""
     await tx.execute("UPDATE devices SET enrolled_at = ? WHERE id = ?", (iso(at), device_id))
+
+
+# ---------------------------------------------------------------- enrollment and identity
+
+
+@dataclass(frozen=True)
+class EnrollmentSlot:
+    """A slot as its one-time enrollment code finds it."""
+
+    id: str
+    commune: str
+    kind: DeviceKind
+    profile: str
+    #: When the code was used (None: not yet).
+    used_at: datetime | None
+    expires_at: datetime
+
+
+async def slot_for_code(db: Reader, code_hash: str) -> EnrollmentSlot | None:
+    """The slot whose current enrollment code hashes to `code_hash`."""
+    row = await db.fetchone(
+        "SELECT id, commune, kind, profile, enrollment_used_at, enrollment_expires_at"
+        " FROM devices WHERE enrollment_code_hash = ?",
+        (code_hash,),
+    )
+    if row is None:
+        return None
+    return EnrollmentSlot(
+        id=row["id"],
+        commune=row["commune"],
+        kind=DeviceKind(row["kind"]),
+        profile=row["profile"],
+        used_at=_time(row["enrollment_used_at"]),
+        expires_at=from_iso(row["enrollment_expires_at"]),
+    )
+
+
+async def mark_enrolled(
+    tx: Tx,
+    device_id: str,
+    *,
+    secret_hash: str,
+    at: datetime,
+    agent_version: str,
+    hostname: str | None,
+) -> None:
+    """The code is used: the device now holds the secret hashing to `secret_hash`."""
+    await tx.execute(
+        "UPDATE devices SET enrollment_used_at = ?, secret_hash = ?, enrolled_at = ?,"
+        " agent_version = ?, hostname = ?, last_seen = ? WHERE id = ?",
+        (iso(at), secret_hash, iso(at), agent_version, hostname, iso(at), device_id),
+    )
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What authenticating a device's request needs of it."""
+
+    id: str
+    commune: str
+    kind: DeviceKind
+    profile: str
+    #: None: not enrolled (or its secret revoked by a new enrollment code).
+    secret_hash: str | None
+    last_seen: datetime | None
+    manifest_version: int
+    manifest_signed_version: int | None
+    manifest_signed_at: datetime | None
+
+
+async def credentials(db: Reader, device_id: str) -> Credentials | None:
+    row = await db.fetchone(
+        "SELECT id, commune, kind, profile, secret_hash, last_seen, manifest_version,"
+        " manifest_signed_version, manifest_signed_at FROM devices WHERE id = ?",
+        (device_id,),
+    )
+    if row is None:
+        return None
+    return Credentials(
+        id=row["id"],
+        commune=row["commune"],
+        kind=DeviceKind(row["kind"]),
+        profile=row["profile"],
+        secret_hash=row["secret_hash"],
+        last_seen=_time(row["last_seen"]),
+        manifest_version=row["manifest_version"],
+        manifest_signed_version=row["manifest_signed_version"],
+        manifest_signed_at=_time(row["manifest_signed_at"]),
+    )
+
+
+async def touch_seen(tx: Tx, device_id: str, at: datetime) -> None:
+    """The device was heard from at `at`."""
+    await tx.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (iso(at), device_id))

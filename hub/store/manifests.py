@@ -11,10 +11,20 @@ the bulletin's kind is a separate condition (`device_kinds_for`, `bulletin_kinds
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
-from loa_contract import KINDS_FOR_DEVICE, BulletinKind, DeviceKind
+from loa_contract import (
+    KINDS_FOR_DEVICE,
+    BulletinKind,
+    DeviceKind,
+    ManifestBulletin,
+    MediaRef,
+    Priority,
+    Schedule,
+)
 
-from .sql import Reader, Tx, chunks, marks
+from ..db import iso
+from .sql import Reader, Row, Tx, chunks, marks
 
 
 def reaches_device(bulletin: str, *, target_all: str, device: str, commune: str) -> str:
@@ -51,6 +61,34 @@ REACHES_D = reaches_device(
     device="d.id",
     commune="d.commune",
 )
+
+
+#: The columns of a bulletin `b` and its media `m` that `manifest_bulletin` reads.
+CONTENT_COLUMNS = (
+    "b.id, b.title, b.kind, b.priority, b.text, b.media_sha256, b.schedule_json,"
+    " b.display_seconds, b.category, b.source_level, m.size AS media_size, m.mime AS media_mime"
+)
+#: Bulletins `b` with their media `m`.
+CONTENT_FROM = "bulletins b LEFT JOIN media m ON m.sha256 = b.media_sha256"
+
+
+def manifest_bulletin(row: Row) -> ManifestBulletin:
+    """A bulletin as a device must hold it, from CONTENT_COLUMNS."""
+    media = None
+    if row["media_sha256"]:
+        media = MediaRef(sha256=row["media_sha256"], size=row["media_size"], mime=row["media_mime"])
+    return ManifestBulletin(
+        id=row["id"],
+        title=row["title"],
+        kind=BulletinKind(row["kind"]),
+        priority=Priority(row["priority"]),
+        text=row["text"],
+        media=media,
+        schedule=Schedule.model_validate_json(row["schedule_json"]),
+        display_seconds=row["display_seconds"],
+        category=row["category"],
+        source_level=row["source_level"],
+    )
 
 
 def bulletin_kinds_for(kind: DeviceKind) -> str:
@@ -106,3 +144,54 @@ async def versions_of(db: Reader, device_ids: Iterable[str]) -> dict[str, int]:
         )
         versions.update({r[0]: r[1] for r in rows})
     return versions
+
+
+# ---------------------------------------------------------------- what a manifest holds
+
+
+async def published_for_device(
+    db: Reader, device_id: str, commune: str, kind: DeviceKind, now: datetime
+) -> list[ManifestBulletin]:
+    """The published bulletins in force at `now` that reach the device and that it can air,
+    by valid_from, then creation."""
+    rows = await db.fetchall(
+        f"SELECT {CONTENT_COLUMNS} FROM {CONTENT_FROM}"
+        " WHERE b.state = 'published' AND b.valid_until > :now"
+        f" AND b.kind IN ({bulletin_kinds_for(kind)}) AND {B_REACHES_DEVICE}"
+        " ORDER BY b.valid_from, b.created_at",
+        {"now": iso(now), "device": device_id, "commune": commune},
+    )
+    return [manifest_bulletin(r) for r in rows]
+
+
+async def cancelled_emergencies_for_device(
+    db: Reader, device_id: str, commune: str, since: datetime
+) -> list[str]:
+    """The emergencies that reached the device and were cancelled after `since`, oldest
+    cancellation first."""
+    rows = await db.fetchall(
+        "SELECT b.id FROM bulletins b WHERE b.state = 'cancelled' AND b.priority = 'emergency'"
+        f" AND b.cancelled_at > :since AND {B_REACHES_DEVICE} ORDER BY b.cancelled_at",
+        {"since": iso(since), "device": device_id, "commune": commune},
+    )
+    return [r[0] for r in rows]
+
+
+async def mark_signed(tx: Tx, device_id: str, version: int, at: datetime) -> None:
+    """Version `version` of the device's manifest was first signed at `at` (a later signing
+    of the same or an older version changes nothing)."""
+    await tx.execute(
+        "UPDATE devices SET manifest_signed_version = ?, manifest_signed_at = ?"
+        " WHERE id = ? AND (manifest_signed_version IS NULL OR manifest_signed_version < ?)",
+        (version, iso(at), device_id, version),
+    )
+
+
+async def signed_before(db: Reader, cutoff: datetime) -> list[str]:
+    """The devices whose current manifest version was first signed before `cutoff`."""
+    rows = await db.fetchall(
+        "SELECT id FROM devices WHERE manifest_signed_version = manifest_version"
+        " AND manifest_signed_at < ?",
+        (iso(cutoff),),
+    )
+    return [r[0] for r in rows]

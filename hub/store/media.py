@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from loa_contract import DeviceKind
+
 from ..db import iso
 from .bulletins import Viewer, seen_by
+from .manifests import B_REACHES_DEVICE, bulletin_kinds_for
 from .sql import Reader, Tx
 
 
@@ -74,5 +77,19 @@ async def readable_mime(db: Reader, sha256: str, viewer: Viewer) -> str | None:
         params = {"unit": viewer.unit, **params}
     mime: str | None = await db.fetchval(
         f"SELECT m.mime FROM media m WHERE m.sha256 = :sha AND {cond}", {"sha": sha256, **params}
+    )
+    return mime
+
+
+async def device_media_mime(
+    db: Reader, sha256: str, device_id: str, commune: str, kind: DeviceKind
+) -> str | None:
+    """The type of a file that is the media of a published bulletin reaching the device and of
+    a kind it airs; None otherwise (missing, or not the device's)."""
+    mime: str | None = await db.fetchval(
+        "SELECT m.mime FROM media m WHERE m.sha256 = :sha AND EXISTS ("
+        " SELECT 1 FROM bulletins b WHERE b.media_sha256 = m.sha256 AND b.state = 'published'"
+        f" AND b.kind IN ({bulletin_kinds_for(kind)}) AND {B_REACHES_DEVICE})",
+        {"sha": sha256, "device": device_id, "commune": commune},
     )
     return mime

@@ -6,14 +6,23 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from loa_contract import BulletinKind, PlayOutcome, Priority
+from loa_contract import (
+    BulletinKind,
+    DeviceKind,
+    HealthSample,
+    PlayOutcome,
+    Priority,
+    ProofOfPlay,
+)
 
-from ..db import from_iso, iso
-from .sql import Reader, Row, after_key, chunks, key_params, marks
+from ..db import ISO_FROM_PARTS, from_iso, iso, utc_parts
+from .manifests import B_REACHES_DEVICE, bulletin_kinds_for
+from .sql import Reader, Row, Tx, after_key, chunks, key_params, marks
 
 # ================================================================ rows the reports read
 
@@ -387,3 +396,223 @@ async def health_between(
         )
         for r in rows
     ]
+
+
+async def forget_health_received_before(tx: Tx, cutoff: datetime) -> None:
+    """Drop the health samples received before `cutoff` (kept for the hub's retention)."""
+    await tx.execute("DELETE FROM health WHERE received_at < ?", (iso(cutoff),))
+
+
+# ================================================================ proof of play and health, stored
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the hub holds of a bulletin a device reports airing (hub/play_evidence.py judges
+    the airing against it)."""
+
+    id: str
+    kind: BulletinKind
+    priority: Priority
+    display_seconds: float
+    text: str | None
+    #: When the device could first hold it: its publication or valid_from, the later.
+    held_from: datetime
+    #: When it stopped being valid: valid_until or its cancellation, the earlier.
+    held_until: datetime
+    #: Sent to the device: published or cancelled since, reaching it, of a kind it airs.
+    sent: bool
+
+
+#: The enum member of a stored value, by a dict lookup: calling the enum is several times dearer.
+_KIND = {k.value: k for k in BulletinKind}
+_PRIORITY = {p.value: p for p in Priority}
+
+
+async def evidence(
+    db: Reader, device_id: str, commune: str, kind: DeviceKind, ids: set[str]
+) -> tuple[dict[str, Evidence], datetime | None]:
+    """What the named bulletins are to the device (those that exist, each marked whether it
+    was ever sent to it) and when it was enrolled: one read."""
+    rows = await db.fetchall(
+        "SELECT d.enrolled_at, b.id, b.kind, b.priority, b.display_seconds, b.text,"
+        # Stored times share iso()'s one shape, so they compare as text: the device could hold
+        # it from its publication or valid_from (the later) until valid_until or its
+        # cancellation (the earlier).
+        " max(b.valid_from, coalesce(b.published_at, b.valid_from)) AS held_from,"
+        " min(b.valid_until, coalesce(b.cancelled_at, b.valid_until)) AS held_until,"
+        f" b.state IN ('published', 'cancelled') AND b.kind IN ({bulletin_kinds_for(kind)})"
+        f" AND {B_REACHES_DEVICE} AS sent"
+        # The device's row even when no bulletin matches: it carries the enrollment.
+        " FROM devices d LEFT JOIN bulletins b ON b.id IN (SELECT value FROM json_each(:ids))"
+        " WHERE d.id = :device",
+        {"ids": json.dumps(sorted(ids)), "device": device_id, "commune": commune},
+    )
+    enrolled = rows[0]["enrolled_at"] if rows else None
+    found: dict[str, Evidence] = {}
+    for r in rows:
+        if r["id"] is None:
+            continue
+        found[r["id"]] = Evidence(
+            id=r["id"],
+            kind=_KIND[r["kind"]],
+            priority=_PRIORITY[r["priority"]],
+            display_seconds=r["display_seconds"],
+            text=r["text"],
+            held_from=from_iso(r["held_from"]),
+            held_until=from_iso(r["held_until"]),
+            sent=bool(r["sent"]),
+        )
+    return found, from_iso(enrolled) if enrolled else None
+
+
+@dataclass(frozen=True)
+class ReportRows:
+    """One batch of reports as `write_reports` stores it, the rows built on the event loop
+    (Python on the writer's thread contends for the GIL with the loop)."""
+
+    device_id: str
+    stream: str
+    #: When the hub received it, as stored.
+    received: str
+    #: Credible airings: (device_id, stream, seq, bulletin_id, priority, kind, started_at and
+    #: ended_at as `utc_parts`, outcome, position_s, received_at).
+    plays: list[tuple[Any, ...]]
+    #: Refused airings: (device_id, stream, seq, bulletin_id, reason, detail, report_json,
+    #: received_at).
+    refused: list[tuple[Any, ...]]
+    #: (device_id, stream, seq, at, json, received_at).
+    healths: list[tuple[Any, ...]]
+    #: The batch's newest health sample: (json, at).
+    newest_health: tuple[str, str] | None
+
+
+def report_rows(
+    device_id: str,
+    stream: str,
+    received: datetime,
+    *,
+    credible: list[ProofOfPlay],
+    refused: list[tuple[ProofOfPlay, str, str]],
+    healths: list[tuple[HealthSample, str]],
+) -> ReportRows:
+    """A batch's rows: `credible` airings, `refused` ones with their reason and detail, and
+    health samples each with its `at` as stored (iso)."""
+    at = iso(received)
+    newest: tuple[HealthSample, str] | None = None
+    for sample in healths:
+        if newest is None or sample[0].at > newest[0].at:
+            newest = sample
+    return ReportRows(
+        device_id=device_id,
+        stream=stream,
+        received=at,
+        plays=[
+            (
+                device_id,
+                stream,
+                p.seq,
+                p.bulletin_id,
+                # The plain strings: sqlite3 binds an enum member through its slow adaptation
+                # path, several times dearer than this lookup.
+                p.priority.value,
+                p.kind.value,
+                *utc_parts(p.started_at),
+                *utc_parts(p.ended_at),
+                p.outcome.value,
+                p.position_s,
+                at,
+            )
+            for p in credible
+        ],
+        refused=[
+            (device_id, stream, p.seq, p.bulletin_id, reason, detail, p.model_dump_json(), at)
+            for p, reason, detail in refused
+        ],
+        healths=[(device_id, stream, h.seq, h_at, h.model_dump_json(), at) for h, h_at in healths],
+        newest_health=(newest[0].model_dump_json(), newest[1]) if newest is not None else None,
+    )
+
+
+#: Count `:count` refusals newly stored for `:device` and name the newest on the device.
+_COUNT_REFUSED = (
+    "UPDATE devices SET refused_reports_total = refused_reports_total + :count,"
+    " (last_refused_at, last_refused_reason, last_refused_detail) = ("
+    "  SELECT received_at, reason, detail FROM refused_reports"
+    "  WHERE device_id = :device ORDER BY id DESC LIMIT 1)"
+    " WHERE id = :device"
+)
+
+
+def write_reports(conn: sqlite3.Connection, rows: ReportRows) -> int:
+    """Store a batch, for `Database.write` (on the writer's thread, in one hop: little but SQL
+    runs here); returns how many refusals were new. Idempotent by (device, stream, seq): one
+    verdict per report, whichever table holds the first answer keeps it (a retry is judged
+    again). Health samples are kept once each; the device's newest sample is replaced only by
+    a newer one (a retried old batch must not overwrite it)."""
+    device_id, stream = rows.device_id, rows.stream
+    accepted = rows.plays
+    if accepted:
+        # One query for the batch, not a NOT EXISTS per row: that made each stored play
+        # twice as dear.
+        earlier = conn.execute(
+            "SELECT seq FROM refused_reports WHERE device_id = ? AND stream = ?"
+            " AND seq IN (SELECT value FROM json_each(?))",
+            (device_id, stream, json.dumps([row[2] for row in accepted])),
+        ).fetchall()
+        if earlier:
+            refused_before = {r[0] for r in earlier}
+            accepted = [row for row in accepted if row[2] not in refused_before]
+    conn.executemany(
+        "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
+        " started_at, ended_at, outcome, position_s, received_at)"
+        f" VALUES (?, ?, ?, ?, ?, ?, {ISO_FROM_PARTS}, {ISO_FROM_PARTS}, ?, ?, ?)",
+        accepted,
+    )
+    newly_refused = 0
+    if rows.refused:
+        newly_refused = conn.executemany(
+            "INSERT OR IGNORE INTO refused_reports (device_id, stream, seq, bulletin_id,"
+            " reason, detail, report_json, received_at)"
+            " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS (SELECT 1 FROM plays"
+            " WHERE device_id = ?1 AND stream = ?2 AND seq = ?3)",
+            rows.refused,
+        ).rowcount
+    if newly_refused > 0:
+        conn.execute(_COUNT_REFUSED, {"device": device_id, "count": newly_refused})
+    conn.executemany(
+        "INSERT OR IGNORE INTO health (device_id, stream, seq, at, json, received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        rows.healths,
+    )
+    if rows.newest_health is not None:
+        sample, at = rows.newest_health
+        conn.execute(
+            "UPDATE devices SET last_health_json = ?, last_health_at = ?"
+            " WHERE id = ? AND (last_health_at IS NULL OR last_health_at < ?)",
+            (sample, at, device_id, at),
+        )
+    conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (rows.received, device_id))
+    return newly_refused
+
+
+async def plays_of_device(db: Reader, device_id: str) -> list[Play]:
+    """Every stored play of a device, in the order received."""
+    rows = await db.fetchall(
+        f"SELECT {_PLAY} FROM plays p WHERE p.device_id = ? ORDER BY p.id", (device_id,)
+    )
+    return [_play(r) for r in rows]
+
+
+async def move_plays_to_refused(
+    tx: Tx, device_id: str, moved: list[tuple[int, tuple[Any, ...]]]
+) -> None:
+    """Refuse stored plays after all: each (play id, refused row as in `ReportRows.refused`)
+    leaves the plays for the refused reports, counted on the device."""
+    await tx.executemany(
+        "INSERT INTO refused_reports (device_id, stream, seq, bulletin_id, reason, detail,"
+        " report_json, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [row for _, row in moved],
+    )
+    await tx.executemany("DELETE FROM plays WHERE id = ?", [(i,) for i, _ in moved])
+    await tx.execute(_COUNT_REFUSED, {"device": device_id, "count": len(moved)})
