@@ -15,7 +15,6 @@ import io
 import json
 import os
 import shutil
-import sqlite3
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from loa_contract import utcnow
 
 from .config import HubConfig
+from .db import copy_database, integrity_verdict
 
 FORMAT = "loa-hub-backup"
 VERSION = 1
@@ -94,14 +94,7 @@ def make_backup(
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".backup-") as work_name:
         work = Path(work_name)
         snapshot = work / DB_NAME
-        source = sqlite3.connect(f"file:{config.db_path}?mode=ro", uri=True)
-        copy = sqlite3.connect(snapshot)
-        try:
-            with copy:
-                source.backup(copy)
-        finally:
-            copy.close()
-            source.close()
+        copy_database(config.db_path, snapshot)
         members = list(_members(config, snapshot))
         sizes = {name: path.stat().st_size for name, path in members}
         total = sum(sizes.values())
@@ -226,11 +219,7 @@ def restore_backup(
         db_file = staging / DB_NAME
         if not db_file.exists():
             raise BackupError(f"the backup has no {DB_NAME}")
-        check = sqlite3.connect(db_file)
-        try:
-            verdict = check.execute("PRAGMA integrity_check").fetchone()[0]
-        finally:
-            check.close()
+        verdict = integrity_verdict(db_file)
         if verdict != "ok":
             raise BackupError(f"the database in the backup fails its integrity check: {verdict}")
         if data_dir.exists() and any(data_dir.iterdir()):

@@ -398,6 +398,29 @@ def check_database(path: Path) -> None:
         )
 
 
+def copy_database(path: Path, target: Path) -> None:
+    """A transaction-consistent copy of the database at `path`, however busy the hub is
+    (SQLite's online backup), written to `target`."""
+    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    copy = sqlite3.connect(target)
+    try:
+        with copy:
+            source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+
+
+def integrity_verdict(path: Path) -> str:
+    """SQLite's full integrity check of the database file at `path`: "ok", or what is wrong."""
+    check = sqlite3.connect(path)
+    try:
+        verdict: str = check.execute("PRAGMA integrity_check").fetchone()[0]
+        return verdict
+    finally:
+        check.close()
+
+
 def _mark_in_use(path: Path, now: datetime) -> None:
     marker = _in_use_marker(path)
     if not marker.exists():
