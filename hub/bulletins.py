@@ -7,8 +7,10 @@
 
 A contributor (agency, newspaper) drafts and submits; a reviewer edits, returns with a
 comment, or approves with targets and schedule. Admins, reviewers and a commune's operator
-(for its own commune) may also publish a draft directly. Every transition is kept in
-`bulletin_events` (who, when, why) and in the audit log.
+(for its own commune) may also publish a draft directly. Which move is allowed from which
+state, and to whom, is one table: hub/domain/lifecycle.py; the handlers here ask it, check
+the content and record the move. Every transition is kept in `bulletin_events` (who, when,
+why) and in the audit log.
 
 Publishing an emergency signs one `emergency_start` for its whole scope and pushes it to every
 online device it targets, so it plays now; cancelling does the same with `emergency_cancel`.
