@@ -27,9 +27,23 @@ from ..db import iso
 from .sql import Reader, Row, Tx, chunks, marks
 
 
-def reaches_device(bulletin: str, *, target_all: str, device: str, commune: str) -> str:
+def reaches_device(
+    bulletin: str, *, target_all: str, device: str, commune: str, many_devices: bool = False
+) -> str:
     """SQL: the bulletin (an id expression, its target_all expression) reaches the device (an
-    id expression) in the commune (a commune code expression)."""
+    id expression) in the commune (a commune code expression).
+
+    `many_devices`: written for one bulletin and many devices (a fixed :bulletin, a device
+    per row), its target lists are read once; otherwise (a bulletin per row, one device) each
+    row is one index lookup."""
+    if many_devices:
+        return (
+            f"({target_all} = 1"
+            f" OR {commune} IN (SELECT commune FROM bulletin_communes"
+            f" WHERE bulletin_id = {bulletin})"
+            f" OR {device} IN (SELECT device_id FROM bulletin_devices"
+            f" WHERE bulletin_id = {bulletin}))"
+        )
     return (
         f"({target_all} = 1"
         " OR EXISTS (SELECT 1 FROM bulletin_devices bd"
@@ -60,6 +74,7 @@ REACHES_D = reaches_device(
     target_all="(SELECT target_all FROM bulletins WHERE id = :bulletin)",
     device="d.id",
     commune="d.commune",
+    many_devices=True,
 )
 
 
