@@ -10,6 +10,9 @@ request reading right after its own commit would still see the database as it wa
 (a bulletin just created answered 404). Writes that are many statements can also be one
 function on the writer's thread (`Database.write`), one hop instead of one per statement,
 committed together with the writes queued behind them (group commit).
+
+`Database` is the `hub.store.sql.Reader` the store's functions read through, and
+`transaction()` yields its `Tx` (`SqliteTx`); the queries themselves are hub/store/'s.
 """
 
 from __future__ import annotations
