@@ -51,38 +51,76 @@ def rss_bytes(pid: int) -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class HubServer:
+    """`hub serve` in its own process on a port that stays the same across restarts, so a
+    hub killed with SIGKILL comes back, on the same data, where its devices look for it."""
+
+    def __init__(self, data: Path, *, log: Path | None = None) -> None:
+        self.data = data
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def add_admin(self) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "hub.cli", "user", "add", ADMIN, "--role", "admin",
+             "--password-stdin", "--data", str(self.data)],
+            input=PASSWORD.encode(), check=True, stdout=subprocess.DEVNULL, env=ENV,
+        )  # fmt: skip
+
+    async def start(self, timeout_s: float = 30.0) -> float:
+        """Start it and wait until /healthz answers 200; returns the seconds that took."""
+        started = time.monotonic()
+        out = self.log.open("ab") if self.log is not None else None
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "hub.cli", "serve", "--data", str(self.data), "--host",
+                 "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+                env=ENV, stdout=out, stderr=out,
+            )  # fmt: skip
+        finally:
+            if out is not None:
+                out.close()
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() - started < timeout_s:
+                if self.process.poll() is not None:
+                    raise SystemExit(f"the hub exited ({self.process.returncode}) at start")
+                try:
+                    async with session.get(f"{self.url}/healthz") as response:
+                        if response.status == 200:
+                            return time.monotonic() - started
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise SystemExit(f"the hub did not answer /healthz within {timeout_s:.0f} s")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind, as a power cut would leave it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 @asynccontextmanager
 async def hub_process(tmp: Path) -> AsyncIterator[str]:
     """`hub serve` in its own process, with an admin account; yields its URL."""
-    data = tmp / "hub"
-    subprocess.run(
-        [sys.executable, "-m", "hub.cli", "user", "add", ADMIN, "--role", "admin",
-         "--password-stdin", "--data", str(data)],
-        input=PASSWORD.encode(), check=True, stdout=subprocess.DEVNULL, env=ENV,
-    )  # fmt: skip
-    port = free_port()
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "serve", "--data", str(data), "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        env=ENV,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    hub = HubServer(tmp / "hub")
+    hub.add_admin()
     try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                try:
-                    async with session.get(f"{url}/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise SystemExit("the hub did not start")
-        yield url
+        await hub.start()
+        yield hub.url
     finally:
-        hub.terminate()
-        hub.wait(timeout=60)
+        hub.stop()
 
 
 async def simulate(url: str, data: Path, *args: str) -> dict[str, Any]:

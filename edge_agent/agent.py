@@ -35,6 +35,7 @@ from loa_contract import Command, Fault, Manifest, ManifestBulletin, NowPlayingI
 from .cache import MediaCache
 from .clock import ClockJudge, NtpProbe
 from .content import Content, is_disk_full
+from .disk import effective_reserve, size_bytes
 from .hubclient import HubClient
 from .identity import Identity
 from .players.base import Player, PlayItem
@@ -161,7 +162,9 @@ class Agent:
             session=session,
             ca_file=identity.ca_file(config.data_dir),
         )
-        self.cache = MediaCache(config.data_dir / "cache")
+        self.cache = MediaCache(config.data_dir / "cache", reserve=config.disk_reserve_bytes)
+        #: Room kept free on the card (set at start from its size; see edge_agent/disk.py).
+        self.disk_reserve = config.disk_reserve_bytes
         self.counters = Counters()
         self.store: AgentStore | None = None
 
@@ -205,6 +208,9 @@ class Agent:
     async def start(self) -> None:
         data = self.config.data_dir
         data.mkdir(parents=True, exist_ok=True)
+        self.disk_reserve = self.cache.reserve = effective_reserve(
+            self.config.disk_reserve_bytes, size_bytes(data)
+        )
         self.store = store = await AgentStore.open(
             data / "agent.sqlite3", device_id=self.identity.device_id
         )

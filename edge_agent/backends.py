@@ -63,18 +63,12 @@ def build_player(
             from .players.display import DisplayPlayer
 
             assert profile.display is not None  # the profile model requires it for boards
-            size = (profile.display.width, profile.display.height)
-            if profile.display.orientation == "portrait":
-                size = (size[1], size[0])
             headless = os.environ.get("SDL_VIDEODRIVER") == "dummy"
             backends.append(
-                DisplayPlayer(
-                    size,
-                    fullscreen=profile.display.fullscreen and not headless,
+                DisplayPlayer.for_profile(
+                    profile.display,
                     kinds=still,
-                    min_text_px=profile.display.min_text_px,
-                    ticker=profile.display.ticker,
-                    ticker_px_per_s=profile.display.ticker_px_per_s,
+                    fullscreen=profile.display.fullscreen and not headless,
                 )
             )
         else:

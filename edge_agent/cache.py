@@ -3,7 +3,9 @@
 Layout under `root`:
     objects/<sha256>        complete, verified files; they only ever appear by os.replace
     partial/<sha256>.part   downloads in progress, kept across restarts to resume with Range
-    derived/<key><suffix>   files made on the device (synthesized speech), named by a key
+    derived/<key><suffix>   files made on the device (synthesized speech, a document's pages,
+                            a picture fitted to the screen), named by a key
+    work/<id>/              renditions being made; moved into derived/ when whole
 
 An object is published only after its size and sha256 match the signed manifest, by an
 atomic rename followed by an fsync of the folder, so after any crash a name in objects/
@@ -25,12 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -39,6 +42,7 @@ import aiohttp
 
 from loa_contract import MediaRef
 
+from .disk import free_bytes
 from .hubclient import HubRejected, HubUnavailable
 
 if TYPE_CHECKING:
@@ -55,10 +59,22 @@ CHUNK = 64 * 1024
 #: How much a power cut may cost a download in progress; fsync is slow on SD cards.
 FSYNC_EVERY = 4 * 1024 * 1024
 HASH_BLOCK = 1024 * 1024
+#: Free space a download must leave on the data disk: SQLite (its WAL and the outbox), speech
+#: being synthesized and the logs must still fit, or the device falls silent (issue #9).
+DISK_RESERVE = 16 * 1024 * 1024
 
 
 class CacheIntegrityError(Exception):
     """The bytes the hub served do not match the size or sha256 in the signed manifest."""
+
+
+class DiskFull(OSError):
+    """A download that would not fit beside the reserve: refused before a byte is written
+    (or, if the disk filled meanwhile, its partial file removed). An OSError, ENOSPC, so the
+    callers that retry a failed fetch later treat it like any other disk error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOSPC, message)
 
 
 def _valid_sha(sha: str) -> str:
@@ -71,6 +87,19 @@ def _valid_sha(sha: str) -> str:
 def _valid_key(key: str, suffix: str) -> None:
     if not _KEY.match(key) or not _SUFFIX.match(suffix):
         raise ValueError(f"{key!r}{suffix!r} is not a safe derived-file name")
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    stem, dot, suffix = name.partition(".")
+    return stem, f"{dot}{suffix}" if dot else ""
+
+
+#: A part number at the end of a derived file's key: a page ("-p3") or a frame ("-f12").
+_PART = re.compile(r"-[pf]\d+$")
+
+
+def _derived_key(name: str) -> str:
+    return _PART.sub("", name.partition(".")[0])
 
 
 def fsync_dir(path: Path) -> None:
@@ -149,12 +178,14 @@ class _Download:
 
 
 class MediaCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, reserve: int = DISK_RESERVE) -> None:
         self.root = root
+        self.reserve = reserve
         self.objects = root / "objects"
         self.partial = root / "partial"
         self.derived = root / "derived"
-        for folder in (self.objects, self.partial, self.derived):
+        self.work = root / "work"
+        for folder in (self.objects, self.partial, self.derived, self.work):
             folder.mkdir(parents=True, exist_ok=True)
         self._inflight: dict[str, _Download] = {}
         self._writing: set[str] = set()
@@ -205,7 +236,7 @@ class MediaCache:
         count = total = 0
         for folder in (self.objects, self.derived):
             for entry in os.scandir(folder):
-                if entry.is_file() and not entry.name.endswith(".tmp"):
+                if entry.is_file() and ".tmp" not in entry.name:
                     count += 1
                     total += entry.stat().st_size
         return count, total
@@ -256,8 +287,13 @@ class MediaCache:
             elif (self.objects / sha).exists():
                 self._remove(path)  # a finished download whose part outlived a crash
         for path in self.derived.iterdir():
-            if path.name.endswith(".tmp") and path.name not in writing:
+            # Scratch files (speech being made, a copy being published, and what espeak-ng
+            # writes beside them) all carry ".tmp" in their names; a kill leaves them here.
+            if ".tmp" in path.name and path.name not in writing:
                 self._remove(path)
+        for path in self.work.iterdir():
+            if path.name not in writing:
+                shutil.rmtree(path, ignore_errors=True)  # a rendition cut short by a crash
         return bad, stamps
 
     @staticmethod
@@ -307,7 +343,53 @@ class MediaCache:
                 freed += self._remove(path)
         return freed
 
+    def evict_derived(self, keep: set[str]) -> int:
+        """Delete derived files whose key is not in `keep`; returns bytes freed. A file's key
+        is its name up to the first dot (speech) or to its part number ("-p3", "-f12")."""
+        freed = 0
+        for entry in os.scandir(self.derived):
+            name = entry.name
+            if name.startswith(".") or not entry.is_file():
+                continue  # a file being written (".<key>….tmp")
+            if _derived_key(name) not in keep:
+                freed += self._remove(Path(entry.path))
+        return freed
+
     # ------------------------------------------------------------------ derived files
+
+    @contextlib.contextmanager
+    def work_dir(self) -> Iterator[Path]:
+        """A private folder to make a rendition in, on the cache's filesystem (so its files
+        move into derived/ by a rename); removed afterwards, or at the next start after a
+        crash."""
+        path = self.work / uuid.uuid4().hex
+        path.mkdir()
+        self._writing.add(path.name)
+        try:
+            yield path
+        finally:
+            self._writing.discard(path.name)
+            shutil.rmtree(path, ignore_errors=True)
+
+    def adopt(self, folder: Path, names: list[str], index: tuple[str, bytes]) -> None:
+        """Move `names` from `folder` (a work_dir) into derived/, each durably, then write
+        `index` (name, bytes) last: its presence says every other file is whole. Blocking."""
+        for name in names:
+            _valid_key(*_split_suffix(name))
+            source = folder / name
+            with source.open("rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(source, self.derived / name)
+        index_name, data = index
+        _valid_key(*_split_suffix(index_name))
+        staged = folder / index_name
+        with staged.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        fsync_dir(self.derived)  # the parts are there before the index names them
+        os.replace(staged, self.derived / index_name)
+        fsync_dir(self.derived)
 
     async def put_file(self, src: Path, key: str) -> Path:
         """Store a file made on the device (e.g. speech) as derived/<key><src suffix>."""
@@ -425,6 +507,7 @@ class MediaCache:
             if offset > media.size:
                 _discard(part)
                 offset = 0
+            self._check_room(media, offset)
             # Resuming: the hash must cover the bytes already on disk, so re-read them.
             hasher = (
                 await asyncio.to_thread(hash_file, part, offset) if offset else hashlib.sha256()
@@ -456,6 +539,17 @@ class MediaCache:
                     raise
                 fresh_start_used = True  # _publish removed the part: next pass starts at 0
         raise HubUnavailable(f"the hub kept refusing to resume {media.sha256}")
+
+    def _check_room(self, media: MediaRef, offset: int) -> None:
+        """Refuse a download whose remaining bytes would eat into the reserve."""
+        # The last guard, at the moment of writing: edge_agent/content.py plans room (and
+        # evicts for it) before it asks for a download; this catches what changed since.
+        free = free_bytes(self.partial)
+        if free - (media.size - offset) < self.reserve:
+            raise DiskFull(
+                f"{media.sha256}: {media.size - offset} more bytes do not fit in"
+                f" {free} free with {self.reserve} kept in reserve"
+            )
 
     @staticmethod
     def _range_start(response: aiohttp.ClientResponse) -> int | None:
@@ -505,6 +599,14 @@ class MediaCache:
             f.close()
             _discard(part)
             raise
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            # Something else filled the disk meanwhile: a part that keeps it full would
+            # silence the device (no SQLite write, no speech). Its bytes are fetched again.
+            f.close()
+            _discard(part)
+            raise DiskFull(f"{media.sha256}: the disk filled at {done} bytes") from exc
         finally:
             f.close()
 

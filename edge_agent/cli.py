@@ -13,8 +13,12 @@ import ssl
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from loa_contract import utcnow
 
 from .agent import Agent, AgentConfig
 from .backends import build_player, build_speech
@@ -87,12 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, system_clock: Callable[[], datetime] = utcnow) -> int:
+    """`system_clock` is where `run` reads the system's time: the machine's clock, or for a
+    fault-injection bench (bench/faults.py) one it can step, as a wrong RTC or NTP would."""
     args = _parser().parse_args(argv)
     if args.command == "enroll":
         return asyncio.run(_enroll(args))
     if args.command == "run":
-        return _run(args)
+        return _run(args, system_clock)
     if args.command == "doctor":
         return _doctor(args)
     if args.command == "local-user":
@@ -205,7 +211,7 @@ async def _enroll(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, system_clock: Callable[[], datetime] = utcnow) -> int:
     lang = args.lang
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -229,13 +235,18 @@ def _run(args: argparse.Namespace) -> int:
         health_interval_s=args.health_interval,
     )
     try:
-        return asyncio.run(_serve(config, identity, profile, args, lang))
+        return asyncio.run(_serve(config, identity, profile, args, lang, system_clock))
     except KeyboardInterrupt:
         return 0
 
 
 async def _serve(
-    config: AgentConfig, identity: Identity, profile: Any, args: argparse.Namespace, lang: str
+    config: AgentConfig,
+    identity: Identity,
+    profile: Any,
+    args: argparse.Namespace,
+    lang: str,
+    system_clock: Callable[[], datetime],
 ) -> int:
     from .local_server import serve_local
 
@@ -254,6 +265,7 @@ async def _serve(
         player,
         speech=build_speech(profile),
         clock=ClockJudge(
+            system_clock,
             require_confirmation=config.require_clock_confirmation,
             ntp=NtpProbe(command=TIMEDATECTL),
         ),

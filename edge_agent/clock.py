@@ -6,8 +6,11 @@ Policy (issue #4). The device's time is *trusted* when any of these holds, check
    ``issued_at`` of the command the hub signs as a push connection opens, or of a newly
    issued manifest, plus half the round trip. Never the HTTP ``Date`` header: it is not
    signed, and a proxy shifting it by 30 days froze every manifest as expired. "Now" is then
-   the system clock corrected by the measured offset, so even a clock a day off plays the
-   right programme.
+   that time carried forward on the kernel's boot clock (CLOCK_BOOTTIME: never stepped, only
+   slewed by NTP), so even a system clock a day off plays the right programme, and one
+   stepped afterwards (by hand, by NTP, by an RTC read late) changes nothing: a system clock
+   merely corrected by a fixed offset would run a day off from the step until the next
+   signed time, and a device holding one push connection open sees none for weeks.
 2. ``ntp``: the system says NTP is synchronized (systemd-timesyncd's
    ``/run/systemd/timesync/synchronized``, or ``timedatectl show -p NTPSynchronized``).
 3. ``same_boot``: the agent restarted without a reboot, and the last confirmation (1 or 2)
@@ -172,7 +175,8 @@ class ClockJudge:
         self._ntp_probe = ntp if ntp is not None else NtpProbe()
         self._uptime = uptime
         self._boot_id = boot_id
-        self._offset_s: float | None = None
+        #: The hub's signed time and the boot clock's reading when it was seen.
+        self._anchor: tuple[datetime, float] | None = None
         self._ntp: bool | None = None
         self._previous: Confirmation | None = None
 
@@ -185,7 +189,16 @@ class ClockJudge:
     def observe_signed_time(self, issued_at: datetime, round_trip_s: float = 0.0) -> None:
         """Record a time the hub signed, received within `round_trip_s` of asking for it."""
         estimated_hub_now = issued_at + timedelta(seconds=round_trip_s / 2)
-        self._offset_s = (estimated_hub_now - self._system()).total_seconds()
+        self._anchor = (estimated_hub_now, self._uptime())
+
+    def _hub_offset_s(self) -> float | None:
+        """Real minus system time now, by the hub's signed time carried forward on the boot
+        clock (see the module doc), or None before any was seen."""
+        if self._anchor is None:
+            return None
+        seen, uptime_then = self._anchor
+        real = seen + timedelta(seconds=self._uptime() - uptime_then)
+        return (real - self._system()).total_seconds()
 
     def refresh_ntp(self) -> bool:
         """Ask the system about NTP again (blocking); True if the answer changed."""
@@ -238,8 +251,9 @@ class ClockJudge:
         return previous.offset_s
 
     def _applied_offset(self) -> float | None:
-        if self._offset_s is not None:
-            return self._offset_s
+        hub = self._hub_offset_s()
+        if hub is not None:
+            return hub
         if self._ntp:
             return None
         return self._same_boot_offset()
@@ -256,15 +270,16 @@ class ClockJudge:
         return self.status().source in ("hub", "ntp", "same_boot")
 
     def status(self) -> ClockStatus:
-        if self._offset_s is not None:
-            within = abs(self._offset_s) <= self._tolerance_s
+        hub = self._hub_offset_s()
+        if hub is not None:
+            within = abs(hub) <= self._tolerance_s
             return ClockStatus(
                 True,
-                self._offset_s,
+                hub,
                 "hub",
                 "time confirmed by the hub"
                 if within
-                else f"system clock off by {self._offset_s:+.0f} s; corrected from the hub",
+                else f"system clock off by {hub:+.0f} s; corrected from the hub",
             )
         if not self._require_confirmation:
             return ClockStatus(True, None, "system", "system clock (not yet confirmed by the hub)")

@@ -28,6 +28,22 @@ def free_bytes(path: Path) -> int:
     return stats.f_bavail * stats.f_frsize
 
 
+def size_bytes(path: Path) -> int:
+    """The size of the filesystem holding `path`."""
+    stats = os.statvfs(path)
+    return stats.f_blocks * stats.f_frsize
+
+
+#: The most of a small card the reserve may take: on a 24 MiB test disk, a 64 MiB reserve
+#: would refuse everything.
+RESERVE_SHARE = 0.10
+
+
+def effective_reserve(configured: int, filesystem_size: int) -> int:
+    """The reserve to keep: as configured, but never more than a tenth of the card."""
+    return max(0, min(configured, int(filesystem_size * RESERVE_SHARE)))
+
+
 @dataclass(frozen=True)
 class CachedObject:
     """One object in the cache, as the eviction choice sees it."""

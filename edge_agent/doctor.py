@@ -270,9 +270,7 @@ def check_display(ctx: _Context) -> Check:
     import pygame
 
     spec = profile.display
-    size = (spec.width, spec.height)
-    if spec.orientation == "portrait":
-        size = (size[1], size[0])
+    size = spec.screen_size
     try:
         pygame.display.init()
         try:

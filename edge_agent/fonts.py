@@ -78,3 +78,20 @@ def find_font(*, bold: bool = False) -> Path:
         "no font with Vietnamese glyphs found (looked for DejaVu Sans and Noto Sans); "
         "install the Debian package fonts-dejavu-core (apt install fonts-dejavu-core)"
     )
+
+
+#: Debian's fonts-noto-color-emoji: colour bitmaps at one size (CBDT), which SDL_ttf draws
+#: and the board scales to each line's size.
+_EMOJI = (
+    "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
+    "/usr/share/fonts/noto/NotoColorEmoji.ttf",
+)
+
+
+def find_emoji_font() -> Path | None:
+    """The colour emoji font, or None: a board without it leaves emoji out (never boxes)."""
+    for candidate in _EMOJI:
+        path = Path(candidate)
+        if path.is_file():
+            return path
+    return None

@@ -61,6 +61,36 @@ class DisplayProfile(BaseModel):
     #: None: by size (short panels crawl).
     ticker: Literal["horizontal", "vertical"] | None = None
     ticker_px_per_s: float | None = Field(default=None, gt=0, le=2000)
+    #: How a document (PDF) is shown: its pages as pictures, or its text like a text
+    #: bulletin (a page shrunk onto a small LED panel is a smudge). None: pages on screens
+    #: at least 240 px tall, text below.
+    document_view: Literal["pages", "text"] | None = None
+    #: How fast people read a page on this panel, in characters a second: a page is shown
+    #: for its characters at this pace, within the two bounds below (a page of pictures
+    #: only gets the least).
+    reading_chars_per_s: float = Field(default=12.0, gt=0, le=200)
+    page_min_s: float = Field(default=8.0, gt=0, le=600)
+    page_max_s: float = Field(default=60.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _pages(self) -> DisplayProfile:
+        if self.page_min_s > self.page_max_s:
+            raise ValueError("page_min_s must not exceed page_max_s")
+        return self
+
+    @property
+    def screen_size(self) -> tuple[int, int]:
+        """(width, height) of the picture as people see it, portrait panels turned."""
+        if self.orientation == "portrait":
+            return (self.height, self.width)
+        return (self.width, self.height)
+
+    @property
+    def shows_pages(self) -> bool:
+        """Whether documents are shown as their pages (else as their text)."""
+        if self.document_view is not None:
+            return self.document_view == "pages"
+        return self.screen_size[1] >= 240
 
 
 class HardwareProfile(BaseModel):

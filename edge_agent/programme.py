@@ -28,8 +28,10 @@ from loa_contract import (
     parse_hhmm,
 )
 
+from .airing import page_seconds
 from .parts import AgentPart, wait_event
-from .players.base import EventType, PlaybackEvent, PlayItem
+from .players.base import EventType, PlaybackEvent, PlayItem, Slide
+from .renditions import Rendition
 from .scheduler import EMERGENCY_SLOT, decide
 from .scheduler_types import (
     Action,
@@ -105,6 +107,8 @@ class Programme(AgentPart):
         self._windows_of: object = None  # the manifest `_windows` were parsed from
         self._pending_controls: deque[tuple[str, ControlOrigin]] = deque()
         self._player_events: deque[PlaybackEvent] = deque()
+        #: Plays whose end the store could not record yet (a full card), oldest first.
+        self._unfinished: list[tuple[int, datetime, PlayOutcome, float, bool]] = []
         self.wake = asyncio.Event()
 
     async def restore(self, now: datetime) -> None:
@@ -131,7 +135,11 @@ class Programme(AgentPart):
         self.wake.set()
 
     def play_item(self, bulletin: ManifestBulletin, start_at_s: float = 0.0) -> PlayItem | None:
-        """The item a backend can play for this bulletin on this hardware, if it is ready."""
+        """The item a backend can play for this bulletin on this hardware, if it is ready.
+
+        On the emergency path: it reads nothing but what is in memory and, for audio and
+        video, one stat() of the verified file. A document or a picture plays only once
+        its rendition (content.py) is made; a text a speaker airs, once its speech is."""
         agent = self.agent
         profile = agent.profile
         if bulletin.kind not in set(profile.kinds):
@@ -143,25 +151,53 @@ class Programme(AgentPart):
             "display_seconds": bulletin.display_seconds,
             "start_at_s": start_at_s,
         }
-        if bulletin.kind in (BulletinKind.TEXT, BulletinKind.DOCUMENT) and bulletin.text:
+        content = agent.content
+        kind = bulletin.kind
+        media = bulletin.media
+        if kind in (BulletinKind.IMAGE, BulletinKind.DOCUMENT) and media is not None:
+            # Made from verified bytes, and airs only while they are held and unchanged (an
+            # evicted file takes its bulletin off the air as it always did).
+            rendition = content.rendition(bulletin) if agent.cache.has(media.sha256) else None
+            if rendition is not None and (rendition.pages or rendition.image or rendition.frames):
+                return self._picture_item(rendition, common)
+            if kind is BulletinKind.IMAGE:
+                return None
+        if kind in (BulletinKind.TEXT, BulletinKind.DOCUMENT):
+            words = content.words(bulletin)
+            if not words or not words.strip():
+                return None
             if profile.device_kind is DeviceKind.SPEAKER:
                 if agent.speech is None:
                     return None
-                path = agent.cache.derived_path(
-                    speech_key(agent.speech.engine_id, bulletin.text), ".wav"
-                )
+                path = agent.cache.derived_path(speech_key(agent.speech.engine_id, words), ".wav")
                 if path is None:
                     return None
                 return PlayItem(kind=BulletinKind.AUDIO, path=path, **common)
-            return PlayItem(kind=BulletinKind.TEXT, text=bulletin.text, **common)
+            return PlayItem(kind=BulletinKind.TEXT, text=words, **common)
         if bulletin.media is not None:
-            if bulletin.kind is BulletinKind.DOCUMENT:
-                return None  # a document file needs a renderer this device lacks
             path = agent.cache.path_for(bulletin.media.sha256)
             if path is None:
                 return None
             return PlayItem(kind=bulletin.kind, path=path, **common)
         return None
+
+    def _picture_item(self, rendition: Rendition, common: dict[str, Any]) -> PlayItem:
+        """A board's item for a document's pages, an animation's frames or a still picture,
+        all made at cache time at this screen's size."""
+        derived = self.agent.cache.derived
+        display = self.agent.profile.display
+        if rendition.pages:
+            assert display is not None  # pages are made only for boards with a display
+            pages = tuple(
+                Slide(derived / page.file, page_seconds(page.chars, display))
+                for page in rendition.pages
+            )
+            return PlayItem(kind=BulletinKind.DOCUMENT, slides=pages, **common)
+        if rendition.frames:
+            frames = tuple(Slide(derived / f.file, f.ms / 1000) for f in rendition.frames)
+            return PlayItem(kind=BulletinKind.IMAGE, slides=frames, **common)
+        assert rendition.image is not None
+        return PlayItem(kind=BulletinKind.IMAGE, path=derived / rendition.image, **common)
 
     def held_changed(self, *, content: bool = False) -> None:
         """The manifest, the held emergencies or the clock's anchoring changed (with
@@ -254,6 +290,8 @@ class Programme(AgentPart):
             # loop stuck on a hung backend gets the agent restarted.
             agent.supervisor.beat("programme")
             self.wake.clear()
+            if self._unfinished:
+                await self._finish_unfinished()
             await self._handle_player_events()
             await self._handle_controls()
             decision = self._decide()
@@ -387,13 +425,24 @@ class Programme(AgentPart):
         if current.bulletin is None:
             return  # a test tone: not an airing of anything
         now = self.agent.clock.now()
-        if current.play_id is not None:  # None: its start could not be recorded
-            ended_at = current.ended_at()
-            await self._recorded(
-                "the end of a play",
-                self.store.finish_play(
-                    current.play_id, ended_at, outcome, position, counts_as_aired
-                ),
+        ended_at = current.ended_at()
+        if current.play_id is not None:
+            close = (current.play_id, ended_at, outcome, position, counts_as_aired)
+            if not await self._finish(close):
+                # Its open row waits; written as soon as the card takes writes again, so
+                # neither lost nor, after a restart, reported twice.
+                self._unfinished.append(close)
+        else:
+            # Its start could not be recorded (a full card): the proof goes to the hub from
+            # memory rather than nowhere.
+            self.agent.reporting.proof_from_memory(
+                current.item.bulletin_id,
+                current.item.priority,
+                current.bulletin.kind,
+                current.started_at,
+                ended_at,
+                outcome,
+                position,
             )
         if counts_as_aired:
             key = (current.item.bulletin_id, current.slot)
@@ -401,6 +450,23 @@ class Programme(AgentPart):
             if current.slot == EMERGENCY_SLOT:
                 self.last_aired[current.item.bulletin_id] = now
         self.agent.report_wake.set()
+
+    async def _finish(self, close: tuple[int, datetime, PlayOutcome, float, bool]) -> bool:
+        play_id, ended_at, outcome, position, counts_as_aired = close
+        try:
+            await self.store.finish_play(play_id, ended_at, outcome, position, counts_as_aired)
+        except (sqlite3.Error, OSError) as exc:
+            self.agent.write_failed("the end of a play", exc)
+            return False
+        return True
+
+    async def _finish_unfinished(self) -> None:
+        """Close, in order, the plays whose end the store could not take before."""
+        while self._unfinished:
+            if not await self._finish(self._unfinished[0]):
+                return
+            self._unfinished.pop(0)
+            self.agent.report_wake.set()
 
     async def _recorded(self, what: str, write: Awaitable[T]) -> T | None:
         """Await a store write; if the card cannot take it, the programme goes on (what is
@@ -454,7 +520,7 @@ class Programme(AgentPart):
                 if control == "test_pattern":
                     # A board's check: colour bars and a frame show dead pixels and cropping.
                     display = agent.profile.display
-                    size = (display.width, display.height) if display else (640, 360)
+                    size = display.screen_size if display else (640, 360)
                     pattern = await asyncio.to_thread(ensure_test_pattern, data_dir, size)
                     kind, title, path = BulletinKind.IMAGE, "Test pattern", pattern
                 else:

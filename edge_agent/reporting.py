@@ -13,11 +13,12 @@ import logging
 import random
 import sqlite3
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from loa_contract import Fault, HealthSample
+from loa_contract import BulletinKind, Fault, HealthSample, PlayOutcome, Priority, ProofOfPlay
 
 from .disk import free_bytes, mib
 from .health import system_sample
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge_agent")
 
+#: Proofs of play held in memory while the store cannot take them, at most.
+MEMORY_PLAYS_MAX = 1000
+
 
 class Reporting(AgentPart):
     def __init__(self, agent: Agent) -> None:
@@ -40,8 +44,35 @@ class Reporting(AgentPart):
         self._volatile_stream = uuid.uuid4().hex
         self._volatile_seq = 0
         self._volatile: HealthSample | None = None
+        self._volatile_plays: list[ProofOfPlay] = []
         #: Samples the hub acknowledged that way.
         self.delivered_from_memory = 0
+
+    def proof_from_memory(
+        self,
+        bulletin_id: str,
+        priority: Priority,
+        kind: BulletinKind,
+        started_at: datetime,
+        ended_at: datetime,
+        outcome: PlayOutcome,
+        position_s: float,
+    ) -> None:
+        """A proof of play the store could not take: it goes to the hub from memory."""
+        self._volatile_seq += 1
+        proof = ProofOfPlay(
+            seq=self._volatile_seq,
+            bulletin_id=bulletin_id,
+            priority=priority,
+            kind=kind,
+            started_at=started_at,
+            ended_at=max(ended_at, started_at),
+            outcome=outcome,
+            position_s=max(0.0, position_s),
+        )
+        # Bounded: a card full for weeks must not grow the agent without end.
+        self._volatile_plays = [*self._volatile_plays, proof][-MEMORY_PLAYS_MAX:]
+        self.agent.report_wake.set()
 
     async def run_reports(self) -> None:
         agent = self.agent
@@ -49,7 +80,7 @@ class Reporting(AgentPart):
         while True:
             agent.supervisor.beat("reports")
             agent.report_wake.clear()
-            if self._volatile is not None:
+            if self._volatile is not None or self._volatile_plays:
                 await self._send_volatile()
             pending = await store.pending(200)
             if not pending:
@@ -68,15 +99,19 @@ class Reporting(AgentPart):
 
     async def _send_volatile(self) -> None:
         sample = self._volatile
-        if sample is None:
+        plays = self._volatile_plays
+        reports: list[ProofOfPlay | HealthSample] = [*plays, *([sample] if sample else [])]
+        if not reports:
             return
         try:
-            await self.agent.client.post_reports([sample], stream=self._volatile_stream)
+            ack = await self.agent.client.post_reports(reports, stream=self._volatile_stream)
         except (HubUnavailable, HubRejected) as exc:
-            log.debug("health from memory not delivered: %s", exc)
+            log.debug("reports from memory not delivered: %s", exc)
             return
-        self.delivered_from_memory += 1
-        if self._volatile is sample:
+        acked = set(ack.acked)
+        self.delivered_from_memory += len(acked)
+        self._volatile_plays = [p for p in self._volatile_plays if p.seq not in acked]
+        if self._volatile is sample and sample is not None and sample.seq in acked:
             self._volatile = None
         self.agent.changed()
 
@@ -131,7 +166,7 @@ class Reporting(AgentPart):
         for fault, detail in agent.active_faults().items():
             details.setdefault(fault, detail)
         free = await asyncio.to_thread(free_bytes, agent.config.data_dir)
-        reserve = agent.config.disk_reserve_bytes
+        reserve = agent.disk_reserve
         if free < reserve:
             details.setdefault(Fault.DISK_LOW, f"{mib(free)} free, {mib(reserve)} kept in reserve")
         manifest = agent.manifest
@@ -210,4 +245,6 @@ class Reporting(AgentPart):
                 "last": counters.last_rejection,
             },
             "faults": agent.active_faults(),
+            # Held bulletins that cannot air on this device, each with the reason.
+            "unplayable": agent.content.unplayable(),
         }

@@ -22,6 +22,45 @@ class SpeechError(RuntimeError):
     pass
 
 
+#: Which rules `spoken_text` applies: part of the engine's id, so speech made under other
+#: rules (emoji read aloud by their names) is made again, not replayed.
+SPOKEN_TEXT_RULES = 2
+#: Symbols that are words in a bulletin ("30°C", "+", "≥ 18 tuổi") and stay to be read.
+_SPOKEN_SYMBOLS = frozenset("°℃℉№+−±×÷=<>≤≥")
+
+
+def _left_out(ch: str) -> str | None:
+    """What takes the place of `ch` in speech: None keeps it, "" drops it, " " drops it
+    and keeps the words either side apart."""
+    if ch in _SPOKEN_SYMBOLS:
+        return None
+    code = ord(ch)
+    if (
+        0xFE00 <= code <= 0xFE0F  # emoji or text presentation
+        or 0xE0100 <= code <= 0xE01EF
+        or code == 0x20E3  # keycap: "1️⃣" is read as the digit
+    ):
+        return ""
+    category = unicodedata.category(ch)
+    if category in ("So", "Sm", "Sk", "Co", "Cn", "Cs"):
+        return " "  # emoji, pictographs, arrows, skin tones, flags, private use
+    if category == "Cf":
+        return ""  # joiners, tags, soft hyphens: invisible, and not to be read
+    return None
+
+
+def spoken_text(text: str) -> str:
+    """What espeak-ng is given: NFC (it reads precomposed Vietnamese letters reliably,
+    decomposed ones not), without emoji and pictographic symbols, which it would read out by
+    their names in the middle of an announcement ("đèn xe cảnh sát" for 🚓)."""
+    kept: list[str] = []
+    for ch in unicodedata.normalize("NFC", text):
+        instead = _left_out(ch)
+        kept.append(ch if instead is None else instead)
+    lines = ("".join(kept)).splitlines()
+    return "\n".join(" ".join(line.split()) for line in lines if line.strip())
+
+
 class SpeechEngine(Protocol):
     #: Names the engine and every setting that changes the sound; part of the cache key.
     engine_id: str
@@ -56,7 +95,7 @@ class EspeakEngine:
         self.speed = speed
         self.executable = executable
         self.timeout_s = timeout_s
-        self.engine_id = f"espeak-ng:{voice}:{speed}"
+        self.engine_id = f"espeak-ng:{voice}:{speed}:t{SPOKEN_TEXT_RULES}"
         self._voice_checked = False
 
     def _resolve(self) -> str:
@@ -69,10 +108,9 @@ class EspeakEngine:
         return exe
 
     async def synthesize(self, text: str, out_path: Path) -> None:
-        # NFC: espeak-ng reads precomposed Vietnamese letters reliably, decomposed ones not.
-        spoken = unicodedata.normalize("NFC", text).strip()
+        spoken = spoken_text(text)
         if not spoken:
-            raise SpeechError("nothing to say: the text is empty")
+            raise SpeechError("nothing to say: the text is empty (or only symbols)")
         exe = self._resolve()
         if not self._voice_checked:
             await self._check_voice(exe)

@@ -224,12 +224,39 @@ class ReplayFloor:
             }
         )
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with tmp.open("w", encoding="utf-8") as fh:
+                fh.write(body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not keep a half-written copy
+            raise
         _fsync_dir(path.parent)
+
+    @staticmethod
+    def remove_stale_temps(path: Path) -> list[Path]:
+        """Delete the half-written copies a killed process left beside `path` (their
+        writer's pid is in the name: a live writer's copy is left alone)."""
+        removed = []
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            pid = tmp.name.removeprefix(f".{path.name}.").removesuffix(".tmp")
+            if pid.isdigit() and _pid_alive(int(pid)):
+                continue
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 @dataclass(frozen=True)
@@ -344,6 +371,8 @@ class AgentStore:
             raise ValueError("max_health must be at least 1")
         path.parent.mkdir(parents=True, exist_ok=True)
         floor_path = path.parent / FLOOR_FILE
+        for stale in await asyncio.to_thread(ReplayFloor.remove_stale_temps, floor_path):
+            log.warning("removed %s, left half-written by a process that died", stale.name)
         floor = await asyncio.to_thread(ReplayFloor.load, floor_path)
         if floor is not None and device_id is not None:
             if floor.device_id not in (None, device_id):

@@ -62,6 +62,7 @@ class HubSync(AgentPart):
         self._manifest_after_play = False
         self._manifest_fetch: asyncio.Task[None] | None = None
         self._manifest_wanted = False
+        self._manifest_retry: asyncio.Task[None] | None = None
         #: The hub nodes the verified manifest names, and the order this device tries them
         #: in: its enrolled hub first (see edge_agent/hubs.py).
         self.listed_hubs: list[str] = []
@@ -376,6 +377,16 @@ class HubSync(AgentPart):
 
         self._manifest_fetch = self.agent.background(fetch_later(), "manifest")
 
+    def _retry_manifest_later(self) -> None:
+        if self._manifest_retry is not None and not self._manifest_retry.done():
+            return
+
+        async def retry() -> None:
+            await asyncio.sleep(random.uniform(0.5, 1.0) * self.agent.config.poll_interval_s)
+            self.schedule_manifest_fetch()
+
+        self._manifest_retry = self.agent.background(retry(), "manifest-retry")
+
     async def resync(self) -> None:
         """Fetch the manifest again and re-verify the cache (hub command, local page)."""
         await self.refresh_manifest(force=True)
@@ -394,7 +405,14 @@ class HubSync(AgentPart):
         self.last_sync_at = agent.clock.now()
         if fetched.envelope is None:
             return
-        adopted = await self.apply_manifest(fetched.envelope)
+        try:
+            adopted = await self.apply_manifest(fetched.envelope)
+        except (sqlite3.Error, OSError) as exc:
+            # The card cannot take it now (full, failing): the last verified manifest stays
+            # in force, and the new one is asked for again, since no push will say it twice.
+            self.agent.write_failed("a new manifest", exc)
+            self._retry_manifest_later()
+            return
         manifest = agent.manifest
         if (
             adopted

@@ -330,6 +330,7 @@ async def _evidence(
             held_until=e.held_until,
             device_kind=kind,
             words=len(e.text.split()) if e.text else 0,
+            chars=len(e.text) if e.text else 0,
             display_seconds=e.display_seconds,
         )
         for e in found.values()

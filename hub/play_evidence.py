@@ -12,10 +12,12 @@ a play, and monthly reports add up plays, only when it could have happened:
   while it was valid;
 - times are sane: not before the device was enrolled, not after the hub's now, and the end
   not before the start (all with the clock slack);
-- the airing lasts no longer than its content can: a still item (text, image) its
-  display_seconds, spoken text its words at the slowest speech rate, audio and video (whose
-  length the hub does not measure) the bulletin's validity window and at most MEDIA_CAP;
-  plus CONTENT_SLACK; the position inside the content likewise, and finite.
+- the airing lasts no longer than its content can: spoken text its words at the slowest
+  speech rate; text on a board its characters at the slowest reading pace (never less than
+  its display_seconds); a picture its display_seconds or one animation loop (ANIMATION_CAP);
+  audio, video and a document's file (whose length the hub does not measure) the bulletin's
+  validity window and at most MEDIA_CAP; plus CONTENT_SLACK; the position inside the content
+  likewise, and finite.
 
 Anything else is refused with a stable reason code and a sentence for the operator; refused
 reports are kept (never silently dropped) and the device's status counts them.
@@ -43,6 +45,11 @@ MEDIA_CAP = timedelta(hours=6)
 #: Speech: espeak-ng's slowest rate is 80 words a minute (0.75 s a word); a second a word
 #: leaves room for the pauses at punctuation.
 SPOKEN_SECONDS_PER_WORD = 1.0
+#: A board shows text at its profile's pace; the slowest shipped, a P10 LED panel's crawl,
+#: shows about 3.6 characters a second. A bound below any pace a profile would choose.
+SLOWEST_READING_CHARS_PER_S = 1.0
+#: The longest one loop of an animated picture may run.
+ANIMATION_CAP = timedelta(minutes=10)
 #: The largest integer SQLite stores (a seq beyond it cannot be kept, so it cannot be acked).
 SQLITE_MAX_INTEGER = 2**63 - 1
 #: The test tone's pseudo-id on the agent (edge_agent/agent.py TEST_TONE_ID); the agent does
@@ -112,14 +119,24 @@ def content_seconds(
     display_seconds: float,
     held_from: datetime,
     held_until: datetime,
+    chars: int = 0,
 ) -> float:
-    """The longest the bulletin's content can run on this kind of device, before slack."""
+    """The longest the bulletin's content can run on this kind of device, before slack.
+
+    `words` and `chars` are of the bulletin's own text (0 for a document whose text is in
+    its file, which the device extracts: the hub does not know its length, so it is judged
+    like audio and video)."""
+    window = max(0.0, min((held_until - held_from).total_seconds(), MEDIA_CAP.total_seconds()))
     if kind in _SPOKEN and device_kind is DeviceKind.SPEAKER:
-        return words * SPOKEN_SECONDS_PER_WORD
-    if kind in _STILL:
-        return display_seconds
-    window = (held_until - held_from).total_seconds()
-    return max(0.0, min(window, MEDIA_CAP.total_seconds()))
+        return words * SPOKEN_SECONDS_PER_WORD if words else window
+    if kind in _SPOKEN:
+        # A board shows a text whole (a ticker or pages at the profile's pace), however long
+        # that takes: display_seconds is only its least.
+        return max(display_seconds, chars / SLOWEST_READING_CHARS_PER_S) if chars else window
+    if kind is BulletinKind.IMAGE:
+        # An animated picture airs at least one loop, whose length the hub does not measure.
+        return max(display_seconds, ANIMATION_CAP.total_seconds())
+    return window
 
 
 def with_slack(seconds: float) -> float:
@@ -137,12 +154,14 @@ def sent_bulletin(
     device_kind: DeviceKind,
     words: int,
     display_seconds: float,
+    chars: int = 0,
 ) -> SentBulletin:
     """A bulletin's facts with its bounds worked out once (a batch checks many airings)."""
     content = content_seconds(
         kind,
         device_kind,
         words=words,
+        chars=chars,
         display_seconds=display_seconds,
         held_from=held_from,
         held_until=held_until,

@@ -19,8 +19,10 @@ UNIT_DIR="$ROOT/etc/systemd/system"
 JOURNALD_DIR="$ROOT/etc/systemd/journald.conf.d"
 FSTAB="$ROOT/etc/fstab"
 USER_NAME=loa
+# poppler-utils renders and reads documents (PDF) for boards and speakers; the colour emoji
+# font draws emoji on boards (without it they are left out).
 PACKAGES=(python3 python3-venv python3-lgpio vlc-bin vlc-plugin-base espeak-ng
-  fonts-noto-core libsdl2-2.0-0 ca-certificates)
+  fonts-noto-core fonts-noto-color-emoji poppler-utils libsdl2-2.0-0 ca-certificates)
 
 DRY_RUN=0
 PROFILE=""

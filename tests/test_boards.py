@@ -11,7 +11,10 @@ exactly its speed times the time between them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import subprocess
+import sys
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +26,14 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame
 import pytest
 
+from edge_agent.airing import text_airing_seconds
 from edge_agent.backends import build_player
 from edge_agent.players.base import Player, PlayItem
 from edge_agent.players.display import DisplayPlayer, Layout, TextRun
 from edge_agent.players.router import PlayerRouter
 from edge_agent.profile import PROFILES_DIR, HardwareProfile, load_profile
 from loa_contract import BulletinKind, DeviceKind, Priority
+from tests.real_files import LONG_NOTICE, LONG_NOTICE_END
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 #: The reference: fonts-dejavu-core, which draws every Vietnamese letter.
@@ -297,3 +302,55 @@ async def test_long_text_scrolls_as_a_ticker(
     period_s = ticker.period_px / ticker.px_per_s
     again = player.render_frame(item, t1 + period_s)
     assert pygame.image.tobytes(again, "RGB") == pygame.image.tobytes(first, "RGB")
+
+
+async def test_a_long_notice_airs_until_it_has_been_shown_whole(
+    board: tuple[HardwareProfile, DisplayPlayer],
+) -> None:
+    """A notice of 5,000 characters is not cut at display_seconds and reported complete:
+    its airing lasts one whole pass of the ticker, in which its last words are shown."""
+    profile, player = board
+    assert profile.display is not None
+    item = dataclasses.replace(text_item(LONG_NOTICE), display_seconds=15.0)
+    layout = player.layout(item)
+    ticker = layout.ticker
+    assert ticker is not None
+    assert layout.seconds == pytest.approx(ticker.pass_seconds) and layout.seconds > 15.0
+    # The hub asks the same question without pygame on its side of the import, and gets the
+    # same answer.
+    assert text_airing_seconds(
+        LONG_NOTICE, profile.display, title=TITLE, display_seconds=15.0
+    ) == pytest.approx(layout.seconds)
+    # The end of the text is on screen before the airing ends, fully inside the box.
+    last_word = LONG_NOTICE_END.split()[-1]
+    shown_at = None
+    for t in sample_times(layout):
+        if t > layout.seconds:
+            break
+        for run in layout.runs_at(t):
+            # Its end in view, top to bottom (a crawl's piece may be wider than the panel).
+            whole_end = run.visible.right == run.rect.right and run.visible.left < run.rect.right
+            upright = run.visible.top == run.rect.top and run.visible.bottom == run.rect.bottom
+            if run.text.endswith(last_word) and whole_end and upright:
+                shown_at = t
+                break
+        if shown_at is not None:
+            break
+    assert shown_at is not None, "the last words were never shown whole"
+    frame = layout.frame_at(shown_at)
+    save(frame, profile, "long-notice-end")
+    end_run = next(r for r in layout.runs_at(shown_at) if r.text.endswith(last_word))
+    assert_drawn_like_dejavu(frame, end_run, layout.background)
+    # A short text stays its display_seconds (600 s here), even if it crawls: it has been
+    # shown whole many times over by then.
+    assert player.layout(text_item("Họp thôn lúc 8 giờ.")).seconds == 600
+
+
+def test_the_airing_length_can_be_asked_without_pygame() -> None:
+    """The hub imports edge_agent.airing to show a bulletin's expected length: importing it
+    loads neither pygame nor Pillow."""
+    probe = (
+        "import sys, edge_agent.airing; "
+        "assert 'pygame' not in sys.modules and 'PIL' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=Path(__file__).parent.parent)

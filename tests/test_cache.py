@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from edge_agent.cache import CacheIntegrityError, MediaCache
+from edge_agent.cache import CacheIntegrityError, DiskFull, MediaCache
 from edge_agent.hubclient import HubClient, HubRejected
 from loa_contract import MediaRef
 
@@ -288,6 +290,48 @@ async def test_derived_files(tmp_path: Path) -> None:
         cache.path_for("../../etc/passwd")
 
 
+async def test_renditions_arrive_whole_and_only_what_is_wanted_stays(tmp_path: Path) -> None:
+    cache = MediaCache(tmp_path / "cache")
+    key = "doc-" + "a" * 64 + "-1920x1080-r1"
+    with cache.work_dir() as work:
+        for n in (1, 2):
+            (work / f"{key}-p{n}.png").write_bytes(b"page")
+        cache.adopt(work, [f"{key}-p1.png", f"{key}-p2.png"], (f"{key}.json", b"{}"))
+    assert not work.exists(), "the work folder goes once the rendition is in"
+    assert cache.derived_path(key, ".json") is not None
+    assert cache.derived_path(f"{key}-p2", ".png") is not None
+    with pytest.raises(ValueError):
+        with cache.work_dir() as work:
+            (work / "x.png").write_bytes(b"")
+            cache.adopt(work, ["x.png"], ("../escape.json", b"{}"))
+    # A work folder a crash left behind is cleared at the next start.
+    stale = cache.work / "left-by-a-crash"
+    stale.mkdir()
+    (stale / "p1.png").write_bytes(b"half")
+    await cache.verify_all()
+    assert not stale.exists()
+
+    src = tmp_path / "speech.wav"
+    src.write_bytes(b"RIFF....")
+    await cache.put_file(src, "b" * 64)
+    other = "img-" + "c" * 64 + "-192x96-r1"
+    (cache.derived / f"{other}-f3.png").write_bytes(b"frame")
+    (cache.derived / f".{other}.png.123.tmp").write_bytes(b"being written")
+    freed = cache.evict_derived({key, "b" * 64})
+    assert freed == len(b"frame")
+    assert sorted(p.name for p in cache.derived.iterdir()) == sorted(
+        [
+            f"{key}.json",
+            f"{key}-p1.png",
+            f"{key}-p2.png",
+            "b" * 64 + ".wav",
+            f".{other}.png.123.tmp",
+        ]
+    )
+    assert cache.evict_derived(set()) > 0
+    assert [p.name for p in cache.derived.iterdir()] == [f".{other}.png.123.tmp"]
+
+
 async def test_an_object_changed_since_verified_is_not_handed_out_until_hashed_again(
     tmp_path: Path, hub
 ) -> None:
@@ -319,3 +363,20 @@ async def test_an_object_changed_since_verified_is_not_handed_out_until_hashed_a
     assert again.path_for(ref.sha256) is None
     assert await again.verify_all() == []
     assert again.path_for(ref.sha256) == path
+
+
+async def test_a_download_that_would_eat_the_reserve_is_refused_unwritten(
+    tmp_path: Path, hub
+) -> None:
+    # A full data disk silences the device (no SQLite write, no speech): issue #9.
+    fake, client = hub
+    ref = fake.add(payload(64 * 1024))
+    free = shutil.disk_usage(tmp_path).free
+    cache = MediaCache(tmp_path / "cache", reserve=free - 32 * 1024)
+    with pytest.raises(DiskFull) as refused:
+        await cache.fetch(client, ref)
+    assert refused.value.errno == errno.ENOSPC and isinstance(refused.value, OSError)
+    assert fake.ranges == [] and listing(cache.partial) == [] and not cache.has(ref.sha256)
+    cache.reserve = 0  # space returned
+    path = await cache.fetch(client, ref)
+    assert path.read_bytes() == fake.files[ref.sha256]

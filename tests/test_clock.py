@@ -74,6 +74,29 @@ def test_an_unconfirmed_clock_is_untrusted_until_the_hub_is_seen() -> None:
     assert abs((judge.now() - T0).total_seconds()) < 1
 
 
+@pytest.mark.parametrize("step_s", [86400.0, -86400.0, 3600.0, -5.0])
+def test_a_system_clock_stepped_after_the_hub_was_seen_changes_nothing(step_s: float) -> None:
+    # A right clock stepped a day (a wrong RTC read late, a hand), or a wrong one put right by
+    # NTP: "now" stays the hub's time carried on the boot clock, not system time + old offset.
+    fake = Fake(T0 + timedelta(hours=2))
+    judge = fake.judge()
+    judge.observe_signed_time(T0, round_trip_s=0.0)
+    fake.advance(90)
+    assert judge.now() == T0 + timedelta(seconds=90)
+    fake.now += timedelta(seconds=step_s)
+    assert judge.now() == T0 + timedelta(seconds=90)
+    fake.advance(30)
+    assert judge.now() == T0 + timedelta(seconds=120)
+    status = judge.status()
+    assert status.trusted and status.source == "hub"
+    assert status.offset_s == pytest.approx(-7200 - step_s)
+    saved = judge.confirmation()  # what a restart in this boot takes up again
+    assert saved is not None and saved.at == T0 + timedelta(seconds=120)
+    again = fake.judge()
+    again.restore(saved)
+    assert again.status().source == "same_boot" and again.now() == T0 + timedelta(seconds=120)
+
+
 def test_ntp_synchronized_is_trusted_without_correction() -> None:
     judge = Fake().judge(ntp=True)
     assert not judge.status().trusted  # nothing asked yet

@@ -29,6 +29,7 @@ from edge_agent.players.null import NullPlayer
 from edge_agent.speech import EspeakEngine
 from loa_contract import Priority, utcnow
 from tests.e2e import LiveHub, enroll_agent, live_hub, schedule
+from tests.real_files import noise_png
 
 TIMEOUT = 20.0
 MiB = 1024 * 1024
@@ -197,14 +198,9 @@ async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
         yield live
 
 
-def noise(size: int) -> bytes:
-    """Bytes nothing compresses, in a PNG wrapper the hub accepts as an image."""
-    header = b"\x89PNG\r\n\x1a\n"
-    return header + os.urandom(size - len(header))
-
-
 async def publish_image(hub: LiveHub, title: str, size: int, priority: str = "normal") -> dict:
-    media = await hub.upload(noise(size), "image/png")
+    # A real picture (a board decodes what it shows), of random pixels nothing compresses.
+    media = await hub.upload(noise_png(size), "image/png")
     body = {
         "title": title,
         "kind": "image",
@@ -285,7 +281,10 @@ async def test_an_emergency_evicts_normal_content_to_get_on_air(
             await agent.wait_until(lambda: emergency["id"] in _playable(agent), TIMEOUT)
             # One normal item made room, the least recently aired; the other still plays.
             assert len({first["id"], second["id"]} & _playable(agent)) == 1
-            assert "disk_full" not in agent.active_faults()
+            # The emergency was never refused. (The evicted item, wanted back, may be: the
+            # card cannot hold all three, and the next fetch says so as disk_full.)
+            alarm = agent.bulletins()[emergency["id"]].media
+            assert alarm is not None and alarm.sha256 not in agent.content.refused_for_room
         finally:
             await agent.stop()
 
@@ -314,8 +313,9 @@ async def test_speech_is_not_made_into_the_last_of_the_card_and_says_why(
         filler = card / "filler"
         try:
             await agent.wait_until(agent.status_connected, TIMEOUT)
-            # Something else on the card (logs, a technician's copy) leaves < 1 MiB.
-            filler.write_bytes(b"\0" * (free_bytes(card) - MiB // 2))
+            # Something else on the card (logs, a technician's copy) leaves 150 KiB: room
+            # for SQLite, not for speech.
+            filler.write_bytes(b"\0" * (free_bytes(card) - 150 * 1024))
             notice = await hub.publish(
                 {
                     "title": "Họp dân",
@@ -368,18 +368,28 @@ async def test_a_card_too_full_for_sqlite_keeps_playing_and_the_hub_hears_why(
                     f.write(b"\0" * 65536)
                     f.flush()
             assert free_bytes(card) < 65536
+            full_since = utcnow()
             await agent.wait_until(lambda: "not recorded" in _disk_full(agent), TIMEOUT)
             # The board plays on from its cache.
             before = agent.play_started.qsize()
             await agent.wait_until(lambda: agent.play_started.qsize() > before + 2, TIMEOUT)
+            # A bulletin published now cannot be stored on the card: the old programme holds.
+            later = await publish_image(hub, "Lịch họp", 1024)
 
-            # The hub hears it, from memory, with the reason.
-            await agent.wait_until(lambda: agent.reporting.delivered_from_memory > 0, TIMEOUT)
-            device = await hub.call("GET", f"/api/v1/devices/{agent.identity.device_id}")
+            # The hub hears it, from memory, with the reason, and the airings themselves.
+            await agent.wait_until(lambda: agent.reporting.delivered_from_memory > 2, TIMEOUT)
+            device_id = agent.identity.device_id
+            device = await hub.call("GET", f"/api/v1/devices/{device_id}")
             assert "not recorded" in device["health"]["fault_details"]["disk_full"]
             assert "disk_full" in device["verdict_reasons"]
+            plays = await hub.call("GET", f"/api/v1/plays?device={device_id}&limit=200")
+            while_full = [p for p in plays if p["started_at"] > full_since.isoformat()]
+            assert while_full, "the airings made while the card was full reached the hub"
+            assert later["id"] not in agent.bulletins()
 
-            filler.unlink()  # space returns: records are written again, nobody needed
+            filler.unlink()  # space returns: nobody needed
+            # The manifest the card could not take is fetched again, and records resume.
+            await agent.wait_until(lambda: later["id"] in _playable(agent), TIMEOUT)
             plays_before = len(await agent.store.recent_plays(1000))
             await agent.wait_until(lambda: _more_plays(agent, plays_before), TIMEOUT)
         finally:

@@ -118,6 +118,7 @@ async def test_normal_audio_airs_only_inside_windows_and_board_renders_vietnames
         # The board shows the text; its frame has every diacritic drawn.
         item = await next_play(board)
         assert item.kind is BulletinKind.TEXT and item.text == BOARD_TEXT
+        await display.shown()  # laid out off the event loop, then on screen
         ARTIFACTS.mkdir(exist_ok=True)
         frame_path = ARTIFACTS / "e2e-board-text.png"
         display.save_frame(frame_path)

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from hub.play_evidence import (
+    ANIMATION_CAP,
     CLOCK_SLACK,
     CONTENT_SLACK,
     MEDIA_CAP,
     REASONS,
-    SPOKEN_SECONDS_PER_WORD,
     SentBulletin,
     content_seconds,
     device_bounds,
@@ -170,29 +170,39 @@ def test_a_month_long_airing_across_a_clock_correction_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "device", "words", "display", "window", "expected"),
+    ("kind", "device", "words", "chars", "display", "window", "expected"),
     [
         # Spoken on a speaker: its words at the slowest rate.
-        (BulletinKind.TEXT, DeviceKind.SPEAKER, 120, 15.0, 86400, 120 * SPOKEN_SECONDS_PER_WORD),
-        (BulletinKind.DOCUMENT, DeviceKind.SPEAKER, 40, 15.0, 86400, 40 * SPOKEN_SECONDS_PER_WORD),
-        # Still on a board: display_seconds.
-        (BulletinKind.TEXT, DeviceKind.BOARD, 120, 20.0, 86400, 20.0),
-        (BulletinKind.IMAGE, DeviceKind.BOARD, 0, 45.0, 86400, 45.0),
+        (BulletinKind.TEXT, DeviceKind.SPEAKER, 120, 700, 15.0, 86400, 120.0),
+        (BulletinKind.DOCUMENT, DeviceKind.SPEAKER, 40, 200, 15.0, 86400, 40.0),
+        # A document's file read aloud: its length is not known here, so its window.
+        (BulletinKind.DOCUMENT, DeviceKind.SPEAKER, 0, 0, 15.0, 600, 600.0),
+        # Text on a board: shown whole at the slowest pace, never under display_seconds.
+        (BulletinKind.TEXT, DeviceKind.BOARD, 12, 60, 20.0, 86400, 60.0),
+        (BulletinKind.TEXT, DeviceKind.BOARD, 2, 10, 20.0, 86400, 20.0),
+        (BulletinKind.TEXT, DeviceKind.BOARD, 900, 5043, 15.0, 86400, 5043.0),
+        # A document's pages on a board: its window, at most MEDIA_CAP.
+        (BulletinKind.DOCUMENT, DeviceKind.BOARD, 0, 0, 15.0, 86400, MEDIA_CAP.total_seconds()),
+        # A picture: display_seconds, or one loop of an animation.
+        (BulletinKind.IMAGE, DeviceKind.BOARD, 0, 0, 45.0, 86400, ANIMATION_CAP.total_seconds()),
+        (BulletinKind.IMAGE, DeviceKind.BOARD, 0, 0, 900.0, 86400, 900.0),
         # Audio and video: the validity window, at most MEDIA_CAP.
-        (BulletinKind.AUDIO, DeviceKind.SPEAKER, 0, 15.0, 600, 600.0),
-        (BulletinKind.VIDEO, DeviceKind.BOARD, 0, 15.0, 86400, MEDIA_CAP.total_seconds()),
+        (BulletinKind.AUDIO, DeviceKind.SPEAKER, 0, 0, 15.0, 600, 600.0),
+        (BulletinKind.VIDEO, DeviceKind.BOARD, 0, 0, 15.0, 86400, MEDIA_CAP.total_seconds()),
     ],
 )
 def test_content_length_by_kind(
     kind: BulletinKind,
     device: DeviceKind,
     words: int,
+    chars: int,
     display: float,
     window: int,
     expected: float,
 ) -> None:
     facts: dict[str, Any] = {
         "words": words,
+        "chars": chars,
         "display_seconds": display,
         "held_from": HELD_FROM,
         "held_until": HELD_FROM + timedelta(seconds=window),

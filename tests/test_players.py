@@ -310,6 +310,8 @@ async def test_display_renders_vietnamese_text(display: tuple[DisplayPlayer, Eve
     player, events = display
     await player.play(text_item("t1"))
     assert player.state is PlayerState.PLAYING
+    # Laid out off the loop: the frame, and STARTED with it, follow play().
+    await player.shown()
     assert events.kinds_for("t1") == [EventType.STARTED]
     png = player.save_frame(ARTIFACTS / "display-normal.png")
     saved = pygame.image.load(str(png))
@@ -407,6 +409,7 @@ async def test_display_stop_cancels_the_end_and_blanks(
 ) -> None:
     player, events = display
     await player.play(text_item("s", display_seconds=0.1))
+    await player.shown()
     shown_at = player.last_frame_at
     position = await player.stop()
     assert 0 <= position < 0.1
@@ -474,6 +477,7 @@ async def test_display_heartbeat_keeps_the_frame_fresh() -> None:
     player = DisplayPlayer((320, 180), heartbeat_s=0.05)
     try:
         await player.play(text_item("hb", display_seconds=30))
+        await player.shown()
         shown_at = player.last_frame_at
         await until(lambda: player.last_frame_at > shown_at + 0.04)
         assert player.state is PlayerState.PLAYING
@@ -500,6 +504,7 @@ async def test_display_reports_a_frozen_screen() -> None:
     try:
         assert player.screen_fault() is None
         await player.play(text_item("f", display_seconds=600))
+        await player.shown()
         assert player.screen_fault() is None
         # No await from here on: the heartbeat gets no turn, just as when it is stuck.
         clock.now += player.frozen_after_s - 0.1
@@ -518,6 +523,7 @@ async def test_display_reports_a_frozen_screen() -> None:
     # Rendering without a screen (window=False) presents nothing, so it is never "frozen".
     headless = DisplayPlayer((320, 180), window=False, clock=clock)
     await headless.play(text_item("h", display_seconds=600))
+    await headless.shown()
     clock.now += 100
     assert headless.screen_fault() is None
     await headless.close()
@@ -527,14 +533,17 @@ async def test_display_reports_a_blank_screen() -> None:
     player = DisplayPlayer((320, 180))
     try:
         await player.play(text_item("ok"))
+        await player.shown()
         assert player.screen_fault() is None
         # Text of invisible characters gets past the "has text" check and draws nothing.
         for invisible in ("\u2800\u2800\u2800", "\u200b"):
             await player.play(text_item("ghost", text=invisible, title=""))
+            await player.shown()
             assert player.state is PlayerState.PLAYING
             assert player.screen_fault() == "screen_blank", repr(invisible)
         # The screen lost its picture (panel re-initialised, something else drew on it).
         await player.play(text_item("ok2"))
+        await player.shown()
         assert player.screen_fault() is None
         pygame.display.get_surface().fill((0, 0, 0))
         assert player.screen_fault() == "screen_blank"
@@ -553,6 +562,7 @@ async def test_router_collects_screen_faults() -> None:
     router = PlayerRouter([NullPlayer(kinds={BulletinKind.VIDEO}), screen])
     try:
         await router.play(text_item("ghost", text="\u2800", title=""))
+        await screen.shown()
         assert router.health() == PlayerHealth(PlayerState.PLAYING, 0, (Fault.SCREEN_BLANK,))
     finally:
         await router.close()
@@ -577,6 +587,7 @@ async def test_router_health_sums_stuck_stops_and_merges_faults(
         hung.stop = blocking_stop  # type: ignore[method-assign]
         # Switching to the screen stops the sound, and that stop hangs; what goes up is blank.
         await router.play(text_item("ghost", text="\u2800", title=""))
+        await screen.shown()
         expected = (Fault.PLAYER_STUCK, Fault.SCREEN_BLANK)
         assert router.health() == PlayerHealth(PlayerState.PLAYING, 1, expected)
         release.set()
@@ -648,17 +659,22 @@ async def test_stacked_marks_keep_the_baseline() -> None:
 
 
 async def test_ticker_runs_live_and_ends_with_its_item() -> None:
-    player = DisplayPlayer((192, 96), heartbeat_s=30, ticker_hold_s=0, ticker_px_per_s=400)
+    player = DisplayPlayer((192, 96), heartbeat_s=30, ticker_hold_s=0, ticker_px_per_s=3000)
     events = Events()
     player.set_event_sink(events)
     try:
         item = text_item("tick", text=VIETNAMESE * 3, display_seconds=0.3)
-        assert player.layout(item).ticker is not None
+        layout = player.layout(item)
+        assert layout.ticker is not None
+        # Shown whole: the airing lasts until the end of the text has crossed the panel,
+        # longer than the 0.3 s asked for.
+        assert layout.seconds == layout.ticker.pass_seconds > 0.3
         await player.play(item)
+        await player.shown()
         first = pygame.image.tobytes(player.frame, "RGB")
         presented = player.last_frame_at
-        ended = await events.wait_for(EventType.ENDED, "tick")
-        assert ended.position_s == pytest.approx(0.3)
+        ended = await events.wait_for(EventType.ENDED, "tick", within=WAIT_S + layout.seconds)
+        assert ended.position_s == pytest.approx(layout.seconds)
         # The heartbeat (30 s) never ran: the ticker's own ticks moved the text meanwhile.
         assert player.last_frame_at > presented
         assert pygame.image.tobytes(player.frame, "RGB") != first

@@ -89,3 +89,41 @@ def test_the_agent_refuses_a_bad_profile_at_start(tmp_path: Path) -> None:
         hub_keys=[],
     ).save(tmp_path)
     assert main(["--lang", "en", "run", "--data", str(tmp_path), "--player", "null"]) == 2
+
+
+GOOD_BOARD = """
+name = "b"
+device_kind = "board"
+kinds = ["text", "document", "image"]
+[display]
+width = 1920
+height = 1080
+"""
+
+
+@pytest.mark.parametrize(
+    ("by", "field"),
+    [
+        ("page_min_s = 30\npage_max_s = 10", "page_min_s must not exceed page_max_s"),
+        ("reading_chars_per_s = 0", "display.reading_chars_per_s"),
+        ("page_max_s = -1", "display.page_max_s"),
+        ('document_view = "slideshow"', "display.document_view"),
+    ],
+)
+def test_a_board_s_reading_pace_is_checked(tmp_path: Path, by: str, field: str) -> None:
+    path = tmp_path / "board.toml"
+    path.write_text(GOOD_BOARD + by + "\n")
+    with pytest.raises(ProfileError) as err:
+        load_profile(str(path), tmp_path)
+    assert field in str(err.value)
+
+
+def test_documents_show_as_pages_on_screens_and_as_text_on_small_panels(tmp_path: Path) -> None:
+    lcd, led = load_profile("lcd-board-1080p").display, load_profile("led-board-p10").display
+    assert lcd is not None and led is not None
+    assert lcd.shows_pages and not led.shows_pages
+    path = tmp_path / "portrait.toml"
+    path.write_text(GOOD_BOARD + 'orientation = "portrait"\ndocument_view = "text"\n')
+    portrait = load_profile(str(path), tmp_path).display
+    assert portrait is not None
+    assert portrait.screen_size == (1080, 1920) and not portrait.shows_pages

@@ -17,7 +17,7 @@ import pytest
 
 from edge_agent.players.base import EventType, PlaybackEvent, PlayerState, PlayItem
 from edge_agent.players.vlc import VlcPlayer
-from edge_agent.speech import EspeakEngine, SpeechError, speech_key
+from edge_agent.speech import EspeakEngine, SpeechError, speech_key, spoken_text
 from loa_contract import BulletinKind, Priority
 
 pytestmark = pytest.mark.skipif(
@@ -119,3 +119,35 @@ async def test_vlc_plays_synthesized_speech(engine: EspeakEngine, tmp_path: Path
         assert event.position_s == pytest.approx(duration, abs=0.2)
     finally:
         await player.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        ("🚓 Cảnh báo lũ 🌊", "Cảnh báo lũ"),
+        ("Lũ🌊lớn", "Lũ lớn"),  # words either side of an emoji stay apart
+        ("⚠️ Khẩn cấp! 👨‍👩‍👧 🇻🇳 👍🏽", "Khẩn cấp!"),
+        ("Nhiệt độ 30°C, độ ẩm 80%, trẻ ≥ 6 tuổi", "Nhiệt độ 30°C, độ ẩm 80%, trẻ ≥ 6 tuổi"),
+        ("Gọi 1️⃣1️⃣4️⃣ khi cháy → chạy ra ngoài ★", "Gọi 114 khi cháy chạy ra ngoài"),
+        ("U\u0309y ban\n\n  xã\u200b ", "Ủy ban\nxã"),  # NFC, blank lines out
+        ("🚓🚒", ""),
+    ],
+)
+def test_emoji_and_symbols_are_not_read_aloud(text: str, spoken: str) -> None:
+    assert spoken_text(text) == spoken
+
+
+async def test_espeak_is_never_given_an_emoji_s_name(engine: EspeakEngine, tmp_path: Path) -> None:
+    plain, with_emoji = tmp_path / "plain.wav", tmp_path / "emoji.wav"
+    await engine.synthesize("Cảnh báo lũ", plain)
+    await engine.synthesize("🚓 Cảnh báo lũ 🌊🚒", with_emoji)
+    assert wav_stats(with_emoji)[0] == pytest.approx(wav_stats(plain)[0], abs=0.02)
+    # What it would have said: espeak-ng itself reads the names of emoji out loud.
+    raw = tmp_path / "raw.wav"
+    proc = await asyncio.create_subprocess_exec(
+        "espeak-ng", "-v", "vi", "-s", "150", "-b", "1", "-w", str(raw), "🚓 Cảnh báo lũ 🌊🚒"
+    )
+    assert await proc.wait() == 0
+    assert wav_stats(raw)[0] > wav_stats(plain)[0] + 1.0
+    with pytest.raises(SpeechError, match="nothing to say"):
+        await engine.synthesize("🚓🚒", tmp_path / "none.wav")

@@ -694,6 +694,28 @@ async def test_the_replay_floor_outlives_a_lost_emptied_or_damaged_database(
     assert json.loads((tmp_path / FLOOR_FILE).read_text())["manifest_version"] == 7
 
 
+async def test_a_floor_copy_half_written_by_a_killed_process_is_removed_at_open(
+    tmp_path: Path,
+) -> None:
+    # A kill -9 between the temp copy's write and its rename (found by bench/faults.py).
+    dead = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await dead.wait()
+    left = tmp_path / f".{FLOOR_FILE}.{dead.pid}.tmp"
+    left.write_text('{"manifest_ver')
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(60)"
+    )
+    live = tmp_path / f".{FLOOR_FILE}.{writer.pid}.tmp"  # a writer still at work: kept
+    live.write_text("{")
+    try:
+        s = await AgentStore.open(tmp_path / "agent.sqlite3", device_id="dev-1")
+        await s.close()
+    finally:
+        writer.kill()
+        await writer.wait()
+    assert not left.exists() and live.exists()
+
+
 async def test_a_held_emergency_is_kept_only_with_its_signed_frame(tmp_path: Path) -> None:
     path = tmp_path / "agent.sqlite3"
     s = await AgentStore.open(path)

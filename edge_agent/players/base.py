@@ -29,6 +29,15 @@ class PlayerState(StrEnum):
 
 
 @dataclass(frozen=True)
+class Slide:
+    """One picture made ahead at cache time (edge_agent/renditions.py): a document's page or
+    an animation's frame, at the screen's size, and how long it stays up."""
+
+    path: Path
+    seconds: float
+
+
+@dataclass(frozen=True)
 class PlayItem:
     bulletin_id: str
     kind: BulletinKind
@@ -36,8 +45,36 @@ class PlayItem:
     title: str
     path: Path | None = None  # verified cache file (audio, video, image, synthesized speech)
     text: str | None = None  # text for a board
-    display_seconds: float = 15.0  # how long a still item stays up
+    #: How long a still item stays up at least: long text, a document's pages and an
+    #: animation's loop may need longer, and then get it (`still_seconds`).
+    display_seconds: float = 15.0
     start_at_s: float = 0.0
+    #: A document's pages (shown once, in turn) or an animated image's frames (looped).
+    slides: tuple[Slide, ...] = ()
+
+
+def slide_times(item: PlayItem) -> tuple[float, ...]:
+    """How long each of the item's slides stays up in one pass.
+
+    A document's pages keep their own times, stretched evenly when together they are
+    shorter than the item's `display_seconds`; an animation's frames keep theirs (it loops
+    for as long as it airs).
+    """
+    times = tuple(slide.seconds for slide in item.slides)
+    total = sum(times)
+    if item.kind is BulletinKind.DOCUMENT and 0 < total < item.display_seconds:
+        stretch = item.display_seconds / total
+        return tuple(t * stretch for t in times)
+    return times
+
+
+def still_seconds(item: PlayItem) -> float:
+    """How long a still item airs, as far as it is known without laying it out: a document
+    all its pages, an animation at least one whole loop, anything else `display_seconds`
+    (a board's text may need longer to be shown whole: DisplayPlayer knows by its layout)."""
+    if item.slides:
+        return max(item.display_seconds, sum(slide_times(item)))
+    return item.display_seconds
 
 
 class EventType(StrEnum):

@@ -1,19 +1,32 @@
-"""Text and images on a board's screen, through pygame.
+"""Text, documents and pictures on a board's screen, through pygame.
 
-pygame (SDL) wants one thread, so everything here runs on the asyncio loop's thread: build
-the player on that thread and call it only from there. An item is laid out once (fonts,
-wrapping, images: milliseconds even at 1080p) into a `Layout`; a frame is then a pure
-function of the time since the item began (`render_frame(item, t)`), which is what lets a
-ticker be checked pixel by pixel at chosen times without waiting. A still frame is only
-re-presented by a heartbeat that also pumps SDL's events, so a real window is never marked
-"not responding" and `last_frame_at` keeps moving while the loop is healthy — a stale value
-means a frozen screen. A ticker additionally redraws its own strip every tick.
+pygame (SDL) wants its screen driven from one thread: everything that touches the screen or
+a timer runs on the asyncio loop's thread. What is slow does not: an item is laid out
+(fonts, wrapping, pictures loaded and placed: tens of milliseconds at 1080p, several times
+that on a Pi) in a worker thread, one layout at a time, while the loop goes on. `play`
+returns at once and the frame follows, with a STARTED event, when it is ready; an emergency
+arriving meanwhile is not kept waiting, and a layout overtaken by the next item is abandoned
+at its next step. Pictures were decoded, turned upright and fitted to this screen when they
+were cached (edge_agent/renditions.py): nothing big is decoded here.
+
+An item is laid out once into a `Layout`; a frame is then a pure function of the time since
+the item began (`render_frame(item, t)`), which is what lets a ticker, a document's pages or
+an animation be checked pixel by pixel at chosen times without waiting. A still frame is
+only re-presented by a heartbeat that also pumps SDL's events, so a real window is never
+marked "not responding" and `last_frame_at` keeps moving while the loop is healthy — a stale
+value means a frozen screen. A ticker or an animation additionally redraws its own box.
 
 Text that would need letters smaller than the panel's legible size (`min_text_px`) is not
 shrunk into an unreadable block: it scrolls. LED panels crawl one line right to left, as
-every LED message board does; LCDs roll the page upwards like credits. Both loop, with a
-gap, until the item's display time ends, and start with the beginning of the text at rest
-for a moment so a passer-by can start reading.
+every LED message board does; LCDs roll the page upwards like credits. Both start with the
+beginning of the text at rest for a moment so a passer-by can start reading.
+
+How long an item airs is its layout's to say (`Layout.seconds`): its display_seconds at
+least, and as long as it takes to be seen whole — a ticker one whole pass, a document all
+its pages, an animation one loop. That is also what its position and proof of play say.
+
+Emoji are drawn from the colour emoji font (Noto Color Emoji: one bitmap size, scaled to
+each line); anything neither font can draw is left out, never shown as a box.
 
 SDL_VIDEODRIVER=dummy gives the same code path without a screen (tests, headless doctor).
 """
@@ -21,18 +34,24 @@ SDL_VIDEODRIVER=dummy gives the same code path without a screen (tests, headless
 from __future__ import annotations
 
 import asyncio
+import bisect
+import concurrent.futures
+import functools
+import itertools
+import re
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pygame
 
 from loa_contract import BulletinKind, Fault, Priority
 
-from ..fonts import VIETNAMESE_LETTERS, find_font
+from ..fonts import VIETNAMESE_LETTERS, find_emoji_font, find_font
 from .base import (
     EventSink,
     EventType,
@@ -42,9 +61,14 @@ from .base import (
     PlayerState,
     PlayItem,
     self_check,
+    slide_times,
 )
 
+if TYPE_CHECKING:
+    from ..profile import DisplayProfile
+
 Colour = tuple[int, int, int]
+_Result = TypeVar("_Result")
 TickerDirection = Literal["horizontal", "vertical"]
 
 EMERGENCY_LABEL = "KHẨN CẤP"
@@ -91,6 +115,51 @@ _FONT_CACHE_LIMIT = 96
 _PIECE_PX = 512
 #: Between paragraphs of a crawl, and between the title and the body.
 _CRAWL_SEPARATOR = "•"
+#: Text made only of these is drawn by the text font in one go (Latin with every Vietnamese
+#: letter, punctuation, currency); anything else is looked at letter by letter for emoji
+#: and for characters no font here draws.
+_NOT_PLAIN = re.compile(
+    "[^\t\n\x20-\x7e\xa0-\u024f\u0300-\u036f\u1e00-\u1eff\u2010-\u2027\u2030-\u205e\u20a0-\u20c0]"
+)
+_ZWJ = "\u200d"
+#: The emoji font's one bitmap size: SDL_ttf draws it whatever size is asked for.
+_EMOJI_STRIKE_PX = 109
+_EMOJI_CACHE_LIMIT = 512
+
+
+def has_glyph(font: pygame.font.Font, ch: str) -> bool:
+    """Whether `font` has a glyph for `ch`. SDL_ttf answers a character it lacks with the
+    font's "missing" box and that box's metrics, never with an error; astral characters
+    (emoji) it cannot measure at all."""
+    if ord(ch) > 0xFFFF:
+        return False
+    metrics = font.metrics(ch)
+    if not metrics or metrics[0] is None:
+        return False
+    missing = "\uffff"  # a noncharacter: no font has it, every font shows its box for it
+    if metrics != font.metrics(missing):
+        return True
+    try:
+        drawn = font.render(ch, True, (255, 255, 255))
+    except pygame.error:
+        return True  # zero width (a joiner, a space): nothing to draw, nothing missing
+    box = font.render(missing, True, (255, 255, 255))
+    return pygame.image.tobytes(drawn, "RGBA") != pygame.image.tobytes(box, "RGBA")
+
+
+def _joins_emoji(ch: str) -> bool:
+    """A character that belongs to the emoji before it: a presentation selector, a keycap,
+    a skin tone, a tag (subdivision flags)."""
+    code = ord(ch)
+    return ch in "\ufe0f\ufe0e\u20e3" or 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F
+
+
+def _regional(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF  # two of them make a flag
+
+
+class _Abandoned(Exception):
+    """A layout overtaken by the next item: nobody will show it."""
 
 
 @dataclass(frozen=True)
@@ -158,20 +227,106 @@ class Ticker:
                 if rect.colliderect(box):
                     yield piece, rect
 
+    @property
+    def pass_seconds(self) -> float:
+        """From the start until the end of the text has crossed the box once."""
+        return self.hold_s + self.length_px / self.px_per_s
+
+
+def _index_at(starts: list[float], t: float) -> int:
+    return max(0, bisect.bisect_right(starts, t) - 1)
+
+
+@dataclass
+class Animation:
+    """An animated picture's frames, each shown for its own time, looping, in `rect`."""
+
+    rect: pygame.Rect
+    frames: list[pygame.Surface]
+    times: list[float]
+    starts: list[float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.starts = list(itertools.accumulate(self.times, initial=0.0))[:-1]
+
+    @property
+    def loop_s(self) -> float:
+        return sum(self.times)
+
+    def index_at(self, t: float) -> int:
+        return _index_at(self.starts, max(0.0, t) % self.loop_s)
+
+    def next_change(self, t: float) -> float:
+        """Seconds from `t` until the next frame is due."""
+        within = max(0.0, t) % self.loop_s
+        index = _index_at(self.starts, within)
+        return self.starts[index] + self.times[index] - within
+
+
+@dataclass
+class Pages:
+    """A document's pages (pictures made at cache time), each shown once for its time."""
+
+    box: pygame.Rect
+    paths: list[Path]
+    times: list[float]
+    starts: list[float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.starts = list(itertools.accumulate(self.times, initial=0.0))[:-1]
+
+    def index_at(self, t: float) -> int:
+        return min(len(self.paths) - 1, _index_at(self.starts, t))
+
+    def next_change(self, t: float) -> float | None:
+        """Seconds from `t` until the next page is due; None on the last page."""
+        index = self.index_at(t)
+        if index + 1 >= len(self.paths):
+            return None
+        return max(0.0, self.starts[index + 1] - t)
+
+    def draw(self, surface: pygame.Surface, index: int) -> None:
+        """Load page `index` and place it in the box (blocking: a worker thread's job)."""
+        _place(surface, _load_picture(self.paths[index]), self.box)
+
 
 @dataclass
 class Layout:
-    """An item laid out for one screen: the unchanging background and, maybe, a ticker."""
+    """An item laid out for one screen: the unchanging background and, maybe, a ticker, an
+    animation or a document's pages; and how long the item airs (`seconds`)."""
 
     base: pygame.Surface
     background: Colour
     runs: list[TextRun] = field(default_factory=list)
     ticker: Ticker | None = None
+    animation: Animation | None = None
+    pages: Pages | None = None
+    seconds: float = 15.0
 
     def frame_at(self, t: float) -> pygame.Surface:
+        """The whole frame at `t` (a document's page is loaded: not on the event loop)."""
         frame = self.base.copy()
-        self.draw_ticker(frame, t)
+        if self.pages is not None:
+            self.pages.draw(frame, self.pages.index_at(t))
+        self.draw_moving(frame, t)
         return frame
+
+    @property
+    def moving_box(self) -> pygame.Rect | None:
+        """The part of the screen that changes by itself (a ticker's or an animation's)."""
+        if self.ticker is not None:
+            return self.ticker.box
+        if self.animation is not None:
+            return self.animation.rect
+        return None
+
+    def draw_moving(self, surface: pygame.Surface, t: float) -> None:
+        """Redraw only the moving box of `surface` for time `t`."""
+        self.draw_ticker(surface, t)
+        animation = self.animation
+        if animation is not None:
+            surface.blit(self.base, animation.rect, animation.rect)
+            surface.blit(animation.frames[animation.index_at(t)], animation.rect)
 
     def draw_ticker(self, surface: pygame.Surface, t: float) -> None:
         """Redraw only the ticker's box of `surface` for time `t`."""
@@ -202,6 +357,45 @@ class Layout:
         return runs
 
 
+def _load_picture(path: Path) -> pygame.Surface:
+    """A picture file as a 32-bit surface (pygame decodes it without holding the GIL)."""
+    try:
+        picture = pygame.image.load(str(path))
+    except (pygame.error, OSError) as exc:
+        raise PlayerError(f"cannot load picture {path.name}: {exc}") from exc
+    if picture.get_bitsize() not in (24, 32):
+        # smoothscale needs 24/32-bit pixels; convert() would need a video mode.
+        full = pygame.Surface(picture.get_size(), pygame.SRCALPHA, 32)
+        full.blit(picture, (0, 0))
+        picture = full
+    return picture
+
+
+def _fitted(picture: pygame.Surface, box: pygame.Rect) -> pygame.Surface:
+    """`picture` scaled to fit `box`, never stretched; untouched when it already fits
+    exactly, as pictures fitted to the screen at cache time do on a full-screen box."""
+    width, height = picture.get_size()
+    if width == 0 or height == 0 or box.width <= 0 or box.height <= 0:
+        return picture
+    scale = min(box.width / width, box.height / height)
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if target == (width, height):
+        return picture
+    return pygame.transform.smoothscale(picture, target)
+
+
+def _centred(size: tuple[int, int], box: pygame.Rect) -> pygame.Rect:
+    return pygame.Rect(
+        box.left + (box.width - size[0]) // 2, box.top + (box.height - size[1]) // 2, *size
+    )
+
+
+def _place(surface: pygame.Surface, picture: pygame.Surface, box: pygame.Rect) -> None:
+    """Letterbox: one scale for both axes, centred in `box`."""
+    fitted = _fitted(picture, box)
+    surface.blit(fitted, _centred(fitted.get_size(), box))
+
+
 def _is_uniform(surface: pygame.Surface) -> bool:
     """Every pixel the same colour (within a hair): nothing is drawn."""
     width, height = surface.get_size()
@@ -211,7 +405,8 @@ def _is_uniform(surface: pygame.Surface) -> bool:
 
 
 class DisplayPlayer:
-    """A Player for boards: TEXT, DOCUMENT-with-text and IMAGE items as full-screen frames."""
+    """A Player for boards: text, documents (text or pages) and pictures (still or
+    animated) as full-screen frames."""
 
     def __init__(
         self,
@@ -220,6 +415,7 @@ class DisplayPlayer:
         fullscreen: bool = False,
         font_path: Path | None = None,
         bold_font_path: Path | None = None,
+        emoji_font_path: Path | Literal["find"] | None = "find",
         kinds: Iterable[BulletinKind] = (
             BulletinKind.TEXT,
             BulletinKind.DOCUMENT,
@@ -247,6 +443,21 @@ class DisplayPlayer:
         )
         self._fonts: dict[tuple[bool, int], pygame.font.Font] = {}
         self._rises: dict[tuple[bool, int], int] = {}
+        #: Which characters the text font draws, as they are met.
+        self._drawable_chars: dict[str, bool] = {}
+        self.emoji_font_path = find_emoji_font() if emoji_font_path == "find" else emoji_font_path
+        self._emoji_font = (
+            pygame.font.Font(str(self.emoji_font_path), _EMOJI_STRIKE_PX)
+            if self.emoji_font_path is not None
+            else None
+        )
+        #: Each emoji as the font draws it (None: it has no picture for it), and scaled.
+        self._emoji_drawn: dict[str, pygame.Surface | None] = {}
+        self._emoji_scaled: dict[tuple[str, int], pygame.Surface | None] = {}
+        #: One layout at a time: fonts and these caches are shared. Per worker thread, the
+        #: token of the item it lays out, for it to notice that the item was replaced.
+        self._layout_lock = threading.Lock()
+        self._job = threading.local()
         missing = self._missing_glyphs(self.font_path) or self._missing_glyphs(self.bold_font_path)
         if missing:
             raise PlayerError(
@@ -293,6 +504,17 @@ class DisplayPlayer:
         self._end_timer: asyncio.TimerHandle | None = None
         self._blank_timer: asyncio.TimerHandle | None = None
         self._tick_timer: asyncio.TimerHandle | None = None
+        self._page_timer: asyncio.TimerHandle | None = None
+        #: Work in worker threads (layouts, the next page), waited for at close.
+        self._work: set[asyncio.Future[Any]] = set()
+        #: The board's own workers: its layouts never queue behind a cache re-hash or a
+        #: document being rendered in the loop's default executor. Three: a layout being
+        #: abandoned, the emergency's, and a page being composed.
+        self._workers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=3, thread_name_prefix="board-layout"
+        )
+        #: Set once the current item's first frame is on screen (or it failed).
+        self._shown = asyncio.Event()
         self._heartbeat: asyncio.TimerHandle | None = None
         self._closed = False
         self._frame = pygame.Surface(self.size)
@@ -300,6 +522,32 @@ class DisplayPlayer:
         #: clock() when a frame last reached the screen (or was rendered, headless).
         self.last_frame_at = self._clock()
         self._present()
+
+    @classmethod
+    def for_profile(
+        cls,
+        display: DisplayProfile,
+        *,
+        kinds: Iterable[BulletinKind] = (
+            BulletinKind.TEXT,
+            BulletinKind.DOCUMENT,
+            BulletinKind.IMAGE,
+        ),
+        window: bool = True,
+        fullscreen: bool | None = None,
+    ) -> DisplayPlayer:
+        """The screen a board profile describes: its size (turned for portrait), legible
+        letters and ticker. Without a window it only lays out and renders frames (the hub's
+        previews and expected airing lengths use it so)."""
+        return cls(
+            display.screen_size,
+            fullscreen=display.fullscreen if fullscreen is None else fullscreen,
+            kinds=kinds,
+            window=window,
+            min_text_px=display.min_text_px,
+            ticker=display.ticker,
+            ticker_px_per_s=display.ticker_px_per_s,
+        )
 
     # ------------------------------------------------------------------ fonts and layout
 
@@ -328,6 +576,108 @@ class DisplayPlayer:
     def line_step(self, px: int, *, bold: bool = False) -> int:
         return self.font(px, bold=bold).get_linesize() + self.rise(px, bold=bold)
 
+    def _checkpoint(self) -> None:
+        """In a worker: let the event loop's thread have the GIL if it wants it, and give
+        up when the item has been replaced (an emergency cut in: its layout waits for the
+        lock this one holds).
+
+        A thread busy in Python keeps the GIL for up to 5 ms (sys.getswitchinterval) each
+        time the loop asks for it back, and the loop asks at every system call; yielding at
+        each step keeps an emergency's path from paying that again and again."""
+        token = getattr(self._job, "token", None)
+        if token is None:
+            return
+        time.sleep(0)
+        if token != self._token:
+            raise _Abandoned
+
+    def _drawable(self, ch: str) -> bool:
+        """Whether the text font has a glyph for `ch` (`has_glyph`), remembered."""
+        known = self._drawable_chars.get(ch)
+        if known is None:
+            if len(self._drawable_chars) >= 4096:
+                self._drawable_chars.clear()
+            known = self._drawable_chars[ch] = has_glyph(self.font(24), ch)
+        return known
+
+    def runs(self, text: str) -> list[tuple[str, bool]]:
+        """`text` cut into runs of letters the text font draws and emoji (True): an emoji
+        with what joins it (a skin tone, a selector, a keycap, ZWJ and the next, the second
+        letter of a flag). A character no font draws is an "emoji" the emoji font has no
+        picture for: it takes no room and draws nothing."""
+        if _NOT_PLAIN.search(text) is None:
+            return [(text, False)] if text else []
+        found: list[tuple[str, bool]] = []
+        plain: list[str] = []
+        index, end = 0, len(text)
+        while index < end:
+            ch = text[index]
+            after = index + 1
+            joined = after < end and (_joins_emoji(text[after]) or text[after] == _ZWJ)
+            if not joined and self._drawable(ch):
+                plain.append(ch)
+                index = after
+                continue
+            if _regional(ch) and after < end and _regional(text[after]):
+                after += 1
+            while after < end:
+                if _joins_emoji(text[after]):
+                    after += 1
+                elif text[after] == _ZWJ and after + 1 < end:
+                    after += 2
+                else:
+                    break
+            if plain:
+                found.append(("".join(plain), False))
+                plain = []
+            found.append((text[index:after], True))
+            index = after
+        if plain:
+            found.append(("".join(plain), False))
+        return found
+
+    def _emoji(self, cluster: str, px: int) -> pygame.Surface | None:
+        """The emoji as tall as the text font's capitals at `px`, or None when the emoji
+        font has no picture for it (so it is left out, not drawn as a box)."""
+        key = (cluster, px)
+        if key in self._emoji_scaled:
+            return self._emoji_scaled[key]
+        if cluster not in self._emoji_drawn:
+            drawn: pygame.Surface | None = None
+            if self._emoji_font is not None:
+                try:
+                    drawn = self._emoji_font.render(cluster, True, (255, 255, 255))
+                except pygame.error:
+                    drawn = None  # "Text has zero width": a tag or selector on its own
+                # A character the font lacks comes out as a clear box, not an error.
+                if drawn is not None and pygame.mask.from_surface(drawn).count() == 0:
+                    drawn = None
+            if len(self._emoji_drawn) >= _EMOJI_CACHE_LIMIT:
+                self._emoji_drawn.clear()
+            self._emoji_drawn[cluster] = drawn
+        drawn = self._emoji_drawn[cluster]
+        scaled = None
+        if drawn is not None:
+            height = max(1, self.font(px).get_ascent())
+            width = max(1, round(drawn.get_width() * height / drawn.get_height()))
+            scaled = pygame.transform.smoothscale(drawn, (width, height))
+        if len(self._emoji_scaled) >= _EMOJI_CACHE_LIMIT:
+            self._emoji_scaled.clear()
+        self._emoji_scaled[key] = scaled
+        return scaled
+
+    def measure(self, text: str, px: int, *, bold: bool = False) -> int:
+        """How wide `text` is drawn at `px`, emoji included."""
+        font = self.font(px, bold=bold)
+        width = 0
+        for run, emoji in self.runs(text):
+            if emoji:
+                picture = self._emoji(run, px)
+                width += picture.get_width() if picture is not None else 0
+            else:
+                width += font.size(run)[0]
+        return width
+
     def _glyphs(
         self, text: str, px: int, bold: bool, colour: Colour
     ) -> tuple[pygame.Surface, int, int]:
@@ -335,44 +685,88 @@ class DisplayPlayer:
 
         SDL_ttf lowers the baseline inside the surface by however far a letter rises above
         the ascent (a line with Ủ or Ễ in it comes out lower than one without); undoing that
-        keeps every line and every ticker piece on one baseline.
+        keeps every line and every ticker piece on one baseline. Emoji stand on it too.
         """
         font = self.font(px, bold=bold)
-        if font.size(text)[0] == 0:
-            # Only zero-width characters: SDL_ttf refuses to render them; they draw nothing.
-            surface = pygame.Surface((0, font.get_height()), pygame.SRCALPHA)
+        ascent = font.get_ascent()
+        runs = self.runs(text)
+        if len(runs) == 1 and not runs[0][1]:
+            if font.size(text)[0] == 0:
+                # Only zero-width characters: SDL_ttf refuses to render them.
+                surface = pygame.Surface((0, font.get_height()), pygame.SRCALPHA)
+            else:
+                surface = font.render(text, True, colour)
+            tops = [m[3] for m in font.metrics(text) if m is not None]
+            lowered = max(0, max(tops, default=0) - ascent)
         else:
-            surface = font.render(text, True, colour)
-        tops = [m[3] for m in font.metrics(text) if m is not None]
-        lowered = max(0, max(tops, default=0) - font.get_ascent())
+            surface, lowered = self._mixed(runs, font, px, colour)
         top = self.rise(px, bold=bold) - lowered
-        return surface, top, top + lowered + font.get_ascent()
+        return surface, top, top + lowered + ascent
+
+    def _mixed(
+        self, runs: list[tuple[str, bool]], font: pygame.font.Font, px: int, colour: Colour
+    ) -> tuple[pygame.Surface, int]:
+        """Runs of letters and emoji drawn side by side on one baseline, and how far that
+        baseline sits below the font's ascent."""
+        ascent = font.get_ascent()
+        parts: list[tuple[pygame.Surface, int | None]] = []  # (picture, lowered; None: emoji)
+        for run, emoji in runs:
+            if emoji:
+                picture = self._emoji(run, px)
+                if picture is not None:
+                    parts.append((picture, None))
+            elif font.size(run)[0] > 0:
+                tops = [m[3] for m in font.metrics(run) if m is not None]
+                parts.append(
+                    (font.render(run, True, colour), max(0, max(tops, default=0) - ascent))
+                )
+        lowered = max((low for _, low in parts if low is not None), default=0)
+        placed: list[tuple[pygame.Surface, int]] = []
+        for picture, low in parts:
+            # Letters keep their baseline; an emoji's foot stands on it.
+            y = lowered - low if low is not None else lowered + ascent - picture.get_height()
+            placed.append((picture, y))
+        width = sum(picture.get_width() for picture, _ in placed)
+        height = max([font.get_height() + lowered] + [y + p.get_height() for p, y in placed])
+        surface = pygame.Surface((width, height), pygame.SRCALPHA)
+        x = 0
+        for picture, y in placed:
+            # The parts never overlap: copied, not blended over the clear surface.
+            surface.blit(picture, (x, y), special_flags=pygame.BLEND_RGBA_MAX)
+            x += picture.get_width()
+        return surface, lowered
 
     @staticmethod
     def _missing_glyphs(path: Path) -> str:
         font = pygame.font.Font(str(path), 24)
-        metrics = font.metrics(VIETNAMESE_LETTERS)
-        return "".join(ch for ch, m in zip(VIETNAMESE_LETTERS, metrics, strict=True) if m is None)
+        return "".join(ch for ch in VIETNAMESE_LETTERS if not has_glyph(font, ch))
 
-    @staticmethod
-    def wrap(text: str, font: pygame.font.Font, width: int) -> list[str]:
-        """Greedy word wrap; a word wider than the line is cut between letters."""
+    def _units(self, word: str) -> list[str]:
+        """The pieces a word too long for a line may be cut between: letters, whole emoji."""
+        units: list[str] = []
+        for run, emoji in self.runs(word):
+            units.extend([run] if emoji else list(run))
+        return units
+
+    def wrap(self, text: str, px: int, width: int, *, bold: bool = False) -> list[str]:
+        """Greedy word wrap at `px`; a word wider than the line is cut between letters."""
         lines: list[str] = []
         for paragraph in text.split("\n"):
             line = ""
             for word in paragraph.split():
+                self._checkpoint()
                 candidate = f"{line} {word}" if line else word
-                if font.size(candidate)[0] <= width:
+                if self.measure(candidate, px, bold=bold) <= width:
                     line = candidate
                     continue
                 if line:
                     lines.append(line)
                 line = ""
-                for ch in word:
-                    if line and font.size(line + ch)[0] > width:
+                for unit in self._units(word):
+                    if line and self.measure(line + unit, px, bold=bold) > width:
                         lines.append(line)
                         line = ""
-                    line += ch
+                    line += unit
             lines.append(line)
         while lines and not lines[-1]:
             lines.pop()
@@ -387,10 +781,10 @@ class DisplayPlayer:
         """
         hi = max(_MIN_FONT_PX, min(height, max_px or height))
         lo = _MIN_FONT_PX
-        best = (lo, self.wrap(text, self.font(lo, bold=bold), width))
+        best = (lo, self.wrap(text, lo, width, bold=bold))
         while lo <= hi:
             mid = (lo + hi) // 2
-            lines = self.wrap(text, self.font(mid, bold=bold), width)
+            lines = self.wrap(text, mid, width, bold=bold)
             if self.fits(lines, mid, width, height, bold=bold):
                 best = (mid, lines)
                 lo = mid + 1
@@ -401,9 +795,8 @@ class DisplayPlayer:
     def fits(
         self, lines: list[str], px: int, width: int, height: int, *, bold: bool = False
     ) -> bool:
-        font = self.font(px, bold=bold)
         return len(lines) * self.line_step(px, bold=bold) <= height and all(
-            font.size(line)[0] <= width for line in lines
+            self.measure(line, px, bold=bold) <= width for line in lines
         )
 
     def _legible(self, fitted: tuple[int, list[str]], box: pygame.Rect, *, bold: bool) -> bool:
@@ -459,22 +852,56 @@ class DisplayPlayer:
     # ------------------------------------------------------------------ rendering
 
     def layout(self, item: PlayItem) -> Layout:
-        """`item` laid out for this screen (the last one is kept: the live ticker reuses it)."""
+        """`item` laid out for this screen (the last one is kept: the live ticker reuses it).
+
+        Blocking (fonts, pictures): the player itself calls it in a worker thread."""
+        with self._layout_lock:
+            return self._layout_locked(item)
+
+    def _layout_locked(self, item: PlayItem, picture: pygame.Surface | None = None) -> Layout:
         if self._cached is not None and self._cached[0] == item:
             return self._cached[1]
+        layout = self._lay_out(item, picture)
+        self._cached = (item, layout)
+        return layout
+
+    def _lay_out(self, item: PlayItem, picture: pygame.Surface | None = None) -> Layout:
+        """`item` laid out; a still picture's decoded file may come with it (`picture`)."""
         style = STYLES[item.priority]
         base = pygame.Surface(self.size)
         base.fill(style.background)
-        layout = Layout(base, style.background)
+        layout = Layout(base, style.background, seconds=item.display_seconds)
         top = self._draw_banner(base, style, layout.runs)
-        if item.kind is BulletinKind.IMAGE:
-            self._draw_image(base, item, pygame.Rect(0, top, self.size[0], self.size[1] - top))
+        box = pygame.Rect(0, top, self.size[0], self.size[1] - top)
+        if item.kind is BulletinKind.DOCUMENT and item.slides:
+            times = list(slide_times(item))
+            layout.pages = Pages(box, [slide.path for slide in item.slides], times)
+            layout.seconds = max(item.display_seconds, sum(times))
+        elif item.kind is BulletinKind.IMAGE and item.slides:
+            layout.animation = self._animation(item, box)
+            layout.seconds = max(item.display_seconds, layout.animation.loop_s)
+        elif item.kind is BulletinKind.IMAGE:
+            if item.path is None:
+                raise PlayerError(f"image item {item.bulletin_id} has no file")
+            _place(base, picture or _load_picture(item.path), box)
         else:
             if not item.text or not item.text.strip():
                 raise PlayerError(f"{item.kind.value} item {item.bulletin_id} has no text to show")
             self._lay_out_text(layout, item, style, top)
-        self._cached = (item, layout)
+            if layout.ticker is not None:
+                # Shown whole: until the end of the text has crossed the screen once.
+                layout.seconds = max(item.display_seconds, layout.ticker.pass_seconds)
         return layout
+
+    def _animation(self, item: PlayItem, box: pygame.Rect) -> Animation:
+        """The frames, all loaded now (the renditions kept them within a memory budget),
+        scaled alike to fit `box` if they do not already."""
+        frames = []
+        for slide in item.slides:
+            self._checkpoint()
+            frames.append(_fitted(_load_picture(slide.path), box))
+        rect = _centred(frames[0].get_size(), box)
+        return Animation(rect, frames, [max(0.01, slide.seconds) for slide in item.slides])
 
     def render_frame(self, item: PlayItem, t: float = 0.0) -> pygame.Surface:
         """The frame for `item` `t` seconds into it, without touching the screen or a timer."""
@@ -507,7 +934,7 @@ class DisplayPlayer:
             cap = title_fit[0] if title_fit else None
             floor = self.min_text_px
             # Tried at the legible size first: a long document then skips the search.
-            floor_lines = self.wrap(body, self.font(floor), body_box.width)
+            floor_lines = self.wrap(body, floor, body_box.width)
             if (cap is not None and cap < floor) or not self.fits(
                 floor_lines, floor, body_box.width, body_box.height
             ):
@@ -593,15 +1020,15 @@ class DisplayPlayer:
         pieces: list[_Piece] = []
         x = 0
         for text, bold, colour in segments:
-            font = self.font(px, bold=bold)
             line_top = (box.height - self.line_step(px, bold=bold)) // 2
-            space = font.size(" ")[0]
+            space = self.measure(" ", px, bold=bold)
             chunk = ""
             for word in [*text.split(), ""]:
                 candidate = f"{chunk} {word}" if chunk else word
-                if word and (not chunk or font.size(candidate)[0] <= _PIECE_PX):
+                if word and (not chunk or self.measure(candidate, px, bold=bold) <= _PIECE_PX):
                     chunk = candidate
                     continue
+                self._checkpoint()
                 surface, top, baseline = self._glyphs(chunk, px, bold, colour)
                 across = line_top + top
                 rect = pygame.Rect((x, across), surface.get_size())
@@ -609,7 +1036,7 @@ class DisplayPlayer:
                 pieces.append(_Piece(x, across, surface, run))
                 x += surface.get_width() + space
                 chunk = word
-        gap = max(box.width // 2, 4 * self.font(px).size(" ")[0])
+        gap = max(box.width // 2, 4 * self.measure(" ", px))
         return Ticker(box, "horizontal", self.ticker_px_per_s, self.ticker_hold_s, gap, x, pieces)
 
     def _roll(
@@ -623,6 +1050,7 @@ class DisplayPlayer:
             nonlocal y
             for line in lines:
                 if line.strip():
+                    self._checkpoint()
                     surface, top, baseline = self._glyphs(line, px, bold, colour)
                     across = (box.width - surface.get_width()) // 2 if centre else 0
                     rect = pygame.Rect((across, y + top), surface.get_size())
@@ -634,7 +1062,7 @@ class DisplayPlayer:
         if lead:
             title_px = round(px * 1.25)
             add(
-                self.wrap(lead, self.font(title_px, bold=True), box.width),
+                self.wrap(lead, title_px, box.width, bold=True),
                 title_px,
                 True,
                 style.title,
@@ -644,33 +1072,9 @@ class DisplayPlayer:
         for index, paragraph in enumerate(paragraphs):
             if index:
                 y += px // 2
-            add(self.wrap(paragraph, self.font(px), box.width), px, False, style.text, False)
+            add(self.wrap(paragraph, px, box.width), px, False, style.text, False)
         gap = max(box.height // 2, 2 * px)
         return Ticker(box, "vertical", self.ticker_px_per_s, self.ticker_hold_s, gap, y, pieces)
-
-    def _draw_image(self, surface: pygame.Surface, item: PlayItem, box: pygame.Rect) -> None:
-        if item.path is None:
-            raise PlayerError(f"image item {item.bulletin_id} has no file")
-        try:
-            image = pygame.image.load(str(item.path))
-        except (pygame.error, OSError) as exc:
-            raise PlayerError(f"cannot load image {item.path}: {exc}") from exc
-        iw, ih = image.get_size()
-        if iw == 0 or ih == 0 or box.width <= 0 or box.height <= 0:
-            return
-        # Letterbox: one scale for both axes, never stretched.
-        scale = min(box.width / iw, box.height / ih)
-        target = (max(1, round(iw * scale)), max(1, round(ih * scale)))
-        if image.get_bitsize() not in (24, 32):
-            # smoothscale needs 24/32-bit pixels; convert() would need a video mode.
-            full = pygame.Surface((iw, ih), pygame.SRCALPHA, 32)
-            full.blit(image, (0, 0))
-            image = full
-        scaled = pygame.transform.smoothscale(image, target)
-        surface.blit(
-            scaled,
-            (box.left + (box.width - target[0]) // 2, box.top + (box.height - target[1]) // 2),
-        )
 
     def save_frame(self, path: Path) -> Path:
         """Write what the screen shows now as a PNG (doctor's test pattern, tests)."""
@@ -722,12 +1126,53 @@ class DisplayPlayer:
     def _tick(self, token: int) -> None:
         self._tick_timer = None
         layout = self._layout
-        if token != self._token or layout is None or layout.ticker is None or self._loop is None:
+        box = layout.moving_box if layout is not None else None
+        if token != self._token or layout is None or box is None or self._loop is None:
             return
         # The same pure function of elapsed time the tests check: the loop only ticks it.
-        layout.draw_ticker(self._frame, self.position())
-        self._present(layout.ticker.box)
-        self._tick_timer = self._loop.call_later(self._tick_s, self._tick, token)
+        at = self.position()
+        layout.draw_moving(self._frame, at)
+        self._present(box)
+        self._tick_timer = self._loop.call_later(self._tick_after(layout, at), self._tick, token)
+
+    def _tick_after(self, layout: Layout, at: float) -> float:
+        if layout.animation is not None:
+            # Just after the next frame is due, so it is the one drawn.
+            return layout.animation.next_change(at) + 0.001
+        return self._tick_s
+
+    def _next_page(self, token: int) -> None:
+        """Have the next page composed in a worker now, and shown when its time comes."""
+        layout, loop = self._layout, self._loop
+        if layout is None or layout.pages is None or loop is None:
+            return
+        pages = layout.pages
+        at = self.position()
+        delay = pages.next_change(at)
+        if delay is None:
+            return  # the last page stays until the item ends
+        index = pages.index_at(at) + 1
+        work = self._in_worker(layout.frame_at, pages.starts[index])
+        self._page_timer = loop.call_later(delay, self._turn_page, token, work)
+
+    def _turn_page(self, token: int, work: asyncio.Future[pygame.Surface]) -> None:
+        self._page_timer = None
+        if token != self._token:
+            return
+        if work.done():
+            self._page_ready(token, work)
+        else:
+            work.add_done_callback(functools.partial(self._page_ready, token))
+
+    def _page_ready(self, token: int, work: asyncio.Future[pygame.Surface]) -> None:
+        if token != self._token or work.cancelled():
+            return
+        error = work.exception()
+        if error is not None:
+            self._fail(token, f"a page could not be shown: {error}")
+            return
+        self._show(work.result())
+        self._next_page(token)
 
     # ------------------------------------------------------------------ health
 
@@ -736,12 +1181,14 @@ class DisplayPlayer:
 
         SCREEN_FROZEN: no frame reached the screen for `frozen_after_s` (the heartbeat or
         the loop behind it is stuck; only a real display presents). SCREEN_BLANK: what the
-        screen shows is one flat colour although an item plays.
+        screen shows is one flat colour although an item plays (and is laid out).
         """
         if self._closed or self._state is not PlayerState.PLAYING:
             return None
         if self._screen is not None and self._clock() - self.last_frame_at > self.frozen_after_s:
             return Fault.SCREEN_FROZEN
+        if self._layout is None:
+            return None  # its first frame is being made
         try:
             shown = self._screen if self._screen is not None else self._frame
             return Fault.SCREEN_BLANK if _is_uniform(shown) else None
@@ -762,68 +1209,150 @@ class DisplayPlayer:
         return self._state
 
     def position(self) -> float:
-        if self._state is PlayerState.PLAYING and self._item is not None and self._loop is not None:
-            elapsed = self._item.start_at_s + self._loop.time() - self._started_at
-            return min(elapsed, self._item.display_seconds)
+        """Seconds into the item shown so far: its start until its first frame is up, then
+        the time on screen, up to the layout's airing length."""
+        item, layout, loop = self._item, self._layout, self._loop
+        if self._state is PlayerState.PLAYING and item is not None and loop is not None:
+            if layout is None:
+                return item.start_at_s
+            elapsed = item.start_at_s + loop.time() - self._started_at
+            return min(elapsed, layout.seconds)
         return self._last_position
 
+    def airing_seconds(self) -> float | None:
+        """How long the item on screen airs in all (None while it is being laid out)."""
+        return self._layout.seconds if self._layout is not None else None
+
+    async def shown(self) -> None:
+        """Wait until the item last played is on screen (or has failed, or was stopped)."""
+        await self._shown.wait()
+
     async def play(self, item: PlayItem) -> None:
+        """Start `item`: it is laid out in a worker thread and appears, with a STARTED
+        event, when ready (or an ERROR event says why it cannot). Returns at once, so an
+        emergency behind it never waits for a long text or a picture to be laid out."""
         if self._closed:
             raise PlayerError("player is closed")
         if item.kind not in self.kinds:
             raise PlayerError(f"this display does not show {item.kind.value}")
         loop = self._loop = asyncio.get_running_loop()
-        try:
-            layout = self.layout(item)
-        except PlayerError:
-            await self.stop()  # never leave the replaced item up as if nothing happened
-            raise
         self._cancel_timers()
         self._token += 1
         token = self._token
         self._item = item
-        self._layout = layout
+        self._layout = None
         self._state = PlayerState.PLAYING
         self._started_at = loop.time()
         self._last_position = item.start_at_s
-        # A resumed ticker carries on from where it was cut off.
-        self._show(layout.frame_at(item.start_at_s))
-        remaining = max(0.0, item.display_seconds - item.start_at_s)
-        self._end_timer = loop.call_later(remaining, self._finish, token)
-        if layout.ticker is not None:
-            self._tick_timer = loop.call_later(self._tick_s, self._tick, token)
+        self._shown.clear()
+        work = self._in_worker(self._lay_out_for, item, token)
+        work.add_done_callback(functools.partial(self._laid_out, item, token))
         if self._screen is not None and self._heartbeat is None:
             self._heartbeat = loop.call_later(self.heartbeat_s, self._beat)
+
+    def _in_worker(self, job: Callable[..., _Result], *args: object) -> asyncio.Future[_Result]:
+        assert self._loop is not None
+        work = self._loop.run_in_executor(self._workers, job, *args)
+        self._work.add(work)
+        work.add_done_callback(self._work_done)
+        return work
+
+    def _work_done(self, work: asyncio.Future[Any]) -> None:
+        self._work.discard(work)
+        if not work.cancelled():
+            work.exception()  # retrieved: a failure nobody waits for any more is not news
+
+    def _lay_out_for(self, item: PlayItem, token: int) -> tuple[Layout, pygame.Surface]:
+        """In a worker: the item's layout and its first frame (a resumed ticker carries on
+        from where it was cut off, a resumed document from its page)."""
+        # A picture is decoded before taking the lock (no font is involved, and pygame lets
+        # go of the GIL meanwhile): an emergency's layout never waits for a photo to load.
+        picture = None
+        if item.kind is BulletinKind.IMAGE and not item.slides and item.path is not None:
+            picture = _load_picture(item.path)
+        with self._layout_lock:
+            self._job.token = token
+            try:
+                self._checkpoint()
+                layout = self._layout_locked(item, picture)
+            finally:
+                self._job.token = None
+        if token != self._token:
+            raise _Abandoned
+        # Surfaces only from here: no lock (a document's page is loaded and placed).
+        return layout, layout.frame_at(item.start_at_s)
+
+    def _laid_out(
+        self, item: PlayItem, token: int, work: asyncio.Future[tuple[Layout, pygame.Surface]]
+    ) -> None:
+        if work.cancelled() or token != self._token or self._closed or self._loop is None:
+            return  # overtaken by the next item (or a stop): nobody shows it
+        error = work.exception()
+        if error is not None:
+            detail = str(error) if isinstance(error, PlayerError) else repr(error)
+            self._fail(token, detail)
+            return
+        layout, frame = work.result()
+        loop = self._loop
+        self._layout = layout
+        self._started_at = loop.time()
+        self._show(frame)
+        self._shown.set()
+        remaining = max(0.0, layout.seconds - item.start_at_s)
+        self._end_timer = loop.call_later(remaining, self._finish, token)
+        if layout.moving_box is not None:
+            delay = self._tick_after(layout, item.start_at_s)
+            self._tick_timer = loop.call_later(delay, self._tick, token)
+        if layout.pages is not None:
+            self._next_page(token)
         if self._sink is not None:
             self._sink(PlaybackEvent(EventType.STARTED, item.bulletin_id, item.start_at_s))
+
+    def _fail(self, token: int, detail: str) -> None:
+        """The item cannot be shown: the screen goes blank (never the replaced item left up
+        as if nothing happened) and an ERROR event says why."""
+        item = self._item
+        position = self.position()
+        self._cancel_timers()
+        self._state = PlayerState.ERROR
+        self._last_position = position
+        self._layout = None
+        frame = pygame.Surface(self.size)
+        frame.fill(IDLE_BACKGROUND)
+        self._show(frame)
+        self._shown.set()
+        if self._sink is not None and item is not None and token == self._token:
+            self._sink(PlaybackEvent(EventType.ERROR, item.bulletin_id, position, detail))
 
     def _finish(self, token: int) -> None:
         self._end_timer = None
         if token != self._token or self._item is None or self._loop is None:
             return
-        self._last_position = self._item.display_seconds
+        self._last_position = self.position()
         self._state = PlayerState.IDLE
-        if self._tick_timer is not None:
-            self._tick_timer.cancel()
-            self._tick_timer = None
+        for timer in (self._tick_timer, self._page_timer):
+            if timer is not None:
+                timer.cancel()
+        self._tick_timer = self._page_timer = None
         self._blank_timer = self._loop.call_later(self.blank_after_s, self._blank)
         if self._sink is not None:
             self._sink(PlaybackEvent(EventType.ENDED, self._item.bulletin_id, self._last_position))
 
     def _cancel_timers(self) -> None:
-        for timer in (self._end_timer, self._blank_timer, self._tick_timer):
+        for timer in (self._end_timer, self._blank_timer, self._tick_timer, self._page_timer):
             if timer is not None:
                 timer.cancel()
-        self._end_timer = self._blank_timer = self._tick_timer = None
+        self._end_timer = self._blank_timer = self._tick_timer = self._page_timer = None
 
     async def stop(self) -> float:
         position = self.position()
         self._last_position = position
-        self._token += 1
+        self._token += 1  # a layout under way gives up at its next step
         # An ended item still on screen (its blanking pending) must go too.
-        on_screen = self._state is PlayerState.PLAYING or self._blank_timer is not None
+        on_screen = self._state is not PlayerState.IDLE or self._blank_timer is not None
         self._cancel_timers()
         self._state = PlayerState.IDLE
+        self._shown.set()
         if on_screen and not self._closed:
             self._blank()
         return position
@@ -839,6 +1368,10 @@ class DisplayPlayer:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             self._heartbeat = None
+        if self._work:
+            # A layout gives up at its next step; none may run on once the display is gone.
+            await asyncio.wait(set(self._work), timeout=10)
+        self._workers.shutdown(wait=False)
         if self._screen is not None:
             self._screen = None
             pygame.display.quit()

@@ -19,6 +19,7 @@ from .base import (
     PlayerHealth,
     PlayerState,
     PlayItem,
+    still_seconds,
 )
 
 _ALL_KINDS = frozenset(BulletinKind)
@@ -28,8 +29,8 @@ _STILL = frozenset({BulletinKind.TEXT, BulletinKind.DOCUMENT, BulletinKind.IMAGE
 class NullPlayer:
     """STARTED at once, ENDED when the item's duration has passed on the loop's clock.
 
-    An item lasts `durations[bulletin_id]` if given, else its `display_seconds` when it is a
-    still item (text, image), else `default_duration_s`.
+    An item lasts `durations[bulletin_id]` if given, else its `still_seconds` when it is a
+    still item (text, document, image), else `default_duration_s`.
     """
 
     def __init__(
@@ -58,7 +59,7 @@ class NullPlayer:
         if item.bulletin_id in self.durations:
             return self.durations[item.bulletin_id]
         if item.kind in _STILL:
-            return item.display_seconds
+            return still_seconds(item)
         return self.default_duration_s
 
     def set_event_sink(self, sink: EventSink) -> None:
