@@ -310,7 +310,7 @@ def big_png(path: Path, size: tuple[int, int]) -> Path:
 def noise_png(size: int) -> bytes:
     """A real PNG of random pixels, exactly `size` bytes long (a private chunk pads it):
     big media that nothing compresses, which a board can still decode."""
-    side = max(1, int(((size - 4096) / 3) ** 0.5))
+    side = max(1, int((max(0, size - 4096) / 3) ** 0.5))
     buffer = io.BytesIO()
     Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(
         buffer, "PNG", compress_level=0

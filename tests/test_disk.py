@@ -374,7 +374,7 @@ async def test_a_card_too_full_for_sqlite_keeps_playing_and_the_hub_hears_why(
             before = agent.play_started.qsize()
             await agent.wait_until(lambda: agent.play_started.qsize() > before + 2, TIMEOUT)
             # A bulletin published now cannot be stored on the card: the old programme holds.
-            later = await publish_image(hub, "Lịch họp", 1024)
+            later = await publish_image(hub, "Lịch họp", 8 * 1024)
 
             # The hub hears it, from memory, with the reason, and the airings themselves.
             await agent.wait_until(lambda: agent.reporting.delivered_from_memory > 2, TIMEOUT)
