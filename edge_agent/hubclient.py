@@ -18,14 +18,14 @@ import asyncio
 import functools
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -39,6 +39,7 @@ from tenacity import (
 from loa_contract import EnrollRequest, EnrollResponse, ReportAck, ReportBatch
 
 API = "/api/v1"
+T = TypeVar("T")
 
 
 class HubError(Exception):
@@ -217,6 +218,25 @@ class HubClient:
             reraise=True,
         )
 
+    async def _with_policy(self, attempt: Callable[[], Awaitable[T]], retrying: bool | None) -> T:
+        """`attempt()` under the retry policy. The first attempt runs bare and the policy's
+        machinery is built only once it has failed: tenacity's objects hold reference
+        cycles, garbage for the collector at every call, and calls mostly succeed (a
+        simulator process of hundreds of agents paused on collecting them). The first
+        failure then counts as the policy's first attempt, so attempts and back-off are the
+        policy's own."""
+        try:
+            return await attempt()
+        except HubUnavailable as exc:
+            first: HubUnavailable | None = exc
+        async for retry in self.retrier(retrying):
+            with retry:
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
+                return await attempt()
+        raise AssertionError("unreachable: the retrier re-raises the last error")
+
     def _observe(self, status: int) -> None:
         if status < 500:
             self.last_ok_at = datetime.now(UTC)
@@ -269,10 +289,10 @@ class HubClient:
         data: bytes | None = None,
         retrying: bool | None = None,
     ) -> _Reply:
-        async for attempt in self.retrier(retrying):
-            with attempt:
-                return await self._attempt(method, path, ok=ok, headers=headers, data=data)
-        raise AssertionError("unreachable: the retrier re-raises the last error")
+        return await self._with_policy(
+            functools.partial(self._attempt, method, path, ok=ok, headers=headers, data=data),
+            retrying,
+        )
 
     # ------------------------------------------------------------------ endpoints
 
@@ -316,11 +336,9 @@ class HubClient:
             total=None, sock_connect=self.timeout, sock_read=self.timeout
         )
         path = f"{API}/device/media/{sha256}"
-        response: aiohttp.ClientResponse | None = None
-        async for attempt in self.retrier(retrying):
-            with attempt:
-                response = await self._open_media_once(path, headers, limits)
-        assert response is not None
+        response = await self._with_policy(
+            functools.partial(self._open_media_once, path, headers, limits), retrying
+        )
         try:
             yield response
         finally:
@@ -368,25 +386,25 @@ class HubClient:
         """Open the push channel. aiohttp's heartbeat is off by default; here it is always on,
         so a dead link is noticed in seconds rather than when the OS gives up on TCP."""
         path = f"{API}/device/ws"
-        ws: aiohttp.ClientWebSocketResponse | None = None
-        async for attempt in self.retrier(retrying):
-            with attempt:
-                try:
-                    # The handshake would otherwise get the session's default 5 minutes.
-                    async with asyncio.timeout(self.timeout):
-                        ws = await self._http().ws_connect(
-                            self.base_url + path,
-                            headers=self._headers(),
-                            heartbeat=heartbeat,
-                            timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout),
-                            ssl=self._tls,
-                        )
-                except aiohttp.WSServerHandshakeError as exc:
-                    self._observe(exc.status)
-                    self._check(exc.status, exc.message, ())
-                    raise HubUnavailable(f"websocket handshake failed: {exc}") from exc
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    raise _unreachable(f"GET {path}", exc) from exc
-        assert ws is not None
+
+        async def connect() -> aiohttp.ClientWebSocketResponse:
+            try:
+                # The handshake would otherwise get the session's default 5 minutes.
+                async with asyncio.timeout(self.timeout):
+                    return await self._http().ws_connect(
+                        self.base_url + path,
+                        headers=self._headers(),
+                        heartbeat=heartbeat,
+                        timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout),
+                        ssl=self._tls,
+                    )
+            except aiohttp.WSServerHandshakeError as exc:
+                self._observe(exc.status)
+                self._check(exc.status, exc.message, ())
+                raise HubUnavailable(f"websocket handshake failed: {exc}") from exc
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise _unreachable(f"GET {path}", exc) from exc
+
+        ws = await self._with_policy(connect, retrying)
         self._observe(101)
         return ws

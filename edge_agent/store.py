@@ -12,8 +12,10 @@ before it is durable (else a rolled-back number could be reused by a play, which
 would then drop as a duplicate): `pending()` therefore issues one FULL commit as a barrier
 before handing out anything newer than what is known to be durable.
 
-All access goes through one asyncio lock, so transactions of concurrent coroutines never
-interleave on the single connection ("database is locked" cannot happen inside the agent).
+Every operation is one function run on the connection's own thread, in one hop (see
+`_write`): the thread runs them one at a time in the order they were asked for, so the
+transactions of concurrent coroutines never interleave on the single connection ("database
+is locked" cannot happen inside the agent).
 """
 
 from __future__ import annotations
@@ -25,12 +27,11 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar, cast
 
 import aiosqlite
 
@@ -163,6 +164,8 @@ MIGRATIONS: list[str] = [
 
 log = logging.getLogger("edge_agent.store")
 
+T = TypeVar("T")
+
 #: Beside the database: the replay-protection state that must outlive it (see ReplayFloor).
 FLOOR_FILE = "replay-floor.json"
 #: SQLite's own words for "this file is damaged": only these move a database aside. Any other
@@ -269,6 +272,16 @@ class VerifiedManifest:
     refused: list[str]
 
 
+class SeenCommand(NamedTuple):
+    """A pushed command's id to remember (replay defence), with the emergency it brought
+    (`hold`, None for other commands) and the signed frame it came in."""
+
+    command_id: str
+    expires_at: datetime
+    hold: ManifestBulletin | None = None
+    frame: str | None = None
+
+
 @dataclass(frozen=True)
 class HeldEmergency:
     bulletin: ManifestBulletin
@@ -341,7 +354,6 @@ class AgentStore:
         self._db = db
         self.path = path
         self.max_health = max_health
-        self._lock = asyncio.Lock()
         self._synchronous: str | None = None
         # Highest seq known to be on disk; 0 forces one barrier after every start, since a
         # kill -9 before this start may have left NORMAL commits in the OS cache only.
@@ -427,55 +439,56 @@ class AgentStore:
 
     async def _merge_floor(self, floor: ReplayFloor | None, device_id: str | None) -> None:
         """Take the higher of the database and the floor file; write both back."""
-        self._floor = floor or ReplayFloor()
-        self._floor.device_id = device_id or self._floor.device_id
-        async with self._tx() as db:
-            row = await self._one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")
-            highest = int(row[0])
-            if self._floor.manifest_version > highest:
-                await db.execute(
+        found = floor or ReplayFloor()
+        found.device_id = device_id or found.device_id
+
+        def merge(db: sqlite3.Connection) -> None:
+            self._floor = found
+            highest = int(_one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")[0])
+            if found.manifest_version > highest:
+                db.execute(
                     "UPDATE counters SET value = ? WHERE name = 'manifest_version'",
-                    (self._floor.manifest_version,),
+                    (found.manifest_version,),
                 )
-            elif highest > self._floor.manifest_version:
+            elif highest > found.manifest_version:
                 # A database from before the floor file (or a lost file): the file catches up.
-                stored = await self._one(
-                    db, "SELECT envelope FROM manifest WHERE version = ?", (highest,)
-                )
-                self._floor.manifest_version = highest
-                self._floor.manifest_envelope = (
+                stored = _one(db, "SELECT envelope FROM manifest WHERE version = ?", (highest,))
+                found.manifest_version = highest
+                found.manifest_envelope = (
                     _blob(stored[0]).decode("utf-8", "replace") if stored else None
                 )
-            for command_id, expires_at in self._floor.commands.items():
-                await db.execute(
-                    "INSERT OR IGNORE INTO commands (id, expires_at) VALUES (?, ?)",
-                    (command_id, expires_at),
-                )
-            rows = await self._all(db, "SELECT id, expires_at FROM commands")
-            self._floor.commands = {r[0]: r[1] for r in rows}
-            await self._write_floor()
+            db.executemany(
+                "INSERT OR IGNORE INTO commands (id, expires_at) VALUES (?, ?)",
+                list(found.commands.items()),
+            )
+            rows = _all(db, "SELECT id, expires_at FROM commands")
+            found.commands = {r[0]: r[1] for r in rows}
+            self._write_floor()
 
-    async def _write_floor(self) -> None:
-        # Called inside the transaction that makes the same change, before its COMMIT.
+        await self._write(merge)
+
+    def _write_floor(self) -> None:
+        # On the database's thread, inside the transaction that makes the same change, before
+        # its COMMIT: the floor is never behind the database.
         if self._floor_path is None:
             return
         try:
-            await asyncio.to_thread(self._floor.write, self._floor_path)
+            self._floor.write(self._floor_path)
         except OSError as exc:
             # The database still holds it; only the protection against its loss is weaker.
             log.error("replay floor %s not written: %s", self._floor_path, exc)
 
     async def close(self) -> None:
-        async with self._lock:
-            # Folding the WAL back keeps the next start (often after a power cut) quick.
-            try:
-                await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.OperationalError as exc:
-                # Only an optimisation: a statement a cancelled task left open can block it,
-                # and WAL recovery at the next open does the same work.
-                log.info("WAL checkpoint at close skipped: %s", exc)
-            finally:
-                await self._db.close()
+        # Queued after every operation already asked for, which the thread finishes first.
+        # Folding the WAL back keeps the next start (often after a power cut) quick.
+        try:
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as exc:
+            # Only an optimisation: a reader (doctor) holding the file can block it, and WAL
+            # recovery at the next open does the same work.
+            log.info("WAL checkpoint at close skipped: %s", exc)
+        finally:
+            await self._db.close()
 
     async def _migrate(self) -> None:
         async with self._db.execute("PRAGMA user_version") as cursor:
@@ -487,7 +500,8 @@ class AgentStore:
                 f"({len(MIGRATIONS)}); refusing to touch it"
             )
         for version in range(current, len(MIGRATIONS)):
-            await self._set_sync(durable=True)
+            await self._db.execute("PRAGMA synchronous = FULL")
+            self._synchronous = "FULL"
             # One script per version: the schema change and the version bump commit together.
             await self._db.executescript(
                 f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\n"
@@ -496,63 +510,57 @@ class AgentStore:
 
     async def integrity_check(self) -> list[str]:
         """SQLite's own check, for `doctor`: ["ok"] when the file is sound."""
-        async with self._lock, self._db.execute("PRAGMA integrity_check") as cursor:
-            return [str(row[0]) for row in await cursor.fetchall()]
+        rows = await self._read(lambda db: _all(db, "PRAGMA integrity_check"))
+        return [str(row[0]) for row in rows]
 
     # ------------------------------------------------------------------ transactions
 
-    async def _set_sync(self, *, durable: bool) -> None:
+    async def _write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run `work` as one write transaction on the database's own thread, in one hop:
+        an aiosqlite call per statement was a thread hand-off each (two GIL hand-overs, a
+        wake-up of the loop), the dearest part of a play's bookkeeping where many agents share
+        a process. `work` runs SQL and little else; if it raises, its changes are rolled back.
+        Queued at once: a caller cancelled while it waits does not stop a transaction the
+        thread has been given (each is whole, committed or rolled back, either way)."""
+        return await self._on_thread(self._in_transaction, work, durable)
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` (reads only) on the database's thread, in one hop."""
+        return await self._on_thread(work)
+
+    async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self._db._conn  # aiosqlite's sqlite3 connection, used only on its thread
+        # aiosqlite leaves `_execute` unannotated; this is the type it has.
+        execute = cast(Callable[..., Awaitable[T]], self._db._execute)
+        return await execute(fn, conn, *args)
+
+    def _in_transaction(
+        self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], durable: bool
+    ) -> T:
         wanted = "FULL" if durable else "NORMAL"
         if self._synchronous != wanted:
-            await self._db.execute(f"PRAGMA synchronous = {wanted}")
+            db.execute(f"PRAGMA synchronous = {wanted}")
             self._synchronous = wanted
-
-    @asynccontextmanager
-    async def _tx(self, *, durable: bool = True) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            await self._set_sync(durable=durable)
-            # IMMEDIATE takes the write lock up front, so a doctor process reading the same
-            # file can never turn this into a mid-transaction "database is locked".
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
-            except BaseException:
-                # A cancellation can land while BEGIN is still queued in aiosqlite's thread:
-                # the BEGIN runs anyway, so the ROLLBACK is queued after it whatever happened,
-                # and shielded so a second cancellation cannot skip it.
-                with contextlib.suppress(sqlite3.OperationalError):
-                    await asyncio.shield(self._db.execute("ROLLBACK"))
-                raise
-            await self._db.execute("COMMIT")
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            yield self._db
-
-    @staticmethod
-    async def _one(db: aiosqlite.Connection, sql: str, args: Iterable[Any] = ()) -> Any:
-        async with db.execute(sql, tuple(args)) as cursor:
-            return await cursor.fetchone()
-
-    @staticmethod
-    async def _all(db: aiosqlite.Connection, sql: str, args: Iterable[Any] = ()) -> list[Any]:
-        async with db.execute(sql, tuple(args)) as cursor:
-            return list(await cursor.fetchall())
-
-    async def _next_seq(self, db: aiosqlite.Connection) -> int:
-        row = await self._one(
-            db, "UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value"
-        )
-        return int(row[0])
+        # IMMEDIATE takes the write lock up front, so a doctor process reading the same file
+        # can never turn this into a mid-transaction "database is locked".
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(db)
+        except BaseException:
+            with contextlib.suppress(sqlite3.OperationalError):
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
 
     # ------------------------------------------------------------------ manifest
 
     async def stored_manifest(self) -> tuple[Manifest, bytes] | None:
         """The manifest row as stored, NOT verified: for tests and `doctor` to look at. The
         agent obeys only `verified_manifest`."""
-        async with self._read() as db:
-            row = await self._one(db, "SELECT envelope, manifest FROM manifest WHERE id = 1")
+        row = await self._read(
+            lambda db: _one(db, "SELECT envelope, manifest FROM manifest WHERE id = 1")
+        )
         if row is None:
             return None
         return Manifest.model_validate_json(row["manifest"]), bytes(row["envelope"])
@@ -568,19 +576,18 @@ class AgentStore:
         floor and the database commit, when the floor's copy is the newer) and is not obeyed.
         A good floor copy repairs a bad or missing row.
         """
-        async with self._read() as db:
-            row = await self._one(
-                db, "SELECT version, envelope, manifest FROM manifest WHERE id = 1"
-            )
-            counter = await self._one(
-                db, "SELECT value FROM counters WHERE name = 'manifest_version'"
-            )
-        highest = int(counter[0])
+
+        def read(db: sqlite3.Connection) -> tuple[Any, int, str | None]:
+            row = _one(db, "SELECT version, envelope, manifest FROM manifest WHERE id = 1")
+            counter = _one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")
+            return row, int(counter[0]), self._floor.manifest_envelope
+
+        row, highest, floor_envelope = await self._read(read)
         copies: list[tuple[str, bytes, str | None]] = []
         if row is not None:
             copies.append(("database", _blob(row["envelope"]), str(row["manifest"])))
-        if self._floor.manifest_envelope:
-            copies.append((FLOOR_FILE, self._floor.manifest_envelope.encode(), None))
+        if floor_envelope:
+            copies.append((FLOOR_FILE, floor_envelope.encode(), None))
         refused: list[str] = []
         chosen: tuple[Manifest, bytes, str] | None = None
         older: list[str] = []
@@ -614,18 +621,21 @@ class AgentStore:
             return VerifiedManifest(None, None, refused)
         manifest, envelope, where = chosen
         if where != "database":  # the row was refused, older or missing: repaired
-            async with self._tx() as db:
-                await db.execute(
+            parsed_json = manifest.model_dump_json()
+            await self._write(
+                lambda db: db.execute(
                     "INSERT OR REPLACE INTO manifest (id, version, envelope, manifest) "
                     "VALUES (1, ?, ?, ?)",
-                    (manifest.version, envelope, manifest.model_dump_json()),
+                    (manifest.version, envelope, parsed_json),
                 )
+            )
         return VerifiedManifest(manifest, envelope, refused)
 
     async def trusted_version(self) -> int:
         """The highest manifest version ever accepted (0 if none), even if its row was lost."""
-        async with self._read() as db:
-            row = await self._one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")
+        row = await self._read(
+            lambda db: _one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")
+        )
         return int(row[0])
 
     async def save_manifest(
@@ -637,47 +647,54 @@ class AgentStore:
         lost), so the hub's signed copy of the trusted version itself is taken back. Equal
         is no replay: the hub signs one manifest per version and device.
         """
-        async with self._tx() as db:
-            row = await self._one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")
+        envelope = bytes(envelope)
+        parsed_json = manifest.model_dump_json()
+        envelope_text = envelope.decode("utf-8")
+
+        def save(db: sqlite3.Connection) -> None:
+            row = _one(db, "SELECT value FROM counters WHERE name = 'manifest_version'")
             highest = int(row[0])
             if manifest.version < highest or (manifest.version == highest and not reinstate):
                 raise StaleManifest(
                     f"manifest version {manifest.version} is not above {highest}, "
                     "the highest ever accepted"
                 )
-            await db.execute(
+            db.execute(
                 "UPDATE counters SET value = ? WHERE name = 'manifest_version'",
                 (manifest.version,),
             )
-            await db.execute(
+            db.execute(
                 "INSERT OR REPLACE INTO manifest (id, version, envelope, manifest) "
                 "VALUES (1, ?, ?, ?)",
-                (manifest.version, bytes(envelope), manifest.model_dump_json()),
+                (manifest.version, envelope, parsed_json),
             )
             self._floor.manifest_version = manifest.version
-            self._floor.manifest_envelope = bytes(envelope).decode("utf-8")
-            await self._write_floor()
+            self._floor.manifest_envelope = envelope_text
+            self._write_floor()
+
+        await self._write(save)
 
     # ------------------------------------------------------------------ pushed emergencies
 
     @staticmethod
-    async def _hold_emergency(
-        db: aiosqlite.Connection, bulletin: ManifestBulletin, frame: str | None
+    def _hold_emergency(
+        db: sqlite3.Connection, bulletin: ManifestBulletin, frame: str | None, bulletin_json: str
     ) -> None:
         # Pruned against the hub's own times, not the device clock, which may be wrong.
         horizon = bulletin.schedule.valid_from - EMERGENCY_KEEP
-        await db.execute("DELETE FROM emergencies WHERE valid_until < ?", (_iso(horizon),))
-        await db.execute(
+        db.execute("DELETE FROM emergencies WHERE valid_until < ?", (_iso(horizon),))
+        db.execute(
             "INSERT OR REPLACE INTO emergencies (id, bulletin, valid_until, frame) "
             "VALUES (?, ?, ?, ?)",
-            (bulletin.id, bulletin.model_dump_json(), _iso(bulletin.schedule.valid_until), frame),
+            (bulletin.id, bulletin_json, _iso(bulletin.schedule.valid_until), frame),
         )
 
     async def emergencies(self) -> list[ManifestBulletin]:
         """The held emergencies as stored, NOT verified (tests, `doctor`); the agent obeys
         `verified_emergencies`."""
-        async with self._read() as db:
-            rows = await self._all(db, "SELECT bulletin FROM emergencies ORDER BY rowid")
+        rows = await self._read(
+            lambda db: _all(db, "SELECT bulletin FROM emergencies ORDER BY rowid")
+        )
         return [ManifestBulletin.model_validate_json(row[0]) for row in rows]
 
     async def verified_emergencies(
@@ -687,8 +704,9 @@ class AgentStore:
         carries exactly the stored bulletin; the others are deleted and listed as refused.
         Rows held before frames were kept (no frame) are dropped without a fault: the hub
         pushes every active emergency again when the device reconnects."""
-        async with self._read() as db:
-            rows = await self._all(db, "SELECT id, bulletin, frame FROM emergencies ORDER BY rowid")
+        rows = await self._read(
+            lambda db: _all(db, "SELECT id, bulletin, frame FROM emergencies ORDER BY rowid")
+        )
         held: list[ManifestBulletin] = []
         refused: list[str] = []
         dropped: list[str] = []
@@ -716,24 +734,28 @@ class AgentStore:
                 refused.append(f"emergency {row['id']}: {reason}")
                 dropped.append(row["id"])
         if dropped:
-            async with self._tx() as db:
-                for emergency_id in dropped:
-                    await db.execute("DELETE FROM emergencies WHERE id = ?", (emergency_id,))
+            await self._write(
+                lambda db: db.executemany(
+                    "DELETE FROM emergencies WHERE id = ?", [(d,) for d in dropped]
+                )
+            )
         return held, refused
 
     async def cancel(self, bulletin_id: str, *, now: datetime | None = None) -> None:
         """Remember a cancel and drop the held emergency, so a restart never revives it."""
         at = now or datetime.now(UTC)
-        async with self._tx() as db:
-            await db.execute("DELETE FROM cancelled WHERE at < ?", (_iso(at - CANCELLED_KEEP),))
-            await db.execute(
+
+        def cancel(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM cancelled WHERE at < ?", (_iso(at - CANCELLED_KEEP),))
+            db.execute(
                 "INSERT OR REPLACE INTO cancelled (id, at) VALUES (?, ?)", (bulletin_id, _iso(at))
             )
-            await db.execute("DELETE FROM emergencies WHERE id = ?", (bulletin_id,))
+            db.execute("DELETE FROM emergencies WHERE id = ?", (bulletin_id,))
+
+        await self._write(cancel)
 
     async def cancelled(self) -> frozenset[str]:
-        async with self._read() as db:
-            rows = await self._all(db, "SELECT id FROM cancelled")
+        rows = await self._read(lambda db: _all(db, "SELECT id FROM cancelled"))
         return frozenset(row[0] for row in rows)
 
     # ------------------------------------------------------------------ command replay
@@ -753,29 +775,49 @@ class AgentStore:
         the signed command it came in (verified again at every start), so the path from a
         pushed emergency to the loudspeaker waits for one disk flush, not two.
         """
-        horizon = (now or datetime.now(UTC)) - COMMAND_GRACE
-        async with self._tx() as db:
-            await db.execute("DELETE FROM commands WHERE expires_at < ?", (_iso(horizon),))
-            cursor = await db.execute(
-                "INSERT OR IGNORE INTO commands (id, expires_at) VALUES (?, ?)",
-                (command_id, _iso(expires_at)),
-            )
-            replay = cursor.rowcount == 0
-            if not replay:
-                if hold is not None:
-                    await self._hold_emergency(db, hold, frame)
-                commands = self._floor.commands
-                for old_id in [c for c, e in commands.items() if e < _iso(horizon)]:
-                    del commands[old_id]
-                commands[command_id] = _iso(expires_at)
-                await self._write_floor()
-            return replay
+        record = self._recorder([SeenCommand(command_id, expires_at, hold, frame)], now)
+        return (await self._write(record))[0]
+
+    def _recorder(
+        self, seen: Sequence[SeenCommand], now: datetime | None
+    ) -> Callable[[sqlite3.Connection], list[bool]]:
+        """The work that records `seen` (see `command_seen`): True for each replay. The JSON
+        of what is held is made here, on the caller's side, not on the database's thread."""
+        horizon = _iso((now or datetime.now(UTC)) - COMMAND_GRACE)
+        rows = [
+            (c, _iso(c.expires_at), c.hold.model_dump_json() if c.hold is not None else "")
+            for c in seen
+        ]
+
+        def record(db: sqlite3.Connection) -> list[bool]:
+            db.execute("DELETE FROM commands WHERE expires_at < ?", (horizon,))
+            replays = []
+            new: dict[str, str] = {}
+            for command, expires, hold_json in rows:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO commands (id, expires_at) VALUES (?, ?)",
+                    (command.command_id, expires),
+                )
+                replays.append(cursor.rowcount == 0)
+                if replays[-1]:
+                    continue
+                if command.hold is not None:
+                    self._hold_emergency(db, command.hold, command.frame, hold_json)
+                new[command.command_id] = expires
+            if new:
+                kept = self._floor.commands
+                for old_id in [c for c, e in kept.items() if e < horizon]:
+                    del kept[old_id]
+                kept.update(new)
+                self._write_floor()
+            return replays
+
+        return record
 
     async def seen_commands(self) -> dict[str, datetime]:
         """Every command id still remembered, with its expiry (the agent checks replays
         against this in memory and writes each new id with `command_seen`)."""
-        async with self._read() as db:
-            rows = await self._all(db, "SELECT id, expires_at FROM commands")
+        rows = await self._read(lambda db: _all(db, "SELECT id, expires_at FROM commands"))
         return {row[0]: _dt(row[1]) for row in rows}
 
     # ------------------------------------------------------------------ airings
@@ -787,33 +829,38 @@ class AgentStore:
         priority: Priority,
         kind: BulletinKind,
         started_at: datetime,
+        *,
+        seen: Sequence[SeenCommand] = (),
     ) -> int:
         """Persist an open play as soon as playback started, so a crash mid-item is accounted
         for (a crash before this call leaves no trace: the item was not heard, it airs again).
 
-        An emergency's first start is remembered too (see `emergency_airings`).
+        An emergency's first start is remembered too (see `emergency_airings`). `seen`: the
+        command ids that started it (and the emergencies they brought), recorded as by
+        `command_seen` in the same commit, so a pushed emergency costs one disk flush.
         """
-        async with self._tx() as db:
+        started = _iso(started_at)
+        row = (bulletin_id, slot, Priority(priority).value, BulletinKind(kind).value, started)
+        record = self._recorder(seen, None) if seen else None
+
+        def begin(db: sqlite3.Connection) -> int:
             if slot == EMERGENCY_SLOT:
-                await db.execute(
+                db.execute(
                     "INSERT OR IGNORE INTO emergency_airings (bulletin_id, started_at) "
                     "VALUES (?, ?)",
-                    (bulletin_id, _iso(started_at)),
+                    (bulletin_id, started),
                 )
-            cursor = await db.execute(
+            cursor = db.execute(
                 "INSERT INTO plays (bulletin_id, slot, priority, kind, started_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (
-                    bulletin_id,
-                    slot,
-                    Priority(priority).value,
-                    BulletinKind(kind).value,
-                    _iso(started_at),
-                ),
+                row,
             )
-            play_id = cursor.lastrowid
-        assert play_id is not None
-        return int(play_id)
+            assert cursor.lastrowid is not None
+            if record is not None:
+                record(db)  # last: it writes the replay floor, just before the COMMIT
+            return int(cursor.lastrowid)
+
+        return await self._write(begin)
 
     async def finish_play(
         self,
@@ -828,25 +875,28 @@ class AgentStore:
         Calling it again for the same play returns the first result and changes nothing, so a
         caller that cannot tell whether the first call committed may simply call again.
         """
-        async with self._tx() as db:
-            row = await self._one(db, "SELECT * FROM plays WHERE id = ?", (play_id,))
+        how = PlayOutcome(outcome)
+
+        def finish(db: sqlite3.Connection) -> tuple[ProofOfPlay, bool]:
+            row = _one(db, "SELECT * FROM plays WHERE id = ?", (play_id,))
             if row is None:
                 raise UnknownPlay(f"no play {play_id}")
             if row["seq"] is not None:
-                return self._proof_from_row(row)
-            proof = await self._close_play(
-                db, row, ended_at, PlayOutcome(outcome), position_s, counts_as_aired
-            )
-        self._mark_durable(proof.seq)
+                return self._proof_from_row(row), False
+            return self._close_play(db, row, ended_at, how, position_s, counts_as_aired), True
+
+        proof, closed = await self._write(finish)
+        if closed:
+            self._mark_durable(proof.seq)
         return proof
 
     def _mark_durable(self, seq: int) -> None:
         # A FULL commit fsyncs the WAL up to itself, earlier NORMAL commits included.
         self._durable_seq = max(self._durable_seq, seq)
 
-    async def _close_play(
+    def _close_play(
         self,
-        db: aiosqlite.Connection,
+        db: sqlite3.Connection,
         row: sqlite3.Row,
         ended_at: datetime,
         outcome: PlayOutcome,
@@ -856,7 +906,7 @@ class AgentStore:
         started = _dt(row["started_at"])
         # A clock corrected backwards mid-item must not yield an airing that ends before it began.
         ended = max(ended_at.astimezone(UTC), started)
-        seq = await self._next_seq(db)
+        seq = _next_seq(db)
         proof = ProofOfPlay(
             seq=seq,
             bulletin_id=row["bulletin_id"],
@@ -867,24 +917,24 @@ class AgentStore:
             outcome=outcome,
             position_s=max(0.0, float(position_s)),
         )
-        await db.execute(
+        db.execute(
             "UPDATE plays SET ended_at = ?, outcome = ?, position_s = ?, counts = ?, seq = ? "
             "WHERE id = ?",
             (_iso(ended), outcome.value, proof.position_s, int(counts_as_aired), seq, row["id"]),
         )
-        await db.execute(
+        db.execute(
             "INSERT INTO outbox (seq, type, body) VALUES (?, 'play', ?)",
             (seq, proof.model_dump_json()),
         )
         if counts_as_aired:
-            await db.execute(
+            db.execute(
                 "INSERT INTO aired (bulletin_id, slot, count, slot_time) VALUES (?, ?, 1, ?) "
                 "ON CONFLICT (bulletin_id, slot) DO UPDATE SET count = count + 1, "
                 "slot_time = max(slot_time, excluded.slot_time)",
                 (row["bulletin_id"], row["slot"], _iso(slot_time(row["slot"], started))),
             )
             if row["slot"] == EMERGENCY_SLOT:
-                await db.execute(
+                db.execute(
                     "UPDATE emergency_airings SET last_end = ? WHERE bulletin_id = ?",
                     (_iso(ended), row["bulletin_id"]),
                 )
@@ -905,10 +955,13 @@ class AgentStore:
 
     async def heartbeat(self, now: datetime) -> None:
         """Note that the agent is alive; a crash's open plays are closed at the last one."""
-        async with self._tx(durable=False) as db:
-            await db.execute(
-                "INSERT OR REPLACE INTO state (key, value) VALUES ('heartbeat', ?)", (_iso(now),)
-            )
+        beat = _iso(now)
+        await self._write(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO state (key, value) VALUES ('heartbeat', ?)", (beat,)
+            ),
+            durable=False,
+        )
 
     async def recover_open_plays(self, now: datetime) -> list[ProofOfPlay]:
         """Close plays a crash left open, as FAILED, ending at the last sign of life.
@@ -916,33 +969,39 @@ class AgentStore:
         They do not count as aired: the listeners did not hear the whole item, and the
         scheduler should give it its slot again if the slot is still open.
         """
-        recovered: list[ProofOfPlay] = []
-        async with self._tx() as db:
-            beat = await self._one(db, "SELECT value FROM state WHERE key = 'heartbeat'")
+
+        def recover(db: sqlite3.Connection) -> list[ProofOfPlay]:
+            recovered: list[ProofOfPlay] = []
+            beat = _one(db, "SELECT value FROM state WHERE key = 'heartbeat'")
             last_beat = _dt(beat[0]) if beat is not None else None
-            rows = await self._all(db, "SELECT * FROM plays WHERE seq IS NULL ORDER BY id")
-            for row in rows:
+            for row in _all(db, "SELECT * FROM plays WHERE seq IS NULL ORDER BY id"):
                 started = _dt(row["started_at"])
                 ended = started
                 if last_beat is not None and last_beat > started:
                     ended = min(last_beat, max(now, started))
-                proof = await self._close_play(
+                proof = self._close_play(
                     db, row, ended, PlayOutcome.FAILED, (ended - started).total_seconds(), False
                 )
                 recovered.append(proof)
+            return recovered
+
+        recovered = await self._write(recover)
         if recovered:
             self._mark_durable(recovered[-1].seq)
         return recovered
 
     async def aired_counts(self, since: datetime) -> dict[tuple[str, str], int]:
         """Airings per (bulletin, slot) for slots from `since` on ("emergency": last airing)."""
-        async with self._tx() as db:
-            await db.execute("DELETE FROM aired WHERE slot_time < ?", (_iso(since - AIRED_KEEP),))
-            rows = await self._all(
+
+        def counts(db: sqlite3.Connection) -> list[Any]:
+            db.execute("DELETE FROM aired WHERE slot_time < ?", (_iso(since - AIRED_KEEP),))
+            return _all(
                 db,
                 "SELECT bulletin_id, slot, count FROM aired WHERE slot_time >= ?",
                 (_iso(since),),
             )
+
+        rows = await self._write(counts)
         return {(row[0], row[1]): int(row[2]) for row in rows}
 
     async def emergency_airings(
@@ -950,32 +1009,37 @@ class AgentStore:
     ) -> tuple[frozenset[str], dict[str, datetime]]:
         """Emergencies begun here, and the end of each one's last complete airing, for those
         heard of since `since` (older rows are pruned like air counts)."""
-        async with self._tx() as db:
-            await db.execute(
+
+        def airings(db: sqlite3.Connection) -> list[Any]:
+            db.execute(
                 "DELETE FROM emergency_airings WHERE coalesce(last_end, started_at) < ?",
                 (_iso(since - AIRED_KEEP),),
             )
-            rows = await self._all(db, "SELECT bulletin_id, last_end FROM emergency_airings")
+            return _all(db, "SELECT bulletin_id, last_end FROM emergency_airings")
+
+        rows = await self._write(airings)
         started = frozenset(row[0] for row in rows)
         return started, {row[0]: _dt(row[1]) for row in rows if row[1] is not None}
 
     # ------------------------------------------------------------------ suspended item
 
     async def save_suspended(self, s: Suspended | None) -> None:
-        async with self._tx() as db:
-            if s is None:
-                await db.execute("DELETE FROM state WHERE key = 'suspended'")
-                return
-            value = json.dumps(
-                {"bulletin_id": s.bulletin_id, "slot": s.slot, "position_s": s.position_s}
-            )
-            await db.execute(
+        if s is None:
+            await self._write(lambda db: db.execute("DELETE FROM state WHERE key = 'suspended'"))
+            return
+        value = json.dumps(
+            {"bulletin_id": s.bulletin_id, "slot": s.slot, "position_s": s.position_s}
+        )
+        await self._write(
+            lambda db: db.execute(
                 "INSERT OR REPLACE INTO state (key, value) VALUES ('suspended', ?)", (value,)
             )
+        )
 
     async def suspended(self) -> Suspended | None:
-        async with self._read() as db:
-            row = await self._one(db, "SELECT value FROM state WHERE key = 'suspended'")
+        row = await self._read(
+            lambda db: _one(db, "SELECT value FROM state WHERE key = 'suspended'")
+        )
         if row is None:
             return None
         data = json.loads(row[0])
@@ -985,20 +1049,22 @@ class AgentStore:
 
     async def add_health(self, sample_without_seq: dict[str, Any]) -> HealthSample:
         """Queue a health sample, numbered from the per-device sequence shared with plays."""
-        # Validate before taking the write lock, so a bad sample costs no transaction.
+        # Validated before the write, so a bad sample costs no transaction.
         draft = HealthSample.model_validate({**sample_without_seq, "seq": 1})
-        async with self._tx(durable=False) as db:
-            sample = draft.model_copy(update={"seq": await self._next_seq(db)})
-            await db.execute(
+
+        def add(db: sqlite3.Connection) -> HealthSample:
+            sample = draft.model_copy(update={"seq": _next_seq(db)})
+            db.execute(
                 "INSERT INTO outbox (seq, type, body) VALUES (?, 'health', ?)",
                 (sample.seq, sample.model_dump_json()),
             )
-            await self._thin_health(db)
-        return sample
+            self._thin_health(db)
+            return sample
 
-    async def _thin_health(self, db: aiosqlite.Connection) -> None:
-        row = await self._one(db, "SELECT count(*) FROM outbox WHERE type = 'health'")
-        count = int(row[0])
+        return await self._write(add, durable=False)
+
+    def _thin_health(self, db: sqlite3.Connection) -> None:
+        count = int(_one(db, "SELECT count(*) FROM outbox WHERE type = 'health'")[0])
         excess = count - self.max_health
         if excess <= 0:
             return
@@ -1006,7 +1072,7 @@ class AgentStore:
         # every other row of the oldest stretch: old history gets coarser instead of vanishing.
         target = min(count, excess + self.max_health // 10)
         region = min(count, 2 * target)
-        await db.execute(
+        db.execute(
             "DELETE FROM outbox WHERE seq IN ("
             " SELECT seq FROM ("
             "  SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM ("
@@ -1014,10 +1080,10 @@ class AgentStore:
             " WHERE n % 2 = 1)",
             (region,),
         )
-        row = await self._one(db, "SELECT count(*) FROM outbox WHERE type = 'health'")
-        still = int(row[0]) - self.max_health
+        still = int(_one(db, "SELECT count(*) FROM outbox WHERE type = 'health'")[0])
+        still -= self.max_health
         if still > 0:
-            await db.execute(
+            db.execute(
                 "DELETE FROM outbox WHERE seq IN ("
                 " SELECT seq FROM outbox WHERE type = 'health' ORDER BY seq LIMIT ?)",
                 (still,),
@@ -1025,13 +1091,14 @@ class AgentStore:
 
     async def pending(self, limit: int = 200) -> list[ProofOfPlay | HealthSample]:
         """Reports not yet acknowledged: plays first (they are never dropped), oldest first."""
-        async with self._read() as db:
-            rows = await self._all(
+        rows = await self._read(
+            lambda db: _all(
                 db,
                 "SELECT seq, type, body FROM outbox "
                 "ORDER BY CASE type WHEN 'play' THEN 0 ELSE 1 END, seq LIMIT ?",
                 (limit,),
             )
+        )
         if rows and max(row[0] for row in rows) > self._durable_seq:
             await self._durability_barrier()
         reports: list[ProofOfPlay | HealthSample] = []
@@ -1044,35 +1111,40 @@ class AgentStore:
 
     async def _durability_barrier(self) -> None:
         # A FULL commit fsyncs the whole WAL, making every earlier NORMAL commit durable too.
-        async with self._tx() as db:
-            row = await self._one(db, "SELECT value FROM counters WHERE name = 'seq'")
-            seq = int(row[0])
-            await db.execute(
+        def barrier(db: sqlite3.Connection) -> int:
+            seq = int(_one(db, "SELECT value FROM counters WHERE name = 'seq'")[0])
+            db.execute(
                 "UPDATE counters SET value = max(value, ?) WHERE name = 'synced_seq'", (seq,)
             )
-        self._mark_durable(seq)
+            return seq
+
+        self._mark_durable(await self._write(barrier))
 
     async def acknowledge(self, seqs: Iterable[int]) -> None:
         """Forget reports the hub now holds."""
         wanted = sorted({int(seq) for seq in seqs})
         if not wanted:
             return
-        async with self._tx() as db:
+
+        def forget(db: sqlite3.Connection) -> None:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                await db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)
+                db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)
             # Old closed plays are only kept for finish_play's idempotency.
-            await db.execute(
+            db.execute(
                 "DELETE FROM plays WHERE seq IS NOT NULL"
                 " AND id <= (SELECT max(id) FROM plays) - ?"
                 " AND seq NOT IN (SELECT seq FROM outbox)",
                 (CLOSED_PLAYS_KEPT,),
             )
 
+        await self._write(forget)
+
     async def backlog(self) -> dict[str, int]:
-        async with self._read() as db:
-            rows = await self._all(db, "SELECT type, count(*) FROM outbox GROUP BY type")
+        rows = await self._read(
+            lambda db: _all(db, "SELECT type, count(*) FROM outbox GROUP BY type")
+        )
         counts = {"plays": 0, "health": 0}
         for kind, n in rows:
             counts["plays" if kind == "play" else "health"] = int(n)
@@ -1080,20 +1152,22 @@ class AgentStore:
 
     async def recent_plays(self, limit: int = 20) -> list[ProofOfPlay]:
         """The last closed plays, newest first (the local page's proof-of-play list)."""
-        async with self._read() as db:
-            rows = await self._all(
+        rows = await self._read(
+            lambda db: _all(
                 db, "SELECT * FROM plays WHERE seq IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,)
             )
+        )
         return [self._proof_from_row(row) for row in rows]
 
     async def play_starts(self, since: datetime) -> list[tuple[datetime, PlayOutcome]]:
         """Start time and outcome of every closed play since `since` (for daily charts)."""
-        async with self._read() as db:
-            rows = await self._all(
+        rows = await self._read(
+            lambda db: _all(
                 db,
                 "SELECT started_at, outcome FROM plays WHERE seq IS NOT NULL AND started_at >= ?",
                 (_iso(since),),
             )
+        )
         return [(_dt(row[0]), PlayOutcome(row[1])) for row in rows]
 
     # ------------------------------------------------------------------ settings
@@ -1102,22 +1176,46 @@ class AgentStore:
         """The name of this database's report sequence space (see MIGRATIONS); fixed for
         the file's life, so it is read once."""
         if self._stream is None:
-            async with self._read() as db:
-                row = await self._one(db, "SELECT value FROM state WHERE key = 'report_stream'")
+            row = await self._read(
+                lambda db: _one(db, "SELECT value FROM state WHERE key = 'report_stream'")
+            )
             self._stream = str(row[0]) if row is not None else ""
         return self._stream
 
     async def get_setting(self, key: str, default: str | None = None) -> str | None:
-        async with self._read() as db:
-            row = await self._one(db, "SELECT value FROM settings WHERE key = ?", (key,))
+        row = await self._read(
+            lambda db: _one(db, "SELECT value FROM settings WHERE key = ?", (key,))
+        )
         return default if row is None else str(row[0])
 
     async def set_setting(self, key: str, value: str | None) -> None:
         """Store a local setting (volume override, …); None removes it."""
-        async with self._tx() as db:
-            if value is None:
-                await db.execute("DELETE FROM settings WHERE key = ?", (key,))
-            else:
-                await db.execute(
+        if value is None:
+            await self._write(lambda db: db.execute("DELETE FROM settings WHERE key = ?", (key,)))
+        else:
+            await self._write(
+                lambda db: db.execute(
                     "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value)
                 )
+            )
+
+
+def _one(db: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> Any:
+    cursor = db.execute(sql, tuple(args))
+    try:
+        return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
+def _all(db: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+    cursor = db.execute(sql, tuple(args))
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _next_seq(db: sqlite3.Connection) -> int:
+    row = _one(db, "UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value")
+    return int(row[0])

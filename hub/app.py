@@ -35,6 +35,7 @@ from .appkeys import (
     KEYRING,
     MANIFEST_CACHE,
     ROUTES,
+    SENT_CACHE,
     Clock,
 )
 from .config import HubConfig
@@ -43,6 +44,7 @@ from .errors import ApiError, error_middleware
 from .keys import load_keyring
 from .manifests import ManifestCache, refresher_context
 from .nodes import nodes_context
+from .play_evidence import SentCache
 from .proxy import forwarded_middleware
 from .push import Connections
 from .routing import JSON_BODY_MAX_BYTES, Ctx, RouteTable, openapi_document
@@ -154,6 +156,7 @@ def create_app(
         clock=app[CLOCK],
     )
     app[MANIFEST_CACHE] = ManifestCache()
+    app[SENT_CACHE] = SentCache()
     app[ROUTES] = []
     for table in ROUTE_TABLES:
         table.install(app)

@@ -16,6 +16,7 @@ from .security import FailureLimiter
 
 if TYPE_CHECKING:
     from .manifests import ManifestCache
+    from .play_evidence import SentCache
     from .routing import RouteSpec
 
 CONFIG = web.AppKey("config", HubConfig)
@@ -23,6 +24,8 @@ DB = web.AppKey("db", Database)
 KEYRING = web.AppKey("keyring", HubKeyring)
 CONNECTIONS = web.AppKey("connections", Connections)
 MANIFEST_CACHE: web.AppKey[ManifestCache] = web.AppKey("manifest_cache")
+#: What each device's reported bulletins were found to be, between its report batches.
+SENT_CACHE: web.AppKey[SentCache] = web.AppKey("sent_cache")
 ROUTES: web.AppKey[list[RouteSpec]] = web.AppKey("routes")
 #: Failed enrollments per address (the route is public: codes must not be guessable).
 ENROLL_LIMITER = web.AppKey("enroll_limiter", FailureLimiter)

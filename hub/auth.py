@@ -157,6 +157,8 @@ class DeviceAuth:
     manifest_version: int
     manifest_signed_version: int | None
     manifest_signed_at: datetime | None
+    #: When the device last enrolled (None: not recorded): no airing of it is older.
+    enrolled_at: datetime | None
 
 
 def require(user: User, permission: Permission, *, commune: str | None = None) -> None:
@@ -296,6 +298,7 @@ async def authenticate_device(request: web.Request) -> DeviceAuth:
         manifest_version=found.manifest_version,
         manifest_signed_version=found.manifest_signed_version,
         manifest_signed_at=found.manifest_signed_at,
+        enrolled_at=found.enrolled_at,
     )
 
 

@@ -324,19 +324,28 @@ def iso(dt: datetime) -> str:
     return utc.isoformat()[:19] + ".000000+00:00"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_SECOND = timedelta(seconds=1)
-#: SQL that makes iso()'s text from the two parameters utc_parts() gives, inside SQLite.
-ISO_FROM_PARTS = "strftime('%Y-%m-%dT%H:%M:%S', ?, 'unixepoch') || printf('.%06d+00:00', ?)"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-def utc_parts(dt: datetime) -> tuple[int, int]:
-    """Whole seconds since the epoch and the microseconds, for ISO_FROM_PARTS: where a
-    statement stores many times (report ingest), SQLite writes the text on the writer's
-    thread in C instead of iso() on the event loop, at under half the cost per time."""
+def epoch_us(dt: datetime) -> int:
+    """Whole microseconds since the epoch: exact, cheap to compare (play evidence) and, with
+    iso_from_epoch_us, stored as iso()'s text."""
     if dt.tzinfo is None:
         raise ValueError("naive datetime")
-    return (dt - _EPOCH) // _SECOND, dt.microsecond
+    return (dt - EPOCH) // _MICROSECOND
+
+
+def iso_from_epoch_us(param: int) -> str:
+    """SQL that makes iso()'s text from statement parameter number `param` (an epoch_us).
+    Where a statement stores many times (report ingest), SQLite writes the text on the
+    writer's thread in C instead of iso() on the event loop, at under half the cost per time.
+    SQLite's / and % round towards zero; the seconds and the fraction are floored here."""
+    us = f"?{param}"
+    return (
+        f"strftime('%Y-%m-%dT%H:%M:%S', {us} / 1000000 - ({us} % 1000000 < 0), 'unixepoch')"
+        f" || printf('.%06d+00:00', ({us} % 1000000 + 1000000) % 1000000)"
+    )
 
 
 def from_iso(text: str) -> datetime:
@@ -478,6 +487,12 @@ class Database:
             # Acks and enrollments must survive a power cut once answered.
             await writer.execute("PRAGMA synchronous=FULL")
             await _migrate(writer)
+            # Each grouped write runs in a savepoint, whose statement journal (the pages it
+            # changed) SQLite spills to a temporary file past 64 KiB: a report batch's
+            # inserts went there and back, a third of the write's cost. The writer never
+            # sorts a large result (reads go through the reader), so its temporary storage
+            # is memory; set after the migrations, whose index builds may sort a whole table.
+            await writer.execute("PRAGMA temp_store=MEMORY")
             reader = await _connect(path)
         except sqlite3.DatabaseError as exc:
             await writer.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -33,9 +33,9 @@ from loa_contract import (
     utcnow,
 )
 
-from .appkeys import ENROLL_LIMITER
-from .auth import Permission
-from .db import Database, iso
+from .appkeys import ENROLL_LIMITER, SENT_CACHE
+from .auth import DeviceAuth, Permission
+from .db import Database, epoch_us, iso
 from .errors import ApiError
 from .manifests import current_version, signed_manifest
 from .media import file_response
@@ -291,18 +291,18 @@ async def device_reports(ctx: Ctx) -> ReportAck:
     if unstorable:
         raise ApiError(422, "validation_error", unstorable)
 
-    credible: list[ProofOfPlay] = []
+    credible: list[tuple[ProofOfPlay, int, int]] = []
     refused: list[tuple[ProofOfPlay, str, str]] = []
     if proofs:
         # Judged here on the event loop, not inside the write: Python on the writer's thread
         # contends for the GIL with the loop and stretched each batch's write several times.
-        ids = {p.bulletin_id for p in proofs}
-        sent, enrolled_at = await _evidence(ctx.db, device.id, device.commune, device.kind, ids)
-        bounds = device_bounds(enrolled_at, now)
+        sent = await _sent_to(ctx, device, {p.bulletin_id for p in proofs})
+        bounds = device_bounds(device.enrolled_at, now)
         for p in proofs:
-            why = refusal(p, sent.get(p.bulletin_id), bounds)
+            started_us, ended_us = epoch_us(p.started_at), epoch_us(p.ended_at)
+            why = refusal(p, started_us, ended_us, sent.get(p.bulletin_id), bounds)
             if why is None:
-                credible.append(p)
+                credible.append((p, started_us, ended_us))
             else:
                 refused.append((p, why.reason, why.detail))
     rows = reports.report_rows(
@@ -314,13 +314,26 @@ async def device_reports(ctx: Ctx) -> ReportAck:
     return ReportAck(acked=sorted({r.seq for r in batch.reports}))
 
 
+async def _sent_to(ctx: Ctx, device: DeviceAuth, ids: set[str]) -> Mapping[str, SentBulletin]:
+    """What the named bulletins are to the device, those kept from its earlier batches at its
+    current manifest version (hub/play_evidence.py SentCache) and the others looked up."""
+    cache = ctx.app[SENT_CACHE]
+    known = cache.known(device.id, device.manifest_version)
+    missing = ids - known.keys()
+    if not missing:
+        return known
+    found = await _evidence(ctx.db, device.id, device.commune, device.kind, missing)
+    cache.add(device.id, device.manifest_version, found)
+    return {**known, **found}
+
+
 async def _evidence(
     db: Database, device_id: str, commune: str, kind: DeviceKind, ids: set[str]
-) -> tuple[dict[str, SentBulletin], datetime | None]:
-    """What the named bulletins are to the device (each with its bounds worked out once: a
-    batch checks many airings) and when it was enrolled."""
-    found, enrolled_at = await reports.evidence(db, device_id, commune, kind, ids)
-    sent = {
+) -> dict[str, SentBulletin]:
+    """What the named bulletins are to the device: those that exist, each marked whether it
+    was ever sent to it, with its bounds worked out once (a batch checks many airings)."""
+    found = await reports.evidence(db, device_id, commune, kind, ids)
+    return {
         e.id: sent_bulletin(
             e.id,
             e.kind,
@@ -335,7 +348,6 @@ async def _evidence(
         )
         for e in found.values()
     }
-    return sent, enrolled_at
 
 
 async def recheck_stored_plays(
@@ -353,9 +365,7 @@ async def recheck_stored_plays(
         if not plays:
             continue
         kind = DeviceKind(device.kind)
-        sent, _ = await _evidence(
-            db, device.id, device.commune, kind, {p.bulletin_id for p in plays}
-        )
+        sent = await _evidence(db, device.id, device.commune, kind, {p.bulletin_id for p in plays})
         moved: list[tuple[int, tuple[Any, ...]]] = []
         for stored in plays:
             play = ProofOfPlay(
@@ -368,8 +378,13 @@ async def recheck_stored_plays(
                 outcome=stored.outcome,
                 position_s=stored.position_s,
             )
-            bounds = device_bounds(None, stored.received_at)
-            why = refusal(play, sent.get(play.bulletin_id), bounds)
+            why = refusal(
+                play,
+                epoch_us(play.started_at),
+                epoch_us(play.ended_at),
+                sent.get(play.bulletin_id),
+                device_bounds(None, stored.received_at),
+            )
             if why is None:
                 continue
             counts[why.reason] = counts.get(why.reason, 0) + 1

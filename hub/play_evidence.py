@@ -22,15 +22,22 @@ a play, and monthly reports add up plays, only when it could have happened:
 Anything else is refused with a stable reason code and a sentence for the operator; refused
 reports are kept (never silently dropped) and the device's status counts them.
 
-Pure: plain values in, a refusal or None out; the handler does the I/O.
+Pure: plain values in, a refusal or None out; the handler does the I/O. Times are compared
+as whole microseconds since the epoch (`epoch_us`): a batch checks each airing against several
+bounds, and an aware datetime compare calls both offsets each time, ten times an int compare.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from loa_contract import BulletinKind, DeviceKind, Priority, ProofOfPlay
+
+from .db import EPOCH, epoch_us
 
 #: How far a device's clock may be from the hub's: the agent corrects its own time from the
 #: hub within seconds, and trusts a clock within 120 s of it; beyond this a time is wrong.
@@ -74,7 +81,7 @@ _STILL = frozenset({BulletinKind.TEXT, BulletinKind.DOCUMENT, BulletinKind.IMAGE
 _SPOKEN = frozenset({BulletinKind.TEXT, BulletinKind.DOCUMENT})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class SentBulletin:
     """What the hub knows of a bulletin a device asks to be credited with (see
     `sent_bulletin`, which fills the bounds)."""
@@ -90,19 +97,23 @@ class SentBulletin:
     held_until: datetime
     #: The longest an airing of it can last on this device, slack included.
     longest: timedelta
-    #: An airing must start within these: `held_from` and `held_until` with the clock slack.
-    earliest_start: datetime
-    latest_start: datetime
+    #: An airing must start within these (epoch_us): `held_from` and `held_until` with the
+    #: clock slack.
+    earliest_start_us: int
+    latest_start_us: int
+    #: `longest` in microseconds, and in seconds for the position.
+    longest_us: int
+    longest_s: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceBounds:
-    """The times any airing of one device must lie within, for one batch."""
+    """The times any airing of one device must lie within, for one batch (epoch_us)."""
 
     #: Its enrollment less the clock slack (None: not known).
-    earliest_start: datetime | None
+    earliest_start_us: int | None
     #: The hub's now plus the clock slack.
-    latest_end: datetime
+    latest_end_us: int
 
 
 @dataclass(frozen=True)
@@ -166,6 +177,7 @@ def sent_bulletin(
         held_from=held_from,
         held_until=held_until,
     )
+    longest = timedelta(seconds=with_slack(content))
     return SentBulletin(
         id=id,
         kind=kind,
@@ -173,36 +185,54 @@ def sent_bulletin(
         sent_to_device=sent_to_device,
         held_from=held_from,
         held_until=held_until,
-        longest=timedelta(seconds=with_slack(content)),
-        earliest_start=held_from - CLOCK_SLACK,
-        latest_start=held_until + CLOCK_SLACK,
+        longest=longest,
+        # Added as integers: a validity that ends at the calendar's end still has a bound.
+        earliest_start_us=epoch_us(held_from) - _CLOCK_SLACK_US,
+        latest_start_us=epoch_us(held_until) + _CLOCK_SLACK_US,
+        longest_us=longest // _MICROSECOND,
+        longest_s=longest.total_seconds(),
     )
+
+
+_MICROSECOND = timedelta(microseconds=1)
+_CLOCK_SLACK_US = CLOCK_SLACK // _MICROSECOND
 
 
 def device_bounds(enrolled_at: datetime | None, now: datetime) -> DeviceBounds:
     return DeviceBounds(
-        earliest_start=enrolled_at - CLOCK_SLACK if enrolled_at is not None else None,
-        latest_end=now + CLOCK_SLACK,
+        earliest_start_us=(
+            epoch_us(enrolled_at) - _CLOCK_SLACK_US if enrolled_at is not None else None
+        ),
+        latest_end_us=epoch_us(now) + _CLOCK_SLACK_US,
     )
 
 
 def refusal(
-    play: ProofOfPlay, bulletin: SentBulletin | None, device: DeviceBounds
+    play: ProofOfPlay,
+    started_us: int,
+    ended_us: int,
+    bulletin: SentBulletin | None,
+    device: DeviceBounds,
 ) -> Refusal | None:
-    """Why the hub refuses this reported airing, or None when it is credible."""
-    started, ended = play.started_at, play.ended_at
-    if ended < started:
-        return Refusal("ends_before_start", f"ended_at {ended} is before started_at {started}")
-    if ended > device.latest_end:
+    """Why the hub refuses this reported airing, or None when it is credible. `started_us`
+    and `ended_us` are the play's times as epoch_us (worked out once: the caller stores
+    them too)."""
+    if ended_us < started_us:
+        return Refusal(
+            "ends_before_start",
+            f"ended_at {play.ended_at} is before started_at {play.started_at}",
+        )
+    if ended_us > device.latest_end_us:
         return Refusal(
             "in_future",
-            f"ended_at {ended} is after the hub's time ({device.latest_end} with slack)",
+            f"ended_at {play.ended_at} is after the hub's time"
+            f" ({_from_epoch_us(device.latest_end_us)} with slack)",
         )
-    if device.earliest_start is not None and started < device.earliest_start:
+    if device.earliest_start_us is not None and started_us < device.earliest_start_us:
         return Refusal(
             "before_enrollment",
-            f"started_at {started} is before the device was enrolled"
-            f" ({device.earliest_start} with slack)",
+            f"started_at {play.started_at} is before the device was enrolled"
+            f" ({_from_epoch_us(device.earliest_start_us)} with slack)",
         )
     if bulletin is None:
         what = "the test tone" if play.bulletin_id == TEST_TONE_ID else "no bulletin"
@@ -222,23 +252,89 @@ def refusal(
             "priority_mismatch",
             f"reported as {play.priority.value}, the bulletin is {bulletin.priority.value}",
         )
-    if started < bulletin.earliest_start or started > bulletin.latest_start:
+    if not bulletin.earliest_start_us <= started_us <= bulletin.latest_start_us:
         return Refusal(
             "outside_validity",
-            f"started_at {started} is outside the time the bulletin was valid for the device"
-            f" ({bulletin.held_from} to {bulletin.held_until})",
+            f"started_at {play.started_at} is outside the time the bulletin was valid for the"
+            f" device ({bulletin.held_from} to {bulletin.held_until})",
         )
-    longest = bulletin.longest
-    if ended - started > longest:
+    if ended_us - started_us > bulletin.longest_us:
         return Refusal(
             "too_long",
-            f"the airing lasted {(ended - started).total_seconds():.0f} s; its content allows"
-            f" at most {longest.total_seconds():.0f} s",
+            f"the airing lasted {(ended_us - started_us) / 1e6:.0f} s; its content allows"
+            f" at most {bulletin.longest_s:.0f} s",
         )
     position = play.position_s
-    if not position <= longest.total_seconds():  # also refuses inf and nan
+    if not position <= bulletin.longest_s:  # also refuses inf and nan
         return Refusal(
             "bad_position",
-            f"position_s {position} is beyond the content's {longest.total_seconds():.0f} s",
+            f"position_s {position} is beyond the content's {bulletin.longest_s:.0f} s",
         )
     return None
+
+
+def _from_epoch_us(us: int) -> datetime:
+    """For a refusal's sentence: the bound as a time (the bounds are built from datetimes, so
+    they are within the calendar)."""
+    return EPOCH + us * _MICROSECOND
+
+
+class SentCache:
+    """What the hub found of the bulletins each device reported, kept between its batches:
+    an agent's outbox names the same few bulletins batch after batch, and looking them up
+    again cost more than judging the airings.
+
+    An entry holds for one manifest version of its device. Whatever changes what a device
+    could have aired (a publish or a cancel that reaches it) raises that version in the same
+    transaction, and every request reads the version afresh when it authenticates the
+    device, so a change is seen by the next batch, on any hub node sharing the database.
+    Only bulletins found are kept: an id that names nothing is looked up again each time.
+    The enrollment is not kept (a re-enrolled device keeps its manifest version).
+
+    Bounded to `capacity` devices, least recently used dropped first; devices of one kind
+    share one object per bulletin fact (a province-wide bulletin is one object, not one per
+    device)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._devices: OrderedDict[str, tuple[int, dict[str, SentBulletin]]] = OrderedDict()
+        self._shared: weakref.WeakValueDictionary[tuple[object, ...], SentBulletin] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def known(self, device_id: str, version: int) -> Mapping[str, SentBulletin]:
+        """What is kept for the device at this manifest version (empty when nothing is)."""
+        entry = self._devices.get(device_id)
+        if entry is None or entry[0] != version:
+            return {}
+        self._devices.move_to_end(device_id)
+        return entry[1]
+
+    def add(self, device_id: str, version: int, found: Mapping[str, SentBulletin]) -> None:
+        """Keep bulletins looked up for the device when it was at `version` (read after the
+        version, so at least as new). A lookup made at an older version than the kept one
+        is dropped; a newer version replaces the entry."""
+        entry = self._devices.get(device_id)
+        if entry is not None and entry[0] > version:
+            return
+        if entry is None or entry[0] < version:
+            entry = (version, {})
+            self._devices[device_id] = entry
+            if len(self._devices) > self._capacity:
+                self._devices.popitem(last=False)
+        self._devices.move_to_end(device_id)
+        kept = entry[1]
+        for bulletin_id, bulletin in found.items():
+            key = (
+                bulletin.id,
+                bulletin.kind,
+                bulletin.priority,
+                bulletin.sent_to_device,
+                bulletin.held_from,
+                bulletin.held_until,
+                bulletin.longest,
+            )
+            kept[bulletin_id] = self._shared.setdefault(key, bulletin)
+
+    def clear(self) -> None:
+        self._devices.clear()

@@ -21,7 +21,7 @@ from loa_contract import (
 )
 
 from .app import create_app
-from .appkeys import DB, Clock
+from .appkeys import DB, SENT_CACHE, Clock
 from .auth import Role, create_user
 from .config import HubConfig
 from .db import Database
@@ -130,7 +130,11 @@ class HubHarness:
     async def backdate(self, since: datetime, device_id: str, *bulletin_ids: str) -> None:
         """Move a device's enrollment and bulletins' publication and valid_from back to
         `since`: the API only makes them now, and the hub credits a device only with airings
-        made after its enrollment of bulletins valid at the time (hub/play_evidence.py)."""
+        made after its enrollment of bulletins valid at the time (hub/play_evidence.py).
+
+        These writes go behind the hub's back (no manifest version is raised), so what the
+        hub kept of the bulletins between report batches is dropped too."""
+        self.app[SENT_CACHE].clear()
         db: Database = self.app[DB]
         async with db.transaction() as tx:
             await devices.backdate_enrollment(tx, device_id, since)

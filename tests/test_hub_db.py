@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.db import ISO_FROM_PARTS, Database, from_iso, iso, utc_parts
+from hub.db import Database, epoch_us, from_iso, iso, iso_from_epoch_us
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_iso_has_one_shape_that_sorts(minutes: int, micro: int) -> None:
     assert sorted(times) == sorted(times, key=iso)
 
 
-def test_sqlite_writes_the_same_text_as_iso_from_utc_parts() -> None:
+def test_sqlite_writes_the_same_text_as_iso_from_epoch_us() -> None:
     conn = sqlite3.connect(":memory:")
     times = [
         datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone(offset))
@@ -91,10 +91,12 @@ def test_sqlite_writes_the_same_text_as_iso_from_utc_parts() -> None:
         for offset in (timedelta(0), timedelta(hours=7), timedelta(hours=-9, minutes=-30))
     ]
     for when in times:
-        (text,) = conn.execute(f"SELECT {ISO_FROM_PARTS}", utc_parts(when)).fetchone()
+        us = epoch_us(when)
+        assert datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us) == when
+        (text,) = conn.execute(f"SELECT {iso_from_epoch_us(1)}", (us,)).fetchone()
         assert text == iso(when), when
     with pytest.raises(ValueError):
-        utc_parts(datetime(2026, 1, 1))
+        epoch_us(datetime(2026, 1, 1))
 
 
 async def test_writes_queued_meanwhile_commit_together_and_fail_alone(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -116,6 +117,25 @@ async def test_retries_503_then_succeeds(hub) -> None:
     assert fetched.envelope == b'{"signed": "envelope"}'
     assert fetched.etag == '"7"'
     assert fake.calls["manifest"] == 3
+
+
+async def test_a_call_that_succeeds_leaves_no_garbage_cycles(hub) -> None:
+    """The retry machinery is built only after a failure: its objects hold reference
+    cycles, which hundreds of agents in one process made the collector pause on."""
+    _fake, url = hub
+    client = device(url)
+    await client.fetch_manifest(None)  # the connection pool and its objects, made once
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            await client.fetch_manifest(None)
+            await client.post_reports([])
+        left = gc.collect()
+    finally:
+        gc.enable()
+    await client.close()
+    assert left < 20, f"{left} objects in reference cycles after 40 calls"
 
 
 async def test_gives_up_after_bounded_attempts(hub) -> None:

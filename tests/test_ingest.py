@@ -275,6 +275,65 @@ async def test_airings_while_valid_count_after_a_cancel_or_expiry(hub: HubHarnes
     }
 
 
+async def test_a_bulletin_published_since_the_last_batch_is_credited(hub: HubHarness) -> None:
+    """What the hub keeps of a device's bulletins between batches holds for one manifest
+    version: a draft the device named (not sent) and then published to it is credited in the
+    next batch, right after the device fetches the manifest that carries it."""
+    dev = await hub.new_device()
+    mine = (await publish(hub))["id"]
+    draft = await hub.call(
+        "POST",
+        "/api/v1/bulletins",
+        json={
+            "title": "Sắp phát",
+            "kind": "text",
+            "priority": "normal",
+            "text": "Xin chào",
+            "targets": {"communes": ["00001"]},
+            "schedule": {
+                "valid_from": utcnow().isoformat(),
+                "valid_until": (utcnow() + timedelta(days=1)).isoformat(),
+            },
+        },
+        expect=201,
+    )
+    just = utcnow() - timedelta(seconds=40)
+    assert (await dev.report([play(1, just, mine), play(2, just, draft["id"])]))[0] == 200
+    assert await refused_rows(hub, dev.id) == {2: "not_sent_to_device"}
+    await hub.call("POST", f"/api/v1/bulletins/{draft['id']}/publish")
+    manifest, _ = await dev.manifest()
+    assert draft["id"] in [b.id for b in manifest.bulletins]
+    assert (await dev.report([play(3, just, mine), play(4, just, draft["id"])]))[0] == 200
+    assert await stored_seqs(hub, dev.id) == [1, 3, 4]
+    assert await refused_rows(hub, dev.id) == {2: "not_sent_to_device"}
+
+
+async def test_an_airing_after_a_cancel_is_refused_in_the_next_batch(hub: HubHarness) -> None:
+    """A bulletin credited in one batch and cancelled before the next: the next batch's
+    airings after the cancellation are refused, not judged by what the hub kept."""
+    dev = await hub.new_device()
+    other = await hub.new_device()
+    mine = (await publish(hub))["id"]
+    now = utcnow()
+    await hub.backdate(now - timedelta(days=2), dev.id, mine)
+    await hub.backdate(now - timedelta(days=2), other.id)
+    before, after = now - timedelta(hours=2), now - timedelta(minutes=30)
+    for device in (dev, other):
+        assert (await device.report([play(1, before, mine), play(2, after, mine)]))[0] == 200
+        assert await stored_seqs(hub, device.id) == [1, 2]
+    await hub.call("POST", f"/api/v1/bulletins/{mine}/cancel")
+    # Cancelled an hour ago, as far as the airings are concerned (the cancel above raised
+    # both devices' manifest versions; this write only moves its time).
+    await hub.app[DB].execute(
+        "UPDATE bulletins SET cancelled_at = ? WHERE id = ?",
+        (iso(now - timedelta(hours=1)), mine),
+    )
+    for device in (dev, other):
+        assert (await device.report([play(3, before, mine), play(4, after, mine)]))[0] == 200
+        assert await stored_seqs(hub, device.id) == [1, 2, 3]
+        assert await refused_rows(hub, device.id) == {4: "outside_validity"}
+
+
 async def test_refused_reports_are_paged_and_scoped_to_the_callers_communes(
     hub: HubHarness,
 ) -> None:

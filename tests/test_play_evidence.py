@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from hub.db import epoch_us
 from hub.play_evidence import (
     ANIMATION_CAP,
     CLOCK_SLACK,
@@ -15,6 +16,7 @@ from hub.play_evidence import (
     MEDIA_CAP,
     REASONS,
     SentBulletin,
+    SentCache,
     content_seconds,
     device_bounds,
     refusal,
@@ -62,7 +64,9 @@ def play(lasted: float = 120.0, **change: Any) -> ProofOfPlay:
 def judge(
     p: ProofOfPlay, b: SentBulletin | None = None, *, enrolled: datetime | None = ENROLLED
 ) -> str | None:
-    found = refusal(p, b, device_bounds(enrolled, NOW))
+    found = refusal(
+        p, epoch_us(p.started_at), epoch_us(p.ended_at), b, device_bounds(enrolled, NOW)
+    )
     if found is not None:
         assert found.reason in REASONS and found.detail
     return found.reason if found else None
@@ -224,3 +228,40 @@ def test_slack_is_the_larger_of_a_floor_and_a_share() -> None:
     floor = CONTENT_SLACK.total_seconds()
     assert with_slack(15.0) == 15.0 + floor
     assert with_slack(3600.0) == pytest.approx(3600.0 * 1.1)
+
+
+def test_the_cache_holds_for_one_manifest_version() -> None:
+    cache = SentCache(capacity=8)
+    one, two = bulletin(id="b1"), bulletin(id="b2")
+    assert cache.known("d1", 3) == {}
+    cache.add("d1", 3, {"b1": one})
+    cache.add("d1", 3, {"b2": two})  # a later batch's lookups join the entry
+    assert cache.known("d1", 3) == {"b1": one, "b2": two}
+    assert cache.known("d1", 4) == {} and cache.known("d2", 3) == {}
+    # A newer version replaces the entry; a lookup made at an older one is dropped.
+    cancelled = bulletin(id="b1", held_until=NOW - timedelta(hours=1))
+    cache.add("d1", 4, {"b1": cancelled})
+    cache.add("d1", 3, {"b1": one, "b2": two})
+    assert cache.known("d1", 4) == {"b1": cancelled}
+    assert cache.known("d1", 3) == {}
+    cache.clear()
+    assert cache.known("d1", 4) == {}
+
+
+def test_the_cache_drops_the_least_recently_used_device() -> None:
+    cache = SentCache(capacity=2)
+    cache.add("d1", 1, {"b1": bulletin()})
+    cache.add("d2", 1, {"b1": bulletin()})
+    assert cache.known("d1", 1)  # d1 used: d2 is now the oldest
+    cache.add("d3", 1, {"b1": bulletin()})
+    assert cache.known("d1", 1) and cache.known("d3", 1)
+    assert cache.known("d2", 1) == {}
+
+
+def test_devices_share_one_object_per_bulletin_fact() -> None:
+    cache = SentCache()
+    cache.add("d1", 1, {"b1": bulletin()})
+    cache.add("d2", 7, {"b1": bulletin()})
+    cache.add("d3", 1, {"b1": bulletin(sent_to_device=False)})
+    assert cache.known("d1", 1)["b1"] is cache.known("d2", 7)["b1"]
+    assert cache.known("d3", 1)["b1"] is not cache.known("d1", 1)["b1"]

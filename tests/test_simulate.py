@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import os
+import pstats
 import socket
 import sys
 from pathlib import Path
@@ -148,10 +149,13 @@ def test_summary_reads_in_vietnamese_and_english() -> None:
 
 
 async def _simulate(
-    *args: str, password: str = ADMIN_PASSWORD, on_line: Any = None
+    *args: str,
+    password: str = ADMIN_PASSWORD,
+    on_line: Any = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str, str]:
     """`edge-agent simulate` as an operator runs it, in its own process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -209,13 +213,33 @@ async def test_emergency_over_two_processes_then_the_same_devices_again(tmp_path
         day = [{"start": "00:00", "end": "12:00"}, {"start": "12:00", "end": "00:00"}]
         assert commune["windows"]["speaker"] == day
 
-        # Again, one device more: the twenty are reused, one is enrolled.
-        code, out, err = await _simulate(*common, *data, "--devices", "21", "--emergencies", "1")
+        # Again, one device more: the twenty are reused, one is enrolled. Profiled: each
+        # child writes where its emergency path spent its CPU.
+        profiles = tmp_path / "profiles"
+        profiles.mkdir()
+        code, out, err = await _simulate(
+            *common,
+            *data,
+            "--devices",
+            "21",
+            "--emergencies",
+            "1",
+            env={"LOA_SIM_PROFILE": str(profiles)},
+        )
         assert code == 0, err
         again = json.loads(out)
         assert again["reused"] == 20 and again["devices"] == 21 and again["missed"] == 0
         devices = await hub.call("GET", "/api/v1/devices")
         assert len([d for d in devices if d["commune"] == "xa-mo-phong"]) == 21
+        figures = [json.loads(f.read_text()) for f in sorted(profiles.glob("child-*.json"))]
+        assert len(figures) == 2 and len(list(profiles.glob("child-*.prof"))) == 2
+        assert sorted(f["devices"] for f in figures) == [10, 11]
+        for f in figures:
+            assert f["emergencies"] >= 1 and f["cpu_s"] > 0
+            assert f["cpu_ms_per_device_and_emergency"] > 0
+            assert set(f["gc"]) == {"gen0", "gen1", "gen2"}
+        stats = pstats.Stats(str(next(profiles.glob("child-*.prof"))))
+        assert any(name == "handle_push" for _, _, name in stats.stats)  # type: ignore[attr-defined]
 
 
 async def test_health_reports_hub_figures_per_device(tmp_path: Path) -> None:

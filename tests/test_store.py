@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 
 from edge_agent.scheduler_types import Suspended
-from edge_agent.store import FLOOR_FILE, MIGRATIONS, AgentStore, StaleManifest, UnknownPlay
+from edge_agent.store import (
+    FLOOR_FILE,
+    MIGRATIONS,
+    AgentStore,
+    SeenCommand,
+    StaleManifest,
+    UnknownPlay,
+)
 from loa_contract import (
     BulletinKind,
     CommandDocument,
@@ -198,6 +205,53 @@ async def test_an_emergency_command_and_its_bulletin_are_kept_in_one_commit(
     await s.cancel("e1", now=T0)
     assert await s.command_seen("c1", expires, now=T0, hold=bulletin("e1")) is True
     assert await s.emergencies() == []
+    await s.close()
+
+
+async def test_a_play_and_the_commands_that_started_it_commit_together(
+    tmp_path: Path,
+) -> None:
+    """begin_play(seen=...) records the command ids (and holds the emergency) as
+    command_seen does, in the play's own commit; one already recorded is left as it was."""
+    path = tmp_path / "agent.sqlite3"
+    s = await AgentStore.open(path)
+    # Commands are pruned a day after they expire, by the real clock (begin_play takes no
+    # `now`): these expire from now on.
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+    assert await s.command_seen("c0", expires) is False
+    seen = [
+        SeenCommand("c1", expires, bulletin("e1"), "signed frame of c1"),
+        SeenCommand("c0", expires + timedelta(minutes=9)),  # a replay: nothing changes
+        SeenCommand("c2", expires + timedelta(minutes=1)),
+    ]
+    play = await s.begin_play(
+        "e1", "emergency", Priority.EMERGENCY, BulletinKind.TEXT, T0, seen=seen
+    )
+    await s.close()
+    s = await AgentStore.open(path)
+    assert await s.seen_commands() == {
+        "c0": expires,
+        "c1": expires,
+        "c2": expires + timedelta(minutes=1),
+    }
+    assert [b.id for b in await s.emergencies()] == ["e1"]
+    assert set(json.loads((tmp_path / FLOOR_FILE).read_text())["commands"]) == {"c0", "c1", "c2"}
+    assert await s.emergency_airings(T0) == (frozenset({"e1"}), {})
+    proof = await s.finish_play(play, T0 + timedelta(seconds=4), PlayOutcome.COMPLETED, 4.0, True)
+    assert proof.bulletin_id == "e1"
+    # A play that fails to be written writes none of its commands either.
+    with pytest.raises(sqlite3.IntegrityError):
+        await s.begin_play(
+            None,  # type: ignore[arg-type]  # NOT NULL: the play cannot be written
+            "emergency",
+            Priority.EMERGENCY,
+            BulletinKind.TEXT,
+            T0,
+            seen=[SeenCommand("c3", expires, bulletin("e3"), "frame")],
+        )
+    assert "c3" not in await s.seen_commands()
+    assert [b.id for b in await s.emergencies()] == ["e1"]
+    assert "c3" not in json.loads((tmp_path / FLOOR_FILE).read_text())["commands"]
     await s.close()
 
 

@@ -237,12 +237,14 @@ class Credentials:
     manifest_version: int
     manifest_signed_version: int | None
     manifest_signed_at: datetime | None
+    #: When it last enrolled (None: not recorded).
+    enrolled_at: datetime | None
 
 
 async def credentials(db: Reader, device_id: str) -> Credentials | None:
     row = await db.fetchone(
         "SELECT id, commune, kind, profile, secret_hash, last_seen, manifest_version,"
-        " manifest_signed_version, manifest_signed_at FROM devices WHERE id = ?",
+        " manifest_signed_version, manifest_signed_at, enrolled_at FROM devices WHERE id = ?",
         (device_id,),
     )
     if row is None:
@@ -257,6 +259,7 @@ async def credentials(db: Reader, device_id: str) -> Credentials | None:
         manifest_version=row["manifest_version"],
         manifest_signed_version=row["manifest_signed_version"],
         manifest_signed_at=_time(row["manifest_signed_at"]),
+        enrolled_at=_time(row["enrolled_at"]),
     )
 
 

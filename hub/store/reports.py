@@ -20,7 +20,7 @@ from loa_contract import (
     ProofOfPlay,
 )
 
-from ..db import ISO_FROM_PARTS, from_iso, iso, utc_parts
+from ..db import from_iso, iso, iso_from_epoch_us
 from .manifests import B_REACHES_DEVICE, bulletin_kinds_for
 from .sql import Reader, Row, Tx, after_key, chunks, key_params, marks
 
@@ -431,11 +431,11 @@ _PRIORITY = {p.value: p for p in Priority}
 
 async def evidence(
     db: Reader, device_id: str, commune: str, kind: DeviceKind, ids: set[str]
-) -> tuple[dict[str, Evidence], datetime | None]:
-    """What the named bulletins are to the device (those that exist, each marked whether it
-    was ever sent to it) and when it was enrolled: one read."""
+) -> dict[str, Evidence]:
+    """What the named bulletins are to the device: those that exist, each marked whether it
+    was ever sent to it. One read."""
     rows = await db.fetchall(
-        "SELECT d.enrolled_at, b.id, b.kind, b.priority, b.display_seconds, b.text,"
+        "SELECT b.id, b.kind, b.priority, b.display_seconds, b.text,"
         # Stored times share iso()'s one shape, so they compare as text: the device could hold
         # it from its publication or valid_from (the later) until valid_until or its
         # cancellation (the earlier).
@@ -443,17 +443,11 @@ async def evidence(
         " min(b.valid_until, coalesce(b.cancelled_at, b.valid_until)) AS held_until,"
         f" b.state IN ('published', 'cancelled') AND b.kind IN ({bulletin_kinds_for(kind)})"
         f" AND {B_REACHES_DEVICE} AS sent"
-        # The device's row even when no bulletin matches: it carries the enrollment.
-        " FROM devices d LEFT JOIN bulletins b ON b.id IN (SELECT value FROM json_each(:ids))"
-        " WHERE d.id = :device",
+        " FROM bulletins b WHERE b.id IN (SELECT value FROM json_each(:ids))",
         {"ids": json.dumps(sorted(ids)), "device": device_id, "commune": commune},
     )
-    enrolled = rows[0]["enrolled_at"] if rows else None
-    found: dict[str, Evidence] = {}
-    for r in rows:
-        if r["id"] is None:
-            continue
-        found[r["id"]] = Evidence(
+    return {
+        r["id"]: Evidence(
             id=r["id"],
             kind=_KIND[r["kind"]],
             priority=_PRIORITY[r["priority"]],
@@ -463,7 +457,8 @@ async def evidence(
             held_until=from_iso(r["held_until"]),
             sent=bool(r["sent"]),
         )
-    return found, from_iso(enrolled) if enrolled else None
+        for r in rows
+    }
 
 
 @dataclass(frozen=True)
@@ -476,7 +471,7 @@ class ReportRows:
     #: When the hub received it, as stored.
     received: str
     #: Credible airings: (device_id, stream, seq, bulletin_id, priority, kind, started_at and
-    #: ended_at as `utc_parts`, outcome, position_s, received_at).
+    #: ended_at as `epoch_us`, outcome, position_s, received_at).
     plays: list[tuple[Any, ...]]
     #: Refused airings: (device_id, stream, seq, bulletin_id, reason, detail, report_json,
     #: received_at).
@@ -492,12 +487,13 @@ def report_rows(
     stream: str,
     received: datetime,
     *,
-    credible: list[ProofOfPlay],
+    credible: list[tuple[ProofOfPlay, int, int]],
     refused: list[tuple[ProofOfPlay, str, str]],
     healths: list[tuple[HealthSample, str]],
 ) -> ReportRows:
-    """A batch's rows: `credible` airings, `refused` ones with their reason and detail, and
-    health samples each with its `at` as stored (iso)."""
+    """A batch's rows: `credible` airings each with its start and end as `epoch_us` (worked
+    out once, where they were judged), `refused` ones with their reason and detail, and health
+    samples each with its `at` as stored (iso)."""
     at = iso(received)
     newest: tuple[HealthSample, str] | None = None
     for sample in healths:
@@ -517,13 +513,13 @@ def report_rows(
                 # path, several times dearer than this lookup.
                 p.priority.value,
                 p.kind.value,
-                *utc_parts(p.started_at),
-                *utc_parts(p.ended_at),
+                started_us,
+                ended_us,
                 p.outcome.value,
                 p.position_s,
                 at,
             )
-            for p in credible
+            for p, started_us, ended_us in credible
         ],
         refused=[
             (device_id, stream, p.seq, p.bulletin_id, reason, detail, p.model_dump_json(), at)
@@ -566,7 +562,8 @@ def write_reports(conn: sqlite3.Connection, rows: ReportRows) -> int:
     conn.executemany(
         "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
         " started_at, ended_at, outcome, position_s, received_at)"
-        f" VALUES (?, ?, ?, ?, ?, ?, {ISO_FROM_PARTS}, {ISO_FROM_PARTS}, ?, ?, ?)",
+        f" VALUES (?1, ?2, ?3, ?4, ?5, ?6, {iso_from_epoch_us(7)}, {iso_from_epoch_us(8)},"
+        " ?9, ?10, ?11)",
         accepted,
     )
     newly_refused = 0
