@@ -49,6 +49,7 @@ from .proxy import forwarded_middleware
 from .push import Connections
 from .routing import JSON_BODY_MAX_BYTES, Ctx, RouteTable, openapi_document
 from .security import FailureLimiter
+from .store.liveness import probe
 from .web_session import session_middleware
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,6 @@ class Healthz(BaseModel):
     ok: bool
 
 
-#: The tables every request leans on: the probe reads a row of each, so a database whose
-#: pages went bad answers 503 here instead of "ok" beside failing logins.
-_PROBED_TABLES = ("users", "sessions", "communes", "devices", "bulletins")
-
-
 @meta.get(
     "/healthz",
     summary="Liveness probe: the hub answers and its database reads",
@@ -77,8 +73,7 @@ _PROBED_TABLES = ("users", "sessions", "communes", "devices", "bulletins")
 )
 async def healthz(ctx: Ctx) -> Healthz:
     try:
-        for table in _PROBED_TABLES:
-            await ctx.db.fetchone(f"SELECT * FROM {table} LIMIT 1")
+        await probe(ctx.db)
     except sqlite3.DatabaseError as exc:
         log.error("health probe: the database fails: %s", exc)
         raise ApiError(503, "database_failed", f"the database cannot be read: {exc}") from exc
@@ -132,7 +127,7 @@ async def _push(app: web.Application) -> AsyncIterator[None]:
     reconnect after a restart); at shutdown, the fan-outs still running finish or are
     cancelled before the database closes."""
     connections = app[CONNECTIONS]
-    await bulletins.load_active_emergencies(app[DB], connections)
+    await bulletins.load_active_emergencies(app[DB], connections, app[CLOCK]())
     yield
     await connections.finish_background(PUSH_GRACE_S)
 
@@ -158,6 +153,7 @@ def create_app(
         keyring.signer,
         max_backlog_bytes=config.ws_max_backlog_bytes,
         stall_s=config.ws_send_timeout_s,
+        clock=app[CLOCK],
     )
     app[MANIFEST_CACHE] = ManifestCache()
     app[SENT_CACHE] = SentCache()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -17,9 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from loa_contract import CivilDatetime
 
 from .auth import Permission
-from .db import Database, iso
+from .db import iso
 from .paging import DEFAULT_LIMIT, MAX_LIMIT, SQLITE_MAX_INT, Page
 from .routing import Ctx, RouteTable
+from .store import audit as audit_log
+from .store.audit import AuditFilter, AuditRecord
+from .store.sql import Reader
 
 routes = RouteTable("audit")
 
@@ -61,43 +63,28 @@ class AuditPage(BaseModel):
     next_before: int | None
 
 
-def _where(query: AuditQuery) -> tuple[str, list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if query.actor:
-        where.append("actor = ?")
-        params.append(query.actor)
-    if query.action:
-        if query.action.endswith("."):
-            where.append("substr(action, 1, ?) = ?")
-            params += [len(query.action), query.action]
-        else:
-            where.append("action = ?")
-            params.append(query.action)
-    if query.object:
-        where.append("target = ?")
-        params.append(query.object)
-    if query.since:
-        where.append("at >= ?")
-        params.append(iso(query.since))
-    if query.until:
-        where.append("at < ?")
-        params.append(iso(query.until))
-    return (" WHERE " + " AND ".join(where) if where else ""), params
+def _filter(query: AuditQuery) -> AuditFilter:
+    return AuditFilter(
+        actor=query.actor,
+        action=query.action,
+        target=query.object,
+        since=query.since,
+        until=query.until,
+    )
 
 
-def _entry(row: sqlite3.Row) -> AuditEntry:
+def _entry(record: AuditRecord) -> AuditEntry:
     return AuditEntry(
-        id=row["id"],
-        at=row["at"],
-        actor=row["actor"],
-        unit=row["unit"],
-        address=row["address"],
-        action=row["action"],
-        object=row["target"],
-        detail=row["detail"],
-        before=json.loads(row["before_json"]) if row["before_json"] else None,
-        after=json.loads(row["after_json"]) if row["after_json"] else None,
+        id=record.id,
+        at=record.at,
+        actor=record.actor,
+        unit=record.unit,
+        address=record.address,
+        action=record.action,
+        object=record.target,
+        detail=record.detail,
+        before=record.before,
+        after=record.after,
     )
 
 
@@ -110,12 +97,8 @@ def _entry(row: sqlite3.Row) -> AuditEntry:
 )
 async def list_audit(ctx: Ctx) -> Page[AuditPage]:
     query: AuditQuery = ctx.query
-    where, params = _where(query)
-    if query.before is not None:
-        where += (" AND " if where else " WHERE ") + "id < ?"
-        params.append(query.before)
-    rows = await ctx.db.fetchall(
-        f"SELECT * FROM audit{where} ORDER BY id DESC LIMIT ?", [*params, query.limit + 1]
+    rows = await audit_log.newest(
+        ctx.db, _filter(query), before=query.before, limit=query.limit + 1
     )
     items = [_entry(r) for r in rows[: query.limit]]
     next_before = items[-1].id if len(rows) > query.limit else None
@@ -183,15 +166,11 @@ def _json_cell(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False) if value is not None else None
 
 
-async def audit_csv_batches(db: Database, query: AuditQuery) -> AsyncIterator[list[list[Any]]]:
+async def audit_csv_batches(db: Reader, query: AuditQuery) -> AsyncIterator[list[list[Any]]]:
     """The filtered log, oldest first, in batches of rows for `stream_csv`."""
-    where, params = _where(query)
     last = 0
     while True:
-        cond = where + (" AND " if where else " WHERE ") + "id > ?"
-        rows = await db.fetchall(
-            f"SELECT * FROM audit{cond} ORDER BY id LIMIT ?", [*params, last, _CSV_BATCH]
-        )
+        rows = await audit_log.oldest_after(db, _filter(query), after=last, limit=_CSV_BATCH)
         entries = [_entry(row) for row in rows]
         yield [
             [
@@ -210,7 +189,7 @@ async def audit_csv_batches(db: Database, query: AuditQuery) -> AsyncIterator[li
         ]
         if len(rows) < _CSV_BATCH:
             break
-        last = rows[-1]["id"]
+        last = rows[-1].id
 
 
 @routes.get(

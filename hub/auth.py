@@ -9,19 +9,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-import aiosqlite
 from aiohttp import web
 
-from loa_contract import DeviceKind, utcnow
+from loa_contract import DeviceKind
 
 from .appkeys import CLOCK, CONFIG, DB
 from .config import HubConfig
-from .db import Database, audit, from_iso, iso
+from .db import Database, iso
 from .errors import ApiError, field_error
 from .security import (
     hash_password,
@@ -30,6 +28,10 @@ from .security import (
     sha256_hex,
     verify_password,
 )
+from .store import accounts, communes, devices
+from .store import audit as audit_log
+from .store.accounts import Account
+from .store.sql import Reader
 
 #: The unit of province-level accounts (the Sở and its hub operators).
 PROVINCE = "province"
@@ -207,12 +209,10 @@ def check_role_unit(role: Role, unit: str | None, field: str = "unit") -> str:
     return unit
 
 
-async def check_unit_exists(conn: aiosqlite.Connection, role: Role, unit: str) -> None:
+async def check_unit_exists(db: Reader, role: Role, unit: str) -> None:
     confined = role is Role.COMMUNE_OPERATOR or (role in EITHER_ROLES and unit != PROVINCE)
-    if confined:
-        cur = await conn.execute("SELECT 1 FROM communes WHERE code = ?", (unit,))
-        if await cur.fetchone() is None:
-            raise field_error(422, "bad_unit", "unit", f"no commune {unit!r}")
+    if confined and not await communes.exists(db, unit):
+        raise field_error(422, "bad_unit", "unit", f"no commune {unit!r}")
 
 
 # ---------------------------------------------------------------- sessions
@@ -228,14 +228,14 @@ def _bearer(request: web.Request) -> str:
     return token.strip()
 
 
-def _user(row: sqlite3.Row, config: HubConfig, now: datetime) -> User:
-    expired = from_iso(row["password_changed_at"]) + config.password_max_age <= now
+def _user(account: Account, config: HubConfig, now: datetime) -> User:
+    expired = account.password_changed_at + config.password_max_age <= now
     return User(
-        id=row["id"],
-        username=row["username"],
-        role=Role(row["role"]),
-        unit=row["unit"] or PROVINCE,
-        must_change_password=bool(row["must_change_password"]) or expired,
+        id=account.id,
+        username=account.username,
+        role=Role(account.role),
+        unit=account.unit or PROVINCE,
+        must_change_password=account.must_change_password or expired,
         password_expired=expired,
     )
 
@@ -252,23 +252,19 @@ async def session_for_token(app: web.Application, token: str, kind: str) -> Sess
     config = app[CONFIG]
     now = app[CLOCK]()
     token_hash = sha256_hex(token)
-    row = await db.fetchone(
-        "SELECT s.expires_at, s.last_used_at, s.csrf_token, u.* FROM sessions s"
-        " JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.kind = ?",
-        (token_hash, kind),
-    )
-    if row is None:
+    found = await accounts.session(db, token_hash, kind)
+    if found is None:
         return None
-    last_used = from_iso(row["last_used_at"])
-    expired = from_iso(row["expires_at"]) <= now or last_used + config.session_idle <= now
-    if expired or row["locked"] or row["disabled"]:
-        await db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+    account = found.account
+    expired = found.expires_at <= now or found.last_used_at + config.session_idle <= now
+    if expired or account.locked or account.disabled:
+        async with db.transaction() as tx:
+            await accounts.end_session(tx, token_hash)
         return None
-    if now - last_used >= _TOUCH_EVERY:
-        await db.execute(
-            "UPDATE sessions SET last_used_at = ? WHERE token_hash = ?", (iso(now), token_hash)
-        )
-    return Session(_user(row, config, now), row["csrf_token"])
+    if now - found.last_used_at >= _TOUCH_EVERY:
+        async with db.transaction() as tx:
+            await accounts.touch_session(tx, token_hash, now)
+    return Session(_user(account, config, now), found.csrf_token)
 
 
 async def authenticate_operator(request: web.Request) -> User:
@@ -285,25 +281,24 @@ async def authenticate_device(request: web.Request) -> DeviceAuth:
     if scheme != "Device" or not sep or not device_id or not secret:
         raise ApiError(401, "unauthorized", "send Authorization: Device <device_id>:<secret>")
     db = request.app[DB]
-    row = await db.fetchone("SELECT * FROM devices WHERE id = ?", (device_id,))
+    found = await devices.credentials(db, device_id)
     # Compare even for an unknown id so timing does not reveal which ids exist.
-    if not secret_matches(secret, row["secret_hash"] if row else sha256_hex("")) or row is None:
+    stored = found.secret_hash if found is not None else sha256_hex("")
+    if not secret_matches(secret, stored) or found is None:
         raise ApiError(401, "unauthorized", "unknown device or wrong secret")
-    now = utcnow()
-    last_seen = from_iso(row["last_seen"]) if row["last_seen"] else None
-    if last_seen is None or now - last_seen >= _DEVICE_TOUCH_EVERY:
-        await db.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (iso(now), device_id))
+    now = request.app[CLOCK]()
+    if found.last_seen is None or now - found.last_seen >= _DEVICE_TOUCH_EVERY:
+        async with db.transaction() as tx:
+            await devices.touch_seen(tx, device_id, now)
     return DeviceAuth(
-        id=row["id"],
-        commune=row["commune"],
-        kind=DeviceKind(row["kind"]),
-        profile=row["profile"],
-        manifest_version=row["manifest_version"],
-        manifest_signed_version=row["manifest_signed_version"],
-        manifest_signed_at=(
-            from_iso(row["manifest_signed_at"]) if row["manifest_signed_at"] else None
-        ),
-        enrolled_at=from_iso(row["enrolled_at"]) if row["enrolled_at"] else None,
+        id=found.id,
+        commune=found.commune,
+        kind=found.kind,
+        profile=found.profile,
+        manifest_version=found.manifest_version,
+        manifest_signed_version=found.manifest_signed_version,
+        manifest_signed_at=found.manifest_signed_at,
+        enrolled_at=found.enrolled_at,
     )
 
 
@@ -330,8 +325,8 @@ async def login(
     An unknown name, a wrong password, a disabled and a locked account give the same answer,
     whatever the password: guessing learns neither which names exist nor which are locked.
     """
-    row = await db.fetchone("SELECT * FROM users WHERE username = ?", (username,))
-    stored = row["password_hash"] if row else _dummy_hash(config.scrypt_n)
+    account = await accounts.by_username(db, username)
+    stored = account.password_hash if account else _dummy_hash(config.scrypt_n)
     ok = await asyncio.to_thread(verify_password, password, stored)
     failure: ApiError | None = None
     token = new_token()
@@ -347,10 +342,10 @@ async def login(
         f"wrong username or password, or the account is locked (after"
         f" {config.max_failed_logins} failures in a row it is locked for {minutes} minutes)",
     )
-    async with db.transaction() as conn:
-        if row is None:
-            await audit(
-                conn,
+    async with db.transaction() as tx:
+        if account is None:
+            await audit_log.append(
+                tx,
                 username[:100],
                 address,
                 "auth.login_failed",
@@ -359,105 +354,85 @@ async def login(
                 at=now,
             )
             failure = bad
-        elif row["disabled"]:
-            await audit(
-                conn,
-                row["username"],
+        elif account.disabled:
+            await audit_log.append(
+                tx,
+                account.username,
                 address,
                 "auth.login_failed",
-                row["username"],
+                account.username,
                 "account disabled",
-                unit=row["unit"],
+                unit=account.unit,
                 at=now,
             )
             failure = bad
-        elif row["locked"] or (row["locked_until"] and from_iso(row["locked_until"]) > now):
-            await audit(
-                conn,
-                row["username"],
+        elif account.locked or (account.locked_until and account.locked_until > now):
+            await audit_log.append(
+                tx,
+                account.username,
                 address,
                 "auth.login_refused",
-                row["username"],
+                account.username,
                 "locked by an administrator"
-                if row["locked"]
-                else f"locked until {row['locked_until']}",
-                unit=row["unit"],
+                if account.locked
+                else f"locked until {iso(account.locked_until) if account.locked_until else ''}",
+                unit=account.unit,
                 at=now,
             )
             failure = bad
         elif not ok:
-            cur = await conn.execute(
-                "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?"
-                " RETURNING failed_logins",
-                (row["id"],),
-            )
-            counted = await cur.fetchone()
-            assert counted is not None  # RETURNING of a row read in this transaction
-            failed = counted[0]
-            await audit(
-                conn,
-                row["username"],
+            failed = await accounts.count_failed_login(tx, account.id)
+            await audit_log.append(
+                tx,
+                account.username,
                 address,
                 "auth.login_failed",
-                row["username"],
+                account.username,
                 f"wrong password ({failed})",
-                unit=row["unit"],
+                unit=account.unit,
                 at=now,
             )
             if failed >= config.max_failed_logins:
                 until = now + config.lockout
-                await conn.execute(
-                    "UPDATE users SET failed_logins = 0, locked_until = ? WHERE id = ?",
-                    (iso(until), row["id"]),
-                )
-                await audit(
-                    conn,
+                await accounts.lock_out(tx, account.id, until)
+                await audit_log.append(
+                    tx,
                     "system",
                     address,
                     "auth.lockout",
-                    row["username"],
+                    account.username,
                     f"{failed} failed logins",
-                    unit=row["unit"],
+                    unit=account.unit,
                     after={"locked_until": iso(until)},
                     at=now,
                 )
             failure = bad
         else:
-            await conn.execute(
-                "DELETE FROM sessions WHERE expires_at <= ? OR last_used_at <= ?",
-                (iso(now), iso(now - config.session_idle)),
+            await accounts.purge_sessions(tx, expired_by=now, idle_since=now - config.session_idle)
+            await accounts.open_session(
+                tx,
+                sha256_hex(token),
+                account.id,
+                at=now,
+                expires_at=expires,
+                address=address,
+                kind=kind,
+                csrf_token=csrf,
             )
-            await conn.execute(
-                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_used_at,"
-                " address, kind, csrf_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    sha256_hex(token),
-                    row["id"],
-                    iso(now),
-                    iso(expires),
-                    iso(now),
-                    address,
-                    kind,
-                    csrf,
-                ),
-            )
-            await conn.execute(
-                "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
-                (row["id"],),
-            )
-            await audit(
-                conn,
-                row["username"],
+            await accounts.clear_failed_logins(tx, account.id)
+            await audit_log.append(
+                tx,
+                account.username,
                 address,
                 "auth.login",
-                row["username"],
+                account.username,
                 kind,
-                unit=row["unit"],
+                unit=account.unit,
                 at=now,
             )
-    if failure is not None or row is None:
+    if failure is not None or account is None:
         raise failure or bad
-    return LoginResult(token, csrf, expires, _user(row, config, now))
+    return LoginResult(token, csrf, expires, _user(account, config, now))
 
 
 @functools.cache
@@ -469,10 +444,10 @@ def _dummy_hash(n: int) -> str:
 async def end_session(
     db: Database, token: str, user: User, address: str | None, now: datetime
 ) -> None:
-    async with db.transaction() as conn:
-        await conn.execute("DELETE FROM sessions WHERE token_hash = ?", (sha256_hex(token),))
-        await audit(
-            conn, user.username, address, "auth.logout", user.username, unit=user.unit, at=now
+    async with db.transaction() as tx:
+        await accounts.end_session(tx, sha256_hex(token))
+        await audit_log.append(
+            tx, user.username, address, "auth.logout", user.username, unit=user.unit, at=now
         )
 
 
@@ -480,20 +455,7 @@ async def logout(db: Database, request: web.Request, user: User, now: datetime) 
     await end_session(db, _bearer(request), user, request.remote, now)
 
 
-async def end_all_sessions(conn: aiosqlite.Connection, user_id: int) -> int:
-    cur = await conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
-    return cur.rowcount
-
-
 # ---------------------------------------------------------------- accounts
-
-
-async def _history_hashes(conn: aiosqlite.Connection, user_id: int, keep: int) -> list[str]:
-    cur = await conn.execute(
-        "SELECT password_hash FROM password_history WHERE user_id = ? ORDER BY id DESC LIMIT ?",
-        (user_id, keep),
-    )
-    return [r[0] for r in await cur.fetchall()]
 
 
 async def _reused(hashes: list[str], password: str) -> bool:
@@ -501,20 +463,6 @@ async def _reused(hashes: list[str], password: str) -> bool:
         if await asyncio.to_thread(verify_password, password, stored):
             return True
     return False
-
-
-async def _store_password(
-    conn: aiosqlite.Connection, user_id: int, hashed: str, now: datetime, must_change: bool
-) -> None:
-    await conn.execute(
-        "UPDATE users SET password_hash = ?, password_changed_at = ?, must_change_password = ?,"
-        " failed_logins = 0, locked_until = NULL WHERE id = ?",
-        (hashed, iso(now), int(must_change), user_id),
-    )
-    await conn.execute(
-        "INSERT INTO password_history (user_id, password_hash, changed_at) VALUES (?, ?, ?)",
-        (user_id, hashed, iso(now)),
-    )
 
 
 async def create_user(
@@ -525,11 +473,11 @@ async def create_user(
     unit: str | None,
     *,
     scrypt_n: int,
+    now: datetime,
     must_change_password: bool = False,
     actor: str = "system",
     actor_unit: str | None = None,
     address: str | None = None,
-    now: datetime | None = None,
 ) -> int:
     """Add an account. The API always passes must_change_password=True (a temporary password
     chosen by someone else); the command line may not (see `hub user add`)."""
@@ -540,30 +488,27 @@ async def create_user(
     check_password_policy(password, username)
     unit = check_role_unit(role, unit)
     hashed = await asyncio.to_thread(hash_password, password, scrypt_n)
-    at = now or utcnow()
-    async with db.transaction() as conn:
-        cur = await conn.execute("SELECT 1 FROM users WHERE username = ?", (username,))
-        if await cur.fetchone():
+    async with db.transaction() as tx:
+        if await accounts.by_username(tx, username) is not None:
             raise ApiError(409, "exists", f"user {username!r} already exists")
-        await check_unit_exists(conn, role, unit)
-        cur = await conn.execute(
-            "INSERT INTO users (username, password_hash, role, unit, must_change_password,"
-            " password_changed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (username, hashed, role.value, unit, int(must_change_password), iso(at), iso(at)),
+        await check_unit_exists(tx, role, unit)
+        user_id = await accounts.add(
+            tx,
+            username,
+            hashed,
+            role.value,
+            unit,
+            must_change_password=must_change_password,
+            at=now,
         )
-        user_id = int(cur.lastrowid or 0)
-        await conn.execute(
-            "INSERT INTO password_history (user_id, password_hash, changed_at) VALUES (?, ?, ?)",
-            (user_id, hashed, iso(at)),
-        )
-        await audit(
-            conn,
+        await audit_log.append(
+            tx,
             actor,
             address,
             "user.create",
             username,
             unit=actor_unit,
-            at=at,
+            at=now,
             after={"role": role.value, "unit": unit, "must_change_password": must_change_password},
         )
         return user_id
@@ -581,26 +526,26 @@ async def change_password(
 ) -> None:
     """The holder's own change: proves the old password, refuses the last N; every session of
     the account ends (the caller opens a new one)."""
-    row = await db.fetchone("SELECT password_hash FROM users WHERE id = ?", (user.id,))
-    if row is None or not await asyncio.to_thread(
-        verify_password, old_password, row["password_hash"]
+    account = await accounts.by_id(db, user.id)
+    if account is None or not await asyncio.to_thread(
+        verify_password, old_password, account.password_hash
     ):
         raise field_error(403, "wrong_password", "old_password", "is not the current password")
     check_password_policy(new_password, user.username, "new_password")
     hashed = await asyncio.to_thread(hash_password, new_password, config.scrypt_n)
-    async with db.transaction() as conn:
-        history = await _history_hashes(conn, user.id, config.password_history)
-        if await _reused([row["password_hash"], *history], new_password):
+    async with db.transaction() as tx:
+        history = await accounts.recent_passwords(tx, user.id, config.password_history)
+        if await _reused([account.password_hash, *history], new_password):
             raise field_error(
                 422,
                 "password_reused",
                 "new_password",
                 f"must differ from the last {config.password_history} passwords",
             )
-        await _store_password(conn, user.id, hashed, now, must_change=False)
-        ended = await end_all_sessions(conn, user.id)
-        await audit(
-            conn,
+        await accounts.set_password(tx, user.id, hashed, at=now, must_change=False)
+        ended = await accounts.end_sessions_of(tx, user.id)
+        await audit_log.append(
+            tx,
             user.username,
             address,
             "user.password_change",
@@ -626,12 +571,12 @@ async def reset_password(
     """An administrator's reset: a temporary password, a forced change, every session ended."""
     check_password_policy(password, username)
     hashed = await asyncio.to_thread(hash_password, password, config.scrypt_n)
-    async with db.transaction() as conn:
-        row = await user_row(conn, username)
-        await _store_password(conn, row["id"], hashed, now, must_change=must_change)
-        ended = await end_all_sessions(conn, row["id"])
-        await audit(
-            conn,
+    async with db.transaction() as tx:
+        account = await account_named(tx, username)
+        await accounts.set_password(tx, account.id, hashed, at=now, must_change=must_change)
+        ended = await accounts.end_sessions_of(tx, account.id)
+        await audit_log.append(
+            tx,
             actor,
             address,
             "user.password_reset",
@@ -643,12 +588,12 @@ async def reset_password(
         )
 
 
-async def user_row(conn: aiosqlite.Connection, username: str) -> sqlite3.Row:
-    cur = await conn.execute("SELECT * FROM users WHERE username = ?", (username,))
-    row = await cur.fetchone()
-    if row is None:
+async def account_named(db: Reader, username: str) -> Account:
+    """The account, or 404."""
+    account = await accounts.by_username(db, username)
+    if account is None:
         raise ApiError(404, "not_found", f"no user {username!r}")
-    return row
+    return account
 
 
 AccountAction = str  # "lock" | "unlock" | "disable"
@@ -663,39 +608,29 @@ async def set_account_state(
     actor: str,
     actor_unit: str | None,
     address: str | None,
-) -> sqlite3.Row:
+) -> Account:
     """Lock, unlock or disable (for good). Locking and disabling end the account's sessions
     at once; neither may leave the province without a usable admin."""
-    async with db.transaction() as conn:
-        row = await user_row(conn, username)
-        before = _state(row)
-        if row["disabled"]:
+    async with db.transaction() as tx:
+        account = await account_named(tx, username)
+        before = _state(account)
+        if account.disabled:
             raise ApiError(409, "disabled", f"user {username!r} is disabled for good")
-        if action in ("lock", "disable") and row["role"] == Role.ADMIN.value:
-            cur = await conn.execute(
-                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND locked = 0"
-                " AND id != ?",
-                (row["id"],),
-            )
-            others = await cur.fetchone()
-            assert others is not None  # COUNT(*) always answers one row
-            if others[0] == 0:
+        if action in ("lock", "disable") and account.role == Role.ADMIN.value:
+            if await accounts.other_usable_admins(tx, account.id) == 0:
                 raise ApiError(409, "last_admin", "at least one admin must remain enabled")
         if action == "lock":
-            await conn.execute("UPDATE users SET locked = 1 WHERE id = ?", (row["id"],))
+            await accounts.lock(tx, account.id)
         elif action == "unlock":
-            await conn.execute(
-                "UPDATE users SET locked = 0, locked_until = NULL, failed_logins = 0 WHERE id = ?",
-                (row["id"],),
-            )
+            await accounts.unlock(tx, account.id)
         elif action == "disable":
-            await conn.execute("UPDATE users SET disabled = 1 WHERE id = ?", (row["id"],))
+            await accounts.disable(tx, account.id)
         else:
             raise ValueError(action)
-        ended = await end_all_sessions(conn, row["id"]) if action != "unlock" else 0
-        row = await user_row(conn, username)
-        await audit(
-            conn,
+        ended = await accounts.end_sessions_of(tx, account.id) if action != "unlock" else 0
+        account = await account_named(tx, username)
+        await audit_log.append(
+            tx,
             actor,
             address,
             f"user.{action}",
@@ -704,14 +639,14 @@ async def set_account_state(
             unit=actor_unit,
             at=now,
             before=before,
-            after=_state(row),
+            after=_state(account),
         )
-        return row
+        return account
 
 
-def _state(row: sqlite3.Row) -> dict[str, object]:
+def _state(account: Account) -> dict[str, object]:
     return {
-        "locked": bool(row["locked"]),
-        "locked_until": row["locked_until"],
-        "disabled": bool(row["disabled"]),
+        "locked": account.locked,
+        "locked_until": iso(account.locked_until) if account.locked_until else None,
+        "disabled": account.disabled,
     }

@@ -15,7 +15,6 @@ import io
 import json
 import os
 import shutil
-import sqlite3
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,7 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from loa_contract import utcnow
+
 from .config import HubConfig
+from .db import copy_database, integrity_verdict
 
 FORMAT = "loa-hub-backup"
 VERSION = 1
@@ -82,23 +84,17 @@ def make_backup(
     target: Path,
     progress: Progress | None = None,
     *,
-    now: datetime | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> BackupSummary:
-    """Write a backup of the hub in `config.data_dir` to `target` (atomically)."""
+    """Write a backup of the hub in `config.data_dir` to `target` (atomically); `clock`
+    dates it."""
     if not config.db_path.exists():
         raise BackupError(f"no hub database at {config.db_path}")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".backup-") as work_name:
         work = Path(work_name)
         snapshot = work / DB_NAME
-        source = sqlite3.connect(f"file:{config.db_path}?mode=ro", uri=True)
-        copy = sqlite3.connect(snapshot)
-        try:
-            with copy:
-                source.backup(copy)
-        finally:
-            copy.close()
-            source.close()
+        copy_database(config.db_path, snapshot)
         members = list(_members(config, snapshot))
         sizes = {name: path.stat().st_size for name, path in members}
         total = sum(sizes.values())
@@ -120,7 +116,7 @@ def make_backup(
                 {
                     "format": FORMAT,
                     "version": VERSION,
-                    "created_at": (now or datetime.now(UTC)).isoformat(),
+                    "created_at": clock().isoformat(),
                     "files": listed,
                 },
                 indent=1,
@@ -165,7 +161,12 @@ def _read_index(archive: tarfile.TarFile) -> list[dict[str, object]]:
 
 
 def restore_backup(
-    source: Path, data_dir: Path, progress: Progress | None = None, *, force: bool = False
+    source: Path,
+    data_dir: Path,
+    progress: Progress | None = None,
+    *,
+    force: bool = False,
+    clock: Callable[[], datetime] = utcnow,
 ) -> BackupSummary:
     """Check every file of `source`, then make `data_dir` the hub it holds.
 
@@ -218,15 +219,11 @@ def restore_backup(
         db_file = staging / DB_NAME
         if not db_file.exists():
             raise BackupError(f"the backup has no {DB_NAME}")
-        check = sqlite3.connect(db_file)
-        try:
-            verdict = check.execute("PRAGMA integrity_check").fetchone()[0]
-        finally:
-            check.close()
+        verdict = integrity_verdict(db_file)
         if verdict != "ok":
             raise BackupError(f"the database in the backup fails its integrity check: {verdict}")
         if data_dir.exists() and any(data_dir.iterdir()):
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            stamp = clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
             aside = data_dir.with_name(f"{data_dir.name}.before-restore-{stamp}")
             data_dir.rename(aside)
         elif data_dir.exists():

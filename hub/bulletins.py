@@ -7,8 +7,10 @@
 
 A contributor (agency, newspaper) drafts and submits; a reviewer edits, returns with a
 comment, or approves with targets and schedule. Admins, reviewers and a commune's operator
-(for its own commune) may also publish a draft directly. Every transition is kept in
-`bulletin_events` (who, when, why) and in the audit log.
+(for its own commune) may also publish a draft directly. Which move is allowed from which
+state, and to whom, is one table: hub/domain/lifecycle.py; the handlers here ask it, check
+the content and record the move. Every transition is kept in `bulletin_events` (who, when,
+why) and in the audit log.
 
 Publishing an emergency signs one `emergency_start` for its whole scope and pushes it to every
 online device it targets, so it plays now; cancelling does the same with `emergency_cancel`.
@@ -20,13 +22,10 @@ WebSocket reconnects (the start frame of each active emergency is kept for them)
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, NamedTuple
 
-import aiosqlite
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -46,41 +45,46 @@ from loa_contract import (
     Schedule,
     Scope,
     Sha256,
-    utcnow,
 )
 
 from .auth import Permission, User
 from .categories import DEFAULT as DEFAULT_CATEGORY
 from .categories import check_category
-from .db import Database, from_iso, iso
-from .errors import ApiError, field_error
-from .manifests import (
-    BULLETIN_SELECT,
-    REACHES_DEVICE,
-    airing_kinds_sql,
-    bulletin_scope,
-    bump_targeted,
-    bump_versions,
-    commune_device_ids,
-    manifest_bulletin,
+from .db import Database
+from .domain.lifecycle import (
+    Action,
+    Actor,
+    BulletinState,
+    Expired,
+    NotSubmitted,
+    OutOfScope,
+    Refusal,
+    check_actor,
+    check_in_force,
+    next_state,
 )
+from .errors import ApiError, field_error
 from .paging import (
     DEFAULT_LIMIT,
     MAX_CURSOR,
     MAX_LIMIT,
     Page,
-    after_key,
     cut,
     decode_cursor,
-    key_params,
 )
 from .push import EMERGENCY_SLACK, Connections
 from .routing import Ctx, RouteTable
+from .store import bulletins as store
+from .store import communes, devices, media
+from .store.bulletins import Bulletin, Draft, Event, Targets
+from .store.manifests import bump_reached, bump_versions
+from .store.sql import Reader, Tx
 
 routes = RouteTable("bulletins")
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+#: A BulletinState (hub/domain/lifecycle.py), as the API's schemas spell it out.
 State = Literal["draft", "submitted", "returned", "published", "cancelled"]
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 #: The regulations' length for an agency's text bulletin.
@@ -315,63 +319,53 @@ def kind_for_mime(mime: str) -> BulletinKind | None:
     return None
 
 
-# ---------------------------------------------------------------- who sees what
-
-# A commune-bound account sees its own commune's bulletins, and province bulletins once they
-# are published to it; never another commune's, nor drafts under review.
-_COMMUNE_SEES = """(b.unit = :scope OR (b.state IN ('published', 'cancelled') AND (b.target_all = 1
-    OR EXISTS (SELECT 1 FROM bulletin_communes bc
-               WHERE bc.bulletin_id = b.id AND bc.commune = :scope)
-    OR EXISTS (SELECT 1 FROM bulletin_devices bd JOIN devices d ON d.id = bd.device_id
-               WHERE bd.bulletin_id = b.id AND d.commune = :scope))))"""
+# ---------------------------------------------------------------- the life cycle
 
 
-def scope_sql(user: User) -> tuple[str, dict[str, Any]]:
-    """A condition on bulletins `b` that keeps what `user` may see."""
-    if user.province_wide:
-        return "1 = 1", {}
-    if user.commune is not None:
-        return _COMMUNE_SEES, {"scope": user.commune}
-    # An agency sees its own unit's bulletins.
-    return "b.unit = :scope", {"scope": user.unit}
+def as_actor(user: User) -> Actor:
+    """The user as the life cycle sees it."""
+    return Actor(
+        unit=user.unit,
+        province_wide=user.province_wide,
+        reviewer=user.may(Permission.BULLETINS_REVIEW),
+    )
 
 
-async def _fetch(
-    conn: aiosqlite.Connection, sql: str, params: dict[str, Any]
-) -> sqlite3.Row | None:
-    cur = await conn.execute(sql, params)
-    return await cur.fetchone()
+def _refused(exc: Refusal) -> ApiError:
+    """The API's answer to what the life cycle refuses."""
+    if isinstance(exc, OutOfScope):
+        return ApiError(403, "out_of_scope", str(exc))
+    if isinstance(exc, NotSubmitted):
+        return ApiError(409, "not_submitted", str(exc))
+    if isinstance(exc, Expired):
+        return ApiError(409, "expired", str(exc))
+    return ApiError(409, "illegal_transition", str(exc))
 
 
-async def _visible_row(conn: aiosqlite.Connection, bulletin_id: str, user: User) -> sqlite3.Row:
-    row = await _fetch(conn, f"{BULLETIN_SELECT} WHERE b.id = :id", {"id": bulletin_id})
-    if row is None:
+def _next_state(bulletin: Bulletin, action: Action, user: User) -> BulletinState:
+    """Where `action` by `user` takes the bulletin (hub/domain/lifecycle.py), or the API's
+    refusal."""
+    try:
+        return next_state(bulletin.state, action, as_actor(user), bulletin.unit)
+    except Refusal as exc:
+        raise _refused(exc) from None
+
+
+async def _visible_bulletin(db: Reader, bulletin_id: str, user: User) -> Bulletin:
+    """The bulletin, if `user` may see it: 404 when there is none, 403 when it is another
+    unit's."""
+    bulletin = await store.get(db, bulletin_id)
+    if bulletin is None:
         raise ApiError(404, "not_found", f"no bulletin {bulletin_id!r}")
-    cond, params = scope_sql(user)
-    seen = await _fetch(
-        conn,
-        f"SELECT 1 FROM bulletins b WHERE b.id = :id AND {cond}",
-        {"id": bulletin_id, **params},
-    )
-    if seen is None:
+    if not await store.visible(db, bulletin_id, user):
         raise ApiError(403, "out_of_scope", "this bulletin belongs to another unit")
-    return row
+    return bulletin
 
 
-def _require_owner(user: User, row: sqlite3.Row) -> None:
-    if row["unit"] != user.unit:
-        raise ApiError(403, "out_of_scope", f"this bulletin belongs to unit {row['unit']!r}")
+# ---------------------------------------------------------------- checks
 
 
-def _illegal(row: sqlite3.Row, action: str, allowed: str) -> ApiError:
-    return ApiError(
-        409,
-        "illegal_transition",
-        f"cannot {action} a {row['state']} bulletin; only a {allowed} one",
-    )
-
-
-async def _check_target_scope(conn: aiosqlite.Connection, targets: TargetsIn, user: User) -> None:
+async def _check_target_scope(db: Reader, targets: TargetsIn, user: User) -> None:
     """A commune-bound account targets only its own commune and that commune's devices."""
     if user.commune is None:
         return
@@ -379,16 +373,15 @@ async def _check_target_scope(conn: aiosqlite.Connection, targets: TargetsIn, us
         if code != user.commune:
             raise ApiError(403, "out_of_scope", f"commune {code!r} is outside your unit")
     for device_id in targets.devices:
-        row = await _fetch(conn, "SELECT commune FROM devices WHERE id = :id", {"id": device_id})
-        if row is None or row["commune"] != user.commune:
+        if await devices.commune_of(db, device_id) != user.commune:
             raise ApiError(403, "out_of_scope", f"device {device_id!r} is outside your unit")
 
 
 async def _check(
-    conn: aiosqlite.Connection, body: BulletinCreate, user: User
+    db: Reader, body: BulletinCreate, user: User, now: datetime
 ) -> list[dict[str, str]]:
     """Checks that need the database or span fields; all problems at once, each by field."""
-    await _check_target_scope(conn, body.targets, user)
+    await _check_target_scope(db, body.targets, user)
     errors: list[dict[str, str]] = []
 
     def err(field: str, message: str) -> None:
@@ -409,21 +402,20 @@ async def _check(
     elif body.media is None:
         err("media", f"a {body.kind.value} bulletin needs media")
     if body.media is not None:
-        cur = await conn.execute("SELECT mime FROM media WHERE sha256 = ?", (body.media,))
-        row = await cur.fetchone()
-        if row is None:
+        mime = await media.mime_of(db, body.media)
+        if mime is None:
             err("media", f"no uploaded media {body.media}; POST it to /api/v1/media first")
-        elif body.kind is not BulletinKind.TEXT and not _mime_fits(body.kind, row["mime"]):
+        elif body.kind is not BulletinKind.TEXT and not _mime_fits(body.kind, mime):
             want = {
                 "audio": "audio/*",
                 "image": "image/*",
                 "video": "video/*",
                 "document": "application/pdf or text/plain",
             }[body.kind.value]
-            err("media", f"a {body.kind.value} bulletin needs {want} media, not {row['mime']}")
-    if body.schedule.valid_until <= utcnow():
+            err("media", f"a {body.kind.value} bulletin needs {want} media, not {mime}")
+    if body.schedule.valid_until <= now:
         err("schedule.valid_until", "is already in the past")
-    errors += await _target_errors(conn, body.targets)
+    errors += await _target_errors(db, body.targets)
     # A contributor only proposes; the reviewer chooses the targets on approval.
     if (
         user.may(Permission.BULLETINS_PUBLISH)
@@ -443,144 +435,112 @@ async def _check(
     return errors
 
 
-async def _target_errors(conn: aiosqlite.Connection, targets: TargetsIn) -> list[dict[str, str]]:
+async def _target_errors(db: Reader, targets: TargetsIn) -> list[dict[str, str]]:
     errors = []
     for i, code in enumerate(targets.communes):
-        cur = await conn.execute("SELECT 1 FROM communes WHERE code = ?", (code,))
-        if await cur.fetchone() is None:
+        if not await communes.exists(db, code):
             errors.append(
                 {"field": f"targets.communes[{i}]", "message": f"unknown commune {code!r}"}
             )
     for i, device_id in enumerate(targets.devices):
-        cur = await conn.execute("SELECT 1 FROM devices WHERE id = ?", (device_id,))
-        if await cur.fetchone() is None:
+        if not await devices.exists(db, device_id):
             errors.append(
                 {"field": f"targets.devices[{i}]", "message": f"unknown device {device_id!r}"}
             )
     return errors
 
 
-async def _set_targets(
-    conn: aiosqlite.Connection, bulletin_id: str, targets: TargetsIn, priority: Priority
-) -> None:
+# ---------------------------------------------------------------- changes
+
+
+async def _set_targets(tx: Tx, bulletin_id: str, targets: TargetsIn, priority: Priority) -> None:
     # Only an emergency left without targets goes to the whole province; a contributor's
     # proposal without targets reaches nobody until the reviewer chooses.
     target_all = not targets.communes and not targets.devices and priority is Priority.EMERGENCY
-    await conn.execute("DELETE FROM bulletin_communes WHERE bulletin_id = ?", (bulletin_id,))
-    await conn.execute("DELETE FROM bulletin_devices WHERE bulletin_id = ?", (bulletin_id,))
-    await conn.executemany(
-        "INSERT OR IGNORE INTO bulletin_communes (bulletin_id, commune) VALUES (?, ?)",
-        [(bulletin_id, c) for c in targets.communes],
-    )
-    await conn.executemany(
-        "INSERT OR IGNORE INTO bulletin_devices (bulletin_id, device_id) VALUES (?, ?)",
-        [(bulletin_id, d) for d in targets.devices],
-    )
-    await conn.execute(
-        "UPDATE bulletins SET target_all = ? WHERE id = ?", (int(target_all), bulletin_id)
+    await store.set_targets(
+        tx, bulletin_id, targets.communes, targets.devices, target_all=target_all
     )
 
 
 async def _event(
-    conn: aiosqlite.Connection,
+    tx: Tx,
     ctx: Ctx,
     bulletin_id: str,
-    action: str,
-    from_state: str | None,
-    to_state: str,
+    action: Action,
+    from_state: BulletinState | None,
+    to_state: BulletinState,
     comment: str | None = None,
     detail: str | None = None,
 ) -> None:
+    """Keep the step in the bulletin's history and in the audit log."""
     user = ctx.user
-    await conn.execute(
-        "INSERT INTO bulletin_events (bulletin_id, at, actor, unit, action, from_state, to_state,"
-        " comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            bulletin_id,
-            iso(ctx.now),
-            user.username,
-            user.unit,
-            action,
-            from_state,
-            to_state,
-            comment,
+    await store.append_event(
+        tx,
+        bulletin_id,
+        Event(
+            at=ctx.now,
+            actor=user.username,
+            unit=user.unit,
+            action=action.value,
+            from_state=from_state,
+            to_state=to_state,
+            comment=comment,
         ),
     )
     await ctx.audit(
-        conn,
-        f"bulletin.{action}",
+        tx,
+        f"bulletin.{action.value}",
         bulletin_id,
         detail or comment,
-        before={"state": from_state} if from_state else None,
-        after={"state": to_state},
+        before={"state": from_state.value} if from_state else None,
+        after={"state": to_state.value},
     )
 
 
-async def _insert(conn: aiosqlite.Connection, body: BulletinCreate, ctx: Ctx) -> str:
+def _draft(body: BulletinCreate) -> Draft:
+    return Draft(
+        title=body.title,
+        kind=body.kind,
+        priority=body.priority,
+        text=body.text,
+        media=body.media,
+        schedule=body.schedule.to_contract(),
+        display_seconds=body.display_seconds or 15.0,
+        category=body.category,
+    )
+
+
+async def _insert(tx: Tx, body: BulletinCreate, ctx: Ctx) -> str:
     user = ctx.user
-    errors = await _check(conn, body, user)
+    errors = await _check(tx, body, user, ctx.now)
     if errors:
         raise ApiError(422, "validation_error", errors)
     bulletin_id = str(uuid.uuid4())
-    schedule = body.schedule.to_contract()
+    try:
+        state = next_state(None, Action.CREATE, as_actor(user), user.unit)
+    except Refusal as exc:
+        raise _refused(exc) from None
     source_level = "commune" if user.role.value == "commune_operator" else "province"
-    await conn.execute(
-        "INSERT INTO bulletins (id, title, kind, priority, text, media_sha256, schedule_json,"
-        " valid_from, valid_until, display_seconds, category, source_level, target_all, state,"
-        " unit, created_by, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 'draft', ?, ?, ?)",
-        (
-            bulletin_id,
-            body.title,
-            body.kind.value,
-            body.priority.value,
-            body.text,
-            body.media,
-            schedule.model_dump_json(),
-            iso(schedule.valid_from),
-            iso(schedule.valid_until),
-            body.display_seconds or 15.0,
-            body.category,
-            source_level,
-            user.unit,
-            user.username,
-            iso(utcnow()),
-        ),
+    await store.add(
+        tx,
+        bulletin_id,
+        _draft(body),
+        source_level=source_level,
+        unit=user.unit,
+        created_by=user.username,
+        at=ctx.now,
     )
-    await _set_targets(conn, bulletin_id, body.targets, body.priority)
+    await _set_targets(tx, bulletin_id, body.targets, body.priority)
     await _event(
-        conn,
+        tx,
         ctx,
         bulletin_id,
-        "create",
+        Action.CREATE,
         None,
-        "draft",
+        state,
         detail=f"{body.priority.value} {body.kind.value} {body.title}",
     )
     return bulletin_id
-
-
-async def _update(conn: aiosqlite.Connection, bulletin_id: str, body: BulletinCreate) -> None:
-    schedule = body.schedule.to_contract()
-    await conn.execute(
-        "UPDATE bulletins SET title = ?, kind = ?, priority = ?, text = ?, media_sha256 = ?,"
-        " schedule_json = ?, valid_from = ?, valid_until = ?, display_seconds = ?, category = ?"
-        " WHERE id = ?",
-        (
-            body.title,
-            body.kind.value,
-            body.priority.value,
-            body.text,
-            body.media,
-            schedule.model_dump_json(),
-            iso(schedule.valid_from),
-            iso(schedule.valid_until),
-            body.display_seconds or 15.0,
-            body.category,
-            bulletin_id,
-        ),
-    )
-    await _set_targets(conn, bulletin_id, body.targets, body.priority)
 
 
 class Published(NamedTuple):
@@ -592,40 +552,35 @@ class Published(NamedTuple):
 
 
 async def _publish(
-    conn: aiosqlite.Connection,
+    tx: Tx,
     ctx: Ctx,
     bulletin_id: str,
-    action: str = "publish",
+    action: Action = Action.PUBLISH,
     comment: str | None = None,
 ) -> Published:
-    row = await _fetch(conn, f"{BULLETIN_SELECT} WHERE b.id = :id", {"id": bulletin_id})
-    if row is None:
+    """Make the move into `published` (publish, approve) and raise the manifest version of
+    every device the bulletin reaches."""
+    before = await store.get(tx, bulletin_id)
+    if before is None:
         raise ApiError(404, "not_found", f"no bulletin {bulletin_id!r}")
-    if from_iso(row["valid_until"]) <= utcnow():
-        raise ApiError(409, "expired", "the bulletin's valid_until has passed; edit or recreate it")
-    targets = await _fetch(
-        conn,
-        "SELECT (SELECT COUNT(*) FROM bulletin_communes WHERE bulletin_id = :id)"
-        " + (SELECT COUNT(*) FROM bulletin_devices WHERE bulletin_id = :id)",
-        {"id": bulletin_id},
-    )
-    if not row["target_all"] and targets is not None and targets[0] == 0:
+    to = _next_state(before, action, ctx.user)
+    try:
+        check_in_force(before.content.schedule.valid_until, ctx.now)
+    except Refusal as exc:
+        raise _refused(exc) from None
+    if not before.target_all and not await store.names_a_target(tx, bulletin_id):
         raise field_error(422, "validation_error", "targets", "choose communes or devices first")
-    await conn.execute(
-        "UPDATE bulletins SET state = 'published', published_at = ?,"
-        " category = COALESCE(category, ?), review_comment = COALESCE(?, review_comment)"
-        " WHERE id = ?",
-        (iso(utcnow()), DEFAULT_CATEGORY, comment, bulletin_id),
+    await store.mark_published(
+        tx, bulletin_id, at=ctx.now, default_category=DEFAULT_CATEGORY, comment=comment
     )
-    row = await _fetch(conn, f"{BULLETIN_SELECT} WHERE b.id = :id", {"id": bulletin_id})
-    assert row is not None
-    bulletin = manifest_bulletin(row)
-    versions = await bump_targeted(conn, bulletin_id, bulletin.kind)
-    await ctx.audit(conn, "bulletin.targets", bulletin_id, f"{len(versions)} devices")
-    previous = "submitted" if action == "approve" else "draft"
-    await _event(conn, ctx, bulletin_id, action, previous, "published", comment)
+    published = await store.get(tx, bulletin_id)
+    assert published is not None
+    bulletin = published.content
+    versions = await bump_reached(tx, bulletin_id, bulletin.kind)
+    await ctx.audit(tx, "bulletin.targets", bulletin_id, f"{len(versions)} devices")
+    await _event(tx, ctx, bulletin_id, action, before.state, to, comment)
     emergency = bulletin.priority is Priority.EMERGENCY
-    scope = await bulletin_scope(conn, bulletin_id) if emergency else None
+    scope = await store.scope(tx, bulletin_id) if emergency else None
     return Published(bulletin, versions, scope)
 
 
@@ -648,7 +603,7 @@ async def _announce_publish(ctx: Ctx, published: Published) -> BulletinOut:
     # The start frame also tells each device its manifest changed: no second frame. An
     # emergency approved for later plays from the manifest; devices connecting once it is
     # due get its start frame.
-    if scope is not None and bulletin.schedule.valid_from <= utcnow() + EMERGENCY_SLACK:
+    if scope is not None and bulletin.schedule.valid_from <= ctx.now + EMERGENCY_SLACK:
         connections.in_background(
             connections.push_emergency_start(list(versions), start),
             f"emergency_start of {bulletin.id}",
@@ -661,39 +616,23 @@ async def _announce_publish(ctx: Ctx, published: Published) -> BulletinOut:
     return answer
 
 
-async def load_active_emergencies(db: Database, connections: Connections) -> int:
+async def load_active_emergencies(db: Database, connections: Connections, now: datetime) -> int:
     """Sign the start of every emergency still in force, oldest first (at start-up, so the
     devices reconnecting after a restart hear the emergencies they may have missed)."""
-    async with db.transaction() as conn:
-        cur = await conn.execute(
-            f"{BULLETIN_SELECT} WHERE b.state = 'published' AND b.priority = 'emergency'"
-            " AND b.valid_until > ? ORDER BY b.published_at",
-            (iso(utcnow()),),
-        )
-        for row in await cur.fetchall():
-            connections.emergency_start(
-                manifest_bulletin(row), await bulletin_scope(conn, row["id"])
-            )
-        return len(connections.emergencies)
+    for bulletin in await store.in_force_emergencies(db, now):
+        connections.emergency_start(bulletin.content, await store.scope(db, bulletin.id))
+    return len(connections.emergencies)
 
 
 async def _out(ctx: Ctx, bulletin_id: str, **extra: Any) -> BulletinOut:
-    row = await ctx.db.fetchone(f"{BULLETIN_SELECT} WHERE b.id = ?", (bulletin_id,))
-    if row is None:
+    bulletin = await store.get(ctx.db, bulletin_id)
+    if bulletin is None:
         raise ApiError(404, "not_found", f"no bulletin {bulletin_id!r}")
-    communes = await ctx.db.fetchall(
-        "SELECT commune FROM bulletin_communes WHERE bulletin_id = ? ORDER BY commune",
-        (bulletin_id,),
-    )
-    devices = await ctx.db.fetchall(
-        "SELECT device_id FROM bulletin_devices WHERE bulletin_id = ? ORDER BY device_id",
-        (bulletin_id,),
-    )
-    return _to_out(row, [r[0] for r in communes], [r[0] for r in devices], **extra)
+    return _to_out(bulletin, await store.targets(ctx.db, bulletin_id), **extra)
 
 
-def _to_out(row: sqlite3.Row, communes: list[str], devices: list[str], **extra: Any) -> BulletinOut:
-    b = manifest_bulletin(row)
+def _to_out(bulletin: Bulletin, targets: Targets, **extra: Any) -> BulletinOut:
+    b = bulletin.content
     return BulletinOut(
         id=b.id,
         title=b.title,
@@ -702,19 +641,19 @@ def _to_out(row: sqlite3.Row, communes: list[str], devices: list[str], **extra: 
         text=b.text,
         media=b.media,
         targets=TargetsOut(
-            communes=communes, devices=devices, all_communes=bool(row["target_all"])
+            communes=targets.communes, devices=targets.devices, all_communes=bulletin.target_all
         ),
         schedule=b.schedule,
         display_seconds=b.display_seconds,
         category=b.category,
         source_level=b.source_level,
-        state=row["state"],
-        unit=row["unit"],
-        review_comment=row["review_comment"],
-        created_by=row["created_by"],
-        created_at=from_iso(row["created_at"]),
-        published_at=from_iso(row["published_at"]) if row["published_at"] else None,
-        cancelled_at=from_iso(row["cancelled_at"]) if row["cancelled_at"] else None,
+        state=bulletin.state.value,
+        unit=bulletin.unit,
+        review_comment=bulletin.review_comment,
+        created_by=bulletin.created_by,
+        created_at=bulletin.created_at,
+        published_at=bulletin.published_at,
+        cancelled_at=bulletin.cancelled_at,
         **extra,
     )
 
@@ -731,13 +670,9 @@ def _to_out(row: sqlite3.Row, communes: list[str], devices: list[str], **extra: 
     status=201,
 )
 async def create_bulletin(ctx: Ctx) -> BulletinOut:
-    async with ctx.db.transaction() as conn:
-        bulletin_id = await _insert(conn, ctx.body, ctx)
+    async with ctx.db.transaction() as tx:
+        bulletin_id = await _insert(tx, ctx.body, ctx)
     return await _out(ctx, bulletin_id)
-
-
-#: Newest first; the id breaks ties between bulletins created in the same microsecond.
-_BULLETIN_ORDER = ("b.created_at", "b.id")
 
 
 @routes.get(
@@ -749,69 +684,31 @@ _BULLETIN_ORDER = ("b.created_at", "b.id")
 )
 async def list_bulletins(ctx: Ctx) -> Page[list[BulletinOut]]:
     query: BulletinQuery = ctx.query
-    cond, params = scope_sql(ctx.user)
-    where = [cond]
-    if query.state:
-        where.append("b.state = :state")
-        params["state"] = query.state
-    if query.priority:
-        where.append("b.priority = :priority")
-        params["priority"] = query.priority.value
-    if query.kind:
-        where.append("b.kind = :kind")
-        params["kind"] = query.kind.value
-    if query.unit:
-        where.append("b.unit = :unit")
-        params["unit"] = query.unit
+    before = None
     if query.before is not None:
-        where.append(after_key(_BULLETIN_ORDER, descending=True))
-        params.update(key_params(decode_cursor(query.before, (str, str))))
-    rows = await ctx.db.fetchall(
-        f"{BULLETIN_SELECT} WHERE {' AND '.join(where)}"
-        " ORDER BY b.created_at DESC, b.id DESC LIMIT :limit",
-        {**params, "limit": query.limit + 1},
+        created_at, bulletin_id = decode_cursor(query.before, (str, str))
+        before = (created_at, bulletin_id)
+    rows = await store.newest(
+        ctx.db,
+        ctx.user,
+        state=BulletinState(query.state) if query.state else None,
+        priority=query.priority,
+        kind=query.kind,
+        unit=query.unit,
+        before=before,
+        limit=query.limit + 1,
     )
-    rows, cursor = cut(rows, query.limit, lambda r: (r["created_at"], r["id"]))
+    rows, cursor = cut(rows, query.limit, store.list_key)
     # The targets of this page's bulletins only, not of every bulletin ever made.
-    ids = json.dumps([r["id"] for r in rows])
-    communes: dict[str, list[str]] = {}
-    devices: dict[str, list[str]] = {}
-    for r in await ctx.db.fetchall(
-        "SELECT * FROM bulletin_communes WHERE bulletin_id IN (SELECT value FROM json_each(?))"
-        " ORDER BY commune",
-        (ids,),
-    ):
-        communes.setdefault(r["bulletin_id"], []).append(r["commune"])
-    for r in await ctx.db.fetchall(
-        "SELECT * FROM bulletin_devices WHERE bulletin_id IN (SELECT value FROM json_each(?))"
-        " ORDER BY device_id",
-        (ids,),
-    ):
-        devices.setdefault(r["bulletin_id"], []).append(r["device_id"])
-    return Page(
-        [_to_out(r, communes.get(r["id"], []), devices.get(r["id"], [])) for r in rows], cursor
-    )
-
-
-async def _visible(ctx: Ctx, bulletin_id: str) -> sqlite3.Row:
-    """Scope check on the reader connection (no write lock for a GET)."""
-    row = await ctx.db.fetchone(f"{BULLETIN_SELECT} WHERE b.id = ?", (bulletin_id,))
-    if row is None:
-        raise ApiError(404, "not_found", f"no bulletin {bulletin_id!r}")
-    cond, params = scope_sql(ctx.user)
-    seen = await ctx.db.fetchone(
-        f"SELECT 1 FROM bulletins b WHERE b.id = :id AND {cond}", {"id": bulletin_id, **params}
-    )
-    if seen is None:
-        raise ApiError(403, "out_of_scope", "this bulletin belongs to another unit")
-    return row
+    targets = await store.targets_of(ctx.db, [b.id for b in rows])
+    return Page([_to_out(b, targets[b.id]) for b in rows], cursor)
 
 
 @routes.get(
     "/api/v1/bulletins/{id}", summary="One bulletin", response=BulletinOut, errors=[403, 404]
 )
 async def get_bulletin(ctx: Ctx) -> BulletinOut:
-    await _visible(ctx, ctx.path("id"))
+    await _visible_bulletin(ctx.db, ctx.path("id"), ctx.user)
     return await _out(ctx, ctx.path("id"))
 
 
@@ -822,21 +719,18 @@ async def get_bulletin(ctx: Ctx) -> BulletinOut:
     errors=[403, 404],
 )
 async def bulletin_history(ctx: Ctx) -> list[EventOut]:
-    await _visible(ctx, ctx.path("id"))
-    rows = await ctx.db.fetchall(
-        "SELECT * FROM bulletin_events WHERE bulletin_id = ? ORDER BY id", (ctx.path("id"),)
-    )
+    await _visible_bulletin(ctx.db, ctx.path("id"), ctx.user)
     return [
         EventOut(
-            at=r["at"],
-            actor=r["actor"],
-            unit=r["unit"],
-            action=r["action"],
-            from_state=r["from_state"],
-            to_state=r["to_state"],
-            comment=r["comment"],
+            at=e.at,
+            actor=e.actor,
+            unit=e.unit,
+            action=e.action,
+            from_state=e.from_state.value if e.from_state is not None else None,
+            to_state=e.to_state.value,
+            comment=e.comment,
         )
-        for r in rows
+        for e in await store.events(ctx.db, ctx.path("id"))
     ]
 
 
@@ -851,23 +745,16 @@ async def bulletin_history(ctx: Ctx) -> list[EventOut]:
 async def edit_bulletin(ctx: Ctx) -> BulletinOut:
     body: BulletinCreate = ctx.body
     user = ctx.user
-    async with ctx.db.transaction() as conn:
-        row = await _visible_row(conn, ctx.path("id"), user)
-        state = row["state"]
-        if state in ("draft", "returned"):
-            if row["unit"] != user.unit and not user.may(Permission.BULLETINS_REVIEW):
-                _require_owner(user, row)
-        elif state == "submitted":
-            if not user.may(Permission.BULLETINS_REVIEW):
-                raise ApiError(409, "illegal_transition", "a submitted bulletin is under review")
-        else:
-            raise _illegal(row, "edit", "draft, returned or submitted")
-        errors = await _check(conn, body, user)
+    async with ctx.db.transaction() as tx:
+        bulletin = await _visible_bulletin(tx, ctx.path("id"), user)
+        state = _next_state(bulletin, Action.EDIT, user)
+        errors = await _check(tx, body, user, ctx.now)
         if errors:
             raise ApiError(422, "validation_error", errors)
-        await _update(conn, row["id"], body)
-        await _event(conn, ctx, row["id"], "edit", state, state)
-    return await _out(ctx, row["id"])
+        await store.update(tx, bulletin.id, _draft(body))
+        await _set_targets(tx, bulletin.id, body.targets, body.priority)
+        await _event(tx, ctx, bulletin.id, Action.EDIT, bulletin.state, state)
+    return await _out(ctx, bulletin.id)
 
 
 def _word_count(text: str | None) -> int:
@@ -883,33 +770,31 @@ def _word_count(text: str | None) -> int:
 )
 async def submit_bulletin(ctx: Ctx) -> BulletinOut:
     user = ctx.user
-    async with ctx.db.transaction() as conn:
-        row = await _visible_row(conn, ctx.path("id"), user)
-        _require_owner(user, row)
-        if row["state"] not in ("draft", "returned"):
-            raise _illegal(row, "submit", "draft or returned")
+    async with ctx.db.transaction() as tx:
+        bulletin = await _visible_bulletin(tx, ctx.path("id"), user)
+        state = _next_state(bulletin, Action.SUBMIT, user)
+        b = bulletin.content
         errors = []
-        if not row["category"]:
+        if not b.category:
             errors.append({"field": "category", "message": "choose the content category"})
-        words = _word_count(row["text"])
+        words = _word_count(b.text)
         low, high = SUBMIT_WORDS
-        if row["kind"] == BulletinKind.TEXT.value and not low <= words <= high:
+        if b.kind is BulletinKind.TEXT and not low <= words <= high:
             errors.append(
                 {"field": "text", "message": f"a text bulletin has {low}-{high} words, not {words}"}
             )
-        schedule = json.loads(row["schedule_json"])
-        if row["priority"] != Priority.NORMAL.value and not schedule.get("times"):
+        if b.priority is not Priority.NORMAL and not b.schedule.times:
             errors.append(
                 {
                     "field": "schedule.times",
-                    "message": f"propose the air time of a {row['priority']} bulletin",
+                    "message": f"propose the air time of a {b.priority.value} bulletin",
                 }
             )
         if errors:
             raise ApiError(422, "validation_error", errors)
-        await conn.execute("UPDATE bulletins SET state = 'submitted' WHERE id = ?", (row["id"],))
-        await _event(conn, ctx, row["id"], "submit", row["state"], "submitted")
-    return await _out(ctx, row["id"])
+        await store.mark_submitted(tx, b.id)
+        await _event(tx, ctx, b.id, Action.SUBMIT, bulletin.state, state)
+    return await _out(ctx, b.id)
 
 
 @routes.post(
@@ -922,16 +807,12 @@ async def submit_bulletin(ctx: Ctx) -> BulletinOut:
 )
 async def return_bulletin(ctx: Ctx) -> BulletinOut:
     body: ReturnIn = ctx.body
-    async with ctx.db.transaction() as conn:
-        row = await _visible_row(conn, ctx.path("id"), ctx.user)
-        if row["state"] != "submitted":
-            raise _illegal(row, "return", "submitted")
-        await conn.execute(
-            "UPDATE bulletins SET state = 'returned', review_comment = ? WHERE id = ?",
-            (body.comment, row["id"]),
-        )
-        await _event(conn, ctx, row["id"], "return", "submitted", "returned", body.comment)
-    return await _out(ctx, row["id"])
+    async with ctx.db.transaction() as tx:
+        bulletin = await _visible_bulletin(tx, ctx.path("id"), ctx.user)
+        state = _next_state(bulletin, Action.RETURN, ctx.user)
+        await store.mark_returned(tx, bulletin.id, body.comment)
+        await _event(tx, ctx, bulletin.id, Action.RETURN, bulletin.state, state, body.comment)
+    return await _out(ctx, bulletin.id)
 
 
 @routes.post(
@@ -945,16 +826,15 @@ async def return_bulletin(ctx: Ctx) -> BulletinOut:
 )
 async def approve_bulletin(ctx: Ctx) -> BulletinOut:
     body: ApproveIn = ctx.body
-    async with ctx.db.transaction() as conn:
-        row = await _visible_row(conn, ctx.path("id"), ctx.user)
-        if row["state"] != "submitted":
-            raise _illegal(row, "approve", "submitted")
+    async with ctx.db.transaction() as tx:
+        bulletin = await _visible_bulletin(tx, ctx.path("id"), ctx.user)
+        _next_state(bulletin, Action.APPROVE, ctx.user)
         errors: list[dict[str, str]] = []
         if body.targets is not None:
-            errors += await _target_errors(conn, body.targets)
-        if body.schedule is not None and body.schedule.valid_until <= utcnow():
+            errors += await _target_errors(tx, body.targets)
+        if body.schedule is not None and body.schedule.valid_until <= ctx.now:
             errors.append({"field": "schedule.valid_until", "message": "is already in the past"})
-        category = body.category or row["category"]
+        category = body.category or bulletin.content.category
         if category is None:
             errors.append({"field": "category", "message": "choose the content category"})
         else:
@@ -962,43 +842,28 @@ async def approve_bulletin(ctx: Ctx) -> BulletinOut:
                 check_category(category)
             except ApiError as exc:
                 errors += exc.detail
-        if errors:
+        if errors or category is None:
             raise ApiError(422, "validation_error", errors)
-        priority = body.priority or Priority(row["priority"])
-        await conn.execute(
-            "UPDATE bulletins SET priority = ?, category = ? WHERE id = ?",
-            (priority.value, category, row["id"]),
+        priority = body.priority or bulletin.content.priority
+        await store.set_review(
+            tx,
+            bulletin.id,
+            priority=priority,
+            category=category,
+            schedule=body.schedule.to_contract() if body.schedule is not None else None,
         )
-        if body.schedule is not None:
-            schedule = body.schedule.to_contract()
-            await conn.execute(
-                "UPDATE bulletins SET schedule_json = ?, valid_from = ?, valid_until = ?"
-                " WHERE id = ?",
-                (
-                    schedule.model_dump_json(),
-                    iso(schedule.valid_from),
-                    iso(schedule.valid_until),
-                    row["id"],
-                ),
-            )
         if body.targets is not None:
-            await _set_targets(conn, row["id"], body.targets, priority)
-        elif priority.value != row["priority"]:
-            current = await _current_targets(conn, row["id"])
-            await _set_targets(conn, row["id"], current, priority)
-        published = await _publish(conn, ctx, row["id"], "approve", body.comment)
+            await _set_targets(tx, bulletin.id, body.targets, priority)
+        elif priority is not bulletin.content.priority:
+            current = await store.targets(tx, bulletin.id)
+            await _set_targets(
+                tx,
+                bulletin.id,
+                TargetsIn(communes=current.communes, devices=current.devices),
+                priority,
+            )
+        published = await _publish(tx, ctx, bulletin.id, Action.APPROVE, body.comment)
     return await _announce_publish(ctx, published)
-
-
-async def _current_targets(conn: aiosqlite.Connection, bulletin_id: str) -> TargetsIn:
-    cur = await conn.execute(
-        "SELECT commune FROM bulletin_communes WHERE bulletin_id = ?", (bulletin_id,)
-    )
-    communes = [r[0] for r in await cur.fetchall()]
-    cur = await conn.execute(
-        "SELECT device_id FROM bulletin_devices WHERE bulletin_id = ?", (bulletin_id,)
-    )
-    return TargetsIn(communes=communes, devices=[r[0] for r in await cur.fetchall()])
 
 
 @routes.post(
@@ -1011,59 +876,36 @@ async def _current_targets(conn: aiosqlite.Connection, bulletin_id: str) -> Targ
     errors=[403, 404, 409],
 )
 async def publish_bulletin(ctx: Ctx) -> BulletinOut:
-    user = ctx.user
-    async with ctx.db.transaction() as conn:
-        row = await _visible_row(conn, ctx.path("id"), user)
-        if not user.province_wide:
-            _require_owner(user, row)
-        if row["state"] != "draft":
-            raise ApiError(
-                409,
-                "illegal_transition",
-                f"only a draft can be published directly; this bulletin is {row['state']}"
-                + (" (use approve)" if row["state"] == "submitted" else ""),
-            )
-        if row["unit"] != user.unit:
-            # Another unit's draft was never submitted: publishing it would skip the submit
-            # checks (word count, proposed time) and the agency's own say that it is ready.
-            raise ApiError(
-                409,
-                "not_submitted",
-                f"this draft belongs to unit {row['unit']!r} and was never submitted; it is"
-                " published by approving it after its unit submits it",
-            )
-        published = await _publish(conn, ctx, row["id"])
+    async with ctx.db.transaction() as tx:
+        bulletin = await _visible_bulletin(tx, ctx.path("id"), ctx.user)
+        _next_state(bulletin, Action.PUBLISH, ctx.user)
+        published = await _publish(tx, ctx, bulletin.id)
     return await _announce_publish(ctx, published)
 
 
 async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> BulletinOut:
     user = ctx.user
-    async with ctx.db.transaction() as conn:
-        row = await _visible_row(conn, bulletin_id, user)
-        if not user.province_wide:
-            _require_owner(user, row)
-        if emergency_only and row["priority"] != Priority.EMERGENCY.value:
+    now = ctx.now
+    async with ctx.db.transaction() as tx:
+        bulletin = await _visible_bulletin(tx, bulletin_id, user)
+        try:
+            check_actor(Action.CANCEL, as_actor(user), bulletin.unit)
+        except Refusal as exc:
+            raise _refused(exc) from None
+        emergency = bulletin.content.priority is Priority.EMERGENCY
+        if emergency_only and not emergency:
             raise ApiError(404, "not_found", f"no emergency {bulletin_id!r}")
-        if row["state"] != "published":
-            raise ApiError(
-                409,
-                "illegal_transition",
-                f"only a published bulletin can be cancelled; this one is {row['state']}",
-            )
-        await conn.execute(
-            "UPDATE bulletins SET state = 'cancelled', cancelled_at = ? WHERE id = ?",
-            (iso(utcnow()), bulletin_id),
-        )
-        versions = await bump_targeted(conn, bulletin_id, BulletinKind(row["kind"]))
-        emergency = row["priority"] == Priority.EMERGENCY.value
-        scope = await bulletin_scope(conn, bulletin_id) if emergency else None
+        state = _next_state(bulletin, Action.CANCEL, user)
+        await store.mark_cancelled(tx, bulletin_id, now)
+        versions = await bump_reached(tx, bulletin_id, bulletin.content.kind)
+        scope = await store.scope(tx, bulletin_id) if emergency else None
         await _event(
-            conn,
+            tx,
             ctx,
             bulletin_id,
-            "cancel",
-            "published",
-            "cancelled",
+            Action.CANCEL,
+            bulletin.state,
+            state,
             detail=f"{len(versions)} devices",
         )
     connections = ctx.connections
@@ -1076,7 +918,7 @@ async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> Bullet
         )
         return answer
     # As with the start: the cancel frame also tells each device to fetch its manifest.
-    ttl = max(ctx.config.command_ttl, from_iso(row["valid_until"]) - utcnow())
+    ttl = max(ctx.config.command_ttl, bulletin.content.schedule.valid_until - now)
     cancel = connections.emergency_cancel(bulletin_id, scope, ttl)
     answer = await _out(
         ctx, bulletin_id, targeted=len(versions), pushed=pushed, command_id=cancel.command_id
@@ -1113,12 +955,12 @@ async def cancel_bulletin(ctx: Ctx) -> BulletinOut:
 async def create_emergency(ctx: Ctx) -> BulletinOut:
     body: EmergencyCreate = ctx.body
     user = ctx.user
-    now = utcnow()
+    now = ctx.now
     kind = BulletinKind.TEXT
     if body.media is not None:
-        media = await ctx.db.fetchone("SELECT mime FROM media WHERE sha256 = ?", (body.media,))
+        mime = await media.mime_of(ctx.db, body.media)
         # An unknown sha256 gets a media kind; _check then reports it missing by field.
-        kind = (kind_for_mime(media["mime"]) if media else None) or BulletinKind.AUDIO
+        kind = (kind_for_mime(mime) if mime else None) or BulletinKind.AUDIO
     elif not (body.text and body.text.strip()):
         raise ApiError(
             422, "validation_error", [{"field": "text", "message": "give text or media"}]
@@ -1145,10 +987,10 @@ async def create_emergency(ctx: Ctx) -> BulletinOut:
         ),
         category=body.category,
     )
-    async with ctx.db.transaction() as conn:
-        bulletin_id = await _insert(conn, draft, ctx)
-        published = await _publish(conn, ctx, bulletin_id)
-        await ctx.audit(conn, "emergency.start", bulletin_id, body.title)
+    async with ctx.db.transaction() as tx:
+        bulletin_id = await _insert(tx, draft, ctx)
+        published = await _publish(tx, ctx, bulletin_id)
+        await ctx.audit(tx, "emergency.start", bulletin_id, body.title)
     return await _announce_publish(ctx, published)
 
 
@@ -1162,54 +1004,41 @@ async def create_emergency(ctx: Ctx) -> BulletinOut:
 )
 async def emergency_status(ctx: Ctx) -> EmergencyStatus:
     bulletin_id = ctx.path("id")
-    row = await _visible(ctx, bulletin_id)
-    if row["priority"] != Priority.EMERGENCY.value:
-        raise ApiError(404, "not_found", f"no emergency {bulletin_id!r}")
-    # One read for the whole fleet: the console polls this page every few seconds.
-    rows = await ctx.db.fetchall(
-        "WITH first AS (SELECT device_id, MIN(started_at) AS started_at FROM plays"
-        " WHERE bulletin_id = :bulletin GROUP BY device_id),"
-        # SQLite takes the bare column from the row holding the MAX.
-        " last AS (SELECT device_id, outcome, MAX(ended_at) FROM plays"
-        " WHERE bulletin_id = :bulletin GROUP BY device_id)"
-        " SELECT d.id, d.commune, d.name, d.last_seen, d.last_health_json,"
-        " first.started_at AS first, last.outcome AS outcome FROM devices d"
-        " LEFT JOIN first ON first.device_id = d.id LEFT JOIN last ON last.device_id = d.id"
-        f" WHERE d.kind IN ({airing_kinds_sql(BulletinKind(row['kind']))})"
-        f" AND {REACHES_DEVICE} ORDER BY d.id",
-        {"bulletin": bulletin_id},
-    )
     user = ctx.user
+    bulletin = await _visible_bulletin(ctx.db, bulletin_id, user)
+    if bulletin.content.priority is not Priority.EMERGENCY:
+        raise ApiError(404, "not_found", f"no emergency {bulletin_id!r}")
     online = ctx.connections.online_ids()
     limit = ctx.config.offline_after
-    now = utcnow()
-    devices: list[DevicePlayState] = []
-    for dev in rows:
-        if not user.may_see_commune(dev["commune"]):
+    now = ctx.now
+    states: list[DevicePlayState] = []
+    for dev in await store.airing_devices(ctx.db, bulletin_id, bulletin.content.kind):
+        if not user.may_see_commune(dev.commune):
             continue
-        health = json.loads(dev["last_health_json"]) if dev["last_health_json"] else {}
-        playing = (health.get("now_playing") or {}).get("bulletin_id") == bulletin_id
-        started_at = dev["first"]
+        now_playing = dev.health.get("now_playing") or {}
+        playing = now_playing.get("bulletin_id") == bulletin_id
+        # Proof of play first; else what the device says it plays now (its JSON, as sent).
+        started_at: Any = dev.first_started_at
         if started_at is None and playing:
-            started_at = health["now_playing"].get("started_at")
-        last_seen = from_iso(dev["last_seen"]) if dev["last_seen"] else None
-        devices.append(
+            started_at = now_playing.get("started_at")
+        last_seen = dev.last_seen
+        states.append(
             DevicePlayState(
-                device_id=dev["id"],
-                commune=dev["commune"],
-                name=dev["name"],
-                online=dev["id"] in online or (last_seen is not None and now - last_seen <= limit),
+                device_id=dev.id,
+                commune=dev.commune,
+                name=dev.name,
+                online=dev.id in online or (last_seen is not None and now - last_seen <= limit),
                 started=started_at is not None,
                 started_at=started_at,
                 now_playing=playing,
-                outcome=dev["outcome"],
+                outcome=dev.last_outcome,
             )
         )
     return EmergencyStatus(
         bulletin=await _out(ctx, bulletin_id),
-        targeted=len(devices),
-        started=sum(d.started for d in devices),
-        devices=devices,
+        targeted=len(states),
+        started=sum(d.started for d in states),
+        devices=states,
     )
 
 
@@ -1240,10 +1069,7 @@ class OrderOut(BaseModel):
 
 
 async def _order(ctx: Ctx, commune: str) -> OrderOut:
-    rows = await ctx.db.fetchall(
-        "SELECT bulletin_id FROM commune_order WHERE commune = ? ORDER BY position", (commune,)
-    )
-    return OrderOut(commune=commune, bulletins=[r[0] for r in rows])
+    return OrderOut(commune=commune, bulletins=await store.running_order(ctx.db, commune))
 
 
 @routes.get(
@@ -1273,21 +1099,12 @@ async def set_order(ctx: Ctx) -> OrderOut:
     code = ctx.path("code")
     if not ctx.user.may_see_commune(code):
         raise ApiError(403, "out_of_scope", f"commune {code!r} is outside your unit")
-    async with ctx.db.transaction() as conn:
-        if await _fetch(conn, "SELECT 1 FROM communes WHERE code = :c", {"c": code}) is None:
+    async with ctx.db.transaction() as tx:
+        if not await communes.exists(tx, code):
             raise ApiError(404, "not_found", f"no commune {code!r}")
         errors = []
         for i, bulletin_id in enumerate(body.bulletins):
-            row = await _fetch(
-                conn,
-                "SELECT b.priority FROM bulletins b WHERE b.id = :id AND b.state = 'published'"
-                " AND (b.target_all = 1 OR EXISTS (SELECT 1 FROM bulletin_communes bc"
-                " WHERE bc.bulletin_id = b.id AND bc.commune = :c) OR EXISTS (SELECT 1 FROM"
-                " bulletin_devices bd JOIN devices d ON d.id = bd.device_id"
-                " WHERE bd.bulletin_id = b.id AND d.commune = :c))",
-                {"id": bulletin_id, "c": code},
-            )
-            if row is None or row["priority"] != Priority.PRIORITY.value:
+            if await store.published_priority_for(tx, bulletin_id, code) is not Priority.PRIORITY:
                 errors.append(
                     {
                         "field": f"bulletins[{i}]",
@@ -1298,18 +1115,11 @@ async def set_order(ctx: Ctx) -> OrderOut:
             errors.append({"field": "bulletins", "message": "a bulletin appears twice"})
         if errors:
             raise ApiError(422, "validation_error", errors)
-        cur = await conn.execute(
-            "SELECT bulletin_id FROM commune_order WHERE commune = ? ORDER BY position", (code,)
-        )
-        before = [r[0] for r in await cur.fetchall()]
-        await conn.execute("DELETE FROM commune_order WHERE commune = ?", (code,))
-        await conn.executemany(
-            "INSERT INTO commune_order (commune, bulletin_id, position) VALUES (?, ?, ?)",
-            [(code, b, i + 1) for i, b in enumerate(body.bulletins)],
-        )
-        versions = await bump_versions(conn, await commune_device_ids(conn, code))
+        before = await store.running_order(tx, code)
+        await store.set_running_order(tx, code, body.bulletins)
+        versions = await bump_versions(tx, await devices.ids_in_commune(tx, code))
         await ctx.audit(
-            conn,
+            tx,
             "commune.order",
             code,
             before={"bulletins": before},

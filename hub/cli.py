@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from loa_contract import utcnow
 
 from .app import create_app
+from .appkeys import Clock
 from .auth import SHARED_NAMES, Role, create_user, reset_password, set_account_state
 from .backup import BackupError, backup_name, free_space_ok, make_backup, prune, restore_backup
 from .config import NEWSPAPER_UNITS, HubConfig
@@ -31,6 +32,7 @@ from .db import Database, DatabaseDamaged, check_database
 from .device_api import recheck_stored_plays
 from .errors import ApiError
 from .keys import load_or_create_signer
+from .store import accounts
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -161,7 +163,7 @@ def _message(exc: ApiError) -> str:
     return str(exc.detail)
 
 
-async def _user_command(args: argparse.Namespace) -> None:
+async def _user_command(args: argparse.Namespace, clock: Clock) -> None:
     config = HubConfig(data_dir=args.data)
     if args.user_command == "add" and args.role == Role.ADMIN.value:
         if args.name.lower() in SHARED_NAMES:
@@ -171,7 +173,7 @@ async def _user_command(args: argparse.Namespace) -> None:
         if args.user_command in ("add", "reset-password")
         else ""
     )
-    db = await Database.open(config.db_path)
+    db = await Database.open(config.db_path, clock=clock)
     actor = "cli"
     try:
         if args.user_command == "add":
@@ -184,27 +186,28 @@ async def _user_command(args: argparse.Namespace) -> None:
                 scrypt_n=config.scrypt_n,
                 must_change_password=args.must_change,
                 actor=actor,
+                now=clock(),
             )
             print(f"user {args.name} ({args.role}) added")
         elif args.user_command == "list":
-            for row in await db.fetchall("SELECT * FROM users ORDER BY username"):
+            for account in await accounts.every_account(db):
                 flags = [
                     name
                     for name, on in (
-                        ("locked", row["locked"]),
-                        ("disabled", row["disabled"]),
-                        ("must-change", row["must_change_password"]),
+                        ("locked", account.locked),
+                        ("disabled", account.disabled),
+                        ("must-change", account.must_change_password),
                     )
                     if on
                 ]
-                print(f"{row['username']}\t{row['role']}\t{row['unit']}\t{','.join(flags)}")
+                print(f"{account.username}\t{account.role}\t{account.unit}\t{','.join(flags)}")
         elif args.user_command == "reset-password":
             await reset_password(
                 db,
                 args.name,
                 password,
                 config=config,
-                now=utcnow(),
+                now=clock(),
                 actor=actor,
                 actor_unit=None,
                 address=None,
@@ -216,7 +219,7 @@ async def _user_command(args: argparse.Namespace) -> None:
                 db,
                 args.name,
                 args.user_command,
-                now=utcnow(),
+                now=clock(),
                 actor=actor,
                 actor_unit=None,
                 address=None,
@@ -228,7 +231,7 @@ async def _user_command(args: argparse.Namespace) -> None:
         await db.close()
 
 
-def _serve(args: argparse.Namespace) -> None:
+def _serve(args: argparse.Namespace, clock: Clock) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -253,7 +256,7 @@ def _serve(args: argparse.Namespace) -> None:
         raise SystemExit(f"{option}: {error['msg']}") from exc
     # Checked before listening: a hub whose database was lost must not come up empty.
     check_database(config.db_path)
-    app = create_app(config)
+    app = create_app(config, clock=clock)
     web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context)
 
 
@@ -279,10 +282,11 @@ class _ProgressLine:
         self.shown = percent
 
 
-def _backup(args: argparse.Namespace) -> int:
+def _backup(args: argparse.Namespace, clock: Clock) -> int:
     config = HubConfig(data_dir=args.data)
+    now = clock()
     if args.to_dir is not None:
-        target = args.to_dir / backup_name(utcnow())
+        target = args.to_dir / backup_name(now)
     else:
         target = args.to
     needed = (
@@ -294,7 +298,7 @@ def _backup(args: argparse.Namespace) -> int:
         print(f"not enough free space in {target.parent} for about {needed} bytes", file=sys.stderr)
         return 1
     try:
-        summary = make_backup(config, target, _ProgressLine("backup"))
+        summary = make_backup(config, target, _ProgressLine("backup"), clock=lambda: now)
     except (BackupError, OSError, sqlite3.Error) as exc:
         print(f"backup failed: {exc}", file=sys.stderr)
         return 1
@@ -305,9 +309,11 @@ def _backup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _restore(args: argparse.Namespace) -> int:
+def _restore(args: argparse.Namespace, clock: Clock) -> int:
     try:
-        summary = restore_backup(args.source, args.data, _ProgressLine("restore"), force=args.force)
+        summary = restore_backup(
+            args.source, args.data, _ProgressLine("restore"), force=args.force, clock=clock
+        )
     except (BackupError, OSError, sqlite3.Error) as exc:
         print(f"restore failed, nothing changed: {exc}", file=sys.stderr)
         return 1
@@ -315,10 +321,10 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _recheck_plays(args: argparse.Namespace) -> int:
-    db = await Database.open(HubConfig(data_dir=args.data).db_path)
+async def _recheck_plays(args: argparse.Namespace, clock: Clock) -> int:
+    db = await Database.open(HubConfig(data_dir=args.data).db_path, clock=clock)
     try:
-        counts = await recheck_stored_plays(db, apply=args.apply)
+        counts = await recheck_stored_plays(db, apply=args.apply, clock=clock)
     finally:
         await db.close()
     total = sum(counts.values())
@@ -329,26 +335,27 @@ async def _recheck_plays(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, clock: Clock = utcnow) -> int:
+    """`clock`: the time the commands act at (tests pass a clock they move)."""
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
+        return _run(args, clock)
     except DatabaseDamaged as exc:
         print(f"hub: {exc}", file=sys.stderr)
         return 1
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, clock: Clock) -> int:
     if args.command == "backup":
-        return _backup(args)
+        return _backup(args, clock)
     if args.command == "restore":
-        return _restore(args)
+        return _restore(args, clock)
     if args.command == "recheck-plays":
-        return asyncio.run(_recheck_plays(args))
+        return asyncio.run(_recheck_plays(args, clock))
     if args.command == "serve":
-        _serve(args)
+        _serve(args, clock)
     elif args.command == "user":
-        asyncio.run(_user_command(args))
+        asyncio.run(_user_command(args, clock))
     elif args.command == "key":
         signer = load_or_create_signer(HubConfig(data_dir=args.data).key_path)
         print(signer.key_id, signer.hub_key().public_key)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from loa_contract import CommuneWindows, utcnow
+from loa_contract import CommuneWindows
 
 from .auth import Permission, require
 from .db import iso
 from .errors import ApiError
-from .manifests import bump_versions, commune_device_ids
 from .routing import Ctx, RouteTable
+from .store import communes, devices
+from .store.communes import Commune
+from .store.manifests import bump_versions
 
 routes = RouteTable("communes")
 
@@ -56,29 +56,23 @@ class CommuneOut(BaseModel):
     updated_at: str
 
 
-_SELECT = (
-    "SELECT c.*, (SELECT COUNT(*) FROM devices d WHERE d.commune = c.code) AS devices"
-    " FROM communes c"
-)
-
-
-def _out(r: sqlite3.Row) -> CommuneOut:
+def _out(c: Commune) -> CommuneOut:
     return CommuneOut(
-        code=r["code"],
-        name=r["name"],
-        windows=CommuneWindows.model_validate_json(r["windows_json"]),
-        volume=r["volume"],
-        devices=r["devices"],
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
+        code=c.code,
+        name=c.name,
+        windows=c.windows,
+        volume=c.volume,
+        devices=c.devices,
+        created_at=iso(c.created_at),
+        updated_at=iso(c.updated_at),
     )
 
 
 async def _get(ctx: Ctx, code: str) -> CommuneOut:
-    row = await ctx.db.fetchone(f"{_SELECT} WHERE c.code = ?", (code,))
-    if row is None:
+    commune = await communes.get(ctx.db, code)
+    if commune is None:
         raise ApiError(404, "not_found", f"no commune {code!r}")
-    return _out(row)
+    return _out(commune)
 
 
 @routes.post(
@@ -92,24 +86,19 @@ async def _get(ctx: Ctx, code: str) -> CommuneOut:
 )
 async def create_commune(ctx: Ctx) -> CommuneOut:
     body: CommuneCreate = ctx.body
-    now = iso(utcnow())
-    async with ctx.db.transaction() as conn:
-        cur = await conn.execute("SELECT 1 FROM communes WHERE code = ?", (body.code,))
-        if await cur.fetchone():
+    async with ctx.db.transaction() as tx:
+        if await communes.exists(tx, body.code):
             raise ApiError(409, "exists", f"commune {body.code!r} already exists")
-        await conn.execute(
-            "INSERT INTO communes (code, name, windows_json, volume, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (body.code, body.name, body.windows.model_dump_json(), body.volume, now, now),
-        )
-        await ctx.audit(conn, "commune.create", body.code, after=body.model_dump(mode="json"))
+        await communes.add(tx, body.code, body.name, body.windows, body.volume, at=ctx.now)
+        await ctx.audit(tx, "commune.create", body.code, after=body.model_dump(mode="json"))
     return await _get(ctx, body.code)
 
 
 @routes.get("/api/v1/communes", summary="List communes", response=list[CommuneOut])
 async def list_communes(ctx: Ctx) -> list[CommuneOut]:
-    rows = await ctx.db.fetchall(f"{_SELECT} ORDER BY c.code")
-    return [_out(r) for r in rows if ctx.user.may_see_commune(r["code"])]
+    return [
+        _out(c) for c in await communes.every_commune(ctx.db) if ctx.user.may_see_commune(c.code)
+    ]
 
 
 @routes.get(
@@ -132,31 +121,27 @@ async def update_commune(ctx: Ctx) -> CommuneOut:
     body: CommuneUpdate = ctx.body
     code = ctx.path("code")
     require(ctx.user, Permission.COMMUNES_WRITE, commune=code)
-    async with ctx.db.transaction() as conn:
-        cur = await conn.execute("SELECT * FROM communes WHERE code = ?", (code,))
-        row = await cur.fetchone()
-        if row is None:
+    async with ctx.db.transaction() as tx:
+        current = await communes.get(tx, code)
+        if current is None:
             raise ApiError(404, "not_found", f"no commune {code!r}")
-        await conn.execute(
-            "UPDATE communes SET name = ?, windows_json = ?, volume = ?, updated_at = ?"
-            " WHERE code = ?",
-            (
-                body.name if body.name is not None else row["name"],
-                body.windows.model_dump_json() if body.windows is not None else row["windows_json"],
-                body.volume if body.volume is not None else row["volume"],
-                iso(utcnow()),
-                code,
-            ),
+        await communes.update(
+            tx,
+            code,
+            name=body.name if body.name is not None else current.name,
+            windows=body.windows if body.windows is not None else current.windows,
+            volume=body.volume if body.volume is not None else current.volume,
+            at=ctx.now,
         )
-        versions = await bump_versions(conn, await commune_device_ids(conn, code))
+        versions = await bump_versions(tx, await devices.ids_in_commune(tx, code))
         await ctx.audit(
-            conn,
+            tx,
             "commune.update",
             code,
             before={
-                "name": row["name"],
-                "windows": json.loads(row["windows_json"]),
-                "volume": row["volume"],
+                "name": current.name,
+                "windows": current.windows.model_dump(mode="json"),
+                "volume": current.volume,
             },
             after=body.model_dump(mode="json", exclude_none=True),
         )

@@ -36,6 +36,7 @@ from .console import (
     request_lang,
     see_other,
 )
+from .domain.lifecycle import Action, BulletinState, allows
 from .errors import ApiError, loc_to_field
 from .i18n import CATALOGUE, translate
 from .paging import Page
@@ -543,22 +544,20 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
 
 
 def _actions(user: User, b: bulletins.BulletinOut) -> dict[str, bool]:
-    """What `user` may do to `b` now: the API decides, this only chooses which forms to show."""
-    own = b.unit == user.unit
-    review = user.may(Permission.BULLETINS_REVIEW)
-    publish = user.may(Permission.BULLETINS_PUBLISH) and (user.province_wide or own)
-    write = user.may(W)
+    """What `user` may do to `b` now: the API decides (the route's permission, then the life
+    cycle's table); this only chooses which forms to show."""
+    actor = bulletins.as_actor(user)
+    state = BulletinState(b.state)
+
+    def may(permission: Permission, action: Action) -> bool:
+        return user.may(permission) and allows(state, action, actor, b.unit)
+
     return {
-        "edit": write
-        and (
-            (b.state in ("draft", "returned") and (own or review))
-            or (b.state == "submitted" and review)
-        ),
-        "submit": write and own and b.state in ("draft", "returned"),
-        "review": review and b.state == "submitted",
-        # Only one's own unit's draft: another unit's must be submitted, then approved.
-        "publish": publish and own and b.state == "draft",
-        "cancel": publish and b.state == "published",
+        "edit": may(W, Action.EDIT),
+        "submit": may(W, Action.SUBMIT),
+        "review": may(Permission.BULLETINS_REVIEW, Action.APPROVE),
+        "publish": may(Permission.BULLETINS_PUBLISH, Action.PUBLISH),
+        "cancel": may(Permission.BULLETINS_PUBLISH, Action.CANCEL),
     }
 
 

@@ -41,10 +41,10 @@ from .console import (
     request_lang,
     see_other,
 )
-from .db import iso
 from .errors import ApiError
 from .i18n import CATALOGUE, Lang, translate
 from .paging import Page
+from .store import reports
 from .verdict import LEVELS
 from .web_session import check_csrf, page_user
 
@@ -453,18 +453,13 @@ _SERIES = (
 async def _health_chart(request: web.Request, device_id: str, now: datetime) -> Chart:
     """Temperature (°C), CPU and memory (%) over the last day, all on one 0–100 scale."""
     since = now - CHART_WINDOW
-    rows = await request.app[DB].fetchall(
-        "SELECT at, json_extract(json, '$.temperature_celsius') AS temperature,"
-        " json_extract(json, '$.cpu_percent') AS cpu,"
-        " json_extract(json, '$.memory_used_bytes') AS mem_used,"
-        " json_extract(json, '$.memory_total_bytes') AS mem_total"
-        " FROM health WHERE device_id = ? AND at >= ? AND at <= ? ORDER BY at",
-        (device_id, iso(since), iso(now + timedelta(minutes=5))),
+    rows = await reports.health_between(
+        request.app[DB], device_id, since, now + timedelta(minutes=5)
     )
     width, height, left, right, top, bottom = 720, 240, 40, 708, 10, 210
     span = CHART_WINDOW.total_seconds()
     bucket_s = span / CHART_POINTS
-    times = [datetime.fromisoformat(r["at"]) for r in rows]
+    times = [r.at for r in rows]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     # A longer silence than a few report intervals is the device off: the line breaks there.
     gap_s = max(300.0, 3 * statistics.median(gaps) if gaps else 0.0) + bucket_s
@@ -479,13 +474,14 @@ async def _health_chart(request: web.Request, device_id: str, now: datetime) -> 
     for index, (key, unit, colour, dash) in enumerate(_SERIES):
         buckets: dict[int, list[float]] = {}
         for at, row in zip(times, rows, strict=True):
+            value: float | None
             if index == 0:
-                value = row["temperature"]
+                value = row.temperature
             elif index == 1:
-                value = row["cpu"]
+                value = row.cpu
             else:
-                total = row["mem_total"] or 0
-                value = 100.0 * row["mem_used"] / total if total else None
+                total, used = row.memory_total, row.memory_used
+                value = 100.0 * used / total if total and used is not None else None
             if value is None or not math.isfinite(float(value)):
                 continue
             slot = min(int((at - since).total_seconds() // bucket_s), CHART_POINTS - 1)
@@ -528,12 +524,10 @@ class RecentPlay:
 
 async def _recent_plays(request: web.Request, device_id: str) -> list[RecentPlay]:
     """The device's latest proof-of-play rows, newest first (scope checked by the caller)."""
-    rows = await request.app[DB].fetchall(
-        "SELECT p.*, b.title AS title FROM plays p LEFT JOIN bulletins b ON b.id = p.bulletin_id"
-        " WHERE p.device_id = ? ORDER BY p.started_at DESC, p.seq DESC LIMIT ?",
-        (device_id, RECENT_PLAYS),
-    )
-    return [RecentPlay(device_api.PlayOut.from_row(r), r["title"]) for r in rows]
+    return [
+        RecentPlay(device_api.PlayOut.of(play), title)
+        for play, title in await reports.recent_plays(request.app[DB], device_id, RECENT_PLAYS)
+    ]
 
 
 #: Health fields shown by `_health_rows` itself; any other (newer) field is listed after them.

@@ -10,16 +10,18 @@ request reading right after its own commit would still see the database as it wa
 (a bulletin just created answered 404). Writes that are many statements can also be one
 function on the writer's thread (`Database.write`), one hop instead of one per statement,
 committed together with the writes queued behind them (group commit).
+
+`Database` is the `hub.store.sql.Reader` the store's functions read through, and
+`transaction()` yields its `Tx` (`SqliteTx`); the queries themselves are hub/store/'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,9 +29,12 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
+from loa_contract import utcnow
+
+from .store.sql import Params
+
 log = logging.getLogger(__name__)
 
-Params = Sequence[Any] | dict[str, Any]
 T = TypeVar("T")
 
 # Each entry migrates from schema version i to i + 1; never edit a released entry.
@@ -405,12 +410,61 @@ def check_database(path: Path) -> None:
         )
 
 
-def _mark_in_use(path: Path) -> None:
+def copy_database(path: Path, target: Path) -> None:
+    """A transaction-consistent copy of the database at `path`, however busy the hub is
+    (SQLite's online backup), written to `target`."""
+    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    copy = sqlite3.connect(target)
+    try:
+        with copy:
+            source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+
+
+def integrity_verdict(path: Path) -> str:
+    """SQLite's full integrity check of the database file at `path`: "ok", or what is wrong."""
+    check = sqlite3.connect(path)
+    try:
+        verdict: str = check.execute("PRAGMA integrity_check").fetchone()[0]
+        return verdict
+    finally:
+        check.close()
+
+
+def _mark_in_use(path: Path, now: datetime) -> None:
     marker = _in_use_marker(path)
     if not marker.exists():
         tmp = marker.with_name(marker.name + ".tmp")
-        tmp.write_text(datetime.now(UTC).isoformat(timespec="seconds") + "\n", encoding="utf-8")
+        tmp.write_text(now.isoformat(timespec="seconds") + "\n", encoding="utf-8")
         os.replace(tmp, marker)
+
+
+class SqliteTx:
+    """A `hub.store.sql.Tx` over an aiosqlite connection: each call is one step on the
+    connection's thread (execute, fetch, close the cursor), so no cursor stays open across
+    awaits and no other request's statement interleaves with it."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return await _on_thread(self._conn, _execute, sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> int:
+        return await _on_thread(self._conn, _executemany, sql, list(rows))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        return await _on_thread(self._conn, _fetchone, sql, params)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return await _on_thread(self._conn, _fetchall, sql, params)
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        return await _on_thread(self._conn, _fetchval, sql, params)
 
 
 class Database:
@@ -422,9 +476,9 @@ class Database:
         self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
+    async def open(cls, path: Path, *, clock: Callable[[], datetime] = utcnow) -> Database:
         """Open (creating on a first start) the hub's database; DatabaseDamaged if it was lost
-        or is damaged, naming `hub restore`."""
+        or is damaged, naming `hub restore`. `clock` dates the first start (the in-use mark)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(check_database, path)
         writer = await _connect(path)
@@ -446,7 +500,7 @@ class Database:
         except BaseException:
             await writer.close()
             raise
-        await asyncio.to_thread(_mark_in_use, path)
+        await asyncio.to_thread(_mark_in_use, path, clock())
         return cls(writer, reader)
 
     async def close(self) -> None:
@@ -455,12 +509,12 @@ class Database:
             await self._writer.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[SqliteTx]:
         """A write transaction; it rolls back on any exception, so bad input changes nothing."""
         async with self._write_lock:
             await self._begin()
             try:
-                yield self._writer
+                yield SqliteTx(self._writer)
             except BaseException:
                 await self._writer.execute("ROLLBACK")
                 raise
@@ -480,9 +534,8 @@ class Database:
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """One write statement in its own transaction; returns the changed row count."""
-        async with self.transaction() as conn:
-            cur = await conn.execute(sql, params)
-            return cur.rowcount
+        async with self.transaction() as tx:
+            return await tx.execute(sql, params)
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` on the writer's thread, all its statements in one hop, and return once
@@ -528,6 +581,9 @@ class Database:
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         return await _on_thread(self._reader, _fetchone, sql, params)
 
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        return await _on_thread(self._reader, _fetchval, sql, params)
+
 
 async def _on_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
     """Run `fn(sqlite3_connection, *args)` on the connection's own thread, as one step that
@@ -553,6 +609,27 @@ def _fetchone(conn: sqlite3.Connection, sql: str, params: Params) -> sqlite3.Row
         return row
     finally:
         # Closing resets the statement, which ends its read snapshot before anyone else reads.
+        cur.close()
+
+
+def _fetchval(conn: sqlite3.Connection, sql: str, params: Params) -> Any:
+    row = _fetchone(conn, sql, params)
+    return None if row is None else row[0]
+
+
+def _execute(conn: sqlite3.Connection, sql: str, params: Params) -> int:
+    cur = conn.execute(sql, params)
+    try:
+        return cur.rowcount
+    finally:
+        cur.close()
+
+
+def _executemany(conn: sqlite3.Connection, sql: str, rows: list[Params]) -> int:
+    cur = conn.executemany(sql, rows)
+    try:
+        return cur.rowcount
+    finally:
         cur.close()
 
 
@@ -611,34 +688,3 @@ def _split(script: str) -> Iterable[str]:
             buf = ""
     if buf.strip():
         raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:60]}")
-
-
-async def audit(
-    conn: aiosqlite.Connection,
-    actor: str,
-    address: str | None,
-    action: str,
-    target: str | None = None,
-    detail: str | None = None,
-    *,
-    unit: str | None = None,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    at: datetime | None = None,
-) -> None:
-    """Append to the audit log inside the caller's transaction: no action without its record."""
-    await conn.execute(
-        "INSERT INTO audit (at, actor, unit, address, action, target, detail, before_json,"
-        " after_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            iso(at or datetime.now(UTC)),
-            actor,
-            unit,
-            address,
-            action,
-            target,
-            detail,
-            json.dumps(before, ensure_ascii=False, default=str) if before is not None else None,
-            json.dumps(after, ensure_ascii=False, default=str) if after is not None else None,
-        ),
-    )

@@ -7,12 +7,11 @@ they receive that could make a loudspeaker sound is signed (manifest and WebSock
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
-import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -36,16 +35,11 @@ from loa_contract import (
 
 from .appkeys import ENROLL_LIMITER, SENT_CACHE
 from .auth import DeviceAuth, Permission
-from .db import Database, audit, epoch_us, from_iso, iso, iso_from_epoch_us
+from .db import Database, epoch_us, iso
 from .errors import ApiError
-from .manifests import (
-    TARGETS_DEVICE,
-    current_version,
-    kinds_sql,
-    signed_manifest,
-)
+from .manifests import current_version, signed_manifest
 from .media import file_response
-from .paging import MAX_CURSOR, MAX_LIMIT, Page, after_key, cut, decode_cursor, key_params
+from .paging import MAX_CURSOR, MAX_LIMIT, Page, cut, decode_cursor
 from .play_evidence import (
     SQLITE_MAX_INTEGER,
     SentBulletin,
@@ -56,23 +50,16 @@ from .play_evidence import (
 from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_device_secret, sha256_hex
+from .store import audit as audit_log
+from .store import devices, manifests, media, reports
+from .store.devices import EnrollmentSlot
+from .store.reports import Play
 
 log = logging.getLogger(__name__)
 
 routes = RouteTable("device")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-#: The enum member of a stored value, by a dict lookup: calling the enum is several times dearer.
-_KIND = {k.value: k for k in BulletinKind}
-_PRIORITY = {p.value: p for p in Priority}
-#: Count refusals newly stored for device ?1 (?2 of them) and name the newest on the device.
-_COUNT_REFUSED = (
-    "UPDATE devices SET refused_reports_total = refused_reports_total + ?2,"
-    " (last_refused_at, last_refused_reason, last_refused_detail) = ("
-    "  SELECT received_at, reason, detail FROM refused_reports"
-    "  WHERE device_id = ?1 ORDER BY id DESC LIMIT 1)"
-    " WHERE id = ?1"
-)
 _SIGNED = {"application/json": {"schema": SignedEnvelope}}
 
 
@@ -88,10 +75,10 @@ _SIGNED = {"application/json": {"schema": SignedEnvelope}}
 async def enroll(ctx: Ctx) -> EnrollResponse:
     body: EnrollRequest = ctx.body
     secret = new_device_secret()
-    now = utcnow()
+    now = ctx.now
     limiter = ctx.app[ENROLL_LIMITER]
     address = ctx.address or "unknown"
-    wait = limiter.retry_after(address, ctx.now)
+    wait = limiter.retry_after(address, now)
     if wait is not None:
         raise ApiError(
             429,
@@ -99,64 +86,59 @@ async def enroll(ctx: Ctx) -> EnrollResponse:
             f"too many wrong enrollment codes from this address; try again in {wait:.0f} s",
             headers={"Retry-After": str(int(wait + 0.999))},
         )
-    async with ctx.db.transaction() as conn:
-        cur = await conn.execute(
-            "SELECT * FROM devices WHERE enrollment_code_hash = ?", (code_hash(body.code),)
-        )
-        row = await cur.fetchone()
-        refusal = _enrollment_refusal(row, now)
-        if row is not None and refusal is None:
-            await conn.execute(
-                "UPDATE devices SET enrollment_used_at = ?, secret_hash = ?, enrolled_at = ?,"
-                " agent_version = ?, hostname = ?, last_seen = ? WHERE id = ?",
-                (
-                    iso(now),
-                    sha256_hex(secret),
-                    iso(now),
-                    body.agent_version,
-                    body.hostname,
-                    iso(now),
-                    row["id"],
-                ),
+    async with ctx.db.transaction() as tx:
+        slot = await devices.slot_for_code(tx, code_hash(body.code))
+        refusal = _enrollment_refusal(slot, now)
+        if slot is not None and refusal is None:
+            await devices.mark_enrolled(
+                tx,
+                slot.id,
+                secret_hash=sha256_hex(secret),
+                at=now,
+                agent_version=body.agent_version,
+                hostname=body.hostname,
             )
-            await audit(
-                conn,
-                f"device:{row['id']}",
+            await audit_log.append(
+                tx,
+                f"device:{slot.id}",
                 ctx.address,
                 "device.enroll",
-                row["id"],
+                slot.id,
                 f"agent {body.agent_version} host {body.hostname}",
+                at=now,
             )
     if refusal is not None:
         # Unknown, used and expired codes get one answer, so guessing learns nothing; the
         # audit log keeps the real reason for the operator.
-        limiter.failed(address, ctx.now)
-        async with ctx.db.transaction() as conn:
-            await audit(conn, "anonymous", ctx.address, "device.enroll_failed", None, refusal)
+        limiter.failed(address, now)
+        async with ctx.db.transaction() as tx:
+            await audit_log.append(
+                tx, "anonymous", ctx.address, "device.enroll_failed", None, refusal, at=now
+            )
         raise ApiError(
             403,
             "invalid_code",
             "unknown, used or expired enrollment code; ask the hub operator for a new one",
         )
-    assert row is not None
+    assert slot is not None
     return EnrollResponse(
-        device_id=row["id"],
+        device_id=slot.id,
         device_secret=secret,
-        device_kind=row["kind"],
-        commune=row["commune"],
-        profile=row["profile"],
+        device_kind=slot.kind,
+        commune=slot.commune,
+        profile=slot.profile,
         hub_keys=ctx.keyring.hub_keys(),
     )
 
 
-def _enrollment_refusal(row: sqlite3.Row | None, now: datetime) -> str | None:
+def _enrollment_refusal(slot: EnrollmentSlot | None, now: datetime) -> str | None:
     """Why this code cannot enroll a device (for the audit log), or None if it can."""
-    if row is None:
+    if slot is None:
         return "unknown code"
-    if row["enrollment_used_at"] is not None:
-        return f"code of device {row['id']} already used"
-    if from_iso(row["enrollment_expires_at"]) <= now:
-        return f"code of device {row['id']} expired"
+    if slot.used_at is not None:
+        return f"code of device {slot.id} already used"
+    if slot.expires_at <= now:
+        return f"code of device {slot.id} expired"
     return None
 
 
@@ -204,16 +186,11 @@ async def device_media(ctx: Ctx) -> web.StreamResponse:
     device = ctx.device
     if not _SHA256.match(sha):
         raise ApiError(404, "not_found", "no such media for this device")
-    row = await ctx.db.fetchone(
-        "SELECT m.mime FROM media m WHERE m.sha256 = :sha AND EXISTS ("
-        " SELECT 1 FROM bulletins b WHERE b.media_sha256 = m.sha256 AND b.state = 'published'"
-        f" AND b.kind IN ({kinds_sql(device.kind)}) AND {TARGETS_DEVICE})",
-        {"sha": sha, "device": device.id, "commune": device.commune},
-    )
+    mime = await media.device_media_mime(ctx.db, sha, device.id, device.commune, device.kind)
     # The same 404 for "missing" and "not yours": a device learns nothing about others' media.
-    if row is None:
+    if mime is None:
         raise ApiError(404, "not_found", "no such media for this device")
-    return file_response(ctx.config.media_dir, sha, row["mime"])
+    return file_response(ctx.config.media_dir, sha, mime)
 
 
 @routes.get(
@@ -248,9 +225,9 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
         )
     try:
         # Registered first, then read: a publish in between is pushed, never missed.
-        row = await db.fetchone("SELECT manifest_version FROM devices WHERE id = ?", (device.id,))
-        version = row["manifest_version"] if row else device.manifest_version
-        now = utcnow()
+        versions = await manifests.versions_of(db, [device.id])
+        version = versions.get(device.id, device.manifest_version)
+        now = ctx.now
         connections.write(
             conn,
             connections.sign(
@@ -269,10 +246,13 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
         connections.unregister(conn)
         # aiohttp cancels a WebSocket handler when the peer vanishes; the shield lets this
         # last write finish (and its transaction close) even then.
-        await asyncio.shield(
-            db.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (iso(utcnow()), device.id))
-        )
+        await asyncio.shield(_seen(db, device.id, ctx.now))
     return ws
+
+
+async def _seen(db: Database, device_id: str, now: datetime) -> None:
+    async with db.transaction() as tx:
+        await devices.touch_seen(tx, device_id, now)
 
 
 @routes.post(
@@ -289,11 +269,9 @@ async def device_reports(ctx: Ctx) -> ReportAck:
     device = ctx.device
     device_id = device.id
     stream = batch.stream
-    now = utcnow()
-    received = iso(now)
+    now = ctx.now
     proofs: list[ProofOfPlay] = []
-    healths: list[tuple[Any, ...]] = []
-    latest: HealthSample | None = None
+    healths: list[tuple[HealthSample, str]] = []
     unstorable: list[dict[str, str]] = []
     for i, r in enumerate(batch.reports):
         if r.seq > SQLITE_MAX_INTEGER:
@@ -309,15 +287,12 @@ async def device_reports(ctx: Ctx) -> ReportAck:
             except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
                 unstorable.append({"field": f"reports[{i}].at", "message": "out of range"})
                 continue
-            healths.append((device_id, stream, r.seq, at, r.model_dump_json(), received))
-            if latest is None or r.at > latest.at:
-                latest = r
+            healths.append((r, at))
     if unstorable:
         raise ApiError(422, "validation_error", unstorable)
-    newest = (latest.model_dump_json(), iso(latest.at)) if latest is not None else None
 
-    plays: list[tuple[Any, ...]] = []
-    refused: list[tuple[Any, ...]] = []
+    credible: list[tuple[ProofOfPlay, int, int]] = []
+    refused: list[tuple[ProofOfPlay, str, str]] = []
     if proofs:
         # Judged here on the event loop, not inside the write: Python on the writer's thread
         # contends for the GIL with the loop and stretched each batch's write several times.
@@ -327,91 +302,13 @@ async def device_reports(ctx: Ctx) -> ReportAck:
             started_us, ended_us = epoch_us(p.started_at), epoch_us(p.ended_at)
             why = refusal(p, started_us, ended_us, sent.get(p.bulletin_id), bounds)
             if why is None:
-                plays.append(
-                    (
-                        device_id,
-                        stream,
-                        p.seq,
-                        p.bulletin_id,
-                        # The plain strings: sqlite3 binds an enum member through its slow
-                        # adaptation path, several times dearer than this lookup.
-                        p.priority.value,
-                        p.kind.value,
-                        started_us,
-                        ended_us,
-                        p.outcome.value,
-                        p.position_s,
-                        received,
-                    )
-                )
+                credible.append((p, started_us, ended_us))
             else:
-                refused.append(
-                    (
-                        device_id,
-                        stream,
-                        p.seq,
-                        p.bulletin_id,
-                        why.reason,
-                        why.detail,
-                        p.model_dump_json(),
-                        received,
-                    )
-                )
-
-    play_seqs = json.dumps([row[2] for row in plays])
-
-    def store(conn: sqlite3.Connection) -> int:
-        # One function on the writer's thread: the whole batch is one hop, not one per
-        # statement; little but SQL runs there. One verdict per (device, stream, seq): a retry
-        # is judged again, but whichever table holds the first answer keeps it. (One query
-        # for the batch, not a NOT EXISTS per row: that made each stored play twice as dear.)
-        accepted = plays
-        if plays:
-            earlier = conn.execute(
-                "SELECT seq FROM refused_reports WHERE device_id = ? AND stream = ?"
-                " AND seq IN (SELECT value FROM json_each(?))",
-                (device_id, stream, play_seqs),
-            ).fetchall()
-            if earlier:
-                refused_before = {r[0] for r in earlier}
-                accepted = [row for row in plays if row[2] not in refused_before]
-        conn.executemany(
-            "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
-            " started_at, ended_at, outcome, position_s, received_at)"
-            f" VALUES (?1, ?2, ?3, ?4, ?5, ?6, {iso_from_epoch_us(7)}, {iso_from_epoch_us(8)},"
-            " ?9, ?10, ?11)",
-            accepted,
-        )
-        newly_refused = 0
-        if refused:
-            newly_refused = conn.executemany(
-                "INSERT OR IGNORE INTO refused_reports (device_id, stream, seq, bulletin_id,"
-                " reason, detail, report_json, received_at)"
-                " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS (SELECT 1 FROM plays"
-                " WHERE device_id = ?1 AND stream = ?2 AND seq = ?3)",
-                refused,
-            ).rowcount
-        if newly_refused > 0:
-            conn.execute(
-                _COUNT_REFUSED,
-                (device_id, newly_refused),
-            )
-        conn.executemany(
-            "INSERT OR IGNORE INTO health (device_id, stream, seq, at, json, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            healths,
-        )
-        if newest is not None:
-            # A retried old batch must not overwrite a newer sample.
-            conn.execute(
-                "UPDATE devices SET last_health_json = ?, last_health_at = ?"
-                " WHERE id = ? AND (last_health_at IS NULL OR last_health_at < ?)",
-                (newest[0], newest[1], device_id, newest[1]),
-            )
-        conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (received, device_id))
-        return newly_refused
-
-    newly_refused = await ctx.db.write(store)
+                refused.append((p, why.reason, why.detail))
+    rows = reports.report_rows(
+        device_id, stream, now, credible=credible, refused=refused, healths=healths
+    )
+    newly_refused = await ctx.db.write(partial(reports.write_reports, rows=rows))
     if newly_refused:
         log.info("device %s: %d proof-of-play reports refused", device_id, newly_refused)
     return ReportAck(acked=sorted({r.seq for r in batch.reports}))
@@ -434,37 +331,28 @@ async def _evidence(
     db: Database, device_id: str, commune: str, kind: DeviceKind, ids: set[str]
 ) -> dict[str, SentBulletin]:
     """What the named bulletins are to the device: those that exist, each marked whether it
-    was ever sent to it. One read."""
-    rows = await db.fetchall(
-        "SELECT b.id, b.kind, b.priority, b.display_seconds, b.text,"
-        # Stored times share iso()'s one shape, so they compare as text: the device could hold
-        # it from its publication or valid_from (the later) until valid_until or its
-        # cancellation (the earlier).
-        " max(b.valid_from, coalesce(b.published_at, b.valid_from)) AS held_from,"
-        " min(b.valid_until, coalesce(b.cancelled_at, b.valid_until)) AS held_until,"
-        f" b.state IN ('published', 'cancelled') AND b.kind IN ({kinds_sql(kind)})"
-        f" AND {TARGETS_DEVICE} AS sent"
-        " FROM bulletins b WHERE b.id IN (SELECT value FROM json_each(:ids))",
-        {"ids": json.dumps(sorted(ids)), "device": device_id, "commune": commune},
-    )
+    was ever sent to it, with its bounds worked out once (a batch checks many airings)."""
+    found = await reports.evidence(db, device_id, commune, kind, ids)
     return {
-        r["id"]: sent_bulletin(
-            r["id"],
-            _KIND[r["kind"]],
-            _PRIORITY[r["priority"]],
-            sent_to_device=bool(r["sent"]),
-            held_from=from_iso(r["held_from"]),
-            held_until=from_iso(r["held_until"]),
+        e.id: sent_bulletin(
+            e.id,
+            e.kind,
+            e.priority,
+            sent_to_device=e.sent,
+            held_from=e.held_from,
+            held_until=e.held_until,
             device_kind=kind,
-            words=len(r["text"].split()) if r["text"] else 0,
-            chars=len(r["text"]) if r["text"] else 0,
-            display_seconds=r["display_seconds"],
+            words=len(e.text.split()) if e.text else 0,
+            chars=len(e.text) if e.text else 0,
+            display_seconds=e.display_seconds,
         )
-        for r in rows
+        for e in found.values()
     }
 
 
-async def recheck_stored_plays(db: Database, *, apply: bool) -> dict[str, int]:
+async def recheck_stored_plays(
+    db: Database, *, apply: bool, clock: Callable[[], datetime] = utcnow
+) -> dict[str, int]:
     """Judge the plays stored before the hub checked proof of play by today's rules; with
     `apply`, move those it refuses to refused_reports (reason and all, counted on the device)
     so reports stop counting them. Returns the count per reason.
@@ -472,82 +360,62 @@ async def recheck_stored_plays(db: Database, *, apply: bool) -> dict[str, int]:
     Each play is judged as of when it was received. The enrollment bound is left out: a device
     re-enrolled since (a new SD card) has a later enrollment than its older plays."""
     counts: dict[str, int] = {}
-    devices = await db.fetchall("SELECT id, commune, kind FROM devices ORDER BY id")
-    for device in devices:
-        rows = await db.fetchall(
-            "SELECT * FROM plays WHERE device_id = ? ORDER BY id", (device["id"],)
-        )
-        if not rows:
+    for device in sorted(await reports.devices_of(db, None), key=lambda d: d.id):
+        plays = await reports.plays_of_device(db, device.id)
+        if not plays:
             continue
-        kind = DeviceKind(device["kind"])
-        sent = await _evidence(
-            db, device["id"], device["commune"], kind, {r["bulletin_id"] for r in rows}
-        )
+        kind = DeviceKind(device.kind)
+        sent = await _evidence(db, device.id, device.commune, kind, {p.bulletin_id for p in plays})
         moved: list[tuple[int, tuple[Any, ...]]] = []
-        for r in rows:
-            out = PlayOut.from_row(r)
+        for stored in plays:
             play = ProofOfPlay(
-                seq=out.seq,
-                bulletin_id=out.bulletin_id,
-                priority=out.priority,
-                kind=out.kind,
-                started_at=out.started_at,
-                ended_at=out.ended_at,
-                outcome=out.outcome,
-                position_s=out.position_s,
+                seq=stored.seq,
+                bulletin_id=stored.bulletin_id,
+                priority=stored.priority,
+                kind=stored.kind,
+                started_at=stored.started_at,
+                ended_at=stored.ended_at,
+                outcome=stored.outcome,
+                position_s=stored.position_s,
             )
             why = refusal(
                 play,
                 epoch_us(play.started_at),
                 epoch_us(play.ended_at),
                 sent.get(play.bulletin_id),
-                device_bounds(None, out.received_at),
+                device_bounds(None, stored.received_at),
             )
             if why is None:
                 continue
             counts[why.reason] = counts.get(why.reason, 0) + 1
             moved.append(
                 (
-                    r["id"],
+                    stored.id,
                     (
-                        device["id"],
-                        r["stream"],
+                        device.id,
+                        stored.stream,
                         play.seq,
                         play.bulletin_id,
                         why.reason,
                         f"rechecked after storing: {why.detail}",
                         play.model_dump_json(),
-                        r["received_at"],
+                        iso(stored.received_at),
                     ),
                 )
             )
         if apply and moved:
-            await _move_to_refused(db, device["id"], moved)
+            async with db.transaction() as tx:
+                await reports.move_plays_to_refused(tx, device.id, moved)
+                await audit_log.append(
+                    tx,
+                    "cli",
+                    None,
+                    "plays.recheck",
+                    device.id,
+                    f"{len(moved)} stored plays moved to the refused reports",
+                    at=clock(),
+                )
     return counts
-
-
-async def _move_to_refused(
-    db: Database, device_id: str, moved: list[tuple[int, tuple[Any, ...]]]
-) -> None:
-    async with db.transaction() as conn:
-        await conn.executemany(
-            "INSERT OR IGNORE INTO refused_reports (device_id, stream, seq, bulletin_id, reason,"
-            " detail, report_json, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [row for _, row in moved],
-        )
-        await conn.executemany("DELETE FROM plays WHERE id = ?", [(i,) for i, _ in moved])
-        await conn.execute(
-            _COUNT_REFUSED,
-            (device_id, len(moved)),
-        )
-        await audit(
-            conn,
-            "cli",
-            None,
-            "plays.recheck",
-            device_id,
-            f"{len(moved)} stored plays moved to the refused reports",
-        )
 
 
 class PlaysQuery(BaseModel):
@@ -573,37 +441,19 @@ class PlayOut(BaseModel):
     received_at: datetime
 
     @classmethod
-    def from_row(cls, r: sqlite3.Row) -> PlayOut:
+    def of(cls, play: Play) -> PlayOut:
         return cls(
-            device_id=r["device_id"],
-            seq=r["seq"],
-            bulletin_id=r["bulletin_id"],
-            priority=r["priority"],
-            kind=r["kind"],
-            started_at=r["started_at"],
-            ended_at=r["ended_at"],
-            outcome=r["outcome"],
-            position_s=r["position_s"],
-            received_at=r["received_at"],
+            device_id=play.device_id,
+            seq=play.seq,
+            bulletin_id=play.bulletin_id,
+            priority=play.priority,
+            kind=play.kind,
+            started_at=play.started_at,
+            ended_at=play.ended_at,
+            outcome=play.outcome,
+            position_s=play.position_s,
+            received_at=play.received_at,
         )
-
-
-def _device_rows(ctx: Ctx, device: str | None) -> tuple[list[str], dict[str, Any]]:
-    """WHERE terms (and their parameters) for rows about devices: the caller's scope (a
-    commune's account sees its own devices only) and, if asked, one device."""
-    where: list[str] = []
-    params: dict[str, Any] = {}
-    if ctx.user.commune is not None:
-        where.append("device_id IN (SELECT id FROM devices WHERE commune = :scope)")
-        params["scope"] = ctx.user.commune
-    if device:
-        where.append("device_id = :device")
-        params["device"] = device
-    return where, params
-
-
-#: Newest first, as the audit log; the row id breaks ties between plays that started together.
-_PLAY_ORDER = ("started_at", "id")
 
 
 @routes.get(
@@ -616,21 +466,20 @@ _PLAY_ORDER = ("started_at", "id")
 )
 async def list_plays(ctx: Ctx) -> Page[list[PlayOut]]:
     query: PlaysQuery = ctx.query
-    where, params = _device_rows(ctx, query.device)
-    if query.bulletin:
-        where.append("bulletin_id = :bulletin")
-        params["bulletin"] = query.bulletin
+    before = None
     if query.before is not None:
-        where.append(after_key(_PLAY_ORDER, descending=True))
-        params.update(key_params(decode_cursor(query.before, (str, int))))
-    rows = await ctx.db.fetchall(
-        "SELECT * FROM plays"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY started_at DESC, id DESC LIMIT :limit",
-        {**params, "limit": query.limit + 1},
+        started_at, play_id = decode_cursor(query.before, (str, int))
+        before = (started_at, play_id)
+    rows = await reports.plays_page(
+        ctx.db,
+        commune=ctx.user.commune,
+        device=query.device,
+        bulletin=query.bulletin,
+        before=before,
+        limit=query.limit + 1,
     )
-    rows, cursor = cut(rows, query.limit, lambda r: (r["started_at"], r["id"]))
-    return Page([PlayOut.from_row(r) for r in rows], cursor)
+    rows, cursor = cut(rows, query.limit, reports.play_key)
+    return Page([PlayOut.of(r) for r in rows], cursor)
 
 
 class RefusedQuery(BaseModel):
@@ -667,31 +516,29 @@ class RefusedReportOut(BaseModel):
 )
 async def list_refused_reports(ctx: Ctx) -> Page[list[RefusedReportOut]]:
     query: RefusedQuery = ctx.query
-    where, params = _device_rows(ctx, query.device)
-    if query.reason:
-        where.append("reason = :reason")
-        params["reason"] = query.reason
+    before = None
     if query.before is not None:
-        where.append(after_key(("id",), descending=True))
-        params.update(key_params(decode_cursor(query.before, (int,))))
-    rows = await ctx.db.fetchall(
-        "SELECT * FROM refused_reports"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY id DESC LIMIT :limit",
-        {**params, "limit": query.limit + 1},
+        (before,) = decode_cursor(query.before, (int,))
+    rows = await reports.refused_page(
+        ctx.db,
+        commune=ctx.user.commune,
+        device=query.device,
+        reason=query.reason,
+        before=before,
+        limit=query.limit + 1,
     )
-    rows, cursor = cut(rows, query.limit, lambda r: (r["id"],))
+    rows, cursor = cut(rows, query.limit, lambda r: (r.id,))
     return Page(
         [
             RefusedReportOut(
-                device_id=r["device_id"],
-                stream=r["stream"],
-                seq=r["seq"],
-                bulletin_id=r["bulletin_id"],
-                reason=r["reason"],
-                detail=r["detail"],
-                report=json.loads(r["report_json"]),
-                received_at=r["received_at"],
+                device_id=r.device_id,
+                stream=r.stream,
+                seq=r.seq,
+                bulletin_id=r.bulletin_id,
+                reason=r.reason,
+                detail=r.detail,
+                report=r.report,
+                received_at=r.received_at,
             )
             for r in rows
         ],

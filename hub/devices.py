@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -18,25 +17,23 @@ from loa_contract import (
     SetVolume,
     StopPlayback,
     TestTone,
-    utcnow,
 )
 
 from .auth import Permission, require
-from .db import from_iso, iso
 from .errors import ApiError, field_error
 from .paging import (
     DEFAULT_LIMIT,
     MAX_CURSOR,
     MAX_LIMIT,
     Page,
-    after_key,
     decode_cursor,
     encode_cursor,
-    key_params,
 )
 from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_enrollment_code
+from .store import communes, devices
+from .store.devices import Device
 from .verdict import Level, device_verdict
 
 routes = RouteTable("devices")
@@ -145,49 +142,36 @@ class CommandResult(BaseModel):
     delivered: bool
 
 
-def _device_out(row: sqlite3.Row, connected: bool, offline_after_s: float) -> DeviceOut:
-    now = utcnow()
-    last_seen = from_iso(row["last_seen"]) if row["last_seen"] else None
-    health = (
-        HealthSample.model_validate_json(row["last_health_json"])
-        if row["last_health_json"]
-        else None
-    )
-    enrolled = row["secret_hash"] is not None
+def _device_out(d: Device, connected: bool, offline_after_s: float, now: datetime) -> DeviceOut:
     online = connected or (
-        last_seen is not None and (now - last_seen).total_seconds() <= offline_after_s
+        d.last_seen is not None and (now - d.last_seen).total_seconds() <= offline_after_s
     )
-    last_refused = from_iso(row["last_refused_at"]) if row["last_refused_at"] else None
     verdict = device_verdict(
-        health, online=online, now=now, enrolled=enrolled, last_refused_at=last_refused
+        d.health, online=online, now=now, enrolled=d.enrolled, last_refused_at=d.last_refused_at
     )
     return DeviceOut(
-        id=row["id"],
-        commune=row["commune"],
-        name=row["name"],
-        kind=DeviceKind(row["kind"]),
-        profile=row["profile"],
-        enrolled=enrolled,
-        enrolled_at=from_iso(row["enrolled_at"]) if row["enrolled_at"] else None,
-        enrollment_expires_at=(
-            from_iso(row["enrollment_expires_at"])
-            if not enrolled and row["enrollment_expires_at"]
-            else None
-        ),
-        agent_version=row["agent_version"],
-        hostname=row["hostname"],
-        manifest_version=row["manifest_version"],
-        last_seen=last_seen,
+        id=d.id,
+        commune=d.commune,
+        name=d.name,
+        kind=d.kind,
+        profile=d.profile,
+        enrolled=d.enrolled,
+        enrolled_at=d.enrolled_at,
+        enrollment_expires_at=None if d.enrolled else d.enrollment_expires_at,
+        agent_version=d.agent_version,
+        hostname=d.hostname,
+        manifest_version=d.manifest_version,
+        last_seen=d.last_seen,
         online=online,
         connected=connected,
-        health=health,
-        now_playing=health.now_playing if health else None,
+        health=d.health,
+        now_playing=d.health.now_playing if d.health else None,
         verdict=verdict.level,
         verdict_reasons=list(verdict.reasons),
-        refused_reports=row["refused_reports_total"],
-        last_refused_at=last_refused,
-        last_refused_reason=row["last_refused_reason"],
-        last_refused_detail=row["last_refused_detail"],
+        refused_reports=d.refused_reports,
+        last_refused_at=d.last_refused_at,
+        last_refused_reason=d.last_refused_reason,
+        last_refused_detail=d.last_refused_detail,
     )
 
 
@@ -204,29 +188,25 @@ async def create_device(ctx: Ctx) -> DeviceCreated:
     require(ctx.user, Permission.DEVICES_WRITE, commune=body.commune)
     device_id = str(uuid.uuid4())
     code = new_enrollment_code()
-    now = utcnow()
+    now = ctx.now
     expires = now + ctx.config.enrollment_ttl
     profile = body.profile or DEFAULT_PROFILE[body.kind]
-    async with ctx.db.transaction() as conn:
-        cur = await conn.execute("SELECT 1 FROM communes WHERE code = ?", (body.commune,))
-        if await cur.fetchone() is None:
+    async with ctx.db.transaction() as tx:
+        if not await communes.exists(tx, body.commune):
             raise field_error(422, "unknown_commune", "commune", f"no commune {body.commune!r}")
-        await conn.execute(
-            "INSERT INTO devices (id, commune, name, kind, profile, enrollment_code_hash,"
-            " enrollment_expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                device_id,
-                body.commune,
-                body.name,
-                body.kind.value,
-                profile,
-                code_hash(code),
-                iso(expires),
-                iso(now),
-            ),
+        await devices.add(
+            tx,
+            device_id,
+            commune=body.commune,
+            name=body.name,
+            kind=body.kind,
+            profile=profile,
+            enrollment_code_hash=code_hash(code),
+            enrollment_expires_at=expires,
+            at=now,
         )
         await ctx.audit(
-            conn,
+            tx,
             "device.create",
             device_id,
             f"{body.commune} {body.kind.value} {body.name}",
@@ -243,10 +223,6 @@ async def create_device(ctx: Ctx) -> DeviceCreated:
     )
 
 
-#: By commune, then name; the id tells apart two devices of one name.
-_DEVICE_ORDER = ("commune", "name", "id")
-
-
 @routes.get(
     "/api/v1/devices",
     summary="The fleet by commune and name: enrollment, online state, last health and verdict"
@@ -257,32 +233,25 @@ _DEVICE_ORDER = ("commune", "name", "id")
 )
 async def list_devices(ctx: Ctx) -> Page[list[DeviceOut]]:
     query: DevicesQuery = ctx.query
-    where: list[str] = []
-    params: dict[str, Any] = {}
-    if ctx.user.commune is not None:
-        where.append("commune = :scope")
-        params["scope"] = ctx.user.commune
-    if query.commune:
-        where.append("commune = :commune")
-        params["commune"] = query.commune
-    if query.kind:
-        where.append("kind = :kind")
-        params["kind"] = query.kind.value
-    key = decode_cursor(query.before, (str, str, str)) if query.before is not None else None
+    key: tuple[str, str, str] | None = None
+    if query.before is not None:
+        commune_key, name_key, id_key = decode_cursor(query.before, (str, str, str))
+        key = (commune_key, name_key, id_key)
+    own = ctx.user.commune
+    if own is not None and query.commune and query.commune != own:
+        return Page([], None)  # outside the caller's commune: nothing it may see
+    commune = own or query.commune or None
     online = ctx.connections.online_ids()
     offline_after_s = ctx.config.offline_after.total_seconds()
+    now = ctx.now
     chunk = query.limit + 1
     fleet: list[DeviceOut] = []
     while True:
-        conds = [*where, after_key(_DEVICE_ORDER, descending=False)] if key else where
-        rows = await ctx.db.fetchall(
-            "SELECT * FROM devices"
-            + (" WHERE " + " AND ".join(conds) if conds else "")
-            + " ORDER BY commune, name, id LIMIT :chunk",
-            {**params, **(key_params(key) if key else {}), "chunk": chunk},
+        rows = await devices.fleet_page(
+            ctx.db, commune=commune, kind=query.kind, after=key, limit=chunk
         )
         for r in rows:
-            device = _device_out(r, r["id"] in online, offline_after_s)
+            device = _device_out(r, r.id in online, offline_after_s, now)
             # The verdict depends on the hub's clock and connections, not on anything SQL
             # could index: filtered here, reading on until the page is full.
             if query.verdict is not None and device.verdict != query.verdict:
@@ -293,16 +262,16 @@ async def list_devices(ctx: Ctx) -> Page[list[DeviceOut]]:
             fleet.append(device)
         if len(rows) < chunk:
             return Page(fleet, None)
-        key = (rows[-1]["commune"], rows[-1]["name"], rows[-1]["id"])
+        key = (rows[-1].commune, rows[-1].name, rows[-1].id)
 
 
-async def _device_row(ctx: Ctx) -> sqlite3.Row:
+async def _device(ctx: Ctx) -> Device:
     device_id = ctx.path("id")
-    row = await ctx.db.fetchone("SELECT * FROM devices WHERE id = ?", (device_id,))
-    if row is None:
+    device = await devices.get(ctx.db, device_id)
+    if device is None:
         raise ApiError(404, "not_found", f"no device {device_id!r}")
-    require(ctx.user, Permission.FLEET_READ, commune=row["commune"])
-    return row
+    require(ctx.user, Permission.FLEET_READ, commune=device.commune)
+    return device
 
 
 @routes.get(
@@ -313,9 +282,12 @@ async def _device_row(ctx: Ctx) -> sqlite3.Row:
     errors=[403, 404],
 )
 async def get_device(ctx: Ctx) -> DeviceOut:
-    row = await _device_row(ctx)
+    device = await _device(ctx)
     return _device_out(
-        row, ctx.connections.is_online(row["id"]), ctx.config.offline_after.total_seconds()
+        device,
+        ctx.connections.is_online(device.id),
+        ctx.config.offline_after.total_seconds(),
+        ctx.now,
     )
 
 
@@ -328,17 +300,13 @@ async def get_device(ctx: Ctx) -> DeviceOut:
     errors=[403, 404],
 )
 async def reissue_enrollment(ctx: Ctx) -> EnrollmentCode:
-    row = await _device_row(ctx)
+    device = await _device(ctx)
     code = new_enrollment_code()
-    expires = utcnow() + ctx.config.enrollment_ttl
-    async with ctx.db.transaction() as conn:
-        await conn.execute(
-            "UPDATE devices SET enrollment_code_hash = ?, enrollment_expires_at = ?,"
-            " enrollment_used_at = NULL, secret_hash = NULL WHERE id = ?",
-            (code_hash(code), iso(expires), row["id"]),
-        )
-        await ctx.audit(conn, "device.reenroll", row["id"], row["commune"])
-    return EnrollmentCode(id=row["id"], enrollment_code=code, enrollment_expires_at=expires)
+    expires = ctx.now + ctx.config.enrollment_ttl
+    async with ctx.db.transaction() as tx:
+        await devices.new_enrollment_code(tx, device.id, code_hash(code), expires)
+        await ctx.audit(tx, "device.reenroll", device.id, device.commune)
+    return EnrollmentCode(id=device.id, enrollment_code=code, enrollment_expires_at=expires)
 
 
 @routes.post(
@@ -352,8 +320,8 @@ async def reissue_enrollment(ctx: Ctx) -> EnrollmentCode:
 )
 async def send_command(ctx: Ctx) -> CommandResult:
     body: SetVolumeIn | StopIn | TestToneIn | ResyncIn = ctx.body
-    row = await _device_row(ctx)
-    fields = command_fields(row["id"], utcnow(), ctx.config.command_ttl)
+    device = await _device(ctx)
+    fields = command_fields(device.id, ctx.now, ctx.config.command_ttl)
     command: Command
     if isinstance(body, SetVolumeIn):
         command = SetVolume(**fields, volume=body.volume)
@@ -363,15 +331,15 @@ async def send_command(ctx: Ctx) -> CommandResult:
         command = TestTone(**fields)
     else:
         command = Resync(**fields)
-    delivered = ctx.connections.send(row["id"], command)
-    async with ctx.db.transaction() as conn:
+    delivered = ctx.connections.send(device.id, command)
+    async with ctx.db.transaction() as tx:
         await ctx.audit(
-            conn,
+            tx,
             f"device.command.{body.type}",
-            row["id"],
+            device.id,
             f"delivered={delivered}",
             after=body.model_dump(mode="json"),
         )
     return CommandResult(
-        command_id=fields["command_id"], device_id=row["id"], type=body.type, delivered=delivered
+        command_id=fields["command_id"], device_id=device.id, type=body.type, delivered=delivered
     )

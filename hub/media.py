@@ -15,18 +15,15 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from loa_contract import utcnow
-
-from .auth import Permission, User
-from .bulletins import scope_sql
-from .db import iso
+from .auth import Permission
 from .errors import ApiError
 from .routing import Ctx, RouteTable
+from .store import media
 
 routes = RouteTable("media")
 
@@ -200,18 +197,10 @@ async def upload_media(ctx: Ctx) -> MediaOut:
         else:
             await asyncio.to_thread(_finish_file, fh, tmp, final)
             moved = True
-        async with ctx.db.transaction() as conn:
-            await conn.execute(
-                "INSERT OR IGNORE INTO media (sha256, size, mime, created_at) VALUES (?, ?, ?, ?)",
-                (sha, size, mime, iso(utcnow())),
-            )
-            # Also for bytes already stored: the record is what lets this unit use them.
-            await conn.execute(
-                "INSERT OR IGNORE INTO media_uploads (sha256, unit, first_at) VALUES (?, ?, ?)",
-                (sha, ctx.user.unit, iso(utcnow())),
-            )
+        async with ctx.db.transaction() as tx:
+            await media.add(tx, sha, size, mime, unit=ctx.user.unit, at=ctx.now)
             await ctx.audit(
-                conn, "media.upload", sha, after={"sha256": sha, "size": size, "mime": mime}
+                tx, "media.upload", sha, after={"sha256": sha, "size": size, "mime": mime}
             )
         return MediaOut(sha256=sha, size=size, mime=mime)
     finally:
@@ -222,43 +211,16 @@ async def upload_media(ctx: Ctx) -> MediaOut:
                 tmp.unlink()
 
 
-#: Media `m` uploaded by the unit `:unit`.
-_UPLOADED_BY_UNIT = """EXISTS (SELECT 1 FROM media_uploads u
-    WHERE u.sha256 = m.sha256 AND u.unit = :unit)"""
-
-
-def uploads_sql(user: User) -> tuple[str, dict[str, str]]:
-    """A condition on media `m`: all of it province-wide, else the caller's unit's uploads."""
-    if user.province_wide:
-        return "1 = 1", {}
-    return _UPLOADED_BY_UNIT, {"unit": user.unit}
-
-
-def readable_sql(user: User) -> tuple[str, dict[str, Any]]:
-    """A condition on media `m` that `user` may fetch: its unit's uploads, or the media of a
-    bulletin it may see (a commune hears what the province published to it)."""
-    if user.province_wide:
-        return "1 = 1", {}
-    bulletin_cond, params = scope_sql(user)
-    cond = (
-        f"({_UPLOADED_BY_UNIT} OR EXISTS (SELECT 1 FROM bulletins b"
-        f" WHERE b.media_sha256 = m.sha256 AND {bulletin_cond}))"
-    )
-    return cond, {"unit": user.unit, **params}
-
-
 @routes.get(
     "/api/v1/media",
     summary="List stored media: everything for province-wide accounts, else the unit's uploads",
     response=list[MediaOut],
 )
 async def list_media(ctx: Ctx) -> list[MediaOut]:
-    cond, params = uploads_sql(ctx.user)
-    rows = await ctx.db.fetchall(
-        f"SELECT m.sha256, m.size, m.mime FROM media m WHERE {cond} ORDER BY m.created_at DESC",
-        params,
-    )
-    return [MediaOut(sha256=r["sha256"], size=r["size"], mime=r["mime"]) for r in rows]
+    return [
+        MediaOut(sha256=m.sha256, size=m.size, mime=m.mime)
+        for m in await media.uploads(ctx.db, ctx.user)
+    ]
 
 
 @routes.get(
@@ -280,13 +242,10 @@ async def get_media(ctx: Ctx) -> web.StreamResponse:
     missing = ApiError(404, "not_found", "no such media")
     if not _SHA256.match(sha):
         raise missing
-    cond, params = readable_sql(ctx.user)
-    row = await ctx.db.fetchone(
-        f"SELECT m.mime FROM media m WHERE m.sha256 = :sha AND {cond}", {"sha": sha, **params}
-    )
-    if row is None:
+    mime = await media.readable_mime(ctx.db, sha, ctx.user)
+    if mime is None:
         raise missing
-    return file_response(ctx.config.media_dir, sha, row["mime"])
+    return file_response(ctx.config.media_dir, sha, mime)
 
 
 def file_response(media_dir: Path, sha256: str, mime: str) -> web.FileResponse:

@@ -10,7 +10,7 @@ so the other nodes find nothing left to do. Each node then tells its own connect
 (it notices the announced set changed, whoever changed it). Manifests list the announced
 set, sorted: the same list whichever node signs, and no re-signing while nothing changes.
 
-All the SQL for nodes is here, so it can move into the data layer as one piece.
+The SQL for nodes is hub/store/nodes.py.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from aiohttp import web
 from loa_contract import MAX_HUB_URLS
 
 from .appkeys import CLOCK, CONFIG, CONNECTIONS, DB
-from .db import Database, iso
+from .db import Database
+from .store import nodes
+from .store.manifests import bump_every_version, versions_of
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,7 @@ def node_url(public_url: str | None) -> str | None:
 
 async def hub_urls(db: Database) -> list[str]:
     """The hub nodes a manifest lists: the set last announced, sorted."""
-    rows = await db.fetchall(
-        "SELECT url FROM hub_nodes WHERE announced = 1 ORDER BY url LIMIT ?", (MAX_HUB_URLS,)
-    )
-    return [r["url"] for r in rows]
+    return await nodes.announced_urls(db, MAX_HUB_URLS)
 
 
 async def beat(
@@ -50,29 +49,17 @@ async def beat(
     """Record this node (if it has a URL) alive at `now`, and announce the live nodes if they
     are not the set announced: returns every device's new manifest version when this call
     announced a change, None when there was nothing to announce."""
-    async with db.transaction() as conn:
+    async with db.transaction() as tx:
         if url is not None:
-            await conn.execute(
-                "INSERT INTO hub_nodes (url, first_seen, last_seen) VALUES (?, ?, ?)"
-                " ON CONFLICT (url) DO UPDATE SET last_seen = excluded.last_seen",
-                (url, iso(now), iso(now)),
-            )
-        cutoff = iso(now - fresh)
-        cur = await conn.execute("SELECT url, last_seen, announced FROM hub_nodes")
-        rows = await cur.fetchall()
-        live = {r["url"] for r in rows if r["last_seen"] >= cutoff}
-        announced = {r["url"] for r in rows if r["announced"]}
+            await nodes.record_alive(tx, url, now)
+        cutoff = now - fresh
+        known = await nodes.every_node(tx)
+        live = {n.url for n in known if n.last_seen >= cutoff}
+        announced = {n.url for n in known if n.announced}
         if live == announced:
             return None
-        await conn.execute(
-            "UPDATE hub_nodes SET announced = CASE WHEN last_seen >= ? THEN 1 ELSE 0 END",
-            (cutoff,),
-        )
-        cur = await conn.execute(
-            "UPDATE devices SET manifest_version = manifest_version + 1"
-            " RETURNING id, manifest_version"
-        )
-        versions = {r[0]: r[1] for r in await cur.fetchall()}
+        await nodes.announce_alive_since(tx, cutoff)
+        versions = await bump_every_version(tx)
     log.info(
         "hub nodes now %s (were %s): %d manifests re-issued",
         sorted(live),
@@ -80,14 +67,6 @@ async def beat(
         len(versions),
     )
     return versions
-
-
-async def versions_of(db: Database, device_ids: set[str]) -> dict[str, int]:
-    """The current manifest version of each of `device_ids`."""
-    if not device_ids:
-        return {}
-    rows = await db.fetchall("SELECT id, manifest_version FROM devices")
-    return {r["id"]: r["manifest_version"] for r in rows if r["id"] in device_ids}
 
 
 #: A change of nodes is not urgent: this node's connected devices are told in this many

@@ -81,17 +81,6 @@ def bad_cursor() -> ApiError:
     )
 
 
-def after_key(columns: tuple[str, ...], *, descending: bool) -> str:
-    """The SQL condition 'comes after the cursor row in this order', on named parameters
-    :before0, :before1, … (a row-value comparison, which SQLite serves from the index)."""
-    names = ", ".join(f":before{i}" for i in range(len(columns)))
-    return f"({', '.join(columns)}) {'<' if descending else '>'} ({names})"
-
-
-def key_params(key: Key) -> dict[str, Any]:
-    return {f"before{i}": value for i, value in enumerate(key)}
-
-
 def cut(rows: list[T], limit: int, key: Any) -> tuple[list[T], str | None]:
     """Rows fetched with LIMIT limit + 1: the page, and the cursor if there is more."""
     if len(rows) <= limit:

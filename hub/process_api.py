@@ -8,7 +8,6 @@ channel to it right now. Admin only: it says nothing about bulletins, but it is 
 from __future__ import annotations
 
 import os
-import time
 
 import psutil
 from pydantic import BaseModel
@@ -21,7 +20,7 @@ routes = RouteTable("hub")
 
 class HubProcess(BaseModel):
     pid: int
-    #: The hub's wall clock (seconds since the epoch) when the figures were read: CPU use is
+    #: The hub's clock (seconds since the epoch) when the figures were read: CPU use is
     #: the difference of two answers' cpu seconds over the difference of their `at`.
     at: float
     rss_bytes: int
@@ -48,7 +47,7 @@ async def hub_process(ctx: Ctx) -> HubProcess:
         files = process.num_fds()
     return HubProcess(
         pid=process.pid,
-        at=time.time(),
+        at=ctx.now.timestamp(),
         rss_bytes=rss,
         cpu_user_s=cpu.user,
         cpu_system_s=cpu.system,

@@ -87,11 +87,13 @@ def text_frame(payload: str) -> bytes:
 class Connection:
     __slots__ = ("backlog_since", "connected_at", "device_id", "socket", "transport")
 
-    def __init__(self, device_id: str, socket: Socket, transport: Transport) -> None:
+    def __init__(
+        self, device_id: str, socket: Socket, transport: Transport, connected_at: datetime
+    ) -> None:
         self.device_id = device_id
         self.socket = socket
         self.transport = transport
-        self.connected_at = utcnow()
+        self.connected_at = connected_at
         #: Monotonic time since when bytes have sat unsent in the transport; None: none do.
         self.backlog_since: float | None = None
 
@@ -182,8 +184,12 @@ class Connections:
         max_backlog_bytes: int = 256 * 1024,
         stall_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """`clock` is the hub's time (what commands are dated and expire by); `monotonic`
+        times the stall of a socket's backlog."""
         self._signer = signer
+        self._clock = clock
         self._max_backlog = max_backlog_bytes
         self._stall_s = stall_s
         self._monotonic = monotonic
@@ -211,7 +217,7 @@ class Connections:
         self, device_id: str, socket: Socket, transport: Transport
     ) -> tuple[Connection, Connection | None]:
         """Returns the new connection and the one it replaced (the caller closes that)."""
-        conn = Connection(device_id, socket, transport)
+        conn = Connection(device_id, socket, transport, self._clock())
         old = self._by_device.get(device_id)
         self._by_device[device_id] = conn
         return conn, old
@@ -275,7 +281,7 @@ class Connections:
     async def push_manifest_ready(self, versions: dict[str, int], ttl: timedelta) -> int:
         """Tell each online device its new version. Signed per device (the version differs,
         and the command names its device: it cannot be replayed to another loudspeaker)."""
-        now = utcnow()
+        now = self._clock()
         sent = 0
         signed = 0
         for device_id, version in versions.items():
@@ -295,7 +301,7 @@ class Connections:
     def emergency_start(self, bulletin: ManifestBulletin, scope: Scope) -> EmergencyFrame:
         """Sign the start once for every device in `scope` (each checks it is inside) and
         keep it for devices that connect while the emergency lasts."""
-        now = utcnow()
+        now = self._clock()
         start = EmergencyStart(
             **broadcast_fields(now, bulletin.schedule.valid_until - now),
             scope=scope,
@@ -317,7 +323,7 @@ class Connections:
         sign the cancel once for the whole scope."""
         self.emergencies.forget(bulletin_id)
         cancel = EmergencyCancel(
-            **broadcast_fields(utcnow(), ttl), scope=scope, bulletin_id=bulletin_id
+            **broadcast_fields(self._clock(), ttl), scope=scope, bulletin_id=bulletin_id
         )
         return self.sign(cancel)
 

@@ -66,9 +66,12 @@ from .audit_api import stream_csv
 from .auth import Permission
 from .categories import CATEGORIES
 from .categories import DEFAULT as DEFAULT_CATEGORY
-from .db import from_iso, iso
+from .db import iso
 from .errors import ApiError, field_error
 from .routing import Ctx, RouteTable
+from .store import accounts, communes
+from .store import reports as store
+from .store.reports import BulletinRow, DeviceRow, PlayRow
 
 routes = RouteTable("reports")
 
@@ -96,48 +99,8 @@ PROVINCE_UNIT = "province"
 QUOTA_REQUIRED: dict[str, int] = {"province": 2, "newspaper": 4, "agency": 1}
 
 
-# ================================================================ pure: inputs
-
-
-@dataclass(frozen=True)
-class PlayRow:
-    """A stored proof-of-play row (times aware)."""
-
-    bulletin_id: str
-    priority: str
-    kind: str
-    started_at: datetime
-    ended_at: datetime
-    outcome: str
-    position_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class BulletinRow:
-    """What reports need of a bulletin."""
-
-    id: str
-    unit: str
-    source_level: str
-    kind: str
-    priority: str = Priority.NORMAL.value
-    category: str | None = None
-    text: str | None = None
-    published_at: datetime | None = None
-    #: The longest completed airing's position (seconds), measured by devices; None if never.
-    measured_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class DeviceRow:
-    id: str
-    name: str
-    commune: str
-    kind: str
-    enrolled_at: datetime | None
-
-
 # ================================================================ pure: outputs
+# (the inputs, PlayRow, BulletinRow and DeviceRow, are the rows hub/store/reports.py reads)
 
 
 class Tally(BaseModel):
@@ -691,136 +654,30 @@ def _scope(ctx: Ctx, asked: str | None) -> str | None:
     return asked
 
 
-def _t(text: str) -> datetime:
-    return from_iso(text)
-
-
 async def _report(ctx: Ctx) -> MonthlyReport:
     query: ReportQuery = ctx.query
     now = ctx.now
     first, last = query.days(local_day(now))
     commune = _scope(ctx, query.commune)
     db = ctx.db
-    if commune is not None:
-        if await db.fetchone("SELECT 1 FROM communes WHERE code = ?", (commune,)) is None:
-            raise field_error(404, "not_found", "commune", f"no commune {commune!r}")
+    if commune is not None and not await communes.exists(db, commune):
+        raise field_error(404, "not_found", "commune", f"no commune {commune!r}")
     start, end = period_bounds(first, last)
-    scope_sql = " AND d.commune = :commune" if commune else ""
-    params: dict[str, Any] = {
-        "start": iso(start),
-        "end": iso(end),
-        "commune": commune,
-        "epoch": math.floor(start.timestamp()),
-        "slot": SLOT_SECONDS,
-    }
-    play_rows = await db.fetchall(
-        "SELECT p.bulletin_id, p.priority, p.kind, p.started_at, p.ended_at, p.outcome,"
-        " p.position_s FROM plays p JOIN devices d ON d.id = p.device_id"
-        f" WHERE p.started_at >= :start AND p.started_at < :end{scope_sql}",
-        params,
-    )
-    plays = [
-        PlayRow(
-            bulletin_id=r["bulletin_id"],
-            priority=r["priority"],
-            kind=r["kind"],
-            started_at=_t(r["started_at"]),
-            ended_at=_t(r["ended_at"]),
-            outcome=r["outcome"],
-            position_s=r["position_s"],
-        )
-        for r in play_rows
-    ]
-    aired_ids = sorted({p.bulletin_id for p in plays})
-    bulletins: dict[str, BulletinRow] = {}
-    for i in range(0, len(aired_ids), 500):
-        chunk = aired_ids[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        for r in await db.fetchall(
-            "SELECT id, unit, source_level, kind, priority, category FROM bulletins"
-            f" WHERE id IN ({marks})",
-            chunk,
-        ):
-            bulletins[r["id"]] = BulletinRow(
-                id=r["id"],
-                unit=r["unit"],
-                source_level=r["source_level"],
-                kind=r["kind"],
-                priority=r["priority"],
-                category=r["category"],
-            )
-    device_rows = await db.fetchall(
-        "SELECT d.id, d.name, d.commune, d.kind, d.enrolled_at FROM devices d"
-        f" WHERE 1 = 1{scope_sql} ORDER BY d.commune, d.name, d.id",
-        params,
-    )
-    devices = [
-        DeviceRow(
-            id=r["id"],
-            name=r["name"],
-            commune=r["commune"],
-            kind=r["kind"],
-            enrolled_at=_t(r["enrolled_at"]) if r["enrolled_at"] else None,
-        )
-        for r in device_rows
-    ]
-    # The slot arithmetic of `slot_index`, done by SQLite so a month of health samples need
-    # not cross into Python: whole UTC seconds since the period's start, divided by the slot.
-    slot_sql = "(CAST(strftime('%s', substr({col}, 1, 19)) AS INTEGER) - :epoch) / :slot"
-    up_rows = await db.fetchall(
-        f"SELECT DISTINCT h.device_id AS device, {slot_sql.format(col='h.at')} AS slot"
-        " FROM health h JOIN devices d ON d.id = h.device_id"
-        f" WHERE h.at >= :start AND h.at < :end{scope_sql}"
-        f" UNION SELECT p.device_id, {slot_sql.format(col='p.started_at')}"
-        " FROM plays p JOIN devices d ON d.id = p.device_id"
-        f" WHERE p.started_at >= :start AND p.started_at < :end{scope_sql}"
-        f" UNION SELECT d.id, {slot_sql.format(col='d.last_seen')} FROM devices d"
-        f" WHERE d.last_seen >= :start AND d.last_seen < :end{scope_sql}",
-        params,
-    )
-    up: dict[str, set[int]] = {}
-    for r in up_rows:
-        up.setdefault(r[0], set()).add(int(r[1]))
+    plays = await store.plays_between(db, start, end, commune)
     provided: list[BulletinRow] | None = None
     agencies: list[str] = []
     if commune is None:
-        provided = [
-            BulletinRow(
-                id=r["id"],
-                unit=r["unit"],
-                source_level=r["source_level"],
-                kind=r["kind"],
-                priority=r["priority"],
-                category=r["category"],
-                text=r["text"],
-                published_at=_t(r["published_at"]),
-                measured_seconds=r["measured"],
-            )
-            for r in await db.fetchall(
-                "SELECT b.id, b.unit, b.source_level, b.kind, b.priority, b.category, b.text,"
-                " b.published_at, (SELECT MAX(p.position_s) FROM plays p"
-                " WHERE p.bulletin_id = b.id AND p.outcome = 'completed') AS measured"
-                " FROM bulletins b WHERE b.published_at >= :start AND b.published_at < :end"
-                " ORDER BY b.published_at",
-                params,
-            )
-        ]
-        agencies = [
-            r[0]
-            for r in await db.fetchall(
-                "SELECT DISTINCT unit FROM users WHERE role = 'contributor' AND disabled = 0"
-                " AND unit IS NOT NULL"
-            )
-        ]
+        provided = await store.published_between(db, start, end)
+        agencies = await accounts.contributor_units(db)
     return build_report(
         first=first,
         last=last,
         now=now,
         commune=commune,
         plays=plays,
-        bulletins=bulletins,
-        devices=devices,
-        up_slots=up,
+        bulletins=await store.bulletins_by_id(db, sorted({p.bulletin_id for p in plays})),
+        devices=await store.devices_of(db, commune),
+        up_slots=await store.reporting_slots(db, start, end, commune, SLOT_SECONDS),
         provided=provided,
         agencies=agencies,
         newspapers=ctx.config.newspaper_units,

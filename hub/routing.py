@@ -11,18 +11,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-import aiosqlite
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .appkeys import CLOCK, CONFIG, CONNECTIONS, DB, KEYRING, ROUTES
 from .auth import DeviceAuth, Permission, User, authenticate_device, authenticate_operator, require
 from .config import HubConfig
-from .db import Database, audit
+from .db import Database
 from .errors import ApiError, validation_detail
 from .keys import HubKeyring
 from .paging import PAGE_HEADERS, Page, next_headers
 from .push import Connections
+from .store import audit as audit_log
+from .store.sql import Tx
 
 AuthKind = Literal["operator", "device", "public"]
 
@@ -89,7 +90,7 @@ class Ctx:
 
     async def audit(
         self,
-        conn: aiosqlite.Connection,
+        tx: Tx,
         action: str,
         target: str | None = None,
         detail: str | None = None,
@@ -98,8 +99,8 @@ class Ctx:
         after: dict[str, Any] | None = None,
     ) -> None:
         """Audit an operator's action: who, from which unit and address, when."""
-        await audit(
-            conn,
+        await audit_log.append(
+            tx,
             self.user.username,
             self.address,
             action,

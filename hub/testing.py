@@ -24,7 +24,8 @@ from .app import create_app
 from .appkeys import DB, SENT_CACHE, Clock
 from .auth import Role, create_user
 from .config import HubConfig
-from .db import Database, iso
+from .db import Database
+from .store import accounts, bulletins, devices
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "Chang3-me!now"
@@ -135,12 +136,10 @@ class HubHarness:
         hub kept of the bulletins between report batches is dropped too."""
         self.app[SENT_CACHE].clear()
         db: Database = self.app[DB]
-        await db.execute("UPDATE devices SET enrolled_at = ? WHERE id = ?", (iso(since), device_id))
-        for bulletin_id in bulletin_ids:
-            await db.execute(
-                "UPDATE bulletins SET valid_from = ?, published_at = ? WHERE id = ?",
-                (iso(since), iso(since), bulletin_id),
-            )
+        async with db.transaction() as tx:
+            await devices.backdate_enrollment(tx, device_id, since)
+            for bulletin_id in bulletin_ids:
+                await bulletins.backdate(tx, bulletin_id, since)
 
     async def upload(
         self, data: bytes, content_type: str = "application/octet-stream", expect: int = 201
@@ -242,10 +241,11 @@ async def running_hub(
 ) -> AsyncIterator[HubHarness]:
     # Low scrypt cost: tests log in often; production keeps the default.
     config = HubConfig(data_dir=data_dir, **{"scrypt_n": 2**8, **overrides})
-    db = await Database.open(config.db_path)
+    clock = clock or utcnow
+    db = await Database.open(config.db_path, clock=clock)
     try:
         # A restored or reused data folder already has its admin.
-        if await db.fetchone("SELECT 1 FROM users WHERE username = ?", (ADMIN,)) is None:
+        if await accounts.by_username(db, ADMIN) is None:
             await create_user(
                 db,
                 ADMIN,
@@ -253,7 +253,7 @@ async def running_hub(
                 Role.ADMIN,
                 None,
                 scrypt_n=config.scrypt_n,
-                now=clock() if clock else None,
+                now=clock(),
             )
     finally:
         await db.close()

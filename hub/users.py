@@ -3,7 +3,6 @@ disable for good, reset a password. Every change is audited with before and afte
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,13 +11,16 @@ from .auth import (
     SHARED_NAMES,
     Permission,
     Role,
+    account_named,
     create_user,
     reset_password,
     set_account_state,
 )
-from .db import from_iso
 from .errors import ApiError, field_error
 from .routing import Ctx, RouteTable
+from .store import accounts
+from .store import audit as audit_log
+from .store.accounts import Account
 
 routes = RouteTable("users")
 
@@ -56,37 +58,26 @@ class UserOut(BaseModel):
     last_login_at: datetime | None = None
 
 
-_LAST_LOGIN = "SELECT target, MAX(at) AS at FROM audit WHERE action = 'auth.login'"
-
-
-def _out(ctx: Ctx, row: sqlite3.Row, last_login: str | None = None) -> UserOut:
-    changed = from_iso(row["password_changed_at"])
-    until = from_iso(row["locked_until"]) if row["locked_until"] else None
+def _out(ctx: Ctx, account: Account, last_login: datetime | None = None) -> UserOut:
+    until = account.locked_until
     return UserOut(
-        username=row["username"],
-        role=Role(row["role"]),
-        unit=row["unit"] or "province",
-        locked=bool(row["locked"]),
+        username=account.username,
+        role=Role(account.role),
+        unit=account.unit or "province",
+        locked=account.locked,
         locked_until=until if until and until > ctx.now else None,
-        disabled=bool(row["disabled"]),
-        must_change_password=bool(row["must_change_password"]),
-        password_changed_at=changed,
-        password_expires_at=changed + ctx.config.password_max_age,
-        created_at=from_iso(row["created_at"]),
-        last_login_at=from_iso(last_login) if last_login else None,
+        disabled=account.disabled,
+        must_change_password=account.must_change_password,
+        password_changed_at=account.password_changed_at,
+        password_expires_at=account.password_changed_at + ctx.config.password_max_age,
+        created_at=account.created_at,
+        last_login_at=last_login,
     )
 
 
-async def _last_login(ctx: Ctx, username: str) -> str | None:
-    row = await ctx.db.fetchone(f"{_LAST_LOGIN} AND target = ?", (username,))
-    return row["at"] if row is not None else None
-
-
 async def _get(ctx: Ctx, username: str) -> UserOut:
-    row = await ctx.db.fetchone("SELECT * FROM users WHERE username = ?", (username,))
-    if row is None:
-        raise ApiError(404, "not_found", f"no user {username!r}")
-    return _out(ctx, row, await _last_login(ctx, username))
+    account = await account_named(ctx.db, username)
+    return _out(ctx, account, await audit_log.last_login(ctx.db, username))
 
 
 @routes.post(
@@ -127,9 +118,8 @@ async def create_user_route(ctx: Ctx) -> UserOut:
     response=list[UserOut],
 )
 async def list_users(ctx: Ctx) -> list[UserOut]:
-    rows = await ctx.db.fetchall("SELECT * FROM users ORDER BY username")
-    logins = {r["target"]: r["at"] for r in await ctx.db.fetchall(f"{_LAST_LOGIN} GROUP BY target")}
-    return [_out(ctx, r, logins.get(r["username"])) for r in rows]
+    logins = await audit_log.last_logins(ctx.db)
+    return [_out(ctx, a, logins.get(a.username)) for a in await accounts.every_account(ctx.db)]
 
 
 @routes.get(
@@ -144,7 +134,7 @@ async def get_user(ctx: Ctx) -> UserOut:
 
 
 async def _state_change(ctx: Ctx, action: str) -> UserOut:
-    row = await set_account_state(
+    account = await set_account_state(
         ctx.db,
         ctx.path("username"),
         action,
@@ -153,7 +143,7 @@ async def _state_change(ctx: Ctx, action: str) -> UserOut:
         actor_unit=ctx.user.unit,
         address=ctx.address,
     )
-    return _out(ctx, row, await _last_login(ctx, row["username"]))
+    return _out(ctx, account, await audit_log.last_login(ctx.db, account.username))
 
 
 @routes.post(
@@ -209,10 +199,7 @@ async def reset_password_route(ctx: Ctx) -> UserOut:
             "an administrator cannot reset its own password; change it with"
             " POST /api/v1/auth/password (the current password is asked)",
         )
-    row = await ctx.db.fetchone("SELECT disabled FROM users WHERE username = ?", (username,))
-    if row is None:
-        raise ApiError(404, "not_found", f"no user {username!r}")
-    if row["disabled"]:
+    if (await account_named(ctx.db, username)).disabled:
         raise ApiError(409, "disabled", f"user {username!r} is disabled for good")
     await reset_password(
         ctx.db,

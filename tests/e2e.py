@@ -59,7 +59,9 @@ class LiveHub:
         config = HubConfig(data_dir=self.data_dir, scrypt_n=2**4)
         if not config.db_path.exists():
             db = await Database.open(config.db_path)
-            await create_user(db, ADMIN, ADMIN_PASSWORD, Role.ADMIN, "province", scrypt_n=2**4)
+            await create_user(
+                db, ADMIN, ADMIN_PASSWORD, Role.ADMIN, "province", scrypt_n=2**4, now=utcnow()
+            )
             await db.close()
         self.runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=1)
         await self.runner.setup()

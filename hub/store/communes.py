@@ -1,0 +1,89 @@
+"""Communes (xã): their broadcast windows and volume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from loa_contract import CommuneWindows
+
+from ..db import from_iso, iso
+from .sql import Reader, Row, Tx
+
+
+@dataclass(frozen=True)
+class Commune:
+    code: str
+    name: str
+    windows: CommuneWindows
+    volume: int
+    #: Device slots in it, enrolled or not.
+    devices: int
+    created_at: datetime
+    updated_at: datetime
+
+
+_SELECT = (
+    "SELECT c.code, c.name, c.windows_json, c.volume, c.created_at, c.updated_at,"
+    " (SELECT COUNT(*) FROM devices d WHERE d.commune = c.code) AS devices FROM communes c"
+)
+
+
+def _commune(row: Row) -> Commune:
+    return Commune(
+        code=row["code"],
+        name=row["name"],
+        windows=CommuneWindows.model_validate_json(row["windows_json"]),
+        volume=row["volume"],
+        devices=row["devices"],
+        created_at=from_iso(row["created_at"]),
+        updated_at=from_iso(row["updated_at"]),
+    )
+
+
+async def exists(db: Reader, code: str) -> bool:
+    return await db.fetchone("SELECT 1 FROM communes WHERE code = ?", (code,)) is not None
+
+
+async def get(db: Reader, code: str) -> Commune | None:
+    row = await db.fetchone(f"{_SELECT} WHERE c.code = ?", (code,))
+    return _commune(row) if row is not None else None
+
+
+async def every_commune(db: Reader) -> list[Commune]:
+    """All communes by code."""
+    return [_commune(r) for r in await db.fetchall(f"{_SELECT} ORDER BY c.code")]
+
+
+@dataclass(frozen=True)
+class BroadcastSettings:
+    """What a commune's manifests carry of it."""
+
+    windows: CommuneWindows
+    volume: int
+
+
+async def broadcast_settings(db: Reader, code: str) -> BroadcastSettings | None:
+    row = await db.fetchone("SELECT windows_json, volume FROM communes WHERE code = ?", (code,))
+    if row is None:
+        return None
+    return BroadcastSettings(CommuneWindows.model_validate_json(row["windows_json"]), row["volume"])
+
+
+async def add(
+    tx: Tx, code: str, name: str, windows: CommuneWindows, volume: int, *, at: datetime
+) -> None:
+    await tx.execute(
+        "INSERT INTO communes (code, name, windows_json, volume, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (code, name, windows.model_dump_json(), volume, iso(at), iso(at)),
+    )
+
+
+async def update(
+    tx: Tx, code: str, *, name: str, windows: CommuneWindows, volume: int, at: datetime
+) -> None:
+    await tx.execute(
+        "UPDATE communes SET name = ?, windows_json = ?, volume = ?, updated_at = ? WHERE code = ?",
+        (name, windows.model_dump_json(), volume, iso(at), code),
+    )

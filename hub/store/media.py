@@ -1,0 +1,95 @@
+"""The content store's records: each file (named by its sha256) and which units uploaded it.
+The bytes themselves are files under the hub's media folder (hub/media.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from loa_contract import DeviceKind
+
+from ..db import iso
+from .bulletins import Viewer, seen_by
+from .manifests import B_REACHES_DEVICE, bulletin_kinds_for
+from .sql import Reader, Tx
+
+
+@dataclass(frozen=True)
+class Media:
+    sha256: str
+    size: int
+    mime: str
+
+
+async def add(tx: Tx, sha256: str, size: int, mime: str, *, unit: str, at: datetime) -> None:
+    """Record a stored file, and that `unit` uploaded it (also for bytes already stored: the
+    record is what lets the unit use them)."""
+    await tx.execute(
+        "INSERT INTO media (sha256, size, mime, created_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (sha256, size, mime, iso(at)),
+    )
+    await tx.execute(
+        "INSERT INTO media_uploads (sha256, unit, first_at) VALUES (?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (sha256, unit, iso(at)),
+    )
+
+
+async def mime_of(db: Reader, sha256: str) -> str | None:
+    """The type of a stored file; None when there is no such file."""
+    mime: str | None = await db.fetchval("SELECT mime FROM media WHERE sha256 = ?", (sha256,))
+    return mime
+
+
+#: Media `m` uploaded by the unit `:unit`.
+_UPLOADED_BY_UNIT = """EXISTS (SELECT 1 FROM media_uploads u
+    WHERE u.sha256 = m.sha256 AND u.unit = :unit)"""
+
+
+async def uploads(db: Reader, viewer: Viewer) -> list[Media]:
+    """What `viewer` may list, newest first: everything for a province-wide account, else its
+    unit's uploads."""
+    cond, params = "1 = 1", {}
+    if not viewer.province_wide:
+        cond, params = _UPLOADED_BY_UNIT, {"unit": viewer.unit}
+    rows = await db.fetchall(
+        f"SELECT m.sha256, m.size, m.mime FROM media m WHERE {cond} ORDER BY m.created_at DESC",
+        params,
+    )
+    return [Media(r["sha256"], r["size"], r["mime"]) for r in rows]
+
+
+async def readable_mime(db: Reader, sha256: str, viewer: Viewer) -> str | None:
+    """The type of a file `viewer` may fetch (its unit's uploads, or the media of a bulletin
+    it may see: a commune hears what the province published to it); None otherwise."""
+    cond: str
+    params: dict[str, Any]
+    if viewer.province_wide:
+        cond, params = "1 = 1", {}
+    else:
+        bulletin_cond, params = seen_by(viewer)
+        cond = (
+            f"({_UPLOADED_BY_UNIT} OR EXISTS (SELECT 1 FROM bulletins b"
+            f" WHERE b.media_sha256 = m.sha256 AND {bulletin_cond}))"
+        )
+        params = {"unit": viewer.unit, **params}
+    mime: str | None = await db.fetchval(
+        f"SELECT m.mime FROM media m WHERE m.sha256 = :sha AND {cond}", {"sha": sha256, **params}
+    )
+    return mime
+
+
+async def device_media_mime(
+    db: Reader, sha256: str, device_id: str, commune: str, kind: DeviceKind
+) -> str | None:
+    """The type of a file that is the media of a published bulletin reaching the device and of
+    a kind it airs; None otherwise (missing, or not the device's)."""
+    mime: str | None = await db.fetchval(
+        "SELECT m.mime FROM media m WHERE m.sha256 = :sha AND EXISTS ("
+        " SELECT 1 FROM bulletins b WHERE b.media_sha256 = m.sha256 AND b.state = 'published'"
+        f" AND b.kind IN ({bulletin_kinds_for(kind)}) AND {B_REACHES_DEVICE})",
+        {"sha": sha256, "device": device_id, "commune": commune},
+    )
+    return mime
