@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -219,19 +220,28 @@ async def publish_image(hub: LiveHub, title: str, size: int, priority: str = "no
     return await hub.publish(body)
 
 
+async def board_on(hub: LiveHub, card: Path, duration_s: float = 0.2, **config: Any) -> Agent:
+    """An LED board enrolled in xa-d whose data folder is the small card."""
+    return await enroll_agent(
+        hub,
+        card / "board",
+        commune="xa-d",
+        kind="board",
+        profile="led-board-p10",
+        player=NullPlayer(default_duration_s=duration_s),
+        require_clock_confirmation=False,
+        **config,
+    )
+
+
 async def test_a_download_that_does_not_fit_is_refused_reported_and_fetched_when_room_returns(
     hub: LiveHub, tmp_path: Path
 ) -> None:
     card = tmp_path / "card"
     with small_disk(card, 12):
-        agent = await enroll_agent(
+        agent = await board_on(
             hub,
-            card / "board",
-            commune="xa-d",
-            kind="board",
-            profile="led-board-p10",
-            player=NullPlayer(default_duration_s=0.2),
-            require_clock_confirmation=False,
+            card,
             disk_reserve_bytes=2 * MiB,
             cache_check_interval_s=0.05,
         )
@@ -263,14 +273,9 @@ async def test_an_emergency_evicts_normal_content_to_get_on_air(
 ) -> None:
     card = tmp_path / "card"
     with small_disk(card, 12):
-        agent = await enroll_agent(
+        agent = await board_on(
             hub,
-            card / "board",
-            commune="xa-d",
-            kind="board",
-            profile="led-board-p10",
-            player=NullPlayer(default_duration_s=0.2),
-            require_clock_confirmation=False,
+            card,
             disk_reserve_bytes=2 * MiB,
         )
         try:
@@ -347,14 +352,10 @@ async def test_a_card_too_full_for_sqlite_keeps_playing_and_the_hub_hears_why(
 ) -> None:
     card = tmp_path / "card"
     with small_disk(card, 8):
-        agent = await enroll_agent(
+        agent = await board_on(
             hub,
-            card / "board",
-            commune="xa-d",
-            kind="board",
-            profile="led-board-p10",
-            player=NullPlayer(default_duration_s=0.05),
-            require_clock_confirmation=False,
+            card,
+            duration_s=0.05,
             disk_reserve_bytes=MiB,
             health_interval_s=0.1,
         )

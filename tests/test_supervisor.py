@@ -47,6 +47,23 @@ def test_restart_delay_never_exceeds_its_bounds() -> None:
 # ---------------------------------------------------------------- the supervisor alone
 
 
+def notify_socket(path: Path) -> socket.socket:
+    """What systemd listens on for sd_notify datagrams."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.setblocking(False)
+    return listener
+
+
+def drain(listener: socket.socket) -> None:
+    """Forget the datagrams sent so far."""
+    while True:
+        try:
+            listener.recv(64)
+        except BlockingIOError:
+            return
+
+
 class Clock:
     def __init__(self) -> None:
         self.t = 1000.0
@@ -151,9 +168,7 @@ async def test_a_task_that_stops_beating_is_stalled_and_not_healthy() -> None:
 async def test_the_watchdog_is_fed_only_while_every_task_is_well(tmp_path: Path) -> None:
     clock = Clock()
     address = str(tmp_path / "notify")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(address)
-    listener.setblocking(False)
+    listener = notify_socket(tmp_path / "notify")
     loop = asyncio.get_running_loop()
     # 0.2 s watchdog period: the supervisor looks every 0.05 s.
     dog = Watchdog({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"})
@@ -177,11 +192,7 @@ async def test_the_watchdog_is_fed_only_while_every_task_is_well(tmp_path: Path)
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         assert not supervisor.healthy()
-        while True:  # drain what was sent before the death
-            try:
-                listener.recv(64)
-            except BlockingIOError:
-                break
+        drain(listener)
         # Three watchdog periods without a single feed.
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(loop.sock_recv(listener, 64), 0.6)
@@ -264,9 +275,7 @@ async def test_a_hung_backend_stalls_the_programme_and_starves_the_watchdog(
     hub: LiveHub, tmp_path: Path
 ) -> None:
     address = str(tmp_path / "notify")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(address)
-    listener.setblocking(False)
+    listener = notify_socket(tmp_path / "notify")
     player = HangingPlayer()
     agent = await enroll_agent(
         hub,
@@ -291,11 +300,7 @@ async def test_a_hung_backend_stalls_the_programme_and_starves_the_watchdog(
         health = await agent.health_fields()
         assert "task_stalled" in health["faults"]
         assert "programme: no progress" in health["fault_details"]["task_stalled"]
-        while True:
-            try:
-                listener.recv(64)
-            except BlockingIOError:
-                break
+        drain(listener)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(loop.sock_recv(listener, 64), 0.6)
     finally:
