@@ -205,12 +205,19 @@ class MediaCache:
         path = self.objects / _valid_sha(sha)
         stamp = _stamp(path)
         if stamp is None:
+            self._verified.pop(sha, None)  # gone: `verified` says so from now on
             return None
         if self._verified.get(sha) != stamp:
             if sha not in self.changed:
                 self.changed.add(sha)
             return None
         return path
+
+    def verified(self, sha: str) -> bool:
+        """From memory alone (no stat()): the object was verified and has not been seen
+        changed or gone since. The scheduler weighs candidates with this; the file itself
+        is checked once, by `path_for`, when one is chosen to play."""
+        return sha in self._verified and sha not in self.changed
 
     def has(self, sha: str) -> bool:
         return self.path_for(sha) is not None

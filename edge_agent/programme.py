@@ -134,12 +134,16 @@ class Programme(AgentPart):
         self._player_events.append(event)
         self.wake.set()
 
-    def play_item(self, bulletin: ManifestBulletin, start_at_s: float = 0.0) -> PlayItem | None:
+    def play_item(
+        self, bulletin: ManifestBulletin, start_at_s: float = 0.0, *, check_file: bool = True
+    ) -> PlayItem | None:
         """The item a backend can play for this bulletin on this hardware, if it is ready.
 
         On the emergency path: it reads nothing but what is in memory and, for audio and
-        video, one stat() of the verified file. A document or a picture plays only once
-        its rendition (content.py) is made; a text a speaker airs, once its speech is."""
+        video, one stat() of the verified file (none with `check_file=False`: weighing
+        candidates, where the file is checked once one is chosen). A document or a picture
+        plays only once its rendition (content.py) is made; a text a speaker airs, once its
+        speech is."""
         agent = self.agent
         profile = agent.profile
         if bulletin.kind not in set(profile.kinds):
@@ -175,7 +179,12 @@ class Programme(AgentPart):
                 return PlayItem(kind=BulletinKind.AUDIO, path=path, **common)
             return PlayItem(kind=BulletinKind.TEXT, text=words, **common)
         if bulletin.media is not None:
-            path = agent.cache.path_for(bulletin.media.sha256)
+            cache = agent.cache
+            sha = bulletin.media.sha256
+            if check_file:
+                path = cache.path_for(sha)
+            else:
+                path = cache.objects / sha if cache.verified(sha) else None
             if path is None:
                 return None
             return PlayItem(kind=bulletin.kind, path=path, **common)
@@ -233,7 +242,7 @@ class Programme(AgentPart):
         return tuple(candidates)
 
     def _candidate(self, bulletin: ManifestBulletin, shift: timedelta) -> Candidate | None:
-        if self.play_item(bulletin) is None:
+        if self.play_item(bulletin, check_file=False) is None:
             return None
         schedule = bulletin.schedule
         return Candidate(
@@ -382,12 +391,19 @@ class Programme(AgentPart):
             self.started_emergencies.add(bulletin.id)
         # The durable record follows the start, so the disk never delays what is heard. A
         # crash before it leaves no trace: the item was not heard out and airs again.
+        # The commands that brought it (a pushed emergency's id, the emergency itself) go
+        # into the same commit.
+        seen = agent.sync.take_unsaved()
         current.play_id = await self._recorded(
             "the start of a play",
             store.begin_play(
-                bulletin.id, decision.slot, bulletin.priority, bulletin.kind, started_at
+                bulletin.id, decision.slot, bulletin.priority, bulletin.kind, started_at, seen=seen
             ),
         )
+        if current.play_id is None:
+            agent.sync.give_back(seen)
+        elif seen:
+            agent.sync.saved()
         if failed:
             await self.close_current(PlayOutcome.FAILED, 0.0, counts_as_aired=True)
         else:

@@ -36,7 +36,7 @@ from loa_contract import (
 from .hubclient import HubRejected, HubUnavailable
 from .hubs import after_failure, failover_order
 from .parts import AgentPart
-from .store import COMMAND_GRACE, StaleManifest
+from .store import COMMAND_GRACE, SeenCommand, StaleManifest
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -56,9 +56,10 @@ class HubSync(AgentPart):
         self.last_sync_at: datetime | None = None
         #: Command ids seen, with their expiry: the replay check, in memory so a pushed
         #: emergency waits for no disk. `_unsaved_commands` are written after the player
-        #: started (`save_commands`), with the emergency each one carries.
+        #: started: in the commit of the play they started (`take_unsaved`), or on their
+        #: own (`save_commands`), with the emergency each one carries.
         self.seen_commands: dict[str, datetime] = {}
-        self._unsaved_commands: list[tuple[str, datetime, ManifestBulletin | None, str]] = []
+        self._unsaved_commands: list[SeenCommand] = []
         self._manifest_after_play = False
         self._manifest_fetch: asyncio.Task[None] | None = None
         self._manifest_wanted = False
@@ -304,7 +305,9 @@ class HubSync(AgentPart):
             return False
         self.seen_commands[command.command_id] = command.expires_at
         hold = command.bulletin if isinstance(command, EmergencyStart) else None
-        self._unsaved_commands.append((command.command_id, command.expires_at, hold, frame))
+        self._unsaved_commands.append(
+            SeenCommand(command.command_id, command.expires_at, hold, frame)
+        )
         # The programme loop writes them down, after it has acted on them.
         self.agent.programme.wake.set()
         return True
@@ -316,7 +319,7 @@ class HubSync(AgentPart):
             return
         agent.emergencies[bulletin.id] = bulletin
         agent.programme.held_changed()
-        if agent.programme.play_item(bulletin) is None:
+        if agent.programme.play_item(bulletin, check_file=False) is None:
             agent.content.ensure()  # it plays as soon as its media is here
         agent.programme.wake.set()
 
@@ -327,36 +330,53 @@ class HubSync(AgentPart):
             self._manifest_after_play = False
             self.schedule_manifest_fetch(self.agent.config.emergency_manifest_jitter_s)
 
-    async def save_commands(self) -> None:
-        """Make the command ids seen (and the emergencies they brought) durable.
-
-        Called by the programme loop right after it started what they asked for. A crash
-        before this loses no emergency for good: the hub sends every active emergency again
-        when the device reconnects, and the manifest holds it. The emergency is not held if
-        it was cancelled meanwhile, so a restart never revives it.
-        """
-        if not self._unsaved_commands:
-            return
-        store = self.store
+    def take_unsaved(self) -> list[SeenCommand]:
+        """The command ids seen and not yet durable, for the programme to record in the
+        commit of the play they started (one disk flush for a pushed emergency, not two).
+        An emergency cancelled meanwhile is not held, so a restart never revives it. The
+        caller gives them back (`give_back`) if that commit fails."""
         unsaved, self._unsaved_commands = self._unsaved_commands, []
         cancelled = self.agent.cancelled
-        for index, (command_id, expires_at, hold, frame) in enumerate(unsaved):
-            if hold is not None and hold.id in cancelled:
-                hold = None
-            try:
-                # The emergency is kept with the signed frame it came in: verified at each
-                # start.
-                await store.command_seen(command_id, expires_at, hold=hold, frame=frame)
-            except (sqlite3.Error, OSError) as exc:
-                # Kept in memory (the replay check holds) and written at the next chance.
-                self._unsaved_commands[:0] = unsaved[index:]
-                self.agent.write_failed("a command seen", exc)
-                return
-        # Forgotten on the same terms as the store forgets them.
+        return [
+            c._replace(hold=None) if c.hold is not None and c.hold.id in cancelled else c
+            for c in unsaved
+        ]
+
+    def give_back(self, seen: list[SeenCommand]) -> None:
+        """Commands `take_unsaved` handed out whose commit failed: written at the next chance
+        (the replay check holds meanwhile: it is in memory)."""
+        self._unsaved_commands[:0] = seen
+
+    def saved(self) -> None:
+        """Forget the command ids past their grace, on the same terms as the store."""
         horizon = datetime.now(UTC) - COMMAND_GRACE
         expired = [cid for cid, expiry in self.seen_commands.items() if expiry < horizon]
         for command_id in expired:
             del self.seen_commands[command_id]
+
+    async def save_commands(self) -> None:
+        """Make the command ids seen (and the emergencies they brought) durable, when no play
+        took them into its own commit.
+
+        Called by the programme loop right after it acted on them. A crash before this loses
+        no emergency for good: the hub sends every active emergency again when the device
+        reconnects, and the manifest holds it.
+        """
+        if not self._unsaved_commands:
+            return
+        unsaved = self.take_unsaved()
+        for index, command in enumerate(unsaved):
+            try:
+                # The emergency is kept with the signed frame it came in: verified at each
+                # start.
+                await self.store.command_seen(
+                    command.command_id, command.expires_at, hold=command.hold, frame=command.frame
+                )
+            except (sqlite3.Error, OSError) as exc:
+                self.give_back(unsaved[index:])
+                self.agent.write_failed("a command seen", exc)
+                return
+        self.saved()
 
     # ------------------------------------------------------------------ manifests
 

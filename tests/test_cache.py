@@ -365,6 +365,29 @@ async def test_an_object_changed_since_verified_is_not_handed_out_until_hashed_a
     assert again.path_for(ref.sha256) == path
 
 
+async def test_verified_answers_from_memory_and_learns_from_each_check(tmp_path: Path, hub) -> None:
+    """The scheduler weighs candidates by `verified` (no stat); once `path_for` (the check at
+    play time) found the file changed or gone, `verified` says so too: a chosen item that
+    turns out unplayable is not chosen again until it is fixed."""
+    fake, client = hub
+    ref = fake.add(payload(8_000, 5))
+    cache = MediaCache(tmp_path / "cache")
+    path = await cache.fetch(client, ref)
+    assert cache.verified(ref.sha256)
+
+    os.utime(path, ns=(1, 1))
+    assert cache.verified(ref.sha256)  # memory alone has not seen it yet
+    assert cache.path_for(ref.sha256) is None
+    assert not cache.verified(ref.sha256)
+    assert await cache.fetch(client, ref) == path
+    assert cache.verified(ref.sha256)
+
+    path.unlink()
+    assert cache.path_for(ref.sha256) is None
+    assert not cache.verified(ref.sha256)
+    assert not MediaCache(tmp_path / "other").verified(ref.sha256)
+
+
 async def test_a_download_that_would_eat_the_reserve_is_refused_unwritten(
     tmp_path: Path, hub
 ) -> None:

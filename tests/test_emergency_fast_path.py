@@ -119,6 +119,8 @@ async def test_emergency_plays_before_anything_is_written_then_is_written(
         await agent.wait_until(lambda: agent.manifest_version() is not None, TIMEOUT)
         bulletin = alarm("alarm-" + uuid.uuid4().hex[:6])
         start, command_id, _ = frames(hub, agent, bulletin)
+        profiler = cProfile.Profile()
+        profiler.enable()
         await agent.sync.handle_push(start)
         item = await asyncio.wait_for(agent.play_started.get(), TIMEOUT)
         assert item.bulletin_id == bulletin.id
@@ -129,6 +131,12 @@ async def test_emergency_plays_before_anything_is_written_then_is_written(
         assert agent.store is not None
         store = agent.store
         await agent.wait_until(lambda: _recorded(agent, command_id, bulletin.id), TIMEOUT)
+        profiler.disable()
+        # The command and the emergency it brought went into the play's own commit: one
+        # write, not a second one of their own.
+        calls = _calls(pstats.Stats(profiler))
+        assert ("store.py", "begin_play") in calls
+        assert ("store.py", "command_seen") not in calls
         assert (await store.emergency_airings(utcnow()))[0] == {bulletin.id}
 
         # The same frame again is a replay: refused from memory, nothing starts again.
