@@ -19,6 +19,7 @@ from . import (
     communes,
     device_api,
     devices,
+    maintenance,
     media,
     pages,
     process_api,
@@ -103,6 +104,7 @@ ROUTE_TABLES: list[RouteTable] = [
     device_api.routes,
     reports.routes,
     process_api.routes,
+    maintenance.routes,
 ]
 
 

@@ -68,6 +68,8 @@ class Permission(StrEnum):
     AUDIT_READ = "audit.read"
     #: The hub process's CPU, memory and connection figures (capacity planning).
     HUB_PROCESS = "hub.process"
+    #: Announce or withdraw planned maintenance or a switch to the standby.
+    MAINTENANCE = "maintenance"
 
 
 _P = Permission

@@ -27,6 +27,7 @@ from .errors import ApiError, field_error, validation_detail
 from .i18n import LANGS, Lang, pick_lang, translate
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, bad_cursor
 from .routing import Ctx, HandlerFn
+from .store import maintenance
 from .web_session import (
     check_csrf,
     csrf_token,
@@ -106,6 +107,8 @@ async def render(
     lang = request_lang(request)
     session = await current_session(request)
     user = session.user if session is not None else None
+    # Planned maintenance and switch-overs, on every page a signed-in user sees.
+    notices = await maintenance.in_force(request.app[DB], request.app[CLOCK]()) if user else []
     html = _env.get_template(template).render(
         t=lambda key: translate(key, lang),
         lang=lang,
@@ -114,6 +117,7 @@ async def render(
         path=request.path,
         switch_url=_switch_url(request, lang),
         may=(lambda p: user is not None and user.may(Permission(p))),
+        maintenance_notices=notices,
         **context,
     )
     response = web.Response(text=html, status=status, content_type="text/html")

@@ -309,6 +309,25 @@ MIGRATIONS: list[str] = [
         announced INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # Notices of planned maintenance and of a switch to the standby (hub/maintenance.py),
+    # shown to every user until they end; `warnings` lists what the regulation asked that
+    # the notice did not give (comma-separated NoticeWarning values).
+    """
+    CREATE TABLE maintenance_notices (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        starts_at TEXT NOT NULL,
+        ends_at TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        consent_ref TEXT,
+        warnings TEXT NOT NULL,
+        announced_by TEXT NOT NULL,
+        announced_at TEXT NOT NULL,
+        withdrawn_by TEXT,
+        withdrawn_at TEXT
+    );
+    CREATE INDEX maintenance_notices_ends ON maintenance_notices (ends_at);
+    """,
 ]
 
 
