@@ -75,6 +75,11 @@ class Reporting(AgentPart):
         self._volatile_plays = [*self._volatile_plays, proof][-MEMORY_PLAYS_MAX:]
         self.agent.report_wake.set()
 
+    @property
+    def plays_in_memory(self) -> int:
+        """Proofs of play only memory holds: the card could not take them."""
+        return len(self._volatile_plays)
+
     async def outbox(self) -> dict[str, int]:
         """Reports waiting for the hub's acknowledgement, by type: the store's outbox and
         those held in memory while the store could not take them."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,7 +30,7 @@ from edge_agent.disk import CachedObject, free_bytes, plan_room
 from edge_agent.players.null import NullPlayer
 from edge_agent.speech import EspeakEngine
 from loa_contract import Priority, utcnow
-from tests.e2e import LiveHub, enroll_agent, live_hub, schedule
+from tests.e2e import LiveHub, NoUpgradeProxy, enroll_agent, live_hub, schedule
 from tests.real_files import noise_png
 
 TIMEOUT = 20.0
@@ -395,6 +396,144 @@ async def test_a_card_too_full_for_sqlite_keeps_playing_and_the_hub_hears_why(
             await agent.wait_until(lambda: _more_plays(agent, plays_before), TIMEOUT)
         finally:
             await agent.stop()
+
+
+class HeldDownloads(NoUpgradeProxy):
+    """The hub, passed through; each media download is held after its first `hold_after`
+    bytes until `release` is set (a slow link, long enough for something to fill the card)."""
+
+    def __init__(self, upstream: str, hold_after: int) -> None:
+        super().__init__(upstream)
+        self.hold_after = hold_after
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if "/device/media/" not in request.path:
+            return await super().handle(request)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with self.session.get(self.upstream + request.path_qs, headers=headers) as upstream:
+            passed = ("content-type", "content-length", "content-range", "accept-ranges", "etag")
+            response = web.StreamResponse(
+                status=upstream.status,
+                headers={k: v for k, v in upstream.headers.items() if k.lower() in passed},
+            )
+            await response.prepare(request)
+            sent = 0
+            async for chunk in upstream.content.iter_chunked(64 * 1024):
+                if sent >= self.hold_after and not self.release.is_set():
+                    self.holding.set()
+                    await self.release.wait()
+                await response.write(chunk)
+                sent += len(chunk)
+            await response.write_eof()
+            return response
+
+
+async def test_a_card_filled_by_something_else_mid_download_loses_the_part_not_the_device(
+    hub: LiveHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The room was there when the download began; something else took it meanwhile. The
+    half-written file goes (kept, it would hold the card full: no speech, no SQLite), the
+    reason is reported, what is cached plays on, and the download completes once space
+    returns."""
+    card = tmp_path / "card"
+    proxy = HeldDownloads(hub.url, hold_after=2 * MiB)
+    url = await proxy.start()
+    filler = card / "filler"
+    with small_disk(card, 14):
+        agent = await board_on(hub, card, disk_reserve_bytes=MiB, hub_url=url)
+        try:
+            small = await publish_image(hub, "Thông báo nhỏ", 256 * 1024)
+            await agent.wait_until(lambda: small["id"] in _playable(agent), TIMEOUT)
+            proxy.release.set()  # the small one came whole; only the big one is held
+            proxy.release.clear()
+            big = await publish_image(hub, "Bản đồ ngập lụt", 6 * MiB)
+            await asyncio.wait_for(proxy.holding.wait(), TIMEOUT)
+            partial = card / "board" / "cache" / "partial"
+            await agent.wait_until(lambda: _partial_bytes(partial) >= 2 * MiB, TIMEOUT)
+
+            with contextlib.suppress(OSError), filler.open("wb") as f:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            proxy.release.set()
+            await agent.wait_until(lambda: "disk_full" in agent.active_faults(), TIMEOUT)
+            await agent.wait_until(lambda: "the card filled up" in caplog.text, TIMEOUT)
+            assert _partial_bytes(partial) == 0, "the half-written file was left on a full card"
+            assert big["id"] not in _playable(agent)
+            before = agent.play_started.qsize()
+            await agent.wait_until(lambda: agent.play_started.qsize() > before + 2, TIMEOUT)
+
+            filler.unlink()
+            await agent.wait_until(lambda: big["id"] in _playable(agent), TIMEOUT)
+            assert "disk_full" not in agent.active_faults()
+        finally:
+            await agent.stop()
+            await proxy.close()
+
+
+class ReportsCut(NoUpgradeProxy):
+    """The hub, passed through, except that proof of play cannot reach it while `cut`."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.cut = True
+        self.refused = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.cut and request.path.endswith("/device/reports"):
+            self.refused += 1
+            return web.Response(status=503, text="the link is down")
+        return await super().handle(request)
+
+
+async def test_proofs_only_memory_holds_are_delivered_at_shutdown(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    """A full card and no way to the hub: the airings are held in memory. A shutdown (a
+    technician's restart, a new release) hands them to the hub first, the one on air too."""
+    card = tmp_path / "card"
+    proxy = ReportsCut(hub.url)
+    url = await proxy.start()
+    with small_disk(card, 8):
+        agent = await board_on(
+            hub, card, duration_s=0.05, disk_reserve_bytes=MiB, hub_url=url, report_retry_s=60
+        )
+        filler = card / "filler"
+        stopped = False
+        try:
+            notice = await publish_image(hub, "Thông báo", 64 * 1024)
+            await agent.wait_until(lambda: notice["id"] in _playable(agent), TIMEOUT)
+            with contextlib.suppress(OSError), filler.open("wb") as f:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            full_since = utcnow()
+            await agent.wait_until(lambda: "not recorded" in _disk_full(agent), TIMEOUT)
+            before = agent.play_started.qsize()
+            await agent.wait_until(lambda: agent.play_started.qsize() > before + 3, TIMEOUT)
+            await agent.wait_until(lambda: proxy.refused > 0, TIMEOUT)
+            held = agent.reporting.plays_in_memory
+            assert held > 0
+
+            proxy.cut = False  # the link is back just as the device is told to stop
+            await agent.stop()
+            stopped = True
+            device_id = agent.identity.device_id
+            plays = await hub.call("GET", f"/api/v1/plays?device={device_id}&limit=200")
+            while_full = [p for p in plays if p["started_at"] > full_since.isoformat()]
+            # Each one held, and the airing cut by the stop, now on the hub.
+            assert len(while_full) > held, (len(while_full), held)
+            assert agent.reporting.plays_in_memory == 0
+        finally:
+            if not stopped:
+                await agent.stop()
+            await proxy.close()
+
+
+def _partial_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir()) if folder.exists() else 0
 
 
 def _disk_full(agent: Agent) -> str:
