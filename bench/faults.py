@@ -66,6 +66,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -475,10 +476,15 @@ class Agent:
             airing.file, airing.detail = "error", repr(exc)
 
     async def _find_open_file(self, airing: Airing, sent: dict[str, Sent]) -> None:
+        """Judge the file the player opened for this airing, once it is seen open. The bench
+        reads the log a little late: the file of the airing before (libVLC releases it after
+        the next starts) or after (a short item already over) may be the one open. Only a
+        file of neither neighbour, open while this airing's own never was, is a mismatch."""
         assert self.process is not None
         bulletin = sent.get(airing.bulletin_id)
         cache = (self.data / "cache").resolve()
         deadline = time.monotonic() + 1.5
+        others: set[Path] = set()
         while time.monotonic() < deadline:
             try:
                 files = psutil.Process(self.process.pid).open_files()
@@ -486,13 +492,45 @@ class Agent:
                 return
             opened = [Path(f.path) for f in files if Path(f.path).is_relative_to(cache)]
             opened = [p for p in opened if p.parent.name in ("objects", "derived")]
-            if opened:
-                path = opened[0]
+            own = [p for p in opened if bulletin is not None and file_of(p, bulletin)]
+            if own or (opened and bulletin is None):
                 airing.file, airing.detail = await asyncio.to_thread(
-                    judge_open_file, path, bulletin
+                    judge_open_file, (own or opened)[0], bulletin
                 )
                 return
+            others.update(opened)
             await asyncio.sleep(0.02)
+        neighbours = self._neighbours(airing, sent)
+        strangers = [p for p in others if not any(file_of(p, n) for n in neighbours)]
+        if strangers:
+            airing.file = "mismatch"
+            airing.detail = (
+                f"{strangers[0].name} open while airing {airing.bulletin_id}, whose own file"
+                " never was"
+            )
+
+    def _neighbours(self, airing: Airing, sent: dict[str, Sent]) -> list[Sent]:
+        at = self.airings.index(airing)
+        ids = [a.bulletin_id for a in self.airings[max(0, at - 1) : at + 2] if a is not airing]
+        return [sent[i] for i in ids if i in sent]
+
+
+@functools.cache
+def _speech_engine_id() -> str:
+    from edge_agent.speech import EspeakEngine
+
+    return EspeakEngine().engine_id
+
+
+def file_of(path: Path, bulletin: Sent) -> bool:
+    """Whether `path` is the bulletin's object or the speech made of its text (by name)."""
+    from edge_agent.speech import speech_key
+
+    if path.parent.name == "objects":
+        return bulletin.media == path.name
+    return bulletin.text is not None and path.name.startswith(
+        speech_key(_speech_engine_id(), bulletin.text)
+    )
 
 
 def judge_open_file(path: Path, bulletin: Sent | None) -> tuple[str, str]:

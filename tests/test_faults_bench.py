@@ -22,6 +22,7 @@ from bench.faults import (
     audit,
     audit_plays,
     corrupt_files,
+    file_of,
     wav_complete,
 )
 from tests.e2e import tone_bytes
@@ -114,6 +115,21 @@ def test_an_airing_of_what_was_never_sent_or_not_yet_published_is_unverified() -
     )
     assert len(found.unverified) == 5, found.unverified
     assert sum("never sent" in line for line in found.unverified) == 3
+
+
+def test_an_airings_file_is_known_by_its_name() -> None:
+    """The open-file check finds each airing's own file among those open: its object by
+    sha256, its speech by the key of its text."""
+    from edge_agent.speech import EspeakEngine, speech_key
+
+    audio = Sent("a", "audio", frozenset({DEVICE}), T0, media="ab" * 32)
+    text = Sent("t", "text", frozenset({DEVICE}), T0, text="Lũ về")
+    spoken = speech_key(EspeakEngine().engine_id, "Lũ về")
+    assert file_of(Path("cache/objects") / ("ab" * 32), audio)
+    assert not file_of(Path("cache/objects") / ("cd" * 32), audio)
+    assert file_of(Path("cache/derived") / f"{spoken}.wav", text)
+    assert not file_of(Path("cache/derived") / f"{spoken}.wav", audio)
+    assert not file_of(Path("cache/objects") / ("ab" * 32), text)
 
 
 def test_corrupt_files_names_every_half_written_or_wrong_file(tmp_path: Path) -> None:
