@@ -36,7 +36,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from loa_contract import EnrollRequest, EnrollResponse, ReportAck, ReportBatch
+from loa_contract import EnrollRequest, EnrollResponse, KeyChain, ReportAck, ReportBatch
 
 API = "/api/v1"
 T = TypeVar("T")
@@ -320,6 +320,11 @@ class HubClient:
         if reply.status == 304:
             return ManifestFetch(None, reply.headers.get("ETag", etag))
         return ManifestFetch(reply.body, reply.headers.get("ETag"))
+
+    async def fetch_key_chain(self, *, retrying: bool | None = None) -> KeyChain:
+        """The hub's key endorsements (each is checked by the caller, against keys it trusts)."""
+        reply = await self._call("GET", f"{API}/device/keys", retrying=retrying)
+        return KeyChain.model_validate_json(reply.body, extra="ignore")
 
     @asynccontextmanager
     async def open_media(

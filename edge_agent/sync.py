@@ -14,9 +14,10 @@ import random
 import sqlite3
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import aiohttp
+from pydantic import BaseModel, ValidationError
 
 from loa_contract import (
     Command,
@@ -31,12 +32,17 @@ from loa_contract import (
     SignatureError,
     StopPlayback,
     TestTone,
+    UnknownKey,
 )
 
 from .hubclient import HubRejected, HubUnavailable
 from .hubs import after_failure, failover_order
 from .parts import AgentPart
 from .store import COMMAND_GRACE, SeenCommand, StaleManifest
+
+M = TypeVar("M", bound=BaseModel)
+#: A device asks the hub for its key endorsements at most this often.
+KEYS_ASKED_EVERY_S = 60.0
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -64,6 +70,8 @@ class HubSync(AgentPart):
         self._manifest_fetch: asyncio.Task[None] | None = None
         self._manifest_wanted = False
         self._manifest_retry: asyncio.Task[None] | None = None
+        #: When the hub's key endorsements were last asked for (monotonic seconds).
+        self._keys_asked_at = -KEYS_ASKED_EVERY_S
         #: The hub nodes the verified manifest names, and the order this device tries them
         #: in: its enrolled hub first (see edge_agent/hubs.py).
         self.listed_hubs: list[str] = []
@@ -231,13 +239,52 @@ class HubSync(AgentPart):
         log.warning("refused %s: %s", what, reason)
         self.agent.changed()
 
+    async def open_signed(self, data: str | bytes, model: type[M]) -> M:
+        """Verify what the hub signed and parse it. Signed by a key this device does not
+        know: the hub may have rotated its key, so its endorsements are fetched (at most once
+        a minute) and, if a trusted key vouches for the new one, the check is made again."""
+        keys = self.agent.keys
+        try:
+            return keys.open(data, model)
+        except UnknownKey:
+            if not await self.learn_keys():
+                raise
+        return keys.open(data, model)
+
+    async def learn_keys(self) -> bool:
+        """Fetch the hub's key endorsements and trust what trusted keys vouch for: True if a
+        key was learned (written to the identity before anything it signed is kept)."""
+        agent = self.agent
+        now = time.monotonic()
+        if now - self._keys_asked_at < KEYS_ASKED_EVERY_S:
+            return False  # frames under a strange key cannot make the device hammer the hub
+        self._keys_asked_at = now
+        try:
+            chain = await agent.client.fetch_key_chain(retrying=False)
+        except (HubUnavailable, HubRejected, ValidationError) as exc:
+            log.info("the hub's key endorsements could not be fetched: %s", exc)
+            return False
+        learned = agent.keys.learn(chain.endorsements)
+        if not learned:
+            return False
+        identity = agent.identity.model_copy(
+            update={"hub_keys": [*agent.identity.hub_keys, *learned]}
+        )
+        await asyncio.to_thread(identity.save, agent.config.data_dir)
+        agent.identity = identity
+        log.warning(
+            "the hub rotated its signing key: now trusting %s",
+            ", ".join(k.key_id for k in learned),
+        )
+        return True
+
     async def _connect_time_seen(self, data: str, round_trip_s: float) -> None:
         """The first frame of a push connection: signed as the socket opened, so its issue
         time is at most `round_trip_s` old. Checked like any frame (signature, address, not
         seen before) before its time is believed; `handle_push` then acts on it."""
         agent = self.agent
         try:
-            command = agent.keys.open(data, CommandDocument).command
+            command = (await self.open_signed(data, CommandDocument)).command
         except SignatureError:
             return  # `handle_push` refuses and counts it
         if (
@@ -250,7 +297,7 @@ class HubSync(AgentPart):
         agent = self.agent
         counters = agent.counters
         try:
-            command = agent.keys.open(data, CommandDocument).command
+            command = (await self.open_signed(data, CommandDocument)).command
         except SignatureError as exc:
             counters.rejected_commands += 1
             self.refuse("pushed command", str(exc))
@@ -453,7 +500,7 @@ class HubSync(AgentPart):
         counters = agent.counters
         store = self.store
         try:
-            manifest = agent.keys.open(envelope, Manifest)
+            manifest = await self.open_signed(envelope, Manifest)
         except SignatureError as exc:
             counters.rejected_manifests += 1
             self.refuse("manifest", str(exc))

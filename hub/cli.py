@@ -31,7 +31,14 @@ from .config import NEWSPAPER_UNITS, HubConfig
 from .db import Database, DatabaseDamaged, check_database
 from .device_api import recheck_stored_plays
 from .errors import ApiError
-from .keys import load_or_create_signer
+from .keys import (
+    KeyFileError,
+    export_key,
+    import_key,
+    load_or_create_signer,
+    rotate_key,
+    write_private,
+)
 from .store import accounts
 
 
@@ -143,9 +150,66 @@ def _parser() -> argparse.ArgumentParser:
         "--apply", action="store_true", help="move them (default: only count them)"
     )
 
-    key = sub.add_parser("key", help="show the hub's signing key id")
+    key = sub.add_parser(
+        "key", help="the hub's signing key: show (default), rotate, export, import"
+    )
     key.add_argument("--data", type=Path, required=True)
+    key_sub = key.add_subparsers(dest="key_command")
+    key_sub.add_parser("show", help="print the key id and public key")
+    key_sub.add_parser(
+        "rotate",
+        help="make a new signing key endorsed by the current one (devices learn it by"
+        " themselves); restart every node afterwards",
+    )
+    export = key_sub.add_parser(
+        "export", help="write the key, encrypted, and its endorsements for another node"
+    )
+    export.add_argument("--out", type=Path, required=True, help="file to write (mode 0600)")
+    export.add_argument("--passphrase-stdin", action="store_true")
+    imported = key_sub.add_parser("import", help="install a key exported from another node")
+    imported.add_argument("file", type=Path)
+    imported.add_argument("--passphrase-stdin", action="store_true")
+    imported.add_argument(
+        "--replace", action="store_true", help="replace this node's own, different key"
+    )
     return parser
+
+
+def _passphrase(from_stdin: bool, *, twice: bool) -> bytes:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n").encode()
+    first = getpass.getpass("Passphrase: ")
+    if twice and getpass.getpass("Again: ") != first:
+        raise SystemExit("passphrases differ")
+    return first.encode()
+
+
+def _key_command(args: argparse.Namespace, clock: Clock) -> int:
+    key_path = HubConfig(data_dir=args.data).key_path
+    try:
+        if args.key_command == "rotate":
+            previous, new = rotate_key(key_path, clock())
+            print(f"signing key {previous.key_id} -> {new.key_id}")
+            print("restart every hub node on this key; devices learn the new key by themselves")
+        elif args.key_command == "export":
+            bundle = export_key(key_path, _passphrase(args.passphrase_stdin, twice=True))
+            write_private(args.out, bundle)
+            print(f"key {load_or_create_signer(key_path).key_id} written to {args.out}")
+        elif args.key_command == "import":
+            try:
+                bundle = args.file.read_bytes()
+            except OSError as exc:
+                raise KeyFileError(f"{args.file}: {exc.strerror}") from exc
+            passphrase = _passphrase(args.passphrase_stdin, twice=False)
+            key_id = import_key(key_path, bundle, passphrase, replace=args.replace)
+            print(f"this node now signs with key {key_id}; restart it")
+        else:
+            signer = load_or_create_signer(key_path)
+            print(signer.key_id, signer.hub_key().public_key)
+    except KeyFileError as exc:
+        print(f"hub key: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -357,8 +421,7 @@ def _run(args: argparse.Namespace, clock: Clock) -> int:
     elif args.command == "user":
         asyncio.run(_user_command(args, clock))
     elif args.command == "key":
-        signer = load_or_create_signer(HubConfig(data_dir=args.data).key_path)
-        print(signer.key_id, signer.hub_key().public_key)
+        return _key_command(args, clock)
     return 0
 
 

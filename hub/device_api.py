@@ -23,6 +23,7 @@ from loa_contract import (
     EnrollRequest,
     EnrollResponse,
     HealthSample,
+    KeyChain,
     ManifestReady,
     PlayOutcome,
     Priority,
@@ -166,6 +167,16 @@ async def device_manifest(ctx: Ctx) -> web.StreamResponse:
         return web.Response(status=304, headers=headers)
     body = await signed_manifest(ctx.app, ctx.device, version)
     return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+@routes.get(
+    "/api/v1/device/keys",
+    summary="Every key endorsement the hub made, oldest first: how a device learns a rotated key",
+    auth="device",
+    response=KeyChain,
+)
+async def device_keys(ctx: Ctx) -> KeyChain:
+    return KeyChain(endorsements=ctx.keyring.endorsements)
 
 
 @routes.get(

@@ -3,13 +3,14 @@
 from .faults import Fault, known_fault
 from .models import *  # noqa: F403
 from .models import __all__ as _models_all
-from .signing import HubSigner, SignatureError, TrustedKeys, key_id_for
+from .signing import HubSigner, SignatureError, TrustedKeys, UnknownKey, key_id_for
 
 __all__ = [
     *_models_all,
     "Fault",
     "HubSigner",
     "SignatureError",
+    "UnknownKey",
     "TrustedKeys",
     "key_id_for",
     "known_fault",

@@ -276,6 +276,24 @@ class HubKey(WireModel):
     public_key: str  # base64 raw 32-byte Ed25519 public key
 
 
+class KeyEndorsement(WireModel):
+    """Chứng thực khoá: the hub's next signing key, vouched for by the key it replaces.
+
+    Signed (a SignedEnvelope) by `previous`. A device that trusts `previous` trusts `key` once
+    it has checked this, so the hub can rotate its key without re-enrolling any device.
+    """
+
+    key: HubKey
+    previous: HubKey
+    issued_at: AwareDatetime
+
+
+class KeyChain(WireModel):
+    """Every endorsement the hub has made, oldest first (GET /api/v1/device/keys)."""
+
+    endorsements: list[SignedEnvelope]
+
+
 # ---------------------------------------------------------------- commands (hub -> device)
 
 
@@ -551,6 +569,8 @@ __all__ = [
     "HealthSample",
     "HubKey",
     "HubUrl",
+    "KeyChain",
+    "KeyEndorsement",
     "Manifest",
     "ManifestBulletin",
     "ManifestReady",

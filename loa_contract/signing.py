@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .ed25519 import Ed25519Key
-from .models import HubKey, SignedEnvelope
+from .models import HubKey, KeyEndorsement, SignedEnvelope
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -32,6 +32,11 @@ M = TypeVar("M", bound=BaseModel)
 
 class SignatureError(Exception):
     """The bytes were not signed by a trusted hub key, or are not what they claim to be."""
+
+
+class UnknownKey(SignatureError):
+    """Signed by a key this device does not trust (yet: the hub may have rotated its key,
+    and a KeyEndorsement from a trusted key would teach it)."""
 
 
 def _b64(data: bytes) -> str:
@@ -49,7 +54,15 @@ def key_id_for(public: Ed25519PublicKey) -> str:
     from cryptography.hazmat.primitives import serialization
 
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return _raw_key_id(raw)
+
+
+def _raw_key_id(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _key_id(public_key_b64: str) -> str:
+    return _raw_key_id(_unb64(public_key_b64, "public_key"))
 
 
 class HubSigner:
@@ -67,22 +80,32 @@ class HubSigner:
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
-    def from_pem(cls, pem: bytes) -> HubSigner:
+    def from_pem(cls, pem: bytes, passphrase: bytes | None = None) -> HubSigner:
+        """The key from PEM (encrypted with `passphrase` if given). ValueError if it is not an
+        Ed25519 private key or the passphrase is wrong."""
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        key = serialization.load_pem_private_key(pem, password=None)
+        try:
+            key = serialization.load_pem_private_key(pem, password=passphrase)
+        except TypeError as exc:  # a passphrase missing, or given for a clear key
+            raise ValueError(str(exc)) from exc
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError("the hub key must be an Ed25519 private key")
         return cls(key)
 
-    def to_pem(self) -> bytes:
+    def to_pem(self, passphrase: bytes | None = None) -> bytes:
+        """PKCS#8 PEM; encrypted with `passphrase` (the best scheme cryptography offers) when
+        the key leaves the machine."""
         from cryptography.hazmat.primitives import serialization
 
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase)
+            if passphrase
+            else serialization.NoEncryption()
+        )
         return self._key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
         )
 
     def hub_key(self) -> HubKey:
@@ -114,10 +137,47 @@ class TrustedKeys:
             except ValueError as exc:
                 raise SignatureError(f"hub key {key.key_id} is not an Ed25519 key") from exc
 
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def learn(self, endorsements: Iterable[SignedEnvelope]) -> list[HubKey]:
+        """Trust the keys that keys already trusted vouch for (KeyEndorsement), following
+        chains in any order; returns the keys newly trusted. An endorsement no trusted key
+        signed, or one that does not verify, teaches nothing."""
+        pending = list(endorsements)
+        learned: list[HubKey] = []
+        progress = True
+        while pending and progress:
+            progress = False
+            for envelope in list(pending):
+                if envelope.key_id not in self._keys:
+                    continue
+                pending.remove(envelope)
+                try:
+                    endorsement = self.open(envelope, KeyEndorsement)
+                except SignatureError:
+                    continue
+                if endorsement.previous.key_id != envelope.key_id:
+                    continue  # it must be signed by the key it names as the one replaced
+                key = endorsement.key
+                if key.key_id in self._keys:
+                    continue
+                try:
+                    public = Ed25519Key(_unb64(key.public_key, "public_key"))
+                except (SignatureError, ValueError):
+                    continue
+                if _key_id(key.public_key) != key.key_id:
+                    continue  # a key id is the hash of its key: no aliasing a trusted one
+                self._keys[key.key_id] = public
+                learned.append(key)
+                progress = True
+        return learned
+
     def verify_bytes(self, envelope: SignedEnvelope) -> bytes:
         public = self._keys.get(envelope.key_id)
         if public is None:
-            raise SignatureError(f"signed by an unknown key {envelope.key_id!r}")
+            raise UnknownKey(f"signed by an unknown key {envelope.key_id!r}")
         payload = _unb64(envelope.payload, "payload")
         signature = _unb64(envelope.signature, "signature")
         if not public.verify(signature, payload):
