@@ -157,4 +157,3 @@ async def withdraw(ctx: Ctx) -> NoticeOut:
         notice = await maintenance.get(tx, notice_id)
     assert notice is not None
     return notice_out(notice, now)
-
