@@ -52,7 +52,9 @@ FORM_PRIORITIES: tuple[str, ...] = (Priority.NORMAL.value, Priority.PRIORITY.val
 MEDIA_KINDS: tuple[str, ...] = ("document", "audio", "image", "video")
 #: The HTML `accept` list of the upload, by kind (the hub sniffs the bytes regardless).
 ACCEPT = {
-    "document": "application/pdf,text/plain,.pdf,.txt",
+    "document": "application/pdf,text/plain,.pdf,.txt,.docx,.odt,"
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document,"
+    "application/vnd.oasis.opendocument.text",
     "audio": "audio/*",
     "image": "image/*",
     "video": "video/*",
@@ -743,7 +745,12 @@ _UPLOAD_MESSAGES = {
 
 
 def _upload_error(request: web.Request, status: int, error: str, detail: Any) -> web.Response:
-    message = translate(_UPLOAD_MESSAGES.get(error, "bn.upload.failed"), request_lang(request))
+    lang = request_lang(request)
+    message = translate(_UPLOAD_MESSAGES.get(error, "bn.upload.failed"), lang)
+    said = detail[0] if isinstance(detail, list) and detail and isinstance(detail[0], dict) else {}
+    if error not in _UPLOAD_MESSAGES and said.get("message"):
+        # A file refused once decoded (hub/probe.py): the hub names the problem itself.
+        message = str(said.get("message_en") if lang == "en" else said["message"])
     return web.json_response(
         {"error": error, "field": "media", "message": message, "detail": detail}, status=status
     )

@@ -19,10 +19,11 @@ from hub.appkeys import DB
 from hub.testing import HubHarness, running_hub
 from loa_contract.models import VN_TZ
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleSession, needs_chromium
+from tests.real_files import png_bytes, wav_bytes
 
 PASSWORD = "Own-pass-2!"
 LONG_TEXT = " ".join(["Thông báo lịch tiêm chủng cho trẻ em trong xã."] * 40)  # 400 words
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PNG = png_bytes()
 
 
 @pytest.fixture
@@ -339,7 +340,7 @@ async def test_media_list_is_scoped_to_the_unit(hub: HubHarness) -> None:
     two = await hub.user("m.two", "contributor", "so-nn")
     viewer = await hub.user("m.view", "viewer", "province")
     mine = (await one.upload(PNG))["sha256"]
-    theirs = (await two.upload(PNG + b"\x01"))["sha256"]
+    theirs = (await two.upload(png_bytes(colour=(1, 2, 3))))["sha256"]
     assert [m["sha256"] for m in await one.call("GET", "/api/v1/media")] == [mine]
     assert [m["sha256"] for m in await two.call("GET", "/api/v1/media")] == [theirs]
     assert {m["sha256"] for m in await viewer.call("GET", "/api/v1/media")} == {mine, theirs}
@@ -355,7 +356,7 @@ async def test_media_list_is_scoped_to_the_unit(hub: HubHarness) -> None:
 async def test_commune_hears_province_media_published_to_it(hub: HubHarness) -> None:
     op1 = await hub.user("o.one", "commune_operator", "00001")
     op2 = await hub.user("o.two", "commune_operator", "00002")
-    wav = (await hub.upload(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 64))["sha256"]
+    wav = (await hub.upload(wav_bytes()))["sha256"]
     draft = await hub.call(
         "POST",
         "/api/v1/bulletins",
