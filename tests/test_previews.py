@@ -1,0 +1,147 @@
+"""Previews before approval (issue #12): the speech and the board frames a bulletin becomes,
+made on the hub by the devices' own code, checked by their samples and pixels; and the
+expected airing length, the one the board's layout gives."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import wave
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from edge_agent.airing import text_airing_seconds
+from edge_agent.profile import load_profile
+from hub.testing import HubHarness, running_hub
+from tests.browser import ARTIFACTS
+from tests.real_files import LONG_NOTICE, LONG_NOTICE_END, cmyk_jpeg, text_pdf
+
+RED, BLUE = (220, 30, 40), (30, 60, 220)
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
+    async with running_hub(tmp_path) as harness:
+        await harness.commune("00001")
+        yield harness
+
+
+def draft(**kw: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "title": "Thông báo",
+        "priority": "normal",
+        "category": "socioeconomic_development",
+        "targets": {"communes": ["00001"]},
+        "schedule": {
+            "valid_from": (now - timedelta(minutes=1)).isoformat(),
+            "valid_until": (now + timedelta(days=1)).isoformat(),
+        },
+        **kw,
+    }
+
+
+async def fetch_picture(hub: HubHarness, url: str, name: str) -> Image.Image:
+    data = await hub.call("GET", url)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / name).write_bytes(data)
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def close(pixel: tuple[int, ...], wanted: tuple[int, int, int], slack: int = 40) -> bool:
+    return all(abs(a - b) <= slack for a, b in zip(pixel, wanted, strict=False))
+
+
+@needs_espeak
+async def test_a_long_text_previews_as_speech_and_as_each_board_shows_it(
+    hub: HubHarness,
+) -> None:
+    made = await hub.call(
+        "POST", "/api/v1/bulletins", json=draft(kind="text", text=LONG_NOTICE), expect=201
+    )
+    preview = await hub.call("GET", f"/api/v1/bulletins/{made['id']}/preview")
+    # The speech a speaker airs: the speaker's own engine, minutes of it.
+    assert preview["speech"], preview
+    speech = await hub.call("GET", preview["speech"])
+    with wave.open(io.BytesIO(speech)) as wav:
+        seconds = wav.getnframes() / wav.getframerate()
+    assert seconds > 60 and preview["speaker_seconds"] == pytest.approx(seconds, abs=0.1)
+    boards = {b["profile"]: b for b in preview["boards"]}
+    assert set(boards) == {"lcd-board-1080p", "led-board-p10"}
+    for name, board in boards.items():
+        profile = load_profile(name)
+        assert profile.display is not None
+        assert (board["width"], board["height"]) == profile.display.screen_size
+        # The airing length is the board's own, computed once, in one place.
+        expected = text_airing_seconds(LONG_NOTICE, profile.display, title="Thông báo")
+        assert board["seconds"] == pytest.approx(expected, abs=0.1)
+        assert board["seconds"] > 60  # shown whole, not 15 s of it
+        assert len(board["frames"]) == 3 and board["at_s"][0] == 0.0
+        pictures = [
+            await fetch_picture(hub, url, f"preview-text-{name}-{i}.png")
+            for i, url in enumerate(board["frames"])
+        ]
+        assert all(p.size == profile.display.screen_size for p in pictures)
+        # The text moves: the start and the end of its pass differ.
+        assert pictures[0].tobytes() != pictures[-1].tobytes()
+    # Made once: asked again, the same files come back from the cache.
+    again = await hub.call("GET", f"/api/v1/bulletins/{made['id']}/preview")
+    assert again == preview
+    assert LONG_NOTICE_END  # the notice's words reach the board whole (its length says so)
+
+
+async def test_a_pdf_previews_its_pages_at_the_board_s_resolution(
+    hub: HubHarness, tmp_path: Path
+) -> None:
+    pdf = text_pdf(tmp_path / "t.pdf", ["Trang một: lịch tiêm", "Trang hai: địa điểm"], [RED, BLUE])
+    media = await hub.upload(pdf.read_bytes())
+    made = await hub.call(
+        "POST", "/api/v1/bulletins", json=draft(kind="document", media=media["sha256"]), expect=201
+    )
+    preview = await hub.call("GET", f"/api/v1/bulletins/{made['id']}/preview")
+    lcd = next(b for b in preview["boards"] if b["profile"] == "lcd-board-1080p")
+    assert (lcd["width"], lcd["height"]) == (1920, 1080) and len(lcd["frames"]) == 2
+    pages = [
+        await fetch_picture(hub, u, f"preview-pdf-{i}.png") for i, u in enumerate(lcd["frames"])
+    ]
+    for page, mark in zip(pages, (RED, BLUE), strict=True):
+        assert page.size == (1920, 1080)
+        # The page's coloured band, as poppler drew it, somewhere in the top of the page.
+        band = [page.getpixel((960, y)) for y in range(0, 540, 4)]
+        assert any(close(p, mark) for p in band), band[:20]
+    assert lcd["at_s"][1] > 0 and lcd["seconds"] >= sum([8.0, 8.0])
+    # The LED panel shows documents as their text: one crawl.
+    led = next(b for b in preview["boards"] if b["profile"] == "led-board-p10")
+    assert led["frames"] and led["seconds"] >= 15.0
+
+
+async def test_a_cmyk_photo_previews_red_on_every_board(hub: HubHarness, tmp_path: Path) -> None:
+    media = await hub.upload(cmyk_jpeg(tmp_path / "c.jpg").read_bytes())
+    made = await hub.call(
+        "POST", "/api/v1/bulletins", json=draft(kind="image", media=media["sha256"]), expect=201
+    )
+    preview = await hub.call("GET", f"/api/v1/bulletins/{made['id']}/preview")
+    assert preview["speech"] is None and preview["speaker_seconds"] is None
+    for board in preview["boards"]:
+        picture = await fetch_picture(
+            hub, board["frames"][0], f"preview-cmyk-{board['profile']}.png"
+        )
+        w, h = picture.size
+        assert close(picture.getpixel((w // 2, h // 2 + h // 10)), (237, 28, 36), 60), board
+        assert board["seconds"] == 15.0
+
+
+async def test_preview_files_are_only_the_preview_s(hub: HubHarness) -> None:
+    made = await hub.call(
+        "POST", "/api/v1/bulletins", json=draft(kind="text", text="Chào"), expect=201
+    )
+    base = f"/api/v1/bulletins/{made['id']}/preview"
+    await hub.call("GET", f"{base}/..%2Fhub.sqlite3", expect=404)
+    await hub.call("GET", f"{base}/index.json", expect=404)
+    await hub.call("GET", "/api/v1/bulletins/nope/preview", expect=404)
