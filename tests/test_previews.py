@@ -18,7 +18,7 @@ from PIL import Image
 from edge_agent.airing import text_airing_seconds
 from edge_agent.profile import load_profile
 from hub.testing import HubHarness, running_hub
-from tests.browser import ARTIFACTS
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.real_files import LONG_NOTICE, LONG_NOTICE_END, cmyk_jpeg, text_pdf
 
 RED, BLUE = (220, 30, 40), (30, 60, 220)
@@ -145,3 +145,85 @@ async def test_preview_files_are_only_the_preview_s(hub: HubHarness) -> None:
     await hub.call("GET", f"{base}/..%2Fhub.sqlite3", expect=404)
     await hub.call("GET", f"{base}/index.json", expect=404)
     await hub.call("GET", "/api/v1/bulletins/nope/preview", expect=404)
+
+
+# ---------------------------------------------------------------- in the reviewer's browser
+
+PASSWORD = "Own-pass-2!"
+
+
+@needs_chromium
+@needs_espeak
+async def test_a_reviewer_previews_a_submitted_document_in_the_browser(
+    hub: HubHarness, tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    agency = await hub.user("bt.soyte", "contributor", "so-yte", new_password=PASSWORD)
+    await hub.user("tt.lan", "reviewer", new_password=PASSWORD)
+    pdf = text_pdf(tmp_path / "t.pdf", ["Lịch tiêm phòng vắc-xin tại trạm y tế xã"], [RED])
+    media = await agency.upload(pdf.read_bytes())
+    made = await agency.call(
+        "POST", "/api/v1/bulletins", json=draft(kind="document", media=media["sha256"]), expect=201
+    )
+    await agency.call("POST", f"/api/v1/bulletins/{made['id']}/submit")
+    base = str(hub.client.make_url("/")).rstrip("/")
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(30_000)
+            await page.goto(f"{base}/login")
+            await page.fill("input[name=username]", "tt.lan")
+            await page.fill("input[name=password]", PASSWORD)
+            await page.click("button[type=submit].primary")
+            await expect(page).to_have_url(f"{base}/")
+            await page.goto(f"{base}/review")
+            await page.click(f"#queue a.bn-preview[href='/bulletins/{made['id']}/preview']")
+            await expect(page).to_have_url(f"{base}/bulletins/{made['id']}/preview")
+            # The speech a speaker will air, decoded by the browser.
+            seconds = await _media_duration(page, "#preview-speech")
+            assert seconds > 1.0
+            await expect(page.locator("#speaker-length")).to_contain_text("giây")
+            # The LCD board's page at 1920×1080, its red band drawn by poppler.
+            lcd = page.locator(".preview-board[data-profile='lcd-board-1080p'] img.preview-frame")
+            await expect(lcd).to_have_count(1)
+            found = await page.evaluate(
+                """(img) => new Promise((resolve) => {
+                    const check = () => {
+                        const canvas = document.createElement("canvas");
+                        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+                        const g = canvas.getContext("2d");
+                        g.drawImage(img, 0, 0);
+                        const column = [];
+                        for (let y = 0; y < 540; y += 6) {
+                            column.push(Array.from(g.getImageData(960, y, 1, 1).data));
+                        }
+                        resolve({w: img.naturalWidth, h: img.naturalHeight, column});
+                    };
+                    if (img.complete && img.naturalWidth) { check(); }
+                    else { img.addEventListener("load", check, {once: true}); }
+                })""",
+                await lcd.element_handle(),
+            )
+            assert (found["w"], found["h"]) == (1920, 1080)
+            assert any(close(tuple(p[:3]), RED) for p in found["column"]), found["column"][:10]
+            led = page.locator(".preview-board[data-profile='led-board-p10'] .board-length")
+            await expect(led).to_be_visible()
+            await page.screenshot(path=str(ARTIFACTS / "preview-review-page.png"), full_page=True)
+        finally:
+            await browser.close()
+
+
+async def _media_duration(page: Any, selector: str) -> float:
+    duration = await page.evaluate(
+        """(selector) => new Promise((resolve, reject) => {
+            const media = document.querySelector(selector);
+            if (media.readyState >= 1) { resolve(media.duration); return; }
+            media.addEventListener("loadedmetadata", () => resolve(media.duration), {once: true});
+            media.addEventListener("error", () => reject(new Error("media error")), {once: true});
+        })""",
+        selector,
+    )
+    return float(duration)
