@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 import wave
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,9 @@ from loa_contract import BulletinKind, DeviceKind, ManifestBulletin
 PREVIEW_VERSION = 1
 #: The most frames a board's preview shows (a document's pages beyond are left out).
 MAX_FRAMES = 12
+#: Previews not asked for in this long are removed when a new one is made (a bulletin's
+#: review takes days, not months; asked again, it is made again).
+KEEP_S = 30 * 86400
 #: A preview's file names, as the routes accept them.
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
@@ -214,6 +218,8 @@ async def make_preview(
     done = folder / key
     index = done / "index.json"
     if await asyncio.to_thread(index.exists):
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(os.utime, index)  # asked for: kept by `prune`
         return Preview.from_json(await asyncio.to_thread(index.read_text, "utf-8"))
     work = folder / f".{key}.{uuid.uuid4().hex}"
     await asyncio.to_thread(work.mkdir, parents=True)
@@ -248,6 +254,7 @@ async def make_preview(
                 )
         preview = Preview(key, speech, speaker_seconds, speaker_problem, boards)
         await asyncio.to_thread(_finish, work, done, preview)
+        await asyncio.to_thread(prune, folder, time.time() - KEEP_S)
         return preview
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
@@ -261,3 +268,15 @@ def _finish(work: Path, done: Path, preview: Preview) -> None:
     (work / "index.json").write_text(preview.to_json(), "utf-8")
     with contextlib.suppress(OSError):  # another request made the same preview first
         os.replace(work, done)
+
+
+def prune(folder: Path, before: float) -> int:
+    """Remove the previews last asked for before `before` (a time.time()); how many."""
+    removed = 0
+    for path in folder.iterdir():
+        index = path / "index.json"
+        with contextlib.suppress(FileNotFoundError):
+            if not path.name.startswith(".") and index.stat().st_mtime < before:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+    return removed

@@ -5,6 +5,7 @@ expected airing length, the one the board's layout gives."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import wave
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from PIL import Image
 
 from edge_agent.airing import text_airing_seconds
 from edge_agent.profile import load_profile
+from hub.previews import prune
 from hub.testing import HubHarness, running_hub
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.real_files import LONG_NOTICE, LONG_NOTICE_END, cmyk_jpeg, text_pdf
@@ -227,3 +229,14 @@ async def _media_duration(page: Any, selector: str) -> float:
         selector,
     )
     return float(duration)
+
+
+def test_previews_not_asked_for_a_month_are_removed(tmp_path: Path) -> None:
+    old, recent, unfinished = tmp_path / "a", tmp_path / "b", tmp_path / ".c"
+    for folder in (old, recent, unfinished):
+        folder.mkdir()
+        (folder / "index.json").write_text("{}")
+    os.utime(old / "index.json", (1000.0, 1000.0))
+    os.utime(unfinished / "index.json", (1000.0, 1000.0))
+    assert prune(tmp_path, 2000.0) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".c", "b"]
