@@ -45,7 +45,7 @@ async def preview_of(ctx: Ctx) -> Preview:
         stored = await media.get(ctx.db, bulletin.media.sha256)
         duration = stored.duration_s if stored is not None else None
         source = media_path(ctx.config.media_dir, bulletin.media.sha256)
-    return await make_preview(bulletin, source, duration, ctx.config.data_dir / "previews")
+    return await make_preview(bulletin, source, duration, ctx.config.data_dir / "previews", ctx.now)
 
 
 @routes.get(

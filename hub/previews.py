@@ -26,10 +26,10 @@ import os
 import re
 import shutil
 import tempfile
-import time
 import uuid
 import wave
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -207,8 +207,10 @@ async def make_preview(
     source: Path | None,
     duration_s: float | None,
     folder: Path,
+    now: datetime,
 ) -> Preview:
-    """The bulletin's preview, from the cache in `folder` or made now (off the loop)."""
+    """The bulletin's preview, from the cache in `folder` or made now (off the loop); `now`
+    (the hub's clock) marks it as asked for."""
     import asyncio
 
     shipped = await asyncio.to_thread(profiles)
@@ -219,7 +221,8 @@ async def make_preview(
     index = done / "index.json"
     if await asyncio.to_thread(index.exists):
         with contextlib.suppress(OSError):
-            await asyncio.to_thread(os.utime, index)  # asked for: kept by `prune`
+            stamp = now.timestamp()  # asked for: kept by `prune`
+            await asyncio.to_thread(os.utime, index, (stamp, stamp))
         return Preview.from_json(await asyncio.to_thread(index.read_text, "utf-8"))
     work = folder / f".{key}.{uuid.uuid4().hex}"
     await asyncio.to_thread(work.mkdir, parents=True)
@@ -253,25 +256,26 @@ async def make_preview(
                     )
                 )
         preview = Preview(key, speech, speaker_seconds, speaker_problem, boards)
-        await asyncio.to_thread(_finish, work, done, preview)
-        await asyncio.to_thread(prune, folder, time.time() - KEEP_S)
+        await asyncio.to_thread(_finish, work, done, preview, now.timestamp())
+        await asyncio.to_thread(prune, folder, now.timestamp() - KEEP_S)
         return preview
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
 
 
-def _finish(work: Path, done: Path, preview: Preview) -> None:
+def _finish(work: Path, done: Path, preview: Preview, stamp: float) -> None:
     keep = {f for b in preview.boards for f in b.frames} | ({preview.speech} - {None})
     for path in work.iterdir():
         if path.name not in keep:
             path.unlink()
     (work / "index.json").write_text(preview.to_json(), "utf-8")
+    os.utime(work / "index.json", (stamp, stamp))  # made, by the hub's clock
     with contextlib.suppress(OSError):  # another request made the same preview first
         os.replace(work, done)
 
 
 def prune(folder: Path, before: float) -> int:
-    """Remove the previews last asked for before `before` (a time.time()); how many."""
+    """Remove the previews last asked for before `before` (seconds since the epoch)."""
     removed = 0
     for path in folder.iterdir():
         index = path / "index.json"
