@@ -57,6 +57,8 @@ FFMPEG_TIMEOUT_S = 300.0
 #: `TRUNCATED_MIN_S` seconds) is truncated: a cut download, a recorder that died.
 TRUNCATED_SHARE = 0.03
 TRUNCATED_MIN_S = 0.5
+#: A WAV header's data size at least this big is a streaming recorder's placeholder.
+STREAMED_WAV_BYTES = 0x7FFF0000
 #: An office file's archive: at most this many members, this many bytes expanded, and no
 #: member expanding more than `ZIP_MAX_RATIO` times (a zip bomb expands a thousandfold).
 ZIP_MAX_MEMBERS = 2000
@@ -210,12 +212,14 @@ def probe_av(path: Path, mime: str) -> Probe:
 def wav_header_seconds(path: Path) -> float | None:
     """The length a WAV's header gives its data (None when Python's reader cannot say:
     WAVE_FORMAT_EXTENSIBLE and other variants; or when a recorder writing to a stream left
-    the size unknown, 0 or all ones)."""
+    the size unknown)."""
     try:
         with wave.open(str(path), "rb") as wav:
             rate = wav.getframerate()
             data_bytes = wav.getnframes() * wav.getsampwidth() * wav.getnchannels()
-            if rate <= 0 or data_bytes >= 0xFFFFFFFF - 64:
+            # Recorders writing to a pipe (espeak-ng --stdout, ffmpeg) put a placeholder
+            # of 2 or 4 GiB there, more than any upload may be.
+            if rate <= 0 or data_bytes >= STREAMED_WAV_BYTES:
                 return None
             return wav.getnframes() / rate
     except (wave.Error, EOFError, OSError):

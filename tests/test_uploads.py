@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
 import subprocess
 import zipfile
 from collections.abc import AsyncIterator
@@ -121,6 +122,22 @@ async def test_a_wav_shorter_than_its_header_is_refused(hub: HubHarness, tmp_pat
     data = sox_wav(tmp_path / "w.wav", 4, 16000)
     body = await hub.upload(data[: len(data) // 3 // 2 * 2], expect=422)
     assert body["error"] == "truncated", body
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+async def test_a_wav_streamed_with_a_placeholder_size_passes(
+    hub: HubHarness, tmp_path: Path
+) -> None:
+    # espeak-ng --stdout (and any recorder writing to a pipe) cannot go back to write the
+    # size: its header says about 2 GiB. That is not a truncated file.
+    spoken = await asyncio.to_thread(
+        subprocess.run,
+        ["espeak-ng", "-v", "vi", "--stdout", "Xin chào bà con"],
+        capture_output=True,
+        check=True,
+    )
+    stored = await hub.upload(spoken.stdout)
+    assert stored["mime"] == "audio/wav" and 0.5 < stored["duration_s"] < 5
 
 
 def test_truncation_allows_rounding_only() -> None:
