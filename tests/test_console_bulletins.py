@@ -309,6 +309,12 @@ async def test_upload_endpoint_checks_csrf_and_session_and_answers_json(
         assert resp.status == 415
         body = await resp.json()
         assert body["field"] == "media" and "âm thanh" in body["message"]
+    # A file refused once decoded: the hub's own words name the problem.
+    cut = wav[: len(wav) // 4 // 2 * 2]
+    async with agency.http.post(url, data=cut, headers=headers) as resp:
+        assert resp.status == 422
+        body = await resp.json()
+        assert body["error"] == "truncated" and "bị cắt cụt" in body["message"], body
     async with agency.http.post(url, data=wav, headers=headers) as resp:
         assert resp.status == 201
         stored = await resp.json()
