@@ -14,15 +14,38 @@ out with the board's own renderer (edge_agent/players/display.py, pygame) only w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from loa_contract import BulletinKind, Priority
 
-from .players.base import PlayItem
+from .players.base import PlayItem, Slide
 from .profile import DisplayProfile
 
 if TYPE_CHECKING:
+    from .renditions import Rendition
+
+if TYPE_CHECKING:
     from .players.display import DisplayPlayer
+
+
+def rendition_item(
+    rendition: Rendition, folder: Path, display: DisplayProfile | None, common: dict[str, Any]
+) -> PlayItem:
+    """A board's item for a document's pages, an animation's frames or a still picture made
+    by edge_agent/renditions.py into `folder` (the agent's programme and the hub's previews
+    both build it so). `common`: the item's other fields (bulletin_id, priority, title...)."""
+    if rendition.pages:
+        assert display is not None  # pages are made only for boards with a display
+        pages = tuple(
+            Slide(folder / page.file, page_seconds(page.chars, display)) for page in rendition.pages
+        )
+        return PlayItem(kind=BulletinKind.DOCUMENT, slides=pages, **common)
+    if rendition.frames:
+        frames = tuple(Slide(folder / f.file, f.ms / 1000) for f in rendition.frames)
+        return PlayItem(kind=BulletinKind.IMAGE, slides=frames, **common)
+    assert rendition.image is not None
+    return PlayItem(kind=BulletinKind.IMAGE, path=folder / rendition.image, **common)
 
 
 def page_seconds(chars: int, display: DisplayProfile) -> float:

@@ -28,9 +28,9 @@ from loa_contract import (
     parse_hhmm,
 )
 
-from .airing import page_seconds
+from .airing import rendition_item
 from .parts import AgentPart, wait_event
-from .players.base import EventType, PlaybackEvent, PlayItem, Slide
+from .players.base import EventType, PlaybackEvent, PlayItem
 from .renditions import Rendition
 from .scheduler import EMERGENCY_SLOT, decide
 from .scheduler_types import (
@@ -193,20 +193,9 @@ class Programme(AgentPart):
     def _picture_item(self, rendition: Rendition, common: dict[str, Any]) -> PlayItem:
         """A board's item for a document's pages, an animation's frames or a still picture,
         all made at cache time at this screen's size."""
-        derived = self.agent.cache.derived
-        display = self.agent.profile.display
-        if rendition.pages:
-            assert display is not None  # pages are made only for boards with a display
-            pages = tuple(
-                Slide(derived / page.file, page_seconds(page.chars, display))
-                for page in rendition.pages
-            )
-            return PlayItem(kind=BulletinKind.DOCUMENT, slides=pages, **common)
-        if rendition.frames:
-            frames = tuple(Slide(derived / f.file, f.ms / 1000) for f in rendition.frames)
-            return PlayItem(kind=BulletinKind.IMAGE, slides=frames, **common)
-        assert rendition.image is not None
-        return PlayItem(kind=BulletinKind.IMAGE, path=derived / rendition.image, **common)
+        return rendition_item(
+            rendition, self.agent.cache.derived, self.agent.profile.display, common
+        )
 
     def held_changed(self, *, content: bool = False) -> None:
         """The manifest, the held emergencies or the clock's anchoring changed (with

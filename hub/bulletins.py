@@ -39,6 +39,7 @@ from loa_contract import (
     HHMM,
     BulletinKind,
     CivilDatetime,
+    DeviceKind,
     ManifestBulletin,
     MediaRef,
     Priority,
@@ -51,6 +52,7 @@ from .auth import Permission, User
 from .categories import DEFAULT as DEFAULT_CATEGORY
 from .categories import check_category
 from .db import Database
+from .domain.lengths import recorded_length_problem
 from .domain.lifecycle import (
     Action,
     Actor,
@@ -73,6 +75,7 @@ from .paging import (
     decode_cursor,
 )
 from .push import EMERGENCY_SLACK, Connections
+from .reports import provider_of
 from .routing import Ctx, RouteTable
 from .store import bulletins as store
 from .store import communes, devices, media
@@ -450,6 +453,64 @@ async def _target_errors(db: Reader, targets: TargetsIn) -> list[dict[str, str]]
     return errors
 
 
+async def _bound_for_speakers(db: Reader, bulletin: Bulletin) -> bool:
+    """Whether a bulletin may reach a speaker: the whole province, a commune (whatever
+    devices it has now or gets later), or a speaker named among its devices."""
+    if bulletin.target_all:
+        return True
+    targets = await store.targets(db, bulletin.content.id)
+    if targets.communes:
+        return True
+    for device_id in targets.devices:
+        device = await devices.get(db, device_id)
+        if device is not None and device.kind is DeviceKind.SPEAKER:
+            return True
+    return False
+
+
+async def _wordless_document(db: Reader, bulletin: Bulletin) -> dict[str, str] | None:
+    """The problem of a document bound for speakers with no words to read (a scanned PDF
+    with nothing typed beside it): it would be published to air nothing."""
+    b = bulletin.content
+    if b.kind is not BulletinKind.DOCUMENT or (b.text and b.text.strip()) or b.media is None:
+        return None
+    stored = await media.get(db, b.media.sha256)
+    if stored is None or stored.words is None or stored.words > 0:
+        return None  # words to read, or a file stored before uploads were read
+    if not await _bound_for_speakers(db, bulletin):
+        return None
+    return {
+        "field": "media",
+        "message": "Tài liệu không có chữ nào đọc được (bản chụp hoặc bản quét): loa không có"
+        " gì để phát. Hãy gửi tệp có lớp chữ (PDF xuất từ Word, tệp Word), nhập nội dung vào"
+        " ô văn bản, hoặc chỉ chọn bảng tin làm nơi phát.",
+        "message_en": "the document has no words to read (a photo or a scan): speakers would"
+        " air nothing. Send a file with a text layer (a PDF saved from Word, a Word file),"
+        " type its words in the text field, or target boards only",
+    }
+
+
+async def _recording_length(
+    db: Reader, bulletin: Bulletin, newspapers: frozenset[str]
+) -> dict[str, str] | None:
+    """The regulations' length of a submitted recording, judged by its decoded length."""
+    b = bulletin.content
+    if b.media is None or b.kind not in (BulletinKind.AUDIO, BulletinKind.VIDEO):
+        return None
+    stored = await media.get(db, b.media.sha256)
+    duration = stored.duration_s if stored is not None else None
+    missed = recorded_length_problem(b.kind, provider_of(bulletin.unit, newspapers), duration)
+    if missed is None or duration is None:
+        return None
+    low, high = (round(x / 60) for x in missed)
+    return {
+        "field": "media",
+        "message": f"Bản tin thu âm dài {duration / 60:.1f} phút; quy định: {low}–{high} phút.",
+        "message_en": f"the recording lasts {duration / 60:.1f} minutes; the rule is"
+        f" {low}–{high} minutes",
+    }
+
+
 # ---------------------------------------------------------------- changes
 
 
@@ -570,6 +631,9 @@ async def _publish(
         raise _refused(exc) from None
     if not before.target_all and not await store.names_a_target(tx, bulletin_id):
         raise field_error(422, "validation_error", "targets", "choose communes or devices first")
+    wordless = await _wordless_document(tx, before)
+    if wordless is not None:
+        raise ApiError(422, "validation_error", [wordless])
     await store.mark_published(
         tx, bulletin_id, at=ctx.now, default_category=DEFAULT_CATEGORY, comment=comment
     )
@@ -783,6 +847,12 @@ async def submit_bulletin(ctx: Ctx) -> BulletinOut:
             errors.append(
                 {"field": "text", "message": f"a text bulletin has {low}-{high} words, not {words}"}
             )
+        for found in (
+            await _wordless_document(tx, bulletin),
+            await _recording_length(tx, bulletin, ctx.config.newspaper_units),
+        ):
+            if found is not None:
+                errors.append(found)
         if b.priority is not Priority.NORMAL and not b.schedule.times:
             errors.append(
                 {

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from loa_contract import BulletinKind, Priority
 from loa_contract.models import VN_TZ
 
-from . import bulletins, communes, media
+from . import bulletins, communes, media, preview_api
 from .appkeys import CLOCK
 from .auth import Permission, User, require
 from .categories import CATEGORIES
@@ -36,6 +36,7 @@ from .console import (
     request_lang,
     see_other,
 )
+from .console_devices import Fmt
 from .domain.lifecycle import Action, BulletinState, allows
 from .errors import ApiError, loc_to_field
 from .i18n import CATALOGUE, translate
@@ -52,7 +53,9 @@ FORM_PRIORITIES: tuple[str, ...] = (Priority.NORMAL.value, Priority.PRIORITY.val
 MEDIA_KINDS: tuple[str, ...] = ("document", "audio", "image", "video")
 #: The HTML `accept` list of the upload, by kind (the hub sniffs the bytes regardless).
 ACCEPT = {
-    "document": "application/pdf,text/plain,.pdf,.txt",
+    "document": "application/pdf,text/plain,.pdf,.txt,.docx,.odt,"
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document,"
+    "application/vnd.oasis.opendocument.text",
     "audio": "audio/*",
     "image": "image/*",
     "video": "video/*",
@@ -743,7 +746,12 @@ _UPLOAD_MESSAGES = {
 
 
 def _upload_error(request: web.Request, status: int, error: str, detail: Any) -> web.Response:
-    message = translate(_UPLOAD_MESSAGES.get(error, "bn.upload.failed"), request_lang(request))
+    lang = request_lang(request)
+    message = translate(_UPLOAD_MESSAGES.get(error, "bn.upload.failed"), lang)
+    said = detail[0] if isinstance(detail, list) and detail and isinstance(detail[0], dict) else {}
+    if error not in _UPLOAD_MESSAGES and said.get("message"):
+        # A file refused once decoded (hub/probe.py): the hub names the problem itself.
+        message = str(said.get("message_en") if lang == "en" else said["message"])
     return web.json_response(
         {"error": error, "field": "media", "message": message, "detail": detail}, status=status
     )
@@ -781,6 +789,45 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     return response
 
 
+# ---------------------------------------------------------------- preview before approval
+
+
+@page
+async def preview_page(request: web.Request) -> web.StreamResponse:
+    """What the bulletin will be on the air (hub/previews.py): the speech, each board's
+    frames, and the length of one airing on each, before anyone approves it."""
+    user = await page_user(request)
+    b: bulletins.BulletinOut = await api(request, user, bulletins.get_bulletin)
+    preview: preview_api.PreviewOut = await api(request, user, preview_api.get_preview)
+    fmt = Fmt(request_lang(request), request.app[CLOCK]())
+
+    def console_url(url: str) -> str:
+        # The API's file URL, served to the console by its cookie session.
+        return "/bulletins/" + url.removeprefix("/api/v1/bulletins/")
+
+    return await render(
+        request,
+        "bulletin_preview.html",
+        b=b,
+        preview=preview,
+        speech=console_url(preview.speech) if preview.speech else None,
+        speaker_length=(
+            fmt.duration(preview.speaker_seconds) if preview.speaker_seconds is not None else None
+        ),
+        boards=[
+            (board, fmt.duration(board.seconds), [console_url(f) for f in board.frames])
+            for board in preview.boards
+        ],
+    )
+
+
+@page
+async def preview_file(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    response: web.StreamResponse = await api(request, user, preview_api.get_preview_file)
+    return response
+
+
 PAGES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/bulletins", bulletins_page),
     ("GET", "/bulletins/new", new_form),
@@ -788,6 +835,8 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     ("POST", "/bulletins/media", upload),
     ("GET", "/bulletins/media/{sha256}", media_file),
     ("GET", "/bulletins/{id}", detail_page),
+    ("GET", "/bulletins/{id}/preview", preview_page),
+    ("GET", "/bulletins/{id}/preview/{file}", preview_file),
     ("GET", "/bulletins/{id}/edit", edit_form),
     ("POST", "/bulletins/{id}/edit", edit_submit),
     ("POST", "/bulletins/{id}/submit", submit_action),

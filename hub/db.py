@@ -328,6 +328,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX maintenance_notices_ends ON maintenance_notices (ends_at);
     """,
+    # What decoding an upload found (hub/probe.py): audio and video length as decoded,
+    # codec, channels, sample rate, resolution; a document's words; and for the text taken
+    # out of a Word or OpenDocument file, that file's sha256. NULL: not known (files stored
+    # before uploads were probed).
+    """
+    ALTER TABLE media ADD COLUMN duration_s REAL;
+    ALTER TABLE media ADD COLUMN codec TEXT;
+    ALTER TABLE media ADD COLUMN channels INTEGER;
+    ALTER TABLE media ADD COLUMN sample_rate INTEGER;
+    ALTER TABLE media ADD COLUMN width INTEGER;
+    ALTER TABLE media ADD COLUMN height INTEGER;
+    ALTER TABLE media ADD COLUMN words INTEGER;
+    ALTER TABLE media ADD COLUMN source_sha256 TEXT;
+    """,
 ]
 
 

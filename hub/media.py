@@ -20,6 +20,7 @@ from typing import BinaryIO
 from aiohttp import web
 from pydantic import BaseModel
 
+from . import probe
 from .auth import Permission
 from .errors import ApiError
 from .routing import Ctx, RouteTable
@@ -48,6 +49,9 @@ def sniff_mime(head: bytes, *, utf8_text: bool) -> str | None:
         return "image/gif"
     if head.startswith(b"%PDF-"):
         return "application/pdf"
+    if head.startswith(b"PK\x03\x04"):
+        # Word and OpenDocument files are ZIP archives: their members say which (probe.py).
+        return probe.ZIP_MIME
     if head.startswith(b"fLaC"):
         return "audio/flac"
     if head.startswith(b"OggS"):
@@ -109,9 +113,74 @@ def media_path(media_dir: Path, sha256: str) -> Path:
 
 
 class MediaOut(BaseModel):
+    """A stored file and what decoding it at upload found (None: not known, or not of its
+    kind: no duration for a picture)."""
+
     sha256: str
     size: int
     mime: str
+    #: Audio and video: the length as decoded, in seconds.
+    duration_s: float | None = None
+    codec: str | None = None
+    channels: int | None = None
+    sample_rate: int | None = None
+    #: Pictures and video: pixels.
+    width: int | None = None
+    height: int | None = None
+    #: Documents: the words devices read or show.
+    words: int | None = None
+    #: A Word or OpenDocument upload is stored as the text taken out of it (what devices
+    #: air); this names the original file, kept as sent.
+    source_sha256: str | None = None
+
+    @classmethod
+    def of(cls, m: media.Media) -> MediaOut:
+        return cls(
+            sha256=m.sha256,
+            size=m.size,
+            mime=m.mime,
+            duration_s=m.duration_s,
+            codec=m.codec,
+            channels=m.channels,
+            sample_rate=m.sample_rate,
+            width=m.width,
+            height=m.height,
+            words=m.words,
+            source_sha256=m.source_sha256,
+        )
+
+
+def _record(sha: str, size: int, mime: str, found: probe.Probe, source: str | None) -> media.Media:
+    return media.Media(
+        sha,
+        size,
+        mime,
+        duration_s=found.duration_s,
+        codec=found.codec,
+        channels=found.channels,
+        sample_rate=found.sample_rate,
+        width=found.width,
+        height=found.height,
+        words=found.words,
+        source_sha256=source,
+    )
+
+
+def _store_text(media_dir: Path, text: str) -> tuple[str, int]:
+    """Store extracted text as a UTF-8 file named by its sha256 (atomically)."""
+    data = text.encode("utf-8")
+    sha = hashlib.sha256(data).hexdigest()
+    final = media_path(media_dir, sha)
+    if not final.exists():
+        tmp = media_dir / "tmp" / f"{uuid.uuid4().hex}.part"
+        fh = tmp.open("wb")
+        try:
+            fh.write(data)
+            _finish_file(fh, tmp, final)
+        finally:
+            fh.close()
+            tmp.unlink(missing_ok=True)
+    return sha, len(data)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -132,7 +201,10 @@ def _finish_file(fh: BinaryIO, tmp: Path, final: Path) -> None:
 
 @routes.post(
     "/api/v1/media",
-    summary="Upload a media file (raw body); the type is sniffed from the bytes",
+    summary="Upload a media file (raw body); the type is sniffed from the bytes and the file"
+    " decoded: a damaged, truncated or too large file is refused (422, the problem named in"
+    " Vietnamese). A Word or OpenDocument file is stored as the text taken out of it (the"
+    " answer's sha256; source_sha256 names the original)",
     permission=Permission.MEDIA_WRITE,
     response=MediaOut,
     status=201,
@@ -143,6 +215,8 @@ def _finish_file(fh: BinaryIO, tmp: Path, final: Path) -> None:
         "video/*",
         "application/pdf",
         "text/plain",
+        probe.DOCX_MIME,
+        probe.ODT_MIME,
     ],
     errors=[413, 415, 422],
 )
@@ -184,12 +258,20 @@ async def upload_media(ctx: Ctx) -> MediaOut:
         if size == 0:
             raise ApiError(422, "empty", "the body is empty")
         mime = sniff_mime(head, utf8_text=text.ok)
+        if mime == probe.ZIP_MIME:
+            await asyncio.to_thread(fh.flush)
+            mime = await asyncio.to_thread(probe.office_mime, tmp)
         if mime is None:
             raise ApiError(
                 415,
                 "unsupported_media_type",
-                "not a recognised audio, image, video, PDF or UTF-8 text file",
+                "not a recognised audio, image, video, PDF, Word, OpenDocument or UTF-8 text file",
             )
+        await asyncio.to_thread(fh.flush)
+        try:
+            found = await asyncio.to_thread(probe.inspect, tmp, mime)
+        except probe.Unfit as exc:
+            raise ApiError(422, exc.code, exc.detail()) from None
         sha = digest.hexdigest()
         final = media_path(media_dir, sha)
         if final.exists():
@@ -197,12 +279,35 @@ async def upload_media(ctx: Ctx) -> MediaOut:
         else:
             await asyncio.to_thread(_finish_file, fh, tmp, final)
             moved = True
-        async with ctx.db.transaction() as tx:
-            await media.add(tx, sha, size, mime, unit=ctx.user.unit, at=ctx.now)
-            await ctx.audit(
-                tx, "media.upload", sha, after={"sha256": sha, "size": size, "mime": mime}
+        stored = _record(sha, size, mime, found, None)
+        original: media.Media | None = None
+        if found.extracted_text is not None:
+            # Devices have no office suite: what airs is the text, kept as a text file;
+            # the original stays stored (and audited) as the agency sent it.
+            text_sha, text_size = await asyncio.to_thread(
+                _store_text, media_dir, found.extracted_text
             )
-        return MediaOut(sha256=sha, size=size, mime=mime)
+            original = stored
+            stored = _record(text_sha, text_size, "text/plain", found, sha)
+        async with ctx.db.transaction() as tx:
+            if original is not None:
+                await media.add(tx, original, unit=ctx.user.unit, at=ctx.now)
+                await ctx.audit(
+                    tx, "media.upload", sha, after={"sha256": sha, "size": size, "mime": mime}
+                )
+            await media.add(tx, stored, unit=ctx.user.unit, at=ctx.now)
+            await ctx.audit(
+                tx,
+                "media.upload",
+                stored.sha256,
+                after={
+                    "sha256": stored.sha256,
+                    "size": stored.size,
+                    "mime": stored.mime,
+                    **({"source_sha256": sha} if stored.source_sha256 else {}),
+                },
+            )
+        return MediaOut.of(stored)
     finally:
         if not fh.closed:
             await asyncio.to_thread(fh.close)
@@ -217,10 +322,7 @@ async def upload_media(ctx: Ctx) -> MediaOut:
     response=list[MediaOut],
 )
 async def list_media(ctx: Ctx) -> list[MediaOut]:
-    return [
-        MediaOut(sha256=m.sha256, size=m.size, mime=m.mime)
-        for m in await media.uploads(ctx.db, ctx.user)
-    ]
+    return [MediaOut.of(m) for m in await media.uploads(ctx.db, ctx.user)]
 
 
 @routes.get(

@@ -67,6 +67,7 @@ from .auth import Permission
 from .categories import CATEGORIES
 from .categories import DEFAULT as DEFAULT_CATEGORY
 from .db import iso
+from .domain.lengths import within
 from .errors import ApiError, field_error
 from .routing import Ctx, RouteTable
 from .store import accounts, communes
@@ -80,8 +81,6 @@ SLOT_SECONDS = 300
 #: Speech rate used to turn a text bulletin's words into minutes (300–500 words ≈ 2–3 min,
 #: the regulations' own equivalence for an agency's bulletin).
 READING_WPM = 150
-#: Slack on measured audio/video lengths (a 3:02 recording is a "3-minute" bulletin).
-LENGTH_TOLERANCE_S = 5.0
 #: Units that are the province's newspaper and broadcaster (Báo và Phát thanh, truyền hình);
 #: the hub passes its configured `HubConfig.newspaper_units`.
 NEWSPAPER_UNITS: frozenset[str] = frozenset({"baotinh"})
@@ -350,7 +349,7 @@ def length_seconds(bulletin: BulletinRow) -> float | None:
 
 
 def _within(seconds: float, low: float, high: float) -> bool:
-    return low - LENGTH_TOLERANCE_S <= seconds <= high + LENGTH_TOLERANCE_S
+    return within(seconds, low, high)
 
 
 def qualifies(bulletin: BulletinRow, provider: Provider) -> bool | None:

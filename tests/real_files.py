@@ -325,3 +325,61 @@ def noise_png(size: int) -> bytes:
     crc = struct.pack(">I", zlib.crc32(chunk_type + data))
     chunk = struct.pack(">I", pad) + chunk_type + data + crc
     return png[:end] + chunk + png[end:]
+
+
+# ---------------------------------------------------------------------- small real media
+
+
+def wav_bytes(seconds: float = 0.1, rate: int = 8000, channels: int = 1) -> bytes:
+    """A real WAV of silence: the hub decodes every upload, so even a test's placeholder
+    audio must be whole."""
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\x00\x00" * channels * round(seconds * rate))
+    return buffer.getvalue()
+
+
+def png_bytes(size: tuple[int, int] = (8, 8), colour: Colour = (200, 30, 40)) -> bytes:
+    """A real PNG of one colour."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def mp4_bytes(folder: Path, seconds: float = 1.0, size: str = "160x120") -> bytes:
+    """A real MP4 (H.264 video, AAC audio) made by ffmpeg."""
+    import subprocess
+
+    path = folder / f"clip-{seconds:g}-{size}.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc=size={size}:rate=10:duration={seconds}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:duration={seconds}",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(path),
+        ],
+        check=True,
+    )
+    return path.read_bytes()

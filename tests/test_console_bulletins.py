@@ -19,10 +19,11 @@ from hub.appkeys import DB
 from hub.testing import HubHarness, running_hub
 from loa_contract.models import VN_TZ
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleSession, needs_chromium
+from tests.real_files import png_bytes, wav_bytes
 
 PASSWORD = "Own-pass-2!"
 LONG_TEXT = " ".join(["Thông báo lịch tiêm chủng cho trẻ em trong xã."] * 40)  # 400 words
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PNG = png_bytes()
 
 
 @pytest.fixture
@@ -35,7 +36,9 @@ async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
 
 @pytest.fixture
 def tone(tmp_path: Path) -> Path:
-    return write_tone(tmp_path / "ban-tin.wav", frequency=440.0, seconds=2.0)
+    # An agency's recorded bulletin lasts 2-3 minutes (hub/domain/lengths.py), by the hub's
+    # decoding of it: a shorter one cannot be submitted.
+    return write_tone(tmp_path / "ban-tin.wav", frequency=440.0, seconds=130.0, rate=8000)
 
 
 @pytest.fixture
@@ -306,6 +309,12 @@ async def test_upload_endpoint_checks_csrf_and_session_and_answers_json(
         assert resp.status == 415
         body = await resp.json()
         assert body["field"] == "media" and "âm thanh" in body["message"]
+    # A file refused once decoded: the hub's own words name the problem.
+    cut = wav[: len(wav) // 4 // 2 * 2]
+    async with agency.http.post(url, data=cut, headers=headers) as resp:
+        assert resp.status == 422
+        body = await resp.json()
+        assert body["error"] == "truncated" and "bị cắt cụt" in body["message"], body
     async with agency.http.post(url, data=wav, headers=headers) as resp:
         assert resp.status == 201
         stored = await resp.json()
@@ -339,7 +348,7 @@ async def test_media_list_is_scoped_to_the_unit(hub: HubHarness) -> None:
     two = await hub.user("m.two", "contributor", "so-nn")
     viewer = await hub.user("m.view", "viewer", "province")
     mine = (await one.upload(PNG))["sha256"]
-    theirs = (await two.upload(PNG + b"\x01"))["sha256"]
+    theirs = (await two.upload(png_bytes(colour=(1, 2, 3))))["sha256"]
     assert [m["sha256"] for m in await one.call("GET", "/api/v1/media")] == [mine]
     assert [m["sha256"] for m in await two.call("GET", "/api/v1/media")] == [theirs]
     assert {m["sha256"] for m in await viewer.call("GET", "/api/v1/media")} == {mine, theirs}
@@ -355,7 +364,7 @@ async def test_media_list_is_scoped_to_the_unit(hub: HubHarness) -> None:
 async def test_commune_hears_province_media_published_to_it(hub: HubHarness) -> None:
     op1 = await hub.user("o.one", "commune_operator", "00001")
     op2 = await hub.user("o.two", "commune_operator", "00002")
-    wav = (await hub.upload(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 64))["sha256"]
+    wav = (await hub.upload(wav_bytes()))["sha256"]
     draft = await hub.call(
         "POST",
         "/api/v1/bulletins",
@@ -595,7 +604,8 @@ async def test_browser_contribute_review_return_resubmit_approve(
                 "src", re.compile(r"^/bulletins/media/[0-9a-f]{64}$")
             )
             duration = await _audio_duration(agency, "#preview-audio")
-            assert 1.9 < duration < 2.1, duration
+            assert 129.9 < duration < 130.1, duration
+            await expect(agency.locator("#upload-status")).to_contain_text("2:10")
             await agency.select_option("#priority", "priority")
             await agency.fill("#times", "07:00")
             await agency.select_option("select[name=category]", "socioeconomic_development")

@@ -54,7 +54,7 @@ from edge_agent.renditions import (  # noqa: E402
     reading_text,
 )
 from edge_agent.speech import EspeakEngine  # noqa: E402
-from loa_contract import BulletinKind, Fault, Priority, utcnow  # noqa: E402
+from loa_contract import BulletinKind, Priority, utcnow  # noqa: E402
 from tests.real_files import LONG_NOTICE, scanned_pdf, text_pdf  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -538,28 +538,26 @@ async def test_a_pdf_is_spoken_by_a_speaker_and_a_scan_says_why_it_cannot_be(
         play = await _completed(hub, speaker, spoken["id"])
         assert play is not None and play["kind"] == "document"
 
+        # A scan has no words: the hub refuses to publish it to speakers, saying why,
+        # rather than sending the speaker something to air nothing.
         scan = scanned_pdf(tmp_path / "scan.pdf", [RED])
         scanned = await hub.upload(await asyncio.to_thread(scan.read_bytes), "application/pdf")
-        silent = await hub.publish(
-            {
+        assert scanned["words"] == 0
+        created = await hub.call(
+            "POST",
+            "/api/v1/bulletins",
+            json={
                 "title": "Bản chụp",
                 "kind": "document",
                 "priority": "normal",
                 "media": scanned["sha256"],
                 "targets": {"communes": ["xa-loa"]},
                 "schedule": schedule(utcnow()),
-            }
+            },
         )
-        # Never a silent skip: a fault with the reason, on the device and at the hub.
-        await speaker.wait_until(
-            lambda: silent["id"] in speaker.active_faults().get(Fault.SPEECH_FAILED, ""), TIMEOUT
-        )
-        assert NO_WORDS in speaker.active_faults()[Fault.SPEECH_FAILED]
-        assert silent["id"] in (await speaker.status())["unplayable"]
-        health = await speaker.health_fields()
-        assert "speech_failed" in health["faults"]
-        assert NO_WORDS in health["fault_details"]["speech_failed"]
-        assert speaker.programme.play_item(speaker.bulletins()[silent["id"]]) is None
+        refused = await hub.call("POST", f"/api/v1/bulletins/{created['id']}/publish", expect=422)
+        assert "loa không có gì để phát" in refused["detail"][0]["message"]
+        assert created["id"] not in speaker.bulletins()
     finally:
         await speaker.stop()
 
@@ -600,7 +598,9 @@ async def test_a_small_led_panel_crawls_a_pdf_s_text_and_says_why_a_scan_cannot(
                 "kind": "document",
                 "priority": "normal",
                 "media": scanned["sha256"],
-                "targets": {"communes": ["xa-led"]},
+                # Aimed at the board alone: the hub lets a scan through to boards, and this
+                # small panel, which shows documents as text, must say why it cannot.
+                "targets": {"devices": [led.identity.device_id]},
                 "schedule": schedule(utcnow()),
             }
         )

@@ -15,9 +15,10 @@ from hub.appkeys import DB
 from hub.db import iso
 from hub.testing import ADMIN, ADMIN_PASSWORD, HubHarness, running_hub
 from loa_contract import VN_TZ
+from tests.real_files import png_bytes, text_pdf, wav_bytes
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 64
+PNG = png_bytes()
+WAV = wav_bytes()
 PUBLIC = {"/healthz", "/api/v1/openapi.json", "/api/v1/auth/login", "/api/v1/enroll"}
 #: The server-rendered console is not API (no OpenAPI, redirects to /login); its own tests
 #: check every page needs a session.
@@ -405,11 +406,12 @@ async def test_bulletin_validation_names_field(
     assert await count(hub, "audit") == before
 
 
-async def test_bulletin_kinds_match_media(hub: HubHarness) -> None:
+async def test_bulletin_kinds_match_media(hub: HubHarness, tmp_path: Path) -> None:
     await hub.commune()
     png = (await hub.upload(PNG))["sha256"]
     wav = (await hub.upload(WAV))["sha256"]
-    pdf = (await hub.upload(b"%PDF-1.7\n" + b"x" * 50))["sha256"]
+    made = text_pdf(tmp_path / "a.pdf", ["Thông báo"], [(200, 30, 40)])
+    pdf = (await hub.upload(made.read_bytes()))["sha256"]
     assert (await _bulletin(hub, kind="image", media=png, text=None))["media"][
         "mime"
     ] == "image/png"

@@ -27,9 +27,10 @@ from loa_contract import (
     TrustedKeys,
     utcnow,
 )
+from tests.real_files import png_bytes, wav_bytes
 
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 40
+PNG = png_bytes((16, 16))
+WAV = wav_bytes(0.5)
 
 
 @pytest.fixture

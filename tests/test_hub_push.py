@@ -34,6 +34,7 @@ from loa_contract import (
     TrustedKeys,
     utcnow,
 )
+from tests.real_files import mp4_bytes
 
 
 class FakeSocket:
@@ -313,7 +314,7 @@ def test_sniff_unknown(data: bytes) -> None:
 async def test_sniffed_types_upload(tmp_path: Path) -> None:
     async with running_hub(tmp_path) as hub:
         assert (await hub.upload(_wav(), "image/png"))["mime"] == "audio/wav"
-        assert (await hub.upload(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 64))["mime"] == "video/mp4"
+        assert (await hub.upload(mp4_bytes(tmp_path)))["mime"] == "video/mp4"
 
 
 def test_signing_key_created_private_and_reused(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from hub.testing import EnrolledDevice, HubHarness, running_hub
 from loa_contract import VN_TZ
+from tests.real_files import wav_bytes
 
 ST = Path(sys.executable).with_name("st")
 SEED = 20261129
@@ -43,7 +44,7 @@ CHECKS = (
 #: credentials, a `$ref` that points nowhere, a filter that matches no operation.
 FAIL_ON_WARNINGS = ("missing_auth", "unresolvable_reference", "unmatched_filter")
 
-WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 64
+WAV = wav_bytes()
 
 
 def _schedule() -> dict[str, Any]:

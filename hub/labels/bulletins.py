@@ -181,4 +181,30 @@ LABELS: dict[str, dict[str, str]] = {
         "vi": "Không có bản tin nào chờ thẩm định.",
         "en": "No bulletin is awaiting review.",
     },
+    # ---- preview before approval (hub/previews.py)
+    "bn.pv.open": {"vi": "Xem trước khi phát", "en": "Preview the airing"},
+    "bn.pv.title": {"vi": "Xem trước", "en": "Preview"},
+    "bn.pv.hint": {
+        "vi": "Thiết bị sẽ phát đúng như dưới đây: giọng đọc của cụm loa và khung hình của"
+        " từng loại bảng tin, ở độ phân giải thật, do chính phần mềm của thiết bị tạo ra.",
+        "en": "What the devices will air: the speakers' voice and each kind of board's"
+        " frames at its real resolution, made by the devices' own software.",
+    },
+    "bn.pv.speakers": {"vi": "Cụm loa", "en": "Speakers"},
+    "bn.pv.boards": {"vi": "Bảng tin", "en": "Boards"},
+    "bn.pv.length": {"vi": "Thời lượng mỗi lần phát", "en": "Length of one airing"},
+    "bn.pv.not_spoken": {
+        "vi": "Bản tin này không phát trên loa.",
+        "en": "This bulletin does not air on speakers.",
+    },
+    "bn.pv.no_boards": {
+        "vi": "Bản tin này không hiển thị trên bảng tin.",
+        "en": "This bulletin does not show on boards.",
+    },
+    "bn.pv.cannot": {"vi": "Không phát được", "en": "Cannot air"},
+    "bn.pv.frame_at": {"vi": "Giây thứ", "en": "At second"},
+    "bn.pv.video": {
+        "vi": "Video được phát nguyên bản.",
+        "en": "The video plays as it is.",
+    },
 }

@@ -41,6 +41,31 @@
     return trimmed ? trimmed.split(/\s+/u).length : 0;
   }
 
+  // What the hub found by decoding the upload (hub/probe.py): length, codec, size, words.
+  function facts(body) {
+    const found = [];
+    if (body.duration_s != null) {
+      const whole = Math.round(body.duration_s);
+      found.push(Math.floor(whole / 60) + ":" + String(whole % 60).padStart(2, "0"));
+    }
+    if (body.codec) {
+      found.push(body.codec);
+    }
+    if (body.channels) {
+      found.push(body.channels + " ch");
+    }
+    if (body.sample_rate) {
+      found.push(body.sample_rate + " Hz");
+    }
+    if (body.width && body.height) {
+      found.push(body.width + "×" + body.height);
+    }
+    if (body.words != null) {
+      found.push(body.words + " " + (form.dataset.wordsShort || "words"));
+    }
+    return found;
+  }
+
   function kindOfMime(mime) {
     for (const prefix of ["audio", "image", "video"]) {
       if (mime.startsWith(prefix + "/")) {
@@ -131,7 +156,7 @@
         }
         setProgress(100);
         const kib = (body.size / 1024).toFixed(1);
-        finish("done", form.dataset.msgDone + " " + body.mime + ", " + kib + " KiB");
+        finish("done", form.dataset.msgDone + " " + [body.mime, kib + " KiB", ...facts(body)].join(", "));
         showPreview();
       } else {
         setProgress(0);

@@ -17,24 +17,81 @@ from .sql import Reader, Tx
 
 @dataclass(frozen=True)
 class Media:
+    """A stored file and what decoding it at upload found (hub/probe.py); None: not known
+    (a file stored before uploads were probed)."""
+
     sha256: str
     size: int
     mime: str
+    duration_s: float | None = None
+    codec: str | None = None
+    channels: int | None = None
+    sample_rate: int | None = None
+    width: int | None = None
+    height: int | None = None
+    words: int | None = None
+    #: The Word or OpenDocument file this text was taken out of.
+    source_sha256: str | None = None
 
 
-async def add(tx: Tx, sha256: str, size: int, mime: str, *, unit: str, at: datetime) -> None:
+_COLUMNS = (
+    "sha256, size, mime, duration_s, codec, channels, sample_rate, width, height, words,"
+    " source_sha256"
+)
+
+
+def _media(r: Any) -> Media:
+    return Media(
+        r["sha256"],
+        r["size"],
+        r["mime"],
+        duration_s=r["duration_s"],
+        codec=r["codec"],
+        channels=r["channels"],
+        sample_rate=r["sample_rate"],
+        width=r["width"],
+        height=r["height"],
+        words=r["words"],
+        source_sha256=r["source_sha256"],
+    )
+
+
+async def add(tx: Tx, m: Media, *, unit: str, at: datetime) -> None:
     """Record a stored file, and that `unit` uploaded it (also for bytes already stored: the
-    record is what lets the unit use them)."""
+    record is what lets the unit use them). A file recorded before it was probed gains what
+    this upload's probe found."""
+    facts = (
+        m.duration_s,
+        m.codec,
+        m.channels,
+        m.sample_rate,
+        m.width,
+        m.height,
+        m.words,
+        m.source_sha256,
+    )
     await tx.execute(
-        "INSERT INTO media (sha256, size, mime, created_at) VALUES (?, ?, ?, ?)"
+        f"INSERT INTO media ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT DO NOTHING",
-        (sha256, size, mime, iso(at)),
+        (m.sha256, m.size, m.mime, *facts, iso(at)),
+    )
+    await tx.execute(
+        "UPDATE media SET duration_s = ?, codec = ?, channels = ?, sample_rate = ?, width = ?,"
+        " height = ?, words = ?, source_sha256 = COALESCE(source_sha256, ?)"
+        " WHERE sha256 = ? AND duration_s IS NULL AND words IS NULL AND width IS NULL",
+        (*facts, m.sha256),
     )
     await tx.execute(
         "INSERT INTO media_uploads (sha256, unit, first_at) VALUES (?, ?, ?)"
         " ON CONFLICT DO NOTHING",
-        (sha256, unit, iso(at)),
+        (m.sha256, unit, iso(at)),
     )
+
+
+async def get(db: Reader, sha256: str) -> Media | None:
+    """A stored file's record; None when there is no such file."""
+    row = await db.fetchone(f"SELECT {_COLUMNS} FROM media WHERE sha256 = ?", (sha256,))
+    return _media(row) if row is not None else None
 
 
 async def mime_of(db: Reader, sha256: str) -> str | None:
@@ -54,11 +111,11 @@ async def uploads(db: Reader, viewer: Viewer) -> list[Media]:
     cond, params = "1 = 1", {}
     if not viewer.province_wide:
         cond, params = _UPLOADED_BY_UNIT, {"unit": viewer.unit}
+    columns = ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
     rows = await db.fetchall(
-        f"SELECT m.sha256, m.size, m.mime FROM media m WHERE {cond} ORDER BY m.created_at DESC",
-        params,
+        f"SELECT {columns} FROM media m WHERE {cond} ORDER BY m.created_at DESC", params
     )
-    return [Media(r["sha256"], r["size"], r["mime"]) for r in rows]
+    return [_media(r) for r in rows]
 
 
 async def readable_mime(db: Reader, sha256: str, viewer: Viewer) -> str | None:
