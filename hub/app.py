@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -36,6 +37,7 @@ from .appkeys import (
     ENROLL_LIMITER,
     KEYRING,
     MANIFEST_CACHE,
+    PROBES,
     ROUTES,
     SENT_CACHE,
     Clock,
@@ -161,6 +163,7 @@ def create_app(
     )
     app[MANIFEST_CACHE] = ManifestCache()
     app[SENT_CACHE] = SentCache()
+    app[PROBES] = asyncio.Semaphore(config.probe_concurrency)
     app[ROUTES] = []
     for table in ROUTE_TABLES:
         table.install(app)

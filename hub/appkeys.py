@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ SENT_CACHE: web.AppKey[SentCache] = web.AppKey("sent_cache")
 ROUTES: web.AppKey[list[RouteSpec]] = web.AppKey("routes")
 #: Failed enrollments per address (the route is public: codes must not be guessable).
 ENROLL_LIMITER = web.AppKey("enroll_limiter", FailureLimiter)
+#: Uploads being decoded (hub/probe.py) at once, at most `HubConfig.probe_concurrency`.
+PROBES = web.AppKey("probes", asyncio.Semaphore)
 #: The hub's notion of "now" for accounts and sessions; tests pass a clock they can move.
 Clock = Callable[[], datetime]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")

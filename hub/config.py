@@ -71,6 +71,9 @@ class HubConfig(BaseModel):
     #: last heard from it is taken for gone (dropped from the hub_urls devices are given).
     node_heartbeat: timedelta = timedelta(seconds=30)
     node_fresh: timedelta = timedelta(minutes=3)
+    #: Uploads decoded at once (ffmpeg, Pillow, pdftotext): each may take a core for
+    #: minutes, so more uploads than this wait their turn instead of starving the node.
+    probe_concurrency: int = Field(default=2, ge=1)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -21,6 +21,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from . import probe
+from .appkeys import PROBES
 from .auth import Permission
 from .errors import ApiError
 from .routing import Ctx, RouteTable
@@ -269,7 +270,8 @@ async def upload_media(ctx: Ctx) -> MediaOut:
             )
         await asyncio.to_thread(fh.flush)
         try:
-            found = await asyncio.to_thread(probe.inspect, tmp, mime)
+            async with ctx.app[PROBES]:
+                found = await asyncio.to_thread(probe.inspect, tmp, mime)
         except probe.Unfit as exc:
             raise ApiError(422, exc.code, exc.detail()) from None
         sha = digest.hexdigest()

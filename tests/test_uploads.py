@@ -357,3 +357,36 @@ def test_recorded_length_rules() -> None:
     assert recorded_length_problem(audio, "agency", None) is None
     assert recorded_length_problem(text, "newspaper", 5) is None
     assert within(115, 120, 180) and not within(114.9, 120, 180)
+
+
+async def test_uploads_are_decoded_a_few_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each decode may take a core for minutes: more uploads than `probe_concurrency` wait
+    their turn (and all are stored), so a burst of uploads cannot starve the node."""
+    import threading
+
+    import hub.probe
+
+    real = hub.probe.inspect
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def counted(path: Path, mime: str) -> Any:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            return real(path, mime)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(hub.probe, "inspect", counted)
+    files = [tone(tmp_path / f"t{n}.mp3", 1.0 + n / 10, "-c:a", "libmp3lame") for n in range(5)]
+    async with running_hub(tmp_path / "hub", probe_concurrency=2) as harness:
+        stored = await asyncio.gather(*(harness.upload(data) for data in files))
+    assert len({s["sha256"] for s in stored}) == 5
+    assert 1 <= most <= 2
