@@ -15,6 +15,7 @@ from loa_contract import utcnow
 from . import (
     audit_api,
     bulletins,
+    cap,
     categories,
     communes,
     device_api,
@@ -38,6 +39,7 @@ from .appkeys import (
     SENT_CACHE,
     Clock,
 )
+from .cap_feeds import feeds_context
 from .config import HubConfig
 from .db import Database
 from .errors import ApiError, error_middleware
@@ -103,6 +105,7 @@ ROUTE_TABLES: list[RouteTable] = [
     device_api.routes,
     reports.routes,
     process_api.routes,
+    cap.routes,
 ]
 
 
@@ -167,5 +170,6 @@ def create_app(
     app.cleanup_ctx.append(nodes_context)
     app.cleanup_ctx.append(_push)
     app.cleanup_ctx.append(refresher_context)
+    app.cleanup_ctx.append(feeds_context)
     app.on_shutdown.append(_close_sockets)
     return app

@@ -309,6 +309,50 @@ MIGRATIONS: list[str] = [
         announced INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # CAP 1.2 in (hub/cap.py): a commune's administrative code (mã đơn vị hành chính) that a
+    # CAP area's VN-DVHC geocode names; the accounts of agencies that post alerts, each with
+    # its own token and policy; every alert taken, once per (sender, identifier, sent), with
+    # the bulletin it became and who posted it; the feeds the hub polls, and which of a
+    # feed's entries it has taken.
+    """
+    ALTER TABLE communes ADD COLUMN admin_code TEXT;
+    CREATE UNIQUE INDEX communes_admin_code ON communes(admin_code);
+    CREATE TABLE cap_senders (
+        name TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        policy TEXT NOT NULL,
+        source_level TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE cap_alerts (
+        sender TEXT NOT NULL,
+        identifier TEXT NOT NULL,
+        sent TEXT NOT NULL,
+        msg_type TEXT NOT NULL,
+        posted_by TEXT NOT NULL,
+        bulletin_id TEXT REFERENCES bulletins(id),
+        outcome TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (sender, identifier, sent)
+    );
+    CREATE INDEX cap_alerts_bulletin ON cap_alerts(bulletin_id);
+    CREATE TABLE cap_feeds (
+        url TEXT PRIMARY KEY,
+        sender TEXT NOT NULL REFERENCES cap_senders(name),
+        interval_s INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        last_polled_at TEXT,
+        last_ok_at TEXT,
+        last_error TEXT
+    );
+    CREATE TABLE cap_feed_entries (
+        feed_url TEXT NOT NULL REFERENCES cap_feeds(url),
+        entry TEXT NOT NULL,
+        taken_at TEXT NOT NULL,
+        PRIMARY KEY (feed_url, entry)
+    );
+    """,
 ]
 
 

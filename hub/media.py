@@ -254,3 +254,35 @@ def file_response(media_dir: Path, sha256: str, mime: str) -> web.FileResponse:
         media_path(media_dir, sha256),
         headers={"Content-Type": mime, "Cache-Control": "private, max-age=31536000, immutable"},
     )
+
+
+class Kept(BaseModel):
+    sha256: str
+    size: int
+    mime: str | None
+
+
+def keep_bytes(media_dir: Path, data: bytes) -> Kept:
+    """Store bytes fetched by the hub itself (a CAP alert's audio) as uploads are stored:
+    named by sha256, written to a temporary name, synced, then renamed. `mime` is sniffed
+    from the bytes (None: not a type the hub takes; then nothing is kept). Blocking: run it
+    off the event loop."""
+    text = _TextCheck()
+    text.feed(data, final=True)
+    mime = sniff_mime(data[:_SNIFF_BYTES], utf8_text=text.ok)
+    sha = hashlib.sha256(data).hexdigest()
+    if mime is None:
+        return Kept(sha256=sha, size=len(data), mime=None)
+    final = media_path(media_dir, sha)
+    if not final.exists():
+        tmp_dir = media_dir / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
+        try:
+            fh = open(tmp, "wb")
+            fh.write(data)
+            _finish_file(fh, tmp, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+    return Kept(sha256=sha, size=len(data), mime=mime)

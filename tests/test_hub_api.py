@@ -18,7 +18,13 @@ from loa_contract import VN_TZ
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 64
-PUBLIC = {"/healthz", "/api/v1/openapi.json", "/api/v1/auth/login", "/api/v1/enroll"}
+PUBLIC = {
+    "/healthz",
+    "/api/v1/openapi.json",
+    "/api/v1/auth/login",
+    "/api/v1/enroll",
+    "/api/v1/cap/feed.atom",
+}
 #: The server-rendered console is not API (no OpenAPI, redirects to /login); its own tests
 #: check every page needs a session.
 CONSOLE = {path for _method, path, _handler in pages.PAGES}

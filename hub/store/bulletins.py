@@ -517,3 +517,21 @@ async def published_priority_for(db: Reader, bulletin_id: str, commune: str) -> 
         {"id": bulletin_id, "commune": commune, "published": BulletinState.PUBLISHED.value},
     )
     return Priority(priority) if priority is not None else None
+
+
+async def aired_emergencies(db: Reader, now: datetime, cancelled_since: datetime) -> list[Bulletin]:
+    """Published emergencies in force at `now` and those cancelled since `cancelled_since`,
+    newest publication first (the hub's CAP feed)."""
+    rows = await db.fetchall(
+        f"{_SELECT} WHERE b.priority = ? AND ((b.state = ? AND b.valid_until > ?)"
+        " OR (b.state = ? AND b.cancelled_at > ? AND b.published_at IS NOT NULL))"
+        " ORDER BY b.published_at DESC",
+        (
+            Priority.EMERGENCY.value,
+            BulletinState.PUBLISHED.value,
+            iso(now),
+            BulletinState.CANCELLED.value,
+            iso(cancelled_since),
+        ),
+    )
+    return [_bulletin(r) for r in rows]
