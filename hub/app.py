@@ -21,6 +21,7 @@ from . import (
     device_api,
     devices,
     media,
+    offers,
     pages,
     process_api,
     reports,
@@ -106,6 +107,7 @@ ROUTE_TABLES: list[RouteTable] = [
     reports.routes,
     process_api.routes,
     cap.routes,
+    offers.routes,
 ]
 
 

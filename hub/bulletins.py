@@ -75,7 +75,7 @@ from .paging import (
 from .push import EMERGENCY_SLACK, Connections
 from .routing import Ctx, RouteTable
 from .store import bulletins as store
-from .store import communes, devices, media
+from .store import communes, devices, media, offers
 from .store.bulletins import Bulletin, Draft, Event, Targets
 from .store.manifests import bump_reached, bump_versions
 from .store.sql import Reader, Tx
@@ -1114,12 +1114,20 @@ async def set_order(ctx: Ctx) -> OrderOut:
         if not await communes.exists(tx, code):
             raise ApiError(404, "not_found", f"no commune {code!r}")
         errors = []
+        accepted = {
+            b for b, c in (await offers.choices(tx, code)).items() if c.choice == "accepted"
+        }
         for i, bulletin_id in enumerate(body.bulletins):
-            if await store.published_priority_for(tx, bulletin_id, code) is not Priority.PRIORITY:
+            priority = await store.published_priority_for(tx, bulletin_id, code)
+            placed = priority is Priority.PRIORITY or (
+                priority is Priority.NORMAL and bulletin_id in accepted
+            )
+            if not placed:
                 errors.append(
                     {
                         "field": f"bulletins[{i}]",
-                        "message": "not a published priority bulletin of this commune",
+                        "message": "not a published priority bulletin of this commune, nor a"
+                        " normal one it accepted",
                     }
                 )
         if len(set(body.bulletins)) != len(body.bulletins):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -12,7 +12,7 @@ from .auth import Permission, require
 from .db import iso
 from .errors import ApiError, field_error
 from .routing import Ctx, RouteTable
-from .store import communes, devices
+from .store import communes, devices, offers
 from .store.communes import Commune
 from .store.manifests import bump_versions
 from .store.sql import Reader
@@ -35,6 +35,9 @@ class CommuneCreate(BaseModel):
     windows: CommuneWindows = Field(default_factory=CommuneWindows)
     volume: int = Field(default=70, ge=0, le=100)
     admin_code: AdminCode | None = None
+    #: Province normal bulletins: air unless declined ("auto"), or only once accepted
+    #: ("offer"); hub/offers.py.
+    province_normal: Literal["auto", "offer"] = "auto"
 
 
 class CommuneUpdate(BaseModel):
@@ -44,16 +47,23 @@ class CommuneUpdate(BaseModel):
     windows: CommuneWindows | None = None
     volume: int | None = Field(default=None, ge=0, le=100)
     admin_code: AdminCode | None = None
+    province_normal: Literal["auto", "offer"] | None = None
 
     @model_validator(mode="after")
     def _something(self) -> CommuneUpdate:
-        if (
-            self.name is None
-            and self.windows is None
-            and self.volume is None
-            and self.admin_code is None
+        if all(
+            v is None
+            for v in (
+                self.name,
+                self.windows,
+                self.volume,
+                self.admin_code,
+                self.province_normal,
+            )
         ):
-            raise ValueError("give at least one of name, windows, volume, admin_code")
+            raise ValueError(
+                "give at least one of name, windows, volume, admin_code, province_normal"
+            )
         return self
 
 
@@ -66,6 +76,7 @@ class CommuneOut(BaseModel):
     created_at: str
     updated_at: str
     admin_code: str | None
+    province_normal: Literal["auto", "offer"]
 
 
 def _out(c: Commune) -> CommuneOut:
@@ -78,6 +89,7 @@ def _out(c: Commune) -> CommuneOut:
         created_at=iso(c.created_at),
         updated_at=iso(c.updated_at),
         admin_code=c.admin_code,
+        province_normal="offer" if c.province_normal == "offer" else "auto",
     )
 
 
@@ -121,6 +133,8 @@ async def create_commune(ctx: Ctx) -> CommuneOut:
             at=ctx.now,
             admin_code=body.admin_code,
         )
+        if body.province_normal != "auto":
+            await offers.set_province_normal(tx, body.code, body.province_normal)
         await ctx.audit(tx, "commune.create", body.code, after=body.model_dump(mode="json"))
     return await _get(ctx, body.code)
 
@@ -167,6 +181,8 @@ async def update_commune(ctx: Ctx) -> CommuneOut:
         if body.admin_code is not None and body.admin_code != current.admin_code:
             await _check_admin_code(tx, body.admin_code, code)
             await communes.set_admin_code(tx, code, body.admin_code)
+        if body.province_normal is not None:
+            await offers.set_province_normal(tx, code, body.province_normal)
         versions = await bump_versions(tx, await devices.ids_in_commune(tx, code))
         await ctx.audit(
             tx,
@@ -177,6 +193,7 @@ async def update_commune(ctx: Ctx) -> CommuneOut:
                 "windows": current.windows.model_dump(mode="json"),
                 "volume": current.volume,
                 "admin_code": current.admin_code,
+                "province_normal": current.province_normal,
             },
             after=body.model_dump(mode="json", exclude_none=True),
         )

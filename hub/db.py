@@ -353,6 +353,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (feed_url, entry)
     );
     """,
+    # The commune's say over province normal bulletins (HP Đ12.3): whether they air on their
+    # own ("auto") or wait to be accepted ("offer"), and each commune's accept or decline.
+    """
+    ALTER TABLE communes ADD COLUMN province_normal TEXT NOT NULL DEFAULT 'auto';
+    CREATE TABLE commune_choices (
+        commune TEXT NOT NULL REFERENCES communes(code),
+        bulletin_id TEXT NOT NULL REFERENCES bulletins(id),
+        choice TEXT NOT NULL,
+        chosen_by TEXT NOT NULL,
+        chosen_at TEXT NOT NULL,
+        PRIMARY KEY (commune, bulletin_id)
+    );
+    CREATE INDEX commune_choices_bulletin ON commune_choices(bulletin_id);
+    """,
 ]
 
 

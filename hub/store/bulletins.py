@@ -535,3 +535,16 @@ async def aired_emergencies(db: Reader, now: datetime, cancelled_since: datetime
         ),
     )
     return [_bulletin(r) for r in rows]
+
+
+async def from_other_units(db: Reader, commune: str, now: datetime) -> list[Bulletin]:
+    """Published bulletins in force at `now` that reach the commune and belong to another
+    unit, by priority then start of validity."""
+    reaches = reaches_commune("b.id", target_all="b.target_all", commune=":commune")
+    rows = await db.fetchall(
+        f"{_SELECT} WHERE b.state = 'published' AND b.valid_until > :now AND b.unit <> :commune"
+        f" AND {reaches} ORDER BY CASE b.priority WHEN 'emergency' THEN 0"
+        " WHEN 'priority' THEN 1 ELSE 2 END, b.valid_from, b.created_at",
+        {"now": iso(now), "commune": commune},
+    )
+    return [_bulletin(r) for r in rows]

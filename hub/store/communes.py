@@ -23,10 +23,13 @@ class Commune:
     updated_at: datetime
     #: Its administrative code (mã đơn vị hành chính), which CAP geocodes VN-DVHC name.
     admin_code: str | None = None
+    #: "auto" or "offer": how province normal bulletins reach it (hub/offers.py).
+    province_normal: str = "auto"
 
 
 _SELECT = (
     "SELECT c.code, c.name, c.windows_json, c.volume, c.created_at, c.updated_at, c.admin_code,"
+    " c.province_normal,"
     " (SELECT COUNT(*) FROM devices d WHERE d.commune = c.code) AS devices FROM communes c"
 )
 
@@ -41,6 +44,7 @@ def _commune(row: Row) -> Commune:
         created_at=from_iso(row["created_at"]),
         updated_at=from_iso(row["updated_at"]),
         admin_code=row["admin_code"],
+        province_normal=row["province_normal"],
     )
 
 
