@@ -20,6 +20,7 @@ from . import (
     communes,
     device_api,
     devices,
+    incidents,
     media,
     offers,
     pages,
@@ -108,6 +109,7 @@ ROUTE_TABLES: list[RouteTable] = [
     process_api.routes,
     cap.routes,
     offers.routes,
+    incidents.routes,
 ]
 
 
@@ -173,5 +175,6 @@ def create_app(
     app.cleanup_ctx.append(_push)
     app.cleanup_ctx.append(refresher_context)
     app.cleanup_ctx.append(feeds_context)
+    app.cleanup_ctx.append(incidents.watch_context)
     app.on_shutdown.append(_close_sockets)
     return app

@@ -68,6 +68,8 @@ class Permission(StrEnum):
     AUDIT_READ = "audit.read"
     #: The hub process's CPU, memory and connection figures (capacity planning).
     HUB_PROCESS = "hub.process"
+    #: Open and close incidents (sự cố) of one's commune's devices (hub/incidents.py).
+    INCIDENTS_WRITE = "incidents.write"
 
 
 _P = Permission
@@ -97,9 +99,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.BULLETINS_PUBLISH,
             _P.BULLETINS_ORDER,
             _P.EMERGENCY,
+            _P.INCIDENTS_WRITE,
         }
     ),
-    Role.TECHNICIAN: frozenset({_P.READ, _P.FLEET_READ, _P.DEVICES_WRITE, _P.DEVICES_COMMAND}),
+    Role.TECHNICIAN: frozenset(
+        {_P.READ, _P.FLEET_READ, _P.DEVICES_WRITE, _P.DEVICES_COMMAND, _P.INCIDENTS_WRITE}
+    ),
     Role.VIEWER: frozenset({_P.READ, _P.FLEET_READ}),
 }
 

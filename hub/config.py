@@ -88,6 +88,10 @@ class HubConfig(BaseModel):
     cap_sender: str = Field(default="loa-hub", pattern=r"^[^\s,<&]{1,200}$")
     #: How often the CAP feeds (`hub cap-feed add`) are looked at for ones that are due.
     cap_feed_tick: timedelta = timedelta(seconds=30)
+    #: A device in fault this long opens an incident on its own (hub/incidents.py); the
+    #: fleet is looked at every `incident_check_interval`.
+    incident_after: timedelta = timedelta(minutes=30)
+    incident_check_interval: timedelta = timedelta(minutes=1)
 
     @field_validator("trusted_proxies", "outbound_allowed_networks")
     @classmethod

@@ -367,6 +367,31 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX commune_choices_bulletin ON commune_choices(bulletin_id);
     """,
+    # Incidents (sự cố, HP Điều 8.8, TN Điều 15.1): opened by hand by commune staff and
+    # technicians, or by the hub when a device's fault lasts (hub/incidents.py), which keeps
+    # in device_faults since when each device has been in fault.
+    """
+    CREATE TABLE incidents (
+        id TEXT PRIMARY KEY,
+        commune TEXT NOT NULL REFERENCES communes(code),
+        device_id TEXT REFERENCES devices(id),
+        what TEXT NOT NULL,
+        since TEXT NOT NULL,
+        source TEXT NOT NULL,
+        opened_by TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        closed_by TEXT,
+        closed_at TEXT,
+        resolution TEXT
+    );
+    CREATE INDEX incidents_open ON incidents(closed_at, commune);
+    CREATE INDEX incidents_device ON incidents(device_id, source, closed_at);
+    CREATE TABLE device_faults (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id),
+        since TEXT NOT NULL,
+        reasons TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import console, console_admin, console_bulletins, console_devices, console_say
+from . import (
+    console,
+    console_admin,
+    console_bulletins,
+    console_devices,
+    console_incidents,
+    console_say,
+)
 from .console import HERE, PageHandler
 
 PAGES: list[tuple[str, str, PageHandler]] = [
@@ -13,6 +20,7 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     *console_devices.PAGES,
     *console_admin.PAGES,
     *console_say.PAGES,
+    *console_incidents.PAGES,
 ]
 
 

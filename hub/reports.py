@@ -68,8 +68,10 @@ from .categories import CATEGORIES
 from .categories import DEFAULT as DEFAULT_CATEGORY
 from .db import iso
 from .errors import ApiError, field_error
+from .incidents import IncidentOut, incident_out
 from .routing import Ctx, RouteTable
 from .store import accounts, communes
+from .store import incidents as incident_store
 from .store import reports as store
 from .store.reports import BulletinRow, DeviceRow, PlayRow
 
@@ -161,6 +163,8 @@ class MonthlyReport(BaseModel):
     uptime: list[DeviceUptime]
     #: Province scope only: quotas concern the province's providers, not one commune.
     quotas: list[QuotaRow] | None
+    #: Incidents open at some moment of the period, oldest first (hub/incidents.py).
+    incidents: list[IncidentOut] = Field(default_factory=list)
 
 
 # ================================================================ pure: periods
@@ -435,6 +439,7 @@ def build_report(
     agencies: Iterable[str] = (),
     newspapers: frozenset[str] = NEWSPAPER_UNITS,
     slot_s: int = SLOT_SECONDS,
+    incidents: Iterable[IncidentOut] = (),
 ) -> MonthlyReport:
     """The whole report from plain rows. `plays` are the period's (any outcome); `bulletins`
     maps their ids; `up_slots` maps a device id to the slot indexes it reported in;
@@ -461,6 +466,7 @@ def build_report(
         per_day=per_day(inside, first, last),
         uptime=[device_uptime(d, up_slots.get(d.id, ()), start, end, now, slot_s) for d in devices],
         quotas=None if provided is None else quota_rows(provided, agencies, newspapers),
+        incidents=list(incidents),
     )
 
 
@@ -566,6 +572,36 @@ def csv_rows(report: MonthlyReport) -> list[list[Any]]:
             [q.unit, q.provider, q.required, q.provided, q.counted, q.unknown_length, q.met]
             for q in report.quotas
         ]
+    rows += [
+        [],
+        [
+            "incident",
+            "commune",
+            "device_id",
+            "what",
+            "since",
+            "source",
+            "opened_by",
+            "closed_at",
+            "closed_by",
+            "hours",
+        ],
+    ]
+    rows += [
+        [
+            i.id,
+            i.commune,
+            i.device_id or "",
+            i.what,
+            iso(i.since),
+            i.source,
+            i.opened_by,
+            iso(i.closed_at) if i.closed_at else "",
+            i.closed_by or "",
+            round(i.age_s / 3600, 1),
+        ]
+        for i in report.incidents
+    ]
     return rows
 
 
@@ -681,6 +717,9 @@ async def _report(ctx: Ctx) -> MonthlyReport:
         provided=provided,
         agencies=agencies,
         newspapers=ctx.config.newspaper_units,
+        incidents=[
+            incident_out(i, now) for i in await incident_store.overlapping(db, start, end, commune)
+        ],
     )
 
 
