@@ -70,6 +70,8 @@ class Permission(StrEnum):
     HUB_PROCESS = "hub.process"
     #: Open and close incidents (sự cố) of one's commune's devices (hub/incidents.py).
     INCIDENTS_WRITE = "incidents.write"
+    #: Submit a finished month's report: a commune's to the province, the province's upward.
+    REPORTS_SUBMIT = "reports.submit"
 
 
 _P = Permission
@@ -84,6 +86,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.BULLETINS_REVIEW,
             _P.BULLETINS_PUBLISH,
             _P.EMERGENCY,
+            _P.REPORTS_SUBMIT,
         }
     ),
     Role.CONTRIBUTOR: frozenset({_P.READ, _P.MEDIA_WRITE, _P.BULLETINS_WRITE}),
@@ -100,6 +103,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.BULLETINS_ORDER,
             _P.EMERGENCY,
             _P.INCIDENTS_WRITE,
+            _P.REPORTS_SUBMIT,
         }
     ),
     Role.TECHNICIAN: frozenset(

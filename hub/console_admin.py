@@ -35,6 +35,7 @@ from .console import (
     render,
     see_other,
 )
+from .console_reports_up import submission_context
 from .console_say import offers_of
 from .errors import ApiError, validation_detail
 from .web_session import check_csrf, page_user
@@ -678,9 +679,11 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
             ),
         }
     params = {k: v for k, v in values.items() if v}
+    going_up = await submission_context(request, user, report, query)
     return await render(
         request,
         "reports.html",
+        **going_up,
         status=422 if errors else 200,
         report=report,
         charts=charts,

@@ -392,6 +392,24 @@ MIGRATIONS: list[str] = [
         reasons TEXT NOT NULL
     );
     """,
+    # Reports that go up (issue #11 point 4): each boot time a device reported (its reboots
+    # in a report), and the reports a commune or the province submitted, frozen as sent.
+    """
+    CREATE TABLE device_boots (
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        boot_time REAL NOT NULL,
+        PRIMARY KEY (device_id, boot_time)
+    );
+    CREATE TABLE report_submissions (
+        scope TEXT NOT NULL,
+        first_day TEXT NOT NULL,
+        last_day TEXT NOT NULL,
+        report_json TEXT NOT NULL,
+        submitted_by TEXT NOT NULL,
+        submitted_at TEXT NOT NULL,
+        PRIMARY KEY (scope, first_day, last_day)
+    );
+    """,
 ]
 
 

@@ -10,6 +10,7 @@ from . import (
     console_bulletins,
     console_devices,
     console_incidents,
+    console_reports_up,
     console_say,
 )
 from .console import HERE, PageHandler
@@ -21,6 +22,7 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     *console_admin.PAGES,
     *console_say.PAGES,
     *console_incidents.PAGES,
+    *console_reports_up.PAGES,
 ]
 
 

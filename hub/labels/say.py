@@ -58,4 +58,12 @@ LABELS: dict[str, dict[str, str]] = {
     "inc.saved_opened": {"vi": "Đã ghi nhận sự cố.", "en": "The incident is recorded."},
     "inc.saved_closed": {"vi": "Đã đóng sự cố.", "en": "The incident is closed."},
     "inc.errors_title": {"vi": "Chưa ghi được, hãy sửa:", "en": "Not saved; please fix:"},
+    "rp.submit": {"vi": "Gửi báo cáo tháng", "en": "Submit the month's report"},
+    "rp.submit_help": {
+        "vi": "Sau khi gửi, báo cáo được chốt và không thay đổi nữa.",
+        "en": "Once submitted, the report is frozen as it is now.",
+    },
+    "rp.submitted": {"vi": "Đã gửi bởi", "en": "Submitted by"},
+    "rp.not_submitted": {"vi": "Chưa gửi", "en": "Not submitted"},
+    "rp.submissions": {"vi": "Các xã đã gửi báo cáo", "en": "Communes that submitted"},
 }
