@@ -20,6 +20,7 @@ from . import (
     communes,
     device_api,
     devices,
+    exchange,
     incidents,
     media,
     offers,
@@ -110,6 +111,7 @@ ROUTE_TABLES: list[RouteTable] = [
     cap.routes,
     offers.routes,
     incidents.routes,
+    exchange.routes,
 ]
 
 
@@ -176,5 +178,6 @@ def create_app(
     app.cleanup_ctx.append(refresher_context)
     app.cleanup_ctx.append(feeds_context)
     app.cleanup_ctx.append(incidents.watch_context)
+    app.cleanup_ctx.append(exchange.upstream_context)
     app.on_shutdown.append(_close_sockets)
     return app

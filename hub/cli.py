@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from loa_contract import utcnow
 
+from . import exchange
 from .app import create_app
 from .appkeys import Clock
 from .auth import SHARED_NAMES, Role, create_user, reset_password, set_account_state
@@ -36,6 +37,7 @@ from .errors import ApiError
 from .keys import load_or_create_signer
 from .store import accounts
 from .store import cap as cap_store
+from .store import exchange as exchange_store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -207,6 +209,38 @@ def _parser() -> argparse.ArgumentParser:
     feed_remove = feed_sub.add_parser("remove", help="stop polling a feed")
     feed_remove.add_argument("url")
     for cmd in feed_sub.choices.values():
+        cmd.add_argument("--data", type=Path, required=True, help="data directory")
+
+    down = sub.add_parser(
+        "downstream", help="lower hubs this hub offers bulletins to (docs/exchange.md)"
+    )
+    down_sub = down.add_subparsers(dest="down_command", required=True)
+    down_add = down_sub.add_parser("add", help="add a lower hub and print its token (once)")
+    down_add.add_argument("name")
+    down_sub.add_parser("list", help="list lower hubs")
+    for cmd in down_sub.choices.values():
+        cmd.add_argument("--data", type=Path, required=True, help="data directory")
+
+    up = sub.add_parser("upstream", help="upper hubs this hub takes bulletins from")
+    up_sub = up.add_subparsers(dest="up_command", required=True)
+    up_add = up_sub.add_parser("add", help="take bulletins from an upper hub")
+    up_add.add_argument("url", help="the upper hub's address, e.g. https://htttn.example.gov.vn")
+    up_add.add_argument("--token", required=True, help="from the upper hub's `hub downstream add`")
+    up_add.add_argument(
+        "--policy",
+        choices=["auto", "review"],
+        required=True,
+        help="auto: its bulletins air at once; review: they wait for a reviewer (its"
+        " emergencies always air at once)",
+    )
+    up_add.add_argument(
+        "--key-id",
+        help="the upper hub's key id (`hub key` there); default: pinned at first contact",
+    )
+    up_sub.add_parser("list", help="list upper hubs and how their last poll went")
+    up_remove = up_sub.add_parser("remove", help="stop taking from an upper hub")
+    up_remove.add_argument("url")
+    for cmd in up_sub.choices.values():
         cmd.add_argument("--data", type=Path, required=True, help="data directory")
 
     key = sub.add_parser("key", help="show the hub's signing key id")
@@ -455,6 +489,36 @@ async def _feed_command(args: argparse.Namespace, clock: Clock) -> int:
     return 0
 
 
+async def _exchange_command(args: argparse.Namespace, clock: Clock) -> int:
+    db = await Database.open(HubConfig(data_dir=args.data).db_path, clock=clock)
+    try:
+        if args.command == "downstream" and args.down_command == "add":
+            token = await exchange.add_downstream(db, args.name, now=clock())
+            print(f"downstream {args.name} added; its token:")
+            print(token)
+        elif args.command == "downstream":
+            for name in await exchange_store.downstreams(db):
+                print(name)
+        elif args.up_command == "add":
+            await exchange.add_upstream(
+                db, args.url, args.token, args.policy, args.key_id, now=clock()
+            )
+            print(f"upstream {args.url} added ({args.policy})")
+        elif args.up_command == "list":
+            for u in await exchange_store.upstreams(db):
+                last = u.last_polled_at.isoformat() if u.last_polled_at else "never"
+                print(f"{u.url}\t{u.policy}\t{u.key_id or '-'}\t{last}\t{u.last_error or 'ok'}")
+        else:
+            await exchange.remove_upstream(db, args.url, now=clock())
+            print(f"upstream {args.url} removed")
+    except ApiError as exc:
+        print(_message(exc), file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    return 0
+
+
 def main(argv: list[str] | None = None, *, clock: Clock = utcnow) -> int:
     """`clock`: the time the commands act at (tests pass a clock they move)."""
     args = _parser().parse_args(argv)
@@ -476,6 +540,8 @@ def _run(args: argparse.Namespace, clock: Clock) -> int:
         return asyncio.run(_sender_command(args, clock))
     if args.command == "cap-feed":
         return asyncio.run(_feed_command(args, clock))
+    if args.command in ("downstream", "upstream"):
+        return asyncio.run(_exchange_command(args, clock))
     if args.command == "serve":
         _serve(args, clock)
     elif args.command == "user":

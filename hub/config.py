@@ -92,6 +92,8 @@ class HubConfig(BaseModel):
     #: fleet is looked at every `incident_check_interval`.
     incident_after: timedelta = timedelta(minutes=30)
     incident_check_interval: timedelta = timedelta(minutes=1)
+    #: How often a lower hub polls its upper hubs (`hub upstream add`, hub/exchange.py).
+    exchange_interval: timedelta = timedelta(minutes=1)
 
     @field_validator("trusted_proxies", "outbound_allowed_networks")
     @classmethod

@@ -410,6 +410,55 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (scope, first_day, last_day)
     );
     """,
+    # Hub-to-hub exchange (hub/exchange.py, docs/exchange.md). On the upper hub: the lower
+    # hubs it serves (downstreams, each with its token) and the reports they sent up. On the
+    # lower hub: the upper hubs it takes bulletins from (upstreams, with the token it sends
+    # and the key it pinned), which of their items it took as which bulletin, and which of
+    # its submitted reports it delivered to each.
+    """
+    CREATE TABLE downstreams (
+        name TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE received_reports (
+        downstream TEXT NOT NULL REFERENCES downstreams(name),
+        scope TEXT NOT NULL,
+        first_day TEXT NOT NULL,
+        last_day TEXT NOT NULL,
+        report_json TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (downstream, scope, first_day, last_day)
+    );
+    CREATE TABLE upstreams (
+        url TEXT PRIMARY KEY,
+        token TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        key_id TEXT,
+        public_key TEXT,
+        created_at TEXT NOT NULL,
+        last_polled_at TEXT,
+        last_ok_at TEXT,
+        last_error TEXT
+    );
+    CREATE TABLE upstream_items (
+        upstream TEXT NOT NULL REFERENCES upstreams(url),
+        remote_id TEXT NOT NULL,
+        bulletin_id TEXT REFERENCES bulletins(id),
+        state TEXT NOT NULL,
+        taken_at TEXT NOT NULL,
+        PRIMARY KEY (upstream, remote_id)
+    );
+    CREATE TABLE report_deliveries (
+        upstream TEXT NOT NULL REFERENCES upstreams(url),
+        scope TEXT NOT NULL,
+        first_day TEXT NOT NULL,
+        last_day TEXT NOT NULL,
+        delivered_at TEXT NOT NULL,
+        PRIMARY KEY (upstream, scope, first_day, last_day)
+    );
+    """,
 ]
 
 

@@ -139,23 +139,61 @@ class Outbound:
 
     async def fetch(self, url: str, headers: dict[str, str] | None = None) -> Fetched:
         """The body at `url` under the retry policy."""
-        retrying = AsyncRetrying(
+        async for attempt in self._retrying():
+            with attempt:
+                return await self._attempt(url, headers or {})
+        raise AssertionError("unreachable: the retrier re-raises the last error")
+
+    def _retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
             retry=retry_if_exception_type(OutboundUnavailable),
             stop=stop_after_attempt(max(1, self.attempts)),
             wait=wait_random_exponential(multiplier=self.backoff_s, max=30),
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._attempt(url, headers or {})
-        raise AssertionError("unreachable: the retrier re-raises the last error")
 
-    async def _attempt(self, url: str, headers: dict[str, str]) -> Fetched:
+    def _session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             resolver=GuardedResolver(self.allowed), use_dns_cache=False
         )
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        return aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+    async def post_json(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST a JSON body under the retry policy (no redirects: a POST is not replayed
+        elsewhere); the status of a 2xx answer, OutboundError otherwise."""
+        async for attempt in self._retrying():
+            with attempt:
+                return await self._post(url, body, headers)
+        raise AssertionError("unreachable: the retrier re-raises the last error")
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        check_url(url, self.allowed)
+        async with self._session() as session:
+            try:
+                async with session.post(
+                    url,
+                    data=body,
+                    headers={
+                        "User-Agent": "loa-hub",
+                        "Content-Type": "application/json",
+                        **headers,
+                    },
+                    allow_redirects=False,
+                ) as resp:
+                    await resp.read()
+                    if resp.status >= 500:
+                        raise OutboundUnavailable(f"{url} answered {resp.status}")
+                    if not 200 <= resp.status < 300:
+                        raise OutboundRefused(f"{url} answered {resp.status}")
+                    return resp.status
+            except OutboundError:
+                raise
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise OutboundUnavailable(f"{url}: {type(exc).__name__}: {exc}") from exc
+
+    async def _attempt(self, url: str, headers: dict[str, str]) -> Fetched:
+        async with self._session() as session:
             for _ in range(MAX_REDIRECTS + 1):
                 check_url(url, self.allowed)
                 try:

@@ -24,6 +24,7 @@ PUBLIC = {
     "/api/v1/auth/login",
     "/api/v1/enroll",
     "/api/v1/cap/feed.atom",
+    "/api/v1/exchange/keys",
 }
 #: The server-rendered console is not API (no OpenAPI, redirects to /login); its own tests
 #: check every page needs a session.
