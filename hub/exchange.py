@@ -424,6 +424,9 @@ async def _take_new(ctx: BackgroundCtx, upstream: Upstream, item: ExchangeItem) 
     )
     published = None
     async with ctx.db.transaction() as tx:
+        # Another node of this hub may have taken it meanwhile: the write lock decides.
+        if await store.taken_item(tx, upstream.url, item.id) is not None:
+            return "already taken"
         bulletin_id = await bulletins.insert(tx, draft, ctx)
         if emergency or upstream.policy == "auto":
             published = await bulletins.publish_in(tx, ctx, bulletin_id)

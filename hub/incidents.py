@@ -252,7 +252,12 @@ async def watch_faults(app: web.Application) -> tuple[int, int]:
                 continue
             async with db.transaction() as tx:
                 await store.set_fault(tx, d.id, decision.since, reasons)
-                if decision.open and decision.since is not None:
+                # Several nodes may watch: the one that writes first opens it.
+                if (
+                    decision.open
+                    and decision.since is not None
+                    and await store.open_auto_of(tx, d.id) is None
+                ):
                     incident = Incident(
                         id=str(uuid.uuid4()),
                         commune=d.commune,
@@ -271,8 +276,8 @@ async def watch_faults(app: web.Application) -> tuple[int, int]:
                         tx, SYSTEM, None, "incident.open", incident.id, incident.what, at=now
                     )
                     opened += 1
-                if decision.close:
-                    incident_id = open_by_device[d.id]
+                incident_id = await store.open_auto_of(tx, d.id)
+                if decision.close and incident_id is not None:
                     await store.close(tx, incident_id, SYSTEM, now, "the device is out of fault")
                     await audit_log.append(
                         tx, SYSTEM, None, "incident.close", incident_id, "out of fault", at=now

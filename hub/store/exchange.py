@@ -174,6 +174,14 @@ async def taken_items(db: Reader, url: str) -> dict[str, TakenItem]:
     return {r[0]: TakenItem(r[1], r[2]) for r in rows}
 
 
+async def taken_item(db: Reader, url: str, remote_id: str) -> TakenItem | None:
+    row = await db.fetchone(
+        "SELECT bulletin_id, state FROM upstream_items WHERE upstream = ? AND remote_id = ?",
+        (url, remote_id),
+    )
+    return TakenItem(row[0], row[1]) if row is not None else None
+
+
 async def take_item(
     tx: Tx, url: str, remote_id: str, bulletin_id: str | None, state: str, at: datetime
 ) -> None:

@@ -124,6 +124,15 @@ async def open_auto(db: Reader) -> dict[str, str]:
     return {r[0]: r[1] for r in rows}
 
 
+async def open_auto_of(db: Reader, device_id: str) -> str | None:
+    """The hub's own open incident for the device, if any."""
+    found: str | None = await db.fetchval(
+        "SELECT id FROM incidents WHERE source = 'auto' AND closed_at IS NULL AND device_id = ?",
+        (device_id,),
+    )
+    return found
+
+
 async def fault_since(db: Reader) -> dict[str, datetime]:
     rows = await db.fetchall("SELECT device_id, since FROM device_faults")
     return {r[0]: from_iso(r[1]) for r in rows}
