@@ -694,3 +694,23 @@ async def test_a_province_account_may_record_a_central_bulletin(tmp_path: Path) 
         operator = await hub.user("xa.anlu", "commune_operator", "00001")
         refused = await operator.call("POST", "/api/v1/bulletins", json=body, expect=422)
         assert refused["detail"][0]["field"] == "source_level"
+
+
+async def test_the_poller_records_a_failing_feed_and_polls_only_when_due(tmp_path: Path) -> None:
+    from hub.cap_feeds import poll_due
+
+    async with cap_hub(tmp_path, outbound_attempts=1) as hub:
+        db = hub.app[DB]
+        await add_sender(db, "kttv", "auto", "central", now=_now())
+        from hub.cap import add_feed
+
+        # Nothing listens on port 9 of 127.0.0.1: the fetch fails, the feed says why.
+        await add_feed(db, "http://127.0.0.1:9/feed.atom", "kttv", 60, now=_now())
+        await poll_due(hub.app)
+        [feed] = await cap_store.feeds(db)
+        assert feed.last_polled_at is not None and feed.last_ok_at is None
+        assert feed.last_error and "127.0.0.1:9" in feed.last_error
+        polled_at = feed.last_polled_at
+        await poll_due(hub.app)  # not due again within its 60 seconds
+        [feed] = await cap_store.feeds(db)
+        assert feed.last_polled_at == polled_at

@@ -12,6 +12,7 @@ import pytest
 from hub.reports import SAME_BOOT_S, count_boots, silent_runs
 from hub.testing import FakeClock, HubHarness, health_report, running_hub
 from loa_contract import VN_TZ
+from tests.browser import needs_chromium
 
 JULY = datetime(2026, 7, 1, tzinfo=VN_TZ)
 SLOT = timedelta(minutes=5)
@@ -160,3 +161,34 @@ async def test_the_reports_page_submits_and_shows_who_submitted(hub: HubHarness)
     finally:
         await page.close()
         await admin.close()
+
+
+@needs_chromium
+async def test_browser_commune_submits_its_month(hub: HubHarness) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await hub.user("xa1.op", "commune_operator", "00001", new_password="Own-pass-2!")
+    base = str(hub.client.make_url("/")).rstrip("/")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await (await browser.new_context()).new_page()
+            page.set_default_timeout(5000)
+            await page.goto(f"{base}/login")
+            await page.fill("input[name=username]", "xa1.op")
+            await page.fill("input[name=password]", "Own-pass-2!")
+            await page.click("button[type=submit].primary")
+            await expect(page).to_have_url(f"{base}/")
+            await page.goto(f"{base}/reports?month=2026-07")
+            await page.click("#report-submit button[type=submit]")
+            await expect(page).to_have_url(f"{base}/reports?month=2026-07")
+            await expect(page.locator("#submitted")).to_contain_text("xa1.op")
+            await expect(page.locator("#report-submit")).to_have_count(0)
+            await page.screenshot(path=ARTIFACTS / "console-report-submitted.png", full_page=True)
+        finally:
+            await browser.close()
+    view = await hub.call("GET", "/api/v1/reports/submissions", params={"month": "2026-07"})
+    assert {c["scope"]: c["submitted_by"] for c in view["communes"]}["00001"] == "xa1.op"
