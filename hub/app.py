@@ -16,12 +16,16 @@ from loa_contract import utcnow
 from . import (
     audit_api,
     bulletins,
+    cap,
     categories,
     communes,
     device_api,
     devices,
+    exchange,
+    incidents,
     maintenance,
     media,
+    offers,
     pages,
     preview_api,
     process_api,
@@ -42,6 +46,7 @@ from .appkeys import (
     SENT_CACHE,
     Clock,
 )
+from .cap_feeds import feeds_context
 from .config import HubConfig
 from .db import Database
 from .errors import ApiError, error_middleware
@@ -109,6 +114,10 @@ ROUTE_TABLES: list[RouteTable] = [
     reports.routes,
     process_api.routes,
     maintenance.routes,
+    cap.routes,
+    offers.routes,
+    incidents.routes,
+    exchange.routes,
 ]
 
 
@@ -174,5 +183,8 @@ def create_app(
     app.cleanup_ctx.append(nodes_context)
     app.cleanup_ctx.append(_push)
     app.cleanup_ctx.append(refresher_context)
+    app.cleanup_ctx.append(feeds_context)
+    app.cleanup_ctx.append(incidents.watch_context)
+    app.cleanup_ctx.append(exchange.upstream_context)
     app.on_shutdown.append(_close_sockets)
     return app

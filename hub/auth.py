@@ -70,6 +70,10 @@ class Permission(StrEnum):
     HUB_PROCESS = "hub.process"
     #: Announce or withdraw planned maintenance or a switch to the standby.
     MAINTENANCE = "maintenance"
+    #: Open and close incidents (sự cố) of one's commune's devices (hub/incidents.py).
+    INCIDENTS_WRITE = "incidents.write"
+    #: Submit a finished month's report: a commune's to the province, the province's upward.
+    REPORTS_SUBMIT = "reports.submit"
 
 
 _P = Permission
@@ -84,6 +88,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.BULLETINS_REVIEW,
             _P.BULLETINS_PUBLISH,
             _P.EMERGENCY,
+            _P.REPORTS_SUBMIT,
         }
     ),
     Role.CONTRIBUTOR: frozenset({_P.READ, _P.MEDIA_WRITE, _P.BULLETINS_WRITE}),
@@ -99,9 +104,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.BULLETINS_PUBLISH,
             _P.BULLETINS_ORDER,
             _P.EMERGENCY,
+            _P.INCIDENTS_WRITE,
+            _P.REPORTS_SUBMIT,
         }
     ),
-    Role.TECHNICIAN: frozenset({_P.READ, _P.FLEET_READ, _P.DEVICES_WRITE, _P.DEVICES_COMMAND}),
+    Role.TECHNICIAN: frozenset(
+        {_P.READ, _P.FLEET_READ, _P.DEVICES_WRITE, _P.DEVICES_COMMAND, _P.INCIDENTS_WRITE}
+    ),
     Role.VIEWER: frozenset({_P.READ, _P.FLEET_READ}),
 }
 

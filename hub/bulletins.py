@@ -78,7 +78,7 @@ from .push import EMERGENCY_SLACK, Connections
 from .reports import provider_of
 from .routing import Ctx, RouteTable
 from .store import bulletins as store
-from .store import communes, devices, media
+from .store import communes, devices, media, offers
 from .store.bulletins import Bulletin, Draft, Event, Targets
 from .store.manifests import bump_reached, bump_versions
 from .store.sql import Reader, Tx
@@ -159,6 +159,12 @@ class BulletinCreate(BaseModel):
     schedule: ScheduleIn
     display_seconds: float | None = Field(default=None, gt=0, le=3600)
     category: Category | None = None
+    source_level: Literal["central", "province"] | None = Field(
+        default=None,
+        description="Where the content comes from, for reports: a province account may record"
+        " a bulletin received from the central HTTTN as central; left out: the author's own"
+        " level (a commune's bulletins are always commune).",
+    )
 
 
 class EmergencyCreate(BaseModel):
@@ -574,6 +580,10 @@ def _draft(body: BulletinCreate) -> Draft:
 async def _insert(tx: Tx, body: BulletinCreate, ctx: Ctx) -> str:
     user = ctx.user
     errors = await _check(tx, body, user, ctx.now)
+    if body.source_level is not None and not user.province_wide:
+        errors.append(
+            {"field": "source_level", "message": "only a province account sets the source level"}
+        )
     if errors:
         raise ApiError(422, "validation_error", errors)
     bulletin_id = str(uuid.uuid4())
@@ -581,7 +591,8 @@ async def _insert(tx: Tx, body: BulletinCreate, ctx: Ctx) -> str:
         state = next_state(None, Action.CREATE, as_actor(user), user.unit)
     except Refusal as exc:
         raise _refused(exc) from None
-    source_level = "commune" if user.role.value == "commune_operator" else "province"
+    own_level = "commune" if user.role.value == "commune_operator" else "province"
+    source_level = body.source_level or own_level
     await store.add(
         tx,
         bulletin_id,
@@ -1173,12 +1184,20 @@ async def set_order(ctx: Ctx) -> OrderOut:
         if not await communes.exists(tx, code):
             raise ApiError(404, "not_found", f"no commune {code!r}")
         errors = []
+        accepted = {
+            b for b, c in (await offers.choices(tx, code)).items() if c.choice == "accepted"
+        }
         for i, bulletin_id in enumerate(body.bulletins):
-            if await store.published_priority_for(tx, bulletin_id, code) is not Priority.PRIORITY:
+            priority = await store.published_priority_for(tx, bulletin_id, code)
+            placed = priority is Priority.PRIORITY or (
+                priority is Priority.NORMAL and bulletin_id in accepted
+            )
+            if not placed:
                 errors.append(
                     {
                         "field": f"bulletins[{i}]",
-                        "message": "not a published priority bulletin of this commune",
+                        "message": "not a published priority bulletin of this commune, nor a"
+                        " normal one it accepted",
                     }
                 )
         if len(set(body.bulletins)) != len(body.bulletins):
@@ -1197,3 +1216,19 @@ async def set_order(ctx: Ctx) -> OrderOut:
         )
     await ctx.connections.push_manifest_ready(versions, ctx.config.command_ttl)
     return await _order(ctx, code)
+
+
+# ---------------------------------------------------------------- for other ways in (CAP)
+
+#: The steps above, for modules that make bulletins from what arrives another way (CAP
+#: alerts, hub/cap.py) and must take exactly the same checks, history and pushes.
+insert = _insert
+publish_in = _publish
+announce_publish = _announce_publish
+record_event = _event
+bulletin_out = _out
+
+
+async def cancel_as(ctx: Ctx, bulletin_id: str) -> BulletinOut:
+    """Cancel a published bulletin as `ctx.user` (an emergency stops now)."""
+    return await _cancel(ctx, bulletin_id, emergency_only=False)

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import re
 import sqlite3
 import ssl
 import sys
@@ -23,10 +24,12 @@ from pydantic import ValidationError
 
 from loa_contract import utcnow
 
+from . import exchange
 from .app import create_app
 from .appkeys import Clock
 from .auth import SHARED_NAMES, Role, create_user, reset_password, set_account_state
 from .backup import BackupError, backup_name, free_space_ok, make_backup, prune, restore_backup
+from .cap import add_feed, add_sender, disable_sender, remove_feed, renew_sender_token
 from .config import NEWSPAPER_UNITS, HubConfig
 from .db import Database, DatabaseDamaged, check_database
 from .device_api import recheck_stored_plays
@@ -40,6 +43,8 @@ from .keys import (
     write_private,
 )
 from .store import accounts
+from .store import cap as cap_store
+from .store import exchange as exchange_store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,6 +76,24 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="a reverse proxy (IP address or network) whose X-Forwarded-Proto and"
         " X-Forwarded-For are believed; repeat for several",
+    )
+    serve.add_argument(
+        "--province-name",
+        help="the province's name as CAP alerts write it (an areaDesc naming it reaches every"
+        " commune)",
+    )
+    serve.add_argument(
+        "--province-code",
+        help="the province's administrative code (a CAP geocode VN-DVHC naming it reaches"
+        " every commune)",
+    )
+    serve.add_argument(
+        "--outbound-allow",
+        action="append",
+        default=[],
+        metavar="NET",
+        help="a private network the hub may fetch CAP feeds and resources from (public"
+        " addresses always may); repeat for several",
     )
     serve.add_argument(
         "--public-url",
@@ -149,6 +172,83 @@ def _parser() -> argparse.ArgumentParser:
     recheck.add_argument(
         "--apply", action="store_true", help="move them (default: only count them)"
     )
+
+    sender = sub.add_parser(
+        "sender", help="accounts of agencies that post CAP alerts (POST /api/v1/cap)"
+    )
+    sender_sub = sender.add_subparsers(dest="sender_command", required=True)
+    sender_add = sender_sub.add_parser(
+        "add", help="add a sender account and print its token (shown once)"
+    )
+    sender_add.add_argument("name", help="the agency, e.g. kttv-bac-bo")
+    sender_add.add_argument(
+        "--policy",
+        choices=["auto", "review"],
+        required=True,
+        help="auto: its emergencies air at once; review: everything waits for a reviewer",
+    )
+    sender_add.add_argument(
+        "--level",
+        choices=["central", "province"],
+        default="central",
+        help="the source level its bulletins carry in reports (default: central)",
+    )
+    for action, text in (
+        ("list", "list sender accounts"),
+        ("disable", "disable a sender account; its token stops working"),
+        ("new-token", "give a sender account a new token (the old one stops working)"),
+    ):
+        cmd = sender_sub.add_parser(action, help=text)
+        if action != "list":
+            cmd.add_argument("name")
+    for cmd in sender_sub.choices.values():
+        cmd.add_argument("--data", type=Path, required=True, help="data directory")
+
+    feed = sub.add_parser("cap-feed", help="CAP or CAP-in-Atom feeds the hub polls")
+    feed_sub = feed.add_subparsers(dest="feed_command", required=True)
+    feed_add = feed_sub.add_parser("add", help="poll a feed as a sender account")
+    feed_add.add_argument("url")
+    feed_add.add_argument("--sender", required=True, help="the sender account it posts as")
+    feed_add.add_argument(
+        "--every", type=int, default=60, help="seconds between polls (at least 30; default 60)"
+    )
+    feed_sub.add_parser("list", help="list feeds and how their last poll went")
+    feed_remove = feed_sub.add_parser("remove", help="stop polling a feed")
+    feed_remove.add_argument("url")
+    for cmd in feed_sub.choices.values():
+        cmd.add_argument("--data", type=Path, required=True, help="data directory")
+
+    down = sub.add_parser(
+        "downstream", help="lower hubs this hub offers bulletins to (docs/exchange.md)"
+    )
+    down_sub = down.add_subparsers(dest="down_command", required=True)
+    down_add = down_sub.add_parser("add", help="add a lower hub and print its token (once)")
+    down_add.add_argument("name")
+    down_sub.add_parser("list", help="list lower hubs")
+    for cmd in down_sub.choices.values():
+        cmd.add_argument("--data", type=Path, required=True, help="data directory")
+
+    up = sub.add_parser("upstream", help="upper hubs this hub takes bulletins from")
+    up_sub = up.add_subparsers(dest="up_command", required=True)
+    up_add = up_sub.add_parser("add", help="take bulletins from an upper hub")
+    up_add.add_argument("url", help="the upper hub's address, e.g. https://htttn.example.gov.vn")
+    up_add.add_argument("--token", required=True, help="from the upper hub's `hub downstream add`")
+    up_add.add_argument(
+        "--policy",
+        choices=["auto", "review"],
+        required=True,
+        help="auto: its bulletins air at once; review: they wait for a reviewer (its"
+        " emergencies always air at once)",
+    )
+    up_add.add_argument(
+        "--key-id",
+        help="the upper hub's key id (`hub key` there); default: pinned at first contact",
+    )
+    up_sub.add_parser("list", help="list upper hubs and how their last poll went")
+    up_remove = up_sub.add_parser("remove", help="stop taking from an upper hub")
+    up_remove.add_argument("url")
+    for cmd in up_sub.choices.values():
+        cmd.add_argument("--data", type=Path, required=True, help="data directory")
 
     key = sub.add_parser(
         "key", help="the hub's signing key: show (default), rotate, export, import"
@@ -312,11 +412,17 @@ def _serve(args: argparse.Namespace, clock: Clock) -> None:
             public_url=args.public_url,
             cookie_secure=True if args.cookie_secure else None,
             trusted_proxies=tuple(args.trusted_proxy),
+            province_name=args.province_name,
+            province_code=args.province_code,
+            outbound_allowed_networks=tuple(args.outbound_allow),
             newspaper_units=frozenset(args.newspaper_unit or NEWSPAPER_UNITS),
         )
     except ValidationError as exc:
         error = exc.errors()[0]
-        option = {"trusted_proxies": "--trusted-proxy"}.get(str(error["loc"][0]), "--public-url")
+        option = {
+            "trusted_proxies": "--trusted-proxy",
+            "outbound_allowed_networks": "--outbound-allow",
+        }.get(str(error["loc"][0]), "--public-url")
         raise SystemExit(f"{option}: {error['msg']}") from exc
     # Checked before listening: a hub whose database was lost must not come up empty.
     check_database(config.db_path)
@@ -399,6 +505,84 @@ async def _recheck_plays(args: argparse.Namespace, clock: Clock) -> int:
     return 0
 
 
+async def _sender_command(args: argparse.Namespace, clock: Clock) -> int:
+    db = await Database.open(HubConfig(data_dir=args.data).db_path, clock=clock)
+    try:
+        if args.sender_command == "add":
+            if not re.match(r"^[a-z0-9][a-z0-9._-]{1,63}$", args.name):
+                print("a sender name is 2-64 of a-z, 0-9, '.', '_', '-'", file=sys.stderr)
+                return 1
+            token = await add_sender(db, args.name, args.policy, args.level, now=clock())
+            print(f"sender {args.name} ({args.policy}, {args.level}) added; its token:")
+            print(token)
+        elif args.sender_command == "list":
+            for s in await cap_store.senders(db):
+                state = "disabled" if s.disabled else "active"
+                print(f"{s.name}\t{s.policy}\t{s.source_level}\t{state}")
+        elif args.sender_command == "new-token":
+            print(await renew_sender_token(db, args.name, now=clock()))
+        else:
+            await disable_sender(db, args.name, now=clock())
+            print(f"sender {args.name} disabled")
+    except ApiError as exc:
+        print(_message(exc), file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    return 0
+
+
+async def _feed_command(args: argparse.Namespace, clock: Clock) -> int:
+    db = await Database.open(HubConfig(data_dir=args.data).db_path, clock=clock)
+    try:
+        if args.feed_command == "add":
+            await add_feed(db, args.url, args.sender, args.every, now=clock())
+            print(f"feed {args.url} added, polled every {args.every} s as {args.sender}")
+        elif args.feed_command == "list":
+            for f in await cap_store.feeds(db):
+                last = f.last_polled_at.isoformat() if f.last_polled_at else "never"
+                print(f"{f.url}\t{f.sender}\t{f.interval_s}s\t{last}\t{f.last_error or 'ok'}")
+        else:
+            await remove_feed(db, args.url, now=clock())
+            print(f"feed {args.url} removed")
+    except ApiError as exc:
+        print(_message(exc), file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    return 0
+
+
+async def _exchange_command(args: argparse.Namespace, clock: Clock) -> int:
+    db = await Database.open(HubConfig(data_dir=args.data).db_path, clock=clock)
+    try:
+        if args.command == "downstream" and args.down_command == "add":
+            token = await exchange.add_downstream(db, args.name, now=clock())
+            print(f"downstream {args.name} added; its token:")
+            print(token)
+        elif args.command == "downstream":
+            for name in await exchange_store.downstreams(db):
+                print(name)
+        elif args.up_command == "add":
+            await exchange.add_upstream(
+                db, args.url, args.token, args.policy, args.key_id, now=clock()
+            )
+            print(f"upstream {args.url} added ({args.policy})")
+        elif args.up_command == "list":
+            for u in await exchange_store.upstreams(db):
+                last = u.last_polled_at.isoformat() if u.last_polled_at else "never"
+                print(f"{u.url}\t{u.policy}\t{u.key_id or '-'}\t{last}\t{u.last_error or 'ok'}")
+        else:
+            await exchange.remove_upstream(db, args.url, now=clock())
+            print(f"upstream {args.url} removed")
+    except ApiError as exc:
+        print(_message(exc), file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    return 0
+
+
 def main(argv: list[str] | None = None, *, clock: Clock = utcnow) -> int:
     """`clock`: the time the commands act at (tests pass a clock they move)."""
     args = _parser().parse_args(argv)
@@ -416,6 +600,12 @@ def _run(args: argparse.Namespace, clock: Clock) -> int:
         return _restore(args, clock)
     if args.command == "recheck-plays":
         return asyncio.run(_recheck_plays(args, clock))
+    if args.command == "sender":
+        return asyncio.run(_sender_command(args, clock))
+    if args.command == "cap-feed":
+        return asyncio.run(_feed_command(args, clock))
+    if args.command in ("downstream", "upstream"):
+        return asyncio.run(_exchange_command(args, clock))
     if args.command == "serve":
         _serve(args, clock)
     elif args.command == "user":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -10,17 +10,21 @@ from loa_contract import CommuneWindows
 
 from .auth import Permission, require
 from .db import iso
-from .errors import ApiError
+from .errors import ApiError, field_error
 from .routing import Ctx, RouteTable
-from .store import communes, devices
+from .store import communes, devices, offers
 from .store.communes import Commune
 from .store.manifests import bump_versions
+from .store.sql import Reader
 
 routes = RouteTable("communes")
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 # Commune codes are GSO administrative codes (e.g. "00001") or any short slug.
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+#: The administrative code (mã đơn vị hành chính, Decision 124/2004/QĐ-TTg): five digits for a
+#: commune. CAP alerts name communes by it (geocode VN-DVHC, hub/cap.py).
+AdminCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{2,5}$")]
 
 
 class CommuneCreate(BaseModel):
@@ -30,6 +34,10 @@ class CommuneCreate(BaseModel):
     name: Name
     windows: CommuneWindows = Field(default_factory=CommuneWindows)
     volume: int = Field(default=70, ge=0, le=100)
+    admin_code: AdminCode | None = None
+    #: Province normal bulletins: air unless declined ("auto"), or only once accepted
+    #: ("offer"); hub/offers.py.
+    province_normal: Literal["auto", "offer"] = "auto"
 
 
 class CommuneUpdate(BaseModel):
@@ -38,11 +46,24 @@ class CommuneUpdate(BaseModel):
     name: Name | None = None
     windows: CommuneWindows | None = None
     volume: int | None = Field(default=None, ge=0, le=100)
+    admin_code: AdminCode | None = None
+    province_normal: Literal["auto", "offer"] | None = None
 
     @model_validator(mode="after")
     def _something(self) -> CommuneUpdate:
-        if self.name is None and self.windows is None and self.volume is None:
-            raise ValueError("give at least one of name, windows, volume")
+        if all(
+            v is None
+            for v in (
+                self.name,
+                self.windows,
+                self.volume,
+                self.admin_code,
+                self.province_normal,
+            )
+        ):
+            raise ValueError(
+                "give at least one of name, windows, volume, admin_code, province_normal"
+            )
         return self
 
 
@@ -54,6 +75,8 @@ class CommuneOut(BaseModel):
     devices: int
     created_at: str
     updated_at: str
+    admin_code: str | None
+    province_normal: Literal["auto", "offer"]
 
 
 def _out(c: Commune) -> CommuneOut:
@@ -65,7 +88,18 @@ def _out(c: Commune) -> CommuneOut:
         devices=c.devices,
         created_at=iso(c.created_at),
         updated_at=iso(c.updated_at),
+        admin_code=c.admin_code,
+        province_normal="offer" if c.province_normal == "offer" else "auto",
     )
+
+
+async def _check_admin_code(db: Reader, admin_code: str | None, code: str) -> None:
+    """An administrative code names one commune."""
+    if admin_code is None:
+        return
+    holder = await communes.with_admin_code(db, admin_code)
+    if holder is not None and holder != code:
+        raise field_error(409, "exists", "admin_code", f"commune {holder!r} has this code")
 
 
 async def _get(ctx: Ctx, code: str) -> CommuneOut:
@@ -89,7 +123,18 @@ async def create_commune(ctx: Ctx) -> CommuneOut:
     async with ctx.db.transaction() as tx:
         if await communes.exists(tx, body.code):
             raise ApiError(409, "exists", f"commune {body.code!r} already exists")
-        await communes.add(tx, body.code, body.name, body.windows, body.volume, at=ctx.now)
+        await _check_admin_code(tx, body.admin_code, body.code)
+        await communes.add(
+            tx,
+            body.code,
+            body.name,
+            body.windows,
+            body.volume,
+            at=ctx.now,
+            admin_code=body.admin_code,
+        )
+        if body.province_normal != "auto":
+            await offers.set_province_normal(tx, body.code, body.province_normal)
         await ctx.audit(tx, "commune.create", body.code, after=body.model_dump(mode="json"))
     return await _get(ctx, body.code)
 
@@ -115,7 +160,7 @@ async def get_commune(ctx: Ctx) -> CommuneOut:
     permission=Permission.COMMUNES_WRITE,
     body=CommuneUpdate,
     response=CommuneOut,
-    errors=[403, 404],
+    errors=[403, 404, 409],
 )
 async def update_commune(ctx: Ctx) -> CommuneOut:
     body: CommuneUpdate = ctx.body
@@ -133,6 +178,11 @@ async def update_commune(ctx: Ctx) -> CommuneOut:
             volume=body.volume if body.volume is not None else current.volume,
             at=ctx.now,
         )
+        if body.admin_code is not None and body.admin_code != current.admin_code:
+            await _check_admin_code(tx, body.admin_code, code)
+            await communes.set_admin_code(tx, code, body.admin_code)
+        if body.province_normal is not None:
+            await offers.set_province_normal(tx, code, body.province_normal)
         versions = await bump_versions(tx, await devices.ids_in_commune(tx, code))
         await ctx.audit(
             tx,
@@ -142,6 +192,8 @@ async def update_commune(ctx: Ctx) -> CommuneOut:
                 "name": current.name,
                 "windows": current.windows.model_dump(mode="json"),
                 "volume": current.volume,
+                "admin_code": current.admin_code,
+                "province_normal": current.province_normal,
             },
             after=body.model_dump(mode="json", exclude_none=True),
         )

@@ -74,8 +74,31 @@ class HubConfig(BaseModel):
     #: Uploads decoded at once (ffmpeg, Pillow, pdftotext): each may take a core for
     #: minutes, so more uploads than this wait their turn instead of starving the node.
     probe_concurrency: int = Field(default=2, ge=1)
+    #: The province's name and its administrative code (mã đơn vị hành chính, "31" for Hải
+    #: Phòng): a CAP area naming either reaches every commune (hub/cap.py).
+    province_name: str | None = None
+    province_code: str | None = None
+    #: Networks the hub may fetch from although they are not public (a CAP server on the
+    #: province's own network); everything else private, loopback or link-local is refused
+    #: (hub/outbound.py).
+    outbound_allowed_networks: tuple[str, ...] = ()
+    outbound_timeout_s: float = Field(default=15.0, gt=0)
+    outbound_attempts: int = Field(default=3, ge=1, le=10)
+    #: The largest CAP document and the largest CAP resource (audio) the hub takes.
+    cap_max_bytes: int = Field(default=1 * MiB, gt=0)
+    cap_resource_max_bytes: int = Field(default=20 * MiB, gt=0)
+    #: The `sender` of the CAP alerts the hub publishes (GET /api/v1/cap/feed.atom).
+    cap_sender: str = Field(default="loa-hub", pattern=r"^[^\s,<&]{1,200}$")
+    #: How often the CAP feeds (`hub cap-feed add`) are looked at for ones that are due.
+    cap_feed_tick: timedelta = timedelta(seconds=30)
+    #: A device in fault this long opens an incident on its own (hub/incidents.py); the
+    #: fleet is looked at every `incident_check_interval`.
+    incident_after: timedelta = timedelta(minutes=30)
+    incident_check_interval: timedelta = timedelta(minutes=1)
+    #: How often a lower hub polls its upper hubs (`hub upstream add`, hub/exchange.py).
+    exchange_interval: timedelta = timedelta(minutes=1)
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "outbound_allowed_networks")
     @classmethod
     def _networks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         for value in values:
@@ -88,6 +111,12 @@ class HubConfig(BaseModel):
     @cached_property
     def trusted_proxy_networks(self) -> tuple[Network, ...]:
         return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in self.trusted_proxies)
+
+    @cached_property
+    def outbound_networks(self) -> tuple[Network, ...]:
+        return tuple(
+            ipaddress.ip_network(v.strip(), strict=False) for v in self.outbound_allowed_networks
+        )
 
     @property
     def db_path(self) -> Path:

@@ -35,6 +35,8 @@ from .console import (
     render,
     see_other,
 )
+from .console_reports_up import submission_context
+from .console_say import offers_of
 from .errors import ApiError, validation_detail
 from .web_session import check_csrf, page_user
 
@@ -207,6 +209,10 @@ async def _running_order(
             or own_devices.intersection(b.targets.devices)
         )
     }
+    # Normal bulletins the commune accepted are in its running order too (hub/offers.py).
+    for offer in (await offers_of(request, user)).offers:
+        if offer.state == "accepted":
+            reaching[offer.bulletin.id] = offer.bulletin
     placed = [reaching[i] for i in stored.bulletins if i in reaching]
     rest = sorted(
         (b for i, b in reaching.items() if i not in stored.bulletins),
@@ -239,6 +245,7 @@ async def _commune_form(
     # One blank row per list: without JavaScript, that is how a window is added.
     windows = {kind: [*values["windows"][kind], ("", "")] for kind in WINDOW_KINDS}
     order = await _running_order(request, user, commune.code)
+    say = await offers_of(request, user)
     bad_rows = {(e.kind, e.row) for e in errors or [] if e.kind and e.row}
     saved = request.query.get("saved")
     return await render(
@@ -252,7 +259,8 @@ async def _commune_form(
         bad_rows=bad_rows,
         errors=errors or [],
         order=order,
-        saved=saved if saved in ("windows", "order", "created") else None,
+        say=say,
+        saved=saved if saved in ("windows", "order", "created", "say") else None,
         may_write=user.may(Permission.COMMUNES_WRITE),
         may_order=user.may(Permission.BULLETINS_ORDER),
     )
@@ -671,9 +679,11 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
             ),
         }
     params = {k: v for k, v in values.items() if v}
+    going_up = await submission_context(request, user, report, query)
     return await render(
         request,
         "reports.html",
+        **going_up,
         status=422 if errors else 200,
         report=report,
         charts=charts,

@@ -342,6 +342,156 @@ MIGRATIONS: list[str] = [
     ALTER TABLE media ADD COLUMN words INTEGER;
     ALTER TABLE media ADD COLUMN source_sha256 TEXT;
     """,
+    # CAP 1.2 in (hub/cap.py): a commune's administrative code (mã đơn vị hành chính) that a
+    # CAP area's VN-DVHC geocode names; the accounts of agencies that post alerts, each with
+    # its own token and policy; every alert taken, once per (sender, identifier, sent), with
+    # the bulletin it became and who posted it; the feeds the hub polls, and which of a
+    # feed's entries it has taken.
+    """
+    ALTER TABLE communes ADD COLUMN admin_code TEXT;
+    CREATE UNIQUE INDEX communes_admin_code ON communes(admin_code);
+    CREATE TABLE cap_senders (
+        name TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        policy TEXT NOT NULL,
+        source_level TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE cap_alerts (
+        sender TEXT NOT NULL,
+        identifier TEXT NOT NULL,
+        sent TEXT NOT NULL,
+        msg_type TEXT NOT NULL,
+        posted_by TEXT NOT NULL,
+        bulletin_id TEXT REFERENCES bulletins(id),
+        outcome TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (sender, identifier, sent)
+    );
+    CREATE INDEX cap_alerts_bulletin ON cap_alerts(bulletin_id);
+    CREATE TABLE cap_feeds (
+        url TEXT PRIMARY KEY,
+        sender TEXT NOT NULL REFERENCES cap_senders(name),
+        interval_s INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        last_polled_at TEXT,
+        last_ok_at TEXT,
+        last_error TEXT
+    );
+    CREATE TABLE cap_feed_entries (
+        feed_url TEXT NOT NULL REFERENCES cap_feeds(url),
+        entry TEXT NOT NULL,
+        taken_at TEXT NOT NULL,
+        PRIMARY KEY (feed_url, entry)
+    );
+    """,
+    # The commune's say over province normal bulletins (HP Đ12.3): whether they air on their
+    # own ("auto") or wait to be accepted ("offer"), and each commune's accept or decline.
+    """
+    ALTER TABLE communes ADD COLUMN province_normal TEXT NOT NULL DEFAULT 'auto';
+    CREATE TABLE commune_choices (
+        commune TEXT NOT NULL REFERENCES communes(code),
+        bulletin_id TEXT NOT NULL REFERENCES bulletins(id),
+        choice TEXT NOT NULL,
+        chosen_by TEXT NOT NULL,
+        chosen_at TEXT NOT NULL,
+        PRIMARY KEY (commune, bulletin_id)
+    );
+    CREATE INDEX commune_choices_bulletin ON commune_choices(bulletin_id);
+    """,
+    # Incidents (sự cố, HP Điều 8.8, TN Điều 15.1): opened by hand by commune staff and
+    # technicians, or by the hub when a device's fault lasts (hub/incidents.py), which keeps
+    # in device_faults since when each device has been in fault.
+    """
+    CREATE TABLE incidents (
+        id TEXT PRIMARY KEY,
+        commune TEXT NOT NULL REFERENCES communes(code),
+        device_id TEXT REFERENCES devices(id),
+        what TEXT NOT NULL,
+        since TEXT NOT NULL,
+        source TEXT NOT NULL,
+        opened_by TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        closed_by TEXT,
+        closed_at TEXT,
+        resolution TEXT
+    );
+    CREATE INDEX incidents_open ON incidents(closed_at, commune);
+    CREATE INDEX incidents_device ON incidents(device_id, source, closed_at);
+    CREATE TABLE device_faults (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id),
+        since TEXT NOT NULL,
+        reasons TEXT NOT NULL
+    );
+    """,
+    # Reports that go up (issue #11 point 4): each boot time a device reported (its reboots
+    # in a report), and the reports a commune or the province submitted, frozen as sent.
+    """
+    CREATE TABLE device_boots (
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        boot_time REAL NOT NULL,
+        PRIMARY KEY (device_id, boot_time)
+    );
+    CREATE TABLE report_submissions (
+        scope TEXT NOT NULL,
+        first_day TEXT NOT NULL,
+        last_day TEXT NOT NULL,
+        report_json TEXT NOT NULL,
+        submitted_by TEXT NOT NULL,
+        submitted_at TEXT NOT NULL,
+        PRIMARY KEY (scope, first_day, last_day)
+    );
+    """,
+    # Hub-to-hub exchange (hub/exchange.py, docs/exchange.md). On the upper hub: the lower
+    # hubs it serves (downstreams, each with its token) and the reports they sent up. On the
+    # lower hub: the upper hubs it takes bulletins from (upstreams, with the token it sends
+    # and the key it pinned), which of their items it took as which bulletin, and which of
+    # its submitted reports it delivered to each.
+    """
+    CREATE TABLE downstreams (
+        name TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE received_reports (
+        downstream TEXT NOT NULL REFERENCES downstreams(name),
+        scope TEXT NOT NULL,
+        first_day TEXT NOT NULL,
+        last_day TEXT NOT NULL,
+        report_json TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (downstream, scope, first_day, last_day)
+    );
+    CREATE TABLE upstreams (
+        url TEXT PRIMARY KEY,
+        token TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        key_id TEXT,
+        public_key TEXT,
+        created_at TEXT NOT NULL,
+        last_polled_at TEXT,
+        last_ok_at TEXT,
+        last_error TEXT
+    );
+    CREATE TABLE upstream_items (
+        upstream TEXT NOT NULL REFERENCES upstreams(url),
+        remote_id TEXT NOT NULL,
+        bulletin_id TEXT REFERENCES bulletins(id),
+        state TEXT NOT NULL,
+        taken_at TEXT NOT NULL,
+        PRIMARY KEY (upstream, remote_id)
+    );
+    CREATE TABLE report_deliveries (
+        upstream TEXT NOT NULL REFERENCES upstreams(url),
+        scope TEXT NOT NULL,
+        first_day TEXT NOT NULL,
+        last_day TEXT NOT NULL,
+        delivered_at TEXT NOT NULL,
+        PRIMARY KEY (upstream, scope, first_day, last_day)
+    );
+    """,
 ]
 
 

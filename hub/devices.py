@@ -34,7 +34,7 @@ from .routing import Ctx, RouteTable
 from .security import code_hash, new_enrollment_code
 from .store import communes, devices
 from .store.devices import Device
-from .verdict import Level, device_verdict
+from .verdict import Level, Verdict, device_verdict
 
 routes = RouteTable("devices")
 
@@ -142,13 +142,22 @@ class CommandResult(BaseModel):
     delivered: bool
 
 
-def _device_out(d: Device, connected: bool, offline_after_s: float, now: datetime) -> DeviceOut:
+def judge(
+    d: Device, connected: bool, offline_after_s: float, now: datetime
+) -> tuple[bool, Verdict]:
+    """Whether the device counts as online, and its verdict (the fleet view's and the
+    incident watcher's, hub/incidents.py)."""
     online = connected or (
         d.last_seen is not None and (now - d.last_seen).total_seconds() <= offline_after_s
     )
     verdict = device_verdict(
         d.health, online=online, now=now, enrolled=d.enrolled, last_refused_at=d.last_refused_at
     )
+    return online, verdict
+
+
+def _device_out(d: Device, connected: bool, offline_after_s: float, now: datetime) -> DeviceOut:
+    online, verdict = judge(d, connected, offline_after_s, now)
     return DeviceOut(
         id=d.id,
         commune=d.commune,

@@ -12,6 +12,7 @@ from .labels import admin as labels_admin
 from .labels import bulletins as labels_bulletins
 from .labels import devices as labels_devices
 from .labels import maintenance as labels_maintenance
+from .labels import say as labels_say
 
 Lang = Literal["vi", "en"]
 LANGS: tuple[Lang, ...] = ("vi", "en")
@@ -254,6 +255,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = _merge(
     labels_admin.LABELS,
     labels_devices.LABELS,
     labels_maintenance.LABELS,
+    labels_say.LABELS,
 )
 
 

@@ -30,15 +30,17 @@ log = logging.getLogger(__name__)
 async def bulletins_for_device(
     db: Database, device_id: str, commune: str, kind: DeviceKind, now: datetime
 ) -> list[ManifestBulletin]:
-    """What the device must hold: highest priority first; among the priority bulletins, the
-    commune's chosen order first (those it has not placed follow); else by valid_from."""
+    """What the device must hold: highest priority first; among the priority bulletins (and
+    the normal ones the commune accepted), the commune's chosen order first (those it has not
+    placed follow); else by valid_from."""
     items = await manifests.published_for_device(db, device_id, commune, kind, now)
     positions = await bulletins.running_positions(db, commune)
     if positions:
         last = max(positions.values()) + 1
         items = [
             b.model_copy(update={"order": positions.get(b.id, last)})
-            if b.priority is Priority.PRIORITY
+            # Priority bulletins, and normal ones the commune accepted (hub/offers.py).
+            if b.priority is Priority.PRIORITY or b.id in positions
             else b
             for b in items
         ]

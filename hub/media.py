@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -358,3 +359,50 @@ def file_response(media_dir: Path, sha256: str, mime: str) -> web.FileResponse:
         media_path(media_dir, sha256),
         headers={"Content-Type": mime, "Cache-Control": "private, max-age=31536000, immutable"},
     )
+
+
+@dataclass(frozen=True)
+class Kept:
+    sha256: str
+    size: int
+    #: None: not kept (not a type the hub takes, or `problem`).
+    mime: str | None
+    #: What to record (`hub.store.media.add`), with what decoding found.
+    record: media.Media | None = None
+    #: Why the bytes were not kept, when decoding refused them (English).
+    problem: str | None = None
+
+
+def keep_bytes(media_dir: Path, data: bytes) -> Kept:
+    """Store bytes fetched by the hub itself (a CAP alert's audio, an upper hub's media) as
+    uploads are stored: sniffed, decoded whole (hub/probe.py: a damaged or truncated file is
+    not kept), named by sha256, written to a temporary name, synced, then renamed. Blocking:
+    run it off the event loop."""
+    text = _TextCheck()
+    text.feed(data, final=True)
+    mime = sniff_mime(data[:_SNIFF_BYTES], utf8_text=text.ok)
+    sha = hashlib.sha256(data).hexdigest()
+    if mime is None or mime == probe.ZIP_MIME:
+        return Kept(sha256=sha, size=len(data), mime=None)
+    tmp_dir = media_dir / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
+    try:
+        fh = open(tmp, "wb")
+        fh.write(data)
+        fh.flush()
+        try:
+            found = probe.inspect(tmp, mime)
+        except probe.Unfit as exc:
+            fh.close()
+            return Kept(sha256=sha, size=len(data), mime=None, problem=exc.en)
+        final = media_path(media_dir, sha)
+        if final.exists():
+            fh.close()
+        else:
+            _finish_file(fh, tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    record = _record(sha, len(data), mime, found, None)
+    return Kept(sha256=sha, size=len(data), mime=mime, record=record)

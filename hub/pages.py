@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import console, console_admin, console_bulletins, console_devices, console_maintenance
+from . import (
+    console,
+    console_admin,
+    console_bulletins,
+    console_devices,
+    console_incidents,
+    console_maintenance,
+    console_reports_up,
+    console_say,
+)
 from .console import HERE, PageHandler
 
 PAGES: list[tuple[str, str, PageHandler]] = [
@@ -13,6 +22,9 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     *console_devices.PAGES,
     *console_admin.PAGES,
     *console_maintenance.PAGES,
+    *console_say.PAGES,
+    *console_incidents.PAGES,
+    *console_reports_up.PAGES,
 ]
 
 

@@ -167,7 +167,7 @@ def probe_av(path: Path, mime: str) -> Probe:
     streams = [s for s in found.get("streams", []) if isinstance(s, dict)]
     main = next((s for s in streams if s.get("codec_type") == wanted), None)
     if done.returncode != 0 or main is None:
-        said = _first_line(done.stderr)
+        said = _first_line(done.stderr, path)
         raise Unfit(
             "corrupt",
             f"Tệp {label_vi} bị hỏng hoặc không đọc được: không tìm thấy luồng {label_vi}"
@@ -250,7 +250,7 @@ def decoded_seconds(path: Path, label_vi: str, wanted: str) -> float | None:
             "-",
         ]
     )
-    said = _first_line(done.stderr)
+    said = _first_line(done.stderr, path)
     if done.returncode != 0 or said:
         raise Unfit(
             "corrupt",
@@ -269,8 +269,11 @@ def decoded_seconds(path: Path, label_vi: str, wanted: str) -> float | None:
 _DECODER_PREFIX = re.compile(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*")
 
 
-def _first_line(stderr: bytes) -> str:
-    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()]
+def _first_line(stderr: bytes, path: Path) -> str:
+    """The decoder's first complaint, without the hub's own file path (not the uploader's
+    business: it names the hub's folders)."""
+    text = stderr.decode("utf-8", "replace").replace(f"{path}: ", "").replace(str(path), "")
+    lines = [line.strip() for line in text.splitlines()]
     return _DECODER_PREFIX.sub("", next((line for line in lines if line), ""))[:200]
 
 

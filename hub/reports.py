@@ -69,8 +69,10 @@ from .categories import DEFAULT as DEFAULT_CATEGORY
 from .db import iso
 from .domain.lengths import within
 from .errors import ApiError, field_error
+from .incidents import IncidentOut, incident_out
 from .routing import Ctx, RouteTable
 from .store import accounts, communes
+from .store import incidents as incident_store
 from .store import reports as store
 from .store.reports import BulletinRow, DeviceRow, PlayRow
 
@@ -118,6 +120,14 @@ class DayTally(BaseModel):
     minutes: float
 
 
+class Outage(BaseModel):
+    """A time the device was not heard from: from the first silent slot to the slot it was
+    heard in again (None: still silent at the period's end or now)."""
+
+    disconnected_at: datetime
+    reconnected_at: datetime | None
+
+
 class DeviceUptime(BaseModel):
     device_id: str
     name: str
@@ -127,6 +137,10 @@ class DeviceUptime(BaseModel):
     slots: int
     up_slots: int
     percent: float | None
+    #: Each time it went silent and came back, at the slots' precision (SLOT_SECONDS).
+    outages: list[Outage] = Field(default_factory=list)
+    #: How many times it started up (booted) in the period, from its health reports.
+    reboots: int = 0
 
 
 class QuotaRow(BaseModel):
@@ -160,6 +174,12 @@ class MonthlyReport(BaseModel):
     uptime: list[DeviceUptime]
     #: Province scope only: quotas concern the province's providers, not one commune.
     quotas: list[QuotaRow] | None
+    #: Incidents open at some moment of the period, oldest first (hub/incidents.py).
+    incidents: list[IncidentOut] = Field(default_factory=list)
+    #: Once submitted (a commune's to the province, the province's upward), the report is
+    #: frozen as it was then: who submitted it and when.
+    submitted_by: str | None = None
+    submitted_at: datetime | None = None
 
 
 # ================================================================ pure: periods
@@ -304,6 +324,43 @@ def counted_slots(
     return range(first, max(first, last))
 
 
+def silent_runs(counted: range, up: set[int]) -> list[tuple[int, int | None]]:
+    """The runs of counted slots without a report: (first silent slot, the slot heard in
+    again or None when the run reaches the end of `counted`). A run before the first slot
+    ever heard counts too: the device was enrolled and silent."""
+    runs: list[tuple[int, int | None]] = []
+    first: int | None = None
+    for slot in counted:
+        if slot not in up:
+            if first is None:
+                first = slot
+        elif first is not None:
+            runs.append((first, slot))
+            first = None
+    if first is not None:
+        runs.append((first, None))
+    return runs
+
+
+#: Two boot times this close are one boot: a Pi without a clock reports a boot time that
+#: moves when NTP sets its clock (boot time is "now minus uptime").
+SAME_BOOT_S = 300.0
+
+
+def count_boots(boot_times: Iterable[float], start: datetime, end: datetime) -> int:
+    """The boots whose time falls in [start, end), boot times within SAME_BOOT_S of the
+    previous one counting once."""
+    low, high = start.timestamp(), end.timestamp()
+    boots = 0
+    previous: float | None = None
+    for boot in sorted(boot_times):
+        if previous is None or boot - previous > SAME_BOOT_S:
+            if low <= boot < high:
+                boots += 1
+        previous = boot
+    return boots
+
+
 def device_uptime(
     device: DeviceRow,
     up: Iterable[int],
@@ -311,10 +368,17 @@ def device_uptime(
     end: datetime,
     now: datetime,
     slot_s: int = SLOT_SECONDS,
+    boot_times: Iterable[float] = (),
 ) -> DeviceUptime:
-    """Uptime from the slots in which a device reported (`up`, indexes from `slot_index`)."""
+    """Uptime from the slots in which a device reported (`up`, indexes from `slot_index`),
+    its outages from the silent slots, its reboots from the boot times it reported."""
     counted = counted_slots(start, end, now, device.enrolled_at, slot_s)
-    up_count = len({s for s in up if s in counted})
+    heard = {s for s in up if s in counted}
+    up_count = len(heard)
+
+    def moment(slot: int) -> datetime:
+        return start + timedelta(seconds=slot * slot_s)
+
     return DeviceUptime(
         device_id=device.id,
         name=device.name,
@@ -323,6 +387,14 @@ def device_uptime(
         slots=len(counted),
         up_slots=up_count,
         percent=round(100.0 * up_count / len(counted), 1) if len(counted) else None,
+        outages=[
+            Outage(
+                disconnected_at=moment(first),
+                reconnected_at=moment(back) if back is not None else None,
+            )
+            for first, back in silent_runs(counted, heard)
+        ],
+        reboots=count_boots(boot_times, start, end),
     )
 
 
@@ -434,6 +506,8 @@ def build_report(
     agencies: Iterable[str] = (),
     newspapers: frozenset[str] = NEWSPAPER_UNITS,
     slot_s: int = SLOT_SECONDS,
+    incidents: Iterable[IncidentOut] = (),
+    boots: Mapping[str, Iterable[float]] | None = None,
 ) -> MonthlyReport:
     """The whole report from plain rows. `plays` are the period's (any outcome); `bulletins`
     maps their ids; `up_slots` maps a device id to the slot indexes it reported in;
@@ -458,8 +532,14 @@ def build_report(
             inside, lambda p: category_of(bulletins.get(p.bulletin_id)), CATEGORY_KEYS
         ),
         per_day=per_day(inside, first, last),
-        uptime=[device_uptime(d, up_slots.get(d.id, ()), start, end, now, slot_s) for d in devices],
+        uptime=[
+            device_uptime(
+                d, up_slots.get(d.id, ()), start, end, now, slot_s, (boots or {}).get(d.id, ())
+            )
+            for d in devices
+        ],
         quotas=None if provided is None else quota_rows(provided, agencies, newspapers),
+        incidents=list(incidents),
     )
 
 
@@ -559,12 +639,54 @@ def csv_rows(report: MonthlyReport) -> list[list[Any]]:
         [u.device_id, u.name, u.commune, u.kind, u.slots, u.up_slots, u.percent]
         for u in report.uptime
     ]
+    rows += [[], ["device_id", "reboots", "outages"]]
+    rows += [[u.device_id, u.reboots, len(u.outages)] for u in report.uptime]
+    rows += [[], ["device_id", "disconnected_at", "reconnected_at"]]
+    rows += [
+        [
+            u.device_id,
+            iso(o.disconnected_at),
+            iso(o.reconnected_at) if o.reconnected_at else "",
+        ]
+        for u in report.uptime
+        for o in u.outages
+    ]
     if report.quotas is not None:
         rows += [[], ["unit", "provider", "required", "provided", "counted", "unknown", "met"]]
         rows += [
             [q.unit, q.provider, q.required, q.provided, q.counted, q.unknown_length, q.met]
             for q in report.quotas
         ]
+    rows += [
+        [],
+        [
+            "incident",
+            "commune",
+            "device_id",
+            "what",
+            "since",
+            "source",
+            "opened_by",
+            "closed_at",
+            "closed_by",
+            "hours",
+        ],
+    ]
+    rows += [
+        [
+            i.id,
+            i.commune,
+            i.device_id or "",
+            i.what,
+            iso(i.since),
+            i.source,
+            i.opened_by,
+            iso(i.closed_at) if i.closed_at else "",
+            i.closed_by or "",
+            round(i.age_s / 3600, 1),
+        ]
+        for i in report.incidents
+    ]
     return rows
 
 
@@ -653,6 +775,10 @@ def _scope(ctx: Ctx, asked: str | None) -> str | None:
     return asked
 
 
+def _submission_scope(commune: str | None) -> str:
+    return commune or PROVINCE_UNIT
+
+
 async def _report(ctx: Ctx) -> MonthlyReport:
     query: ReportQuery = ctx.query
     now = ctx.now
@@ -661,6 +787,16 @@ async def _report(ctx: Ctx) -> MonthlyReport:
     db = ctx.db
     if commune is not None and not await communes.exists(db, commune):
         raise field_error(404, "not_found", "commune", f"no commune {commune!r}")
+    frozen = await store.submission(db, _submission_scope(commune), first, last)
+    if frozen is not None:
+        return MonthlyReport.model_validate_json(frozen.report_json)
+    return await _live_report(ctx, first, last, commune)
+
+
+async def _live_report(ctx: Ctx, first: date, last: date, commune: str | None) -> MonthlyReport:
+    """The report as the stored rows give it now."""
+    now = ctx.now
+    db = ctx.db
     start, end = period_bounds(first, last)
     plays = await store.plays_between(db, start, end, commune)
     provided: list[BulletinRow] | None = None
@@ -677,9 +813,13 @@ async def _report(ctx: Ctx) -> MonthlyReport:
         bulletins=await store.bulletins_by_id(db, sorted({p.bulletin_id for p in plays})),
         devices=await store.devices_of(db, commune),
         up_slots=await store.reporting_slots(db, start, end, commune, SLOT_SECONDS),
+        boots=await store.boots_between(db, start, end, commune),
         provided=provided,
         agencies=agencies,
         newspapers=ctx.config.newspaper_units,
+        incidents=[
+            incident_out(i, now) for i in await incident_store.overlapping(db, start, end, commune)
+        ],
     )
 
 
@@ -714,3 +854,96 @@ async def monthly_report_csv(ctx: Ctx) -> web.StreamResponse:
         yield csv_rows(report)
 
     return await stream_csv(ctx.request, name, None, batches())
+
+
+# ================================================================ reports that go up
+
+
+class SubmissionRow(BaseModel):
+    #: A commune's code, or "province".
+    scope: str
+    name: str
+    submitted_by: str | None
+    submitted_at: datetime | None
+
+
+class SubmissionsOut(BaseModel):
+    first_day: date
+    last_day: date
+    #: Every commune, submitted or not, by code.
+    communes: list[SubmissionRow]
+    province: SubmissionRow
+
+
+@routes.post(
+    "/api/v1/reports/monthly/submit",
+    summary="Submit a finished month's report: a commune's operator its commune's (to the"
+    " province), an admin or reviewer the province's (upward). The report is frozen as"
+    " submitted: GET answers it from then on; a second submit is 409",
+    permission=Permission.REPORTS_SUBMIT,
+    query=ReportQuery,
+    response=MonthlyReport,
+    status=201,
+    errors=[403, 404, 409, 422],
+)
+async def submit_report(ctx: Ctx) -> MonthlyReport:
+    query: ReportQuery = ctx.query
+    now = ctx.now
+    first, last = query.days(local_day(now))
+    user = ctx.user
+    commune = _scope(ctx, query.commune)
+    if commune is not None and user.commune is None:
+        raise ApiError(
+            403, "forbidden", "a commune's report is submitted by the commune's own staff"
+        )
+    if last >= local_day(now):
+        raise ApiError(409, "period_not_over", f"the period ends {last}; submit it once it is over")
+    if commune is not None and not await communes.exists(ctx.db, commune):
+        raise field_error(404, "not_found", "commune", f"no commune {commune!r}")
+    report = await _live_report(ctx, first, last, commune)
+    report = report.model_copy(update={"submitted_by": user.username, "submitted_at": now})
+    scope = _submission_scope(commune)
+    async with ctx.db.transaction() as tx:
+        if await store.submission(tx, scope, first, last) is not None:
+            raise ApiError(409, "submitted", f"the report of {scope} for {first}..{last} is frozen")
+        await store.submit(tx, scope, first, last, report.model_dump_json(), user.username, now)
+        await ctx.audit(
+            tx,
+            "report.submit",
+            scope,
+            f"{first}..{last}",
+            after={"airings": report.totals.airings, "incidents": len(report.incidents)},
+        )
+    return report
+
+
+@routes.get(
+    "/api/v1/reports/submissions",
+    summary="Which communes submitted the period's report, and whether the province did",
+    permission=Permission.FLEET_READ,
+    query=ReportQuery,
+    response=SubmissionsOut,
+    errors=[403, 422],
+)
+async def report_submissions(ctx: Ctx) -> SubmissionsOut:
+    query: ReportQuery = ctx.query
+    if not ctx.user.province_wide:
+        raise ApiError(403, "forbidden", "the province's view of submissions")
+    first, last = query.days(local_day(ctx.now))
+    done = {s.scope: s for s in await store.submissions(ctx.db, first, last)}
+
+    def row(scope: str, name: str) -> SubmissionRow:
+        found = done.get(scope)
+        return SubmissionRow(
+            scope=scope,
+            name=name,
+            submitted_by=found.submitted_by if found else None,
+            submitted_at=found.submitted_at if found else None,
+        )
+
+    return SubmissionsOut(
+        first_day=first,
+        last_day=last,
+        communes=[row(c.code, c.name) for c in await communes.every_commune(ctx.db)],
+        province=row(PROVINCE_UNIT, PROVINCE_UNIT),
+    )

@@ -136,6 +136,9 @@ class RouteSpec:
     tags: list[str] = field(default_factory=list)
     #: Open to an account that must change its password first (everything else answers 403).
     during_password_change: bool = False
+    #: An operator route's own way to find the caller (CAP sender accounts, hub/cap.py);
+    #: None: an operator's session token (`authenticate_operator`).
+    authenticate: Callable[[web.Request], Awaitable[User]] | None = None
 
     def endpoint(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         body_adapter = TypeAdapter(self.body) if self.body is not None else None
@@ -146,7 +149,7 @@ class RouteSpec:
             device: DeviceAuth | None = None
             # Authentication first: an anonymous caller learns nothing from validation errors.
             if self.auth == "operator":
-                user = await authenticate_operator(request)
+                user = await (self.authenticate or authenticate_operator)(request)
                 if user.must_change_password and not self.during_password_change:
                     raise ApiError(
                         403,

@@ -19,7 +19,14 @@ from tests.real_files import png_bytes, text_pdf, wav_bytes
 
 PNG = png_bytes()
 WAV = wav_bytes()
-PUBLIC = {"/healthz", "/api/v1/openapi.json", "/api/v1/auth/login", "/api/v1/enroll"}
+PUBLIC = {
+    "/healthz",
+    "/api/v1/openapi.json",
+    "/api/v1/auth/login",
+    "/api/v1/enroll",
+    "/api/v1/cap/feed.atom",
+    "/api/v1/exchange/keys",
+}
 #: The server-rendered console is not API (no OpenAPI, redirects to /login); its own tests
 #: check every page needs a session.
 CONSOLE = {path for _method, path, _handler in pages.PAGES}

@@ -21,6 +21,8 @@ PUBLIC = {
     ("POST", "/login"),  # guarded by its CSRF token instead
     ("GET", "/healthz"),  # the load balancer's probe: says only {"ok": true}
     ("GET", "/api/v1/openapi.json"),  # the contract, no data
+    ("GET", "/api/v1/cap/feed.atom"),  # what loudspeakers air in public, for other systems
+    ("GET", "/api/v1/exchange/keys"),  # public keys, for lower hubs to pin
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/enroll"),  # needs a one-time enrollment code instead
 }

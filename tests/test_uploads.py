@@ -113,7 +113,11 @@ async def test_truncated_and_corrupt_audio_are_refused(hub: HubHarness, tmp_path
         damaged[i] ^= 0x5A
     body = await hub.upload(bytes(damaged), expect=422)
     assert body["error"] == "corrupt" and "bị hỏng" in refused_message(body)
-    # Nothing of either is stored.
+    # A header and nothing behind it: the decoder's complaint, without the hub's own paths.
+    body = await hub.upload(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 64, expect=422)
+    assert body["error"] == "corrupt"
+    assert str(hub.config.data_dir) not in str(body) and ".part" not in str(body), body
+    # Nothing of any is stored.
     assert await hub.call("GET", "/api/v1/media") == []
     assert [p for p in hub.config.media_dir.iterdir() if p.is_file()] == []
 

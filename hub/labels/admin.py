@@ -45,6 +45,7 @@ _COMMUNES: dict[str, dict[str, str]] = {
         "en": "Saved. The commune's devices get the new schedule.",
     },
     "cm.saved_order": {"vi": "Đã lưu thứ tự phát.", "en": "The running order is saved."},
+    "cm.saved_say": {"vi": "Đã lưu lựa chọn của xã.", "en": "The commune's choice is saved."},
     "cm.saved_created": {
         "vi": "Đã thêm xã. Hãy đặt khung giờ phát sóng.",
         "en": "Commune added. Now set its broadcast windows.",

@@ -517,3 +517,65 @@ async def published_priority_for(db: Reader, bulletin_id: str, commune: str) -> 
         {"id": bulletin_id, "commune": commune, "published": BulletinState.PUBLISHED.value},
     )
     return Priority(priority) if priority is not None else None
+
+
+async def aired_emergencies(db: Reader, now: datetime, cancelled_since: datetime) -> list[Bulletin]:
+    """Published emergencies in force at `now` and those cancelled since `cancelled_since`,
+    newest publication first (the hub's CAP feed)."""
+    rows = await db.fetchall(
+        f"{_SELECT} WHERE b.priority = ? AND ((b.state = ? AND b.valid_until > ?)"
+        " OR (b.state = ? AND b.cancelled_at > ? AND b.published_at IS NOT NULL))"
+        " ORDER BY b.published_at DESC",
+        (
+            Priority.EMERGENCY.value,
+            BulletinState.PUBLISHED.value,
+            iso(now),
+            BulletinState.CANCELLED.value,
+            iso(cancelled_since),
+        ),
+    )
+    return [_bulletin(r) for r in rows]
+
+
+async def from_other_units(db: Reader, commune: str, now: datetime) -> list[Bulletin]:
+    """Published bulletins in force at `now` that reach the commune and belong to another
+    unit, by priority then start of validity."""
+    reaches = reaches_commune("b.id", target_all="b.target_all", commune=":commune")
+    rows = await db.fetchall(
+        f"{_SELECT} WHERE b.state = 'published' AND b.valid_until > :now AND b.unit <> :commune"
+        f" AND {reaches} ORDER BY CASE b.priority WHEN 'emergency' THEN 0"
+        " WHEN 'priority' THEN 1 ELSE 2 END, b.valid_from, b.created_at",
+        {"now": iso(now), "commune": commune},
+    )
+    return [_bulletin(r) for r in rows]
+
+
+async def offered_down(db: Reader, now: datetime, cancelled_since: datetime) -> list[Bulletin]:
+    """What a hub offers the hubs below it (hub/exchange.py): its own province-level
+    bulletins (not a commune's, nor what it took from a hub above) published and in force
+    at `now`, or cancelled since `cancelled_since`; oldest publication first."""
+    rows = await db.fetchall(
+        f"{_SELECT} WHERE b.unit NOT IN (SELECT code FROM communes)"
+        " AND b.source_level <> 'commune' AND b.created_by NOT LIKE 'upstream:%'"
+        " AND ((b.state = :published AND b.valid_until > :now)"
+        " OR (b.state = :cancelled AND b.cancelled_at > :since AND b.published_at IS NOT NULL))"
+        " ORDER BY b.published_at, b.id",
+        {
+            "published": BulletinState.PUBLISHED.value,
+            "cancelled": BulletinState.CANCELLED.value,
+            "now": iso(now),
+            "since": iso(cancelled_since),
+        },
+    )
+    return [_bulletin(r) for r in rows]
+
+
+async def media_offered_down(db: Reader, sha256: str, now: datetime) -> str | None:
+    """The type of a media file an offered bulletin carries; None when none does."""
+    mime: str | None = await db.fetchval(
+        "SELECT m.mime FROM bulletins b JOIN media m ON m.sha256 = b.media_sha256"
+        " WHERE b.media_sha256 = :sha AND b.state = :published AND b.valid_until > :now"
+        " AND b.unit NOT IN (SELECT code FROM communes) LIMIT 1",
+        {"sha": sha256, "published": BulletinState.PUBLISHED.value, "now": iso(now)},
+    )
+    return mime

@@ -21,10 +21,15 @@ class Commune:
     devices: int
     created_at: datetime
     updated_at: datetime
+    #: Its administrative code (mã đơn vị hành chính), which CAP geocodes VN-DVHC name.
+    admin_code: str | None = None
+    #: "auto" or "offer": how province normal bulletins reach it (hub/offers.py).
+    province_normal: str = "auto"
 
 
 _SELECT = (
-    "SELECT c.code, c.name, c.windows_json, c.volume, c.created_at, c.updated_at,"
+    "SELECT c.code, c.name, c.windows_json, c.volume, c.created_at, c.updated_at, c.admin_code,"
+    " c.province_normal,"
     " (SELECT COUNT(*) FROM devices d WHERE d.commune = c.code) AS devices FROM communes c"
 )
 
@@ -38,6 +43,8 @@ def _commune(row: Row) -> Commune:
         devices=row["devices"],
         created_at=from_iso(row["created_at"]),
         updated_at=from_iso(row["updated_at"]),
+        admin_code=row["admin_code"],
+        province_normal=row["province_normal"],
     )
 
 
@@ -71,13 +78,32 @@ async def broadcast_settings(db: Reader, code: str) -> BroadcastSettings | None:
 
 
 async def add(
-    tx: Tx, code: str, name: str, windows: CommuneWindows, volume: int, *, at: datetime
+    tx: Tx,
+    code: str,
+    name: str,
+    windows: CommuneWindows,
+    volume: int,
+    *,
+    at: datetime,
+    admin_code: str | None = None,
 ) -> None:
     await tx.execute(
-        "INSERT INTO communes (code, name, windows_json, volume, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (code, name, windows.model_dump_json(), volume, iso(at), iso(at)),
+        "INSERT INTO communes (code, name, windows_json, volume, created_at, updated_at,"
+        " admin_code) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (code, name, windows.model_dump_json(), volume, iso(at), iso(at), admin_code),
     )
+
+
+async def with_admin_code(db: Reader, admin_code: str) -> str | None:
+    """The commune whose administrative code is `admin_code`."""
+    code: str | None = await db.fetchval(
+        "SELECT code FROM communes WHERE admin_code = ?", (admin_code,)
+    )
+    return code
+
+
+async def set_admin_code(tx: Tx, code: str, admin_code: str | None) -> None:
+    await tx.execute("UPDATE communes SET admin_code = ? WHERE code = ?", (admin_code, code))
 
 
 async def update(

@@ -161,6 +161,21 @@ async def versions_of(db: Reader, device_ids: Iterable[str]) -> dict[str, int]:
     return versions
 
 
+#: Bulletin `b` airs in the commune :commune as far as the commune's say goes (HP Đ12.3): a
+#: normal bulletin of another unit (the province, an agency, the central level) is left out
+#: when the commune declined it, or when the commune takes such bulletins only on offer and
+#: has not accepted it. Priority and emergency bulletins and the commune's own always air.
+B_AIRS_IN_COMMUNE = (
+    "NOT (b.priority = 'normal' AND b.unit <> :commune AND ("
+    "EXISTS (SELECT 1 FROM commune_choices cc WHERE cc.commune = :commune"
+    " AND cc.bulletin_id = b.id AND cc.choice = 'declined')"
+    " OR (EXISTS (SELECT 1 FROM communes co WHERE co.code = :commune"
+    " AND co.province_normal = 'offer')"
+    " AND NOT EXISTS (SELECT 1 FROM commune_choices cc WHERE cc.commune = :commune"
+    " AND cc.bulletin_id = b.id AND cc.choice = 'accepted'))))"
+)
+
+
 # ---------------------------------------------------------------- what a manifest holds
 
 
@@ -173,6 +188,7 @@ async def published_for_device(
         f"SELECT {CONTENT_COLUMNS} FROM {CONTENT_FROM}"
         " WHERE b.state = 'published' AND b.valid_until > :now"
         f" AND b.kind IN ({bulletin_kinds_for(kind)}) AND {B_REACHES_DEVICE}"
+        f" AND {B_AIRS_IN_COMMUNE}"
         " ORDER BY b.valid_from, b.created_at",
         {"now": iso(now), "device": device_id, "commune": commune},
     )

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from loa_contract import (
@@ -167,6 +167,24 @@ async def reporting_slots(
     for r in rows:
         up.setdefault(r[0], set()).add(int(r[1]))
     return up
+
+
+async def boots_between(
+    db: Reader, start: datetime, end: datetime, commune: str | None
+) -> dict[str, list[float]]:
+    """For each device, the boot times (Unix seconds) it reported, from a little before
+    `start` (a boot just before the period tells a wobble of the clock from a new boot) to
+    `end`."""
+    rows = await db.fetchall(
+        "SELECT b.device_id, b.boot_time FROM device_boots b JOIN devices d ON d.id = b.device_id"
+        f" WHERE b.boot_time >= :low AND b.boot_time < :high{_in_commune(commune)}"
+        " ORDER BY b.boot_time",
+        {"low": start.timestamp() - 86400, "high": end.timestamp(), "commune": commune},
+    )
+    found: dict[str, list[float]] = {}
+    for r in rows:
+        found.setdefault(r[0], []).append(float(r[1]))
+    return found
 
 
 async def published_between(db: Reader, start: datetime, end: datetime) -> list[BulletinRow]:
@@ -480,6 +498,9 @@ class ReportRows:
     healths: list[tuple[Any, ...]]
     #: The batch's newest health sample: (json, at).
     newest_health: tuple[str, str] | None
+    #: (device_id, boot_time) of each boot time the batch's samples name, rounded to the
+    #: second (the report counts reboots from them).
+    boots: list[tuple[str, float]] = field(default_factory=list)
 
 
 def report_rows(
@@ -527,6 +548,7 @@ def report_rows(
         ],
         healths=[(device_id, stream, h.seq, h_at, h.model_dump_json(), at) for h, h_at in healths],
         newest_health=(newest[0].model_dump_json(), newest[1]) if newest is not None else None,
+        boots=sorted({(device_id, float(round(h.boot_time_seconds))) for h, _ in healths}),
     )
 
 
@@ -582,6 +604,11 @@ def write_reports(conn: sqlite3.Connection, rows: ReportRows) -> int:
         " VALUES (?, ?, ?, ?, ?, ?)",
         rows.healths,
     )
+    if rows.boots:
+        conn.executemany(
+            "INSERT INTO device_boots (device_id, boot_time) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            rows.boots,
+        )
     if rows.newest_health is not None:
         sample, at = rows.newest_health
         conn.execute(
@@ -613,3 +640,44 @@ async def move_plays_to_refused(
     )
     await tx.executemany("DELETE FROM plays WHERE id = ?", [(i,) for i, _ in moved])
     await tx.execute(_COUNT_REFUSED, {"device": device_id, "count": len(moved)})
+
+
+# ================================================================ submitted reports
+
+
+@dataclass(frozen=True)
+class Submission:
+    scope: str
+    report_json: str
+    submitted_by: str
+    submitted_at: datetime
+
+
+async def submission(db: Reader, scope: str, first: date, last: date) -> Submission | None:
+    row = await db.fetchone(
+        "SELECT scope, report_json, submitted_by, submitted_at FROM report_submissions"
+        " WHERE scope = ? AND first_day = ? AND last_day = ?",
+        (scope, first.isoformat(), last.isoformat()),
+    )
+    if row is None:
+        return None
+    return Submission(row[0], row[1], row[2], from_iso(row[3]))
+
+
+async def submissions(db: Reader, first: date, last: date) -> list[Submission]:
+    rows = await db.fetchall(
+        "SELECT scope, report_json, submitted_by, submitted_at FROM report_submissions"
+        " WHERE first_day = ? AND last_day = ? ORDER BY scope",
+        (first.isoformat(), last.isoformat()),
+    )
+    return [Submission(r[0], r[1], r[2], from_iso(r[3])) for r in rows]
+
+
+async def submit(
+    tx: Tx, scope: str, first: date, last: date, report_json: str, by: str, at: datetime
+) -> None:
+    await tx.execute(
+        "INSERT INTO report_submissions (scope, first_day, last_day, report_json, submitted_by,"
+        " submitted_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (scope, first.isoformat(), last.isoformat(), report_json, by, iso(at)),
+    )
