@@ -21,7 +21,7 @@ from loa_contract import Priority
 from loa_contract.models import VN_TZ
 
 from . import bulletins, communes, devices
-from .appkeys import CLOCK, CONFIG, DB
+from .appkeys import CLOCK, CONFIG, DB, ROUTES
 from .auth import Permission, User, change_password, require
 from .errors import ApiError, field_error, validation_detail
 from .i18n import LANGS, Lang, pick_lang, translate
@@ -162,16 +162,28 @@ def page(handler: PageHandler) -> PageHandler:
     return wrapped
 
 
+def declared_permission(app: web.Application, handler: HandlerFn) -> Permission | None:
+    """The permission `handler`'s route declares: the console checks exactly what the API
+    would, from the one declaration, so a page cannot ask for less than its route."""
+    specs = [spec for spec in app[ROUTES] if spec.handler is handler]
+    if not specs or any(spec.auth != "operator" for spec in specs):
+        raise RuntimeError(f"{handler.__name__} is not an operator route's handler")
+    permissions = {spec.permission for spec in specs}
+    if len(permissions) != 1:
+        raise RuntimeError(f"{handler.__name__} is routed with different permissions")
+    return permissions.pop()
+
+
 async def api(
     request: web.Request,
     user: User,
     handler: HandlerFn,
-    permission: Permission | None = Permission.READ,
     *,
     body: BaseModel | None = None,
     query: BaseModel | None = None,
 ) -> Any:
-    """Run a JSON API handler for a console user, with the route's own permission check."""
+    """Run a JSON API handler for a console user, with its route's own permission check."""
+    permission = declared_permission(request.app, handler)
     if permission is not None:
         require(user, permission)
     return await handler(Ctx(request, body, query, user, None))
@@ -181,7 +193,6 @@ async def api_all(
     request: web.Request,
     user: User,
     handler: HandlerFn,
-    permission: Permission | None = Permission.READ,
     *,
     query: BaseModel,
 ) -> list[Any]:
@@ -190,7 +201,7 @@ async def api_all(
     rows: list[Any] = []
     query = query.model_copy(update={"limit": MAX_LIMIT})
     while True:
-        page: Page[list[Any]] = await api(request, user, handler, permission, query=query)
+        page: Page[list[Any]] = await api(request, user, handler, query=query)
         rows += page.body
         if page.next_before is None:
             return rows
@@ -267,6 +278,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             error_args={
                 "attempts": config.max_failed_logins,
                 "minutes": int(config.lockout.total_seconds() // 60),
+                "until": (request.app[CLOCK]() + config.lockout)
+                .astimezone(VN_TZ)
+                .strftime("%H:%M %d/%m/%Y"),
             },
         )
     if result.user.must_change_password:
@@ -336,7 +350,7 @@ async def _fleet(request: web.Request, user: User) -> list[devices.DeviceOut] | 
     if not user.may(Permission.FLEET_READ):
         return None
     result: list[devices.DeviceOut] = await api_all(
-        request, user, devices.list_devices, Permission.FLEET_READ, query=devices.DevicesQuery()
+        request, user, devices.list_devices, query=devices.DevicesQuery()
     )
     return result
 
@@ -494,7 +508,7 @@ async def emergency_submit(request: web.Request) -> web.StreamResponse:
             **{k: v for k, v in fields.items() if v is not None},
         )
         created: bulletins.BulletinOut = await api(
-            request, user, bulletins.create_emergency, Permission.EMERGENCY, body=body
+            request, user, bulletins.create_emergency, body=body
         )
     except (ValidationError, ApiError) as exc:
         if isinstance(exc, ApiError) and exc.status != 422:
@@ -508,9 +522,7 @@ async def emergency_submit(request: web.Request) -> web.StreamResponse:
 @page
 async def emergency_page(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
-    progress: bulletins.EmergencyStatus = await api(
-        request, user, bulletins.emergency_status, Permission.EMERGENCY
-    )
+    progress: bulletins.EmergencyStatus = await api(request, user, bulletins.emergency_status)
     if request.query.get("part") == "live":
         # Only the counts and the device table: console.js swaps them in every few seconds.
         return await render(request, "_emergency_live.html", progress=progress)
@@ -523,7 +535,7 @@ async def emergency_page(request: web.Request) -> web.StreamResponse:
 async def emergency_cancel(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
     check_csrf(request, await request.post())
-    await api(request, user, bulletins.cancel_emergency, Permission.EMERGENCY)
+    await api(request, user, bulletins.cancel_emergency)
     return see_other(f"/emergency/{request.match_info['id']}")
 
 

@@ -158,9 +158,7 @@ async def commune_create(request: web.Request) -> web.StreamResponse:
     values = {"code": _get(form, "code"), "name": _get(form, "name")}
     try:
         body = communes.CommuneCreate.model_validate(values)
-        created: communes.CommuneOut = await api(
-            request, user, communes.create_commune, Permission.COMMUNES_CREATE, body=body
-        )
+        created: communes.CommuneOut = await api(request, user, communes.create_commune, body=body)
     except ValidationError as exc:
         return await _communes_list(
             request, user, status=422, errors=_commune_errors(exc), values=values
@@ -192,7 +190,6 @@ async def _running_order(
             request,
             user,
             devices.list_devices,
-            Permission.FLEET_READ,
             query=devices.DevicesQuery(commune=code),
         )
         own_devices = {d.id for d in fleet if d.commune == code}
@@ -283,7 +280,7 @@ async def commune_save(request: web.Request) -> web.StreamResponse:
         body = communes.CommuneUpdate.model_validate(
             {"name": values["name"], "windows": windows, "volume": volume or None}
         )
-        await api(request, user, communes.update_commune, Permission.COMMUNES_WRITE, body=body)
+        await api(request, user, communes.update_commune, body=body)
     except ValidationError as exc:
         return await _commune_form(
             request,
@@ -316,7 +313,6 @@ async def commune_order_move(request: web.Request) -> web.StreamResponse:
         request,
         user,
         bulletins.set_order,
-        Permission.BULLETINS_ORDER,
         body=bulletins.OrderIn(bulletins=order),
     )
     return see_other(f"/communes/{commune.code}?saved=order#order")
@@ -372,7 +368,7 @@ async def _users_list(
     errors: list[FieldError] | None = None,
     values: dict[str, str] | None = None,
 ) -> web.Response:
-    rows: list[users.UserOut] = await api(request, user, users.list_users, Permission.USERS_MANAGE)
+    rows: list[users.UserOut] = await api(request, user, users.list_users)
     units: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
     return await render(
         request,
@@ -410,9 +406,7 @@ async def user_create(request: web.Request) -> web.StreamResponse:
                 "password": str(form.get("password", "")),
             }
         )
-        created: users.UserOut = await api(
-            request, user, users.create_user_route, Permission.USERS_MANAGE, body=body
-        )
+        created: users.UserOut = await api(request, user, users.create_user_route, body=body)
     except ValidationError as exc:
         return await _users_list(request, user, status=422, errors=_user_errors(exc), values=values)
     except ApiError as exc:
@@ -434,7 +428,7 @@ async def _user_detail(
     status: int = 200,
     errors: list[FieldError] | None = None,
 ) -> web.Response:
-    account: users.UserOut = await api(request, user, users.get_user, Permission.USERS_MANAGE)
+    account: users.UserOut = await api(request, user, users.get_user)
     done = request.query.get("done")
     return await render(
         request,
@@ -477,7 +471,7 @@ async def _user_action(request: web.Request, action: str) -> web.StreamResponse:
             if action == "password"
             else None
         )
-        await api(request, user, handlers[action], Permission.USERS_MANAGE, body=body)
+        await api(request, user, handlers[action], body=body)
     except ValidationError as exc:
         return await _user_detail(request, user, status=422, errors=_user_errors(exc))
     except ApiError as exc:
@@ -574,7 +568,7 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
     query, errors = _audit_query(params, paged=True)
     result: audit_api.AuditPage | None = None
     if query is not None:
-        page = await api(request, user, audit_api.list_audit, Permission.AUDIT_READ, query=query)
+        page = await api(request, user, audit_api.list_audit, query=query)
         result = page.body
     filters = {k: params[k] for k in _AUDIT_FILTERS if params[k]}
     older = (
@@ -606,9 +600,7 @@ async def audit_csv(request: web.Request) -> web.StreamResponse:
         # The same filters as the page: it shows what is wrong with them (422).
         return await audit_page(request)
     # The API's own export handler: one CSV writer, the same filters, the same permission.
-    response: web.StreamResponse = await api(
-        request, user, audit_api.export_audit, Permission.AUDIT_READ, query=query
-    )
+    response: web.StreamResponse = await api(request, user, audit_api.export_audit, query=query)
     return response
 
 
@@ -652,9 +644,7 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
     choices: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
     report: reports.MonthlyReport | None = None
     if query is not None:
-        report = await api(
-            request, user, reports.monthly_report, Permission.FLEET_READ, query=query
-        )
+        report = await api(request, user, reports.monthly_report, query=query)
     charts: dict[str, reports.Chart] = {}
     if report is not None:
         values["month"] = values["month"] or report.first_day.strftime("%Y-%m")
@@ -692,9 +682,7 @@ async def reports_csv(request: web.Request) -> web.StreamResponse:
     if query is None:
         # The same month and commune as the page: it shows what is wrong with them (422).
         return await reports_page(request)
-    response: web.StreamResponse = await api(
-        request, user, reports.monthly_report_csv, Permission.FLEET_READ, query=query
-    )
+    response: web.StreamResponse = await api(request, user, reports.monthly_report_csv, query=query)
     return response
 
 

@@ -29,6 +29,7 @@ from .console import (
     PageHandler,
     api,
     api_all,
+    declared_permission,
     page,
     page_cursor,
     pager_links,
@@ -195,12 +196,12 @@ async def api_at(
     request: web.Request,
     user: User,
     handler: HandlerFn,
-    permission: Permission | None,
     params: Mapping[str, str],
     *,
     body: BaseModel | None = None,
 ) -> Any:
     """`console.api`, with the path parameters given instead of taken from the page's URL."""
+    permission = declared_permission(request.app, handler)
     if permission is not None:
         require(user, permission)
     return await handler(_AtCtx(request, body, user, params))
@@ -309,14 +310,13 @@ async def review_page(request: web.Request) -> web.StreamResponse:
         request,
         user,
         bulletins.list_bulletins,
-        Permission.BULLETINS_REVIEW,
         query=bulletins.BulletinQuery(state="submitted"),
     )
     # The longest waiting first: by when it (last) entered the queue, from its history.
     submitted_at: dict[str, datetime] = {}
     for b in rows:
         history: list[bulletins.EventOut] = await api_at(
-            request, user, bulletins.bulletin_history, Permission.READ, {"id": b.id}
+            request, user, bulletins.bulletin_history, {"id": b.id}
         )
         submits = [e.at for e in history if e.action == "submit"]
         submitted_at[b.id] = max(submits, default=b.created_at)
@@ -464,7 +464,7 @@ async def _submit_after_save(
     """The second half of "save and submit": on refusal the saved draft comes back as its
     edit form, saying it was saved but not submitted and why."""
     try:
-        await api_at(request, user, bulletins.submit_bulletin, W, {"id": saved.id})
+        await api_at(request, user, bulletins.submit_bulletin, {"id": saved.id})
     except ApiError as exc:
         problems = _from_api(exc)
         if problems is None:
@@ -492,7 +492,7 @@ async def new_submit(request: web.Request) -> web.StreamResponse:
         return await _form(request, user, values, status=422, problems=problems)
     try:
         created: bulletins.BulletinOut = await api(
-            request, user, bulletins.create_bulletin, W, body=body
+            request, user, bulletins.create_bulletin, body=body
         )
     except ApiError as exc:
         found = _from_api(exc)
@@ -525,9 +525,7 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
     if body is None:
         return await _form(request, user, values, bulletin=current, status=422, problems=problems)
     try:
-        saved: bulletins.BulletinOut = await api(
-            request, user, bulletins.edit_bulletin, W, body=body
-        )
+        saved: bulletins.BulletinOut = await api(request, user, bulletins.edit_bulletin, body=body)
     except ApiError as exc:
         found = _from_api(exc)
         if found is None:
@@ -648,7 +646,7 @@ async def _refused(
 async def submit_action(request: web.Request) -> web.StreamResponse:
     user, _form_data = await _posted(request)
     try:
-        await api(request, user, bulletins.submit_bulletin, W)
+        await api(request, user, bulletins.submit_bulletin)
     except ApiError as exc:
         return await _refused(request, user, exc)
     return _back(request)
@@ -666,7 +664,7 @@ async def return_action(request: web.Request) -> web.StreamResponse:
             request, user, status=422, problems=_from_validation(exc), return_comment=comment
         )
     try:
-        await api(request, user, bulletins.return_bulletin, Permission.BULLETINS_REVIEW, body=body)
+        await api(request, user, bulletins.return_bulletin, body=body)
     except ApiError as exc:
         return await _refused(request, user, exc, return_comment=comment)
     return _back(request)
@@ -707,7 +705,7 @@ async def approve_action(request: web.Request) -> web.StreamResponse:
     if body is None:
         return await _detail(request, user, status=422, problems=problems, approve=values)
     try:
-        await api(request, user, bulletins.approve_bulletin, Permission.BULLETINS_REVIEW, body=body)
+        await api(request, user, bulletins.approve_bulletin, body=body)
     except ApiError as exc:
         return await _refused(request, user, exc, approve=values)
     return _back(request)
@@ -717,7 +715,7 @@ async def approve_action(request: web.Request) -> web.StreamResponse:
 async def publish_action(request: web.Request) -> web.StreamResponse:
     user, _form_data = await _posted(request)
     try:
-        await api(request, user, bulletins.publish_bulletin, Permission.BULLETINS_PUBLISH)
+        await api(request, user, bulletins.publish_bulletin)
     except ApiError as exc:
         return await _refused(request, user, exc)
     return _back(request)
@@ -726,7 +724,7 @@ async def publish_action(request: web.Request) -> web.StreamResponse:
 @page
 async def cancel_action(request: web.Request) -> web.StreamResponse:
     user, _form_data = await _posted(request)
-    await api(request, user, bulletins.cancel_bulletin, Permission.BULLETINS_PUBLISH)
+    await api(request, user, bulletins.cancel_bulletin)
     return _back(request)
 
 
@@ -757,9 +755,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         return _upload_error(request, 401, "unauthorized", "log in again")
     try:
         check_csrf(request, {})
-        stored: media.MediaOut = await api(
-            request, session.user, media.upload_media, Permission.MEDIA_WRITE
-        )
+        stored: media.MediaOut = await api(request, session.user, media.upload_media)
     except ApiError as exc:
         return _upload_error(request, exc.status, exc.error, exc.detail)
     kind = bulletins.kind_for_mime(stored.mime)
