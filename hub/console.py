@@ -7,7 +7,7 @@ same permission checks, the same emergency code path and audit trail.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,11 +22,13 @@ from loa_contract.models import VN_TZ
 
 from . import bulletins, communes, devices
 from .appkeys import CLOCK, CONFIG, DB, ROUTES
-from .auth import Permission, User, change_password, require
+from .auth import PROVINCE, Permission, User, change_password, require
+from .db import Database
 from .errors import ApiError, field_error, validation_detail
 from .i18n import LANGS, Lang, pick_lang, translate
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, bad_cursor
 from .routing import Ctx, HandlerFn
+from .store import communes as store_communes
 from .web_session import (
     check_csrf,
     csrf_token,
@@ -106,6 +108,7 @@ async def render(
     lang = request_lang(request)
     session = await current_session(request)
     user = session.user if session is not None else None
+    names = await unit_names(request.app[DB]) if user is not None else {}
     html = _env.get_template(template).render(
         t=lambda key: translate(key, lang),
         lang=lang,
@@ -114,6 +117,7 @@ async def render(
         path=request.path,
         switch_url=_switch_url(request, lang),
         may=(lambda p: user is not None and user.may(Permission(p))),
+        unit_name=lambda code: unit_label(code, names, lang),
         **context,
     )
     response = web.Response(text=html, status=status, content_type="text/html")
@@ -132,6 +136,21 @@ def refresh_idle_s(request: web.Request) -> int:
     """How long a self-refreshing part (console.js data-refresh) goes on without input: half
     the idle limit, so an unattended page's session still ends."""
     return int(request.app[CONFIG].session_idle.total_seconds() // 2)
+
+
+async def unit_names(db: Database) -> dict[str, str]:
+    """Each commune's name by its code: people read "Xã Tân An", not "xa-tan-an"."""
+    return {c.code: c.name for c in await store_communes.every_commune(db)}
+
+
+def unit_label(code: str | None, names: Mapping[str, str], lang: Lang) -> str:
+    """A unit as people name it: the province, a commune's name, or an agency's own code
+    (agencies have no register of names yet)."""
+    if not code:
+        return "—"
+    if code == PROVINCE:
+        return translate("unit.province", lang)
+    return names.get(code, code)
 
 
 def see_other(location: str) -> web.Response:

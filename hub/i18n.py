@@ -29,6 +29,8 @@ _CORE: dict[str, dict[Lang, str]] = {
     "nav.reports": {"vi": "Báo cáo", "en": "Reports"},
     "nav.users": {"vi": "Tài khoản", "en": "Users"},
     "nav.audit": {"vi": "Nhật ký", "en": "Audit log"},
+    "unit.province": {"vi": "Tỉnh (Sở)", "en": "Province"},
+    "nav.skip": {"vi": "Bỏ qua, đến nội dung chính", "en": "Skip to the content"},
     "nav.logout": {"vi": "Đăng xuất", "en": "Log out"},
     "nav.signed_in_as": {"vi": "Đang đăng nhập:", "en": "Signed in as"},
     "page.first": {"vi": "← Trang đầu", "en": "← First page"},
@@ -39,14 +41,17 @@ _CORE: dict[str, dict[Lang, str]] = {
     "login.password": {"vi": "Mật khẩu", "en": "Password"},
     "login.submit": {"vi": "Đăng nhập", "en": "Log in"},
     # One message for a wrong name, a wrong password and a locked account (names must not be
-    # enumerable); it states the lockout policy so a locked-out person knows how long to wait.
+    # enumerable). A refusal while locked does not extend the lock, so "now + the lockout"
+    # is when every temporarily locked account is open again: true for all, telling nothing.
     "login.failed": {
         "vi": "Sai tên đăng nhập hoặc mật khẩu, hoặc tài khoản đang bị tạm khoá. Sau {attempts}"
-        " lần nhập sai liên tiếp, tài khoản bị khoá {minutes} phút; tài khoản bị quản trị viên"
-        " khoá cần được quản trị viên mở lại.",
+        " lần nhập sai liên tiếp, tài khoản bị khoá {minutes} phút: tài khoản bị khoá tạm thời"
+        " sẽ mở lại chậm nhất lúc {until}. Tài khoản bị quản trị viên khoá cần được quản trị"
+        " viên mở lại.",
         "en": "Wrong username or password, or the account is locked. After {attempts} failures"
-        " in a row an account is locked for {minutes} minutes; an account locked by an"
-        " administrator must be unlocked by one.",
+        " in a row an account is locked for {minutes} minutes: a temporarily locked account"
+        " opens again at {until} at the latest. An account locked by an administrator must be"
+        " unlocked by one.",
     },
     "password.title": {"vi": "Đổi mật khẩu", "en": "Change password"},
     "password.forced": {
