@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from loa_contract import Priority
 from loa_contract.models import VN_TZ
 
-from . import bulletins, communes, devices
+from . import bulletins, communes
 from .appkeys import CLOCK, CONFIG, DB, ROUTES
 from .auth import PROVINCE, Permission, User, change_password, require
 from .db import Database
@@ -365,38 +365,6 @@ async def logout(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------------------- read-only pages
 
 
-async def _fleet(request: web.Request, user: User) -> list[devices.DeviceOut] | None:
-    if not user.may(Permission.FLEET_READ):
-        return None
-    result: list[devices.DeviceOut] = await api_all(
-        request, user, devices.list_devices, query=devices.DevicesQuery()
-    )
-    return result
-
-
-@page
-async def dashboard(request: web.Request) -> web.StreamResponse:
-    user = await page_user(request)
-    fleet = await _fleet(request, user)
-    emergencies: list[bulletins.BulletinOut] = await api_all(
-        request,
-        user,
-        bulletins.list_bulletins,
-        query=bulletins.BulletinQuery(priority=Priority.EMERGENCY),
-    )
-    today = request.app[CLOCK]().astimezone(VN_TZ).date()
-    todays = [b for b in emergencies if b.created_at.astimezone(VN_TZ).date() == today]
-    return await render(
-        request,
-        "dashboard.html",
-        fleet=fleet,
-        online=sum(d.online for d in fleet or []),
-        offline=sum(not d.online for d in fleet or []),
-        playing=[d for d in fleet or [] if d.now_playing is not None],
-        emergencies=todays,
-    )
-
-
 # ---------------------------------------------------------------- emergencies
 
 
@@ -565,7 +533,6 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/password", password_form),
     ("POST", "/password", password_submit),
     ("POST", "/logout", logout),
-    ("GET", "/", dashboard),
     ("GET", "/emergency", emergency_form),
     ("POST", "/emergency", emergency_submit),
     ("GET", "/emergency/{id}", emergency_page),

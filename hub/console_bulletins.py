@@ -302,6 +302,20 @@ async def bulletins_page(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def queued_since(
+    request: web.Request, user: User, rows: list[bulletins.BulletinOut]
+) -> dict[str, datetime]:
+    """When each queued bulletin (last) entered the review queue, from its history."""
+    since: dict[str, datetime] = {}
+    for b in rows:
+        history: list[bulletins.EventOut] = await api_at(
+            request, user, bulletins.bulletin_history, {"id": b.id}
+        )
+        submits = [e.at for e in history if e.action == "submit"]
+        since[b.id] = max(submits, default=b.created_at)
+    return since
+
+
 @page
 async def review_page(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
@@ -312,14 +326,8 @@ async def review_page(request: web.Request) -> web.StreamResponse:
         bulletins.list_bulletins,
         query=bulletins.BulletinQuery(state="submitted"),
     )
-    # The longest waiting first: by when it (last) entered the queue, from its history.
-    submitted_at: dict[str, datetime] = {}
-    for b in rows:
-        history: list[bulletins.EventOut] = await api_at(
-            request, user, bulletins.bulletin_history, {"id": b.id}
-        )
-        submits = [e.at for e in history if e.action == "submit"]
-        submitted_at[b.id] = max(submits, default=b.created_at)
+    # The longest waiting first: by when it (last) entered the queue.
+    submitted_at = await queued_since(request, user, rows)
     rows.sort(key=lambda b: submitted_at[b.id])
     return await render(
         request,

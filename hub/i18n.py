@@ -11,6 +11,7 @@ from typing import Literal
 from .labels import admin as labels_admin
 from .labels import bulletins as labels_bulletins
 from .labels import devices as labels_devices
+from .labels import home as labels_home
 
 Lang = Literal["vi", "en"]
 LANGS: tuple[Lang, ...] = ("vi", "en")
@@ -97,10 +98,6 @@ _CORE: dict[str, dict[Lang, str]] = {
     "dash.no_emergencies": {
         "vi": "Hôm nay chưa có tin khẩn cấp.",
         "en": "No emergency today.",
-    },
-    "dash.no_fleet": {
-        "vi": "Tài khoản này không xem được thiết bị.",
-        "en": "This account cannot see devices.",
     },
     "dev.title": {"vi": "Thiết bị", "en": "Devices"},
     "dev.name": {"vi": "Tên", "en": "Name"},
@@ -257,6 +254,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = _merge(
     labels_bulletins.LABELS,
     labels_admin.LABELS,
     labels_devices.LABELS,
+    labels_home.LABELS,
 )
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import console, console_admin, console_bulletins, console_devices
+from . import console, console_admin, console_bulletins, console_devices, console_home
 from .console import HERE, PageHandler
 
 PAGES: list[tuple[str, str, PageHandler]] = [
     *console.PAGES,
+    *console_home.PAGES,
     *console_bulletins.PAGES,
     *console_devices.PAGES,
     *console_admin.PAGES,
