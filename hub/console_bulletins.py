@@ -38,6 +38,7 @@ from .console import (
     see_other,
 )
 from .domain.lifecycle import Action, BulletinState, allows
+from .domain.waiting import waited
 from .errors import ApiError, loc_to_field
 from .i18n import CATALOGUE, translate
 from .paging import Page
@@ -334,6 +335,7 @@ async def review_page(request: web.Request) -> web.StreamResponse:
         "review.html",
         rows=rows,
         submitted_at=submitted_at,
+        waiting={b.id: waited(submitted_at[b.id], request.app[CLOCK]()) for b in rows},
         category_names=_category_names(request_lang(request)),
         words={b.id: _words(b.text) for b in rows},
     )

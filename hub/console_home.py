@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from aiohttp import web
@@ -24,29 +23,11 @@ from .appkeys import CLOCK
 from .auth import Permission, User
 from .console import STATES, PageHandler, api, api_all, page, render
 from .console_bulletins import queued_since
+from .domain.waiting import waited
 from .web_session import page_user
 
 #: How many of the oldest queued bulletins the reviewer's home lists (the rest: /review).
 QUEUE_SHOWN = 5
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """How long something has waited, in the largest unit that is at least 1."""
-
-    amount: int
-    #: Label key of the unit: "home.minutes", "home.hours" or "home.days".
-    unit: str
-
-
-def waited(since: datetime, now: datetime) -> Waiting:
-    """Minutes under an hour, hours under two days, then days (whole, rounded down)."""
-    seconds = max(0, int((now - since).total_seconds()))
-    if seconds < 3600:
-        return Waiting(seconds // 60, "home.minutes")
-    if seconds < 2 * 86400:
-        return Waiting(seconds // 3600, "home.hours")
-    return Waiting(seconds // 86400, "home.days")
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:

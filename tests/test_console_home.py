@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from hub import bulletins
-from hub.console_home import Waiting, airs_on, by_state, waited
+from hub.console_home import airs_on, by_state
+from hub.domain.waiting import Waiting, waited
 from hub.testing import ADMIN, ADMIN_PASSWORD, running_hub
 from loa_contract import VN_TZ
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleSession, needs_chromium
