@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", type=Path, help="PEM private key")
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="no line per HTTP request (the demo: a console page is a dozen requests)",
+    )
+    serve.add_argument(
         "--newspaper-unit",
         action="append",
         help="a unit that is the province's newspaper/broadcaster (for its report quota); "
@@ -257,7 +262,8 @@ def _serve(args: argparse.Namespace, clock: Clock) -> None:
     # Checked before listening: a hub whose database was lost must not come up empty.
     check_database(config.db_path)
     app = create_app(config, clock=clock)
-    web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context)
+    access = {"access_log": None} if args.no_access_log else {}
+    web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context, **access)
 
 
 class _ProgressLine:
