@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from loa_contract import utcnow
 
 from . import (
+    airings,
     audit_api,
     bulletins,
     categories,
@@ -100,6 +101,7 @@ ROUTE_TABLES: list[RouteTable] = [
     devices.routes,
     media.routes,
     bulletins.routes,
+    airings.routes,
     device_api.routes,
     reports.routes,
     process_api.routes,
@@ -109,6 +111,7 @@ ROUTE_TABLES: list[RouteTable] = [
 async def _database(app: web.Application) -> AsyncIterator[None]:
     db = await Database.open(app[CONFIG].db_path)
     app[DB] = db
+    await bulletins.fold_older_bulletins(db)
     yield
     await db.close()
 

@@ -51,6 +51,7 @@ from .auth import Permission, User
 from .categories import DEFAULT as DEFAULT_CATEGORY
 from .categories import check_category
 from .db import Database
+from .domain.folding import search_terms
 from .domain.lifecycle import (
     Action,
     Actor,
@@ -247,6 +248,8 @@ class BulletinQuery(BaseModel):
     priority: Priority | None = None
     kind: BulletinKind | None = None
     unit: str | None = Field(default=None, max_length=32)
+    #: Words the title or text must all hold, with or without diacritics ("tiem phong").
+    q: str | None = Field(default=None, max_length=200)
     #: The previous page's X-Next-Before: this page continues after that bulletin.
     before: str | None = Field(default=None, max_length=MAX_CURSOR)
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
@@ -675,6 +678,17 @@ async def create_bulletin(ctx: Ctx) -> BulletinOut:
     return await _out(ctx, bulletin_id)
 
 
+async def fold_older_bulletins(db: Database) -> int:
+    """Fold for search the bulletins written before search existed (once, at start)."""
+    folded = 0
+    while rows := await store.unfolded(db, 500):
+        async with db.transaction() as tx:
+            for bulletin_id, title, text in rows:
+                await store.set_search_text(tx, bulletin_id, title, text)
+        folded += len(rows)
+    return folded
+
+
 @routes.get(
     "/api/v1/bulletins",
     summary="List the bulletins the caller may see, newest first (state=submitted: the queue);"
@@ -695,6 +709,7 @@ async def list_bulletins(ctx: Ctx) -> Page[list[BulletinOut]]:
         priority=query.priority,
         kind=query.kind,
         unit=query.unit,
+        search=search_terms(query.q or ""),
         before=before,
         limit=query.limit + 1,
     )

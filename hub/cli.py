@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.log import access_logger
 from pydantic import ValidationError
 
 from loa_contract import utcnow
@@ -262,8 +263,13 @@ def _serve(args: argparse.Namespace, clock: Clock) -> None:
     # Checked before listening: a hub whose database was lost must not come up empty.
     check_database(config.db_path)
     app = create_app(config, clock=clock)
-    access = {"access_log": None} if args.no_access_log else {}
-    web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context, **access)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        ssl_context=ssl_context,
+        access_log=None if args.no_access_log else access_logger,
+    )
 
 
 class _ProgressLine:

@@ -118,6 +118,7 @@ async def render(
         switch_url=_switch_url(request, lang),
         may=(lambda p: user is not None and user.may(Permission(p))),
         unit_name=lambda code: unit_label(code, names, lang),
+        num=lambda value, digits=0: format_number(value, digits, lang),
         **context,
     )
     response = web.Response(text=html, status=status, content_type="text/html")
@@ -136,6 +137,14 @@ def refresh_idle_s(request: web.Request) -> int:
     """How long a self-refreshing part (console.js data-refresh) goes on without input: half
     the idle limit, so an unattended page's session still ends."""
     return int(request.app[CONFIG].session_idle.total_seconds() // 2)
+
+
+def format_number(value: float, digits: int, lang: Lang) -> str:
+    """A number as the reader writes it: 1.234,5 in Vietnamese, 1,234.5 in English."""
+    text = f"{value:,.{digits}f}"
+    if lang == "vi":
+        text = text.replace(",", " ").replace(".", ",").replace(" ", ".")
+    return text
 
 
 async def unit_names(db: Database) -> dict[str, str]:

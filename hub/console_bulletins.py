@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from loa_contract import BulletinKind, Priority
 from loa_contract.models import VN_TZ
 
-from . import bulletins, communes, media
+from . import airings, bulletins, communes, media
 from .appkeys import CLOCK
 from .auth import Permission, User, require
 from .categories import CATEGORIES
@@ -278,6 +278,8 @@ async def bulletins_page(request: web.Request) -> web.StreamResponse:
         "state": state if state in STATES else "",
         "priority": priority if priority in PRIORITIES else "",
         "kind": kind if kind in KINDS else "",
+        # The API refuses a longer one (422): a typed search is cut, not an error page.
+        "q": request.query.get("q", "").strip()[:200],
     }
     found: Page[list[bulletins.BulletinOut]] = await api(
         request,
@@ -287,6 +289,7 @@ async def bulletins_page(request: web.Request) -> web.StreamResponse:
             state=chosen["state"] or None,  # type: ignore[arg-type]
             priority=Priority(chosen["priority"]) if chosen["priority"] else None,
             kind=BulletinKind(chosen["kind"]) if chosen["kind"] else None,
+            q=chosen["q"] or None,
             before=page_cursor(request),
             limit=PAGE_ROWS,
         ),
@@ -594,6 +597,7 @@ async def _detail(
 ) -> web.Response:
     b: bulletins.BulletinOut = await api(request, user, bulletins.get_bulletin)
     history: list[bulletins.EventOut] = await api(request, user, bulletins.bulletin_history)
+    aired: airings.BulletinAirings = await api(request, user, airings.bulletin_airings)
     lang = request_lang(request)
     known = await _communes(request, user)
     names = {c.code: c.name for c in known}
@@ -618,6 +622,7 @@ async def _detail(
         return_comment=return_comment,
         commune_names=names,
         communes=known,
+        aired=aired,
         category_names=_category_names(lang),
         categories=[(c.code, c.vi if lang == "vi" else c.en) for c in CATEGORIES],
         approve_priorities=approve_priorities,

@@ -33,6 +33,7 @@ from .console import (
     PageHandler,
     api,
     api_all,
+    format_number,
     page,
     page_cursor,
     pager_links,
@@ -96,10 +97,7 @@ class Fmt:
         return self.label(f"dv.player.{state}", state)
 
     def num(self, value: float, digits: int = 0) -> str:
-        text = f"{value:,.{digits}f}"
-        if self.lang == "vi":
-            text = text.replace(",", " ").replace(".", ",").replace(" ", ".")
-        return text
+        return format_number(value, digits, self.lang)
 
     def size(self, count: float | None) -> str:
         if count is None:

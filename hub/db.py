@@ -309,6 +309,11 @@ MIGRATIONS: list[str] = [
         announced INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # Bulletins' title and text folded for search (hub/domain/folding.py: lower case, no
+    # diacritics), written with the text; NULL until the hub folds an older row at start.
+    """
+    ALTER TABLE bulletins ADD COLUMN search_text TEXT;
+    """,
 ]
 
 

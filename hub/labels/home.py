@@ -20,4 +20,26 @@ LABELS: dict[str, dict[str, str]] = {
         "vi": "Hôm nay không có bản tin nào phát tại xã.",
         "en": "Nothing airs in the commune today.",
     },
+    "air.title": {"vi": "Đã phát ở đâu, khi nào", "en": "Where and when it aired"},
+    "air.summary": {
+        "vi": "{devices} thiết bị, {airings} lượt phát, {minutes} phút",
+        "en": "{devices} devices, {airings} airings, {minutes} minutes",
+    },
+    "air.count": {"vi": "Lượt phát", "en": "Airings"},
+    "air.minutes": {"vi": "Số phút", "en": "Minutes"},
+    "air.first": {"vi": "Lần đầu", "en": "First"},
+    "air.last": {"vi": "Lần cuối", "en": "Last"},
+    "air.none": {
+        "vi": "Chưa thiết bị nào báo đã phát bản tin này.",
+        "en": "No device has reported airing this bulletin yet.",
+    },
+    "air.hint": {
+        "vi": "Theo báo cáo phát của từng thiết bị (lượt phát lỗi không tính).",
+        "en": "From each device's proof of play (failed plays are not counted).",
+    },
+    "search.label": {"vi": "Tìm trong tiêu đề, nội dung", "en": "Search title and text"},
+    "search.placeholder": {
+        "vi": "vd. tiêm phòng hoặc tiem phong",
+        "en": "e.g. tiêm phòng or tiem phong",
+    },
 }
