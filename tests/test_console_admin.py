@@ -470,7 +470,7 @@ async def test_reports_page_draws_charts(hub: HubHarness, admin: ConsoleSession)
     assert html.count("<svg") == 3
     heights = [float(h) for h in re.findall(r'class="bar"[^>]*height="([0-9.]+)"', html)]
     assert any(h > 0 for h in heights)
-    assert 'id="total-minutes">3.0<' in html and 'id="quotas"' in html
+    assert 'id="total-minutes">3,0<' in html and 'id="quotas"' in html
     assert f'href="/reports.csv?month={month}"' in html
     async with admin.http.get(f"{admin.base}/reports.csv?month={month}") as resp:
         assert resp.status == 200 and resp.content_type == "text/csv"
@@ -479,7 +479,7 @@ async def test_reports_page_draws_charts(hub: HubHarness, admin: ConsoleSession)
     status, html = await admin.get("/reports.csv?month=2026-13")
     assert status == 422 and "month" in html and "<h1>" in html
     status, html = await admin.get(f"/reports?month={month}&commune=00002")
-    assert status == 200 and 'id="total-minutes">0.0<' in html and 'id="quotas"' not in html
+    assert status == 200 and 'id="total-minutes">0,0<' in html and 'id="quotas"' not in html
     status, html = await admin.get("/reports?month=2025-13")
     assert status == 422 and '<code class="field">month</code>' in html and "<svg" not in html
     status, html = await admin.get("/reports?month=2025-03&commune=09999")
@@ -489,7 +489,7 @@ async def test_reports_page_draws_charts(hub: HubHarness, admin: ConsoleSession)
     try:
         status, html = await op.get(f"/reports?month={month}")
         assert status == 200 and 'name="commune"' not in html
-        assert 'id="total-minutes">0.0<' in html
+        assert 'id="total-minutes">0,0<' in html
         status, html = await op.get(f"/reports?month={month}&commune=00001")
         assert status == 403 and "không có quyền" in html
         assert (await op.get(f"/reports.csv?month={month}&commune=00001"))[0] == 403
