@@ -776,6 +776,34 @@ def _word_count(text: str | None) -> int:
     return len((text or "").split())
 
 
+def submit_problems(
+    kind: BulletinKind,
+    category: str | None,
+    text: str | None,
+    priority: Priority,
+    times: list[str],
+) -> list[dict[str, str]]:
+    """What keeps a bulletin from review, each naming its field: the console checks a
+    "save and submit" with these before saving, so every problem shows at once."""
+    errors = []
+    if not category:
+        errors.append({"field": "category", "message": "choose the content category"})
+    words = _word_count(text)
+    low, high = SUBMIT_WORDS
+    if kind is BulletinKind.TEXT and not low <= words <= high:
+        errors.append(
+            {"field": "text", "message": f"a text bulletin has {low}-{high} words, not {words}"}
+        )
+    if priority is not Priority.NORMAL and not times:
+        errors.append(
+            {
+                "field": "schedule.times",
+                "message": f"propose the air time of a {priority.value} bulletin",
+            }
+        )
+    return errors
+
+
 @routes.post(
     "/api/v1/bulletins/{id}/submit",
     summary="Submit a draft (or a returned bulletin) to the province's review",
@@ -789,22 +817,7 @@ async def submit_bulletin(ctx: Ctx) -> BulletinOut:
         bulletin = await _visible_bulletin(tx, ctx.path("id"), user)
         state = _next_state(bulletin, Action.SUBMIT, user)
         b = bulletin.content
-        errors = []
-        if not b.category:
-            errors.append({"field": "category", "message": "choose the content category"})
-        words = _word_count(b.text)
-        low, high = SUBMIT_WORDS
-        if b.kind is BulletinKind.TEXT and not low <= words <= high:
-            errors.append(
-                {"field": "text", "message": f"a text bulletin has {low}-{high} words, not {words}"}
-            )
-        if b.priority is not Priority.NORMAL and not b.schedule.times:
-            errors.append(
-                {
-                    "field": "schedule.times",
-                    "message": f"propose the air time of a {b.priority.value} bulletin",
-                }
-            )
+        errors = submit_problems(b.kind, b.category, b.text, b.priority, b.schedule.times)
         if errors:
             raise ApiError(422, "validation_error", errors)
         await store.mark_submitted(tx, b.id)

@@ -25,7 +25,8 @@ from .appkeys import CLOCK, CONFIG, DB, ROUTES
 from .auth import PROVINCE, Permission, User, change_password, require
 from .db import Database
 from .errors import ApiError, field_error, validation_detail
-from .i18n import LANGS, Lang, pick_lang, translate
+from .form_errors import explain, limits_of
+from .i18n import CATALOGUE, LANGS, Lang, pick_lang, translate
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, bad_cursor
 from .routing import Ctx, HandlerFn
 from .store import communes as store_communes
@@ -75,17 +76,25 @@ class FieldError:
     label: str
     #: Label key of the explanation.
     message: str
-    #: The API's own words (English), shown small for the technically minded.
+    #: The API's own words (English): kept for logs and tests, never shown on a page.
     detail: str
     #: For window rows: which list and which row of the form (1-based).
     kind: str | None = None
     row: int | None = None
+    #: Pydantic's error type and its limits, said in words by `form_errors.explain`.
+    problem: str | None = None
+    limits: tuple[tuple[str, Any], ...] = ()
 
 
-def error_details(exc: ApiError | ValidationError) -> list[dict[str, str]]:
-    """An API error's or a validation error's problems, each naming its field."""
+def error_details(exc: ApiError | ValidationError) -> list[dict[str, Any]]:
+    """An API error's or a validation error's problems, each naming its field; a validation
+    error's also with its `type` and `limits` (for `form_errors.explain`)."""
     if isinstance(exc, ValidationError):
-        return validation_detail(exc)
+        errors = exc.errors(include_url=False, include_input=False)
+        return [
+            {**d, "type": e["type"], "limits": limits_of(e.get("ctx"))}
+            for d, e in zip(validation_detail(exc), errors, strict=True)
+        ]
     if isinstance(exc.detail, list):
         return [d for d in exc.detail if isinstance(d, dict)]
     return [{"field": "", "message": str(exc.detail or exc.error)}]
@@ -119,6 +128,8 @@ async def render(
         may=(lambda p: user is not None and user.may(Permission(p))),
         unit_name=lambda code: unit_label(code, names, lang),
         num=lambda value, digits=0: format_number(value, digits, lang),
+        explain=lambda e: explain(e.problem, dict(e.limits), lang),
+        profile_name=lambda code: profile_label(code, lang),
         **context,
     )
     response = web.Response(text=html, status=status, content_type="text/html")
@@ -137,6 +148,14 @@ def refresh_idle_s(request: web.Request) -> int:
     """How long a self-refreshing part (console.js data-refresh) goes on without input: half
     the idle limit, so an unattended page's session still ends."""
     return int(request.app[CONFIG].session_idle.total_seconds() // 2)
+
+
+def profile_label(code: str | None, lang: Lang) -> str:
+    """A hardware profile as people call it ("Màn hình LCD 1080p"); an unknown one by code."""
+    if not code:
+        return "—"
+    key = f"profile.{code}"
+    return translate(key, lang) if key in CATALOGUE else code
 
 
 def format_number(value: float, digits: int, lang: Lang) -> str:
@@ -417,6 +436,8 @@ def _emergency_errors(exc: ApiError | ValidationError) -> list[FieldError]:
                 label=_EMERGENCY_FIELDS.get(name, "em.title"),
                 message="em.err.invalid",
                 detail=d.get("message", ""),
+                problem=d.get("type"),
+                limits=d.get("limits", ()),
             )
         )
     return errors

@@ -105,6 +105,8 @@ def _commune_errors(
                     detail=detail,
                     kind=kind,
                     row=row,
+                    problem=d.get("type"),
+                    limits=d.get("limits", ()),
                 )
             )
             continue
@@ -119,6 +121,8 @@ def _commune_errors(
                 label=_COMMUNE_FIELDS.get(field, "cm.form"),
                 message=message,
                 detail=detail,
+                problem=d.get("type"),
+                limits=d.get("limits", ()),
             )
         )
     return errors
@@ -355,6 +359,8 @@ def _user_errors(exc: ApiError | ValidationError) -> list[FieldError]:
                 label=_USER_FIELDS.get(field, "us.form"),
                 message=_USER_MESSAGES.get(code, "us.err.invalid"),
                 detail=d.get("message", ""),
+                problem=d.get("type"),
+                limits=d.get("limits", ()),
             )
         )
     return errors

@@ -40,6 +40,7 @@ from .console import (
 from .domain.lifecycle import Action, BulletinState, allows
 from .domain.waiting import waited
 from .errors import ApiError, loc_to_field
+from .form_errors import limits_of
 from .i18n import CATALOGUE, translate
 from .paging import Page
 from .routing import Ctx, HandlerFn
@@ -95,7 +96,11 @@ class Problem:
     field: str
     label_key: str
     message_key: str | None
+    #: The API's own words (English): for logs and tests, never shown on a page.
     message: str
+    #: Pydantic's error type and limits, said in words by `form_errors.explain`.
+    problem: str | None = None
+    limits: tuple[tuple[str, Any], ...] = ()
 
     @property
     def top(self) -> str:
@@ -139,15 +144,20 @@ def _message_key(field: str, message: str, kind: str | None = None) -> str | Non
     return None
 
 
-def problem(field: str, message: str, kind: str | None = None) -> Problem:
-    return Problem(field, _label_key(field), _message_key(field, message, kind), message)
+def problem(
+    field: str, message: str, kind: str | None = None, limits: tuple[tuple[str, Any], ...] = ()
+) -> Problem:
+    return Problem(
+        field, _label_key(field), _message_key(field, message, kind), message, kind, limits
+    )
 
 
 def _from_validation(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[Problem]:
     out = []
     for err in exc.errors(include_url=False, include_input=False):
         message = err["msg"].removeprefix("Value error, ")
-        out.append(problem(loc_to_field(tuple(err["loc"]), prefix), message, err["type"]))
+        field = loc_to_field(tuple(err["loc"]), prefix)
+        out.append(problem(field, message, err["type"], limits_of(err.get("ctx"))))
     return out
 
 
@@ -432,6 +442,21 @@ def _parse_bulletin(
     return (None if problems else body), values, problems
 
 
+def _submit_problems(values: dict[str, Any]) -> list[Problem]:
+    """What review would refuse of the form as typed (kinds and priorities it cannot name
+    are the parse's problems already)."""
+    if values["kind"] not in KINDS or values["priority"] not in FORM_PRIORITIES:
+        return []
+    found = bulletins.submit_problems(
+        BulletinKind(values["kind"]),
+        values["category"] or None,
+        values["text"] if values["kind"] in ("text", "document") else None,
+        Priority(values["priority"]),
+        [t for t in _TIMES_SPLIT.split(values.get("times", "")) if t],
+    )
+    return [problem(d["field"], d["message"]) for d in found]
+
+
 async def _form(
     request: web.Request,
     user: User,
@@ -501,6 +526,10 @@ async def new_submit(request: web.Request) -> web.StreamResponse:
     check_csrf(request, form)
     require(user, W)
     body, values, problems = _parse_bulletin(form)
+    if form.get("action") == "submit":
+        # Every problem at once: the draft's and review's, before anything is saved.
+        problems = _dedupe([*problems, *_submit_problems(values)])
+        body = body if not problems else None
     if body is None:
         return await _form(request, user, values, status=422, problems=problems)
     try:

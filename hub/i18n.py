@@ -11,6 +11,7 @@ from typing import Literal
 from .labels import admin as labels_admin
 from .labels import bulletins as labels_bulletins
 from .labels import devices as labels_devices
+from .labels import forms as labels_forms
 from .labels import home as labels_home
 
 Lang = Literal["vi", "en"]
@@ -109,12 +110,15 @@ _CORE: dict[str, dict[Lang, str]] = {
     "dev.never": {"vi": "Chưa từng", "en": "Never"},
     "dev.not_enrolled": {"vi": "Chưa đăng ký", "en": "Not enrolled"},
     "dev.none": {"vi": "Chưa có thiết bị nào.", "en": "No devices yet."},
+    # The terms: "Tin viết" is what is typed into the form (read aloud, shown on boards), a
+    # "Tài liệu" a file sent as it is (PDF, Word); "Ký tự" (characters) named neither. A
+    # board is a "Bảng tin điện tử" whether LED or LCD: the profile says which.
     "kind.speaker": {"vi": "Loa", "en": "Loudspeaker"},
-    "kind.board": {"vi": "Bảng LED", "en": "LED board"},
-    "kind.text": {"vi": "Ký tự", "en": "Text"},
+    "kind.board": {"vi": "Bảng tin điện tử", "en": "Display board"},
+    "kind.text": {"vi": "Tin viết", "en": "Written text"},
     "kind.audio": {"vi": "Âm thanh", "en": "Audio"},
     "kind.image": {"vi": "Hình ảnh", "en": "Image"},
-    "kind.document": {"vi": "Văn bản", "en": "Document"},
+    "kind.document": {"vi": "Tài liệu (PDF, Word)", "en": "Document (PDF, Word)"},
     "kind.video": {"vi": "Video", "en": "Video"},
     "status.online": {"vi": "Trực tuyến", "en": "Online"},
     "status.offline": {"vi": "Mất kết nối", "en": "Offline"},
@@ -255,6 +259,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = _merge(
     labels_admin.LABELS,
     labels_devices.LABELS,
     labels_home.LABELS,
+    labels_forms.LABELS,
 )
 
 

@@ -117,7 +117,7 @@ async def test_commune_operator_sees_only_its_commune(hub: HubHarness) -> None:
     )
     assert wrong.status == 422
     page = await wrong.text()
-    assert '<code class="field">interval_s</code>' in page and "Cách nhau (giây)" in page
+    assert 'data-field="interval_s"' in page and "Cách nhau (giây)" in page
     assert 'value="9000"' in page
     assert await hub.call("GET", "/api/v1/bulletins") == []
     sent = await client.post("/emergency", data={**fields, "confirm": "yes"}, allow_redirects=False)
