@@ -22,6 +22,7 @@ from loa_contract.models import VN_TZ
 
 from . import bulletins, communes
 from .appkeys import CLOCK, CONFIG, DB, ROUTES
+from .audit_words import action_words, detail_words
 from .auth import PROVINCE, Permission, User, change_password, require
 from .db import Database
 from .errors import ApiError, field_error, validation_detail
@@ -130,6 +131,8 @@ async def render(
         num=lambda value, digits=0: format_number(value, digits, lang),
         explain=lambda e: explain(e.problem, dict(e.limits), lang),
         profile_name=lambda code: profile_label(code, lang),
+        action_words=lambda action: action_words(action, lang),
+        detail_words=lambda detail: detail_words(detail, lang),
         **context,
     )
     response = web.Response(text=html, status=status, content_type="text/html")

@@ -17,14 +17,14 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import MultiDictProxy
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from loa_contract import Priority
 from loa_contract.models import VN_TZ
 
 from . import audit_api, bulletins, communes, devices, reports, users
 from .appkeys import CLOCK
-from .auth import Permission, Role, User, require
+from .auth import PROVINCE, Permission, Role, User, require
 from .console import (
     FieldError,
     PageHandler,
@@ -375,17 +375,32 @@ async def _users_list(
     values: dict[str, str] | None = None,
 ) -> web.Response:
     rows: list[users.UserOut] = await api(request, user, users.list_users)
-    units: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
     return await render(
         request,
         "users.html",
         status=status,
         rows=rows,
         roles=ROLES,
-        units=units,
+        **await _unit_choices(request, user, rows),
         errors=errors or [],
-        values=values or {"username": "", "role": "", "unit": ""},
+        values=values or {"username": "", "role": "", "unit": "", "unit_new": ""},
     )
+
+
+async def _unit_choices(
+    request: web.Request, user: User, rows: list[users.UserOut]
+) -> dict[str, Any]:
+    """What an account's unit may be, by name: the communes, and the agencies the accounts
+    already name (any unit that is neither the province nor a commune)."""
+    units: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    codes = {c.code for c in units}
+    agencies = sorted({r.unit for r in rows if r.unit != PROVINCE and r.unit not in codes})
+    return {"units": units, "agencies": agencies}
+
+
+def _unit_of(form: Form) -> str:
+    """The unit chosen in the list, or a new agency's code typed under it (it wins)."""
+    return _get(form, "unit_new") or _get(form, "unit")
 
 
 @page
@@ -401,13 +416,13 @@ async def user_create(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     check_csrf(request, form)
     require(user, Permission.USERS_MANAGE)
-    values = {k: _get(form, k) for k in ("username", "role", "unit")}
+    values = {k: _get(form, k) for k in ("username", "role", "unit", "unit_new")}
     try:
         body = users.UserCreate.model_validate(
             {
                 "username": values["username"],
                 "role": values["role"],
-                "unit": values["unit"] or None,
+                "unit": _unit_of(form) or None,
                 # A temporary password is taken exactly as typed: spaces may be part of it.
                 "password": str(form.get("password", "")),
             }
@@ -424,7 +439,7 @@ async def user_create(request: web.Request) -> web.StreamResponse:
     return see_other(f"/users/{created.username}?done=created")
 
 
-_USER_DONE = ("created", "lock", "unlock", "disable", "password")
+_USER_DONE = ("created", "lock", "unlock", "disable", "password", "move")
 
 
 async def _user_detail(
@@ -435,12 +450,15 @@ async def _user_detail(
     errors: list[FieldError] | None = None,
 ) -> web.Response:
     account: users.UserOut = await api(request, user, users.get_user)
+    rows: list[users.UserOut] = await api(request, user, users.list_users)
     done = request.query.get("done")
     return await render(
         request,
         "users_detail.html",
         status=status,
         account=account,
+        roles=ROLES,
+        **await _unit_choices(request, user, rows),
         errors=errors or [],
         done=done if done in _USER_DONE else None,
     )
@@ -463,6 +481,7 @@ async def _user_action(request: web.Request, action: str) -> web.StreamResponse:
         "unlock": users.unlock_user,
         "disable": users.disable_user,
         "password": users.reset_password_route,
+        "move": users.move_user,
     }
     try:
         if action == "disable" and form.get("confirm") != "yes":
@@ -472,11 +491,12 @@ async def _user_action(request: web.Request, action: str) -> web.StreamResponse:
                 "not_confirmed",
                 [{"field": "confirm", "message": "tick the box to disable for good"}],
             )
-        body = (
-            users.PasswordReset.model_validate({"password": str(form.get("password", ""))})
-            if action == "password"
-            else None
-        )
+        body: BaseModel | None = None
+        if action == "password":
+            body = users.PasswordReset.model_validate({"password": str(form.get("password", ""))})
+        elif action == "move":
+            unit = _unit_of(form)
+            body = users.UserMove.model_validate({"role": _get(form, "role"), "unit": unit or None})
         await api(request, user, handlers[action], body=body)
     except ValidationError as exc:
         return await _user_detail(request, user, status=422, errors=_user_errors(exc))
@@ -485,6 +505,11 @@ async def _user_action(request: web.Request, action: str) -> web.StreamResponse:
             raise
         return await _user_detail(request, user, status=exc.status, errors=_user_errors(exc))
     return see_other(f"/users/{request.match_info['username']}?done={action}")
+
+
+@page
+async def user_move(request: web.Request) -> web.StreamResponse:
+    return await _user_action(request, "move")
 
 
 @page
@@ -702,6 +727,7 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     ("POST", "/users", user_create),
     ("GET", "/users/{username}", user_page),
     ("POST", "/users/{username}/lock", user_lock),
+    ("POST", "/users/{username}/move", user_move),
     ("POST", "/users/{username}/unlock", user_unlock),
     ("POST", "/users/{username}/disable", user_disable),
     ("POST", "/users/{username}/password", user_reset),

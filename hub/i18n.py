@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from .labels import admin as labels_admin
+from .labels import audit_words as labels_audit_words
 from .labels import bulletins as labels_bulletins
 from .labels import devices as labels_devices
 from .labels import forms as labels_forms
@@ -260,6 +261,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = _merge(
     labels_devices.LABELS,
     labels_home.LABELS,
     labels_forms.LABELS,
+    labels_audit_words.LABELS,
 )
 
 

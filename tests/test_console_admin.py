@@ -573,7 +573,7 @@ async def test_browser_admin_walkthrough(hub: HubHarness) -> None:
             await expect(page.locator("h1")).to_have_text("Tài khoản")
             await page.fill("#user-create input[name=username]", "xa1.op")
             await page.select_option("#user-create select[name=role]", "commune_operator")
-            await page.fill("#user-create input[name=unit]", "00001")
+            await page.select_option("#user-create select[name=unit]", "00001")
             await page.fill("#user-create input[name=password]", "yeu")
             await page.click("#user-create button[type=submit]")
             await expect(page.locator(".field-errors li")).to_have_attribute(

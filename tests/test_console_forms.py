@@ -183,3 +183,110 @@ async def test_bulletin_form_in_a_browser(hub: HubHarness, tmp_path: Path) -> No
                 await context.close()
         finally:
             await browser.close()
+
+
+async def test_an_admin_moves_an_account_to_another_post(
+    hub: HubHarness, admin: ConsoleSession
+) -> None:
+    await hub.commune("00002", name="Xã Hoà Bình")
+    staff = await hub.user("tran.binh", "commune_operator", "00001")
+    # Over the API: checked like a new account's post, audited, the old sessions ended.
+    await hub.call(
+        "POST",
+        "/api/v1/users/tran.binh/move",
+        json={"role": "commune_operator", "unit": "09999"},
+        expect=422,
+    )
+    moved = await hub.call(
+        "POST", "/api/v1/users/tran.binh/move", json={"role": "viewer", "unit": "00002"}
+    )
+    assert (moved["role"], moved["unit"]) == ("viewer", "00002")
+    await staff.call("GET", "/api/v1/bulletins", expect=401)
+    entries = (await hub.call("GET", "/api/v1/audit", params={"action": "user.move"}))["items"]
+    assert len(entries) == 1
+    assert entries[0]["before"] == {"role": "commune_operator", "unit": "00001"}
+    assert entries[0]["after"] == {"role": "viewer", "unit": "00002"}
+    # The province keeps a usable admin.
+    await hub.call(
+        "POST",
+        f"/api/v1/users/{ADMIN}/move",
+        json={"role": "viewer", "unit": "province"},
+        expect=409,
+    )
+    # In the console: the unit chosen by name, the move said on the page and in the log.
+    status, page = await admin.get("/users/tran.binh")
+    assert status == 200 and '<option value="00001"' in page and ">Xã Tân Phước<" in page
+    status, _, location = await admin.post(
+        "/users/tran.binh/move", {"role": "commune_operator", "unit": "00001", "unit_new": ""}
+    )
+    assert status == 303 and location == "/users/tran.binh?done=move"
+    account = await hub.call("GET", "/api/v1/users/tran.binh")
+    assert (account["role"], account["unit"]) == ("commune_operator", "00001")
+    status, html, _ = await admin.post(
+        "/users/tran.binh/move", {"role": "commune_operator", "unit": "", "unit_new": ""}
+    )
+    assert status == 422 and 'data-field="unit"' in html
+    # The audit log in words, the code small beside it.
+    status, log = await admin.get("/audit?action=user.move")
+    assert "Chuyển tài khoản sang đơn vị hoặc vai trò khác" in log
+    assert "1 phiên kết thúc" in log
+    status, log = await admin.get("/audit?action=auth.login")
+    assert "qua bảng điều khiển" in log and ">cookie<" not in log
+
+
+async def test_temporary_passwords_are_hidden_until_asked(
+    hub: HubHarness, admin: ConsoleSession
+) -> None:
+    await hub.user("ng.an", "viewer", "province")
+    for path in ("/users", "/users/ng.an"):
+        status, html = await admin.get(path)
+        assert status == 200
+        field = re.search(r'<input name="password"[^>]*>', html)
+        assert field is not None and 'type="password"' in field[0], field
+        assert "data-reveal=" in html and "data-copy=" in html
+
+
+@needs_chromium
+async def test_account_forms_in_a_browser(hub: HubHarness) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    base = str(hub.client.make_url("/")).rstrip("/")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for width, height in ((1366, 768), (390, 844)):
+                context = await browser.new_context(viewport={"width": width, "height": height})
+                page = await context.new_page()
+                page.set_default_timeout(15_000)
+                await page.goto(base + "/login")
+                await page.fill("input[name=username]", ADMIN)
+                await page.fill("input[name=password]", ADMIN_PASSWORD)
+                await page.click("button[type=submit]")
+                await page.wait_for_url(base + "/")
+                await page.goto(base + "/users")
+                secret = page.locator("#create-password")
+                await secret.fill("Tam-thoi-2026!")
+                await expect(secret).to_have_attribute("type", "password")
+                await page.click("[data-reveal=create-password]")
+                await expect(secret).to_have_attribute("type", "text")
+                await expect(page.locator("[data-reveal=create-password]")).to_have_text("Ẩn")
+                await page.click("[data-reveal=create-password]")
+                await expect(secret).to_have_attribute("type", "password")
+                username = f"cb.{width}"
+                await page.fill("#user-create input[name=username]", username)
+                await page.select_option("#user-create select[name=role]", "commune_operator")
+                await page.select_option("#create-unit", "00001")
+                await page.click("#user-create button[type=submit]")
+                await page.wait_for_url(f"{base}/users/{username}?done=created")
+                await page.select_option("#move-form select[name=role]", "viewer")
+                await page.select_option("#move-unit", "province")
+                await page.click("#move-submit")
+                await page.wait_for_url(f"{base}/users/{username}?done=move")
+                await expect(page.locator("#done")).to_have_text("Đã chuyển tài khoản.")
+                await page.screenshot(path=ARTIFACTS / f"account-move-{width}.png", full_page=True)
+                await page.goto(base + "/audit?action=user.")
+                await expect(page.locator("#audit")).to_contain_text("Chuyển tài khoản")
+                await page.screenshot(path=ARTIFACTS / f"audit-words-{width}.png", full_page=True)
+                await context.close()
+        finally:
+            await browser.close()
