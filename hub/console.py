@@ -25,7 +25,7 @@ from .appkeys import CLOCK, CONFIG, DB, ROUTES
 from .audit_words import action_words, detail_words
 from .auth import PROVINCE, Permission, User, change_password, require
 from .db import Database
-from .errors import ApiError, field_error, validation_detail
+from .errors import ApiError, validation_detail
 from .form_errors import explain, limits_of
 from .i18n import CATALOGUE, LANGS, Lang, pick_lang, translate
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, bad_cursor
@@ -490,7 +490,9 @@ def _whole_number(values: dict[str, str], key: str, field: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise field_error(422, "validation_error", field, "a whole number") from None
+        # Typed as pydantic would type it, so the page says it in words (form_errors).
+        problem = {"field": field, "message": "a whole number", "type": "int_parsing"}
+        raise ApiError(422, "validation_error", [problem]) from None
 
 
 @page
