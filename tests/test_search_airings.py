@@ -139,7 +139,8 @@ async def _aired(hub: HubHarness, device: EnrolledDevice, items: list[dict[str, 
     assert status == 200, body
 
 
-async def test_a_bulletins_airings_per_device_in_scope(hub: HubHarness) -> None:
+async def _aired_in_two_communes(hub: HubHarness) -> tuple[str, EnrolledDevice, EnrolledDevice]:
+    """A bulletin for both communes, aired twice by 00001's speaker and once by 00002's."""
     ours = await hub.new_device("00001")
     theirs = await hub.new_device("00002")
     both = await hub.call(
@@ -162,6 +163,12 @@ async def test_a_bulletins_airings_per_device_in_scope(hub: HubHarness) -> None:
         ],
     )
     await _aired(hub, theirs, [_report(1, both["id"], started, 45)])
+    return str(both["id"]), ours, theirs
+
+
+async def test_a_bulletins_airings_per_device_in_scope(hub: HubHarness) -> None:
+    bulletin_id, ours, theirs = await _aired_in_two_communes(hub)
+    both = {"id": bulletin_id}
     aired = await hub.call("GET", f"/api/v1/bulletins/{both['id']}/airings")
     assert aired["airings"] == 3 and aired["minutes"] == 3.3
     assert {d["device_id"]: d["airings"] for d in aired["devices"]} == {ours.id: 2, theirs.id: 1}
@@ -251,6 +258,37 @@ async def test_search_in_the_console(hub: HubHarness) -> None:
                 titles = await page.locator("table.table tbody tr a").all_inner_texts()
                 assert titles == ["Tiêm phòng dại cho chó, mèo"]
                 await page.screenshot(path=ARTIFACTS / f"search-{width}.png", full_page=True)
+                await context.close()
+        finally:
+            await browser.close()
+
+
+@needs_chromium
+async def test_airings_in_the_console(hub: HubHarness) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    bulletin_id, _ours, _theirs = await _aired_in_two_communes(hub)
+    await hub.user("bientap", "reviewer")
+    base = str(hub.client.make_url("/")).rstrip("/")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for width, height in ((1366, 768), (390, 844)):
+                context = await browser.new_context(viewport={"width": width, "height": height})
+                page = await context.new_page()
+                await page.goto(base + "/login")
+                await page.fill("input[name=username]", "bientap")
+                await page.fill("input[name=password]", OWN_PASSWORD)
+                await page.click("button[type=submit]")
+                await page.wait_for_url(base + "/")
+                await page.goto(f"{base}/bulletins/{bulletin_id}")
+                aired = page.locator("#aired")
+                await expect(aired).to_contain_text("2 thiết bị, 3 lượt phát, 3,3 phút")
+                await expect(aired.locator("tbody tr")).to_have_count(2)
+                await aired.scroll_into_view_if_needed()
+                await page.screenshot(path=ARTIFACTS / f"airings-{width}.png", full_page=True)
+                width_now = await page.evaluate("document.documentElement.scrollWidth")
+                assert width_now <= width
                 await context.close()
         finally:
             await browser.close()
