@@ -108,3 +108,26 @@ async def test_no_console_page_is_wider_than_a_phone(world: World) -> None:
         finally:
             await browser.close()
     assert not too_wide, "\n".join(too_wide)
+
+
+@needs_chromium
+async def test_reports_long_category_names_get_the_full_width(world: World) -> None:
+    """At 1366 px the categories' table spans the report grid (their names are sentences;
+    in one narrow column the page grew to 4,000 px)."""
+    from playwright.async_api import async_playwright
+
+    base = str(world.hub.client.make_url("/")).rstrip("/")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1366, "height": 768})
+            page = await context.new_page()
+            await log_in(page, base, ADMIN, ADMIN_PASSWORD)
+            await page.goto(base + "/reports")
+            grid = await page.locator(".report-grid").bounding_box()
+            wide = await page.locator("#by-category").bounding_box()
+            assert grid is not None and wide is not None
+            assert wide["width"] >= grid["width"] - 1, (wide, grid)
+            await page.screenshot(path=ARTIFACTS / "reports-1366.png", full_page=True)
+        finally:
+            await browser.close()
