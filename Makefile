@@ -1,9 +1,13 @@
 # The two entry points a fresh Debian machine needs: `make demo` and `make test`.
-.PHONY: demo test lint bench
+.PHONY: demo demo-info test lint bench
 
 demo:
 	@scripts/bootstrap.sh demo
 	.venv/bin/python -m scripts.demo
+
+# The running demo's addresses and accounts again, from another terminal.
+demo-info:
+	.venv/bin/python -m scripts.demo --info
 
 test:
 	@scripts/bootstrap.sh test

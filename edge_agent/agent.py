@@ -399,6 +399,10 @@ class Agent:
         """The commune this device serves: the signed manifest's word, else enrollment's."""
         return self.manifest.commune if self.manifest else self.identity.commune
 
+    def commune_name(self) -> str:
+        """The commune as people name it ("Xã Tân An"); empty until a hub has said."""
+        return self.manifest.commune_name if self.manifest is not None else ""
+
     def manifest_version(self) -> int | None:
         return self.manifest.version if self.manifest else None
 

@@ -370,7 +370,8 @@ def _render(request: web.Request, template: str, status: int = 200, **context: A
             other_lang="en" if lang == "vi" else "vi",
             device_id=agent.identity.device_id,
             device_kind=agent.profile.device_kind.value,
-            commune=agent.identity.commune,
+            commune=agent.commune(),
+            commune_name=agent.commune_name(),
             static_url=lambda name: str(request.app.router["static"].url_for(filename=name)),
             **context,
         )

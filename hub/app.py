@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from loa_contract import utcnow
 
 from . import (
+    airings,
     audit_api,
     bulletins,
     cap,
@@ -110,6 +111,7 @@ ROUTE_TABLES: list[RouteTable] = [
     media.routes,
     bulletins.routes,
     preview_api.routes,
+    airings.routes,
     device_api.routes,
     reports.routes,
     process_api.routes,
@@ -124,6 +126,7 @@ ROUTE_TABLES: list[RouteTable] = [
 async def _database(app: web.Application) -> AsyncIterator[None]:
     db = await Database.open(app[CONFIG].db_path)
     app[DB] = db
+    await bulletins.fold_older_bulletins(db)
     yield
     await db.close()
 

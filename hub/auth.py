@@ -655,6 +655,50 @@ async def set_account_state(
         return account
 
 
+async def move_account(
+    db: Database,
+    username: str,
+    role: Role,
+    unit: str | None,
+    *,
+    now: datetime,
+    actor: str,
+    actor_unit: str | None,
+    address: str | None,
+) -> Account:
+    """Move an account to another post (role, unit) when its holder changes jobs: checked as
+    a new account's post would be, never leaving the province without a usable admin. Its
+    sessions end, so what it may do changes at once; audited with before and after."""
+    async with db.transaction() as tx:
+        account = await account_named(tx, username)
+        if account.disabled:
+            raise ApiError(409, "disabled", f"user {username!r} is disabled for good")
+        new_unit = check_role_unit(role, unit)
+        await check_unit_exists(tx, role, new_unit)
+        before = {"role": account.role, "unit": account.unit or PROVINCE}
+        after = {"role": role.value, "unit": new_unit}
+        if before == after:
+            return account
+        if account.role == Role.ADMIN.value and role is not Role.ADMIN:
+            if await accounts.other_usable_admins(tx, account.id) == 0:
+                raise ApiError(409, "last_admin", "at least one admin must remain enabled")
+        await accounts.set_post(tx, account.id, role.value, new_unit)
+        ended = await accounts.end_sessions_of(tx, account.id)
+        await audit_log.append(
+            tx,
+            actor,
+            address,
+            "user.move",
+            username,
+            f"{ended} sessions ended" if ended else None,
+            unit=actor_unit,
+            at=now,
+            before=before,
+            after=after,
+        )
+        return await account_named(tx, username)
+
+
 def _state(account: Account) -> dict[str, object]:
     return {
         "locked": account.locked,

@@ -52,6 +52,7 @@ from .auth import Permission, User
 from .categories import DEFAULT as DEFAULT_CATEGORY
 from .categories import check_category
 from .db import Database
+from .domain.folding import search_terms
 from .domain.lengths import recorded_length_problem
 from .domain.lifecycle import (
     Action,
@@ -256,6 +257,8 @@ class BulletinQuery(BaseModel):
     priority: Priority | None = None
     kind: BulletinKind | None = None
     unit: str | None = Field(default=None, max_length=32)
+    #: Words the title or text must all hold, with or without diacritics ("tiem phong").
+    q: str | None = Field(default=None, max_length=200)
     #: The previous page's X-Next-Before: this page continues after that bulletin.
     before: str | None = Field(default=None, max_length=MAX_CURSOR)
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
@@ -750,6 +753,17 @@ async def create_bulletin(ctx: Ctx) -> BulletinOut:
     return await _out(ctx, bulletin_id)
 
 
+async def fold_older_bulletins(db: Database) -> int:
+    """Fold for search the bulletins written before search existed (once, at start)."""
+    folded = 0
+    while rows := await store.unfolded(db, 500):
+        async with db.transaction() as tx:
+            for bulletin_id, title, text in rows:
+                await store.set_search_text(tx, bulletin_id, title, text)
+        folded += len(rows)
+    return folded
+
+
 @routes.get(
     "/api/v1/bulletins",
     summary="List the bulletins the caller may see, newest first (state=submitted: the queue);"
@@ -770,6 +784,7 @@ async def list_bulletins(ctx: Ctx) -> Page[list[BulletinOut]]:
         priority=query.priority,
         kind=query.kind,
         unit=query.unit,
+        search=search_terms(query.q or ""),
         before=before,
         limit=query.limit + 1,
     )
@@ -836,6 +851,34 @@ def _word_count(text: str | None) -> int:
     return len((text or "").split())
 
 
+def submit_problems(
+    kind: BulletinKind,
+    category: str | None,
+    text: str | None,
+    priority: Priority,
+    times: list[str],
+) -> list[dict[str, str]]:
+    """What keeps a bulletin from review, each naming its field: the console checks a
+    "save and submit" with these before saving, so every problem shows at once."""
+    errors = []
+    if not category:
+        errors.append({"field": "category", "message": "choose the content category"})
+    words = _word_count(text)
+    low, high = SUBMIT_WORDS
+    if kind is BulletinKind.TEXT and not low <= words <= high:
+        errors.append(
+            {"field": "text", "message": f"a text bulletin has {low}-{high} words, not {words}"}
+        )
+    if priority is not Priority.NORMAL and not times:
+        errors.append(
+            {
+                "field": "schedule.times",
+                "message": f"propose the air time of a {priority.value} bulletin",
+            }
+        )
+    return errors
+
+
 @routes.post(
     "/api/v1/bulletins/{id}/submit",
     summary="Submit a draft (or a returned bulletin) to the province's review",
@@ -849,28 +892,13 @@ async def submit_bulletin(ctx: Ctx) -> BulletinOut:
         bulletin = await _visible_bulletin(tx, ctx.path("id"), user)
         state = _next_state(bulletin, Action.SUBMIT, user)
         b = bulletin.content
-        errors = []
-        if not b.category:
-            errors.append({"field": "category", "message": "choose the content category"})
-        words = _word_count(b.text)
-        low, high = SUBMIT_WORDS
-        if b.kind is BulletinKind.TEXT and not low <= words <= high:
-            errors.append(
-                {"field": "text", "message": f"a text bulletin has {low}-{high} words, not {words}"}
-            )
+        errors = submit_problems(b.kind, b.category, b.text, b.priority, b.schedule.times)
         for found in (
             await _wordless_document(tx, bulletin),
             await _recording_length(tx, bulletin, ctx.config.newspaper_units),
         ):
             if found is not None:
                 errors.append(found)
-        if b.priority is not Priority.NORMAL and not b.schedule.times:
-            errors.append(
-                {
-                    "field": "schedule.times",
-                    "message": f"propose the air time of a {b.priority.value} bulletin",
-                }
-            )
         if errors:
             raise ApiError(422, "validation_error", errors)
         await store.mark_submitted(tx, b.id)

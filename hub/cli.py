@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.log import access_logger
 from pydantic import ValidationError
 
 from loa_contract import utcnow
@@ -58,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain")
     serve.add_argument("--tls-key", type=Path, help="PEM private key")
     serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="no line per HTTP request (the demo: a console page is a dozen requests)",
+    )
     serve.add_argument(
         "--newspaper-unit",
         action="append",
@@ -427,7 +433,13 @@ def _serve(args: argparse.Namespace, clock: Clock) -> None:
     # Checked before listening: a hub whose database was lost must not come up empty.
     check_database(config.db_path)
     app = create_app(config, clock=clock)
-    web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        ssl_context=ssl_context,
+        access_log=None if args.no_access_log else access_logger,
+    )
 
 
 class _ProgressLine:

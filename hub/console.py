@@ -7,7 +7,7 @@ same permission checks, the same emergency code path and audit trail.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,13 +20,17 @@ from pydantic import BaseModel, ValidationError
 from loa_contract import Priority
 from loa_contract.models import VN_TZ
 
-from . import bulletins, communes, devices
-from .appkeys import CLOCK, CONFIG, DB
-from .auth import Permission, User, change_password, require
-from .errors import ApiError, field_error, validation_detail
-from .i18n import LANGS, Lang, pick_lang, translate
+from . import bulletins, communes
+from .appkeys import CLOCK, CONFIG, DB, ROUTES
+from .audit_words import action_words, detail_words
+from .auth import PROVINCE, Permission, User, change_password, require
+from .db import Database
+from .errors import ApiError, validation_detail
+from .form_errors import explain, limits_of
+from .i18n import CATALOGUE, LANGS, Lang, pick_lang, translate
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, bad_cursor
 from .routing import Ctx, HandlerFn
+from .store import communes as store_communes
 from .store import maintenance
 from .web_session import (
     check_csrf,
@@ -74,17 +78,25 @@ class FieldError:
     label: str
     #: Label key of the explanation.
     message: str
-    #: The API's own words (English), shown small for the technically minded.
+    #: The API's own words (English): kept for logs and tests, never shown on a page.
     detail: str
     #: For window rows: which list and which row of the form (1-based).
     kind: str | None = None
     row: int | None = None
+    #: Pydantic's error type and its limits, said in words by `form_errors.explain`.
+    problem: str | None = None
+    limits: tuple[tuple[str, Any], ...] = ()
 
 
-def error_details(exc: ApiError | ValidationError) -> list[dict[str, str]]:
-    """An API error's or a validation error's problems, each naming its field."""
+def error_details(exc: ApiError | ValidationError) -> list[dict[str, Any]]:
+    """An API error's or a validation error's problems, each naming its field; a validation
+    error's also with its `type` and `limits` (for `form_errors.explain`)."""
     if isinstance(exc, ValidationError):
-        return validation_detail(exc)
+        errors = exc.errors(include_url=False, include_input=False)
+        return [
+            {**d, "type": e["type"], "limits": limits_of(e.get("ctx"))}
+            for d, e in zip(validation_detail(exc), errors, strict=True)
+        ]
     if isinstance(exc.detail, list):
         return [d for d in exc.detail if isinstance(d, dict)]
     return [{"field": "", "message": str(exc.detail or exc.error)}]
@@ -109,6 +121,7 @@ async def render(
     user = session.user if session is not None else None
     # Planned maintenance and switch-overs, on every page a signed-in user sees.
     notices = await maintenance.in_force(request.app[DB], request.app[CLOCK]()) if user else []
+    names = await unit_names(request.app[DB]) if user is not None else {}
     html = _env.get_template(template).render(
         t=lambda key: translate(key, lang),
         lang=lang,
@@ -118,6 +131,12 @@ async def render(
         switch_url=_switch_url(request, lang),
         may=(lambda p: user is not None and user.may(Permission(p))),
         maintenance_notices=notices,
+        unit_name=lambda code: unit_label(code, names, lang),
+        num=lambda value, digits=0: format_number(value, digits, lang),
+        explain=lambda e: explain(e.problem, dict(e.limits), lang),
+        profile_name=lambda code: profile_label(code, lang),
+        action_words=lambda action: action_words(action, lang),
+        detail_words=lambda detail: detail_words(detail, lang),
         **context,
     )
     response = web.Response(text=html, status=status, content_type="text/html")
@@ -136,6 +155,37 @@ def refresh_idle_s(request: web.Request) -> int:
     """How long a self-refreshing part (console.js data-refresh) goes on without input: half
     the idle limit, so an unattended page's session still ends."""
     return int(request.app[CONFIG].session_idle.total_seconds() // 2)
+
+
+def profile_label(code: str | None, lang: Lang) -> str:
+    """A hardware profile as people call it ("Màn hình LCD 1080p"); an unknown one by code."""
+    if not code:
+        return "—"
+    key = f"profile.{code}"
+    return translate(key, lang) if key in CATALOGUE else code
+
+
+def format_number(value: float, digits: int, lang: Lang) -> str:
+    """A number as the reader writes it: 1.234,5 in Vietnamese, 1,234.5 in English."""
+    text = f"{value:,.{digits}f}"
+    if lang == "vi":
+        text = text.replace(",", " ").replace(".", ",").replace(" ", ".")
+    return text
+
+
+async def unit_names(db: Database) -> dict[str, str]:
+    """Each commune's name by its code: people read "Xã Tân An", not "xa-tan-an"."""
+    return {c.code: c.name for c in await store_communes.every_commune(db)}
+
+
+def unit_label(code: str | None, names: Mapping[str, str], lang: Lang) -> str:
+    """A unit as people name it: the province, a commune's name, or an agency's own code
+    (agencies have no register of names yet)."""
+    if not code:
+        return "—"
+    if code == PROVINCE:
+        return translate("unit.province", lang)
+    return names.get(code, code)
 
 
 def see_other(location: str) -> web.Response:
@@ -166,16 +216,28 @@ def page(handler: PageHandler) -> PageHandler:
     return wrapped
 
 
+def declared_permission(app: web.Application, handler: HandlerFn) -> Permission | None:
+    """The permission `handler`'s route declares: the console checks exactly what the API
+    would, from the one declaration, so a page cannot ask for less than its route."""
+    specs = [spec for spec in app[ROUTES] if spec.handler is handler]
+    if not specs or any(spec.auth != "operator" for spec in specs):
+        raise RuntimeError(f"{handler.__name__} is not an operator route's handler")
+    permissions = {spec.permission for spec in specs}
+    if len(permissions) != 1:
+        raise RuntimeError(f"{handler.__name__} is routed with different permissions")
+    return permissions.pop()
+
+
 async def api(
     request: web.Request,
     user: User,
     handler: HandlerFn,
-    permission: Permission | None = Permission.READ,
     *,
     body: BaseModel | None = None,
     query: BaseModel | None = None,
 ) -> Any:
-    """Run a JSON API handler for a console user, with the route's own permission check."""
+    """Run a JSON API handler for a console user, with its route's own permission check."""
+    permission = declared_permission(request.app, handler)
     if permission is not None:
         require(user, permission)
     return await handler(Ctx(request, body, query, user, None))
@@ -185,7 +247,6 @@ async def api_all(
     request: web.Request,
     user: User,
     handler: HandlerFn,
-    permission: Permission | None = Permission.READ,
     *,
     query: BaseModel,
 ) -> list[Any]:
@@ -194,7 +255,7 @@ async def api_all(
     rows: list[Any] = []
     query = query.model_copy(update={"limit": MAX_LIMIT})
     while True:
-        page: Page[list[Any]] = await api(request, user, handler, permission, query=query)
+        page: Page[list[Any]] = await api(request, user, handler, query=query)
         rows += page.body
         if page.next_before is None:
             return rows
@@ -271,6 +332,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             error_args={
                 "attempts": config.max_failed_logins,
                 "minutes": int(config.lockout.total_seconds() // 60),
+                "until": (request.app[CLOCK]() + config.lockout)
+                .astimezone(VN_TZ)
+                .strftime("%H:%M %d/%m/%Y"),
             },
         )
     if result.user.must_change_password:
@@ -336,38 +400,6 @@ async def logout(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------------------- read-only pages
 
 
-async def _fleet(request: web.Request, user: User) -> list[devices.DeviceOut] | None:
-    if not user.may(Permission.FLEET_READ):
-        return None
-    result: list[devices.DeviceOut] = await api_all(
-        request, user, devices.list_devices, Permission.FLEET_READ, query=devices.DevicesQuery()
-    )
-    return result
-
-
-@page
-async def dashboard(request: web.Request) -> web.StreamResponse:
-    user = await page_user(request)
-    fleet = await _fleet(request, user)
-    emergencies: list[bulletins.BulletinOut] = await api_all(
-        request,
-        user,
-        bulletins.list_bulletins,
-        query=bulletins.BulletinQuery(priority=Priority.EMERGENCY),
-    )
-    today = request.app[CLOCK]().astimezone(VN_TZ).date()
-    todays = [b for b in emergencies if b.created_at.astimezone(VN_TZ).date() == today]
-    return await render(
-        request,
-        "dashboard.html",
-        fleet=fleet,
-        online=sum(d.online for d in fleet or []),
-        offline=sum(not d.online for d in fleet or []),
-        playing=[d for d in fleet or [] if d.now_playing is not None],
-        emergencies=todays,
-    )
-
-
 # ---------------------------------------------------------------- emergencies
 
 
@@ -411,6 +443,8 @@ def _emergency_errors(exc: ApiError | ValidationError) -> list[FieldError]:
                 label=_EMERGENCY_FIELDS.get(name, "em.title"),
                 message="em.err.invalid",
                 detail=d.get("message", ""),
+                problem=d.get("type"),
+                limits=d.get("limits", ()),
             )
         )
     return errors
@@ -460,7 +494,9 @@ def _whole_number(values: dict[str, str], key: str, field: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise field_error(422, "validation_error", field, "a whole number") from None
+        # Typed as pydantic would type it, so the page says it in words (form_errors).
+        problem = {"field": field, "message": "a whole number", "type": "int_parsing"}
+        raise ApiError(422, "validation_error", [problem]) from None
 
 
 @page
@@ -498,7 +534,7 @@ async def emergency_submit(request: web.Request) -> web.StreamResponse:
             **{k: v for k, v in fields.items() if v is not None},
         )
         created: bulletins.BulletinOut = await api(
-            request, user, bulletins.create_emergency, Permission.EMERGENCY, body=body
+            request, user, bulletins.create_emergency, body=body
         )
     except (ValidationError, ApiError) as exc:
         if isinstance(exc, ApiError) and exc.status != 422:
@@ -512,9 +548,7 @@ async def emergency_submit(request: web.Request) -> web.StreamResponse:
 @page
 async def emergency_page(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
-    progress: bulletins.EmergencyStatus = await api(
-        request, user, bulletins.emergency_status, Permission.EMERGENCY
-    )
+    progress: bulletins.EmergencyStatus = await api(request, user, bulletins.emergency_status)
     if request.query.get("part") == "live":
         # Only the counts and the device table: console.js swaps them in every few seconds.
         return await render(request, "_emergency_live.html", progress=progress)
@@ -527,7 +561,7 @@ async def emergency_page(request: web.Request) -> web.StreamResponse:
 async def emergency_cancel(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
     check_csrf(request, await request.post())
-    await api(request, user, bulletins.cancel_emergency, Permission.EMERGENCY)
+    await api(request, user, bulletins.cancel_emergency)
     return see_other(f"/emergency/{request.match_info['id']}")
 
 
@@ -538,7 +572,6 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/password", password_form),
     ("POST", "/password", password_submit),
     ("POST", "/logout", logout),
-    ("GET", "/", dashboard),
     ("GET", "/emergency", emergency_form),
     ("POST", "/emergency", emergency_submit),
     ("GET", "/emergency/{id}", emergency_page),

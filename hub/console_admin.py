@@ -17,14 +17,14 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import MultiDictProxy
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from loa_contract import Priority
 from loa_contract.models import VN_TZ
 
 from . import audit_api, bulletins, communes, devices, reports, users
 from .appkeys import CLOCK
-from .auth import Permission, Role, User, require
+from .auth import PROVINCE, Permission, Role, User, require
 from .console import (
     FieldError,
     PageHandler,
@@ -107,6 +107,8 @@ def _commune_errors(
                     detail=detail,
                     kind=kind,
                     row=row,
+                    problem=d.get("type"),
+                    limits=d.get("limits", ()),
                 )
             )
             continue
@@ -121,6 +123,8 @@ def _commune_errors(
                 label=_COMMUNE_FIELDS.get(field, "cm.form"),
                 message=message,
                 detail=detail,
+                problem=d.get("type"),
+                limits=d.get("limits", ()),
             )
         )
     return errors
@@ -160,9 +164,7 @@ async def commune_create(request: web.Request) -> web.StreamResponse:
     values = {"code": _get(form, "code"), "name": _get(form, "name")}
     try:
         body = communes.CommuneCreate.model_validate(values)
-        created: communes.CommuneOut = await api(
-            request, user, communes.create_commune, Permission.COMMUNES_CREATE, body=body
-        )
+        created: communes.CommuneOut = await api(request, user, communes.create_commune, body=body)
     except ValidationError as exc:
         return await _communes_list(
             request, user, status=422, errors=_commune_errors(exc), values=values
@@ -194,7 +196,6 @@ async def _running_order(
             request,
             user,
             devices.list_devices,
-            Permission.FLEET_READ,
             query=devices.DevicesQuery(commune=code),
         )
         own_devices = {d.id for d in fleet if d.commune == code}
@@ -291,7 +292,7 @@ async def commune_save(request: web.Request) -> web.StreamResponse:
         body = communes.CommuneUpdate.model_validate(
             {"name": values["name"], "windows": windows, "volume": volume or None}
         )
-        await api(request, user, communes.update_commune, Permission.COMMUNES_WRITE, body=body)
+        await api(request, user, communes.update_commune, body=body)
     except ValidationError as exc:
         return await _commune_form(
             request,
@@ -324,7 +325,6 @@ async def commune_order_move(request: web.Request) -> web.StreamResponse:
         request,
         user,
         bulletins.set_order,
-        Permission.BULLETINS_ORDER,
         body=bulletins.OrderIn(bulletins=order),
     )
     return see_other(f"/communes/{commune.code}?saved=order#order")
@@ -367,6 +367,8 @@ def _user_errors(exc: ApiError | ValidationError) -> list[FieldError]:
                 label=_USER_FIELDS.get(field, "us.form"),
                 message=_USER_MESSAGES.get(code, "us.err.invalid"),
                 detail=d.get("message", ""),
+                problem=d.get("type"),
+                limits=d.get("limits", ()),
             )
         )
     return errors
@@ -380,18 +382,33 @@ async def _users_list(
     errors: list[FieldError] | None = None,
     values: dict[str, str] | None = None,
 ) -> web.Response:
-    rows: list[users.UserOut] = await api(request, user, users.list_users, Permission.USERS_MANAGE)
-    units: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    rows: list[users.UserOut] = await api(request, user, users.list_users)
     return await render(
         request,
         "users.html",
         status=status,
         rows=rows,
         roles=ROLES,
-        units=units,
+        **await _unit_choices(request, user, rows),
         errors=errors or [],
-        values=values or {"username": "", "role": "", "unit": ""},
+        values=values or {"username": "", "role": "", "unit": "", "unit_new": ""},
     )
+
+
+async def _unit_choices(
+    request: web.Request, user: User, rows: list[users.UserOut]
+) -> dict[str, Any]:
+    """What an account's unit may be, by name: the communes, and the agencies the accounts
+    already name (any unit that is neither the province nor a commune)."""
+    units: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    codes = {c.code for c in units}
+    agencies = sorted({r.unit for r in rows if r.unit != PROVINCE and r.unit not in codes})
+    return {"units": units, "agencies": agencies}
+
+
+def _unit_of(form: Form) -> str:
+    """The unit chosen in the list, or a new agency's code typed under it (it wins)."""
+    return _get(form, "unit_new") or _get(form, "unit")
 
 
 @page
@@ -407,20 +424,18 @@ async def user_create(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     check_csrf(request, form)
     require(user, Permission.USERS_MANAGE)
-    values = {k: _get(form, k) for k in ("username", "role", "unit")}
+    values = {k: _get(form, k) for k in ("username", "role", "unit", "unit_new")}
     try:
         body = users.UserCreate.model_validate(
             {
                 "username": values["username"],
                 "role": values["role"],
-                "unit": values["unit"] or None,
+                "unit": _unit_of(form) or None,
                 # A temporary password is taken exactly as typed: spaces may be part of it.
                 "password": str(form.get("password", "")),
             }
         )
-        created: users.UserOut = await api(
-            request, user, users.create_user_route, Permission.USERS_MANAGE, body=body
-        )
+        created: users.UserOut = await api(request, user, users.create_user_route, body=body)
     except ValidationError as exc:
         return await _users_list(request, user, status=422, errors=_user_errors(exc), values=values)
     except ApiError as exc:
@@ -432,7 +447,7 @@ async def user_create(request: web.Request) -> web.StreamResponse:
     return see_other(f"/users/{created.username}?done=created")
 
 
-_USER_DONE = ("created", "lock", "unlock", "disable", "password")
+_USER_DONE = ("created", "lock", "unlock", "disable", "password", "move")
 
 
 async def _user_detail(
@@ -442,13 +457,16 @@ async def _user_detail(
     status: int = 200,
     errors: list[FieldError] | None = None,
 ) -> web.Response:
-    account: users.UserOut = await api(request, user, users.get_user, Permission.USERS_MANAGE)
+    account: users.UserOut = await api(request, user, users.get_user)
+    rows: list[users.UserOut] = await api(request, user, users.list_users)
     done = request.query.get("done")
     return await render(
         request,
         "users_detail.html",
         status=status,
         account=account,
+        roles=ROLES,
+        **await _unit_choices(request, user, rows),
         errors=errors or [],
         done=done if done in _USER_DONE else None,
     )
@@ -471,6 +489,7 @@ async def _user_action(request: web.Request, action: str) -> web.StreamResponse:
         "unlock": users.unlock_user,
         "disable": users.disable_user,
         "password": users.reset_password_route,
+        "move": users.move_user,
     }
     try:
         if action == "disable" and form.get("confirm") != "yes":
@@ -480,12 +499,13 @@ async def _user_action(request: web.Request, action: str) -> web.StreamResponse:
                 "not_confirmed",
                 [{"field": "confirm", "message": "tick the box to disable for good"}],
             )
-        body = (
-            users.PasswordReset.model_validate({"password": str(form.get("password", ""))})
-            if action == "password"
-            else None
-        )
-        await api(request, user, handlers[action], Permission.USERS_MANAGE, body=body)
+        body: BaseModel | None = None
+        if action == "password":
+            body = users.PasswordReset.model_validate({"password": str(form.get("password", ""))})
+        elif action == "move":
+            unit = _unit_of(form)
+            body = users.UserMove.model_validate({"role": _get(form, "role"), "unit": unit or None})
+        await api(request, user, handlers[action], body=body)
     except ValidationError as exc:
         return await _user_detail(request, user, status=422, errors=_user_errors(exc))
     except ApiError as exc:
@@ -493,6 +513,11 @@ async def _user_action(request: web.Request, action: str) -> web.StreamResponse:
             raise
         return await _user_detail(request, user, status=exc.status, errors=_user_errors(exc))
     return see_other(f"/users/{request.match_info['username']}?done={action}")
+
+
+@page
+async def user_move(request: web.Request) -> web.StreamResponse:
+    return await _user_action(request, "move")
 
 
 @page
@@ -582,7 +607,7 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
     query, errors = _audit_query(params, paged=True)
     result: audit_api.AuditPage | None = None
     if query is not None:
-        page = await api(request, user, audit_api.list_audit, Permission.AUDIT_READ, query=query)
+        page = await api(request, user, audit_api.list_audit, query=query)
         result = page.body
     filters = {k: params[k] for k in _AUDIT_FILTERS if params[k]}
     older = (
@@ -614,9 +639,7 @@ async def audit_csv(request: web.Request) -> web.StreamResponse:
         # The same filters as the page: it shows what is wrong with them (422).
         return await audit_page(request)
     # The API's own export handler: one CSV writer, the same filters, the same permission.
-    response: web.StreamResponse = await api(
-        request, user, audit_api.export_audit, Permission.AUDIT_READ, query=query
-    )
+    response: web.StreamResponse = await api(request, user, audit_api.export_audit, query=query)
     return response
 
 
@@ -660,9 +683,7 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
     choices: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
     report: reports.MonthlyReport | None = None
     if query is not None:
-        report = await api(
-            request, user, reports.monthly_report, Permission.FLEET_READ, query=query
-        )
+        report = await api(request, user, reports.monthly_report, query=query)
     charts: dict[str, reports.Chart] = {}
     if report is not None:
         values["month"] = values["month"] or report.first_day.strftime("%Y-%m")
@@ -702,9 +723,7 @@ async def reports_csv(request: web.Request) -> web.StreamResponse:
     if query is None:
         # The same month and commune as the page: it shows what is wrong with them (422).
         return await reports_page(request)
-    response: web.StreamResponse = await api(
-        request, user, reports.monthly_report_csv, Permission.FLEET_READ, query=query
-    )
+    response: web.StreamResponse = await api(request, user, reports.monthly_report_csv, query=query)
     return response
 
 
@@ -718,6 +737,7 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     ("POST", "/users", user_create),
     ("GET", "/users/{username}", user_page),
     ("POST", "/users/{username}/lock", user_lock),
+    ("POST", "/users/{username}/move", user_move),
     ("POST", "/users/{username}/unlock", user_unlock),
     ("POST", "/users/{username}/disable", user_disable),
     ("POST", "/users/{username}/password", user_reset),

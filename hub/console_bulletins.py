@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from loa_contract import BulletinKind, Priority
 from loa_contract.models import VN_TZ
 
-from . import bulletins, communes, media, preview_api
+from . import airings, bulletins, communes, media, preview_api
 from .appkeys import CLOCK
 from .auth import Permission, User, require
 from .categories import CATEGORIES
@@ -29,6 +29,7 @@ from .console import (
     PageHandler,
     api,
     api_all,
+    declared_permission,
     page,
     page_cursor,
     pager_links,
@@ -38,7 +39,9 @@ from .console import (
 )
 from .console_devices import Fmt
 from .domain.lifecycle import Action, BulletinState, allows
+from .domain.waiting import waited
 from .errors import ApiError, loc_to_field
+from .form_errors import limits_of
 from .i18n import CATALOGUE, translate
 from .paging import Page
 from .routing import Ctx, HandlerFn
@@ -96,7 +99,11 @@ class Problem:
     field: str
     label_key: str
     message_key: str | None
+    #: The API's own words (English): for logs and tests, never shown on a page.
     message: str
+    #: Pydantic's error type and limits, said in words by `form_errors.explain`.
+    problem: str | None = None
+    limits: tuple[tuple[str, Any], ...] = ()
 
     @property
     def top(self) -> str:
@@ -140,15 +147,20 @@ def _message_key(field: str, message: str, kind: str | None = None) -> str | Non
     return None
 
 
-def problem(field: str, message: str, kind: str | None = None) -> Problem:
-    return Problem(field, _label_key(field), _message_key(field, message, kind), message)
+def problem(
+    field: str, message: str, kind: str | None = None, limits: tuple[tuple[str, Any], ...] = ()
+) -> Problem:
+    return Problem(
+        field, _label_key(field), _message_key(field, message, kind), message, kind, limits
+    )
 
 
 def _from_validation(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[Problem]:
     out = []
     for err in exc.errors(include_url=False, include_input=False):
         message = err["msg"].removeprefix("Value error, ")
-        out.append(problem(loc_to_field(tuple(err["loc"]), prefix), message, err["type"]))
+        field = loc_to_field(tuple(err["loc"]), prefix)
+        out.append(problem(field, message, err["type"], limits_of(err.get("ctx"))))
     return out
 
 
@@ -198,12 +210,12 @@ async def api_at(
     request: web.Request,
     user: User,
     handler: HandlerFn,
-    permission: Permission | None,
     params: Mapping[str, str],
     *,
     body: BaseModel | None = None,
 ) -> Any:
     """`console.api`, with the path parameters given instead of taken from the page's URL."""
+    permission = declared_permission(request.app, handler)
     if permission is not None:
         require(user, permission)
     return await handler(_AtCtx(request, body, user, params))
@@ -279,6 +291,8 @@ async def bulletins_page(request: web.Request) -> web.StreamResponse:
         "state": state if state in STATES else "",
         "priority": priority if priority in PRIORITIES else "",
         "kind": kind if kind in KINDS else "",
+        # The API refuses a longer one (422): a typed search is cut, not an error page.
+        "q": request.query.get("q", "").strip()[:200],
     }
     found: Page[list[bulletins.BulletinOut]] = await api(
         request,
@@ -288,6 +302,7 @@ async def bulletins_page(request: web.Request) -> web.StreamResponse:
             state=chosen["state"] or None,  # type: ignore[arg-type]
             priority=Priority(chosen["priority"]) if chosen["priority"] else None,
             kind=BulletinKind(chosen["kind"]) if chosen["kind"] else None,
+            q=chosen["q"] or None,
             before=page_cursor(request),
             limit=PAGE_ROWS,
         ),
@@ -304,6 +319,20 @@ async def bulletins_page(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def queued_since(
+    request: web.Request, user: User, rows: list[bulletins.BulletinOut]
+) -> dict[str, datetime]:
+    """When each queued bulletin (last) entered the review queue, from its history."""
+    since: dict[str, datetime] = {}
+    for b in rows:
+        history: list[bulletins.EventOut] = await api_at(
+            request, user, bulletins.bulletin_history, {"id": b.id}
+        )
+        submits = [e.at for e in history if e.action == "submit"]
+        since[b.id] = max(submits, default=b.created_at)
+    return since
+
+
 @page
 async def review_page(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
@@ -312,23 +341,17 @@ async def review_page(request: web.Request) -> web.StreamResponse:
         request,
         user,
         bulletins.list_bulletins,
-        Permission.BULLETINS_REVIEW,
         query=bulletins.BulletinQuery(state="submitted"),
     )
-    # The longest waiting first: by when it (last) entered the queue, from its history.
-    submitted_at: dict[str, datetime] = {}
-    for b in rows:
-        history: list[bulletins.EventOut] = await api_at(
-            request, user, bulletins.bulletin_history, Permission.READ, {"id": b.id}
-        )
-        submits = [e.at for e in history if e.action == "submit"]
-        submitted_at[b.id] = max(submits, default=b.created_at)
+    # The longest waiting first: by when it (last) entered the queue.
+    submitted_at = await queued_since(request, user, rows)
     rows.sort(key=lambda b: submitted_at[b.id])
     return await render(
         request,
         "review.html",
         rows=rows,
         submitted_at=submitted_at,
+        waiting={b.id: waited(submitted_at[b.id], request.app[CLOCK]()) for b in rows},
         category_names=_category_names(request_lang(request)),
         words={b.id: _words(b.text) for b in rows},
     )
@@ -422,6 +445,21 @@ def _parse_bulletin(
     return (None if problems else body), values, problems
 
 
+def _submit_problems(values: dict[str, Any]) -> list[Problem]:
+    """What review would refuse of the form as typed (kinds and priorities it cannot name
+    are the parse's problems already)."""
+    if values["kind"] not in KINDS or values["priority"] not in FORM_PRIORITIES:
+        return []
+    found = bulletins.submit_problems(
+        BulletinKind(values["kind"]),
+        values["category"] or None,
+        values["text"] if values["kind"] in ("text", "document") else None,
+        Priority(values["priority"]),
+        [t for t in _TIMES_SPLIT.split(values.get("times", "")) if t],
+    )
+    return [problem(d["field"], d["message"]) for d in found]
+
+
 async def _form(
     request: web.Request,
     user: User,
@@ -467,7 +505,7 @@ async def _submit_after_save(
     """The second half of "save and submit": on refusal the saved draft comes back as its
     edit form, saying it was saved but not submitted and why."""
     try:
-        await api_at(request, user, bulletins.submit_bulletin, W, {"id": saved.id})
+        await api_at(request, user, bulletins.submit_bulletin, {"id": saved.id})
     except ApiError as exc:
         problems = _from_api(exc)
         if problems is None:
@@ -491,11 +529,15 @@ async def new_submit(request: web.Request) -> web.StreamResponse:
     check_csrf(request, form)
     require(user, W)
     body, values, problems = _parse_bulletin(form)
+    if form.get("action") == "submit":
+        # Every problem at once: the draft's and review's, before anything is saved.
+        problems = _dedupe([*problems, *_submit_problems(values)])
+        body = body if not problems else None
     if body is None:
         return await _form(request, user, values, status=422, problems=problems)
     try:
         created: bulletins.BulletinOut = await api(
-            request, user, bulletins.create_bulletin, W, body=body
+            request, user, bulletins.create_bulletin, body=body
         )
     except ApiError as exc:
         found = _from_api(exc)
@@ -528,9 +570,7 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
     if body is None:
         return await _form(request, user, values, bulletin=current, status=422, problems=problems)
     try:
-        saved: bulletins.BulletinOut = await api(
-            request, user, bulletins.edit_bulletin, W, body=body
-        )
+        saved: bulletins.BulletinOut = await api(request, user, bulletins.edit_bulletin, body=body)
     except ApiError as exc:
         found = _from_api(exc)
         if found is None:
@@ -589,6 +629,7 @@ async def _detail(
 ) -> web.Response:
     b: bulletins.BulletinOut = await api(request, user, bulletins.get_bulletin)
     history: list[bulletins.EventOut] = await api(request, user, bulletins.bulletin_history)
+    aired: airings.BulletinAirings = await api(request, user, airings.bulletin_airings)
     lang = request_lang(request)
     known = await _communes(request, user)
     names = {c.code: c.name for c in known}
@@ -613,6 +654,7 @@ async def _detail(
         return_comment=return_comment,
         commune_names=names,
         communes=known,
+        aired=aired,
         category_names=_category_names(lang),
         categories=[(c.code, c.vi if lang == "vi" else c.en) for c in CATEGORIES],
         approve_priorities=approve_priorities,
@@ -651,7 +693,7 @@ async def _refused(
 async def submit_action(request: web.Request) -> web.StreamResponse:
     user, _form_data = await _posted(request)
     try:
-        await api(request, user, bulletins.submit_bulletin, W)
+        await api(request, user, bulletins.submit_bulletin)
     except ApiError as exc:
         return await _refused(request, user, exc)
     return _back(request)
@@ -669,7 +711,7 @@ async def return_action(request: web.Request) -> web.StreamResponse:
             request, user, status=422, problems=_from_validation(exc), return_comment=comment
         )
     try:
-        await api(request, user, bulletins.return_bulletin, Permission.BULLETINS_REVIEW, body=body)
+        await api(request, user, bulletins.return_bulletin, body=body)
     except ApiError as exc:
         return await _refused(request, user, exc, return_comment=comment)
     return _back(request)
@@ -710,7 +752,7 @@ async def approve_action(request: web.Request) -> web.StreamResponse:
     if body is None:
         return await _detail(request, user, status=422, problems=problems, approve=values)
     try:
-        await api(request, user, bulletins.approve_bulletin, Permission.BULLETINS_REVIEW, body=body)
+        await api(request, user, bulletins.approve_bulletin, body=body)
     except ApiError as exc:
         return await _refused(request, user, exc, approve=values)
     return _back(request)
@@ -720,7 +762,7 @@ async def approve_action(request: web.Request) -> web.StreamResponse:
 async def publish_action(request: web.Request) -> web.StreamResponse:
     user, _form_data = await _posted(request)
     try:
-        await api(request, user, bulletins.publish_bulletin, Permission.BULLETINS_PUBLISH)
+        await api(request, user, bulletins.publish_bulletin)
     except ApiError as exc:
         return await _refused(request, user, exc)
     return _back(request)
@@ -729,7 +771,7 @@ async def publish_action(request: web.Request) -> web.StreamResponse:
 @page
 async def cancel_action(request: web.Request) -> web.StreamResponse:
     user, _form_data = await _posted(request)
-    await api(request, user, bulletins.cancel_bulletin, Permission.BULLETINS_PUBLISH)
+    await api(request, user, bulletins.cancel_bulletin)
     return _back(request)
 
 
@@ -765,9 +807,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         return _upload_error(request, 401, "unauthorized", "log in again")
     try:
         check_csrf(request, {})
-        stored: media.MediaOut = await api(
-            request, session.user, media.upload_media, Permission.MEDIA_WRITE
-        )
+        stored: media.MediaOut = await api(request, session.user, media.upload_media)
     except ApiError as exc:
         return _upload_error(request, exc.status, exc.error, exc.detail)
     kind = bulletins.kind_for_mime(stored.mime)

@@ -33,6 +33,7 @@ from .console import (
     PageHandler,
     api,
     api_all,
+    format_number,
     page,
     page_cursor,
     pager_links,
@@ -96,10 +97,7 @@ class Fmt:
         return self.label(f"dv.player.{state}", state)
 
     def num(self, value: float, digits: int = 0) -> str:
-        text = f"{value:,.{digits}f}"
-        if self.lang == "vi":
-            text = text.replace(",", " ").replace(".", ",").replace(" ", ".")
-        return text
+        return format_number(value, digits, self.lang)
 
     def size(self, count: float | None) -> str:
         if count is None:
@@ -178,7 +176,7 @@ async def _fleet_context(request: web.Request, user: User) -> dict[str, Any]:
     # The tiles and the total count the whole fleet the user may see; the table shows one
     # page of what the filters leave.
     fleet: list[devices.DeviceOut] = await api_all(
-        request, user, devices.list_devices, Permission.FLEET_READ, query=devices.DevicesQuery()
+        request, user, devices.list_devices, query=devices.DevicesQuery()
     )
     places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
     chosen = _filters(request, places)
@@ -192,7 +190,6 @@ async def _fleet_context(request: web.Request, user: User) -> dict[str, Any]:
         request,
         user,
         devices.list_devices,
-        Permission.FLEET_READ,
         query=devices.DevicesQuery(
             commune=chosen["commune"] or None,
             kind=DeviceKind(chosen["kind"]) if chosen["kind"] else None,
@@ -368,9 +365,7 @@ async def device_new_submit(request: web.Request) -> web.StreamResponse:
     if body is None:
         return await _new_form(request, user, status=422, errors=errors, values=values)
     try:
-        created: devices.DeviceCreated = await api(
-            request, user, devices.create_device, Permission.DEVICES_WRITE, body=body
-        )
+        created: devices.DeviceCreated = await api(request, user, devices.create_device, body=body)
     except ApiError as exc:
         if exc.status != 422:
             raise  # out of scope: the error page
@@ -396,10 +391,8 @@ async def device_enrollment(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
     check_csrf(request, await request.post())
     require(user, Permission.DEVICES_WRITE)
-    device: devices.DeviceOut = await api(request, user, devices.get_device, Permission.FLEET_READ)
-    issued: devices.EnrollmentCode = await api(
-        request, user, devices.reissue_enrollment, Permission.DEVICES_WRITE
-    )
+    device: devices.DeviceOut = await api(request, user, devices.get_device)
+    issued: devices.EnrollmentCode = await api(request, user, devices.reissue_enrollment)
     return await _code_page(
         request,
         device_id=device.id,
@@ -648,7 +641,7 @@ async def _device_view(
     error_key: str | None = None,
     volume: str | None = None,
 ) -> web.Response:
-    device: devices.DeviceOut = await api(request, user, devices.get_device, Permission.FLEET_READ)
+    device: devices.DeviceOut = await api(request, user, devices.get_device)
     places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
     fmt = _fmt(request)
     return await render(
@@ -691,9 +684,7 @@ async def device_command(request: web.Request) -> web.StreamResponse:
         return await _device_view(
             request, user, status=422, error_key=key, volume=payload.get("volume")
         )
-    result: devices.CommandResult = await api(
-        request, user, devices.send_command, Permission.DEVICES_COMMAND, body=body
-    )
+    result: devices.CommandResult = await api(request, user, devices.send_command, body=body)
     query = urlencode({"sent": result.type, "delivered": "1" if result.delivered else "0"})
     return see_other(f"/devices/{result.device_id}?{query}#commands")
 

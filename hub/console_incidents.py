@@ -32,14 +32,12 @@ async def _page(
         request,
         user,
         incidents.list_incidents,
-        Permission.FLEET_READ,
         query=incidents.IncidentQuery(state="open"),
     )
     closed: list[incidents.IncidentOut] = await api(
         request,
         user,
         incidents.list_incidents,
-        Permission.FLEET_READ,
         query=incidents.IncidentQuery(state="closed", limit=50),
     )
     every: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
@@ -86,7 +84,7 @@ async def incident_create(request: web.Request) -> web.StreamResponse:
                 "since": since or request.app[CLOCK](),
             }
         )
-        await api(request, user, incidents.open_incident, Permission.INCIDENTS_WRITE, body=body)
+        await api(request, user, incidents.open_incident, body=body)
     except ValueError as exc:
         detail = (
             validation_detail(exc)
@@ -110,7 +108,7 @@ async def incident_close(request: web.Request) -> web.StreamResponse:
         body = incidents.IncidentClose.model_validate({"resolution": form.get("resolution", "")})
     except ValidationError as exc:
         return await _page(request, user, status=422, errors=validation_detail(exc))
-    await api(request, user, incidents.close_incident, Permission.INCIDENTS_WRITE, body=body)
+    await api(request, user, incidents.close_incident, body=body)
     return see_other("/incidents?saved=closed")
 
 

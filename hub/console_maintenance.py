@@ -57,7 +57,6 @@ async def _page(
         request,
         user,
         maintenance.list_notices,
-        None,
         query=maintenance.NoticesQuery(all=True),
     )
     return await render(
@@ -93,9 +92,7 @@ async def notice_announce(request: web.Request) -> web.StreamResponse:
     }
     try:
         body = maintenance.NoticeCreate.model_validate(raw)
-        created: maintenance.NoticeOut = await api(
-            request, user, maintenance.announce, Permission.MAINTENANCE, body=body
-        )
+        created: maintenance.NoticeOut = await api(request, user, maintenance.announce, body=body)
     except (ValidationError, ApiError) as exc:
         if isinstance(exc, ApiError) and exc.status != 422:
             raise
@@ -108,7 +105,7 @@ async def notice_withdraw(request: web.Request) -> web.StreamResponse:
     user = await page_user(request)
     form = await request.post()
     check_csrf(request, form)
-    await api(request, user, maintenance.withdraw, Permission.MAINTENANCE)
+    await api(request, user, maintenance.withdraw)
     return see_other("/maintenance")
 
 

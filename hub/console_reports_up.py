@@ -41,7 +41,6 @@ async def submission_context(
             request,
             user,
             reports.report_submissions,
-            Permission.FLEET_READ,
             query=query.model_copy(update={"commune": None}),
         )
     return {"may_submit": may_submit, "submissions": submissions}
@@ -57,7 +56,7 @@ async def report_submit(request: web.Request) -> web.StreamResponse:
         query = reports.ReportQuery.model_validate({"month": month})
     except ValidationError:
         return await render(request, "error.html", status=422, message_key="err.generic")
-    await api(request, user, reports.submit_report, Permission.REPORTS_SUBMIT, query=query)
+    await api(request, user, reports.submit_report, query=query)
     return see_other(f"/reports?month={month}")
 
 

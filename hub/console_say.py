@@ -29,7 +29,7 @@ async def say_mode(request: web.Request) -> web.StreamResponse:
     require(user, Permission.COMMUNES_WRITE, commune=commune.code)
     mode: Any = form.get("province_normal")
     body = communes.CommuneUpdate.model_validate({"province_normal": mode})
-    await api(request, user, communes.update_commune, Permission.COMMUNES_WRITE, body=body)
+    await api(request, user, communes.update_commune, body=body)
     return see_other(f"/communes/{commune.code}?saved=say#say")
 
 
@@ -37,7 +37,7 @@ async def _choose(request: web.Request, handler: Any) -> web.StreamResponse:
     user = await page_user(request)
     form = await request.post()
     check_csrf(request, form)
-    await api(request, user, handler, Permission.BULLETINS_ORDER)
+    await api(request, user, handler)
     return see_other(f"/communes/{request.match_info['code']}?saved=say#say")
 
 

@@ -492,6 +492,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (upstream, scope, first_day, last_day)
     );
     """,
+    # Bulletins' title and text folded for search (hub/domain/folding.py: lower case, no
+    # diacritics), written with the text; NULL until the hub folds an older row at start.
+    """
+    ALTER TABLE bulletins ADD COLUMN search_text TEXT;
+    """,
 ]
 
 

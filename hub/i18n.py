@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Literal
 
 from .labels import admin as labels_admin
+from .labels import audit_words as labels_audit_words
 from .labels import bulletins as labels_bulletins
 from .labels import devices as labels_devices
+from .labels import forms as labels_forms
+from .labels import home as labels_home
 from .labels import maintenance as labels_maintenance
 from .labels import say as labels_say
 
@@ -31,6 +34,8 @@ _CORE: dict[str, dict[Lang, str]] = {
     "nav.reports": {"vi": "Báo cáo", "en": "Reports"},
     "nav.users": {"vi": "Tài khoản", "en": "Users"},
     "nav.audit": {"vi": "Nhật ký", "en": "Audit log"},
+    "unit.province": {"vi": "Tỉnh (Sở)", "en": "Province"},
+    "nav.skip": {"vi": "Bỏ qua, đến nội dung chính", "en": "Skip to the content"},
     "nav.logout": {"vi": "Đăng xuất", "en": "Log out"},
     "nav.signed_in_as": {"vi": "Đang đăng nhập:", "en": "Signed in as"},
     "page.first": {"vi": "← Trang đầu", "en": "← First page"},
@@ -41,14 +46,17 @@ _CORE: dict[str, dict[Lang, str]] = {
     "login.password": {"vi": "Mật khẩu", "en": "Password"},
     "login.submit": {"vi": "Đăng nhập", "en": "Log in"},
     # One message for a wrong name, a wrong password and a locked account (names must not be
-    # enumerable); it states the lockout policy so a locked-out person knows how long to wait.
+    # enumerable). A refusal while locked does not extend the lock, so "now + the lockout"
+    # is when every temporarily locked account is open again: true for all, telling nothing.
     "login.failed": {
         "vi": "Sai tên đăng nhập hoặc mật khẩu, hoặc tài khoản đang bị tạm khoá. Sau {attempts}"
-        " lần nhập sai liên tiếp, tài khoản bị khoá {minutes} phút; tài khoản bị quản trị viên"
-        " khoá cần được quản trị viên mở lại.",
+        " lần nhập sai liên tiếp, tài khoản bị khoá {minutes} phút: tài khoản bị khoá tạm thời"
+        " sẽ mở lại chậm nhất lúc {until}. Tài khoản bị quản trị viên khoá cần được quản trị"
+        " viên mở lại.",
         "en": "Wrong username or password, or the account is locked. After {attempts} failures"
-        " in a row an account is locked for {minutes} minutes; an account locked by an"
-        " administrator must be unlocked by one.",
+        " in a row an account is locked for {minutes} minutes: a temporarily locked account"
+        " opens again at {until} at the latest. An account locked by an administrator must be"
+        " unlocked by one.",
     },
     "password.title": {"vi": "Đổi mật khẩu", "en": "Change password"},
     "password.forced": {
@@ -95,10 +103,6 @@ _CORE: dict[str, dict[Lang, str]] = {
         "vi": "Hôm nay chưa có tin khẩn cấp.",
         "en": "No emergency today.",
     },
-    "dash.no_fleet": {
-        "vi": "Tài khoản này không xem được thiết bị.",
-        "en": "This account cannot see devices.",
-    },
     "dev.title": {"vi": "Thiết bị", "en": "Devices"},
     "dev.name": {"vi": "Tên", "en": "Name"},
     "dev.commune": {"vi": "Xã", "en": "Commune"},
@@ -109,12 +113,15 @@ _CORE: dict[str, dict[Lang, str]] = {
     "dev.never": {"vi": "Chưa từng", "en": "Never"},
     "dev.not_enrolled": {"vi": "Chưa đăng ký", "en": "Not enrolled"},
     "dev.none": {"vi": "Chưa có thiết bị nào.", "en": "No devices yet."},
+    # The terms: "Tin viết" is what is typed into the form (read aloud, shown on boards), a
+    # "Tài liệu" a file sent as it is (PDF, Word); "Ký tự" (characters) named neither. A
+    # board is a "Bảng tin điện tử" whether LED or LCD: the profile says which.
     "kind.speaker": {"vi": "Loa", "en": "Loudspeaker"},
-    "kind.board": {"vi": "Bảng LED", "en": "LED board"},
-    "kind.text": {"vi": "Ký tự", "en": "Text"},
+    "kind.board": {"vi": "Bảng tin điện tử", "en": "Display board"},
+    "kind.text": {"vi": "Tin viết", "en": "Written text"},
     "kind.audio": {"vi": "Âm thanh", "en": "Audio"},
     "kind.image": {"vi": "Hình ảnh", "en": "Image"},
-    "kind.document": {"vi": "Văn bản", "en": "Document"},
+    "kind.document": {"vi": "Tài liệu (PDF, Word)", "en": "Document (PDF, Word)"},
     "kind.video": {"vi": "Video", "en": "Video"},
     "status.online": {"vi": "Trực tuyến", "en": "Online"},
     "status.offline": {"vi": "Mất kết nối", "en": "Offline"},
@@ -256,6 +263,9 @@ CATALOGUE: dict[str, dict[Lang, str]] = _merge(
     labels_devices.LABELS,
     labels_maintenance.LABELS,
     labels_say.LABELS,
+    labels_home.LABELS,
+    labels_forms.LABELS,
+    labels_audit_words.LABELS,
 )
 
 

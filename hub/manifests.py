@@ -96,6 +96,7 @@ async def signed_manifest(app: web.Application, device: DeviceAuth, version: int
         expires_at=now + config.manifest_lifetime,
         device_kind=device.kind,
         commune=device.commune,
+        commune_name=await communes.name_of(db, device.commune),
         windows=commune.windows.for_kind(device.kind),
         volume=commune.volume,
         profile=device.profile,

@@ -9,6 +9,7 @@ from . import (
     console_admin,
     console_bulletins,
     console_devices,
+    console_home,
     console_incidents,
     console_maintenance,
     console_reports_up,
@@ -18,6 +19,7 @@ from .console import HERE, PageHandler
 
 PAGES: list[tuple[str, str, PageHandler]] = [
     *console.PAGES,
+    *console_home.PAGES,
     *console_bulletins.PAGES,
     *console_devices.PAGES,
     *console_admin.PAGES,

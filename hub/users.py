@@ -13,6 +13,7 @@ from .auth import (
     Role,
     account_named,
     create_user,
+    move_account,
     reset_password,
     set_account_state,
 )
@@ -34,6 +35,15 @@ class UserCreate(BaseModel):
     unit: str | None = Field(default=None, max_length=32)
     #: Temporary: the holder must change it at first login.
     password: str = Field(min_length=1, max_length=1024)
+
+
+class UserMove(BaseModel):
+    """A new post for an account: its role and unit, as at creation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    unit: str | None = Field(default=None, max_length=32)
 
 
 class PasswordReset(BaseModel):
@@ -212,3 +222,26 @@ async def reset_password_route(ctx: Ctx) -> UserOut:
         address=ctx.address,
     )
     return await _get(ctx, username)
+
+
+@routes.post(
+    "/api/v1/users/{username}/move",
+    summary="Move an account to another role or unit (staff change posts); its sessions end",
+    permission=Permission.USERS_MANAGE,
+    body=UserMove,
+    response=UserOut,
+    errors=[404, 409],
+)
+async def move_user(ctx: Ctx) -> UserOut:
+    body: UserMove = ctx.body
+    account = await move_account(
+        ctx.db,
+        ctx.path("username"),
+        body.role,
+        body.unit,
+        now=ctx.now,
+        actor=ctx.user.username,
+        actor_unit=ctx.user.unit,
+        address=ctx.address,
+    )
+    return _out(ctx, account, await audit_log.last_login(ctx.db, account.username))

@@ -247,6 +247,9 @@ class Manifest(WireModel):
     expires_at: AwareDatetime
     device_kind: DeviceKind
     commune: str
+    #: The commune's name as people say it ("Xã Tân An"), for the device's own page; empty
+    #: from a hub that does not send it (the page then shows the code).
+    commune_name: str = Field(default="", max_length=200)
     windows: list[BroadcastWindow]
     volume: int = Field(ge=0, le=100)
     profile: str

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -166,6 +167,7 @@ DEMO_PEOPLE = [
     ("tranvanbinh", "contributor", "baotinh", "Báo tỉnh (gửi bản tin)"),
     ("phamthimai", "commune_operator", COMMUNE, "Cán bộ xã Tân An"),
     ("dangvankhoa", "technician", "province", "Kỹ thuật viên (thiết bị)"),
+    ("vuthilan", "viewer", "province", "Người xem (chỉ đọc)"),
 ]
 DEMO_FIRST_PASSWORD = "Doi-Ngay-2026!"
 
@@ -220,7 +222,7 @@ def seed_people(token: str) -> None:
         "/api/v1/auth/login",
         body={"username": "tranvanbinh", "password": DEMO_FIRST_PASSWORD},
     )["token"]
-    own = "Bao-Tinh-2026!"
+    own = CONTRIBUTOR_OWN_PASSWORD
     contributor = api(
         "POST",
         "/api/v1/auth/password",
@@ -284,7 +286,130 @@ def enroll(token: str, name: str, kind: str, profile: str, data: Path) -> None:
     )
 
 
+#: The banner's words: Vietnamese for commune staff, English with LOA_LANG=en.
+BANNER_WORDS: dict[str, dict[str, str]] = {
+    "vi": {
+        "running": "Bản demo Loa đang chạy.",
+        "console": "Bảng điều khiển (hub):",
+        "accounts": "Tài khoản (mỗi vai trò một người):",
+        "admin": "quản trị viên",
+        "first": "mật khẩu đầu tiên {password}, đổi ở lần đăng nhập đầu",
+        "changed": "đã đổi thành {password}",
+        "api": "API của hub:",
+        "openapi": "OpenAPI tại",
+        "speaker": "Trang của cụm loa:",
+        "board": "Trang của bảng tin:",
+        "login": "đăng nhập",
+        "emergency": "Phát tin khẩn cấp:",
+        "again": "Nhấn Enter để xem lại thông tin này; `make demo-info` in ra ở cửa sổ khác.",
+        "stop": "Ctrl-C để dừng tất cả.",
+    },
+    "en": {
+        "running": "The Loa demo is running.",
+        "console": "Hub console:",
+        "accounts": "Accounts (one person per role):",
+        "admin": "administrator",
+        "first": "first password {password}, changed at first login",
+        "changed": "already changed to {password}",
+        "api": "Hub API:",
+        "openapi": "OpenAPI at",
+        "speaker": "Speaker local page:",
+        "board": "Board local page:",
+        "login": "login",
+        "emergency": "Fire an emergency:",
+        "again": "Press Enter to see this again; `make demo-info` prints it in another window.",
+        "stop": "Ctrl-C stops everything.",
+    },
+}
+#: The demo's roles as the console names them.
+ROLE_NAMES: dict[str, dict[str, str]] = {
+    "vi": {
+        "reviewer": "biên tập viên (thẩm định)",
+        "contributor": "báo, cơ quan (gửi bản tin)",
+        "commune_operator": "cán bộ xã",
+        "technician": "kỹ thuật viên",
+        "viewer": "người xem",
+    },
+    "en": {
+        "reviewer": "editor (review)",
+        "contributor": "newspaper, agency (submits)",
+        "commune_operator": "commune staff",
+        "technician": "technician",
+        "viewer": "viewer (read-only)",
+    },
+}
+#: The password the demo's contributor already chose (it submitted the queued bulletin).
+CONTRIBUTOR_OWN_PASSWORD = "Bao-Tinh-2026!"
+
+
+def banner(lang: str) -> str:
+    """What the demo prints once it is up: where each page is and who logs in with what."""
+    lang = "en" if lang == "en" else "vi"
+    w = BANNER_WORDS[lang]
+    login = (
+        f"curl -s {HUB}/api/v1/auth/login "
+        f'-d \'{{"username":"{ADMIN}","password":"{ADMIN_PASSWORD}"}}\''
+        " | python3 -c 'import sys,json; print(json.load(sys.stdin)[\"token\"])'"
+    )
+    fire = (
+        f'curl -s -X POST {HUB}/api/v1/emergencies -H "Authorization: Bearer $({login})" '
+        "-H 'Content-Type: application/json' "
+        '-d \'{"title":"Cảnh báo lũ quét","text":"Khẩn cấp: lũ quét trên sông Cầu, '
+        "bà con di chuyển lên vùng cao ngay.\"}'"
+    )
+    people = [f"    {ADMIN:<13} {w['admin']:<30} {ADMIN_PASSWORD}"]
+    for username, role, _unit, _about in DEMO_PEOPLE:
+        password = (
+            w["changed"].format(password=CONTRIBUTOR_OWN_PASSWORD)
+            if username == "tranvanbinh"
+            else w["first"].format(password=DEMO_FIRST_PASSWORD)
+        )
+        people.append(f"    {username:<13} {ROLE_NAMES[lang][role]:<30} {password}")
+    local = f"({w['login']} {LOCAL_USER} / {LOCAL_PASSWORD})"
+    lines = [
+        "",
+        "=" * 72,
+        w["running"],
+        f"  {w['console']:<26}{HUB}/",
+        f"  {w['accounts']}",
+        *people,
+        f"  {w['speaker']:<26}http://127.0.0.1:{SPEAKER_PORT}/  {local}",
+        f"  {w['board']:<26}http://127.0.0.1:{BOARD_PORT}/  {local}",
+        f"  {w['api']:<26}{HUB}/api/v1  ({w['openapi']} {HUB}/api/v1/openapi.json)",
+        f"  {w['emergency']}",
+        f"    {fire}",
+        w["again"],
+        w["stop"],
+        "=" * 72,
+    ]
+    return "\n".join(lines)
+
+
+def banner_on_enter(text: str) -> None:
+    """Print the banner again each time Enter is pressed; ends quietly when stdin does."""
+    for _line in sys.stdin:
+        print(text, flush=True)
+
+
+def wait_for_agents(children: list[subprocess.Popen[bytes]]) -> None:
+    """Wait until both agents' local pages answer: their start-up messages (VLC, ALSA, SDL)
+    come first, so the banner printed after them stays on screen."""
+    deadline = time.monotonic() + 60
+    for port in (SPEAKER_PORT, BOARD_PORT):
+        while time.monotonic() < deadline:
+            if any(child.poll() is not None for child in children):
+                raise SystemExit("a part of the demo exited at start; see the messages above")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=1):
+                    break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.2)
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--info"]:
+        print(banner(os.environ.get("LOA_LANG", "vi")))
+        return 0
     DATA.mkdir(exist_ok=True)
     hub_data = DATA / "hub"
     children: list[subprocess.Popen[bytes]] = []
@@ -315,6 +440,7 @@ def main() -> int:
             "127.0.0.1",
             "--port",
             str(HUB_PORT),
+            "--no-access-log",
         ]
     )
     children.append(hub)
@@ -377,33 +503,11 @@ def main() -> int:
                 env=board_env,
             )
         )
-        login = (
-            f"curl -s {HUB}/api/v1/auth/login "
-            f'-d \'{{"username":"{ADMIN}","password":"{ADMIN_PASSWORD}"}}\''
-            " | python3 -c 'import sys,json; print(json.load(sys.stdin)[\"token\"])'"
-        )
-        fire = (
-            f'curl -s -X POST {HUB}/api/v1/emergencies -H "Authorization: Bearer $({login})" '
-            "-H 'Content-Type: application/json' "
-            '-d \'{"title":"Cảnh báo lũ quét","text":"Khẩn cấp: lũ quét trên sông Cầu, '
-            "bà con di chuyển lên vùng cao ngay.\"}'"
-        )
-        people = ", ".join(f"{name} ({role})" for name, role, _unit, _about in DEMO_PEOPLE)
-        print(
-            f"""
-Loa demo is running.
-  Hub console:        {HUB}/  (admin {ADMIN} / {ADMIN_PASSWORD})
-  Other accounts:     {people}
-                      first password {DEMO_FIRST_PASSWORD}, changed at first login
-                      (tranvanbinh already changed it to Bao-Tinh-2026!)
-  Hub API:            {HUB}/api/v1  (OpenAPI at {HUB}/api/v1/openapi.json)
-  Speaker local page: http://127.0.0.1:{SPEAKER_PORT}/  (login {LOCAL_USER} / {LOCAL_PASSWORD})
-  Board local page:   http://127.0.0.1:{BOARD_PORT}/
-  Fire an emergency:  {fire}
-Ctrl-C stops everything.
-""",
-            flush=True,
-        )
+        wait_for_agents(children)
+        text = banner(os.environ.get("LOA_LANG", "vi"))
+        print(text, flush=True)
+        # Enter prints the banner again: the agents' logs scroll it away.
+        threading.Thread(target=banner_on_enter, args=(text,), daemon=True).start()
         stop = {"now": False}
 
         def on_signal(signum: int, frame: object) -> None:

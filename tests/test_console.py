@@ -117,8 +117,12 @@ async def test_commune_operator_sees_only_its_commune(hub: HubHarness) -> None:
     )
     assert wrong.status == 422
     page = await wrong.text()
-    assert '<code class="field">interval_s</code>' in page and "Cách nhau (giây)" in page
+    assert 'data-field="interval_s"' in page and "Cách nhau (giây)" in page
     assert 'value="9000"' in page
+    # Said in words, with the limit, never in pydantic's English.
+    assert "không được lớn hơn 3600." in page and "Input should" not in page
+    typo = await client.post("/emergency", data={**fields, "confirm": "yes", "repeats": "hai"})
+    assert typo.status == 422 and "cần một số nguyên." in await typo.text()
     assert await hub.call("GET", "/api/v1/bulletins") == []
     sent = await client.post("/emergency", data={**fields, "confirm": "yes"}, allow_redirects=False)
     assert sent.status == 303

@@ -85,9 +85,9 @@ async def test_communes_list_and_create(hub: HubHarness, admin: ConsoleSession) 
     assert 'href="/communes/00001"' in html and 'action="/communes"' in html
     assert_csp_clean(html)
     status, html, _ = await admin.post("/communes", {"code": "bad code!", "name": "Xã Mới"})
-    assert status == 422 and "Mã xã" in html and '<code class="field">code</code>' in html
+    assert status == 422 and "Mã xã" in html and 'data-field="code"' in html
     status, html, _ = await admin.post("/communes", {"code": "00001", "name": "Trùng"})
-    assert status == 409 and '<code class="field">code</code>' in html
+    assert status == 409 and 'data-field="code"' in html
     assert "mã xã này đã có" in html
     status, _, _ = await admin.post("/communes", {"code": "00003", "name": "Xã Mới"}, csrf=False)
     assert status == 403
@@ -122,9 +122,9 @@ async def test_windows_editor_saves_and_refuses_bad_input(
     assert status == 422 and "windows.speaker[0].end" in html
     loud = window_form([("05:30", "06:30")], [], volume="150")
     status, html, _ = await admin.post("/communes/00001", loud)
-    assert status == 422 and '<code class="field">volume</code>' in html
+    assert status == 422 and 'data-field="volume"' in html
     status, html, _ = await admin.post("/communes/00001", window_form([], [], name=""))
-    assert status == 422 and '<code class="field">name</code>' in html
+    assert status == 422 and 'data-field="name"' in html
     good = window_form([("05:00", "06:00")], [("07:00", "21:00")])
     status, _, _ = await admin.post("/communes/00001", good, csrf=False)
     assert status == 403
@@ -288,18 +288,18 @@ async def test_users_create_lock_reset_disable(hub: HubHarness, admin: ConsoleSe
     assert_csp_clean(html)
     created = {"username": "nguyenvana", "role": "reviewer", "unit": ""}
     status, html, _ = await admin.post("/users", {**created, "password": "weak"})
-    assert status == 422 and '<code class="field">password</code>' in html
+    assert status == 422 and 'data-field="password"' in html
     assert "mật khẩu chưa đủ mạnh" in html and 'value="nguyenvana"' in html
     status, html, _ = await admin.post(
         "/users", {"username": "root", "role": "admin", "password": "Temp-pass1!"}
     )
-    assert status == 422 and '<code class="field">username</code>' in html
+    assert status == 422 and 'data-field="username"' in html
     assert "không dùng tên chung" in html
     status, html, _ = await admin.post(
         "/users",
         {"username": "xa9", "role": "commune_operator", "unit": "09999", "password": "Temp-pass1!"},
     )
-    assert status == 422 and '<code class="field">unit</code>' in html
+    assert status == 422 and 'data-field="unit"' in html
     status, html, _ = await admin.post(
         "/users", {"username": "admin", "role": "reviewer", "password": "Temp-pass1!"}
     )
@@ -326,7 +326,7 @@ async def test_users_create_lock_reset_disable(hub: HubHarness, admin: ConsoleSe
     assert (await hub.call("GET", "/api/v1/users/nguyenvana"))["locked"] is False
 
     status, html, _ = await admin.post("/users/nguyenvana/password", {"password": "short"})
-    assert status == 422 and '<code class="field">password</code>' in html
+    assert status == 422 and 'data-field="password"' in html
     status, _, location = await admin.post(
         "/users/nguyenvana/password", {"password": "New-temp-3!"}
     )
@@ -420,7 +420,7 @@ async def test_audit_page_filters_pages_and_exports(hub: HubHarness, admin: Cons
     status, html = await admin.get(f"/audit?until={today}&action=commune.create")
     assert html.count('class="audit-entry"') == 50
     status, html = await admin.get("/audit?since=yesterday")
-    assert status == 422 and '<code class="field">since</code>' in html
+    assert status == 422 and 'data-field="since"' in html
     assert 'class="audit-entry"' not in html
 
     status, html = await admin.get("/audit?action=commune.")
@@ -470,7 +470,7 @@ async def test_reports_page_draws_charts(hub: HubHarness, admin: ConsoleSession)
     assert html.count("<svg") == 3
     heights = [float(h) for h in re.findall(r'class="bar"[^>]*height="([0-9.]+)"', html)]
     assert any(h > 0 for h in heights)
-    assert 'id="total-minutes">3.0<' in html and 'id="quotas"' in html
+    assert 'id="total-minutes">3,0<' in html and 'id="quotas"' in html
     assert f'href="/reports.csv?month={month}"' in html
     async with admin.http.get(f"{admin.base}/reports.csv?month={month}") as resp:
         assert resp.status == 200 and resp.content_type == "text/csv"
@@ -479,9 +479,9 @@ async def test_reports_page_draws_charts(hub: HubHarness, admin: ConsoleSession)
     status, html = await admin.get("/reports.csv?month=2026-13")
     assert status == 422 and "month" in html and "<h1>" in html
     status, html = await admin.get(f"/reports?month={month}&commune=00002")
-    assert status == 200 and 'id="total-minutes">0.0<' in html and 'id="quotas"' not in html
+    assert status == 200 and 'id="total-minutes">0,0<' in html and 'id="quotas"' not in html
     status, html = await admin.get("/reports?month=2025-13")
-    assert status == 422 and '<code class="field">month</code>' in html and "<svg" not in html
+    assert status == 422 and 'data-field="month"' in html and "<svg" not in html
     status, html = await admin.get("/reports?month=2025-03&commune=09999")
     assert status == 404
 
@@ -489,7 +489,7 @@ async def test_reports_page_draws_charts(hub: HubHarness, admin: ConsoleSession)
     try:
         status, html = await op.get(f"/reports?month={month}")
         assert status == 200 and 'name="commune"' not in html
-        assert 'id="total-minutes">0.0<' in html
+        assert 'id="total-minutes">0,0<' in html
         status, html = await op.get(f"/reports?month={month}&commune=00001")
         assert status == 403 and "không có quyền" in html
         assert (await op.get(f"/reports.csv?month={month}&commune=00001"))[0] == 403
@@ -573,10 +573,12 @@ async def test_browser_admin_walkthrough(hub: HubHarness) -> None:
             await expect(page.locator("h1")).to_have_text("Tài khoản")
             await page.fill("#user-create input[name=username]", "xa1.op")
             await page.select_option("#user-create select[name=role]", "commune_operator")
-            await page.fill("#user-create input[name=unit]", "00001")
+            await page.select_option("#user-create select[name=unit]", "00001")
             await page.fill("#user-create input[name=password]", "yeu")
             await page.click("#user-create button[type=submit]")
-            await expect(page.locator(".field-errors code.field")).to_have_text("password")
+            await expect(page.locator(".field-errors li")).to_have_attribute(
+                "data-field", "password"
+            )
             await page.fill("#user-create input[name=password]", "Temp-pass1!")
             await page.click("#user-create button[type=submit]")
             await expect(page).to_have_url(f"{base}/users/xa1.op?done=created")
@@ -614,7 +616,9 @@ async def test_browser_admin_walkthrough(hub: HubHarness) -> None:
                 .evaluate("e => { e.type = 'text'; e.value = '24:61'; }")
             )
             await page.click("#save-windows")
-            await expect(page.locator(".field-errors")).to_contain_text("windows.speaker[0].end")
+            await expect(page.locator(".field-errors li")).to_have_attribute(
+                "data-field", "windows.speaker[0].end"
+            )
             await expect(page.locator(".window-row.invalid")).to_have_count(1)
             assert await hub.call("GET", "/api/v1/communes/00001") == saved
             await page.screenshot(path=ARTIFACTS / "console-communes.png", full_page=True)

@@ -360,8 +360,8 @@ async def test_device_page_health_chart_plays_and_commands(hub: HubHarness) -> N
         status, html = await admin.get(f"/devices/{speaker.id}")
         assert status == 200
         no_inline_code(html)
-        assert "Loa thôn Đông" in html and "Xã Tân Phước (00001)" in html
-        assert "<code>speaker-cluster</code>" in html
+        assert "Loa thôn Đông" in html and "<td>Xã Tân Phước</td>" in html
+        assert 'Cụm loa <span class="muted">(speaker-cluster)</span>' in html
         # The last sample, readable: units, local decimals, reasons by name.
         assert "Nhiệt độ bộ xử lý" in html and "48,5 °C" in html
         assert "12,3 GB / 31,0 GB (40 %)" in html

@@ -60,16 +60,27 @@ async def test_the_demo_runs_what_it_says(tmp_path: Path) -> None:
         str(ROOT / "scripts" / "demo.py"),
         cwd=ROOT,
         env=env,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stdin is not None
     seen: list[str] = []
     hub = f"http://127.0.0.1:{port}"
     try:
-        await asyncio.wait_for(_read_until(proc.stdout, "Ctrl-C stops everything", seen), 90)
-        banner = "".join(seen)
+        await asyncio.wait_for(_read_until(proc.stdout, "Ctrl-C để dừng tất cả", seen), 90)
+        banner = "".join(seen[-30:])
         assert f"{hub}/" in banner and "nguyenvanan" in banner
+        # In Vietnamese, every role's account (the viewer too), both local pages with login.
+        assert "Bảng điều khiển" in banner and "vuthilan" in banner and "người xem" in banner
+        board_line = next(line for line in seen[-30:] if "Trang của bảng tin" in line)
+        assert f"127.0.0.1:{port + 2}/" in board_line and "canboxa" in board_line
+        # Enter prints it again, after whatever the agents logged meanwhile.
+        proc.stdin.write(b"\n")
+        await proc.stdin.drain()
+        printed = len(seen)
+        await asyncio.wait_for(_read_until(proc.stdout, "Ctrl-C để dừng tất cả", seen), 30)
+        assert any("Bảng điều khiển" in line for line in seen[printed:])
         # Both agents come up and start airing the seeded bulletins from their caches.
         await asyncio.wait_for(_read_until(proc.stdout, " playing ", seen), 60)
         async with aiohttp.ClientSession() as session:
@@ -85,7 +96,14 @@ async def test_the_demo_runs_what_it_says(tmp_path: Path) -> None:
             assert states == ["published"] * 3 + ["submitted"], states
             async with session.get(f"{hub}/api/v1/users", headers=auth) as resp:
                 roles = {row["role"] for row in await resp.json()}
-            assert roles == {"admin", "reviewer", "contributor", "commune_operator", "technician"}
+            assert roles == {
+                "admin",
+                "reviewer",
+                "contributor",
+                "commune_operator",
+                "technician",
+                "viewer",
+            }
             async with session.get(f"{hub}/api/v1/devices", headers=auth) as resp:
                 kinds = sorted(row["kind"] for row in await resp.json())
             assert kinds == ["board", "speaker"]
@@ -102,3 +120,6 @@ async def test_the_demo_runs_what_it_says(tmp_path: Path) -> None:
         # Drain so the demo's children never block on a full pipe while stopping.
         rest, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, "".join(seen[-40:]) + rest.decode(errors="replace")[-4000:]
+    # No access-log line per request: the banner must not scroll away under them.
+    output = "".join(seen) + rest.decode(errors="replace")
+    assert '"GET /' not in output and '"POST /' not in output, output[-3000:]

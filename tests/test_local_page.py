@@ -165,6 +165,17 @@ async def test_json_controls_need_a_login_and_name_bad_fields(device: Device) ->
         assert status == 200
 
 
+async def test_the_page_names_the_commune(device: Device) -> None:
+    """The hub's manifest carries the commune's name; the page says it, not its code."""
+    agent = device.agent
+    await agent.wait_until(lambda: agent.manifest is not None, TIMEOUT)
+    assert agent.commune_name() == "Xã xa-l"
+    async with aiohttp.ClientSession() as anon, anon.get(device.url + "/") as response:
+        html = await response.text()
+    sub = re.search(r'<p class="sub">(.*?)</p>', html, re.S)
+    assert sub is not None and "Xã xa-l ·" in sub[1] and "Xã Xã" not in sub[1]
+
+
 async def test_an_emergency_cannot_be_stopped_locally(device: Device) -> None:
     url, agent, hub = device.url, device.agent, device.hub
     emergency = await hub.call(

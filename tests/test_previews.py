@@ -182,7 +182,7 @@ async def test_a_reviewer_previews_a_submitted_document_in_the_browser(
             await page.click("button[type=submit].primary")
             await expect(page).to_have_url(f"{base}/")
             await page.goto(f"{base}/review")
-            await page.click(f"#queue a.bn-preview[href='/bulletins/{made['id']}/preview']")
+            await page.click(f"#queue a.bn-preview-link[href='/bulletins/{made['id']}/preview']")
             await expect(page).to_have_url(f"{base}/bulletins/{made['id']}/preview")
             # The speech a speaker will air, decoded by the browser.
             seconds = await _media_duration(page, "#preview-speech")

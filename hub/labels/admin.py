@@ -368,4 +368,38 @@ _CATEGORIES: dict[str, dict[str, str]] = {
     f"rp.cat.{c.code}": {"vi": c.vi, "en": c.en} for c in CATEGORIES
 }
 
-LABELS: dict[str, dict[str, str]] = {**_COMMUNES, **_USERS, **_AUDIT, **_REPORTS, **_CATEGORIES}
+_ACCOUNT_FORMS: dict[str, dict[str, str]] = {
+    "us.secret_show": {"vi": "Hiện", "en": "Show"},
+    "us.secret_hide": {"vi": "Ẩn", "en": "Hide"},
+    "us.secret_copy": {"vi": "Sao chép", "en": "Copy"},
+    "us.secret_copied": {"vi": "Đã sao chép", "en": "Copied"},
+    "us.unit_by_role": {
+        "vi": "— Theo vai trò (cấp tỉnh) —",
+        "en": "— By the role (the province) —",
+    },
+    "us.unit_communes": {"vi": "Xã, phường", "en": "Communes"},
+    "us.unit_agencies": {"vi": "Cơ quan, đơn vị đã có", "en": "Known agencies"},
+    "us.unit_new": {"vi": "Hoặc mã cơ quan mới", "en": "Or a new agency's code"},
+    "us.unit_new_hint": {
+        "vi": "Chỉ cho báo, cơ quan gửi tin chưa có trong danh sách (vd. baotinh).",
+        "en": "Only for a newspaper or agency not listed yet (e.g. baotinh).",
+    },
+    "us.move_title": {"vi": "Chuyển công tác", "en": "Move to another post"},
+    "us.move_help": {
+        "vi": "Khi người dùng đổi vị trí: vai trò và đơn vị mới có hiệu lực ngay, mọi phiên"
+        " đăng nhập của tài khoản kết thúc; thay đổi được ghi nhật ký.",
+        "en": "When the holder changes jobs: the new role and unit apply at once, every session"
+        " of the account ends; the change is logged.",
+    },
+    "us.move_submit": {"vi": "Chuyển", "en": "Move"},
+    "us.done.move": {"vi": "Đã chuyển tài khoản.", "en": "The account has been moved."},
+}
+
+LABELS: dict[str, dict[str, str]] = {
+    **_COMMUNES,
+    **_USERS,
+    **_AUDIT,
+    **_REPORTS,
+    **_CATEGORIES,
+    **_ACCOUNT_FORMS,
+}

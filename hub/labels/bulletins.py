@@ -14,8 +14,8 @@ LABELS: dict[str, dict[str, str]] = {
     "bn.words": {"vi": "Số từ", "en": "Words"},
     "bn.words_short": {"vi": "từ", "en": "words"},
     "bn.words_hint": {
-        "vi": "bản tin văn bản của cơ quan, đơn vị: 300–500 từ",
-        "en": "an agency's text bulletin: 300–500 words",
+        "vi": "tin viết của cơ quan, đơn vị cần 300–500 từ để gửi thẩm định",
+        "en": "an agency's written bulletin needs 300–500 words for review",
     },
     "bn.words_warning": {
         "vi": "Số từ chưa nằm trong khoảng 300–500; bản tin có thể lưu nháp nhưng chưa gửi"
@@ -93,7 +93,7 @@ LABELS: dict[str, dict[str, str]] = {
     "bn.err.required": {"vi": "cần nhập", "en": "is required"},
     "bn.err.category": {"vi": "hãy chọn lĩnh vực nội dung", "en": "choose the content category"},
     "bn.err.words": {
-        "vi": "bản tin văn bản cần có 300–500 từ",
+        "vi": "tin viết cần có 300–500 từ",
         "en": "a text bulletin needs 300–500 words",
     },
     "bn.err.air_time": {

@@ -94,7 +94,7 @@ REASONS: dict[Fault, dict[str, str]] = {
         "en": "Cannot write to the SD card",
     },
     Fault.SPEECH_FAILED: {
-        "vi": "Không tạo được giọng đọc cho bản tin văn bản",
+        "vi": "Không tạo được giọng đọc cho tin viết",
         "en": "Speech for a text bulletin could not be made",
     },
     Fault.PLAYER_CHECK_FAILED: {

@@ -78,7 +78,8 @@
   function updateWords() {
     const n = words(text.value);
     count.textContent = String(n);
-    warning.hidden = !(kind.value === "text" && (n < minWords || n > maxWords));
+    // The hint says what is needed all along; red only once something is typed and is off.
+    warning.hidden = !(kind.value === "text" && n > 0 && (n < minWords || n > maxWords));
   }
 
   function setSource(element, url) {
@@ -148,12 +149,21 @@
     xhr.addEventListener("load", () => {
       const body = xhr.response || {};
       if (xhr.status === 201 && body.sha256) {
+        if (body.kind && body.kind !== kind.value) {
+          // The chosen kind is the person's decision: never changed behind their back. The
+          // file does not fit it; say what the file is and keep nothing.
+          const option = Array.from(kind.options).find((o) => o.value === body.kind);
+          const found = option ? option.textContent.trim() : body.mime;
+          media.value = "";
+          mediaMime.value = "";
+          file.value = "";
+          setProgress(0);
+          finish("failed", form.dataset.msgMismatch.replace("{found}", found));
+          showPreview();
+          return;
+        }
         media.value = body.sha256;
         mediaMime.value = body.mime;
-        if (body.kind && body.kind !== kind.value && MEDIA_KINDS.includes(body.kind)) {
-          kind.value = body.kind;
-          updateKind();
-        }
         setProgress(100);
         const kib = (body.size / 1024).toFixed(1);
         finish("done", form.dataset.msgDone + " " + [body.mime, kib + " KiB", ...facts(body)].join(", "));

@@ -100,3 +100,26 @@ for (const box of document.querySelectorAll("[data-refresh]")) {
   }
   start();
 }
+
+// A secret typed for someone else (a temporary password) is hidden like any password; a
+// button shows it on demand (to read it out) and another copies it (to send it).
+document.addEventListener("click", (event) => {
+  const button = event.target.closest ? event.target.closest("[data-reveal],[data-copy]") : null;
+  if (!button) {
+    return;
+  }
+  const input = document.getElementById(button.dataset.reveal || button.dataset.copy);
+  if (!input) {
+    return;
+  }
+  if (button.dataset.reveal) {
+    const shown = input.type === "text";
+    input.type = shown ? "password" : "text";
+    button.setAttribute("aria-pressed", shown ? "false" : "true");
+    button.textContent = shown ? button.dataset.show : button.dataset.hide;
+  } else if (navigator.clipboard) {
+    navigator.clipboard.writeText(input.value).then(() => {
+      button.textContent = button.dataset.done;
+    });
+  }
+});

@@ -163,6 +163,11 @@ async def disable(tx: Tx, user_id: int) -> None:
     await tx.execute("UPDATE users SET disabled = 1 WHERE id = ?", (user_id,))
 
 
+async def set_post(tx: Tx, user_id: int, role: str, unit: str) -> None:
+    """The account's role and unit: a person moved to another post."""
+    await tx.execute("UPDATE users SET role = ?, unit = ? WHERE id = ?", (role, unit, user_id))
+
+
 async def other_usable_admins(tx: Tx, user_id: int) -> int:
     """Admins other than `user_id` that are neither disabled nor locked."""
     return int(

@@ -8,6 +8,7 @@ what the life cycle decided (`mark_*`, `append_event`).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 from loa_contract import BulletinKind, ManifestBulletin, Priority, Schedule, Scope
 
 from ..db import from_iso, iso
+from ..domain.folding import fold, like_pattern
 from ..domain.lifecycle import BulletinState
 from .manifests import (
     CONTENT_COLUMNS,
@@ -127,11 +129,13 @@ async def newest(
     priority: Priority | None = None,
     kind: BulletinKind | None = None,
     unit: str | None = None,
+    search: Sequence[str] = (),
     before: tuple[str, str] | None = None,
     limit: int,
 ) -> list[Bulletin]:
     """Up to `limit` bulletins `viewer` may see, newest first, filtered, after the one whose
-    (created_at as stored, id) is `before`."""
+    (created_at as stored, id) is `before`. `search`: folded words the title or text must
+    all hold."""
     cond, params = seen_by(viewer)
     where = [cond]
     if state is not None:
@@ -146,6 +150,9 @@ async def newest(
     if unit:
         where.append("b.unit = :unit")
         params["unit"] = unit
+    for i, term in enumerate(search):
+        where.append(f"b.search_text LIKE :term{i} ESCAPE '\\'")
+        params[f"term{i}"] = like_pattern(term)
     if before is not None:
         where.append(after_key(LIST_ORDER, descending=True))
         params.update(key_params(before))
@@ -284,6 +291,7 @@ async def add(
             iso(at),
         ),
     )
+    await set_search_text(tx, bulletin_id, draft.title, draft.text)
 
 
 async def update(tx: Tx, bulletin_id: str, draft: Draft) -> None:
@@ -306,6 +314,23 @@ async def update(tx: Tx, bulletin_id: str, draft: Draft) -> None:
             bulletin_id,
         ),
     )
+    await set_search_text(tx, bulletin_id, draft.title, draft.text)
+
+
+async def set_search_text(tx: Tx, bulletin_id: str, title: str, text: str | None) -> None:
+    """What the search reads: title and text, folded (hub/domain/folding.py)."""
+    await tx.execute(
+        "UPDATE bulletins SET search_text = ? WHERE id = ?",
+        (fold(f"{title} {text or ''}"), bulletin_id),
+    )
+
+
+async def unfolded(db: Reader, limit: int) -> list[tuple[str, str, str | None]]:
+    """Up to `limit` bulletins written before search existed: (id, title, text)."""
+    rows = await db.fetchall(
+        "SELECT id, title, text FROM bulletins WHERE search_text IS NULL LIMIT ?", (limit,)
+    )
+    return [(r["id"], r["title"], r["text"]) for r in rows]
 
 
 async def set_review(

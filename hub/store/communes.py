@@ -70,6 +70,12 @@ class BroadcastSettings:
     volume: int
 
 
+async def name_of(db: Reader, code: str) -> str:
+    """A commune's name; empty when there is no such commune."""
+    name = await db.fetchval("SELECT name FROM communes WHERE code = ?", (code,))
+    return str(name) if name is not None else ""
+
+
 async def broadcast_settings(db: Reader, code: str) -> BroadcastSettings | None:
     row = await db.fetchone("SELECT windows_json, volume FROM communes WHERE code = ?", (code,))
     if row is None:

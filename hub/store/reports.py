@@ -310,6 +310,22 @@ def play_key(play: Play) -> tuple[str, int]:
     return iso(play.started_at), play.id
 
 
+async def plays_of_bulletin(
+    db: Reader, bulletin_id: str, commune: str | None
+) -> list[tuple[Play, str, str]]:
+    """Every proof of play of one bulletin, oldest first, each with its device's name and
+    commune; only one commune's devices when `commune` is given (a commune account's scope)."""
+    where, params = _about_devices(commune, None, "p.device_id")
+    rows = await db.fetchall(
+        f"SELECT {_PLAY}, d.name AS device_name, d.commune AS device_commune FROM plays p"
+        " JOIN devices d ON d.id = p.device_id WHERE p.bulletin_id = :bulletin"
+        + "".join(f" AND {w}" for w in where)
+        + " ORDER BY p.started_at, p.id",
+        {**params, "bulletin": bulletin_id},
+    )
+    return [(_play(r), r["device_name"], r["device_commune"]) for r in rows]
+
+
 async def recent_plays(db: Reader, device_id: str, limit: int) -> list[tuple[Play, str | None]]:
     """A device's latest plays, newest first, each with its bulletin's title (None: a
     bulletin the hub does not hold)."""
