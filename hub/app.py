@@ -22,6 +22,7 @@ from . import (
     media,
     pages,
     process_api,
+    releases,
     reports,
     sessions,
     users,
@@ -103,6 +104,7 @@ ROUTE_TABLES: list[RouteTable] = [
     device_api.routes,
     reports.routes,
     process_api.routes,
+    releases.routes,
 ]
 
 

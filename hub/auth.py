@@ -68,6 +68,8 @@ class Permission(StrEnum):
     AUDIT_READ = "audit.read"
     #: The hub process's CPU, memory and connection figures (capacity planning).
     HUB_PROCESS = "hub.process"
+    #: Agent releases and their roll-outs to the fleet (issue #14).
+    FLEET_UPDATES = "fleet.updates"
 
 
 _P = Permission
