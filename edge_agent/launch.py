@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     data = _data_dir(args)
     env = dict(os.environ)
-    if data is not None and args[:1] == ["run"]:
+    if data is not None and "run" in args:
         try:
             version = prepare_boot(data)
         except OSError:

@@ -410,10 +410,12 @@ def plan_boot(state: ReleaseState, current: str) -> BootPlan:
             replace(
                 state,
                 pending=None,
+                # Not the release's fault (a power cut, a kill): it is tried again, and the
+                # hub does not count it against the roll-out.
                 last={
-                    "state": "failed",
+                    "state": "waiting",
                     "target_version": pending.version,
-                    "reason": "the switch was interrupted before it took place",
+                    "reason": "the switch was interrupted before it took place; trying again",
                 },
             ),
         )

@@ -106,6 +106,7 @@ class Updater(AgentPart):
         self.wake = asyncio.Event()
 
     def _step(self, name: str) -> None:
+        log.info("update: %s", name)
         self.activity = name
         self.agent.changed()
         if self.on_step is not None:

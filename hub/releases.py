@@ -292,14 +292,6 @@ async def start_rollout(
     release = await store.release(db, body.version)
     if release is None:
         raise field_error(422, "unknown_release", "version", f"no release {body.version}")
-    newest = max((r.version for r in await store.releases(db)), key=version_key)
-    if body.rollback == (release.version == newest):
-        message = (
-            f"{release.version} is the newest release: a rollback goes to an older one"
-            if body.rollback
-            else f"{release.version} is older than {newest}: roll it out with rollback"
-        )
-        raise field_error(422, "rollback_mismatch", "rollback", message)
     descriptor = release.descriptor
     if body.rollback:
         descriptor = sign_descriptor(
@@ -526,7 +518,7 @@ async def fleet_releases(db: Database) -> ReleasesOut:
     "/api/v1/releases",
     summary="Agent releases with how many devices run each, are updating, failed or rolled"
     " back, and the roll-outs",
-    permission=Permission.FLEET_READ,
+    permission=Permission.FLEET_UPDATES,
     response=ReleasesOut,
 )
 async def list_releases(ctx: Ctx) -> ReleasesOut:
@@ -612,3 +604,33 @@ async def resume_rollout(ctx: Ctx) -> RolloutOut:
 )
 async def stop_rollout(ctx: Ctx) -> RolloutOut:
     return await _change(ctx, "stop")
+
+
+class DeviceUpdateOut(BaseModel):
+    device_id: str
+    running_version: str
+    state: str
+    target_version: str | None
+    reason: str | None
+    #: How long the device could not air during its last switch.
+    switch_silence_s: float | None
+    reported_at: datetime
+
+
+class DeviceUpdatesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: ReleaseVersion | None = None
+
+
+@routes.get(
+    "/api/v1/device-updates",
+    summary="Each device's last word on its update (state, reason, silence of the switch),"
+    " newest first, at most 1000; ?version= narrows to one release",
+    permission=Permission.FLEET_UPDATES,
+    query=DeviceUpdatesQuery,
+    response=list[DeviceUpdateOut],
+)
+async def list_device_updates(ctx: Ctx) -> list[DeviceUpdateOut]:
+    query: DeviceUpdatesQuery = ctx.query
+    found = await store.device_updates(ctx.db, version=query.version)
+    return [DeviceUpdateOut(**vars(u)) for u in found]

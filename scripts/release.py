@@ -39,8 +39,9 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-#: The packages a device runs; the hub's code stays on the hub.
-AGENT_PACKAGES = ("loa_contract", "edge_agent")
+#: The packages a device runs; the hub's code stays on the hub. The hardware profiles go
+#: beside them, where edge_agent/profile.py looks (next to the package folder).
+AGENT_PACKAGES = ("loa_contract", "edge_agent", "firmware_profiles")
 #: Zip entries and tar members carry this time (1980-01-01, zip's epoch) so builds compare.
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 RELEASE_FORMAT = 1

@@ -259,3 +259,44 @@ async def version_counts(db: Reader) -> list[VersionCounts]:
         )
         for v in versions
     ]
+
+
+@dataclass(frozen=True)
+class DeviceUpdate:
+    device_id: str
+    running_version: str
+    state: str
+    target_version: str | None
+    reason: str | None
+    switch_silence_s: float | None
+    reported_at: datetime
+
+
+async def device_updates(db: Reader, *, version: str | None = None) -> list[DeviceUpdate]:
+    """Each device's last word on its update, newest first; only those about `version`
+    (running it or updating to it) when given."""
+    columns = (
+        "device_id, running_version, state, target_version, reason, switch_silence_s, reported_at"
+    )
+    if version is None:
+        rows = await db.fetchall(
+            f"SELECT {columns} FROM device_updates ORDER BY reported_at DESC LIMIT 1000"
+        )
+    else:
+        rows = await db.fetchall(
+            f"SELECT {columns} FROM device_updates WHERE target_version = ?"
+            " OR running_version = ? ORDER BY reported_at DESC LIMIT 1000",
+            (version, version),
+        )
+    return [
+        DeviceUpdate(
+            device_id=r["device_id"],
+            running_version=r["running_version"],
+            state=r["state"],
+            target_version=r["target_version"],
+            reason=r["reason"],
+            switch_silence_s=r["switch_silence_s"],
+            reported_at=from_iso(r["reported_at"]),
+        )
+        for r in rows
+    ]
