@@ -11,6 +11,7 @@ from typing import Literal
 from .labels import admin as labels_admin
 from .labels import bulletins as labels_bulletins
 from .labels import devices as labels_devices
+from .labels import releases as labels_releases
 
 Lang = Literal["vi", "en"]
 LANGS: tuple[Lang, ...] = ("vi", "en")
@@ -252,6 +253,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = _merge(
     labels_bulletins.LABELS,
     labels_admin.LABELS,
     labels_devices.LABELS,
+    labels_releases.LABELS,
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import console, console_admin, console_bulletins, console_devices
+from . import console, console_admin, console_bulletins, console_devices, console_releases
 from .console import HERE, PageHandler
 
 PAGES: list[tuple[str, str, PageHandler]] = [
@@ -12,6 +12,7 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     *console_bulletins.PAGES,
     *console_devices.PAGES,
     *console_admin.PAGES,
+    *console_releases.PAGES,
 ]
 
 
