@@ -179,6 +179,16 @@ class Updater(AgentPart):
         await asyncio.to_thread(write)
         self.activity = outcome if reason is None else f"{outcome}: {reason}"
         self.agent.changed()
+        await self._tell_hub()
+
+    async def _tell_hub(self) -> None:
+        """Say the new state now (once, best effort): an update can wait hours for a quiet
+        moment, and the operators should see why meanwhile. The next check says it again."""
+        state = await asyncio.to_thread(self.releases.load_state)
+        try:
+            await self.agent.client.check_update(state.report(self.running_version), retrying=False)
+        except HubError as exc:
+            log.info("could not tell the hub about the update: %s", exc)
 
     # ------------------------------------------------------------------ fetch, install, switch
 

@@ -34,7 +34,7 @@ from edge_agent.releases import BASE, Releases
 from hub.cli import main as hub_main
 from loa_contract import HubSigner, ReleaseDescriptor, SignedEnvelope, utcnow
 from scripts.release import build_release
-from tests.e2e import LiveHub, NoUpgradeProxy, enroll_agent
+from tests.e2e import LiveHub, NoUpgradeProxy, enroll_agent, tone_bytes
 from tests.restarter import Restarter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -386,6 +386,42 @@ async def test_a_file_that_does_not_match_its_signed_hash_is_refused(
         await agent.wait_until(lambda: "not what was signed" in agent.updater.activity, 30)
         assert not Releases(tmp_path / "pi").is_installed(GOOD)
         assert not agent.updater.restart.is_set()
+    finally:
+        await agent.stop()
+
+
+async def test_a_switch_waits_while_an_emergency_is_active(hub: LiveHub, tmp_path: Path) -> None:
+    data = tmp_path / "pi"
+    agent = await _in_process_agent(hub, data)
+    try:
+        alarm = await hub.upload(tone_bytes(tmp_path, "alarm", 0.3), "audio/wav")
+        emergency = await hub.call(
+            "POST",
+            "/api/v1/emergencies",
+            json={"title": "Cảnh báo lũ", "media": alarm["sha256"], "repeats": 1},
+            expect=201,
+        )
+        await agent.wait_until(lambda: emergency["id"] in agent.bulletins(), 30)
+        await _rollout(hub, GOOD)
+        await agent.wait_until(
+            lambda: agent.updater.activity == "waiting: an emergency is active", 60
+        )
+        # Installed beside the running one, and the operators see why it waits.
+        assert Releases(data).is_installed(GOOD) and Releases(data).current() == BASE
+        await _until(
+            _reported(
+                hub, agent.identity.device_id, state="waiting", reason="an emergency is active"
+            ),
+            "waiting reported",
+        )
+        assert not agent.updater.restart.is_set()
+
+        await hub.call("POST", f"/api/v1/emergencies/{emergency['id']}/cancel")
+        await agent.wait_until(agent.updater.restart.is_set, 60)
+        releases = Releases(data)
+        assert releases.current() == GOOD
+        pending = releases.load_state().pending
+        assert pending is not None and (pending.version, pending.previous) == (GOOD, BASE)
     finally:
         await agent.stop()
 
