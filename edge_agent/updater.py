@@ -92,7 +92,7 @@ class Updater(AgentPart):
         super().__init__(agent)
         config = agent.config
         self.releases = Releases(config.data_dir)
-        self.files = MediaCache(self.releases.download, reserve=config.disk_reserve_bytes)
+        self._files: MediaCache | None = None
         #: The folder this process runs from (BASE: the provisioned install).
         self.release = release
         self.running_version = agent_version()
@@ -104,6 +104,16 @@ class Updater(AgentPart):
         #: (edge-agent run, LOA_FAULT_KILL_AT) kills the process there.
         self.on_step: Callable[[str], None] | None = None
         self.wake = asyncio.Event()
+
+    @property
+    def files(self) -> MediaCache:
+        """Release files being fetched: made on first use, so agents that never update (the
+        fleet simulator's thousands) leave no folders behind."""
+        if self._files is None:
+            self._files = MediaCache(
+                self.releases.download, reserve=self.agent.config.disk_reserve_bytes
+            )
+        return self._files
 
     def _step(self, name: str) -> None:
         log.info("update: %s", name)
@@ -147,7 +157,9 @@ class Updater(AgentPart):
         try:
             descriptor = self.agent.keys.open(offer.release, ReleaseDescriptor)
         except SignatureError as exc:
-            await self._record("failed", None, f"release descriptor refused: {exc}")
+            refusal = f"release descriptor refused: {exc}"
+            if (state.last or {}).get("reason") != refusal:
+                await self._record("failed", None, refusal)
             return
         if descriptor.version == self.running_version:
             return
@@ -155,8 +167,10 @@ class Updater(AgentPart):
             descriptor, self.running_version, state.refused, self.agent.clock.now()
         )
         if why is not None:
-            log.info("release %s not taken: %s", descriptor.version, why)
-            if descriptor.version not in state.refused:
+            said = (state.last or {}).get("reason")
+            # Said once, not at every check: the SD card is not written every few minutes.
+            if descriptor.version not in state.refused and said != why:
+                log.info("release %s not taken: %s", descriptor.version, why)
                 await self._record("failed", descriptor.version, why)
             return
         await self._update(descriptor)
