@@ -196,3 +196,13 @@ def test_hub_release_add_refuses_what_is_not_a_release(tmp_path: Path) -> None:
     junk.write_bytes(b"not a tar at all")
     assert hub_main(["release", "add", str(junk), "--data", str(data)]) == 1
     assert not (data / "releases").exists() or not any((data / "releases").iterdir())
+
+
+async def test_a_backup_keeps_the_release_files(hub: HubHarness, tmp_path: Path) -> None:
+    from hub.backup import make_backup, restore_backup
+
+    listed = await hub.call("GET", "/api/v1/releases")
+    shas = sorted(r["sha256"] for r in listed["releases"])
+    summary = make_backup(hub.config, tmp_path / "b.tar")
+    restored = restore_backup(summary.path, tmp_path / "restored")
+    assert sorted(p.name for p in (restored.path / "releases").iterdir()) == shas
