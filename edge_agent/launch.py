@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if data is not None and "run" in args:
         try:
             version = prepare_boot(data)
-        except OSError:
-            # A card that fails here must still play: start what `current` points at.
+        except Exception:
+            # Whatever fails here (a card gone read-only), the device must still play: start
+            # what `current` points at rather than nothing.
             log.exception("the release state could not be read or written")
             version = Releases(data).current()
         site = Releases(data).site(version)

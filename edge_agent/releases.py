@@ -368,7 +368,10 @@ def switch_back(releases: Releases, state: ReleaseState, reason: str, now: float
     assert pending is not None
     marked, final = give_up(state, reason, now)
     releases.save_state(marked)
-    releases.point_current(pending.previous)
+    # The release before is kept installed; should it be gone (a card someone tidied), the
+    # provisioned install is the one that is always there.
+    back = pending.previous if releases.is_installed(pending.previous) else BASE
+    releases.point_current(back)
     releases.save_state(final)
     return final
 
@@ -436,6 +439,7 @@ def prepare_boot(data_dir: Path, now: float | None = None) -> str:
     plan = plan_boot(state, releases.current())
     if plan.give_up is not None:
         switch_back(releases, state, plan.give_up, time.time() if now is None else now)
-    elif plan.state is not None:
+        return releases.current()
+    if plan.state is not None:
         releases.save_state(plan.state)
     return plan.run

@@ -322,3 +322,14 @@ def test_when_a_rollout_pauses_itself(
     updated: int, failed: int, share: float, minimum: int, pauses: bool
 ) -> None:
     assert (pause_reason(updated, failed, share, minimum) is not None) is pauses
+
+
+def test_going_back_to_a_release_no_longer_there_ends_on_the_provisioned_one(
+    tmp_path: Path,
+) -> None:
+    releases = _installed(tmp_path, "0.2.0")
+    releases.point_current("0.2.0")
+    releases.save_state(ReleaseState(pending=_pending(previous="0.1.5", attempts=3)))
+    assert prepare_boot(tmp_path, now=101.0) == BASE
+    assert releases.current() == BASE
+    assert releases.load_state().pending is None
