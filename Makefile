@@ -1,5 +1,5 @@
 # The two entry points a fresh Debian machine needs: `make demo` and `make test`.
-.PHONY: demo demo-info test lint bench
+.PHONY: demo demo-info test lint bench release
 
 demo:
 	@scripts/bootstrap.sh demo
@@ -21,3 +21,8 @@ lint:
 bench:
 	.venv/bin/python bench/preempt.py
 	.venv/bin/python bench/cold_start.py
+
+# An agent release (README, "Releasing the agent"): VERSION defaults to pyproject's; WHEELHOUSE
+# names a folder of the Pi's dependency wheels to bundle.
+release:
+	.venv/bin/python -m scripts.release $(if $(VERSION),--version $(VERSION)) $(if $(WHEELHOUSE),--wheelhouse $(WHEELHOUSE))

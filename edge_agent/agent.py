@@ -52,6 +52,7 @@ from .store import AgentStore
 from .supervisor import Supervisor
 from .sync import HubSync
 from .timekeeping import Timekeeping
+from .updater import Updater
 
 log = logging.getLogger("edge_agent")
 
@@ -108,6 +109,16 @@ class AgentConfig(BaseModel):
     #: The first and the longest pause before a dead task is started again.
     restart_min_s: float = 1.0
     restart_max_s: float = 300.0
+    #: Updates of the agent itself (issue #14, edge_agent/updater.py): on for a device run
+    #: by `edge-agent run`, off for agents in the fleet simulator and most tests.
+    updates: bool = False
+    #: How often the hub is asked for a release.
+    update_check_s: float = 300.0
+    #: How long a new release has to prove itself before it switches back.
+    probation_s: float = 180.0
+    #: The folder under releases/ this process runs from ("base": the provisioned install);
+    #: the launcher says it through LOA_RELEASE.
+    release: str = "base"
 
 
 @dataclass
@@ -202,6 +213,7 @@ class Agent:
         self.content = Content(self)
         self.reporting = Reporting(self)
         self.timekeeping = Timekeeping(self)
+        self.updater = Updater(self, release=config.release)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -257,6 +269,8 @@ class Agent:
         stall = 3 * self.config.clock_check_interval_s + 60.0
         supervise("clock", self.timekeeping.run, stall_after_s=stall)
         supervise("cache", self.content.run)
+        if self.config.updates:
+            supervise("updates", self.updater.run)
         self.supervisor.watch(self.watchdog)
         self.content.ensure()
         if verified.refused:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -15,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,15 @@ from .rpi_health import PiHealth
 from .sdnotify import Watchdog, notify
 
 PORT_FILE = "agent.port"
+#: Fault injection for the update tests (tests/test_fleet_updates.py): the name of a step of a
+#: release switch (edge_agent/updater.py) at which the agent kills itself with SIGKILL, as a
+#: power cut would stop it there.
+FAULT_KILL_AT = "LOA_FAULT_KILL_AT"
+
+
+def _kill_at_step(wanted: str, step: str) -> None:
+    if step == wanted:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +71,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--poll-interval", type=float, default=30.0)
     run.add_argument("--health-interval", type=float, default=60.0)
     run.add_argument("--vlc-arg", action="append", default=[], help="extra libvlc argument")
+    run.add_argument(
+        "--no-updates",
+        action="store_true",
+        help="do not ask the hub for agent releases (a device under a technician's hands)",
+    )
+    run.add_argument("--update-check", type=float, default=300.0, help="seconds between checks")
+    run.add_argument(
+        "--probation",
+        type=float,
+        default=180.0,
+        help="seconds a new release has to prove itself before it switches back",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
 
     status = sub.add_parser("status", help="what the agent is doing")
@@ -233,6 +256,10 @@ def _run(args: argparse.Namespace, system_clock: Callable[[], datetime] = utcnow
         http_port=args.http_port,
         poll_interval_s=args.poll_interval,
         health_interval_s=args.health_interval,
+        updates=not args.no_updates,
+        update_check_s=args.update_check,
+        probation_s=args.probation,
+        release=os.environ.get("LOA_RELEASE", "base"),
     )
     try:
         return asyncio.run(_serve(config, identity, profile, args, lang, system_clock))
@@ -273,6 +300,9 @@ async def _serve(
         watchdog=Watchdog(),
         pi_health=PiHealth(config.data_dir),
     )
+    kill_at = os.environ.get(FAULT_KILL_AT)
+    if kill_at:
+        agent.updater.on_step = partial(_kill_at_step, kill_at)
     await agent.start()
     runner = None
     port_file = config.data_dir / PORT_FILE
@@ -291,7 +321,11 @@ async def _serve(
         )
     # Only now is the unit "started" for systemd (Type=notify): the programme is running.
     notify("READY=1")
-    await stop.wait()
+    # Either a signal, or the updater switching releases: systemd then starts the launcher.
+    ending = [asyncio.ensure_future(e.wait()) for e in (stop, agent.updater.restart)]
+    await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in ending:
+        waiting.cancel()
     notify("STOPPING=1")
     print(t("stopping", lang), flush=True)
     if runner is not None:

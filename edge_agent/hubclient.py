@@ -36,7 +36,15 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from loa_contract import EnrollRequest, EnrollResponse, KeyChain, ReportAck, ReportBatch
+from loa_contract import (
+    EnrollRequest,
+    EnrollResponse,
+    KeyChain,
+    ReportAck,
+    ReportBatch,
+    UpdateOffer,
+    UpdateReport,
+)
 
 API = "/api/v1"
 T = TypeVar("T")
@@ -118,7 +126,7 @@ def parse_http_date(value: str | None) -> datetime | None:
 
 
 @functools.cache  # reading package metadata costs ~0.6 ms: once per process is enough
-def _agent_version() -> str:
+def agent_version() -> str:
     try:
         return metadata.version("loa")
     except metadata.PackageNotFoundError:
@@ -174,7 +182,7 @@ class HubClient:
             async with self._http().get(
                 base_url.rstrip("/") + "/healthz",
                 # A public route: the device's secret is not sent with it.
-                headers={"User-Agent": f"loa-edge-agent/{_agent_version()}"},
+                headers={"User-Agent": f"loa-edge-agent/{agent_version()}"},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 # The pinned CA holds here too, or a device behind the province's own CA
                 # could never tell its home hub is back.
@@ -199,7 +207,7 @@ class HubClient:
         return self._session
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = {"User-Agent": f"loa-edge-agent/{_agent_version()}"}
+        headers = {"User-Agent": f"loa-edge-agent/{agent_version()}"}
         if self.device_id is not None and self._secret is not None:
             headers["Authorization"] = f"Device {self.device_id}:{self._secret}"
         if extra:
@@ -299,7 +307,7 @@ class HubClient:
     async def enroll(
         self, code: str, hostname: str | None, *, retrying: bool | None = None
     ) -> EnrollResponse:
-        request = EnrollRequest(code=code, agent_version=_agent_version(), hostname=hostname)
+        request = EnrollRequest(code=code, agent_version=agent_version(), hostname=hostname)
         reply = await self._call(
             "POST",
             f"{API}/enroll",
@@ -384,6 +392,20 @@ class HubClient:
             retrying=retrying,
         )
         return ReportAck.model_validate_json(reply.body)
+
+    async def check_update(
+        self, report: UpdateReport, *, retrying: bool | None = None
+    ) -> UpdateOffer:
+        """Say what this device runs and how its last update went; hear what it should run
+        (a signed release descriptor, checked by the caller) and when to ask again."""
+        reply = await self._call(
+            "POST",
+            f"{API}/device/update",
+            headers={"Content-Type": "application/json"},
+            data=report.model_dump_json().encode(),
+            retrying=retrying,
+        )
+        return UpdateOffer.model_validate_json(reply.body, extra="ignore")
 
     async def connect_ws(
         self, heartbeat: float = 20.0, *, retrying: bool | None = False

@@ -30,6 +30,7 @@ from loa_contract import (
     Resync,
     SetVolume,
     SignatureError,
+    SignedEnvelope,
     StopPlayback,
     TestTone,
     UnknownKey,
@@ -239,7 +240,7 @@ class HubSync(AgentPart):
         log.warning("refused %s: %s", what, reason)
         self.agent.changed()
 
-    async def open_signed(self, data: str | bytes, model: type[M]) -> M:
+    async def open_signed(self, data: SignedEnvelope | str | bytes, model: type[M]) -> M:
         """Verify what the hub signed and parse it. Signed by a key this device does not
         know: the hub may have rotated its key, so its endorsements are fetched (at most once
         a minute) and, if a trusted key vouches for the new one, the check is made again."""

@@ -30,6 +30,7 @@ from . import (
     pages,
     preview_api,
     process_api,
+    releases,
     reports,
     sessions,
     users,
@@ -120,6 +121,7 @@ ROUTE_TABLES: list[RouteTable] = [
     offers.routes,
     incidents.routes,
     exchange.routes,
+    releases.routes,
 ]
 
 

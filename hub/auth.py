@@ -74,6 +74,8 @@ class Permission(StrEnum):
     INCIDENTS_WRITE = "incidents.write"
     #: Submit a finished month's report: a commune's to the province, the province's upward.
     REPORTS_SUBMIT = "reports.submit"
+    #: Agent releases and their roll-outs to the fleet (issue #14).
+    FLEET_UPDATES = "fleet.updates"
 
 
 _P = Permission

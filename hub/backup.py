@@ -77,6 +77,11 @@ def _members(config: HubConfig, snapshot: Path) -> Iterator[tuple[str, Path]]:
             # Only finished objects: a half-received upload is not part of the hub's state.
             if media.is_file() and len(media.name) == 64:
                 yield f"media/{media.name}", media
+    if config.releases_dir.is_dir():
+        # Agent releases (issue #14): devices may still be offered them, or rolled back to.
+        for release in sorted(config.releases_dir.iterdir()):
+            if release.is_file() and len(release.name) == 64:
+                yield f"releases/{release.name}", release
 
 
 def make_backup(
@@ -211,7 +216,7 @@ def restore_backup(
                 os.fsync(out.fileno())
             if digest.hexdigest() != entry.get("sha256"):
                 raise BackupError(f"{name} is damaged in the backup (sha256 differs)")
-            if relative.parts[0] == "media" and relative.name != digest.hexdigest():
+            if relative.parts[0] in ("media", "releases") and relative.name != digest.hexdigest():
                 raise BackupError(f"{name} does not hold the content its name promises")
             done += destination.stat().st_size
             if progress is not None:

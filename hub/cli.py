@@ -278,7 +278,49 @@ def _parser() -> argparse.ArgumentParser:
     imported.add_argument(
         "--replace", action="store_true", help="replace this node's own, different key"
     )
+    _release_parsers(sub)
     return parser
+
+
+def _release_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`hub release ...` and `hub rollout ...` (issue #14; README, "Releasing the agent")."""
+    release = sub.add_parser("release", help="agent releases (built by `make release`)")
+    release_sub = release.add_subparsers(dest="release_command", required=True)
+    add = release_sub.add_parser("add", help="record a release file and sign its descriptor")
+    add.add_argument("file", type=Path)
+    add.add_argument("--data", type=Path, required=True, help="data directory")
+    listing = release_sub.add_parser("list", help="releases, devices on each, roll-outs")
+    listing.add_argument("--data", type=Path, required=True, help="data directory")
+
+    rollout = sub.add_parser("rollout", help="staged roll-outs of a release to the fleet")
+    rollout_sub = rollout.add_subparsers(dest="rollout_command", required=True)
+    start = rollout_sub.add_parser("start", help="offer a release to part of the fleet")
+    start.add_argument("version")
+    start.add_argument("--percent", type=int, required=True, help="share of the devices, 1-100")
+    start.add_argument("--communes", nargs="+", default=[], help="only these communes")
+    start.add_argument("--devices", nargs="+", default=[], help="only these devices")
+    start.add_argument("--kind", choices=["speaker", "board"], help="only this kind of device")
+    start.add_argument(
+        "--rollback", action="store_true", help="go back to this older release (signed downgrade)"
+    )
+    start.add_argument(
+        "--max-failure-share",
+        type=float,
+        default=0.2,
+        help="pause by itself when more than this share of updated devices fail (default 0.2)",
+    )
+    start.add_argument(
+        "--min-attempts", type=int, default=1, help="devices that must have tried first"
+    )
+    start.add_argument("--data", type=Path, required=True, help="data directory")
+    widen = rollout_sub.add_parser("widen", help="offer it to a larger share")
+    widen.add_argument("id")
+    widen.add_argument("--percent", type=int, required=True)
+    widen.add_argument("--data", type=Path, required=True, help="data directory")
+    for action in ("pause", "resume", "stop"):
+        cmd = rollout_sub.add_parser(action, help=f"{action} a roll-out")
+        cmd.add_argument("id")
+        cmd.add_argument("--data", type=Path, required=True, help="data directory")
 
 
 def _passphrase(from_stdin: bool, *, twice: bool) -> bytes:
@@ -595,6 +637,80 @@ async def _exchange_command(args: argparse.Namespace, clock: Clock) -> int:
     return 0
 
 
+async def _release_command(args: argparse.Namespace, clock: Clock) -> int:
+    from .releases import (
+        ReleaseRefused,
+        RolloutIn,
+        add_release,
+        change_rollout,
+        fleet_releases,
+        start_rollout,
+    )
+
+    config = HubConfig(data_dir=args.data)
+    db = await Database.open(config.db_path, clock=clock)
+    actor = "cli"
+    try:
+        if args.command == "release" and args.release_command == "add":
+            signer = load_or_create_signer(config.key_path)
+            release = await add_release(
+                db, signer, args.file, config.releases_dir, actor=actor, address=None, now=clock()
+            )
+            print(f"release {release.version} recorded: sha256 {release.sha256}, signed by key"
+                  f" {signer.key_id}")  # fmt: skip
+        elif args.command == "release":
+            listed = await fleet_releases(db)
+            print("version\trunning\tupdating\tfailed\trolled_back\tsha256")
+            for r in listed.releases:
+                print(
+                    f"{r.version}\t{r.running}\t{r.updating}\t{r.failed}\t{r.rolled_back}"
+                    f"\t{r.sha256}"
+                )
+            for version, count in sorted(listed.other_versions.items()):
+                print(f"{version}\t{count}\t-\t-\t-\t(not a recorded release)")
+            for ro in listed.rollouts:
+                why = f"\t{ro.paused_reason}" if ro.paused_reason else ""
+                print(f"rollout {ro.id}\t{ro.version}\t{ro.percent} %\t{ro.state}{why}")
+        elif args.rollout_command == "start":
+            body = RolloutIn(
+                version=args.version,
+                communes=args.communes,
+                devices=args.devices,
+                kind=args.kind,
+                percent=args.percent,
+                rollback=args.rollback,
+                max_failure_share=args.max_failure_share,
+                min_attempts=args.min_attempts,
+            )
+            signer = load_or_create_signer(config.key_path)
+            rollout = await start_rollout(db, signer, body, actor=actor, address=None, now=clock())
+            print(f"rollout {rollout.id} started: {rollout.version} at {rollout.percent} %")
+        else:
+            rollout = await change_rollout(
+                db,
+                args.id,
+                args.rollout_command,
+                percent=getattr(args, "percent", None),
+                actor=actor,
+                address=None,
+                now=clock(),
+            )
+            print(f"rollout {rollout.id}: {rollout.state} at {rollout.percent} %")
+    except ReleaseRefused as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        print(f"hub: {'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
+        return 2
+    except ApiError as exc:
+        print(f"hub: {_message(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    return 0
+
+
 def main(argv: list[str] | None = None, *, clock: Clock = utcnow) -> int:
     """`clock`: the time the commands act at (tests pass a clock they move)."""
     args = _parser().parse_args(argv)
@@ -618,6 +734,8 @@ def _run(args: argparse.Namespace, clock: Clock) -> int:
         return asyncio.run(_feed_command(args, clock))
     if args.command in ("downstream", "upstream"):
         return asyncio.run(_exchange_command(args, clock))
+    if args.command in ("release", "rollout"):
+        return asyncio.run(_release_command(args, clock))
     if args.command == "serve":
         _serve(args, clock)
     elif args.command == "user":

@@ -127,6 +127,11 @@ class HubConfig(BaseModel):
         return self.data_dir / "media"
 
     @property
+    def releases_dir(self) -> Path:
+        """Agent release files recorded by `hub release add`, named by sha256 (issue #14)."""
+        return self.data_dir / "releases"
+
+    @property
     def key_path(self) -> Path:
         return self.data_dir / "hub_signing_key.pem"
 

@@ -497,6 +497,46 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE bulletins ADD COLUMN search_text TEXT;
     """,
+    # Fleet updates (issue #14, hub/releases.py): agent releases with their signed
+    # descriptors, staged roll-outs of them, and what each device last said of its update.
+    """
+    CREATE TABLE agent_releases (
+        version TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        size BIGINT NOT NULL,
+        filename TEXT NOT NULL,
+        descriptor TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        added_by TEXT NOT NULL
+    );
+    CREATE TABLE rollouts (
+        id TEXT PRIMARY KEY,
+        version TEXT NOT NULL REFERENCES agent_releases(version),
+        communes TEXT NOT NULL,
+        devices TEXT NOT NULL,
+        kind TEXT,
+        percent INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        downgrade INTEGER NOT NULL,
+        descriptor TEXT NOT NULL,
+        max_failure_share REAL NOT NULL,
+        min_attempts INTEGER NOT NULL,
+        paused_reason TEXT,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX rollouts_by_state ON rollouts(state, created_at);
+    CREATE TABLE device_updates (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id),
+        running_version TEXT NOT NULL,
+        state TEXT NOT NULL,
+        target_version TEXT,
+        reason TEXT,
+        switch_silence_s REAL,
+        reported_at TEXT NOT NULL
+    );
+    """,
 ]
 
 

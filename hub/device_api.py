@@ -53,6 +53,7 @@ from .routing import Ctx, RouteTable
 from .security import code_hash, new_device_secret, sha256_hex
 from .store import audit as audit_log
 from .store import devices, manifests, media, reports
+from .store import releases as agent_releases
 from .store.devices import EnrollmentSlot
 from .store.reports import Play
 
@@ -198,6 +199,9 @@ async def device_media(ctx: Ctx) -> web.StreamResponse:
     if not _SHA256.match(sha):
         raise ApiError(404, "not_found", "no such media for this device")
     mime = await media.device_media_mime(ctx.db, sha, device.id, device.commune, device.kind)
+    if mime is None and await agent_releases.release_by_sha(ctx.db, sha) is not None:
+        # An agent release (issue #14): fetched, resumed and verified like media.
+        return file_response(ctx.config.releases_dir, sha, "application/x-tar")
     # The same 404 for "missing" and "not yours": a device learns nothing about others' media.
     if mime is None:
         raise ApiError(404, "not_found", "no such media for this device")

@@ -15,6 +15,7 @@ from .labels import devices as labels_devices
 from .labels import forms as labels_forms
 from .labels import home as labels_home
 from .labels import maintenance as labels_maintenance
+from .labels import releases as labels_releases
 from .labels import say as labels_say
 
 Lang = Literal["vi", "en"]
@@ -266,6 +267,7 @@ CATALOGUE: dict[str, dict[Lang, str]] = _merge(
     labels_home.LABELS,
     labels_forms.LABELS,
     labels_audit_words.LABELS,
+    labels_releases.LABELS,
 )
 
 

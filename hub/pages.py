@@ -12,6 +12,7 @@ from . import (
     console_home,
     console_incidents,
     console_maintenance,
+    console_releases,
     console_reports_up,
     console_say,
 )
@@ -27,6 +28,7 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     *console_say.PAGES,
     *console_incidents.PAGES,
     *console_reports_up.PAGES,
+    *console_releases.PAGES,
 ]
 
 

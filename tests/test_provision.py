@@ -77,6 +77,8 @@ def test_units_are_hardened_and_notify() -> None:
         "NoNewPrivileges=yes",
         "PrivateTmp=yes",
         "StateDirectory=loa",
+        # Agent releases (issue #14): the launcher picks the release, then execs the agent.
+        "ExecStart=/opt/loa/venv/bin/edge-agent-launch run --data /var/lib/loa/agent",
     ):
         assert line in agent
     hub = (ROOT / "systemd" / "loa-hub.service").read_text()
