@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hub.appkeys import DB as DB_KEY
-from hub.db import Database, DatabaseDamaged
+from hub.db import DatabaseDamaged, SqliteDatabase
 from hub.testing import running_hub
 
 HUB = [sys.executable, "-m", "hub.cli"]
@@ -32,7 +32,7 @@ def _user_list(data: Path) -> subprocess.CompletedProcess[str]:
 
 
 async def test_a_first_start_creates_the_database(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "hub.sqlite3")
+    db = await SqliteDatabase.open(tmp_path / "hub.sqlite3")
     await db.close()
     assert (tmp_path / "hub.sqlite3.in-use").exists()
 
@@ -47,7 +47,7 @@ async def test_a_lost_database_is_not_replaced_by_an_empty_hub(tmp_path: Path, l
     else:
         path.write_bytes(b"")
     with pytest.raises(DatabaseDamaged, match="hub restore"):
-        await Database.open(path)
+        await SqliteDatabase.open(path)
     assert not path.exists() or path.stat().st_size == 0  # nothing was created over it
     for command in (["user", "list"], ["serve", "--host", "127.0.0.1", "--port", "0"]):
         result = await asyncio.to_thread(
@@ -73,7 +73,7 @@ async def test_damaged_pages_stop_the_start(tmp_path: Path) -> None:
         raw[offset : offset + 64] = b"\xa5" * 64
     path.write_bytes(bytes(raw))
     with pytest.raises(DatabaseDamaged, match="hub restore"):
-        await Database.open(path)
+        await SqliteDatabase.open(path)
     result = _user_list(tmp_path / "hub")
     assert result.returncode == 1 and "hub restore" in result.stderr
 
@@ -82,7 +82,7 @@ async def test_not_a_database_at_all(tmp_path: Path) -> None:
     path = tmp_path / "hub.sqlite3"
     path.write_bytes(b"this is not a database, it is a text file " * 100)
     with pytest.raises(DatabaseDamaged, match="cannot be read"):
-        await Database.open(path)
+        await SqliteDatabase.open(path)
 
 
 async def test_the_health_probe_reads_the_database(tmp_path: Path) -> None:
