@@ -237,15 +237,15 @@ class FakeClock:
         self.now += delta
 
 
-def test_database_url() -> str | None:
+def database_for_tests() -> str | None:
     """The PostgreSQL database of the running test (tests/conftest.py names a fresh one per
     test in LOA_TEST_DATABASE_URL), or None: the SQLite file in the hub's data folder."""
     return os.environ.get("LOA_TEST_DATABASE_URL") or None
 
 
 def hub_config(data_dir: Path, **fields: Any) -> HubConfig:
-    """A test hub's configuration on the test's database (see `test_database_url`)."""
-    return HubConfig(data_dir=data_dir, **{"database_url": test_database_url(), **fields})
+    """A test hub's configuration on the test's database (see `database_for_tests`)."""
+    return HubConfig(data_dir=data_dir, **{"database_url": database_for_tests(), **fields})
 
 
 @asynccontextmanager

@@ -66,6 +66,15 @@ def postgres_server() -> Iterator[ThrowawayPostgres | None]:
         yield server
 
 
+@pytest.fixture
+def another_database(postgres_server: ThrowawayPostgres | None) -> str | None:
+    """A second, empty PostgreSQL database on the test server (a hub restored elsewhere), or
+    None on SQLite."""
+    if postgres_server is None:
+        return None
+    return postgres_server.create_database()
+
+
 @pytest.fixture(autouse=True)
 def hub_database(
     request: pytest.FixtureRequest,

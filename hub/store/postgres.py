@@ -54,21 +54,19 @@ _CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, TimeoutError)
 @dataclass(frozen=True)
 class Statement:
     """A store statement in PostgreSQL's terms: its text with `$n`, and for `:name`
-    parameters the names in `$n` order (None: the statement takes positional ones)."""
+    parameters the names in `$n` order (None: the statement takes positional ones, or none)."""
 
     sql: str
     names: tuple[str, ...] | None
 
     def arguments(self, params: Params) -> Sequence[Any]:
-        if self.names is None:
-            if isinstance(params, Mapping):
-                raise TypeError("named parameters given to a statement with ? parameters")
-            return params
-        if not isinstance(params, Mapping):
-            if not params:
-                return ()
+        # A mapping may hold more names than the statement uses (a condition left out), as
+        # sqlite3 allows: only the statement's own are bound.
+        if isinstance(params, Mapping):
+            return [params[name] for name in self.names or ()]
+        if self.names is not None and params:
             raise TypeError("positional parameters given to a statement with :name ones")
-        return [params[name] for name in self.names]
+        return params
 
 
 # A quoted literal or identifier (left as is), a `::` cast, a comment, `?`, `?N` or `:name`.
