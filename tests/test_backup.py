@@ -14,7 +14,7 @@ import pytest
 from hub.backup import BackupError, make_backup, prune, restore_backup
 from hub.cli import main
 from hub.config import HubConfig
-from hub.testing import ADMIN, ADMIN_PASSWORD, running_hub, database_for_tests
+from hub.testing import ADMIN, ADMIN_PASSWORD, database_for_tests, running_hub
 
 
 async def _seeded_backup(tmp_path: Path) -> tuple[Path, bytes, str, list[tuple[int, int]]]:
@@ -159,7 +159,9 @@ def test_a_backup_goes_back_only_into_its_own_kind_of_database(tmp_path: Path) -
 
 
 async def test_restore_into_postgresql_keeps_the_current_database_aside(
-    tmp_path: Path, capsys, another_database: str | None  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    capsys,
+    another_database: str | None,  # type: ignore[no-untyped-def]
 ) -> None:
     if another_database is None:
         pytest.skip("PostgreSQL only: LOA_TEST_DATABASE=postgres")

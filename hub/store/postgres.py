@@ -232,7 +232,7 @@ class PostgresDatabase:
             raise self._failed(exc) from exc
 
     def _failed(self, exc: BaseException) -> DatabaseError:
-        if isinstance(exc, _CONNECTION_ERRORS | asyncpg.CannotConnectNowError):
+        if isinstance(exc, (*_CONNECTION_ERRORS, asyncpg.CannotConnectNowError)):
             return DatabaseUnreachable(
                 f"the hub database {redacted(self.url)} cannot be reached: {exc}"
             )
