@@ -335,10 +335,9 @@ def _backup(args: argparse.Namespace, clock: Clock) -> int:
         target = args.to_dir / backup_name(now)
     else:
         target = args.to
-    needed = (
-        sum(p.stat().st_size for p in [config.db_path, *config.media_dir.glob("*")] if p.is_file())
-        if config.db_path.exists()
-        else 0
+    # The media and the SQLite file (a PostgreSQL dump's size is known only once made).
+    needed = sum(
+        p.stat().st_size for p in [config.db_path, *config.media_dir.glob("*")] if p.is_file()
     )
     if not free_space_ok(target.parent, needed):
         print(f"not enough free space in {target.parent} for about {needed} bytes", file=sys.stderr)
