@@ -2,11 +2,13 @@
 .PHONY: demo test lint bench
 
 # Run a second time on a throw-away PostgreSQL (tests/conftest.py): the hub's API, workflow,
-# reports, device protocol, ingest, play evidence, accounts, paging, nodes and backups.
+# reports, device protocol, ingest, play evidence, accounts, paging, nodes, backups, and
+# `hub serve` as the README runs it behind nginx.
 POSTGRES_TESTS = tests/test_hub_api.py tests/test_workflow.py tests/test_reports.py \
 	tests/test_hub_device.py tests/test_ingest.py tests/test_play_evidence.py \
 	tests/test_backup.py tests/test_hub_damage.py tests/test_postgres_backend.py \
-	tests/test_accounts.py tests/test_paging.py tests/test_hub_nodes.py tests/test_bad_input.py
+	tests/test_accounts.py tests/test_paging.py tests/test_hub_nodes.py tests/test_bad_input.py \
+	tests/test_tls_front.py
 
 demo:
 	@scripts/bootstrap.sh demo
