@@ -21,6 +21,7 @@ import os
 import ssl
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -60,9 +61,10 @@ def _hub_data(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace, **fields: object) -> HubConfig:
+def _config(args: argparse.Namespace, **fields: Any) -> HubConfig:
+    """The configuration a command acts on; a wrong option is named, not a traceback."""
     try:
-        return HubConfig(data_dir=args.data, database_url=args.database, **fields)  # type: ignore[arg-type]
+        return HubConfig(data_dir=args.data, database_url=args.database, **fields)
     except ValidationError as exc:
         error = exc.errors()[0]
         option = {

@@ -11,7 +11,7 @@ cursor left open across awaits: the reader connection is shared by all requests,
 statement left active by one of them holds the connection's read snapshot, so another
 request reading right after its own commit would still see the database as it was before
 (a bulletin just created answered 404). Writes that are many statements can also be one
-function on the writer's thread (`Database.write`), one hop instead of one per statement,
+function on the writer's thread (`SqliteDatabase.write`), one hop instead of one per statement,
 committed together with the writes queued behind them (group commit).
 
 `SqliteDatabase` is the `hub.store.sql.Database` the store's functions read through, and
