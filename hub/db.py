@@ -556,8 +556,8 @@ class SqliteTx:
     async def execute(self, sql: str, params: Params = ()) -> int:
         return await _on_thread(self._conn, _execute, sql, params)
 
-    async def executemany(self, sql: str, rows: Iterable[Params]) -> int:
-        return await _on_thread(self._conn, _executemany, sql, list(rows))
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        await _on_thread(self._conn, _executemany, sql, list(rows))
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         return await _on_thread(self._conn, _fetchone, sql, params)
@@ -583,8 +583,8 @@ class _ThreadTx:
     async def execute(self, sql: str, params: Params = ()) -> int:
         return _execute(self._conn, sql, params)
 
-    async def executemany(self, sql: str, rows: Iterable[Params]) -> int:
-        return _executemany(self._conn, sql, list(rows))
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        _executemany(self._conn, sql, list(rows))
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         return _fetchone(self._conn, sql, params)
@@ -785,12 +785,8 @@ def _execute(conn: sqlite3.Connection, sql: str, params: Params) -> int:
         cur.close()
 
 
-def _executemany(conn: sqlite3.Connection, sql: str, rows: list[Params]) -> int:
-    cur = conn.executemany(sql, rows)
-    try:
-        return cur.rowcount
-    finally:
-        cur.close()
+def _executemany(conn: sqlite3.Connection, sql: str, rows: list[Params]) -> None:
+    conn.executemany(sql, rows).close()
 
 
 def _in_group(

@@ -118,15 +118,10 @@ class PostgresTx:
         st = self._statement(sql)
         return rows_changed(await self._conn.execute(st.sql, *st.arguments(params)))
 
-    async def executemany(self, sql: str, rows: Iterable[Params]) -> int:
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         st = self._statement(sql)
-        prepared = await self._conn.prepare(st.sql)
-        changed = 0
-        # One execution per row (asyncpg's executemany does not count the rows it changed).
-        for params in rows:
-            await prepared.fetch(*st.arguments(params))
-            changed += rows_changed(prepared.get_statusmsg())
-        return changed
+        # Pipelined: one round trip for the lot, not one per row.
+        await self._conn.executemany(st.sql, [st.arguments(params) for params in rows])
 
     async def fetchone(self, sql: str, params: Params = ()) -> asyncpg.Record | None:
         st = self._statement(sql)

@@ -569,13 +569,14 @@ async def write_reports(tx: Tx, rows: ReportRows) -> int:
         accepted,
     )
     newly_refused = 0
-    if rows.refused:
-        newly_refused = await tx.executemany(
+    # One statement each (refusals are rare): each answers whether it stored a new one.
+    for refused in rows.refused:
+        newly_refused += await tx.execute(
             "INSERT INTO refused_reports (device_id, stream, seq, bulletin_id,"
             " reason, detail, report_json, received_at)"
             " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS (SELECT 1 FROM plays"
             " WHERE device_id = ?1 AND stream = ?2 AND seq = ?3) ON CONFLICT DO NOTHING",
-            rows.refused,
+            refused,
         )
     if newly_refused > 0:
         await tx.execute(_COUNT_REFUSED, {"device": device_id, "count": newly_refused})

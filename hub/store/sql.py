@@ -126,8 +126,9 @@ class Tx(Reader, Protocol):
         """Run one statement; returns the number of rows it changed."""
         ...
 
-    async def executemany(self, sql: str, rows: Iterable[Params]) -> int:
-        """Run one statement once per parameter set; returns the rows changed in all."""
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        """Run one statement once per parameter set, pipelined where the backend can (so it
+        does not count what changed: where a count matters, `execute` each row)."""
         ...
 
 
