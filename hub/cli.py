@@ -76,8 +76,6 @@ def _config(args: argparse.Namespace, **fields: Any) -> HubConfig:
 
 
 async def _open(config: HubConfig, clock: Clock) -> Database:
-    # The data folder is the node's (keys, media) whichever database: made on first use.
-    config.data_dir.mkdir(parents=True, exist_ok=True)
     return await open_database(config.database_url, config.db_path, clock=clock)
 
 

@@ -851,9 +851,22 @@ async def open_database(
     url: str | None, path: Path, *, clock: Callable[[], datetime] = utcnow
 ) -> Database:
     """The hub's database: PostgreSQL at `url` (postgresql://…), else the SQLite file `path`.
-    DatabaseDamaged or DatabaseUnreachable (hub.store.sql) say why it cannot be opened."""
-    if url:
-        from .store.postgres import PostgresDatabase  # asyncpg only where PostgreSQL is used
+    DatabaseDamaged or DatabaseUnreachable (hub.store.sql) say why it cannot be opened.
 
-        return await PostgresDatabase.open(url, clock=clock)
-    return await SqliteDatabase.open(path, clock=clock)
+    On PostgreSQL as on SQLite, a mark in the data folder says this node has held data in
+    the database: from then on a database found empty is a loss to restore, not a new hub."""
+    if not url:
+        return await SqliteDatabase.open(path, clock=clock)
+    from .store.postgres import PostgresDatabase  # asyncpg only where PostgreSQL is used
+
+    path.parent.mkdir(parents=True, exist_ok=True)  # the node's folder: keys, media, the mark
+    mark = path.with_name(POSTGRES_MARK)
+    marker = _in_use_marker(mark)
+    held_since = marker.read_text(encoding="utf-8").strip() if marker.exists() else None
+    db = await PostgresDatabase.open(url, clock=clock, held_since=held_since)
+    await asyncio.to_thread(_mark_in_use, mark, clock())
+    return db
+
+
+#: Named beside the SQLite file's in-use mark, for a node whose database is on PostgreSQL.
+POSTGRES_MARK = "hub.postgresql"

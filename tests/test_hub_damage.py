@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from hub.appkeys import DB as DB_KEY
-from hub.db import DatabaseDamaged, SqliteDatabase
+from hub.db import DatabaseDamaged, SqliteDatabase, open_database
 from hub.testing import running_hub
 
 HUB = [sys.executable, "-m", "hub.cli"]
@@ -145,3 +145,36 @@ async def test_the_health_probe_names_a_postgresql_it_cannot_reach(
         body = await hub.call("GET", "/healthz", auth=False, expect=503)
         assert body["error"] == "database_failed"
         assert f'database "{name}" does not exist' in body["detail"]
+
+
+async def test_an_emptied_postgresql_is_not_replaced_by_an_empty_hub(
+    tmp_path: Path, another_database: str | None
+) -> None:
+    if another_database is None:
+        pytest.skip("PostgreSQL only: LOA_TEST_DATABASE=postgres")
+    data = tmp_path / "hub"
+    async with running_hub(data, database_url=another_database) as hub:
+        await hub.commune("00001")
+    # The database is lost (dropped, made anew empty) while the node's folder remains.
+    server, name = another_database.rsplit("/", 1)
+    admin = await asyncpg.connect(server + "/postgres")
+    try:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    with pytest.raises(DatabaseDamaged, match="is empty, but this hub has held data"):
+        await open_database(another_database, data / "hub.sqlite3")
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*HUB, "user", "list", "--data", str(data), "--database", another_database],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "hub restore" in done.stderr, done.stderr
+    conn = await asyncpg.connect(another_database)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('users')") is None, "nothing was made"
+    finally:
+        await conn.close()

@@ -156,10 +156,12 @@ class PostgresDatabase:
         *,
         clock: Callable[[], datetime] = utcnow,
         max_connections: int = 10,
+        held_since: str | None = None,
     ) -> PostgresDatabase:
         """Connect and bring the schema up to date; DatabaseUnreachable if the server does not
-        answer or refuses, DatabaseDamaged if the schema is not one this hub knows. `clock`
-        is SQLite's (its in-use mark); a server has no file to lose."""
+        answer or refuses, DatabaseDamaged if the schema is not one this hub knows, or if the
+        database is empty though this node has held data in it since `held_since` (a hub
+        made anew would silently forget every account and device). `clock` is SQLite's."""
         del clock
         try:
             pool = await asyncpg.create_pool(
@@ -170,7 +172,7 @@ class PostgresDatabase:
                 f"the hub database {redacted(url)} cannot be reached: {exc}"
             ) from exc
         try:
-            await _migrate(pool, url)
+            await _migrate(pool, url, held_since)
         except BaseException:
             await pool.close()
             raise
@@ -242,11 +244,17 @@ async def schema_version(conn: asyncpg.Connection) -> int:
     return version
 
 
-async def _migrate(pool: asyncpg.Pool, url: str) -> None:
+async def _migrate(pool: asyncpg.Pool, url: str, held_since: str | None) -> None:
     """Apply the migrations this database lacks, all in one transaction, one node at a time."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
         current = await schema_version(conn)
+        if current == 0 and held_since is not None:
+            raise DatabaseDamaged(
+                f"the hub database {redacted(url)} is empty, but this hub has held data in it"
+                f" since {held_since}; restore the last backup: hub restore --from BACKUP.tar"
+                " --data DIR --database URL --force"
+            )
         if current == 0:
             await conn.execute("CREATE TABLE loa_schema (version BIGINT NOT NULL)")
             await conn.execute("INSERT INTO loa_schema (version) VALUES (0)")
