@@ -47,6 +47,9 @@ T = TypeVar("T")
 WRITE_LOCK = 0x4C6F6101
 MIGRATION_LOCK = 0x4C6F6102
 
+#: How long a connection attempt may take before the server counts as unreachable.
+CONNECT_TIMEOUT_S = 10.0
+
 #: What asyncpg raises when the server is gone or refuses the hub, besides PostgresError.
 _CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, TimeoutError)
 
@@ -165,7 +168,12 @@ class PostgresDatabase:
         del clock
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=max_connections, statement_cache_size=1024
+                url,
+                min_size=1,
+                max_size=max_connections,
+                statement_cache_size=1024,
+                # A server behind a dropped route is named within seconds, not a minute.
+                timeout=CONNECT_TIMEOUT_S,
             )
         except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
             raise DatabaseUnreachable(
