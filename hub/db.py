@@ -442,16 +442,10 @@ _MICROSECOND = timedelta(microseconds=1)
 
 def epoch_us(dt: datetime) -> int:
     """Whole microseconds since the epoch: exact, cheap to compare (play evidence) and, with
-    iso_from_epoch_us, stored as iso()'s text."""
+    `Dialect.iso_from_epoch_us`, stored as iso()'s text."""
     if dt.tzinfo is None:
         raise ValueError("naive datetime")
     return (dt - EPOCH) // _MICROSECOND
-
-
-def iso_from_epoch_us(param: int) -> str:
-    """SQLite's SQL making iso()'s text from statement parameter number `param` (an epoch_us);
-    see `Dialect.iso_from_epoch_us`."""
-    return SQLITE.iso_from_epoch_us(f"?{param}")
 
 
 def from_iso(text: str) -> datetime:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from hub.db import SqliteDatabase as Database
-from hub.db import epoch_us, from_iso, iso, iso_from_epoch_us
-from hub.store.sql import Tx
+from hub.db import epoch_us, from_iso, iso
+from hub.store.sql import SQLITE, Tx
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_sqlite_writes_the_same_text_as_iso_from_epoch_us() -> None:
     for when in times:
         us = epoch_us(when)
         assert datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us) == when
-        (text,) = conn.execute(f"SELECT {iso_from_epoch_us(1)}", (us,)).fetchone()
+        (text,) = conn.execute(f"SELECT {SQLITE.iso_from_epoch_us('?1')}", (us,)).fetchone()
         assert text == iso(when), when
     with pytest.raises(ValueError):
         epoch_us(datetime(2026, 1, 1))
