@@ -1,6 +1,15 @@
 # The two entry points a fresh Debian machine needs: `make demo` and `make test`.
 .PHONY: demo demo-info test lint bench release
 
+# Run a second time on a throw-away PostgreSQL (tests/conftest.py): the hub's API, workflow,
+# reports, device protocol, ingest, play evidence, accounts, paging, nodes, backups, and
+# `hub serve` as the README runs it behind nginx.
+POSTGRES_TESTS = tests/test_hub_api.py tests/test_workflow.py tests/test_reports.py \
+	tests/test_hub_device.py tests/test_ingest.py tests/test_play_evidence.py \
+	tests/test_backup.py tests/test_hub_damage.py tests/test_postgres_backend.py \
+	tests/test_accounts.py tests/test_paging.py tests/test_hub_nodes.py tests/test_bad_input.py \
+	tests/test_tls_front.py
+
 demo:
 	@scripts/bootstrap.sh demo
 	.venv/bin/python -m scripts.demo
@@ -14,6 +23,8 @@ test:
 	.venv/bin/ruff check .
 	.venv/bin/mypy hub edge_agent loa_contract
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy .venv/bin/pytest -q -p no:cacheprovider
+	LOA_TEST_DATABASE=postgres SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy \
+		.venv/bin/pytest -q -p no:cacheprovider $(POSTGRES_TESTS)
 
 lint:
 	.venv/bin/ruff check .

@@ -40,7 +40,7 @@ from aiohttp.test_utils import TestServer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hub.db import Database  # noqa: E402
+from hub.db import SqliteDatabase  # noqa: E402
 from hub.testing import HubHarness, running_hub  # noqa: E402
 
 TARGET = 0.8
@@ -158,7 +158,7 @@ async def published_bulletins(hub: HubHarness, device_id: str, since: datetime) 
 
 async def bare_app(path: Path) -> tuple[web.Application, aiosqlite.Connection]:
     # The hub's schema (same tables, keys and indexes), so both insert into the same shapes.
-    schema = await Database.open(path)
+    schema = await SqliteDatabase.open(path)
     await schema.execute(
         "INSERT INTO communes (code, name, windows_json, volume, created_at, updated_at)"
         " VALUES ('00001', 'Xã', '{}', 70, '', '')"

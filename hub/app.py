@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,7 +49,7 @@ from .appkeys import (
 )
 from .cap_feeds import feeds_context
 from .config import HubConfig
-from .db import Database
+from .db import open_database
 from .errors import ApiError, error_middleware
 from .keys import load_keyring
 from .manifests import ManifestCache, refresher_context
@@ -61,6 +60,7 @@ from .push import Connections
 from .routing import JSON_BODY_MAX_BYTES, Ctx, RouteTable, openapi_document
 from .security import FailureLimiter
 from .store.liveness import probe
+from .store.sql import DatabaseError
 from .web_session import session_middleware
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Healthz(BaseModel):
 async def healthz(ctx: Ctx) -> Healthz:
     try:
         await probe(ctx.db)
-    except sqlite3.DatabaseError as exc:
+    except DatabaseError as exc:
         log.error("health probe: the database fails: %s", exc)
         raise ApiError(503, "database_failed", f"the database cannot be read: {exc}") from exc
     return Healthz(ok=True)
@@ -126,7 +126,8 @@ ROUTE_TABLES: list[RouteTable] = [
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    db = await Database.open(app[CONFIG].db_path)
+    config = app[CONFIG]
+    db = await open_database(config.database_url, config.db_path, clock=app[CLOCK])
     app[DB] = db
     await bulletins.fold_older_bulletins(db)
     yield

@@ -2,8 +2,11 @@
 runs, its content store and its signing keys, in one tar file that can be checked and restored.
 
 The database is copied with SQLite's online backup API, so the copy is a transaction-consistent
-snapshot however busy the hub is. Media files are immutable and named by their sha256, so they
-are copied as they are and verified on restore. Every file's sha256 is listed in
+snapshot however busy the hub is; a hub on PostgreSQL is dumped with Debian's pg_dump (custom
+format, also a consistent snapshot) and restored with pg_restore, in one transaction. The
+index says which (`database`); a backup is restored only into the same kind of database.
+Media files are immutable and named by their sha256, so they are copied as they are and
+verified on restore. Every file's sha256 is listed in
 `backup.json`; a restore checks all of them before it puts anything in place, and refuses to
 overwrite an existing hub unless told to.
 """
@@ -15,6 +18,8 @@ import io
 import json
 import os
 import shutil
+import sqlite3
+import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,14 +31,20 @@ from loa_contract import utcnow
 
 from .config import HubConfig
 from .db import copy_database, integrity_verdict
+from .store.sql import redacted
 
 FORMAT = "loa-hub-backup"
 VERSION = 1
 INDEX = "backup.json"
 DB_NAME = "hub.sqlite3"
+#: A PostgreSQL hub's database in the backup: pg_dump's custom format.
+PG_DUMP_NAME = "hub.pgdump"
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
 
 #: (bytes done, bytes in total): called as the work goes, from the calling thread.
 Progress = Callable[[int, int], None]
+#: A step's sentence ("dumping the database with pg_dump …") for whoever runs the command.
+Say = Callable[[str], None]
 
 
 class BackupError(Exception):
@@ -63,9 +74,48 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _pg_tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise BackupError(f"{name} is not installed: apt-get install postgresql-client")
+    return found
+
+
+def _pg_run(*args: str) -> None:
+    """Run a PostgreSQL client program; BackupError with its own words if it fails."""
+    done = subprocess.run(
+        [_pg_tool(args[0]), *args[1:]], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise BackupError(f"{args[0]} failed: {(done.stderr or done.stdout).strip()}")
+
+
+def _pg_dump(url: str, target: Path) -> None:
+    _pg_run("pg_dump", "--format=custom", "--no-owner", f"--file={target}", f"--dbname={url}")
+
+
+def _pg_holds_a_hub(url: str) -> bool:
+    done = subprocess.run(
+        [
+            _pg_tool("psql"),
+            "--no-psqlrc",
+            "--tuples-only",
+            "--no-align",
+            f"--dbname={url}",
+            "--command=SELECT to_regclass('loa_schema') IS NOT NULL",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BackupError(f"cannot reach the database: {done.stderr.strip()}")
+    return done.stdout.strip() == "t"
+
+
 def _members(config: HubConfig, snapshot: Path) -> Iterator[tuple[str, Path]]:
     """(name in the archive, file on disk): the database snapshot first, then keys and media."""
-    yield DB_NAME, snapshot
+    yield snapshot.name, snapshot
     if config.key_path.exists():
         yield config.key_path.name, config.key_path
     if config.extra_keys_dir.is_dir():
@@ -90,16 +140,29 @@ def make_backup(
     progress: Progress | None = None,
     *,
     clock: Callable[[], datetime] = utcnow,
+    say: Say | None = None,
 ) -> BackupSummary:
-    """Write a backup of the hub in `config.data_dir` to `target` (atomically); `clock`
-    dates it."""
-    if not config.db_path.exists():
+    """Write a backup of the hub in `config.data_dir` (and `config.database_url`'s database,
+    if it names one) to `target` (atomically); `clock` dates it."""
+    url = config.database_url
+    if url is None and not config.db_path.exists():
         raise BackupError(f"no hub database at {config.db_path}")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".backup-") as work_name:
         work = Path(work_name)
-        snapshot = work / DB_NAME
-        copy_database(config.db_path, snapshot)
+        if url is None:
+            snapshot = work / DB_NAME
+            try:
+                copy_database(config.db_path, snapshot)
+            except sqlite3.Error as exc:
+                raise BackupError(f"cannot copy the hub database {config.db_path}: {exc}") from exc
+        else:
+            if say is not None:
+                say(f"dumping the PostgreSQL database {redacted(url)} (pg_dump)")
+            snapshot = work / PG_DUMP_NAME
+            _pg_dump(url, snapshot)
+            if say is not None:
+                say(f"database dumped: {snapshot.stat().st_size} bytes")
         members = list(_members(config, snapshot))
         sizes = {name: path.stat().st_size for name, path in members}
         total = sum(sizes.values())
@@ -121,6 +184,7 @@ def make_backup(
                 {
                     "format": FORMAT,
                     "version": VERSION,
+                    "database": SQLITE if url is None else POSTGRESQL,
                     "created_at": clock().isoformat(),
                     "files": listed,
                 },
@@ -146,7 +210,8 @@ def _safe_name(name: str) -> PurePosixPath:
     return path
 
 
-def _read_index(archive: tarfile.TarFile) -> list[dict[str, object]]:
+def _read_index(archive: tarfile.TarFile) -> tuple[str, list[dict[str, object]]]:
+    """The kind of database the backup holds, and its files."""
     try:
         member = archive.getmember(INDEX)
         handle = archive.extractfile(member)
@@ -162,7 +227,11 @@ def _read_index(archive: tarfile.TarFile) -> list[dict[str, object]]:
     files = index.get("files")
     if not isinstance(files, list):
         raise BackupError(f"{INDEX} lists no files")
-    return files
+    # Backups made before PostgreSQL was possible name no database: SQLite's.
+    kind = index.get("database", SQLITE)
+    if kind not in (SQLITE, POSTGRESQL):
+        raise BackupError(f"{INDEX} names an unknown database: {kind!r}")
+    return str(kind), files
 
 
 def restore_backup(
@@ -172,26 +241,44 @@ def restore_backup(
     *,
     force: bool = False,
     clock: Callable[[], datetime] = utcnow,
+    database_url: str | None = None,
+    say: Say | None = None,
 ) -> BackupSummary:
-    """Check every file of `source`, then make `data_dir` the hub it holds.
+    """Check every file of `source`, then make `data_dir` (and the PostgreSQL database at
+    `database_url`, for a backup of a hub on PostgreSQL) the hub it holds.
 
-    Nothing in `data_dir` changes unless every check passes; an existing hub there is kept
-    (renamed aside with a timestamp) only when `force` is given, never silently replaced.
+    Nothing changes unless every check passes; an existing hub is kept (its folder renamed
+    aside with a timestamp, a PostgreSQL database dumped into that folder first) only when
+    `force` is given, never silently replaced.
     """
-    config = HubConfig(data_dir=data_dir)
-    if config.db_path.exists() and not force:
-        raise BackupError(
-            f"{data_dir} already holds a hub; restore into an empty folder or pass --force "
-            "(the current one is then moved aside, not deleted)"
-        )
+    config = HubConfig(data_dir=data_dir, database_url=database_url)
     try:
         archive = tarfile.open(source, "r:*")
     except (OSError, tarfile.TarError) as exc:
         raise BackupError(f"cannot read {source}: {exc}") from exc
+    with archive:
+        kind, files = _read_index(archive)
+    if kind == POSTGRESQL and database_url is None:
+        raise BackupError(
+            f"{source} holds a PostgreSQL database (pg_dump); restore it into one with"
+            " --database postgresql://USER@HOST/DB, not into a SQLite hub"
+        )
+    if kind == SQLITE and database_url is not None:
+        raise BackupError(
+            f"{source} holds a SQLite database; restore it without --database (into --data),"
+            " not into PostgreSQL"
+        )
+    held = config.db_path.exists() if database_url is None else _pg_holds_a_hub(database_url)
+    if held and not force:
+        where = data_dir if database_url is None else redacted(database_url)
+        raise BackupError(
+            f"{where} already holds a hub; restore into an empty one or pass --force "
+            "(the current one is then moved aside, not deleted)"
+        )
+    archive = tarfile.open(source, "r:*")
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with archive, tempfile.TemporaryDirectory(dir=data_dir.parent, prefix=".restore-") as work:
         staging = Path(work) / "hub"
-        files = _read_index(archive)
         total = sum(int(str(entry.get("size", 0))) for entry in files)
         done = 0
         for entry in files:
@@ -221,16 +308,49 @@ def restore_backup(
             done += destination.stat().st_size
             if progress is not None:
                 progress(done, total)
-        db_file = staging / DB_NAME
-        if not db_file.exists():
-            raise BackupError(f"the backup has no {DB_NAME}")
-        verdict = integrity_verdict(db_file)
-        if verdict != "ok":
-            raise BackupError(f"the database in the backup fails its integrity check: {verdict}")
+        stamp = clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = data_dir.with_name(f"{data_dir.name}.before-restore-{stamp}")
+        if database_url is None:
+            db_file = staging / DB_NAME
+            if not db_file.exists():
+                raise BackupError(f"the backup has no {DB_NAME}")
+            try:
+                verdict = integrity_verdict(db_file)
+            except sqlite3.Error as exc:
+                verdict = str(exc)
+            if verdict != "ok":
+                raise BackupError(
+                    f"the database in the backup fails its integrity check: {verdict}"
+                )
+        else:
+            dump = staging / PG_DUMP_NAME
+            if not dump.exists():
+                raise BackupError(f"the backup has no {PG_DUMP_NAME}")
+            _pg_run("pg_restore", "--list", str(dump))  # a readable dump, before any change
+            if held:
+                aside.mkdir()
+                if say is not None:
+                    say(f"keeping the current database: {aside / PG_DUMP_NAME} (pg_dump)")
+                _pg_dump(database_url, aside / PG_DUMP_NAME)
+            if say is not None:
+                say(f"restoring the database into {redacted(database_url)} (pg_restore)")
+            # One transaction: a restore that fails leaves the database as it was.
+            _pg_run(
+                "pg_restore",
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--single-transaction",
+                "--exit-on-error",
+                f"--dbname={database_url}",
+                str(dump),
+            )
+            dump.unlink()
         if data_dir.exists() and any(data_dir.iterdir()):
-            stamp = clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-            aside = data_dir.with_name(f"{data_dir.name}.before-restore-{stamp}")
-            data_dir.rename(aside)
+            if aside.exists():
+                data_dir.rename(aside / data_dir.name)
+            else:
+                data_dir.rename(aside)
         elif data_dir.exists():
             data_dir.rmdir()
         staging.rename(data_dir)

@@ -5,6 +5,10 @@ first admin) or for them; the password must meet the policy. It is *not* forced 
 first login by default, because whoever types it at the console chose it themselves; pass
 `--must-change` when creating an account for someone else. `hub user reset-password` is the
 recovery path and forces a change unless `--no-must-change`.
+
+Every command that reads or writes the hub's data takes `--data` (keys, media, and the SQLite
+database) and `--database postgresql://…` (or LOA_DATABASE_URL) when the hub's database is a
+PostgreSQL server: `_hub_data` adds both, `_config` reads them.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
 import re
-import sqlite3
 import ssl
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.log import access_logger
@@ -32,7 +37,7 @@ from .auth import SHARED_NAMES, Role, create_user, reset_password, set_account_s
 from .backup import BackupError, backup_name, free_space_ok, make_backup, prune, restore_backup
 from .cap import add_feed, add_sender, disable_sender, remove_feed, renew_sender_token
 from .config import NEWSPAPER_UNITS, HubConfig
-from .db import Database, DatabaseDamaged, check_database
+from .db import Database, open_database
 from .device_api import recheck_stored_plays
 from .errors import ApiError
 from .keys import (
@@ -46,6 +51,46 @@ from .keys import (
 from .store import accounts
 from .store import cap as cap_store
 from .store import exchange as exchange_store
+from .store.sql import DatabaseError
+
+#: The environment variable naming the hub's PostgreSQL database when --database is not given.
+DATABASE_ENV = "LOA_DATABASE_URL"
+
+
+def _hub_data(parser: argparse.ArgumentParser) -> None:
+    """Where a command finds the hub's data: the one place `--data` and `--database` are made."""
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="data directory (signing keys, media, and the SQLite database unless --database)",
+    )
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        default=os.environ.get(DATABASE_ENV) or None,
+        help=f"the hub's PostgreSQL database, postgresql://USER@HOST/DB (default: ${DATABASE_ENV};"
+        " without either, the SQLite file under --data)",
+    )
+
+
+def _config(args: argparse.Namespace, **fields: Any) -> HubConfig:
+    """The configuration a command acts on; a wrong option is named, not a traceback."""
+    try:
+        return HubConfig(data_dir=args.data, database_url=args.database, **fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        option = {
+            "database_url": "--database",
+            "trusted_proxies": "--trusted-proxy",
+            "public_url": "--public-url",
+            "outbound_allowed_networks": "--outbound-allow",
+        }.get(str(error["loc"][0]), str(error["loc"][0]))
+        raise SystemExit(f"{option}: {error['msg']}") from exc
+
+
+async def _open(config: HubConfig, clock: Clock) -> Database:
+    return await open_database(config.database_url, config.db_path, clock=clock)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the hub")
-    serve.add_argument("--data", type=Path, required=True, help="data directory")
+    _hub_data(serve)
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8443)
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain")
@@ -126,9 +171,9 @@ def _parser() -> argparse.ArgumentParser:
         default=False,
         help="force a password change at first login (default: no, see `hub --help`)",
     )
-    add.add_argument("--data", type=Path, required=True, help="data directory")
+    _hub_data(add)
     listing = user_sub.add_parser("list", help="list accounts")
-    listing.add_argument("--data", type=Path, required=True, help="data directory")
+    _hub_data(listing)
     for action, text in (
         ("lock", "lock an account; its sessions end"),
         ("unlock", "unlock an account (also a failed-login lockout)"),
@@ -136,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = user_sub.add_parser(action, help=text)
         cmd.add_argument("name")
-        cmd.add_argument("--data", type=Path, required=True, help="data directory")
+        _hub_data(cmd)
     reset = user_sub.add_parser("reset-password", help="set a new password (recovery)")
     reset.add_argument("name")
     reset.add_argument("--password-stdin", action="store_true")
@@ -146,12 +191,12 @@ def _parser() -> argparse.ArgumentParser:
         default=True,
         help="force a change at next login (default: yes)",
     )
-    reset.add_argument("--data", type=Path, required=True, help="data directory")
+    _hub_data(reset)
 
     backup = sub.add_parser(
         "backup", help="back up the database (online), media and keys into one checked file"
     )
-    backup.add_argument("--data", type=Path, required=True, help="data directory")
+    _hub_data(backup)
     where = backup.add_mutually_exclusive_group(required=True)
     where.add_argument("--to", type=Path, help="the backup file to write")
     where.add_argument(
@@ -162,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     restore = sub.add_parser("restore", help="check a backup, then make it the hub's data")
     restore.add_argument("--from", dest="source", type=Path, required=True)
-    restore.add_argument("--data", type=Path, required=True, help="data directory to restore")
+    _hub_data(restore)
     restore.add_argument(
         "--force",
         action="store_true",
@@ -174,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
         help="judge stored proof of play by today's rules (plays stored before the hub checked"
         " them); --apply moves the refused ones out of the reports",
     )
-    recheck.add_argument("--data", type=Path, required=True, help="data directory")
+    _hub_data(recheck)
     recheck.add_argument(
         "--apply", action="store_true", help="move them (default: only count them)"
     )
@@ -208,7 +253,7 @@ def _parser() -> argparse.ArgumentParser:
         if action != "list":
             cmd.add_argument("name")
     for cmd in sender_sub.choices.values():
-        cmd.add_argument("--data", type=Path, required=True, help="data directory")
+        _hub_data(cmd)
 
     feed = sub.add_parser("cap-feed", help="CAP or CAP-in-Atom feeds the hub polls")
     feed_sub = feed.add_subparsers(dest="feed_command", required=True)
@@ -222,7 +267,7 @@ def _parser() -> argparse.ArgumentParser:
     feed_remove = feed_sub.add_parser("remove", help="stop polling a feed")
     feed_remove.add_argument("url")
     for cmd in feed_sub.choices.values():
-        cmd.add_argument("--data", type=Path, required=True, help="data directory")
+        _hub_data(cmd)
 
     down = sub.add_parser(
         "downstream", help="lower hubs this hub offers bulletins to (docs/exchange.md)"
@@ -232,7 +277,7 @@ def _parser() -> argparse.ArgumentParser:
     down_add.add_argument("name")
     down_sub.add_parser("list", help="list lower hubs")
     for cmd in down_sub.choices.values():
-        cmd.add_argument("--data", type=Path, required=True, help="data directory")
+        _hub_data(cmd)
 
     up = sub.add_parser("upstream", help="upper hubs this hub takes bulletins from")
     up_sub = up.add_subparsers(dest="up_command", required=True)
@@ -254,7 +299,7 @@ def _parser() -> argparse.ArgumentParser:
     up_remove = up_sub.add_parser("remove", help="stop taking from an upper hub")
     up_remove.add_argument("url")
     for cmd in up_sub.choices.values():
-        cmd.add_argument("--data", type=Path, required=True, help="data directory")
+        _hub_data(cmd)
 
     key = sub.add_parser(
         "key", help="the hub's signing key: show (default), rotate, export, import"
@@ -288,9 +333,9 @@ def _release_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     release_sub = release.add_subparsers(dest="release_command", required=True)
     add = release_sub.add_parser("add", help="record a release file and sign its descriptor")
     add.add_argument("file", type=Path)
-    add.add_argument("--data", type=Path, required=True, help="data directory")
+    _hub_data(add)
     listing = release_sub.add_parser("list", help="releases, devices on each, roll-outs")
-    listing.add_argument("--data", type=Path, required=True, help="data directory")
+    _hub_data(listing)
 
     rollout = sub.add_parser("rollout", help="staged roll-outs of a release to the fleet")
     rollout_sub = rollout.add_subparsers(dest="rollout_command", required=True)
@@ -312,15 +357,15 @@ def _release_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     start.add_argument(
         "--min-attempts", type=int, default=1, help="devices that must have tried first"
     )
-    start.add_argument("--data", type=Path, required=True, help="data directory")
+    _hub_data(start)
     widen = rollout_sub.add_parser("widen", help="offer it to a larger share")
     widen.add_argument("id")
     widen.add_argument("--percent", type=int, required=True)
-    widen.add_argument("--data", type=Path, required=True, help="data directory")
+    _hub_data(widen)
     for action in ("pause", "resume", "stop"):
         cmd = rollout_sub.add_parser(action, help=f"{action} a roll-out")
         cmd.add_argument("id")
-        cmd.add_argument("--data", type=Path, required=True, help="data directory")
+        _hub_data(cmd)
 
 
 def _passphrase(from_stdin: bool, *, twice: bool) -> bytes:
@@ -376,7 +421,7 @@ def _message(exc: ApiError) -> str:
 
 
 async def _user_command(args: argparse.Namespace, clock: Clock) -> None:
-    config = HubConfig(data_dir=args.data)
+    config = _config(args)
     if args.user_command == "add" and args.role == Role.ADMIN.value:
         if args.name.lower() in SHARED_NAMES:
             raise SystemExit("admin accounts are personal; use the person's name")
@@ -385,7 +430,7 @@ async def _user_command(args: argparse.Namespace, clock: Clock) -> None:
         if args.user_command in ("add", "reset-password")
         else ""
     )
-    db = await Database.open(config.db_path, clock=clock)
+    db = await _open(config, clock)
     actor = "cli"
     try:
         if args.user_command == "add":
@@ -443,6 +488,10 @@ async def _user_command(args: argparse.Namespace, clock: Clock) -> None:
         await db.close()
 
 
+async def _open_and_close(config: HubConfig, clock: Clock) -> None:
+    await (await _open(config, clock)).close()
+
+
 def _serve(args: argparse.Namespace, clock: Clock) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -454,26 +503,19 @@ def _serve(args: argparse.Namespace, clock: Clock) -> None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
-    try:
-        config = HubConfig(
-            data_dir=args.data,
-            public_url=args.public_url,
-            cookie_secure=True if args.cookie_secure else None,
-            trusted_proxies=tuple(args.trusted_proxy),
-            province_name=args.province_name,
-            province_code=args.province_code,
-            outbound_allowed_networks=tuple(args.outbound_allow),
-            newspaper_units=frozenset(args.newspaper_unit or NEWSPAPER_UNITS),
-        )
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        option = {
-            "trusted_proxies": "--trusted-proxy",
-            "outbound_allowed_networks": "--outbound-allow",
-        }.get(str(error["loc"][0]), "--public-url")
-        raise SystemExit(f"{option}: {error['msg']}") from exc
-    # Checked before listening: a hub whose database was lost must not come up empty.
-    check_database(config.db_path)
+    config = _config(
+        args,
+        public_url=args.public_url,
+        cookie_secure=True if args.cookie_secure else None,
+        trusted_proxies=tuple(args.trusted_proxy),
+        province_name=args.province_name,
+        province_code=args.province_code,
+        outbound_allowed_networks=tuple(args.outbound_allow),
+        newspaper_units=frozenset(args.newspaper_unit or NEWSPAPER_UNITS),
+    )
+    # Checked before listening: a hub whose database was lost must not come up empty, and
+    # one whose server does not answer says so instead of a traceback.
+    asyncio.run(_open_and_close(config, clock))
     app = create_app(config, clock=clock)
     web.run_app(
         app,
@@ -506,24 +548,27 @@ class _ProgressLine:
         self.shown = percent
 
 
+def _say(sentence: str) -> None:
+    print(sentence, file=sys.stderr, flush=True)
+
+
 def _backup(args: argparse.Namespace, clock: Clock) -> int:
-    config = HubConfig(data_dir=args.data)
+    config = _config(args)
     now = clock()
     if args.to_dir is not None:
         target = args.to_dir / backup_name(now)
     else:
         target = args.to
-    needed = (
-        sum(p.stat().st_size for p in [config.db_path, *config.media_dir.glob("*")] if p.is_file())
-        if config.db_path.exists()
-        else 0
+    # The media and the SQLite file (a PostgreSQL dump's size is known only once made).
+    needed = sum(
+        p.stat().st_size for p in [config.db_path, *config.media_dir.glob("*")] if p.is_file()
     )
     if not free_space_ok(target.parent, needed):
         print(f"not enough free space in {target.parent} for about {needed} bytes", file=sys.stderr)
         return 1
     try:
-        summary = make_backup(config, target, _ProgressLine("backup"), clock=lambda: now)
-    except (BackupError, OSError, sqlite3.Error) as exc:
+        summary = make_backup(config, target, _ProgressLine("backup"), clock=lambda: now, say=_say)
+    except (BackupError, OSError) as exc:
         print(f"backup failed: {exc}", file=sys.stderr)
         return 1
     print(f"backup written: {summary.path} ({summary.files} files, {summary.bytes} bytes)")
@@ -536,9 +581,15 @@ def _backup(args: argparse.Namespace, clock: Clock) -> int:
 def _restore(args: argparse.Namespace, clock: Clock) -> int:
     try:
         summary = restore_backup(
-            args.source, args.data, _ProgressLine("restore"), force=args.force, clock=clock
+            args.source,
+            args.data,
+            _ProgressLine("restore"),
+            force=args.force,
+            clock=clock,
+            database_url=_config(args).database_url,
+            say=_say,
         )
-    except (BackupError, OSError, sqlite3.Error) as exc:
+    except (BackupError, OSError) as exc:
         print(f"restore failed, nothing changed: {exc}", file=sys.stderr)
         return 1
     print(f"restored {summary.files} files ({summary.bytes} bytes) into {summary.path}")
@@ -546,7 +597,7 @@ def _restore(args: argparse.Namespace, clock: Clock) -> int:
 
 
 async def _recheck_plays(args: argparse.Namespace, clock: Clock) -> int:
-    db = await Database.open(HubConfig(data_dir=args.data).db_path, clock=clock)
+    db = await _open(_config(args), clock)
     try:
         counts = await recheck_stored_plays(db, apply=args.apply, clock=clock)
     finally:
@@ -560,7 +611,7 @@ async def _recheck_plays(args: argparse.Namespace, clock: Clock) -> int:
 
 
 async def _sender_command(args: argparse.Namespace, clock: Clock) -> int:
-    db = await Database.open(HubConfig(data_dir=args.data).db_path, clock=clock)
+    db = await _open(_config(args), clock)
     try:
         if args.sender_command == "add":
             if not re.match(r"^[a-z0-9][a-z0-9._-]{1,63}$", args.name):
@@ -587,7 +638,7 @@ async def _sender_command(args: argparse.Namespace, clock: Clock) -> int:
 
 
 async def _feed_command(args: argparse.Namespace, clock: Clock) -> int:
-    db = await Database.open(HubConfig(data_dir=args.data).db_path, clock=clock)
+    db = await _open(_config(args), clock)
     try:
         if args.feed_command == "add":
             await add_feed(db, args.url, args.sender, args.every, now=clock())
@@ -608,7 +659,7 @@ async def _feed_command(args: argparse.Namespace, clock: Clock) -> int:
 
 
 async def _exchange_command(args: argparse.Namespace, clock: Clock) -> int:
-    db = await Database.open(HubConfig(data_dir=args.data).db_path, clock=clock)
+    db = await _open(_config(args), clock)
     try:
         if args.command == "downstream" and args.down_command == "add":
             token = await exchange.add_downstream(db, args.name, now=clock())
@@ -647,8 +698,8 @@ async def _release_command(args: argparse.Namespace, clock: Clock) -> int:
         start_rollout,
     )
 
-    config = HubConfig(data_dir=args.data)
-    db = await Database.open(config.db_path, clock=clock)
+    config = _config(args)
+    db = await _open(config, clock)
     actor = "cli"
     try:
         if args.command == "release" and args.release_command == "add":
@@ -716,7 +767,7 @@ def main(argv: list[str] | None = None, *, clock: Clock = utcnow) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args, clock)
-    except DatabaseDamaged as exc:
+    except DatabaseError as exc:
         print(f"hub: {exc}", file=sys.stderr)
         return 1
 

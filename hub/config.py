@@ -23,6 +23,9 @@ class HubConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     data_dir: Path
+    #: The hub's database on a PostgreSQL server (postgresql://USER@HOST/DB); None: the SQLite
+    #: file in data_dir (`db_path`). data_dir keeps the keys and media either way.
+    database_url: str | None = None
     media_max_bytes: int = Field(default=200 * MiB, gt=0)
     enrollment_ttl: timedelta = timedelta(hours=24)
     manifest_lifetime: timedelta = timedelta(days=14)
@@ -107,6 +110,13 @@ class HubConfig(BaseModel):
             except ValueError as exc:
                 raise ValueError(f"{value!r} is not an IP address or network") from exc
         return values
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("a PostgreSQL URL starts with postgresql://")
+        return value or None
 
     @cached_property
     def trusted_proxy_networks(self) -> tuple[Network, ...]:

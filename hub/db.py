@@ -3,15 +3,18 @@
 One writer per file is what keeps "database is locked" away; the reader sees only committed
 data (WAL snapshots), so a request never observes another request's half-done transaction.
 
+The PostgreSQL backend is hub/store/postgres.py; `open_database` opens whichever the hub's
+configuration names. `MIGRATIONS` is the one schema history of both (see there).
+
 Every read is one function run on the reader's thread (execute, fetch, close), never a
 cursor left open across awaits: the reader connection is shared by all requests, and a
 statement left active by one of them holds the connection's read snapshot, so another
 request reading right after its own commit would still see the database as it was before
 (a bulletin just created answered 404). Writes that are many statements can also be one
-function on the writer's thread (`Database.write`), one hop instead of one per statement,
+function on the writer's thread (`SqliteDatabase.write`), one hop instead of one per statement,
 committed together with the writes queued behind them (group commit).
 
-`Database` is the `hub.store.sql.Reader` the store's functions read through, and
+`SqliteDatabase` is the `hub.store.sql.Database` the store's functions read through, and
 `transaction()` yields its `Tx` (`SqliteTx`); the queries themselves are hub/store/'s.
 """
 
@@ -20,26 +23,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import aiosqlite
 
 from loa_contract import utcnow
 
-from .store.sql import Params
+from .store.sql import (
+    SQLITE,
+    Database,
+    DatabaseDamaged,
+    DatabaseError,
+    Dialect,
+    Params,
+    Tx,
+)
+
+__all__ = ["Database", "DatabaseDamaged", "DatabaseError", "SqliteDatabase", "open_database"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Each entry migrates from schema version i to i + 1; never edit a released entry.
-MIGRATIONS: list[str] = [
-    """
+
+class Dialects(NamedTuple):
+    """A migration written twice, where SQLite and PostgreSQL cannot share one text."""
+
+    sqlite: str
+    postgres: str
+
+
+#: The first schema's tables, shared by both backends' first migration.
+_FIRST_SCHEMA = """
     CREATE TABLE users (
         id INTEGER PRIMARY KEY,
         username TEXT NOT NULL UNIQUE,
@@ -161,15 +182,11 @@ MIGRATIONS: list[str] = [
         action TEXT NOT NULL,
         target TEXT,
         detail TEXT
-    );
-    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-    """,
-    # Accounts (lockout, disable, password history), cookie sessions with CSRF, the audit
-    # record's unit and before/after, the review workflow and the communes' running order.
-    """
+    );"""
+
+
+#: The second migration's statements before and after its triggers.
+_SECOND_SCHEMA = """
     ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE users ADD COLUMN locked_until TEXT;
     CREATE TABLE password_history (
@@ -204,35 +221,95 @@ MIGRATIONS: list[str] = [
         comment TEXT
     );
     CREATE INDEX bulletin_events_bulletin ON bulletin_events(bulletin_id, id);
-    CREATE TRIGGER bulletin_events_no_update BEFORE UPDATE ON bulletin_events
-        BEGIN SELECT RAISE(ABORT, 'the bulletin history is append-only'); END;
-    CREATE TRIGGER bulletin_events_no_delete BEFORE DELETE ON bulletin_events
-        BEGIN SELECT RAISE(ABORT, 'the bulletin history is append-only'); END;
+"""
+_COMMUNE_ORDER = """
     CREATE TABLE commune_order (
         commune TEXT NOT NULL REFERENCES communes(code),
         bulletin_id TEXT NOT NULL REFERENCES bulletins(id),
         position INTEGER NOT NULL,
         PRIMARY KEY (commune, bulletin_id)
     );
-    """,
-    # Which units uploaded which media: a non-province account may use (and list) its own
-    # unit's uploads. Filled from the audit records of uploads made before this table.
-    """
+"""
+
+_MEDIA_UPLOADS = """
     CREATE TABLE media_uploads (
         sha256 TEXT NOT NULL REFERENCES media(sha256),
         unit TEXT NOT NULL,
         first_at TEXT NOT NULL,
         PRIMARY KEY (sha256, unit)
-    );
-    INSERT OR IGNORE INTO media_uploads (sha256, unit, first_at)
+    );"""
+_MEDIA_UPLOADS_FROM_AUDIT = """
         SELECT a.target, a.unit, MIN(a.at) FROM audit a
         JOIN media m ON m.sha256 = a.target
         WHERE a.action = 'media.upload' AND a.unit IS NOT NULL
         GROUP BY a.target, a.unit;
+    """
+
+
+def _append_only(table: str, what: str) -> str:
+    """PostgreSQL's form of the SQLite triggers that keep `table` append-only."""
+    return f"""
+    CREATE OR REPLACE FUNCTION loa_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION '% is append-only', TG_ARGV[0]
+            USING ERRCODE = 'integrity_constraint_violation'; END $$;
+    CREATE TRIGGER {table}_no_update BEFORE UPDATE OR DELETE ON {table}
+        FOR EACH ROW EXECUTE FUNCTION loa_append_only('{what}');
+    CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+        FOR EACH STATEMENT EXECUTE FUNCTION loa_append_only('{what}');
+    """
+
+
+# Each entry migrates from schema version i to i + 1, in both backends; never edit a released
+# entry. To add one, append it here, and nowhere else:
+# - portable SQL (a plain string) where both can run it: TEXT, INTEGER (BIGINT in PostgreSQL),
+#   REAL (DOUBLE PRECISION there), `INTEGER PRIMARY KEY` ids (an identity column there),
+#   ALTER TABLE … ADD COLUMN, CREATE INDEX, `INSERT … ON CONFLICT DO NOTHING`;
+#   `postgres_migration` makes those three type words PostgreSQL's;
+# - `Dialects(sqlite=…, postgres=…)` where they differ (triggers, table rebuilds, functions).
+# tests/test_migrations.py runs every entry on both.
+MIGRATIONS: list[str | Dialects] = [
+    Dialects(
+        sqlite=_FIRST_SCHEMA
+        + """
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+        postgres=_FIRST_SCHEMA + _append_only("audit", "the audit log"),
+    ),
+    # Accounts (lockout, disable, password history), cookie sessions with CSRF, the audit
+    # record's unit and before/after, the review workflow and the communes' running order.
+    Dialects(
+        sqlite=_SECOND_SCHEMA
+        + """
+    CREATE TRIGGER bulletin_events_no_update BEFORE UPDATE ON bulletin_events
+        BEGIN SELECT RAISE(ABORT, 'the bulletin history is append-only'); END;
+    CREATE TRIGGER bulletin_events_no_delete BEFORE DELETE ON bulletin_events
+        BEGIN SELECT RAISE(ABORT, 'the bulletin history is append-only'); END;
+    """
+        + _COMMUNE_ORDER,
+        postgres=_SECOND_SCHEMA
+        + _append_only("bulletin_events", "the bulletin history")
+        + _COMMUNE_ORDER,
+    ),
+    # Which units uploaded which media: a non-province account may use (and list) its own
+    # unit's uploads. Filled from the audit records of uploads made before this table.
+    Dialects(
+        sqlite=_MEDIA_UPLOADS
+        + """
+    INSERT OR IGNORE INTO media_uploads (sha256, unit, first_at)"""
+        + _MEDIA_UPLOADS_FROM_AUDIT,
+        # GROUP BY makes each (sha256, unit) once: nothing to ignore.
+        postgres=_MEDIA_UPLOADS
+        + """
+    INSERT INTO media_uploads (sha256, unit, first_at)"""
+        + _MEDIA_UPLOADS_FROM_AUDIT,
+    ),
     # Reports are unique per device, stream and seq (see loa_contract ReportBatch.stream):
     # a device that lost its state file numbers from 1 again under a new stream.
-    """
+    Dialects(
+        sqlite="""
     ALTER TABLE plays RENAME TO plays_before_streams;
     CREATE TABLE plays (
         id INTEGER PRIMARY KEY,
@@ -275,6 +352,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX health_device_at ON health(device_id, at);
     CREATE INDEX health_at ON health(at);
     """,
+        # No rows to carry over there (PostgreSQL came after this migration): the columns
+        # and keys change in place.
+        postgres="""
+    ALTER TABLE plays ADD COLUMN stream TEXT NOT NULL DEFAULT '';
+    ALTER TABLE plays DROP CONSTRAINT plays_device_id_seq_key;
+    ALTER TABLE plays ADD UNIQUE (device_id, stream, seq);
+    CREATE INDEX plays_device_started ON plays(device_id, started_at);
+    CREATE INDEX plays_started ON plays(started_at);
+    ALTER TABLE health ADD COLUMN stream TEXT NOT NULL DEFAULT '';
+    ALTER TABLE health DROP CONSTRAINT health_device_id_seq_key;
+    ALTER TABLE health ADD UNIQUE (device_id, stream, seq);
+    CREATE INDEX health_device_at ON health(device_id, at);
+    CREATE INDEX health_at ON health(at);
+    """,
+    ),
     # Proof of play the hub refused (hub/play_evidence.py): kept with its reason and the row
     # as sent, acknowledged so the device's outbox moves on, never counted as an airing. One
     # verdict per (device, stream, seq): a retry finds it here or in plays. The device keeps
@@ -540,6 +632,26 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def sqlite_migration(entry: str | Dialects) -> str:
+    return entry.sqlite if isinstance(entry, Dialects) else entry
+
+
+_POSTGRES_TYPES = (
+    (re.compile(r"\bINTEGER PRIMARY KEY\b"), "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+)
+
+
+def postgres_migration(entry: str | Dialects) -> str:
+    """The entry's PostgreSQL text, SQLite's type words made PostgreSQL's: INTEGER is 64-bit
+    in SQLite (BIGINT), REAL a double, and an `INTEGER PRIMARY KEY` numbers itself."""
+    sql = entry.postgres if isinstance(entry, Dialects) else entry
+    for pattern, replacement in _POSTGRES_TYPES:
+        sql = pattern.sub(replacement, sql)
+    return sql
+
+
 def iso(dt: datetime) -> str:
     """UTC with a fixed shape, so stored times compare correctly as strings."""
     if dt.tzinfo is None:
@@ -558,22 +670,10 @@ _MICROSECOND = timedelta(microseconds=1)
 
 def epoch_us(dt: datetime) -> int:
     """Whole microseconds since the epoch: exact, cheap to compare (play evidence) and, with
-    iso_from_epoch_us, stored as iso()'s text."""
+    `Dialect.iso_from_epoch_us`, stored as iso()'s text."""
     if dt.tzinfo is None:
         raise ValueError("naive datetime")
     return (dt - EPOCH) // _MICROSECOND
-
-
-def iso_from_epoch_us(param: int) -> str:
-    """SQL that makes iso()'s text from statement parameter number `param` (an epoch_us).
-    Where a statement stores many times (report ingest), SQLite writes the text on the
-    writer's thread in C instead of iso() on the event loop, at under half the cost per time.
-    SQLite's / and % round towards zero; the seconds and the fraction are floored here."""
-    us = f"?{param}"
-    return (
-        f"strftime('%Y-%m-%dT%H:%M:%S', {us} / 1000000 - ({us} % 1000000 < 0), 'unixepoch')"
-        f" || printf('.%06d+00:00', ({us} % 1000000 + 1000000) % 1000000)"
-    )
 
 
 def from_iso(text: str) -> datetime:
@@ -587,11 +687,6 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     await conn.execute("PRAGMA foreign_keys=ON")
     await conn.execute("PRAGMA busy_timeout=10000")
     return conn
-
-
-class DatabaseDamaged(Exception):
-    """The hub's database is missing, emptied or damaged while the hub held data: the hub does
-    not start (a fresh empty hub would silently forget every account and device)."""
 
 
 def _in_use_marker(path: Path) -> Path:
@@ -675,6 +770,7 @@ class SqliteTx:
     awaits and no other request's statement interleaves with it."""
 
     __slots__ = ("_conn",)
+    dialect: Dialect = SQLITE
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
@@ -682,8 +778,8 @@ class SqliteTx:
     async def execute(self, sql: str, params: Params = ()) -> int:
         return await _on_thread(self._conn, _execute, sql, params)
 
-    async def executemany(self, sql: str, rows: Iterable[Params]) -> int:
-        return await _on_thread(self._conn, _executemany, sql, list(rows))
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        await _on_thread(self._conn, _executemany, sql, list(rows))
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         return await _on_thread(self._conn, _fetchone, sql, params)
@@ -695,16 +791,62 @@ class SqliteTx:
         return await _on_thread(self._conn, _fetchval, sql, params)
 
 
-class Database:
+class _ThreadTx:
+    """A `hub.store.sql.Tx` for a grouped write (`SqliteDatabase.write`), on the writer's own
+    thread: each call runs the statement at once, so the write's coroutine never suspends and
+    is driven to its end in one hop (`_run_to_end`)."""
+
+    __slots__ = ("_conn",)
+    dialect: Dialect = SQLITE
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return _execute(self._conn, sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        _executemany(self._conn, sql, list(rows))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        return _fetchone(self._conn, sql, params)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return _fetchall(self._conn, sql, params)
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        return _fetchval(self._conn, sql, params)
+
+
+def _run_to_end(work: Callable[[Tx], Awaitable[T]], tx: _ThreadTx) -> T:
+    """Run a write's coroutine to its end without an event loop: it awaits only `_ThreadTx`
+    calls, which never suspend."""
+    coroutine = work(tx)
+    if not isinstance(coroutine, Coroutine):
+        raise TypeError("a grouped write must be a coroutine function")
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coroutine.close()
+    raise RuntimeError("a grouped write awaited something other than its statements")
+
+
+class SqliteDatabase:
+    """The hub's database in one SQLite file (the embedded default)."""
+
+    dialect: Dialect = SQLITE
+
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
         #: Writes waiting for the writer (see `write`): each with the future its caller awaits.
-        self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._queued: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]] = []
 
     @classmethod
-    async def open(cls, path: Path, *, clock: Callable[[], datetime] = utcnow) -> Database:
+    async def open(cls, path: Path, *, clock: Callable[[], datetime] = utcnow) -> SqliteDatabase:
         """Open (creating on a first start) the hub's database; DatabaseDamaged if it was lost
         or is damaged, naming `hub restore`. `clock` dates the first start (the in-use mark)."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -765,10 +907,11 @@ class Database:
         async with self.transaction() as tx:
             return await tx.execute(sql, params)
 
-    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` on the writer's thread, all its statements in one hop, and return once
-        it is committed (synchronous=FULL: on disk). If it raises, its changes are rolled
-        back and the exception is raised here.
+    async def write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `await work(tx)` on the writer's thread, all its statements in one hop, and
+        return once it is committed (synchronous=FULL: on disk). If it raises, its changes
+        are rolled back and the exception is raised here. `work` awaits nothing but its
+        statements (see `_ThreadTx`).
 
         Group commit: writes that queue while the writer is busy are committed together, in
         arrival order, each inside its own savepoint, so one failing write leaves the others
@@ -784,7 +927,7 @@ class Database:
         return await done
 
     async def _commit_group(
-        self, group: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+        self, group: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]]
     ) -> None:
         try:
             outcomes = await _on_thread(self._writer, _in_group, [work for work, _ in group])
@@ -803,14 +946,25 @@ class Database:
             else:
                 done.set_exception(value)
 
+    # Reads outside a transaction expect no constraint to fail: any error of the database is
+    # the database failing, reported as the backend-neutral DatabaseError.
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        return await _on_thread(self._reader, _fetchall, sql, params)
+        try:
+            return await _on_thread(self._reader, _fetchall, sql, params)
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(str(exc)) from exc
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        return await _on_thread(self._reader, _fetchone, sql, params)
+        try:
+            return await _on_thread(self._reader, _fetchone, sql, params)
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(str(exc)) from exc
 
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
-        return await _on_thread(self._reader, _fetchval, sql, params)
+        try:
+            return await _on_thread(self._reader, _fetchval, sql, params)
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(str(exc)) from exc
 
 
 async def _on_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
@@ -853,16 +1007,12 @@ def _execute(conn: sqlite3.Connection, sql: str, params: Params) -> int:
         cur.close()
 
 
-def _executemany(conn: sqlite3.Connection, sql: str, rows: list[Params]) -> int:
-    cur = conn.executemany(sql, rows)
-    try:
-        return cur.rowcount
-    finally:
-        cur.close()
+def _executemany(conn: sqlite3.Connection, sql: str, rows: list[Params]) -> None:
+    conn.executemany(sql, rows).close()
 
 
 def _in_group(
-    conn: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]
+    conn: sqlite3.Connection, works: list[Callable[[Tx], Awaitable[Any]]]
 ) -> list[tuple[bool, Any]]:
     """One transaction for several writes, each in a savepoint: (True, result) or
     (False, exception) per write, in order."""
@@ -871,12 +1021,13 @@ def _in_group(
         log.warning("rolling back a transaction abandoned by a cancelled task")
         conn.execute("ROLLBACK")
     outcomes: list[tuple[bool, Any]] = []
+    tx = _ThreadTx(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
         for work in works:
             conn.execute("SAVEPOINT write")
             try:
-                outcomes.append((True, work(conn)))
+                outcomes.append((True, _run_to_end(work, tx)))
             except Exception as exc:
                 conn.execute("ROLLBACK TO write")
                 outcomes.append((False, exc))
@@ -896,7 +1047,7 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
     for version in range(current, len(MIGRATIONS)):
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _split(MIGRATIONS[version]):
+            for statement in _split(sqlite_migration(MIGRATIONS[version])):
                 await conn.execute(statement)
             await conn.execute(f"PRAGMA user_version={version + 1}")
         except BaseException:
@@ -916,3 +1067,28 @@ def _split(script: str) -> Iterable[str]:
             buf = ""
     if buf.strip():
         raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:60]}")
+
+
+async def open_database(
+    url: str | None, path: Path, *, clock: Callable[[], datetime] = utcnow
+) -> Database:
+    """The hub's database: PostgreSQL at `url` (postgresql://…), else the SQLite file `path`.
+    DatabaseDamaged or DatabaseUnreachable (hub.store.sql) say why it cannot be opened.
+
+    On PostgreSQL as on SQLite, a mark in the data folder says this node has held data in
+    the database: from then on a database found empty is a loss to restore, not a new hub."""
+    if not url:
+        return await SqliteDatabase.open(path, clock=clock)
+    from .store.postgres import PostgresDatabase  # asyncpg only where PostgreSQL is used
+
+    path.parent.mkdir(parents=True, exist_ok=True)  # the node's folder: keys, media, the mark
+    mark = path.with_name(POSTGRES_MARK)
+    marker = _in_use_marker(mark)
+    held_since = marker.read_text(encoding="utf-8").strip() if marker.exists() else None
+    db = await PostgresDatabase.open(url, clock=clock, held_since=held_since)
+    await asyncio.to_thread(_mark_in_use, mark, clock())
+    return db
+
+
+#: Named beside the SQLite file's in-use mark, for a node whose database is on PostgreSQL.
+POSTGRES_MARK = "hub.postgresql"

@@ -1,8 +1,10 @@
-"""A real hub on 127.0.0.1 for tests and simulations: real socket, real SQLite, real keys."""
+"""A real hub on 127.0.0.1 for tests and simulations: real socket, real SQLite (or the
+PostgreSQL tests/conftest.py gives each test when LOA_TEST_DATABASE=postgres), real keys."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -24,7 +26,7 @@ from .app import create_app
 from .appkeys import DB, SENT_CACHE, Clock
 from .auth import Role, create_user
 from .config import HubConfig
-from .db import Database
+from .db import Database, open_database
 from .store import accounts, bulletins, devices
 
 ADMIN = "admin"
@@ -235,14 +237,25 @@ class FakeClock:
         self.now += delta
 
 
+def database_for_tests() -> str | None:
+    """The PostgreSQL database of the running test (tests/conftest.py names a fresh one per
+    test in LOA_TEST_DATABASE_URL), or None: the SQLite file in the hub's data folder."""
+    return os.environ.get("LOA_TEST_DATABASE_URL") or None
+
+
+def hub_config(data_dir: Path, **fields: Any) -> HubConfig:
+    """A test hub's configuration on the test's database (see `database_for_tests`)."""
+    return HubConfig(data_dir=data_dir, **{"database_url": database_for_tests(), **fields})
+
+
 @asynccontextmanager
 async def running_hub(
     data_dir: Path, *, clock: Clock | None = None, **overrides: Any
 ) -> AsyncIterator[HubHarness]:
     # Low scrypt cost: tests log in often; production keeps the default.
-    config = HubConfig(data_dir=data_dir, **{"scrypt_n": 2**8, **overrides})
+    config = hub_config(data_dir, **{"scrypt_n": 2**8, **overrides})
     clock = clock or utcnow
-    db = await Database.open(config.db_path, clock=clock)
+    db = await open_database(config.database_url, config.db_path, clock=clock)
     try:
         # A restored or reused data folder already has its admin.
         if await accounts.by_username(db, ADMIN) is None:

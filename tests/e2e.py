@@ -23,8 +23,9 @@ from edge_agent.speech import SpeechEngine
 from edge_agent.tone import write_tone
 from hub.app import create_app
 from hub.auth import Role, create_user
-from hub.config import HubConfig
-from hub.db import Database
+from hub.db import open_database
+from hub.store import accounts
+from hub.testing import hub_config
 from loa_contract import VN_TZ, utcnow
 
 ADMIN = "admin"
@@ -56,13 +57,13 @@ class LiveHub:
         return self.runner.app
 
     async def start(self) -> None:
-        config = HubConfig(data_dir=self.data_dir, scrypt_n=2**4)
-        if not config.db_path.exists():
-            db = await Database.open(config.db_path)
+        config = hub_config(self.data_dir, scrypt_n=2**4)
+        db = await open_database(config.database_url, config.db_path)
+        if await accounts.by_username(db, ADMIN) is None:
             await create_user(
                 db, ADMIN, ADMIN_PASSWORD, Role.ADMIN, "province", scrypt_n=2**4, now=utcnow()
             )
-            await db.close()
+        await db.close()
         self.runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=1)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True)

@@ -400,11 +400,11 @@ def _console(app: web.Application) -> None:
 async def test_cookie_session_and_csrf(tmp_path: Path, clock: FakeClock) -> None:
     from hub.app import create_app
     from hub.auth import Role, create_user
-    from hub.config import HubConfig
-    from hub.db import Database
+    from hub.db import open_database
+    from hub.testing import hub_config
 
-    config = HubConfig(data_dir=tmp_path, scrypt_n=2**4)
-    db = await Database.open(config.db_path)
+    config = hub_config(tmp_path, scrypt_n=2**4)
+    db = await open_database(config.database_url, config.db_path)
     await create_user(db, "an", OWN, Role.VIEWER, "province", scrypt_n=2**4, now=clock())
     await db.close()
     app = create_app(config, clock=clock, with_console=False)

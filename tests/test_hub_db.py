@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from hub.db import Database, epoch_us, from_iso, iso, iso_from_epoch_us
+from hub.db import SqliteDatabase as Database
+from hub.db import epoch_us, from_iso, iso
+from hub.store.sql import SQLITE, Tx
 
 
 @pytest.fixture
@@ -45,14 +47,14 @@ async def test_each_writer_reads_its_own_row_while_others_read(db: Database) -> 
 
 
 async def test_write_is_one_transaction_that_rolls_back(db: Database) -> None:
-    def two_rows(conn: sqlite3.Connection) -> int:
-        conn.execute("INSERT INTO notes (id, body) VALUES (1, 'a')")
-        conn.execute("INSERT INTO notes (id, body) VALUES (2, 'b')")
+    async def two_rows(tx: Tx) -> int:
+        await tx.execute("INSERT INTO notes (id, body) VALUES (1, 'a')")
+        await tx.execute("INSERT INTO notes (id, body) VALUES (2, 'b')")
         return 2
 
-    def half_then_fail(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO notes (id, body) VALUES (3, 'c')")
-        conn.execute("INSERT INTO notes (id, body) VALUES (1, 'duplicate')")
+    async def half_then_fail(tx: Tx) -> None:
+        await tx.execute("INSERT INTO notes (id, body) VALUES (3, 'c')")
+        await tx.execute("INSERT INTO notes (id, body) VALUES (1, 'duplicate')")
 
     assert await db.write(two_rows) == 2
     with pytest.raises(sqlite3.IntegrityError):
@@ -93,7 +95,7 @@ def test_sqlite_writes_the_same_text_as_iso_from_epoch_us() -> None:
     for when in times:
         us = epoch_us(when)
         assert datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us) == when
-        (text,) = conn.execute(f"SELECT {iso_from_epoch_us(1)}", (us,)).fetchone()
+        (text,) = conn.execute(f"SELECT {SQLITE.iso_from_epoch_us('?1')}", (us,)).fetchone()
         assert text == iso(when), when
     with pytest.raises(ValueError):
         epoch_us(datetime(2026, 1, 1))
@@ -102,9 +104,9 @@ def test_sqlite_writes_the_same_text_as_iso_from_epoch_us() -> None:
 async def test_writes_queued_meanwhile_commit_together_and_fail_alone(
     db: Database, tmp_path: Path
 ) -> None:
-    def insert(note: int) -> Callable[[sqlite3.Connection], int]:
-        def work(conn: sqlite3.Connection) -> int:
-            conn.execute("INSERT INTO notes (id, body) VALUES (?, ?)", (note, f"n{note}"))
+    def insert(note: int) -> Callable[[Tx], Awaitable[int]]:
+        async def work(tx: Tx) -> int:
+            await tx.execute("INSERT INTO notes (id, body) VALUES (?, ?)", (note, f"n{note}"))
             if note == 7:
                 raise ValueError("note 7 is refused")
             # What another connection sees: only what earlier groups committed.

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from hub.db import MIGRATIONS, Database, _split
+from hub.db import MIGRATIONS, SqliteDatabase, _split, sqlite_migration
 
 
 def _database_at(path: Path, version: int) -> sqlite3.Connection:
     conn = sqlite3.connect(path)
     for script in MIGRATIONS[:version]:
-        for statement in _split(script):
+        for statement in _split(sqlite_migration(script)):
             conn.execute(statement)
     conn.execute(f"PRAGMA user_version={version}")
     conn.commit()
@@ -41,7 +41,7 @@ async def test_media_uploads_are_filled_from_the_upload_audit(tmp_path: Path) ->
     conn.commit()
     conn.close()
 
-    db = await Database.open(path)
+    db = await SqliteDatabase.open(path)
     try:
         rows = await db.fetchall("SELECT sha256, unit, first_at FROM media_uploads ORDER BY unit")
         assert [(r["sha256"], r["unit"], r["first_at"][:10]) for r in rows] == [

@@ -74,14 +74,15 @@ async def walk(hub: HubHarness, path: str, key: str | None = None) -> list[list[
 async def make_ties(hub: HubHarness, table: str, column: str, groups: int) -> None:
     """Give rows equal timestamps in `groups` runs: the id must break the ties."""
     db = hub.app[DB]
-    rows = await db.fetchall(f"SELECT rowid FROM {table} ORDER BY rowid")
+    # In the order made (the id breaks ties of times made in the same microsecond).
+    rows = await db.fetchall(f"SELECT id FROM {table} ORDER BY {column}, id")
     t0 = datetime(2026, 5, 1, tzinfo=UTC)
     async with db.transaction() as conn:
         for i, row in enumerate(rows):
             at = (t0 + timedelta(minutes=i * groups // len(rows))).isoformat(
                 timespec="microseconds"
             )
-            await conn.execute(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", (at, row[0]))
+            await conn.execute(f"UPDATE {table} SET {column} = ? WHERE id = ?", (at, row[0]))
 
 
 def assert_bad_cursor(body: dict[str, Any]) -> None:

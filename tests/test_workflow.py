@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from hub.appkeys import DB
@@ -465,6 +466,10 @@ async def test_audit_filters_pages_and_csv(hub: HubHarness) -> None:
     ]
 
 
+#: How each backend refuses a change to an append-only table.
+REFUSED = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
+
+
 async def test_audit_has_no_delete_or_edit(hub: HubHarness) -> None:
     for method in ("DELETE", "PUT", "PATCH"):
         resp = await hub.client.request(method, "/api/v1/audit", headers=hub.auth)
@@ -473,9 +478,9 @@ async def test_audit_has_no_delete_or_edit(hub: HubHarness) -> None:
         "POST", "/api/v1/bulletins", json=bulletin(targets={"communes": ["00001"]}), expect=201
     )
     db = hub.app[DB]
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(REFUSED, match="append-only"):
         await db.execute("DELETE FROM audit")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(REFUSED, match="append-only"):
         await db.execute("UPDATE audit SET actor = 'x'")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(REFUSED, match="append-only"):
         await db.execute("DELETE FROM bulletin_events")

@@ -5,6 +5,7 @@ versions, what a manifest holds), reports (proof of play, health, refused report
 monthly report's reads), audit, nodes (hub nodes on one database) and liveness (the probe).
 
 Handlers (the JSON API and the console) call these functions with plain values and get typed
-values back; they hold no SQL (tests/test_layers.py checks). The SQLite connection itself,
-its migrations and its damage checks are `hub.db`; nothing here imports aiosqlite.
+values back; they hold no SQL (tests/test_layers.py checks). They run on either backend:
+SQLite (`hub.db`: the connection, the migrations of both, the damage checks) or PostgreSQL
+(`postgres`, asyncpg); what the two spell differently comes from `sql.Dialect`.
 """

@@ -483,9 +483,10 @@ async def airing_devices(db: Reader, bulletin_id: str, kind: BulletinKind) -> li
     rows = await db.fetchall(
         "WITH first AS (SELECT device_id, MIN(started_at) AS started_at FROM plays"
         " WHERE bulletin_id = :bulletin GROUP BY device_id),"
-        # SQLite takes the bare column from the row holding the MAX.
-        " last AS (SELECT device_id, outcome, MAX(ended_at) FROM plays"
-        " WHERE bulletin_id = :bulletin GROUP BY device_id)"
+        # Each device's play that ended last (a tie: the one stored last).
+        " last AS (SELECT device_id, outcome FROM (SELECT device_id, outcome,"
+        " ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY ended_at DESC, id DESC) AS n"
+        " FROM plays WHERE bulletin_id = :bulletin) AS ranked WHERE n = 1)"
         " SELECT d.id, d.commune, d.name, d.last_seen, d.last_health_json,"
         " first.started_at AS first, last.outcome AS outcome FROM devices d"
         " LEFT JOIN first ON first.device_id = d.id LEFT JOIN last ON last.device_id = d.id"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -20,7 +19,7 @@ from loa_contract import (
     ProofOfPlay,
 )
 
-from ..db import from_iso, iso, iso_from_epoch_us
+from ..db import from_iso, iso
 from .manifests import B_REACHES_DEVICE, bulletin_kinds_for
 from .sql import Reader, Row, Tx, after_key, chunks, key_params, marks
 
@@ -147,7 +146,7 @@ async def reporting_slots(
     health samples need not cross into Python: whole UTC seconds since the period's start,
     divided by the slot."""
     scope = _in_commune(commune)
-    slot = "(CAST(strftime('%s', substr({col}, 1, 19)) AS INTEGER) - :epoch) / :slot"
+    slot = f"({db.dialect.epoch_seconds('{col}')} - :epoch) / :slot"
     rows = await db.fetchall(
         f"SELECT DISTINCT h.device_id AS device, {slot.format(col='h.at')} AS slot"
         " FROM health h JOIN devices d ON d.id = h.device_id"
@@ -413,10 +412,10 @@ async def health_between(
 ) -> list[HealthPoint]:
     """A device's health samples taken in [since, until], oldest first."""
     rows = await db.fetchall(
-        "SELECT at, json_extract(json, '$.temperature_celsius') AS temperature,"
-        " json_extract(json, '$.cpu_percent') AS cpu,"
-        " json_extract(json, '$.memory_used_bytes') AS mem_used,"
-        " json_extract(json, '$.memory_total_bytes') AS mem_total"
+        f"SELECT at, {db.dialect.json_number('json', 'temperature_celsius')} AS temperature,"
+        f" {db.dialect.json_number('json', 'cpu_percent')} AS cpu,"
+        f" {db.dialect.json_number('json', 'memory_used_bytes')} AS mem_used,"
+        f" {db.dialect.json_number('json', 'memory_total_bytes')} AS mem_total"
         " FROM health WHERE device_id = ? AND at >= ? AND at <= ? ORDER BY at",
         (device_id, iso(since), iso(until)),
     )
@@ -473,11 +472,13 @@ async def evidence(
         # Stored times share iso()'s one shape, so they compare as text: the device could hold
         # it from its publication or valid_from (the later) until valid_until or its
         # cancellation (the earlier).
-        " max(b.valid_from, coalesce(b.published_at, b.valid_from)) AS held_from,"
-        " min(b.valid_until, coalesce(b.cancelled_at, b.valid_until)) AS held_until,"
-        f" b.state IN ('published', 'cancelled') AND b.kind IN ({bulletin_kinds_for(kind)})"
-        f" AND {B_REACHES_DEVICE} AS sent"
-        " FROM bulletins b WHERE b.id IN (SELECT value FROM json_each(:ids))",
+        " CASE WHEN b.published_at > b.valid_from THEN b.published_at ELSE b.valid_from END"
+        " AS held_from,"
+        " CASE WHEN b.cancelled_at < b.valid_until THEN b.cancelled_at ELSE b.valid_until END"
+        " AS held_until,"
+        f" CASE WHEN b.state IN ('published', 'cancelled') AND b.kind IN"
+        f" ({bulletin_kinds_for(kind)}) AND {B_REACHES_DEVICE} THEN 1 ELSE 0 END AS sent"
+        f" FROM bulletins b WHERE b.id IN ({db.dialect.json_values(':ids', 'TEXT')})",
         {"ids": json.dumps(sorted(ids)), "device": device_id, "commune": commune},
     )
     return {
@@ -578,9 +579,9 @@ _COUNT_REFUSED = (
 )
 
 
-def write_reports(conn: sqlite3.Connection, rows: ReportRows) -> int:
-    """Store a batch, for `Database.write` (on the writer's thread, in one hop: little but SQL
-    runs here); returns how many refusals were new. Idempotent by (device, stream, seq): one
+async def write_reports(tx: Tx, rows: ReportRows) -> int:
+    """Store a batch, for `Database.write` (on SQLite's writer thread, in one hop: little but
+    SQL runs here); returns how many refusals were new. Idempotent by (device, stream, seq): one
     verdict per report, whichever table holds the first answer keeps it (a retry is judged
     again). Health samples are kept once each; the device's newest sample is replaced only by
     a newer one (a retried old batch must not overwrite it)."""
@@ -589,50 +590,52 @@ def write_reports(conn: sqlite3.Connection, rows: ReportRows) -> int:
     if accepted:
         # One query for the batch, not a NOT EXISTS per row: that made each stored play
         # twice as dear.
-        earlier = conn.execute(
-            "SELECT seq FROM refused_reports WHERE device_id = ? AND stream = ?"
-            " AND seq IN (SELECT value FROM json_each(?))",
-            (device_id, stream, json.dumps([row[2] for row in accepted])),
-        ).fetchall()
+        earlier = await tx.fetchall(
+            "SELECT seq FROM refused_reports WHERE device_id = :device AND stream = :stream"
+            f" AND seq IN ({tx.dialect.json_values(':seqs', 'BIGINT')})",
+            {"device": device_id, "stream": stream, "seqs": json.dumps([r[2] for r in accepted])},
+        )
         if earlier:
             refused_before = {r[0] for r in earlier}
             accepted = [row for row in accepted if row[2] not in refused_before]
-    conn.executemany(
-        "INSERT OR IGNORE INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
+    started, ended = tx.dialect.iso_from_epoch_us("?7"), tx.dialect.iso_from_epoch_us("?8")
+    await tx.executemany(
+        "INSERT INTO plays (device_id, stream, seq, bulletin_id, priority, kind,"
         " started_at, ended_at, outcome, position_s, received_at)"
-        f" VALUES (?1, ?2, ?3, ?4, ?5, ?6, {iso_from_epoch_us(7)}, {iso_from_epoch_us(8)},"
-        " ?9, ?10, ?11)",
+        f" VALUES (?1, ?2, ?3, ?4, ?5, ?6, {started}, {ended}, ?9, ?10, ?11)"
+        " ON CONFLICT DO NOTHING",
         accepted,
     )
     newly_refused = 0
-    if rows.refused:
-        newly_refused = conn.executemany(
-            "INSERT OR IGNORE INTO refused_reports (device_id, stream, seq, bulletin_id,"
+    # One statement each (refusals are rare): each answers whether it stored a new one.
+    for refused in rows.refused:
+        newly_refused += await tx.execute(
+            "INSERT INTO refused_reports (device_id, stream, seq, bulletin_id,"
             " reason, detail, report_json, received_at)"
             " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS (SELECT 1 FROM plays"
-            " WHERE device_id = ?1 AND stream = ?2 AND seq = ?3)",
-            rows.refused,
-        ).rowcount
+            " WHERE device_id = ?1 AND stream = ?2 AND seq = ?3) ON CONFLICT DO NOTHING",
+            refused,
+        )
     if newly_refused > 0:
-        conn.execute(_COUNT_REFUSED, {"device": device_id, "count": newly_refused})
-    conn.executemany(
-        "INSERT OR IGNORE INTO health (device_id, stream, seq, at, json, received_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        await tx.execute(_COUNT_REFUSED, {"device": device_id, "count": newly_refused})
+    await tx.executemany(
+        "INSERT INTO health (device_id, stream, seq, at, json, received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         rows.healths,
     )
     if rows.boots:
-        conn.executemany(
+        await tx.executemany(
             "INSERT INTO device_boots (device_id, boot_time) VALUES (?, ?) ON CONFLICT DO NOTHING",
             rows.boots,
         )
     if rows.newest_health is not None:
         sample, at = rows.newest_health
-        conn.execute(
+        await tx.execute(
             "UPDATE devices SET last_health_json = ?, last_health_at = ?"
             " WHERE id = ? AND (last_health_at IS NULL OR last_health_at < ?)",
             (sample, at, device_id, at),
         )
-    conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (rows.received, device_id))
+    await tx.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (rows.received, device_id))
     return newly_refused
 
 
