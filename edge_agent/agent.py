@@ -405,13 +405,20 @@ class Agent:
     # ------------------------------------------------------------------ for the CLI, the
     # ------------------------------------------------------------------ local page and tests
 
-    def request(self, control: str, *, origin: ControlOrigin = "local") -> None:
+    def request(
+        self, control: str, *, origin: ControlOrigin = "local", command_id: str | None = None
+    ) -> None:
         """Ask for a "stop", a "test_tone", a "test_pattern" or a "resync" (see
-        Programme.request for who may stop what)."""
+        Programme.request for who may stop what). `command_id` names the hub's command the
+        programme answers once it has acted."""
         if control == "resync":
-            self.background(self.sync.resync(), "resync")
+
+            async def resync() -> None:
+                await self.sync.resync()
+
+            self.background(resync(), "resync")
             return
-        self.programme.request(control, origin=origin)
+        self.programme.request(control, origin=origin, command_id=command_id)
 
     async def resync(self) -> None:
         await self.sync.resync()

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from loa_contract import (
+    AckStatus,
     BulletinKind,
     DeviceKind,
     ManifestBulletin,
@@ -105,7 +106,8 @@ class Programme(AgentPart):
         self._candidate_of: dict[str, tuple[ManifestBulletin, timedelta, Candidate | None]] = {}
         self._windows: tuple[ParsedWindow, ...] = ()
         self._windows_of: object = None  # the manifest `_windows` were parsed from
-        self._pending_controls: deque[tuple[str, ControlOrigin]] = deque()
+        #: Controls waiting for the loop: what, who asked, and the hub command to answer.
+        self._pending_controls: deque[tuple[str, ControlOrigin, str | None]] = deque()
         self._player_events: deque[PlaybackEvent] = deque()
         #: Plays whose end the store could not record yet (a full card), oldest first.
         self._unfinished: list[tuple[int, datetime, PlayOutcome, float, bool]] = []
@@ -495,7 +497,7 @@ class Programme(AgentPart):
         agent = self.agent
         player = agent.player
         while self._pending_controls:
-            control, origin = self._pending_controls.popleft()
+            control, origin, command_id = self._pending_controls.popleft()
             current = self.current
             if control == "stop" and current is not None and origin == "local":
                 # Checked again here, not only in request(): an emergency may have started
@@ -505,13 +507,21 @@ class Programme(AgentPart):
                 if refusal is not None:
                     self._refuse_control(control, refusal)
                     continue
-            if control == "stop" and current is not None:
-                position = await player.stop()
-                # An operator's stop counts as aired so the programme does not replay it.
-                await self.close_current(PlayOutcome.STOPPED, position, counts_as_aired=True)
+            if control == "stop":
+                if current is not None:
+                    position = await player.stop()
+                    # An operator's stop counts as aired so the programme does not replay it.
+                    await self.close_current(PlayOutcome.STOPPED, position, counts_as_aired=True)
+                self._answer(command_id, AckStatus.APPLIED)
             elif control in ("test_tone", "test_pattern"):
                 if current is not None and current.item.priority is Priority.EMERGENCY:
                     log.info("%s refused: an emergency is on air", control)
+                    self._answer(
+                        command_id,
+                        AckStatus.REFUSED,
+                        "emergency_on_air",
+                        f"emergency {current.item.bulletin_id} is on air",
+                    )
                     continue
                 if current is not None:
                     position = await player.stop()
@@ -540,6 +550,18 @@ class Programme(AgentPart):
                     await agent.relay.before_audio(False)
                 await player.play(item)
                 agent.play_started.put_nowait(item)
+                self._answer(command_id, AckStatus.APPLIED)
+
+    def _answer(
+        self,
+        command_id: str | None,
+        status: AckStatus,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Tell the hub what became of its command (local controls have none to answer)."""
+        if command_id is not None:
+            self.agent.sync.acknowledge(command_id, status, reason, detail)
 
     # ------------------------------------------------------------------ controls and volume
 
@@ -571,7 +593,9 @@ class Programme(AgentPart):
         if self.current is None or self.current.item.priority is not Priority.EMERGENCY:
             await self.agent.player.set_volume(self.volume())
 
-    def request(self, control: str, *, origin: ControlOrigin = "local") -> None:
+    def request(
+        self, control: str, *, origin: ControlOrigin = "local", command_id: str | None = None
+    ) -> None:
         """Ask the programme loop to "stop", play a "test_tone" or show a "test_pattern".
 
         A local "stop" of an emergency raises ControlRefused: the province fired it and only
@@ -585,7 +609,7 @@ class Programme(AgentPart):
             if refusal is not None:
                 self._refuse_control(control, refusal)
                 raise ControlRefused("emergency_on_air", refusal)
-        self._pending_controls.append((control, origin))
+        self._pending_controls.append((control, origin, command_id))
         self.wake.set()
 
     @staticmethod

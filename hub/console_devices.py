@@ -53,9 +53,10 @@ PAGE_ROWS = 50
 #: Worst first: the order of the summary tiles and of the filter.
 VERDICTS: tuple[str, ...] = LEVELS
 KINDS: tuple[str, ...] = tuple(k.value for k in DeviceKind)
-COMMANDS: tuple[str, ...] = ("set_volume", "stop", "test_tone", "resync")
 #: Seconds between refreshes of the status table (devices.js reads it from the page).
 REFRESH_S = 15
+#: Seconds between refreshes of a device's command history, while answers are awaited.
+HISTORY_REFRESH_S = 2
 #: How far back the health chart looks, and how many points it draws at most.
 CHART_WINDOW = timedelta(hours=24)
 CHART_POINTS = 288
@@ -632,12 +633,36 @@ def _plain(value: Any, fmt: Fmt) -> str:
     return str(value)
 
 
-def _sent_notice(request: web.Request) -> tuple[str, bool] | None:
-    """After a command's 303: which command, and whether the device got it."""
-    sent, delivered = request.query.get("sent"), request.query.get("delivered")
-    if sent in COMMANDS and delivered in ("0", "1"):
-        return f"dv.cmd.{sent}", delivered == "1"
-    return None
+async def _command_history(
+    request: web.Request, user: User
+) -> tuple[list[devices.CommandOut], devices.CommandOut | None]:
+    """The device's commands, newest first, and the one just sent (`?command=`) if it is
+    among them: its notice follows the device's answer, never claims more than was heard."""
+    history: list[devices.CommandOut] = await api(
+        request, user, devices.command_history, Permission.FLEET_READ
+    )
+    wanted = request.query.get("command")
+    return history, next((c for c in history if c.id == wanted), None)
+
+
+async def _history_context(request: web.Request, user: User, device_id: str) -> dict[str, Any]:
+    history, just_sent = await _command_history(request, user)
+    query = urlencode({"command": just_sent.id}) if just_sent else ""
+    return {
+        "history": history,
+        "just_sent": just_sent,
+        "history_url": f"/devices/{device_id}/commands" + (f"?{query}" if query else ""),
+        "history_every": HISTORY_REFRESH_S,
+    }
+
+
+@page
+async def device_commands(request: web.Request) -> web.StreamResponse:
+    """The command history alone: what console.js swaps in while answers are awaited."""
+    user = await page_user(request)
+    device: devices.DeviceOut = await api(request, user, devices.get_device, Permission.FLEET_READ)
+    context = await _history_context(request, user, device.id)
+    return await render(request, "_commands.html", d=device, fmt=_fmt(request), **context)
 
 
 async def _device_view(
@@ -660,7 +685,8 @@ async def _device_view(
         health_rows=_health_rows(device.health, device, fmt) if device.health else [],
         chart=await _health_chart(request, device.id, fmt.now),
         plays=await _recent_plays(request, device.id),
-        sent=_sent_notice(request),
+        **await _history_context(request, user, device.id),
+        idle_s=refresh_idle_s(request),
         error_key=error_key,
         volume=volume if volume is not None else str(device.health.volume if device.health else ""),
         fmt=fmt,
@@ -694,8 +720,8 @@ async def device_command(request: web.Request) -> web.StreamResponse:
     result: devices.CommandResult = await api(
         request, user, devices.send_command, Permission.DEVICES_COMMAND, body=body
     )
-    query = urlencode({"sent": result.type, "delivered": "1" if result.delivered else "0"})
-    return see_other(f"/devices/{result.device_id}?{query}#commands")
+    query = urlencode({"command": result.command_id})
+    return see_other(f"/devices/{result.device_id}?{query}#history")
 
 
 #: Fixed paths before "/devices/{id}", so "new" and "table" are never taken for an id.
@@ -705,6 +731,7 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/devices/new", device_new_form),
     ("POST", "/devices/new", device_new_submit),
     ("GET", "/devices/{id}", device_page),
+    ("GET", "/devices/{id}/commands", device_commands),
     ("POST", "/devices/{id}/commands", device_command),
     ("POST", "/devices/{id}/enrollment", device_enrollment),
 ]

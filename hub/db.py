@@ -309,6 +309,24 @@ MIGRATIONS: list[str] = [
         announced INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # Operator commands to devices and what each device answered (hub/commands.py): "sent"
+    # until the device acks "applied" or "refused" (with its reason); "undelivered" when the
+    # device was not connected. An agent from before acks leaves its commands "sent".
+    """
+    CREATE TABLE device_commands (
+        id TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        type TEXT NOT NULL,
+        params_json TEXT NOT NULL,
+        issued_at TEXT NOT NULL,
+        issued_by TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        detail TEXT,
+        answered_at TEXT
+    );
+    CREATE INDEX device_commands_device ON device_commands(device_id, issued_at);
+    """,
 ]
 
 

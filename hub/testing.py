@@ -13,6 +13,8 @@ from aiohttp import ClientResponse, ClientWebSocketResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from loa_contract import (
+    AckStatus,
+    CommandAck,
     CommandDocument,
     EnrollResponse,
     Manifest,
@@ -202,6 +204,19 @@ class DeviceSocket:
         async with asyncio.timeout(5.0):
             frame = await self.ws.receive_str()
         return self.keys.open(frame, CommandDocument).command
+
+    async def ack(
+        self, command_id: str, status: str, reason: str | None = None, detail: str | None = None
+    ) -> None:
+        """Answer a command as an agent does (a CommandAck frame on this socket)."""
+        ack = CommandAck(
+            command_id=command_id,
+            status=AckStatus(status),
+            reason=reason,
+            detail=detail,
+            at=utcnow(),
+        )
+        await self.ws.send_str(ack.model_dump_json(exclude_none=True))
 
 
 def health_report(seq: int, at: datetime, **fields: Any) -> dict[str, Any]:

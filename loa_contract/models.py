@@ -373,6 +373,29 @@ class CommandDocument(WireModel):
     command: Command
 
 
+class AckStatus(StrEnum):
+    """What a device did with an operator's command."""
+
+    APPLIED = "applied"
+    REFUSED = "refused"
+
+
+class CommandAck(WireModel):
+    """The device's answer to an operator command (volume, stop, test tone, resync), sent
+    back as a text frame on the push socket that brought it. The socket is the device's own
+    authenticated connection, so the ack needs no signature. An agent from before acks sends
+    none and its commands stay "sent" on the hub: nothing claims more than was heard."""
+
+    type: Literal["command_ack"] = "command_ack"
+    command_id: str = Field(min_length=1, max_length=64)
+    status: AckStatus
+    #: A stable code when refused ("emergency_on_air", "expired", "hub_unreachable", …).
+    reason: str | None = Field(default=None, max_length=64, pattern=r"^[a-z0-9_]+$")
+    #: The agent's own sentence, shown beside the code's label.
+    detail: str | None = Field(default=None, max_length=500)
+    at: AwareDatetime
+
+
 # ---------------------------------------------------------------- enrollment
 
 
@@ -537,10 +560,12 @@ __all__ = [
     "KINDS_FOR_DEVICE",
     "MAX_HUB_URLS",
     "VN_TZ",
+    "AckStatus",
     "BroadcastWindow",
     "BulletinKind",
     "CivilDatetime",
     "Command",
+    "CommandAck",
     "CommandDocument",
     "CommuneWindows",
     "DeviceKind",

@@ -5,6 +5,7 @@ unit scope, and a real browser walking through it."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from hub import console
+from hub.appkeys import CONNECTIONS
 from hub.console_devices import Fmt, hardware_profiles
 from hub.i18n import CATALOGUE
 from hub.labels.devices import REASONS
@@ -411,11 +413,25 @@ async def test_device_page_health_chart_plays_and_commands(hub: HubHarness) -> N
                 f"/devices/{speaker.id}/commands", {"type": "test_tone"}
             )
             assert status == 303
-            assert location == f"/devices/{speaker.id}?sent=test_tone&delivered=1#commands"
             # Neither refused command went out: the first one the agent gets is the tone.
-            assert (await next_command(socket)).type == "test_tone"
+            tone = await next_command(socket)
+            assert tone.type == "test_tone"
+            assert location == f"/devices/{speaker.id}?command={tone.command_id}#history"
+            # Sent is not done: until the device answers, the page says it waits.
             _, page = await admin.get(location)
-            assert "Đã gửi lệnh “Phát âm thử” tới thiết bị." in page
+            assert "Đã gửi lệnh “Phát âm thử”, đang chờ thiết bị trả lời." in page
+            assert 'data-status="sent"' in page and "dv-ok" not in page
+            await socket.ack(tone.command_id, "refused", "emergency_on_air", "emergency b1")
+            async with asyncio.timeout(10):
+                await hub.app[CONNECTIONS].wait_answer(tone.command_id)
+            # Reloading the same address shows the answer, and sends nothing again.
+            _, page = await admin.get(location)
+            assert "Thiết bị từ chối lệnh “Phát âm thử”:" in page
+            assert "đang phát bản tin khẩn cấp (emergency b1)" in page
+            _, fragment = await admin.get(
+                f"/devices/{speaker.id}/commands?command={tone.command_id}"
+            )
+            assert 'data-status="refused"' in fragment and "<html" not in fragment
 
             status, _, _ = await admin.post(
                 f"/devices/{speaker.id}/commands", {"type": "set_volume", "volume": "35"}
@@ -431,9 +447,14 @@ async def test_device_page_health_chart_plays_and_commands(hub: HubHarness) -> N
         status, _, location = await admin.post(
             f"/devices/{speaker.id}/commands", {"type": "resync"}
         )
-        assert status == 303 and location is not None and "delivered=0" in location
+        assert status == 303 and location is not None
         _, page = await admin.get(location)
         assert "chưa tới được thiết bị" in page
+        history = await hub.call("GET", f"/api/v1/devices/{speaker.id}/commands")
+        assert [c["status"] for c in history] == ["undelivered", "sent", "sent", "refused"]
+        assert [c["type"] for c in history] == ["resync", "stop", "set_volume", "test_tone"]
+        assert {c["issued_by"] for c in history} == {ADMIN}
+        assert history[3]["reason"] == "emergency_on_air"
         audit = await hub.call("GET", "/api/v1/audit")
         actions = [e["action"] for e in (audit["items"] if isinstance(audit, dict) else audit)]
         assert actions.count("device.command.set_volume") == 1

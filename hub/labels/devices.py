@@ -284,16 +284,52 @@ LABELS: dict[str, dict[str, str]] = {
         "vi": "Lệnh được ký số và chỉ có hiệu lực trong ít phút; mọi lệnh đều được ghi nhật ký.",
         "en": "Commands are signed and valid for a few minutes; every command is audited.",
     },
-    "dv.sent_delivered": {
-        "vi": "Đã gửi lệnh “{}” tới thiết bị.",
-        "en": "“{}” was delivered to the device.",
+    # ---- what became of a command (the device's own answer)
+    "dv.hist.title": {"vi": "Lịch sử lệnh", "en": "Command history"},
+    "dv.hist.at": {"vi": "Gửi lúc", "en": "Sent at"},
+    "dv.hist.command": {"vi": "Lệnh", "en": "Command"},
+    "dv.hist.by": {"vi": "Người gửi", "en": "Sent by"},
+    "dv.hist.status": {"vi": "Kết quả", "en": "Outcome"},
+    "dv.hist.none": {"vi": "Chưa gửi lệnh nào tới thiết bị này.", "en": "No commands sent yet."},
+    "dv.status.sent": {"vi": "Đã gửi, chờ trả lời", "en": "Sent, awaiting answer"},
+    "dv.status.undelivered": {"vi": "Không tới được", "en": "Not delivered"},
+    "dv.status.applied": {"vi": "Đã thực hiện", "en": "Applied"},
+    "dv.status.refused": {"vi": "Bị từ chối", "en": "Refused"},
+    "dv.ack.sent": {
+        "vi": "Đã gửi lệnh “{}”, đang chờ thiết bị trả lời.",
+        "en": "“{}” was sent; waiting for the device's answer.",
     },
-    "dv.sent_not_delivered": {
+    "dv.ack.undelivered": {
         "vi": "Lệnh “{}” chưa tới được thiết bị: thiết bị không kết nối."
         " Lệnh không được lưu lại; hãy gửi lại khi thiết bị trực tuyến.",
         "en": "“{}” did not reach the device: it is not connected."
         " Commands are not queued; send it again once the device is online.",
     },
+    "dv.ack.applied": {
+        "vi": "Thiết bị đã thực hiện lệnh “{}”.",
+        "en": "The device applied “{}”.",
+    },
+    "dv.ack.refused": {
+        "vi": "Thiết bị từ chối lệnh “{}”:",
+        "en": "The device refused “{}”:",
+    },
+    "dv.ack_reason.emergency_on_air": {
+        "vi": "đang phát bản tin khẩn cấp",
+        "en": "an emergency is on air",
+    },
+    "dv.ack_reason.expired": {
+        "vi": "lệnh đã hết hạn khi tới thiết bị",
+        "en": "the command had expired when it arrived",
+    },
+    "dv.ack_reason.hub_unreachable": {
+        "vi": "thiết bị không tải được lịch phát từ máy chủ",
+        "en": "the device could not fetch its manifest",
+    },
+    "dv.ack_reason.not_saved": {
+        "vi": "thẻ nhớ của thiết bị không ghi được",
+        "en": "the device's SD card could not save it",
+    },
+    "dv.ack_reason.offline": {"vi": "thiết bị không kết nối", "en": "the device is not connected"},
     "dv.err.volume": {
         "vi": "Âm lượng: hãy nhập một số nguyên từ 0 đến 100. Chưa gửi lệnh nào.",
         "en": "Volume: enter a whole number from 0 to 100. Nothing was sent.",
