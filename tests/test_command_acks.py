@@ -134,4 +134,3 @@ async def browser_shows_the_refusal(hub: LiveHub, speaker: Agent) -> None:
                 await context.close()
         finally:
             await browser.close()
-

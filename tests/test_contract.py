@@ -26,6 +26,7 @@ from hub.testing import HubHarness, running_hub
 from loa_contract import (
     CONTRACT_VERSION,
     MAX_HUB_URLS,
+    CommandAck,
     CommandDocument,
     EnrollRequest,
     EnrollResponse,
@@ -53,6 +54,8 @@ FROM_HUB: dict[str, type[BaseModel]] = {
 FROM_DEVICE: dict[str, type[BaseModel]] = {
     "report_batch": ReportBatch,
     "enroll_request": EnrollRequest,
+    # The answer to an operator command, on the push socket.
+    "device_ack": CommandAck,
 }
 
 
