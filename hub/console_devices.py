@@ -44,9 +44,11 @@ from .console import (
 from .errors import ApiError
 from .i18n import CATALOGUE, Lang, translate
 from .paging import Page
+from .security import code_hash
+from .store import devices as device_store
 from .store import reports
 from .verdict import LEVELS
-from .web_session import check_csrf, page_user
+from .web_session import check_csrf, page_user, set_page_cookie
 
 #: Devices on one page of the table; "next page" links to the rest.
 PAGE_ROWS = 50
@@ -64,6 +66,8 @@ RECENT_PLAYS = 20
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "firmware_profiles"
 #: Where provision.sh puts the agent's state on a Raspberry Pi (see raspberry_pi/).
 AGENT_DATA_DIR = "/var/lib/loa/agent"
+#: Carries a new enrollment code to its page after the redirect (see `_code_shown`).
+CODE_COOKIE = "loa_enrollment_code"
 
 _COMMAND_IN: TypeAdapter[Any] = TypeAdapter(devices.CommandIn)
 
@@ -324,35 +328,55 @@ def _slot_errors(values: dict[str, str]) -> tuple[devices.DeviceCreate | None, d
     return (None if errors else body), errors
 
 
-async def _code_page(
-    request: web.Request,
-    *,
-    device_id: str,
-    name: str,
-    commune: str,
-    profile: str,
-    code: str,
-    expires_at: datetime,
-    reissued: bool,
-    status: int,
+def _code_shown(
+    request: web.Request, device_id: str, code: str, expires_at: datetime, *, reissued: bool
 ) -> web.Response:
-    hub_url = (request.app[CONFIG].public_url or str(request.url.origin())).rstrip("/")
+    """Post/redirect/get for a new code: the code rides a cookie for its own page only (the
+    hub keeps just its hash), so reloading shows it again and creates nothing."""
+    response = see_other(f"/devices/{device_id}/code")
+    lifetime = int((expires_at - request.app[CLOCK]()).total_seconds())
+    set_page_cookie(
+        request,
+        response,
+        CODE_COOKIE,
+        f"{code}.{'reissued' if reissued else 'created'}",
+        path=f"/devices/{device_id}/code",
+        max_age=max(lifetime, 1),
+    )
+    return response
+
+
+@page
+async def device_code(request: web.Request) -> web.StreamResponse:
+    """The one-time code of a slot, while the browser that asked for it holds it and the
+    code still opens the slot; otherwise the way to issue a new one."""
     user = await page_user(request)
+    require(user, Permission.DEVICES_WRITE)
+    device: devices.DeviceOut = await api(request, user, devices.get_device, Permission.FLEET_READ)
+    code, _, how = request.cookies.get(CODE_COOKIE, "").partition(".")
+    now = request.app[CLOCK]()
+    if not code or not await device_store.code_is_current(
+        request.app[DB], device.id, code_hash(code), now
+    ):
+        code = ""
+    hub_url = (request.app[CONFIG].public_url or str(request.url.origin())).rstrip("/")
     places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
     return await render(
         request,
         "device_code.html",
-        status=status,
-        device_id=device_id,
-        name=name,
-        commune_name=next((f"{c.name} ({c.code})" for c in places if c.code == commune), commune),
-        profile=profile,
+        device_id=device.id,
+        name=device.name,
+        commune_name=next(
+            (f"{c.name} ({c.code})" for c in places if c.code == device.commune), device.commune
+        ),
+        profile=device.profile,
         code=code,
-        expires_at=expires_at,
-        reissued=reissued,
+        expires_at=device.enrollment_expires_at,
+        reissued=how == "reissued",
         enroll_command=(f"edge-agent enroll --hub {hub_url} --code {code} --data {AGENT_DATA_DIR}"),
         provision_command=(
-            f"sudo raspberry_pi/provision.sh --profile {profile} --hub {hub_url} --code {code}"
+            f"sudo raspberry_pi/provision.sh --profile {device.profile} --hub {hub_url}"
+            f" --code {code}"
         ),
         fmt=_fmt(request),
     )
@@ -378,16 +402,8 @@ async def device_new_submit(request: web.Request) -> web.StreamResponse:
         fields = [d.get("field", "") for d in exc.detail or [] if isinstance(d, dict)]
         errors = {f: _FIELD_ERRORS.get(f, "err.generic") for f in fields} or {"": "err.generic"}
         return await _new_form(request, user, status=422, errors=errors, values=values)
-    return await _code_page(
-        request,
-        device_id=created.id,
-        name=created.name,
-        commune=created.commune,
-        profile=created.profile,
-        code=created.enrollment_code,
-        expires_at=created.enrollment_expires_at,
-        reissued=False,
-        status=201,
+    return _code_shown(
+        request, created.id, created.enrollment_code, created.enrollment_expires_at, reissued=False
     )
 
 
@@ -401,16 +417,8 @@ async def device_enrollment(request: web.Request) -> web.StreamResponse:
     issued: devices.EnrollmentCode = await api(
         request, user, devices.reissue_enrollment, Permission.DEVICES_WRITE
     )
-    return await _code_page(
-        request,
-        device_id=device.id,
-        name=device.name,
-        commune=device.commune,
-        profile=device.profile,
-        code=issued.enrollment_code,
-        expires_at=issued.enrollment_expires_at,
-        reissued=True,
-        status=201,
+    return _code_shown(
+        request, device.id, issued.enrollment_code, issued.enrollment_expires_at, reissued=True
     )
 
 
@@ -734,4 +742,5 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/devices/{id}/commands", device_commands),
     ("POST", "/devices/{id}/commands", device_command),
     ("POST", "/devices/{id}/enrollment", device_enrollment),
+    ("GET", "/devices/{id}/code", device_code),
 ]

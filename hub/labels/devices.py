@@ -406,10 +406,16 @@ LABELS: dict[str, dict[str, str]] = {
     "dv.code_created": {"vi": "Đã tạo thiết bị", "en": "Device created:"},
     "dv.code_reissued": {"vi": "Mã đăng ký mới cho", "en": "New enrollment code for"},
     "dv.code_once": {
-        "vi": "Mã chỉ hiển thị MỘT LẦN và chỉ dùng được một lần. Hãy ghi lại ngay.",
-        "en": "The code is shown ONCE and works once. Write it down now.",
+        "vi": "Mã chỉ dùng được MỘT LẦN và chỉ hiện trên trình duyệt này. Hãy ghi lại ngay.",
+        "en": "The code works ONCE and is shown only in this browser. Write it down now.",
     },
     "dv.code_expires": {"vi": "Hết hạn lúc", "en": "Expires at"},
+    "dv.code_gone": {
+        "vi": "Mã đăng ký chỉ hiện trong trình duyệt đã yêu cầu cấp mã, tới khi mã được dùng"
+        " hoặc hết hạn. Nếu cần, hãy cấp mã mới (mã cũ sẽ không dùng được nữa).",
+        "en": "An enrollment code is shown only in the browser that asked for it, until it is"
+        " used or expires. Issue a new one if you need it (the old code stops working).",
+    },
     "dv.code_how": {"vi": "Cách đăng ký thiết bị", "en": "How to enroll the device"},
     "dv.code_step_enroll": {
         "vi": "Trên Raspberry Pi đã cài phần mềm Loa, chạy:",
