@@ -23,6 +23,7 @@ WebSocket reconnects (the start frame of each active emergency is kept for them)
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -761,6 +762,35 @@ def _word_count(text: str | None) -> int:
     return len((text or "").split())
 
 
+def submit_problems(
+    *,
+    kind: BulletinKind,
+    priority: Priority,
+    text: str | None,
+    category: str | None,
+    times: Sequence[str],
+) -> list[dict[str, str]]:
+    """What keeps a bulletin from going to review (field, message), none when it may: checked
+    by the submit route, and by the console before "save and submit" creates anything."""
+    errors = []
+    if not category:
+        errors.append({"field": "category", "message": "choose the content category"})
+    words = _word_count(text)
+    low, high = SUBMIT_WORDS
+    if kind is BulletinKind.TEXT and not low <= words <= high:
+        errors.append(
+            {"field": "text", "message": f"a text bulletin has {low}-{high} words, not {words}"}
+        )
+    if priority is not Priority.NORMAL and not times:
+        errors.append(
+            {
+                "field": "schedule.times",
+                "message": f"propose the air time of a {priority.value} bulletin",
+            }
+        )
+    return errors
+
+
 @routes.post(
     "/api/v1/bulletins/{id}/submit",
     summary="Submit a draft (or a returned bulletin) to the province's review",
@@ -774,22 +804,13 @@ async def submit_bulletin(ctx: Ctx) -> BulletinOut:
         bulletin = await _visible_bulletin(tx, ctx.path("id"), user)
         state = _next_state(bulletin, Action.SUBMIT, user)
         b = bulletin.content
-        errors = []
-        if not b.category:
-            errors.append({"field": "category", "message": "choose the content category"})
-        words = _word_count(b.text)
-        low, high = SUBMIT_WORDS
-        if b.kind is BulletinKind.TEXT and not low <= words <= high:
-            errors.append(
-                {"field": "text", "message": f"a text bulletin has {low}-{high} words, not {words}"}
-            )
-        if b.priority is not Priority.NORMAL and not b.schedule.times:
-            errors.append(
-                {
-                    "field": "schedule.times",
-                    "message": f"propose the air time of a {b.priority.value} bulletin",
-                }
-            )
+        errors = submit_problems(
+            kind=b.kind,
+            priority=b.priority,
+            text=b.text,
+            category=b.category,
+            times=b.schedule.times,
+        )
         if errors:
             raise ApiError(422, "validation_error", errors)
         await store.mark_submitted(tx, b.id)

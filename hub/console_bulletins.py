@@ -458,26 +458,33 @@ async def new_form(request: web.Request) -> web.StreamResponse:
     return await _form(request, user, _blank_values(user, request.app[CLOCK]()))
 
 
+#: The edit form's query after a save whose submit was refused: it shows why (PRG).
+NOT_SUBMITTED = "not_submitted"
+
+
+def _submit_problems(
+    kind: BulletinKind, priority: Priority, text: str | None, category: str | None, times: Any
+) -> list[Problem]:
+    return [
+        problem(e["field"], e["message"])
+        for e in bulletins.submit_problems(
+            kind=kind, priority=priority, text=text, category=category, times=times
+        )
+    ]
+
+
 async def _submit_after_save(
     request: web.Request, user: User, saved: bulletins.BulletinOut
 ) -> web.StreamResponse:
-    """The second half of "save and submit": on refusal the saved draft comes back as its
-    edit form, saying it was saved but not submitted and why."""
+    """The second half of "save and submit": on refusal the saved draft's edit form, at its
+    own address (post/redirect/get: a reload re-posts nothing), says it was saved but not
+    submitted and why."""
     try:
         await api_at(request, user, bulletins.submit_bulletin, W, {"id": saved.id})
     except ApiError as exc:
-        problems = _from_api(exc)
-        if problems is None:
+        if _from_api(exc) is None:
             raise
-        return await _form(
-            request,
-            user,
-            _values_of(saved),
-            bulletin=saved,
-            status=exc.status,
-            problems=problems,
-            notice_key="bn.saved_not_submitted",
-        )
+        return see_other(f"/bulletins/{saved.id}/edit?{NOT_SUBMITTED}=1")
     return see_other(f"/bulletins/{saved.id}")
 
 
@@ -490,6 +497,14 @@ async def new_submit(request: web.Request) -> web.StreamResponse:
     body, values, problems = _parse_bulletin(form)
     if body is None:
         return await _form(request, user, values, status=422, problems=problems)
+    if form.get("action") == "submit":
+        # "Save and submit" of a new bulletin is one step: what the review would refuse
+        # creates no draft, so a failed attempt and its reload leave nothing behind.
+        refused = _submit_problems(
+            body.kind, body.priority, body.text, body.category, body.schedule.times
+        )
+        if refused:
+            return await _form(request, user, values, status=422, problems=refused)
     try:
         created: bulletins.BulletinOut = await api(
             request, user, bulletins.create_bulletin, W, body=body
@@ -511,6 +526,17 @@ async def edit_form(request: web.Request) -> web.StreamResponse:
     b: bulletins.BulletinOut = await api(request, user, bulletins.get_bulletin)
     if not _actions(user, b)["edit"]:
         raise ApiError(409, "illegal_transition", f"this bulletin is {b.state}")
+    if request.query.get(NOT_SUBMITTED):
+        problems = _submit_problems(b.kind, b.priority, b.text, b.category, b.schedule.times)
+        if problems:
+            return await _form(
+                request,
+                user,
+                _values_of(b),
+                bulletin=b,
+                problems=problems,
+                notice_key="bn.saved_not_submitted",
+            )
     return await _form(request, user, _values_of(b), bulletin=b)
 
 
