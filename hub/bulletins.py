@@ -86,7 +86,7 @@ routes = RouteTable("bulletins")
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 #: A BulletinState (hub/domain/lifecycle.py), as the API's schemas spell it out.
-State = Literal["draft", "submitted", "returned", "published", "cancelled"]
+State = Literal["draft", "submitted", "returned", "published", "cancelled", "deleted"]
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 #: The regulations' length for an agency's text bulletin.
 SUBMIT_WORDS = (300, 500)
@@ -960,6 +960,38 @@ async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> Bullet
 )
 async def cancel_bulletin(ctx: Ctx) -> BulletinOut:
     return await _cancel(ctx, ctx.path("id"), emergency_only=False)
+
+
+class Deleted(BaseModel):
+    """What a DELETE removed (its record stays in the audit log)."""
+
+    id: str
+    deleted: bool = True
+
+
+@routes.delete(
+    "/api/v1/bulletins/{id}",
+    summary="Delete a bulletin that was never published (a draft or a returned one); a"
+    " published bulletin is cancelled instead. Its history is kept",
+    permission=Permission.BULLETINS_WRITE,
+    response=Deleted,
+    errors=[403, 404, 409],
+)
+async def delete_bulletin(ctx: Ctx) -> Deleted:
+    async with ctx.db.transaction() as tx:
+        bulletin = await _visible_bulletin(tx, ctx.path("id"), ctx.user)
+        state = _next_state(bulletin, Action.DELETE, ctx.user)
+        await store.mark_deleted(tx, bulletin.id)
+        await _event(
+            tx,
+            ctx,
+            bulletin.id,
+            Action.DELETE,
+            bulletin.state,
+            state,
+            detail=bulletin.content.title,
+        )
+    return Deleted(id=bulletin.id)
 
 
 @routes.post(

@@ -21,7 +21,7 @@ from loa_contract import BulletinKind, Priority
 from loa_contract.models import VN_TZ
 
 from . import bulletins, communes, media
-from .appkeys import CLOCK
+from .appkeys import CLOCK, DB
 from .auth import Permission, User, require
 from .categories import CATEGORIES
 from .console import (
@@ -36,11 +36,13 @@ from .console import (
     request_lang,
     see_other,
 )
+from .console_devices import Fmt
 from .domain.lifecycle import Action, BulletinState, allows
 from .errors import ApiError, loc_to_field
 from .i18n import CATALOGUE, translate
 from .paging import Page
 from .routing import Ctx, HandlerFn
+from .store import media as media_store
 from .web_session import check_csrf, current_session, page_user
 
 KINDS: tuple[str, ...] = tuple(k.value for k in BulletinKind)
@@ -292,6 +294,7 @@ async def bulletins_page(request: web.Request) -> web.StreamResponse:
     return await render(
         request,
         "bulletins.html",
+        deleted=request.query.get("deleted") == "1",
         rows=found.body,
         states=STATES,
         priorities=PRIORITIES,
@@ -584,6 +587,7 @@ def _actions(user: User, b: bulletins.BulletinOut) -> dict[str, bool]:
         "review": may(Permission.BULLETINS_REVIEW, Action.APPROVE),
         "publish": may(Permission.BULLETINS_PUBLISH, Action.PUBLISH),
         "cancel": may(Permission.BULLETINS_PUBLISH, Action.CANCEL),
+        "delete": may(W, Action.DELETE),
     }
 
 
@@ -807,12 +811,87 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     return response
 
 
+# ---------------------------------------------------------------- deletion
+
+
+@page
+async def delete_form(request: web.Request) -> web.StreamResponse:
+    """The confirmation step before a never-published bulletin is deleted."""
+    user = await page_user(request)
+    require(user, W)
+    b: bulletins.BulletinOut = await api(request, user, bulletins.get_bulletin)
+    if not _actions(user, b)["delete"]:
+        raise ApiError(409, "illegal_transition", f"this bulletin is {b.state}")
+    return await render(request, "confirm_delete.html", what="bulletin", b=b)
+
+
+@page
+async def delete_action(request: web.Request) -> web.StreamResponse:
+    user, _ = await _posted(request)
+    await api(request, user, bulletins.delete_bulletin, W)
+    return see_other("/bulletins?deleted=1")
+
+
+@page
+async def media_library(request: web.Request) -> web.StreamResponse:
+    """The unit's uploaded files (everything for the province), how many bulletins use each,
+    and a delete for the unused ones."""
+    user = await page_user(request)
+    require(user, Permission.MEDIA_WRITE)
+    files: list[media.MediaOut] = await api(request, user, media.list_media)
+    uses = await media_store.uses(request.app[DB], [f.sha256 for f in files])
+    return await render(
+        request,
+        "media_library.html",
+        files=files,
+        uses=uses,
+        fmt=Fmt(request_lang(request), request.app[CLOCK]()),
+        deleted=request.query.get("deleted") == "1",
+    )
+
+
+async def _own_file(request: web.Request, user: User) -> media.MediaOut:
+    sha = request.match_info["sha256"]
+    files: list[media.MediaOut] = await api(request, user, media.list_media)
+    found = next((f for f in files if f.sha256 == sha), None)
+    if found is None:
+        raise ApiError(404, "not_found", "no such media")
+    return found
+
+
+@page
+async def media_delete_form(request: web.Request) -> web.StreamResponse:
+    """The confirmation step before an unused file is deleted."""
+    user = await page_user(request)
+    require(user, Permission.MEDIA_WRITE)
+    file = await _own_file(request, user)
+    used = (await media_store.uses(request.app[DB], [file.sha256])).get(file.sha256, 0)
+    return await render(
+        request,
+        "confirm_delete.html",
+        what="media",
+        file=file,
+        used=used,
+        fmt=Fmt(request_lang(request), request.app[CLOCK]()),
+    )
+
+
+@page
+async def media_delete_action(request: web.Request) -> web.StreamResponse:
+    user, _ = await _posted(request)
+    await api(request, user, media.delete_media, Permission.MEDIA_WRITE)
+    return see_other("/bulletins/media?deleted=1")
+
+
 PAGES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/bulletins", bulletins_page),
     ("GET", "/bulletins/new", new_form),
     ("POST", "/bulletins/new", new_submit),
     ("POST", "/bulletins/media", upload),
+    ("GET", "/bulletins/media", media_library),
     ("GET", "/bulletins/media/{sha256}", media_file),
+    ("GET", "/bulletins/media/{sha256}/delete", media_delete_form),
+    ("POST", "/bulletins/media/{sha256}/delete", media_delete_action),
     ("GET", "/bulletins/{id}", detail_page),
     ("GET", "/bulletins/{id}/edit", edit_form),
     ("POST", "/bulletins/{id}/edit", edit_submit),
@@ -821,5 +900,7 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     ("POST", "/bulletins/{id}/approve", approve_action),
     ("POST", "/bulletins/{id}/publish", publish_action),
     ("POST", "/bulletins/{id}/cancel", cancel_action),
+    ("GET", "/bulletins/{id}/delete", delete_form),
+    ("POST", "/bulletins/{id}/delete", delete_action),
     ("GET", "/review", review_page),
 ]
