@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from loa_contract import (
     AckStatus,
+    BroadcastWindow,
     BulletinKind,
     DeviceKind,
+    Manifest,
     ManifestBulletin,
     NowPlayingInfo,
     PlayOutcome,
@@ -42,6 +44,7 @@ from .scheduler_types import (
     Playing,
     ScheduleInput,
     Suspended,
+    WindowPlan,
 )
 from .speech import speech_key
 from .test_pattern import ensure_test_pattern
@@ -58,6 +61,19 @@ T = TypeVar("T")
 #: Who asked for a control: the commune's LAN page or a technician ("local"), or a command
 #: the hub signed ("hub").
 ControlOrigin = Literal["local", "hub"]
+
+
+def _parsed(windows: list[BroadcastWindow]) -> tuple[ParsedWindow, ...]:
+    return tuple(ParsedWindow(w.start_time, w.end_time) for w in windows)
+
+
+def window_plan(manifest: Manifest) -> WindowPlan:
+    """The manifest's windows as the scheduler takes them, parsed once per manifest."""
+    return WindowPlan(
+        _parsed(manifest.windows),
+        tuple((day, _parsed(w)) for day, w in sorted(manifest.weekly_windows.items())),
+        tuple((e.date, _parsed(e.windows)) for e in manifest.window_exceptions),
+    )
 
 
 class ControlRefused(Exception):
@@ -104,7 +120,7 @@ class Programme(AgentPart):
         #: from, its validity shift, its Candidate or None while it cannot play here).
         self._candidates: tuple[Candidate, ...] | None = None
         self._candidate_of: dict[str, tuple[ManifestBulletin, timedelta, Candidate | None]] = {}
-        self._windows: tuple[ParsedWindow, ...] = ()
+        self._windows: WindowPlan = WindowPlan(())
         self._windows_of: object = None  # the manifest `_windows` were parsed from
         #: Controls waiting for the loop: what, who asked, and the hub command to answer.
         self._pending_controls: deque[tuple[str, ControlOrigin, str | None]] = deque()
@@ -211,11 +227,7 @@ class Programme(AgentPart):
         manifest = self.agent.manifest
         if manifest is not self._windows_of:
             self._windows_of = manifest
-            self._windows = (
-                tuple(ParsedWindow(w.start_time, w.end_time) for w in manifest.windows)
-                if manifest
-                else ()
-            )
+            self._windows = window_plan(manifest) if manifest else WindowPlan(())
 
     def _gather_candidates(self) -> tuple[Candidate, ...]:
         known = self._candidate_of

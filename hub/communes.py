@@ -15,6 +15,7 @@ from .routing import Ctx, RouteTable
 from .store import communes, devices
 from .store.communes import Commune
 from .store.manifests import bump_versions
+from .windows import window_problems
 
 routes = RouteTable("communes")
 
@@ -30,6 +31,13 @@ class CommuneCreate(BaseModel):
     name: Name
     windows: CommuneWindows = Field(default_factory=CommuneWindows)
     volume: int = Field(default=70, ge=0, le=100)
+
+
+def _check_windows(windows: CommuneWindows | None) -> None:
+    """422 naming each window that ends before it starts unconfirmed, or overlaps another."""
+    problems = window_problems(windows) if windows is not None else []
+    if problems:
+        raise ApiError(422, "validation_error", problems)
 
 
 class CommuneUpdate(BaseModel):
@@ -86,6 +94,7 @@ async def _get(ctx: Ctx, code: str) -> CommuneOut:
 )
 async def create_commune(ctx: Ctx) -> CommuneOut:
     body: CommuneCreate = ctx.body
+    _check_windows(body.windows)
     async with ctx.db.transaction() as tx:
         if await communes.exists(tx, body.code):
             raise ApiError(409, "exists", f"commune {body.code!r} already exists")
@@ -115,12 +124,13 @@ async def get_commune(ctx: Ctx) -> CommuneOut:
     permission=Permission.COMMUNES_WRITE,
     body=CommuneUpdate,
     response=CommuneOut,
-    errors=[403, 404],
+    errors=[403, 404, 422],
 )
 async def update_commune(ctx: Ctx) -> CommuneOut:
     body: CommuneUpdate = ctx.body
     code = ctx.path("code")
     require(ctx.user, Permission.COMMUNES_WRITE, commune=code)
+    _check_windows(body.windows)
     async with ctx.db.transaction() as tx:
         current = await communes.get(tx, code)
         if current is None:

@@ -51,26 +51,35 @@ def _get(form: Form, name: str) -> str:
 # ================================================================ communes
 
 
-def _window_rows(form: Form, kind: str) -> list[tuple[str, str]]:
+#: A window row of the form: start, end, and "1" when confirmed to run past midnight.
+WindowRow = tuple[str, str, str]
+
+
+def _window_rows(form: Form, kind: str) -> list[WindowRow]:
     starts = [str(v).strip() for v in form.getall(f"{kind}_start", [])]
     ends = [str(v).strip() for v in form.getall(f"{kind}_end", [])]
-    return [(s or "", e or "") for s, e in zip_longest(starts, ends, fillvalue="")]
+    # A select per row (not a checkbox, which posts nothing when clear): rows stay aligned.
+    nights = [str(v).strip() for v in form.getall(f"{kind}_overnight", [])]
+    return [
+        (s or "", e or "", "1" if n == "1" else "")
+        for s, e, n in zip_longest(starts, ends, nights, fillvalue="")
+    ]
 
 
 def _windows_payload(
-    rows: dict[str, list[tuple[str, str]]],
-) -> tuple[dict[str, list[list[str]]], dict[tuple[str, int], int]]:
+    rows: dict[str, list[WindowRow]],
+) -> tuple[dict[str, list[dict[str, Any]]], dict[tuple[str, int], int]]:
     """The API's windows from the form's rows (blank rows dropped) and, for error messages, the
     form row (1-based) of each kept window."""
-    payload: dict[str, list[list[str]]] = {}
+    payload: dict[str, list[dict[str, Any]]] = {}
     where: dict[tuple[str, int], int] = {}
-    for kind, pairs in rows.items():
-        kept: list[list[str]] = []
-        for row, (start, end) in enumerate(pairs, start=1):
+    for kind, triples in rows.items():
+        kept: list[dict[str, Any]] = []
+        for row, (start, end, night) in enumerate(triples, start=1):
             if not start and not end:
                 continue
             where[(kind, len(kept))] = row
-            kept.append([start, end])
+            kept.append({"start": start, "end": end, "overnight": night == "1"})
         payload[kind] = kept
     return payload, where
 
@@ -97,11 +106,17 @@ def _commune_errors(
             kind = field.split(".")[1].split("[")[0]
             index = field.split("[")[1].split("]")[0] if "[" in field else None
             row = (where or {}).get((kind, int(index))) if index and index.isdigit() else None
+            if field.endswith(".overnight"):
+                message = "cm.err.overnight"
+            elif "overlaps" in detail:
+                message = "cm.err.overlap"
+            else:
+                message = "cm.err.window"
             errors.append(
                 FieldError(
                     field=field,
                     label=f"cm.windows_{kind}" if kind in WINDOW_KINDS else "cm.windows",
-                    message="cm.err.window",
+                    message=message,
                     detail=detail,
                     kind=kind,
                     row=row,
@@ -220,7 +235,12 @@ def _commune_values(commune: communes.CommuneOut) -> dict[str, Any]:
         "name": commune.name,
         "volume": str(commune.volume),
         "windows": {
-            kind: [(w.start, w.end) for w in getattr(commune.windows, kind)]
+            # Windows saved before the confirmation existed show as running past midnight,
+            # which is what they always did.
+            kind: [
+                (w.start, w.end, "1" if w.overnight or w.end < w.start else "")
+                for w in getattr(commune.windows, kind)
+            ]
             for kind in WINDOW_KINDS
         },
     }
@@ -237,7 +257,7 @@ async def _commune_form(
 ) -> web.Response:
     values = values or _commune_values(commune)
     # One blank row per list: without JavaScript, that is how a window is added.
-    windows = {kind: [*values["windows"][kind], ("", "")] for kind in WINDOW_KINDS}
+    windows = {kind: [*values["windows"][kind], ("", "", "")] for kind in WINDOW_KINDS}
     order = await _running_order(request, user, commune.code)
     bad_rows = {(e.kind, e.row) for e in errors or [] if e.kind and e.row}
     saved = request.query.get("saved")
@@ -279,12 +299,16 @@ async def commune_save(request: web.Request) -> web.StreamResponse:
     windows, where = _windows_payload(rows)
     volume = _get(form, "volume")
     values = {"name": _get(form, "name"), "volume": volume, "windows": rows}
+    # This form sets every day's windows; the weekdays' and dates' own are kept as they are.
+    kept = commune.windows.model_dump(mode="json", include={"weekly", "exceptions"})
     try:
         body = communes.CommuneUpdate.model_validate(
-            {"name": values["name"], "windows": windows, "volume": volume or None}
+            {"name": values["name"], "windows": {**windows, **kept}, "volume": volume or None}
         )
         await api(request, user, communes.update_commune, Permission.COMMUNES_WRITE, body=body)
-    except ValidationError as exc:
+    except (ValidationError, ApiError) as exc:
+        if isinstance(exc, ApiError) and exc.status != 422:
+            raise
         return await _commune_form(
             request,
             user,

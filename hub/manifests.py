@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiohttp import web
 
 from loa_contract import (
+    VN_TZ,
     DeviceKind,
     Manifest,
     ManifestBulletin,
@@ -95,6 +96,12 @@ async def signed_manifest(app: web.Application, device: DeviceAuth, version: int
         device_kind=device.kind,
         commune=device.commune,
         windows=commune.windows.for_kind(device.kind),
+        weekly_windows=commune.windows.weekly_for_kind(device.kind),
+        # Past dates are left out (from yesterday on: a window of yesterday's exception may
+        # still be open past midnight); every date still to come is carried.
+        window_exceptions=commune.windows.exceptions_for_kind(
+            device.kind, now.astimezone(VN_TZ).date() - timedelta(days=1)
+        ),
         volume=commune.volume,
         profile=device.profile,
         resume_mode=config.resume_mode,

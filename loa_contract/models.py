@@ -8,7 +8,7 @@ ISO 8601 with an offset; local wall-clock times (broadcast windows, fixed air ti
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -140,10 +140,16 @@ def parse_hhmm(value: str) -> time:
 
 
 class BroadcastWindow(WireModel):
-    """Khung giờ phát sóng: a daily local time span. An end before the start crosses midnight."""
+    """Khung giờ phát sóng: a daily local time span. An end before the start crosses midnight
+    (it belongs to the day it opens on)."""
 
     start: HHMM
     end: HHMM
+    #: Whoever set the window confirmed that it runs past midnight. The hub refuses a new
+    #: window ending before its start without it (20:00 → 19:00 is more often a slip than a
+    #: 23-hour window); devices go by the times alone, so older windows still mean the same.
+    #: Left out of the JSON when false: a same-day window reads as it always did.
+    overnight: bool = Field(default=False, exclude_if=lambda overnight: not overnight)
 
     @model_validator(mode="before")
     @classmethod
@@ -170,14 +176,68 @@ class BroadcastWindow(WireModel):
         return parse_hhmm(self.end)
 
 
-class CommuneWindows(WireModel):
-    """A commune's daily windows, one list for its speakers and one for its boards."""
+class DayWindows(WireModel):
+    """The windows of one kind of day (a weekday, a dated exception), per device kind."""
 
-    speaker: list[BroadcastWindow] = Field(default_factory=list)
-    board: list[BroadcastWindow] = Field(default_factory=list)
+    speaker: list[BroadcastWindow] = Field(default_factory=list, max_length=48)
+    board: list[BroadcastWindow] = Field(default_factory=list, max_length=48)
 
     def for_kind(self, kind: DeviceKind) -> list[BroadcastWindow]:
         return self.speaker if kind is DeviceKind.SPEAKER else self.board
+
+
+#: ISO weekday: 1 is Monday (thứ Hai), 7 is Sunday (Chủ nhật).
+Weekday = Annotated[int, Field(ge=1, le=7)]
+
+
+class WindowException(DayWindows):
+    """A dated exception (a holiday, an event): that local date's windows instead of the
+    usual ones; no windows at all means only emergencies air that day."""
+
+    date: date
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+
+
+class CommuneWindows(WireModel):
+    """A commune's windows, one list for its speakers and one for its boards: every day's,
+    a weekday's own where one is set (a weekend), and dated exceptions, which win."""
+
+    speaker: list[BroadcastWindow] = Field(default_factory=list, max_length=48)
+    board: list[BroadcastWindow] = Field(default_factory=list, max_length=48)
+    weekly: dict[Weekday, DayWindows] = Field(default_factory=dict)
+    exceptions: list[WindowException] = Field(default_factory=list, max_length=400)
+
+    @model_validator(mode="after")
+    def _one_exception_a_day(self) -> CommuneWindows:
+        seen: set[date] = set()
+        for exception in self.exceptions:
+            if exception.date in seen:
+                raise ValueError(f"two exceptions for {exception.date.isoformat()}")
+            seen.add(exception.date)
+        return self
+
+    def for_kind(self, kind: DeviceKind) -> list[BroadcastWindow]:
+        """Every day's windows of `kind` (weekdays and exceptions aside)."""
+        return self.speaker if kind is DeviceKind.SPEAKER else self.board
+
+    def weekly_for_kind(self, kind: DeviceKind) -> dict[int, list[BroadcastWindow]]:
+        return {day: windows.for_kind(kind) for day, windows in sorted(self.weekly.items())}
+
+    def exceptions_for_kind(self, kind: DeviceKind, since: date) -> list[DatedWindows]:
+        """The exceptions from `since` on, as a device of `kind` holds them."""
+        return [
+            DatedWindows(date=e.date, windows=e.for_kind(kind), note=e.note)
+            for e in sorted(self.exceptions, key=lambda e: e.date)
+            if e.date >= since
+        ]
+
+
+class DatedWindows(WireModel):
+    """One date's windows for one device, instead of its usual ones."""
+
+    date: date
+    windows: list[BroadcastWindow] = Field(default_factory=list, max_length=48)
+    note: str | None = None
 
 
 class MediaRef(WireModel):
@@ -247,7 +307,13 @@ class Manifest(WireModel):
     expires_at: AwareDatetime
     device_kind: DeviceKind
     commune: str
+    #: Every day's windows, unless a weekday or a date below has its own.
     windows: list[BroadcastWindow]
+    #: ISO weekday (1 Monday … 7 Sunday) -> that weekday's windows instead. Agents from
+    #: before these fields go by `windows` every day.
+    weekly_windows: dict[Weekday, list[BroadcastWindow]] = Field(default_factory=dict)
+    #: Dated exceptions (a holiday, an event), which win over both.
+    window_exceptions: list[DatedWindows] = Field(default_factory=list, max_length=400)
     volume: int = Field(ge=0, le=100)
     profile: str
     #: Resume a pre-empted item where it stopped, or restart it from the top.
@@ -568,6 +634,8 @@ __all__ = [
     "CommandAck",
     "CommandDocument",
     "CommuneWindows",
+    "DatedWindows",
+    "DayWindows",
     "DeviceKind",
     "EmergencyCancel",
     "EmergencyStart",
@@ -595,6 +663,8 @@ __all__ = [
     "SignedEnvelope",
     "StopPlayback",
     "TestTone",
+    "Weekday",
+    "WindowException",
     "WireModel",
     "parse_hhmm",
     "utcnow",

@@ -22,13 +22,27 @@ _COMMUNES: dict[str, dict[str, str]] = {
     "cm.back": {"vi": "← Danh sách xã", "en": "← All communes"},
     "cm.windows_title": {"vi": "Khung giờ phát sóng hằng ngày", "en": "Daily broadcast windows"},
     "cm.windows_help": {
-        "vi": "Áp dụng mọi ngày, kể cả ngày lễ và cuối tuần, theo giờ Việt Nam. Khung có giờ"
-        " kết thúc sớm hơn giờ bắt đầu là khung qua nửa đêm. Ngoài các khung giờ chỉ phát tin"
-        " khẩn cấp.",
-        "en": "Every day, holidays and weekends included, Vietnam time. A window whose end is"
-        " before its start runs past midnight. Outside the windows only emergencies play.",
+        "vi": "Áp dụng mọi ngày theo giờ Việt Nam, trừ các thứ và ngày có khung giờ riêng"
+        " (xem “Ngày đặc biệt”). Khung kéo dài sang hôm sau phải chọn “qua nửa đêm”; các khung"
+        " không được trùng nhau. Ngoài các khung giờ chỉ phát tin khẩn cấp.",
+        "en": "Every day, Vietnam time, except weekdays and dates with their own windows (see"
+        " “Special days”). A window running into the next day must say “past midnight”;"
+        " windows may not overlap. Outside the windows only emergencies play.",
     },
     "cm.start": {"vi": "Từ", "en": "From"},
+    "cm.overnight": {"vi": "Kết thúc", "en": "Ends"},
+    "cm.same_day": {"vi": "trong ngày", "en": "the same day"},
+    "cm.past_midnight": {"vi": "qua nửa đêm (hôm sau)", "en": "past midnight (next day)"},
+    "cm.err.overnight": {
+        "vi": "giờ kết thúc sớm hơn giờ bắt đầu: nếu khung giờ kéo dài sang hôm sau, hãy chọn"
+        " “qua nửa đêm”; nếu không, hãy sửa lại giờ.",
+        "en": "the end is before the start: if the window runs into the next day choose"
+        " “past midnight”; otherwise correct the times.",
+    },
+    "cm.err.overlap": {
+        "vi": "khung giờ này trùng với một khung giờ khác cùng loại thiết bị.",
+        "en": "this window overlaps another one for the same devices.",
+    },
     "cm.end": {"vi": "Đến", "en": "To"},
     "cm.row": {"vi": "dòng", "en": "row"},
     "cm.add_row": {"vi": "+ Thêm khung giờ", "en": "+ Add a window"},
