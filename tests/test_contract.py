@@ -46,6 +46,8 @@ FROM_HUB: dict[str, type[BaseModel]] = {
     "manifest": Manifest,
     # The same from a hub of several nodes: the hub URLs a device may fail over to.
     "manifest_hub_urls": Manifest,
+    # With a night window, a weekday's own and a dated exception (a holiday).
+    "manifest_windows": Manifest,
     "enroll_response": EnrollResponse,
     "report_ack": ReportAck,
     **{p.stem: CommandDocument for p in GOLDEN.glob("command_*.json")},
