@@ -71,7 +71,7 @@ def window_plan(manifest: Manifest) -> WindowPlan:
     """The manifest's windows as the scheduler takes them, parsed once per manifest."""
     return WindowPlan(
         _parsed(manifest.windows),
-        tuple((day, _parsed(w)) for day, w in sorted(manifest.weekly_windows.items())),
+        tuple((w.weekday, _parsed(w.windows)) for w in manifest.weekly_windows),
         tuple((e.date, _parsed(e.windows)) for e in manifest.window_exceptions),
     )
 

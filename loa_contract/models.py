@@ -220,8 +220,12 @@ class CommuneWindows(WireModel):
         """Every day's windows of `kind` (weekdays and exceptions aside)."""
         return self.speaker if kind is DeviceKind.SPEAKER else self.board
 
-    def weekly_for_kind(self, kind: DeviceKind) -> dict[int, list[BroadcastWindow]]:
-        return {day: windows.for_kind(kind) for day, windows in sorted(self.weekly.items())}
+    def weekly_for_kind(self, kind: DeviceKind) -> list[WeekdayWindows]:
+        """The weekdays with their own windows, as a device of `kind` holds them."""
+        return [
+            WeekdayWindows(weekday=day, windows=windows.for_kind(kind))
+            for day, windows in sorted(self.weekly.items())
+        ]
 
     def exceptions_for_kind(self, kind: DeviceKind, since: date) -> list[DatedWindows]:
         """The exceptions from `since` on, as a device of `kind` holds them."""
@@ -230,6 +234,13 @@ class CommuneWindows(WireModel):
             for e in sorted(self.exceptions, key=lambda e: e.date)
             if e.date >= since
         ]
+
+
+class WeekdayWindows(WireModel):
+    """One weekday's windows for one device, instead of every day's."""
+
+    weekday: Weekday
+    windows: list[BroadcastWindow] = Field(default_factory=list, max_length=48)
 
 
 class DatedWindows(WireModel):
@@ -309,9 +320,9 @@ class Manifest(WireModel):
     commune: str
     #: Every day's windows, unless a weekday or a date below has its own.
     windows: list[BroadcastWindow]
-    #: ISO weekday (1 Monday … 7 Sunday) -> that weekday's windows instead. Agents from
-    #: before these fields go by `windows` every day.
-    weekly_windows: dict[Weekday, list[BroadcastWindow]] = Field(default_factory=dict)
+    #: Weekdays (ISO: 1 Monday … 7 Sunday) with their own windows instead, at most one entry
+    #: each. Agents from before these fields go by `windows` every day.
+    weekly_windows: list[WeekdayWindows] = Field(default_factory=list, max_length=7)
     #: Dated exceptions (a holiday, an event), which win over both.
     window_exceptions: list[DatedWindows] = Field(default_factory=list, max_length=400)
     volume: int = Field(ge=0, le=100)
@@ -324,6 +335,14 @@ class Manifest(WireModel):
     #: Every hub node this device may use (each node's public URL, sorted): when its own hub
     #: does not answer, the device tries these. Empty from a hub that names no nodes.
     hub_urls: list[HubUrl] = Field(default_factory=list, max_length=MAX_HUB_URLS)
+
+    @model_validator(mode="after")
+    def _one_entry_a_day(self) -> Manifest:
+        weekdays = [w.weekday for w in self.weekly_windows]
+        dates = [e.date for e in self.window_exceptions]
+        if len(set(weekdays)) != len(weekdays) or len(set(dates)) != len(dates):
+            raise ValueError("a weekday or a date has its windows twice")
+        return self
 
 
 # ---------------------------------------------------------------- signed envelopes
@@ -664,6 +683,7 @@ __all__ = [
     "StopPlayback",
     "TestTone",
     "Weekday",
+    "WeekdayWindows",
     "WindowException",
     "WireModel",
     "parse_hhmm",

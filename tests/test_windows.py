@@ -252,7 +252,10 @@ def test_the_agent_reads_the_manifests_plan() -> None:
             "device_kind": "speaker",
             "commune": "00001",
             "windows": [["05:00", "06:00"]],
-            "weekly_windows": {"7": [["07:00", "09:00"]], "6": [["22:00", "02:00"]]},
+            "weekly_windows": [
+                {"weekday": 7, "windows": [["07:00", "09:00"]]},
+                {"weekday": 6, "windows": [["22:00", "02:00"]]},
+            ],
             "window_exceptions": [
                 {"date": "2026-09-02", "windows": [], "note": "Quốc khánh"},
                 {"date": "2026-09-05", "windows": [["19:00", "23:00"]]},
@@ -266,3 +269,23 @@ def test_the_agent_reads_the_manifests_plan() -> None:
     for offset in range(14):
         day = MONDAY + timedelta(days=offset)
         assert plan.for_day(day) == expected_windows(day)
+
+
+def test_a_manifest_naming_a_weekday_or_a_date_twice_is_refused() -> None:
+    base = {
+        "device_id": "d",
+        "version": 1,
+        "issued_at": "2026-08-31T00:00:00+07:00",
+        "expires_at": "2026-09-14T00:00:00+07:00",
+        "device_kind": "speaker",
+        "commune": "00001",
+        "windows": [],
+        "volume": 70,
+        "profile": "speaker-cluster",
+        "bulletins": [],
+    }
+    twice_weekday = {"weekly_windows": [{"weekday": 7}, {"weekday": 7}]}
+    twice_date = {"window_exceptions": [{"date": "2026-09-02"}, {"date": "2026-09-02"}]}
+    for extra in (twice_weekday, twice_date):
+        with pytest.raises(ValueError, match="twice"):
+            Manifest.model_validate(base | extra)
