@@ -26,7 +26,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from loa_contract import DeviceKind, HealthSample
 from loa_contract.models import VN_TZ
 
-from . import communes, device_api, devices
+from . import communes, device_api, devices, groups
 from .appkeys import CLOCK, CONFIG, DB
 from .auth import Permission, User, require
 from .console import (
@@ -732,10 +732,146 @@ async def device_command(request: web.Request) -> web.StreamResponse:
     return see_other(f"/devices/{result.device_id}?{query}#history")
 
 
+# ---------------------------------------------------------------- groups
+
+
+@page
+async def groups_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    found: list[groups.GroupOut] = await api(
+        request, user, groups.list_groups, Permission.FLEET_READ
+    )
+    places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    return await render(
+        request,
+        "device_groups.html",
+        groups=found,
+        communes=places,
+        names={c.code: c.name for c in places},
+        error=request.query.get("error") == "name",
+    )
+
+
+@page
+async def group_create(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    require(user, Permission.DEVICES_WRITE)
+    try:
+        body = groups.GroupCreate.model_validate(
+            {"name": str(form.get("name", "")), "commune": str(form.get("commune", "")) or None}
+        )
+    except ValidationError:
+        return see_other("/devices/groups?error=name")
+    created: groups.GroupOut = await api(
+        request, user, groups.create_group, Permission.DEVICES_WRITE, body=body
+    )
+    return see_other(f"/devices/groups/{created.id}")
+
+
+async def _batch_context(request: web.Request, user: User) -> dict[str, Any]:
+    """The batch of one command to the group (`?batch=`), each device's answer so far."""
+    batch = request.query.get("batch", "")[:64]
+    if not batch:
+        return {"batch": [], "batch_url": "", "device_names": {}}
+    answers: list[devices.CommandOut] = await api(
+        request,
+        user,
+        groups.group_commands,
+        Permission.FLEET_READ,
+        query=groups.GroupCommandsQuery(batch=batch),
+    )
+    group_id = request.match_info["id"]
+    db = request.app[DB]
+    named = [await device_store.get(db, c.device_id) for c in answers]
+    return {
+        "device_names": {d.id: d.name for d in named if d is not None},
+        "batch": answers,
+        "batch_url": f"/devices/groups/{group_id}/batch?{urlencode({'batch': batch})}",
+    }
+
+
+@page
+async def group_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    group: groups.GroupDetail = await api(request, user, groups.get_group, Permission.FLEET_READ)
+    fleet: list[devices.DeviceOut] = await api_all(
+        request,
+        user,
+        devices.list_devices,
+        Permission.FLEET_READ,
+        query=devices.DevicesQuery(commune=group.commune),
+    )
+    places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    return await render(
+        request,
+        "device_group.html",
+        group=group,
+        fleet=fleet,
+        members=set(group.members),
+        names={c.code: c.name for c in places},
+        saved=request.query.get("saved") == "1",
+        idle_s=refresh_idle_s(request),
+        history_every=HISTORY_REFRESH_S,
+        fmt=_fmt(request),
+        **await _batch_context(request, user),
+    )
+
+
+@page
+async def group_batch(request: web.Request) -> web.StreamResponse:
+    """One command's answers alone: what console.js swaps in while they arrive."""
+    user = await page_user(request)
+    await api(request, user, groups.get_group, Permission.FLEET_READ)
+    context = await _batch_context(request, user)
+    return await render(request, "_group_batch.html", fmt=_fmt(request), **context)
+
+
+@page
+async def group_members(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    require(user, Permission.DEVICES_WRITE)
+    body = groups.GroupMembers(devices=[str(v) for v in form.getall("device", [])])
+    await api(request, user, groups.set_group_devices, Permission.DEVICES_WRITE, body=body)
+    return see_other(f"/devices/groups/{request.match_info['id']}?saved=1")
+
+
+@page
+async def group_command(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    require(user, Permission.DEVICES_COMMAND)
+    kind = str(form.get("type", ""))
+    payload: dict[str, Any] = {"type": kind}
+    if kind == "set_volume":
+        payload["volume"] = str(form.get("volume", "")).strip()
+    try:
+        body: BaseModel = _COMMAND_IN.validate_python(payload)
+    except ValidationError:
+        raise ApiError(
+            422, "validation_error", [{"field": "volume", "message": "a whole number 0–100"}]
+        ) from None
+    sent: groups.GroupCommandResult = await api(
+        request, user, groups.command_group, Permission.DEVICES_COMMAND, body=body
+    )
+    query = urlencode({"batch": sent.batch_id})
+    return see_other(f"/devices/groups/{sent.group_id}?{query}#batch")
+
+
 #: Fixed paths before "/devices/{id}", so "new" and "table" are never taken for an id.
 PAGES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/devices", devices_page),
     ("GET", "/devices/table", devices_table),
+    ("GET", "/devices/groups", groups_page),
+    ("POST", "/devices/groups", group_create),
+    ("GET", "/devices/groups/{id}", group_page),
+    ("GET", "/devices/groups/{id}/batch", group_batch),
+    ("POST", "/devices/groups/{id}/devices", group_members),
+    ("POST", "/devices/groups/{id}/commands", group_command),
     ("GET", "/devices/new", device_new_form),
     ("POST", "/devices/new", device_new_submit),
     ("GET", "/devices/{id}", device_page),

@@ -327,6 +327,26 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX device_commands_device ON device_commands(device_id, issued_at);
     """,
+    # Device groups (hub/groups.py): named sets of devices, of one commune or the province's;
+    # a command to a group is one batch of device commands, each acked on its own.
+    """
+    CREATE TABLE device_groups (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        commune TEXT REFERENCES communes(code),
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE device_group_members (
+        group_id TEXT NOT NULL REFERENCES device_groups(id) ON DELETE CASCADE,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        PRIMARY KEY (group_id, device_id)
+    );
+    CREATE INDEX device_group_members_device ON device_group_members(device_id);
+    ALTER TABLE device_commands ADD COLUMN group_id TEXT;
+    ALTER TABLE device_commands ADD COLUMN batch_id TEXT;
+    CREATE INDEX device_commands_batch ON device_commands(batch_id);
+    """,
 ]
 
 

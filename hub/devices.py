@@ -165,6 +165,9 @@ class CommandOut(BaseModel):
     reason: str | None
     detail: str | None
     answered_at: datetime | None
+    #: Sent to a group: the group, and the batch of devices that one command went to.
+    group_id: str | None = None
+    batch_id: str | None = None
 
     @classmethod
     def of(cls, record: commands.CommandRecord) -> CommandOut:
@@ -179,6 +182,8 @@ class CommandOut(BaseModel):
             reason=record.reason,
             detail=record.detail,
             answered_at=record.answered_at,
+            group_id=record.group_id,
+            batch_id=record.batch_id,
         )
 
 
@@ -359,8 +364,20 @@ async def reissue_enrollment(ctx: Ctx) -> EnrollmentCode:
     errors=[403, 404],
 )
 async def send_command(ctx: Ctx) -> CommandResult:
-    body: SetVolumeIn | StopIn | TestToneIn | ResyncIn = ctx.body
     device = await _device(ctx)
+    return await dispatch(ctx, device, ctx.body)
+
+
+async def dispatch(
+    ctx: Ctx,
+    device: Device,
+    body: SetVolumeIn | StopIn | TestToneIn | ResyncIn,
+    *,
+    group_id: str | None = None,
+    batch_id: str | None = None,
+) -> CommandResult:
+    """Record, sign and push one command to one device (the caller checked its scope); it
+    stays "sent" until the device answers, "undelivered" when the device is not connected."""
     fields = command_fields(device.id, ctx.now, ctx.config.command_ttl)
     command: Command
     if isinstance(body, SetVolumeIn):
@@ -384,6 +401,8 @@ async def send_command(ctx: Ctx) -> CommandResult:
             issued_at=ctx.now,
             issued_by=ctx.user.username,
             status="sent",
+            group_id=group_id,
+            batch_id=batch_id,
         )
     delivered = ctx.connections.send(device.id, command)
     status: CommandStatus = "sent" if delivered else "undelivered"

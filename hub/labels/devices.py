@@ -284,6 +284,42 @@ LABELS: dict[str, dict[str, str]] = {
         "vi": "Lệnh được ký số và chỉ có hiệu lực trong ít phút; mọi lệnh đều được ghi nhật ký.",
         "en": "Commands are signed and valid for a few minutes; every command is audited.",
     },
+    # ---- groups
+    "gr.title": {"vi": "Nhóm thiết bị", "en": "Device groups"},
+    "gr.help": {
+        "vi": "Nhóm gom các thiết bị để điều khiển cùng lúc (ví dụ: loa các thôn ven sông). Mỗi"
+        " thiết bị nhận lệnh riêng và trả lời riêng.",
+        "en": "A group gathers devices to control them together (say, the riverside hamlets'"
+        " loudspeakers). Each device gets and answers its own command.",
+    },
+    "gr.name": {"vi": "Tên nhóm", "en": "Group name"},
+    "gr.name_hint": {"vi": "Loa ven sông", "en": "Riverside loudspeakers"},
+    "gr.devices": {"vi": "Số thiết bị", "en": "Devices"},
+    "gr.device": {"vi": "Thiết bị", "en": "Device"},
+    "gr.province": {"vi": "Toàn tỉnh", "en": "Province-wide"},
+    "gr.none": {"vi": "Chưa có nhóm nào.", "en": "No groups yet."},
+    "gr.create": {"vi": "Tạo nhóm", "en": "Create the group"},
+    "gr.back": {"vi": "← Nhóm thiết bị", "en": "← Device groups"},
+    "gr.saved": {
+        "vi": "Đã lưu danh sách thiết bị của nhóm.",
+        "en": "The group's devices are saved.",
+    },
+    "gr.members": {"vi": "Thiết bị trong nhóm", "en": "Devices in the group"},
+    "gr.save_members": {"vi": "Lưu danh sách", "en": "Save the list"},
+    "gr.no_devices": {"vi": "Chưa có thiết bị nào để chọn.", "en": "No devices to choose from."},
+    "gr.commands": {"vi": "Điều khiển cả nhóm", "en": "Control the whole group"},
+    "gr.stop_confirm": {
+        "vi": "Dừng bản tin đang phát trên mọi thiết bị của nhóm?",
+        "en": "Stop what every device of the group is playing?",
+    },
+    "gr.batch_summary": {
+        "vi": "Lệnh “{}”: {} / {} thiết bị đã có kết quả.",
+        "en": "“{}”: {} of {} devices have answered.",
+    },
+    "gr.err.name": {
+        "vi": "Hãy đặt tên nhóm (tối đa 100 ký tự). Chưa tạo nhóm nào.",
+        "en": "Give the group a name (up to 100 characters). Nothing was created.",
+    },
     # ---- what became of a command (the device's own answer)
     "dv.hist.title": {"vi": "Lịch sử lệnh", "en": "Command history"},
     "dv.hist.at": {"vi": "Gửi lúc", "en": "Sent at"},

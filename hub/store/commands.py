@@ -24,10 +24,14 @@ class CommandRecord:
     reason: str | None
     detail: str | None
     answered_at: datetime | None
+    #: Sent as part of a command to a group: the group, and the batch of that one command.
+    group_id: str | None = None
+    batch_id: str | None = None
 
 
 _COLUMNS = (
-    "id, device_id, type, params_json, issued_at, issued_by, status, reason, detail, answered_at"
+    "id, device_id, type, params_json, issued_at, issued_by, status, reason, detail, answered_at,"
+    " group_id, batch_id"
 )
 
 
@@ -43,6 +47,8 @@ def _record(row: Row) -> CommandRecord:
         reason=row["reason"],
         detail=row["detail"],
         answered_at=from_iso(row["answered_at"]) if row["answered_at"] else None,
+        group_id=row["group_id"],
+        batch_id=row["batch_id"],
     )
 
 
@@ -56,10 +62,23 @@ async def add(
     issued_at: datetime,
     issued_by: str,
     status: str,
+    group_id: str | None = None,
+    batch_id: str | None = None,
 ) -> None:
     await tx.execute(
-        f"INSERT INTO device_commands ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
-        (command_id, device_id, type, json.dumps(params), iso(issued_at), issued_by, status),
+        f"INSERT INTO device_commands ({_COLUMNS})"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?)",
+        (
+            command_id,
+            device_id,
+            type,
+            json.dumps(params),
+            iso(issued_at),
+            issued_by,
+            status,
+            group_id,
+            batch_id,
+        ),
     )
 
 
@@ -94,5 +113,24 @@ async def of_device(db: Reader, device_id: str, limit: int) -> list[CommandRecor
         f"SELECT {_COLUMNS} FROM device_commands WHERE device_id = ?"
         " ORDER BY issued_at DESC, id DESC LIMIT ?",
         (device_id, limit),
+    )
+    return [_record(r) for r in rows]
+
+
+async def of_batch(db: Reader, batch_id: str) -> list[CommandRecord]:
+    """The commands one command to a group became, one per device."""
+    rows = await db.fetchall(
+        f"SELECT {_COLUMNS} FROM device_commands WHERE batch_id = ? ORDER BY device_id",
+        (batch_id,),
+    )
+    return [_record(r) for r in rows]
+
+
+async def of_group(db: Reader, group_id: str, limit: int) -> list[CommandRecord]:
+    """Commands sent to a group's devices, newest first."""
+    rows = await db.fetchall(
+        f"SELECT {_COLUMNS} FROM device_commands WHERE group_id = ?"
+        " ORDER BY issued_at DESC, device_id LIMIT ?",
+        (group_id, limit),
     )
     return [_record(r) for r in rows]
