@@ -36,6 +36,7 @@ from .cache import MediaCache
 from .clock import ClockJudge, NtpProbe
 from .content import Content, is_disk_full
 from .disk import effective_reserve, size_bytes
+from .frames import FrameSender
 from .hubclient import HubClient
 from .identity import Identity
 from .players.base import Player, PlayItem
@@ -201,6 +202,8 @@ class Agent:
         self.sync = HubSync(self)
         self.content = Content(self)
         self.reporting = Reporting(self)
+        #: The board's screen picture for the hub, when the manifest asks for one.
+        self.frames = FrameSender(self)
         self.timekeeping = Timekeeping(self)
 
     # ------------------------------------------------------------------ lifetime

@@ -163,6 +163,7 @@ class Reporting(AgentPart):
                     log.exception("health sample does not fit the contract")
             agent.report_wake.set()
             agent.changed()
+            await agent.frames.maybe_send()
             await asyncio.sleep(agent.config.health_interval_s)
 
     async def health_fields(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from loa_contract import DeviceKind, HealthSample
 from loa_contract.models import VN_TZ
 
-from . import communes, device_api, devices, groups
+from . import communes, device_api, devices, frames, groups
 from .appkeys import CLOCK, CONFIG, DB
 from .auth import Permission, User, require
 from .console import (
@@ -46,6 +46,7 @@ from .i18n import CATALOGUE, Lang, translate
 from .paging import Page
 from .security import code_hash
 from .store import devices as device_store
+from .store import frames as frame_store
 from .store import reports
 from .verdict import LEVELS
 from .web_session import check_csrf, page_user, set_page_cookie
@@ -694,11 +695,20 @@ async def _device_view(
         chart=await _health_chart(request, device.id, fmt.now),
         plays=await _recent_plays(request, device.id),
         **await _history_context(request, user, device.id),
+        frame_at=await frame_store.taken_at(request.app[DB], device.id),
         idle_s=refresh_idle_s(request),
         error_key=error_key,
         volume=volume if volume is not None else str(device.health.volume if device.health else ""),
         fmt=fmt,
     )
+
+
+@page
+async def device_frame(request: web.Request) -> web.StreamResponse:
+    """The board's newest screen picture (the API's, with its scope check)."""
+    user = await page_user(request)
+    response: web.StreamResponse = await api(request, user, frames.get_frame, Permission.FLEET_READ)
+    return response
 
 
 @page
@@ -876,6 +886,7 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     ("POST", "/devices/new", device_new_submit),
     ("GET", "/devices/{id}", device_page),
     ("GET", "/devices/{id}/commands", device_commands),
+    ("GET", "/devices/{id}/frame", device_frame),
     ("POST", "/devices/{id}/commands", device_command),
     ("POST", "/devices/{id}/enrollment", device_enrollment),
     ("GET", "/devices/{id}/code", device_code),

@@ -347,6 +347,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE device_commands ADD COLUMN batch_id TEXT;
     CREATE INDEX device_commands_batch ON device_commands(batch_id);
     """,
+    # A board's latest screen picture (hub/frames.py), checked as an image before it is kept;
+    # only the newest is kept, as base64 text.
+    """
+    CREATE TABLE device_frames (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id),
+        at TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    """,
 ]
 
 

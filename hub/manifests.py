@@ -110,6 +110,11 @@ async def signed_manifest(app: web.Application, device: DeviceAuth, version: int
             db, device.id, device.commune, now - config.cancelled_memory
         ),
         hub_urls=await hub_urls(db),
+        frame_interval_s=(
+            int(config.frame_interval.total_seconds())
+            if config.frame_interval is not None and device.kind is DeviceKind.BOARD
+            else None
+        ),
     )
     body = app[KEYRING].signer.sign(manifest).model_dump_json().encode("utf-8")
     cache.put(device.id, version, body)

@@ -335,6 +335,9 @@ class Manifest(WireModel):
     #: Every hub node this device may use (each node's public URL, sorted): when its own hub
     #: does not answer, the device tries these. Empty from a hub that names no nodes.
     hub_urls: list[HubUrl] = Field(default_factory=list, max_length=MAX_HUB_URLS)
+    #: A board posts a small picture of its screen (POST /api/v1/device/frame) beside its
+    #: health, at most this often; None (a speaker, or a hub from before frames): never.
+    frame_interval_s: int | None = Field(default=None, ge=60)
 
     @model_validator(mode="after")
     def _one_entry_a_day(self) -> Manifest:

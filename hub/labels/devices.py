@@ -284,6 +284,10 @@ LABELS: dict[str, dict[str, str]] = {
         "vi": "Lệnh được ký số và chỉ có hiệu lực trong ít phút; mọi lệnh đều được ghi nhật ký.",
         "en": "Commands are signed and valid for a few minutes; every command is audited.",
     },
+    # ---- the board's screen
+    "dv.screen": {"vi": "Màn hình lúc này", "en": "The screen now"},
+    "dv.screen_alt": {"vi": "Ảnh màn hình của {}", "en": "What {} shows"},
+    "dv.screen_at": {"vi": "Ảnh chụp lúc", "en": "Taken at"},
     # ---- groups
     "gr.title": {"vi": "Nhóm thiết bị", "en": "Device groups"},
     "gr.help": {
