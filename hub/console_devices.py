@@ -47,6 +47,7 @@ from .paging import Page
 from .security import code_hash
 from .store import devices as device_store
 from .store import frames as frame_store
+from .store import groups as group_store
 from .store import reports
 from .verdict import LEVELS
 from .web_session import check_csrf, page_user, set_page_cookie
@@ -696,6 +697,11 @@ async def _device_view(
         plays=await _recent_plays(request, device.id),
         **await _history_context(request, user, device.id),
         frame_at=await frame_store.taken_at(request.app[DB], device.id),
+        member_of=[
+            g
+            for g in await group_store.groups_of(request.app[DB], device.id)
+            if user.commune is None or g.commune == user.commune
+        ],
         idle_s=refresh_idle_s(request),
         error_key=error_key,
         volume=volume if volume is not None else str(device.health.volume if device.health else ""),

@@ -159,6 +159,8 @@ async def test_console_groups_create_fill_and_command(hub: HubHarness) -> None:
             f"/devices/groups/{group_id}/devices", [("device", east.id), ("device", west.id)]
         )
         assert status == 303 and saved == f"/devices/groups/{group_id}?saved=1"
+        _, device_page = await admin.get(f"/devices/{east.id}")
+        assert f'<a href="/devices/groups/{group_id}">Loa ven sông</a>' in device_page
         async with east.socket() as east_ws:
             _, page = await admin.get(saved)
             assert 'id="group-test-tone"' in page
