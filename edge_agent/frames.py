@@ -11,18 +11,19 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING
 
-import pygame
-
 from .hubclient import HubRejected, HubUnavailable
-from .players.display import DisplayPlayer
 from .players.router import PlayerRouter
 
 if TYPE_CHECKING:
+    import pygame
+
     from .agent import Agent
     from .players.base import Player
+    from .players.display import DisplayPlayer
 
 log = logging.getLogger("edge_agent")
 
@@ -33,17 +34,24 @@ MAX_BYTES = 48 * 1024
 
 
 def display_of(player: Player) -> DisplayPlayer | None:
-    """The screen among the agent's players, if it has one."""
-    if isinstance(player, DisplayPlayer):
+    """The screen among the agent's players, if it has one. Asked of the loaded modules, so
+    a speaker, which never loads pygame (tests/test_agent_light.py), does not load it here."""
+    display_module = sys.modules.get("edge_agent.players.display")
+    if display_module is None:
+        return None  # no screen was ever made in this process
+    kind: type[DisplayPlayer] = display_module.DisplayPlayer
+    if isinstance(player, kind):
         return player
     if isinstance(player, PlayerRouter):
-        return next((b for b in player.backends if isinstance(b, DisplayPlayer)), None)
+        return next((b for b in player.backends if isinstance(b, kind)), None)
     return None
 
 
 def encode_frame(screen: pygame.Surface, width: int = WIDTH, max_bytes: int = MAX_BYTES) -> bytes:
     """`screen` scaled to `width` px wide as a JPEG of at most `max_bytes` (narrower until it
     fits). Blocking: a worker thread's job."""
+    import pygame  # a board's agent has it loaded already
+
     while True:
         w, h = screen.get_size()
         size = (width, max(1, round(h * width / w)))
@@ -80,6 +88,8 @@ class FrameSender:
         display = display_of(self.agent.player)
         assert display is not None
         self._last = time.monotonic()
+        import pygame  # loaded with the display
+
         try:
             screen = display.frame.copy()  # a blit on the loop; the rest off it
             picture = await asyncio.to_thread(encode_frame, screen)

@@ -23,7 +23,7 @@ from loa_contract import (
 )
 
 from .app import create_app
-from .appkeys import DB, SENT_CACHE, Clock
+from .appkeys import CLOCK, DB, SENT_CACHE, Clock
 from .auth import Role, create_user
 from .config import HubConfig
 from .db import Database
@@ -189,15 +189,16 @@ class EnrolledDevice:
     async def socket(self) -> AsyncIterator[DeviceSocket]:
         ws = await self.hub.client.ws_connect("/api/v1/device/ws", headers=self.headers)
         try:
-            yield DeviceSocket(ws, self.keys)
+            yield DeviceSocket(ws, self.keys, self.hub.app[CLOCK])
         finally:
             await ws.close()
 
 
 class DeviceSocket:
-    def __init__(self, ws: ClientWebSocketResponse, keys: TrustedKeys) -> None:
+    def __init__(self, ws: ClientWebSocketResponse, keys: TrustedKeys, clock: Clock) -> None:
         self.ws = ws
         self.keys = keys
+        self.clock = clock
 
     async def command(self) -> Any:
         """The next pushed command, verified. The time limit only bounds a failing test."""
@@ -214,7 +215,7 @@ class DeviceSocket:
             status=AckStatus(status),
             reason=reason,
             detail=detail,
-            at=utcnow(),
+            at=self.clock(),
         )
         await self.ws.send_str(ack.model_dump_json(exclude_none=True))
 

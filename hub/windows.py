@@ -8,10 +8,13 @@ are signed: 20:00 → 19:00 saved as a 23-hour window, or two windows over the s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from loa_contract import BroadcastWindow, CommuneWindows
 
 DAY_MINUTES = 24 * 60
+#: An end at midnight closes the day it opened on, whatever `overnight` says.
+MIDNIGHT = "00:00"
 KINDS = ("speaker", "board")
 
 
@@ -41,6 +44,8 @@ def list_problems(windows: Sequence[BroadcastWindow], field: str) -> list[dict[s
     problems: list[dict[str, str]] = []
     for i, window in enumerate(windows):
         backwards = minutes(window.end) < minutes(window.start)
+        if window.end == MIDNIGHT:
+            continue  # "until 00:00" is the end of the day: no slip to confirm either way
         if backwards and not window.overnight:
             problems.append(
                 {
@@ -84,3 +89,31 @@ def window_problems(windows: CommuneWindows, field: str = "windows") -> list[dic
         for kind in KINDS:
             problems += list_problems(getattr(exception, kind), f"{field}.exceptions[{i}].{kind}")
     return problems
+
+
+def held(start: str, end: str) -> set[int]:
+    """The minutes of the daily clock a window holds."""
+    first, last = span(start, end)
+    return {minute % DAY_MINUTES for minute in range(first, last)}
+
+
+def with_window(usual: Sequence[tuple[str, str]], start: str, end: str) -> list[dict[str, Any]]:
+    """`usual` with the window `start`–`end` added, as the hub takes them: the usual windows it
+    meets are merged with it into one over the same minutes (the demo's "around now")."""
+    minutes_held = held(start, end)
+    kept: list[dict[str, Any]] = []
+    for first, last in usual:
+        if overlap(span(first, last), span(start, end)):
+            minutes_held |= held(first, last)
+        else:
+            kept.append({"start": first, "end": last, "overnight": last < first})
+    if len(minutes_held) >= DAY_MINUTES:
+        return [{"start": "00:00", "end": "12:00"}, {"start": "12:00", "end": "00:00"}]
+    opens = next(m for m in sorted(minutes_held) if (m - 1) % DAY_MINUTES not in minutes_held)
+    closes = (opens + len(minutes_held)) % DAY_MINUTES
+    merged = {
+        "start": f"{opens // 60:02d}:{opens % 60:02d}",
+        "end": f"{closes // 60:02d}:{closes % 60:02d}",
+        "overnight": closes < opens,
+    }
+    return [*kept, merged]

@@ -25,7 +25,15 @@ from edge_agent.scheduler_types import (
     ScheduleInput,
     WindowPlan,
 )
-from hub.windows import DAY_MINUTES, list_problems, overlap, span, window_problems
+from hub.windows import (
+    DAY_MINUTES,
+    held,
+    list_problems,
+    overlap,
+    span,
+    window_problems,
+    with_window,
+)
 from loa_contract import (
     VN_TZ,
     BroadcastWindow,
@@ -73,6 +81,9 @@ def test_an_end_before_the_start_must_be_confirmed_and_only_then(start: str, end
     backwards = end < start
     unconfirmed = list_problems([bw(start, end, overnight=False)], "w")
     confirmed = list_problems([bw(start, end, overnight=True)], "w")
+    if end == "00:00":  # until midnight: the end of the day, either way
+        assert unconfirmed == confirmed == []
+        return
     assert [p["field"] for p in unconfirmed] == (["w[0].overnight"] if backwards else [])
     assert [p["field"] for p in confirmed] == ([] if backwards else ["w[0].overnight"])
 
@@ -289,3 +300,13 @@ def test_a_manifest_naming_a_weekday_or_a_date_twice_is_refused() -> None:
     for extra in (twice_weekday, twice_date):
         with pytest.raises(ValueError, match="twice"):
             Manifest.model_validate(base | extra)
+
+
+@pytest.mark.parametrize(("start", "end"), WINDOWS[::5])
+def test_a_window_added_to_the_usual_ones_merges_with_those_it_meets(start: str, end: str) -> None:
+    usual = [("05:30", "06:30"), ("17:00", "18:00"), ("22:00", "23:00")]
+    windows = [BroadcastWindow.model_validate(w) for w in with_window(usual, start, end)]
+    assert list_problems(windows, "w") == []  # the hub takes them
+    union = held(start, end).union(*(held(*w) for w in usual))
+    covered = set().union(*(held(w.start, w.end) for w in windows))
+    assert covered == union
