@@ -30,6 +30,7 @@ from loa_contract import (
     Priority,
     parse_hhmm,
 )
+from loa_contract.models import VN_TZ
 
 from .airing import page_seconds
 from .parts import AgentPart, wait_event
@@ -39,6 +40,7 @@ from .scheduler import EMERGENCY_SLOT, decide
 from .scheduler_types import (
     Action,
     Candidate,
+    DailyWindow,
     Decision,
     ParsedWindow,
     Playing,
@@ -228,6 +230,13 @@ class Programme(AgentPart):
         if manifest is not self._windows_of:
             self._windows_of = manifest
             self._windows = window_plan(manifest) if manifest else WindowPlan(())
+
+    def windows_today(self) -> tuple[DailyWindow, ...]:
+        """The windows of today's local date (the local page shows them)."""
+        manifest = self.agent.manifest
+        if manifest is None:
+            return ()
+        return window_plan(manifest).for_day(self.agent.clock.now().astimezone(VN_TZ).date())
 
     def _gather_candidates(self) -> tuple[Candidate, ...]:
         known = self._candidate_of

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import itertools
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
 import pytest
 
+from edge_agent.players.null import NullPlayer
 from edge_agent.programme import window_plan
 from edge_agent.scheduler import (
     current_window,
@@ -43,6 +45,7 @@ from loa_contract import (
     Manifest,
     Priority,
 )
+from tests.e2e import enroll_agent, live_hub
 
 #: Every two hours: 12 times, 132 windows, 17,424 ordered pairs.
 GRID = [f"{h:02d}:{m:02d}" for h in range(0, 24, 2) for m in (0,)]
@@ -310,3 +313,35 @@ def test_a_window_added_to_the_usual_ones_merges_with_those_it_meets(start: str,
     union = held(start, end).union(*(held(*w) for w in usual))
     covered = set().union(*(held(w.start, w.end) for w in windows))
     assert covered == union
+
+
+async def test_the_local_page_shows_the_windows_of_today(tmp_path: Path) -> None:
+    """The commune staff's page lists today's windows: a date's exception when it has one."""
+    today = datetime.now(VN_TZ).date()
+    async with live_hub(tmp_path / "hub") as hub:
+        await hub.call(
+            "POST",
+            "/api/v1/communes",
+            json={
+                "code": "xa-w",
+                "name": "Xã W",
+                "windows": {
+                    "speaker": [["05:00", "06:00"]],
+                    "exceptions": [{"date": today.isoformat(), "speaker": [["07:00", "08:00"]]}],
+                },
+            },
+            expect=201,
+        )
+        agent = await enroll_agent(
+            hub,
+            tmp_path / "speaker",
+            commune="xa-w",
+            kind="speaker",
+            profile="speaker-cluster",
+            player=NullPlayer(),
+        )
+        try:
+            await agent.wait_until(lambda: agent.manifest is not None, 15)
+            assert (await agent.status())["windows"] == [{"start": "07:00", "end": "08:00"}]
+        finally:
+            await agent.stop()
