@@ -36,6 +36,7 @@ from .cache import MediaCache
 from .clock import ClockJudge, NtpProbe
 from .content import Content, is_disk_full
 from .disk import effective_reserve, size_bytes
+from .frames import FrameSender
 from .hubclient import HubClient
 from .identity import Identity
 from .players.base import Player, PlayItem
@@ -212,6 +213,8 @@ class Agent:
         self.sync = HubSync(self)
         self.content = Content(self)
         self.reporting = Reporting(self)
+        #: The board's screen picture for the hub, when the manifest asks for one.
+        self.frames = FrameSender(self)
         self.timekeeping = Timekeeping(self)
         self.updater = Updater(self, release=config.release)
 
@@ -423,13 +426,20 @@ class Agent:
     # ------------------------------------------------------------------ for the CLI, the
     # ------------------------------------------------------------------ local page and tests
 
-    def request(self, control: str, *, origin: ControlOrigin = "local") -> None:
+    def request(
+        self, control: str, *, origin: ControlOrigin = "local", command_id: str | None = None
+    ) -> None:
         """Ask for a "stop", a "test_tone", a "test_pattern" or a "resync" (see
-        Programme.request for who may stop what)."""
+        Programme.request for who may stop what). `command_id` names the hub's command the
+        programme answers once it has acted."""
         if control == "resync":
-            self.background(self.sync.resync(), "resync")
+
+            async def resync() -> None:
+                await self.sync.resync()
+
+            self.background(resync(), "resync")
             return
-        self.programme.request(control, origin=origin)
+        self.programme.request(control, origin=origin, command_id=command_id)
 
     async def resync(self) -> None:
         await self.sync.resync()

@@ -407,6 +407,17 @@ class HubClient:
         )
         return UpdateOffer.model_validate_json(reply.body, extra="ignore")
 
+    async def post_frame(self, picture: bytes, mime: str) -> None:
+        """A picture of the board's screen; tried once (the next one replaces a lost one)."""
+        await self._call(
+            "POST",
+            f"{API}/device/frame",
+            ok=(201,),
+            headers={"Content-Type": mime},
+            data=picture,
+            retrying=False,
+        )
+
     async def connect_ws(
         self, heartbeat: float = 20.0, *, retrying: bool | None = False
     ) -> aiohttp.ClientWebSocketResponse:

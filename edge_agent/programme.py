@@ -19,14 +19,18 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from loa_contract import (
+    AckStatus,
+    BroadcastWindow,
     BulletinKind,
     DeviceKind,
+    Manifest,
     ManifestBulletin,
     NowPlayingInfo,
     PlayOutcome,
     Priority,
     parse_hhmm,
 )
+from loa_contract.models import VN_TZ
 
 from .airing import rendition_item
 from .parts import AgentPart, wait_event
@@ -36,11 +40,13 @@ from .scheduler import EMERGENCY_SLOT, decide
 from .scheduler_types import (
     Action,
     Candidate,
+    DailyWindow,
     Decision,
     ParsedWindow,
     Playing,
     ScheduleInput,
     Suspended,
+    WindowPlan,
 )
 from .speech import speech_key
 from .test_pattern import ensure_test_pattern
@@ -57,6 +63,19 @@ T = TypeVar("T")
 #: Who asked for a control: the commune's LAN page or a technician ("local"), or a command
 #: the hub signed ("hub").
 ControlOrigin = Literal["local", "hub"]
+
+
+def _parsed(windows: list[BroadcastWindow]) -> tuple[ParsedWindow, ...]:
+    return tuple(ParsedWindow(w.start_time, w.end_time) for w in windows)
+
+
+def window_plan(manifest: Manifest) -> WindowPlan:
+    """The manifest's windows as the scheduler takes them, parsed once per manifest."""
+    return WindowPlan(
+        _parsed(manifest.windows),
+        tuple((w.weekday, _parsed(w.windows)) for w in manifest.weekly_windows),
+        tuple((e.date, _parsed(e.windows)) for e in manifest.window_exceptions),
+    )
 
 
 class ControlRefused(Exception):
@@ -103,9 +122,10 @@ class Programme(AgentPart):
         #: from, its validity shift, its Candidate or None while it cannot play here).
         self._candidates: tuple[Candidate, ...] | None = None
         self._candidate_of: dict[str, tuple[ManifestBulletin, timedelta, Candidate | None]] = {}
-        self._windows: tuple[ParsedWindow, ...] = ()
+        self._windows: WindowPlan = WindowPlan(())
         self._windows_of: object = None  # the manifest `_windows` were parsed from
-        self._pending_controls: deque[tuple[str, ControlOrigin]] = deque()
+        #: Controls waiting for the loop: what, who asked, and the hub command to answer.
+        self._pending_controls: deque[tuple[str, ControlOrigin, str | None]] = deque()
         self._player_events: deque[PlaybackEvent] = deque()
         #: Plays whose end the store could not record yet (a full card), oldest first.
         self._unfinished: list[tuple[int, datetime, PlayOutcome, float, bool]] = []
@@ -207,11 +227,14 @@ class Programme(AgentPart):
         manifest = self.agent.manifest
         if manifest is not self._windows_of:
             self._windows_of = manifest
-            self._windows = (
-                tuple(ParsedWindow(w.start_time, w.end_time) for w in manifest.windows)
-                if manifest
-                else ()
-            )
+            self._windows = window_plan(manifest) if manifest else WindowPlan(())
+
+    def windows_today(self) -> tuple[DailyWindow, ...]:
+        """The windows of today's local date (the local page shows them)."""
+        manifest = self.agent.manifest
+        if manifest is None:
+            return ()
+        return window_plan(manifest).for_day(self.agent.clock.now().astimezone(VN_TZ).date())
 
     def _gather_candidates(self) -> tuple[Candidate, ...]:
         known = self._candidate_of
@@ -500,7 +523,7 @@ class Programme(AgentPart):
         agent = self.agent
         player = agent.player
         while self._pending_controls:
-            control, origin = self._pending_controls.popleft()
+            control, origin, command_id = self._pending_controls.popleft()
             current = self.current
             if control == "stop" and current is not None and origin == "local":
                 # Checked again here, not only in request(): an emergency may have started
@@ -510,13 +533,21 @@ class Programme(AgentPart):
                 if refusal is not None:
                     self._refuse_control(control, refusal)
                     continue
-            if control == "stop" and current is not None:
-                position = await player.stop()
-                # An operator's stop counts as aired so the programme does not replay it.
-                await self.close_current(PlayOutcome.STOPPED, position, counts_as_aired=True)
+            if control == "stop":
+                if current is not None:
+                    position = await player.stop()
+                    # An operator's stop counts as aired so the programme does not replay it.
+                    await self.close_current(PlayOutcome.STOPPED, position, counts_as_aired=True)
+                self._answer(command_id, AckStatus.APPLIED)
             elif control in ("test_tone", "test_pattern"):
                 if current is not None and current.item.priority is Priority.EMERGENCY:
                     log.info("%s refused: an emergency is on air", control)
+                    self._answer(
+                        command_id,
+                        AckStatus.REFUSED,
+                        "emergency_on_air",
+                        f"emergency {current.item.bulletin_id} is on air",
+                    )
                     continue
                 if current is not None:
                     position = await player.stop()
@@ -545,6 +576,18 @@ class Programme(AgentPart):
                     await agent.relay.before_audio(False)
                 await player.play(item)
                 agent.play_started.put_nowait(item)
+                self._answer(command_id, AckStatus.APPLIED)
+
+    def _answer(
+        self,
+        command_id: str | None,
+        status: AckStatus,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Tell the hub what became of its command (local controls have none to answer)."""
+        if command_id is not None:
+            self.agent.sync.acknowledge(command_id, status, reason, detail)
 
     # ------------------------------------------------------------------ controls and volume
 
@@ -576,7 +619,9 @@ class Programme(AgentPart):
         if self.current is None or self.current.item.priority is not Priority.EMERGENCY:
             await self.agent.player.set_volume(self.volume())
 
-    def request(self, control: str, *, origin: ControlOrigin = "local") -> None:
+    def request(
+        self, control: str, *, origin: ControlOrigin = "local", command_id: str | None = None
+    ) -> None:
         """Ask the programme loop to "stop", play a "test_tone" or show a "test_pattern".
 
         A local "stop" of an emergency raises ControlRefused: the province fired it and only
@@ -590,7 +635,7 @@ class Programme(AgentPart):
             if refusal is not None:
                 self._refuse_control(control, refusal)
                 raise ControlRefused("emergency_on_air", refusal)
-        self._pending_controls.append((control, origin))
+        self._pending_controls.append((control, origin, command_id))
         self.wake.set()
 
     @staticmethod

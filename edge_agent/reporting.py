@@ -168,6 +168,7 @@ class Reporting(AgentPart):
                     log.exception("health sample does not fit the contract")
             agent.report_wake.set()
             agent.changed()
+            await agent.frames.maybe_send()
             await asyncio.sleep(agent.config.health_interval_s)
 
     async def health_fields(self) -> dict[str, Any]:
@@ -244,7 +245,11 @@ class Reporting(AgentPart):
             "position_s": agent.player.position() if now_playing else None,
             "queue": programme.upcoming(),
             "reason": decision.reason if decision else "starting",
-            "windows": [w.model_dump() for w in manifest.windows] if manifest else [],
+            # Today's, as the scheduler reads them: a weekday's own or a date's exception.
+            "windows": [
+                {"start": f"{w.start_time:%H:%M}", "end": f"{w.end_time:%H:%M}"}
+                for w in programme.windows_today()
+            ],
             "volume": programme.volume(),
             "last_sync_at": (
                 agent.sync.last_sync_at.isoformat() if agent.sync.last_sync_at else None

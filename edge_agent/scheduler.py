@@ -82,6 +82,7 @@ from .scheduler_types import (
     Playing,
     ScheduleInput,
     Suspended,
+    WindowPlan,
 )
 
 EMERGENCY_SLOT = "emergency"
@@ -92,6 +93,7 @@ __all__ = [
     "EMERGENCY_SLOT",
     "HORIZON",
     "WindowSpan",
+    "Windows",
     "current_window",
     "decide",
     "emergency_due_at",
@@ -101,6 +103,7 @@ __all__ = [
     "is_new_arrival",
     "next_check",
     "next_window_edge",
+    "plan_of",
     "slot_is_current",
     "window_slot",
     "window_spans",
@@ -134,10 +137,19 @@ def _at(day: date, clock: time) -> datetime:
     return datetime.combine(day, clock.replace(second=0, microsecond=0), VN_TZ)
 
 
-def window_spans(days: Iterable[date], windows: Sequence[DailyWindow]) -> list[WindowSpan]:
-    """Every opening of `windows` on the given local dates, sorted by start."""
-    key = tuple(windows)
-    spans = [span for day in days for span in _day_spans(day, key)]
+#: Every day's windows, or a plan of weekdays' and dates' own (see WindowPlan).
+Windows = Sequence[DailyWindow] | WindowPlan
+
+
+def plan_of(windows: Windows) -> WindowPlan:
+    return windows if isinstance(windows, WindowPlan) else WindowPlan(tuple(windows))
+
+
+def window_spans(days: Iterable[date], windows: Windows) -> list[WindowSpan]:
+    """Every opening of `windows` on the given local dates, sorted by start. A window that
+    crosses midnight belongs to the date it opens on: that date's plan decides it."""
+    plan = plan_of(windows)
+    spans = [span for day in days for span in _day_spans(day, plan.for_day(day))]
     spans.sort(key=lambda span: (span.start, span.end))
     return spans
 
@@ -161,7 +173,7 @@ def _days_around(now: datetime, before: int, after: int) -> list[date]:
     return [today + timedelta(days=offset) for offset in range(-before, after + 1)]
 
 
-def current_window(now: datetime, windows: Sequence[DailyWindow]) -> WindowSpan | None:
+def current_window(now: datetime, windows: Windows) -> WindowSpan | None:
     """The open window `now` falls in (the earliest-opened one if several overlap), or None."""
     # A window lasts under 24 h, so only yesterday's and today's openings can hold `now`.
     spans = window_spans(_days_around(now, 1, 0), windows)
@@ -172,7 +184,7 @@ def current_window(now: datetime, windows: Sequence[DailyWindow]) -> WindowSpan 
     return min(open_spans, key=lambda span: (span.start, -span.end.timestamp()))
 
 
-def next_window_edge(now: datetime, windows: Sequence[DailyWindow]) -> datetime | None:
+def next_window_edge(now: datetime, windows: Windows) -> datetime | None:
     """The next instant strictly after `now` at which any window opens or closes."""
     edges = [
         edge
@@ -183,7 +195,7 @@ def next_window_edge(now: datetime, windows: Sequence[DailyWindow]) -> datetime 
     return min(edges, default=None)
 
 
-def fixed_time_until(at: datetime, windows: Sequence[DailyWindow]) -> datetime | None:
+def fixed_time_until(at: datetime, windows: Windows) -> datetime | None:
     """Until when a fixed air time `at` stays due: the end of the window holding it, or None."""
     ends = [
         span.end
@@ -204,7 +216,7 @@ def _parse_slot(slot: str) -> tuple[str, datetime] | None:
     return prefix, moment.replace(tzinfo=VN_TZ)
 
 
-def slot_is_current(slot: str, now: datetime, windows: Sequence[DailyWindow]) -> bool:
+def slot_is_current(slot: str, now: datetime, windows: Windows) -> bool:
     """Whether a suspended item's slot may still be aired: its window has not closed."""
     parsed = _parse_slot(slot)
     if parsed is None:

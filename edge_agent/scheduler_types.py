@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Protocol
 
@@ -27,6 +27,29 @@ class ParsedWindow:
 
     start_time: time
     end_time: time
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Which windows hold on which local date: a dated exception's if the date has one (a
+    holiday, an event; none at all means only emergencies), else the weekday's own if set,
+    else every day's. Tuples only, so a plan is hashable and its days can be remembered."""
+
+    every_day: tuple[DailyWindow, ...]
+    #: (ISO weekday 1–7, its windows), at most one per weekday.
+    weekly: tuple[tuple[int, tuple[DailyWindow, ...]], ...] = ()
+    #: (local date, its windows), at most one per date.
+    exceptions: tuple[tuple[date, tuple[DailyWindow, ...]], ...] = ()
+
+    def for_day(self, day: date) -> tuple[DailyWindow, ...]:
+        for when, windows in self.exceptions:
+            if when == day:
+                return windows
+        weekday = day.isoweekday()
+        for number, windows in self.weekly:
+            if number == weekday:
+                return windows
+        return self.every_day
 
 
 @dataclass(frozen=True)
@@ -72,7 +95,8 @@ class Suspended:
 class ScheduleInput:
     now: datetime  # aware
     device_kind: DeviceKind
-    windows: tuple[DailyWindow, ...]
+    #: Every day's windows, or a plan with weekdays' and dates' own.
+    windows: tuple[DailyWindow, ...] | WindowPlan
     candidates: tuple[Candidate, ...]
     playing: Playing | None = None
     suspended: Suspended | None = None

@@ -20,7 +20,9 @@ import aiohttp
 from pydantic import BaseModel, ValidationError
 
 from loa_contract import (
+    AckStatus,
     Command,
+    CommandAck,
     CommandDocument,
     EmergencyCancel,
     EmergencyStart,
@@ -49,6 +51,9 @@ if TYPE_CHECKING:
     from .agent import Agent
 
 log = logging.getLogger("edge_agent")
+
+#: Commands an operator sends from the console: each is answered applied or refused.
+OPERATOR_COMMANDS = (SetVolume, StopPlayback, TestTone, Resync)
 
 #: The setting holding the signed envelope of the last manifest that named hub nodes.
 HUB_LIST_SETTING = "hub_nodes_manifest"
@@ -81,6 +86,8 @@ class HubSync(AgentPart):
         )
         #: The nodes of the manifest kept in the settings (HUB_LIST_SETTING).
         self._kept_hubs: list[str] = []
+        #: The open push socket: operator commands are answered on it (CommandAck).
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
 
     # ------------------------------------------------------------------ the push channel
 
@@ -124,6 +131,7 @@ class HubSync(AgentPart):
             failures = 0
             backoff = config.reconnect_min_s
             self.connected.set()
+            self._ws = ws
             agent.report_wake.set()
             agent.changed()
             # Served by another node: ask now and then whether home is back.
@@ -161,6 +169,7 @@ class HubSync(AgentPart):
                     with contextlib.suppress(asyncio.CancelledError):
                         await homeward
                 self.connected.clear()
+                self._ws = None
                 agent.changed()
                 with contextlib.suppress(Exception):
                     await ws.close()
@@ -312,7 +321,10 @@ class HubSync(AgentPart):
         if command.expires_at <= agent.clock.now() and agent.clock.corrected():
             # An unconfirmed clock cannot judge expiry (a Pi booted a day ahead would refuse
             # every emergency); the signature and the command-id replay check still hold.
-            self.refuse("pushed command", f"{command.type} expired at {command.expires_at}")
+            detail = f"{command.type} expired at {command.expires_at}"
+            self.refuse("pushed command", detail)
+            if isinstance(command, OPERATOR_COMMANDS):
+                self.acknowledge(command.command_id, AckStatus.REFUSED, "expired", detail)
             return
         if not self._first_sight(command, data):
             return
@@ -334,17 +346,61 @@ class HubSync(AgentPart):
                 if agent.manifest is None or version > agent.manifest.version:
                     self.schedule_manifest_fetch()
             case SetVolume(volume=volume):
-                await agent.programme.set_volume(volume)
+                try:
+                    await agent.programme.set_volume(volume)
+                except (sqlite3.Error, OSError) as exc:
+                    # Heard, but not kept: a restart would go back to the old level.
+                    agent.write_failed("the volume", exc)
+                    self.acknowledge(command.command_id, AckStatus.REFUSED, "not_saved", f"{exc}")
+                else:
+                    self.acknowledge(command.command_id, AckStatus.APPLIED)
             case StopPlayback():
                 # Signed by the hub: the province may stop anything, an emergency included.
                 # A stop ends the airing on air now and cancels nothing: an emergency still
                 # active airs again at its next turn (a board, which keeps every active
                 # emergency up, at once). Taking an emergency off the air is its cancel.
-                agent.request("stop", origin="hub")
+                # The programme loop answers once it has acted.
+                agent.request("stop", origin="hub", command_id=command.command_id)
             case TestTone():
-                agent.request("test_tone", origin="hub")
+                agent.request("test_tone", origin="hub", command_id=command.command_id)
             case Resync():
-                await self.resync()
+                if await self.resync():
+                    self.acknowledge(command.command_id, AckStatus.APPLIED)
+                else:
+                    self.acknowledge(
+                        command.command_id,
+                        AckStatus.REFUSED,
+                        "hub_unreachable",
+                        "the manifest could not be fetched",
+                    )
+
+    def acknowledge(
+        self,
+        command_id: str,
+        status: AckStatus,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Answer an operator command on the push socket it came by. Sent in the background
+        so a slow socket never holds the programme loop; with no socket the answer is lost
+        and the hub keeps the command as "sent", which is the truth it heard."""
+        ws = self._ws
+        if ws is None or ws.closed:
+            log.info("command %s %s, but the push channel is closed", command_id, status.value)
+            return
+        ack = CommandAck(
+            command_id=command_id,
+            status=status,
+            reason=reason,
+            detail=None if detail is None else detail[:500],
+            at=self.agent.clock.now(),
+        )
+
+        async def send() -> None:
+            with contextlib.suppress(aiohttp.ClientError, OSError, ConnectionError):
+                await ws.send_str(ack.model_dump_json(exclude_none=True))
+
+        self.agent.background(send(), "command-ack")
 
     def _first_sight(self, command: Command, frame: str) -> bool:
         """True the first time a command id is seen (in memory: no disk on this path); its
@@ -455,12 +511,16 @@ class HubSync(AgentPart):
 
         self._manifest_retry = self.agent.background(retry(), "manifest-retry")
 
-    async def resync(self) -> None:
-        """Fetch the manifest again and re-verify the cache (hub command, local page)."""
-        await self.refresh_manifest(force=True)
+    async def resync(self) -> bool:
+        """Fetch the manifest again and re-verify the cache (hub command, local page); False
+        when the hub could not be asked."""
+        fetched = await self.refresh_manifest(force=True)
         self.agent.content.ensure(verify=True)
+        return fetched
 
-    async def refresh_manifest(self, *, force: bool = False) -> None:
+    async def refresh_manifest(self, *, force: bool = False) -> bool:
+        """Ask the hub for the manifest; False when it did not answer (the last verified one
+        stays in force either way)."""
         agent = self.agent
         trusted_before = await self.store.trusted_version()
         started = time.monotonic()
@@ -468,11 +528,11 @@ class HubSync(AgentPart):
             fetched = await agent.client.fetch_manifest(None if force else self.etag)
         except (HubUnavailable, HubRejected) as exc:
             log.debug("manifest fetch failed: %s", exc)
-            return
+            return False
         round_trip = time.monotonic() - started
         self.last_sync_at = agent.clock.now()
         if fetched.envelope is None:
-            return
+            return True
         try:
             adopted = await self.apply_manifest(fetched.envelope)
         except (sqlite3.Error, OSError) as exc:
@@ -480,7 +540,7 @@ class HubSync(AgentPart):
             # in force, and the new one is asked for again, since no push will say it twice.
             self.agent.write_failed("a new manifest", exc)
             self._retry_manifest_later()
-            return
+            return True
         manifest = agent.manifest
         if (
             adopted
@@ -494,6 +554,7 @@ class HubSync(AgentPart):
             # hub's push or NTP, which a copy signed earlier (a lost answer) would pull back.
             await agent.timekeeping.signed_time_seen(manifest.issued_at, round_trip)
             self.last_sync_at = agent.clock.now()
+        return True
 
     async def apply_manifest(self, envelope: bytes) -> bool:
         """Verify and adopt a signed manifest; anything wrong leaves the last good one in force."""

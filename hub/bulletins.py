@@ -23,6 +23,7 @@ WebSocket reconnects (the start frame of each active emergency is kept for them)
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -89,7 +90,7 @@ routes = RouteTable("bulletins")
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 #: A BulletinState (hub/domain/lifecycle.py), as the API's schemas spell it out.
-State = Literal["draft", "submitted", "returned", "published", "cancelled"]
+State = Literal["draft", "submitted", "returned", "published", "cancelled", "deleted"]
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 #: The regulations' length for an agency's text bulletin.
 SUBMIT_WORDS = (300, 500)
@@ -852,14 +853,15 @@ def _word_count(text: str | None) -> int:
 
 
 def submit_problems(
+    *,
     kind: BulletinKind,
-    category: str | None,
-    text: str | None,
     priority: Priority,
-    times: list[str],
+    text: str | None,
+    category: str | None,
+    times: Sequence[str],
 ) -> list[dict[str, str]]:
-    """What keeps a bulletin from review, each naming its field: the console checks a
-    "save and submit" with these before saving, so every problem shows at once."""
+    """What keeps a bulletin from going to review (field, message), none when it may: checked
+    by the submit route, and by the console before "save and submit" creates anything."""
     errors = []
     if not category:
         errors.append({"field": "category", "message": "choose the content category"})
@@ -892,7 +894,13 @@ async def submit_bulletin(ctx: Ctx) -> BulletinOut:
         bulletin = await _visible_bulletin(tx, ctx.path("id"), user)
         state = _next_state(bulletin, Action.SUBMIT, user)
         b = bulletin.content
-        errors = submit_problems(b.kind, b.category, b.text, b.priority, b.schedule.times)
+        errors = submit_problems(
+            kind=b.kind,
+            priority=b.priority,
+            text=b.text,
+            category=b.category,
+            times=b.schedule.times,
+        )
         for found in (
             await _wordless_document(tx, bulletin),
             await _recording_length(tx, bulletin, ctx.config.newspaper_units),
@@ -1048,6 +1056,38 @@ async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> Bullet
 )
 async def cancel_bulletin(ctx: Ctx) -> BulletinOut:
     return await _cancel(ctx, ctx.path("id"), emergency_only=False)
+
+
+class Deleted(BaseModel):
+    """What a DELETE removed (its record stays in the audit log)."""
+
+    id: str
+    deleted: bool = True
+
+
+@routes.delete(
+    "/api/v1/bulletins/{id}",
+    summary="Delete a bulletin that was never published (a draft or a returned one); a"
+    " published bulletin is cancelled instead. Its history is kept",
+    permission=Permission.BULLETINS_WRITE,
+    response=Deleted,
+    errors=[403, 404, 409],
+)
+async def delete_bulletin(ctx: Ctx) -> Deleted:
+    async with ctx.db.transaction() as tx:
+        bulletin = await _visible_bulletin(tx, ctx.path("id"), ctx.user)
+        state = _next_state(bulletin, Action.DELETE, ctx.user)
+        await store.mark_deleted(tx, bulletin.id)
+        await _event(
+            tx,
+            ctx,
+            bulletin.id,
+            Action.DELETE,
+            bulletin.state,
+            state,
+            detail=bulletin.content.title,
+        )
+    return Deleted(id=bulletin.id)
 
 
 @routes.post(

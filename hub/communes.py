@@ -16,6 +16,7 @@ from .store import communes, devices, offers
 from .store.communes import Commune
 from .store.manifests import bump_versions
 from .store.sql import Reader
+from .windows import window_problems
 
 routes = RouteTable("communes")
 
@@ -38,6 +39,13 @@ class CommuneCreate(BaseModel):
     #: Province normal bulletins: air unless declined ("auto"), or only once accepted
     #: ("offer"); hub/offers.py.
     province_normal: Literal["auto", "offer"] = "auto"
+
+
+def _check_windows(windows: CommuneWindows | None) -> None:
+    """422 naming each window that ends before it starts unconfirmed, or overlaps another."""
+    problems = window_problems(windows) if windows is not None else []
+    if problems:
+        raise ApiError(422, "validation_error", problems)
 
 
 class CommuneUpdate(BaseModel):
@@ -120,6 +128,7 @@ async def _get(ctx: Ctx, code: str) -> CommuneOut:
 )
 async def create_commune(ctx: Ctx) -> CommuneOut:
     body: CommuneCreate = ctx.body
+    _check_windows(body.windows)
     async with ctx.db.transaction() as tx:
         if await communes.exists(tx, body.code):
             raise ApiError(409, "exists", f"commune {body.code!r} already exists")
@@ -160,12 +169,13 @@ async def get_commune(ctx: Ctx) -> CommuneOut:
     permission=Permission.COMMUNES_WRITE,
     body=CommuneUpdate,
     response=CommuneOut,
-    errors=[403, 404, 409],
+    errors=[403, 404, 409, 422],
 )
 async def update_commune(ctx: Ctx) -> CommuneOut:
     body: CommuneUpdate = ctx.body
     code = ctx.path("code")
     require(ctx.user, Permission.COMMUNES_WRITE, commune=code)
+    _check_windows(body.windows)
     async with ctx.db.transaction() as tx:
         current = await communes.get(tx, code)
         if current is None:

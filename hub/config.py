@@ -27,6 +27,10 @@ class HubConfig(BaseModel):
     #: file in data_dir (`db_path`). data_dir keeps the keys and media either way.
     database_url: str | None = None
     media_max_bytes: int = Field(default=200 * MiB, gt=0)
+    #: How often a board posts a picture of its screen (at least a minute; None: never), and
+    #: the most bytes one picture may have.
+    frame_interval: timedelta | None = timedelta(seconds=60)
+    frame_max_bytes: int = Field(default=64 * 1024, gt=0)
     enrollment_ttl: timedelta = timedelta(hours=24)
     manifest_lifetime: timedelta = timedelta(days=14)
     #: A device not on the WebSocket counts as online this long after it was last heard from.

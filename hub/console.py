@@ -43,7 +43,8 @@ from .web_session import (
 
 HERE = Path(__file__).parent
 LANG_COOKIE = "loa_lang"
-STATES: tuple[str, ...] = get_args(bulletins.State)
+#: The states a bulletin list can show (a deleted draft is in none).
+STATES: tuple[str, ...] = tuple(s for s in get_args(bulletins.State) if s != "deleted")
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),

@@ -9,6 +9,7 @@ form with the field named and changes nothing; a refusal is the console's error 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from itertools import zip_longest
@@ -19,7 +20,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from pydantic import BaseModel, ValidationError
 
-from loa_contract import Priority
+from loa_contract import BroadcastWindow, Priority
 from loa_contract.models import VN_TZ
 
 from . import audit_api, bulletins, communes, devices, reports, users
@@ -53,26 +54,35 @@ def _get(form: Form, name: str) -> str:
 # ================================================================ communes
 
 
-def _window_rows(form: Form, kind: str) -> list[tuple[str, str]]:
+#: A window row of the form: start, end, and "1" when confirmed to run past midnight.
+WindowRow = tuple[str, str, str]
+
+
+def _window_rows(form: Form, kind: str) -> list[WindowRow]:
     starts = [str(v).strip() for v in form.getall(f"{kind}_start", [])]
     ends = [str(v).strip() for v in form.getall(f"{kind}_end", [])]
-    return [(s or "", e or "") for s, e in zip_longest(starts, ends, fillvalue="")]
+    # A select per row (not a checkbox, which posts nothing when clear): rows stay aligned.
+    nights = [str(v).strip() for v in form.getall(f"{kind}_overnight", [])]
+    return [
+        (s or "", e or "", "1" if n == "1" else "")
+        for s, e, n in zip_longest(starts, ends, nights, fillvalue="")
+    ]
 
 
 def _windows_payload(
-    rows: dict[str, list[tuple[str, str]]],
-) -> tuple[dict[str, list[list[str]]], dict[tuple[str, int], int]]:
+    rows: dict[str, list[WindowRow]],
+) -> tuple[dict[str, list[dict[str, Any]]], dict[tuple[str, int], int]]:
     """The API's windows from the form's rows (blank rows dropped) and, for error messages, the
     form row (1-based) of each kept window."""
-    payload: dict[str, list[list[str]]] = {}
+    payload: dict[str, list[dict[str, Any]]] = {}
     where: dict[tuple[str, int], int] = {}
-    for kind, pairs in rows.items():
-        kept: list[list[str]] = []
-        for row, (start, end) in enumerate(pairs, start=1):
+    for kind, triples in rows.items():
+        kept: list[dict[str, Any]] = []
+        for row, (start, end, night) in enumerate(triples, start=1):
             if not start and not end:
                 continue
             where[(kind, len(kept))] = row
-            kept.append([start, end])
+            kept.append({"start": start, "end": end, "overnight": night == "1"})
         payload[kind] = kept
     return payload, where
 
@@ -99,11 +109,17 @@ def _commune_errors(
             kind = field.split(".")[1].split("[")[0]
             index = field.split("[")[1].split("]")[0] if "[" in field else None
             row = (where or {}).get((kind, int(index))) if index and index.isdigit() else None
+            if field.endswith(".overnight"):
+                message = "cm.err.overnight"
+            elif "overlaps" in detail:
+                message = "cm.err.overlap"
+            else:
+                message = "cm.err.window"
             errors.append(
                 FieldError(
                     field=field,
                     label=f"cm.windows_{kind}" if kind in WINDOW_KINDS else "cm.windows",
-                    message="cm.err.window",
+                    message=message,
                     detail=detail,
                     kind=kind,
                     row=row,
@@ -227,7 +243,12 @@ def _commune_values(commune: communes.CommuneOut) -> dict[str, Any]:
         "name": commune.name,
         "volume": str(commune.volume),
         "windows": {
-            kind: [(w.start, w.end) for w in getattr(commune.windows, kind)]
+            # Windows saved before the confirmation existed show as running past midnight,
+            # which is what they always did.
+            kind: [
+                (w.start, w.end, "1" if w.overnight or w.end < w.start else "")
+                for w in getattr(commune.windows, kind)
+            ]
             for kind in WINDOW_KINDS
         },
     }
@@ -244,7 +265,7 @@ async def _commune_form(
 ) -> web.Response:
     values = values or _commune_values(commune)
     # One blank row per list: without JavaScript, that is how a window is added.
-    windows = {kind: [*values["windows"][kind], ("", "")] for kind in WINDOW_KINDS}
+    windows = {kind: [*values["windows"][kind], ("", "", "")] for kind in WINDOW_KINDS}
     order = await _running_order(request, user, commune.code)
     say = await offers_of(request, user)
     bad_rows = {(e.kind, e.row) for e in errors or [] if e.kind and e.row}
@@ -288,12 +309,16 @@ async def commune_save(request: web.Request) -> web.StreamResponse:
     windows, where = _windows_payload(rows)
     volume = _get(form, "volume")
     values = {"name": _get(form, "name"), "volume": volume, "windows": rows}
+    # This form sets every day's windows; the weekdays' and dates' own are kept as they are.
+    kept = commune.windows.model_dump(mode="json", include={"weekly", "exceptions"})
     try:
         body = communes.CommuneUpdate.model_validate(
-            {"name": values["name"], "windows": windows, "volume": volume or None}
+            {"name": values["name"], "windows": {**windows, **kept}, "volume": volume or None}
         )
         await api(request, user, communes.update_commune, body=body)
-    except ValidationError as exc:
+    except (ValidationError, ApiError) as exc:
+        if isinstance(exc, ApiError) and exc.status != 422:
+            raise
         return await _commune_form(
             request,
             user,
@@ -303,6 +328,195 @@ async def commune_save(request: web.Request) -> web.StreamResponse:
             values=values,
         )
     return see_other(f"/communes/{commune.code}?saved=windows")
+
+
+# ---------------------------------------------------------------- special days
+
+#: ISO weekdays in the order a Vietnamese week is written: thứ Hai … Chủ nhật.
+WEEKDAYS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)
+_PIECE = re.compile(r"^(\d{1,2}:\d{2})\s*[-–—]\s*(\d{1,2}:\d{2})$")
+
+
+def windows_text(windows: list[BroadcastWindow]) -> str:
+    """Windows as people write them: "05:30–06:30, 17:00–18:00"."""
+    return ", ".join(f"{w.start}–{w.end}" for w in windows)
+
+
+def parse_windows_text(text: str, overnight: bool) -> list[dict[str, Any]]:
+    """ "05:30-06:30, 22:00-02:00" as the API's windows; `overnight` confirms each window of
+    the line that ends before it starts (the others stay same-day). A piece that is not
+    "HH:MM-HH:MM" raises ValueError naming it."""
+    windows = []
+    for piece in re.split(r"[,;\n]+", text):
+        piece = piece.strip()
+        if not piece:
+            continue
+        found = _PIECE.match(piece)
+        if found is None:
+            raise ValueError(piece)
+        start, end = (f"{int(t[:-3]):02d}{t[-3:]}" for t in found.groups())
+        windows.append({"start": start, "end": end, "overnight": overnight and end < start})
+    return windows
+
+
+def _days_errors(exc: ApiError | ValidationError) -> list[FieldError]:
+    errors = []
+    for d in error_details(exc):
+        field = d.get("field", "").removeprefix("body.")
+        detail = d.get("message", "")
+        if field.endswith(".overnight"):
+            message = "cm.err.overnight"
+        elif "overlaps" in detail:
+            message = "cm.err.overlap"
+        elif "exception" in detail:
+            message = "cm.err.same_date"
+        elif field.endswith(".date"):
+            message = "cm.err.date"
+        else:
+            message = "cm.err.window"
+        errors.append(
+            FieldError(field=field, label="cm.days_title", message=message, detail=detail)
+        )
+    return errors
+
+
+async def _days_page(
+    request: web.Request,
+    user: User,
+    commune: communes.CommuneOut,
+    *,
+    status: int = 200,
+    errors: list[FieldError] | None = None,
+    weekly: dict[str, str] | None = None,
+    exception: dict[str, str] | None = None,
+) -> web.Response:
+    windows = commune.windows
+    if weekly is None:
+        weekly = {}
+        for day, own in windows.weekly.items():
+            weekly[f"own_{day}"] = "1"
+            weekly[f"speaker_{day}"] = windows_text(own.speaker)
+            weekly[f"board_{day}"] = windows_text(own.board)
+            nights = own.speaker + own.board
+            weekly[f"overnight_{day}"] = "1" if any(w.end < w.start for w in nights) else ""
+    saved = request.query.get("saved")
+    return await render(
+        request,
+        "communes_days.html",
+        status=status,
+        commune=commune,
+        weekdays=WEEKDAYS,
+        weekly=weekly,
+        exceptions=sorted(windows.exceptions, key=lambda e: e.date),
+        exception=exception or {},
+        text=windows_text,
+        errors=errors or [],
+        saved=saved if saved in ("weekly", "exception", "removed") else None,
+        may_write=user.may(Permission.COMMUNES_WRITE),
+    )
+
+
+@page
+async def commune_days(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    commune: communes.CommuneOut = await api(request, user, communes.get_commune)
+    return await _days_page(request, user, commune)
+
+
+async def _save_days(
+    request: web.Request,
+    user: User,
+    commune: communes.CommuneOut,
+    windows: dict[str, Any],
+    again: dict[str, Any],
+) -> web.Response | None:
+    """PUT the commune's windows; on refusal the page again with what was typed (None: saved)."""
+    try:
+        body = communes.CommuneUpdate.model_validate({"windows": windows})
+        await api(request, user, communes.update_commune, body=body)
+    except (ValidationError, ApiError) as exc:
+        if isinstance(exc, ApiError) and exc.status != 422:
+            raise
+        return await _days_page(
+            request, user, commune, status=422, errors=_days_errors(exc), **again
+        )
+    return None
+
+
+def _unreadable(piece: str, field: str) -> FieldError:
+    return FieldError(field=field, label="cm.days_title", message="cm.err.window", detail=piece)
+
+
+@page
+async def commune_weekly_save(request: web.Request) -> web.StreamResponse:
+    """Each weekday: every day's windows, or its own (a weekend's, a market day's)."""
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    commune: communes.CommuneOut = await api(request, user, communes.get_commune)
+    require(user, Permission.COMMUNES_WRITE, commune=commune.code)
+    typed = {key: _get(form, key) for key in form if key != "csrf"}
+    weekly: dict[str, Any] = {}
+    unreadable: list[FieldError] = []
+    for day in WEEKDAYS:
+        if typed.get(f"own_{day}") != "1":
+            continue
+        night = typed.get(f"overnight_{day}") == "1"
+        own: dict[str, Any] = {}
+        for kind in WINDOW_KINDS:
+            try:
+                own[kind] = parse_windows_text(typed.get(f"{kind}_{day}", ""), night)
+            except ValueError as exc:
+                unreadable.append(_unreadable(str(exc), f"windows.weekly.{day}.{kind}"))
+        weekly[str(day)] = own
+    if unreadable:
+        return await _days_page(request, user, commune, status=422, errors=unreadable, weekly=typed)
+    windows = {**commune.windows.model_dump(mode="json"), "weekly": weekly}
+    refused = await _save_days(request, user, commune, windows, {"weekly": typed})
+    return refused or see_other(f"/communes/{commune.code}/days?saved=weekly")
+
+
+@page
+async def commune_exception_add(request: web.Request) -> web.StreamResponse:
+    """A dated exception (a holiday, an event): that date's windows instead of the usual."""
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    commune: communes.CommuneOut = await api(request, user, communes.get_commune)
+    require(user, Permission.COMMUNES_WRITE, commune=commune.code)
+    typed = {key: _get(form, key) for key in ("date", "note", "speaker", "board", "overnight")}
+    night = typed["overnight"] == "1"
+    entry: dict[str, Any] = {"date": typed["date"], "note": typed["note"] or None}
+    unreadable: list[FieldError] = []
+    for kind in WINDOW_KINDS:
+        try:
+            entry[kind] = parse_windows_text(typed[kind], night)
+        except ValueError as exc:
+            unreadable.append(_unreadable(str(exc), f"windows.exceptions.{kind}"))
+    if unreadable:
+        return await _days_page(
+            request, user, commune, status=422, errors=unreadable, exception=typed
+        )
+    current = commune.windows.model_dump(mode="json")
+    windows = {**current, "exceptions": [*current["exceptions"], entry]}
+    refused = await _save_days(request, user, commune, windows, {"exception": typed})
+    return refused or see_other(f"/communes/{commune.code}/days?saved=exception")
+
+
+@page
+async def commune_exception_remove(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    commune: communes.CommuneOut = await api(request, user, communes.get_commune)
+    require(user, Permission.COMMUNES_WRITE, commune=commune.code)
+    gone = _get(form, "date")
+    current = commune.windows.model_dump(mode="json")
+    kept = [e for e in current["exceptions"] if e["date"] != gone]
+    if len(kept) == len(current["exceptions"]):
+        raise ApiError(404, "not_found", f"no exception on {gone!r}")
+    refused = await _save_days(request, user, commune, {**current, "exceptions": kept}, {})
+    return refused or see_other(f"/communes/{commune.code}/days?saved=removed")
 
 
 @page
@@ -733,6 +947,10 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/communes/{code}", commune_page),
     ("POST", "/communes/{code}", commune_save),
     ("POST", "/communes/{code}/order", commune_order_move),
+    ("GET", "/communes/{code}/days", commune_days),
+    ("POST", "/communes/{code}/days/weekly", commune_weekly_save),
+    ("POST", "/communes/{code}/days/exceptions", commune_exception_add),
+    ("POST", "/communes/{code}/days/exceptions/remove", commune_exception_remove),
     ("GET", "/users", users_page),
     ("POST", "/users", user_create),
     ("GET", "/users/{username}", user_page),

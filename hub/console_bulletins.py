@@ -21,7 +21,7 @@ from loa_contract import BulletinKind, Priority
 from loa_contract.models import VN_TZ
 
 from . import airings, bulletins, communes, media, preview_api
-from .appkeys import CLOCK
+from .appkeys import CLOCK, DB
 from .auth import Permission, User, require
 from .categories import CATEGORIES
 from .console import (
@@ -45,6 +45,7 @@ from .form_errors import limits_of
 from .i18n import CATALOGUE, translate
 from .paging import Page
 from .routing import Ctx, HandlerFn
+from .store import media as media_store
 from .web_session import check_csrf, current_session, page_user
 
 KINDS: tuple[str, ...] = tuple(k.value for k in BulletinKind)
@@ -310,6 +311,7 @@ async def bulletins_page(request: web.Request) -> web.StreamResponse:
     return await render(
         request,
         "bulletins.html",
+        deleted=request.query.get("deleted") == "1",
         rows=found.body,
         states=STATES,
         priorities=PRIORITIES,
@@ -445,19 +447,18 @@ def _parse_bulletin(
     return (None if problems else body), values, problems
 
 
-def _submit_problems(values: dict[str, Any]) -> list[Problem]:
+def _form_submit_problems(values: dict[str, Any]) -> list[Problem]:
     """What review would refuse of the form as typed (kinds and priorities it cannot name
     are the parse's problems already)."""
     if values["kind"] not in KINDS or values["priority"] not in FORM_PRIORITIES:
         return []
-    found = bulletins.submit_problems(
+    return _submit_problems(
         BulletinKind(values["kind"]),
-        values["category"] or None,
-        values["text"] if values["kind"] in ("text", "document") else None,
         Priority(values["priority"]),
+        values["text"] if values["kind"] in ("text", "document") else None,
+        values["category"] or None,
         [t for t in _TIMES_SPLIT.split(values.get("times", "")) if t],
     )
-    return [problem(d["field"], d["message"]) for d in found]
 
 
 async def _form(
@@ -499,26 +500,33 @@ async def new_form(request: web.Request) -> web.StreamResponse:
     return await _form(request, user, _blank_values(user, request.app[CLOCK]()))
 
 
+#: The edit form's query after a save whose submit was refused: it shows why (PRG).
+NOT_SUBMITTED = "not_submitted"
+
+
+def _submit_problems(
+    kind: BulletinKind, priority: Priority, text: str | None, category: str | None, times: Any
+) -> list[Problem]:
+    return [
+        problem(e["field"], e["message"])
+        for e in bulletins.submit_problems(
+            kind=kind, priority=priority, text=text, category=category, times=times
+        )
+    ]
+
+
 async def _submit_after_save(
     request: web.Request, user: User, saved: bulletins.BulletinOut
 ) -> web.StreamResponse:
-    """The second half of "save and submit": on refusal the saved draft comes back as its
-    edit form, saying it was saved but not submitted and why."""
+    """The second half of "save and submit": on refusal the saved draft's edit form, at its
+    own address (post/redirect/get: a reload re-posts nothing), says it was saved but not
+    submitted and why."""
     try:
         await api_at(request, user, bulletins.submit_bulletin, {"id": saved.id})
     except ApiError as exc:
-        problems = _from_api(exc)
-        if problems is None:
+        if _from_api(exc) is None:
             raise
-        return await _form(
-            request,
-            user,
-            _values_of(saved),
-            bulletin=saved,
-            status=exc.status,
-            problems=problems,
-            notice_key="bn.saved_not_submitted",
-        )
+        return see_other(f"/bulletins/{saved.id}/edit?{NOT_SUBMITTED}=1")
     return see_other(f"/bulletins/{saved.id}")
 
 
@@ -531,7 +539,9 @@ async def new_submit(request: web.Request) -> web.StreamResponse:
     body, values, problems = _parse_bulletin(form)
     if form.get("action") == "submit":
         # Every problem at once: the draft's and review's, before anything is saved.
-        problems = _dedupe([*problems, *_submit_problems(values)])
+        # "Save and submit" of a new bulletin is one step: what the review would refuse
+        # creates no draft, so a failed attempt and its reload leave nothing behind.
+        problems = _dedupe([*problems, *_form_submit_problems(values)])
         body = body if not problems else None
     if body is None:
         return await _form(request, user, values, status=422, problems=problems)
@@ -556,6 +566,17 @@ async def edit_form(request: web.Request) -> web.StreamResponse:
     b: bulletins.BulletinOut = await api(request, user, bulletins.get_bulletin)
     if not _actions(user, b)["edit"]:
         raise ApiError(409, "illegal_transition", f"this bulletin is {b.state}")
+    if request.query.get(NOT_SUBMITTED):
+        problems = _submit_problems(b.kind, b.priority, b.text, b.category, b.schedule.times)
+        if problems:
+            return await _form(
+                request,
+                user,
+                _values_of(b),
+                bulletin=b,
+                problems=problems,
+                notice_key="bn.saved_not_submitted",
+            )
     return await _form(request, user, _values_of(b), bulletin=b)
 
 
@@ -601,6 +622,7 @@ def _actions(user: User, b: bulletins.BulletinOut) -> dict[str, bool]:
         "review": may(Permission.BULLETINS_REVIEW, Action.APPROVE),
         "publish": may(Permission.BULLETINS_PUBLISH, Action.PUBLISH),
         "cancel": may(Permission.BULLETINS_PUBLISH, Action.CANCEL),
+        "delete": may(W, Action.DELETE),
     }
 
 
@@ -868,12 +890,87 @@ async def preview_file(request: web.Request) -> web.StreamResponse:
     return response
 
 
+# ---------------------------------------------------------------- deletion
+
+
+@page
+async def delete_form(request: web.Request) -> web.StreamResponse:
+    """The confirmation step before a never-published bulletin is deleted."""
+    user = await page_user(request)
+    require(user, W)
+    b: bulletins.BulletinOut = await api(request, user, bulletins.get_bulletin)
+    if not _actions(user, b)["delete"]:
+        raise ApiError(409, "illegal_transition", f"this bulletin is {b.state}")
+    return await render(request, "confirm_delete.html", what="bulletin", b=b)
+
+
+@page
+async def delete_action(request: web.Request) -> web.StreamResponse:
+    user, _ = await _posted(request)
+    await api(request, user, bulletins.delete_bulletin)
+    return see_other("/bulletins?deleted=1")
+
+
+@page
+async def media_library(request: web.Request) -> web.StreamResponse:
+    """The unit's uploaded files (everything for the province), how many bulletins use each,
+    and a delete for the unused ones."""
+    user = await page_user(request)
+    require(user, Permission.MEDIA_WRITE)
+    files: list[media.MediaOut] = await api(request, user, media.list_media)
+    uses = await media_store.uses(request.app[DB], [f.sha256 for f in files])
+    return await render(
+        request,
+        "media_library.html",
+        files=files,
+        uses=uses,
+        fmt=Fmt(request_lang(request), request.app[CLOCK]()),
+        deleted=request.query.get("deleted") == "1",
+    )
+
+
+async def _own_file(request: web.Request, user: User) -> media.MediaOut:
+    sha = request.match_info["sha256"]
+    files: list[media.MediaOut] = await api(request, user, media.list_media)
+    found = next((f for f in files if f.sha256 == sha), None)
+    if found is None:
+        raise ApiError(404, "not_found", "no such media")
+    return found
+
+
+@page
+async def media_delete_form(request: web.Request) -> web.StreamResponse:
+    """The confirmation step before an unused file is deleted."""
+    user = await page_user(request)
+    require(user, Permission.MEDIA_WRITE)
+    file = await _own_file(request, user)
+    used = (await media_store.uses(request.app[DB], [file.sha256])).get(file.sha256, 0)
+    return await render(
+        request,
+        "confirm_delete.html",
+        what="media",
+        file=file,
+        used=used,
+        fmt=Fmt(request_lang(request), request.app[CLOCK]()),
+    )
+
+
+@page
+async def media_delete_action(request: web.Request) -> web.StreamResponse:
+    user, _ = await _posted(request)
+    await api(request, user, media.delete_media)
+    return see_other("/bulletins/media?deleted=1")
+
+
 PAGES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/bulletins", bulletins_page),
     ("GET", "/bulletins/new", new_form),
     ("POST", "/bulletins/new", new_submit),
     ("POST", "/bulletins/media", upload),
+    ("GET", "/bulletins/media", media_library),
     ("GET", "/bulletins/media/{sha256}", media_file),
+    ("GET", "/bulletins/media/{sha256}/delete", media_delete_form),
+    ("POST", "/bulletins/media/{sha256}/delete", media_delete_action),
     ("GET", "/bulletins/{id}", detail_page),
     ("GET", "/bulletins/{id}/preview", preview_page),
     ("GET", "/bulletins/{id}/preview/{file}", preview_file),
@@ -884,5 +981,7 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     ("POST", "/bulletins/{id}/approve", approve_action),
     ("POST", "/bulletins/{id}/publish", publish_action),
     ("POST", "/bulletins/{id}/cancel", cancel_action),
+    ("GET", "/bulletins/{id}/delete", delete_form),
+    ("POST", "/bulletins/{id}/delete", delete_action),
     ("GET", "/review", review_page),
 ]

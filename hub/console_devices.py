@@ -26,7 +26,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from loa_contract import DeviceKind, HealthSample
 from loa_contract.models import VN_TZ
 
-from . import communes, device_api, devices
+from . import communes, device_api, devices, frames, groups
 from .appkeys import CLOCK, CONFIG, DB
 from .auth import Permission, User, require
 from .console import (
@@ -45,18 +45,23 @@ from .console import (
 from .errors import ApiError
 from .i18n import CATALOGUE, Lang, translate
 from .paging import Page
+from .security import code_hash
+from .store import devices as device_store
+from .store import frames as frame_store
+from .store import groups as group_store
 from .store import reports
 from .verdict import LEVELS
-from .web_session import check_csrf, page_user
+from .web_session import check_csrf, page_user, set_page_cookie
 
 #: Devices on one page of the table; "next page" links to the rest.
 PAGE_ROWS = 50
 #: Worst first: the order of the summary tiles and of the filter.
 VERDICTS: tuple[str, ...] = LEVELS
 KINDS: tuple[str, ...] = tuple(k.value for k in DeviceKind)
-COMMANDS: tuple[str, ...] = ("set_volume", "stop", "test_tone", "resync")
 #: Seconds between refreshes of the status table (devices.js reads it from the page).
 REFRESH_S = 15
+#: Seconds between refreshes of a device's command history, while answers are awaited.
+HISTORY_REFRESH_S = 2
 #: How far back the health chart looks, and how many points it draws at most.
 CHART_WINDOW = timedelta(hours=24)
 CHART_POINTS = 288
@@ -64,6 +69,8 @@ RECENT_PLAYS = 20
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "firmware_profiles"
 #: Where provision.sh puts the agent's state on a Raspberry Pi (see raspberry_pi/).
 AGENT_DATA_DIR = "/var/lib/loa/agent"
+#: Carries a new enrollment code to its page after the redirect (see `_code_shown`).
+CODE_COOKIE = "loa_enrollment_code"
 
 _COMMAND_IN: TypeAdapter[Any] = TypeAdapter(devices.CommandIn)
 
@@ -320,35 +327,55 @@ def _slot_errors(values: dict[str, str]) -> tuple[devices.DeviceCreate | None, d
     return (None if errors else body), errors
 
 
-async def _code_page(
-    request: web.Request,
-    *,
-    device_id: str,
-    name: str,
-    commune: str,
-    profile: str,
-    code: str,
-    expires_at: datetime,
-    reissued: bool,
-    status: int,
+def _code_shown(
+    request: web.Request, device_id: str, code: str, expires_at: datetime, *, reissued: bool
 ) -> web.Response:
-    hub_url = (request.app[CONFIG].public_url or str(request.url.origin())).rstrip("/")
+    """Post/redirect/get for a new code: the code rides a cookie for its own page only (the
+    hub keeps just its hash), so reloading shows it again and creates nothing."""
+    response = see_other(f"/devices/{device_id}/code")
+    lifetime = int((expires_at - request.app[CLOCK]()).total_seconds())
+    set_page_cookie(
+        request,
+        response,
+        CODE_COOKIE,
+        f"{code}.{'reissued' if reissued else 'created'}",
+        path=f"/devices/{device_id}/code",
+        max_age=max(lifetime, 1),
+    )
+    return response
+
+
+@page
+async def device_code(request: web.Request) -> web.StreamResponse:
+    """The one-time code of a slot, while the browser that asked for it holds it and the
+    code still opens the slot; otherwise the way to issue a new one."""
     user = await page_user(request)
+    require(user, Permission.DEVICES_WRITE)
+    device: devices.DeviceOut = await api(request, user, devices.get_device)
+    code, _, how = request.cookies.get(CODE_COOKIE, "").partition(".")
+    now = request.app[CLOCK]()
+    if not code or not await device_store.code_is_current(
+        request.app[DB], device.id, code_hash(code), now
+    ):
+        code = ""
+    hub_url = (request.app[CONFIG].public_url or str(request.url.origin())).rstrip("/")
     places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
     return await render(
         request,
         "device_code.html",
-        status=status,
-        device_id=device_id,
-        name=name,
-        commune_name=next((f"{c.name} ({c.code})" for c in places if c.code == commune), commune),
-        profile=profile,
+        device_id=device.id,
+        name=device.name,
+        commune_name=next(
+            (f"{c.name} ({c.code})" for c in places if c.code == device.commune), device.commune
+        ),
+        profile=device.profile,
         code=code,
-        expires_at=expires_at,
-        reissued=reissued,
+        expires_at=device.enrollment_expires_at,
+        reissued=how == "reissued",
         enroll_command=(f"edge-agent enroll --hub {hub_url} --code {code} --data {AGENT_DATA_DIR}"),
         provision_command=(
-            f"sudo raspberry_pi/provision.sh --profile {profile} --hub {hub_url} --code {code}"
+            f"sudo raspberry_pi/provision.sh --profile {device.profile} --hub {hub_url}"
+            f" --code {code}"
         ),
         fmt=_fmt(request),
     )
@@ -372,16 +399,8 @@ async def device_new_submit(request: web.Request) -> web.StreamResponse:
         fields = [d.get("field", "") for d in exc.detail or [] if isinstance(d, dict)]
         errors = {f: _FIELD_ERRORS.get(f, "err.generic") for f in fields} or {"": "err.generic"}
         return await _new_form(request, user, status=422, errors=errors, values=values)
-    return await _code_page(
-        request,
-        device_id=created.id,
-        name=created.name,
-        commune=created.commune,
-        profile=created.profile,
-        code=created.enrollment_code,
-        expires_at=created.enrollment_expires_at,
-        reissued=False,
-        status=201,
+    return _code_shown(
+        request, created.id, created.enrollment_code, created.enrollment_expires_at, reissued=False
     )
 
 
@@ -393,16 +412,8 @@ async def device_enrollment(request: web.Request) -> web.StreamResponse:
     require(user, Permission.DEVICES_WRITE)
     device: devices.DeviceOut = await api(request, user, devices.get_device)
     issued: devices.EnrollmentCode = await api(request, user, devices.reissue_enrollment)
-    return await _code_page(
-        request,
-        device_id=device.id,
-        name=device.name,
-        commune=device.commune,
-        profile=device.profile,
-        code=issued.enrollment_code,
-        expires_at=issued.enrollment_expires_at,
-        reissued=True,
-        status=201,
+    return _code_shown(
+        request, device.id, issued.enrollment_code, issued.enrollment_expires_at, reissued=True
     )
 
 
@@ -625,12 +636,34 @@ def _plain(value: Any, fmt: Fmt) -> str:
     return str(value)
 
 
-def _sent_notice(request: web.Request) -> tuple[str, bool] | None:
-    """After a command's 303: which command, and whether the device got it."""
-    sent, delivered = request.query.get("sent"), request.query.get("delivered")
-    if sent in COMMANDS and delivered in ("0", "1"):
-        return f"dv.cmd.{sent}", delivered == "1"
-    return None
+async def _command_history(
+    request: web.Request, user: User
+) -> tuple[list[devices.CommandOut], devices.CommandOut | None]:
+    """The device's commands, newest first, and the one just sent (`?command=`) if it is
+    among them: its notice follows the device's answer, never claims more than was heard."""
+    history: list[devices.CommandOut] = await api(request, user, devices.command_history)
+    wanted = request.query.get("command")
+    return history, next((c for c in history if c.id == wanted), None)
+
+
+async def _history_context(request: web.Request, user: User, device_id: str) -> dict[str, Any]:
+    history, just_sent = await _command_history(request, user)
+    query = urlencode({"command": just_sent.id}) if just_sent else ""
+    return {
+        "history": history,
+        "just_sent": just_sent,
+        "history_url": f"/devices/{device_id}/commands" + (f"?{query}" if query else ""),
+        "history_every": HISTORY_REFRESH_S,
+    }
+
+
+@page
+async def device_commands(request: web.Request) -> web.StreamResponse:
+    """The command history alone: what console.js swaps in while answers are awaited."""
+    user = await page_user(request)
+    device: devices.DeviceOut = await api(request, user, devices.get_device)
+    context = await _history_context(request, user, device.id)
+    return await render(request, "_commands.html", d=device, fmt=_fmt(request), **context)
 
 
 async def _device_view(
@@ -653,11 +686,26 @@ async def _device_view(
         health_rows=_health_rows(device.health, device, fmt) if device.health else [],
         chart=await _health_chart(request, device.id, fmt.now),
         plays=await _recent_plays(request, device.id),
-        sent=_sent_notice(request),
+        **await _history_context(request, user, device.id),
+        frame_at=await frame_store.taken_at(request.app[DB], device.id),
+        member_of=[
+            g
+            for g in await group_store.groups_of(request.app[DB], device.id)
+            if user.commune is None or g.commune == user.commune
+        ],
+        idle_s=refresh_idle_s(request),
         error_key=error_key,
         volume=volume if volume is not None else str(device.health.volume if device.health else ""),
         fmt=fmt,
     )
+
+
+@page
+async def device_frame(request: web.Request) -> web.StreamResponse:
+    """The board's newest screen picture (the API's, with its scope check)."""
+    user = await page_user(request)
+    response: web.StreamResponse = await api(request, user, frames.get_frame)
+    return response
 
 
 @page
@@ -685,17 +733,148 @@ async def device_command(request: web.Request) -> web.StreamResponse:
             request, user, status=422, error_key=key, volume=payload.get("volume")
         )
     result: devices.CommandResult = await api(request, user, devices.send_command, body=body)
-    query = urlencode({"sent": result.type, "delivered": "1" if result.delivered else "0"})
-    return see_other(f"/devices/{result.device_id}?{query}#commands")
+    query = urlencode({"command": result.command_id})
+    return see_other(f"/devices/{result.device_id}?{query}#history")
+
+
+# ---------------------------------------------------------------- groups
+
+
+@page
+async def groups_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    found: list[groups.GroupOut] = await api(request, user, groups.list_groups)
+    places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    return await render(
+        request,
+        "device_groups.html",
+        groups=found,
+        communes=places,
+        names={c.code: c.name for c in places},
+        error=request.query.get("error") == "name",
+    )
+
+
+@page
+async def group_create(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    require(user, Permission.DEVICES_WRITE)
+    try:
+        body = groups.GroupCreate.model_validate(
+            {"name": str(form.get("name", "")), "commune": str(form.get("commune", "")) or None}
+        )
+    except ValidationError:
+        return see_other("/devices/groups?error=name")
+    created: groups.GroupOut = await api(request, user, groups.create_group, body=body)
+    return see_other(f"/devices/groups/{created.id}")
+
+
+async def _batch_context(request: web.Request, user: User) -> dict[str, Any]:
+    """The batch of one command to the group (`?batch=`), each device's answer so far."""
+    batch = request.query.get("batch", "")[:64]
+    if not batch:
+        return {"batch": [], "batch_url": "", "device_names": {}}
+    answers: list[devices.CommandOut] = await api(
+        request,
+        user,
+        groups.group_commands,
+        query=groups.GroupCommandsQuery(batch=batch),
+    )
+    group_id = request.match_info["id"]
+    db = request.app[DB]
+    named = [await device_store.get(db, c.device_id) for c in answers]
+    return {
+        "device_names": {d.id: d.name for d in named if d is not None},
+        "batch": answers,
+        "batch_url": f"/devices/groups/{group_id}/batch?{urlencode({'batch': batch})}",
+    }
+
+
+@page
+async def group_page(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    group: groups.GroupDetail = await api(request, user, groups.get_group)
+    fleet: list[devices.DeviceOut] = await api_all(
+        request,
+        user,
+        devices.list_devices,
+        query=devices.DevicesQuery(commune=group.commune),
+    )
+    places: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    return await render(
+        request,
+        "device_group.html",
+        group=group,
+        fleet=fleet,
+        members=set(group.members),
+        names={c.code: c.name for c in places},
+        saved=request.query.get("saved") == "1",
+        idle_s=refresh_idle_s(request),
+        history_every=HISTORY_REFRESH_S,
+        fmt=_fmt(request),
+        **await _batch_context(request, user),
+    )
+
+
+@page
+async def group_batch(request: web.Request) -> web.StreamResponse:
+    """One command's answers alone: what console.js swaps in while they arrive."""
+    user = await page_user(request)
+    await api(request, user, groups.get_group)
+    context = await _batch_context(request, user)
+    return await render(request, "_group_batch.html", fmt=_fmt(request), **context)
+
+
+@page
+async def group_members(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    require(user, Permission.DEVICES_WRITE)
+    body = groups.GroupMembers(devices=[str(v) for v in form.getall("device", [])])
+    await api(request, user, groups.set_group_devices, body=body)
+    return see_other(f"/devices/groups/{request.match_info['id']}?saved=1")
+
+
+@page
+async def group_command(request: web.Request) -> web.StreamResponse:
+    user = await page_user(request)
+    form = await request.post()
+    check_csrf(request, form)
+    require(user, Permission.DEVICES_COMMAND)
+    kind = str(form.get("type", ""))
+    payload: dict[str, Any] = {"type": kind}
+    if kind == "set_volume":
+        payload["volume"] = str(form.get("volume", "")).strip()
+    try:
+        body: BaseModel = _COMMAND_IN.validate_python(payload)
+    except ValidationError:
+        raise ApiError(
+            422, "validation_error", [{"field": "volume", "message": "a whole number 0–100"}]
+        ) from None
+    sent: groups.GroupCommandResult = await api(request, user, groups.command_group, body=body)
+    query = urlencode({"batch": sent.batch_id})
+    return see_other(f"/devices/groups/{sent.group_id}?{query}#batch")
 
 
 #: Fixed paths before "/devices/{id}", so "new" and "table" are never taken for an id.
 PAGES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/devices", devices_page),
     ("GET", "/devices/table", devices_table),
+    ("GET", "/devices/groups", groups_page),
+    ("POST", "/devices/groups", group_create),
+    ("GET", "/devices/groups/{id}", group_page),
+    ("GET", "/devices/groups/{id}/batch", group_batch),
+    ("POST", "/devices/groups/{id}/devices", group_members),
+    ("POST", "/devices/groups/{id}/commands", group_command),
     ("GET", "/devices/new", device_new_form),
     ("POST", "/devices/new", device_new_submit),
     ("GET", "/devices/{id}", device_page),
+    ("GET", "/devices/{id}/commands", device_commands),
+    ("GET", "/devices/{id}/frame", device_frame),
     ("POST", "/devices/{id}/commands", device_command),
     ("POST", "/devices/{id}/enrollment", device_enrollment),
+    ("GET", "/devices/{id}/code", device_code),
 ]

@@ -629,6 +629,56 @@ MIGRATIONS: list[str | Dialects] = [
         reported_at TEXT NOT NULL
     );
     """,
+    # Operator commands to devices and what each device answered (hub/commands.py): "sent"
+    # until the device acks "applied" or "refused" (with its reason); "undelivered" when the
+    # device was not connected. An agent from before acks leaves its commands "sent".
+    """
+    CREATE TABLE device_commands (
+        id TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        type TEXT NOT NULL,
+        params_json TEXT NOT NULL,
+        issued_at TEXT NOT NULL,
+        issued_by TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        detail TEXT,
+        answered_at TEXT
+    );
+    CREATE INDEX device_commands_device ON device_commands(device_id, issued_at);
+    """,
+    # Device groups (hub/groups.py): named sets of devices, of one commune or the province's;
+    # a command to a group is one batch of device commands, each acked on its own.
+    """
+    CREATE TABLE device_groups (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        commune TEXT REFERENCES communes(code),
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE device_group_members (
+        group_id TEXT NOT NULL REFERENCES device_groups(id) ON DELETE CASCADE,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        PRIMARY KEY (group_id, device_id)
+    );
+    CREATE INDEX device_group_members_device ON device_group_members(device_id);
+    ALTER TABLE device_commands ADD COLUMN group_id TEXT;
+    ALTER TABLE device_commands ADD COLUMN batch_id TEXT;
+    CREATE INDEX device_commands_batch ON device_commands(batch_id);
+    """,
+    # A board's latest screen picture (hub/frames.py), checked as an image before it is kept;
+    # only the newest is kept, as base64 text.
+    """
+    CREATE TABLE device_frames (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id),
+        at TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    """,
 ]
 
 

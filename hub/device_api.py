@@ -15,10 +15,11 @@ from functools import partial
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loa_contract import (
     BulletinKind,
+    CommandAck,
     DeviceKind,
     EnrollRequest,
     EnrollResponse,
@@ -48,11 +49,11 @@ from .play_evidence import (
     refusal,
     sent_bulletin,
 )
-from .push import command_fields
+from .push import Connections, command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_device_secret, sha256_hex
 from .store import audit as audit_log
-from .store import devices, manifests, media, reports
+from .store import commands, devices, manifests, media, reports
 from .store import releases as agent_releases
 from .store.devices import EnrollmentSlot
 from .store.reports import Play
@@ -254,8 +255,10 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
         for start in connections.emergencies.due_for(device.id, device.commune, device.kind, now):
             connections.write(conn, start.frame)
         async for msg in ws:
-            # Devices report over HTTP; anything they send here only proves they are alive.
-            if msg.type == WSMsgType.ERROR:
+            # Devices report over HTTP; on this socket they only answer operator commands.
+            if msg.type == WSMsgType.TEXT:
+                await _command_answered(db, connections, device.id, msg.data, ctx.now)
+            elif msg.type == WSMsgType.ERROR:
                 log.info("device %s socket error: %r", device.id, ws.exception())
     finally:
         connections.unregister(conn)
@@ -263,6 +266,33 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
         # last write finish (and its transaction close) even then.
         await asyncio.shield(_seen(db, device.id, ctx.now))
     return ws
+
+
+async def _command_answered(
+    db: Database, connections: Connections, device_id: str, data: str, now: datetime
+) -> None:
+    """A device's CommandAck: recorded against its own command only (another device's id,
+    or a second answer, changes nothing). A frame that is not an ack is logged and dropped:
+    the socket stays up, for a newer agent may say things this hub does not know."""
+    try:
+        ack = CommandAck.model_validate_json(data)
+    except ValidationError as exc:
+        log.info("device %s sent an unreadable frame: %s", device_id, exc.errors()[:1])
+        return
+    async with db.transaction() as tx:
+        recorded = await commands.answer(
+            tx,
+            ack.command_id,
+            device_id=device_id,
+            status=ack.status.value,
+            reason=ack.reason,
+            detail=ack.detail,
+            at=now,
+        )
+    if recorded:
+        await connections.answered(ack.command_id)
+    else:
+        log.info("device %s answered unknown or answered command %s", device_id, ack.command_id)
 
 
 async def _seen(db: Database, device_id: str, now: datetime) -> None:

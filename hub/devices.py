@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -32,7 +32,7 @@ from .paging import (
 from .push import command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_enrollment_code
-from .store import communes, devices
+from .store import commands, communes, devices
 from .store.devices import Device
 from .verdict import Level, Verdict, device_verdict
 
@@ -135,11 +135,56 @@ class ResyncIn(BaseModel):
 CommandIn = Annotated[SetVolumeIn | StopIn | TestToneIn | ResyncIn, Field(discriminator="type")]
 
 
+#: What became of a command: "undelivered" (the device was not connected), "sent" (written
+#: to its socket, no answer yet; an agent from before acks never answers), "applied" or
+#: "refused" (the device's own answer, with its reason).
+CommandStatus = Literal["sent", "undelivered", "applied", "refused"]
+#: Commands listed on a device's history.
+HISTORY_LIMIT = 50
+
+
 class CommandResult(BaseModel):
     command_id: str
     device_id: str
     type: str
     delivered: bool
+    status: CommandStatus
+
+
+class CommandOut(BaseModel):
+    """One command in a device's history, with the device's answer when it gave one."""
+
+    id: str
+    device_id: str
+    type: str
+    params: dict[str, Any]
+    issued_at: datetime
+    issued_by: str
+    status: CommandStatus
+    #: The device's reason code when it refused ("emergency_on_air", "expired", …).
+    reason: str | None
+    detail: str | None
+    answered_at: datetime | None
+    #: Sent to a group: the group, and the batch of devices that one command went to.
+    group_id: str | None = None
+    batch_id: str | None = None
+
+    @classmethod
+    def of(cls, record: commands.CommandRecord) -> CommandOut:
+        return cls(
+            id=record.id,
+            device_id=record.device_id,
+            type=record.type,
+            params=record.params,
+            issued_at=record.issued_at,
+            issued_by=record.issued_by,
+            status=record.status,  # type: ignore[arg-type]
+            reason=record.reason,
+            detail=record.detail,
+            answered_at=record.answered_at,
+            group_id=record.group_id,
+            batch_id=record.batch_id,
+        )
 
 
 def judge(
@@ -328,8 +373,20 @@ async def reissue_enrollment(ctx: Ctx) -> EnrollmentCode:
     errors=[403, 404],
 )
 async def send_command(ctx: Ctx) -> CommandResult:
-    body: SetVolumeIn | StopIn | TestToneIn | ResyncIn = ctx.body
     device = await _device(ctx)
+    return await dispatch(ctx, device, ctx.body)
+
+
+async def dispatch(
+    ctx: Ctx,
+    device: Device,
+    body: SetVolumeIn | StopIn | TestToneIn | ResyncIn,
+    *,
+    group_id: str | None = None,
+    batch_id: str | None = None,
+) -> CommandResult:
+    """Record, sign and push one command to one device (the caller checked its scope); it
+    stays "sent" until the device answers, "undelivered" when the device is not connected."""
     fields = command_fields(device.id, ctx.now, ctx.config.command_ttl)
     command: Command
     if isinstance(body, SetVolumeIn):
@@ -340,15 +397,74 @@ async def send_command(ctx: Ctx) -> CommandResult:
         command = TestTone(**fields)
     else:
         command = Resync(**fields)
-    delivered = ctx.connections.send(device.id, command)
+    params = body.model_dump(mode="json", exclude={"type"})
+    command_id: str = fields["command_id"]
+    # Recorded before it is written to the socket: a fast device's ack finds its row.
     async with ctx.db.transaction() as tx:
+        await commands.add(
+            tx,
+            command_id,
+            device_id=device.id,
+            type=body.type,
+            params=params,
+            issued_at=ctx.now,
+            issued_by=ctx.user.username,
+            status="sent",
+            group_id=group_id,
+            batch_id=batch_id,
+        )
+    delivered = ctx.connections.send(device.id, command)
+    status: CommandStatus = "sent" if delivered else "undelivered"
+    async with ctx.db.transaction() as tx:
+        if not delivered:
+            await commands.answer(
+                tx,
+                command_id,
+                device_id=device.id,
+                status="undelivered",
+                reason="offline",
+                detail=None,
+                at=ctx.now,
+            )
         await ctx.audit(
             tx,
             f"device.command.{body.type}",
             device.id,
-            f"delivered={delivered}",
+            f"{command_id} {status}",
             after=body.model_dump(mode="json"),
         )
     return CommandResult(
-        command_id=fields["command_id"], device_id=device.id, type=body.type, delivered=delivered
+        command_id=command_id,
+        device_id=device.id,
+        type=body.type,
+        delivered=delivered,
+        status=status,
     )
+
+
+@routes.get(
+    "/api/v1/devices/{id}/commands",
+    summary="The device's command history, newest first: each command's status"
+    " (sent, undelivered, applied, refused) and the device's reason",
+    permission=Permission.FLEET_READ,
+    response=list[CommandOut],
+    errors=[403, 404],
+)
+async def command_history(ctx: Ctx) -> list[CommandOut]:
+    device = await _device(ctx)
+    return [CommandOut.of(r) for r in await commands.of_device(ctx.db, device.id, HISTORY_LIMIT)]
+
+
+@routes.get(
+    "/api/v1/devices/{id}/commands/{command_id}",
+    summary="One command sent to the device and what the device answered",
+    permission=Permission.FLEET_READ,
+    response=CommandOut,
+    errors=[403, 404],
+)
+async def get_command(ctx: Ctx) -> CommandOut:
+    device = await _device(ctx)
+    record = await commands.get(ctx.db, ctx.path("command_id"))
+    if record is None or record.device_id != device.id:
+        raise ApiError(404, "not_found", "no such command for this device")
+    return CommandOut.of(record)

@@ -142,6 +142,7 @@ _CORE: dict[str, dict[Lang, str]] = {
     "state.returned": {"vi": "Bị trả lại", "en": "Returned"},
     "state.published": {"vi": "Đã phát hành", "en": "Published"},
     "state.cancelled": {"vi": "Đã huỷ", "en": "Cancelled"},
+    "state.deleted": {"vi": "Đã xoá", "en": "Deleted"},
     "priority.emergency": {"vi": "Khẩn cấp", "en": "Emergency"},
     "priority.priority": {"vi": "Ưu tiên", "en": "Priority"},
     "priority.normal": {"vi": "Thông thường", "en": "Normal"},

@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiohttp import web
 
 from loa_contract import (
+    VN_TZ,
     DeviceKind,
     Manifest,
     ManifestBulletin,
@@ -98,6 +99,12 @@ async def signed_manifest(app: web.Application, device: DeviceAuth, version: int
         commune=device.commune,
         commune_name=await communes.name_of(db, device.commune),
         windows=commune.windows.for_kind(device.kind),
+        weekly_windows=commune.windows.weekly_for_kind(device.kind),
+        # Past dates are left out (from yesterday on: a window of yesterday's exception may
+        # still be open past midnight); every date still to come is carried.
+        window_exceptions=commune.windows.exceptions_for_kind(
+            device.kind, now.astimezone(VN_TZ).date() - timedelta(days=1)
+        ),
         volume=commune.volume,
         profile=device.profile,
         resume_mode=config.resume_mode,
@@ -106,6 +113,11 @@ async def signed_manifest(app: web.Application, device: DeviceAuth, version: int
             db, device.id, device.commune, now - config.cancelled_memory
         ),
         hub_urls=await hub_urls(db),
+        frame_interval_s=(
+            int(config.frame_interval.total_seconds())
+            if config.frame_interval is not None and device.kind is DeviceKind.BOARD
+            else None
+        ),
     )
     body = app[KEYRING].signer.sign(manifest).model_dump_json().encode("utf-8")
     cache.put(device.id, version, body)

@@ -406,3 +406,49 @@ def keep_bytes(media_dir: Path, data: bytes) -> Kept:
             tmp.unlink()
     record = _record(sha, len(data), mime, found, None)
     return Kept(sha256=sha, size=len(data), mime=mime, record=record)
+
+
+class MediaDeleted(BaseModel):
+    sha256: str
+    #: The bytes are gone from the hub; False when another unit that uploaded the same
+    #: file still holds it (only this unit's hold on it ended).
+    removed: bool
+
+
+@routes.delete(
+    "/api/v1/media/{sha256}",
+    summary="Delete an uploaded file no bulletin uses (a unit ends its own hold on it; the"
+    " bytes go when no unit holds them, or at once for a province-wide account)",
+    permission=Permission.MEDIA_WRITE,
+    response=MediaDeleted,
+    errors=[403, 404, 409],
+)
+async def delete_media(ctx: Ctx) -> MediaDeleted:
+    sha = ctx.path("sha256")
+    user = ctx.user
+    # The same 404 for "missing" and "not yours", as for a download.
+    missing = ApiError(404, "not_found", "no such media")
+    if not _SHA256.match(sha):
+        raise missing
+    async with ctx.db.transaction() as tx:
+        units = await media.uploaders(tx, sha)
+        if await media.mime_of(tx, sha) is None or not (user.province_wide or user.unit in units):
+            raise missing
+        used = (await media.uses(tx, [sha])).get(sha, 0)
+        if used:
+            raise ApiError(
+                409,
+                "media_in_use",
+                f"{used} bulletin(s) use this file; a published bulletin keeps its media for"
+                " its history (delete the drafts that use it first)",
+            )
+        removed = user.province_wide or units == [user.unit]
+        if removed:
+            await media.remove(tx, sha)
+        else:
+            await media.forget_upload(tx, sha, user.unit)
+        await ctx.audit(tx, "media.delete", sha, f"removed={int(removed)}", before={"units": units})
+    if removed:
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(media_path(ctx.config.media_dir, sha).unlink)
+    return MediaDeleted(sha256=sha, removed=removed)

@@ -19,6 +19,7 @@ import logging
 import struct
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,6 +48,8 @@ SIGNING_BATCH = 200
 
 #: An emergency whose valid_from is this close counts as "now" (clock skew between hub hosts).
 EMERGENCY_SLACK = timedelta(seconds=5)
+#: Answered command ids a node remembers for `Connections.wait_answer`.
+ANSWERS_KEPT = 1024
 
 
 class Transport(Protocol):
@@ -196,6 +199,10 @@ class Connections:
         self._by_device: dict[str, Connection] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.emergencies = ActiveEmergencies()
+        #: Ids of the commands devices answered on this node lately, for whoever waits on
+        #: an answer (bounded: an answer nobody waits for is forgotten in time).
+        self._answered: deque[str] = deque(maxlen=ANSWERS_KEPT)
+        self._answer_seen = asyncio.Condition()
 
     def __len__(self) -> int:
         return len(self._by_device)
@@ -257,6 +264,17 @@ class Connections:
         log.info("dropping the socket of %s: %s", conn.device_id, why)
         self.unregister(conn)
         conn.transport.abort()
+
+    async def answered(self, command_id: str) -> None:
+        """A device's answer to `command_id` is stored: wake whoever waits for it."""
+        async with self._answer_seen:
+            self._answered.append(command_id)
+            self._answer_seen.notify_all()
+
+    async def wait_answer(self, command_id: str) -> None:
+        """Until a device connected to this node answers `command_id` (the caller bounds it)."""
+        async with self._answer_seen:
+            await self._answer_seen.wait_for(lambda: command_id in self._answered)
 
     def sign(self, command: Command) -> SignedFrame:
         envelope = self._signer.sign(CommandDocument(command=command))

@@ -249,6 +249,9 @@ class RouteTable:
     def put(self, path: str, **kw: Any) -> Callable[[HandlerFn], HandlerFn]:
         return self.route("PUT", path, **kw)
 
+    def delete(self, path: str, **kw: Any) -> Callable[[HandlerFn], HandlerFn]:
+        return self.route("DELETE", path, **kw)
+
     def install(self, app: web.Application) -> None:
         for spec in self.specs:
             app.router.add_route(spec.method, spec.path, spec.endpoint())

@@ -15,6 +15,8 @@ from aiohttp import ClientResponse, ClientWebSocketResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from loa_contract import (
+    AckStatus,
+    CommandAck,
     CommandDocument,
     EnrollResponse,
     Manifest,
@@ -23,7 +25,7 @@ from loa_contract import (
 )
 
 from .app import create_app
-from .appkeys import DB, SENT_CACHE, Clock
+from .appkeys import CLOCK, DB, SENT_CACHE, Clock
 from .auth import Role, create_user
 from .config import HubConfig
 from .db import Database, open_database
@@ -189,21 +191,35 @@ class EnrolledDevice:
     async def socket(self) -> AsyncIterator[DeviceSocket]:
         ws = await self.hub.client.ws_connect("/api/v1/device/ws", headers=self.headers)
         try:
-            yield DeviceSocket(ws, self.keys)
+            yield DeviceSocket(ws, self.keys, self.hub.app[CLOCK])
         finally:
             await ws.close()
 
 
 class DeviceSocket:
-    def __init__(self, ws: ClientWebSocketResponse, keys: TrustedKeys) -> None:
+    def __init__(self, ws: ClientWebSocketResponse, keys: TrustedKeys, clock: Clock) -> None:
         self.ws = ws
         self.keys = keys
+        self.clock = clock
 
     async def command(self) -> Any:
         """The next pushed command, verified. The time limit only bounds a failing test."""
         async with asyncio.timeout(5.0):
             frame = await self.ws.receive_str()
         return self.keys.open(frame, CommandDocument).command
+
+    async def ack(
+        self, command_id: str, status: str, reason: str | None = None, detail: str | None = None
+    ) -> None:
+        """Answer a command as an agent does (a CommandAck frame on this socket)."""
+        ack = CommandAck(
+            command_id=command_id,
+            status=AckStatus(status),
+            reason=reason,
+            detail=detail,
+            at=self.clock(),
+        )
+        await self.ws.send_str(ack.model_dump_json(exclude_none=True))
 
 
 def health_report(seq: int, at: datetime, **fields: Any) -> dict[str, Any]:

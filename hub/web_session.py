@@ -63,6 +63,28 @@ def _set_cookie(
     )
 
 
+def set_page_cookie(
+    request: web.Request,
+    response: web.StreamResponse,
+    name: str,
+    value: str,
+    *,
+    path: str,
+    max_age: int,
+) -> None:
+    """A short-lived cookie for one page only (a one-time code shown after a redirect), with
+    the session cookie's protections."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=path,
+        httponly=True,
+        secure=_secure(request),
+        samesite="Strict",
+    )
+
+
 async def current_session(request: web.Request) -> Session | None:
     """The console session of this request (idle and disabled sessions end here), cached."""
     if _SESSION in request:

@@ -8,7 +8,7 @@ ISO 8601 with an offset; local wall-clock times (broadcast windows, fixed air ti
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -140,10 +140,16 @@ def parse_hhmm(value: str) -> time:
 
 
 class BroadcastWindow(WireModel):
-    """Khung giờ phát sóng: a daily local time span. An end before the start crosses midnight."""
+    """Khung giờ phát sóng: a daily local time span. An end before the start crosses midnight
+    (it belongs to the day it opens on)."""
 
     start: HHMM
     end: HHMM
+    #: Whoever set the window confirmed that it runs past midnight. The hub refuses a new
+    #: window ending before its start without it (20:00 → 19:00 is more often a slip than a
+    #: 23-hour window); devices go by the times alone, so older windows still mean the same.
+    #: Left out of the JSON when false: a same-day window reads as it always did.
+    overnight: bool = Field(default=False, exclude_if=lambda overnight: not overnight)
 
     @model_validator(mode="before")
     @classmethod
@@ -170,14 +176,79 @@ class BroadcastWindow(WireModel):
         return parse_hhmm(self.end)
 
 
-class CommuneWindows(WireModel):
-    """A commune's daily windows, one list for its speakers and one for its boards."""
+class DayWindows(WireModel):
+    """The windows of one kind of day (a weekday, a dated exception), per device kind."""
 
-    speaker: list[BroadcastWindow] = Field(default_factory=list)
-    board: list[BroadcastWindow] = Field(default_factory=list)
+    speaker: list[BroadcastWindow] = Field(default_factory=list, max_length=48)
+    board: list[BroadcastWindow] = Field(default_factory=list, max_length=48)
 
     def for_kind(self, kind: DeviceKind) -> list[BroadcastWindow]:
         return self.speaker if kind is DeviceKind.SPEAKER else self.board
+
+
+#: ISO weekday: 1 is Monday (thứ Hai), 7 is Sunday (Chủ nhật).
+Weekday = Annotated[int, Field(ge=1, le=7)]
+
+
+class WindowException(DayWindows):
+    """A dated exception (a holiday, an event): that local date's windows instead of the
+    usual ones; no windows at all means only emergencies air that day."""
+
+    date: date
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+
+
+class CommuneWindows(WireModel):
+    """A commune's windows, one list for its speakers and one for its boards: every day's,
+    a weekday's own where one is set (a weekend), and dated exceptions, which win."""
+
+    speaker: list[BroadcastWindow] = Field(default_factory=list, max_length=48)
+    board: list[BroadcastWindow] = Field(default_factory=list, max_length=48)
+    weekly: dict[Weekday, DayWindows] = Field(default_factory=dict)
+    exceptions: list[WindowException] = Field(default_factory=list, max_length=400)
+
+    @model_validator(mode="after")
+    def _one_exception_a_day(self) -> CommuneWindows:
+        seen: set[date] = set()
+        for exception in self.exceptions:
+            if exception.date in seen:
+                raise ValueError(f"two exceptions for {exception.date.isoformat()}")
+            seen.add(exception.date)
+        return self
+
+    def for_kind(self, kind: DeviceKind) -> list[BroadcastWindow]:
+        """Every day's windows of `kind` (weekdays and exceptions aside)."""
+        return self.speaker if kind is DeviceKind.SPEAKER else self.board
+
+    def weekly_for_kind(self, kind: DeviceKind) -> list[WeekdayWindows]:
+        """The weekdays with their own windows, as a device of `kind` holds them."""
+        return [
+            WeekdayWindows(weekday=day, windows=windows.for_kind(kind))
+            for day, windows in sorted(self.weekly.items())
+        ]
+
+    def exceptions_for_kind(self, kind: DeviceKind, since: date) -> list[DatedWindows]:
+        """The exceptions from `since` on, as a device of `kind` holds them."""
+        return [
+            DatedWindows(date=e.date, windows=e.for_kind(kind), note=e.note)
+            for e in sorted(self.exceptions, key=lambda e: e.date)
+            if e.date >= since
+        ]
+
+
+class WeekdayWindows(WireModel):
+    """One weekday's windows for one device, instead of every day's."""
+
+    weekday: Weekday
+    windows: list[BroadcastWindow] = Field(default_factory=list, max_length=48)
+
+
+class DatedWindows(WireModel):
+    """One date's windows for one device, instead of its usual ones."""
+
+    date: date
+    windows: list[BroadcastWindow] = Field(default_factory=list, max_length=48)
+    note: str | None = None
 
 
 class MediaRef(WireModel):
@@ -250,7 +321,13 @@ class Manifest(WireModel):
     #: The commune's name as people say it ("Xã Tân An"), for the device's own page; empty
     #: from a hub that does not send it (the page then shows the code).
     commune_name: str = Field(default="", max_length=200)
+    #: Every day's windows, unless a weekday or a date below has its own.
     windows: list[BroadcastWindow]
+    #: Weekdays (ISO: 1 Monday … 7 Sunday) with their own windows instead, at most one entry
+    #: each. Agents from before these fields go by `windows` every day.
+    weekly_windows: list[WeekdayWindows] = Field(default_factory=list, max_length=7)
+    #: Dated exceptions (a holiday, an event), which win over both.
+    window_exceptions: list[DatedWindows] = Field(default_factory=list, max_length=400)
     volume: int = Field(ge=0, le=100)
     profile: str
     #: Resume a pre-empted item where it stopped, or restart it from the top.
@@ -261,6 +338,17 @@ class Manifest(WireModel):
     #: Every hub node this device may use (each node's public URL, sorted): when its own hub
     #: does not answer, the device tries these. Empty from a hub that names no nodes.
     hub_urls: list[HubUrl] = Field(default_factory=list, max_length=MAX_HUB_URLS)
+    #: A board posts a small picture of its screen (POST /api/v1/device/frame) beside its
+    #: health, at most this often; None (a speaker, or a hub from before frames): never.
+    frame_interval_s: int | None = Field(default=None, ge=60)
+
+    @model_validator(mode="after")
+    def _one_entry_a_day(self) -> Manifest:
+        weekdays = [w.weekday for w in self.weekly_windows]
+        dates = [e.date for e in self.window_exceptions]
+        if len(set(weekdays)) != len(weekdays) or len(set(dates)) != len(dates):
+            raise ValueError("a weekday or a date has its windows twice")
+        return self
 
 
 # ---------------------------------------------------------------- signed envelopes
@@ -392,6 +480,29 @@ class CommandDocument(WireModel):
 
     contract: ContractVersion = CONTRACT_VERSION
     command: Command
+
+
+class AckStatus(StrEnum):
+    """What a device did with an operator's command."""
+
+    APPLIED = "applied"
+    REFUSED = "refused"
+
+
+class CommandAck(WireModel):
+    """The device's answer to an operator command (volume, stop, test tone, resync), sent
+    back as a text frame on the push socket that brought it. The socket is the device's own
+    authenticated connection, so the ack needs no signature. An agent from before acks sends
+    none and its commands stay "sent" on the hub: nothing claims more than was heard."""
+
+    type: Literal["command_ack"] = "command_ack"
+    command_id: str = Field(min_length=1, max_length=64)
+    status: AckStatus
+    #: A stable code when refused ("emergency_on_air", "expired", "hub_unreachable", …).
+    reason: str | None = Field(default=None, max_length=64, pattern=r"^[a-z0-9_]+$")
+    #: The agent's own sentence, shown beside the code's label.
+    detail: str | None = Field(default=None, max_length=500)
+    at: AwareDatetime
 
 
 # ---------------------------------------------------------------- enrollment
@@ -558,12 +669,16 @@ __all__ = [
     "KINDS_FOR_DEVICE",
     "MAX_HUB_URLS",
     "VN_TZ",
+    "AckStatus",
     "BroadcastWindow",
     "BulletinKind",
     "CivilDatetime",
     "Command",
+    "CommandAck",
     "CommandDocument",
     "CommuneWindows",
+    "DatedWindows",
+    "DayWindows",
     "DeviceKind",
     "EmergencyCancel",
     "EmergencyStart",
@@ -593,6 +708,9 @@ __all__ = [
     "SignedEnvelope",
     "StopPlayback",
     "TestTone",
+    "Weekday",
+    "WeekdayWindows",
+    "WindowException",
     "WireModel",
     "parse_hhmm",
     "utcnow",

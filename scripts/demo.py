@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from hub.windows import with_window
 from loa_contract import VN_TZ
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,10 +98,9 @@ def make_demo_image(path: Path) -> None:
 def seed(token: str) -> None:
     now = datetime.now(VN_TZ)
     # A window around now as well as the usual morning and evening ones, so the demo airs at once.
-    around = [
-        (now - timedelta(minutes=5)).strftime("%H:%M"),
-        (now + timedelta(hours=4)).strftime("%H:%M"),
-    ]
+    start = (now - timedelta(minutes=5)).strftime("%H:%M")
+    end = (now + timedelta(hours=4)).strftime("%H:%M")
+
     api(
         "POST",
         "/api/v1/communes",
@@ -109,8 +109,8 @@ def seed(token: str) -> None:
             "code": COMMUNE,
             "name": "Xã Tân An",
             "windows": {
-                "speaker": [["05:30", "06:30"], ["17:00", "18:00"], around],
-                "board": [["06:00", "22:00"], around],
+                "speaker": with_window([("05:30", "06:30"), ("17:00", "18:00")], start, end),
+                "board": with_window([("06:00", "22:00")], start, end),
             },
         },
     )

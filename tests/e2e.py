@@ -127,8 +127,8 @@ class LiveHub:
         self,
         code: str,
         *,
-        speaker: list[list[str]] | None = None,
-        board: list[list[str]] | None = None,
+        speaker: list[Any] | None = None,
+        board: list[Any] | None = None,
     ) -> dict[str, Any]:
         """A commune whose windows (by default) are open now, for speakers and boards."""
         around = window_around(utcnow())
@@ -209,9 +209,12 @@ async def live_hub(data_dir: Path) -> AsyncIterator[LiveHub]:
 
 def window_around(
     now: datetime, before: timedelta = timedelta(hours=1), after: timedelta = timedelta(hours=2)
-) -> list[str]:
+) -> dict[str, Any]:
+    """A window open from `before` until `after` now; run near midnight it crosses it, and
+    says so (the hub refuses an unconfirmed end before the start)."""
     local = now.astimezone(VN_TZ)
-    return [(local - before).strftime("%H:%M"), (local + after).strftime("%H:%M")]
+    start, end = (local - before).strftime("%H:%M"), (local + after).strftime("%H:%M")
+    return {"start": start, "end": end, "overnight": end < start}
 
 
 def schedule(now: datetime, **extra: Any) -> dict[str, Any]:

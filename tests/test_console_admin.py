@@ -55,16 +55,21 @@ async def audit_count(hub: HubHarness, action: str | None = None) -> int:
 
 
 def window_form(
-    speaker: list[tuple[str, str]],
-    board: list[tuple[str, str]],
+    speaker: list[tuple[str, ...]],
+    board: list[tuple[str, ...]],
     *,
     name: str = "Xã Tân Phước",
     volume: str = "70",
 ) -> list[tuple[str, str]]:
+    """The windows form as a browser posts it; a row (start, end, "1") runs past midnight."""
     fields = [("name", name), ("volume", volume)]
     for kind, rows in (("speaker", speaker), ("board", board)):
-        for start, end in rows:
-            fields += [(f"{kind}_start", start), (f"{kind}_end", end)]
+        for start, end, *night in rows:
+            fields += [
+                (f"{kind}_start", start),
+                (f"{kind}_end", end),
+                (f"{kind}_overnight", night[0] if night else ""),
+            ]
     return fields
 
 
@@ -128,6 +133,18 @@ async def test_windows_editor_saves_and_refuses_bad_input(
     good = window_form([("05:00", "06:00")], [("07:00", "21:00")])
     status, _, _ = await admin.post("/communes/00001", good, csrf=False)
     assert status == 403
+    # 20:00 → 19:00 is not saved as a 23-hour window unless it is confirmed.
+    status, html, _ = await admin.post("/communes/00001", window_form([("20:00", "19:00")], []))
+    assert status == 422 and "windows.speaker[0].overnight" in html
+    assert "hãy chọn “qua nửa đêm”" in html
+    status, html, _ = await admin.post(
+        "/communes/00001", window_form([("05:00", "07:00"), ("06:30", "08:00")], [])
+    )
+    assert status == 422 and "windows.speaker[1]" in html and "trùng với một khung giờ" in html
+    status, html, _ = await admin.post(
+        "/communes/00001", window_form([("22:00", "02:00", "1"), ("01:00", "03:00")], [])
+    )
+    assert status == 422 and "01:00–03:00 overlaps 22:00–02:00" in html
     # None of that changed anything, nor wrote to the audit log.
     assert await hub.call("GET", "/api/v1/communes/00001") == before
     assert await audit_count(hub) == audits
@@ -135,7 +152,7 @@ async def test_windows_editor_saves_and_refuses_bad_input(
     # Blank rows are dropped: that is how a window is removed without JavaScript.
     fields = window_form(
         [("05:00", "06:00"), ("", ""), ("17:30", "18:30")],
-        [("22:00", "05:00")],
+        [("22:00", "05:00", "1")],
         volume="55",
     )
     status, _, location = await admin.post("/communes/00001", fields)
@@ -146,7 +163,9 @@ async def test_windows_editor_saves_and_refuses_bad_input(
             {"start": "05:00", "end": "06:00"},
             {"start": "17:30", "end": "18:30"},
         ],
-        "board": [{"start": "22:00", "end": "05:00"}],
+        "board": [{"start": "22:00", "end": "05:00", "overnight": True}],
+        "weekly": {},
+        "exceptions": [],
     }
     assert after["volume"] == 55
     [entry] = (
@@ -604,9 +623,22 @@ async def test_browser_admin_walkthrough(hub: HubHarness) -> None:
             )
             await page.fill("input[name=volume]", "65")
             await page.click("#save-windows")
+            # 20:00 → 19:00 is not silently a 23-hour window: it must be confirmed.
+            await expect(page.locator(".field-errors")).to_contain_text("qua nửa đêm")
+            await page.screenshot(path=ARTIFACTS / "console-windows-overnight.png", full_page=True)
+            assert (await hub.call("GET", "/api/v1/communes/00001"))["volume"] != 65
+            # Confirmed, a 23-hour window still overlaps the morning one: corrected and saved.
+            last = page.locator("#rows-speaker .window-row").nth(2)
+            await last.locator("select[name=speaker_overnight]").select_option("1")
+            await last.locator("input[name=speaker_end]").fill("04:00")
+            await page.click("#save-windows")
             await expect(page.locator("#saved")).to_be_visible()
             saved = await hub.call("GET", "/api/v1/communes/00001")
-            assert saved["windows"]["speaker"][-1] == {"start": "20:00", "end": "19:00"}
+            assert saved["windows"]["speaker"][-1] == {
+                "start": "20:00",
+                "end": "04:00",
+                "overnight": True,
+            }
             assert saved["windows"]["board"] == [] and saved["volume"] == 65
             # A bad time from a script or an old browser: refused, the row marked, named.
             await (

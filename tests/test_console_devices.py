@@ -5,6 +5,7 @@ unit scope, and a real browser walking through it."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from hub import console
+from hub.appkeys import CONNECTIONS
 from hub.console_devices import Fmt, hardware_profiles
 from hub.i18n import CATALOGUE
 from hub.labels.devices import REASONS
@@ -272,8 +274,12 @@ async def test_technician_creates_a_slot_and_gets_a_working_code(hub: HubHarness
         assert status == 422 and "Loại thiết bị" in html
         assert await hub.call("GET", "/api/v1/devices") == []
 
-        status, html, _ = await tech.post("/devices/new", fields)
-        assert status == 201
+        status, _, location = await tech.post("/devices/new", fields)
+        [slot] = await hub.call("GET", "/api/v1/devices")
+        # Post/redirect/get: the code has its own address, so a reload creates nothing.
+        assert status == 303 and location == f"/devices/{slot['id']}/code"
+        status, html = await tech.get(location)
+        assert status == 200
         no_inline_code(html)
         found = CODE.search(html)
         assert found, html
@@ -281,9 +287,18 @@ async def test_technician_creates_a_slot_and_gets_a_working_code(hub: HubHarness
         hub_url = tech.base
         assert f"edge-agent enroll --hub {hub_url} --code {code}" in html
         assert f"--profile speaker-cluster --hub {hub_url} --code {code}" in html
-        [slot] = await hub.call("GET", "/api/v1/devices")
+        status, again_html = await tech.get(location)
+        assert status == 200 and CODE.search(again_html)[1] == code  # type: ignore[index]
+        assert len(await hub.call("GET", "/api/v1/devices")) == 1
         assert slot["name"] == "Loa thôn Tây" and slot["profile"] == "speaker-cluster"
         assert not slot["enrolled"]
+        # Another browser (another person) is not shown the code: it may issue a new one.
+        other = await browser(hub, "kythuat2", "technician", "province")
+        try:
+            status, html = await other.get(location)
+            assert status == 200 and not CODE.search(html) and 'id="code-gone"' in html
+        finally:
+            await other.close()
 
         # The code on the page is the real one-time code.
         device = await hub.enroll(code)
@@ -293,10 +308,15 @@ async def test_technician_creates_a_slot_and_gets_a_working_code(hub: HubHarness
         await tech.get(f"/devices/{slot['id']}")
         status, _, _ = await tech.post(f"/devices/{slot['id']}/enrollment", {}, csrf=False)
         assert status == 403
-        status, html, _ = await tech.post(f"/devices/{slot['id']}/enrollment", {})
-        assert status == 201
+        # Once used, the code is no longer shown.
+        status, html = await tech.get(location)
+        assert not CODE.search(html) and 'id="code-gone"' in html
+        status, _, reissued = await tech.post(f"/devices/{slot['id']}/enrollment", {})
+        assert status == 303 and reissued == location
+        _, html = await tech.get(location)
         found = CODE.search(html)
         assert found and found[1] != code
+        assert "Mã đăng ký mới cho" in html
         assert (await device.get("/api/v1/device/manifest")).status == 401
         again = await hub.enroll(found[1])
         assert again.id == slot["id"]
@@ -411,11 +431,25 @@ async def test_device_page_health_chart_plays_and_commands(hub: HubHarness) -> N
                 f"/devices/{speaker.id}/commands", {"type": "test_tone"}
             )
             assert status == 303
-            assert location == f"/devices/{speaker.id}?sent=test_tone&delivered=1#commands"
             # Neither refused command went out: the first one the agent gets is the tone.
-            assert (await next_command(socket)).type == "test_tone"
+            tone = await next_command(socket)
+            assert tone.type == "test_tone"
+            assert location == f"/devices/{speaker.id}?command={tone.command_id}#history"
+            # Sent is not done: until the device answers, the page says it waits.
             _, page = await admin.get(location)
-            assert "Đã gửi lệnh “Phát âm thử” tới thiết bị." in page
+            assert "Đã gửi lệnh “Phát âm thử”, đang chờ thiết bị trả lời." in page
+            assert 'data-status="sent"' in page and "dv-ok" not in page
+            await socket.ack(tone.command_id, "refused", "emergency_on_air", "emergency b1")
+            async with asyncio.timeout(10):
+                await hub.app[CONNECTIONS].wait_answer(tone.command_id)
+            # Reloading the same address shows the answer, and sends nothing again.
+            _, page = await admin.get(location)
+            assert "Thiết bị từ chối lệnh “Phát âm thử”:" in page
+            assert "đang phát bản tin khẩn cấp (emergency b1)" in page
+            _, fragment = await admin.get(
+                f"/devices/{speaker.id}/commands?command={tone.command_id}"
+            )
+            assert 'data-status="refused"' in fragment and "<html" not in fragment
 
             status, _, _ = await admin.post(
                 f"/devices/{speaker.id}/commands", {"type": "set_volume", "volume": "35"}
@@ -431,9 +465,14 @@ async def test_device_page_health_chart_plays_and_commands(hub: HubHarness) -> N
         status, _, location = await admin.post(
             f"/devices/{speaker.id}/commands", {"type": "resync"}
         )
-        assert status == 303 and location is not None and "delivered=0" in location
+        assert status == 303 and location is not None
         _, page = await admin.get(location)
         assert "chưa tới được thiết bị" in page
+        history = await hub.call("GET", f"/api/v1/devices/{speaker.id}/commands")
+        assert [c["status"] for c in history] == ["undelivered", "sent", "sent", "refused"]
+        assert [c["type"] for c in history] == ["resync", "stop", "set_volume", "test_tone"]
+        assert {c["issued_by"] for c in history} == {ADMIN}
+        assert history[3]["reason"] == "emergency_on_air"
         audit = await hub.call("GET", "/api/v1/audit")
         actions = [e["action"] for e in (audit["items"] if isinstance(audit, dict) else audit)]
         assert actions.count("device.command.set_volume") == 1
@@ -465,10 +504,12 @@ async def test_commune_operator_is_confined_to_its_commune(hub: HubHarness) -> N
         assert status == 403 and "không có quyền" in html
         names = {d["name"] for d in await hub.call("GET", "/api/v1/devices")}
         assert "Loa lạ" not in names
-        status, html, _ = await operator.post(
+        status, _, location = await operator.post(
             "/devices/new", {"commune": "00001", "name": "Loa mới", "kind": "speaker"}
         )
-        assert status == 201 and CODE.search(html)
+        assert status == 303 and location is not None
+        _, html = await operator.get(location)
+        assert CODE.search(html)
 
         await operator.get(f"/devices/{own.id}")
         for path, data in (
@@ -536,6 +577,11 @@ async def test_browser_devices_walkthrough(hub: HubHarness) -> None:
                 f"edge-agent enroll --hub {base} --code {text} --data /var/lib/loa/agent"
             )
             await page.screenshot(path=ARTIFACTS / "console-device-new.png", full_page=True)
+            # A reload shows the same code again and creates no second slot.
+            await page.reload()
+            await expect(code).to_have_text(text)
+            slots = await hub.call("GET", "/api/v1/devices?commune=00002")
+            assert [d["name"] for d in slots].count("Bảng tin nhà văn hoá") == 1
             await context.close()
 
             # An admin at a desk: the table refreshes itself, then a device's page and a tone.
@@ -599,8 +645,9 @@ async def test_enrollment_command_uses_the_hubs_public_address(tmp_path: Path) -
         try:
             await tech.get("/devices/new")
             fields = {"commune": "00001", "name": "Loa", "kind": "speaker", "profile": ""}
-            status, html, _ = await tech.post("/devices/new", fields)
-            assert status == 201
+            status, _, location = await tech.post("/devices/new", fields)
+            assert status == 303 and location is not None
+            _, html = await tech.get(location)
             found = CODE.search(html)
             assert found, html
             assert f"edge-agent enroll --hub https://loa.example.gov.vn --code {found[1]}" in html

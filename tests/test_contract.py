@@ -26,6 +26,7 @@ from hub.testing import HubHarness, running_hub
 from loa_contract import (
     CONTRACT_VERSION,
     MAX_HUB_URLS,
+    CommandAck,
     CommandDocument,
     EnrollRequest,
     EnrollResponse,
@@ -45,6 +46,8 @@ FROM_HUB: dict[str, type[BaseModel]] = {
     "manifest": Manifest,
     # The same from a hub of several nodes: the hub URLs a device may fail over to.
     "manifest_hub_urls": Manifest,
+    # With a night window, a weekday's own and a dated exception (a holiday).
+    "manifest_windows": Manifest,
     "enroll_response": EnrollResponse,
     "report_ack": ReportAck,
     **{p.stem: CommandDocument for p in GOLDEN.glob("command_*.json")},
@@ -53,6 +56,8 @@ FROM_HUB: dict[str, type[BaseModel]] = {
 FROM_DEVICE: dict[str, type[BaseModel]] = {
     "report_batch": ReportBatch,
     "enroll_request": EnrollRequest,
+    # The answer to an operator command, on the push socket.
+    "device_ack": CommandAck,
 }
 
 

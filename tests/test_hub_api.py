@@ -192,9 +192,13 @@ async def test_commune_create_list_update(hub: HubHarness) -> None:
     updated = await hub.call(
         "PUT",
         "/api/v1/communes/00001",
-        json={"volume": 40, "windows": {"speaker": [["22:00", "02:00"]]}},
+        json={
+            "volume": 40,
+            "windows": {"speaker": [{"start": "22:00", "end": "02:00", "overnight": True}]},
+        },
     )
     assert updated["volume"] == 40 and updated["windows"]["board"] == []
+    assert updated["windows"]["speaker"] == [{"start": "22:00", "end": "02:00", "overnight": True}]
     await hub.call("PUT", "/api/v1/communes/99999", json={"volume": 4}, expect=404)
     assert (await hub.call("PUT", "/api/v1/communes/00001", json={}, expect=422))["error"]
 

@@ -48,6 +48,8 @@ LEGAL = {
     (S.SUBMITTED, A.APPROVE): S.PUBLISHED,
     (S.DRAFT, A.PUBLISH): S.PUBLISHED,
     (S.PUBLISHED, A.CANCEL): S.CANCELLED,
+    (S.DRAFT, A.DELETE): S.DELETED,
+    (S.RETURNED, A.DELETE): S.DELETED,
 }
 #: An actor who passes every who-rule: a reviewer of the bulletin's own unit.
 EVERYONE = Actor(unit="province", province_wide=True, reviewer=True)
@@ -64,6 +66,10 @@ def wrong_state(action: Action, state: BulletinState | None) -> str:
         A.PUBLISH: f"only a draft can be published directly; this bulletin is {name}"
         + (" (use approve)" if state is S.SUBMITTED else ""),
         A.CANCEL: f"only a published bulletin can be cancelled; this one is {name}",
+        A.DELETE: "only a bulletin never published (a draft or a returned one) can be deleted;"
+        f" this one is {name}"
+        + (" (cancel it instead: its history is kept)" if state is S.PUBLISHED else "")
+        + (" (it is under review: ask the reviewer to return it)" if state is S.SUBMITTED else ""),
     }[action]
 
 
@@ -128,6 +134,12 @@ def handlers_before_the_table(
                 " published by approving it after its unit submits it"
             )
         return S.PUBLISHED
+    if action is A.DELETE:
+        if not actor.province_wide and not own:
+            raise not_yours
+        if state not in (S.DRAFT, S.RETURNED):
+            raise IllegalTransition(wrong_state(action, state))
+        return S.DELETED
     assert action is A.CANCEL
     if not actor.province_wide and not own:
         raise not_yours

@@ -6,6 +6,7 @@ to which, and who may take it.
                         │  └─ edit ─┐  return│submit               │
                         │        returned ◄─┘   │                   │
                         └───────────────── publish (its own unit) ──┘
+    draft, returned ──delete──► deleted (never published: gone from lists, history kept)
 
 A contributor (an agency, the newspaper) drafts and submits; a reviewer edits, returns with a
 comment, or approves; admins, reviewers and a commune's operator may also publish their own
@@ -31,6 +32,9 @@ class BulletinState(StrEnum):
     RETURNED = "returned"
     PUBLISHED = "published"
     CANCELLED = "cancelled"
+    #: A draft (or a returned one) thrown away before it was ever published: gone from every
+    #: list, its history kept (published bulletins are cancelled, never deleted).
+    DELETED = "deleted"
 
 
 class Action(StrEnum):
@@ -41,6 +45,7 @@ class Action(StrEnum):
     APPROVE = "approve"
     PUBLISH = "publish"
     CANCEL = "cancel"
+    DELETE = "delete"
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,16 @@ LIFE_CYCLE: dict[Action, Rule] = {
         Guard.OWNER_OR_PROVINCE,
         {S.PUBLISHED: Move(S.CANCELLED)},
         wrong_state="only a published bulletin can be cancelled; this one is {state}",
+    ),
+    Action.DELETE: Rule(
+        Guard.OWNER_OR_PROVINCE,
+        {S.DRAFT: Move(S.DELETED), S.RETURNED: Move(S.DELETED)},
+        wrong_state="only a bulletin never published (a draft or a returned one) can be"
+        " deleted; this one is {state}",
+        hints={
+            S.PUBLISHED: " (cancel it instead: its history is kept)",
+            S.SUBMITTED: " (it is under review: ask the reviewer to return it)",
+        },
     ),
 }
 

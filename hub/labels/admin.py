@@ -22,13 +22,89 @@ _COMMUNES: dict[str, dict[str, str]] = {
     "cm.back": {"vi": "← Danh sách xã", "en": "← All communes"},
     "cm.windows_title": {"vi": "Khung giờ phát sóng hằng ngày", "en": "Daily broadcast windows"},
     "cm.windows_help": {
-        "vi": "Áp dụng mọi ngày, kể cả ngày lễ và cuối tuần, theo giờ Việt Nam. Khung có giờ"
-        " kết thúc sớm hơn giờ bắt đầu là khung qua nửa đêm. Ngoài các khung giờ chỉ phát tin"
-        " khẩn cấp.",
-        "en": "Every day, holidays and weekends included, Vietnam time. A window whose end is"
-        " before its start runs past midnight. Outside the windows only emergencies play.",
+        "vi": "Áp dụng mọi ngày theo giờ Việt Nam, trừ các thứ và ngày có khung giờ riêng"
+        " (xem “Ngày đặc biệt”). Khung kéo dài sang hôm sau phải chọn “qua nửa đêm”; các khung"
+        " không được trùng nhau. Ngoài các khung giờ chỉ phát tin khẩn cấp.",
+        "en": "Every day, Vietnam time, except weekdays and dates with their own windows (see"
+        " “Special days”). A window running into the next day must say “past midnight”;"
+        " windows may not overlap. Outside the windows only emergencies play.",
     },
     "cm.start": {"vi": "Từ", "en": "From"},
+    "cm.days_title": {"vi": "Ngày đặc biệt", "en": "Special days"},
+    "cm.days_back": {"vi": "← Khung giờ hằng ngày", "en": "← Daily windows"},
+    "cm.days_help": {
+        "vi": "Viết khung giờ theo dạng 05:30–06:30, 17:00–18:00. Ngày ngoại lệ được ưu tiên"
+        " hơn khung giờ riêng theo thứ, khung giờ riêng theo thứ ưu tiên hơn khung giờ hằng"
+        " ngày. Khung qua nửa đêm thuộc về ngày nó bắt đầu.",
+        "en": "Write windows as 05:30–06:30, 17:00–18:00. A dated exception wins over a"
+        " weekday's own windows, which win over every day's. A window past midnight belongs to"
+        " the day it starts.",
+    },
+    "cm.days_saved_weekly": {
+        "vi": "Đã lưu khung giờ theo thứ. Thiết bị của xã sẽ nhận lịch mới.",
+        "en": "Weekday windows saved. The commune's devices get the new schedule.",
+    },
+    "cm.days_saved_exception": {
+        "vi": "Đã thêm ngày ngoại lệ. Thiết bị của xã sẽ nhận lịch mới.",
+        "en": "Exception added. The commune's devices get the new schedule.",
+    },
+    "cm.days_saved_removed": {"vi": "Đã bỏ ngày ngoại lệ.", "en": "Exception removed."},
+    "cm.weekly_title": {"vi": "Khung giờ riêng theo thứ", "en": "Weekdays with their own windows"},
+    "cm.weekly_help": {
+        "vi": "Đánh dấu “Dùng khung giờ riêng” để thứ đó không theo khung giờ hằng ngày; để"
+        " trống ô thì thứ đó chỉ phát tin khẩn cấp.",
+        "en": "Tick “Own windows” for a weekday not to follow the daily windows; an empty box"
+        " means only emergencies that day.",
+    },
+    "cm.weekday.1": {"vi": "Thứ Hai", "en": "Monday"},
+    "cm.weekday.2": {"vi": "Thứ Ba", "en": "Tuesday"},
+    "cm.weekday.3": {"vi": "Thứ Tư", "en": "Wednesday"},
+    "cm.weekday.4": {"vi": "Thứ Năm", "en": "Thursday"},
+    "cm.weekday.5": {"vi": "Thứ Sáu", "en": "Friday"},
+    "cm.weekday.6": {"vi": "Thứ Bảy", "en": "Saturday"},
+    "cm.weekday.7": {"vi": "Chủ nhật", "en": "Sunday"},
+    "cm.own_windows": {"vi": "Dùng khung giờ riêng", "en": "Own windows"},
+    "cm.overnight_confirm": {
+        "vi": "Khung có giờ kết thúc sớm hơn giờ bắt đầu kéo dài qua nửa đêm",
+        "en": "Windows ending before they start run past midnight",
+    },
+    "cm.exceptions_title": {"vi": "Ngày ngoại lệ (ngày lễ, sự kiện)", "en": "Dated exceptions"},
+    "cm.exceptions_help": {
+        "vi": "Trong ngày ngoại lệ chỉ các khung giờ ghi ở đây được phát; để trống là chỉ phát"
+        " tin khẩn cấp (ví dụ ngày lễ).",
+        "en": "On an exception date only the windows given here air; empty means only"
+        " emergencies (a holiday, say).",
+    },
+    "cm.exceptions_none": {"vi": "Chưa có ngày ngoại lệ.", "en": "No exceptions."},
+    "cm.emergency_only": {"vi": "chỉ khẩn cấp", "en": "emergencies only"},
+    "cm.ex_date": {"vi": "Ngày", "en": "Date"},
+    "cm.ex_note": {"vi": "Ghi chú", "en": "Note"},
+    "cm.ex_note_hint": {"vi": "Quốc khánh, hội làng…", "en": "National Day, a festival…"},
+    "cm.ex_empty_hint": {"vi": "để trống: chỉ khẩn cấp", "en": "empty: emergencies only"},
+    "cm.ex_add": {"vi": "Thêm ngày ngoại lệ", "en": "Add the exception"},
+    "cm.ex_remove": {"vi": "Bỏ", "en": "Remove"},
+    "cm.ex_remove_confirm": {
+        "vi": "Bỏ ngày ngoại lệ này? Ngày đó sẽ phát theo khung giờ thường.",
+        "en": "Remove this exception? That date follows the usual windows again.",
+    },
+    "cm.err.date": {"vi": "hãy chọn ngày.", "en": "choose the date."},
+    "cm.err.same_date": {
+        "vi": "ngày này đã có ngoại lệ; hãy bỏ ngoại lệ cũ trước.",
+        "en": "this date already has an exception; remove it first.",
+    },
+    "cm.overnight": {"vi": "Kết thúc", "en": "Ends"},
+    "cm.same_day": {"vi": "trong ngày", "en": "the same day"},
+    "cm.past_midnight": {"vi": "qua nửa đêm (hôm sau)", "en": "past midnight (next day)"},
+    "cm.err.overnight": {
+        "vi": "giờ kết thúc sớm hơn giờ bắt đầu: nếu khung giờ kéo dài sang hôm sau, hãy chọn"
+        " “qua nửa đêm”; nếu không, hãy sửa lại giờ.",
+        "en": "the end is before the start: if the window runs into the next day choose"
+        " “past midnight”; otherwise correct the times.",
+    },
+    "cm.err.overlap": {
+        "vi": "khung giờ này trùng với một khung giờ khác cùng loại thiết bị.",
+        "en": "this window overlaps another one for the same devices.",
+    },
     "cm.end": {"vi": "Đến", "en": "To"},
     "cm.row": {"vi": "dòng", "en": "row"},
     "cm.add_row": {"vi": "+ Thêm khung giờ", "en": "+ Add a window"},

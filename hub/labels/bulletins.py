@@ -207,4 +207,42 @@ LABELS: dict[str, dict[str, str]] = {
         "vi": "Video được phát nguyên bản.",
         "en": "The video plays as it is.",
     },
+    # ---- deletion (never-published bulletins, unused media)
+    "bn.delete": {"vi": "Xoá bản nháp", "en": "Delete the draft"},
+    "bn.deleted": {"vi": "Đã xoá bản nháp.", "en": "The draft was deleted."},
+    "del.title": {"vi": "Xác nhận xoá", "en": "Confirm deletion"},
+    "del.bulletin_q": {"vi": "Xoá bản tin chưa phát hành", "en": "Delete the unpublished bulletin"},
+    "del.bulletin_hint": {
+        "vi": "Bản tin sẽ biến mất khỏi mọi danh sách; không thể hoàn tác. Lịch sử xử lý vẫn"
+        " được giữ trong nhật ký. Bản tin đã phát hành thì không xoá được, chỉ huỷ.",
+        "en": "The bulletin disappears from every list; this cannot be undone. Its history is"
+        " kept in the audit log. A published bulletin cannot be deleted, only cancelled.",
+    },
+    "del.media_q": {"vi": "Xoá tệp đã tải lên", "en": "Delete the uploaded file"},
+    "del.media_hint": {
+        "vi": "Không bản tin nào dùng tệp này. Xoá rồi thì không khôi phục được.",
+        "en": "No bulletin uses this file. Once deleted it cannot be recovered.",
+    },
+    "del.media_used": {
+        "vi": "Tệp đang được {} bản tin sử dụng nên không xoá được.",
+        "en": "{} bulletin(s) use this file, so it cannot be deleted.",
+    },
+    "del.confirm": {"vi": "Xoá", "en": "Delete"},
+    "del.keep": {"vi": "Không xoá", "en": "Keep it"},
+    "del.back": {"vi": "Quay lại danh sách tệp", "en": "Back to the files"},
+    "md.title": {"vi": "Tệp đã tải lên", "en": "Uploaded files"},
+    "md.back": {"vi": "← Danh sách bản tin", "en": "← Bulletins"},
+    "md.hint": {
+        "vi": "Tệp không bản tin nào dùng có thể xoá; tệp của bản tin đã phát hành được giữ lại.",
+        "en": "Files no bulletin uses can be deleted; a published bulletin's files are kept.",
+    },
+    "md.file": {"vi": "Tệp", "en": "File"},
+    "md.type": {"vi": "Định dạng", "en": "Type"},
+    "md.size": {"vi": "Dung lượng", "en": "Size"},
+    "md.used": {"vi": "Sử dụng", "en": "Used"},
+    "md.used_by": {"vi": "{} bản tin", "en": "{} bulletin(s)"},
+    "md.unused": {"vi": "Chưa dùng", "en": "Unused"},
+    "md.delete": {"vi": "Xoá", "en": "Delete"},
+    "md.deleted": {"vi": "Đã xoá tệp.", "en": "The file was deleted."},
+    "md.none": {"vi": "Chưa có tệp nào.", "en": "No files yet."},
 }

@@ -284,16 +284,92 @@ LABELS: dict[str, dict[str, str]] = {
         "vi": "Lệnh được ký số và chỉ có hiệu lực trong ít phút; mọi lệnh đều được ghi nhật ký.",
         "en": "Commands are signed and valid for a few minutes; every command is audited.",
     },
-    "dv.sent_delivered": {
-        "vi": "Đã gửi lệnh “{}” tới thiết bị.",
-        "en": "“{}” was delivered to the device.",
+    # ---- the board's screen
+    "dv.screen": {"vi": "Màn hình lúc này", "en": "The screen now"},
+    "dv.screen_alt": {"vi": "Ảnh màn hình của {}", "en": "What {} shows"},
+    "dv.screen_at": {"vi": "Ảnh chụp lúc", "en": "Taken at"},
+    # ---- groups
+    "gr.title": {"vi": "Nhóm thiết bị", "en": "Device groups"},
+    "gr.help": {
+        "vi": "Nhóm gom các thiết bị để điều khiển cùng lúc (ví dụ: loa các thôn ven sông). Mỗi"
+        " thiết bị nhận lệnh riêng và trả lời riêng.",
+        "en": "A group gathers devices to control them together (say, the riverside hamlets'"
+        " loudspeakers). Each device gets and answers its own command.",
     },
-    "dv.sent_not_delivered": {
+    "gr.name": {"vi": "Tên nhóm", "en": "Group name"},
+    "gr.name_hint": {"vi": "Loa ven sông", "en": "Riverside loudspeakers"},
+    "gr.devices": {"vi": "Số thiết bị", "en": "Devices"},
+    "gr.device": {"vi": "Thiết bị", "en": "Device"},
+    "gr.province": {"vi": "Toàn tỉnh", "en": "Province-wide"},
+    "gr.none": {"vi": "Chưa có nhóm nào.", "en": "No groups yet."},
+    "gr.create": {"vi": "Tạo nhóm", "en": "Create the group"},
+    "gr.back": {"vi": "← Nhóm thiết bị", "en": "← Device groups"},
+    "gr.saved": {
+        "vi": "Đã lưu danh sách thiết bị của nhóm.",
+        "en": "The group's devices are saved.",
+    },
+    "gr.members": {"vi": "Thiết bị trong nhóm", "en": "Devices in the group"},
+    "gr.save_members": {"vi": "Lưu danh sách", "en": "Save the list"},
+    "gr.no_devices": {"vi": "Chưa có thiết bị nào để chọn.", "en": "No devices to choose from."},
+    "gr.commands": {"vi": "Điều khiển cả nhóm", "en": "Control the whole group"},
+    "gr.stop_confirm": {
+        "vi": "Dừng bản tin đang phát trên mọi thiết bị của nhóm?",
+        "en": "Stop what every device of the group is playing?",
+    },
+    "gr.batch_summary": {
+        "vi": "Lệnh “{}”: {} / {} thiết bị đã có kết quả.",
+        "en": "“{}”: {} of {} devices have answered.",
+    },
+    "gr.err.name": {
+        "vi": "Hãy đặt tên nhóm (tối đa 100 ký tự). Chưa tạo nhóm nào.",
+        "en": "Give the group a name (up to 100 characters). Nothing was created.",
+    },
+    # ---- what became of a command (the device's own answer)
+    "dv.hist.title": {"vi": "Lịch sử lệnh", "en": "Command history"},
+    "dv.hist.at": {"vi": "Gửi lúc", "en": "Sent at"},
+    "dv.hist.command": {"vi": "Lệnh", "en": "Command"},
+    "dv.hist.by": {"vi": "Người gửi", "en": "Sent by"},
+    "dv.hist.status": {"vi": "Kết quả", "en": "Outcome"},
+    "dv.hist.none": {"vi": "Chưa gửi lệnh nào tới thiết bị này.", "en": "No commands sent yet."},
+    "dv.status.sent": {"vi": "Đã gửi, chờ trả lời", "en": "Sent, awaiting answer"},
+    "dv.status.undelivered": {"vi": "Không tới được", "en": "Not delivered"},
+    "dv.status.applied": {"vi": "Đã thực hiện", "en": "Applied"},
+    "dv.status.refused": {"vi": "Bị từ chối", "en": "Refused"},
+    "dv.ack.sent": {
+        "vi": "Đã gửi lệnh “{}”, đang chờ thiết bị trả lời.",
+        "en": "“{}” was sent; waiting for the device's answer.",
+    },
+    "dv.ack.undelivered": {
         "vi": "Lệnh “{}” chưa tới được thiết bị: thiết bị không kết nối."
         " Lệnh không được lưu lại; hãy gửi lại khi thiết bị trực tuyến.",
         "en": "“{}” did not reach the device: it is not connected."
         " Commands are not queued; send it again once the device is online.",
     },
+    "dv.ack.applied": {
+        "vi": "Thiết bị đã thực hiện lệnh “{}”.",
+        "en": "The device applied “{}”.",
+    },
+    "dv.ack.refused": {
+        "vi": "Thiết bị từ chối lệnh “{}”:",
+        "en": "The device refused “{}”:",
+    },
+    "dv.ack_reason.emergency_on_air": {
+        "vi": "đang phát bản tin khẩn cấp",
+        "en": "an emergency is on air",
+    },
+    "dv.ack_reason.expired": {
+        "vi": "lệnh đã hết hạn khi tới thiết bị",
+        "en": "the command had expired when it arrived",
+    },
+    "dv.ack_reason.hub_unreachable": {
+        "vi": "thiết bị không tải được lịch phát từ máy chủ",
+        "en": "the device could not fetch its manifest",
+    },
+    "dv.ack_reason.not_saved": {
+        "vi": "thẻ nhớ của thiết bị không ghi được",
+        "en": "the device's SD card could not save it",
+    },
+    "dv.ack_reason.offline": {"vi": "thiết bị không kết nối", "en": "the device is not connected"},
     "dv.err.volume": {
         "vi": "Âm lượng: hãy nhập một số nguyên từ 0 đến 100. Chưa gửi lệnh nào.",
         "en": "Volume: enter a whole number from 0 to 100. Nothing was sent.",
@@ -370,10 +446,16 @@ LABELS: dict[str, dict[str, str]] = {
     "dv.code_created": {"vi": "Đã tạo thiết bị", "en": "Device created:"},
     "dv.code_reissued": {"vi": "Mã đăng ký mới cho", "en": "New enrollment code for"},
     "dv.code_once": {
-        "vi": "Mã chỉ hiển thị MỘT LẦN và chỉ dùng được một lần. Hãy ghi lại ngay.",
-        "en": "The code is shown ONCE and works once. Write it down now.",
+        "vi": "Mã chỉ dùng được MỘT LẦN và chỉ hiện trên trình duyệt này. Hãy ghi lại ngay.",
+        "en": "The code works ONCE and is shown only in this browser. Write it down now.",
     },
     "dv.code_expires": {"vi": "Hết hạn lúc", "en": "Expires at"},
+    "dv.code_gone": {
+        "vi": "Mã đăng ký chỉ hiện trong trình duyệt đã yêu cầu cấp mã, tới khi mã được dùng"
+        " hoặc hết hạn. Nếu cần, hãy cấp mã mới (mã cũ sẽ không dùng được nữa).",
+        "en": "An enrollment code is shown only in the browser that asked for it, until it is"
+        " used or expires. Issue a new one if you need it (the old code stops working).",
+    },
     "dv.code_how": {"vi": "Cách đăng ký thiết bị", "en": "How to enroll the device"},
     "dv.code_step_enroll": {
         "vi": "Trên Raspberry Pi đã cài phần mềm Loa, chạy:",

@@ -73,8 +73,13 @@ def _bulletin(row: Row) -> Bulletin:
     )
 
 
+#: A deleted draft is in no list and no page; its history stays in bulletin_events.
+_NOT_DELETED = f"b.state <> '{BulletinState.DELETED}'"
+
+
 async def get(db: Reader, bulletin_id: str) -> Bulletin | None:
-    row = await db.fetchone(f"{_SELECT} WHERE b.id = ?", (bulletin_id,))
+    """The bulletin; None for no such bulletin, or a deleted draft."""
+    row = await db.fetchone(f"{_SELECT} WHERE b.id = ? AND {_NOT_DELETED}", (bulletin_id,))
     return _bulletin(row) if row is not None else None
 
 
@@ -137,7 +142,7 @@ async def newest(
     (created_at as stored, id) is `before`. `search`: folded words the title or text must
     all hold."""
     cond, params = seen_by(viewer)
-    where = [cond]
+    where = [cond, _NOT_DELETED]
     if state is not None:
         where.append("b.state = :state")
         params["state"] = state.value
@@ -383,6 +388,17 @@ async def mark_cancelled(tx: Tx, bulletin_id: str, at: datetime) -> None:
         "UPDATE bulletins SET state = ?, cancelled_at = ? WHERE id = ?",
         (BulletinState.CANCELLED.value, iso(at), bulletin_id),
     )
+
+
+async def mark_deleted(tx: Tx, bulletin_id: str) -> None:
+    """A never-published bulletin thrown away: its targets and its hold on its media go (the
+    media may then be deleted too); the row stays for its history."""
+    await tx.execute(
+        "UPDATE bulletins SET state = ?, media_sha256 = NULL WHERE id = ?",
+        (BulletinState.DELETED.value, bulletin_id),
+    )
+    await tx.execute("DELETE FROM bulletin_communes WHERE bulletin_id = ?", (bulletin_id,))
+    await tx.execute("DELETE FROM bulletin_devices WHERE bulletin_id = ?", (bulletin_id,))
 
 
 async def backdate(tx: Tx, bulletin_id: str, at: datetime) -> None:

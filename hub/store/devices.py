@@ -206,6 +206,16 @@ async def slot_for_code(db: Reader, code_hash: str) -> EnrollmentSlot | None:
     )
 
 
+async def code_is_current(db: Reader, device_id: str, code_hash: str, now: datetime) -> bool:
+    """The device's enrollment code hashes to `code_hash`, is unused and not expired."""
+    row = await db.fetchone(
+        "SELECT enrollment_expires_at FROM devices WHERE id = ? AND enrollment_code_hash = ?"
+        " AND enrollment_used_at IS NULL",
+        (device_id, code_hash),
+    )
+    return row is not None and from_iso(row["enrollment_expires_at"]) > now
+
+
 async def mark_enrolled(
     tx: Tx,
     device_id: str,

@@ -150,3 +150,40 @@ async def device_media_mime(
         {"sha": sha256, "device": device_id, "commune": commune},
     )
     return mime
+
+
+# ---------------------------------------------------------------- deletion
+
+
+async def uploaders(db: Reader, sha256: str) -> list[str]:
+    """The units that uploaded the file."""
+    rows = await db.fetchall(
+        "SELECT unit FROM media_uploads WHERE sha256 = ? ORDER BY unit", (sha256,)
+    )
+    return [r["unit"] for r in rows]
+
+
+async def uses(db: Reader, sha256s: list[str]) -> dict[str, int]:
+    """How many bulletins (in any state but deleted: a cancelled one keeps its history)
+    carry each file; files no bulletin carries are left out."""
+    if not sha256s:
+        return {}
+    marks = ", ".join("?" for _ in sha256s)
+    rows = await db.fetchall(
+        f"SELECT media_sha256, COUNT(*) AS n FROM bulletins WHERE media_sha256 IN ({marks})"
+        " GROUP BY media_sha256",
+        tuple(sha256s),
+    )
+    return {r["media_sha256"]: r["n"] for r in rows}
+
+
+async def forget_upload(tx: Tx, sha256: str, unit: str) -> None:
+    """`unit` no longer holds the file (another unit that uploaded the same bytes still may)."""
+    await tx.execute("DELETE FROM media_uploads WHERE sha256 = ? AND unit = ?", (sha256, unit))
+
+
+async def remove(tx: Tx, sha256: str) -> None:
+    """The file's records go (its bytes are removed by the caller after the commit). Refused
+    by the foreign key while any bulletin still carries it."""
+    await tx.execute("DELETE FROM media_uploads WHERE sha256 = ?", (sha256,))
+    await tx.execute("DELETE FROM media WHERE sha256 = ?", (sha256,))
