@@ -2,13 +2,17 @@
 .PHONY: demo demo-info test lint bench release
 
 # Run a second time on a throw-away PostgreSQL (tests/conftest.py): the hub's API, workflow,
-# reports, device protocol, ingest, play evidence, accounts, paging, nodes, backups, and
-# `hub serve` as the README runs it behind nginx.
+# reports, device protocol, ingest, play evidence, accounts, paging, nodes, backups,
+# `hub serve` as the README runs it behind nginx, maintenance notices, CAP, the commune's
+# say, incidents, reports going up, deletion, device groups, releases, search and special days.
 POSTGRES_TESTS = tests/test_hub_api.py tests/test_workflow.py tests/test_reports.py \
 	tests/test_hub_device.py tests/test_ingest.py tests/test_play_evidence.py \
 	tests/test_backup.py tests/test_hub_damage.py tests/test_postgres_backend.py \
 	tests/test_accounts.py tests/test_paging.py tests/test_hub_nodes.py tests/test_bad_input.py \
-	tests/test_tls_front.py
+	tests/test_tls_front.py tests/test_maintenance.py tests/test_cap.py tests/test_offers.py \
+	tests/test_incidents.py tests/test_reports_up.py tests/test_deletion.py \
+	tests/test_device_groups.py tests/test_release_console.py tests/test_search_airings.py \
+	tests/test_console_days.py
 
 demo:
 	@scripts/bootstrap.sh demo

@@ -28,6 +28,9 @@ from tests.real_files import wav_bytes
 WAV = wav_bytes()  # a real recording: the hub decodes what it keeps
 LOOPBACK = ("127.0.0.1/32",)
 
+#: Two hubs, each with its own database: the PostgreSQL run gives a test one database.
+pytestmark = pytest.mark.sqlite_only("two hubs need two databases")
+
 
 @asynccontextmanager
 async def two_hubs(tmp_path: Path, policy: str) -> AsyncIterator[tuple[HubHarness, HubHarness]]:

@@ -198,6 +198,7 @@ def test_hub_release_add_refuses_what_is_not_a_release(tmp_path: Path) -> None:
     assert not (data / "releases").exists() or not any((data / "releases").iterdir())
 
 
+@pytest.mark.sqlite_only("restores into a SQLite data folder; PostgreSQL's restore: test_backup")
 async def test_a_backup_keeps_the_release_files(hub: HubHarness, tmp_path: Path) -> None:
     from hub.backup import make_backup, restore_backup
 
