@@ -94,4 +94,15 @@ async def build(hub: HubHarness) -> World:
         expect=201,
     )
     world.ids["emergency"] = emergency["id"]
+    group = await hub.call(
+        "POST",
+        "/api/v1/device-groups",
+        json={"name": "Loa thôn Đông", "commune": COMMUNE},
+        expect=201,
+    )
+    world.ids["group"] = group["id"]
+    # An uploaded file no bulletin uses (the uploads page and its delete confirmation).
+    from tests.real_files import png_bytes
+
+    world.ids["media"] = (await hub.upload(png_bytes(), "image/png"))["sha256"]
     return world

@@ -20,6 +20,9 @@ from tests.console_world import OWN_PASSWORD, PEOPLE, World, build
 #: Pages that are not HTML for a person (a file, a fragment console.js swaps in).
 NOT_PAGES = {
     "/bulletins/{id}/preview/{file}",
+    "/devices/groups/{id}/batch",
+    "/devices/{id}/commands",
+    "/devices/{id}/frame",
     "/bulletins/media/{sha256}",
     "/devices/table",
     "/audit.csv",
@@ -63,9 +66,13 @@ def page_paths(world: World, username: str) -> list[str]:
             "/bulletins/{id}": world.ids["published"],
             "/bulletins/{id}/edit": world.ids["draft"],
             "/bulletins/{id}/preview": world.ids["published"],
+            "/bulletins/{id}/delete": world.ids["draft"],
+            "/devices/groups/{id}": world.ids["group"],
+            "/devices/{id}/code": world.ids["device"],
             "/devices/{id}": world.ids["device"],
         },
-        "{code}": {"/communes/{code}": "00001"},
+        "{code}": {"/communes/{code}": "00001", "/communes/{code}/days": "00001"},
+        "{sha256}": {"/bulletins/media/{sha256}/delete": world.ids["media"]},
         "{username}": {"/users/{username}": username},
     }
     paths = []
