@@ -232,6 +232,7 @@ class Agent:
         if store.rebuilt is not None:
             self.state_fault(Fault.STATE_REBUILT, store.rebuilt)
         await self.timekeeping.restore()
+        await self.reporting.restore()
         bad = await self.cache.verify_all()
         for sha in bad:
             log.warning("cache object %s failed its sha256 check; deleted, will fetch again", sha)

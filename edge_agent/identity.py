@@ -3,6 +3,7 @@ hub is behind TLS with the province's own CA, that CA (pinned beside the identit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -44,7 +45,7 @@ class Identity(BaseModel):
 
     def save(self, data_dir: Path) -> Path:
         """Write atomically with mode 0600: the secret must never be world-readable."""
-        return _write_durably(
+        return write_durably(
             data_dir / IDENTITY_FILE, self.model_dump_json(indent=2).encode(), 0o600
         )
 
@@ -79,20 +80,26 @@ def pin_hub_ca(data_dir: Path, pem: bytes | None) -> str | None:
     if pem is None:
         path.unlink(missing_ok=True)
         return None
-    _write_durably(path, pem, 0o644)
+    write_durably(path, pem, 0o644)
     return HUB_CA_FILE
 
 
-def _write_durably(path: Path, data: bytes, mode: int) -> Path:
-    """Temp file, fsync, os.replace, fsync of the folder: whole or not at all after a cut."""
+def write_durably(path: Path, data: bytes, mode: int = 0o600) -> Path:
+    """Temp file, fsync, os.replace, fsync of the folder: whole or not at all after a cut.
+    A write that fails (a full card) leaves no temporary file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

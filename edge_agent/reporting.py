@@ -3,7 +3,11 @@
 Reports wait in the store's outbox until the hub acknowledges them, so none is lost to a cut
 link or a restart. When the store itself cannot be written (a full card, a failing one), a
 health sample still goes out, straight from memory under a stream of its own, because that
-is exactly when the province must hear from the device.
+is exactly when the province must hear from the device; so do the proofs of play the store
+could not take. Those proofs are also kept in a small file beside the store
+(`proofs-from-memory.json`) as soon as the card takes a write again, so a stop or a crash
+before the hub acknowledged them loses none: the next run sends them under their own stream
+again (the hub stores each (stream, seq) once).
 """
 
 from __future__ import annotations
@@ -15,15 +19,17 @@ import random
 import sqlite3
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from loa_contract import BulletinKind, Fault, HealthSample, PlayOutcome, Priority, ProofOfPlay
 
 from .disk import free_bytes, mib
 from .health import system_sample
 from .hubclient import HubRejected, HubUnavailable
+from .identity import write_durably
 from .parts import AgentPart, wait_event
 from .relay import NullRelay
 from .rpi_health import WIRE_FIELDS as PI_WIRE_FIELDS
@@ -33,8 +39,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge_agent")
 
+#: The file's shape: each run's stream with its proofs not yet acknowledged.
+_KEPT = TypeAdapter(dict[str, list[ProofOfPlay]])
+
 #: Proofs of play held in memory while the store cannot take them, at most.
 MEMORY_PLAYS_MAX = 1000
+#: Where proofs of play only memory held are kept once the card takes a write again.
+MEMORY_FILE = "proofs-from-memory.json"
 
 
 class Reporting(AgentPart):
@@ -46,8 +57,61 @@ class Reporting(AgentPart):
         self._volatile_seq = 0
         self._volatile: HealthSample | None = None
         self._volatile_plays: list[ProofOfPlay] = []
+        #: Proofs of earlier runs that the hub had not acknowledged, by their stream.
+        self._carried: dict[str, list[ProofOfPlay]] = {}
+        #: The file on the card no longer says what memory holds (its write failed).
+        self._file_stale = False
         #: Samples the hub acknowledged that way.
         self.delivered_from_memory = 0
+
+    @property
+    def _memory_file(self) -> Path:
+        return self.agent.config.data_dir / MEMORY_FILE
+
+    async def restore(self) -> None:
+        """Take back the proofs an earlier run kept on the card but never delivered."""
+        try:
+            raw = await asyncio.to_thread(self._memory_file.read_bytes)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.error("proofs kept from an earlier run cannot be read: %s", exc)
+            return
+        try:
+            kept = _KEPT.validate_json(raw)
+        except ValidationError as exc:
+            # Written whole or not at all (write_durably): damage here is the card's.
+            log.error("proofs kept from an earlier run are damaged, set aside: %s", exc)
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(
+                    self._memory_file.replace, self._memory_file.with_suffix(".damaged")
+                )
+            return
+        self._carried = {stream: plays for stream, plays in kept.items() if plays}
+        if self._carried:
+            log.warning(
+                "%d proofs of play of an earlier run are sent to the hub again",
+                sum(len(p) for p in self._carried.values()),
+            )
+            self.agent.report_wake.set()
+
+    async def _keep_on_card(self) -> None:
+        """Make the file say what memory holds (removed when nothing is left); a full card
+        is tried again at the next chance."""
+        held = dict(self._carried)
+        if self._volatile_plays:
+            held[self._volatile_stream] = self._volatile_plays
+        path = self._memory_file
+        try:
+            if held:
+                await asyncio.to_thread(write_durably, path, _KEPT.dump_json(held))
+            else:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+        except OSError as exc:
+            self._file_stale = True
+            log.debug("proofs from memory not kept on the card yet: %s", exc)
+            return
+        self._file_stale = False
 
     def proof_from_memory(
         self,
@@ -73,12 +137,14 @@ class Reporting(AgentPart):
         )
         # Bounded: a card full for weeks must not grow the agent without end.
         self._volatile_plays = [*self._volatile_plays, proof][-MEMORY_PLAYS_MAX:]
+        self._file_stale = True
         self.agent.report_wake.set()
 
     @property
     def plays_in_memory(self) -> int:
-        """Proofs of play only memory holds: the card could not take them."""
-        return len(self._volatile_plays)
+        """Proofs of play the store could not take that the hub has not acknowledged (this
+        run's, and an earlier run's kept on the card)."""
+        return len(self._volatile_plays) + sum(len(p) for p in self._carried.values())
 
     async def outbox(self) -> dict[str, int]:
         """Reports waiting for the hub's acknowledgement, by type: the store's outbox and
@@ -88,23 +154,29 @@ class Reporting(AgentPart):
         except (sqlite3.Error, OSError) as exc:
             self.agent.write_failed("outbox count", exc)
             waiting = {}
-        if self._volatile_plays:
-            waiting["plays"] = waiting.get("plays", 0) + len(self._volatile_plays)
+        if self.plays_in_memory:
+            waiting["plays"] = waiting.get("plays", 0) + self.plays_in_memory
         if self._volatile is not None:
             waiting["health"] = waiting.get("health", 0) + 1
         return waiting
 
     async def flush_from_memory(self, timeout_s: float) -> None:
-        """At shutdown: one last try to hand the hub what only memory holds."""
-        if not self._volatile_plays and self._volatile is None:
+        """At shutdown: one last try to hand the hub what only memory holds, and what it
+        could not take is kept on the card for the next run."""
+        if not self._volatile_plays and self._volatile is None and not self._carried:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await self._send_volatile()
-        if self._volatile_plays:
+        if self._file_stale:
+            await self._keep_on_card()
+        if self._volatile_plays or self._carried:
             log.error(
-                "%d proofs of play held in memory could not be delivered before shutdown",
-                len(self._volatile_plays),
+                "%d proofs of play held in memory could not be delivered before shutdown%s",
+                len(self._volatile_plays) + sum(len(p) for p in self._carried.values()),
+                "; kept on the card for the next run"
+                if not self._file_stale
+                else " and the card cannot keep them",
             )
 
     async def run_reports(self) -> None:
@@ -113,8 +185,10 @@ class Reporting(AgentPart):
         while True:
             agent.supervisor.beat("reports")
             agent.report_wake.clear()
-            if self._volatile is not None or self._volatile_plays:
+            if self._volatile is not None or self._volatile_plays or self._carried:
                 await self._send_volatile()
+            if self._file_stale:
+                await self._keep_on_card()
             pending = await store.pending(200)
             if not pending:
                 await wait_event(agent.report_wake, agent.config.health_interval_s)
@@ -131,6 +205,22 @@ class Reporting(AgentPart):
             agent.changed()
 
     async def _send_volatile(self) -> None:
+        """What the store could not take, to the hub: this run's under its own stream, then
+        each earlier run's under its stream."""
+        for stream, plays in list(self._carried.items()):
+            try:
+                ack = await self.agent.client.post_reports(plays, stream=stream)
+            except (HubUnavailable, HubRejected) as exc:
+                log.debug("proofs of an earlier run not delivered: %s", exc)
+                return
+            acked = set(ack.acked)
+            self.delivered_from_memory += len(acked)
+            left = [p for p in self._carried.get(stream, []) if p.seq not in acked]
+            if left:
+                self._carried[stream] = left
+            else:
+                self._carried.pop(stream, None)
+            self._file_stale = True
         sample = self._volatile
         plays = self._volatile_plays
         reports: list[ProofOfPlay | HealthSample] = [*plays, *([sample] if sample else [])]
@@ -143,7 +233,10 @@ class Reporting(AgentPart):
             return
         acked = set(ack.acked)
         self.delivered_from_memory += len(acked)
+        before = len(self._volatile_plays)
         self._volatile_plays = [p for p in self._volatile_plays if p.seq not in acked]
+        if len(self._volatile_plays) != before:
+            self._file_stale = True
         if self._volatile is sample and sample is not None and sample.seq in acked:
             self._volatile = None
         self.agent.changed()

@@ -27,10 +27,12 @@ from hypothesis import strategies as st
 
 from edge_agent.agent import Agent
 from edge_agent.disk import CachedObject, free_bytes, plan_room
+from edge_agent.identity import Identity
 from edge_agent.players.null import NullPlayer
+from edge_agent.profile import load_profile
 from edge_agent.speech import EspeakEngine
 from loa_contract import Priority, utcnow
-from tests.e2e import LiveHub, NoUpgradeProxy, enroll_agent, live_hub, schedule
+from tests.e2e import LiveHub, NoUpgradeProxy, enroll_agent, fast_config, live_hub, schedule
 from tests.real_files import noise_png
 
 TIMEOUT = 20.0
@@ -523,11 +525,71 @@ async def test_proofs_only_memory_holds_are_delivered_at_shutdown(
             device_id = agent.identity.device_id
             plays = await hub.call("GET", f"/api/v1/plays?device={device_id}&limit=200")
             while_full = [p for p in plays if p["started_at"] > full_since.isoformat()]
-            # Each one held, and the airing cut by the stop, now on the hub.
-            assert len(while_full) > held, (len(while_full), held)
+            # Each one held (and the airing cut by the stop, if one was on air) is on the hub.
+            assert len(while_full) >= held, (len(while_full), held)
             assert agent.reporting.plays_in_memory == 0
         finally:
             if not stopped:
+                await agent.stop()
+            await proxy.close()
+
+
+async def test_proofs_the_hub_did_not_take_before_a_stop_are_kept_for_the_next_run(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    """The card filled, airings went on, the hub was out of reach; space came back, then
+    the device was stopped before the link returned. What only memory held is kept on the
+    card, and the next run delivers it under the stream it was numbered in."""
+    card = tmp_path / "card"
+    proxy = ReportsCut(hub.url)
+    url = await proxy.start()
+    settings: dict[str, Any] = {
+        "disk_reserve_bytes": MiB,
+        "report_retry_s": 0.2,
+        "require_clock_confirmation": False,
+    }
+    with small_disk(card, 8):
+        agent = await board_on(
+            hub, card, duration_s=0.05, hub_url=url, disk_reserve_bytes=MiB, report_retry_s=0.2
+        )
+        kept = card / "board" / "proofs-from-memory.json"
+        filler = card / "filler"
+        again: Agent | None = None
+        stopped = False
+        try:
+            notice = await publish_image(hub, "Thông báo", 64 * 1024)
+            await agent.wait_until(lambda: notice["id"] in _playable(agent), TIMEOUT)
+            with contextlib.suppress(OSError), filler.open("wb") as f:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            full_since = utcnow()
+            await agent.wait_until(lambda: agent.reporting.plays_in_memory > 2, TIMEOUT)
+            filler.unlink()  # space returns; the hub is still out of reach
+            await agent.wait_until(kept.exists, TIMEOUT)
+            await agent.stop()
+            stopped = True
+            held = agent.reporting.plays_in_memory
+            assert held > 2 and kept.exists()
+            assert not list((card / "board").glob("*.tmp"))
+
+            proxy.cut = False
+            again = Agent(
+                fast_config(card / "board", **settings),
+                Identity.load(card / "board"),
+                load_profile("led-board-p10"),
+                NullPlayer(default_duration_s=0.05),
+            )
+            await again.start()
+            await again.wait_until(lambda: not kept.exists(), TIMEOUT)
+            device_id = again.identity.device_id
+            plays = await hub.call("GET", f"/api/v1/plays?device={device_id}&limit=500")
+            while_full = [p for p in plays if full_since.isoformat() < p["started_at"]]
+            assert len(while_full) >= held, (len(while_full), held)
+        finally:
+            if again is not None:
+                await again.stop()
+            elif not stopped:
                 await agent.stop()
             await proxy.close()
 
