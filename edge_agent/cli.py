@@ -26,7 +26,7 @@ from .agent import Agent, AgentConfig
 from .backends import build_player, build_speech
 from .clock import TIMEDATECTL, ClockJudge, NtpProbe
 from .hubclient import HubClient, HubRejected, HubUnavailable, HubUntrusted
-from .i18n import PRIORITY_NAMES, default_lang, t
+from .i18n import default_lang, t
 from .identity import Identity, IdentityError, pin_hub_ca
 from .profile import ProfileError, load_profile
 from .relay import build_relay
@@ -376,7 +376,8 @@ def _format_status(status: dict[str, Any], lang: str) -> str:
     def item(entry: dict[str, Any] | None) -> str:
         if not entry:
             return t("nothing", lang)
-        return f"{entry['title']} [{PRIORITY_NAMES[entry['priority']][lang]}]"
+        priority = t(f"priority_{entry['priority']}", lang)
+        return f"{entry['title']} [{priority}]"
 
     clock = "trusted" if status["clock"]["trusted"] else "untrusted"
     device = f"{status['device_id']} ({status['device_kind']}, {status['commune']})"

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 
-from .i18n import CATALOGUE, Lang, translate
+from .i18n import CATALOGUE, PLURALS, Lang, translate, translate_plural
 
-#: Details with a number inside, said with the number kept.
+#: Details with a number inside, said with the number kept (a count takes its plural form).
 _COUNTED = {
     re.compile(r"^wrong password \((\d+)\)$"): "aw.detail.wrong_password",
     re.compile(r"^(\d+) failed logins$"): "aw.detail.failed_logins",
@@ -35,5 +35,8 @@ def detail_words(detail: str | None, lang: Lang) -> str:
     for pattern, counted in _COUNTED.items():
         found = pattern.match(detail)
         if found:
-            return translate(counted, lang).format(n=found[1])
+            n = found[1]
+            if counted in PLURALS:
+                return translate_plural(counted, int(n), lang).format(n=n)
+            return translate(counted, lang).format(n=n)
     return detail

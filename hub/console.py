@@ -27,7 +27,7 @@ from .auth import PROVINCE, Permission, User, change_password, require
 from .db import Database
 from .errors import ApiError, validation_detail
 from .form_errors import explain, limits_of
-from .i18n import CATALOGUE, LANGS, Lang, pick_lang, translate
+from .i18n import CATALOGUE, LANGS, Lang, pick_lang, translate, translate_plural
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, bad_cursor
 from .routing import Ctx, HandlerFn
 from .store import communes as store_communes
@@ -125,6 +125,7 @@ async def render(
     names = await unit_names(request.app[DB]) if user is not None else {}
     html = _env.get_template(template).render(
         t=lambda key: translate(key, lang),
+        tn=lambda key, n: translate_plural(key, n, lang),
         lang=lang,
         user=user,
         csrf=csrf_token(request),

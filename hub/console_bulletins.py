@@ -42,7 +42,7 @@ from .domain.lifecycle import Action, BulletinState, allows
 from .domain.waiting import waited
 from .errors import ApiError, loc_to_field
 from .form_errors import limits_of
-from .i18n import CATALOGUE, translate
+from .i18n import CATALOGUE, Lang, translate
 from .paging import Page
 from .routing import Ctx, HandlerFn
 from .store import media as media_store
@@ -242,8 +242,8 @@ def _words(text: str | None) -> int:
     return len((text or "").split())
 
 
-def _category_names(lang: str) -> dict[str, str]:
-    return {c.code: (c.vi if lang == "vi" else c.en) for c in CATEGORIES}
+def _category_names(lang: Lang) -> dict[str, str]:
+    return {c.code: c.name(lang) for c in CATEGORIES}
 
 
 async def _communes(request: web.Request, user: User) -> list[communes.CommuneOut]:
@@ -485,7 +485,7 @@ async def _form(
         media_kinds=MEDIA_KINDS,
         accept=ACCEPT,
         priorities=FORM_PRIORITIES,
-        categories=[(c.code, c.vi if lang == "vi" else c.en) for c in CATEGORIES],
+        categories=[(c.code, c.name(lang)) for c in CATEGORIES],
         communes=await _communes(request, user),
         words=_words(values["text"]),
         word_range=bulletins.SUBMIT_WORDS,
@@ -678,7 +678,7 @@ async def _detail(
         communes=known,
         aired=aired,
         category_names=_category_names(lang),
-        categories=[(c.code, c.vi if lang == "vi" else c.en) for c in CATEGORIES],
+        categories=[(c.code, c.name(lang)) for c in CATEGORIES],
         approve_priorities=approve_priorities,
         words=_words(b.text),
         word_range=bulletins.SUBMIT_WORDS,

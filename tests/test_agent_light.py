@@ -2,7 +2,8 @@
 
 A speaker never loads pygame (it shows nothing) nor the page's web server and templates until
 someone opens the page; no agent loads `cryptography` (signatures are checked through the
-libcrypto that `ssl` already loaded). Each case runs the real CLI in a fresh interpreter (real
+libcrypto that `ssl` already loaded) nor Babel (its messages are compiled .mo files that the
+standard library's gettext reads). Each case runs the real CLI in a fresh interpreter (real
 libVLC with its dummy audio output, the hub unreachable) and asks it for `sys.modules`.
 """
 
@@ -43,6 +44,7 @@ NOT_ON_A_PLAYING_SPEAKER = [
     "edge_agent.local_auth",
     "edge_agent.doctor",
     "cryptography",
+    "babel",
 ]
 PAGE_MODULES = ["jinja2", "aiohttp.web", "edge_agent.local_http"]
 
@@ -139,7 +141,7 @@ async def test_a_speaker_loads_neither_pygame_nor_its_page_until_the_page_is_ope
                 assert (await response.json())["device_kind"] == "speaker"
         loaded = await agent.modules()
         assert set(PAGE_MODULES) <= loaded
-        assert "pygame" not in loaded and "cryptography" not in loaded
+        assert not loaded & {"pygame", "cryptography", "babel"}
     finally:
         assert await agent.stop() == 0
 
@@ -152,6 +154,6 @@ async def test_a_board_does_load_pygame(tmp_path: Path, profile: str) -> None:
     try:
         loaded = await agent.modules()
         assert {"pygame", "edge_agent.players.display"} <= loaded
-        assert not loaded & {"jinja2", "edge_agent.local_http", "cryptography"}
+        assert not loaded & {"jinja2", "edge_agent.local_http", "cryptography", "babel"}
     finally:
         assert await agent.stop() == 0
