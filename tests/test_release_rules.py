@@ -296,6 +296,42 @@ def test_a_rollout_reaches_only_its_scope() -> None:
     assert not in_rollout(scoped, "d1", "xa-a", "board")
 
 
+@pytest.mark.parametrize(
+    ("groups", "commune", "device", "kind", "reached"),
+    [
+        (frozenset({"g1"}), "xa-b", "d1", "speaker", True),  # a member, wherever it is
+        (frozenset({"g0", "g1"}), "xa-b", "d1", "speaker", True),
+        (frozenset(), "xa-a", "d1", "speaker", False),  # in no group
+        (frozenset({"g2"}), "xa-a", "d1", "speaker", False),  # another group's
+        (frozenset({"g1"}), "xa-a", "d1", "board", False),  # a member, of another kind
+    ],
+)
+def test_a_group_rollout_reaches_the_group_members_only(
+    groups: frozenset[str], commune: str, device: str, kind: str, reached: bool
+) -> None:
+    grouped = _rollout(group="g1", kind="speaker")
+    assert in_rollout(grouped, device, commune, kind, groups) is reached
+
+
+def test_a_group_rollout_draws_its_share_among_the_members() -> None:
+    members = frozenset({"g1"})
+    devices = [f"d{i}" for i in range(1000)]
+    at = {
+        p: {d for d in devices if in_rollout(_rollout(group="g1", percent=p), d, "x", "s", members)}
+        for p in (10, 100)
+    }
+    assert at[10] < at[100] and len(at[100]) == 1000
+    assert at[10] == {d for d in devices if bucket("r1", d) < 10}
+
+
+def test_a_group_rollout_is_offered_only_to_members() -> None:
+    grouped = _rollout(id="new", version="0.3.0", group="g1")
+    everyone = _rollout(id="old")
+    assert offered([grouped, everyone], "d1", "x", "speaker", frozenset({"g1"})) is grouped
+    assert offered([grouped, everyone], "d1", "x", "speaker") is everyone
+    assert offered([grouped], "d1", "x", "speaker", frozenset({"g9"})) is None
+
+
 def test_only_an_active_rollout_is_offered_the_newest_first() -> None:
     newest, older = _rollout(id="new", version="0.3.0"), _rollout(id="old")
     assert offered([newest, older], "d1", "x", "speaker") is newest

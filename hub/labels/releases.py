@@ -47,6 +47,12 @@ LABELS: dict[str, dict[str, str]] = {
         "vi": "Chỉ các xã (mã, cách nhau bởi dấu phẩy; để trống: toàn tỉnh)",
         "en": "Only these communes (codes, comma-separated; empty: whole province)",
     },
+    "rl.group": {"vi": "Nhóm thiết bị", "en": "Device group"},
+    "rl.group_none": {
+        "vi": "Không chọn nhóm (theo xã hoặc toàn tỉnh)",
+        "en": "No group (by commune, or the whole province)",
+    },
+    "rl.group_deleted": {"vi": "Nhóm đã xoá", "en": "Deleted group"},
     "rl.kind": {"vi": "Loại thiết bị", "en": "Device kind"},
     "rl.kind_all": {"vi": "Tất cả", "en": "All"},
     "rl.max_failure": {
