@@ -27,14 +27,12 @@ import pytest
 from aiohttp import web
 
 from edge_agent.agent import Agent
-from edge_agent.hubclient import HubClient
-from edge_agent.identity import Identity
 from edge_agent.players.null import NullPlayer
 from edge_agent.releases import BASE, Releases
 from hub.cli import main as hub_main
 from loa_contract import HubSigner, ReleaseDescriptor, SignedEnvelope, utcnow
 from scripts.release import build_release
-from tests.e2e import LiveHub, NoUpgradeProxy, enroll_agent, tone_bytes
+from tests.e2e import LiveHub, NoUpgradeProxy, enroll_agent, enroll_identity, tone_bytes
 from tests.restarter import Restarter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,26 +87,10 @@ def _free_port() -> int:
 
 
 async def _enroll(hub: LiveHub, data: Path, commune: str) -> str:
-    slot = await hub.call(
-        "POST",
-        "/api/v1/devices",
-        json={"commune": commune, "name": data.name, "kind": "speaker"},
+    identity = await enroll_identity(
+        hub, data, commune=commune, kind="speaker", profile="speaker-cluster", name=data.name
     )
-    client = HubClient(hub.url)
-    try:
-        answer = await client.enroll(slot["enrollment_code"], "test")
-    finally:
-        await client.close()
-    Identity(
-        hub_url=hub.url,
-        device_id=answer.device_id,
-        device_secret=answer.device_secret,
-        device_kind=answer.device_kind,
-        commune=answer.commune,
-        profile="speaker-cluster",
-        hub_keys=answer.hub_keys,
-    ).save(data)
-    return answer.device_id
+    return identity.device_id
 
 
 def _device(data: Path, fault_at: str | None = None) -> Restarter:
