@@ -16,6 +16,7 @@ import pytest
 from edge_agent.releases import (
     BASE,
     MAX_START_ATTEMPTS,
+    HashRefusal,
     Pending,
     ReleaseError,
     Releases,
@@ -25,7 +26,13 @@ from edge_agent.releases import (
     switch_back,
 )
 from edge_agent.scheduler_types import Candidate, ParsedWindow, Playing, ScheduleInput
-from edge_agent.updater import quiet_for_switch
+from edge_agent.updater import (
+    MISMATCH_MAX_WAIT_S,
+    after_mismatch,
+    fetch_held_back,
+    mismatch_wait,
+    quiet_for_switch,
+)
 from hub.releases import bucket, in_rollout, offered, pause_reason
 from hub.store.releases import Rollout
 from loa_contract import BulletinKind, DeviceKind, Priority, is_newer, version_key
@@ -369,3 +376,43 @@ def test_going_back_to_a_release_no_longer_there_ends_on_the_provisioned_one(
     assert prepare_boot(tmp_path, now=101.0) == BASE
     assert releases.current() == BASE
     assert releases.load_state().pending is None
+
+
+# ---------------------------------------------------------------- a file that does not match
+
+
+def test_a_mismatched_file_is_left_alone_longer_each_time_up_to_a_day() -> None:
+    waits = [mismatch_wait(n) for n in (*range(1, 10), 5000)]
+    assert waits[:4] == [15 * 60.0, 30 * 60.0, 60 * 60.0, 120 * 60.0]
+    assert waits == sorted(waits)
+    assert waits[-1] == MISMATCH_MAX_WAIT_S == 24 * 3600.0
+    first = after_mismatch(None, 1000.0)
+    assert first == HashRefusal(failures=1, retry_at=1000.0 + 15 * 60)
+    second = after_mismatch(first, 5000.0)
+    assert second == HashRefusal(failures=2, retry_at=5000.0 + 30 * 60)
+
+
+@pytest.mark.parametrize(
+    ("now", "held"),
+    [
+        (1000.0, 900.0),  # just refused: the whole wait is left
+        (1899.0, 1.0),
+        (1900.0, None),  # the wait is over
+        (99_999.0, None),
+        (1900.0 - MISMATCH_MAX_WAIT_S - 1, None),  # the clock went back further than any wait
+    ],
+)
+def test_when_a_mismatched_file_may_be_fetched_again(now: float, held: float | None) -> None:
+    refusal = HashRefusal(failures=1, retry_at=1900.0)
+    assert fetch_held_back(refusal, now) == held
+    assert fetch_held_back(None, now) is None
+
+
+def test_the_refusals_of_mismatched_files_survive_a_restart(tmp_path: Path) -> None:
+    releases = Releases(tmp_path)
+    state = ReleaseState(mismatched={"a" * 64: HashRefusal(failures=3, retry_at=12.5)})
+    releases.save_state(state)
+    assert releases.load_state() == state
+    # A state file written by a release from before these refusals reads as none.
+    (tmp_path / "releases" / "state.json").write_text('{"refused": {}, "last": null}')
+    assert releases.load_state().mismatched == {}
