@@ -306,6 +306,9 @@ class Programme(AgentPart):
 
     async def run(self) -> None:
         agent = self.agent
+        # The moment the device can air again after a start (bench/update_switch.py times the
+        # silence of a release switch to this line).
+        log.info("programme loop running")
         while True:
             # The supervisor feeds systemd's watchdog only while this beat keeps coming: a
             # loop stuck on a hung backend gets the agent restarted.

@@ -70,6 +70,16 @@ class Pending:
     gave_up: str | None = None
 
 
+@dataclass(frozen=True)
+class HashRefusal:
+    """A release file (by its signed sha256) whose bytes did not hash to it: how often in a
+    row, and the wall-clock time before which it is not fetched again (edge_agent/updater.py,
+    `after_mismatch`)."""
+
+    failures: int
+    retry_at: float
+
+
 @dataclass
 class ReleaseState:
     pending: Pending | None = None
@@ -79,6 +89,9 @@ class ReleaseState:
     last: dict[str, Any] | None = None
     #: The release that ran before the current one, kept installed to go back to.
     previous: str | None = None
+    #: Release files refused for a wrong hash, by sha256: not downloaded again at every
+    #: check while the hub's copy stays damaged.
+    mismatched: dict[str, HashRefusal] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=2, sort_keys=True).encode()
@@ -92,6 +105,10 @@ class ReleaseState:
             refused=dict(raw.get("refused") or {}),
             last=raw.get("last"),
             previous=raw.get("previous"),
+            mismatched={
+                sha: HashRefusal(failures=int(r["failures"]), retry_at=float(r["retry_at"]))
+                for sha, r in (raw.get("mismatched") or {}).items()
+            },
         )
 
     def report(self, running: str) -> UpdateReport:

@@ -37,7 +37,7 @@ from .cache import CacheIntegrityError, MediaCache
 from .hubclient import HubError, agent_version
 from .parts import AgentPart, wait_event
 from .players.base import PlayerState
-from .releases import BASE, Pending, ReleaseError, Releases, switch_back
+from .releases import BASE, HashRefusal, Pending, ReleaseError, Releases, switch_back
 from .scheduler import current_window, is_eligible
 from .scheduler_types import ScheduleInput
 
@@ -48,6 +48,36 @@ log = logging.getLogger("edge_agent.updater")
 
 #: The type the hub serves a release file as (it is an uncompressed tar).
 RELEASE_MIME = "application/x-tar"
+#: After a release file whose bytes do not hash to the signed sha256 (the hub's copy damaged,
+#: or a proxy's bytes in its place), the same file is not fetched again for this long, then
+#: twice as long after each further refusal, up to MISMATCH_MAX_WAIT_S: a cluster on 3G does
+#: not download a release every update check (5 min) for nothing.
+MISMATCH_FIRST_WAIT_S = 15 * 60.0
+MISMATCH_MAX_WAIT_S = 24 * 3600.0
+
+
+def mismatch_wait(failures: int) -> float:
+    """Pure: how long a file refused `failures` times in a row is left alone."""
+    doublings = min(max(0, failures - 1), 32)  # the cap is reached long before
+    return min(MISMATCH_FIRST_WAIT_S * 2.0**doublings, MISMATCH_MAX_WAIT_S)
+
+
+def after_mismatch(previous: HashRefusal | None, now: float) -> HashRefusal:
+    """Pure: the refusal to remember when a file's bytes did not match its signed hash."""
+    failures = (previous.failures if previous is not None else 0) + 1
+    return HashRefusal(failures=failures, retry_at=now + mismatch_wait(failures))
+
+
+def fetch_held_back(refusal: HashRefusal | None, now: float) -> float | None:
+    """Pure: seconds before a refused file may be fetched again, or None when it may now.
+    A wait longer than the longest there is means the clock went back (a Pi without a
+    battery clock): the file may be fetched, rather than left alone for that jump."""
+    if refusal is None:
+        return None
+    left = refusal.retry_at - now
+    if left <= 0 or left > MISMATCH_MAX_WAIT_S:
+        return None
+    return left
 
 
 def judge_descriptor(
@@ -173,6 +203,14 @@ class Updater(AgentPart):
                 log.info("release %s not taken: %s", descriptor.version, why)
                 await self._record("failed", descriptor.version, why)
             return
+        held = fetch_held_back(state.mismatched.get(descriptor.sha256), time.time())
+        if held is not None:
+            # Said by the last report already (its reason names the next try).
+            self.activity = (
+                f"failed: release {descriptor.version}'s file did not match its signed hash;"
+                f" next try in {held / 60:.0f} min"
+            )
+            return
         await self._update(descriptor)
 
     async def _record(
@@ -182,12 +220,17 @@ class Updater(AgentPart):
         reason: str | None,
         *,
         refuse: bool = False,
+        mismatched: HashRefusal | None = None,
+        sha256: str | None = None,
     ) -> None:
         def write() -> None:
             state = self.releases.load_state()
             state.last = {"state": outcome, "target_version": target, "reason": reason}
             if refuse and target is not None and reason is not None:
                 state.refused[target] = reason
+            if sha256 is not None:
+                # The hub offers one release at a time: refusals of other files are stale.
+                state.mismatched = {sha256: mismatched} if mismatched is not None else {}
             self.releases.save_state(state)
 
         await asyncio.to_thread(write)
@@ -214,7 +257,17 @@ class Updater(AgentPart):
         try:
             archive = await self.files.fetch(self.agent.client, ref)
         except CacheIntegrityError as exc:
-            await self._record("failed", version, f"the release file is not what was signed: {exc}")
+            state = await asyncio.to_thread(self.releases.load_state)
+            refusal = after_mismatch(state.mismatched.get(descriptor.sha256), time.time())
+            wait = mismatch_wait(refusal.failures)
+            await self._record(
+                "failed",
+                version,
+                f"the release file is not what was signed: {exc}"
+                f" (refused {refusal.failures} times; next try in {wait / 60:.0f} min)",
+                mismatched=refusal,
+                sha256=descriptor.sha256,
+            )
             return
         self._step("install")
         try:
@@ -227,7 +280,7 @@ class Updater(AgentPart):
             # Unpacked (or refused): the file itself is not needed any more.
             await asyncio.to_thread(self.files.remove, descriptor.sha256)
         self._step("installed")
-        await self._record("waiting", version, None)
+        await self._record("waiting", version, None, sha256=descriptor.sha256)
         await self._wait_for_quiet(version)
         await self._switch(version)
 

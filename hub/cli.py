@@ -344,6 +344,9 @@ def _release_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     start.add_argument("--percent", type=int, required=True, help="share of the devices, 1-100")
     start.add_argument("--communes", nargs="+", default=[], help="only these communes")
     start.add_argument("--devices", nargs="+", default=[], help="only these devices")
+    start.add_argument(
+        "--group", help="only this device group's members (its id, or its name if unique)"
+    )
     start.add_argument("--kind", choices=["speaker", "board"], help="only this kind of device")
     start.add_argument(
         "--rollback", action="store_true", help="go back to this older release (signed downgrade)"
@@ -727,6 +730,7 @@ async def _release_command(args: argparse.Namespace, clock: Clock) -> int:
                 version=args.version,
                 communes=args.communes,
                 devices=args.devices,
+                group=args.group,
                 kind=args.kind,
                 percent=args.percent,
                 rollback=args.rollback,
@@ -735,7 +739,8 @@ async def _release_command(args: argparse.Namespace, clock: Clock) -> int:
             )
             signer = load_or_create_signer(config.key_path)
             rollout = await start_rollout(db, signer, body, actor=actor, address=None, now=clock())
-            print(f"rollout {rollout.id} started: {rollout.version} at {rollout.percent} %")
+            scope = f" to group {rollout.group}" if rollout.group else ""
+            print(f"rollout {rollout.id} started: {rollout.version}{scope} at {rollout.percent} %")
         else:
             rollout = await change_rollout(
                 db,

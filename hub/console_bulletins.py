@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -105,6 +105,14 @@ class Problem:
     #: Pydantic's error type and limits, said in words by `form_errors.explain`.
     problem: str | None = None
     limits: tuple[tuple[str, Any], ...] = ()
+    #: A sentence the API wrote for people in each language (a detail with "message" in
+    #: Vietnamese and "message_en": a file refused once decoded, a document with no words,
+    #: a recording of the wrong length), shown in the page's language.
+    said: tuple[tuple[Lang, str], ...] = ()
+
+    def words(self, lang: Lang) -> str | None:
+        """The API's own sentence in `lang`, when it wrote one."""
+        return dict(self.said).get(lang)
 
     @property
     def top(self) -> str:
@@ -169,11 +177,19 @@ def _from_api(exc: ApiError) -> list[Problem] | None:
     """The API's field errors as problems; None when the error is not about fields."""
     if exc.status != 422 or not isinstance(exc.detail, list):
         return None
-    return [
-        problem(str(d.get("field", "body")), str(d.get("message", "")))
-        for d in exc.detail
-        if isinstance(d, dict)
-    ]
+    out = []
+    for d in exc.detail:
+        if not isinstance(d, dict):
+            continue
+        found = problem(str(d.get("field", "body")), str(d.get("message", "")))
+        if d.get("message") and d.get("message_en"):
+            said: tuple[tuple[Lang, str], ...] = (
+                ("vi", str(d["message"])),
+                ("en", str(d["message_en"])),
+            )
+            found = replace(found, said=said)
+        out.append(found)
+    return out
 
 
 def _dedupe(problems: Iterable[Problem]) -> list[Problem]:

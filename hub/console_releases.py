@@ -10,13 +10,21 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from . import releases
+from . import groups, releases
 from .auth import Permission, User, require
 from .console import PageHandler, api, page, render, see_other
 from .errors import ApiError, validation_detail
 from .web_session import check_csrf, page_user
 
-_FORM_FIELDS = ("version", "percent", "communes", "kind", "max_failure_share", "rollback")
+_FORM_FIELDS = (
+    "version",
+    "percent",
+    "communes",
+    "group",
+    "kind",
+    "max_failure_share",
+    "rollback",
+)
 
 
 async def _releases_page(
@@ -34,6 +42,7 @@ async def _releases_page(
         releases.list_device_updates,
         query=releases.DeviceUpdatesQuery(),
     )
+    device_groups = await api(request, user, groups.list_groups)
     auto_paused = [
         r for r in listed.rollouts if r.state == "paused" and r.paused_reason is not None
     ]
@@ -43,6 +52,7 @@ async def _releases_page(
         status=status,
         listed=listed,
         recent=recent[:50],
+        device_groups=device_groups,
         auto_paused=auto_paused,
         errors=errors or [],
         values={k: "" for k in _FORM_FIELDS}
@@ -72,6 +82,7 @@ async def rollout_start(request: web.Request) -> web.StreamResponse:
                 "version": values["version"],
                 "percent": values["percent"],
                 "communes": [c.strip() for c in values["communes"].split(",") if c.strip()],
+                "group": values["group"] or None,
                 "kind": values["kind"] or None,
                 "rollback": values["rollback"] == "on",
                 "max_failure_share": float(share) / 100 if share else 0.2,

@@ -679,6 +679,11 @@ MIGRATIONS: list[str | Dialects] = [
         data TEXT NOT NULL
     );
     """,
+    # A roll-out may target a device group (hub/releases.py): its members are looked up when
+    # each device asks for updates, so a device added to the group later is reached too.
+    """
+    ALTER TABLE rollouts ADD COLUMN group_id TEXT;
+    """,
 ]
 
 

@@ -390,6 +390,7 @@ async def _evidence(
             words=len(e.text.split()) if e.text else 0,
             chars=len(e.text) if e.text else 0,
             display_seconds=e.display_seconds,
+            media_seconds=e.media_seconds,
         )
         for e in found.values()
     }

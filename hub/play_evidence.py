@@ -15,9 +15,10 @@ a play, and monthly reports add up plays, only when it could have happened:
 - the airing lasts no longer than its content can: spoken text its words at the slowest
   speech rate; text on a board its characters at the slowest reading pace (never less than
   its display_seconds); a picture its display_seconds or one animation loop (ANIMATION_CAP);
-  audio, video and a document's file (whose length the hub does not measure) the bulletin's
-  validity window and at most MEDIA_CAP; plus CONTENT_SLACK; the position inside the content
-  likewise, and finite.
+  audio and video their file's decoded duration (media.duration_s, measured at upload by
+  hub/probe.py); a file of unknown length (uploaded before the hub probed files, or a
+  document's file) the bulletin's validity window and at most MEDIA_CAP; plus CONTENT_SLACK;
+  the position inside the content likewise, and finite.
 
 Anything else is refused with a stable reason code and a sentence for the operator; refused
 reports are kept (never silently dropped) and the device's status counts them.
@@ -29,6 +30,7 @@ bounds, and an aware datetime compare calls both offsets each time, ten times an
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -78,6 +80,7 @@ REASONS: tuple[str, ...] = (
 )
 
 _STILL = frozenset({BulletinKind.TEXT, BulletinKind.DOCUMENT, BulletinKind.IMAGE})
+_TIMED = frozenset({BulletinKind.AUDIO, BulletinKind.VIDEO})
 _SPOKEN = frozenset({BulletinKind.TEXT, BulletinKind.DOCUMENT})
 
 
@@ -104,6 +107,9 @@ class SentBulletin:
     #: `longest` in microseconds, and in seconds for the position.
     longest_us: int
     longest_s: float
+    #: The decoded duration of its audio or video file, when the hub knows it (`longest` is
+    #: then this with slack).
+    media_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +137,17 @@ def content_seconds(
     held_from: datetime,
     held_until: datetime,
     chars: int = 0,
+    media_seconds: float | None = None,
 ) -> float:
     """The longest the bulletin's content can run on this kind of device, before slack.
 
     `words` and `chars` are of the bulletin's own text (0 for a document whose text is in
     its file, which the device extracts: the hub does not know its length, so it is judged
-    like audio and video)."""
+    like a file of unknown length). `media_seconds` is the decoded duration of an audio or
+    video bulletin's file, None when the hub does not know it."""
+    if kind in _TIMED and known_duration(media_seconds):
+        assert media_seconds is not None
+        return media_seconds
     window = max(0.0, min((held_until - held_from).total_seconds(), MEDIA_CAP.total_seconds()))
     if kind in _SPOKEN and device_kind is DeviceKind.SPEAKER:
         return words * SPOKEN_SECONDS_PER_WORD if words else window
@@ -148,6 +159,11 @@ def content_seconds(
         # An animated picture airs at least one loop, whose length the hub does not measure.
         return max(display_seconds, ANIMATION_CAP.total_seconds())
     return window
+
+
+def known_duration(seconds: float | None) -> bool:
+    """A stored duration to judge by: a positive, finite number of seconds."""
+    return seconds is not None and math.isfinite(seconds) and seconds > 0
 
 
 def with_slack(seconds: float) -> float:
@@ -166,6 +182,7 @@ def sent_bulletin(
     words: int,
     display_seconds: float,
     chars: int = 0,
+    media_seconds: float | None = None,
 ) -> SentBulletin:
     """A bulletin's facts with its bounds worked out once (a batch checks many airings)."""
     content = content_seconds(
@@ -176,7 +193,9 @@ def sent_bulletin(
         display_seconds=display_seconds,
         held_from=held_from,
         held_until=held_until,
+        media_seconds=media_seconds,
     )
+    timed = kind in _TIMED and known_duration(media_seconds)
     longest = timedelta(seconds=with_slack(content))
     return SentBulletin(
         id=id,
@@ -191,6 +210,7 @@ def sent_bulletin(
         latest_start_us=epoch_us(held_until) + _CLOCK_SLACK_US,
         longest_us=longest // _MICROSECOND,
         longest_s=longest.total_seconds(),
+        media_seconds=media_seconds if timed else None,
     )
 
 
@@ -259,9 +279,16 @@ def refusal(
             f" device ({bulletin.held_from} to {bulletin.held_until})",
         )
     if ended_us - started_us > bulletin.longest_us:
+        lasted = (ended_us - started_us) / 1e6
+        if bulletin.media_seconds is not None:
+            return Refusal(
+                "too_long",
+                f"the airing lasted {lasted:.0f} s; its file plays {bulletin.media_seconds:.1f} s"
+                f" (decoded at upload), at most {bulletin.longest_s:.0f} s with slack",
+            )
         return Refusal(
             "too_long",
-            f"the airing lasted {(ended_us - started_us) / 1e6:.0f} s; its content allows"
+            f"the airing lasted {lasted:.0f} s; its content allows"
             f" at most {bulletin.longest_s:.0f} s",
         )
     position = play.position_s
@@ -333,6 +360,7 @@ class SentCache:
                 bulletin.held_from,
                 bulletin.held_until,
                 bulletin.longest,
+                bulletin.media_seconds,
             )
             kept[bulletin_id] = self._shared.setdefault(key, bulletin)
 

@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from loa_contract import (
     DeviceKind,
@@ -46,7 +53,9 @@ from .db import Database
 from .errors import ApiError, field_error
 from .routing import Ctx, RouteTable
 from .store import audit as audit_log
+from .store import groups as groups_store
 from .store import releases as store
+from .store.groups import Group
 from .store.releases import Release, Rollout
 from .store.sql import Tx
 
@@ -72,21 +81,39 @@ def bucket(rollout_id: str, device_id: str) -> float:
     return int.from_bytes(digest[:4], "big") % 10_000 / 100
 
 
-def in_rollout(rollout: Rollout, device_id: str, commune: str, kind: str) -> bool:
-    """The roll-out's scope holds this device, and its share has reached the device."""
+def in_rollout(
+    rollout: Rollout,
+    device_id: str,
+    commune: str,
+    kind: str,
+    groups: frozenset[str] = frozenset(),
+) -> bool:
+    """The roll-out's scope holds this device (one of its `groups` when the roll-out targets
+    a group; else its communes or devices, or the whole province), and its share has reached
+    the device."""
     if rollout.kind is not None and rollout.kind != kind:
         return False
-    if (rollout.communes or rollout.devices) and not (
+    if rollout.group is not None:
+        if rollout.group not in groups:
+            return False
+    elif (rollout.communes or rollout.devices) and not (
         commune in rollout.communes or device_id in rollout.devices
     ):
         return False
     return bucket(rollout.id, device_id) < rollout.percent
 
 
-def offered(rollouts: list[Rollout], device_id: str, commune: str, kind: str) -> Rollout | None:
-    """The newest active roll-out this device is in (`rollouts` newest first)."""
+def offered(
+    rollouts: list[Rollout],
+    device_id: str,
+    commune: str,
+    kind: str,
+    groups: frozenset[str] = frozenset(),
+) -> Rollout | None:
+    """The newest active roll-out this device is in (`rollouts` newest first; `groups` the
+    ids of the device groups it belongs to now)."""
     for rollout in rollouts:
-        if rollout.state == "active" and in_rollout(rollout, device_id, commune, kind):
+        if rollout.state == "active" and in_rollout(rollout, device_id, commune, kind, groups):
             return rollout
     return None
 
@@ -228,15 +255,26 @@ class RolloutIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: ReleaseVersion
-    #: Empty communes and devices: the whole province (of `kind`, when given).
+    #: Empty communes, devices and group: the whole province (of `kind`, when given).
     communes: list[str] = Field(default_factory=list, max_length=2000)
     devices: list[str] = Field(default_factory=list, max_length=10_000)
+    #: A device group (its id, or its name when no other group has that name): the roll-out
+    #: reaches the group's members as they are when each device asks. Not with communes or
+    #: devices.
+    group: str | None = Field(default=None, min_length=1, max_length=100)
     kind: DeviceKind | None = None
     percent: int = Field(ge=1, le=100)
     #: A rollback to an older release: its descriptor is signed as a downgrade.
     rollback: bool = False
     max_failure_share: float = Field(default=0.2, ge=0, le=1)
     min_attempts: int = Field(default=1, ge=1, le=100_000)
+
+    @field_validator("group")
+    @classmethod
+    def _one_scope(cls, group: str | None, info: ValidationInfo) -> str | None:
+        if group is not None and (info.data.get("communes") or info.data.get("devices")):
+            raise ValueError("a roll-out targets a group, or communes and devices, not both")
+        return group
 
 
 class WidenIn(BaseModel):
@@ -249,6 +287,10 @@ class RolloutOut(BaseModel):
     version: str
     communes: list[str]
     devices: list[str]
+    #: The device group it targets (id and name; the name is None once the group is deleted,
+    #: and the roll-out then reaches no device).
+    group: str | None
+    group_name: str | None
     kind: str | None
     percent: int
     state: str
@@ -261,12 +303,14 @@ class RolloutOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, r: Rollout) -> RolloutOut:
+    def of(cls, r: Rollout, group_name: str | None = None) -> RolloutOut:
         return cls(
             id=r.id,
             version=r.version,
             communes=list(r.communes),
             devices=list(r.devices),
+            group=r.group,
+            group_name=group_name,
             kind=r.kind,
             percent=r.percent,
             state=r.state,
@@ -292,6 +336,7 @@ async def start_rollout(
     release = await store.release(db, body.version)
     if release is None:
         raise field_error(422, "unknown_release", "version", f"no release {body.version}")
+    group = await _target_group(db, body.group) if body.group is not None else None
     descriptor = release.descriptor
     if body.rollback:
         descriptor = sign_descriptor(
@@ -317,7 +362,9 @@ async def start_rollout(
         created_at=now,
         created_by=actor,
         updated_at=now,
+        group=group.id if group else None,
     )
+    scope = f" to group {group.name} ({group.id})" if group else ""
     async with db.transaction() as tx:
         # One roll-out at a time: a new one ends those still running.
         for state in ("active", "paused"):
@@ -338,11 +385,29 @@ async def start_rollout(
             "rollout.start",
             rollout.id,
             f"{'rollback to' if rollout.downgrade else 'release'} {rollout.version}"
-            f" at {rollout.percent} %",
+            f"{scope} at {rollout.percent} %",
             at=now,
-            after=RolloutOut.of(rollout).model_dump(mode="json"),
+            after=RolloutOut.of(rollout, group.name if group else None).model_dump(mode="json"),
         )
     return rollout
+
+
+async def _target_group(db: Database, wanted: str) -> Group:
+    """The device group a roll-out names, by id or else by a name no other group bears."""
+    found = await groups_store.get(db, wanted)
+    if found is not None:
+        return found
+    named = [g for g in await groups_store.listed(db, None) if g.name == wanted.strip()]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise field_error(
+            422,
+            "ambiguous_group",
+            "group",
+            f"{len(named)} groups are named {wanted!r}: give the group's id",
+        )
+    raise field_error(422, "unknown_group", "group", f"no device group {wanted!r}")
 
 
 #: What each action does to a roll-out: the states it may come from, the state it leaves.
@@ -424,7 +489,10 @@ async def device_update(
         if report.target_version is not None and report.state in ("failed", "rolled_back"):
             await _pause_if_failing(tx, report.target_version, now)
     active = await store.rollouts(db, state="active")
-    rollout = offered(active, device.id, device.commune, device.kind.value)
+    member_of: frozenset[str] = frozenset()
+    if any(r.group is not None for r in active):
+        member_of = frozenset(g.id for g in await groups_store.groups_of(db, device.id))
+    rollout = offered(active, device.id, device.commune, device.kind.value, member_of)
     if rollout is None:
         return UpdateOffer()
     return UpdateOffer(release=SignedEnvelope.model_validate_json(rollout.descriptor))
@@ -489,6 +557,7 @@ class ReleasesOut(BaseModel):
 async def fleet_releases(db: Database) -> ReleasesOut:
     counts = {c.version: c for c in await store.version_counts(db)}
     recorded = await store.releases(db)
+    names = {g.id: g.name for g in await groups_store.listed(db, None)}
     known = {r.version for r in recorded}
     out = []
     for r in sorted(recorded, key=lambda r: version_key(r.version), reverse=True):
@@ -510,7 +579,7 @@ async def fleet_releases(db: Database) -> ReleasesOut:
     return ReleasesOut(
         releases=out,
         other_versions={v: c.running for v, c in counts.items() if v not in known and c.running},
-        rollouts=[RolloutOut.of(r) for r in await store.rollouts(db)],
+        rollouts=[RolloutOut.of(r, names.get(r.group or "")) for r in await store.rollouts(db)],
     )
 
 
@@ -544,7 +613,12 @@ async def create_rollout(ctx: Ctx) -> RolloutOut:
         address=ctx.address,
         now=ctx.now,
     )
-    return RolloutOut.of(rollout)
+    return await rollout_out(ctx.db, rollout)
+
+
+async def rollout_out(db: Database, rollout: Rollout) -> RolloutOut:
+    group = await groups_store.get(db, rollout.group) if rollout.group else None
+    return RolloutOut.of(rollout, group.name if group else None)
 
 
 async def _change(ctx: Ctx, action: str, percent: int | None = None) -> RolloutOut:
@@ -557,7 +631,7 @@ async def _change(ctx: Ctx, action: str, percent: int | None = None) -> RolloutO
         address=ctx.address,
         now=ctx.now,
     )
-    return RolloutOut.of(rollout)
+    return await rollout_out(ctx.db, rollout)
 
 
 @routes.post(

@@ -244,20 +244,18 @@ def fast_config(data_dir: Path, **overrides: Any) -> AgentConfig:
     return AgentConfig(data_dir=data_dir, **{**settings, **overrides})
 
 
-async def enroll_agent(
+async def enroll_identity(
     hub: LiveHub,
     data_dir: Path,
     *,
     commune: str,
     kind: str,
     profile: str,
-    player: Player,
     name: str | None = None,
-    speech: SpeechEngine | None = None,
-    start: bool = True,
     hub_url: str | None = None,
-    **config: Any,
-) -> Agent:
+) -> Identity:
+    """A device slot made on the hub and enrolled: its identity saved in `data_dir`, as
+    `edge-agent enroll` leaves it for `edge-agent run` (a process or an in-process Agent)."""
     device = await hub.call(
         "POST",
         "/api/v1/devices",
@@ -283,6 +281,26 @@ async def enroll_agent(
         hub_keys=answer.hub_keys,
     )
     identity.save(data_dir)
+    return identity
+
+
+async def enroll_agent(
+    hub: LiveHub,
+    data_dir: Path,
+    *,
+    commune: str,
+    kind: str,
+    profile: str,
+    player: Player,
+    name: str | None = None,
+    speech: SpeechEngine | None = None,
+    start: bool = True,
+    hub_url: str | None = None,
+    **config: Any,
+) -> Agent:
+    identity = await enroll_identity(
+        hub, data_dir, commune=commune, kind=kind, profile=profile, name=name, hub_url=hub_url
+    )
     agent = Agent(
         fast_config(data_dir, **config), identity, load_profile(profile), player, speech=speech
     )

@@ -19,7 +19,7 @@ from hub.appkeys import DB
 from hub.testing import HubHarness, running_hub
 from loa_contract.models import VN_TZ
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleSession, needs_chromium
-from tests.real_files import png_bytes, wav_bytes
+from tests.real_files import png_bytes, scanned_pdf, wav_bytes
 
 PASSWORD = "Own-pass-2!"
 LONG_TEXT = " ".join(["Thông báo lịch tiêm chủng cho trẻ em trong xã."] * 40)  # 400 words
@@ -744,3 +744,56 @@ async def test_browser_pages_through_the_list_keeping_its_filters(hub: HubHarnes
             await expect(page.locator("select[name=kind]")).to_have_value("text")
         finally:
             await browser.close()
+
+
+async def test_refusals_the_hub_words_itself_are_shown_in_the_pages_language(
+    hub: HubHarness, people: dict[str, ConsoleSession], tmp_path: Path
+) -> None:
+    """A recording of the wrong length and a document with no words are refused by rules
+    that write their own sentence in both languages (hub/bulletins.py): the console shows
+    the one of its language, never the Vietnamese on an English page."""
+    agency, reviewer = people["bt.soyte"], people["tt.lan"]
+    when = {
+        "valid_from": datetime.now(VN_TZ).isoformat(),
+        "valid_until": (datetime.now(VN_TZ) + timedelta(days=1)).isoformat(),
+    }
+    writer = await hub.user("bt.soyte2", "contributor", "so-yte")
+    short = await writer.upload(wav_bytes(30.0, rate=8000))
+    made = await writer.call(
+        "POST",
+        "/api/v1/bulletins",
+        json={"title": "Tin ngắn", "kind": "audio", "priority": "normal",
+              "category": "socioeconomic_development", "media": short["sha256"],
+              "schedule": when},
+        expect=201,
+    )  # fmt: skip
+    page = f"/bulletins/{made['id']}"
+    await agency.get(f"{page}?lang=en")
+    status, html, _ = await agency.post(f"{page}/submit")
+    assert status == 422, html
+    assert "the recording lasts 0.5 minutes; the rule is 2–3 minutes" in html
+    assert "Bản tin thu âm dài" not in html
+    await agency.get(f"{page}?lang=vi")
+    status, html, _ = await agency.post(f"{page}/submit")
+    assert status == 422 and "Bản tin thu âm dài 0.5 phút; quy định: 2–3 phút." in html
+
+    await hub.device("00001", "speaker")
+    scan = scanned_pdf(tmp_path / "scan.pdf", [(200, 30, 40)])
+    sha = (await hub.upload(scan.read_bytes()))["sha256"]
+    made = await hub.call(
+        "POST",
+        "/api/v1/bulletins",
+        json={"title": "Lịch cắt điện", "kind": "document", "priority": "normal",
+              "category": "socioeconomic_development", "media": sha,
+              "targets": {"communes": ["00001"]}, "schedule": when},
+        expect=201,
+    )  # fmt: skip
+    page = f"/bulletins/{made['id']}"
+    await reviewer.get(f"{page}?lang=en")
+    status, html, _ = await reviewer.post(f"{page}/publish")
+    assert status == 422, html
+    assert "the document has no words to read (a photo or a scan)" in html
+    assert "loa không có gì để phát" not in html
+    await reviewer.get(f"{page}?lang=vi")
+    status, html, _ = await reviewer.post(f"{page}/publish")
+    assert status == 422 and "loa không có gì để phát" in html

@@ -27,14 +27,12 @@ import pytest
 from aiohttp import web
 
 from edge_agent.agent import Agent
-from edge_agent.hubclient import HubClient
-from edge_agent.identity import Identity
 from edge_agent.players.null import NullPlayer
 from edge_agent.releases import BASE, Releases
 from hub.cli import main as hub_main
 from loa_contract import HubSigner, ReleaseDescriptor, SignedEnvelope, utcnow
 from scripts.release import build_release
-from tests.e2e import LiveHub, NoUpgradeProxy, enroll_agent, tone_bytes
+from tests.e2e import LiveHub, NoUpgradeProxy, enroll_agent, enroll_identity, tone_bytes
 from tests.restarter import Restarter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,26 +87,10 @@ def _free_port() -> int:
 
 
 async def _enroll(hub: LiveHub, data: Path, commune: str) -> str:
-    slot = await hub.call(
-        "POST",
-        "/api/v1/devices",
-        json={"commune": commune, "name": data.name, "kind": "speaker"},
+    identity = await enroll_identity(
+        hub, data, commune=commune, kind="speaker", profile="speaker-cluster", name=data.name
     )
-    client = HubClient(hub.url)
-    try:
-        answer = await client.enroll(slot["enrollment_code"], "test")
-    finally:
-        await client.close()
-    Identity(
-        hub_url=hub.url,
-        device_id=answer.device_id,
-        device_secret=answer.device_secret,
-        device_kind=answer.device_kind,
-        commune=answer.commune,
-        profile="speaker-cluster",
-        hub_keys=answer.hub_keys,
-    ).save(data)
-    return answer.device_id
+    return identity.device_id
 
 
 def _device(data: Path, fault_at: str | None = None) -> Restarter:
@@ -370,7 +352,22 @@ async def test_a_forged_signature_is_refused(hub: LiveHub, tmp_path: Path) -> No
         await proxy.close()
 
 
-async def test_a_file_that_does_not_match_its_signed_hash_is_refused(
+class CountingProxy(NoUpgradeProxy):
+    """Between device and hub, counts the requests for each device media file."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.fetches: dict[str, int] = {}
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        prefix = "/api/v1/device/media/"
+        if request.path.startswith(prefix):
+            sha = request.path[len(prefix) :]
+            self.fetches[sha] = self.fetches.get(sha, 0) + 1
+        return await super().handle(request)
+
+
+async def test_a_file_that_does_not_match_its_signed_hash_is_refused_and_left_alone(
     hub: LiveHub, tmp_path: Path
 ) -> None:
     listed = await hub.call("GET", "/api/v1/releases")
@@ -380,14 +377,35 @@ async def test_a_file_that_does_not_match_its_signed_hash_is_refused(
     damaged = bytearray(stored.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
     stored.write_bytes(bytes(damaged))
-    agent = await _in_process_agent(hub, tmp_path / "pi")
+    proxy = CountingProxy(hub.url)
+    url = await proxy.start()
+    agent = await _in_process_agent(hub, tmp_path / "pi", hub_url=url)
+    device_id = agent.identity.device_id
     try:
-        await _rollout(hub, GOOD)
-        await agent.wait_until(lambda: "not what was signed" in agent.updater.activity, 30)
+        # Left active whatever fails (a failure would pause it, and nothing be offered).
+        await _rollout(hub, GOOD, max_failure_share=1.0)
+        entry = await _until(
+            _reported(hub, device_id, state="failed", target_version=GOOD), "refusal reported"
+        )
+        assert "not what was signed" in entry["reason"], entry
+        assert "refused 1 times; next try in 15 min" in entry["reason"], entry
         assert not Releases(tmp_path / "pi").is_installed(GOOD)
         assert not agent.updater.restart.is_set()
+        fetched = proxy.fetches.get(sha, 0)
+        assert fetched >= 1
+        refusal = Releases(tmp_path / "pi").load_state().mismatched[sha]
+        assert refusal.failures == 1
+        # Three more update checks, still offered the release: the file is not fetched again.
+        for _ in range(3):
+            seen = (await _device_update(hub, device_id) or {})["reported_at"]
+            await _until(lambda seen=seen: _newer_report(hub, device_id, seen), "another check")
+        assert proxy.fetches.get(sha, 0) == fetched
+        assert "next try in" in agent.updater.activity
+        rollouts = (await hub.call("GET", "/api/v1/releases"))["rollouts"]
+        assert [r["state"] for r in rollouts] == ["active"]
     finally:
         await agent.stop()
+        await proxy.close()
 
 
 async def test_a_switch_waits_while_an_emergency_is_active(hub: LiveHub, tmp_path: Path) -> None:

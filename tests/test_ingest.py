@@ -18,6 +18,7 @@ from hub.db import iso
 from hub.device_api import recheck_stored_plays
 from hub.testing import HubHarness, health_report, running_hub
 from loa_contract import VN_TZ, utcnow
+from tests.real_files import wav_bytes
 from tests.test_hub_device import WAV, publish
 from tests.test_paging import walk
 
@@ -181,6 +182,33 @@ async def test_a_batch_of_good_and_unbelievable_plays(hub: HubHarness) -> None:
     report = await hub.call("GET", f"/api/v1/reports/monthly?month={month}&commune=00001")
     assert report["totals"]["airings"] == 3  # 1, 2 and 16 (the audio airing of 30 s)
     assert report["totals"]["seconds"] < 100
+
+
+async def test_an_audio_airing_longer_than_its_decoded_file_is_refused(hub: HubHarness) -> None:
+    """The hub decodes each audio file at upload (hub/probe.py): an airing of it may last its
+    duration plus the slack, not the validity window."""
+    dev = await hub.new_device("00001")
+    sound = await hub.upload(wav_bytes(2.0))
+    assert sound["duration_s"] == pytest.approx(2.0, abs=0.05)
+    audio = (await publish(hub, kind="audio", media=sound["sha256"], text=None))["id"]
+    await hub.backdate(utcnow() - timedelta(hours=1), dev.id, audio)
+    just = utcnow() - timedelta(minutes=20)
+    reports = [
+        {**play(1, just, audio, seconds=2.0), "kind": "audio"},
+        {**play(2, just, audio, seconds=31.0), "kind": "audio"},  # 2 s + 30 s of slack
+        {**play(3, just, audio, seconds=40.0), "kind": "audio"},
+        {**play(4, just, audio, seconds=600.0), "kind": "audio"},  # within its validity
+        health_report(5, utcnow()),
+    ]
+    status, ack = await dev.report(reports)
+    assert status == 200 and ack == {"acked": [1, 2, 3, 4, 5]}
+    assert await stored_seqs(hub, dev.id) == [1, 2]
+    assert await refused_rows(hub, dev.id) == {3: "too_long", 4: "too_long"}
+    rows = await hub.call("GET", f"/api/v1/refused-reports?device={dev.id}&reason=too_long")
+    detail = next(r["detail"] for r in rows if r["seq"] == 4)
+    assert "lasted 600 s; its file plays 2.0 s (decoded at upload), at most 32 s" in detail
+    device = await hub.call("GET", f"/api/v1/devices/{dev.id}")
+    assert device["verdict"] == "warning" and "reports_refused" in device["verdict_reasons"]
 
 
 async def test_a_retry_is_judged_once(hub: HubHarness) -> None:

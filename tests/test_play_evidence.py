@@ -224,6 +224,56 @@ def test_content_length_by_kind(
     assert judge(past, b) == "bad_position"
 
 
+@pytest.mark.parametrize(
+    ("kind", "device", "media", "window", "expected"),
+    [
+        # Audio and video whose file the hub decoded: its duration, whatever the window.
+        (BulletinKind.AUDIO, DeviceKind.SPEAKER, 6.0, 86400, 6.0),
+        (BulletinKind.AUDIO, DeviceKind.SPEAKER, 0.98, 600, 0.98),
+        (BulletinKind.VIDEO, DeviceKind.BOARD, 95.5, 86400, 95.5),
+        (BulletinKind.AUDIO, DeviceKind.SPEAKER, 8 * 3600.0, 86400, 8 * 3600.0),  # beyond the cap
+        # A duration not known (a file uploaded before the hub probed them) or not usable.
+        (BulletinKind.AUDIO, DeviceKind.SPEAKER, None, 600, 600.0),
+        (BulletinKind.AUDIO, DeviceKind.SPEAKER, 0.0, 600, 600.0),
+        (BulletinKind.VIDEO, DeviceKind.BOARD, math.nan, 600, 600.0),
+        (BulletinKind.VIDEO, DeviceKind.BOARD, math.inf, 600, 600.0),
+        # Only audio and video are judged by their file's duration.
+        (BulletinKind.DOCUMENT, DeviceKind.BOARD, 30.0, 86400, MEDIA_CAP.total_seconds()),
+        (BulletinKind.IMAGE, DeviceKind.BOARD, 30.0, 86400, ANIMATION_CAP.total_seconds()),
+    ],
+)
+def test_audio_and_video_last_their_decoded_duration(
+    kind: BulletinKind,
+    device: DeviceKind,
+    media: float | None,
+    window: int,
+    expected: float,
+) -> None:
+    facts: dict[str, Any] = {
+        "words": 0,
+        "chars": 0,
+        "display_seconds": 15.0,
+        "held_from": HELD_FROM,
+        "held_until": HELD_FROM + timedelta(seconds=window),
+        "media_seconds": media,
+    }
+    assert content_seconds(kind, device, **facts) == expected
+    b = bulletin(device, kind=kind, **facts)
+    limit = with_slack(expected)
+    assert b.longest == timedelta(seconds=limit)
+    start = HELD_FROM + timedelta(minutes=1)
+    assert judge(play(limit, kind=kind, started_at=start, position_s=0.0), b) is None
+    over = play(limit + 1, kind=kind, started_at=start, position_s=0.0)
+    found = refusal(
+        over, epoch_us(over.started_at), epoch_us(over.ended_at), b, device_bounds(ENROLLED, NOW)
+    )
+    assert found is not None and found.reason == "too_long"
+    judged_by_file = expected == media
+    assert ("decoded at upload" in found.detail) is judged_by_file, found.detail
+    if judged_by_file:
+        assert f"its file plays {media:.1f} s" in found.detail
+
+
 def test_slack_is_the_larger_of_a_floor_and_a_share() -> None:
     floor = CONTENT_SLACK.total_seconds()
     assert with_slack(15.0) == 15.0 + floor

@@ -4,6 +4,7 @@ are told about."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -207,3 +208,107 @@ async def test_a_backup_keeps_the_release_files(hub: HubHarness, tmp_path: Path)
     summary = make_backup(hub.config, tmp_path / "b.tar")
     restored = restore_backup(summary.path, tmp_path / "restored")
     assert sorted(p.name for p in (restored.path / "releases").iterdir()) == shas
+
+
+async def test_a_rollout_to_a_device_group_reaches_its_members_as_they_are(
+    hub: HubHarness,
+) -> None:
+    await hub.commune("00002")
+    first, later = await hub.new_device("00001"), await hub.new_device("00002")
+    outside = await hub.new_device("00001")
+    group = await hub.call(
+        "POST", "/api/v1/device-groups", json={"name": "Loa thử nghiệm"}, expect=201
+    )
+    await hub.call(
+        "PUT", f"/api/v1/device-groups/{group['id']}/devices", json={"devices": [first.id]}
+    )
+    # By id, or by a name no other group bears; not with communes; a group that does not exist.
+    for body, field in (
+        ({"version": "0.3.0", "percent": 100, "group": "Loa thử nghiệm", "communes": ["00001"]},
+         "group"),
+        ({"version": "0.3.0", "percent": 100, "group": "nhóm không có"}, "group"),
+    ):  # fmt: skip
+        answer = await hub.call("POST", "/api/v1/rollouts", json=body, expect=422)
+        assert answer["detail"][0]["field"] == field, answer
+    rollout = await hub.call(
+        "POST",
+        "/api/v1/rollouts",
+        json={"version": "0.3.0", "percent": 100, "group": "Loa thử nghiệm"},
+        expect=201,
+    )
+    assert (rollout["group"], rollout["group_name"]) == (group["id"], "Loa thử nghiệm")
+    assert (await _check(first)).release is not None
+    assert (await _check(later)).release is None and (await _check(outside)).release is None
+    # Membership is looked up at each check: a device added later is reached.
+    await hub.call(
+        "PUT",
+        f"/api/v1/device-groups/{group['id']}/devices",
+        json={"devices": [first.id, later.id]},
+    )
+    assert (await _check(later)).release is not None
+    audit = await hub.call("GET", "/api/v1/audit?action=rollout.start")
+    entry = audit["items"][0]
+    assert f"to group Loa thử nghiệm ({group['id']})" in entry["detail"], entry
+    assert entry["after"]["group"] == group["id"]
+    # A deleted group reaches nobody, and the page says the group is gone.
+    await hub.call("DELETE", f"/api/v1/device-groups/{group['id']}")
+    assert (await _check(first)).release is None
+    listed = (await hub.call("GET", "/api/v1/releases"))["rollouts"][0]
+    assert (listed["group"], listed["group_name"]) == (group["id"], None)
+
+
+async def _console_login(hub: HubHarness) -> str:
+    login = await (await hub.client.get("/login")).text()
+    token = re.search(r'name="csrf" value="([^"]+)"', login)
+    assert token is not None
+    resp = await hub.client.post(
+        "/login",
+        data={"username": ADMIN, "password": ADMIN_PASSWORD, "csrf": token[1], "next": "/"},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    html = await (await hub.client.get("/releases")).text()
+    token = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert token is not None
+    return token[1]
+
+
+async def test_the_console_and_the_cli_start_a_rollout_to_a_group(hub: HubHarness) -> None:
+    member = await hub.new_device("00001")
+    group = await hub.call("POST", "/api/v1/device-groups", json={"name": "Cụm chợ"}, expect=201)
+    await hub.call(
+        "PUT", f"/api/v1/device-groups/{group['id']}/devices", json={"devices": [member.id]}
+    )
+    csrf = await _console_login(hub)
+    html = await (await hub.client.get("/releases")).text()
+    assert f'<option value="{group["id"]}"' in html and "Nhóm thiết bị" in html
+    # A group and communes at once: shown again with the field named.
+    resp = await hub.client.post(
+        "/releases/rollouts",
+        data={"version": "0.3.0", "percent": "50", "communes": "00001", "group": group["id"],
+              "csrf": csrf},
+    )  # fmt: skip
+    assert resp.status == 422 and '<code class="field">group</code>' in await resp.text()
+    resp = await hub.client.post(
+        "/releases/rollouts",
+        data={"version": "0.3.0", "percent": "50", "group": group["id"], "csrf": csrf},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    html = await (await hub.client.get("/releases?lang=en")).text()
+    assert re.search(r'class="group">Device group: Cụm chợ<', html), html
+
+    # The CLI names the group by its name and replaces that roll-out.
+    args = ["rollout", "start", "0.2.0", "--group", "Cụm chợ", "--percent", "100",
+            "--rollback", "--data", str(hub.config.data_dir)]  # fmt: skip
+    if hub.config.database_url:
+        args += ["--database", hub.config.database_url]
+    assert await asyncio.to_thread(hub_main, args) == 0
+    rollouts = (await hub.call("GET", "/api/v1/releases"))["rollouts"]
+    assert [(r["version"], r["group"], r["state"]) for r in rollouts] == [
+        ("0.2.0", group["id"], "active"),
+        ("0.3.0", group["id"], "stopped"),
+    ]
+    offer = await _check(member, running_version="0.3.0")
+    assert offer.release is not None
+    assert member.keys.open(offer.release, ReleaseDescriptor).version == "0.2.0"

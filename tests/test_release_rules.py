@@ -16,6 +16,7 @@ import pytest
 from edge_agent.releases import (
     BASE,
     MAX_START_ATTEMPTS,
+    HashRefusal,
     Pending,
     ReleaseError,
     Releases,
@@ -25,7 +26,13 @@ from edge_agent.releases import (
     switch_back,
 )
 from edge_agent.scheduler_types import Candidate, ParsedWindow, Playing, ScheduleInput
-from edge_agent.updater import quiet_for_switch
+from edge_agent.updater import (
+    MISMATCH_MAX_WAIT_S,
+    after_mismatch,
+    fetch_held_back,
+    mismatch_wait,
+    quiet_for_switch,
+)
 from hub.releases import bucket, in_rollout, offered, pause_reason
 from hub.store.releases import Rollout
 from loa_contract import BulletinKind, DeviceKind, Priority, is_newer, version_key
@@ -296,6 +303,42 @@ def test_a_rollout_reaches_only_its_scope() -> None:
     assert not in_rollout(scoped, "d1", "xa-a", "board")
 
 
+@pytest.mark.parametrize(
+    ("groups", "commune", "device", "kind", "reached"),
+    [
+        (frozenset({"g1"}), "xa-b", "d1", "speaker", True),  # a member, wherever it is
+        (frozenset({"g0", "g1"}), "xa-b", "d1", "speaker", True),
+        (frozenset(), "xa-a", "d1", "speaker", False),  # in no group
+        (frozenset({"g2"}), "xa-a", "d1", "speaker", False),  # another group's
+        (frozenset({"g1"}), "xa-a", "d1", "board", False),  # a member, of another kind
+    ],
+)
+def test_a_group_rollout_reaches_the_group_members_only(
+    groups: frozenset[str], commune: str, device: str, kind: str, reached: bool
+) -> None:
+    grouped = _rollout(group="g1", kind="speaker")
+    assert in_rollout(grouped, device, commune, kind, groups) is reached
+
+
+def test_a_group_rollout_draws_its_share_among_the_members() -> None:
+    members = frozenset({"g1"})
+    devices = [f"d{i}" for i in range(1000)]
+    at = {
+        p: {d for d in devices if in_rollout(_rollout(group="g1", percent=p), d, "x", "s", members)}
+        for p in (10, 100)
+    }
+    assert at[10] < at[100] and len(at[100]) == 1000
+    assert at[10] == {d for d in devices if bucket("r1", d) < 10}
+
+
+def test_a_group_rollout_is_offered_only_to_members() -> None:
+    grouped = _rollout(id="new", version="0.3.0", group="g1")
+    everyone = _rollout(id="old")
+    assert offered([grouped, everyone], "d1", "x", "speaker", frozenset({"g1"})) is grouped
+    assert offered([grouped, everyone], "d1", "x", "speaker") is everyone
+    assert offered([grouped], "d1", "x", "speaker", frozenset({"g9"})) is None
+
+
 def test_only_an_active_rollout_is_offered_the_newest_first() -> None:
     newest, older = _rollout(id="new", version="0.3.0"), _rollout(id="old")
     assert offered([newest, older], "d1", "x", "speaker") is newest
@@ -333,3 +376,43 @@ def test_going_back_to_a_release_no_longer_there_ends_on_the_provisioned_one(
     assert prepare_boot(tmp_path, now=101.0) == BASE
     assert releases.current() == BASE
     assert releases.load_state().pending is None
+
+
+# ---------------------------------------------------------------- a file that does not match
+
+
+def test_a_mismatched_file_is_left_alone_longer_each_time_up_to_a_day() -> None:
+    waits = [mismatch_wait(n) for n in (*range(1, 10), 5000)]
+    assert waits[:4] == [15 * 60.0, 30 * 60.0, 60 * 60.0, 120 * 60.0]
+    assert waits == sorted(waits)
+    assert waits[-1] == MISMATCH_MAX_WAIT_S == 24 * 3600.0
+    first = after_mismatch(None, 1000.0)
+    assert first == HashRefusal(failures=1, retry_at=1000.0 + 15 * 60)
+    second = after_mismatch(first, 5000.0)
+    assert second == HashRefusal(failures=2, retry_at=5000.0 + 30 * 60)
+
+
+@pytest.mark.parametrize(
+    ("now", "held"),
+    [
+        (1000.0, 900.0),  # just refused: the whole wait is left
+        (1899.0, 1.0),
+        (1900.0, None),  # the wait is over
+        (99_999.0, None),
+        (1900.0 - MISMATCH_MAX_WAIT_S - 1, None),  # the clock went back further than any wait
+    ],
+)
+def test_when_a_mismatched_file_may_be_fetched_again(now: float, held: float | None) -> None:
+    refusal = HashRefusal(failures=1, retry_at=1900.0)
+    assert fetch_held_back(refusal, now) == held
+    assert fetch_held_back(None, now) is None
+
+
+def test_the_refusals_of_mismatched_files_survive_a_restart(tmp_path: Path) -> None:
+    releases = Releases(tmp_path)
+    state = ReleaseState(mismatched={"a" * 64: HashRefusal(failures=3, retry_at=12.5)})
+    releases.save_state(state)
+    assert releases.load_state() == state
+    # A state file written by a release from before these refusals reads as none.
+    (tmp_path / "releases" / "state.json").write_text('{"refused": {}, "last": null}')
+    assert releases.load_state().mismatched == {}

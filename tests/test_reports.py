@@ -36,7 +36,8 @@ from hub.reports import (
 )
 from hub.testing import EnrolledDevice, FakeClock, HubHarness, health_report, running_hub
 from loa_contract import VN_TZ
-from tests.test_hub_device import WAV, publish
+from tests.real_files import wav_bytes
+from tests.test_hub_device import publish
 
 LONG_TEXT = " ".join(["Thông báo lịch tiêm chủng cho trẻ em trong xã."] * 40)  # 400 words
 T0 = datetime(2025, 3, 1, tzinfo=VN_TZ)  # local midnight, 2025-02-28 17:00 UTC
@@ -594,9 +595,9 @@ async def _aired(
 ) -> str:
     """A bulletin published for `commune` a day ago, to the devices enrolled since: the hub
     credits a device only with airings of what it was sent, while it was valid. Its text runs
-    150 words (up to 3 minutes spoken)."""
+    150 words (up to 3 minutes spoken); its audio file 90 s (an airing lasts no longer)."""
     if kind == "audio":
-        kw.update(media=(await hub.upload(WAV))["sha256"], text=None)
+        kw.update(media=(await hub.upload(wav_bytes(90.0)))["sha256"], text=None)
     else:
         kw.setdefault("text", "lời " * 150)
     bulletin = (await publish(hub, kind=kind, targets={"communes": [commune]}, **kw))["id"]
@@ -663,7 +664,7 @@ async def test_commune_operator_sees_only_its_commune(hub: HubHarness) -> None:
     b2 = await _aired(hub, [two], "00002", kind="audio")
     started = datetime.now(UTC) - timedelta(minutes=15)
     await _report(one, [_play_report(1, b1, started, 60)])
-    await _report(two, [_play_report(1, b2, started, 600, kind="audio")])
+    await _report(two, [_play_report(1, b2, started, 90, kind="audio")])
     op = await hub.user("xa1.op", "commune_operator", "00001")
     month = _month_of(started)
     mine = await op.call("GET", "/api/v1/reports/monthly", params={"month": month})

@@ -40,6 +40,9 @@ class Rollout:
     created_at: datetime
     created_by: str
     updated_at: datetime
+    #: A device group's id: the roll-out reaches the group's members as they are when each
+    #: device asks (instead of `communes` and `devices`).
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ class Outcomes:
 _RELEASE = "version, sha256, size, filename, descriptor, added_at, added_by"
 _ROLLOUT = (
     "id, version, communes, devices, kind, percent, state, downgrade, descriptor,"
-    " max_failure_share, min_attempts, paused_reason, created_at, created_by, updated_at"
+    " max_failure_share, min_attempts, paused_reason, created_at, created_by, updated_at,"
+    " group_id"
 )
 
 
@@ -86,6 +90,7 @@ def _rollout(row: Row) -> Rollout:
         created_at=from_iso(row["created_at"]),
         created_by=row["created_by"],
         updated_at=from_iso(row["updated_at"]),
+        group=row["group_id"],
     )
 
 
@@ -127,7 +132,7 @@ async def releases(db: Reader) -> list[Release]:
 
 async def add_rollout(tx: Tx, rollout: Rollout) -> None:
     await tx.execute(
-        f"INSERT INTO rollouts ({_ROLLOUT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO rollouts ({_ROLLOUT}) VALUES ({', '.join('?' * 16)})",
         (
             rollout.id,
             rollout.version,
@@ -144,6 +149,7 @@ async def add_rollout(tx: Tx, rollout: Rollout) -> None:
             iso(rollout.created_at),
             rollout.created_by,
             iso(rollout.updated_at),
+            rollout.group,
         ),
     )
 

@@ -455,6 +455,8 @@ class Evidence:
     held_until: datetime
     #: Sent to the device: published or cancelled since, reaching it, of a kind it airs.
     sent: bool
+    #: The decoded duration of its file (media.duration_s), None when not known.
+    media_seconds: float | None = None
 
 
 #: The enum member of a stored value, by a dict lookup: calling the enum is several times dearer.
@@ -469,6 +471,7 @@ async def evidence(
     was ever sent to it. One read."""
     rows = await db.fetchall(
         "SELECT b.id, b.kind, b.priority, b.display_seconds, b.text,"
+        " (SELECT m.duration_s FROM media m WHERE m.sha256 = b.media_sha256) AS media_seconds,"
         # Stored times share iso()'s one shape, so they compare as text: the device could hold
         # it from its publication or valid_from (the later) until valid_until or its
         # cancellation (the earlier).
@@ -491,6 +494,7 @@ async def evidence(
             held_from=from_iso(r["held_from"]),
             held_until=from_iso(r["held_until"]),
             sent=bool(r["sent"]),
+            media_seconds=r["media_seconds"],
         )
         for r in rows
     }
