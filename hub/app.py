@@ -55,7 +55,8 @@ from .db import open_database
 from .errors import ApiError, error_middleware
 from .keys import load_keyring
 from .manifests import ManifestCache, refresher_context
-from .nodes import nodes_context
+from .node_bus import bus_for
+from .nodes import node_url, nodes_context
 from .play_evidence import SentCache
 from .proxy import forwarded_middleware
 from .push import Connections
@@ -149,12 +150,18 @@ PUSH_GRACE_S = 5.0
 
 async def _push(app: web.Application) -> AsyncIterator[None]:
     """Active emergencies' start frames signed once at start-up (for the devices that
-    reconnect after a restart); at shutdown, the fan-outs still running finish or are
-    cancelled before the database closes."""
+    reconnect after a restart), and the bus to the other hub nodes; at shutdown, the fan-outs
+    still running finish or are cancelled before the database closes."""
     connections = app[CONNECTIONS]
+    config = app[CONFIG]
     await bulletins.load_active_emergencies(app[DB], connections, app[CLOCK]())
+    connections.bus = bus_for(
+        app[DB], clock=app[CLOCK], url=node_url(config.public_url), fresh=config.node_fresh
+    )
+    await connections.bus.start(connections.on_node_event)
     yield
     await connections.finish_background(PUSH_GRACE_S)
+    await connections.bus.close()
 
 
 def create_app(

@@ -688,6 +688,12 @@ async def _announce_publish(ctx: Ctx, published: Published) -> BulletinOut:
             f"emergency_start of {bulletin.id}",
         )
     else:
+        if scope is not None:
+            # Approved for later: the other nodes keep its start for the devices that
+            # connect to them once it is due.
+            connections.in_background(
+                connections.push_emergency_start([], start), f"emergency_start of {bulletin.id}"
+            )
         connections.in_background(
             connections.push_manifest_ready(versions, ctx.config.command_ttl),
             f"manifest_ready for {bulletin.id}",
@@ -1041,7 +1047,7 @@ async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> Bullet
         ctx, bulletin_id, targeted=len(versions), pushed=pushed, command_id=cancel.command_id
     )
     connections.in_background(
-        connections.broadcast(list(versions), cancel.frame),
+        connections.push_emergency_cancel(bulletin_id, list(versions), cancel),
         f"emergency_cancel of {bulletin_id}",
     )
     return answer

@@ -679,6 +679,18 @@ MIGRATIONS: list[str | Dialects] = [
         data TEXT NOT NULL
     );
     """,
+    # Pushes made on one hub node for devices connected to the others (hub/node_bus.py): the
+    # durable record a NOTIFY names by id, so a node that missed notifications catches up.
+    """
+    CREATE TABLE node_events (
+        id INTEGER PRIMARY KEY,
+        node TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX node_events_at ON node_events(at);
+    """,
 ]
 
 

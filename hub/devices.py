@@ -413,7 +413,7 @@ async def dispatch(
             group_id=group_id,
             batch_id=batch_id,
         )
-    delivered = ctx.connections.send(device.id, command)
+    delivered = await ctx.connections.send_command(device.id, command)
     status: CommandStatus = "sent" if delivered else "undelivered"
     async with ctx.db.transaction() as tx:
         if not delivered:

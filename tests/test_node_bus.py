@@ -1,0 +1,228 @@
+"""Pushes across hub nodes (issue #10 point 3): two hub nodes on one PostgreSQL database, an
+agent connected to node B, the operator on node A. An emergency fired on A airs on B's agent,
+its cancel stops it there, a test tone sent from A is delivered by B and its answer is seen
+from A. Then the bus itself: events arrive in order, a node never hears its own, and a
+listening connection cut by the server is replaced and what was written meanwhile is read.
+
+The agents here poll their manifest only once an hour: what they play arrives by push.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bench.support import free_port
+from edge_agent.players.null import NullPlayer
+from edge_agent.speech import EspeakEngine
+from hub.appkeys import CONFIG, CONNECTIONS
+from hub.node_bus import NodeEvent, frame_text
+from hub.push import text_frame
+from hub.store.node_events import LISTENER_NAME, PostgresBus
+from hub.store.postgres import PostgresDatabase
+from hub.testing import database_for_tests
+from loa_contract import Priority, utcnow
+from tests.conftest import on_postgres
+from tests.e2e import LiveHub, enroll_agent, window_around
+
+TIMEOUT = 30.0
+
+postgres_only = pytest.mark.skipif(
+    not on_postgres(), reason="several hub nodes share a PostgreSQL database"
+)
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65_535, 65_536, 200_000])
+def test_a_frame_gives_back_the_text_it_carries(size: int) -> None:
+    text = "ầ" * (size // 3) + "x" * (size % 3)
+    assert frame_text(text_frame(text)) == text
+
+
+@pytest.mark.parametrize(
+    "frame", [b"\x82\x01x", b"\x81\x81abcdx", b"\x81\x05abc", text_frame("abc") + b"d"]
+)
+def test_what_is_not_one_server_text_frame_is_refused(frame: bytes) -> None:
+    with pytest.raises(ValueError):
+        frame_text(frame)
+
+
+@asynccontextmanager
+async def two_nodes(tmp_path: Path) -> AsyncIterator[tuple[LiveHub, LiveHub]]:
+    """Nodes A and B: their own data folders and public URLs, one database, one signing key
+    (B's folder gets A's key file, as `hub key import` would put it there)."""
+    nodes: list[LiveHub] = []
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            node = LiveHub(
+                tmp_path / name, port=port, config={"public_url": f"http://127.0.0.1:{port}"}
+            )
+            if nodes:
+                node.data_dir.mkdir(parents=True)
+                key = nodes[0].app[CONFIG].key_path
+                shutil.copy(key, node.data_dir / key.name)
+            await node.start()
+            nodes.append(node)
+        yield nodes[0], nodes[1]
+    finally:
+        for node in reversed(nodes):
+            await node.close()
+
+
+async def listening(node: LiveHub) -> None:
+    bus = node.app[CONNECTIONS].bus
+    assert isinstance(bus, PostgresBus)
+    async with asyncio.timeout(TIMEOUT):
+        await bus.listening.wait()
+
+
+@postgres_only
+async def test_an_emergency_a_cancel_and_a_command_made_on_a_reach_an_agent_on_b(
+    tmp_path: Path,
+) -> None:
+    async with two_nodes(tmp_path) as (node_a, node_b):
+        now = utcnow()
+        await node_a.add_commune("xa-n", speaker=[window_around(now)])
+        agent = await enroll_agent(
+            node_b,
+            tmp_path / "loa",
+            commune="xa-n",
+            kind="speaker",
+            profile="speaker-cluster",
+            player=NullPlayer(default_duration_s=60.0),
+            speech=EspeakEngine(),
+            poll_interval_s=3600,
+        )
+        try:
+            await agent.wait_until(agent.status_connected, TIMEOUT)
+            assert agent.client.base_url == node_b.url
+            await listening(node_b)
+            assert not node_a.app[CONNECTIONS].is_online(agent.identity.device_id)
+
+            emergency = await node_a.call(
+                "POST",
+                "/api/v1/emergencies",
+                json={"title": "Cảnh báo lũ", "text": "Nước lũ đang lên.", "repeats": 1},
+                expect=201,
+            )
+
+            def on_air() -> bool:
+                playing = agent.now_playing()
+                return (
+                    playing is not None
+                    and playing.priority is Priority.EMERGENCY
+                    and playing.bulletin_id == emergency["id"]
+                )
+
+            await agent.wait_until(on_air, TIMEOUT)
+            # B keeps the start for its devices that reconnect while it lasts.
+            assert emergency["id"] in node_b.app[CONNECTIONS].emergencies
+
+            await node_a.call("POST", f"/api/v1/emergencies/{emergency['id']}/cancel")
+            await agent.wait_until(lambda: not on_air(), TIMEOUT)
+            assert emergency["id"] not in node_b.app[CONNECTIONS].emergencies
+
+            device_id = agent.identity.device_id
+            sent = await node_a.call(
+                "POST",
+                f"/api/v1/devices/{device_id}/commands",
+                json={"type": "test_tone"},
+                expect=202,
+            )
+            assert sent["delivered"] is True and sent["status"] == "sent"
+            async with asyncio.timeout(TIMEOUT):
+                await node_a.app[CONNECTIONS].wait_answer(sent["command_id"])
+            answer = await node_a.call(
+                "GET", f"/api/v1/devices/{device_id}/commands/{sent['command_id']}"
+            )
+            assert answer["status"] == "applied"
+
+            # A device connected to no node: undelivered, said as soon as B has replied.
+            idle = await enroll_agent(
+                node_a,
+                tmp_path / "idle",
+                commune="xa-n",
+                kind="speaker",
+                profile="speaker-cluster",
+                player=NullPlayer(),
+                start=False,
+            )
+            gone = await node_a.call(
+                "POST",
+                f"/api/v1/devices/{idle.identity.device_id}/commands",
+                json={"type": "resync"},
+                expect=202,
+            )
+            assert gone["delivered"] is False and gone["status"] == "undelivered"
+        finally:
+            await agent.stop()
+
+
+class Heard:
+    """What one bus delivered, and a way to wait for more of it."""
+
+    def __init__(self) -> None:
+        self.events: list[NodeEvent] = []
+        self._more = asyncio.Condition()
+
+    async def receive(self, event: NodeEvent) -> None:
+        async with self._more:
+            self.events.append(event)
+            self._more.notify_all()
+
+    async def count(self, size: int) -> list[Any]:
+        async with asyncio.timeout(TIMEOUT), self._more:
+            await self._more.wait_for(lambda: len(self.events) >= size)
+        return [e.body["command_id"] for e in self.events]
+
+
+@asynccontextmanager
+async def bus(heard: Heard) -> AsyncIterator[PostgresBus]:
+    url = database_for_tests()
+    assert url is not None
+    db = await PostgresDatabase.open(url)
+    node = PostgresBus(db, clock=utcnow, url=None, fresh=timedelta(minutes=3), check_s=0.2)
+    await node.start(heard.receive)
+    try:
+        yield node
+    finally:
+        await node.close()
+        await db.close()
+
+
+@postgres_only
+async def test_events_arrive_in_order_and_after_the_listener_is_cut() -> None:
+    heard_a, heard_b = Heard(), Heard()
+    async with bus(heard_a) as a, bus(heard_b) as b:
+        await a.listening.wait()
+        await b.listening.wait()
+        for i in range(5):
+            await a.publish("answered", {"command_id": f"c{i}"})
+        assert await heard_b.count(5) == [f"c{i}" for i in range(5)]
+        assert {e.node for e in heard_b.events} == {a.node_id}
+
+        # The server ends both listeners; events written before they are back are read then.
+        admin = await asyncpg.connect(database_for_tests())
+        try:
+            cut = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = $1",
+                LISTENER_NAME,
+            )
+        finally:
+            await admin.close()
+        assert cut == 2
+        for i in range(5, 8):
+            await a.publish("answered", {"command_id": f"c{i}"})
+        assert await heard_b.count(8) == [f"c{i}" for i in range(8)]
+        await b.publish("answered", {"command_id": "from-b"})
+        # A hears B's event and none of its own.
+        assert await heard_a.count(1) == ["from-b"]
