@@ -27,6 +27,7 @@ from . import (
     incidents,
     maintenance,
     media,
+    node_objects,
     offers,
     pages,
     preview_api,
@@ -44,6 +45,8 @@ from .appkeys import (
     ENROLL_LIMITER,
     KEYRING,
     MANIFEST_CACHE,
+    NODE_OBJECTS,
+    NODE_SECRET,
     PROBES,
     ROUTES,
     SENT_CACHE,
@@ -55,7 +58,9 @@ from .db import open_database
 from .errors import ApiError, error_middleware
 from .keys import load_keyring
 from .manifests import ManifestCache, refresher_context
-from .node_bus import bus_for
+from .node_bus import NodeEvent, bus_for
+from .node_objects import objects_context
+from .node_secret import node_secret
 from .nodes import node_url, nodes_context
 from .play_evidence import SentCache
 from .proxy import forwarded_middleware
@@ -127,6 +132,7 @@ ROUTE_TABLES: list[RouteTable] = [
     incidents.routes,
     exchange.routes,
     releases.routes,
+    node_objects.routes,
 ]
 
 
@@ -158,7 +164,17 @@ async def _push(app: web.Application) -> AsyncIterator[None]:
     connections.bus = bus_for(
         app[DB], clock=app[CLOCK], url=node_url(config.public_url), fresh=config.node_fresh
     )
-    await connections.bus.start(connections.on_node_event)
+    objects = app[NODE_OBJECTS]
+
+    async def receive(event: NodeEvent) -> None:
+        if event.kind == "object_stored":
+            store = event.body["store"]
+            if store in ("media", "releases"):
+                objects.replicate(store, str(event.body["sha256"]))
+        else:
+            await connections.on_node_event(event)
+
+    await connections.bus.start(receive)
     yield
     await connections.finish_background(PUSH_GRACE_S)
     await connections.bus.close()
@@ -181,6 +197,7 @@ def create_app(
     app[CLOCK] = clock or utcnow
     app[ENROLL_LIMITER] = FailureLimiter()
     app[KEYRING] = keyring
+    app[NODE_SECRET] = node_secret(keyring.signer)
     app[CONNECTIONS] = Connections(
         keyring.signer,
         max_backlog_bytes=config.ws_max_backlog_bytes,
@@ -198,6 +215,7 @@ def create_app(
     app.cleanup_ctx.append(_database)
     # Registered before serving: the first manifest signed here already lists this node.
     app.cleanup_ctx.append(nodes_context)
+    app.cleanup_ctx.append(objects_context)
     app.cleanup_ctx.append(_push)
     app.cleanup_ctx.append(refresher_context)
     app.cleanup_ctx.append(feeds_context)

@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol
 #: - command: {"device_id", "command_id", "envelope"}; the node holding the device answers
 #:   with command_reply: {"command_id", "delivered": bool}
 #: - answered: {"command_id"} (a device's CommandAck is stored)
+#: - object_stored: {"store": "media" | "releases", "sha256"} (hub/node_objects.py)
 EventKind = Literal[
     "manifest_ready",
     "emergency_start",
@@ -42,6 +43,7 @@ EventKind = Literal[
     "command",
     "command_reply",
     "answered",
+    "object_stored",
 ]
 
 

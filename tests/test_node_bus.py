@@ -1,7 +1,8 @@
 """Pushes across hub nodes (issue #10 point 3): two hub nodes on one PostgreSQL database, an
 agent connected to node B, the operator on node A. An emergency fired on A airs on B's agent,
 its cancel stops it there, a test tone sent from A is delivered by B and its answer is seen
-from A. Then the bus itself: events arrive in order, a node never hears its own, and a
+from A; media uploaded on A is copied to B, and fetched by B when a device asks for what B
+missed. Then the bus itself: events arrive in order, a node never hears its own, and a
 listening connection cut by the server is replaced and what was written meanwhile is read.
 
 The agents here poll their manifest only once an hour: what they play arrives by push.
@@ -23,7 +24,7 @@ import pytest
 from bench.support import free_port
 from edge_agent.players.null import NullPlayer
 from edge_agent.speech import EspeakEngine
-from hub.appkeys import CONFIG, CONNECTIONS
+from hub.appkeys import CONFIG, CONNECTIONS, NODE_OBJECTS
 from hub.node_bus import NodeEvent, frame_text
 from hub.push import text_frame
 from hub.store.node_events import LISTENER_NAME, PostgresBus
@@ -31,7 +32,7 @@ from hub.store.postgres import PostgresDatabase
 from hub.testing import database_for_tests
 from loa_contract import Priority, utcnow
 from tests.conftest import on_postgres
-from tests.e2e import LiveHub, enroll_agent, window_around
+from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes, window_around
 
 TIMEOUT = 30.0
 
@@ -226,3 +227,54 @@ async def test_events_arrive_in_order_and_after_the_listener_is_cut() -> None:
         await b.publish("answered", {"command_id": "from-b"})
         # A hears B's event and none of its own.
         assert await heard_a.count(1) == ["from-b"]
+
+
+@postgres_only
+async def test_media_uploaded_on_a_is_copied_to_b_and_fetched_there_when_missing(
+    tmp_path: Path,
+) -> None:
+    async with two_nodes(tmp_path) as (node_a, node_b):
+        now = utcnow()
+        await node_a.add_commune("xa-m", speaker=[window_around(now)])
+        await listening(node_b)
+        audio = await node_a.upload(tone_bytes(tmp_path, "tin", 1.0), "audio/wav")
+        sha = audio["sha256"]
+        b_objects = node_b.app[NODE_OBJECTS]
+        # B copies it as soon as A says it stored it (or fetches it now, if not yet).
+        assert await b_objects.ensure("media", sha)
+        b_copy = b_objects.directory("media") / sha
+        assert b_copy.read_bytes() == (node_a.app[CONFIG].media_dir / sha).read_bytes()
+        # A node that missed it (down when it was stored) fetches it when a device asks.
+        b_copy.unlink()
+
+        agent = await enroll_agent(
+            node_b,
+            tmp_path / "loa",
+            commune="xa-m",
+            kind="speaker",
+            profile="speaker-cluster",
+            player=NullPlayer(default_duration_s=0.2),
+            poll_interval_s=3600,
+        )
+        try:
+            await agent.wait_until(agent.status_connected, TIMEOUT)
+            bulletin = await node_a.publish(
+                {
+                    "title": "Tiêm phòng",
+                    "kind": "audio",
+                    "priority": "normal",
+                    "media": sha,
+                    "targets": {"communes": ["xa-m"]},
+                    "schedule": schedule(now),
+                }
+            )
+
+            async def aired() -> bool:
+                assert agent.store is not None
+                return bulletin["id"] in {p.bulletin_id for p in await agent.store.recent_plays(10)}
+
+            await agent.wait_until(aired, TIMEOUT)
+            assert agent.client.base_url == node_b.url
+            assert b_copy.read_bytes() == (node_a.app[CONFIG].media_dir / sha).read_bytes()
+        finally:
+            await agent.stop()

@@ -30,7 +30,7 @@ import asyncpg
 
 from ..db import iso
 from ..node_bus import EventKind, NodeEvent, Receiver
-from . import nodes
+from ..nodes import peer_urls
 from .postgres import CONNECT_TIMEOUT_S, PostgresDatabase
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,7 @@ class PostgresBus:
             await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(event_id))
 
     async def peers(self) -> int:
-        cutoff = self._clock() - self._fresh
-        known = await nodes.every_node(self._db)
-        return sum(1 for n in known if n.last_seen >= cutoff and n.url != self._url)
+        return len(await peer_urls(self._db, self._url, self._clock(), self._fresh))
 
     async def start(self, receive: Receiver) -> None:
         """Deliver events published from now on (what came before is history: a starting
