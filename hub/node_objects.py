@@ -153,7 +153,7 @@ class NodeObjects:
                 timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
             )
         path = f"/api/v1/node/objects/{store}/{sha256}"
-        headers = {"Authorization": authorization(self._secret, "GET", path, self._clock())}
+        headers = {"Authorization": authorization(self._secret, self._clock())}
         directory = self._directories[store]
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{sha256}.{uuid.uuid4().hex[:8]}.part"

@@ -3,10 +3,10 @@
 Nodes of one hub hold the same Ed25519 signing key (`hub key export/import`). From it each
 derives the same node secret with HKDF-SHA256 (its own `info`, so the secret says nothing about
 the key and the key is never sent), and a node's request to another carries
-`Authorization: LoaNode <unix seconds>.<HMAC-SHA256 of time, method and path>`. The other
-node accepts it within `SKEW` of its own clock: a captured header opens one path for minutes,
-and only to what any node may read anyway. A device's or an operator's credentials never open
-a node route, nor a node's header any other route.
+`Authorization: LoaNode <unix seconds>.<HMAC-SHA256 of that time>`. The other node accepts it
+within `SKEW` of its own clock: a captured header (TLS makes that hard) opens the node routes
+for minutes, and they only read what every node holds anyway (content-addressed objects). A
+device's or an operator's credentials never open a node route, nor a node's header any other.
 """
 
 from __future__ import annotations
@@ -31,19 +31,18 @@ def node_secret(signer: HubSigner) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(signer.to_pem())
 
 
-def _mac(secret: bytes, at: int, method: str, path: str) -> str:
-    message = f"{at}\n{method.upper()}\n{path}".encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+def _mac(secret: bytes, at: int) -> str:
+    return hmac.new(secret, f"loa node {at}".encode(), hashlib.sha256).hexdigest()
 
 
-def authorization(secret: bytes, method: str, path: str, now: datetime) -> str:
-    """The Authorization header value of a node's request for `path`."""
+def authorization(secret: bytes, now: datetime) -> str:
+    """The Authorization header value of a node's request made `now`."""
     at = int(now.timestamp())
-    return f"{SCHEME} {at}.{_mac(secret, at, method, path)}"
+    return f"{SCHEME} {at}.{_mac(secret, at)}"
 
 
-def verify(secret: bytes, header: str | None, method: str, path: str, now: datetime) -> bool:
-    """Whether `header` is a node's, made for this method and path, recently enough."""
+def verify(secret: bytes, header: str | None, now: datetime) -> bool:
+    """Whether `header` is another node's, made recently enough."""
     if not header or not header.startswith(f"{SCHEME} "):
         return False
     at_text, _, mac = header[len(SCHEME) + 1 :].partition(".")
@@ -52,4 +51,4 @@ def verify(secret: bytes, header: str | None, method: str, path: str, now: datet
     at = int(at_text)
     if abs(now.timestamp() - at) > SKEW.total_seconds():
         return False
-    return hmac.compare_digest(mac, _mac(secret, at, method, path))
+    return hmac.compare_digest(mac, _mac(secret, at))

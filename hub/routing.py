@@ -164,11 +164,7 @@ class RouteSpec:
             elif self.auth == "device":
                 device = await authenticate_device(request)
             elif self.auth == "node" and not verify_node(
-                request.app[NODE_SECRET],
-                request.headers.get("Authorization"),
-                request.method,
-                request.path,
-                request.app[CLOCK](),
+                request.app[NODE_SECRET], request.headers.get("Authorization"), request.app[CLOCK]()
             ):
                 raise ApiError(401, "unauthorized", "only another node of this hub may ask")
             body = None
