@@ -159,11 +159,7 @@ async def _push(app: web.Application) -> AsyncIterator[None]:
     reconnect after a restart), and the bus to the other hub nodes; at shutdown, the fan-outs
     still running finish or are cancelled before the database closes."""
     connections = app[CONNECTIONS]
-    config = app[CONFIG]
     await bulletins.load_active_emergencies(app[DB], connections, app[CLOCK]())
-    connections.bus = bus_for(
-        app[DB], clock=app[CLOCK], url=node_url(config.public_url), fresh=config.node_fresh
-    )
     objects = app[NODE_OBJECTS]
 
     async def receive(event: NodeEvent) -> None:
@@ -177,7 +173,16 @@ async def _push(app: web.Application) -> AsyncIterator[None]:
     await connections.bus.start(receive)
     yield
     await connections.finish_background(PUSH_GRACE_S)
-    await connections.bus.close()
+
+
+async def _bus(app: web.Application) -> AsyncIterator[None]:
+    """The bus to the other hub nodes on this database (hub/node_bus.py); it listens once
+    everything it delivers to is set up (`_push`)."""
+    config = app[CONFIG]
+    bus = bus_for(app[DB], clock=app[CLOCK], url=node_url(config.node_url or config.public_url))
+    app[CONNECTIONS].bus = bus
+    yield
+    await bus.close()
 
 
 def create_app(
@@ -215,6 +220,7 @@ def create_app(
     app.cleanup_ctx.append(_database)
     # Registered before serving: the first manifest signed here already lists this node.
     app.cleanup_ctx.append(nodes_context)
+    app.cleanup_ctx.append(_bus)
     app.cleanup_ctx.append(objects_context)
     app.cleanup_ctx.append(_push)
     app.cleanup_ctx.append(refresher_context)

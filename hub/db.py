@@ -680,7 +680,9 @@ MIGRATIONS: list[str | Dialects] = [
     );
     """,
     # Pushes made on one hub node for devices connected to the others (hub/node_bus.py): the
-    # durable record a NOTIFY names by id, so a node that missed notifications catches up.
+    # durable record a NOTIFY names by id, so a node that missed notifications catches up;
+    # and the running nodes on the bus, with the address the others reach each at (its
+    # --node-url: behind one proxy every node may share one --public-url).
     """
     CREATE TABLE node_events (
         id INTEGER PRIMARY KEY,
@@ -690,6 +692,11 @@ MIGRATIONS: list[str | Dialects] = [
         at TEXT NOT NULL
     );
     CREATE INDEX node_events_at ON node_events(at);
+    CREATE TABLE node_presence (
+        node TEXT PRIMARY KEY,
+        url TEXT,
+        last_seen TEXT NOT NULL
+    );
     """,
 ]
 

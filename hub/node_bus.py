@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 #: What one node tells the others.
@@ -74,8 +74,9 @@ class NodeBus(Protocol):
         """Hand the event to every other node (nothing on a LocalBus)."""
         ...
 
-    async def peers(self) -> int:
-        """How many other nodes are alive now, as far as this node knows."""
+    async def peers(self) -> list[str | None]:
+        """The other nodes running now: the address each is reached at (its node URL; None
+        for one that gave none, which still holds devices)."""
         ...
 
     async def start(self, receive: Receiver) -> None:
@@ -98,8 +99,8 @@ class LocalBus:
     async def publish(self, kind: EventKind, body: dict[str, Any]) -> None:
         del kind, body
 
-    async def peers(self) -> int:
-        return 0
+    async def peers(self) -> list[str | None]:
+        return []
 
     async def start(self, receive: Receiver) -> None:
         del receive
@@ -123,14 +124,13 @@ def frame_text(frame: bytes) -> str:
     return frame[start:].decode("utf-8")
 
 
-def bus_for(
-    db: object, *, clock: Callable[[], datetime], url: str | None, fresh: timedelta
-) -> NodeBus:
-    """The bus of the nodes sharing `db`: PostgreSQL's, or a LocalBus for SQLite (one node)."""
+def bus_for(db: object, *, clock: Callable[[], datetime], url: str | None) -> NodeBus:
+    """The bus of the nodes sharing `db`: PostgreSQL's, or a LocalBus for SQLite (one node).
+    `url` is the address the other nodes reach this one at."""
     from .store.postgres import PostgresDatabase  # asyncpg only where PostgreSQL is used
 
     if not isinstance(db, PostgresDatabase):
         return LocalBus()
     from .store.node_events import PostgresBus
 
-    return PostgresBus(db, clock=clock, url=url, fresh=fresh)
+    return PostgresBus(db, clock=clock, url=url)

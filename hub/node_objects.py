@@ -6,12 +6,12 @@ hub/releases.py) and the database, shared by the nodes, says which objects exist
 stay in files in each node's data folder, not in the database: a video may be hundreds of
 megabytes, which PostgreSQL would hold in memory per request (bytea) and copy into every
 pg_dump, while a file is served with sendfile and byte ranges (a cut download resumes), as on
-a hub of one node. So a node that lacks an object asks the other live nodes for it
-(`hub_nodes`, their public URLs), checks the sha256 of what arrives, and only then keeps it
-(written to a temporary name, synced, renamed, as uploads are). A node that stores a new
-upload tells the others on the node bus (`object_stored`), and they fetch it in the background:
-the object then survives its first node's death. A node fetches an object once: concurrent
-requests for it wait for the one fetch.
+a hub of one node. So a node that lacks an object asks the other running nodes for it (at
+their --node-url, else their --public-url: `NodeBus.peers`), checks the sha256 of what
+arrives, and only then keeps it (written to a temporary name, synced, renamed, as uploads
+are). A node that stores a new upload tells the others on the node bus (`object_stored`), and
+they fetch it in the background: the object then survives its first node's death. A node
+fetches an object once: concurrent requests for it wait for the one fetch.
 
 Previews (hub/previews.py) are made by each node from its own copy of the media.
 
@@ -29,19 +29,17 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import aiohttp
 from aiohttp import web
 
-from .appkeys import CLOCK, CONFIG, DB, NODE_OBJECTS, NODE_SECRET
-from .db import Database
+from .appkeys import CLOCK, CONFIG, CONNECTIONS, NODE_OBJECTS, NODE_SECRET
 from .errors import ApiError
 from .node_secret import authorization
-from .nodes import node_url, peer_urls
 from .routing import Ctx, RouteTable
 
 log = logging.getLogger(__name__)
@@ -73,20 +71,17 @@ class NodeObjects:
 
     def __init__(
         self,
-        db: Database,
         *,
         directories: dict[Store, Path],
         secret: bytes,
         clock: Callable[[], datetime],
-        own_url: str | None,
-        fresh: timedelta,
+        peers: Callable[[], Awaitable[list[str | None]]],
     ) -> None:
-        self._db = db
+        """`peers` names the other running nodes (`NodeBus.peers`)."""
         self._directories = directories
         self._secret = secret
         self._clock = clock
-        self._own_url = own_url
-        self._fresh = fresh
+        self._peers = peers
         self._fetching: dict[str, asyncio.Future[bool]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -138,8 +133,7 @@ class NodeObjects:
             await self._session.close()
 
     async def _fetch(self, store: Store, sha256: str) -> bool:
-        peers = await peer_urls(self._db, self._own_url, self._clock(), self._fresh)
-        for peer in peers:
+        for peer in [url for url in await self._peers() if url]:
             try:
                 if await self._fetch_from(peer, store, sha256):
                     return True
@@ -230,12 +224,10 @@ async def objects_context(app: web.Application) -> AsyncIterator[None]:
     """This node's NodeObjects, once the database is open."""
     config = app[CONFIG]
     objects = NodeObjects(
-        app[DB],
         directories={"media": config.media_dir, "releases": config.releases_dir},
         secret=app[NODE_SECRET],
         clock=app[CLOCK],
-        own_url=node_url(config.public_url),
-        fresh=config.node_fresh,
+        peers=app[CONNECTIONS].bus.peers,
     )
     app[NODE_OBJECTS] = objects
     yield

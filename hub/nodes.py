@@ -43,14 +43,6 @@ async def hub_urls(db: Database) -> list[str]:
     return await nodes.announced_urls(db, MAX_HUB_URLS)
 
 
-async def peer_urls(
-    db: Database, own_url: str | None, now: datetime, fresh: timedelta
-) -> list[str]:
-    """The other nodes alive now (beaten within `fresh`), the most recently heard first."""
-    known = sorted(await nodes.every_node(db), key=lambda n: n.last_seen, reverse=True)
-    return [n.url for n in known if n.last_seen >= now - fresh and n.url != own_url]
-
-
 async def beat(
     db: Database, url: str | None, now: datetime, fresh: timedelta
 ) -> dict[str, int] | None:

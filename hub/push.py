@@ -316,7 +316,7 @@ class Connections:
             return self.write(conn, signed.frame)
         if not self.bus.shared:
             return False
-        peers = await self.bus.peers()
+        peers = len(await self.bus.peers())
         if not peers:
             return False
         replies: asyncio.Queue[bool] = asyncio.Queue()

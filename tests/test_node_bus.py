@@ -14,7 +14,6 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +56,20 @@ def test_what_is_not_one_server_text_frame_is_refused(frame: bytes) -> None:
 
 @asynccontextmanager
 async def two_nodes(tmp_path: Path) -> AsyncIterator[tuple[LiveHub, LiveHub]]:
-    """Nodes A and B: their own data folders and public URLs, one database, one signing key
-    (B's folder gets A's key file, as `hub key import` would put it there)."""
+    """Nodes A and B as behind one proxy: one public URL, each its own node URL and data
+    folder, one database, one signing key (B's folder gets A's key file, as `hub key import`
+    would put it there)."""
     nodes: list[LiveHub] = []
     try:
         for name in ("a", "b"):
             port = free_port()
             node = LiveHub(
-                tmp_path / name, port=port, config={"public_url": f"http://127.0.0.1:{port}"}
+                tmp_path / name,
+                port=port,
+                config={
+                    "public_url": "https://loa.example.invalid",
+                    "node_url": f"http://127.0.0.1:{port}",
+                },
             )
             if nodes:
                 node.data_dir.mkdir(parents=True)
@@ -186,11 +191,11 @@ class Heard:
 
 
 @asynccontextmanager
-async def bus(heard: Heard) -> AsyncIterator[PostgresBus]:
-    url = database_for_tests()
-    assert url is not None
-    db = await PostgresDatabase.open(url)
-    node = PostgresBus(db, clock=utcnow, url=None, fresh=timedelta(minutes=3), check_s=0.2)
+async def bus(heard: Heard, url: str | None) -> AsyncIterator[PostgresBus]:
+    database = database_for_tests()
+    assert database is not None
+    db = await PostgresDatabase.open(database)
+    node = PostgresBus(db, clock=utcnow, url=url, check_s=0.2)
     await node.start(heard.receive)
     try:
         yield node
@@ -202,9 +207,11 @@ async def bus(heard: Heard) -> AsyncIterator[PostgresBus]:
 @postgres_only
 async def test_events_arrive_in_order_and_after_the_listener_is_cut() -> None:
     heard_a, heard_b = Heard(), Heard()
-    async with bus(heard_a) as a, bus(heard_b) as b:
+    async with bus(heard_a, "http://a.invalid") as a, bus(heard_b, None) as b:
         await a.listening.wait()
         await b.listening.wait()
+        # Each the other's peer; B gave no address (it holds devices, no objects to give).
+        assert await a.peers() == [None] and await b.peers() == ["http://a.invalid"]
         for i in range(5):
             await a.publish("answered", {"command_id": f"c{i}"})
         assert await heard_b.count(5) == [f"c{i}" for i in range(5)]
@@ -227,6 +234,9 @@ async def test_events_arrive_in_order_and_after_the_listener_is_cut() -> None:
         await b.publish("answered", {"command_id": "from-b"})
         # A hears B's event and none of its own.
         assert await heard_a.count(1) == ["from-b"]
+    # Closed, a node is at once no one's peer.
+    async with bus(Heard(), "http://c.invalid") as c:
+        assert await c.peers() == []
 
 
 @postgres_only

@@ -12,19 +12,14 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from hub.appkeys import CLOCK, NODE_SECRET
-from hub.db import open_database
 from hub.node_objects import NodeObjects
 from hub.node_secret import SKEW, authorization, node_secret, verify
-from hub.store import nodes
 from hub.testing import running_hub
 from loa_contract import HubSigner, utcnow
-
-FRESH = timedelta(minutes=3)
 
 
 def test_nodes_with_one_key_share_a_secret_and_other_keys_do_not() -> None:
@@ -94,7 +89,6 @@ async def peer(p: Peer) -> AsyncIterator[str]:
         await server.close()
 
 
-@pytest.mark.sqlite_only("the fetch logic; two real nodes on PostgreSQL: test_node_bus.py")
 async def test_a_node_keeps_only_verified_bytes_and_fetches_each_object_once(
     tmp_path: Path,
 ) -> None:
@@ -104,44 +98,36 @@ async def test_a_node_keeps_only_verified_bytes_and_fetches_each_object_once(
     missing = hashlib.sha256(b"nobody has it").hexdigest()
     liar = Peer(secret, {sha: b"RIFF" + b"\x02" * 200_000})
     honest = Peer(secret, {sha: good})
-    db = await open_database(None, tmp_path / "hub.sqlite3")
     media_dir = tmp_path / "media"
-    try:
-        async with peer(liar) as liar_url, peer(honest) as honest_url:
-            now = utcnow()
-            async with db.transaction() as tx:
-                # The liar was heard from last: asked first.
-                await nodes.record_alive(tx, honest_url, now - timedelta(seconds=5))
-                await nodes.record_alive(tx, liar_url, now)
-                await nodes.record_alive(tx, "http://dead.invalid", now - 2 * FRESH)
-                await nodes.record_alive(tx, "http://me.invalid", now)
-            objects = NodeObjects(
-                db,
-                directories={"media": media_dir, "releases": tmp_path / "releases"},
-                secret=secret,
-                clock=utcnow,
-                own_url="http://me.invalid",
-                fresh=FRESH,
-            )
-            try:
-                honest.release.clear()
-                asking = [asyncio.create_task(objects.ensure("media", sha)) for _ in range(5)]
-                async with asyncio.timeout(30):
-                    await honest.arrived.wait()
-                honest.release.set()
-                assert await asyncio.gather(*asking) == [True] * 5
-                assert (media_dir / sha).read_bytes() == good
-                assert liar.asked == [sha] and honest.asked == [sha]
-                # Nothing half-written left behind, nothing asked again.
-                assert sorted(p.name for p in media_dir.iterdir()) == [sha]
-                assert await objects.ensure("media", sha)
-                assert honest.asked == [sha]
-                assert not await objects.ensure("media", missing)
-                assert not (media_dir / missing).exists()
-            finally:
-                await objects.close()
-    finally:
-        await db.close()
+    async with peer(liar) as liar_url, peer(honest) as honest_url:
+
+        async def peers() -> list[str | None]:
+            # The liar first; a node with no address holds devices but no objects to give.
+            return [liar_url, None, honest_url]
+
+        objects = NodeObjects(
+            directories={"media": media_dir, "releases": tmp_path / "releases"},
+            secret=secret,
+            clock=utcnow,
+            peers=peers,
+        )
+        try:
+            honest.release.clear()
+            asking = [asyncio.create_task(objects.ensure("media", sha)) for _ in range(5)]
+            async with asyncio.timeout(30):
+                await honest.arrived.wait()
+            honest.release.set()
+            assert await asyncio.gather(*asking) == [True] * 5
+            assert (media_dir / sha).read_bytes() == good
+            assert liar.asked == [sha] and honest.asked == [sha]
+            # Nothing half-written left behind, nothing asked again.
+            assert sorted(p.name for p in media_dir.iterdir()) == [sha]
+            assert await objects.ensure("media", sha)
+            assert honest.asked == [sha]
+            assert not await objects.ensure("media", missing)
+            assert not (media_dir / missing).exists()
+        finally:
+            await objects.close()
 
 
 async def test_the_node_route_answers_only_another_node_of_this_hub(tmp_path: Path) -> None:

@@ -12,6 +12,9 @@ notices a lost notification and a connection that died silently (its query fails
 connection is replaced with back-off, LISTEN is issued again, and the rows written
 meanwhile are read before anything else. Rows older than `KEEP` are pruned by whichever node
 reads them then.
+
+Each node also keeps its row of `node_presence` fresh from the same loop (every `check_s`),
+with the address the others reach it at: the nodes seen within `PRESENT_FOR` are its peers.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import asyncpg
 
 from ..db import iso
 from ..node_bus import EventKind, NodeEvent, Receiver
-from ..nodes import peer_urls
 from .postgres import CONNECT_TIMEOUT_S, PostgresDatabase
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ LISTENER_NAME = "loa-node-bus"
 PUBLISH_LOCK = 0x4C6F6103
 #: Read the table this often even without a notification.
 CHECK_S = 2.0
+#: A node not heard from for this long is no longer counted among the peers.
+PRESENT_FOR = timedelta(seconds=10)
 #: Events older than this are pruned: a node away longer reloads what matters (active
 #: emergencies) when it starts, and its devices reconnect and catch up from manifests.
 KEEP = timedelta(minutes=30)
@@ -61,17 +65,16 @@ class PostgresBus:
         *,
         clock: Callable[[], datetime],
         url: str | None,
-        fresh: timedelta,
         check_s: float = CHECK_S,
     ) -> None:
-        """`url` is this node's public URL (None: it is not listed in hub_nodes) and `fresh`
-        how recently a node must have beaten to count as alive (HubConfig.node_fresh)."""
+        """`url` is the address the other nodes reach this one at (None: they cannot fetch
+        from it, but it still holds devices)."""
         self.node_id = uuid.uuid4().hex
         self._db = db
         self._clock = clock
         self._url = url
-        self._fresh = fresh
         self._check_s = check_s
+        self._present_for = max(PRESENT_FOR, timedelta(seconds=5 * check_s))
         self._last_id = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -96,8 +99,23 @@ class PostgresBus:
             )
             await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(event_id))
 
-    async def peers(self) -> int:
-        return len(await peer_urls(self._db, self._url, self._clock(), self._fresh))
+    async def peers(self) -> list[str | None]:
+        cutoff = iso(self._clock() - self._present_for)
+        rows = await self._db.fetchall(
+            "SELECT url FROM node_presence WHERE last_seen >= ? AND node <> ?"
+            " ORDER BY last_seen DESC",
+            (cutoff, self.node_id),
+        )
+        return [row["url"] for row in rows]
+
+    async def _present(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
+        await conn.execute(
+            "INSERT INTO node_presence (node, url, last_seen) VALUES ($1, $2, $3)"
+            " ON CONFLICT (node) DO UPDATE SET url = excluded.url, last_seen = excluded.last_seen",
+            self.node_id,
+            self._url,
+            iso(self._clock()),
+        )
 
     async def start(self, receive: Receiver) -> None:
         """Deliver events published from now on (what came before is history: a starting
@@ -105,6 +123,7 @@ class PostgresBus:
         self._last_id = int(
             await self._db.fetchval("SELECT COALESCE(MAX(id), 0) FROM node_events") or 0
         )
+        await self._present(self._db.pool)
         self._task = asyncio.create_task(self._listen(receive), name="node-bus-listener")
 
     async def close(self) -> None:
@@ -112,6 +131,9 @@ class PostgresBus:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # Gone at once from the others' peers, not PRESENT_FOR later.
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            await self._db.pool.execute("DELETE FROM node_presence WHERE node = $1", self.node_id)
 
     def _hint(self, *_: object) -> None:
         self._wake.set()
@@ -145,7 +167,7 @@ class PostgresBus:
                     conn.terminate()
 
     async def _follow(self, conn: asyncpg.Connection, receive: Receiver) -> None:
-        pruned_at = self._clock()
+        pruned_at = present_at = self._clock()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._check_s)
@@ -154,9 +176,14 @@ class PostgresBus:
                 raise asyncpg.InterfaceError("the listening connection closed")
             await self._catch_up(conn, receive)
             now = self._clock()
+            if (now - present_at).total_seconds() >= self._check_s:
+                present_at = now
+                await self._present(conn)
             if now - pruned_at > KEEP / 10:
                 pruned_at = now
-                await conn.execute("DELETE FROM node_events WHERE at < $1", iso(now - KEEP))
+                gone = iso(now - KEEP)
+                await conn.execute("DELETE FROM node_events WHERE at < $1", gone)
+                await conn.execute("DELETE FROM node_presence WHERE last_seen < $1", gone)
 
     async def _catch_up(self, conn: asyncpg.Connection, receive: Receiver) -> None:
         rows = await conn.fetch(
