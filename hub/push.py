@@ -57,6 +57,8 @@ SIGNING_BATCH = 200
 EMERGENCY_SLACK = timedelta(seconds=5)
 #: Answered command ids a node remembers for `Connections.wait_answer`.
 ANSWERS_KEPT = 1024
+#: Cancelled emergencies a node remembers (`ActiveEmergencies.forget`).
+CANCELS_KEPT = 1024
 #: How long a command for a device connected elsewhere waits for the other nodes' replies
 #: (a live node replies in milliseconds; this bounds a node that died since its last beat).
 REPLY_WAIT_S = 1.0
@@ -160,6 +162,9 @@ class ActiveEmergencies:
 
     def __init__(self) -> None:
         self._frames: dict[str, EmergencyFrame] = {}
+        #: Emergencies cancelled lately, oldest first: a start another node published just
+        #: before a cancel may arrive after it, and must then not start (a cancel is final).
+        self._cancelled: dict[str, None] = {}
 
     def __contains__(self, bulletin_id: object) -> bool:
         return bulletin_id in self._frames
@@ -168,10 +173,23 @@ class ActiveEmergencies:
         return len(self._frames)
 
     def add(self, frame: EmergencyFrame) -> None:
+        """Keep the start of an emergency this node found published."""
+        self._cancelled.pop(frame.bulletin_id, None)
         self._frames[frame.bulletin_id] = frame
 
+    def add_from_peer(self, frame: EmergencyFrame) -> bool:
+        """Keep a start another node published, unless this node has seen it cancelled."""
+        if frame.bulletin_id in self._cancelled:
+            return False
+        self._frames[frame.bulletin_id] = frame
+        return True
+
     def forget(self, bulletin_id: str) -> None:
+        """The emergency is cancelled: its start is dropped, and refused if it comes again."""
         self._frames.pop(bulletin_id, None)
+        self._cancelled[bulletin_id] = None
+        if len(self._cancelled) > CANCELS_KEPT:
+            del self._cancelled[next(iter(self._cancelled))]
 
     def due_for(
         self, device_id: str, commune: str, device_kind: DeviceKind, now: datetime
@@ -472,8 +490,8 @@ class Connections:
                 valid_until=datetime.fromisoformat(body["valid_until"]),
                 signed=signed,
             )
-            self.emergencies.add(frame)
-            await self.broadcast(body["devices"], signed.frame)
+            if self.emergencies.add_from_peer(frame):
+                await self.broadcast(body["devices"], signed.frame)
         elif event.kind == "emergency_cancel":
             self.emergencies.forget(body["bulletin_id"])
             await self.broadcast(body["devices"], text_frame(body["envelope"]))

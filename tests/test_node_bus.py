@@ -14,6 +14,7 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,22 @@ from edge_agent.players.null import NullPlayer
 from edge_agent.speech import EspeakEngine
 from hub.appkeys import CONFIG, CONNECTIONS, NODE_OBJECTS
 from hub.node_bus import NodeEvent, frame_text
-from hub.push import text_frame
+from hub.push import Connections, text_frame
 from hub.store.node_events import LISTENER_NAME, PostgresBus
 from hub.store.postgres import PostgresDatabase
 from hub.testing import database_for_tests
-from loa_contract import Priority, utcnow
+from loa_contract import (
+    BulletinKind,
+    HubSigner,
+    ManifestBulletin,
+    Priority,
+    Schedule,
+    Scope,
+    utcnow,
+)
 from tests.conftest import on_postgres
 from tests.e2e import LiveHub, enroll_agent, schedule, tone_bytes, window_around
+from tests.test_hub_push import FakeSocket, FakeTransport
 
 TIMEOUT = 30.0
 
@@ -288,3 +298,52 @@ async def test_media_uploaded_on_a_is_copied_to_b_and_fetched_there_when_missing
             assert b_copy.read_bytes() == (node_a.app[CONFIG].media_dir / sha).read_bytes()
         finally:
             await agent.stop()
+
+
+async def test_a_start_that_arrives_after_its_cancel_does_not_start() -> None:
+    """Node A publishes a start in the background after its API answered; a cancel made on
+    node B meanwhile may reach node C first. C never starts what it saw cancelled."""
+    signer = HubSigner.generate()
+    a, c = Connections(signer), Connections(signer)
+    transport = FakeTransport()
+    c.register("d", FakeSocket(), transport)
+    now = utcnow()
+    bulletin = ManifestBulletin(
+        id="b1",
+        title="Bão",
+        kind=BulletinKind.TEXT,
+        priority=Priority.EMERGENCY,
+        text="Sơ tán",
+        schedule=Schedule(valid_from=now, valid_until=now + timedelta(hours=1)),
+    )
+    start = a.emergency_start(bulletin, Scope(province=True))
+    cancel = a.emergency_cancel("b1", Scope(province=True), timedelta(minutes=10))
+    started = {
+        "bulletin_id": "b1",
+        "kind": "text",
+        "scope": {"province": True},
+        "valid_from": now.isoformat(),
+        "valid_until": (now + timedelta(hours=1)).isoformat(),
+        "command_id": start.signed.command_id,
+        "envelope": frame_text(start.signed.frame),
+        "devices": ["d"],
+    }
+    cancelled = {
+        "bulletin_id": "b1",
+        "command_id": cancel.command_id,
+        "envelope": frame_text(cancel.frame),
+        "devices": ["d"],
+    }
+    await c.on_node_event(NodeEvent("emergency_cancel", cancelled, "b"))
+    await c.on_node_event(NodeEvent("emergency_start", started, "a"))
+    assert transport.frames == [cancel.frame]
+    assert "b1" not in c.emergencies
+    # In the usual order the start is written and kept, then the cancel ends it.
+    other = FakeTransport()
+    fresh = Connections(signer)
+    fresh.register("d", FakeSocket(), other)
+    await fresh.on_node_event(NodeEvent("emergency_start", started, "a"))
+    assert "b1" in fresh.emergencies
+    await fresh.on_node_event(NodeEvent("emergency_cancel", cancelled, "b"))
+    assert other.frames == [start.signed.frame, cancel.frame]
+    assert "b1" not in fresh.emergencies
