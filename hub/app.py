@@ -170,7 +170,7 @@ async def _push(app: web.Application) -> AsyncIterator[None]:
         else:
             await connections.on_node_event(event)
 
-    await connections.bus.start(receive)
+    await connections.bus.start(receive, connections.online_ids)
     yield
     await connections.finish_background(PUSH_GRACE_S)
 

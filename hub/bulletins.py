@@ -676,7 +676,7 @@ async def _announce_publish(ctx: Ctx, published: Published) -> BulletinOut:
         ctx,
         bulletin.id,
         targeted=len(versions),
-        pushed=connections.count_online(versions),
+        pushed=len((await connections.online_anywhere()).intersection(versions)),
         command_id=command_id,
     )
     # The start frame also tells each device its manifest changed: no second frame. An
@@ -1032,7 +1032,7 @@ async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> Bullet
             detail=f"{len(versions)} devices",
         )
     connections = ctx.connections
-    pushed = connections.count_online(versions)
+    pushed = len((await connections.online_anywhere()).intersection(versions))
     if scope is None:
         answer = await _out(ctx, bulletin_id, targeted=len(versions), pushed=pushed)
         connections.in_background(
@@ -1163,7 +1163,7 @@ async def emergency_status(ctx: Ctx) -> EmergencyStatus:
     bulletin = await _visible_bulletin(ctx.db, bulletin_id, user)
     if bulletin.content.priority is not Priority.EMERGENCY:
         raise ApiError(404, "not_found", f"no emergency {bulletin_id!r}")
-    online = ctx.connections.online_ids()
+    online = await ctx.connections.online_anywhere()
     limit = ctx.config.offline_after
     now = ctx.now
     states: list[DevicePlayState] = []

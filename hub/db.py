@@ -697,6 +697,11 @@ MIGRATIONS: list[str | Dialects] = [
         url TEXT,
         last_seen TEXT NOT NULL
     );
+    CREATE TABLE device_sockets (
+        device_id TEXT NOT NULL,
+        node TEXT NOT NULL,
+        PRIMARY KEY (device_id, node)
+    );
     """,
 ]
 

@@ -79,8 +79,13 @@ class NodeBus(Protocol):
         for one that gave none, which still holds devices)."""
         ...
 
-    async def start(self, receive: Receiver) -> None:
-        """Start delivering the other nodes' events to `receive`, in the order published."""
+    async def online_elsewhere(self) -> set[str]:
+        """The devices connected to the other running nodes (as they last said)."""
+        ...
+
+    async def start(self, receive: Receiver, connected: Callable[[], set[str]]) -> None:
+        """Start delivering the other nodes' events to `receive`, in the order published,
+        and telling them which devices are connected here (`connected()`)."""
         ...
 
     async def close(self) -> None: ...
@@ -102,8 +107,11 @@ class LocalBus:
     async def peers(self) -> list[str | None]:
         return []
 
-    async def start(self, receive: Receiver) -> None:
-        del receive
+    async def online_elsewhere(self) -> set[str]:
+        return set()
+
+    async def start(self, receive: Receiver, connected: Callable[[], set[str]]) -> None:
+        del receive, connected
 
     async def close(self) -> None:
         pass

@@ -250,6 +250,13 @@ class Connections:
     def online_ids(self) -> set[str]:
         return {d for d, c in self._by_device.items() if c.open}
 
+    async def online_anywhere(self) -> set[str]:
+        """The devices connected to this node or, as they last said, to another."""
+        here = self.online_ids()
+        if not self.bus.shared:
+            return here
+        return here | await self.bus.online_elsewhere()
+
     def elsewhere(self, device_ids: Iterable[str]) -> list[str]:
         """Those of `device_ids` not connected to this node (other nodes may hold them)."""
         return [d for d in device_ids if not self.is_online(d)]

@@ -122,6 +122,12 @@ async def test_an_emergency_a_cancel_and_a_command_made_on_a_reach_an_agent_on_b
             assert agent.client.base_url == node_b.url
             await listening(node_b)
             assert not node_a.app[CONNECTIONS].is_online(agent.identity.device_id)
+            # Node A's console shows it online all the same, once B has said it holds it.
+            bus_b = node_b.app[CONNECTIONS].bus
+            assert isinstance(bus_b, PostgresBus)
+            await bus_b.tell_presence()
+            seen = await node_a.call("GET", f"/api/v1/devices/{agent.identity.device_id}")
+            assert seen["online"] is True
 
             emergency = await node_a.call(
                 "POST",
@@ -201,12 +207,14 @@ class Heard:
 
 
 @asynccontextmanager
-async def bus(heard: Heard, url: str | None) -> AsyncIterator[PostgresBus]:
+async def bus(
+    heard: Heard, url: str | None, connected: set[str] | None = None
+) -> AsyncIterator[PostgresBus]:
     database = database_for_tests()
     assert database is not None
     db = await PostgresDatabase.open(database)
     node = PostgresBus(db, clock=utcnow, url=url, check_s=0.2)
-    await node.start(heard.receive)
+    await node.start(heard.receive, lambda: set(connected or ()))
     try:
         yield node
     finally:
@@ -247,6 +255,23 @@ async def test_events_arrive_in_order_and_after_the_listener_is_cut() -> None:
     # Closed, a node is at once no one's peer.
     async with bus(Heard(), "http://c.invalid") as c:
         assert await c.peers() == []
+
+
+@postgres_only
+async def test_each_node_knows_which_devices_the_others_hold() -> None:
+    held = {"d1", "d2"}
+    async with bus(Heard(), "http://a.invalid", held) as a:
+        await a.tell_presence()
+        async with bus(Heard(), None) as b:
+            assert await b.online_elsewhere() == {"d1", "d2"}
+            assert await a.online_elsewhere() == set()
+        held -= {"d1"}
+        held |= {"d3"}
+        await a.tell_presence()
+        async with bus(Heard(), None) as b:
+            assert await b.online_elsewhere() == {"d2", "d3"}
+    async with bus(Heard(), None) as b:
+        assert await b.online_elsewhere() == set()
 
 
 @postgres_only

@@ -14,7 +14,9 @@ meanwhile are read before anything else. Rows older than `KEEP` are pruned by wh
 reads them then.
 
 Each node also keeps its row of `node_presence` fresh from the same loop (every `check_s`),
-with the address the others reach it at: the nodes seen within `PRESENT_FOR` are its peers.
+with the address the others reach it at: the nodes seen within `PRESENT_FOR` are its peers;
+and its rows of `device_sockets` (the devices connected to it, written as the changes since
+the last time), so every node's console shows a device online whichever node holds it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -75,6 +78,10 @@ class PostgresBus:
         self._url = url
         self._check_s = check_s
         self._present_for = max(PRESENT_FOR, timedelta(seconds=5 * check_s))
+        #: The devices this node last wrote as connected to it.
+        self._told: set[str] = set()
+        self._connected: Callable[[], set[str]] = set
+        self._elsewhere: tuple[float, set[str]] | None = None
         self._last_id = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -108,22 +115,60 @@ class PostgresBus:
         )
         return [row["url"] for row in rows]
 
-    async def _present(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
-        await conn.execute(
-            "INSERT INTO node_presence (node, url, last_seen) VALUES ($1, $2, $3)"
-            " ON CONFLICT (node) DO UPDATE SET url = excluded.url, last_seen = excluded.last_seen",
-            self.node_id,
-            self._url,
-            iso(self._clock()),
+    async def online_elsewhere(self) -> set[str]:
+        # The others write theirs every check_s: a read half as old loses nothing, and an
+        # emergency's answer or a fleet page does not wait for the query each time.
+        kept = self._elsewhere
+        if kept is not None and time.monotonic() - kept[0] < self._check_s / 2:
+            return kept[1]
+        cutoff = iso(self._clock() - self._present_for)
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT s.device_id FROM device_sockets s"
+            " JOIN node_presence p ON p.node = s.node WHERE p.last_seen >= ? AND s.node <> ?",
+            (cutoff, self.node_id),
         )
+        found = {row[0] for row in rows}
+        self._elsewhere = (time.monotonic(), found)
+        return found
 
-    async def start(self, receive: Receiver) -> None:
+    async def tell_presence(self, conn: asyncpg.Connection | None = None) -> None:
+        """Write now that this node is alive, reached at its URL, with these devices connected
+        to it (the listening loop does so every check_s, on its own connection)."""
+        now = self._connected()
+        gone, new = self._told - now, now - self._told
+        async with (
+            self._db.pool.acquire() if conn is None else contextlib.nullcontext(conn) as c,
+            c.transaction(),
+        ):
+            await c.execute(
+                "INSERT INTO node_presence (node, url, last_seen) VALUES ($1, $2, $3) ON CONFLICT"
+                " (node) DO UPDATE SET url = excluded.url, last_seen = excluded.last_seen",
+                self.node_id,
+                self._url,
+                iso(self._clock()),
+            )
+            if gone:
+                await c.execute(
+                    "DELETE FROM device_sockets WHERE node = $1 AND device_id = ANY($2::text[])",
+                    self.node_id,
+                    sorted(gone),
+                )
+            if new:
+                await c.executemany(
+                    "INSERT INTO device_sockets (device_id, node) VALUES ($1, $2)"
+                    " ON CONFLICT DO NOTHING",
+                    [(d, self.node_id) for d in sorted(new)],
+                )
+        self._told = now
+
+    async def start(self, receive: Receiver, connected: Callable[[], set[str]]) -> None:
         """Deliver events published from now on (what came before is history: a starting
         node loads the active emergencies from the bulletins themselves)."""
+        self._connected = connected
         self._last_id = int(
             await self._db.fetchval("SELECT COALESCE(MAX(id), 0) FROM node_events") or 0
         )
-        await self._present(self._db.pool)
+        await self.tell_presence()
         self._task = asyncio.create_task(self._listen(receive), name="node-bus-listener")
 
     async def close(self) -> None:
@@ -133,7 +178,9 @@ class PostgresBus:
                 await self._task
         # Gone at once from the others' peers, not PRESENT_FOR later.
         with contextlib.suppress(*_CONNECTION_ERRORS):
-            await self._db.pool.execute("DELETE FROM node_presence WHERE node = $1", self.node_id)
+            async with self._db.pool.acquire() as conn, conn.transaction():
+                await conn.execute("DELETE FROM device_sockets WHERE node = $1", self.node_id)
+                await conn.execute("DELETE FROM node_presence WHERE node = $1", self.node_id)
 
     def _hint(self, *_: object) -> None:
         self._wake.set()
@@ -178,12 +225,15 @@ class PostgresBus:
             now = self._clock()
             if (now - present_at).total_seconds() >= self._check_s:
                 present_at = now
-                await self._present(conn)
+                await self.tell_presence(conn)
             if now - pruned_at > KEEP / 10:
                 pruned_at = now
                 gone = iso(now - KEEP)
                 await conn.execute("DELETE FROM node_events WHERE at < $1", gone)
                 await conn.execute("DELETE FROM node_presence WHERE last_seen < $1", gone)
+                await conn.execute(
+                    "DELETE FROM device_sockets WHERE node NOT IN (SELECT node FROM node_presence)"
+                )
 
     async def _catch_up(self, conn: asyncpg.Connection, receive: Receiver) -> None:
         rows = await conn.fetch(
