@@ -13,7 +13,10 @@ Two buses, one interface:
 - `hub.store.node_events.PostgresBus`: each event is a row of `node_events` (the durable
   record; a NOTIFY payload is limited to 8,000 bytes, a province-wide publish is not) and a
   NOTIFY carries its id. A notification is only a hint: a node that was disconnected catches
-  up from the table by id before it trusts notifications again (DESIGN.md §7).
+  up from the table by id before it trusts notifications again (DESIGN.md §7). Each node
+  also says, every few seconds, that it runs, where the others reach it (`peers`: a command
+  waits only for the nodes running now; media is fetched from them, hub/node_objects.py) and
+  which devices it holds (`online_elsewhere`: every node's console shows them online).
 
 Event bodies are plain JSON; this module says what each kind carries (`NodeEvent`).
 """
