@@ -695,7 +695,7 @@ MIGRATIONS: list[str | Dialects] = [
     CREATE TABLE node_presence (
         node TEXT PRIMARY KEY,
         url TEXT,
-        last_seen TEXT NOT NULL
+        last_seen REAL NOT NULL
     );
     CREATE TABLE device_sockets (
         device_id TEXT NOT NULL,

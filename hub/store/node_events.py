@@ -13,7 +13,8 @@ connection is replaced with back-off, LISTEN is issued again, and the rows writt
 meanwhile are read before anything else. Rows older than `KEEP` are pruned by whichever node
 reads them then.
 
-Each node also keeps its row of `node_presence` fresh from the same loop (every `check_s`),
+Each node also keeps its row of `node_presence` fresh from the same loop (every `check_s`,
+dated by the database server's clock, so nodes whose clocks differ still see each other),
 with the address the others reach it at: the nodes seen within `PRESENT_FOR` are its peers;
 and its rows of `device_sockets` (the devices connected to it, written as the changes since
 the last time), so every node's console shows a device online whichever node holds it.
@@ -55,6 +56,9 @@ KEEP = timedelta(minutes=30)
 #: Back-off between attempts to get the listening connection back.
 RECONNECT_MIN_S = 0.2
 RECONNECT_MAX_S = 5.0
+
+#: The database server's time in seconds since the epoch: what presence is dated by.
+_SERVER_NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
 
 _CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresError, TimeoutError)
 
@@ -107,11 +111,10 @@ class PostgresBus:
             await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(event_id))
 
     async def peers(self) -> list[str | None]:
-        cutoff = iso(self._clock() - self._present_for)
         rows = await self._db.fetchall(
-            "SELECT url FROM node_presence WHERE last_seen >= ? AND node <> ?"
+            f"SELECT url FROM node_presence WHERE last_seen >= {_SERVER_NOW} - ? AND node <> ?"
             " ORDER BY last_seen DESC",
-            (cutoff, self.node_id),
+            (self._present_for.total_seconds(), self.node_id),
         )
         return [row["url"] for row in rows]
 
@@ -121,11 +124,10 @@ class PostgresBus:
         kept = self._elsewhere
         if kept is not None and time.monotonic() - kept[0] < self._check_s / 2:
             return kept[1]
-        cutoff = iso(self._clock() - self._present_for)
         rows = await self._db.fetchall(
-            "SELECT DISTINCT s.device_id FROM device_sockets s"
-            " JOIN node_presence p ON p.node = s.node WHERE p.last_seen >= ? AND s.node <> ?",
-            (cutoff, self.node_id),
+            "SELECT DISTINCT s.device_id FROM device_sockets s JOIN node_presence p"
+            f" ON p.node = s.node WHERE p.last_seen >= {_SERVER_NOW} - ? AND s.node <> ?",
+            (self._present_for.total_seconds(), self.node_id),
         )
         found = {row[0] for row in rows}
         self._elsewhere = (time.monotonic(), found)
@@ -141,11 +143,11 @@ class PostgresBus:
             c.transaction(),
         ):
             await c.execute(
-                "INSERT INTO node_presence (node, url, last_seen) VALUES ($1, $2, $3) ON CONFLICT"
-                " (node) DO UPDATE SET url = excluded.url, last_seen = excluded.last_seen",
+                f"INSERT INTO node_presence (node, url, last_seen) VALUES ($1, $2, {_SERVER_NOW})"
+                " ON CONFLICT (node) DO UPDATE"
+                " SET url = excluded.url, last_seen = excluded.last_seen",
                 self.node_id,
                 self._url,
-                iso(self._clock()),
             )
             if gone:
                 await c.execute(
@@ -214,7 +216,8 @@ class PostgresBus:
                     conn.terminate()
 
     async def _follow(self, conn: asyncpg.Connection, receive: Receiver) -> None:
-        pruned_at = present_at = self._clock()
+        # Intervals by the monotonic clock: the hub's own may be moved (tests) or stepped.
+        pruned_at = present_at = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._check_s)
@@ -222,15 +225,18 @@ class PostgresBus:
             if conn.is_closed():
                 raise asyncpg.InterfaceError("the listening connection closed")
             await self._catch_up(conn, receive)
-            now = self._clock()
-            if (now - present_at).total_seconds() >= self._check_s:
+            now = time.monotonic()
+            if now - present_at >= self._check_s:
                 present_at = now
                 await self.tell_presence(conn)
-            if now - pruned_at > KEEP / 10:
+            if now - pruned_at > KEEP.total_seconds() / 10:
                 pruned_at = now
-                gone = iso(now - KEEP)
+                gone = iso(self._clock() - KEEP)
                 await conn.execute("DELETE FROM node_events WHERE at < $1", gone)
-                await conn.execute("DELETE FROM node_presence WHERE last_seen < $1", gone)
+                await conn.execute(
+                    f"DELETE FROM node_presence WHERE last_seen < {_SERVER_NOW} - $1",
+                    KEEP.total_seconds(),
+                )
                 await conn.execute(
                     "DELETE FROM device_sockets WHERE node NOT IN (SELECT node FROM node_presence)"
                 )
