@@ -55,8 +55,10 @@ class HubServer:
     """`hub serve` in its own process on a port that stays the same across restarts, so a
     hub killed with SIGKILL comes back, on the same data, where its devices look for it."""
 
-    def __init__(self, data: Path, *, log: Path | None = None) -> None:
+    def __init__(self, data: Path, *, log: Path | None = None, args: tuple[str, ...] = ()) -> None:
+        """`args` go to its `hub serve` (e.g. --database URL --public-url URL)."""
         self.data = data
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -76,7 +78,7 @@ class HubServer:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "hub.cli", "serve", "--data", str(self.data), "--host",
-                 "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+                 "127.0.0.1", "--port", str(self.port), "--log-level", "warning", *self.args],
                 env=ENV, stdout=out, stderr=out,
             )  # fmt: skip
         finally:

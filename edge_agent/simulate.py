@@ -743,6 +743,17 @@ class ChildFleet:
             self.recorder.report_failures = 0
         return out
 
+    async def away_from(self, url: str, timeout: float) -> dict[str, Any]:
+        """Wait until every agent is connected to a hub node other than `url` (a node that
+        was killed): when each got there, and how many did not in time."""
+        gone = url.rstrip("/")
+
+        def elsewhere(agent: Any) -> Callable[[], bool]:
+            return lambda: agent.status_connected() and agent.client.base_url.rstrip("/") != gone
+
+        results = await asyncio.gather(*(self._wait(a, elsewhere(a), timeout) for a in self.agents))
+        return {"moved": sum(results), "missing": results.count(False), "at": time.time()}
+
     async def outage(self, timeout: float) -> dict[str, Any]:
         """Wait for every agent to lose its push channel and get it back."""
 
@@ -800,6 +811,8 @@ async def _child(reader: asyncio.StreamReader, windows: EmergencyWindows | None)
                 _reply(await fleet.outage(timeout))
             elif what == "connected":
                 _reply(await fleet.connected(timeout))
+            elif what == "away_from":
+                _reply(await fleet.away_from(order["url"], timeout))
             elif what == "stop":
                 break
             else:

@@ -27,6 +27,7 @@ from . import (
     incidents,
     maintenance,
     media,
+    node_objects,
     offers,
     pages,
     preview_api,
@@ -44,6 +45,8 @@ from .appkeys import (
     ENROLL_LIMITER,
     KEYRING,
     MANIFEST_CACHE,
+    NODE_OBJECTS,
+    NODE_SECRET,
     PROBES,
     ROUTES,
     SENT_CACHE,
@@ -55,7 +58,10 @@ from .db import open_database
 from .errors import ApiError, error_middleware
 from .keys import load_keyring
 from .manifests import ManifestCache, refresher_context
-from .nodes import nodes_context
+from .node_bus import NodeEvent, bus_for
+from .node_objects import objects_context
+from .node_secret import node_secret
+from .nodes import node_url, nodes_context
 from .play_evidence import SentCache
 from .proxy import forwarded_middleware
 from .push import Connections
@@ -126,6 +132,7 @@ ROUTE_TABLES: list[RouteTable] = [
     incidents.routes,
     exchange.routes,
     releases.routes,
+    node_objects.routes,
 ]
 
 
@@ -149,12 +156,33 @@ PUSH_GRACE_S = 5.0
 
 async def _push(app: web.Application) -> AsyncIterator[None]:
     """Active emergencies' start frames signed once at start-up (for the devices that
-    reconnect after a restart); at shutdown, the fan-outs still running finish or are
-    cancelled before the database closes."""
+    reconnect after a restart), and the bus to the other hub nodes; at shutdown, the fan-outs
+    still running finish or are cancelled before the database closes."""
     connections = app[CONNECTIONS]
     await bulletins.load_active_emergencies(app[DB], connections, app[CLOCK]())
+    objects = app[NODE_OBJECTS]
+
+    async def receive(event: NodeEvent) -> None:
+        if event.kind == "object_stored":
+            store = event.body["store"]
+            if store in ("media", "releases"):
+                objects.replicate(store, str(event.body["sha256"]))
+        else:
+            await connections.on_node_event(event)
+
+    await connections.bus.start(receive, connections.online_ids)
     yield
     await connections.finish_background(PUSH_GRACE_S)
+
+
+async def _bus(app: web.Application) -> AsyncIterator[None]:
+    """The bus to the other hub nodes on this database (hub/node_bus.py); it listens once
+    everything it delivers to is set up (`_push`)."""
+    config = app[CONFIG]
+    bus = bus_for(app[DB], clock=app[CLOCK], url=node_url(config.node_url or config.public_url))
+    app[CONNECTIONS].bus = bus
+    yield
+    await bus.close()
 
 
 def create_app(
@@ -174,6 +202,7 @@ def create_app(
     app[CLOCK] = clock or utcnow
     app[ENROLL_LIMITER] = FailureLimiter()
     app[KEYRING] = keyring
+    app[NODE_SECRET] = node_secret(keyring.signer)
     app[CONNECTIONS] = Connections(
         keyring.signer,
         max_backlog_bytes=config.ws_max_backlog_bytes,
@@ -191,6 +220,8 @@ def create_app(
     app.cleanup_ctx.append(_database)
     # Registered before serving: the first manifest signed here already lists this node.
     app.cleanup_ctx.append(nodes_context)
+    app.cleanup_ctx.append(_bus)
+    app.cleanup_ctx.append(objects_context)
     app.cleanup_ctx.append(_push)
     app.cleanup_ctx.append(refresher_context)
     app.cleanup_ctx.append(feeds_context)

@@ -17,6 +17,7 @@ from .security import FailureLimiter
 
 if TYPE_CHECKING:
     from .manifests import ManifestCache
+    from .node_objects import NodeObjects
     from .play_evidence import SentCache
     from .routing import RouteSpec
 
@@ -28,6 +29,9 @@ MANIFEST_CACHE: web.AppKey[ManifestCache] = web.AppKey("manifest_cache")
 #: What each device's reported bulletins were found to be, between its report batches.
 SENT_CACHE: web.AppKey[SentCache] = web.AppKey("sent_cache")
 ROUTES: web.AppKey[list[RouteSpec]] = web.AppKey("routes")
+#: The secret this hub's nodes share (hub/node_secret.py), and what they fetch from each other.
+NODE_SECRET = web.AppKey("node_secret", bytes)
+NODE_OBJECTS: web.AppKey[NodeObjects] = web.AppKey("node_objects")
 #: Failed enrollments per address (the route is public: codes must not be guessable).
 ENROLL_LIMITER = web.AppKey("enroll_limiter", FailureLimiter)
 #: Uploads being decoded (hub/probe.py) at once, at most `HubConfig.probe_concurrency`.

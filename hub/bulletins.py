@@ -676,7 +676,7 @@ async def _announce_publish(ctx: Ctx, published: Published) -> BulletinOut:
         ctx,
         bulletin.id,
         targeted=len(versions),
-        pushed=connections.count_online(versions),
+        pushed=len((await connections.online_anywhere()).intersection(versions)),
         command_id=command_id,
     )
     # The start frame also tells each device its manifest changed: no second frame. An
@@ -688,6 +688,12 @@ async def _announce_publish(ctx: Ctx, published: Published) -> BulletinOut:
             f"emergency_start of {bulletin.id}",
         )
     else:
+        if scope is not None:
+            # Approved for later: the other nodes keep its start for the devices that
+            # connect to them once it is due.
+            connections.in_background(
+                connections.push_emergency_start([], start), f"emergency_start of {bulletin.id}"
+            )
         connections.in_background(
             connections.push_manifest_ready(versions, ctx.config.command_ttl),
             f"manifest_ready for {bulletin.id}",
@@ -1026,7 +1032,7 @@ async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> Bullet
             detail=f"{len(versions)} devices",
         )
     connections = ctx.connections
-    pushed = connections.count_online(versions)
+    pushed = len((await connections.online_anywhere()).intersection(versions))
     if scope is None:
         answer = await _out(ctx, bulletin_id, targeted=len(versions), pushed=pushed)
         connections.in_background(
@@ -1041,7 +1047,7 @@ async def _cancel(ctx: Ctx, bulletin_id: str, *, emergency_only: bool) -> Bullet
         ctx, bulletin_id, targeted=len(versions), pushed=pushed, command_id=cancel.command_id
     )
     connections.in_background(
-        connections.broadcast(list(versions), cancel.frame),
+        connections.push_emergency_cancel(bulletin_id, list(versions), cancel),
         f"emergency_cancel of {bulletin_id}",
     )
     return answer
@@ -1157,7 +1163,7 @@ async def emergency_status(ctx: Ctx) -> EmergencyStatus:
     bulletin = await _visible_bulletin(ctx.db, bulletin_id, user)
     if bulletin.content.priority is not Priority.EMERGENCY:
         raise ApiError(404, "not_found", f"no emergency {bulletin_id!r}")
-    online = ctx.connections.online_ids()
+    online = await ctx.connections.online_anywhere()
     limit = ctx.config.offline_after
     now = ctx.now
     states: list[DevicePlayState] = []

@@ -84,6 +84,7 @@ def _config(args: argparse.Namespace, **fields: Any) -> HubConfig:
             "database_url": "--database",
             "trusted_proxies": "--trusted-proxy",
             "public_url": "--public-url",
+            "node_url": "--node-url",
             "outbound_allowed_networks": "--outbound-allow",
         }.get(str(error["loc"][0]), str(error["loc"][0]))
         raise SystemExit(f"{option}: {error['msg']}") from exc
@@ -152,6 +153,11 @@ def _parser() -> argparse.ArgumentParser:
         "enrollment commands and, when several nodes share the database, listed in every "
         "manifest for devices to fail over to; default: the address the browser used (and "
         "devices do not fail over to this node)",
+    )
+    serve.add_argument(
+        "--node-url",
+        help="the address the other hub nodes reach this node at, to copy media and agent"
+        " releases from it (e.g. http://10.0.0.11:8443 behind a proxy); default: --public-url",
     )
 
     user = sub.add_parser("user", help="manage operator accounts")
@@ -509,6 +515,7 @@ def _serve(args: argparse.Namespace, clock: Clock) -> None:
     config = _config(
         args,
         public_url=args.public_url,
+        node_url=args.node_url,
         cookie_secure=True if args.cookie_secure else None,
         trusted_proxies=tuple(args.trusted_proxy),
         province_name=args.province_name,

@@ -64,6 +64,9 @@ class HubConfig(BaseModel):
     #: It is also this node's address in `Manifest.hub_urls` when several nodes share the
     #: database (hub/nodes.py); a node without one serves, but devices do not fail over to it.
     public_url: HubUrl | None = None
+    #: The address the other hub nodes reach this node at, for media they lack (an internal
+    #: one behind a proxy, where every node may share one public_url); None: public_url.
+    node_url: HubUrl | None = None
     #: Units that are the province's newspaper and broadcaster (Báo và Phát thanh, truyền
     #: hình): their monthly quota in reports is ≥ 4 bulletins of 2–5 minutes.
     newspaper_units: frozenset[str] = NEWSPAPER_UNITS

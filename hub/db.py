@@ -684,6 +684,30 @@ MIGRATIONS: list[str | Dialects] = [
     """
     ALTER TABLE rollouts ADD COLUMN group_id TEXT;
     """,
+    # Pushes made on one hub node for devices connected to the others (hub/node_bus.py): the
+    # durable record a NOTIFY names by id, so a node that missed notifications catches up;
+    # and the running nodes on the bus, with the address the others reach each at (its
+    # --node-url: behind one proxy every node may share one --public-url).
+    """
+    CREATE TABLE node_events (
+        id INTEGER PRIMARY KEY,
+        node TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX node_events_at ON node_events(at);
+    CREATE TABLE node_presence (
+        node TEXT PRIMARY KEY,
+        url TEXT,
+        last_seen REAL NOT NULL
+    );
+    CREATE TABLE device_sockets (
+        device_id TEXT NOT NULL,
+        node TEXT NOT NULL,
+        PRIMARY KEY (device_id, node)
+    );
+    """,
 ]
 
 

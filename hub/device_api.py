@@ -40,7 +40,7 @@ from .auth import DeviceAuth, Permission
 from .db import Database, epoch_us, iso
 from .errors import ApiError
 from .manifests import current_version, signed_manifest
-from .media import file_response
+from .node_objects import object_response
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, cut, decode_cursor
 from .play_evidence import (
     SQLITE_MAX_INTEGER,
@@ -202,11 +202,11 @@ async def device_media(ctx: Ctx) -> web.StreamResponse:
     mime = await media.device_media_mime(ctx.db, sha, device.id, device.commune, device.kind)
     if mime is None and await agent_releases.release_by_sha(ctx.db, sha) is not None:
         # An agent release (issue #14): fetched, resumed and verified like media.
-        return file_response(ctx.config.releases_dir, sha, "application/x-tar")
+        return await object_response(ctx, "releases", sha, "application/x-tar")
     # The same 404 for "missing" and "not yours": a device learns nothing about others' media.
     if mime is None:
         raise ApiError(404, "not_found", "no such media for this device")
-    return file_response(ctx.config.media_dir, sha, mime)
+    return await object_response(ctx, "media", sha, mime)
 
 
 @routes.get(

@@ -295,7 +295,7 @@ async def list_devices(ctx: Ctx) -> Page[list[DeviceOut]]:
     if own is not None and query.commune and query.commune != own:
         return Page([], None)  # outside the caller's commune: nothing it may see
     commune = own or query.commune or None
-    online = ctx.connections.online_ids()
+    online = await ctx.connections.online_anywhere()
     offline_after_s = ctx.config.offline_after.total_seconds()
     now = ctx.now
     chunk = query.limit + 1
@@ -339,7 +339,7 @@ async def get_device(ctx: Ctx) -> DeviceOut:
     device = await _device(ctx)
     return _device_out(
         device,
-        ctx.connections.is_online(device.id),
+        device.id in await ctx.connections.online_anywhere(),
         ctx.config.offline_after.total_seconds(),
         ctx.now,
     )
@@ -413,7 +413,7 @@ async def dispatch(
             group_id=group_id,
             batch_id=batch_id,
         )
-    delivered = ctx.connections.send(device.id, command)
+    delivered = await ctx.connections.send_command(device.id, command)
     status: CommandStatus = "sent" if delivered else "undelivered"
     async with ctx.db.transaction() as tx:
         if not delivered:

@@ -51,7 +51,8 @@ from .categories import CATEGORIES
 from .db import Database
 from .domain.lifecycle import Action, BulletinState
 from .errors import ApiError, field_error
-from .media import file_response, keep_bytes
+from .media import keep_bytes
+from .node_objects import object_response
 from .outbound import Outbound, OutboundError, check_form
 from .reports import MonthlyReport
 from .routing import Ctx, RouteTable
@@ -222,7 +223,7 @@ async def exchange_media(ctx: Ctx) -> web.StreamResponse:
     mime = await bulletin_store.media_offered_down(ctx.db, sha, ctx.now)
     if mime is None:
         raise ApiError(404, "not_found", "no such media in the feed")
-    return file_response(ctx.config.media_dir, sha, mime)
+    return await object_response(ctx, "media", sha, mime)
 
 
 class ReceivedOut(BaseModel):

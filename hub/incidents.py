@@ -222,7 +222,7 @@ async def watch_faults(app: web.Application) -> tuple[int, int]:
     db: Database = app[DB]
     config = app[CONFIG]
     now = app[CLOCK]()
-    online = app[CONNECTIONS].online_ids()
+    online = await app[CONNECTIONS].online_anywhere()
     since_by_device = await store.fault_since(db)
     open_by_device = await store.open_auto(db)
     opened = closed = 0

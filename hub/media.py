@@ -25,6 +25,7 @@ from . import probe
 from .appkeys import PROBES
 from .auth import Permission
 from .errors import ApiError
+from .node_objects import object_response
 from .routing import Ctx, RouteTable
 from .store import media
 
@@ -310,6 +311,12 @@ async def upload_media(ctx: Ctx) -> MediaOut:
                     **({"source_sha256": sha} if stored.source_sha256 else {}),
                 },
             )
+        # The other nodes copy it now: it outlives this node.
+        for kept in (original, stored):
+            if kept is not None:
+                await ctx.connections.bus.publish(
+                    "object_stored", {"store": "media", "sha256": kept.sha256}
+                )
         return MediaOut.of(stored)
     finally:
         if not fh.closed:
@@ -350,15 +357,7 @@ async def get_media(ctx: Ctx) -> web.StreamResponse:
     mime = await media.readable_mime(ctx.db, sha, ctx.user)
     if mime is None:
         raise missing
-    return file_response(ctx.config.media_dir, sha, mime)
-
-
-def file_response(media_dir: Path, sha256: str, mime: str) -> web.FileResponse:
-    # Named by content, a file never changes: caches may keep it for good.
-    return web.FileResponse(
-        media_path(media_dir, sha256),
-        headers={"Content-Type": mime, "Cache-Control": "private, max-age=31536000, immutable"},
-    )
+    return await object_response(ctx, "media", sha, mime)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
+from .appkeys import NODE_OBJECTS
 from .bulletins import _visible_bulletin
 from .errors import ApiError
 from .media import media_path
@@ -44,7 +45,9 @@ async def preview_of(ctx: Ctx) -> Preview:
     if bulletin.media is not None:
         stored = await media.get(ctx.db, bulletin.media.sha256)
         duration = stored.duration_s if stored is not None else None
-        source = media_path(ctx.config.media_dir, bulletin.media.sha256)
+        # Made from this node's copy: fetched from another node first if need be.
+        if await ctx.app[NODE_OBJECTS].ensure("media", bulletin.media.sha256):
+            source = media_path(ctx.config.media_dir, bulletin.media.sha256)
     return await make_preview(bulletin, source, duration, ctx.config.data_dir / "previews", ctx.now)
 
 

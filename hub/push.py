@@ -10,6 +10,11 @@ unsent backlog exceeds a bound, or stays unsent longer than a stall limit, is dr
 transport aborted). It reconnects with back-off and catches up: on connect the hub sends
 manifest_ready and the start frame of every active emergency. Writes to one transport happen
 in call order, so each connection keeps its order; a slow socket only grows its own buffer.
+
+Several hub nodes: each entry point (`push_manifest_ready`, `push_emergency_start`,
+`push_emergency_cancel`, `send_command`, `answered`) delivers to the devices connected here
+and publishes the event on the node bus (hub/node_bus.py) for the devices connected to the
+other nodes; `on_node_event` is the other side, delivering what another node published.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from loa_contract import (
     utcnow,
 )
 
+from .node_bus import LocalBus, NodeBus, NodeEvent, frame_text
+
 log = logging.getLogger(__name__)
 
 #: Per-device signatures (manifest_ready) between two yields to the event loop, so a
@@ -50,6 +57,11 @@ SIGNING_BATCH = 200
 EMERGENCY_SLACK = timedelta(seconds=5)
 #: Answered command ids a node remembers for `Connections.wait_answer`.
 ANSWERS_KEPT = 1024
+#: Cancelled emergencies a node remembers (`ActiveEmergencies.forget`).
+CANCELS_KEPT = 1024
+#: How long a command for a device connected elsewhere waits for the other nodes' replies
+#: (a live node replies in milliseconds; this bounds a node that died since its last beat).
+REPLY_WAIT_S = 1.0
 
 
 class Transport(Protocol):
@@ -150,6 +162,9 @@ class ActiveEmergencies:
 
     def __init__(self) -> None:
         self._frames: dict[str, EmergencyFrame] = {}
+        #: Emergencies cancelled lately, oldest first: a start another node published just
+        #: before a cancel may arrive after it, and must then not start (a cancel is final).
+        self._cancelled: dict[str, None] = {}
 
     def __contains__(self, bulletin_id: object) -> bool:
         return bulletin_id in self._frames
@@ -158,10 +173,23 @@ class ActiveEmergencies:
         return len(self._frames)
 
     def add(self, frame: EmergencyFrame) -> None:
+        """Keep the start of an emergency this node found published."""
+        self._cancelled.pop(frame.bulletin_id, None)
         self._frames[frame.bulletin_id] = frame
 
+    def add_from_peer(self, frame: EmergencyFrame) -> bool:
+        """Keep a start another node published, unless this node has seen it cancelled."""
+        if frame.bulletin_id in self._cancelled:
+            return False
+        self._frames[frame.bulletin_id] = frame
+        return True
+
     def forget(self, bulletin_id: str) -> None:
+        """The emergency is cancelled: its start is dropped, and refused if it comes again."""
         self._frames.pop(bulletin_id, None)
+        self._cancelled[bulletin_id] = None
+        if len(self._cancelled) > CANCELS_KEPT:
+            del self._cancelled[next(iter(self._cancelled))]
 
     def due_for(
         self, device_id: str, commune: str, device_kind: DeviceKind, now: datetime
@@ -188,9 +216,12 @@ class Connections:
         stall_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], datetime] = utcnow,
+        bus: NodeBus | None = None,
     ) -> None:
         """`clock` is the hub's time (what commands are dated and expire by); `monotonic`
-        times the stall of a socket's backlog."""
+        times the stall of a socket's backlog; `bus` reaches the other hub nodes (set once the
+        database is open: `use_bus`)."""
+        self.bus: NodeBus = bus or LocalBus()
         self._signer = signer
         self._clock = clock
         self._max_backlog = max_backlog_bytes
@@ -203,6 +234,8 @@ class Connections:
         #: an answer (bounded: an answer nobody waits for is forgotten in time).
         self._answered: deque[str] = deque(maxlen=ANSWERS_KEPT)
         self._answer_seen = asyncio.Condition()
+        #: Other nodes' replies to the commands this node handed them, by command id.
+        self._replies: dict[str, asyncio.Queue[bool]] = {}
 
     def __len__(self) -> int:
         return len(self._by_device)
@@ -216,6 +249,17 @@ class Connections:
 
     def online_ids(self) -> set[str]:
         return {d for d, c in self._by_device.items() if c.open}
+
+    async def online_anywhere(self) -> set[str]:
+        """The devices connected to this node or, as they last said, to another."""
+        here = self.online_ids()
+        if not self.bus.shared:
+            return here
+        return here | await self.bus.online_elsewhere()
+
+    def elsewhere(self, device_ids: Iterable[str]) -> list[str]:
+        """Those of `device_ids` not connected to this node (other nodes may hold them)."""
+        return [d for d in device_ids if not self.is_online(d)]
 
     def count_online(self, device_ids: Iterable[str]) -> int:
         return sum(1 for d in device_ids if self.is_online(d))
@@ -266,13 +310,20 @@ class Connections:
         conn.transport.abort()
 
     async def answered(self, command_id: str) -> None:
-        """A device's answer to `command_id` is stored: wake whoever waits for it."""
+        """A device's answer to `command_id` is stored: wake whoever waits for it, on this
+        node and on the others."""
+        await self._note_answer(command_id)
+        if self.bus.shared:
+            await self.bus.publish("answered", {"command_id": command_id})
+
+    async def _note_answer(self, command_id: str) -> None:
         async with self._answer_seen:
             self._answered.append(command_id)
             self._answer_seen.notify_all()
 
     async def wait_answer(self, command_id: str) -> None:
-        """Until a device connected to this node answers `command_id` (the caller bounds it)."""
+        """Until a device answers `command_id`, whichever node it is connected to (the
+        answer is stored in the shared database first; the caller bounds the wait)."""
         async with self._answer_seen:
             await self._answer_seen.wait_for(lambda: command_id in self._answered)
 
@@ -280,11 +331,39 @@ class Connections:
         envelope = self._signer.sign(CommandDocument(command=command))
         return SignedFrame(command.command_id, text_frame(envelope.model_dump_json()))
 
-    def send(self, device_id: str, command: Command) -> bool:
+    async def send_command(self, device_id: str, command: Command) -> bool:
+        """Write one device's command on whichever node holds its socket: whether it went out.
+        A device connected elsewhere is asked of the other live nodes, which reply at once;
+        a node that does not reply within REPLY_WAIT_S counts as not holding it."""
+        signed = self.sign(command)
         conn = self._by_device.get(device_id)
-        if conn is None or not conn.open:
+        if conn is not None and conn.open:
+            return self.write(conn, signed.frame)
+        if not self.bus.shared:
             return False
-        return self.write(conn, self.sign(command).frame)
+        peers = len(await self.bus.peers())
+        if not peers:
+            return False
+        replies: asyncio.Queue[bool] = asyncio.Queue()
+        self._replies[signed.command_id] = replies
+        try:
+            await self.bus.publish(
+                "command",
+                {
+                    "device_id": device_id,
+                    "command_id": signed.command_id,
+                    "envelope": frame_text(signed.frame),
+                },
+            )
+            async with asyncio.timeout(REPLY_WAIT_S):
+                for _ in range(peers):
+                    if await replies.get():
+                        return True
+        except TimeoutError:
+            log.info("command %s: not every hub node replied in time", signed.command_id)
+        finally:
+            del self._replies[signed.command_id]
+        return False
 
     async def broadcast(self, device_ids: Iterable[str], frame: bytes) -> int:
         """Write the same frame to every online device among `device_ids`, all in one go
@@ -297,8 +376,19 @@ class Connections:
         return sent
 
     async def push_manifest_ready(self, versions: dict[str, int], ttl: timedelta) -> int:
-        """Tell each online device its new version. Signed per device (the version differs,
-        and the command names its device: it cannot be replayed to another loudspeaker)."""
+        """Tell each online device its new version, here and on the other nodes (they sign
+        for their own devices). Returns how many were told here."""
+        if self.bus.shared:
+            away = {d: versions[d] for d in self.elsewhere(versions)}
+            if away:
+                await self.bus.publish(
+                    "manifest_ready", {"versions": away, "ttl_s": ttl.total_seconds()}
+                )
+        return await self._manifest_ready_here(versions, ttl)
+
+    async def _manifest_ready_here(self, versions: dict[str, int], ttl: timedelta) -> int:
+        """Signed per device (the version differs, and the command names its device: it
+        cannot be replayed to another loudspeaker)."""
         now = self._clock()
         sent = 0
         signed = 0
@@ -346,10 +436,84 @@ class Connections:
         return self.sign(cancel)
 
     async def push_emergency_start(self, device_ids: Iterable[str], start: EmergencyFrame) -> int:
+        """Write the start to the online devices among `device_ids` here, then hand it to the
+        other nodes (which also keep it for their reconnecting devices). With no devices, an
+        emergency approved for later: only kept. Returns how many were written here."""
         # A cancel may have been committed since the start was queued: never start it after.
         if start.bulletin_id not in self.emergencies:
             return 0
-        return await self.broadcast(device_ids, start.signed.frame)
+        targets = list(device_ids)
+        sent = await self.broadcast(targets, start.signed.frame)
+        if self.bus.shared:
+            await self.bus.publish(
+                "emergency_start",
+                {
+                    "bulletin_id": start.bulletin_id,
+                    "kind": start.kind.value,
+                    "scope": start.scope.model_dump(mode="json"),
+                    "valid_from": start.valid_from.isoformat(),
+                    "valid_until": start.valid_until.isoformat(),
+                    "command_id": start.signed.command_id,
+                    "envelope": frame_text(start.signed.frame),
+                    "devices": self.elsewhere(targets),
+                },
+            )
+        return sent
+
+    async def push_emergency_cancel(
+        self, bulletin_id: str, device_ids: Iterable[str], cancel: SignedFrame
+    ) -> int:
+        """Write the cancel (`emergency_cancel`'s) here, then on the other nodes, which also
+        forget the start. Returns how many were written here."""
+        targets = list(device_ids)
+        sent = await self.broadcast(targets, cancel.frame)
+        if self.bus.shared:
+            await self.bus.publish(
+                "emergency_cancel",
+                {
+                    "bulletin_id": bulletin_id,
+                    "command_id": cancel.command_id,
+                    "envelope": frame_text(cancel.frame),
+                    "devices": self.elsewhere(targets),
+                },
+            )
+        return sent
+
+    # ------------------------------------------------------------ from the other nodes
+
+    async def on_node_event(self, event: NodeEvent) -> None:
+        """Deliver what another node published to the devices connected here."""
+        body = event.body
+        if event.kind == "manifest_ready":
+            ttl = timedelta(seconds=float(body["ttl_s"]))
+            await self._manifest_ready_here(dict(body["versions"]), ttl)
+        elif event.kind == "emergency_start":
+            signed = SignedFrame(body["command_id"], text_frame(body["envelope"]))
+            frame = EmergencyFrame(
+                bulletin_id=body["bulletin_id"],
+                kind=BulletinKind(body["kind"]),
+                scope=Scope.model_validate(body["scope"]),
+                valid_from=datetime.fromisoformat(body["valid_from"]),
+                valid_until=datetime.fromisoformat(body["valid_until"]),
+                signed=signed,
+            )
+            if self.emergencies.add_from_peer(frame):
+                await self.broadcast(body["devices"], signed.frame)
+        elif event.kind == "emergency_cancel":
+            self.emergencies.forget(body["bulletin_id"])
+            await self.broadcast(body["devices"], text_frame(body["envelope"]))
+        elif event.kind == "command":
+            conn = self._by_device.get(body["device_id"])
+            delivered = conn is not None and self.write(conn, text_frame(body["envelope"]))
+            await self.bus.publish(
+                "command_reply", {"command_id": body["command_id"], "delivered": delivered}
+            )
+        elif event.kind == "command_reply":
+            waiting = self._replies.get(body["command_id"])
+            if waiting is not None:
+                waiting.put_nowait(bool(body["delivered"]))
+        elif event.kind == "answered":
+            await self._note_answer(body["command_id"])
 
     # ------------------------------------------------------------ background fan-out
 

@@ -14,18 +14,21 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .appkeys import CLOCK, CONFIG, CONNECTIONS, DB, KEYRING, ROUTES
+from .appkeys import CLOCK, CONFIG, CONNECTIONS, DB, KEYRING, NODE_SECRET, ROUTES
 from .auth import DeviceAuth, Permission, User, authenticate_device, authenticate_operator, require
 from .config import HubConfig
 from .db import Database
 from .errors import ApiError, validation_detail
 from .keys import HubKeyring
+from .node_secret import SCHEME as NODE_SCHEME
+from .node_secret import verify as verify_node
 from .paging import PAGE_HEADERS, Page, next_headers
 from .push import Connections
 from .store import audit as audit_log
 from .store.sql import Tx
 
-AuthKind = Literal["operator", "device", "public"]
+#: "node": another node of this hub (hub/node_secret.py), for what nodes share (media).
+AuthKind = Literal["operator", "device", "node", "public"]
 
 
 class Ctx:
@@ -160,6 +163,10 @@ class RouteSpec:
                     require(user, self.permission)
             elif self.auth == "device":
                 device = await authenticate_device(request)
+            elif self.auth == "node" and not verify_node(
+                request.app[NODE_SECRET], request.headers.get("Authorization"), request.app[CLOCK]()
+            ):
+                raise ApiError(401, "unauthorized", "only another node of this hub may ask")
             body = None
             if body_adapter is not None:
                 body = _parse_body(body_adapter, await request.read())
@@ -419,6 +426,8 @@ def openapi_document(specs: list[RouteSpec], *, title: str, version: str) -> dic
             op["security"] = [{"bearer": []}]
         elif spec.auth == "device":
             op["security"] = [{"device": []}]
+        elif spec.auth == "node":
+            op["security"] = [{"node": []}]
         paths.setdefault(spec.path, {})[spec.method.lower()] = op
 
     return {
@@ -438,6 +447,13 @@ def openapi_document(specs: list[RouteSpec], *, title: str, version: str) -> dic
                     "in": "header",
                     "name": "Authorization",
                     "description": "Device <device_id>:<device_secret>",
+                },
+                "node": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": f"{NODE_SCHEME} <unix time>.<HMAC-SHA256 hex>"
+                    " (another node of this hub: hub/node_secret.py)",
                 },
             },
         },

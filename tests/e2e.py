@@ -46,6 +46,8 @@ class LiveHub:
     token: str | None = None
     session: aiohttp.ClientSession | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: HubConfig fields of this node (e.g. public_url for one of several nodes).
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -57,7 +59,7 @@ class LiveHub:
         return self.runner.app
 
     async def start(self) -> None:
-        config = hub_config(self.data_dir, scrypt_n=2**4)
+        config = hub_config(self.data_dir, **{"scrypt_n": 2**4, **self.config})
         db = await open_database(config.database_url, config.db_path)
         if await accounts.by_username(db, ADMIN) is None:
             await create_user(

@@ -4,7 +4,8 @@ A real hub on 127.0.0.1 (real socket, real SQLite) holds a commune, an enrolled 
 media file, bulletins and an emergency; the schemathesis CLI then runs its examples,
 coverage, fuzzing and stateful phases over every operation of /api/v1/openapi.json:
 operator operations with an admin's bearer token, device operations with the enrolled
-device's `Authorization: Device <id>:<secret>`, public ones bare. The verdict is the CLI's:
+device's `Authorization: Device <id>:<secret>`, node operations with another node's header,
+public ones bare. The verdict is the CLI's:
 no 5xx, every status and content type documented, every body matching its schema, and
 invalid input refused with a 4xx. A failure prints the CLI's report: each failing case with a
 curl command that reproduces it against a hub started the same way.
@@ -24,6 +25,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from hub.appkeys import CLOCK, NODE_SECRET
+from hub.node_secret import authorization
 from hub.testing import EnrolledDevice, HubHarness, running_hub
 from loa_contract import VN_TZ
 from tests.real_files import wav_bytes
@@ -197,6 +200,9 @@ def _config(hub: HubHarness, fleet: Fleet, bearer: str) -> str:
         f"bearer = {q(bearer)}",
         "[auth.openapi.device]",
         f"api_key = {q(f'Device {device.id}:{device.enrollment.device_secret}')}",
+        # Another node's header (hub/node_secret.py): good for minutes, longer than a run.
+        "[auth.openapi.node]",
+        f"api_key = {q(authorization(hub.app[NODE_SECRET], hub.app[CLOCK]()))}",
         # Real identifiers beside generated ones, so calls reach past the 404s.
         "[dictionaries]",
         f"ids.values = {q([*fleet.bulletins, *fleet.emergencies, device.id])}",
@@ -211,6 +217,7 @@ def _config(hub: HubHarness, fleet: Fleet, bearer: str) -> str:
         '"body.username" = { dictionary = "logins", probability = 0.5 }',
         '"body.password" = { dictionary = "passwords", probability = 0.5 }',
         *pin("/api/v1/devices/{id}/enrollment", "path.id", fleet.spare_device),
+        *pin("/api/v1/node/objects/{store}/{sha256}", "path.store", "media"),
         *pin("/api/v1/users/{username}/lock", "path.username", LOCKABLE),
         *pin("/api/v1/users/{username}/unlock", "path.username", LOCKABLE),
         *pin("/api/v1/users/{username}/disable", "path.username", DISABLEABLE),
