@@ -65,6 +65,8 @@ def _schedule() -> dict[str, Any]:
 LOCKABLE = "tran.thi.b"
 DISABLEABLE = "le.van.c"
 RESETTABLE = "pham.thi.d"
+#: Moving an account to another role or unit ends its sessions: only this one is moved.
+MOVABLE = "ngo.van.h"
 #: Its own password change is tried on this account's session, never on the admin's (a
 #: change ends every session of the account).
 CHANGER = "vo.van.e"
@@ -145,7 +147,7 @@ async def _fleet(hub: HubHarness) -> Fleet:
         expect=201,
     )
     fleet.emergencies = [emergency["id"]]
-    for username in (LOCKABLE, DISABLEABLE, RESETTABLE):
+    for username in (LOCKABLE, DISABLEABLE, RESETTABLE, MOVABLE):
         await hub.user(username, "viewer", "province")
     fleet.changer_token = (await hub.user(CHANGER, "viewer", "province")).token or ""
     await hub.user(LOGIN, "viewer", "province", new_password=LOGIN_PASSWORD)
@@ -222,6 +224,7 @@ def _config(hub: HubHarness, fleet: Fleet, bearer: str) -> str:
         *pin("/api/v1/users/{username}/unlock", "path.username", LOCKABLE),
         *pin("/api/v1/users/{username}/disable", "path.username", DISABLEABLE),
         *pin("/api/v1/users/{username}/password", "path.username", RESETTABLE),
+        *pin("/api/v1/users/{username}/move", "path.username", MOVABLE),
     ]
     return "\n".join(lines) + "\n"
 
