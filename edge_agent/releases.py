@@ -35,6 +35,7 @@ from typing import Any
 from loa_contract import UpdateReport
 
 from .cache import fsync_dir
+from .identity import write_durably
 
 RELEASES = "releases"
 CURRENT = "current"
@@ -144,7 +145,7 @@ class Releases:
 
     def save_state(self, state: ReleaseState) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_durably(self.root / STATE, state.to_json())
+        write_durably(self.root / STATE, state.to_json())
 
     # ------------------------------------------------------------------ which runs
 
@@ -342,16 +343,6 @@ def _unpack_wheel(wheel: Path, site: Path) -> None:
                     shutil.copyfileobj(source, out)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ReleaseError(f"{wheel.name} cannot be unpacked: {exc}") from exc
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 # ---------------------------------------------------------------------- going back

@@ -1303,6 +1303,21 @@ record_event = _event
 bulletin_out = _out
 
 
+async def submit_in(tx: Tx, ctx: Ctx, bulletin_id: str, comment: str) -> None:
+    """A bulletin that arrived another way (a CAP alert, an upper hub's item) goes to the
+    province's review, with `comment` saying where it came from in its history."""
+    await store.mark_submitted(tx, bulletin_id)
+    await _event(
+        tx,
+        ctx,
+        bulletin_id,
+        Action.SUBMIT,
+        BulletinState.DRAFT,
+        BulletinState.SUBMITTED,
+        comment,
+    )
+
+
 async def cancel_as(ctx: Ctx, bulletin_id: str) -> BulletinOut:
     """Cancel a published bulletin as `ctx.user` (an emergency stops now)."""
     return await _cancel(ctx, bulletin_id, emergency_only=False)

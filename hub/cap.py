@@ -475,15 +475,8 @@ async def take_alert(ctx: Ctx, raw: bytes, poster: Poster) -> CapOut:
                     await ctx.audit(tx, "emergency.start", bulletin_id, draft.title)
                     outcome = "published"
                 else:
-                    await bulletin_store.mark_submitted(tx, bulletin_id)
-                    await bulletins.record_event(
-                        tx,
-                        ctx,
-                        bulletin_id,
-                        Action.SUBMIT,
-                        BulletinState.DRAFT,
-                        BulletinState.SUBMITTED,
-                        f"CAP {alert.identifier} from {alert.sender}",
+                    await bulletins.submit_in(
+                        tx, ctx, bulletin_id, f"CAP {alert.identifier} from {alert.sender}"
                     )
                     outcome = "review"
             taken = TakenAlert(

@@ -435,16 +435,7 @@ async def _take_new(ctx: BackgroundCtx, upstream: Upstream, item: ExchangeItem) 
             published = await bulletins.publish_in(tx, ctx, bulletin_id)
             outcome = "published"
         else:
-            await bulletin_store.mark_submitted(tx, bulletin_id)
-            await bulletins.record_event(
-                tx,
-                ctx,
-                bulletin_id,
-                Action.SUBMIT,
-                BulletinState.DRAFT,
-                BulletinState.SUBMITTED,
-                f"from {upstream.url}",
-            )
+            await bulletins.submit_in(tx, ctx, bulletin_id, f"from {upstream.url}")
             outcome = "review"
         await store.take_item(tx, upstream.url, item.id, bulletin_id, "published", now)
         await ctx.audit(tx, "exchange.take", bulletin_id, f"{upstream.url} {item.id} {outcome}")
