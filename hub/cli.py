@@ -21,6 +21,7 @@ import os
 import re
 import ssl
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -620,25 +621,15 @@ async def _recheck_plays(args: argparse.Namespace, clock: Clock) -> int:
     return 0
 
 
-async def _sender_command(args: argparse.Namespace, clock: Clock) -> int:
+async def _on_hub_data(
+    args: argparse.Namespace,
+    clock: Clock,
+    work: Callable[[argparse.Namespace, Clock, Database], Awaitable[None]],
+) -> int:
+    """Run a command's work on the hub's database; a refusal is its message, exit 1."""
     db = await _open(_config(args), clock)
     try:
-        if args.sender_command == "add":
-            if not re.match(r"^[a-z0-9][a-z0-9._-]{1,63}$", args.name):
-                print("a sender name is 2-64 of a-z, 0-9, '.', '_', '-'", file=sys.stderr)
-                return 1
-            token = await add_sender(db, args.name, args.policy, args.level, now=clock())
-            print(f"sender {args.name} ({args.policy}, {args.level}) added; its token:")
-            print(token)
-        elif args.sender_command == "list":
-            for s in await cap_store.senders(db):
-                state = "disabled" if s.disabled else "active"
-                print(f"{s.name}\t{s.policy}\t{s.source_level}\t{state}")
-        elif args.sender_command == "new-token":
-            print(await renew_sender_token(db, args.name, now=clock()))
-        else:
-            await disable_sender(db, args.name, now=clock())
-            print(f"sender {args.name} disabled")
+        await work(args, clock, db)
     except ApiError as exc:
         print(_message(exc), file=sys.stderr)
         return 1
@@ -647,55 +638,55 @@ async def _sender_command(args: argparse.Namespace, clock: Clock) -> int:
     return 0
 
 
-async def _feed_command(args: argparse.Namespace, clock: Clock) -> int:
-    db = await _open(_config(args), clock)
-    try:
-        if args.feed_command == "add":
-            await add_feed(db, args.url, args.sender, args.every, now=clock())
-            print(f"feed {args.url} added, polled every {args.every} s as {args.sender}")
-        elif args.feed_command == "list":
-            for f in await cap_store.feeds(db):
-                last = f.last_polled_at.isoformat() if f.last_polled_at else "never"
-                print(f"{f.url}\t{f.sender}\t{f.interval_s}s\t{last}\t{f.last_error or 'ok'}")
-        else:
-            await remove_feed(db, args.url, now=clock())
-            print(f"feed {args.url} removed")
-    except ApiError as exc:
-        print(_message(exc), file=sys.stderr)
-        return 1
-    finally:
-        await db.close()
-    return 0
+async def _sender_command(args: argparse.Namespace, clock: Clock, db: Database) -> None:
+    if args.sender_command == "add":
+        if not re.match(r"^[a-z0-9][a-z0-9._-]{1,63}$", args.name):
+            raise SystemExit("a sender name is 2-64 of a-z, 0-9, '.', '_', '-'")
+        token = await add_sender(db, args.name, args.policy, args.level, now=clock())
+        print(f"sender {args.name} ({args.policy}, {args.level}) added; its token:")
+        print(token)
+    elif args.sender_command == "list":
+        for s in await cap_store.senders(db):
+            state = "disabled" if s.disabled else "active"
+            print(f"{s.name}\t{s.policy}\t{s.source_level}\t{state}")
+    elif args.sender_command == "new-token":
+        print(await renew_sender_token(db, args.name, now=clock()))
+    else:
+        await disable_sender(db, args.name, now=clock())
+        print(f"sender {args.name} disabled")
 
 
-async def _exchange_command(args: argparse.Namespace, clock: Clock) -> int:
-    db = await _open(_config(args), clock)
-    try:
-        if args.command == "downstream" and args.down_command == "add":
-            token = await exchange.add_downstream(db, args.name, now=clock())
-            print(f"downstream {args.name} added; its token:")
-            print(token)
-        elif args.command == "downstream":
-            for name in await exchange_store.downstreams(db):
-                print(name)
-        elif args.up_command == "add":
-            await exchange.add_upstream(
-                db, args.url, args.token, args.policy, args.key_id, now=clock()
-            )
-            print(f"upstream {args.url} added ({args.policy})")
-        elif args.up_command == "list":
-            for u in await exchange_store.upstreams(db):
-                last = u.last_polled_at.isoformat() if u.last_polled_at else "never"
-                print(f"{u.url}\t{u.policy}\t{u.key_id or '-'}\t{last}\t{u.last_error or 'ok'}")
-        else:
-            await exchange.remove_upstream(db, args.url, now=clock())
-            print(f"upstream {args.url} removed")
-    except ApiError as exc:
-        print(_message(exc), file=sys.stderr)
-        return 1
-    finally:
-        await db.close()
-    return 0
+async def _feed_command(args: argparse.Namespace, clock: Clock, db: Database) -> None:
+    if args.feed_command == "add":
+        await add_feed(db, args.url, args.sender, args.every, now=clock())
+        print(f"feed {args.url} added, polled every {args.every} s as {args.sender}")
+    elif args.feed_command == "list":
+        for f in await cap_store.feeds(db):
+            last = f.last_polled_at.isoformat() if f.last_polled_at else "never"
+            print(f"{f.url}\t{f.sender}\t{f.interval_s}s\t{last}\t{f.last_error or 'ok'}")
+    else:
+        await remove_feed(db, args.url, now=clock())
+        print(f"feed {args.url} removed")
+
+
+async def _exchange_command(args: argparse.Namespace, clock: Clock, db: Database) -> None:
+    if args.command == "downstream" and args.down_command == "add":
+        token = await exchange.add_downstream(db, args.name, now=clock())
+        print(f"downstream {args.name} added; its token:")
+        print(token)
+    elif args.command == "downstream":
+        for name in await exchange_store.downstreams(db):
+            print(name)
+    elif args.up_command == "add":
+        await exchange.add_upstream(db, args.url, args.token, args.policy, args.key_id, now=clock())
+        print(f"upstream {args.url} added ({args.policy})")
+    elif args.up_command == "list":
+        for u in await exchange_store.upstreams(db):
+            last = u.last_polled_at.isoformat() if u.last_polled_at else "never"
+            print(f"{u.url}\t{u.policy}\t{u.key_id or '-'}\t{last}\t{u.last_error or 'ok'}")
+    else:
+        await exchange.remove_upstream(db, args.url, now=clock())
+        print(f"upstream {args.url} removed")
 
 
 async def _release_command(args: argparse.Namespace, clock: Clock) -> int:
@@ -792,11 +783,11 @@ def _run(args: argparse.Namespace, clock: Clock) -> int:
     if args.command == "recheck-plays":
         return asyncio.run(_recheck_plays(args, clock))
     if args.command == "sender":
-        return asyncio.run(_sender_command(args, clock))
+        return asyncio.run(_on_hub_data(args, clock, _sender_command))
     if args.command == "cap-feed":
-        return asyncio.run(_feed_command(args, clock))
+        return asyncio.run(_on_hub_data(args, clock, _feed_command))
     if args.command in ("downstream", "upstream"):
-        return asyncio.run(_exchange_command(args, clock))
+        return asyncio.run(_on_hub_data(args, clock, _exchange_command))
     if args.command in ("release", "rollout"):
         return asyncio.run(_release_command(args, clock))
     if args.command == "serve":
