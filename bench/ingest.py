@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from hub.db import SqliteDatabase  # noqa: E402
 from hub.testing import HubHarness, running_hub  # noqa: E402
+from tests.real_files import wav_bytes  # noqa: E402
 
 TARGET = 0.8
 #: One health sample in this many reports; the rest are proof of play.
@@ -130,7 +131,9 @@ async def send_all(
 async def published_bulletins(hub: HubHarness, device_id: str, since: datetime) -> list[str]:
     """BULLETINS audio bulletins for the device's commune, published through the API, then
     moved back with the device's enrollment to `since` (the API makes them now)."""
-    media = await hub.upload(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(256), "audio/wav")
+    # A whole recording as long as the plays reported of it: the hub decodes what it takes
+    # and refuses a play longer than its media.
+    media = await hub.upload(wav_bytes(seconds=30.0), "audio/wav")
     valid = {"valid_from": datetime.now(UTC).isoformat(), "valid_until": "2100-01-01T00:00:00Z"}
     ids = []
     for n in range(BULLETINS):
