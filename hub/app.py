@@ -96,6 +96,9 @@ async def healthz(ctx: Ctx) -> Healthz:
     except DatabaseError as exc:
         log.error("health probe: the database fails: %s", exc)
         raise ApiError(503, "database_failed", f"the database cannot be read: {exc}") from exc
+    trouble = ctx.connections.bus.trouble()
+    if trouble is not None:
+        raise ApiError(503, "node_bus_down", trouble)
     return Healthz(ok=True)
 
 

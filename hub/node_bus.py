@@ -86,6 +86,11 @@ class NodeBus(Protocol):
         """The devices connected to the other running nodes (as they last said)."""
         ...
 
+    def trouble(self) -> str | None:
+        """Why pushes made on other nodes cannot reach this node's devices now (None: they
+        can). /healthz answers 503 with it: a node deaf to the others must not look fine."""
+        ...
+
     async def start(self, receive: Receiver, connected: Callable[[], set[str]]) -> None:
         """Start delivering the other nodes' events to `receive`, in the order published,
         and telling them which devices are connected here (`connected()`)."""
@@ -112,6 +117,9 @@ class LocalBus:
 
     async def online_elsewhere(self) -> set[str]:
         return set()
+
+    def trouble(self) -> str | None:
+        return None
 
     async def start(self, receive: Receiver, connected: Callable[[], set[str]]) -> None:
         del receive, connected

@@ -372,3 +372,31 @@ async def test_a_start_that_arrives_after_its_cancel_does_not_start() -> None:
     await fresh.on_node_event(NodeEvent("emergency_cancel", cancelled, "b"))
     assert other.frames == [start.signed.frame, cancel.frame]
     assert "b1" not in fresh.emergencies
+
+
+@postgres_only
+async def test_a_node_that_cannot_hear_the_others_says_why_until_it_can() -> None:
+    """A node whose listening connection cannot come back would miss every emergency fired
+    on another node: /healthz answers 503 with this reason (hub/app.py) until it is back."""
+    async with bus(Heard(), "http://a.invalid") as a:
+        await a.listening.wait()
+        assert a.trouble() is None
+        url = database_for_tests()
+        assert url is not None
+        base, name = url.rsplit("/", 1)
+        admin = await asyncpg.connect(f"{base}/postgres")
+        try:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = $1",
+                LISTENER_NAME,
+            )
+            await asyncio.wait_for(a.deaf.wait(), 60)
+            assert "not hearing the other hub nodes" in (a.trouble() or "")
+            assert not a.listening.is_set()
+        finally:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await admin.close()
+        await asyncio.wait_for(a.listening.wait(), 60)
+        assert a.trouble() is None

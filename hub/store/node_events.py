@@ -91,10 +91,19 @@ class PostgresBus:
         self._task: asyncio.Task[None] | None = None
         #: Set while the listening connection is up and caught up (tests wait on it).
         self.listening = asyncio.Event()
+        #: Why it is not listening, once it lost its connection (see `trouble`), and an
+        #: event set meanwhile (tests wait on it).
+        self._lost: str | None = None
+        self.deaf = asyncio.Event()
 
     @property
     def shared(self) -> bool:
         return True
+
+    def trouble(self) -> str | None:
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            return "the node bus listener stopped"
+        return self._lost
 
     async def publish(self, kind: EventKind, body: dict[str, Any]) -> None:
         text = json.dumps(body, separators=(",", ":"))
@@ -202,14 +211,23 @@ class PostgresBus:
                 # Listening first, then reading: a row committed in between is read now or
                 # announced after; never lost.
                 await self._catch_up(conn, receive)
+                self._lost = None
+                self.deaf.clear()
                 self.listening.set()
                 failures = 0
                 await self._follow(conn, receive)
-            except _CONNECTION_ERRORS as exc:
+            except Exception as exc:
                 self.listening.clear()
+                self._lost = f"not hearing the other hub nodes: {type(exc).__name__}: {exc}"
+                self.deaf.set()
                 failures += 1
                 delay = min(RECONNECT_MAX_S, RECONNECT_MIN_S * 2 ** min(failures, 8))
-                log.warning("node bus: listening connection lost (%s); again in %.1f s", exc, delay)
+                if isinstance(exc, _CONNECTION_ERRORS):
+                    log.warning(
+                        "node bus: listening connection lost (%s); again in %.1f s", exc, delay
+                    )
+                else:
+                    log.exception("node bus: listening failed; again in %.1f s", delay)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             finally:
                 if conn is not None:
