@@ -56,12 +56,24 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _cli_safe_secret() -> str:
+    """32 random bytes, URL-safe, never starting with "-".
+
+    People paste these after a command-line flag (`hub upstream add --token …`); one that began
+    with "-" (1 in 64) was read by argparse as another option and refused.
+    """
+    while True:
+        secret = secrets.token_urlsafe(32)
+        if not secret.startswith("-"):
+            return secret
+
+
 def new_token() -> str:
-    return secrets.token_urlsafe(32)
+    return _cli_safe_secret()
 
 
 def new_device_secret() -> str:
-    return secrets.token_urlsafe(32)  # 32 random bytes
+    return _cli_safe_secret()
 
 
 def new_enrollment_code() -> str:
