@@ -530,7 +530,8 @@ class EmergencyWindows:
     (summed over the emergencies): a cProfile (`child-PID.prof`) and the process's CPU
     seconds (all threads) per device and emergency and the garbage collector's pauses in
     the windows, by generation (`child-PID.json`). Start-up, health and the manifest fetches
-    between the emergencies are left out."""
+    between the emergencies are left out, and so is the first window: the fleet's warm-up
+    emergency, while agents still fetch their first manifest and media."""
 
     def __init__(self, directory: Path) -> None:
         import cProfile
@@ -538,6 +539,7 @@ class EmergencyWindows:
         self.directory = directory
         self.profiler = cProfile.Profile()
         self._open: set[str] = set()
+        self._warming_up = True
         self._cpu_at = 0.0
         self.cpu_s = 0.0
         self.windows = 0
@@ -547,7 +549,7 @@ class EmergencyWindows:
         gc.callbacks.append(self._collecting)
 
     def _collecting(self, phase: str, info: dict[str, int]) -> None:
-        if not self._open:
+        if not self._open or self._warming_up:
             return
         if phase == "start":
             self._gc_at = time.perf_counter()
@@ -560,7 +562,7 @@ class EmergencyWindows:
     def started(self, bulletin_id: str) -> None:
         if bulletin_id in self._open:
             return
-        if not self._open:
+        if not self._open and not self._warming_up:
             self._cpu_at = time.process_time()
             self.profiler.enable()
         self._open.add(bulletin_id)
@@ -569,6 +571,9 @@ class EmergencyWindows:
         if bulletin_id not in self._open:
             return
         self._open.discard(bulletin_id)
+        if self._warming_up:
+            self._warming_up = bool(self._open)
+            return
         self.windows += 1
         if not self._open:
             self.profiler.disable()
@@ -804,7 +809,12 @@ async def _child(reader: asyncio.StreamReader, windows: EmergencyWindows | None)
             if what == "played":
                 _reply(await fleet.played(order["id"], timeout))
             elif what == "idle":
-                _reply(await fleet.idle(order["id"], timeout))
+                settled = await fleet.idle(order["id"], timeout)
+                # The same again for what the fleet made since (first manifests, media,
+                # sockets): a quiet fleet's heap, set aside before the next emergency.
+                gc.collect()
+                gc.freeze()
+                _reply(settled)
             elif what == "health":
                 _reply(fleet.health(bool(order.get("reset"))))
             elif what == "outage":
