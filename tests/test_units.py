@@ -92,6 +92,11 @@ async def test_the_register_over_the_api(hub: HubHarness) -> None:
         )
         assert taken["error"] == "exists" and taken["detail"][0]["field"] == "code"
     assert len(await hub.call("GET", "/api/v1/units")) == 2
+    # Nor may a new commune take a registered agency's code.
+    taken = await hub.call(
+        "POST", "/api/v1/communes", json={"code": "kttv", "name": "Xã Trùng"}, expect=409
+    )
+    assert taken["detail"][0]["field"] == "code"
 
     # Rename, change kind; 404 for an unknown one; an empty change is refused.
     renamed = await hub.call(
