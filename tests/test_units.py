@@ -211,6 +211,9 @@ async def test_console_shows_names_and_registers_from_the_account_form(hub: HubH
         status, page, _ = await admin.post("/units/baotinh", {"name": "", "kind": "agency"})
         assert status == 422 and 'data-field="name"' in page
 
+        _, english = await admin.get("/units?lang=en")
+        assert "Agencies and newspapers" in english and "Newspaper or broadcaster" in english
+        await admin.get("/units?lang=vi")
         # Everywhere: the name, not the code; communes by name, the code only when shared.
         _, users_page = await admin.get("/users")
         assert "Báo và Phát thanh Hải Phòng" in users_page and ">baotinh<" not in users_page
@@ -235,6 +238,13 @@ async def test_console_shows_names_and_registers_from_the_account_form(hub: HubH
         assert [u["code"] for u in await hub.call("GET", "/api/v1/units")] == ["baotinh"]
         status, page, _ = await admin.post("/users", {**form, "unit_new": "00003", "role": "x"})
         assert status == 422 and 'data-field="role"' in page  # a commune's code: no name asked
+        # The account refused (its name is taken): the agency named with it stays registered,
+        # so sending the form again with another name does not ask for it twice.
+        status, page, _ = await admin.post(
+            "/users", {**form, "username": "bt.bao", "unit_new_name": "Sở Y tế"}
+        )
+        assert status == 409 and 'data-field="username"' in page
+        assert [u["code"] for u in await hub.call("GET", "/api/v1/units")] == ["baotinh", "so-yte"]
         status, _, location = await admin.post("/users", {**form, "unit_new_name": "Sở Y tế"})
         assert status == 303 and location == "/users/so.yte?done=created"
         unit = await hub.call("GET", "/api/v1/units/so-yte")
