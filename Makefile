@@ -12,7 +12,8 @@ POSTGRES_TESTS = tests/test_hub_api.py tests/test_workflow.py tests/test_reports
 	tests/test_tls_front.py tests/test_maintenance.py tests/test_cap.py tests/test_offers.py \
 	tests/test_incidents.py tests/test_reports_up.py tests/test_deletion.py \
 	tests/test_device_groups.py tests/test_release_console.py tests/test_search_airings.py \
-	tests/test_console_days.py tests/test_node_bus.py tests/test_several_nodes.py
+	tests/test_console_days.py tests/test_node_bus.py tests/test_several_nodes.py \
+	tests/test_units.py
 
 demo:
 	@scripts/bootstrap.sh demo

@@ -35,6 +35,7 @@ from . import (
     releases,
     reports,
     sessions,
+    units,
     users,
 )
 from .appkeys import (
@@ -116,6 +117,7 @@ ROUTE_TABLES: list[RouteTable] = [
     meta,
     sessions.routes,
     users.routes,
+    units.routes,
     audit_api.routes,
     categories.routes,
     communes.routes,

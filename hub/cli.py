@@ -40,7 +40,7 @@ from .cap import add_feed, add_sender, disable_sender, remove_feed, renew_sender
 from .config import NEWSPAPER_UNITS, HubConfig
 from .db import Database, open_database
 from .device_api import recheck_stored_plays
-from .errors import ApiError
+from .errors import ApiError, validation_detail
 from .keys import (
     KeyFileError,
     export_key,
@@ -52,7 +52,9 @@ from .keys import (
 from .store import accounts
 from .store import cap as cap_store
 from .store import exchange as exchange_store
+from .store import units as unit_store
 from .store.sql import DatabaseError
+from .units import UnitCreate, add_unit
 
 #: The environment variable naming the hub's PostgreSQL database when --database is not given.
 DATABASE_ENV = "LOA_DATABASE_URL"
@@ -199,6 +201,22 @@ def _parser() -> argparse.ArgumentParser:
         help="force a change at next login (default: yes)",
     )
     _hub_data(reset)
+
+    unit = sub.add_parser(
+        "unit", help="the register of agencies and newspapers that send bulletins, by name"
+    )
+    unit_sub = unit.add_subparsers(dest="unit_command", required=True)
+    unit_add = unit_sub.add_parser("add", help="register an agency (or a newspaper) by its name")
+    unit_add.add_argument("code", help="the code its accounts carry, e.g. baotinh")
+    unit_add.add_argument("--name", required=True, help='its name, e.g. "Báo Hải Phòng"')
+    unit_add.add_argument(
+        "--newspaper",
+        action="store_true",
+        help="a newspaper or broadcaster (its monthly quota is a newspaper's; default: agency)",
+    )
+    unit_sub.add_parser("list", help="list the register: code, kind, name")
+    for cmd in unit_sub.choices.values():
+        _hub_data(cmd)
 
     backup = sub.add_parser(
         "backup", help="back up the database (online), media and keys into one checked file"
@@ -669,6 +687,21 @@ async def _feed_command(args: argparse.Namespace, clock: Clock, db: Database) ->
         print(f"feed {args.url} removed")
 
 
+async def _unit_command(args: argparse.Namespace, clock: Clock, db: Database) -> None:
+    if args.unit_command == "list":
+        for u in await unit_store.every_unit(db):
+            print(f"{u.code}\t{u.kind}\t{u.name}")
+        return
+    kind = "newspaper" if args.newspaper else "agency"
+    try:
+        body = UnitCreate.model_validate({"code": args.code, "name": args.name, "kind": kind})
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", validation_detail(exc)) from exc
+    async with db.transaction() as tx:
+        await add_unit(tx, body, at=clock(), actor="cli", actor_unit=None, address=None)
+    print(f"unit {body.code} ({kind}) registered: {body.name}")
+
+
 async def _exchange_command(args: argparse.Namespace, clock: Clock, db: Database) -> None:
     if args.command == "downstream" and args.down_command == "add":
         token = await exchange.add_downstream(db, args.name, now=clock())
@@ -784,6 +817,8 @@ def _run(args: argparse.Namespace, clock: Clock) -> int:
         return asyncio.run(_recheck_plays(args, clock))
     if args.command == "sender":
         return asyncio.run(_on_hub_data(args, clock, _sender_command))
+    if args.command == "unit":
+        return asyncio.run(_on_hub_data(args, clock, _unit_command))
     if args.command == "cap-feed":
         return asyncio.run(_on_hub_data(args, clock, _feed_command))
     if args.command in ("downstream", "upstream"):

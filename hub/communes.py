@@ -13,6 +13,7 @@ from .db import iso
 from .errors import ApiError, field_error
 from .routing import Ctx, RouteTable
 from .store import communes, devices, offers
+from .store import units as registered_units
 from .store.communes import Commune
 from .store.manifests import bump_versions
 from .store.sql import Reader
@@ -132,6 +133,9 @@ async def create_commune(ctx: Ctx) -> CommuneOut:
     async with ctx.db.transaction() as tx:
         if await communes.exists(tx, body.code):
             raise ApiError(409, "exists", f"commune {body.code!r} already exists")
+        if await registered_units.get(tx, body.code) is not None:
+            # One code, one unit: accounts and bulletins carry it (hub/units.py).
+            raise field_error(409, "exists", "code", f"{body.code!r} is a registered agency")
         await _check_admin_code(tx, body.admin_code, body.code)
         await communes.add(
             tx,

@@ -7,6 +7,7 @@ same permission checks, the same emergency code path and audit trail.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,7 @@ from .paging import MAX_CURSOR, MAX_LIMIT, Page, bad_cursor
 from .routing import Ctx, HandlerFn
 from .store import communes as store_communes
 from .store import maintenance
+from .store import units as store_units
 from .web_session import (
     check_csrf,
     csrf_token,
@@ -122,7 +124,7 @@ async def render(
     user = session.user if session is not None else None
     # Planned maintenance and switch-overs, on every page a signed-in user sees.
     notices = await maintenance.in_force(request.app[DB], request.app[CLOCK]()) if user else []
-    names = await unit_names(request.app[DB]) if user is not None else {}
+    names = await unit_names(request.app[DB]) if user is not None else UnitNames({}, frozenset())
     html = _env.get_template(template).render(
         t=lambda key: translate(key, lang),
         tn=lambda key, n: translate_plural(key, n, lang),
@@ -134,6 +136,7 @@ async def render(
         may=(lambda p: user is not None and user.may(Permission(p))),
         maintenance_notices=notices,
         unit_name=lambda code: unit_label(code, names, lang),
+        commune_choice=lambda c: commune_choice(c.code, c.name, names),
         num=lambda value, digits=0: format_number(value, digits, lang),
         explain=lambda e: explain(e.problem, dict(e.limits), lang),
         profile_name=lambda code: profile_label(code, lang),
@@ -175,19 +178,39 @@ def format_number(value: float, digits: int, lang: Lang) -> str:
     return text
 
 
-async def unit_names(db: Database) -> dict[str, str]:
-    """Each commune's name by its code: people read "Xã Tân An", not "xa-tan-an"."""
-    return {c.code: c.name for c in await store_communes.every_commune(db)}
+@dataclass(frozen=True)
+class UnitNames:
+    """What the console calls each unit: communes and registered agencies by their codes."""
+
+    #: A commune's or a registered agency's name by its code.
+    names: Mapping[str, str]
+    #: Communes whose name another commune shares: only they show their code beside it.
+    ambiguous: frozenset[str]
 
 
-def unit_label(code: str | None, names: Mapping[str, str], lang: Lang) -> str:
-    """A unit as people name it: the province, a commune's name, or an agency's own code
-    (agencies have no register of names yet)."""
+async def unit_names(db: Database) -> UnitNames:
+    """People read "Xã Tân An" and "Báo Hải Phòng", not "xa-tan-an" and "baotinh"."""
+    every = await store_communes.every_commune(db)
+    seen = Counter(c.name for c in every)
+    names = {u.code: u.name for u in await store_units.every_unit(db)}
+    names.update({c.code: c.name for c in every})
+    return UnitNames(names, frozenset(c.code for c in every if seen[c.name] > 1))
+
+
+def unit_label(code: str | None, names: UnitNames, lang: Lang) -> str:
+    """A unit as people name it: the province, a commune's or a registered agency's name, or
+    the bare code of an agency nobody has named yet (the units page offers to name it)."""
     if not code:
         return "—"
     if code == PROVINCE:
         return translate("unit.province", lang)
-    return names.get(code, code)
+    return names.names.get(code, code)
+
+
+def commune_choice(code: str, name: str, names: UnitNames) -> str:
+    """A commune in a drop-down or a list of boxes: its name, with its code only when another
+    commune has the same name."""
+    return f"{name} ({code})" if code in names.ambiguous else name
 
 
 def see_other(location: str) -> web.Response:

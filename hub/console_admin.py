@@ -24,6 +24,7 @@ from loa_contract import BroadcastWindow, Priority
 from loa_contract.models import VN_TZ
 
 from . import audit_api, bulletins, communes, devices, reports, users
+from . import units as unit_api
 from .appkeys import CLOCK
 from .auth import PROVINCE, Permission, Role, User, require
 from .console import (
@@ -551,6 +552,8 @@ _USER_FIELDS = {
     "username": "us.username",
     "role": "us.role",
     "unit": "us.unit",
+    "unit_new": "us.unit_new",
+    "unit_new_name": "us.unit_new_name",
     "password": "us.temp_password",
     "confirm": "us.disable_confirm",
 }
@@ -559,22 +562,33 @@ _USER_MESSAGES = {
     "shared_account": "us.err.shared_account",
     "bad_username": "us.err.bad_username",
     "bad_unit": "us.err.bad_unit",
+    "unit_exists": "us.err.unit_exists",
     "exists": "us.err.exists",
+    "unit_unnamed": "us.err.unit_unnamed",
     "last_admin": "us.err.last_admin",
     "disabled": "us.err.disabled",
     "not_confirmed": "us.err.not_confirmed",
 }
 #: Errors about the account as a whole, shown against the field that caused them.
 _USER_ERROR_FIELD = {"exists": "username", "last_admin": "username", "disabled": "username"}
+#: The register's fields (a new agency typed on the account form) as the form names them.
+_NEW_UNIT_FIELDS = {"code": "unit_new", "name": "unit_new_name", "kind": "unit_new"}
 
 
-def _user_errors(exc: ApiError | ValidationError) -> list[FieldError]:
+def _user_errors(
+    exc: ApiError | ValidationError, *, from_register: bool = False
+) -> list[FieldError]:
+    """`from_register`: the error is the register's, about the new agency typed on the form."""
     code = exc.error if isinstance(exc, ApiError) else "validation_error"
+    if from_register and code == "exists":
+        code = "unit_exists"
     errors = []
     for d in error_details(exc):
         field = d.get("field", "") or _USER_ERROR_FIELD.get(code, "")
         if field.startswith("body."):
             field = field[len("body.") :]
+        if from_register:
+            field = _NEW_UNIT_FIELDS.get(field, field)
         errors.append(
             FieldError(
                 field=field or "body",
@@ -605,24 +619,59 @@ async def _users_list(
         roles=ROLES,
         **await _unit_choices(request, user, rows),
         errors=errors or [],
-        values=values or {"username": "", "role": "", "unit": "", "unit_new": ""},
+        values=values
+        or {"username": "", "role": "", "unit": "", "unit_new": "", "unit_new_name": ""},
     )
 
 
 async def _unit_choices(
     request: web.Request, user: User, rows: list[users.UserOut]
 ) -> dict[str, Any]:
-    """What an account's unit may be, by name: the communes, and the agencies the accounts
-    already name (any unit that is neither the province nor a commune)."""
+    """What an account's unit may be, by name: the communes, the register's agencies and
+    newspapers, and any agency an account carries that nobody has named yet (by its code)."""
     units: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
-    codes = {c.code for c in units}
-    agencies = sorted({r.unit for r in rows if r.unit != PROVINCE and r.unit not in codes})
+    registered: list[unit_api.UnitOut] = await api(request, user, unit_api.list_units)
+    known = {c.code for c in units} | {u.code for u in registered} | {PROVINCE}
+    unnamed = sorted({r.unit for r in rows if r.unit not in known})
+    agencies = [(u.code, u.name) for u in registered] + [(code, code) for code in unnamed]
     return {"units": units, "agencies": agencies}
 
 
-def _unit_of(form: Form) -> str:
-    """The unit chosen in the list, or a new agency's code typed under it (it wins)."""
-    return _get(form, "unit_new") or _get(form, "unit")
+async def _unit_of(request: web.Request, user: User, form: Form) -> str:
+    """The unit chosen in the list, or a new agency's code typed under it (it wins). A new
+    code the hub does not know yet is registered first, under the name typed beside it: an
+    account's unit is never a code without a name. Refused (naming the field) when the name
+    is missing; the register's own refusals come back as the form's fields."""
+    code = _get(form, "unit_new")
+    if not code:
+        return _get(form, "unit")
+    known: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
+    registered: list[unit_api.UnitOut] = await api(request, user, unit_api.list_units)
+    if code == PROVINCE or code in {c.code for c in known} | {u.code for u in registered}:
+        return code
+    name = _get(form, "unit_new_name")
+    if not name:
+        raise ApiError(
+            422,
+            "unit_unnamed",
+            [{"field": "unit_new_name", "message": f"name the new agency {code!r}"}],
+        )
+    try:
+        body = unit_api.UnitCreate.model_validate({"code": code, "name": name})
+        await api(request, user, unit_api.create_unit, body=body)
+    except (ValidationError, ApiError) as exc:
+        if isinstance(exc, ApiError) and exc.status not in (409, 422):
+            raise
+        raise _NewUnitRefused(exc) from exc
+    return code
+
+
+class _NewUnitRefused(Exception):
+    """The register refused the new agency typed on an account form."""
+
+    def __init__(self, cause: ApiError | ValidationError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 @page
@@ -638,18 +687,22 @@ async def user_create(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     check_csrf(request, form)
     require(user, Permission.USERS_MANAGE)
-    values = {k: _get(form, k) for k in ("username", "role", "unit", "unit_new")}
+    values = {k: _get(form, k) for k in ("username", "role", "unit", "unit_new", "unit_new_name")}
     try:
         body = users.UserCreate.model_validate(
             {
                 "username": values["username"],
                 "role": values["role"],
-                "unit": _unit_of(form) or None,
+                "unit": await _unit_of(request, user, form) or None,
                 # A temporary password is taken exactly as typed: spaces may be part of it.
                 "password": str(form.get("password", "")),
             }
         )
         created: users.UserOut = await api(request, user, users.create_user_route, body=body)
+    except _NewUnitRefused as exc:
+        errors = _user_errors(exc.cause, from_register=True)
+        status = exc.cause.status if isinstance(exc.cause, ApiError) else 422
+        return await _users_list(request, user, status=status, errors=errors, values=values)
     except ValidationError as exc:
         return await _users_list(request, user, status=422, errors=_user_errors(exc), values=values)
     except ApiError as exc:
@@ -717,9 +770,13 @@ async def _user_action(request: web.Request, action: str) -> web.StreamResponse:
         if action == "password":
             body = users.PasswordReset.model_validate({"password": str(form.get("password", ""))})
         elif action == "move":
-            unit = _unit_of(form)
+            unit = await _unit_of(request, user, form)
             body = users.UserMove.model_validate({"role": _get(form, "role"), "unit": unit or None})
         await api(request, user, handlers[action], body=body)
+    except _NewUnitRefused as exc:
+        errors = _user_errors(exc.cause, from_register=True)
+        status = exc.cause.status if isinstance(exc.cause, ApiError) else 422
+        return await _user_detail(request, user, status=status, errors=errors)
     except ValidationError as exc:
         return await _user_detail(request, user, status=422, errors=_user_errors(exc))
     except ApiError as exc:

@@ -708,6 +708,19 @@ MIGRATIONS: list[str | Dialects] = [
         PRIMARY KEY (device_id, node)
     );
     """,
+    # The register of units that send bulletins other than the province and its communes
+    # (hub/units.py): each agency's or newspaper's name, and its kind, which decides its
+    # quota in the monthly report.
+    """
+    CREATE TABLE units (
+        code TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('newspaper', 'agency')),
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 

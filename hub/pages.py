@@ -15,6 +15,7 @@ from . import (
     console_releases,
     console_reports_up,
     console_say,
+    console_units,
 )
 from .console import HERE, PageHandler
 
@@ -24,6 +25,7 @@ PAGES: list[tuple[str, str, PageHandler]] = [
     *console_bulletins.PAGES,
     *console_devices.PAGES,
     *console_admin.PAGES,
+    *console_units.PAGES,
     *console_maintenance.PAGES,
     *console_say.PAGES,
     *console_incidents.PAGES,

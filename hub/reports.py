@@ -29,8 +29,9 @@ Definitions (what the numbers mean):
   older than that has only airings and last-seen as evidence and reads low.
 - **Provider quotas** (per unit, per period; from the regulations): the province's own unit
   provides ≥ 2 products (any bulletin it published itself, central ones excluded); the
-  newspaper (units in ``NEWSPAPER_UNITS``) ≥ 4 bulletins of 2–5 minutes; every other agency
-  unit (each contributor account's unit, and any unit that published) ≥ 1 bulletin of
+  newspaper (a unit the register of units, hub/units.py, calls a newspaper; one not in it if
+  ``NEWSPAPER_UNITS`` names it) ≥ 4 bulletins of 2–5 minutes; every other agency unit (each
+  registered unit, each contributor account's unit, and any unit that published) ≥ 1 bulletin of
   300–500 words of text or 2–3 minutes of audio. A bulletin is *provided* in the period in
   which it was published into the source repository (``published_at``). Length: a text or
   document bulletin's words at ``READING_WPM`` words per minute; audio or video, the longest
@@ -74,7 +75,9 @@ from .routing import Ctx, RouteTable
 from .store import accounts, communes
 from .store import incidents as incident_store
 from .store import reports as store
+from .store import units as unit_store
 from .store.reports import BulletinRow, DeviceRow, PlayRow
+from .units import newspapers as newspapers_of
 
 routes = RouteTable("reports")
 
@@ -84,7 +87,8 @@ SLOT_SECONDS = 300
 #: the regulations' own equivalence for an agency's bulletin).
 READING_WPM = 150
 #: Units that are the province's newspaper and broadcaster (Báo và Phát thanh, truyền hình);
-#: the hub passes its configured `HubConfig.newspaper_units`.
+#: the hub passes its register's newspapers and, for units not in it, its configured
+#: `HubConfig.newspaper_units` (hub/units.py `newspapers`).
 NEWSPAPER_UNITS: frozenset[str] = frozenset({"baotinh"})
 #: The longest period one report covers.
 MAX_DAYS = 366
@@ -803,7 +807,12 @@ async def _live_report(ctx: Ctx, first: date, last: date, commune: str | None) -
     agencies: list[str] = []
     if commune is None:
         provided = await store.published_between(db, start, end)
-        agencies = await accounts.contributor_units(db)
+        # Every registered unit owes its quota, with or without an account yet.
+        agencies = [
+            *await accounts.contributor_units(db),
+            *(u.code for u in await unit_store.every_unit(db)),
+        ]
+    newspapers = await newspapers_of(db, ctx.config.newspaper_units)
     return build_report(
         first=first,
         last=last,
@@ -816,7 +825,7 @@ async def _live_report(ctx: Ctx, first: date, last: date, commune: str | None) -
         boots=await store.boots_between(db, start, end, commune),
         provided=provided,
         agencies=agencies,
-        newspapers=ctx.config.newspaper_units,
+        newspapers=newspapers,
         incidents=[
             incident_out(i, now) for i in await incident_store.overlapping(db, start, end, commune)
         ],

@@ -164,7 +164,7 @@ def seed(token: str) -> None:
 #: to be changed at first login as the regulations require.
 DEMO_PEOPLE = [
     ("lethihoa", "reviewer", "province", "Biên tập viên Sở (thẩm định, xuất bản)"),
-    ("tranvanbinh", "contributor", "baotinh", "Báo tỉnh (gửi bản tin)"),
+    ("tranvanbinh", "contributor", "baotinh", "Báo Hải Phòng (gửi bản tin)"),
     ("phamthimai", "commune_operator", COMMUNE, "Cán bộ xã Tân An"),
     ("dangvankhoa", "technician", "province", "Kỹ thuật viên (thiết bị)"),
     ("vuthilan", "viewer", "province", "Người xem (chỉ đọc)"),
@@ -207,7 +207,17 @@ CONTRIBUTED_TEXT = " ".join(
 )
 
 
+#: The register of units that send bulletins (hub/units.py): the newspaper whose contributor
+#: the demo has, and an agency, each by the name the console shows instead of its code.
+DEMO_UNITS = [
+    ("baotinh", "Báo Hải Phòng", "newspaper"),
+    ("kttv", "Trung tâm Khí tượng Thủy văn", "agency"),
+]
+
+
 def seed_people(token: str) -> None:
+    for code, name, kind in DEMO_UNITS:
+        api("POST", "/api/v1/units", token, {"code": code, "name": name, "kind": kind})
     for username, role, unit, _about in DEMO_PEOPLE:
         api(
             "POST",

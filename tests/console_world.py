@@ -62,6 +62,13 @@ async def build(hub: HubHarness) -> World:
     speaker = await hub.new_device(COMMUNE, "speaker")
     world.ids["device"] = speaker.id
     await hub.device(COMMUNE, "board", name="Bảng tin UBND xã Tân Phước")
+    # The contributor's newspaper, by name in the register of units (hub/units.py).
+    await hub.call(
+        "POST",
+        "/api/v1/units",
+        json={"code": "baotinh", "name": "Báo Hải Phòng", "kind": "newspaper"},
+        expect=201,
+    )
     for username, role, unit in PEOPLE:
         world.harnesses[username] = await hub.user(username, role, unit, new_password=OWN_PASSWORD)
     published = await hub.call(

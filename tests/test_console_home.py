@@ -149,7 +149,8 @@ async def test_each_role_gets_its_own_home(world: World) -> None:
     # No claim it cannot back: an agency cannot see the day's emergencies nor the fleet.
     assert "không xem được thiết bị" not in contributor
     assert "chưa có tin khẩn cấp" not in contributor and 'id="home-emergencies"' not in contributor
-    assert "(baotinh)" in contributor  # an agency's code is its only name for now
+    # Its unit by the register's name, never the code.
+    assert "(Báo Hải Phòng)" in contributor and "baotinh" not in contributor
 
     operator = await _home(world, "phamthimai")
     today = re.search(r'id="home-today".*?</section>', operator, re.S)

@@ -104,6 +104,13 @@ async def test_the_demo_runs_what_it_says(tmp_path: Path) -> None:
                 "technician",
                 "viewer",
             }
+            # The contributor's newspaper and an agency, by name in the register of units.
+            async with session.get(f"{hub}/api/v1/units", headers=auth) as resp:
+                units = {row["code"]: (row["name"], row["kind"]) for row in await resp.json()}
+            assert units == {
+                "baotinh": ("Báo Hải Phòng", "newspaper"),
+                "kttv": ("Trung tâm Khí tượng Thủy văn", "agency"),
+            }
             async with session.get(f"{hub}/api/v1/devices", headers=auth) as resp:
                 kinds = sorted(row["kind"] for row in await resp.json())
             assert kinds == ["board", "speaker"]
