@@ -238,8 +238,12 @@ async def test_a_retry_is_judged_once(hub: HubHarness) -> None:
     assert (await dev.report([play(1, just, mine)]))[0] == 200
     await hub.backdate(just - timedelta(hours=1), dev.id)
     assert (await dev.report([play(2, just, mine)]))[0] == 200
+    # So too whether a batch's seqs lie close together (its earlier refusals read as one
+    # range) or far apart (looked up one by one).
+    assert (await dev.report([play(3, just, mine), play(4, just, mine)]))[0] == 200
+    assert (await dev.report([play(3, just, mine), play(10**12, just, mine)]))[0] == 200
     plays = await hub.app[DB].fetchall("SELECT seq, stream FROM plays ORDER BY seq")
-    assert [tuple(p) for p in plays] == [(1, ""), (2, "ab" * 16)]
+    assert [tuple(p) for p in plays] == [(1, ""), (2, "ab" * 16), (4, ""), (10**12, "")]
     assert await refused_rows(hub, dev.id) == {2: "unknown_bulletin", 3: "unknown_bulletin"}
     assert (await hub.call("GET", f"/api/v1/devices/{dev.id}"))["refused_reports"] == 2
 
