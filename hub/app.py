@@ -198,11 +198,11 @@ YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
 def settle_heap() -> None:
-    """Once the hub is up (`hub serve`): what it holds from then on (modules, models' schemas,
+    """Once the hub is up (`hub serve`): what it holds by then (modules, models' schemas,
     routes, keys, caches) is kept out of every later collection (`gc.freeze`), and young
     collections wait for YOUNG_COLLECTION_THRESHOLD. Measured with bench/ingest.py: a full
-    collection walked the whole startup heap, 50 ms at a time, and report ingest spent a
-    fifth of its CPU time in the collector; now next to none. Reference counting still frees
+    collection walked the whole startup heap, 50 ms at a time, and report ingest spent up to
+    a sixth of its CPU time in the collector; now next to none. Reference counting still frees
     everything the moment it is unused; the collector only finds cycles, and what is frozen
     lives as long as the process."""
     gc.collect()
