@@ -8,7 +8,8 @@ of play mixed with health samples, as an agent's outbox sends them):
     synchronous=FULL, one writer connection through aiosqlite);
   - the hub: a real hub on 127.0.0.1 (hub/testing.py) and an enrolled device, every batch
     authenticated, validated against the contract, each proof of play checked against the
-    bulletins the device was sent (hub/play_evidence.py) and stored idempotently. The device
+    bulletins the device was sent (hub/play_evidence.py) and stored idempotently, its
+    garbage collector settled as `hub serve` settles it (hub/app.py settle_heap). The device
     was enrolled, and its 37 bulletins published, a month before the airings reported; every
     airing is credible, so the hub stores what the floor stores.
 Each side runs `--rounds` times, a floor round then a hub round, so a busy moment on the
@@ -40,6 +41,7 @@ from aiohttp.test_utils import TestServer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hub.app import settle_heap  # noqa: E402
 from hub.db import SqliteDatabase  # noqa: E402
 from hub.testing import HubHarness, running_hub  # noqa: E402
 from tests.real_files import wav_bytes  # noqa: E402
@@ -236,6 +238,9 @@ async def run(batches: int, size: int, concurrency: int, rounds: int) -> int:
         await bare.start_server()
         try:
             async with running_hub(tmp / "hub") as hub:
+                # As `hub serve` does once started (the floor shares the process, and so the
+                # collector's settings, but allocates next to nothing it tracks).
+                settle_heap()
                 await hub.commune()
                 device = await hub.new_device()
                 t0 = datetime.now(UTC) - timedelta(days=30)

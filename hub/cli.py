@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from loa_contract import utcnow
 
 from . import exchange
-from .app import create_app
+from .app import create_app, settle_heap
 from .appkeys import Clock
 from .auth import SHARED_NAMES, Role, create_user, reset_password, set_account_state
 from .backup import BackupError, backup_name, free_space_ok, make_backup, prune, restore_backup
@@ -546,6 +546,7 @@ def _serve(args: argparse.Namespace, clock: Clock) -> None:
     # one whose server does not answer says so instead of a traceback.
     asyncio.run(_open_and_close(config, clock))
     app = create_app(config, clock=clock)
+    app.on_startup.append(_settle_heap)
     web.run_app(
         app,
         host=args.host,
@@ -553,6 +554,11 @@ def _serve(args: argparse.Namespace, clock: Clock) -> None:
         ssl_context=ssl_context,
         access_log=None if args.no_access_log else access_logger,
     )
+
+
+async def _settle_heap(app: web.Application) -> None:
+    # After the app's own startup (its contexts run first): what they opened is settled too.
+    settle_heap()
 
 
 class _ProgressLine:

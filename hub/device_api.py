@@ -37,7 +37,7 @@ from loa_contract import (
 
 from .appkeys import ENROLL_LIMITER, SENT_CACHE
 from .auth import DeviceAuth, Permission
-from .db import Database, epoch_us, iso
+from .db import Database, epoch_us_span, iso
 from .errors import ApiError
 from .manifests import current_version, signed_manifest
 from .node_objects import object_response
@@ -344,7 +344,7 @@ async def device_reports(ctx: Ctx) -> ReportAck:
         sent = await _sent_to(ctx, device, {p.bulletin_id for p in proofs})
         bounds = device_bounds(device.enrolled_at, now)
         for p in proofs:
-            started_us, ended_us = epoch_us(p.started_at), epoch_us(p.ended_at)
+            started_us, ended_us = epoch_us_span(p.started_at, p.ended_at)
             why = refusal(p, started_us, ended_us, sent.get(p.bulletin_id), bounds)
             if why is None:
                 credible.append((p, started_us, ended_us))
@@ -426,8 +426,7 @@ async def recheck_stored_plays(
             )
             why = refusal(
                 play,
-                epoch_us(play.started_at),
-                epoch_us(play.ended_at),
+                *epoch_us_span(play.started_at, play.ended_at),
                 sent.get(play.bulletin_id),
                 device_bounds(None, stored.received_at),
             )

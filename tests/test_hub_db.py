@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hub.db import SqliteDatabase as Database
-from hub.db import epoch_us, from_iso, iso
+from hub.db import epoch_us, epoch_us_span, from_iso, iso
 from hub.store.sql import SQLITE, Tx
 
 
@@ -99,6 +99,12 @@ def test_sqlite_writes_the_same_text_as_iso_from_epoch_us() -> None:
         assert text == iso(when), when
     with pytest.raises(ValueError):
         epoch_us(datetime(2026, 1, 1))
+    # A span's ends, whatever their offsets (the same tzinfo or not) and order.
+    for start in times[::7]:
+        for end in times[::5]:
+            assert epoch_us_span(start, end) == (epoch_us(start), epoch_us(end))
+    with pytest.raises(ValueError):
+        epoch_us_span(datetime(2026, 1, 1), datetime(2026, 1, 2))
 
 
 async def test_writes_queued_meanwhile_commit_together_and_fail_alone(

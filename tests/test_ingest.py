@@ -5,6 +5,9 @@ kept with their reason, acknowledged, counted on the device and never in reports
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -238,8 +241,12 @@ async def test_a_retry_is_judged_once(hub: HubHarness) -> None:
     assert (await dev.report([play(1, just, mine)]))[0] == 200
     await hub.backdate(just - timedelta(hours=1), dev.id)
     assert (await dev.report([play(2, just, mine)]))[0] == 200
+    # So too whether a batch's seqs lie close together (its earlier refusals read as one
+    # range) or far apart (looked up one by one).
+    assert (await dev.report([play(3, just, mine), play(4, just, mine)]))[0] == 200
+    assert (await dev.report([play(3, just, mine), play(10**12, just, mine)]))[0] == 200
     plays = await hub.app[DB].fetchall("SELECT seq, stream FROM plays ORDER BY seq")
-    assert [tuple(p) for p in plays] == [(1, ""), (2, "ab" * 16)]
+    assert [tuple(p) for p in plays] == [(1, ""), (2, "ab" * 16), (4, ""), (10**12, "")]
     assert await refused_rows(hub, dev.id) == {2: "unknown_bulletin", 3: "unknown_bulletin"}
     assert (await hub.call("GET", f"/api/v1/devices/{dev.id}"))["refused_reports"] == 2
 
@@ -431,3 +438,66 @@ async def test_plays_stored_before_the_checks_are_rechecked_on_demand(
     assert device["refused_reports"] == 3
     assert device["last_refused_detail"].startswith("rechecked after storing:")
     assert await recheck_stored_plays(db, apply=True) == {}  # nothing left to move
+
+
+#: Reports 4,000 airings in batches of 200 to a hub in this process and prints the
+#: generation of each collection the cyclic garbage collector started meanwhile.
+_COLLECTIONS_DURING_INGEST = """
+import asyncio, gc, sys, tempfile
+from datetime import timedelta
+from pathlib import Path
+from hub.app import settle_heap
+from hub.testing import running_hub
+from loa_contract import utcnow
+from tests.test_hub_device import publish
+from tests.test_ingest import play
+
+async def main(settle: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with running_hub(Path(tmp)) as hub:
+            await hub.commune("00001")
+            dev = await hub.new_device()
+            bulletin = (await publish(hub))["id"]
+            just = utcnow() - timedelta(minutes=10)
+            await hub.backdate(just - timedelta(days=1), dev.id, bulletin)
+            if settle:
+                settle_heap()
+            seen = []
+
+            def started(phase, info):
+                if phase == "start":
+                    seen.append(info["generation"])
+
+            gc.callbacks.append(started)
+            for n in range(20):
+                batch = [play(n * 200 + i + 1, just, bulletin, seconds=1.0) for i in range(200)]
+                status, ack = await dev.report(batch)
+                assert status == 200 and len(ack["acked"]) == 200, ack
+            print(seen)
+
+asyncio.run(main(sys.argv[1] == "settled"))
+"""
+
+
+def test_a_settled_hub_ingests_without_collecting_garbage() -> None:
+    """`hub serve` settles its heap once started (hub/app.py settle_heap): report ingest then
+    runs no collection, where CPython's default settings start one every few batches (run in
+    a process of its own: settling is for the rest of the process's life)."""
+    root = Path(__file__).resolve().parent.parent
+    # Each run a hub of its own: on SQLite, whatever database the other tests are given.
+    env = {k: v for k, v in os.environ.items() if k != "LOA_TEST_DATABASE_URL"}
+    env["PYTHONPATH"] = str(root)
+    seen = {}
+    for mode in ("default", "settled"):
+        run = subprocess.run(
+            [sys.executable, "-c", _COLLECTIONS_DURING_INGEST, mode],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        seen[mode] = run.stdout.strip()
+    assert seen["default"] not in ("", "[]")
+    assert seen["settled"] == "[]"

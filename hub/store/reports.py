@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from loa_contract import (
@@ -524,6 +527,12 @@ class ReportRows:
     boots: list[tuple[str, float]] = field(default_factory=list)
 
 
+#: The text of each member of the enums a proof of play holds.
+_TEXT: Mapping[StrEnum, str] = MappingProxyType(
+    {member: member.value for enum in (Priority, BulletinKind, PlayOutcome) for member in enum}
+)
+
+
 def report_rows(
     device_id: str,
     stream: str,
@@ -552,12 +561,13 @@ def report_rows(
                 p.seq,
                 p.bulletin_id,
                 # The plain strings: sqlite3 binds an enum member through its slow adaptation
-                # path, several times dearer than this lookup.
-                p.priority.value,
-                p.kind.value,
+                # path, and `.value` is a descriptor written in Python, each several times
+                # dearer than this lookup.
+                _TEXT[p.priority],
+                _TEXT[p.kind],
                 started_us,
                 ended_us,
-                p.outcome.value,
+                _TEXT[p.outcome],
                 p.position_s,
                 at,
             )
@@ -572,6 +582,10 @@ def report_rows(
         boots=sorted({(device_id, float(round(h.boot_time_seconds))) for h, _ in healths}),
     )
 
+
+#: How far apart a batch's seqs may lie, per report, for its earlier refusals to be read as
+#: one range (`write_reports`).
+_SEQ_SPREAD = 4
 
 #: Count `:count` refusals newly stored for `:device` and name the newest on the device.
 _COUNT_REFUSED = (
@@ -593,12 +607,24 @@ async def write_reports(tx: Tx, rows: ReportRows) -> int:
     accepted = rows.plays
     if accepted:
         # One query for the batch, not a NOT EXISTS per row: that made each stored play
-        # twice as dear.
-        earlier = await tx.fetchall(
-            "SELECT seq FROM refused_reports WHERE device_id = :device AND stream = :stream"
-            f" AND seq IN ({tx.dialect.json_values(':seqs', 'BIGINT')})",
-            {"device": device_id, "stream": stream, "seqs": json.dumps([r[2] for r in accepted])},
-        )
+        # twice as dear. An outbox sends its seqs nearly in a row: then the refusals between
+        # the least and the greatest, one range of the (device_id, stream, seq) key, a tenth
+        # of the cost of looking each seq up. Seqs spread wide are looked up one by one, so
+        # a batch never reads more than a few times its own length of refusals.
+        seqs = [row[2] for row in accepted]
+        low, high = min(seqs), max(seqs)
+        if high - low < _SEQ_SPREAD * len(seqs):
+            earlier = await tx.fetchall(
+                "SELECT seq FROM refused_reports WHERE device_id = ? AND stream = ?"
+                " AND seq BETWEEN ? AND ?",
+                (device_id, stream, low, high),
+            )
+        else:
+            earlier = await tx.fetchall(
+                "SELECT seq FROM refused_reports WHERE device_id = :device AND stream = :stream"
+                f" AND seq IN ({tx.dialect.json_values(':seqs', 'BIGINT')})",
+                {"device": device_id, "stream": stream, "seqs": json.dumps(seqs)},
+            )
         if earlier:
             refused_before = {r[0] for r in earlier}
             accepted = [row for row in accepted if row[2] not in refused_before]
