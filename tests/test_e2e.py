@@ -23,6 +23,8 @@ from tests.e2e import (
 
 headless()
 
+import vlc  # noqa: E402
+
 from edge_agent.agent import Agent  # noqa: E402
 from edge_agent.players.base import PlayItem  # noqa: E402
 from edge_agent.players.display import DisplayPlayer  # noqa: E402
@@ -184,8 +186,7 @@ async def test_emergency_preempts_and_the_normal_item_resumes(hub: LiveHub, tmp_
         first = await next_play(speaker)
         assert first.priority is Priority.NORMAL
         # Let the item air for a while: the point is to cut it mid-way and resume there.
-        await asyncio.sleep(0.6)
-        assert player.position() > 0.3
+        await aired_past(player, 0.3)
 
         fired = time.perf_counter()
         emergency = await hub.call(
@@ -213,6 +214,24 @@ async def test_emergency_preempts_and_the_normal_item_resumes(hub: LiveHub, tmp_
         assert (emergency["id"], "completed") in by_outcome
     finally:
         await speaker.stop()
+
+
+async def aired_past(player: VlcPlayer, seconds: float) -> None:
+    """Wait on libvlc's own clock (its TimeChanged events) until the item is past `seconds`."""
+    loop = asyncio.get_running_loop()
+    past = asyncio.Event()
+
+    def on_time(_event: object) -> None:  # libvlc's thread
+        loop.call_soon_threadsafe(lambda: past.set() if player.position() > seconds else None)
+
+    events = player._slot.mp.event_manager()
+    events.event_attach(vlc.EventType.MediaPlayerTimeChanged, on_time)
+    try:
+        if player.position() <= seconds:
+            await asyncio.wait_for(past.wait(), TIMEOUT)
+    finally:
+        events.event_detach(vlc.EventType.MediaPlayerTimeChanged)
+    assert player.position() > seconds
 
 
 async def _outcomes(hub: LiveHub, agent: Agent, wanted: set[str]) -> bool:
