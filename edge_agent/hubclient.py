@@ -25,16 +25,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from multidict import CIMultiDictProxy
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from loa_contract import (
     EnrollRequest,
@@ -45,6 +39,9 @@ from loa_contract import (
     UpdateOffer,
     UpdateReport,
 )
+
+if TYPE_CHECKING:
+    from tenacity import AsyncRetrying
 
 API = "/api/v1"
 T = TypeVar("T")
@@ -218,6 +215,15 @@ class HubClient:
 
     def retrier(self, retrying: bool | None = None) -> AsyncRetrying:
         """The retry policy, for callers that drive their own attempts (`async for`)."""
+        # tenacity is imported at the first failure, not with the agent: an agent whose hub
+        # answers never needs it (issue #8, a light agent).
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
         on = self.retrying if retrying is None else retrying
         return AsyncRetrying(
             retry=retry_if_exception(_worth_retrying),

@@ -24,10 +24,8 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 import uuid
-import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -289,6 +287,10 @@ def _safe_name(name: str) -> PurePosixPath:
 
 
 def _unpack(archive: Path, work: Path, version: str) -> dict[str, Any]:
+    # tarfile and zipfile are imported where a release is unpacked, a few times a year: a
+    # running agent should not carry them (issue #8, a light agent).
+    import tarfile
+
     try:
         with tarfile.open(archive, "r:") as tar:
             members = tar.getmembers()
@@ -329,6 +331,8 @@ def _unpack(archive: Path, work: Path, version: str) -> dict[str, Any]:
 def _unpack_wheel(wheel: Path, site: Path) -> None:
     """A wheel into `site`: pure and platform wheels both unpack in place (PEP 427); the
     device runs `python -m edge_agent.cli`, so no script wrappers are needed."""
+    import zipfile  # see _unpack: only while a release is installed
+
     try:
         with zipfile.ZipFile(wheel) as archive:
             for info in archive.infolist():

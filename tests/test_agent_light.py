@@ -45,6 +45,8 @@ NOT_ON_A_PLAYING_SPEAKER = [
     "edge_agent.doctor",
     "cryptography",
     "babel",
+    # Only while a release is unpacked (edge_agent/releases.py).
+    "tarfile",
 ]
 PAGE_MODULES = ["jinja2", "aiohttp.web", "edge_agent.local_http"]
 
@@ -157,3 +159,14 @@ async def test_a_board_does_load_pygame(tmp_path: Path, profile: str) -> None:
         assert not loaded & {"jinja2", "edge_agent.local_http", "cryptography", "babel"}
     finally:
         assert await agent.stop() == 0
+
+
+def test_the_memory_bench_runs_the_agent_with_the_units_environment() -> None:
+    """bench/memory.py measures the agent as systemd runs it: the unit's variables, the
+    malloc arena cap among them, reach the measured process."""
+    from bench.memory import UNIT, unit_environment
+
+    deployed = unit_environment(UNIT)
+    assert deployed["MALLOC_ARENA_MAX"] == "2"
+    assert deployed["LOA_LANG"] == "vi"
+    assert "ExecStart=/opt/loa/venv/bin/edge-agent-launch run" in UNIT.read_text()
