@@ -27,9 +27,7 @@ test:
 	@scripts/bootstrap.sh test
 	.venv/bin/ruff check .
 	.venv/bin/mypy hub edge_agent loa_contract
-	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy .venv/bin/pytest -q -p no:cacheprovider
-	LOA_TEST_DATABASE=postgres SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy \
-		.venv/bin/pytest -q -p no:cacheprovider $(POSTGRES_TESTS)
+	scripts/test_suites.sh $(POSTGRES_TESTS)
 
 lint:
 	.venv/bin/ruff check .
