@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -17,17 +18,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _three_free_ports() -> int:
-    """A port p with p, p+1 and p+2 free (the demo puts its agents next to its hub)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base > 65_000:
-            continue
+    """A port p with p, p+1 and p+2 free (the demo puts its agents next to its hub).
+
+    Looked for below the kernel's ephemeral range: every other test binds port 0 or connects
+    out, and so takes its ports from that range; none can take these between this check and
+    the demo's own bind (the PostgreSQL pass of `make test` runs alongside)."""
+    low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    chooser = random.Random()
+    for _ in range(200):
+        base = chooser.randrange(10_000, max(10_001, low - 3))
         try:
-            for offset in (1, 2):
-                with socket.socket() as other:
-                    other.bind(("127.0.0.1", base + offset))
+            for offset in (0, 1, 2):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", base + offset))
         except OSError:
             continue
         return base
