@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -50,19 +51,34 @@ async def bulletins_for_device(
 
 
 class ManifestCache:
-    """The latest signed manifest bytes per device, so a thousand polls sign nothing."""
+    """The latest signed manifest bytes per device, so a thousand polls sign nothing.
 
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[int, bytes]] = {}
+    Bounded to `capacity` devices, least recently used dropped first: a device that holds
+    its manifest asks with its ETag and is answered 304 without the bytes, so after the
+    fetch that follows a change an entry serves only retries. Unbounded, a province's fleet
+    kept a signed copy per device for as long as the hub ran (about 1 KB each, measured)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
 
     def get(self, device_id: str, version: int) -> bytes | None:
         entry = self._entries.get(device_id)
-        return entry[1] if entry and entry[0] == version else None
+        if entry is None or entry[0] != version:
+            return None
+        self._entries.move_to_end(device_id)
+        return entry[1]
 
     def put(self, device_id: str, version: int, body: bytes) -> None:
         current = self._entries.get(device_id)
         if current is None or current[0] <= version:
             self._entries[device_id] = (version, body)
+            self._entries.move_to_end(device_id)
+            if len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 async def current_version(app: web.Application, device: DeviceAuth) -> int:
