@@ -26,7 +26,7 @@ from .appkeys import CLOCK, CONFIG, DB, ROUTES
 from .audit_words import action_words, detail_words
 from .auth import PROVINCE, Permission, User, change_password, require
 from .db import Database
-from .errors import ApiError, validation_detail
+from .errors import ApiError, refuse_nul, validation_detail
 from .form_errors import explain, limits_of
 from .i18n import CATALOGUE, LANGS, Lang, pick_lang, translate, translate_plural
 from .paging import MAX_CURSOR, MAX_LIMIT, Page, bad_cursor
@@ -265,6 +265,9 @@ async def api(
     permission = declared_permission(request.app, handler)
     if permission is not None:
         require(user, permission)
+    for given in (body, query):
+        if given is not None:
+            refuse_nul(given.model_dump())
     return await handler(Ctx(request, body, query, user, None))
 
 

@@ -13,6 +13,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: PostgreSQL's SQLSTATE for text it cannot hold (U+0000 among it).
+_CHARACTER_NOT_IN_REPERTOIRE = "22021"
+
 
 class ApiError(Exception):
     def __init__(
@@ -38,6 +41,37 @@ def loc_to_field(loc: tuple[int | str, ...], prefix: tuple[int | str, ...] = ())
         else:
             out += f".{part}" if out else str(part)
     return out or "body"
+
+
+#: Why text with U+0000 is refused: PostgreSQL cannot store it (SQLite would, and a page or a
+#: board would then show a cut string), and no text a person means holds it.
+NUL_MESSAGE = "may not contain the NUL character (U+0000)"
+
+
+def nul_fields(value: Any, loc: tuple[int | str, ...] = ()) -> list[str]:
+    """The fields of `value` (parsed JSON, a model's dump, form, query or path values) whose
+    text, or whose key, holds U+0000."""
+    if isinstance(value, str):
+        return [loc_to_field(loc)] if "\x00" in value else []
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                found.append(loc_to_field((*loc, key.replace("\x00", "\\u0000"))))
+            found += nul_fields(item, (*loc, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found += nul_fields(item, (*loc, index))
+    return found
+
+
+def refuse_nul(value: Any, loc: tuple[int | str, ...] = ()) -> None:
+    """A 422 naming each field with U+0000 in its text; nothing when there is none."""
+    fields = nul_fields(value, loc)
+    if fields:
+        raise ApiError(
+            422, "validation_error", [{"field": field, "message": NUL_MESSAGE} for field in fields]
+        )
 
 
 def validation_detail(
@@ -96,6 +130,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # storm): nothing failed on the hub's side and nobody is left to answer.
         log.info("client %s went away during %s %s", request.remote, request.method, request.path)
         return json_error(400, "client_gone", "the connection was closed by the client")
-    except Exception:
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) == _CHARACTER_NOT_IN_REPERTOIRE:
+            # A NUL that reached PostgreSQL by a path no check above knew of: the transaction
+            # was rolled back, so nothing changed; the caller is told, not given a 500.
+            log.warning("text with U+0000 refused by the database in %s", request.path)
+            return json_error(422, "validation_error", [{"field": "body", "message": NUL_MESSAGE}])
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_error(500, "internal", "internal error; see the hub log")

@@ -5,6 +5,7 @@ responses and produces the OpenAPI document, so the three cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from .appkeys import CLOCK, CONFIG, CONNECTIONS, DB, KEYRING, NODE_SECRET, ROUTE
 from .auth import DeviceAuth, Permission, User, authenticate_device, authenticate_operator, require
 from .config import HubConfig
 from .db import Database
-from .errors import ApiError, validation_detail
+from .errors import ApiError, refuse_nul, validation_detail
 from .keys import HubKeyring
 from .node_secret import SCHEME as NODE_SCHEME
 from .node_secret import verify as verify_node
@@ -167,6 +168,8 @@ class RouteSpec:
                 request.app[NODE_SECRET], request.headers.get("Authorization"), request.app[CLOCK]()
             ):
                 raise ApiError(401, "unauthorized", "only another node of this hub may ask")
+            refuse_nul(dict(request.match_info))
+            refuse_nul(dict(request.query))
             body = None
             if body_adapter is not None:
                 body = _parse_body(body_adapter, await request.read())
@@ -204,13 +207,16 @@ def _parse_body(adapter: TypeAdapter[Any], raw: bytes) -> Any:
     if not raw.strip() or raw.strip() == b"null":
         raise ApiError(400, "bad_json", "a JSON body is required")
     try:
-        return adapter.validate_json(raw, strict=True)
+        parsed = adapter.validate_json(raw, strict=True)
     except ValidationError as exc:
         bad_json = [e for e in exc.errors(include_url=False) if e["type"] == "json_invalid"]
         if bad_json:
             message = bad_json[0]["msg"]
             raise ApiError(400, "bad_json", f"the body is not valid JSON: {message}") from exc
         raise ApiError(422, "validation_error", validation_detail(exc)) from exc
+    if b"\\u0000" in raw:  # JSON can carry U+0000 only escaped; looked for where it is
+        refuse_nul(json.loads(raw))
+    return parsed
 
 
 class RouteTable:

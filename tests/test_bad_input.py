@@ -71,3 +71,38 @@ async def test_bulletin_validity_at_the_ends_of_the_calendar(
 async def test_audit_filters_at_the_ends_of_the_calendar(hub: HubHarness, since: str) -> None:
     body = await hub.call("GET", "/api/v1/audit", params={"since": since}, expect=422)
     assert _fields(body) == {"since"}
+
+
+async def test_text_with_a_nul_character_is_refused_naming_the_field(hub: HubHarness) -> None:
+    """PostgreSQL cannot store U+0000 (it answered 500); both backends refuse it the same way,
+    in a body at any depth, in a key, in the query and in the path, and change nothing."""
+    units_before = await hub.call("GET", "/api/v1/units")
+    body = await hub.call(
+        "POST", "/api/v1/units", json={"code": "baohp", "name": "Báo\u0000HP"}, expect=422
+    )
+    assert body["error"] == "validation_error" and _fields(body) == {"name"}
+    assert "U+0000" in body["detail"][0]["message"]
+    body = await hub.call(
+        "POST", "/api/v1/communes", json={"code": "00002", "name": "Xã\u0000"}, expect=422
+    )
+    assert _fields(body) == {"name"}
+    assert await hub.call("GET", "/api/v1/units") == units_before
+    await hub.call("GET", "/api/v1/communes/00002", expect=404)
+    body = await hub.call("GET", "/api/v1/bulletins", params={"q": "a\u0000b"}, expect=422)
+    assert _fields(body) == {"q"}
+    body = await hub.call("GET", "/api/v1/units/bao%00hp", expect=422)
+    assert _fields(body) == {"code"}
+    # An escaped backslash before "u0000" is text, not a NUL: it is stored as sent.
+    made = await hub.call(
+        "POST", "/api/v1/units", json={"code": "baohp", "name": "Báo \\u0000 HP"}, expect=201
+    )
+    assert made["name"] == "Báo \\u0000 HP"
+
+
+def test_nul_fields_are_found_at_any_depth_and_in_keys() -> None:
+    from hub.errors import nul_fields
+
+    assert nul_fields({"a": "ok", "b": ["x", {"c": "y\u0000"}]}) == ["b[1].c"]
+    assert nul_fields({"k\u0000": 1}) == ["k\\u0000"]
+    assert nul_fields(["\u0000", "fine", ("\u0000",)]) == ["[0]", "[2][0]"]
+    assert nul_fields({"text": "Lịch tiêm phòng", "n": 3, "none": None}) == []
