@@ -460,22 +460,37 @@ def _emergency_defaults(user: User) -> dict[str, str]:
     }
 
 
-def _emergency_errors(exc: ApiError | ValidationError) -> list[FieldError]:
+def form_errors(
+    exc: ApiError | ValidationError,
+    labels: Mapping[str, str],
+    default_label: str,
+    message: str,
+    *,
+    field_of: Callable[[str], str] | None = None,
+) -> list[FieldError]:
+    """The API's refusal as a form's errors: each field named as the API names it, without
+    "body."; labelled by its first name from `labels`; explained by `message`. `field_of`
+    renames a field for the form (and names the field of an error that has none)."""
     errors = []
     for d in error_details(exc):
         field = d.get("field", "").removeprefix("body.")
-        name = field.split(".")[0].split("[")[0]
+        if field_of is not None:
+            field = field_of(field)
         errors.append(
             FieldError(
                 field=field or "body",
-                label=_EMERGENCY_FIELDS.get(name, "em.title"),
-                message="em.err.invalid",
+                label=labels.get(field.split(".")[0].split("[")[0], default_label),
+                message=message,
                 detail=d.get("message", ""),
                 problem=d.get("type"),
                 limits=d.get("limits", ()),
             )
         )
     return errors
+
+
+def _emergency_errors(exc: ApiError | ValidationError) -> list[FieldError]:
+    return form_errors(exc, _EMERGENCY_FIELDS, "em.title", "em.err.invalid")
 
 
 async def _emergency_form(

@@ -33,6 +33,7 @@ from .console import (
     api,
     api_all,
     error_details,
+    form_errors,
     page,
     render,
     see_other,
@@ -582,24 +583,13 @@ def _user_errors(
     code = exc.error if isinstance(exc, ApiError) else "validation_error"
     if from_register and code == "exists":
         code = "unit_exists"
-    errors = []
-    for d in error_details(exc):
-        field = d.get("field", "") or _USER_ERROR_FIELD.get(code, "")
-        if field.startswith("body."):
-            field = field[len("body.") :]
-        if from_register:
-            field = _NEW_UNIT_FIELDS.get(field, field)
-        errors.append(
-            FieldError(
-                field=field or "body",
-                label=_USER_FIELDS.get(field, "us.form"),
-                message=_USER_MESSAGES.get(code, "us.err.invalid"),
-                detail=d.get("message", ""),
-                problem=d.get("type"),
-                limits=d.get("limits", ()),
-            )
-        )
-    return errors
+
+    def field_of(field: str) -> str:
+        field = field or _USER_ERROR_FIELD.get(code, "")
+        return _NEW_UNIT_FIELDS.get(field, field) if from_register else field
+
+    message = _USER_MESSAGES.get(code, "us.err.invalid")
+    return form_errors(exc, _USER_FIELDS, "us.form", message, field_of=field_of)
 
 
 async def _users_list(

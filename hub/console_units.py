@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from . import units
 from .appkeys import DB
 from .auth import Permission, User, require
-from .console import FieldError, PageHandler, api, error_details, page, render, see_other
+from .console import FieldError, PageHandler, api, form_errors, page, render, see_other
 from .errors import ApiError
 from .store import units as store
 from .web_session import check_csrf, page_user
@@ -25,22 +25,7 @@ _DONE = ("created", "saved")
 
 def _errors(exc: ApiError | ValidationError) -> list[FieldError]:
     code = exc.error if isinstance(exc, ApiError) else "validation_error"
-    found = []
-    for d in error_details(exc):
-        field = d.get("field", "")
-        if field.startswith("body."):
-            field = field[len("body.") :]
-        found.append(
-            FieldError(
-                field=field or "body",
-                label=_FIELDS.get(field, "un.form"),
-                message=_MESSAGES.get(code, "un.err.invalid"),
-                detail=d.get("message", ""),
-                problem=d.get("type"),
-                limits=d.get("limits", ()),
-            )
-        )
-    return found
+    return form_errors(exc, _FIELDS, "un.form", _MESSAGES.get(code, "un.err.invalid"))
 
 
 async def _register_page(
