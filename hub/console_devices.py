@@ -14,6 +14,7 @@ import itertools
 import math
 import statistics
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -657,6 +658,16 @@ async def _history_context(request: web.Request, user: User, device_id: str) -> 
     }
 
 
+def _command_from_form(form: Mapping[str, Any]) -> BaseModel:
+    """The command a device's or a group's form asks for (ValidationError when it is not one)."""
+    kind = str(form.get("type", ""))
+    payload: dict[str, Any] = {"type": kind}
+    if kind == "set_volume":
+        payload["volume"] = str(form.get("volume", "")).strip()
+    command: BaseModel = _COMMAND_IN.validate_python(payload)
+    return command
+
+
 @page
 async def device_commands(request: web.Request) -> web.StreamResponse:
     """The command history alone: what console.js swaps in while answers are awaited."""
@@ -720,18 +731,13 @@ async def device_command(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     check_csrf(request, form)
     require(user, Permission.DEVICES_COMMAND)
-    kind = str(form.get("type", ""))
-    payload: dict[str, Any] = {"type": kind}
-    if kind == "set_volume":
-        payload["volume"] = str(form.get("volume", "")).strip()
     try:
-        body: BaseModel = _COMMAND_IN.validate_python(payload)
+        body = _command_from_form(form)
     except ValidationError:
         # Nothing is sent; the page says which field was wrong.
-        key = "dv.err.volume" if kind == "set_volume" else "dv.err.command"
-        return await _device_view(
-            request, user, status=422, error_key=key, volume=payload.get("volume")
-        )
+        volume = str(form.get("volume", "")).strip() if form.get("type") == "set_volume" else None
+        key = "dv.err.command" if volume is None else "dv.err.volume"
+        return await _device_view(request, user, status=422, error_key=key, volume=volume)
     result: devices.CommandResult = await api(request, user, devices.send_command, body=body)
     query = urlencode({"command": result.command_id})
     return see_other(f"/devices/{result.device_id}?{query}#history")
@@ -844,12 +850,8 @@ async def group_command(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     check_csrf(request, form)
     require(user, Permission.DEVICES_COMMAND)
-    kind = str(form.get("type", ""))
-    payload: dict[str, Any] = {"type": kind}
-    if kind == "set_volume":
-        payload["volume"] = str(form.get("volume", "")).strip()
     try:
-        body: BaseModel = _COMMAND_IN.validate_python(payload)
+        body = _command_from_form(form)
     except ValidationError:
         raise ApiError(
             422, "validation_error", [{"field": "volume", "message": "a whole number 0–100"}]
