@@ -144,7 +144,12 @@ class Reporting(AgentPart):
     def plays_in_memory(self) -> int:
         """Proofs of play the store could not take that the hub has not acknowledged (this
         run's, and an earlier run's kept on the card)."""
-        return len(self._volatile_plays) + sum(len(p) for p in self._carried.values())
+        return len(self.plays_held())
+
+    def plays_held(self) -> list[ProofOfPlay]:
+        """Those proofs themselves."""
+        carried = [proof for proofs in self._carried.values() for proof in proofs]
+        return carried + self._volatile_plays
 
     async def outbox(self) -> dict[str, int]:
         """Reports waiting for the hub's acknowledgement, by type: the store's outbox and

@@ -10,7 +10,9 @@ A test that is about SQLite itself (its files, WAL, damage) is marked
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
+import sys
 from collections.abc import Iterator
 
 import asyncpg
@@ -21,6 +23,8 @@ from hub.testing_postgres import ThrowawayPostgres
 #: What `hub` commands read when --database is not given (hub/cli.py).
 DATABASE_ENV = "LOA_DATABASE_URL"
 DATABASE = "loa_test"
+#: How long a finished run may take to end.
+EXIT_LIMIT_S = 120
 
 
 def on_postgres() -> bool:
@@ -34,14 +38,13 @@ async def _migrate(url: str) -> None:
 
 
 async def _empty(url: str, database: str) -> None:
-    """Every hub table emptied (ids numbered from 1 again), whatever the test left open."""
-    conn = await asyncpg.connect(url)
+    """Every hub table emptied (ids numbered from 1 again), whatever the test left open.
+
+    Something the test left running may connect again between the terminations and the
+    TRUNCATE and hold a lock: TRUNCATE gives up after a few seconds rather than wait for it
+    for ever, and the sessions are ended again."""
+    conn = await asyncpg.connect(url, timeout=30)
     try:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = $1 AND pid <> pg_backend_pid()",
-            database,
-        )
         tables = [
             r[0]
             for r in await conn.fetch(
@@ -51,9 +54,28 @@ async def _empty(url: str, database: str) -> None:
         ]
         # Replica role: the append-only tables' triggers refuse TRUNCATE, rightly, elsewhere.
         await conn.execute("SET session_replication_role = replica")
-        await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        await conn.execute("SET lock_timeout = '5s'")
+        for attempt in range(1, 7):
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+            try:
+                await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+                return
+            except asyncpg.LockNotAvailableError:
+                if attempt == 6:
+                    raise
     finally:
         await conn.close()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A run whose tests are done but whose process does not end (a thread left waiting, say
+    an aiosqlite connection nobody closed) prints every thread's stack and ends with an
+    error instead of holding CI until its own limit."""
+    faulthandler.dump_traceback_later(EXIT_LIMIT_S, file=sys.__stderr__, exit=True)
 
 
 @pytest.fixture(scope="session")

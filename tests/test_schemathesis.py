@@ -35,6 +35,8 @@ ST = Path(sys.executable).with_name("st")
 SEED = 20261129
 #: Per operation and phase; the coverage phase adds its own boundary cases on top.
 MAX_EXAMPLES = 12
+#: One schemathesis run, at most (a run takes about half a minute).
+RUN_LIMIT_S = 240
 STATEFUL_STEPS = 6
 CHECKS = (
     "not_a_server_error",
@@ -181,6 +183,8 @@ def _config(hub: HubHarness, fleet: Fleet, bearer: str) -> str:
     lines = [
         f"seed = {SEED}",
         "workers = 2",
+        # A request the hub never answers is a failure named in the report, not a hang.
+        "request-timeout = 30.0",
         "max-failures = 50",
         # Hypothesis's example database and schemathesis's crash cache would replay earlier
         # runs' cases: each run starts from nothing.
@@ -249,7 +253,12 @@ async def _schemathesis(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await proc.communicate()
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), RUN_LIMIT_S)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+        return -1, f"no end after {RUN_LIMIT_S} s; so far:\n" + out.decode(errors="replace")
     return proc.returncode or 0, out.decode(errors="replace")
 
 
