@@ -239,6 +239,9 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
             old.socket.close(code=4000, message=b"replaced by a newer connection"),
             f"closing the replaced socket of {device.id}",
         )
+        # This handler lives as long as the new socket: holding the old one here would keep
+        # its buffers for as long, one more per reconnection.
+        old = None
     try:
         # Registered first, then read: a publish in between is pushed, never missed.
         versions = await manifests.versions_of(db, [device.id])

@@ -161,6 +161,30 @@ async def test_writes_take_turns_and_a_failed_write_leaves_nothing(pg: PostgresD
     assert await pg.fetchval("SELECT count(*) FROM counter WHERE n IS NULL") == 0
 
 
+async def test_a_burst_of_writes_that_read_as_they_go_cannot_starve_the_pool(
+    server: ThrowawayPostgres,
+) -> None:
+    """More writes at once than the pool has connections, each also reading through the
+    database (a separate connection, as a store function called mid-write does): with every
+    connection held by a writer waiting for the write lock, the one holding it would wait
+    for a connection for ever, and the hub with it."""
+    db = await PostgresDatabase.open(server.create_database(), max_connections=3)
+    try:
+        await db.execute("CREATE TABLE counter (n BIGINT NOT NULL)")
+        await db.execute("INSERT INTO counter (n) VALUES (0)")
+
+        async def bump(tx: Tx) -> int:
+            await db.fetchval("SELECT count(*) FROM counter")
+            n = await tx.fetchval("SELECT n FROM counter")
+            return await tx.execute("UPDATE counter SET n = ?", (n + 1,))
+
+        async with asyncio.timeout(30):
+            assert await asyncio.gather(*(db.write(bump) for _ in range(12))) == [1] * 12
+        assert await db.fetchval("SELECT n FROM counter") == 12
+    finally:
+        await db.close()
+
+
 async def test_executemany_and_execute_counts(pg: PostgresDatabase) -> None:
     await pg.execute("CREATE TABLE seen (seq BIGINT PRIMARY KEY)")
     async with pg.transaction() as tx:

@@ -5,16 +5,18 @@ either. Statements keep the store's `?` and `:name` parameters; each distinct st
 is rewritten once to PostgreSQL's `$n` (`translate`, cached per database) and asyncpg
 prepares it once per connection.
 
-Writes are serialized as SQLite's are (one writer): a write transaction first takes a
-transaction-scoped advisory lock, so read-then-write steps in the store (the next running
-order position, a manifest version) behave as they do on SQLite, also when several hub
-nodes share the database. Reads run on any pooled connection and see committed data.
+Writes are serialized as SQLite's are (one writer): a node's writers take turns, and a write
+transaction first takes a transaction-scoped advisory lock, so read-then-write steps in the
+store (the next running order position, a manifest version) behave as they do on SQLite,
+also when several hub nodes share the database. Reads run on any pooled connection and see
+committed data.
 
 The pool is `PostgresDatabase.pool`, for what needs a connection of its own (LISTEN).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -151,6 +153,7 @@ class PostgresDatabase:
         self.pool = pool
         self.url = url
         self._statements: dict[str, Statement] = {}
+        self._write_turn = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -197,8 +200,13 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTx]:
-        """A write transaction; it rolls back on any exception, so bad input changes nothing."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        """A write transaction; it rolls back on any exception, so bad input changes nothing.
+
+        This node's writers take their turn before they take a connection. Were they to take
+        a connection first, a burst of writes could hold every one of them waiting for the
+        write lock, while the write holding it waits for a connection to read through the
+        database: the hub would stop, every request with it."""
+        async with self._write_turn, self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
             yield PostgresTx(conn, self._statement)
 
