@@ -60,6 +60,8 @@ log = logging.getLogger("edge_agent")
 #: Faults about state found damaged or altered stay in health this long after the event, so
 #: the hub sees them whatever its sampling interval.
 STATE_FAULT_SHOWN_S = 24 * 3600.0
+#: Started items kept in `Agent.play_started`.
+PLAYS_KEPT = 256
 
 __all__ = ["Agent", "AgentConfig", "ControlOrigin", "ControlRefused", "Counters"]
 
@@ -189,8 +191,11 @@ class Agent:
         self.emergency_shift: dict[str, timedelta] = {}
 
         self.report_wake = asyncio.Event()
-        #: Every item that starts playing, in order; tests and benchmarks await it.
-        self.play_started: asyncio.Queue[PlayItem] = asyncio.Queue()
+        #: The items that started playing, in order, for tests to await: the latest
+        #: PLAYS_KEPT only (nothing reads it on a device, where it would grow for months).
+        self.play_started: asyncio.Queue[PlayItem] = asyncio.Queue(PLAYS_KEPT)
+        #: Called with each item as it starts playing (the fleet simulator times it).
+        self.on_play_started: Callable[[PlayItem], None] | None = None
         #: Called with every verified command addressed to this device, as it arrives (the
         #: fleet simulator times push arrival with it).
         self.on_command: Callable[[Command], None] | None = None
@@ -318,6 +323,14 @@ class Agent:
             log.exception("releasing the amplifier relay failed")
         if self.store is not None:
             await self.store.close()
+
+    def announce_play(self, item: PlayItem) -> None:
+        """`item` has started playing: tell whoever watches (tests, the simulator)."""
+        if self.on_play_started is not None:
+            self.on_play_started(item)
+        if self.play_started.full():
+            self.play_started.get_nowait()
+        self.play_started.put_nowait(item)
 
     def background(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run a short job (a download, a manifest fetch) beside the supervised tasks; it

@@ -401,7 +401,7 @@ class Programme(AgentPart):
             log.error("could not play %s: %s", bulletin.id, exc)
             failed = True
         else:
-            agent.play_started.put_nowait(item)
+            agent.announce_play(item)
         if decision.slot == EMERGENCY_SLOT:
             self.started_emergencies.add(bulletin.id)
         # The durable record follows the start, so the disk never delays what is heard. A
@@ -582,7 +582,7 @@ class Programme(AgentPart):
                 if self.sounds(item):
                     await agent.relay.before_audio(False)
                 await player.play(item)
-                agent.play_started.put_nowait(item)
+                agent.announce_play(item)
                 self._answer(command_id, AckStatus.APPLIED)
 
     def _answer(

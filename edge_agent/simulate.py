@@ -612,7 +612,6 @@ class ChildFleet:
         self.windows = windows
         self.recorder = Recorder()
         self.agents: list[Any] = []
-        self._tasks: list[asyncio.Task[None]] = []
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -648,8 +647,8 @@ class ChildFleet:
             agent.client.on_reply = lambda m, p, s, took, d=device_id: recorder.reply_seen(
                 d, m, p, s, took
             )
+            agent.on_play_started = lambda item, d=device_id: self._play_started(d, item)
             self.agents.append(agent)
-            self._tasks.append(asyncio.create_task(self._watch_plays(agent)))
         stagger = float(self.settings.get("stagger_s", 0.0))
 
         async def start_one(i: int, agent: Any) -> None:
@@ -665,20 +664,17 @@ class ChildFleet:
         if self.windows is not None and isinstance(command, EmergencyStart):
             self.windows.started(command.bulletin.id)
 
-    async def _watch_plays(self, agent: Any) -> None:
-        device_id = agent.identity.device_id
-        while True:
-            item = await agent.play_started.get()
-            if item.priority is Priority.EMERGENCY:
-                played = self.recorder.played[item.bulletin_id]
-                played.setdefault(device_id, time.time())
-                self.recorder.note()
-                if self.windows is not None and len(played) == len(self.agents):
-                    self.windows.all_played(item.bulletin_id)
+    def _play_started(self, device_id: str, item: Any) -> None:
+        # Timed as the player starts, not when a watching task next gets its turn: among
+        # thousands of agents in one loop that turn came up to a whole round of them later.
+        if item.priority is Priority.EMERGENCY:
+            played = self.recorder.played[item.bulletin_id]
+            played.setdefault(device_id, time.time())
+            self.recorder.note()
+            if self.windows is not None and len(played) == len(self.agents):
+                self.windows.all_played(item.bulletin_id)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
         await asyncio.gather(*(a.stop() for a in self.agents), return_exceptions=True)
         if self.session is not None:
             await self.session.close()

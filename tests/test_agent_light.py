@@ -20,8 +20,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from edge_agent.agent import PLAYS_KEPT, Agent, AgentConfig
 from edge_agent.identity import Identity
-from loa_contract import DeviceKind, HubSigner
+from edge_agent.players.base import PlayItem
+from edge_agent.players.null import NullPlayer
+from edge_agent.profile import load_profile
+from loa_contract import BulletinKind, DeviceKind, HubSigner, Priority
 
 #: The CLI, plus a SIGUSR1 handler that prints the modules loaded so far.
 RUN_AGENT = """
@@ -170,3 +174,23 @@ def test_the_memory_bench_runs_the_agent_with_the_units_environment() -> None:
     assert deployed["MALLOC_ARENA_MAX"] == "2"
     assert deployed["LOA_LANG"] == "vi"
     assert "ExecStart=/opt/loa/venv/bin/edge-agent-launch run" in UNIT.read_text()
+
+
+def test_the_started_plays_kept_for_watchers_do_not_grow_for_months(tmp_path: Path) -> None:
+    """A device airs for months and nothing on it reads `play_started`: only the latest
+    are kept, while the hook hears every one."""
+    _enrolled(tmp_path, DeviceKind.SPEAKER, "speaker-cluster")
+    agent = Agent(
+        AgentConfig(data_dir=tmp_path, http_port=None),
+        Identity.load(tmp_path),
+        load_profile("speaker-cluster"),
+        NullPlayer(),
+    )
+    heard: list[str] = []
+    agent.on_play_started = lambda item: heard.append(item.bulletin_id)
+    for n in range(PLAYS_KEPT + 50):
+        item = PlayItem(f"b{n}", BulletinKind.AUDIO, Priority.NORMAL, title="")
+        agent.announce_play(item)
+    assert len(heard) == PLAYS_KEPT + 50
+    assert agent.play_started.qsize() == PLAYS_KEPT
+    assert agent.play_started.get_nowait().bulletin_id == "b50"
