@@ -39,6 +39,7 @@ from .disk import effective_reserve, size_bytes
 from .frames import FrameSender
 from .hubclient import HubClient
 from .identity import Identity
+from .parts import LoopQuiet
 from .players.base import Player, PlayItem
 from .profile import HardwareProfile
 from .programme import TEST_TONE_ID as TEST_TONE_ID
@@ -154,8 +155,11 @@ class Agent:
         relay: Relay | None = None,
         watchdog: Watchdog | None = None,
         pi_health: PiHealth | None = None,
+        quiet: LoopQuiet | None = None,
     ) -> None:
         self.config = config
+        #: Shared by every agent of a process (the simulator's): see LoopQuiet.
+        self.quiet = quiet or LoopQuiet()
         # Hardware hooks (issue #4): amplifier relay, systemd watchdog, Pi power/SD probes.
         self.relay: Relay = relay or NullRelay()
         self.watchdog = watchdog

@@ -177,6 +177,10 @@ class _Download:
             listener(done, total)
 
 
+#: Object paths `MediaCache.object_path` remembers, at most.
+OBJECT_PATHS_KEPT = 4096
+
+
 class MediaCache:
     def __init__(self, root: Path, *, reserve: int = DISK_RESERVE) -> None:
         self.root = root
@@ -197,12 +201,23 @@ class MediaCache:
         self.corrupt_found = 0
         #: Body bytes received from the hub by this cache since it was made.
         self.bytes_received = 0
+        self._object_paths: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ lookups
 
+    def object_path(self, sha: str) -> Path:
+        """Where the object lives (whether or not it is there), `sha` checked first."""
+        path = self._object_paths.get(sha)
+        if path is None:
+            if len(self._object_paths) >= OBJECT_PATHS_KEPT:
+                self._object_paths.clear()
+            # Remembered: joining paths was a tenth of an emergency's way to the player.
+            path = self._object_paths[sha] = self.objects / _valid_sha(sha)
+        return path
+
     def path_for(self, sha: str) -> Path | None:
         """The object's path if it is present and unchanged since its bytes were verified."""
-        path = self.objects / _valid_sha(sha)
+        path = self.object_path(sha)
         stamp = _stamp(path)
         if stamp is None:
             self._verified.pop(sha, None)  # gone: `verified` says so from now on

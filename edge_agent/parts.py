@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 from .store import AgentStore
@@ -40,3 +41,50 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
             await event.wait()
             return True
     return False
+
+
+#: A turn of the event loop longer than this means it is busy (see `LoopQuiet`).
+BUSY_TURN_S = 0.005
+#: How long `LoopQuiet.wait` waits for a busy loop at most.
+QUIET_WAIT_MAX_S = 2.0
+
+
+class LoopQuiet:
+    """Tells when the event loop's turns are short again: for bookkeeping that follows what
+    is heard but must not hold it up.
+
+    A burst of pushed frames being started (on a device, or thousands of agents in the
+    fleet simulator's process) makes the loop's turns long; disk work handed to a store's
+    thread meanwhile wakes that thread for the GIL again and again, each time delaying the
+    next start. One watcher measures the turns however many wait (they share this object:
+    the simulator gives one to all the agents of a process), so waiting adds no load of its
+    own; on a quiet loop a wait is a turn or two, as `asyncio.sleep(0)` is.
+    """
+
+    def __init__(
+        self, busy_turn_s: float = BUSY_TURN_S, at_most_s: float = QUIET_WAIT_MAX_S
+    ) -> None:
+        self.busy_turn_s = busy_turn_s
+        self.at_most_s = at_most_s
+        self._quiet = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def wait(self) -> None:
+        """Return once a turn of the loop is short, or `at_most_s` after the watch began."""
+        if self._watcher is None or self._watcher.done():
+            self._quiet = asyncio.Event()
+            self._watcher = asyncio.create_task(self._watch(self._quiet), name="loop-quiet")
+        await self._quiet.wait()
+
+    async def _watch(self, quiet: asyncio.Event) -> None:
+        give_up = time.monotonic() + self.at_most_s
+        try:
+            while True:
+                before = time.perf_counter()
+                await asyncio.sleep(0)
+                if time.perf_counter() - before < self.busy_turn_s:
+                    return
+                if time.monotonic() >= give_up:
+                    return
+        finally:
+            quiet.set()  # also if cancelled: nobody waits for ever

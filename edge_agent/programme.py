@@ -408,10 +408,10 @@ class Programme(AgentPart):
         # crash before it leaves no trace: the item was not heard out and airs again.
         # The commands that brought it (a pushed emergency's id, the emergency itself) go
         # into the same commit.
-        # One turn of the loop first: whatever else is ready to start now (the relay, a
-        # board's frame, in the simulator the fleet's other agents) starts before this disk
-        # work is handed to the store's thread, whose wake-up would contend for the GIL.
-        await asyncio.sleep(0)
+        # The loop first: whatever else is ready to start now (the relay, a board's frame,
+        # in the simulator the fleet's other agents) starts before this disk work is handed
+        # to the store's thread, whose wake-ups contend for the GIL.
+        await agent.quiet.wait()
         seen = agent.sync.take_unsaved()
         current.play_id = await self._recorded(
             "the start of a play",

@@ -148,10 +148,16 @@ def plan_of(windows: Windows) -> WindowPlan:
 def window_spans(days: Iterable[date], windows: Windows) -> list[WindowSpan]:
     """Every opening of `windows` on the given local dates, sorted by start. A window that
     crosses midnight belongs to the date it opens on: that date's plan decides it."""
-    plan = plan_of(windows)
+    return list(_spans(tuple(days), plan_of(windows)))
+
+
+@lru_cache(maxsize=64)
+def _spans(days: tuple[date, ...], plan: WindowPlan) -> tuple[WindowSpan, ...]:
+    # Remembered as `_day_spans` is: each decision asks for the same few days again, and on
+    # the emergency path sorting them anew was a tenth of the scheduler's time.
     spans = [span for day in days for span in _day_spans(day, plan.for_day(day))]
     spans.sort(key=lambda span: (span.start, span.end))
-    return spans
+    return tuple(spans)
 
 
 @lru_cache(maxsize=256)
@@ -168,15 +174,19 @@ def _day_spans(day: date, windows: tuple[DailyWindow, ...]) -> tuple[WindowSpan,
     return tuple(spans)
 
 
-def _days_around(now: datetime, before: int, after: int) -> list[date]:
-    today = _local(now).date()
-    return [today + timedelta(days=offset) for offset in range(-before, after + 1)]
+def _days_around(now: datetime, before: int, after: int) -> tuple[date, ...]:
+    return _days_from(_local(now).date(), before, after)
+
+
+@lru_cache(maxsize=16)
+def _days_from(today: date, before: int, after: int) -> tuple[date, ...]:
+    return tuple(today + timedelta(days=offset) for offset in range(-before, after + 1))
 
 
 def current_window(now: datetime, windows: Windows) -> WindowSpan | None:
     """The open window `now` falls in (the earliest-opened one if several overlap), or None."""
     # A window lasts under 24 h, so only yesterday's and today's openings can hold `now`.
-    spans = window_spans(_days_around(now, 1, 0), windows)
+    spans = _spans(_days_around(now, 1, 0), plan_of(windows))
     open_spans = [span for span in spans if span.start <= now < span.end]
     if not open_spans:
         return None
@@ -188,7 +198,7 @@ def next_window_edge(now: datetime, windows: Windows) -> datetime | None:
     """The next instant strictly after `now` at which any window opens or closes."""
     edges = [
         edge
-        for span in window_spans(_days_around(now, 1, 2), windows)
+        for span in _spans(_days_around(now, 1, 2), plan_of(windows))
         for edge in (span.start, span.end)
         if edge > now
     ]
@@ -199,7 +209,7 @@ def fixed_time_until(at: datetime, windows: Windows) -> datetime | None:
     """Until when a fixed air time `at` stays due: the end of the window holding it, or None."""
     ends = [
         span.end
-        for span in window_spans(_days_around(at, 1, 0), windows)
+        for span in _spans(_days_around(at, 1, 0), plan_of(windows))
         if span.start <= at < span.end
     ]
     return max(ends, default=None)
@@ -227,7 +237,7 @@ def slot_is_current(slot: str, now: datetime, windows: Windows) -> bool:
         return until is not None and moment <= now < until
     return any(
         span.slot == slot and span.start <= now < span.end
-        for span in window_spans([moment.date()], windows)
+        for span in _spans((moment.date(),), plan_of(windows))
     )
 
 

@@ -617,10 +617,13 @@ class ChildFleet:
     async def start(self) -> None:
         # Imported here: the parent never runs an agent and need not load the whole core.
         from .agent import Agent, AgentConfig
+        from .parts import LoopQuiet
         from .players.null import NullPlayer
         from .profile import load_profile
 
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        # One watcher of this process's loop for all its agents (see LoopQuiet).
+        quiet = LoopQuiet()
         profiles: dict[str, Any] = {}
         recorder = self.recorder
         for directory in self.directories:
@@ -640,6 +643,7 @@ class ChildFleet:
                 profiles[identity.profile],
                 NullPlayer(default_duration_s=ALARM_SECONDS),
                 session=self.session,
+                quiet=quiet,
             )
             device_id = identity.device_id
             agent.on_command = lambda c, d=device_id: self._command_seen(d, c)

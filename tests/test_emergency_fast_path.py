@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import pstats
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -15,6 +16,7 @@ import pytest
 
 from edge_agent.agent import Agent
 from edge_agent.identity import Identity
+from edge_agent.parts import BUSY_TURN_S, LoopQuiet
 from edge_agent.players.base import PlayItem
 from edge_agent.players.null import NullPlayer
 from edge_agent.profile import load_profile
@@ -364,3 +366,63 @@ async def _completed(agent: Agent, bulletin_id: str, at_least: int) -> bool:
     plays = await agent.store.recent_plays(100)
     done = [p for p in plays if p.bulletin_id == bulletin_id and p.outcome is PlayOutcome.COMPLETED]
     return len(done) >= at_least
+
+
+async def test_bookkeeping_waits_for_a_busy_loop_and_not_for_a_quiet_one() -> None:
+    """`LoopQuiet`, which the start's durable record awaits: a turn or so on a quiet loop;
+    while other work makes each turn long (a burst of starts), it waits until that ends,
+    and never longer than its bound; however many wait, one watcher measures the turns."""
+    quiet = LoopQuiet()
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_turns())
+    await asyncio.sleep(0)
+    before = turns
+    await quiet.wait()
+    assert turns - before <= 3  # about what asyncio.sleep(0) costs
+    counter.cancel()
+
+    busy_turns_left = 5
+
+    async def burst() -> None:
+        nonlocal busy_turns_left
+        while busy_turns_left:
+            _hold_the_loop(BUSY_TURN_S * 2)  # one long turn: a batch of agents starting
+            busy_turns_left -= 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(burst())
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(quiet.wait()) for _ in range(100)]
+    await asyncio.sleep(0)
+    watchers = [t for t in asyncio.all_tasks() if t.get_name() == "loop-quiet"]
+    assert len(watchers) == 1
+    await asyncio.gather(*waiting)
+    assert busy_turns_left == 0, "returned while the loop was still busy"
+    await task
+
+    endless = asyncio.Event()
+
+    async def busy_for_ever() -> None:
+        while not endless.is_set():
+            _hold_the_loop(BUSY_TURN_S * 2)
+            await asyncio.sleep(0)
+
+    hog = asyncio.create_task(busy_for_ever())
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    await LoopQuiet(at_most_s=0.1).wait()
+    assert 0.1 <= time.monotonic() - started < 1.0
+    endless.set()
+    await hog
+
+
+def _hold_the_loop(seconds: float) -> None:
+    """Work that keeps the event loop's thread, as a batch of agents starting does."""
+    time.sleep(seconds)
