@@ -263,6 +263,127 @@ async def _device_clients(url: str, listing: str) -> None:
     await session.close()
 
 
+#: How often a device asks for an update (AgentConfig.update_check_s).
+UPDATE_EVERY_S = 300.0
+
+
+def health_sample(seq: int, boot: float) -> Any:
+    """A health report as a speaker's agent sends it: the same fields, plausible values."""
+    from loa_contract import HealthSample, utcnow
+
+    return HealthSample(
+        seq=seq,
+        at=utcnow(),
+        cpu_percent=7.5,
+        memory_used_bytes=212 * 2**20,
+        memory_total_bytes=926 * 2**20,
+        filesystem_avail_bytes=21 * 2**30,
+        filesystem_size_bytes=29 * 2**30,
+        temperature_celsius=48.3,
+        boot_time_seconds=boot,
+        network_receive_bytes_total=9_876_543,
+        network_transmit_bytes_total=1_234_567,
+        player_state="idle",
+        volume=80,
+        manifest_version=1,
+        cache_bytes=48 * 2**20,
+        cache_objects=12,
+        clock_offset_seconds=0.02,
+        under_voltage=False,
+        under_voltage_since_boot=False,
+    )
+
+
+async def _protocol_devices(url: str, listing: str, interval: float) -> None:
+    """Enrolled devices as the hub sees them, without an agent behind each: each holds its
+    push socket, sends a health report every `interval` seconds (first at a random point of
+    the interval, as devices boot at scattered times) and asks for an update every 300 s,
+    with the agent's own wire models. So a province's whole fleet fits on the bench machine
+    beside the hub, where a real agent per device does not (see bench/hub_load.py).
+    Lines on stdin: "stats" answers the report latencies (seconds) since the last "stats"
+    and the failures; the first line out, {"ready": n}, once every socket is open."""
+    import random
+    import secrets
+
+    from loa_contract import ReportBatch
+    from loa_contract.releases import UpdateReport
+
+    raise_file_limit()
+    folders = [Path(line) for line in Path(listing).read_text().split()]
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    base = url.rstrip("/")
+    ws_url = base.replace("http", "ws", 1) + "/api/v1/device/ws"
+    latencies: list[float] = []
+    failures = 0
+    ready: list[int] = []
+    update = UpdateReport(running_version="0.1.0").model_dump_json().encode()
+    json_type = {"Content-Type": "application/json"}
+
+    async def device(folder: Path) -> None:
+        nonlocal failures
+        identity = json.loads((folder / "identity.json").read_text())
+        auth = {"Authorization": f"Device {identity['device_id']}:{identity['device_secret']}"}
+        stream, seq, boot = secrets.token_hex(8), 0, time.time() - 3600
+
+        async def reports() -> None:
+            nonlocal failures, seq
+            await asyncio.sleep(random.uniform(0, interval))
+            while True:
+                seq += 1
+                body = ReportBatch(stream=stream, reports=[health_sample(seq, boot)])
+                sent = time.monotonic()
+                try:
+                    async with session.post(
+                        f"{base}/api/v1/device/reports",
+                        data=body.model_dump_json().encode(),
+                        headers={**auth, **json_type},
+                    ) as reply:
+                        await reply.read()
+                        ok = reply.status in (200, 201)
+                except (aiohttp.ClientError, OSError):
+                    ok = False
+                if ok:
+                    latencies.append(time.monotonic() - sent)
+                else:
+                    failures += 1
+                await asyncio.sleep(interval)
+
+        async def updates() -> None:
+            await asyncio.sleep(random.uniform(0, UPDATE_EVERY_S))
+            while True:
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with session.post(
+                        f"{base}/api/v1/device/update", data=update, headers={**auth, **json_type}
+                    ) as reply:
+                        await reply.read()
+                await asyncio.sleep(UPDATE_EVERY_S)
+
+        async with session.ws_connect(ws_url, headers=auth, heartbeat=20.0, compress=0) as ws:
+            ready.append(1)
+            if len(ready) == len(folders):
+                print(json.dumps({"ready": len(folders)}), flush=True)
+            talking = [asyncio.create_task(reports()), asyncio.create_task(updates())]
+            try:
+                async for _ in ws:
+                    pass
+            finally:
+                for task in talking:
+                    task.cancel()
+
+    tasks = [asyncio.create_task(device(folder)) for folder in folders]
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while (await reader.readline()).strip():
+        taken, latencies = latencies, []
+        print(json.dumps({"latencies": taken, "failures": failures}), flush=True)
+        failures = 0
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await session.close()
+
+
 class Floor:
     """A bare aiohttp WebSocket server with `devices` clients spread over `procs` processes."""
 
@@ -281,12 +402,12 @@ class Floor:
     async def start(self, devices: int, procs: int) -> None:
         from edge_agent.simulate import shares
 
-        self.server = await _spawn("serve")
+        self.server = await spawn("serve")
         assert self.server.stdout is not None
         port = int(await self.server.stdout.readline())
         url = f"http://127.0.0.1:{port}/ws"
         for share in shares(devices, procs) if devices else []:
-            self.clients.append(await _spawn("clients", url, str(len(share))))
+            self.clients.append(await spawn("clients", url, str(len(share))))
         await asyncio.gather(*(self._line(c) for c in self.clients))
 
     async def broadcast(self, rounds: int) -> list[float]:
@@ -319,7 +440,7 @@ class Floor:
                     process.kill()
 
 
-async def _spawn(*args: str) -> asyncio.subprocess.Process:
+async def spawn(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, str(Path(__file__).resolve()), *args,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=ENV, limit=1 << 24,
@@ -360,7 +481,7 @@ async def push_arrivals(
             listing = devices_dir / f"listing-{len(clients)}.txt"
             listing.write_text("\n".join(folders[i] for i in share) + "\n")
             ws_url = url.replace("http", "ws", 1) + "/api/v1/device/ws"
-            clients.append(await _spawn("devices", ws_url, str(listing)))
+            clients.append(await spawn("devices", ws_url, str(listing)))
         for process in clients:
             assert process.stdout is not None
             await process.stdout.readline()  # {"ready": n}
@@ -411,5 +532,7 @@ if __name__ == "__main__":
         asyncio.run(_serve_floor())
     elif sys.argv[1] == "devices":
         asyncio.run(_device_clients(sys.argv[2], sys.argv[3]))
+    elif sys.argv[1] == "protocol":
+        asyncio.run(_protocol_devices(sys.argv[2], sys.argv[3], float(sys.argv[4])))
     else:
         asyncio.run(_floor_clients(sys.argv[2], int(sys.argv[3])))
