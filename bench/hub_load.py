@@ -110,6 +110,8 @@ async def with_protocol_clients(
         "hub_cpu_percent": round(cpu, 1) if cpu is not None else float("inf"),
         "hub_cpu_peak_percent": _round(peak_cpu(samples)),
         "hub_rss_per_device_bytes": per_device,
+        "gc_full_collections": last["gc_full_collections"] - first["gc_full_collections"],
+        "gc_pause_max_s": last["gc_pause_max_s"],
         "health_reports": len(latencies),
         "health_failures": sum(int(reply["failures"]) for reply in replies),
         "health_p50_ms": round(percentile(latencies, 50) * 1000, 1) if latencies else None,
@@ -169,6 +171,11 @@ async def run(devices: int, procs: int, interval: float, duration: float, client
         f"  CPU: {cpu:.1f} % of one core, peak {result['hub_cpu_peak_percent']} %"
         f" (target <= {MAX_CPU_PERCENT:g} %)"
     )
+    if "gc_full_collections" in result:
+        print(
+            f"  garbage collector: {result['gc_full_collections']} full collections while"
+            f" measured; its longest pause since the start {result['gc_pause_max_s']} s"
+        )
     print(
         f"  health reports: p50 {result['health_p50_ms']} ms p99 {p99:.1f} ms"
         f" (target <= {MAX_HEALTH_P99_MS:g} ms); {result['health_reports']} sent,"

@@ -69,12 +69,23 @@ class LoopQuiet:
         self._quiet = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
 
-    async def wait(self) -> None:
-        """Return once a turn of the loop is short, or `at_most_s` after the watch began."""
+    async def wait(self, unless: asyncio.Event | None = None) -> None:
+        """Return once a turn of the loop is short, or `at_most_s` after the watch began, or
+        as soon as `unless` is set (something the waiter must not keep waiting for)."""
+        if unless is not None and unless.is_set():
+            return
         if self._watcher is None or self._watcher.done():
             self._quiet = asyncio.Event()
             self._watcher = asyncio.create_task(self._watch(self._quiet), name="loop-quiet")
-        await self._quiet.wait()
+        if unless is None:
+            await self._quiet.wait()
+            return
+        either = [asyncio.ensure_future(self._quiet.wait()), asyncio.ensure_future(unless.wait())]
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in either:
+                waiter.cancel()
 
     async def _watch(self, quiet: asyncio.Event) -> None:
         give_up = time.monotonic() + self.at_most_s

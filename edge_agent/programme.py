@@ -130,6 +130,9 @@ class Programme(AgentPart):
         #: Plays whose end the store could not record yet (a full card), oldest first.
         self._unfinished: list[tuple[int, datetime, PlayOutcome, float, bool]] = []
         self.wake = asyncio.Event()
+        #: Set when what the scheduler decides from changed (a held bulletin, a control):
+        #: bookkeeping that waits for a quiet loop stops waiting (see `_apply`).
+        self.inputs_changed = asyncio.Event()
 
     async def restore(self, now: datetime) -> None:
         """Take back what the store kept of the programme across a restart."""
@@ -222,6 +225,7 @@ class Programme(AgentPart):
         `content`: what the cache holds changed too): the scheduler's candidates are
         gathered again at the next decision."""
         self._candidates = None
+        self.inputs_changed.set()
         if content:
             self._candidate_of.clear()  # what is playable may have changed for any of them
         manifest = self.agent.manifest
@@ -314,6 +318,7 @@ class Programme(AgentPart):
             # loop stuck on a hung backend gets the agent restarted.
             agent.supervisor.beat("programme")
             self.wake.clear()
+            self.inputs_changed.clear()
             if self._unfinished:
                 await self._finish_unfinished()
             await self._handle_player_events()
@@ -411,7 +416,9 @@ class Programme(AgentPart):
         # The loop first: whatever else is ready to start now (the relay, a board's frame,
         # in the simulator the fleet's other agents) starts before this disk work is handed
         # to the store's thread, whose wake-ups contend for the GIL.
-        await agent.quiet.wait()
+        # Not past a new arrival (an emergency, a cancel, a new manifest): the loop must get
+        # to decide on it, and this record goes first.
+        await agent.quiet.wait(unless=self.inputs_changed)
         seen = agent.sync.take_unsaved()
         current.play_id = await self._recorded(
             "the start of a play",
@@ -643,6 +650,7 @@ class Programme(AgentPart):
                 self._refuse_control(control, refusal)
                 raise ControlRefused("emergency_on_air", refusal)
         self._pending_controls.append((control, origin, command_id))
+        self.inputs_changed.set()
         self.wake.set()
 
     @staticmethod

@@ -245,6 +245,7 @@ def create_app(
         table.install(app)
     if with_console:
         pages.install(app)
+    app.cleanup_ctx.append(process_api.collector_context)
     app.cleanup_ctx.append(_database)
     # Registered before serving: the first manifest signed here already lists this node.
     app.cleanup_ctx.append(nodes_context)

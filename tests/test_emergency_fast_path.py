@@ -419,6 +419,14 @@ async def test_bookkeeping_waits_for_a_busy_loop_and_not_for_a_quiet_one() -> No
     started = time.monotonic()
     await LoopQuiet(at_most_s=0.1).wait()
     assert 0.1 <= time.monotonic() - started < 1.0
+
+    # Something the waiter must act on (a newer emergency for the programme loop) ends the
+    # wait at once, busy loop or not.
+    arrival = asyncio.Event()
+    asyncio.get_running_loop().call_soon(arrival.set)
+    started = time.monotonic()
+    await LoopQuiet(at_most_s=30).wait(unless=arrival)
+    assert time.monotonic() - started < 1.0
     endless.set()
     await hog
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import pstats
@@ -306,6 +307,12 @@ async def test_hub_process_figures_are_for_the_admin_only(tmp_path: Path) -> Non
         assert figures["pid"] == os.getpid()
         assert figures["rss_bytes"] > 10 * 2**20 and figures["connected_devices"] == 0
         assert figures["cpu_user_s"] > 0 and figures["threads"] >= 1
+        # The collector's full collections are counted, with their pauses.
+        await asyncio.to_thread(gc.collect)
+        after = await hub.call("GET", "/api/v1/hub/process")
+        assert after["gc_full_collections"] == figures["gc_full_collections"] + 1
+        assert after["gc_seconds_total"] >= figures["gc_seconds_total"]
+        assert 0 < after["gc_pause_max_s"] < 60
         device = await hub.new_device(commune=(await hub.commune())["code"])
         async with device.socket():
             await _wait_connected(hub, 1)
