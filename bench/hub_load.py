@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bench.support import (  # noqa: E402
     ADMIN,
     PASSWORD,
+    end,
     floor,
     hub_process,
     percentile,
@@ -95,11 +96,7 @@ async def with_protocol_clients(
             last = samples[-1]
             replies = await _ask(clients)
         finally:
-            for process in clients:
-                if process.stdin is not None:
-                    process.stdin.close()
-            for process in clients:
-                await process.wait()
+            await end(clients)
     latencies = [x for reply in replies for x in reply["latencies"]]
     connected = last["connected_devices"] - before["connected_devices"]
     cpu = cpu_percent(first, last)

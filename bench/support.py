@@ -537,12 +537,17 @@ async def push_arrivals(
                 ) as r:
                     assert r.status == 200, await r.text()
     finally:
-        for process in clients:
-            if process.stdin is not None:
-                process.stdin.close()
-        for process in clients:
-            await process.wait()
+        await end(clients)
     return latencies
+
+
+async def end(processes: list[asyncio.subprocess.Process]) -> None:
+    """Close the client processes' stdin (their signal to stop) and wait for them."""
+    for process in processes:
+        if process.stdin is not None:
+            process.stdin.close()
+    for process in processes:
+        await process.wait()
 
 
 if __name__ == "__main__":
