@@ -241,7 +241,7 @@ class MediaCache:
         """Verified objects whose identity changed since (one stat() each): unplayable now,
         for `fetch` to re-hash or replace."""
         for sha, stamp in list(self._verified.items()):
-            current = _stamp(self.objects / sha)
+            current = _stamp(self.object_path(sha))
             if current is None:
                 del self._verified[sha]
             elif current != stamp:

@@ -144,7 +144,7 @@ class Reporting(AgentPart):
     def plays_in_memory(self) -> int:
         """Proofs of play the store could not take that the hub has not acknowledged (this
         run's, and an earlier run's kept on the card)."""
-        return len(self.plays_held())
+        return len(self._volatile_plays) + sum(len(p) for p in self._carried.values())
 
     def plays_held(self) -> list[ProofOfPlay]:
         """Those proofs themselves."""

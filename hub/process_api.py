@@ -71,9 +71,9 @@ class HubProcess(BaseModel):
     open_files: int
     connected_devices: int
     #: Full garbage collections since the hub started, their total and longest pause.
-    gc_full_collections: int = 0
-    gc_seconds_total: float = 0.0
-    gc_pause_max_s: float = 0.0
+    gc_full_collections: int
+    gc_seconds_total: float
+    gc_pause_max_s: float
 
 
 @routes.get(
@@ -84,6 +84,7 @@ class HubProcess(BaseModel):
     errors=[403],
 )
 async def hub_process(ctx: Ctx) -> HubProcess:
+    pauses = ctx.request.app[COLLECTOR]
     process = psutil.Process(os.getpid())
     with process.oneshot():
         cpu = process.cpu_times()
@@ -99,16 +100,7 @@ async def hub_process(ctx: Ctx) -> HubProcess:
         threads=threads,
         open_files=files,
         connected_devices=len(ctx.connections.online_ids()),
-        **_collector_figures(ctx.request.app),
+        gc_full_collections=pauses.full_collections,
+        gc_seconds_total=round(pauses.seconds_total, 3),
+        gc_pause_max_s=round(pauses.longest_s, 3),
     )
-
-
-def _collector_figures(app: web.Application) -> dict[str, Any]:
-    pauses = app.get(COLLECTOR)
-    if pauses is None:
-        return {}
-    return {
-        "gc_full_collections": pauses.full_collections,
-        "gc_seconds_total": round(pauses.seconds_total, 3),
-        "gc_pause_max_s": round(pauses.longest_s, 3),
-    }

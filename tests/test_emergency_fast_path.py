@@ -203,6 +203,47 @@ async def test_a_cancel_before_the_record_never_revives_the_emergency(
         await agent.stop()
 
 
+async def test_a_newer_emergency_does_not_wait_for_the_older_ones_bookkeeping(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    """A start's record waits for a quiet loop, but a newer emergency arriving meanwhile is
+    decided on at once, the older start's record written first. Here the loop never counts
+    as quiet (every turn is 'busy', for up to two minutes): only the arrival ends the wait."""
+    await hub.add_commune("xa-q")
+    player = StoreWitness()
+    agent = await enroll_agent(
+        hub,
+        tmp_path / "board",
+        commune="xa-q",
+        kind="board",
+        profile="led-board-p10",
+        player=player,
+        start=False,
+    )
+    player.agent = agent
+    agent.quiet = LoopQuiet(busy_turn_s=0.0, at_most_s=120.0)
+    await agent.start()
+    try:
+        await agent.wait_until(lambda: agent.manifest_version() is not None, TIMEOUT)
+        first = alarm("alarm-a-" + uuid.uuid4().hex[:6])
+        start_first, first_command, _ = frames(hub, agent, first)
+        await agent.sync.handle_push(start_first)
+        while (await asyncio.wait_for(agent.play_started.get(), TIMEOUT)).bulletin_id != first.id:
+            pass
+        assert not await _recorded(agent, first_command, first.id), "the wait did not hold"
+
+        second = alarm("alarm-b-" + uuid.uuid4().hex[:6])
+        start_second, _, _ = frames(hub, agent, second)
+        await agent.sync.handle_push(start_second)
+        item = await asyncio.wait_for(agent.play_started.get(), TIMEOUT)
+        assert item.bulletin_id == second.id
+        started, commands, held = player.seen_at_start[-1]
+        assert started == second.id
+        assert first_command in commands and first.id in held, "the older record came first"
+    finally:
+        await agent.stop()
+
+
 async def _has_command(agent: Agent, command_id: str) -> bool:
     assert agent.store is not None
     return command_id in await agent.store.seen_commands()

@@ -310,7 +310,8 @@ async def test_hub_process_figures_are_for_the_admin_only(tmp_path: Path) -> Non
         # The collector's full collections are counted, with their pauses.
         await asyncio.to_thread(gc.collect)
         after = await hub.call("GET", "/api/v1/hub/process")
-        assert after["gc_full_collections"] == figures["gc_full_collections"] + 1
+        # At least ours: the test process may have run one of its own meanwhile.
+        assert after["gc_full_collections"] >= figures["gc_full_collections"] + 1
         assert after["gc_seconds_total"] >= figures["gc_seconds_total"]
         assert 0 < after["gc_pause_max_s"] < 60
         device = await hub.new_device(commune=(await hub.commune())["code"])
