@@ -58,6 +58,10 @@ from .units import UnitCreate, add_unit
 
 #: The environment variable naming the hub's PostgreSQL database when --database is not given.
 DATABASE_ENV = "LOA_DATABASE_URL"
+#: Connections the kernel holds for the hub before it accepts them (capped by the kernel's
+#: net.core.somaxconn). aiohttp's default of 128 overflowed when a province's devices came
+#: back at once after a restart: the dropped SYNs were retried 1 s, then 3 s later.
+LISTEN_BACKLOG = 4096
 
 
 def _hub_data(parser: argparse.ArgumentParser) -> None:
@@ -552,6 +556,7 @@ def _serve(args: argparse.Namespace, clock: Clock) -> None:
         host=args.host,
         port=args.port,
         ssl_context=ssl_context,
+        backlog=LISTEN_BACKLOG,
         access_log=None if args.no_access_log else access_logger,
     )
 

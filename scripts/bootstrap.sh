@@ -8,7 +8,7 @@ purpose="${1:-demo}"
 # What libvlc, speech, fonts and the browser tests need from Debian.
 debs=(vlc-bin vlc-plugin-base libvlc5 espeak-ng fonts-dejavu-core fonts-noto-core fonts-noto-color-emoji poppler-utils python3-venv)
 if [ "$purpose" = test ]; then
-  debs+=(chromium sox shellcheck systemd nginx-light postgresql postgresql-client ffmpeg)
+  debs+=(chromium sox shellcheck systemd nginx-light postgresql postgresql-client ffmpeg iproute2)
 fi
 
 missing=()
