@@ -321,15 +321,22 @@ async def _protocol_devices(url: str, listing: str, interval: float) -> None:
     import random
     import secrets
 
+    from edge_agent.simulate import EXACT_TIMERS
     from loa_contract import ReportBatch
     from loa_contract.releases import UpdateReport
 
     raise_file_limit()
     folders = [Path(line) for line in Path(listing).read_text().split()]
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    # Each device's heartbeat on its own timer, as in the simulator (see EXACT_TIMERS).
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, timeout_ceil_threshold=EXACT_TIMERS)
+    )
     base = url.rstrip("/")
     ws_url = base.replace("http", "ws", 1) + "/api/v1/device/ws"
     latencies: list[float] = []
+    #: Which "stats" period a report was sent in: one sent before the last "stats" (in the
+    #: connection storm, say) is not timed as this period's.
+    stats_asked = 0
     failures = 0
     ready: list[int] = []
     update = UpdateReport(running_version="0.1.0").model_dump_json().encode()
@@ -343,11 +350,18 @@ async def _protocol_devices(url: str, listing: str, interval: float) -> None:
 
         async def reports() -> None:
             nonlocal failures, seq
-            await asyncio.sleep(random.uniform(0, interval))
+            # On the device's own cadence, as the agent samples health, whatever the hub's
+            # replies took: a device that waited `interval` after each reply would, after
+            # one slow spell, stay in step with every other device it delayed.
+            loop = asyncio.get_running_loop()
+            due = loop.time() + random.uniform(0, interval)
             while True:
+                await asyncio.sleep(due - loop.time())
+                due += interval
                 seq += 1
                 body = ReportBatch(stream=stream, reports=[health_sample(seq, boot)])
                 sent = time.monotonic()
+                period = stats_asked
                 try:
                     async with session.post(
                         f"{base}/api/v1/device/reports",
@@ -359,10 +373,10 @@ async def _protocol_devices(url: str, listing: str, interval: float) -> None:
                 except (aiohttp.ClientError, OSError):
                     ok = False
                 if ok:
-                    latencies.append(time.monotonic() - sent)
+                    if period == stats_asked:  # sent since the last "stats": this period's
+                        latencies.append(time.monotonic() - sent)
                 else:
                     failures += 1
-                await asyncio.sleep(interval)
 
         async def updates() -> None:
             await asyncio.sleep(random.uniform(0, UPDATE_EVERY_S))
@@ -396,6 +410,7 @@ async def _protocol_devices(url: str, listing: str, interval: float) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while (await reader.readline()).strip():
         taken, latencies = latencies, []
+        stats_asked += 1
         print(json.dumps({"latencies": taken, "failures": failures}), flush=True)
         failures = 0
     for task in tasks:

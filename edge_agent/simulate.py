@@ -59,6 +59,11 @@ REPORTS_PATH = "/api/v1/device/reports"
 MANIFEST_PATH = "/api/v1/device/manifest"
 #: After a cancel, how long each device gets to fetch its new manifest before the next round.
 SETTLE_S = 30.0
+#: aiohttp rounds a timer over this many seconds up to the whole second, so that a process's
+#: timers share turns of its loop. Each simulated device must keep its own (its heartbeat
+#: above all): rounded, a process's thousands of heartbeats were sent in the same turn and
+#: reached the hub as one burst, where real devices, each with its own clock, spread them.
+EXACT_TIMERS = 3600.0
 
 
 def default_data_dir() -> Path:
@@ -621,7 +626,9 @@ class ChildFleet:
         from .players.null import NullPlayer
         from .profile import load_profile
 
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, timeout_ceil_threshold=EXACT_TIMERS)
+        )
         # One watcher of this process's loop for all its agents (see LoopQuiet).
         quiet = LoopQuiet()
         profiles: dict[str, Any] = {}
