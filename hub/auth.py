@@ -161,7 +161,7 @@ class User:
         return self.commune is None or self.commune == commune
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceAuth:
     id: str
     commune: str

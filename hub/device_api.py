@@ -49,7 +49,7 @@ from .play_evidence import (
     refusal,
     sent_bulletin,
 )
-from .push import Connections, command_fields
+from .push import Connection, Connections, command_fields
 from .routing import Ctx, RouteTable
 from .security import code_hash, new_device_secret, sha256_hex
 from .store import audit as audit_log
@@ -242,33 +242,44 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
         # This handler lives as long as the new socket: holding the old one here would keep
         # its buffers for as long, one more per reconnection.
         old = None
+    device_id = device.id
     try:
-        # Registered first, then read: a publish in between is pushed, never missed.
-        versions = await manifests.versions_of(db, [device.id])
-        version = versions.get(device.id, device.manifest_version)
-        now = ctx.now
-        connections.write(
-            conn,
-            connections.sign(
-                ManifestReady(**command_fields(device.id, now, config.command_ttl), version=version)
-            ).frame,
-        )
-        # Each active emergency's start as signed once for its scope: a reconnection storm
-        # signs nothing more, and a device that heard it already knows its command id.
-        for start in connections.emergencies.due_for(device.id, device.commune, device.kind, now):
-            connections.write(conn, start.frame)
+        # Its own coroutine: what the catch-up reads is freed once it is sent, not kept for
+        # the socket's lifetime (months, times every device of the province).
+        await _catch_up(ctx, conn)
         async for msg in ws:
             # Devices report over HTTP; on this socket they only answer operator commands.
             if msg.type == WSMsgType.TEXT:
-                await _command_answered(db, connections, device.id, msg.data, ctx.now)
+                await _command_answered(db, connections, device_id, msg.data, ctx.now)
             elif msg.type == WSMsgType.ERROR:
-                log.info("device %s socket error: %r", device.id, ws.exception())
+                log.info("device %s socket error: %r", device_id, ws.exception())
     finally:
         connections.unregister(conn)
         # aiohttp cancels a WebSocket handler when the peer vanishes; the shield lets this
         # last write finish (and its transaction close) even then.
-        await asyncio.shield(_seen(db, device.id, ctx.now))
+        await asyncio.shield(_seen(db, device_id, ctx.now))
     return ws
+
+
+async def _catch_up(ctx: Ctx, conn: Connection) -> None:
+    """What a device that has just (re)connected must hear: its manifest version and each
+    active emergency's start. Registered first, then read: a publish in between is pushed,
+    never missed."""
+    device = ctx.device
+    connections = ctx.connections
+    versions = await manifests.versions_of(ctx.db, [device.id])
+    version = versions.get(device.id, device.manifest_version)
+    now = ctx.now
+    connections.write(
+        conn,
+        connections.sign(
+            ManifestReady(**command_fields(device.id, now, ctx.config.command_ttl), version=version)
+        ).frame,
+    )
+    # Each active emergency's start as signed once for its scope: a reconnection storm signs
+    # nothing more, and a device that heard it already knows its command id.
+    for start in connections.emergencies.due_for(device.id, device.commune, device.kind, now):
+        connections.write(conn, start.frame)
 
 
 async def _command_answered(

@@ -169,7 +169,10 @@ class RouteSpec:
             ):
                 raise ApiError(401, "unauthorized", "only another node of this hub may ask")
             refuse_nul(dict(request.match_info))
-            refuse_nul(dict(request.query))
+            # Parsed (and kept on the request) only when there is a query: not for a socket
+            # that lives for months.
+            if "?" in request.raw_path:
+                refuse_nul(dict(request.query))
             body = None
             if body_adapter is not None:
                 body = _parse_body(body_adapter, await request.read())

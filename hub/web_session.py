@@ -19,7 +19,7 @@ Install `session_middleware` on the app (create_app does) so pre-login CSRF cook
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -169,8 +169,16 @@ async def end_session(request: web.Request, response: web.StreamResponse) -> Non
 
 
 @web.middleware
-async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Sets the pre-login CSRF cookie when a page asked for one."""
+def session_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Sets the pre-login CSRF cookie when a page asked for one. A WebSocket's handler sends
+    its headers itself, before any page could ask: its handler's awaitable is handed back
+    as it is, and no frame of this stays alive for the socket's lifetime."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return handler(request)
+    return _with_pre_cookie(request, handler)
+
+
+async def _with_pre_cookie(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except web.HTTPException as exc:
