@@ -33,7 +33,7 @@ from loa_contract import (
 from loa_contract.models import VN_TZ
 
 from .airing import rendition_item
-from .parts import AgentPart, wait_event
+from .parts import AgentPart, Nudge, wait_event
 from .players.base import EventType, PlaybackEvent, PlayItem
 from .renditions import Rendition
 from .scheduler import EMERGENCY_SLOT, decide
@@ -132,7 +132,7 @@ class Programme(AgentPart):
         self.wake = asyncio.Event()
         #: Set when what the scheduler decides from changed (a held bulletin, a control):
         #: bookkeeping that waits for a quiet loop stops waiting (see `_apply`).
-        self.inputs_changed = asyncio.Event()
+        self.inputs_changed = Nudge()
 
     async def restore(self, now: datetime) -> None:
         """Take back what the store kept of the programme across a restart."""

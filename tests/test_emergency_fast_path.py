@@ -16,7 +16,7 @@ import pytest
 
 from edge_agent.agent import Agent
 from edge_agent.identity import Identity
-from edge_agent.parts import BUSY_TURN_S, LoopQuiet
+from edge_agent.parts import BUSY_TURN_S, LoopQuiet, Nudge
 from edge_agent.players.base import PlayItem
 from edge_agent.players.null import NullPlayer
 from edge_agent.profile import load_profile
@@ -463,7 +463,7 @@ async def test_bookkeeping_waits_for_a_busy_loop_and_not_for_a_quiet_one() -> No
 
     # Something the waiter must act on (a newer emergency for the programme loop) ends the
     # wait at once, busy loop or not.
-    arrival = asyncio.Event()
+    arrival = Nudge()
     asyncio.get_running_loop().call_soon(arrival.set)
     started = time.monotonic()
     await LoopQuiet(at_most_s=30).wait(unless=arrival)
