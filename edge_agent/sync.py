@@ -330,8 +330,14 @@ class HubSync(AgentPart):
             return
         match command:
             case EmergencyStart(bulletin=bulletin):
-                if not agent.clock.corrected():
-                    agent.emergency_shift[bulletin.id] = agent.clock.now() - command.issued_at
+                now = agent.clock.now()
+                if not agent.clock.corrected() or command.issued_at > now:
+                    # Judged as of its arrival: an unconfirmed clock cannot place it, and a
+                    # clock behind the hub's cannot either. The hub signed it before it was
+                    # heard, so a start "from the future" says this device's estimate of the
+                    # hub's time trails it (anchored on a reply slowed by a busy loop, say),
+                    # and the emergency would wait out the gap: 6 s in the simulator.
+                    agent.emergency_shift[bulletin.id] = now - command.issued_at
                 self._accept_emergency(bulletin)
                 # The hub sends no manifest nudge after an emergency: the start implies it.
                 # Fetched once the emergency plays (`follow_up`): a manifest being fetched

@@ -475,3 +475,33 @@ async def test_bookkeeping_waits_for_a_busy_loop_and_not_for_a_quiet_one() -> No
 def _hold_the_loop(seconds: float) -> None:
     """Work that keeps the event loop's thread, as a batch of agents starting does."""
     time.sleep(seconds)
+
+
+async def test_an_emergency_plays_at_once_on_a_clock_behind_the_hubs(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    """A device's estimate of the hub's time can trail it (anchored on a reply a busy loop
+    read late: 6 s in the 5,000-device simulator). A start the hub signed "in the future" of
+    that estimate is judged as of its arrival, not held until the estimate catches up."""
+    await hub.add_commune("xa-k")
+    agent = await enroll_agent(
+        hub,
+        tmp_path / "board",
+        commune="xa-k",
+        kind="board",
+        profile="led-board-p10",
+        player=NullPlayer(default_duration_s=600),
+    )
+    try:
+        await agent.wait_until(lambda: agent.manifest_version() is not None, TIMEOUT)
+        assert agent.clock.corrected(), "the test needs a clock the hub has anchored"
+        behind = timedelta(seconds=120)
+        agent.clock.observe_signed_time(utcnow() - behind)
+        assert agent.clock.now() < utcnow() - behind / 2
+        bulletin = alarm("alarm-" + uuid.uuid4().hex[:6])
+        start, _, _ = frames(hub, agent, bulletin)
+        await agent.sync.handle_push(start)
+        item = await asyncio.wait_for(agent.play_started.get(), TIMEOUT)
+        assert item.bulletin_id == bulletin.id
+    finally:
+        await agent.stop()
