@@ -17,7 +17,7 @@ import pytest
 from edge_agent.agent import Agent
 from edge_agent.identity import Identity
 from edge_agent.parts import BUSY_TURN_S, LoopQuiet, Nudge
-from edge_agent.players.base import PlayItem
+from edge_agent.players.base import Player, PlayItem
 from edge_agent.players.null import NullPlayer
 from edge_agent.profile import load_profile
 from hub.config import HubConfig
@@ -43,6 +43,16 @@ TIMEOUT = 15.0
 async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
     async with live_hub(tmp_path / "hub") as live:
         yield live
+
+
+async def board(
+    hub: LiveHub, data: Path, commune: str, player: Player, *, start: bool = True
+) -> Agent:
+    """An LED board enrolled in `commune` (boards record and pre-empt as speakers do)."""
+    return await enroll_agent(
+        hub, data, commune=commune, kind="board", profile="led-board-p10", player=player,
+        start=start,
+    )  # fmt: skip
 
 
 class StoreWitness(NullPlayer):
@@ -106,15 +116,7 @@ async def test_emergency_plays_before_anything_is_written_then_is_written(
 ) -> None:
     await hub.add_commune("xa-f")
     player = StoreWitness()
-    agent = await enroll_agent(
-        hub,
-        tmp_path / "board",
-        commune="xa-f",
-        kind="board",
-        profile="led-board-p10",
-        player=player,
-        start=False,
-    )
+    agent = await board(hub, tmp_path / "board", "xa-f", player, start=False)
     player.agent = agent
     await agent.start()
     try:
@@ -178,14 +180,7 @@ async def test_a_cancel_before_the_record_never_revives_the_emergency(
     hub: LiveHub, tmp_path: Path
 ) -> None:
     await hub.add_commune("xa-g")
-    agent = await enroll_agent(
-        hub,
-        tmp_path / "board",
-        commune="xa-g",
-        kind="board",
-        profile="led-board-p10",
-        player=NullPlayer(default_duration_s=600),
-    )
+    agent = await board(hub, tmp_path / "board", "xa-g", NullPlayer(default_duration_s=600))
     try:
         await agent.wait_until(lambda: agent.manifest_version() is not None, TIMEOUT)
         bulletin = alarm("alarm-" + uuid.uuid4().hex[:6])
@@ -211,15 +206,7 @@ async def test_a_newer_emergency_does_not_wait_for_the_older_ones_bookkeeping(
     as quiet (every turn is 'busy', for up to two minutes): only the arrival ends the wait."""
     await hub.add_commune("xa-q")
     player = StoreWitness()
-    agent = await enroll_agent(
-        hub,
-        tmp_path / "board",
-        commune="xa-q",
-        kind="board",
-        profile="led-board-p10",
-        player=player,
-        start=False,
-    )
+    agent = await board(hub, tmp_path / "board", "xa-q", player, start=False)
     player.agent = agent
     agent.quiet = LoopQuiet(busy_turn_s=0.0, at_most_s=120.0)
     await agent.start()
@@ -290,14 +277,7 @@ async def test_push_to_playing_reads_no_disk_and_parses_nothing_again(
 ) -> None:
     await hub.add_commune("xa-h")
     profiler = cProfile.Profile()
-    agent = await enroll_agent(
-        hub,
-        tmp_path / "board",
-        commune="xa-h",
-        kind="board",
-        profile="led-board-p10",
-        player=ProfiledPlayer(profiler),
-    )
+    agent = await board(hub, tmp_path / "board", "xa-h", ProfiledPlayer(profiler))
     try:
         now = utcnow()
         for n in range(6):
@@ -366,14 +346,7 @@ async def test_a_crash_between_playing_and_recording_loses_nothing_and_counts_no
 ) -> None:
     await hub.add_commune("xa-k")
     data = tmp_path / "board"
-    first = await enroll_agent(
-        hub,
-        data,
-        commune="xa-k",
-        kind="board",
-        profile="led-board-p10",
-        player=(crashing := CrashAtEmergency()),
-    )
+    first = await board(hub, data, "xa-k", (crashing := CrashAtEmergency()))
     await first.wait_until(lambda: first.status_connected(), TIMEOUT)
     emergency = await hub.call(
         "POST", "/api/v1/emergencies", json={"title": "Cháy chợ", "text": "Cháy chợ xã"}
@@ -484,14 +457,7 @@ async def test_an_emergency_plays_at_once_on_a_clock_behind_the_hubs(
     read late: 6 s in the 5,000-device simulator). A start the hub signed "in the future" of
     that estimate is judged as of its arrival, not held until the estimate catches up."""
     await hub.add_commune("xa-k")
-    agent = await enroll_agent(
-        hub,
-        tmp_path / "board",
-        commune="xa-k",
-        kind="board",
-        profile="led-board-p10",
-        player=NullPlayer(default_duration_s=600),
-    )
+    agent = await board(hub, tmp_path / "board", "xa-k", NullPlayer(default_duration_s=600))
     try:
         await agent.wait_until(lambda: agent.manifest_version() is not None, TIMEOUT)
         assert agent.clock.corrected(), "the test needs a clock the hub has anchored"
