@@ -328,16 +328,20 @@ class HubSync(AgentPart):
             return
         if not self._first_sight(command, data):
             return
+        clock = agent.clock
+        if clock.corrected() and command.issued_at > clock.now():
+            # The hub signed this before it was heard: its time is a lower bound on now, and
+            # a command "from the future" says this device's estimate of the hub's time
+            # trails it (anchored on a reply a busy loop read late, say). Without this an
+            # emergency waited out the gap (6 s for ~150 of 5,000 simulated devices), and
+            # window edges and proofs of play were timed on the slow estimate. In memory
+            # only: the timekeeping part persists the anchor on its own schedule.
+            clock.observe_signed_time(command.issued_at)
+            agent.programme.wake.set()
         match command:
             case EmergencyStart(bulletin=bulletin):
-                now = agent.clock.now()
-                if not agent.clock.corrected() or command.issued_at > now:
-                    # Judged as of its arrival: an unconfirmed clock cannot place it, and a
-                    # clock behind the hub's cannot either. The hub signed it before it was
-                    # heard, so a start "from the future" says this device's estimate of the
-                    # hub's time trails it (anchored on a reply slowed by a busy loop, say),
-                    # and the emergency would wait out the gap: 6 s in the simulator.
-                    agent.emergency_shift[bulletin.id] = now - command.issued_at
+                if not clock.corrected():
+                    agent.emergency_shift[bulletin.id] = clock.now() - command.issued_at
                 self._accept_emergency(bulletin)
                 # The hub sends no manifest nudge after an emergency: the start implies it.
                 # Fetched once the emergency plays (`follow_up`): a manifest being fetched

@@ -455,7 +455,7 @@ async def test_an_emergency_plays_at_once_on_a_clock_behind_the_hubs(
 ) -> None:
     """A device's estimate of the hub's time can trail it (anchored on a reply a busy loop
     read late: 6 s in the 5,000-device simulator). A start the hub signed "in the future" of
-    that estimate is judged as of its arrival, not held until the estimate catches up."""
+    that estimate brings the estimate forward and plays at once, not once it catches up."""
     await hub.add_commune("xa-k")
     agent = await board(hub, tmp_path / "board", "xa-k", NullPlayer(default_duration_s=600))
     try:
@@ -465,8 +465,12 @@ async def test_an_emergency_plays_at_once_on_a_clock_behind_the_hubs(
         agent.clock.observe_signed_time(utcnow() - behind)
         assert agent.clock.now() < utcnow() - behind / 2
         bulletin = alarm("alarm-" + uuid.uuid4().hex[:6])
+        signed_before = utcnow()
         start, _, _ = frames(hub, agent, bulletin)
         await agent.sync.handle_push(start)
+        # The start's signed time moved the estimate forward: not only this emergency, but
+        # window edges and proofs of play are timed on it.
+        assert agent.clock.now() >= signed_before
         item = await asyncio.wait_for(agent.play_started.get(), TIMEOUT)
         assert item.bulletin_id == bulletin.id
     finally:
