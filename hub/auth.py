@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -303,11 +304,13 @@ async def authenticate_device(request: web.Request) -> DeviceAuth:
     if found.last_seen is None or now - found.last_seen >= _DEVICE_TOUCH_EVERY:
         async with db.transaction() as tx:
             await devices.touch_seen(tx, device_id, now)
+    # A device's socket keeps this for months; its commune and profile are shared by hundreds
+    # of devices, so one copy of each string serves them all.
     return DeviceAuth(
         id=found.id,
-        commune=found.commune,
+        commune=sys.intern(found.commune),
         kind=found.kind,
-        profile=found.profile,
+        profile=sys.intern(found.profile),
         manifest_version=found.manifest_version,
         manifest_signed_version=found.manifest_signed_version,
         manifest_signed_at=found.manifest_signed_at,

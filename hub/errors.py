@@ -109,32 +109,51 @@ _HTTP_CODES = {
 }
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The JSON answer to `exc`, raised while handling `request`; an HTTP exception below 400
+    (a redirect) is not an error and is raised again."""
+    if isinstance(exc, ApiError):
         return json_error(exc.status, exc.error, exc.detail, headers=exc.headers)
-    except ValidationError as exc:
+    if isinstance(exc, ValidationError):
         return json_error(422, "validation_error", validation_detail(exc))
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         headers = {}
         if isinstance(exc, web.HTTPMethodNotAllowed):
             headers["Allow"] = ",".join(sorted(exc.allowed_methods))
         code = _HTTP_CODES.get(exc.status, "http_error")
         return json_error(exc.status, code, exc.reason, headers=headers)
-    except ConnectionResetError:
+    if isinstance(exc, ConnectionResetError):
         # The client went away mid-request (a device losing its 3G link, a reconnection
         # storm): nothing failed on the hub's side and nobody is left to answer.
         log.info("client %s went away during %s %s", request.remote, request.method, request.path)
         return json_error(400, "client_gone", "the connection was closed by the client")
+    if getattr(exc, "sqlstate", None) == _CHARACTER_NOT_IN_REPERTOIRE:
+        # A NUL that reached PostgreSQL by a path no check above knew of: the transaction
+        # was rolled back, so nothing changed; the caller is told, not given a 500.
+        log.warning("text with U+0000 refused by the database in %s", request.path)
+        return json_error(422, "validation_error", [{"field": "body", "message": NUL_MESSAGE}])
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return json_error(500, "internal", "internal error; see the hub log")
+
+
+#: Marks a handler that answers its own errors with `error_answer` (every route declared in
+#: hub/routing.py): the middleware then hands its awaitable back as it is. A device's
+#: WebSocket is such a handler, and it runs for months, times 10,000 devices; a middleware
+#: frame waiting under it would be kept as long, for nothing.
+ANSWERS_OWN_ERRORS = "loa_answers_own_errors"
+
+
+@web.middleware
+def error_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    if getattr(request.match_info.handler, ANSWERS_OWN_ERRORS, False):
+        return handler(request)
+    return _answering_errors(request, handler)
+
+
+async def _answering_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
     except Exception as exc:
-        if getattr(exc, "sqlstate", None) == _CHARACTER_NOT_IN_REPERTOIRE:
-            # A NUL that reached PostgreSQL by a path no check above knew of: the transaction
-            # was rolled back, so nothing changed; the caller is told, not given a 500.
-            log.warning("text with U+0000 refused by the database in %s", request.path)
-            return json_error(422, "validation_error", [{"field": "body", "message": NUL_MESSAGE}])
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return json_error(500, "internal", "internal error; see the hub log")
+        return error_answer(request, exc)

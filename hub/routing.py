@@ -19,7 +19,7 @@ from .appkeys import CLOCK, CONFIG, CONNECTIONS, DB, KEYRING, NODE_SECRET, ROUTE
 from .auth import DeviceAuth, Permission, User, authenticate_device, authenticate_operator, require
 from .config import HubConfig
 from .db import Database
-from .errors import ApiError, refuse_nul, validation_detail
+from .errors import ANSWERS_OWN_ERRORS, ApiError, error_answer, refuse_nul, validation_detail
 from .keys import HubKeyring
 from .node_secret import SCHEME as NODE_SCHEME
 from .node_secret import verify as verify_node
@@ -149,54 +149,63 @@ class RouteSpec:
         response_adapter = TypeAdapter(self.response) if self.response is not None else None
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
-            user: User | None = None
-            device: DeviceAuth | None = None
-            # Authentication first: an anonymous caller learns nothing from validation errors.
-            if self.auth == "operator":
-                user = await (self.authenticate or authenticate_operator)(request)
-                if user.must_change_password and not self.during_password_change:
-                    raise ApiError(
-                        403,
-                        "password_change_required",
-                        "change the password first: POST /api/v1/auth/password",
-                    )
-                if self.permission is not None:
-                    require(user, self.permission)
-            elif self.auth == "device":
-                device = await authenticate_device(request)
-            elif self.auth == "node" and not verify_node(
-                request.app[NODE_SECRET], request.headers.get("Authorization"), request.app[CLOCK]()
-            ):
-                raise ApiError(401, "unauthorized", "only another node of this hub may ask")
-            refuse_nul(dict(request.match_info))
-            # Parsed (and kept on the request) only when there is a query: not for a socket
-            # that lives for months.
-            if "?" in request.raw_path:
-                refuse_nul(dict(request.query))
-            body = None
-            if body_adapter is not None:
-                body = _parse_body(body_adapter, await request.read())
-            query = None
-            if self.query is not None:
-                try:
-                    query = self.query.model_validate(dict(request.query))
-                except ValidationError as exc:
-                    raise ApiError(422, "validation_error", validation_detail(exc)) from exc
-            result = await self.handler(Ctx(request, body, query, user, device))
-            if isinstance(result, web.StreamResponse):
-                return result
-            if response_adapter is None:
-                raise RuntimeError(f"{self.method} {self.path} returned data but declares none")
-            headers: dict[str, str] = {}
-            if isinstance(result, Page):
-                headers = next_headers(request, result.next_before)
-                result = result.body
-            payload = response_adapter.dump_json(result)
-            return web.Response(
-                body=payload, status=self.status, content_type="application/json", headers=headers
-            )
+            try:
+                user: User | None = None
+                device: DeviceAuth | None = None
+                # Authentication first: an anonymous caller learns nothing from validation errors.
+                if self.auth == "operator":
+                    user = await (self.authenticate or authenticate_operator)(request)
+                    if user.must_change_password and not self.during_password_change:
+                        raise ApiError(
+                            403,
+                            "password_change_required",
+                            "change the password first: POST /api/v1/auth/password",
+                        )
+                    if self.permission is not None:
+                        require(user, self.permission)
+                elif self.auth == "device":
+                    device = await authenticate_device(request)
+                elif self.auth == "node" and not verify_node(
+                    request.app[NODE_SECRET],
+                    request.headers.get("Authorization"),
+                    request.app[CLOCK](),
+                ):
+                    raise ApiError(401, "unauthorized", "only another node of this hub may ask")
+                refuse_nul(dict(request.match_info))
+                # Parsed (and kept on the request) only when there is a query: not for a socket
+                # that lives for months.
+                if "?" in request.raw_path:
+                    refuse_nul(dict(request.query))
+                body = None
+                if body_adapter is not None:
+                    body = _parse_body(body_adapter, await request.read())
+                query = None
+                if self.query is not None:
+                    try:
+                        query = self.query.model_validate(dict(request.query))
+                    except ValidationError as exc:
+                        raise ApiError(422, "validation_error", validation_detail(exc)) from exc
+                result = await self.handler(Ctx(request, body, query, user, device))
+                if isinstance(result, web.StreamResponse):
+                    return result
+                if response_adapter is None:
+                    raise RuntimeError(f"{self.method} {self.path} returned data but declares none")
+                headers: dict[str, str] = {}
+                if isinstance(result, Page):
+                    headers = next_headers(request, result.next_before)
+                    result = result.body
+                payload = response_adapter.dump_json(result)
+                return web.Response(
+                    body=payload,
+                    status=self.status,
+                    content_type="application/json",
+                    headers=headers,
+                )
+            except Exception as exc:
+                return error_answer(request, exc)
 
         endpoint.__name__ = self.handler.__name__
+        setattr(endpoint, ANSWERS_OWN_ERRORS, True)
         return endpoint
 
 

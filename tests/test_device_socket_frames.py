@@ -1,7 +1,8 @@
 """What the hub keeps alive for each connected device: a province holds 10,000 sockets open
 for months, and every coroutine frame waiting under a socket's handler is kept as long
 (bench/hub_load.py, ≤ 20 KB per device). Middleware that only rewrites the request keeps
-none, and neither does the catch-up a device hears on (re)connecting."""
+none, the error middleware keeps none for a route that answers its own errors, and neither
+does the catch-up a device hears on (re)connecting."""
 
 from __future__ import annotations
 
@@ -36,7 +37,32 @@ async def test_a_connected_device_keeps_only_the_frames_its_socket_needs(tmp_pat
             ]
     assert len(chains) == 1, chains
     chain = chains[0]
-    # The error middleware stays: a failure on the socket must still answer as JSON.
-    assert "error_middleware" in chain, chain
-    for gone in ("forwarded_middleware", "session_middleware", "_with_pre_cookie", "_catch_up"):
+    for gone in (
+        "forwarded_middleware",
+        "error_middleware",
+        "_answering_errors",
+        "session_middleware",
+        "_with_pre_cookie",
+        "_catch_up",
+    ):
         assert gone not in chain, chain
+    # The route answers its own errors in a frame the socket needs anyway.
+    assert chain[chain.index("endpoint") + 1] == "device_ws", chain
+
+
+async def test_a_refused_socket_still_answers_as_json(tmp_path: Path) -> None:
+    """The error middleware no longer wraps the socket's route; the route answers itself."""
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade"}
+    async with running_hub(tmp_path) as hub:
+        await hub.commune("00001")
+        device = await hub.new_device()
+        for headers, status, error in (
+            ({"Authorization": "Device nobody:wrong"}, 401, "unauthorized"),
+            ({}, 401, "unauthorized"),
+            # Authenticated, but not a WebSocket handshake: aiohttp's own refusal, as JSON.
+            (device.headers, 400, "bad_request"),
+        ):
+            response = await hub.client.get("/api/v1/device/ws", headers={**upgrade, **headers})
+            assert response.status == status, await response.text()
+            assert response.content_type == "application/json"
+            assert (await response.json())["error"] == error
