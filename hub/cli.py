@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from loa_contract import utcnow
 
-from . import exchange
+from . import exchange, process_api
 from .app import create_app, settle_heap
 from .appkeys import Clock
 from .auth import SHARED_NAMES, Role, create_user, reset_password, set_account_state
@@ -551,6 +551,7 @@ def _serve(args: argparse.Namespace, clock: Clock) -> None:
     asyncio.run(_open_and_close(config, clock))
     app = create_app(config, clock=clock)
     app.on_startup.append(_settle_heap)
+    app.cleanup_ctx.append(process_api.heap_trim_context)
     web.run_app(
         app,
         host=args.host,
