@@ -109,6 +109,8 @@ async def with_protocol_clients(
         "hub_rss_per_device_bytes": per_device,
         "gc_full_collections": last["gc_full_collections"] - first["gc_full_collections"],
         "gc_pause_max_s": last["gc_pause_max_s"],
+        "heap_trims": last["heap_trims"],
+        "heap_trim_max_s": last["heap_trim_max_s"],
         "health_reports": len(latencies),
         "health_failures": sum(int(reply["failures"]) for reply in replies),
         "health_p50_ms": round(percentile(latencies, 50) * 1000, 1) if latencies else None,
@@ -172,6 +174,11 @@ async def run(devices: int, procs: int, interval: float, duration: float, client
         print(
             f"  garbage collector: {result['gc_full_collections']} full collections while"
             f" measured; its longest pause since the start {result['gc_pause_max_s']} s"
+        )
+    if result.get("heap_trims"):
+        print(
+            f"  heap given back to the system {result['heap_trims']} times since the start,"
+            f" the longest pass {result['heap_trim_max_s']} s"
         )
     print(
         f"  health reports: p50 {result['health_p50_ms']} ms p99 {p99:.1f} ms"

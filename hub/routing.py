@@ -35,6 +35,9 @@ AuthKind = Literal["operator", "device", "node", "public"]
 class Ctx:
     """What a handler gets: the request, the validated input and who is calling."""
 
+    # A device's socket handler keeps its Ctx for months, times every device of a province.
+    __slots__ = ("_device", "_user", "body", "query", "request")
+
     def __init__(
         self,
         request: web.Request,
