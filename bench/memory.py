@@ -21,7 +21,8 @@ figures are RSS (what `top` shows; the target is stated on it) and PSS (shared l
 between the processes that map them).
 
 A third process is measured as well: the stack floor, Python with the libraries the agent is
-built on playing the same file through python-vlc and nothing else. It shows how much of the
+built on, used as the agent must use them (one pydantic model, aiohttp's server imported),
+playing the same file through python-vlc and nothing else. It shows how much of the
 ratio is the agent's own code and how much the chosen stack costs before any of it runs.
 
     .venv/bin/python bench/memory.py [--seconds 5]
@@ -188,9 +189,19 @@ def cvlc_reading(media: Path, seconds: float, *, preparse: bool) -> Reading:
 #: The floor of the brief's own stack: Python with the libraries the agent must use (aiohttp,
 #: aiosqlite, pydantic, psutil, python-vlc over libVLC), playing the same file and doing
 #: nothing else. What the agent adds is its own cost; what this adds over cvlc is the stack's.
+#: Used as the agent must use them: `import pydantic` alone loads next to nothing until a
+#: first model is defined, and the agent serves its page with aiohttp's server.
 STACK_FLOOR = """
 import sys, time
 import aiohttp, aiosqlite, psutil, pydantic, vlc
+from aiohttp import web  # the agent's local page is an aiohttp server
+
+
+class Used(pydantic.BaseModel):  # the first model loads pydantic's machinery (~5 MiB)
+    path: str
+
+
+Used(path=sys.argv[1])
 instance = vlc.Instance(["--aout=dummy", "--no-video"])
 player = instance.media_player_new()
 player.set_media(instance.media_new(sys.argv[1]))
