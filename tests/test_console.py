@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from hub import pages
-from hub.testing import DeviceSocket, HubHarness, running_hub
+from hub.testing import ADMIN, ADMIN_PASSWORD, DeviceSocket, HubHarness, running_hub
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, needs_chromium
 
 
@@ -258,3 +258,20 @@ async def test_browser_walkthrough(hub: HubHarness) -> None:
             await expect(page).to_have_url(re.compile(r"/login\?next="))
         finally:
             await browser.close()
+
+
+async def test_the_header_names_the_account_and_its_unit_without_nested_brackets(
+    hub: HubHarness,
+) -> None:
+    """The header once read "admin (Tỉnh (Sở))": a unit's own name may carry brackets."""
+    page = await hub.client.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+    assert token is not None
+    resp = await hub.client.post(
+        "/login",
+        data={"username": ADMIN, "password": ADMIN_PASSWORD, "csrf": token[1], "next": "/"},
+    )
+    assert resp.status == 200
+    who = re.search(r'<p class="who">(.*?)</p>', await resp.text())
+    assert who is not None
+    assert who[1] == f"Đang đăng nhập: <strong>{ADMIN}</strong> · Tỉnh (Sở)", who[1]

@@ -150,7 +150,7 @@ async def test_each_role_gets_its_own_home(world: World) -> None:
     assert "không xem được thiết bị" not in contributor
     assert "chưa có tin khẩn cấp" not in contributor and 'id="home-emergencies"' not in contributor
     # Its unit by the register's name, never the code.
-    assert "(Báo Hải Phòng)" in contributor and "baotinh" not in contributor
+    assert "</strong> · Báo Hải Phòng</p>" in contributor and "baotinh" not in contributor
 
     operator = await _home(world, "phamthimai")
     today = re.search(r'id="home-today".*?</section>', operator, re.S)
@@ -159,7 +159,7 @@ async def test_each_role_gets_its_own_home(world: World) -> None:
     assert "Lịch tiêm phòng dại" in today[0] and "Cảnh báo lũ quét" in today[0]
     # Its commune's own unsent draft or another's bulletin is not "airing".
     assert "Bản nháp chưa gửi" not in today[0]
-    assert "(Xã Tân Phước)" in operator and "(00001)" not in operator
+    assert "</strong> · Xã Tân Phước</p>" in operator and "(00001)" not in operator
 
     reviewer = await _home(world, "lethihoa")
     queue = re.search(r'id="home-queue".*?</section>', reviewer, re.S)
@@ -167,7 +167,7 @@ async def test_each_role_gets_its_own_home(world: World) -> None:
     assert "Thu gom rác thải nhựa" in queue[0] and "đã chờ 0 phút" in queue[0]
     # The returned one is no longer in the queue.
     assert "Làm căn cước" not in queue[0]
-    assert "(Tỉnh (Sở))" in reviewer
+    assert "</strong> · Tỉnh (Sở)</p>" in reviewer
 
     viewer = await _home(world, "vuthilan")
     assert 'id="home-emergencies"' in viewer and "Cảnh báo lũ quét" in viewer
