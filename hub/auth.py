@@ -341,7 +341,10 @@ async def login(
     An unknown name, a wrong password, a disabled and a locked account give the same answer,
     whatever the password: guessing learns neither which names exist nor which are locked.
     """
-    account = await accounts.by_username(db, username)
+    # No account's name holds U+0000 (names are checked when made), and PostgreSQL refuses
+    # it in a query: such a name is simply unknown. The audit keeps what was tried, visibly.
+    account = None if "\x00" in username else await accounts.by_username(db, username)
+    tried = username.replace("\x00", "\\x00")[:100]
     stored = account.password_hash if account else _dummy_hash(config.scrypt_n)
     ok = await asyncio.to_thread(verify_password, password, stored)
     failure: ApiError | None = None
@@ -362,10 +365,10 @@ async def login(
         if account is None:
             await audit_log.append(
                 tx,
-                username[:100],
+                tried,
                 address,
                 "auth.login_failed",
-                username[:100],
+                tried,
                 "unknown user",
                 at=now,
             )

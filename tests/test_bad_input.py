@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from hub.testing import HubHarness, running_hub
+from hub.testing import ADMIN, ADMIN_PASSWORD, HubHarness, running_hub
 
 
 @pytest.fixture
@@ -106,3 +107,40 @@ def test_nul_fields_are_found_at_any_depth_and_in_keys() -> None:
     assert nul_fields({"k\u0000": 1}) == ["k\\u0000"]
     assert nul_fields(["\u0000", "fine", ("\u0000",)]) == ["[0]", "[2][0]"]
     assert nul_fields({"text": "Lịch tiêm phòng", "n": 3, "none": None}) == []
+
+
+async def test_a_nul_in_a_console_form_answers_a_page_not_json(hub: HubHarness) -> None:
+    """The console's people get a page they can read whatever the backend: PostgreSQL refuses
+    U+0000 where SQLite stores it, and that refusal must not surface as the API's JSON."""
+    client = hub.client
+
+    async def csrf(path: str) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', await (await client.get(path)).text())
+        assert found is not None, path
+        return found[1]
+
+    refused = await client.post(
+        "/login",
+        data={"username": "ad\x00min", "password": "x", "csrf": await csrf("/login"), "next": "/"},
+    )
+    assert refused.status in (401, 422) and refused.content_type == "text/html", refused.status
+    # What was tried is kept, the NUL shown rather than dropped.
+    tried = await hub.call("GET", "/api/v1/audit", params={"action": "auth.login_failed"})
+    assert [entry["object"] for entry in tried["items"]] == ["ad\\x00min"], tried
+    signed_in = await client.post(
+        "/login",
+        data={"username": ADMIN, "password": ADMIN_PASSWORD, "csrf": await csrf("/login")},
+    )
+    assert signed_in.status == 200
+    communes = await hub.call("GET", "/api/v1/communes")
+    for path, form in (
+        ("/communes", {"code": "00002", "name": "Xã\x00Hai"}),
+        ("/units", {"code": "baohp", "name": "Báo\x00HP"}),
+        ("/users", {"username": "ab\x00c", "role": "viewer", "password": "Temp-pass1!"}),
+    ):
+        answer = await client.post(path, data={**form, "csrf": await csrf(path)})
+        assert answer.status == 422 and answer.content_type == "text/html", (path, answer.status)
+    for path in ("/bulletins?q=a%00b", "/audit?actor=a%00b", "/devices?q=a%00b"):
+        answer = await client.get(path)
+        assert answer.status < 500 and answer.content_type == "text/html", (path, answer.status)
+    assert await hub.call("GET", "/api/v1/communes") == communes
