@@ -138,16 +138,20 @@ def error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
     return json_error(500, "internal", "internal error; see the hub log")
 
 
-#: Marks a handler that answers its own errors with `error_answer` (every route declared in
-#: hub/routing.py): the middleware then hands its awaitable back as it is. A device's
-#: WebSocket is such a handler, and it runs for months, times 10,000 devices; a middleware
-#: frame waiting under it would be kept as long, for nothing.
-ANSWERS_OWN_ERRORS = "loa_answers_own_errors"
+#: Marks a route declared in hub/routing.py. Such a route answers its own errors as JSON
+#: (`error_answer`) and serves no page, so the error and session middlewares hand its
+#: awaitable back as it is. A device's WebSocket is one, and it runs for months, times
+#: 10,000 devices: a middleware frame waiting under it would be kept as long, for nothing.
+DECLARED_ROUTE = "loa_declared_route"
+
+
+def is_declared_route(request: web.Request) -> bool:
+    return bool(getattr(request.match_info.handler, DECLARED_ROUTE, False))
 
 
 @web.middleware
 def error_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
-    if getattr(request.match_info.handler, ANSWERS_OWN_ERRORS, False):
+    if is_declared_route(request):
         return handler(request)
     return _answering_errors(request, handler)
 

@@ -19,7 +19,7 @@ from .appkeys import CLOCK, CONFIG, CONNECTIONS, DB, KEYRING, NODE_SECRET, ROUTE
 from .auth import DeviceAuth, Permission, User, authenticate_device, authenticate_operator, require
 from .config import HubConfig
 from .db import Database
-from .errors import ANSWERS_OWN_ERRORS, ApiError, error_answer, refuse_nul, validation_detail
+from .errors import DECLARED_ROUTE, ApiError, error_answer, refuse_nul, validation_detail
 from .keys import HubKeyring
 from .node_secret import SCHEME as NODE_SCHEME
 from .node_secret import verify as verify_node
@@ -208,7 +208,7 @@ class RouteSpec:
                 return error_answer(request, exc)
 
         endpoint.__name__ = self.handler.__name__
-        setattr(endpoint, ANSWERS_OWN_ERRORS, True)
+        setattr(endpoint, DECLARED_ROUTE, True)
         return endpoint
 
 

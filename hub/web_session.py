@@ -28,7 +28,7 @@ from aiohttp import web
 from .appkeys import CLOCK, CONFIG, DB
 from .auth import LoginResult, Session, User, login, session_for_token
 from .auth import end_session as _end_db_session
-from .errors import ApiError, Handler
+from .errors import ApiError, Handler, is_declared_route
 from .security import new_token
 
 COOKIE = "loa_session"
@@ -170,10 +170,10 @@ async def end_session(request: web.Request, response: web.StreamResponse) -> Non
 
 @web.middleware
 def session_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
-    """Sets the pre-login CSRF cookie when a page asked for one. A WebSocket's handler sends
-    its headers itself, before any page could ask: its handler's awaitable is handed back
-    as it is, and no frame of this stays alive for the socket's lifetime."""
-    if request.headers.get("Upgrade", "").lower() == "websocket":
+    """Sets the pre-login CSRF cookie when a page asked for one. A declared API route (a
+    device's WebSocket among them) renders no page, so its awaitable is handed back as it
+    is, and no frame of this stays alive for a socket's lifetime."""
+    if is_declared_route(request):
         return handler(request)
     return _with_pre_cookie(request, handler)
 
