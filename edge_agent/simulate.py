@@ -858,11 +858,6 @@ def child_main() -> int:
     """A child process: its agents in one event loop, orders on stdin, answers on stdout."""
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     _raise_file_limit()
-    # Thousands of agents in one process means thousands of SQLite threads (one per agent's
-    # store) asking for the GIL. A short switch interval makes the loop hand it over all the
-    # time: measured at 1,000 devices, 0.5 ms gave API -> playing p99 1.9 s, the default 5 ms
-    # 0.7 s, 20 ms 0.63 s. A cost of packing devices into one process, not of one device.
-    sys.setswitchinterval(float(os.environ.get("LOA_SIM_SWITCH", "0.02")))
 
     profile_dir = os.environ.get("LOA_SIM_PROFILE")
     windows = EmergencyWindows(Path(profile_dir)) if profile_dir else None
