@@ -259,6 +259,15 @@ class ClockJudge:
         return self._same_boot_offset()
 
     def now(self) -> datetime:
+        anchor = self._anchor
+        if anchor is not None:
+            # The hub's time carried forward, as `_applied_offset` would add it to the system
+            # clock, without the round trip through an offset: asked several times for each
+            # frame on the emergency path.
+            seen, uptime_then = anchor
+            real = seen + timedelta(seconds=self._uptime() - uptime_then)
+            system = self._system()
+            return real if abs((real - system).total_seconds()) >= _MIN_CORRECTION_S else system
         current = self._system()
         offset = self._applied_offset()
         if offset is not None and abs(offset) >= _MIN_CORRECTION_S:
@@ -267,6 +276,8 @@ class ClockJudge:
 
     def corrected(self) -> bool:
         """True once "now" is anchored to the hub's time or NTP (not merely believed)."""
+        if self._anchor is not None:  # what `status` would say first, without its wording
+            return True
         return self.status().source in ("hub", "ntp", "same_boot")
 
     def status(self) -> ClockStatus:

@@ -169,7 +169,7 @@ class Programme(AgentPart):
         speech is."""
         agent = self.agent
         profile = agent.profile
-        if bulletin.kind not in set(profile.kinds):
+        if bulletin.kind not in profile.kinds:  # a handful: no set to build on each call
             return None
         common: dict[str, Any] = {
             "bulletin_id": bulletin.id,
@@ -207,7 +207,7 @@ class Programme(AgentPart):
             if check_file:
                 path = cache.path_for(sha)
             else:
-                path = cache.objects / sha if cache.verified(sha) else None
+                path = cache.object_path(sha) if cache.verified(sha) else None
             if path is None:
                 return None
             return PlayItem(kind=bulletin.kind, path=path, **common)

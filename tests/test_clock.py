@@ -97,6 +97,25 @@ def test_a_system_clock_stepped_after_the_hub_was_seen_changes_nothing(step_s: f
     assert again.status().source == "same_boot" and again.now() == T0 + timedelta(seconds=120)
 
 
+@pytest.mark.parametrize(
+    ("system_ahead_s", "believed"), [(0.0, "system"), (1.5, "system"), (2.5, "hub"), (-3.0, "hub")]
+)
+def test_the_hub_corrects_the_clock_only_past_two_seconds(
+    system_ahead_s: float, believed: str
+) -> None:
+    # Under two seconds apart the system clock stands (NTP's own slewing, a reply's transit):
+    # "now" does not jump back and forth by a reply's jitter.
+    fake = Fake(T0 + timedelta(seconds=system_ahead_s))
+    for judge in (fake.judge(), ClockJudge(lambda: fake.now, uptime=lambda: fake.uptime)):
+        assert not judge.corrected() or not judge.require_confirmation
+        judge.observe_signed_time(T0, round_trip_s=0.0)
+        assert judge.corrected() and judge.status().source == "hub"
+        fake.advance(10)
+        expected = fake.now if believed == "system" else T0 + timedelta(seconds=10)
+        assert judge.now() == expected
+        fake.advance(-10)
+
+
 def test_ntp_synchronized_is_trusted_without_correction() -> None:
     judge = Fake().judge(ntp=True)
     assert not judge.status().trusted  # nothing asked yet
