@@ -66,6 +66,24 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SIGNED = {"application/json": {"schema": SignedEnvelope}}
 
 
+class PushSocket(web.WebSocketResponse):
+    """A device's push socket: aiohttp's, minus a dict of its own.
+
+    CPython keeps an object's attributes in a compact array laid out for its class, for at
+    most about 30 names; an object given one more gets a dict of its own. aiohttp's socket
+    names 29 by its first read and two more at its first ping: every socket the hub pinged
+    (a device whose own heartbeat is longer than the hub's) then carried a 1.6 KB dict for
+    as long as it stayed connected. Those two live in slots here instead, set to aiohttp's
+    own defaults (tests/test_device_socket_frames.py)."""
+
+    __slots__ = ("_ping_task", "_pong_response_cb")
+
+    def __init__(self, *, heartbeat: float, compress: bool) -> None:
+        self._pong_response_cb = None
+        self._ping_task = None
+        super().__init__(heartbeat=heartbeat, compress=compress)
+
+
 @routes.post(
     "/api/v1/enroll",
     summary="Trade a one-time enrollment code for a device identity",
@@ -226,7 +244,7 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
     config = ctx.config
     db = ctx.db
     # Uncompressed: the hub writes its frames to the transport itself (see hub.push).
-    ws = web.WebSocketResponse(heartbeat=config.ws_heartbeat_s, compress=False)
+    ws = PushSocket(heartbeat=config.ws_heartbeat_s, compress=False)
     await ws.prepare(ctx.request)
     transport = ctx.request.transport
     if transport is None:  # the device hung up during the handshake

@@ -7,9 +7,13 @@ does the catch-up a device hears on (re)connecting."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import types
 from pathlib import Path
 
+import aiohttp
+
+from hub.appkeys import CONNECTIONS
 from hub.testing import running_hub
 from loa_contract import ManifestReady
 
@@ -66,3 +70,48 @@ async def test_a_refused_socket_still_answers_as_json(tmp_path: Path) -> None:
             assert response.status == status, await response.text()
             assert response.content_type == "application/json"
             assert (await response.json())["error"] == error
+
+
+async def test_a_socket_the_hub_pings_grows_no_dict_of_its_own(tmp_path: Path) -> None:
+    """A device whose heartbeat is longer than the hub's is pinged by the hub; aiohttp's
+    socket then named attributes past what CPython lays out per class and each socket grew
+    a 1.6 KB dict, for months (hub.device_api.PushSocket)."""
+    async with running_hub(tmp_path, ws_heartbeat_s=0.05) as hub:
+        await hub.commune("00001")
+        devices = [await hub.new_device() for _ in range(3)]
+        pinged = [asyncio.Event() for _ in devices]
+
+        async def answer_pings(ws: aiohttp.ClientWebSocketResponse, twice: asyncio.Event) -> None:
+            pings = 0
+            async for message in ws:  # autoping off: each PING is seen, then answered
+                if message.type is aiohttp.WSMsgType.PING:
+                    await ws.pong(message.data)
+                    pings += 1
+                    if pings >= 2:
+                        twice.set()
+
+        sockets = [
+            await hub.client.ws_connect("/api/v1/device/ws", headers=device.headers, autoping=False)
+            for device in devices
+        ]
+        readers = [
+            asyncio.create_task(answer_pings(ws, event))
+            for ws, event in zip(sockets, pinged, strict=True)
+        ]
+        try:
+            async with asyncio.timeout(10):
+                for event in pinged:
+                    await event.wait()
+            connections = hub.app[CONNECTIONS]
+            for device in devices:
+                held = connections.connection(device.id)
+                assert held is not None
+                socket = held.socket
+                # An object with a dict of its own hands the collector that dict.
+                own = [r for r in gc.get_referents(socket) if isinstance(r, dict) and "_req" in r]
+                assert not own, f"a dict of its own, naming {' '.join(own[0])}"
+        finally:
+            for task in readers:
+                task.cancel()
+            for ws in sockets:
+                await ws.close()
