@@ -21,6 +21,7 @@ from edge_agent.simulate import (
     check_options,
     cpu_percent,
     format_summary,
+    loop_settled,
     peak_cpu,
     percentile,
     ramp_seconds,
@@ -103,6 +104,36 @@ def test_bad_options_are_named(extra: list[str], name: str) -> None:
     assert bad is not None
     assert bad[0] == "sim_bad_arg" and bad[1]["name"] == name
     assert check_options(_args("--procs", "4")) is None
+
+
+async def test_the_next_emergency_waits_for_a_quiet_loop() -> None:
+    """A process still busy (a fresh fleet hashing its media, say) is not timed on: the wait
+    ends only after the loop has woken on time for a while, and gives up at its timeout."""
+    loop = asyncio.get_running_loop()
+    busy_until = loop.time() + 0.4
+    last_held = 0.0
+
+    async def hog() -> None:  # holds the loop 60 ms at a time, as a burst of agents would
+        nonlocal last_held
+        while loop.time() < busy_until:
+            held_until = loop.time() + 0.06
+            while loop.time() < held_until:
+                pass
+            last_held = loop.time()
+            await asyncio.sleep(0)
+
+    hogging = asyncio.create_task(hog())
+    assert await loop_settled(0.2, timeout=30.0)
+    assert hogging.done()
+    assert loop.time() - last_held >= 0.2
+
+    busy_until = loop.time() + 3600.0
+    hogging = asyncio.create_task(hog())
+    try:
+        assert not await loop_settled(0.2, timeout=0.5)
+    finally:
+        busy_until = 0.0
+        await hogging
 
 
 def test_agents_start_over_a_ramp() -> None:
