@@ -191,14 +191,18 @@ class ClockJudge:
         estimated_hub_now = issued_at + timedelta(seconds=round_trip_s / 2)
         self._anchor = (estimated_hub_now, self._uptime())
 
-    def _hub_offset_s(self) -> float | None:
-        """Real minus system time now, by the hub's signed time carried forward on the boot
-        clock (see the module doc), or None before any was seen."""
+    def _hub_now(self) -> datetime | None:
+        """The hub's signed time carried forward on the boot clock (see the module doc), or
+        None before any was seen."""
         if self._anchor is None:
             return None
         seen, uptime_then = self._anchor
-        real = seen + timedelta(seconds=self._uptime() - uptime_then)
-        return (real - self._system()).total_seconds()
+        return seen + timedelta(seconds=self._uptime() - uptime_then)
+
+    def _hub_offset_s(self) -> float | None:
+        """Real minus system time now, by the hub's time, or None before any was seen."""
+        real = self._hub_now()
+        return None if real is None else (real - self._system()).total_seconds()
 
     def refresh_ntp(self) -> bool:
         """Ask the system about NTP again (blocking); True if the answer changed."""
@@ -259,13 +263,10 @@ class ClockJudge:
         return self._same_boot_offset()
 
     def now(self) -> datetime:
-        anchor = self._anchor
-        if anchor is not None:
-            # The hub's time carried forward, as `_applied_offset` would add it to the system
-            # clock, without the round trip through an offset: asked several times for each
-            # frame on the emergency path.
-            seen, uptime_then = anchor
-            real = seen + timedelta(seconds=self._uptime() - uptime_then)
+        real = self._hub_now()
+        if real is not None:
+            # What `_applied_offset` would add to the system clock, without the round trip
+            # through an offset: asked several times for each frame on the emergency path.
             system = self._system()
             return real if abs((real - system).total_seconds()) >= _MIN_CORRECTION_S else system
         current = self._system()

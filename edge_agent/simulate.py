@@ -996,7 +996,7 @@ async def run_emergency(
     to_playing: list[float] = []
     to_arrival: list[float] = []
     answers: list[float] = []
-    missing = cancel_missed = unsettled = 0
+    missing = cancel_missed = unsettled = busy = 0
     # Round 0 warms up (alarm cached everywhere, connections open) and is not timed.
     for n in range(args.emergencies + 1):
         title = f"Báo động mô phỏng {n}" if n else "Báo động mô phỏng (khởi động)"
@@ -1010,6 +1010,8 @@ async def run_emergency(
         cancel_missed += sum(int(r["not_cancelled"]) for r in quiet)
         round_unsettled = sum(int(r["unsettled"]) for r in quiet)
         unsettled += round_unsettled
+        if n < args.emergencies and any(r["quiet_after_s"] is None for r in quiet):
+            busy += 1  # the next emergency is timed on a process still busy
         if n == 0:
             warm_missed = sum(int(r["missing"]) for r in replies)
             if warm_missed:
@@ -1041,6 +1043,7 @@ async def run_emergency(
         "api_p50_ms": ms(percentile(answers, 50)),
         "cancel_missed": cancel_missed,
         "unsettled": unsettled,
+        "busy_starts": busy,
         "api_max_ms": ms(max(answers)),
         "missed": missing,
     }
@@ -1169,6 +1172,8 @@ def format_summary(result: dict[str, Any], lang: str) -> str:
             lines.append(t("sim_missed", lang, missed=result["missed"]))
         if result["cancel_missed"]:
             lines.append(t("sim_cancel_missed", lang, cancel_missed=result["cancel_missed"]))
+        if result["busy_starts"]:
+            lines.append(t("sim_busy_starts", lang, busy=result["busy_starts"]))
     elif scenario == "health":
         values = {k: _n(v) for k, v in result.items()}
         per_device = result["hub_rss_per_device_bytes"]

@@ -177,6 +177,32 @@ def test_summary_reads_in_vietnamese_and_english() -> None:
     assert "WARNING: only 93/100 devices reached the hub" in partly
 
 
+def test_an_emergency_timed_on_a_busy_simulator_is_said() -> None:
+    figures = dict.fromkeys(
+        ["p50_ms", "p99_ms", "max_ms", "arrival_p50_ms", "arrival_p99_ms", "api_p50_ms"], 1.0
+    )
+    result = {
+        "scenario": "emergency",
+        "hub": "http://hub",
+        "commune": "xa",
+        "devices": 100,
+        "procs": 2,
+        "reused": 100,
+        "never_connected": 0,
+        "emergencies": 3,
+        "missed": 0,
+        "cancel_missed": 0,
+        "unsettled": 0,
+        "api_max_ms": 1.0,
+        **figures,
+    }
+    assert "busy" not in format_summary({**result, "busy_starts": 0}, "en")
+    assert "WARNING: 2 emergencies were fired while a simulator process was still busy" in (
+        format_summary({**result, "busy_starts": 2}, "en")
+    )
+    assert "CẢNH BÁO: 2 lượt khẩn cấp" in format_summary({**result, "busy_starts": 2}, "vi")
+
+
 # ---------------------------------------------------------------------------- real runs
 
 
@@ -237,6 +263,7 @@ async def test_emergency_over_two_processes_then_the_same_devices_again(tmp_path
         result = json.loads(out)
         assert result["devices"] == 20 and result["procs"] == 2 and result["reused"] == 0
         assert result["missed"] == 0 and result["emergencies"] == 2
+        assert result["busy_starts"] == 0  # each emergency found its processes quiet
         assert 0 < result["arrival_p50_ms"] <= result["p50_ms"] <= result["p99_ms"]
         assert result["p99_ms"] <= result["max_ms"]
         assert 0 < result["api_p50_ms"] <= result["api_max_ms"]
