@@ -76,7 +76,7 @@ from .paging import (
     cut,
     decode_cursor,
 )
-from .push import EMERGENCY_SLACK, Connections
+from .push import EMERGENCY_SLACK, Connections, EmergencyFrame
 from .reports import provider_of
 from .routing import Ctx, RouteTable
 from .store import bulletins as store
@@ -664,31 +664,37 @@ async def _publish(
 
 
 async def _announce_publish(ctx: Ctx, published: Published) -> BulletinOut:
-    """Answer a committed publish, then push it in the background: an emergency's start
+    """Push a committed publish in the background, then answer it: an emergency's start
     (signed once, kept for reconnecting devices) or each device's manifest_ready."""
     connections = ctx.connections
     bulletin, versions, scope = published
-    command_id = None
-    if scope is not None:
-        start = connections.emergency_start(bulletin, scope)
-        command_id = start.signed.command_id
-    answer = await _out(
+    start = connections.emergency_start(bulletin, scope) if scope is not None else None
+    command_id = start.signed.command_id if start is not None else None
+    # Pushed before the answer is read back: the devices need only the commit, not the
+    # operator's reply.
+    _push_publish(ctx, published, start)
+    return await _out(
         ctx,
         bulletin.id,
         targeted=len(versions),
         pushed=len((await connections.online_anywhere()).intersection(versions)),
         command_id=command_id,
     )
+
+
+def _push_publish(ctx: Ctx, published: Published, start: EmergencyFrame | None) -> None:
+    connections = ctx.connections
+    bulletin, versions, _ = published
     # The start frame also tells each device its manifest changed: no second frame. An
     # emergency approved for later plays from the manifest; devices connecting once it is
     # due get its start frame.
-    if scope is not None and bulletin.schedule.valid_from <= ctx.now + EMERGENCY_SLACK:
+    if start is not None and bulletin.schedule.valid_from <= ctx.now + EMERGENCY_SLACK:
         connections.in_background(
             connections.push_emergency_start(list(versions), start),
             f"emergency_start of {bulletin.id}",
         )
     else:
-        if scope is not None:
+        if start is not None:
             # Approved for later: the other nodes keep its start for the devices that
             # connect to them once it is due.
             connections.in_background(
@@ -698,7 +704,6 @@ async def _announce_publish(ctx: Ctx, published: Published) -> BulletinOut:
             connections.push_manifest_ready(versions, ctx.config.command_ttl),
             f"manifest_ready for {bulletin.id}",
         )
-    return answer
 
 
 async def load_active_emergencies(db: Database, connections: Connections, now: datetime) -> int:
@@ -1142,11 +1147,16 @@ async def create_emergency(ctx: Ctx) -> BulletinOut:
         ),
         category=body.category,
     )
-    async with ctx.db.transaction() as tx:
+
+    async def fire(tx: Tx) -> Published:
         bulletin_id = await _insert(tx, draft, ctx)
         published = await _publish(tx, ctx, bulletin_id)
         await ctx.audit(tx, "emergency.start", bulletin_id, body.title)
-    return await _announce_publish(ctx, published)
+        return published
+
+    # One hop to the writer for its two dozen statements and the commit, not one per
+    # statement: every device's push waits for this commit (issue #8, arrival near the floor).
+    return await _announce_publish(ctx, await ctx.db.write(fire))
 
 
 @routes.get(

@@ -10,16 +10,18 @@ import wave
 import zlib
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+import hub.db as hub_db
 from hub.cli import main
 from hub.config import HubConfig
 from hub.keys import load_keyring
 from hub.media import sniff_mime
 from hub.push import Connections
-from hub.testing import running_hub
+from hub.testing import database_for_tests, running_hub
 from loa_contract import (
     BulletinKind,
     CommandDocument,
@@ -127,6 +129,47 @@ async def test_one_signed_frame_serves_every_targeted_device() -> None:
     assert command.command_id == start.signed.command_id
     assert command.addressed_to("dev-7", "xa-a")
     assert not command.addressed_to("dev-7", "xa-b")
+
+
+async def test_an_emergency_is_committed_in_one_hop_and_pushed_before_the_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every device's push waits for the emergency's commit: its two dozen statements reach
+    SQLite's writer thread in one hop, not one hop each (each a thread hand-over, dear while
+    1,000 devices load the CPU), and the push starts before the answer is read back."""
+    if database_for_tests() is not None:
+        pytest.skip("SQLite's writer thread")
+    steps: list[str] = []
+    on_thread = hub_db._on_thread
+
+    async def noted(conn: Any, fn: Any, *args: Any) -> Any:
+        steps.append(fn.__name__)
+        return await on_thread(conn, fn, *args)
+
+    push = Connections.push_emergency_start
+
+    def noted_push(self: Connections, *args: Any) -> Any:
+        steps.append("push")
+        return push(self, *args)
+
+    monkeypatch.setattr(hub_db, "_on_thread", noted)
+    monkeypatch.setattr(Connections, "push_emergency_start", noted_push)
+    async with running_hub(tmp_path) as hub:
+        await hub.commune("00001")
+        await hub.new_device()
+        steps.clear()
+        body = await hub.call(
+            "POST",
+            "/api/v1/emergencies",
+            json={"title": "Lũ quét", "text": "Sơ tán ngay", "valid_minutes": 30},
+            expect=201,
+        )
+    assert body["command_id"]
+    # Before the commit: only the operator's session is read.
+    assert steps[: steps.index("_in_group")] == ["_fetchone"]
+    assert steps.count("_in_group") == 1
+    assert steps[steps.index("_in_group") + 1] == "push"
+    assert not {"_execute", "_executemany"} & set(steps)
 
 
 async def test_a_stuck_socket_does_not_hold_up_the_rest() -> None:
