@@ -231,6 +231,7 @@ async def device_media(ctx: Ctx) -> web.StreamResponse:
     "/api/v1/device/ws",
     summary="WebSocket: signed manifest_ready, emergency_start/cancel and operator commands",
     auth="device",
+    admission=True,
     response_content={
         "101": {
             "description": "Switching protocols; each text frame is a"
@@ -265,6 +266,7 @@ async def device_ws(ctx: Ctx) -> web.StreamResponse:
         # Its own coroutine: what the catch-up reads is freed once it is sent, not kept for
         # the socket's lifetime (months, times every device of the province).
         await _catch_up(ctx, conn)
+        ctx.admitted()
         async for msg in ws:
             # Devices report over HTTP; on this socket they only answer operator commands.
             if msg.type == WSMsgType.TEXT:

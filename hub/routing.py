@@ -24,7 +24,7 @@ from .keys import HubKeyring
 from .node_secret import SCHEME as NODE_SCHEME
 from .node_secret import verify as verify_node
 from .paging import PAGE_HEADERS, Page, next_headers
-from .push import Connections
+from .push import Admission, Connections
 from .store import audit as audit_log
 from .store.sql import Tx
 
@@ -36,7 +36,7 @@ class Ctx:
     """What a handler gets: the request, the validated input and who is calling."""
 
     # A device's socket handler keeps its Ctx for months, times every device of a province.
-    __slots__ = ("_device", "_user", "body", "query", "request")
+    __slots__ = ("_admission", "_device", "_user", "body", "query", "request")
 
     def __init__(
         self,
@@ -45,12 +45,21 @@ class Ctx:
         query: Any,
         user: User | None,
         device: DeviceAuth | None,
+        admission: Admission | None = None,
     ) -> None:
         self.request = request
         self.body = body
         self.query = query
         self._user = user
         self._device = device
+        self._admission = admission
+
+    def admitted(self) -> None:
+        """The handshake of a route declared `admission=True` is done: its place is the
+        next caller's. (Given back in any case when the handler ends.)"""
+        if self._admission is not None:
+            self._admission.leave()
+            self._admission = None
 
     @property
     def app(self) -> web.Application:
@@ -146,12 +155,17 @@ class RouteSpec:
     #: An operator route's own way to find the caller (CAP sender accounts, hub/cap.py);
     #: None: an operator's session token (`authenticate_operator`).
     authenticate: Callable[[web.Request], Awaitable[User]] | None = None
+    #: Callers wait for a place among the device socket handshakes under way
+    #: (`Connections.admit`) before anything is done for them; the handler gives it back
+    #: with `ctx.admitted()`.
+    admission: bool = False
 
     def endpoint(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         body_adapter = TypeAdapter(self.body) if self.body is not None else None
         response_adapter = TypeAdapter(self.response) if self.response is not None else None
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
+            admission = await request.app[CONNECTIONS].admit() if self.admission else None
             try:
                 user: User | None = None
                 device: DeviceAuth | None = None
@@ -188,7 +202,7 @@ class RouteSpec:
                         query = self.query.model_validate(dict(request.query))
                     except ValidationError as exc:
                         raise ApiError(422, "validation_error", validation_detail(exc)) from exc
-                result = await self.handler(Ctx(request, body, query, user, device))
+                result = await self.handler(Ctx(request, body, query, user, device, admission))
                 if isinstance(result, web.StreamResponse):
                     return result
                 if response_adapter is None:
@@ -206,6 +220,9 @@ class RouteSpec:
                 )
             except Exception as exc:
                 return error_answer(request, exc)
+            finally:
+                if admission is not None:
+                    admission.leave()
 
         endpoint.__name__ = self.handler.__name__
         setattr(endpoint, DECLARED_ROUTE, True)
