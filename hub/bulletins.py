@@ -41,7 +41,6 @@ from loa_contract import (
     BulletinKind,
     CivilDatetime,
     DeviceKind,
-    ManifestBulletin,
     MediaRef,
     Priority,
     Schedule,
@@ -620,7 +619,9 @@ async def _insert(tx: Tx, body: BulletinCreate, ctx: Ctx) -> str:
 
 
 class Published(NamedTuple):
-    bulletin: ManifestBulletin
+    #: As committed, read back inside the transaction: the answer needs no read after it.
+    record: Bulletin
+    targets: Targets
     #: The new manifest version of every device it reaches.
     versions: dict[str, int]
     #: For an emergency, whom its start frame names.
@@ -660,31 +661,32 @@ async def _publish(
     await _event(tx, ctx, bulletin_id, action, before.state, to, comment)
     emergency = bulletin.priority is Priority.EMERGENCY
     scope = await store.scope(tx, bulletin_id) if emergency else None
-    return Published(bulletin, versions, scope)
+    targets = await store.targets(tx, bulletin_id)
+    return Published(published, targets, versions, scope)
 
 
 async def _announce_publish(ctx: Ctx, published: Published) -> BulletinOut:
-    """Push a committed publish in the background, then answer it: an emergency's start
+    """Answer a committed publish and push it in the background: an emergency's start
     (signed once, kept for reconnecting devices) or each device's manifest_ready."""
     connections = ctx.connections
-    bulletin, versions, scope = published
-    start = connections.emergency_start(bulletin, scope) if scope is not None else None
-    command_id = start.signed.command_id if start is not None else None
-    # Pushed before the answer is read back: the devices need only the commit, not the
-    # operator's reply.
-    _push_publish(ctx, published, start)
-    return await _out(
-        ctx,
-        bulletin.id,
+    record, targets, versions, scope = published
+    start = connections.emergency_start(record.content, scope) if scope is not None else None
+    answer = _to_out(
+        record,
+        targets,
         targeted=len(versions),
         pushed=len((await connections.online_anywhere()).intersection(versions)),
-        command_id=command_id,
+        command_id=start.signed.command_id if start is not None else None,
     )
+    # Scheduled with nothing left to await: the push follows the commit at once, and the
+    # operator's answer goes out before the fan-out's writes (thousands, in one go).
+    _push_publish(ctx, published, start)
+    return answer
 
 
 def _push_publish(ctx: Ctx, published: Published, start: EmergencyFrame | None) -> None:
     connections = ctx.connections
-    bulletin, versions, _ = published
+    bulletin, versions = published.record.content, published.versions
     # The start frame also tells each device its manifest changed: no second frame. An
     # emergency approved for later plays from the manifest; devices connecting once it is
     # due get its start frame.
