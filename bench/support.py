@@ -9,6 +9,7 @@ import base64
 import contextlib
 import gc
 import json
+import math
 import os
 import resource
 import socket
@@ -229,6 +230,10 @@ async def _device_clients(url: str, listing: str) -> None:
     #: Frames stamped and not yet looked inside: decoded when asked, as the floor's clients
     #: do no more than stamp a frame while the broadcast is on.
     unread: list[tuple[float, str]] = []
+    #: How many unread frames the report waits for: the stamping clients wake it only then,
+    #: not at every frame (the report is asked as soon as the API answers, which it does
+    #: before the hub's fan-out; a wake-up per frame would slow the stamps being timed).
+    wanted = [math.inf]
     changed = asyncio.Event()
     ready: list[int] = []
 
@@ -252,7 +257,8 @@ async def _device_clients(url: str, listing: str) -> None:
                 print(json.dumps({"ready": len(folders)}), flush=True)
             async for message in ws:
                 unread.append((time.time(), message.data))
-                changed.set()
+                if len(unread) >= wanted[0]:
+                    changed.set()
 
     tasks = [asyncio.create_task(client(folder)) for folder in folders]
     loop = asyncio.get_running_loop()
@@ -265,12 +271,15 @@ async def _device_clients(url: str, listing: str) -> None:
                 while True:
                     # Counted, not decoded, while frames come in: looking inside one delays
                     # the stamps of the frames behind it.
-                    if len(unread) >= len(folders) - len(arrivals.get(bulletin, [])):
-                        look_inside()
-                        if len(arrivals.get(bulletin, [])) >= len(folders):
-                            break
                     changed.clear()
+                    wanted[0] = len(folders) - len(arrivals.get(bulletin, []))
+                    if wanted[0] <= 0:
+                        break
+                    if len(unread) >= wanted[0]:
+                        look_inside()  # other frames may be among them: count again
+                        continue
                     await changed.wait()
+        wanted[0] = math.inf
         look_inside()
         print(json.dumps({"at": arrivals.get(bulletin, [])}), flush=True)
     for task in tasks:
