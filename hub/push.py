@@ -63,7 +63,8 @@ ANSWERS_KEPT = 1024
 #: short-lived objects (database rows, futures, signed frames) lay between the long-lived
 #: ones of the sockets set up meanwhile, and the holes they leave stay for the sockets'
 #: lifetime, 2.7 KB per device after 2,000 at once (Python's allocator frees a pool only when
-#: all of it is free). Sixteen keep the database and the loop as busy as all at once.
+#: all of it is free). Through a gate of sixteen the same 2,000 left none, and connected in
+#: about the same time.
 HANDSHAKES_AT_ONCE = 16
 #: Cancelled emergencies a node remembers (`ActiveEmergencies.forget`).
 CANCELS_KEPT = 1024
