@@ -8,7 +8,9 @@ p99 (API call -> `emergency_start` received, by the floor's own kind of client c
 the enrolled devices: "the same clients") and API call -> playing p99 on the real agents.
 
 Targets (docs: DESIGN.md §5): 1,000 devices: push arrival p99 <= 2 x the floor p99 and API ->
-playing p99 <= 500 ms; 5,000 devices: API -> playing p99 <= 2 s.
+playing p99 <= 500 ms; 5,000 devices: API -> playing p99 <= 2 s. At every size the emergency
+API answers within 100 ms (issue #8: as soon as the emergency is committed), its slowest
+answer counted.
 
     .venv/bin/python bench/fanout.py [--sizes 1000,5000] [--procs 2] [--rounds 5]
 """
@@ -35,6 +37,7 @@ from bench.support import (  # noqa: E402
 
 #: fleet size -> (push arrival p99 / floor p99 at most, API -> playing p99 at most in ms)
 TARGETS: dict[int, tuple[float | None, float]] = {1000: (2.0, 500.0), 5000: (None, 2000.0)}
+MAX_API_MS = 100.0
 
 
 async def measure(sizes: list[int], procs: int, rounds: int, emergencies: int) -> int:
@@ -80,11 +83,13 @@ async def measure(sizes: list[int], procs: int, rounds: int, emergencies: int) -
                 print(
                     f"  hub: API -> playing p50 {hub['p50_ms']:.0f} ms p99 {hub['p99_ms']:.0f} ms"
                     f" (target <= {playing_target:.0f} ms); API answered in "
-                    f"{hub['api_p50_ms']:.0f} ms (slowest {hub['api_max_ms']:.0f} ms); "
+                    f"{hub['api_p50_ms']:.0f} ms (slowest {hub['api_max_ms']:.0f} ms, target"
+                    f" <= {MAX_API_MS:g} ms); "
                     f"{hub['missed']} missed, {hub['cancel_missed']} cancels missed"
                 )
                 met = (
                     hub["p99_ms"] <= playing_target
+                    and hub["api_max_ms"] <= MAX_API_MS
                     and hub["missed"] == 0
                     and hub["cancel_missed"] == 0
                 )

@@ -518,7 +518,7 @@ async def push_arrivals(
     from edge_agent.simulate import shares
 
     folders = sorted(str(p.parent) for p in devices_dir.glob("**/identity.json"))
-    clients = []
+    clients: list[asyncio.subprocess.Process] = []
     latencies: list[float] = []
     try:
         for share in shares(len(folders), procs):
