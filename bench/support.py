@@ -512,14 +512,16 @@ def temp_dirs() -> tuple[tempfile.TemporaryDirectory[str], tempfile.TemporaryDir
 
 async def push_arrivals(
     url: str, devices_dir: Path, procs: int, emergencies: int, commune: str
-) -> list[float]:
+) -> tuple[list[float], list[float]]:
     """API call -> emergency_start received (seconds) on every device of `devices_dir`, over
-    `procs` processes of the floor's kind of client, for `emergencies` emergencies."""
+    `procs` processes of the floor's kind of client, for `emergencies` emergencies; and how
+    long each emergency's API call took to answer (seconds), with that fleet connected."""
     from edge_agent.simulate import shares
 
     folders = sorted(str(p.parent) for p in devices_dir.glob("**/identity.json"))
     clients: list[asyncio.subprocess.Process] = []
     latencies: list[float] = []
+    answers: list[float] = []
     try:
         for share in shares(len(folders), procs):
             listing = devices_dir / f"listing-{len(clients)}.txt"
@@ -547,6 +549,7 @@ async def push_arrivals(
                     },
                 ) as r:
                     bulletin = (await r.json())["id"]
+                answered = time.time() - sent
                 got: list[float] = []
                 for process in clients:
                     assert process.stdin is not None and process.stdout is not None
@@ -554,6 +557,7 @@ async def push_arrivals(
                     await process.stdin.drain()
                     got += json.loads(await process.stdout.readline())["at"]
                 if n > 0:
+                    answers.append(answered)
                     latencies += [at - sent for at in got]
                     latencies += [float("inf")] * (len(folders) - len(got))  # never arrived
                 async with http.post(
@@ -562,7 +566,7 @@ async def push_arrivals(
                     assert r.status == 200, await r.text()
     finally:
         await end(clients)
-    return latencies
+    return latencies, answers
 
 
 async def end(processes: list[asyncio.subprocess.Process]) -> None:
