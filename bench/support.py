@@ -233,7 +233,7 @@ async def _device_clients(url: str, listing: str) -> None:
     #: How many unread frames the report waits for: the stamping clients wake it only then,
     #: not at every frame (the report is asked as soon as the API answers, which it does
     #: before the hub's fan-out; a wake-up per frame would slow the stamps being timed).
-    wanted = [math.inf]
+    wanted = math.inf
     changed = asyncio.Event()
     ready: list[int] = []
 
@@ -257,7 +257,7 @@ async def _device_clients(url: str, listing: str) -> None:
                 print(json.dumps({"ready": len(folders)}), flush=True)
             async for message in ws:
                 unread.append((time.time(), message.data))
-                if len(unread) >= wanted[0]:
+                if len(unread) >= wanted:
                     changed.set()
 
     tasks = [asyncio.create_task(client(folder)) for folder in folders]
@@ -272,14 +272,14 @@ async def _device_clients(url: str, listing: str) -> None:
                     # Counted, not decoded, while frames come in: looking inside one delays
                     # the stamps of the frames behind it.
                     changed.clear()
-                    wanted[0] = len(folders) - len(arrivals.get(bulletin, []))
-                    if wanted[0] <= 0:
+                    wanted = len(folders) - len(arrivals.get(bulletin, []))
+                    if wanted <= 0:
                         break
-                    if len(unread) >= wanted[0]:
+                    if len(unread) >= wanted:
                         look_inside()  # other frames may be among them: count again
                         continue
                     await changed.wait()
-        wanted[0] = math.inf
+        wanted = math.inf
         look_inside()
         print(json.dumps({"at": arrivals.get(bulletin, [])}), flush=True)
     for task in tasks:

@@ -138,6 +138,8 @@ class HubProcess(BaseModel):
     threads: int
     open_files: int
     connected_devices: int
+    #: Devices whose socket handshake waits its turn (hub.push.HANDSHAKES_AT_ONCE).
+    handshakes_waiting: int
     #: Full garbage collections since the hub started, their total and longest pause.
     gc_full_collections: int
     gc_seconds_total: float
@@ -174,6 +176,7 @@ async def hub_process(ctx: Ctx) -> HubProcess:
         threads=threads,
         open_files=files,
         connected_devices=len(ctx.connections.online_ids()),
+        handshakes_waiting=ctx.connections.handshakes_waiting,
         gc_full_collections=pauses.full_collections,
         gc_seconds_total=round(pauses.seconds_total, 3),
         gc_pause_max_s=round(pauses.longest_s, 3),

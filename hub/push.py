@@ -261,10 +261,17 @@ class Connections:
         #: Other nodes' replies to the commands this node handed them, by command id.
         self._replies: dict[str, asyncio.Queue[bool]] = {}
         self._handshakes = asyncio.Semaphore(HANDSHAKES_AT_ONCE)
+        #: Devices whose socket handshake waits for a place (GET /api/v1/hub/process): a
+        #: number that stays up says the handshakes under way are stuck, not the devices.
+        self.handshakes_waiting = 0
 
     async def admit(self) -> Admission:
         """Wait for a place among the socket handshakes under way (HANDSHAKES_AT_ONCE)."""
-        await self._handshakes.acquire()
+        self.handshakes_waiting += 1
+        try:
+            await self._handshakes.acquire()
+        finally:
+            self.handshakes_waiting -= 1
         return Admission(self._handshakes)
 
     def __len__(self) -> int:

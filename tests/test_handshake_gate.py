@@ -28,10 +28,11 @@ async def test_admission_lets_the_gate_width_in_and_each_leave_frees_one_place(
     await connections.admit()
     third = asyncio.ensure_future(connections.admit())
     await asyncio.sleep(0)
-    assert not third.done()
+    assert not third.done() and connections.handshakes_waiting == 1
     first.leave()
     first.leave()  # given back once, however often asked
     admitted = await third
+    assert connections.handshakes_waiting == 0
     fourth = asyncio.ensure_future(connections.admit())
     await asyncio.sleep(0)
     assert not fourth.done()

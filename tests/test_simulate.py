@@ -143,15 +143,22 @@ def test_agents_start_over_a_ramp() -> None:
     assert ramp_seconds(health) == 60.0
 
 
-def test_summary_reads_in_vietnamese_and_english() -> None:
-    result = {
-        "scenario": "health",
+def _fleet_result(scenario: str) -> dict[str, Any]:
+    """What every scenario's result says of its fleet: 100 devices over 2 processes."""
+    return {
+        "scenario": scenario,
         "hub": "http://hub",
         "commune": "xa",
         "devices": 100,
         "procs": 2,
         "reused": 100,
         "never_connected": 0,
+    }
+
+
+def test_summary_reads_in_vietnamese_and_english() -> None:
+    result = {
+        **_fleet_result("health"),
         "interval_s": 60.0,
         "duration_s": 180.0,
         "connected": 100,
@@ -182,13 +189,7 @@ def test_an_emergency_timed_on_a_busy_simulator_is_said() -> None:
         ["p50_ms", "p99_ms", "max_ms", "arrival_p50_ms", "arrival_p99_ms", "api_p50_ms"], 1.0
     )
     result = {
-        "scenario": "emergency",
-        "hub": "http://hub",
-        "commune": "xa",
-        "devices": 100,
-        "procs": 2,
-        "reused": 100,
-        "never_connected": 0,
+        **_fleet_result("emergency"),
         "emergencies": 3,
         "missed": 0,
         "cancel_missed": 0,
@@ -364,6 +365,7 @@ async def test_hub_process_figures_are_for_the_admin_only(tmp_path: Path) -> Non
         figures = await hub.call("GET", "/api/v1/hub/process")
         assert figures["pid"] == os.getpid()
         assert figures["rss_bytes"] > 10 * 2**20 and figures["connected_devices"] == 0
+        assert figures["handshakes_waiting"] == 0
         assert figures["cpu_user_s"] > 0 and figures["threads"] >= 1
         # The collector's full collections are counted, with their pauses.
         await asyncio.to_thread(gc.collect)
