@@ -259,6 +259,20 @@ def _append_only(table: str, what: str) -> str:
     """
 
 
+_DEVICE_MANIFESTS = """
+    CREATE TABLE device_manifests (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id),
+        version INTEGER NOT NULL DEFAULT 1,
+        signed_version INTEGER,
+        signed_at TEXT
+    ){without_rowid};
+    INSERT INTO device_manifests (device_id, version, signed_version, signed_at)
+        SELECT id, manifest_version, manifest_signed_version, manifest_signed_at FROM devices;
+    ALTER TABLE devices DROP COLUMN manifest_version;
+    ALTER TABLE devices DROP COLUMN manifest_signed_version;
+    ALTER TABLE devices DROP COLUMN manifest_signed_at;
+"""
+
 # Each entry migrates from schema version i to i + 1, in both backends; never edit a released
 # entry. To add one, append it here, and nowhere else:
 # - portable SQL (a plain string) where both can run it: TEXT, INTEGER (BIGINT in PostgreSQL),
@@ -721,6 +735,14 @@ MIGRATIONS: list[str | Dialects] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # Each device's manifest version in a narrow table of its own: a province emergency
+    # raises the version of every device it reaches inside the commit the operator's answer
+    # and every push wait for, and in the device row (its last health sample, about 1.5 KB)
+    # that rewrote every page of the table: 1,849 pages, 32 ms of commit at 5,000 devices.
+    Dialects(
+        sqlite=_DEVICE_MANIFESTS.format(without_rowid=" WITHOUT ROWID"),
+        postgres=_DEVICE_MANIFESTS.format(without_rowid=""),
+    ),
 ]
 
 

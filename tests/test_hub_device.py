@@ -223,7 +223,7 @@ async def test_manifest_reissued_before_expiry(tmp_path: Path) -> None:
         dev = await hub.new_device()
         first, etag = await dev.manifest()
         await hub.app[DB].execute(
-            "UPDATE devices SET manifest_signed_at = ?",
+            "UPDATE device_manifests SET signed_at = ?",
             (iso(datetime.now(UTC) - timedelta(days=8)),),
         )
         resp = await dev.get("/api/v1/device/manifest", headers={"If-None-Match": etag})

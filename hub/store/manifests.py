@@ -121,22 +121,22 @@ async def bump_versions(tx: Tx, device_ids: Iterable[str]) -> dict[str, int]:
     versions: dict[str, int] = {}
     for chunk in chunks(list(dict.fromkeys(device_ids))):
         rows = await tx.fetchall(
-            "UPDATE devices SET manifest_version = manifest_version + 1"
-            f" WHERE id IN ({marks(len(chunk))}) RETURNING id, manifest_version",
+            "UPDATE device_manifests SET version = version + 1"
+            f" WHERE device_id IN ({marks(len(chunk))}) RETURNING device_id, version",
             chunk,
         )
-        versions.update({r["id"]: r["manifest_version"] for r in rows})
+        versions.update({r[0]: r[1] for r in rows})
     return versions
 
 
 async def bump_reached(tx: Tx, bulletin_id: str, kind: BulletinKind) -> dict[str, int]:
     """Raise the manifest version of every device a bulletin reaches and can air; returns
-    the new versions. One statement: a province-wide emergency touches every device row
-    inside its transaction, and the API answers after it."""
+    the new versions. One statement on the narrow table: a province-wide emergency raises
+    every device's version inside its transaction, and the API answers after it."""
     rows = await tx.fetchall(
-        "UPDATE devices AS d SET manifest_version = manifest_version + 1"
-        f" WHERE d.kind IN ({device_kinds_for(kind)}) AND {REACHES_D}"
-        " RETURNING id, manifest_version",
+        "UPDATE device_manifests SET version = version + 1 WHERE device_id IN"
+        f" (SELECT d.id FROM devices d WHERE d.kind IN ({device_kinds_for(kind)}) AND {REACHES_D})"
+        " RETURNING device_id, version",
         {"bulletin": bulletin_id},
     )
     return {r[0]: r[1] for r in rows}
@@ -145,7 +145,7 @@ async def bump_reached(tx: Tx, bulletin_id: str, kind: BulletinKind) -> dict[str
 async def bump_every_version(tx: Tx) -> dict[str, int]:
     """Raise every device's manifest version by one; returns the new versions."""
     rows = await tx.fetchall(
-        "UPDATE devices SET manifest_version = manifest_version + 1 RETURNING id, manifest_version"
+        "UPDATE device_manifests SET version = version + 1 RETURNING device_id, version"
     )
     return {r[0]: r[1] for r in rows}
 
@@ -155,7 +155,9 @@ async def versions_of(db: Reader, device_ids: Iterable[str]) -> dict[str, int]:
     versions: dict[str, int] = {}
     for chunk in chunks(sorted(set(device_ids))):
         rows = await db.fetchall(
-            f"SELECT id, manifest_version FROM devices WHERE id IN ({marks(len(chunk))})", chunk
+            f"SELECT device_id, version FROM device_manifests WHERE device_id IN"
+            f" ({marks(len(chunk))})",
+            chunk,
         )
         versions.update({r[0]: r[1] for r in rows})
     return versions
@@ -212,8 +214,8 @@ async def mark_signed(tx: Tx, device_id: str, version: int, at: datetime) -> Non
     """Version `version` of the device's manifest was first signed at `at` (a later signing
     of the same or an older version changes nothing)."""
     await tx.execute(
-        "UPDATE devices SET manifest_signed_version = ?, manifest_signed_at = ?"
-        " WHERE id = ? AND (manifest_signed_version IS NULL OR manifest_signed_version < ?)",
+        "UPDATE device_manifests SET signed_version = ?, signed_at = ?"
+        " WHERE device_id = ? AND (signed_version IS NULL OR signed_version < ?)",
         (version, iso(at), device_id, version),
     )
 
@@ -221,8 +223,7 @@ async def mark_signed(tx: Tx, device_id: str, version: int, at: datetime) -> Non
 async def signed_before(db: Reader, cutoff: datetime) -> list[str]:
     """The devices whose current manifest version was first signed before `cutoff`."""
     rows = await db.fetchall(
-        "SELECT id FROM devices WHERE manifest_signed_version = manifest_version"
-        " AND manifest_signed_at < ?",
+        "SELECT device_id FROM device_manifests WHERE signed_version = version AND signed_at < ?",
         (iso(cutoff),),
     )
     return [r[0] for r in rows]
