@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 #: province-wide publish does not hold up an emergency or a request for long.
 SIGNING_BATCH = 200
 
+#: Frames a broadcast writes between two yields to the event loop. Written in one go, the
+#: 5,000 writes of a province cancel held the operator's next emergency for the whole
+#: fan-out (40-95 ms on 2 cores while the devices read); a slice takes a millisecond or two.
+BROADCAST_SLICE = 200
+
 #: An emergency whose valid_from is this close counts as "now" (clock skew between hub hosts).
 EMERGENCY_SLACK = timedelta(seconds=5)
 #: Answered command ids a node remembers for `Connections.wait_answer`.
@@ -260,6 +265,9 @@ class Connections:
         self._answer_seen = asyncio.Condition()
         #: Other nodes' replies to the commands this node handed them, by command id.
         self._replies: dict[str, asyncio.Queue[bool]] = {}
+        #: Broadcasts go out one whole after another, in the order they began: every device
+        #: hears two emergencies (or a start and its cancel) in the same order.
+        self._broadcasting = asyncio.Lock()
         self._handshakes = asyncio.Semaphore(HANDSHAKES_AT_ONCE)
         #: Devices whose socket handshake waits for a place (GET /api/v1/hub/process): a
         #: number that stays up says the handshakes under way are stuck, not the devices.
@@ -402,15 +410,28 @@ class Connections:
             del self._replies[signed.command_id]
         return False
 
-    async def broadcast(self, device_ids: Iterable[str], frame: bytes) -> int:
-        """Write the same frame to every online device among `device_ids`, all in one go
-        (a coroutine only so that it can run after the API has answered)."""
+    async def broadcast(
+        self, device_ids: Iterable[str], frame: bytes, *, still: Callable[[], bool] | None = None
+    ) -> int:
+        """Write the same frame to every online device among `device_ids`, BROADCAST_SLICE
+        at a time with requests served in between; after the broadcasts begun before it.
+        `still` is asked before each slice: once it says no (the emergency was cancelled
+        meanwhile), the rest is not sent."""
         sent = 0
-        for device_id in device_ids:
-            conn = self._by_device.get(device_id)
-            if conn is not None and self.write(conn, frame):
-                sent += 1
+        async with self._broadcasting:
+            for n, device_id in enumerate(device_ids):
+                if n % BROADCAST_SLICE == 0:
+                    if n:
+                        await asyncio.sleep(0)
+                    if still is not None and not still():
+                        break
+                conn = self._by_device.get(device_id)
+                if conn is not None and self.write(conn, frame):
+                    sent += 1
         return sent
+
+    def _in_force(self, bulletin_id: str) -> Callable[[], bool]:
+        return lambda: bulletin_id in self.emergencies
 
     async def push_manifest_ready(self, versions: dict[str, int], ttl: timedelta) -> int:
         """Tell each online device its new version, here and on the other nodes (they sign
@@ -480,8 +501,10 @@ class Connections:
         if start.bulletin_id not in self.emergencies:
             return 0
         targets = list(device_ids)
-        sent = await self.broadcast(targets, start.signed.frame)
-        if self.bus.shared:
+        sent = await self.broadcast(
+            targets, start.signed.frame, still=self._in_force(start.bulletin_id)
+        )
+        if self.bus.shared and start.bulletin_id in self.emergencies:
             await self.bus.publish(
                 "emergency_start",
                 {
@@ -535,7 +558,9 @@ class Connections:
                 signed=signed,
             )
             if self.emergencies.add_from_peer(frame):
-                await self.broadcast(body["devices"], signed.frame)
+                await self.broadcast(
+                    body["devices"], signed.frame, still=self._in_force(frame.bulletin_id)
+                )
         elif event.kind == "emergency_cancel":
             self.emergencies.forget(body["bulletin_id"])
             await self.broadcast(body["devices"], text_frame(body["envelope"]))

@@ -20,7 +20,7 @@ from hub.cli import main
 from hub.config import HubConfig
 from hub.keys import load_keyring
 from hub.media import sniff_mime
-from hub.push import Connections
+from hub.push import BROADCAST_SLICE, Connections
 from hub.testing import database_for_tests, running_hub
 from loa_contract import (
     BulletinKind,
@@ -116,10 +116,15 @@ async def test_one_signed_frame_serves_every_targeted_device() -> None:
         connections.register(device_id, FakeSocket(), transport)
     scope = Scope(communes=["xa-a"])
     start = connections.emergency_start(_emergency(), scope)
-    # No task, lock, timer or drain per send: the whole fan-out runs without yielding once.
+    # No task, lock, timer or drain per send: the fan-out yields to the loop only between
+    # its slices of BROADCAST_SLICE writes (500: once for these 1,000 and one absent).
     fan_out = connections.push_emergency_start([*transports, "absent"], start)
+    yields = 0
     with pytest.raises(StopIteration) as done:
-        fan_out.send(None)
+        while True:
+            fan_out.send(None)
+            yields += 1
+    assert yields == 1000 // BROADCAST_SLICE
     assert done.value.value == 1000
     # Signed once: every device gets the very same bytes, naming the scope, not a device.
     frames = {t.frames[0] for t in transports.values()}
@@ -214,6 +219,62 @@ async def test_a_cancelled_emergency_is_not_started_by_a_late_push() -> None:
     assert await connections.push_emergency_start(["d"], start) == 0
     assert transport.frames == []
     assert connections.emergencies.due_for("d", "xa-a", DeviceKind.SPEAKER, utcnow()) == []
+
+
+def _fleet(connections: Connections, size: int) -> dict[str, FakeTransport]:
+    transports = {f"dev-{i}": FakeTransport() for i in range(size)}
+    for device_id, transport in transports.items():
+        connections.register(device_id, FakeSocket(), transport)
+    return transports
+
+
+async def test_a_request_is_served_between_the_slices_of_a_fan_out() -> None:
+    connections = Connections(HubSigner.generate())
+    transports = _fleet(connections, 3 * BROADCAST_SLICE)
+    start = connections.emergency_start(_emergency(), Scope(province=True))
+    served_after: list[int] = []
+
+    async def request() -> None:  # an operator's next call, arriving with the fan-out
+        served_after.append(sum(len(t.frames) for t in transports.values()))
+
+    fan_out = asyncio.create_task(connections.push_emergency_start(list(transports), start))
+    await asyncio.gather(fan_out, request())
+    # Served after the first slice, not after all 1,500 writes.
+    assert served_after == [BROADCAST_SLICE]
+    assert fan_out.result() == 3 * BROADCAST_SLICE
+
+
+async def test_a_cancel_during_the_fan_out_stops_the_start_and_follows_it_everywhere() -> None:
+    connections = Connections(HubSigner.generate())
+    transports = _fleet(connections, 3 * BROADCAST_SLICE)
+    scope = Scope(province=True)
+    start = connections.emergency_start(_emergency(), scope)
+    fan_out = asyncio.create_task(connections.push_emergency_start(list(transports), start))
+    await asyncio.sleep(0)  # the first slice is written
+    cancel = connections.emergency_cancel("b1", scope, timedelta(minutes=10))
+    cancelled = asyncio.create_task(
+        connections.push_emergency_cancel("b1", list(transports), cancel)
+    )
+    assert await fan_out == BROADCAST_SLICE  # not one start after the cancel
+    assert await cancelled == 3 * BROADCAST_SLICE
+    for i, transport in enumerate(transports.values()):
+        expected = [start.signed.frame, cancel.frame] if i < BROADCAST_SLICE else [cancel.frame]
+        assert transport.frames == expected
+
+
+async def test_every_device_hears_two_emergencies_in_the_same_order() -> None:
+    connections = Connections(HubSigner.generate())
+    transports = _fleet(connections, 2 * BROADCAST_SLICE + 1)
+    first = connections.emergency_start(_emergency("Lũ"), Scope(province=True))
+    second_bulletin = _emergency("Cháy rừng thôn Đông").model_copy(update={"id": "b2"})
+    second = connections.emergency_start(second_bulletin, Scope(communes=["xa-a"]))
+    await asyncio.gather(
+        connections.push_emergency_start(list(transports), first),
+        connections.push_emergency_start(list(reversed(transports)), second),
+    )
+    assert {tuple(t.frames) for t in transports.values()} == {
+        (first.signed.frame, second.signed.frame)
+    }
 
 
 def test_reconnecting_devices_get_the_kept_start_frames_in_scope() -> None:
