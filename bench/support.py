@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +223,8 @@ async def _device_clients(url: str, listing: str) -> None:
     identities in the folders listed in `listing`): they stamp a frame as it arrives and
     only then look inside, so the hub's delivery is timed as the floor's is, with the same
     client code, not with the agents' CPU. Lines on stdin: "report BID" answers the
-    arrival times of bulletin BID's emergency_start once every client has it (or 30 s)."""
+    arrival times of bulletin BID's emergency_start once every client has it (or 30 s);
+    "report cancel:BID" those of its emergency_cancel."""
     raise_file_limit()
     folders = [Path(line) for line in Path(listing).read_text().split()]
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -245,6 +247,8 @@ async def _device_clients(url: str, listing: str) -> None:
             command = json.loads(payload)["command"]
             if command["type"] == "emergency_start":
                 arrivals.setdefault(command["bulletin"]["id"], []).append(at)
+            elif command["type"] == "emergency_cancel":
+                arrivals.setdefault(f"cancel:{command['bulletin_id']}", []).append(at)
 
     async def client(folder: Path) -> None:
         identity = json.loads((folder / "identity.json").read_text())
@@ -510,12 +514,26 @@ def temp_dirs() -> tuple[tempfile.TemporaryDirectory[str], tempfile.TemporaryDir
     )
 
 
+@dataclass
+class PushArrivals:
+    """What `push_arrivals` measured, in seconds."""
+
+    #: API call -> emergency_start received, every device of every emergency (inf: never).
+    latencies: list[float]
+    #: Each emergency's API answer, the hub delivering nothing else meanwhile.
+    answers: list[float]
+    #: The answer to an emergency fired as soon as the previous one's cancel was answered,
+    #: while the hub writes that cancel to the fleet.
+    answer_during_fan_out: float
+
+
 async def push_arrivals(
     url: str, devices_dir: Path, procs: int, emergencies: int, commune: str
-) -> tuple[list[float], list[float]]:
-    """API call -> emergency_start received (seconds) on every device of `devices_dir`, over
-    `procs` processes of the floor's kind of client, for `emergencies` emergencies; and how
-    long each emergency's API call took to answer (seconds), with that fleet connected."""
+) -> PushArrivals:
+    """API call -> emergency_start received on every device of `devices_dir`, over `procs`
+    processes of the floor's kind of client, for `emergencies` emergencies, each fired once
+    the last one's cancel has reached every device; and how long each API call took to
+    answer, with that fleet connected. Then one more, fired during a cancel's fan-out."""
     from edge_agent.simulate import shares
 
     folders = sorted(str(p.parent) for p in devices_dir.glob("**/identity.json"))
@@ -536,7 +554,8 @@ async def push_arrivals(
                 f"{url}/api/v1/auth/login", json={"username": ADMIN, "password": PASSWORD}
             ) as r:
                 auth = {"Authorization": f"Bearer {(await r.json())['token']}"}
-            for n in range(emergencies + 1):  # the first is a warm-up
+
+            async def fire(n: int) -> tuple[str, float, float]:
                 sent = time.time()
                 async with http.post(
                     f"{url}/api/v1/emergencies",
@@ -548,25 +567,40 @@ async def push_arrivals(
                         "repeats": 1,
                     },
                 ) as r:
-                    bulletin = (await r.json())["id"]
-                answered = time.time() - sent
+                    return (await r.json())["id"], sent, time.time() - sent
+
+            async def arrivals(key: str) -> list[float]:
                 got: list[float] = []
                 for process in clients:
                     assert process.stdin is not None and process.stdout is not None
-                    process.stdin.write(f"report {bulletin}\n".encode())
+                    process.stdin.write(f"report {key}\n".encode())
                     await process.stdin.drain()
                     got += json.loads(await process.stdout.readline())["at"]
-                if n > 0:
-                    answers.append(answered)
-                    latencies += [at - sent for at in got]
-                    latencies += [float("inf")] * (len(folders) - len(got))  # never arrived
+                return got
+
+            async def cancel(bulletin: str) -> None:
                 async with http.post(
                     f"{url}/api/v1/emergencies/{bulletin}/cancel", headers=auth
                 ) as r:
                     assert r.status == 200, await r.text()
+
+            for n in range(emergencies + 1):  # the first is a warm-up
+                bulletin, sent, answered = await fire(n)
+                got = await arrivals(bulletin)
+                if n > 0:
+                    answers.append(answered)
+                    latencies += [at - sent for at in got]
+                    latencies += [float("inf")] * (len(folders) - len(got))  # never arrived
+                await cancel(bulletin)
+                if n < emergencies:
+                    await arrivals(f"cancel:{bulletin}")
+            bulletin, _, during_fan_out = await fire(emergencies + 1)
+            await arrivals(bulletin)
+            await cancel(bulletin)
+            await arrivals(f"cancel:{bulletin}")
     finally:
         await end(clients)
-    return latencies, answers
+    return PushArrivals(latencies, answers, during_fan_out)
 
 
 async def end(processes: list[asyncio.subprocess.Process]) -> None:
