@@ -185,6 +185,20 @@ async def test_a_burst_of_writes_that_read_as_they_go_cannot_starve_the_pool(
         await db.close()
 
 
+async def test_closing_cuts_off_a_connection_never_given_back(
+    server: ThrowawayPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncpg's own close waits for ever for a connection still held (a task stuck or
+    cancelled mid-query): the hub's shutdown would hang with it."""
+    db = await PostgresDatabase.open(server.create_database())
+    held = await db.pool.acquire()  # never released
+    async with asyncio.timeout(30):
+        await db.close(grace_s=0.5)
+    with pytest.raises(asyncpg.InterfaceError):  # cut off: no longer usable
+        await held.fetchval("SELECT 1")
+    assert "still in use 0.5 s into closing" in caplog.text
+
+
 async def test_executemany_and_execute_counts(pg: PostgresDatabase) -> None:
     await pg.execute("CREATE TABLE seen (seq BIGINT PRIMARY KEY)")
     async with pg.transaction() as tx:

@@ -52,6 +52,12 @@ MIGRATION_LOCK = 0x4C6F6102
 #: How long a connection attempt may take before the server counts as unreachable.
 CONNECT_TIMEOUT_S = 10.0
 
+#: How long closing waits for connections still in use before it cuts them. asyncpg's
+#: graceful close waits for ever (its documentation advises a timeout): one connection a
+#: stuck task never gives back would hold the hub's shutdown, and so its restart, until
+#: systemd killed it.
+CLOSE_GRACE_S = 10.0
+
 #: What asyncpg raises when the server is gone or refuses the hub, besides PostgresError.
 _CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, TimeoutError)
 
@@ -195,8 +201,14 @@ class PostgresDatabase:
             found = self._statements[sql] = translate(sql)
         return found
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        """Close once every connection is given back, or cut off those still held after
+        `grace_s` (their work is rolled back by the server), and say so."""
+        try:
+            await asyncio.wait_for(self.pool.close(), grace_s)
+        except TimeoutError:
+            # wait_for cancelled the graceful close, which terminates the pool.
+            log.warning("database connections still in use %g s into closing; cut off", grace_s)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTx]:
