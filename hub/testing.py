@@ -4,7 +4,9 @@ PostgreSQL tests/conftest.py gives each test when LOA_TEST_DATABASE=postgres), r
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -294,4 +296,62 @@ async def running_hub(
         await harness.login()
         yield harness
     finally:
-        await client.close()
+        await _shut_down(client)
+
+
+#: Longer than any shutdown grace of the hub's own (pushes 5 s, database 10 s).
+SHUTDOWN_LIMIT_S = 60.0
+
+
+async def _shut_down(client: TestClient[Any, Any]) -> None:
+    """Stop the hub, or fail naming what it still waits for: a shutdown that hangs would
+    otherwise show only as pytest's timeout, with the event loop idle in select()."""
+    closing = asyncio.create_task(client.close(), name="hub shutdown")
+    done, _ = await asyncio.wait({closing}, timeout=SHUTDOWN_LIMIT_S)
+    if closing in done:
+        closing.result()
+        return
+    waits = [
+        f"{task.get_name()}: " + " -> ".join(_awaiting(task.get_coro()))
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+    ]
+    closing.cancel()
+    raise AssertionError(
+        f"the hub did not shut down within {SHUTDOWN_LIMIT_S:g} s; its tasks wait in:\n"
+        + "\n".join(waits)
+        + "\nand the project's coroutines suspended now (an async generator's step, as a"
+        " cleanup context's, hides what it awaits from the task):\n" + "\n".join(_suspended_here())
+    )
+
+
+def _suspended_here() -> list[str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    found = []
+    for obj in gc.get_objects():
+        if isinstance(obj, types.CoroutineType):
+            frame = obj.cr_frame
+        elif isinstance(obj, types.AsyncGeneratorType):
+            frame = obj.ag_frame
+        else:
+            continue
+        if frame is None:  # finished
+            continue
+        where = frame.f_code.co_filename
+        if where.startswith(root) and "site-packages" not in where:
+            found.append(f"{frame.f_code.co_qualname} ({where}:{frame.f_lineno})")
+    return sorted(found)
+
+
+def _awaiting(coro: Any) -> list[str]:
+    """Where a suspended coroutine waits, outermost first (a task's own stack shows only
+    its outer frame)."""
+    chain: list[str] = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            chain.append(
+                f"{frame.f_code.co_qualname} ({frame.f_code.co_filename}:{frame.f_lineno})"
+            )
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return chain

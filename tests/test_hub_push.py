@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 import hub.db as hub_db
+import hub.testing as hub_testing
 from hub.cli import main
 from hub.config import HubConfig
 from hub.keys import load_keyring
@@ -451,3 +452,17 @@ async def test_cli_user_add_then_login(tmp_path: Path, monkeypatch: pytest.Monke
         await asyncio.to_thread(
             main, ["user", "add", "x", "--password-stdin", "--data", str(tmp_path)]
         )
+
+
+async def test_a_hub_that_hangs_at_shutdown_fails_naming_what_it_waits_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def stuck_pushes(self: Connections, grace_s: float) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(Connections, "finish_background", stuck_pushes)
+    monkeypatch.setattr(hub_testing, "SHUTDOWN_LIMIT_S", 0.5)
+    with pytest.raises(AssertionError, match="did not shut down") as failed:
+        async with running_hub(tmp_path):
+            pass
+    assert "stuck_pushes" in str(failed.value)
