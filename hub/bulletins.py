@@ -679,7 +679,7 @@ async def _announce_publish(ctx: Ctx, published: Published) -> BulletinOut:
         command_id=start.signed.command_id if start is not None else None,
     )
     # Scheduled with nothing left to await: the push follows the commit at once, and the
-    # operator's answer goes out before the fan-out's writes (thousands, in one go).
+    # operator's answer goes out before the fan-out's writes (thousands of them).
     _push_publish(ctx, published, start)
     return answer
 

@@ -497,14 +497,12 @@ class Connections:
         """Write the start to the online devices among `device_ids` here, then hand it to the
         other nodes (which also keep it for their reconnecting devices). With no devices, an
         emergency approved for later: only kept. Returns how many were written here."""
-        # A cancel may have been committed since the start was queued: never start it after.
-        if start.bulletin_id not in self.emergencies:
-            return 0
+        # A cancel may be committed before the start is queued or during its fan-out: from
+        # then on, not one more device hears the start, nor does another node.
+        in_force = self._in_force(start.bulletin_id)
         targets = list(device_ids)
-        sent = await self.broadcast(
-            targets, start.signed.frame, still=self._in_force(start.bulletin_id)
-        )
-        if self.bus.shared and start.bulletin_id in self.emergencies:
+        sent = await self.broadcast(targets, start.signed.frame, still=in_force)
+        if self.bus.shared and in_force():
             await self.bus.publish(
                 "emergency_start",
                 {

@@ -21,6 +21,7 @@ from hub.cli import main
 from hub.config import HubConfig
 from hub.keys import load_keyring
 from hub.media import sniff_mime
+from hub.node_bus import EventKind, LocalBus
 from hub.push import BROADCAST_SLICE, Connections
 from hub.testing import database_for_tests, running_hub
 from loa_contract import (
@@ -261,6 +262,37 @@ async def test_a_cancel_during_the_fan_out_stops_the_start_and_follows_it_everyw
     for i, transport in enumerate(transports.values()):
         expected = [start.signed.frame, cancel.frame] if i < BROADCAST_SLICE else [cancel.frame]
         assert transport.frames == expected
+
+
+class SharedBus(LocalBus):
+    """Another node is there: what this one hands it is kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: list[str] = []
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    async def publish(self, kind: EventKind, body: dict[str, Any]) -> None:
+        self.published.append(kind)
+
+
+async def test_a_start_cancelled_during_its_fan_out_is_not_handed_to_other_nodes() -> None:
+    bus = SharedBus()
+    connections = Connections(HubSigner.generate(), bus=bus)
+    transports = _fleet(connections, 2 * BROADCAST_SLICE)
+    start = connections.emergency_start(_emergency(), Scope(province=True))
+    fan_out = asyncio.create_task(connections.push_emergency_start(list(transports), start))
+    await asyncio.sleep(0)  # the first slice is written
+    connections.emergency_cancel("b1", Scope(province=True), timedelta(minutes=10))
+    assert await fan_out == BROADCAST_SLICE
+    assert bus.published == []
+    # Not cancelled: handed on once written here.
+    second = connections.emergency_start(_emergency().model_copy(update={"id": "b2"}), start.scope)
+    await connections.push_emergency_start(list(transports), second)
+    assert bus.published == ["emergency_start"]
 
 
 async def test_every_device_hears_two_emergencies_in_the_same_order() -> None:
