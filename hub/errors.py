@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -71,6 +71,24 @@ def refuse_nul(value: Any, loc: tuple[int | str, ...] = ()) -> None:
     if fields:
         raise ApiError(
             422, "validation_error", [{"field": field, "message": NUL_MESSAGE} for field in fields]
+        )
+
+
+def refuse_repeated(query: Mapping[str, str]) -> None:
+    """A 422 naming each query parameter given more than once: no list endpoint takes a
+    list, and reading only the first (or the last) of `limit=2&limit=500` would answer a
+    question the caller did not ask."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for name, _ in query.items():  # a MultiDict's items hold each value of a repeated key
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        raise ApiError(
+            422,
+            "validation_error",
+            [{"field": name, "message": "given more than once; give it once"} for name in repeated],
         )
 
 

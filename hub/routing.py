@@ -19,7 +19,14 @@ from .appkeys import CLOCK, CONFIG, CONNECTIONS, DB, KEYRING, NODE_SECRET, ROUTE
 from .auth import DeviceAuth, Permission, User, authenticate_device, authenticate_operator, require
 from .config import HubConfig
 from .db import Database
-from .errors import DECLARED_ROUTE, ApiError, error_answer, refuse_nul, validation_detail
+from .errors import (
+    DECLARED_ROUTE,
+    ApiError,
+    error_answer,
+    refuse_nul,
+    refuse_repeated,
+    validation_detail,
+)
 from .keys import HubKeyring
 from .node_secret import SCHEME as NODE_SCHEME
 from .node_secret import verify as verify_node
@@ -198,6 +205,7 @@ class RouteSpec:
                     body = _parse_body(body_adapter, await request.read())
                 query = None
                 if self.query is not None:
+                    refuse_repeated(request.query)
                     try:
                         query = self.query.model_validate(dict(request.query))
                     except ValidationError as exc:

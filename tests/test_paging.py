@@ -241,6 +241,19 @@ async def test_bad_cursors_are_422_naming_before(hub: HubHarness, path: str) -> 
         assert [d["field"] for d in body["detail"]] == ["limit"]
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/bulletins", "/api/v1/devices", "/api/v1/plays", "/api/v1/audit"],
+)
+async def test_a_parameter_given_twice_is_422_naming_it(hub: HubHarness, path: str) -> None:
+    # Reading the first of limit=2&limit=500 would answer a question nobody asked.
+    body = await hub.call("GET", f"{path}?limit=2&limit=500", expect=422)
+    assert body["detail"] == [{"field": "limit", "message": "given more than once; give it once"}]
+    body = await hub.call("GET", f"{path}?before=a&limit=2&before=a", expect=422)
+    assert [d["field"] for d in body["detail"]] == ["before"]
+    await hub.call("GET", f"{path}?limit=2")
+
+
 async def test_audit_cursor_out_of_range_is_422_not_500(hub: HubHarness) -> None:
     for before in ("9223372036854775808", "0", "-1", "x"):
         body = await hub.call("GET", "/api/v1/audit", params={"before": before}, expect=422)
