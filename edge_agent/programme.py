@@ -36,7 +36,7 @@ from .airing import rendition_item
 from .parts import AgentPart, Nudge, wait_event
 from .players.base import EventType, PlaybackEvent, PlayItem
 from .renditions import Rendition
-from .scheduler import EMERGENCY_SLOT, decide
+from .scheduler import EMERGENCY_SLOT, LONGEST_RETRY, decide, failure_backoff
 from .scheduler_types import (
     Action,
     Candidate,
@@ -114,6 +114,10 @@ class Programme(AgentPart):
         #: Emergencies begun here, and when each last aired in full (ScheduleInput).
         self.started_emergencies: set[str] = set()
         self.last_aired: dict[str, datetime] = {}
+        #: Failed airings in a row per bulletin, and until when each may not start again
+        #: (ScheduleInput.held_back). In memory only: a restart gives each a new chance.
+        self.failures: dict[str, int] = {}
+        self.held_back: dict[str, datetime] = {}
         self.volume_override: int | None = None
         self.last_decision: Decision | None = None
         #: The scheduler's view of the held bulletins, built again only when the manifest, the
@@ -304,6 +308,7 @@ class Programme(AgentPart):
             resume_mode=manifest.resume_mode if manifest else "resume",
             started=frozenset(self.started_emergencies),
             last_aired=dict(self.last_aired),
+            held_back=dict(self.held_back),
         )
 
     # ------------------------------------------------------------------ the loop
@@ -486,6 +491,18 @@ class Programme(AgentPart):
                 outcome,
                 position,
             )
+        bulletin_id = current.item.bulletin_id
+        if outcome is PlayOutcome.FAILED:
+            # A hold long over (nothing tried it since) starts the count again; this also
+            # forgets bulletins that were removed meanwhile.
+            for stale in [b for b, until in self.held_back.items() if until < now - LONGEST_RETRY]:
+                del self.held_back[stale]
+                self.failures.pop(stale, None)
+            failures = self.failures[bulletin_id] = self.failures.get(bulletin_id, 0) + 1
+            self.held_back[bulletin_id] = now + failure_backoff(failures)
+        elif outcome is PlayOutcome.COMPLETED:
+            self.failures.pop(bulletin_id, None)
+            self.held_back.pop(bulletin_id, None)
         if counts_as_aired:
             key = (current.item.bulletin_id, current.slot)
             self.aired[key] = self.aired.get(key, 0) + 1
@@ -718,6 +735,8 @@ class Programme(AgentPart):
                     aired=dict(aired),
                     started=frozenset(started),
                     last_aired=dict(last_aired),
+                    # Listed as owed even while a failure holds it back a moment.
+                    held_back={},
                 )
             )
             if decision.action is not Action.START or decision.bulletin_id is None:

@@ -38,7 +38,12 @@ Rules (DESIGN.md §2), in the order `decide` applies them:
    times per window slot, picked by (rank, times aired, order, valid_from, id) so repeats
    interleave (A, B, A); boards loop by (times aired, rank, order, valid_from, id), round
    robin with priority first in each round, ignoring ``repeats``.
-7. Boundaries. A playing item that is still allowed is never cut or restarted except by an
+7. Failures. A bulletin whose airing failed (its file, the sound card or the screen would
+   not play it) may not start again until ``held_back`` says, however due it is: without
+   it, a board's rotation or an emergency every 0 s until cancelled would retry a dead
+   output in a loop, writing a failed airing each time. The wait doubles with each failure
+   in a row (``failure_backoff``) and ends with the first airing that succeeds.
+8. Boundaries. A playing item that is still allowed is never cut or restarted except by an
    emergency; an item no longer allowed (cancelled, expired, removed, outside every window,
    clock untrusted) is stopped, or replaced by whatever is due (without ``preempt``).
 
@@ -88,6 +93,10 @@ from .scheduler_types import (
 EMERGENCY_SLOT = "emergency"
 #: How far ahead `next_check` looks; beyond it the agent asks again anyway.
 HORIZON = timedelta(hours=48)
+#: The wait after a failed airing before the bulletin may start again, doubled with each
+#: failure in a row up to the longest: a sound card back in place is heard within a minute.
+FIRST_RETRY = timedelta(seconds=2)
+LONGEST_RETRY = timedelta(seconds=60)
 
 __all__ = [
     "EMERGENCY_SLOT",
@@ -97,6 +106,7 @@ __all__ = [
     "current_window",
     "decide",
     "emergency_due_at",
+    "failure_backoff",
     "fixed_slot",
     "fixed_time_until",
     "is_eligible",
@@ -244,6 +254,16 @@ def slot_is_current(slot: str, now: datetime, windows: Windows) -> bool:
 # ---------------------------------------------------------------- candidates
 
 
+def failure_backoff(failures_in_a_row: int) -> timedelta:
+    """How long a bulletin waits after its `failures_in_a_row`-th failed airing in a row."""
+    if failures_in_a_row < 1:
+        return timedelta(0)
+    # Capped before the power, so a bulletin failing for months never overflows it.
+    doublings = min(failures_in_a_row - 1, 16)
+    wait: timedelta = FIRST_RETRY * (1 << doublings)
+    return min(wait, LONGEST_RETRY)
+
+
 def is_eligible(candidate: Candidate, now: datetime, cancelled: frozenset[str]) -> bool:
     return candidate.valid_from <= now < candidate.valid_until and candidate.id not in cancelled
 
@@ -384,6 +404,9 @@ def next_check(inp: ScheduleInput) -> datetime | None:
         if candidate.id in inp.cancelled:
             continue
         instants.extend((candidate.valid_from, candidate.valid_until))
+        held_until = inp.held_back.get(candidate.id)
+        if held_until is not None:
+            instants.append(held_until)
         if _is_emergency(candidate):
             due_at = emergency_due_at(inp, candidate)
             if due_at is not None:
@@ -494,6 +517,10 @@ def decide(inp: ScheduleInput) -> Decision:
     now = inp.now
     eligible = [c for c in inp.candidates if is_eligible(c, now, inp.cancelled)]
     by_id = {c.id: c for c in eligible}
+    # What may start now: not what failed a moment ago (rule 7). What plays is judged on
+    # `eligible`: a failure holds back the next start, never cuts an airing.
+    held = inp.held_back
+    startable = [c for c in eligible if held.get(c.id, now) <= now] if held else eligible
     window = current_window(now, inp.windows)
     check = next_check(inp)
     playing = inp.playing
@@ -502,7 +529,7 @@ def decide(inp: ScheduleInput) -> Decision:
         if playing.priority is Priority.EMERGENCY:
             on_air = by_id.get(playing.bulletin_id)
             if on_air is not None:
-                for arrival in _due_emergencies(inp, eligible):
+                for arrival in _due_emergencies(inp, startable):
                     if _cuts_in(inp, arrival, on_air):
                         return Decision(
                             Action.START,
@@ -516,7 +543,7 @@ def decide(inp: ScheduleInput) -> Decision:
             why = f"emergency {_ineligible_why(inp, playing.bulletin_id)}"
         else:
             verdict = _playing_verdict(inp, playing, by_id, window)
-            emergencies = _due_emergencies(inp, eligible)
+            emergencies = _due_emergencies(inp, startable)
             if emergencies:
                 first = emergencies[0]
                 if verdict is None:
@@ -532,7 +559,7 @@ def decide(inp: ScheduleInput) -> Decision:
             if verdict is None:
                 return Decision(Action.KEEP, next_check=check, reason=f"{playing.priority} on air")
             why = verdict
-        following = _next_start(inp, eligible, window, check)
+        following = _next_start(inp, startable, window, check)
         if following is not None:
             return Decision(
                 Action.START,
@@ -544,7 +571,7 @@ def decide(inp: ScheduleInput) -> Decision:
             )
         return Decision(Action.STOP, next_check=check, reason=why)
 
-    following = _next_start(inp, eligible, window, check)
+    following = _next_start(inp, startable, window, check)
     if following is not None:
         return following
     return Decision(Action.KEEP, next_check=check, reason=_silence_reason(inp, window))

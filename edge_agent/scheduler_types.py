@@ -111,6 +111,9 @@ class ScheduleInput:
     #: When each emergency's last complete airing ended (its repeat interval runs from there,
     #: and the rotation serves the one that has waited longest).
     last_aired: Mapping[str, datetime] = field(default_factory=dict)
+    #: Bulletins whose last airing failed (the player could not play it), each with the
+    #: instant before which it may not start again (`failure_backoff`).
+    held_back: Mapping[str, datetime] = field(default_factory=dict)
 
 
 class Action(StrEnum):

@@ -12,6 +12,7 @@ from edge_agent.scheduler import (
     HORIZON,
     current_window,
     decide,
+    failure_backoff,
     fixed_slot,
     fixed_time_until,
     is_eligible,
@@ -99,6 +100,7 @@ def make(
     resume_mode: str = "resume",
     started: frozenset[str] = frozenset(),
     last_aired: dict[str, datetime] | None = None,
+    held_back: dict[str, datetime] | None = None,
 ) -> ScheduleInput:
     return ScheduleInput(
         now=now,
@@ -113,6 +115,7 @@ def make(
         resume_mode=resume_mode,
         started=started,
         last_aired=last_aired or {},
+        held_back=held_back or {},
     )
 
 
@@ -1620,3 +1623,69 @@ else:
                 assert c.id in later, f"{c.id} stopped airing when {cancel} was cancelled"
             else:
                 assert air.inp.aired.get((c.id, EMERGENCY_SLOT), 0) == c.repeats
+
+
+# ---------------------------------------------------------------- rule 7: failures
+
+
+@pytest.mark.parametrize(
+    ("failures", "seconds"),
+    [(0, 0), (1, 2), (2, 4), (3, 8), (5, 32), (6, 60), (7, 60), (10**6, 60)],
+)
+def test_failure_backoff_doubles_up_to_a_minute(failures: int, seconds: float) -> None:
+    assert failure_backoff(failures) == timedelta(seconds=seconds)
+
+
+def test_a_failed_emergency_until_cancelled_waits_its_hold_however_due() -> None:
+    now = at("12:00")
+    e = cand("e", E, interval_s=0, until_cancelled=True)
+    # Its third airing in a row just failed: no repeat for 8 s, interval 0 or not.
+    held = make(
+        now,
+        e,
+        started=frozenset({"e"}),
+        aired={("e", EMERGENCY_SLOT): 3},
+        last_aired={"e": now},
+        held_back={"e": now + failure_backoff(3)},
+    )
+    decision = decide(held)
+    assert decision.action is Action.KEEP
+    assert decision.next_check == now + timedelta(seconds=8)
+    later = replace(held, now=now + timedelta(seconds=8))
+    assert started(decide(later)) == ("e", EMERGENCY_SLOT)
+
+
+def test_a_held_back_item_is_skipped_and_the_rest_goes_on() -> None:
+    # A board whose video cannot play keeps showing its other items meanwhile.
+    inp = make(
+        at("12:00"),
+        cand("clip"),
+        cand("text"),
+        windows=(win("06:00", "22:00"),),
+        kind=BOARD,
+        held_back={"clip": at("12:00") + timedelta(seconds=2)},
+    )
+    assert decide(inp).bulletin_id == "text"
+    assert decide(replace(inp, held_back={})).bulletin_id == "clip"
+
+
+def test_a_hold_never_cuts_what_plays_and_a_held_arrival_does_not_cut_in() -> None:
+    now = at("12:00")
+    on_air = make(
+        now,
+        cand("old", E, frm=now - timedelta(minutes=5)),
+        cand("new", E, frm=now - timedelta(seconds=1)),
+        playing=plays("old", E, EMERGENCY_SLOT),
+        started=frozenset({"old"}),
+        aired={("old", EMERGENCY_SLOT): 1},
+        held_back={"old": now + timedelta(seconds=30), "new": now + timedelta(seconds=4)},
+    )
+    # "old" keeps playing (its hold is for its next start); "new" failed its first airing
+    # a moment ago and may not cut in again until its hold ends.
+    assert decide(on_air).action is Action.KEEP
+    assert decide(replace(on_air, held_back={"old": now + timedelta(seconds=30)})).preempt
+
+
+def test_an_expired_hold_changes_nothing() -> None:
+    inp = make(IN_MORNING, cand("a"), held_back={"a": IN_MORNING - timedelta(seconds=1)})
+    assert started(decide(inp)) == ("a", W_MORNING)
