@@ -10,8 +10,6 @@ drive it in a subprocess or a worker thread while a hub runs on their own event 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import io
 import json
@@ -67,7 +65,6 @@ OUTBOX_WARN = 500
 CLOCK_WARN_S = 5.0
 CLOCK_FAIL_S = 120.0
 TEMP_WARN_C = 75.0  # the Pi firmware starts soft throttling at 80 °C
-LIBVLC_ERROR = 4
 
 
 @dataclass
@@ -131,42 +128,6 @@ def check_profile(ctx: _Context) -> Check:
 # ---------------------------------------------------------------- audio
 
 
-class _VlcLog:
-    """libvlc's log, captured through libvlc_log_set.
-
-    libVLC does not fail a playback whose audio output cannot open: the input plays on, the
-    clock advances and the player reaches Playing and Ended as if all were well (seen with
-    `--aout=alsa --alsa-audio-device=hw:9,9`). The only reliable sign is the error the
-    output module logs ("cannot open ALSA device", "Audio output failed", "failed to create
-    audio output"), so the doctor listens to the log and judges by it.
-    """
-
-    def __init__(self) -> None:
-        import vlc
-
-        self.errors: list[str] = []
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        vsnprintf = libc.vsnprintf
-        vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
-
-        # va_list is passed by reference (x86-64, aarch64) or is one pointer (armhf), so a
-        # void pointer hands it on to vsnprintf intact on every Pi and on the test machine.
-        def on_log(_data: Any, level: int, _ctx: Any, fmt: bytes, args: Any) -> None:
-            if level < LIBVLC_ERROR:
-                return
-            buf = ctypes.create_string_buffer(512)
-            vsnprintf(buf, len(buf), fmt, args)
-            self.errors.append(buf.value.decode("utf-8", "replace"))
-
-        # Kept referenced: libvlc calls it from its own threads. (Wrapped by a call, not a
-        # decorator: python-vlc is untyped, and a decorator would erase `on_log`'s types.)
-        self.callback = vlc.CallbackDecorators.LogCb(on_log)
-
-    def audio_errors(self) -> list[str]:
-        words = ("audio", "alsa", "pulse", "sound", "device")
-        return [e for e in self.errors if any(w in e.lower() for w in words)]
-
-
 def _vlc_audio_args(ctx: _Context) -> list[str]:
     audio = ctx.profile.audio if ctx.profile else None
     output = ctx.opts.aout or (audio.output if audio else None) or "alsa"
@@ -183,11 +144,14 @@ def _play_tone(args: list[str], tone: Path, timeout_s: float) -> tuple[bool, flo
     """(reached Playing, seconds played, audio errors libvlc logged)."""
     import vlc
 
-    log = _VlcLog()
+    from .players.vlc_log import VlcErrorLog, is_audio_output_error
+
+    errors: list[str] = []
+    log = VlcErrorLog(errors.append)
     instance = vlc.Instance(["--quiet", "--no-video", "--file-caching=100", *args])
     if instance is None:
         return False, 0.0, [f"libvlc refused the arguments {args}"]
-    instance.log_set(log.callback, None)
+    log.attach(instance)
     player = instance.media_player_new()
     reached = False
     played = 0.0
@@ -211,9 +175,9 @@ def _play_tone(args: list[str], tone: Path, timeout_s: float) -> tuple[bool, flo
         player.stop()
     finally:
         player.release()
-        instance.log_unset()
+        log.detach(instance)
         instance.release()
-    return reached, played, log.audio_errors()
+    return reached, played, [e for e in errors if is_audio_output_error(e)]
 
 
 def check_audio(ctx: _Context) -> Check:

@@ -290,7 +290,7 @@ class Reporting(AgentPart):
                 details.setdefault(fault, "")
         player = agent.player.health()
         for fault in player.faults:
-            details.setdefault(fault, "")
+            details.setdefault(fault, player.reasons.get(fault, ""))
         for fault, detail in agent.active_faults().items():
             details.setdefault(fault, detail)
         free = await asyncio.to_thread(free_bytes, agent.config.data_dir)

@@ -42,6 +42,10 @@ class Fault(StrEnum):
     """Trình phát bị treo: a stop did not return in time, the backend was replaced and the
     old one still hangs in libVLC (python-vlc #74). The hub also judges it from
     `player_stuck_stops_total`."""
+    AUDIO_OUTPUT_FAILED = "audio_output_failed"
+    """Không phát được ra loa: libVLC could not open the audio output (the sound card is
+    missing, unplugged or held by another program), so the last airing was not heard; it
+    is reported as failed, not as aired. Cleared by the next airing heard whole."""
     PLAYER_CHECK_FAILED = "player_check_failed"
     """A player backend's own health check raised: what it plays cannot be vouched for."""
     CLOCK_UNTRUSTED = "clock_untrusted"

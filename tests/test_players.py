@@ -284,6 +284,52 @@ async def test_vlc_refuses_what_it_cannot_play(
     assert player.state is not PlayerState.PLAYING
 
 
+async def test_vlc_fails_an_airing_whose_sound_card_cannot_open(long_wav: Path) -> None:
+    """libvlc plays on in silence when its audio output cannot open, to Playing and Ended as
+    if all were well: the airing must be a failure, and the player must say why."""
+    player = VlcPlayer(["--aout=alsa", "--alsa-audio-device=hw:9,9"], stop_timeout_s=0.5)
+    events = Events()
+    player.set_event_sink(events)
+    try:
+        try:
+            await player.play(audio_item("silent", long_wav))
+        except PlayerError as exc:
+            detail = str(exc)
+        else:
+            detail = (await events.wait_for(EventType.ERROR, "silent")).detail
+        assert detail.startswith("audio output failed:"), detail
+        assert "hw:9,9" in detail
+        # Stopped, not left to "end" in silence and be credited.
+        await until(lambda: not player._halts)
+        assert player.state is PlayerState.ERROR
+        assert EventType.ENDED not in events.kinds_for("silent")
+        health = player.health()
+        assert Fault.AUDIO_OUTPUT_FAILED in health.faults
+        assert "hw:9,9" in health.reasons[Fault.AUDIO_OUTPUT_FAILED]
+    finally:
+        await player.close()
+
+
+async def test_vlc_audio_fault_clears_once_an_item_is_heard_whole(
+    vlc_player: tuple[VlcPlayer, Events], long_wav: Path, short_wav: Path
+) -> None:
+    player, events = vlc_player
+    await player.play(audio_item("first", long_wav))
+    # What libvlc's ALSA module logs, from its own thread, when the card goes mid-airing.
+    lost = 'cannot write samples: the audio device "hw:0,0" is gone'
+    await asyncio.to_thread(player._from_vlc_log, lost)
+    await asyncio.to_thread(player._from_vlc_log, "a later message of no interest")
+    error = await events.wait_for(EventType.ERROR, "first")
+    assert error.detail == f"audio output failed: {lost}"
+    assert player.health().reasons == {Fault.AUDIO_OUTPUT_FAILED: lost}
+    await until(lambda: player.state is PlayerState.ERROR and not player._halts)
+    await player.play(audio_item("second", short_wav))
+    assert Fault.AUDIO_OUTPUT_FAILED in player.health().faults  # not yet heard whole
+    await events.wait_for(EventType.ENDED, "second")
+    assert player.health().faults == ()
+    assert EventType.ENDED not in events.kinds_for("first")
+
+
 # ---------------------------------------------------------------------- display
 
 

@@ -11,8 +11,8 @@ part from there, never from a backend's private attributes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -108,6 +108,8 @@ class PlayerHealth:
     stuck_stops: int = 0
     #: What the player finds wrong with its own output now, each once, in a stable order.
     faults: tuple[Fault, ...] = ()
+    #: Why, for those of `faults` the player can say more of (the hub shows it).
+    reasons: Mapping[Fault, str] = field(default_factory=dict)
 
 
 def self_check(check: Callable[[], Fault | None], backend: str) -> tuple[Fault, ...]:

@@ -60,6 +60,7 @@ class PlayerRouter:
         """The state on air, every backend's stuck stops summed and their faults merged."""
         stuck = 0
         faults: list[Fault] = []
+        reasons: dict[Fault, str] = {}
         for backend in self.backends:
             try:
                 part = backend.health()
@@ -69,8 +70,10 @@ class PlayerRouter:
             else:
                 stuck += part.stuck_stops
                 found = part.faults
+                for fault, why in part.reasons.items():
+                    reasons.setdefault(fault, why)
             faults.extend(fault for fault in found if fault not in faults)
-        return PlayerHealth(self.state, stuck, tuple(faults))
+        return PlayerHealth(self.state, stuck, tuple(faults), reasons)
 
     def set_event_sink(self, sink: EventSink) -> None:
         self._sink = sink

@@ -41,6 +41,7 @@ from .base import (
     PlayItem,
     self_check,
 )
+from .vlc_log import VlcErrorLog, is_audio_output_error
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,16 @@ class VlcPlayer:
         if instance is None:
             raise PlayerError(f"libvlc could not start with arguments {args!r}")
         self._instance: vlc.Instance = instance
+        # The only sign of a sound card that cannot be opened (vlc_log.py). Attached before
+        # any player exists, so no message of any item is missed.
+        self._errors = VlcErrorLog(self._from_vlc_log)
+        self._errors.attach(instance)
+        #: Why the audio output last failed; None once an item was heard whole since.
+        self.audio_failure: str | None = None
+        # The token of the item whose airing the audio output failed (it is failed once).
+        self._audio_failed_token: int | None = None
+        self._reason_token: int | None = None  # the item `audio_failure` was first said of
+        self._halts: set[asyncio.Task[None]] = set()
         self._fullscreen = fullscreen and video
         self.stop_timeout_s = stop_timeout_s
         self.start_timeout_s = start_timeout_s
@@ -234,6 +245,8 @@ class VlcPlayer:
     def _on_vlc(self, slot: _Slot, token: int, note: _VlcNote) -> None:
         if slot is not self._slot or token != self._token or self._item is None:
             return  # from an abandoned player or an item already replaced
+        if token == self._audio_failed_token:
+            return  # failed already (its sound never left the device); being stopped
         item = self._item
         waiter = self._start_waiter
         if note == "playing":
@@ -255,6 +268,8 @@ class VlcPlayer:
             self._state = PlayerState.IDLE
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
+            if item.kind is BulletinKind.AUDIO:
+                self.audio_failure = None  # heard whole: the output works again
             self._emit(EventType.ENDED, item, self._last_position)
             return
         detail = f"libvlc could not play {item.path}"
@@ -266,6 +281,63 @@ class VlcPlayer:
         self._last_position = self._read_position()
         self._state = PlayerState.ERROR
         self._emit(EventType.ERROR, item, self._last_position, detail)
+
+    def _from_vlc_log(self, message: str) -> None:
+        # libvlc's own thread, as in _from_vlc. The token is read here, at the moment of the
+        # message: one logged while an item is being replaced carries the old item's.
+        if not is_audio_output_error(message):
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._on_audio_error, self._token, message)
+        except RuntimeError:
+            pass  # the loop closed meanwhile
+
+    def _on_audio_error(self, token: int, message: str) -> None:
+        """The audio output failed: libvlc plays on in silence, so the item is failed here.
+
+        Only an audio item's airing is failed (a board's video still shows its pictures);
+        the fault is kept for the health report either way."""
+        item = self._item
+        waiter = self._start_waiter
+        starting = waiter is not None and not waiter.done()
+        # Starting or playing now: not an item being stopped, whose input logs on a moment.
+        live = (
+            item is not None
+            and token == self._token
+            and (starting or self._state is PlayerState.PLAYING)
+        )
+        if live and token != self._reason_token:
+            # An item's first message names the device; the ones after it only echo it.
+            self._reason_token = token
+            self.audio_failure = message
+        elif self.audio_failure is None:
+            self.audio_failure = message
+        if not live or item is None or token == self._audio_failed_token:
+            return
+        if item.kind is not BulletinKind.AUDIO:
+            return
+        self._audio_failed_token = token
+        detail = f"audio output failed: {message}"
+        log.error("%s: %s", item.bulletin_id, detail)
+        self._state = PlayerState.ERROR
+        if waiter is not None and starting:
+            waiter.set_exception(PlayerError(detail))  # play() raises, then stops it
+            return
+        self._last_position = self._read_position()
+        self._emit(EventType.ERROR, item, self._last_position, detail)
+        halt = asyncio.ensure_future(self._halt_if_current(token))
+        self._halts.add(halt)
+        halt.add_done_callback(self._halts.discard)
+
+    async def _halt_if_current(self, token: int) -> None:
+        """Stop the input left playing in silence, unless another item replaced it."""
+        async with self._lock:
+            if self._token == token:
+                await self._halt()
+                self._state = PlayerState.ERROR
 
     def _emit(self, kind: EventType, item: PlayItem, position: float, detail: str = "") -> None:
         if self._sink is not None:
@@ -384,6 +456,12 @@ class VlcPlayer:
             raise PlayerError(
                 f"{item.path} did not start within {self.start_timeout_s:g} s"
             ) from None
+        except PlayerError:
+            if self._audio_failed_token == slot.token:
+                # libvlc would play it on in silence: stop it before saying it failed.
+                await self._halt()
+                self._state = PlayerState.ERROR
+            raise
         finally:
             self._start_waiter = None
         if self._volume is not None and self._state is PlayerState.PLAYING:
@@ -465,7 +543,16 @@ class VlcPlayer:
         # Otherwise it is applied when the next item starts.
 
     def health(self) -> PlayerHealth:
-        return PlayerHealth(self._state, self.stuck_stops, self_check(self.screen_fault, "libvlc"))
+        faults = self_check(self.screen_fault, "libvlc")
+        failure = self.audio_failure
+        if failure is None:
+            return PlayerHealth(self._state, self.stuck_stops, faults)
+        return PlayerHealth(
+            self._state,
+            self.stuck_stops,
+            (*faults, Fault.AUDIO_OUTPUT_FAILED),
+            {Fault.AUDIO_OUTPUT_FAILED: failure},
+        )
 
     async def close(self) -> None:
         if self._closed:
@@ -477,4 +564,5 @@ class VlcPlayer:
             if self._media is not None:
                 self._media.release()
                 self._media = None
+            self._errors.detach(self._instance)
             self._instance.release()

@@ -1,0 +1,92 @@
+"""A loudspeaker whose sound card is gone, end to end: a real hub on 127.0.0.1 and a speaker
+running the real agent core with real libVLC, its ALSA output pointed at a card that does not
+exist (`hw:9,9`: what an unplugged USB card or a dead codec looks like to libVLC).
+
+libVLC plays on in silence when its output cannot open, to Playing and Ended as if all were
+well. Before this was caught, every screen said "ok" and each airing was credited as heard.
+And with an emergency aired every 0 s until cancelled, a failing airing came back at once,
+so a dead output was retried in a loop, a failed play written each time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from edge_agent.players.vlc import VlcPlayer
+from edge_agent.scheduler import failure_backoff
+from loa_contract import PlayOutcome
+from tests.e2e import LiveHub, enroll_agent, live_hub, tone_bytes
+
+TIMEOUT = 20.0
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
+    async with live_hub(tmp_path / "hub") as live:
+        yield live
+
+
+async def test_a_speaker_without_its_sound_card_says_so_and_credits_nothing(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    await hub.add_commune("xa-f")
+    speaker = await enroll_agent(
+        hub,
+        tmp_path / "speaker",
+        commune="xa-f",
+        kind="speaker",
+        profile="speaker-cluster",
+        player=VlcPlayer(["--aout=alsa", "--alsa-audio-device=hw:9,9"]),
+        health_interval_s=0.5,
+    )
+    device_id = speaker.identity.device_id
+    try:
+        await speaker.wait_until(speaker.status_connected, TIMEOUT)
+        alarm = await hub.upload(tone_bytes(tmp_path, "alarm", 2.0, 880.0), "audio/wav")
+        emergency = await hub.call(
+            "POST",
+            "/api/v1/emergencies",
+            json={
+                "title": "Cảnh báo lũ",
+                "media": alarm["sha256"],
+                "until_cancelled": True,
+                "interval_s": 0,
+            },
+            expect=201,
+        )
+        bulletin_id = emergency["id"]
+        programme = speaker.programme
+        await speaker.wait_until(lambda: programme.failures.get(bulletin_id, 0) >= 3, TIMEOUT)
+
+        assert speaker.store is not None
+        plays = sorted(
+            (p for p in await speaker.store.recent_plays(500) if p.bulletin_id == bulletin_id),
+            key=lambda p: p.started_at,
+        )
+        # Three tries, not hundreds: each waits out its hold, 2 s then 4 s.
+        assert [p.outcome for p in plays] == [PlayOutcome.FAILED] * 3
+        for n, (before, after) in enumerate(pairwise(plays), start=1):
+            assert after.started_at - before.ended_at >= failure_backoff(n)
+
+        async def reported() -> bool:
+            device = await hub.call("GET", f"/api/v1/devices/{device_id}")
+            return "audio_output_failed" in device["verdict_reasons"]
+
+        await speaker.wait_until(reported, TIMEOUT)
+        device = await hub.call("GET", f"/api/v1/devices/{device_id}")
+        assert device["verdict"] == "fault"
+        assert "hw:9,9" in device["health"]["fault_details"]["audio_output_failed"]
+
+        async def failures_reached_the_hub() -> bool:
+            got = await hub.call("GET", f"/api/v1/plays?device={device_id}")
+            return len(got) >= 3
+
+        await speaker.wait_until(failures_reached_the_hub, TIMEOUT)
+        got = await hub.call("GET", f"/api/v1/plays?device={device_id}")
+        assert {p["outcome"] for p in got} == {"failed"}, "nothing unheard is credited"
+    finally:
+        await speaker.stop()
