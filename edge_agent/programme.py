@@ -103,6 +103,15 @@ class Current:
         return self.started_at + timedelta(seconds=time.monotonic() - self.started_mono)
 
 
+def failure_counts(slot: str) -> bool:
+    """Whether a failed airing counts as one of the item's airings.
+
+    An emergency's does not: it was not heard, so it is still owed, and its hold
+    (`failure_backoff`) keeps the tries apart until the output works or it expires. Any
+    other item's does, so that one broken item does not hold up a window's programme."""
+    return slot != EMERGENCY_SLOT
+
+
 class Programme(AgentPart):
     """Decides and plays; the only part that drives the player."""
 
@@ -436,7 +445,9 @@ class Programme(AgentPart):
         elif seen:
             agent.sync.saved()
         if failed:
-            await self.close_current(PlayOutcome.FAILED, 0.0, counts_as_aired=True)
+            await self.close_current(
+                PlayOutcome.FAILED, 0.0, counts_as_aired=failure_counts(decision.slot)
+            )
         else:
             log.info("playing %s %r (%s)", bulletin.id, bulletin.title, bulletin.priority.value)
         if previous is not None:
@@ -548,7 +559,11 @@ class Programme(AgentPart):
                 )
             elif event.type is EventType.ERROR:
                 log.error("player failed on %s: %s", event.bulletin_id, event.detail)
-                await self.close_current(PlayOutcome.FAILED, event.position_s, counts_as_aired=True)
+                await self.close_current(
+                    PlayOutcome.FAILED,
+                    event.position_s,
+                    counts_as_aired=failure_counts(current.slot),
+                )
 
     async def _handle_controls(self) -> None:
         agent = self.agent
