@@ -42,7 +42,9 @@ Rules (DESIGN.md §2), in the order `decide` applies them:
    not play it) may not start again until ``held_back`` says, however due it is: without
    it, a board's rotation or an emergency every 0 s until cancelled would retry a dead
    output in a loop, writing a failed airing each time. The wait doubles with each failure
-   in a row (``failure_backoff``) and ends with the first airing that succeeds.
+   in a row (``failure_backoff``) and ends with the first airing that succeeds. An
+   emergency's failed airing is not one of its ``repeats`` (the programme does not count
+   it in ``aired``): it was not heard, so it stays owed until it is, or expires.
 8. Boundaries. A playing item that is still allowed is never cut or restarted except by an
    emergency; an item no longer allowed (cancelled, expired, removed, outside every window,
    clock untrusted) is stopped, or replaced by whatever is due (without ``preempt``).
