@@ -385,6 +385,9 @@ class Agent:
         found: dict[Fault, str] = {
             f: why for f, (at, why) in self._state_faults.items() if at >= horizon
         }
+        player = self.player.health()
+        for fault in player.faults:
+            found.setdefault(fault, player.reasons.get(fault, ""))
         died = self.supervisor.died_recently()
         if died:
             found[Fault.TASK_DIED] = "; ".join(died.values())

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from aiohttp import web
 
-from loa_contract import VN_TZ, Priority
+from loa_contract import VN_TZ, PlayOutcome, Priority
 
 from .agent import ControlRefused
 from .i18n import page_labels, t
@@ -152,9 +152,10 @@ async def page_status(app: web.Application) -> dict[str, Any]:
     days = [(now.date() - timedelta(days=n)).isoformat() for n in range(CHART_DAYS - 1, -1, -1)]
     since = datetime.combine(now.date() - timedelta(days=CHART_DAYS - 1), datetime.min.time())
     plays_by_day = dict.fromkeys(days, 0)
-    for started, _outcome in await agent.store.play_starts(since.replace(tzinfo=VN_TZ)):
+    for started, outcome in await agent.store.play_starts(since.replace(tzinfo=VN_TZ)):
         day = started.astimezone(VN_TZ).date().isoformat()
-        if day in plays_by_day:
+        # A failed airing was not heard (or seen): the recent list shows it, not this count.
+        if day in plays_by_day and outcome is not PlayOutcome.FAILED:
             plays_by_day[day] += 1
     recent = []
     for proof in await agent.store.recent_plays(12):

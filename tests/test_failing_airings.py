@@ -11,15 +11,20 @@ airings, failures used them up, and a card back in place later aired nothing.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from edge_agent.local_http import create_local_app
 from edge_agent.players.vlc import VlcPlayer
 from edge_agent.scheduler import failure_backoff
 from loa_contract import PlayOutcome
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.e2e import LiveHub, enroll_agent, live_hub, tone_bytes
 
 TIMEOUT = 20.0
@@ -31,6 +36,35 @@ async def hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
         yield live
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _faults_on_the_page(url: str, shot: Path) -> dict[str, str]:
+    """What the local page's faults card says (sync API: this runs in a worker thread)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(url + "/")
+            item = page.locator("#fault-list li[data-fault=audio_output_failed]")
+            expect(item).to_have_count(1)
+            page.screenshot(path=str(shot), full_page=True)
+            vietnamese = item.inner_text()
+            # Tries that were not heard are not airings: the day's count leaves them out.
+            expect(page.locator("#plays-today")).to_have_text("Lượt phát hôm nay: 0")
+            page.goto(url + "/?lang=en")
+            english = page.locator("#fault-list li[data-fault=audio_output_failed]").inner_text()
+            return {"vi": vietnamese, "en": english}
+        finally:
+            browser.close()
+
+
+@needs_chromium
 @pytest.mark.parametrize(
     "airings",
     [
@@ -93,5 +127,19 @@ async def test_a_speaker_without_its_sound_card_says_so_and_credits_nothing(
         await speaker.wait_until(failures_reached_the_hub, TIMEOUT)
         got = await hub.call("GET", f"/api/v1/plays?device={device_id}")
         assert {p["outcome"] for p in got} == {"failed"}, "nothing unheard is credited"
+
+        # And the commune's technician at the device sees it too, in their words.
+        runner = web.AppRunner(create_local_app(speaker), access_log=None)
+        await runner.setup()
+        port = _free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / f"local-page-audio-fault-{len(airings)}.png"
+            said = await asyncio.to_thread(_faults_on_the_page, f"http://127.0.0.1:{port}", shot)
+        finally:
+            await runner.cleanup()
+        assert said["vi"].startswith("Không phát được ra loa") and "hw:9,9" in said["vi"]
+        assert said["en"].startswith("The sound card could not be opened")
     finally:
         await speaker.stop()

@@ -127,6 +127,20 @@
       if (open) li.className = "open";
       return li;
     }, "page_no_windows");
+    // What the device finds wrong now, in the staff's words, with the device's own reason.
+    fill("fault-list", Object.entries(s.faults || {}), ([name, why]) => {
+      const li = document.createElement("li");
+      li.className = "fault";
+      li.dataset.fault = name;
+      const key = "page_fault_" + name;
+      li.textContent = L[key] ? tr(key) : name;
+      if (why) {
+        const detail = document.createElement("span"); detail.className = "muted";
+        detail.textContent = " (" + why + ")";
+        li.appendChild(detail);
+      }
+      return li;
+    }, "page_no_faults");
     badge("clock-badge", s.clock.trusted ? tr("page_clock_trusted") : tr("page_clock_untrusted"), s.clock.trusted ? "ok" : "bad");
     setText("clock-reason", tr("page_clock_src_" + (s.clock.source || "system")));
     setText("clock-offset", s.clock.offset_s === null || s.clock.offset_s === undefined ? "" : tr("page_clock_offset", { offset: (s.clock.offset_s >= 0 ? "+" : "") + Math.round(s.clock.offset_s) + " s" }));
