@@ -26,7 +26,7 @@ from .agent import Agent, AgentConfig
 from .backends import build_player, build_speech
 from .clock import TIMEDATECTL, ClockJudge, NtpProbe
 from .hubclient import HubClient, HubRejected, HubUnavailable, HubUntrusted
-from .i18n import default_lang, t
+from .i18n import MESSAGES, default_lang, t
 from .identity import Identity, IdentityError, pin_hub_ca
 from .profile import ProfileError, load_profile
 from .relay import build_relay
@@ -395,8 +395,20 @@ def _format_status(status: dict[str, Any], lang: str) -> str:
         f"{t('status_line_clock', lang)}: {t(clock, lang)}",
         f"{t('status_line_outbox', lang)}: {sum(status['outbox'].values())}",
         f"{t('status_line_reason', lang)}: {status['reason']}",
+        f"{t('page_faults', lang)}: "
+        + (
+            "; ".join(_fault_text(n, why, lang) for n, why in status.get("faults", {}).items())
+            or t("page_no_faults", lang)
+        ),
     ]
     return "\n".join(lines)
+
+
+def _fault_text(name: str, why: str, lang: str) -> str:
+    """A fault in the staff's words (a newer agent's unknown name as it is), with its reason."""
+    key = f"page_fault_{name}"
+    label = t(key, lang) if key in MESSAGES else name
+    return f"{label} ({why})" if why else label
 
 
 if __name__ == "__main__":

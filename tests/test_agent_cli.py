@@ -60,6 +60,7 @@ async def test_status_of_a_running_and_a_stopped_agent(
         assert "Đang phát: Tiêm phòng dại [thông thường]" in text
         assert f"Thiết bị: {agent.identity.device_id}" in text
         assert f"({hub.url})" in text  # the hub node in use, the enrolled one
+        assert "Sự cố: Không có sự cố" in text
 
         code = await asyncio.to_thread(
             main, ["--lang", "en", "status", "--data", str(data), "--json"]
@@ -83,3 +84,15 @@ def test_run_without_enrollment_names_the_command_to_run(
 ) -> None:
     assert main(["run", "--data", str(tmp_path / "nothing")]) == 2
     assert "edge-agent enroll" in capsys.readouterr().err
+
+
+def test_status_names_each_fault_in_the_staffs_words_with_its_reason() -> None:
+    from edge_agent.cli import _fault_text
+
+    why = 'cannot open ALSA device "hw:1,0"'
+    assert _fault_text("audio_output_failed", why, "vi") == (
+        f"Không phát được ra loa (mất card âm thanh), bản tin không được nghe ({why})"
+    )
+    assert _fault_text("disk_low", "", "en") == "Disk almost full"
+    # A newer agent's fault this one has no words for: its name, never nothing.
+    assert _fault_text("fan_stopped", "0 rpm", "vi") == "fan_stopped (0 rpm)"
