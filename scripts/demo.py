@@ -466,7 +466,9 @@ def main() -> int:
         enroll(token, "Bảng tin UBND xã", "board", "lcd-board-1080p", DATA / "board")
 
         vlc_args: list[str] = []
-        if not Path("/dev/snd").exists():
+        # A playback device, not merely /dev/snd (a VM often has only its sequencer and
+        # timer): without one the speaker would rightly report every airing unheard.
+        if not any(Path("/dev/snd").glob("pcmC*D*p")):
             print("(no sound card here: audio plays to VLC's dummy output)")
             vlc_args = ["--vlc-arg=--aout=dummy"]
         agent_env = dict(os.environ)
