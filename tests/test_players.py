@@ -6,6 +6,7 @@ import array
 import asyncio
 import math
 import os
+import subprocess
 import threading
 import time
 import wave
@@ -328,6 +329,45 @@ async def test_vlc_audio_fault_clears_once_an_item_is_heard_whole(
     await events.wait_for(EventType.ENDED, "second")
     assert player.health().faults == ()
     assert EventType.ENDED not in events.kinds_for("first")
+
+
+def _clip(path: Path, *, sound: bool) -> Path:
+    """A real half-second MP4 from ffmpeg, with or without a sound track."""
+    inputs = ["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=0.5"]
+    if sound:
+        inputs += ["-f", "lavfi", "-i", "sine=frequency=440:duration=0.5"]
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", *inputs, "-shortest", str(path)], check=True
+    )
+    return path
+
+
+async def test_a_board_video_clears_the_audio_fault_only_when_it_had_sound(
+    tmp_path: Path,
+) -> None:
+    player = VlcPlayer(["--aout=dummy", "--vout=dummy"], kinds={BulletinKind.VIDEO})
+    events = Events()
+    player.set_event_sink(events)
+
+    def video(bulletin_id: str, path: Path) -> PlayItem:
+        return PlayItem(bulletin_id, BulletinKind.VIDEO, Priority.NORMAL, bulletin_id, path=path)
+
+    try:
+        await player.play(video("first", _clip(tmp_path / "first.mp4", sound=True)))
+        await asyncio.to_thread(player._from_vlc_log, "failed to create audio output")
+        # A board's airing is its picture: the video goes on, the fault is kept.
+        await events.wait_for(EventType.ENDED, "first")
+        assert player.health().reasons == {
+            Fault.AUDIO_OUTPUT_FAILED: "failed to create audio output"
+        }
+        await player.play(video("mute", _clip(tmp_path / "mute.mp4", sound=False)))
+        await events.wait_for(EventType.ENDED, "mute")
+        assert Fault.AUDIO_OUTPUT_FAILED in player.health().faults, "a silent clip proves nothing"
+        await player.play(video("sound", _clip(tmp_path / "sound.mp4", sound=True)))
+        await events.wait_for(EventType.ENDED, "sound")
+        assert player.health().faults == ()
+    finally:
+        await player.close()
 
 
 # ---------------------------------------------------------------------- display

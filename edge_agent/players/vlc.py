@@ -268,7 +268,7 @@ class VlcPlayer:
             self._state = PlayerState.IDLE
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
-            if item.kind is BulletinKind.AUDIO:
+            if token != self._reason_token and self._had_sound(item):
                 self.audio_failure = None  # heard whole: the output works again
             self._emit(EventType.ENDED, item, self._last_position)
             return
@@ -281,6 +281,16 @@ class VlcPlayer:
         self._last_position = self._read_position()
         self._state = PlayerState.ERROR
         self._emit(EventType.ERROR, item, self._last_position, detail)
+
+    def _had_sound(self, item: PlayItem) -> bool:
+        """Whether the item that just ended went through the audio output: any audio item,
+        a video only with a sound track (a silent one proves nothing of the output)."""
+        if item.kind is BulletinKind.AUDIO:
+            return True
+        media = self._media
+        if item.kind is not BulletinKind.VIDEO or media is None:
+            return False
+        return any(track.type == vlc.TrackType.audio for track in media.tracks_get() or ())
 
     def _from_vlc_log(self, message: str) -> None:
         # libvlc's own thread, as in _from_vlc. The token is read here, at the moment of the
