@@ -15,8 +15,9 @@ from loa_contract.models import VN_TZ
 from . import communes, incidents
 from .appkeys import CLOCK
 from .auth import Permission, User
-from .console import PageHandler, api, page, render, see_other
+from .console import PageHandler, api, api_all, page, page_cursor, pager_links, render, see_other
 from .errors import ApiError, validation_detail
+from .paging import Page
 from .web_session import check_csrf, page_user
 
 
@@ -28,17 +29,15 @@ async def _page(
     errors: list[dict[str, str]] | None = None,
     values: dict[str, Any] | None = None,
 ) -> web.Response:
-    open_now: list[incidents.IncidentOut] = await api(
-        request,
-        user,
-        incidents.list_incidents,
-        query=incidents.IncidentQuery(state="open"),
+    # Every open one (each wants doing); the closed ones a page at a time, newest first.
+    open_now: list[incidents.IncidentOut] = await api_all(
+        request, user, incidents.list_incidents, query=incidents.IncidentQuery(state="open")
     )
-    closed: list[incidents.IncidentOut] = await api(
+    closed: Page[list[incidents.IncidentOut]] = await api(
         request,
         user,
         incidents.list_incidents,
-        query=incidents.IncidentQuery(state="closed", limit=50),
+        query=incidents.IncidentQuery(state="closed", limit=50, before=page_cursor(request)),
     )
     every: list[communes.CommuneOut] = await api(request, user, communes.list_communes)
     saved = request.query.get("saved")
@@ -47,7 +46,8 @@ async def _page(
         "incidents.html",
         status=status,
         open=open_now,
-        closed=closed,
+        closed=closed.body,
+        **pager_links(request, closed.next_before, "/incidents"),
         communes=every,
         errors=errors or [],
         values=values or {"what": "", "commune": user.commune or "", "device_id": "", "since": ""},

@@ -14,6 +14,7 @@ from . import groups, releases
 from .auth import Permission, User, require
 from .console import PageHandler, api, page, render, see_other
 from .errors import ApiError, validation_detail
+from .paging import Page
 from .web_session import check_csrf, page_user
 
 _FORM_FIELDS = (
@@ -36,11 +37,11 @@ async def _releases_page(
     values: dict[str, str] | None = None,
 ) -> web.Response:
     listed: releases.ReleasesOut = await api(request, user, releases.list_releases)
-    recent = await api(
+    recent: Page[list[releases.DeviceUpdateOut]] = await api(
         request,
         user,
         releases.list_device_updates,
-        query=releases.DeviceUpdatesQuery(),
+        query=releases.DeviceUpdatesQuery(limit=50),
     )
     device_groups = await api(request, user, groups.list_groups)
     auto_paused = [
@@ -51,7 +52,7 @@ async def _releases_page(
         "releases.html",
         status=status,
         listed=listed,
-        recent=recent[:50],
+        recent=recent.body,
         device_groups=device_groups,
         auto_paused=auto_paused,
         errors=errors or [],

@@ -32,6 +32,7 @@ from .db import Database
 from .devices import judge
 from .domain.incidents import step
 from .errors import ApiError, field_error
+from .paging import MAX_CURSOR, MAX_LIMIT, Page, cut, decode_cursor
 from .routing import Ctx, RouteTable
 from .store import audit as audit_log
 from .store import communes, devices
@@ -87,7 +88,9 @@ class IncidentQuery(BaseModel):
 
     state: State | None = None
     commune: str | None = Field(default=None, max_length=32)
-    limit: int = Field(default=200, ge=1, le=1000)
+    #: The previous page's X-Next-Before: this page continues after that incident.
+    before: str | None = Field(default=None, max_length=MAX_CURSOR)
+    limit: int = Field(default=200, ge=1, le=MAX_LIMIT)
 
 
 def incident_out(incident: Incident, now: datetime) -> IncidentOut:
@@ -169,13 +172,13 @@ async def open_incident(ctx: Ctx) -> IncidentOut:
 @routes.get(
     "/api/v1/incidents",
     summary="Incidents, newest first: open ones with their age, closed ones with who closed"
-    " them; a commune account sees its commune's",
+    " them; a commune account sees its commune's; paged: follow the Link header",
     permission=Permission.FLEET_READ,
     query=IncidentQuery,
     response=list[IncidentOut],
     errors=[403],
 )
-async def list_incidents(ctx: Ctx) -> list[IncidentOut]:
+async def list_incidents(ctx: Ctx) -> Page[list[IncidentOut]]:
     query: IncidentQuery = ctx.query
     commune = query.commune
     own = ctx.user.commune
@@ -183,9 +186,16 @@ async def list_incidents(ctx: Ctx) -> list[IncidentOut]:
         if commune not in (None, own):
             raise ApiError(403, "out_of_scope", f"commune {commune!r} is outside your unit")
         commune = own
-    found = await store.listing(ctx.db, commune=commune, state=query.state, limit=query.limit)
+    before = None
+    if query.before is not None:
+        opened_at, incident_id = decode_cursor(query.before, (str, str))
+        before = (opened_at, incident_id)
+    found = await store.listing(
+        ctx.db, commune=commune, state=query.state, limit=query.limit + 1, before=before
+    )
+    found, cursor = cut(found, query.limit, store.list_key)
     now = ctx.now
-    return [incident_out(i, now) for i in found]
+    return Page([incident_out(i, now) for i in found], cursor)
 
 
 @routes.post(

@@ -51,6 +51,7 @@ from loa_contract import (
 from .auth import DeviceAuth, Permission
 from .db import Database
 from .errors import ApiError, field_error
+from .paging import DEFAULT_LIMIT, MAX_CURSOR, MAX_LIMIT, Page, cut, decode_cursor
 from .routing import Ctx, RouteTable
 from .store import audit as audit_log
 from .store import groups as groups_store
@@ -694,17 +695,27 @@ class DeviceUpdateOut(BaseModel):
 class DeviceUpdatesQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: ReleaseVersion | None = None
+    #: The previous page's X-Next-Before: this page continues after that device's word.
+    before: str | None = Field(default=None, max_length=MAX_CURSOR)
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 
 
 @routes.get(
     "/api/v1/device-updates",
     summary="Each device's last word on its update (state, reason, silence of the switch),"
-    " newest first, at most 1000; ?version= narrows to one release",
+    " newest first; ?version= narrows to one release; paged: follow the Link header",
     permission=Permission.FLEET_UPDATES,
     query=DeviceUpdatesQuery,
     response=list[DeviceUpdateOut],
 )
-async def list_device_updates(ctx: Ctx) -> list[DeviceUpdateOut]:
+async def list_device_updates(ctx: Ctx) -> Page[list[DeviceUpdateOut]]:
     query: DeviceUpdatesQuery = ctx.query
-    found = await store.device_updates(ctx.db, version=query.version)
-    return [DeviceUpdateOut(**vars(u)) for u in found]
+    before = None
+    if query.before is not None:
+        reported_at, device_id = decode_cursor(query.before, (str, str))
+        before = (reported_at, device_id)
+    found = await store.device_updates(
+        ctx.db, version=query.version, limit=query.limit + 1, before=before
+    )
+    found, cursor = cut(found, query.limit, store.update_key)
+    return Page([DeviceUpdateOut(**vars(u)) for u in found], cursor)

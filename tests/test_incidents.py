@@ -5,6 +5,7 @@ the console page, and a real browser reporting and closing one."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,14 @@ import pytest
 
 from hub.domain.incidents import step
 from hub.incidents import watch_faults
-from hub.testing import FakeClock, HubHarness, health_report, running_hub
+from hub.testing import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    FakeClock,
+    HubHarness,
+    health_report,
+    running_hub,
+)
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleSession, needs_chromium
 
 OWN_PASSWORD = "Own-pass-2!"
@@ -249,6 +257,34 @@ async def test_the_console_page_reports_and_closes(hub: HubHarness) -> None:
         assert (status, location) == (303, "/incidents?saved=closed")
         status, html = await page.get("/incidents")
         assert "Thay dây" in html and "xa1.op" in html
+    finally:
+        await page.close()
+
+
+async def test_the_console_pages_through_closed_incidents(hub: HubHarness) -> None:
+    for i in range(55):
+        opened = await hub.call(
+            "POST",
+            "/api/v1/incidents",
+            json={"what": f"Sự cố số {i:02d}", "commune": "00001"},
+            expect=201,
+        )
+        await hub.call(
+            "POST", f"/api/v1/incidents/{opened['id']}/close", json={"resolution": "Đã sửa"}
+        )
+    page = ConsoleSession(hub)
+    try:
+        await page.login(ADMIN, ADMIN_PASSWORD)
+        status, html = await page.get("/incidents")
+        assert status == 200
+        first = set(re.findall(r"Sự cố số (\d\d)", html))
+        assert len(first) == 50
+        older = re.search(r'href="([^"]+)" id="next-page"', html)
+        assert older, "no link to the older ones"
+        status, html = await page.get(older[1].replace("&amp;", "&"))
+        rest = set(re.findall(r"Sự cố số (\d\d)", html))
+        assert len(rest) == 5 and first | rest == {f"{i:02d}" for i in range(55)}
+        assert 'id="next-page"' not in html and 'id="first-page"' in html
     finally:
         await page.close()
 

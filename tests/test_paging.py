@@ -1,4 +1,5 @@
-"""Cursor pagination of the lists that grow (bulletins, devices, plays, audit): every row once
+"""Cursor pagination of the lists that grow (bulletins, devices, plays, audit, incidents,
+device updates): every row once
 across the pages, even between rows of equal timestamps; the unit's scope on every page; a bad
 cursor is a 422 naming `before`. And a request reads back what it just wrote."""
 
@@ -213,9 +214,66 @@ async def test_plays_page_newest_first_and_audit_follows_its_link(hub: HubHarnes
     assert len(entries) == every[0]
 
 
+async def test_incidents_page_newest_first_with_ties_and_scope(hub: HubHarness) -> None:
+    made: dict[str, str] = {}
+    for i in range(40):
+        commune = "00002" if i % 4 == 0 else "00001"
+        opened = await hub.call(
+            "POST",
+            "/api/v1/incidents",
+            json={"what": f"Mất điện {i}", "commune": commune},
+            expect=201,
+        )
+        made[opened["id"]] = commune
+    await make_ties(hub, "incidents", "opened_at", groups=3)
+    pages = await walk(hub, "/api/v1/incidents?limit=7")
+    assert [len(p) for p in pages] == [7] * 5 + [5]
+    listed = [i["id"] for page in pages for i in page]
+    assert len(listed) == len(set(listed)) == 40 and set(listed) == set(made)
+    # The default page is the first 200, as before paging: a body that is still a list.
+    assert [i["id"] for i in await hub.call("GET", "/api/v1/incidents")] == listed
+    op = await hub.user("xa2.op", "commune_operator", "00002")
+    theirs = [i["id"] for page in await walk(op, "/api/v1/incidents?limit=3") for i in page]
+    assert set(theirs) == {i for i, c in made.items() if c == "00002"} and len(theirs) == 10
+    closed = [i for page in await walk(hub, "/api/v1/incidents?state=closed&limit=5") for i in page]
+    assert closed == []
+
+
+async def test_device_updates_page_past_a_thousand_devices_worth(hub: HubHarness) -> None:
+    from hub.store import releases as releases_store
+
+    ids = [(await hub.device("00001"))["id"] for _ in range(30)]
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+    async with hub.app[DB].transaction() as tx:
+        for n, device_id in enumerate(ids):
+            await releases_store.save_device_update(
+                tx,
+                device_id,
+                running_version="0.1.0",
+                state="failed" if n % 3 else "done",
+                target_version="0.2.0" if n % 2 else "0.3.0",
+                reason=None,
+                switch_silence_s=None,
+                at=t0 + timedelta(minutes=n // 4),  # four devices a minute: ties
+            )
+    pages = await walk(hub, "/api/v1/device-updates?limit=4")
+    listed = [(u["reported_at"], u["device_id"]) for page in pages for u in page]
+    assert len(listed) == len(set(listed)) == 30 and {d for _, d in listed} == set(ids)
+    assert listed == sorted(listed, reverse=True)
+    narrowed = await walk(hub, "/api/v1/device-updates?limit=4&version=0.2.0")
+    assert sum(map(len, narrowed)) == 15
+
+
 @pytest.mark.parametrize(
     "path",
-    ["/api/v1/bulletins", "/api/v1/devices", "/api/v1/plays", "/api/v1/refused-reports"],
+    [
+        "/api/v1/bulletins",
+        "/api/v1/devices",
+        "/api/v1/plays",
+        "/api/v1/refused-reports",
+        "/api/v1/incidents",
+        "/api/v1/device-updates",
+    ],
 )
 async def test_bad_cursors_are_422_naming_before(hub: HubHarness, path: str) -> None:
     def b64(value: Any) -> str:

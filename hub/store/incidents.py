@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ..db import from_iso, iso
-from .sql import Reader, Row, Tx
+from .sql import Reader, Row, Tx, after_key, key_params
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,25 @@ async def close(tx: Tx, incident_id: str, by: str, at: datetime, resolution: str
     )
 
 
+#: The incidents list's order (newest first), ending in a unique column (hub/paging.py).
+LIST_ORDER = ("opened_at", "id")
+
+
 async def listing(
-    db: Reader, *, commune: str | None, state: str | None, limit: int
+    db: Reader,
+    *,
+    commune: str | None,
+    state: str | None,
+    limit: int,
+    before: tuple[str, str] | None = None,
 ) -> list[Incident]:
-    """Incidents newest first: open ones (state "open"), closed ones ("closed") or all."""
+    """Incidents newest first: open ones (state "open"), closed ones ("closed") or all;
+    after the one whose (opened_at as stored, id) is `before`."""
     where = ["1 = 1"]
     params: dict[str, Any] = {"limit": limit}
+    if before is not None:
+        where.append(after_key(LIST_ORDER, descending=True))
+        params.update(key_params(before))
     if commune is not None:
         where.append("commune = :commune")
         params["commune"] = commune
@@ -97,6 +110,11 @@ async def listing(
         params,
     )
     return [_incident(r) for r in rows]
+
+
+def list_key(incident: Incident) -> tuple[str, str]:
+    """An incident's place in LIST_ORDER, as `listing` takes it in `before`."""
+    return iso(incident.opened_at), incident.id
 
 
 async def overlapping(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..db import from_iso, iso
-from .sql import Reader, Row, Tx
+from .sql import Reader, Row, Tx, after_key, key_params
 
 
 @dataclass(frozen=True)
@@ -278,22 +278,36 @@ class DeviceUpdate:
     reported_at: datetime
 
 
-async def device_updates(db: Reader, *, version: str | None = None) -> list[DeviceUpdate]:
-    """Each device's last word on its update, newest first; only those about `version`
-    (running it or updating to it) when given."""
+#: The device updates list's order (newest first), ending in a unique column.
+UPDATES_ORDER = ("reported_at", "device_id")
+
+
+async def device_updates(
+    db: Reader,
+    *,
+    version: str | None = None,
+    limit: int,
+    before: tuple[str, str] | None = None,
+) -> list[DeviceUpdate]:
+    """Up to `limit` devices' last word on their update, newest first, after the one whose
+    (reported_at as stored, device_id) is `before`; only those about `version` (running it
+    or updating to it) when given."""
     columns = (
         "device_id, running_version, state, target_version, reason, switch_silence_s, reported_at"
     )
-    if version is None:
-        rows = await db.fetchall(
-            f"SELECT {columns} FROM device_updates ORDER BY reported_at DESC LIMIT 1000"
-        )
-    else:
-        rows = await db.fetchall(
-            f"SELECT {columns} FROM device_updates WHERE target_version = ?"
-            " OR running_version = ? ORDER BY reported_at DESC LIMIT 1000",
-            (version, version),
-        )
+    where = ["1 = 1"]
+    params: dict[str, object] = {"limit": limit}
+    if version is not None:
+        where.append("(target_version = :version OR running_version = :version)")
+        params["version"] = version
+    if before is not None:
+        where.append(after_key(UPDATES_ORDER, descending=True))
+        params.update(key_params(before))
+    rows = await db.fetchall(
+        f"SELECT {columns} FROM device_updates WHERE {' AND '.join(where)}"
+        " ORDER BY reported_at DESC, device_id DESC LIMIT :limit",
+        params,
+    )
     return [
         DeviceUpdate(
             device_id=r["device_id"],
@@ -306,3 +320,8 @@ async def device_updates(db: Reader, *, version: str | None = None) -> list[Devi
         )
         for r in rows
     ]
+
+
+def update_key(update: DeviceUpdate) -> tuple[str, str]:
+    """A device update's place in UPDATES_ORDER, as `device_updates` takes it in `before`."""
+    return iso(update.reported_at), update.device_id
