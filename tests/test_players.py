@@ -331,6 +331,20 @@ async def test_vlc_audio_fault_clears_once_an_item_is_heard_whole(
     assert EventType.ENDED not in events.kinds_for("first")
 
 
+async def test_vlc_an_output_tried_on_the_way_to_one_that_works_fails_nothing(
+    vlc_player: tuple[VlcPlayer, Events], short_wav: Path
+) -> None:
+    player, events = vlc_player
+    await player.play(audio_item("heard", short_wav))
+    # What libvlc logs when PulseAudio is down and it goes on to ALSA, which works.
+    await asyncio.to_thread(
+        player._from_vlc_log, "PulseAudio server connection failure: Connection refused"
+    )
+    await events.wait_for(EventType.ENDED, "heard")
+    assert EventType.ERROR not in events.kinds_for("heard")
+    assert player.health().faults == ()
+
+
 def _clip(path: Path, *, sound: bool) -> Path:
     """A real half-second MP4 from ffmpeg, with or without a sound track."""
     inputs = ["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=0.5"]

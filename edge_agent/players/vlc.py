@@ -41,7 +41,7 @@ from .base import (
     PlayItem,
     self_check,
 )
-from .vlc_log import VlcErrorLog, is_audio_output_error
+from .vlc_log import VlcErrorLog, audio_output_lost, is_audio_output_error
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,9 @@ class VlcPlayer:
         # The token of the item whose airing the audio output failed (it is failed once).
         self._audio_failed_token: int | None = None
         self._reason_token: int | None = None  # the item `audio_failure` was first said of
+        # The first audio error logged of an item (its token), kept as the reason if the
+        # sound turns out lost: it names the device, the messages after it only echo it.
+        self._first_error: tuple[int | None, str] = (None, "")
         self._halts: set[asyncio.Task[None]] = set()
         self._fullscreen = fullscreen and video
         self.stop_timeout_s = stop_timeout_s
@@ -306,7 +309,11 @@ class VlcPlayer:
             pass  # the loop closed meanwhile
 
     def _on_audio_error(self, token: int, message: str) -> None:
-        """The audio output failed: libvlc plays on in silence, so the item is failed here.
+        """An error of the audio output. Only one that says the sound is lost
+        (`audio_output_lost`) fails anything: libvlc logs others on its way to an output
+        that works (PulseAudio down, then ALSA). Then libvlc plays on in silence, so the
+        item is failed here, with the first audio error said of it as the reason (it names
+        the device).
 
         Only an audio item's airing is failed (a board's video still shows its pictures);
         the fault is kept for the health report either way."""
@@ -319,18 +326,22 @@ class VlcPlayer:
             and token == self._token
             and (starting or self._state is PlayerState.PLAYING)
         )
+        if live and token != self._first_error[0]:
+            self._first_error = (token, message)
+        if not audio_output_lost(message):
+            return
+        reason = self._first_error[1] if live else message
         if live and token != self._reason_token:
-            # An item's first message names the device; the ones after it only echo it.
             self._reason_token = token
-            self.audio_failure = message
+            self.audio_failure = reason
         elif self.audio_failure is None:
-            self.audio_failure = message
+            self.audio_failure = reason
         if not live or item is None or token == self._audio_failed_token:
             return
         if item.kind is not BulletinKind.AUDIO:
             return
         self._audio_failed_token = token
-        detail = f"audio output failed: {message}"
+        detail = f"audio output failed: {reason}"
         log.error("%s: %s", item.bulletin_id, detail)
         self._state = PlayerState.ERROR
         if waiter is not None and starting:

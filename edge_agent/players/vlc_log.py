@@ -30,10 +30,22 @@ _vsnprintf = _libc.vsnprintf
 _vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
 
 
+#: Messages that say the sound is lost, not merely that one output was tried and another
+#: will be: the decoder found no output at all, or the device refused the samples.
+_LOST = ("failed to create audio output", "cannot write samples")
+
+
 def is_audio_output_error(message: str) -> bool:
-    """Whether a libVLC error message says the audio output failed."""
+    """Whether a libVLC error message is about the audio output."""
     lowered = message.lower()
     return any(word in lowered for word in _AUDIO_WORDS)
+
+
+def audio_output_lost(message: str) -> bool:
+    """Whether a libVLC error message says the sound did not reach the device (libVLC also
+    logs errors of outputs it gives up for the next one, PulseAudio before ALSA)."""
+    lowered = message.lower()
+    return any(sign in lowered for sign in _LOST)
 
 
 class VlcErrorLog:
