@@ -31,8 +31,9 @@ _vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes
 
 
 #: Messages that say the sound is lost, not merely that one output was tried and another
-#: will be: the decoder found no output at all, or the device refused the samples.
-_LOST = ("failed to create audio output", "cannot write samples")
+#: will be: the decoder found no output at all, or the device refused the samples or
+#: could not be brought back (VLC 3's ALSA and OSS outputs, a card unplugged mid-airing).
+_LOST = ("failed to create audio output", "cannot write samples", "cannot recover playback stream")
 
 
 def is_audio_output_error(message: str) -> bool:
