@@ -1,11 +1,16 @@
 """Audio (and video on boards) through libvlc.
 
-Two libvlc hazards shape this file. libvlc must not be called from inside its own event
+Three libvlc hazards shape this file. libvlc must not be called from inside its own event
 callbacks (python-vlc #77: it deadlocks), so callbacks only hand a note to the asyncio loop
 with `call_soon_threadsafe` and everything happens there. And `stop()` has been seen to hang
 (python-vlc #74), so it runs in a throw-away thread with a deadline; a stop that misses the
 deadline leaves its MediaPlayer behind, a fresh one takes over, and `stuck_stops` counts it
 for the health report (`health()`).
+
+A third: libvlc plays on in silence when the audio output cannot open or loses its device
+(to Playing and Ended, as if all were well). Its error log is the only sign, so the player
+listens to it (vlc_log.py): an audio item whose sound is lost is stopped and failed, and
+`health()` names the fault with libvlc's words until an item is heard whole.
 
 Every libvlc call other than that stop runs on the loop thread; they are all quick (well under
 a millisecond) once the instance exists, which is what keeps pre-emption in the tens of ms.
