@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge_agent")
 
 TEST_TONE_ID = "__test_tone__"
+#: A command's ack reason when the device tried and its player failed (the detail says why).
+PLAY_FAILED = "play_failed"
 T = TypeVar("T")
 
 #: Who asked for a control: the commune's LAN page or a technician ("local"), or a command
@@ -127,6 +129,9 @@ class Programme(AgentPart):
         #: (ScheduleInput.held_back). In memory only: a restart gives each a new chance.
         self.failures: dict[str, int] = {}
         self.held_back: dict[str, datetime] = {}
+        #: The hub command of the test tone on air, answered when it ends (`_answer_test`).
+        self._test_ack: str | None = None
+        self._failure_detail = ""  # the player's words for the failure being closed
         self.volume_override: int | None = None
         self.last_decision: Decision | None = None
         #: The scheduler's view of the held bulletins, built again only when the manifest, the
@@ -480,6 +485,8 @@ class Programme(AgentPart):
     ) -> None:
         if self.current is current:
             self.current = None
+        if current.item.bulletin_id == TEST_TONE_ID:
+            self._answer_test(outcome)
         if current.bulletin is None:
             return  # a test tone: not an airing of anything
         now = self.agent.clock.now()
@@ -559,11 +566,13 @@ class Programme(AgentPart):
                 )
             elif event.type is EventType.ERROR:
                 log.error("player failed on %s: %s", event.bulletin_id, event.detail)
+                self._failure_detail = event.detail
                 await self.close_current(
                     PlayOutcome.FAILED,
                     event.position_s,
                     counts_as_aired=failure_counts(current.slot),
                 )
+                self._failure_detail = ""
 
     async def _handle_controls(self) -> None:
         agent = self.agent
@@ -620,9 +629,30 @@ class Programme(AgentPart):
                 self.current = Current(None, item, "test", agent.clock.now(), None)
                 if self.sounds(item):
                     await agent.relay.before_audio(False)
-                await player.play(item)
+                try:
+                    await player.play(item)
+                except Exception as exc:  # the loop goes on; the hub hears why
+                    log.error("%s could not play: %s", control, exc)
+                    self.current = None
+                    self._answer(command_id, AckStatus.REFUSED, PLAY_FAILED, str(exc)[:500])
+                    continue
                 agent.announce_play(item)
-                self._answer(command_id, AckStatus.APPLIED)
+                if control == "test_tone":
+                    # Answered once it is heard out (or fails): libVLC says "playing" before
+                    # it knows whether the sound reached the loudspeaker.
+                    self._test_ack = command_id
+                else:
+                    self._answer(command_id, AckStatus.APPLIED)
+
+    def _answer_test(self, outcome: PlayOutcome) -> None:
+        """Answer the hub's test tone now that it ended: heard out or cut short (it played),
+        or failed (with the player's words)."""
+        command_id, self._test_ack = self._test_ack, None
+        if outcome is PlayOutcome.FAILED:
+            detail, self._failure_detail = self._failure_detail, ""
+            self._answer(command_id, AckStatus.REFUSED, PLAY_FAILED, detail[:500] or None)
+        else:
+            self._answer(command_id, AckStatus.APPLIED)
 
     def _answer(
         self,

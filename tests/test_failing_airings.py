@@ -23,6 +23,7 @@ from aiohttp import web
 from edge_agent.local_http import create_local_app
 from edge_agent.players.vlc import VlcPlayer
 from edge_agent.scheduler import failure_backoff
+from hub.appkeys import CONNECTIONS
 from loa_contract import PlayOutcome
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.e2e import LiveHub, enroll_agent, live_hub, tone_bytes
@@ -141,5 +142,35 @@ async def test_a_speaker_without_its_sound_card_says_so_and_credits_nothing(
             await runner.cleanup()
         assert said["vi"].startswith("Không phát được ra loa") and "hw:9,9" in said["vi"]
         assert said["en"].startswith("The sound card could not be opened")
+    finally:
+        await speaker.stop()
+
+
+async def test_a_test_tone_into_a_dead_card_is_answered_as_failed(
+    hub: LiveHub, tmp_path: Path
+) -> None:
+    """The technician's own check: libVLC says "playing" before it knows the sound is lost,
+    so the answer waits for the tone to be heard out, or to fail."""
+    await hub.add_commune("xa-t")
+    speaker = await enroll_agent(
+        hub,
+        tmp_path / "speaker",
+        commune="xa-t",
+        kind="speaker",
+        profile="speaker-cluster",
+        player=VlcPlayer(["--aout=alsa", "--alsa-audio-device=hw:9,9"]),
+    )
+    device_id = speaker.identity.device_id
+    try:
+        await speaker.wait_until(speaker.status_connected, TIMEOUT)
+        sent = await hub.call(
+            "POST", f"/api/v1/devices/{device_id}/commands", json={"type": "test_tone"}, expect=202
+        )
+        async with asyncio.timeout(TIMEOUT):
+            await hub.app[CONNECTIONS].wait_answer(sent["command_id"])
+        answer = await hub.call("GET", f"/api/v1/devices/{device_id}/commands/{sent['command_id']}")
+        assert (answer["status"], answer["reason"]) == ("refused", "play_failed"), answer
+        assert "hw:9,9" in answer["detail"]
+        assert speaker.programme.current is None
     finally:
         await speaker.stop()
