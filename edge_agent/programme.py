@@ -627,9 +627,9 @@ class Programme(AgentPart):
                 )
                 await self._set_volume_for(Priority.NORMAL)
                 self.current = Current(None, item, "test", agent.clock.now(), None)
-                if self.sounds(item):
-                    await agent.relay.before_audio(False)
                 try:
+                    if self.sounds(item):
+                        await agent.relay.before_audio(False)
                     await player.play(item)
                 except Exception as exc:  # the loop goes on; the hub hears why
                     log.error("%s could not play: %s", control, exc)
