@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from . import groups, releases
 from .auth import Permission, User, require
-from .console import PageHandler, api, page, render, see_other
+from .console import PageHandler, api, page, page_cursor, pager_links, render, see_other
 from .errors import ApiError, validation_detail
 from .paging import Page
 from .web_session import check_csrf, page_user
@@ -41,7 +41,7 @@ async def _releases_page(
         request,
         user,
         releases.list_device_updates,
-        query=releases.DeviceUpdatesQuery(limit=50),
+        query=releases.DeviceUpdatesQuery(limit=50, before=page_cursor(request)),
     )
     device_groups = await api(request, user, groups.list_groups)
     auto_paused = [
@@ -53,6 +53,7 @@ async def _releases_page(
         status=status,
         listed=listed,
         recent=recent.body,
+        **pager_links(request, recent.next_before, "/releases"),
         device_groups=device_groups,
         auto_paused=auto_paused,
         errors=errors or [],

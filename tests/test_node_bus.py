@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 
 from bench.support import free_port
+from edge_agent.agent import TEST_TONE_ID
 from edge_agent.players.null import NullPlayer
 from edge_agent.speech import EspeakEngine
 from hub.appkeys import CONFIG, CONNECTIONS, NODE_OBJECTS
@@ -113,7 +114,8 @@ async def test_an_emergency_a_cancel_and_a_command_made_on_a_reach_an_agent_on_b
             commune="xa-n",
             kind="speaker",
             profile="speaker-cluster",
-            player=NullPlayer(default_duration_s=60.0),
+            # The test tone is answered once heard out: it lasts what the real one does.
+            player=NullPlayer(default_duration_s=60.0, durations={TEST_TONE_ID: 2.0}),
             speech=EspeakEngine(),
             poll_interval_s=3600,
         )

@@ -250,7 +250,7 @@ async def test_device_updates_page_past_a_thousand_devices_worth(hub: HubHarness
                 tx,
                 device_id,
                 running_version="0.1.0",
-                state="failed" if n % 3 else "done",
+                state="failed" if n % 3 else "updated",
                 target_version="0.2.0" if n % 2 else "0.3.0",
                 reason=None,
                 switch_silence_s=None,

@@ -312,3 +312,42 @@ async def test_the_console_and_the_cli_start_a_rollout_to_a_group(hub: HubHarnes
     offer = await _check(member, running_version="0.3.0")
     assert offer.release is not None
     assert member.keys.open(offer.release, ReleaseDescriptor).version == "0.2.0"
+
+
+async def test_the_console_pages_through_every_devices_word_on_its_update(
+    hub: HubHarness,
+) -> None:
+    from datetime import timedelta
+
+    from hub.store import releases as releases_store
+    from tests.browser import ConsoleSession
+
+    await hub.commune("00009")
+    ids = [(await hub.device("00009"))["id"] for _ in range(60)]
+    t0 = utcnow()
+    async with hub.app[DB].transaction() as tx:
+        for n, device_id in enumerate(ids):
+            await releases_store.save_device_update(
+                tx,
+                device_id,
+                running_version="0.2.0",
+                state="updated",
+                target_version="0.3.0",
+                reason=None,
+                switch_silence_s=4.2,
+                at=t0 - timedelta(seconds=n),
+            )
+    page = ConsoleSession(hub)
+    try:
+        await page.login(ADMIN, ADMIN_PASSWORD)
+        status, html = await page.get("/releases")
+        assert status == 200
+        first = re.findall(r'class="device-update" data-device="([^"]+)"', html)
+        assert first == ids[:50]
+        older = re.search(r'href="([^"]+)" id="next-page"', html)
+        assert older, "no link to the older ones"
+        status, html = await page.get(older[1].replace("&amp;", "&"))
+        assert re.findall(r'class="device-update" data-device="([^"]+)"', html) == ids[50:]
+        assert 'id="next-page"' not in html
+    finally:
+        await page.close()
