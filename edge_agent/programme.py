@@ -23,6 +23,7 @@ from loa_contract import (
     BroadcastWindow,
     BulletinKind,
     DeviceKind,
+    Fault,
     Manifest,
     ManifestBulletin,
     NowPlayingInfo,
@@ -419,7 +420,7 @@ class Programme(AgentPart):
         try:
             if self.sounds(item):
                 # Returns at once when the amplifier is already on: no pre-roll in that path.
-                await agent.relay.before_audio(bulletin.priority is Priority.EMERGENCY)
+                await self._amplifier_on(bulletin.priority is Priority.EMERGENCY)
             await player.play(item)
         except Exception as exc:
             log.error("could not play %s: %s", bulletin.id, exc)
@@ -629,7 +630,7 @@ class Programme(AgentPart):
                 self.current = Current(None, item, "test", agent.clock.now(), None)
                 try:
                     if self.sounds(item):
-                        await agent.relay.before_audio(False)
+                        await self._amplifier_on(False)
                     await player.play(item)
                 except Exception as exc:  # the loop goes on; the hub hears why
                     log.error("%s could not play: %s", control, exc)
@@ -643,6 +644,15 @@ class Programme(AgentPart):
                     self._test_ack = command_id
                 else:
                     self._answer(command_id, AckStatus.APPLIED)
+
+    async def _amplifier_on(self, emergency: bool) -> None:
+        """Switch the amplifier on before sound. If its GPIO fails, say so and play anyway:
+        an amplifier left powered, or wired past the relay, may still carry the sound, and
+        an airing not tried is certainly not heard."""
+        try:
+            await self.agent.relay.before_audio(emergency)
+        except Exception as exc:
+            self.agent.state_fault(Fault.RELAY_FAILED, f"{type(exc).__name__}: {exc}")
 
     def _answer_test(self, outcome: PlayOutcome) -> None:
         """Answer the hub's test tone now that it ended: heard out or cut short (it played),

@@ -87,6 +87,7 @@ REASON_CODES: dict[Fault, Level | tuple[Level, Level]] = {
     Fault.SCREEN_FROZEN: "fault",
     # The loudspeaker is silent while its player runs on: nothing it airs is heard.
     Fault.AUDIO_OUTPUT_FAILED: "fault",
+    Fault.RELAY_FAILED: "fault",
     # Something at rest on the device was altered and refused (it plays only what verifies).
     Fault.MANIFEST_TAMPERED: "fault",
     Fault.EMERGENCY_TAMPERED: "fault",

@@ -42,6 +42,10 @@ class Fault(StrEnum):
     """Trình phát bị treo: a stop did not return in time, the backend was replaced and the
     old one still hangs in libVLC (python-vlc #74). The hub also judges it from
     `player_stuck_stops_total`."""
+    RELAY_FAILED = "relay_failed"
+    """Không bật được ampli: the amplifier relay's GPIO could not be switched. The item is
+    played anyway (an amplifier left powered may still carry it), but the loudspeaker may be
+    silent: look at the relay and its wiring."""
     AUDIO_OUTPUT_FAILED = "audio_output_failed"
     """Không phát được ra loa: libVLC could not open the audio output (the sound card is
     missing, unplugged or held by another program), so the last airing was not heard; it

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 from gpiozero import Device
-from gpiozero.pins.mock import MockFactory
+from gpiozero.pins.mock import MockFactory, MockPin
 
 from edge_agent.profile import load_profile
 from edge_agent.relay import AmplifierRelay, NullRelay, build_relay
 from edge_agent.sdnotify import Watchdog, notify
+from loa_contract import Fault
 
 PIN = 17
 
@@ -153,3 +154,60 @@ def test_sd_notify_sends_one_datagram(tmp_path: Path) -> None:
 def test_gpiozero_default_factory_is_untouched() -> None:
     # The tests inject factories; nothing here may install a global one for other tests.
     assert Device.pin_factory is None or not isinstance(Device.pin_factory, MockFactory)
+
+
+class DeadPin(MockPin):
+    """A GPIO line whose writes fail once `dead` is set (a kernel driver gone, EIO)."""
+
+    dead = False
+
+    def _set_state(self, value: bool) -> None:
+        if self.dead:
+            raise OSError(5, "Input/output error")
+        super()._set_state(value)
+
+
+async def test_a_relay_that_cannot_switch_is_reported_and_the_emergency_plays_anyway(
+    tmp_path: Path,
+) -> None:
+    from edge_agent.players.null import NullPlayer
+    from edge_agent.speech import EspeakEngine
+    from loa_contract import Priority
+    from tests.e2e import LiveHub, enroll_agent
+
+    pins = MockFactory(pin_class=DeadPin)
+    relay = AmplifierRelay(PIN, pre_roll_s=0.02, idle_off_s=0.05, pin_factory=pins)
+    pin = pins.pin(PIN)
+    assert isinstance(pin, DeadPin)
+    pin.dead = True
+    hub = LiveHub(tmp_path / "hub")
+    await hub.start()
+    agent = None
+    try:
+        await hub.add_commune("xa-d")
+        agent = await enroll_agent(
+            hub,
+            tmp_path / "agent",
+            commune="xa-d",
+            kind="speaker",
+            profile="speaker-cluster",
+            player=NullPlayer(default_duration_s=60.0),
+            speech=EspeakEngine(),
+            start=False,
+        )
+        agent.relay = relay
+        await agent.start()
+        await agent.wait_until(agent.status_connected, 10)
+        await hub.call(
+            "POST", "/api/v1/emergencies", json={"title": "Cảnh báo lũ", "text": "Lũ."}, expect=201
+        )
+        async with asyncio.timeout(10):
+            item = await agent.play_started.get()
+        # The relay's failure did not cost the airing.
+        assert item.priority is Priority.EMERGENCY
+        faults = agent.active_faults()
+        assert "Input/output error" in faults[Fault.RELAY_FAILED]
+    finally:
+        if agent is not None:
+            await agent.stop()
+        await hub.close()
