@@ -30,6 +30,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import resource
 import sys
 import tempfile
@@ -170,10 +171,14 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000.0, 1)
 
 
+#: A commune code as the hub takes it (hub/communes.py).
+COMMUNE_CODE = r"[A-Za-z0-9_.-]{1,32}"
+
+
 def check_options(args: argparse.Namespace) -> tuple[str, dict[str, Any]] | None:
     """The message key (and its values) for the first bad argument, None when all are good."""
     if not args.hub.startswith(("http://", "https://")):
-        return "sim_bad_arg", {"name": "--hub", "reason": "http://… or https://…"}
+        return "sim_bad_arg", {"name": "--hub", "reason": "http://… | https://…"}
     if args.devices < 1:
         return "sim_bad_arg", {"name": "--devices", "reason": ">= 1"}
     if args.procs < 1 or args.procs > args.devices:
@@ -188,8 +193,9 @@ def check_options(args: argparse.Namespace) -> tuple[str, dict[str, Any]] | None
         return "sim_bad_arg", {"name": "--ramp", "reason": ">= 0"}
     if args.timeout <= 0:
         return "sim_bad_arg", {"name": "--timeout", "reason": "> 0"}
-    if not args.commune.strip():
-        return "sim_bad_arg", {"name": "--commune", "reason": "not empty"}
+    if not re.fullmatch(COMMUNE_CODE, args.commune):
+        # The hub's own rule for a commune code, said before anything is enrolled.
+        return "sim_bad_arg", {"name": "--commune", "reason": COMMUNE_CODE}
     return None
 
 

@@ -96,6 +96,8 @@ def _args(*extra: str) -> argparse.Namespace:
         (["--emergencies", "0"], "--emergencies"),
         (["--hub", "127.0.0.1:8080"], "--hub"),
         (["--commune", " "], "--commune"),
+        (["--commune", "<x>"], "--commune"),
+        (["--commune", "x" * 33], "--commune"),
         (["--ramp", "-1"], "--ramp"),
     ],
 )
