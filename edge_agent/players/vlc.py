@@ -30,12 +30,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import vlc
 
 from loa_contract import BulletinKind, Fault
 
+from .alsa_probe import PROC_ASOUND, missing_playback_device
 from .base import (
     EventSink,
     EventType,
@@ -167,6 +169,7 @@ class VlcPlayer:
         frame_sink: VideoFrameSink | None = None,
         stall_after_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        proc_asound: Path = PROC_ASOUND,
     ) -> None:
         self.kinds: frozenset[BulletinKind] = frozenset(kinds)
         video = BulletinKind.VIDEO in self.kinds
@@ -189,6 +192,10 @@ class VlcPlayer:
         # sound turns out lost: it names the device, the messages after it only echo it.
         self._first_error: tuple[int | None, str] = (None, "")
         self._halts: set[asyncio.Task[None]] = set()
+        #: The ALSA device sound goes to, looked for at each health sample (alsa_probe.py);
+        #: None when the output is not ALSA (dummy, PulseAudio, libvlc's own choice).
+        self.alsa_device = _alsa_device(args)
+        self._proc_asound = proc_asound
         self._fullscreen = fullscreen and video
         self.stop_timeout_s = stop_timeout_s
         self.start_timeout_s = start_timeout_s
@@ -568,9 +575,19 @@ class VlcPlayer:
             self._slot.mp.audio_set_volume(self._volume)
         # Otherwise it is applied when the next item starts.
 
+    def output_problem(self) -> str | None:
+        """Why the sound cannot reach the loudspeaker now, if it cannot: the ALSA device is
+        not there, or the last airing's sound was lost (until an item is heard whole)."""
+        failure = self.audio_failure
+        if self.alsa_device is not None:
+            missing = missing_playback_device(self.alsa_device, self._proc_asound)
+            if missing is not None:
+                return f"{missing}; last airing: {failure}" if failure else missing
+        return failure
+
     def health(self) -> PlayerHealth:
         faults = self_check(self.screen_fault, "libvlc")
-        failure = self.audio_failure
+        failure = self.output_problem()
         if failure is None:
             return PlayerHealth(self._state, self.stuck_stops, faults)
         return PlayerHealth(
@@ -592,3 +609,17 @@ class VlcPlayer:
                 self._media = None
             self._errors.detach(self._instance)
             self._instance.release()
+
+
+def _alsa_device(args: Sequence[str]) -> str | None:
+    """The ALSA device libvlc was told to play to (the last word wins, as in libvlc), or
+    None when its output is not ALSA."""
+    output = device = None
+    for arg in args:
+        if arg.startswith("--aout="):
+            output = arg.removeprefix("--aout=")
+        elif arg.startswith("--alsa-audio-device="):
+            device = arg.removeprefix("--alsa-audio-device=")
+    if output != "alsa":
+        return None
+    return device or "default"
