@@ -305,14 +305,20 @@ class PagerLinks(TypedDict):
     next_url: str | None
 
 
+#: Query parameters that only carry a flash after a form's redirect (see_other).
+FLASH_PARAMS = frozenset({"saved", "done", "deleted", "error"})
+
+
 def pager_links(
     request: web.Request, next_before: str | None, path: str | None = None
 ) -> PagerLinks:
     """The pager of a console list: its first page and its next one, same filters (on
     `path` when the list is a fragment of another page)."""
     here = request.rel_url
-    if path is not None:
-        here = here.with_path(path).with_query(here.query)
+    # A flash that said what the last form did ("saved", "deleted"…) is not the list's to
+    # carry: on another page it would say it again.
+    kept = {k: v for k, v in here.query.items() if k not in FLASH_PARAMS}
+    here = here.with_path(path or here.path).with_query(kept)
     first = here.with_query({k: v for k, v in here.query.items() if k != "before"})
     return {
         "first_url": str(first) if "before" in here.query else None,
