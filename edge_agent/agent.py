@@ -40,7 +40,7 @@ from .frames import FrameSender
 from .hubclient import HubClient
 from .identity import Identity
 from .parts import LoopQuiet
-from .players.base import Player, PlayItem
+from .players.base import Player, PlayerHealth, PlayItem
 from .profile import HardwareProfile
 from .programme import TEST_TONE_ID as TEST_TONE_ID
 from .programme import ControlOrigin, ControlRefused, Programme
@@ -379,13 +379,14 @@ class Agent:
         horizon = time.monotonic() - STATE_FAULT_SHOWN_S
         return sorted(f for f, (at, _) in self._state_faults.items() if at >= horizon)
 
-    def active_faults(self) -> dict[Fault, str]:
-        """Every fault the agent sees now, with its reason (fault -> reason)."""
+    def active_faults(self, player: PlayerHealth | None = None) -> dict[Fault, str]:
+        """Every fault the agent sees now, with its reason (fault -> reason). `player`: the
+        player's health if the caller has just sampled it (it looks at the sound card)."""
         horizon = time.monotonic() - STATE_FAULT_SHOWN_S
         found: dict[Fault, str] = {
             f: why for f, (at, why) in self._state_faults.items() if at >= horizon
         }
-        player = self.player.health()
+        player = player or self.player.health()
         for fault in player.faults:
             found.setdefault(fault, player.reasons.get(fault, ""))
         died = self.supervisor.died_recently()

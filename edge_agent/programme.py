@@ -132,7 +132,6 @@ class Programme(AgentPart):
         self.held_back: dict[str, datetime] = {}
         #: The hub command of the test tone on air, answered when it ends (`_answer_test`).
         self._test_ack: str | None = None
-        self._failure_detail = ""  # the player's words for the failure being closed
         self.volume_override: int | None = None
         self.last_decision: Decision | None = None
         #: The scheduler's view of the held bulletins, built again only when the manifest, the
@@ -475,19 +474,28 @@ class Programme(AgentPart):
             await self._recorded("the item resumed", store.save_suspended(None))
 
     async def close_current(
-        self, outcome: PlayOutcome, position: float, *, counts_as_aired: bool
+        self, outcome: PlayOutcome, position: float, *, counts_as_aired: bool, why: str = ""
     ) -> None:
+        """Close the airing on air; `why`: the player's words when it failed."""
         current, self.current = self.current, None
         if current is not None:
-            await self._close_play(current, outcome, position, counts_as_aired=counts_as_aired)
+            await self._close_play(
+                current, outcome, position, counts_as_aired=counts_as_aired, why=why
+            )
 
     async def _close_play(
-        self, current: Current, outcome: PlayOutcome, position: float, *, counts_as_aired: bool
+        self,
+        current: Current,
+        outcome: PlayOutcome,
+        position: float,
+        *,
+        counts_as_aired: bool,
+        why: str = "",
     ) -> None:
         if self.current is current:
             self.current = None
         if current.item.bulletin_id == TEST_TONE_ID:
-            self._answer_test(outcome)
+            self._answer_test(outcome, why)
         if current.bulletin is None:
             return  # a test tone: not an airing of anything
         now = self.agent.clock.now()
@@ -567,13 +575,12 @@ class Programme(AgentPart):
                 )
             elif event.type is EventType.ERROR:
                 log.error("player failed on %s: %s", event.bulletin_id, event.detail)
-                self._failure_detail = event.detail
                 await self.close_current(
                     PlayOutcome.FAILED,
                     event.position_s,
                     counts_as_aired=failure_counts(current.slot),
+                    why=event.detail,
                 )
-                self._failure_detail = ""
 
     async def _handle_controls(self) -> None:
         agent = self.agent
@@ -654,13 +661,12 @@ class Programme(AgentPart):
         except Exception as exc:
             self.agent.state_fault(Fault.RELAY_FAILED, f"{type(exc).__name__}: {exc}")
 
-    def _answer_test(self, outcome: PlayOutcome) -> None:
+    def _answer_test(self, outcome: PlayOutcome, why: str) -> None:
         """Answer the hub's test tone now that it ended: heard out or cut short (it played),
         or failed (with the player's words)."""
         command_id, self._test_ack = self._test_ack, None
         if outcome is PlayOutcome.FAILED:
-            detail, self._failure_detail = self._failure_detail, ""
-            self._answer(command_id, AckStatus.REFUSED, PLAY_FAILED, detail[:500] or None)
+            self._answer(command_id, AckStatus.REFUSED, PLAY_FAILED, why[:500] or None)
         else:
             self._answer(command_id, AckStatus.APPLIED)
 

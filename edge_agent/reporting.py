@@ -289,9 +289,7 @@ class Reporting(AgentPart):
             for fault in pi_faults:
                 details.setdefault(fault, "")
         player = agent.player.health()
-        for fault in player.faults:
-            details.setdefault(fault, player.reasons.get(fault, ""))
-        for fault, detail in agent.active_faults().items():
+        for fault, detail in agent.active_faults(player).items():
             details.setdefault(fault, detail)
         free = await asyncio.to_thread(free_bytes, agent.config.data_dir)
         reserve = agent.disk_reserve

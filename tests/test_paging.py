@@ -9,7 +9,7 @@ import asyncio
 import base64
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import pytest
 
 from hub.appkeys import DB
 from hub.paging import decode_cursor, encode_cursor
+from hub.store import releases as releases_store
 from hub.testing import HubHarness, running_hub
 from loa_contract import VN_TZ
 from tests.test_hub_device import publish
@@ -239,11 +240,13 @@ async def test_incidents_page_newest_first_with_ties_and_scope(hub: HubHarness) 
     assert closed == []
 
 
-async def test_device_updates_page_past_a_thousand_devices_worth(hub: HubHarness) -> None:
-    from hub.store import releases as releases_store
-
-    ids = [(await hub.device("00001"))["id"] for _ in range(30)]
-    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+async def device_updates(
+    hub: HubHarness, commune: str, count: int, at: Callable[[int], datetime]
+) -> list[str]:
+    """`count` new devices of `commune`, each with its word on an update from 0.1.0: the
+    n-th at `at(n)`, every third one "updated", the others "failed", to 0.2.0 or 0.3.0 by
+    turns. Their ids, in the order made."""
+    ids = [(await hub.device(commune))["id"] for _ in range(count)]
     async with hub.app[DB].transaction() as tx:
         for n, device_id in enumerate(ids):
             await releases_store.save_device_update(
@@ -254,8 +257,15 @@ async def test_device_updates_page_past_a_thousand_devices_worth(hub: HubHarness
                 target_version="0.2.0" if n % 2 else "0.3.0",
                 reason=None,
                 switch_silence_s=None,
-                at=t0 + timedelta(minutes=n // 4),  # four devices a minute: ties
+                at=at(n),
             )
+    return ids
+
+
+async def test_device_updates_page_past_a_thousand_devices_worth(hub: HubHarness) -> None:
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+    # Four devices a minute: ties the device id must break.
+    ids = await device_updates(hub, "00001", 30, lambda n: t0 + timedelta(minutes=n // 4))
     pages = await walk(hub, "/api/v1/device-updates?limit=4")
     listed = [(u["reported_at"], u["device_id"]) for page in pages for u in page]
     assert len(listed) == len(set(listed)) == 30 and {d for _, d in listed} == set(ids)

@@ -319,24 +319,12 @@ async def test_the_console_pages_through_every_devices_word_on_its_update(
 ) -> None:
     from datetime import timedelta
 
-    from hub.store import releases as releases_store
     from tests.browser import ConsoleSession
+    from tests.test_paging import device_updates
 
     await hub.commune("00009")
-    ids = [(await hub.device("00009"))["id"] for _ in range(60)]
     t0 = utcnow()
-    async with hub.app[DB].transaction() as tx:
-        for n, device_id in enumerate(ids):
-            await releases_store.save_device_update(
-                tx,
-                device_id,
-                running_version="0.2.0",
-                state="updated",
-                target_version="0.3.0",
-                reason=None,
-                switch_silence_s=4.2,
-                at=t0 - timedelta(seconds=n),
-            )
+    ids = await device_updates(hub, "00009", 60, lambda n: t0 - timedelta(seconds=n))
     page = ConsoleSession(hub)
     try:
         await page.login(ADMIN, ADMIN_PASSWORD)

@@ -305,7 +305,11 @@ class VlcPlayer:
         media = self._media
         if item.kind is not BulletinKind.VIDEO or media is None:
             return False
-        return any(track.type == vlc.TrackType.audio for track in media.tracks_get() or ())
+        try:
+            return any(track.type == vlc.TrackType.audio for track in media.tracks_get() or ())
+        except Exception:  # the ENDED that follows must go out whatever libvlc did here
+            log.exception("libvlc could not list the tracks of %s", item.path)
+            return False
 
     def _from_vlc_log(self, message: str) -> None:
         # libvlc's own thread, as in _from_vlc. The token is read here, at the moment of the
